@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole test suite: TypeScript (node:test) and the Python backend under every interpreter with torch.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+npx tsc -p . || { echo "build failed"; exit 1; }
+status=0
+node --test --test-reporter=spec --test-reporter-destination=stdout out/test/ || status=1
+for py in python3 /usr/bin/python3; do
+  if "$py" -c 'import torch, pytest' >/dev/null 2>&1; then
+    echo "== backend tests with $py ($("$py" -c 'import torch; print("torch", torch.__version__)'))"
+    "$py" -m pytest -q backend/tests || status=1
+  else
+    echo "== backend tests skipped for $py: it cannot import torch and pytest"
+  fi
+done
+exit $status
