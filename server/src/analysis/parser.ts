@@ -1,0 +1,132 @@
+// tree-sitter parsing for Python: one shared Parser, incremental re-parse, and position helpers.
+//
+// Given a JS string, the node binding reports indices and columns in UTF-16 code units (JS string
+// indices), not UTF-8 bytes (checked by test/analysis/parser.test.ts with non-ASCII text), so tree-sitter
+// points map to LSP positions one to one.
+import Parser = require('tree-sitter');
+// tree-sitter-python has no type declarations; it is a Language object.
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+const Python: Parser.Language = require('tree-sitter-python');
+import type { Position, Range, Span } from './types';
+
+export type Tree = Parser.Tree;
+export type SyntaxNode = Parser.SyntaxNode;
+export type Edit = Parser.Edit;
+
+let shared: Parser | undefined;
+
+/** The process-wide Python parser (parsing is synchronous, so one instance is enough). */
+export function getParser(): Parser {
+  if (!shared) {
+    shared = new Parser();
+    shared.setLanguage(Python);
+  }
+  return shared;
+}
+
+export function getPythonLanguage(): Parser.Language {
+  return Python;
+}
+
+// The binding reads a JS string through a callback in chunks; a buffer larger than the default keeps
+// big files to few round trips.
+const PARSE_OPTIONS = { bufferSize: 64 * 1024 };
+
+/**
+ * Parse Python source. With `previous`, the old tree is edited with `previous.edit` (which must describe the
+ * change from the old text to `text`) and reused, so only the changed region is re-parsed.
+ */
+export function parsePython(text: string, previous?: { tree: Tree; edit?: Edit }): Tree {
+  const parser = getParser();
+  if (previous) {
+    if (previous.edit) previous.tree.edit(previous.edit);
+    return parser.parse(text, previous.tree, PARSE_OPTIONS);
+  }
+  return parser.parse(text, null, PARSE_OPTIONS);
+}
+
+/** Line start offsets of a text, for offset <-> LSP position conversion (LSP line breaks: \n, \r\n, \r). */
+export class LineIndex {
+  readonly starts: number[];
+  constructor(readonly text: string) {
+    const starts = [0];
+    for (let i = 0; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      if (c === 10) starts.push(i + 1);
+      else if (c === 13) {
+        if (text.charCodeAt(i + 1) === 10) i++;
+        starts.push(i + 1);
+      }
+    }
+    this.starts = starts;
+  }
+  positionAt(offset: number): Position {
+    offset = Math.max(0, Math.min(offset, this.text.length));
+    let lo = 0;
+    let hi = this.starts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (this.starts[mid] <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return { line: lo, character: offset - this.starts[lo] };
+  }
+  offsetAt(pos: Position): number {
+    if (pos.line < 0) return 0;
+    if (pos.line >= this.starts.length) return this.text.length;
+    const start = this.starts[pos.line];
+    const next = pos.line + 1 < this.starts.length ? this.starts[pos.line + 1] : this.text.length;
+    return Math.max(start, Math.min(start + pos.character, next));
+  }
+  rangeOf(span: Span): Range {
+    return { start: this.positionAt(span.start), end: this.positionAt(span.end) };
+  }
+}
+
+/** tree-sitter point -> LSP position (identical numbers: rows are lines, columns are UTF-16 units). */
+export function pointToPosition(p: Parser.Point): Position {
+  return { line: p.row, character: p.column };
+}
+
+export function nodeRange(node: SyntaxNode): Range {
+  return { start: pointToPosition(node.startPosition), end: pointToPosition(node.endPosition) };
+}
+
+export function nodeSpan(node: SyntaxNode): Span {
+  return { start: node.startIndex, end: node.endIndex };
+}
+
+/**
+ * The tree-sitter edit for replacing `range` (LSP, in `oldText`) with `newText`. Pass it to
+ * parsePython(newFullText, {tree, edit}) for incremental re-parse.
+ */
+export function editFor(oldText: string, range: Range, newText: string, lines?: LineIndex): Edit {
+  const idx = lines ?? new LineIndex(oldText);
+  const startIndex = idx.offsetAt(range.start);
+  const oldEndIndex = idx.offsetAt(range.end);
+  const start = idx.positionAt(startIndex);
+  const oldEnd = idx.positionAt(oldEndIndex);
+  // New end point: walk the inserted text.
+  let row = start.line;
+  let column = start.character;
+  for (let i = 0; i < newText.length; i++) {
+    const c = newText.charCodeAt(i);
+    if (c === 10) {
+      row++;
+      column = 0;
+    } else column++;
+  }
+  return {
+    startIndex,
+    oldEndIndex,
+    newEndIndex: startIndex + newText.length,
+    startPosition: { row: start.line, column: start.character },
+    oldEndPosition: { row: oldEnd.line, column: oldEnd.character },
+    newEndPosition: { row, column },
+  };
+}
+
+/** True when the tree has ERROR or MISSING nodes. */
+export function hasSyntaxErrors(tree: Tree): boolean {
+  return tree.rootNode.hasError;
+}
