@@ -5,7 +5,9 @@
 // Two equivalent graph forms:
 //  - 'fused':    com.microsoft DynamicQuantizeMatMul(A, B_int8, b_scale[N], b_zero_point, bias)
 //  - 'integer':  DynamicQuantizeLinear(A) -> MatMulInteger(A_u8, B_int8, a_zp) -> Cast -> Mul(a_scale*b_scale) -> Add bias
-// `npm run bench` / test/onnx measured both here (2 threads, AVX-512 VNNI): 'fused' was faster, and it is the default.
+// Measured here (2-layer encoder, hidden 768, seq 128, 2 threads, 40 runs, three rounds): both ran in 6.7-9.8 ms
+// vs FP32 20-23 ms, cosine 0.99999, with no consistent winner: ORT's 'all' optimization level fuses the
+// 'integer' form into the same kernel. 'integer' is the default because it uses standard ONNX ops only.
 import {
   Model, Node, DataType, indexGraph, constantTensor, tensorToFloat32, dims, attrInt, attrFloat,
   floatTensor, int8Tensor, makeNode, NameAllocator, removeUnused, topoSort, ensureOpset, intAttr,
@@ -20,7 +22,7 @@ export interface DynamicResult {
   form: DynamicForm;
 }
 
-export function quantizeDynamic(model: Model, form: DynamicForm = 'fused'): DynamicResult {
+export function quantizeDynamic(model: Model, form: DynamicForm = 'integer'): DynamicResult {
   const g = model.graph;
   const idx = indexGraph(g);
   const names = new NameAllocator(g);

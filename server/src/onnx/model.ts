@@ -213,6 +213,8 @@ export function constantTensor(idx: GraphIndex, name: string): Tensor | undefine
   const init = idx.initializers.get(name);
   if (init) return init;
   const p = idx.producer.get(name);
+  // The TorchScript exporter shares tied/deduplicated weights through Identity nodes.
+  if (p && p.op_type === 'Identity') return constantTensor(idx, p.input[0]);
   if (p && p.op_type === 'Constant') {
     const v = getAttr(p, 'value');
     if (v && v.t) return v.t;
