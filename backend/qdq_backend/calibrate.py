@@ -1,0 +1,368 @@
+"""Calibration: run batches through the model with calibrators attached, then set every quantizer's amax.
+
+Activations (per tensor) get both a histogram and a running max, so `set_method` can switch between
+max / entropy / percentile / mse without another pass over the data; memory is bins x quantizers.
+Weights are calibrated per channel with max, straight from the weight tensors.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import torch
+
+from .errors import QdqError
+from .loader import Project, QuantizerInfo, amax_value, forward_error, quantizer_summary
+
+METHODS = ("max", "entropy", "percentile", "mse")
+HIST_SUMMARY_BUCKETS = 64
+CALIBRATION_FILE = "calibration.json"
+
+Progress = Callable[[str, int, Optional[int], str], None]
+
+
+class NonFinite(QdqError):
+    pass
+
+
+def _calibrator_classes() -> Tuple[Any, Any]:
+    from .calib import HistogramCalibrator, MaxCalibrator  # noqa: WPS433 - written by another part
+
+    return HistogramCalibrator, MaxCalibrator
+
+
+def _validate_method(params: Dict[str, Any]) -> Tuple[str, float]:
+    method = params.get("method", "percentile")
+    if method not in METHODS:
+        raise QdqError("config", f"method = {method!r} is not a calibration method",
+                       f"use one of {', '.join(METHODS)}")
+    percentile = params.get("percentile", 99.99)
+    if percentile is None:
+        percentile = 99.99
+    if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not 0 < percentile <= 100:
+        raise QdqError("config", f"percentile = {percentile!r} is not in (0, 100]",
+                       "use a percentile such as 99.99 (the default) or 99.999")
+    return method, float(percentile)
+
+
+def _site_text(q: QuantizerInfo) -> str:
+    return f"{q.site['cls']}.{q.site['attr']} ({q.name})"
+
+
+class _Collector:
+    """Calibrator hook for one activation quantizer: checks values, feeds histogram and max."""
+
+    def __init__(self, q: QuantizerInfo, hist: Any, maxcal: Any, check_cancel: Callable[[], None],
+                 batch_index: List[int]) -> None:
+        self.q = q
+        self.hist = hist
+        self.max = maxcal
+        self.check_cancel = check_cancel
+        self.batch_index = batch_index
+        self.calls = 0
+
+    def __call__(self, x: torch.Tensor) -> None:
+        # Checked here, inside forward, so a cancel stops even a long single batch.
+        self.check_cancel()
+        if not x.is_floating_point():
+            return
+        x = x.float()
+        if not bool(torch.isfinite(x).all()):
+            bad = "NaN" if bool(torch.isnan(x).any()) else "Inf"
+            raise NonFinite(
+                "nan",
+                f"{bad} in the input of quantizer {_site_text(self.q)} during calibration batch {self.batch_index[0]}",
+                "check the model and the calibration data for overflow (e.g. log of 0, division by 0, "
+                "uninitialised weights); calibration needs finite activations",
+            )
+        self.calls += 1
+        self.hist.collect(x)
+        self.max.collect(x)
+
+
+def _weight_amax(q: QuantizerInfo) -> Optional[torch.Tensor]:
+    weight = getattr(q.parent, "weight", None)
+    if not isinstance(weight, torch.Tensor):
+        return None
+    w = weight.detach().float().abs()
+    if not bool(torch.isfinite(w).all()):
+        raise QdqError("nan", f"the weight of {q.name} contains NaN or Inf",
+                       "the model's weights are broken: check the checkpoint the factory loads")
+    axis = getattr(q.module, "axis", None)
+    if axis is None:
+        return w.max()
+    axis = axis % w.dim()
+    dims = [d for d in range(w.dim()) if d != axis]
+    return w.amax(dim=dims) if dims else w
+
+
+def _hist_summary(hist: Any) -> Optional[Dict[str, Any]]:
+    counts, edges = _hist_arrays(hist)
+    if counts is None or edges is None or counts.numel() == 0:
+        return None
+    n = counts.numel()
+    size = int(math.ceil(n / HIST_SUMMARY_BUCKETS))
+    padded = torch.zeros(size * HIST_SUMMARY_BUCKETS, dtype=torch.float64)
+    padded[:n] = counts.double()
+    buckets = padded.reshape(HIST_SUMMARY_BUCKETS, size).sum(dim=1)
+    # 64 equal buckets over [0, edges_max]; the last may extend past the histogram's last edge.
+    bin_width = float(edges[1] - edges[0]) if edges.numel() > 1 else 0.0
+    edges_max = float(edges[0]) + bin_width * size * HIST_SUMMARY_BUCKETS
+    return {"bins": [float(b) for b in buckets], "edges_max": edges_max}
+
+
+def _hist_arrays(hist: Any) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+    for counts_name, edges_name in (("_calib_hist", "_calib_bin_edges"), ("hist", "bin_edges"),
+                                    ("histogram", "bin_edges"), ("_hist", "_bin_edges")):
+        counts = getattr(hist, counts_name, None)
+        edges = getattr(hist, edges_name, None)
+        if counts is not None and edges is not None:
+            return torch.as_tensor(counts).reshape(-1).double(), torch.as_tensor(edges).reshape(-1).double()
+    return None, None
+
+
+def _compute(state: Dict[str, Any], method: str, percentile: float) -> Optional[torch.Tensor]:
+    if method == "max":
+        amax = state["max"].compute_amax()
+    else:
+        amax = state["hist"].compute_amax(method, percentile=percentile)
+    if amax is None:
+        return None
+    return torch.as_tensor(amax, dtype=torch.float32).detach()
+
+
+def _activation_quantizers(project: Project, outputs: bool) -> List[QuantizerInfo]:
+    return [q for q in project.quantizers if q.role != "weight" and (outputs or q.role != "output")]
+
+
+def collect(project: Project, batches: int, outputs: bool, progress: Progress,
+            check_cancel: Callable[[], None], only: Optional[List[QuantizerInfo]] = None) -> Tuple[Dict[str, Dict[str, Any]], int]:
+    """One pass over the calibration data; returns per-quantizer {hist, max} states and batches seen."""
+    HistogramCalibrator, MaxCalibrator = _calibrator_classes()
+    targets = only if only is not None else _activation_quantizers(project, outputs)
+    batch_index = [0]
+    states: Dict[str, Dict[str, Any]] = {}
+    collectors: Dict[str, _Collector] = {}
+    for q in targets:
+        num_bits = int(getattr(q.module, "num_bits", 8))
+        unsigned = bool(getattr(q.module, "unsigned", False))
+        hist = HistogramCalibrator(num_bits=num_bits, axis=None, unsigned=unsigned)
+        maxcal = MaxCalibrator(num_bits=num_bits, axis=None, unsigned=unsigned)
+        states[q.name] = {"hist": hist, "max": maxcal}
+        collectors[q.name] = _Collector(q, hist, maxcal, check_cancel, batch_index)
+
+    saved = [(q.module, q.module.enabled, q.module.calibrator) for q in project.quantizers]
+    seen = 0
+    total = _batch_total(project, batches)
+    progress("calibrate", 0, total, f"calibrating {len(targets)} activation quantizers")
+    started = time.monotonic()
+    try:
+        for q in project.quantizers:
+            q.module.calibrator = None
+            q.module.enabled = False  # calibrate the float model (PQ does the same)
+        for q in targets:
+            q.module.calibrator = collectors[q.name]
+        project.model.eval()
+        for inputs in project.calibration_batches(batches):
+            check_cancel()
+            batch_index[0] = seen
+            for i, t in enumerate(inputs):
+                if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                    raise QdqError("nan", f"calibration batch {seen} input {i} contains NaN or Inf",
+                                   "clean the calibration data: every value must be finite")
+            try:
+                with torch.no_grad():
+                    project.model(*inputs)
+            except QdqError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the user's forward
+                raise forward_error(exc, f"the model's forward raised on calibration batch {seen}", project, inputs) from None
+            seen += 1
+            elapsed = time.monotonic() - started
+            progress("calibrate", seen, total, f"batch {seen}/{total if total else '?'} ({elapsed:.1f} s)")
+        check_cancel()
+    finally:
+        for module, enabled, calibrator in saved:
+            module.enabled = enabled
+            module.calibrator = calibrator
+    if seen == 0:
+        where = project.calibration_spec or "the random calibration data"
+        raise QdqError("no_data", f"calibration-data {where} yielded no batches",
+                       "make it yield at least one batch (check the dataset path and filters), "
+                       "or remove calibration-data to calibrate on random normal data")
+    for name, collector in collectors.items():
+        states[name]["calls"] = collector.calls
+    return states, seen
+
+
+def _batch_total(project: Project, batches: int) -> Optional[int]:
+    if project.calibration_source is None:
+        return batches
+    return batches
+
+
+def _apply(project: Project, states: Dict[str, Dict[str, Any]], method: str, percentile: float,
+           progress: Progress, check_cancel: Callable[[], None]) -> Dict[str, Dict[str, Any]]:
+    """Compute and load amax for the activation quantizers in `states`; return per-name extras."""
+    extras: Dict[str, Dict[str, Any]] = {}
+    names = [q for q in project.quantizers if q.name in states]
+    total = len(names)
+    for index, q in enumerate(names):
+        check_cancel()
+        state = states[q.name]
+        if state.get("calls", 1) == 0:
+            q.module.set_amax(None)
+            extras[q.name] = {"method": None, "note": "never called during calibration"}
+            continue
+        amax = _compute(state, method, percentile)
+        q.module.set_amax(amax)
+        extras[q.name] = {"method": method, "hist": _hist_summary(state["hist"])}
+        progress("histogram", index + 1, total, f"{method}: {q.name}")
+    return extras
+
+
+def _calibrate_weights(project: Project) -> None:
+    for q in project.quantizers:
+        if q.role == "weight":
+            amax = _weight_amax(q)
+            q.module.set_amax(amax)
+
+
+def _result(project: Project, extras: Dict[str, Dict[str, Any]], out_dir: str, batches_seen: int,
+            seconds: float, method: str, percentile: float) -> Dict[str, Any]:
+    listed = []
+    for q in project.quantizers:
+        if q.role == "output" and q.name not in extras:
+            continue
+        entry = quantizer_summary(q)
+        entry["amax"] = amax_value(q.module)
+        if q.role == "weight":
+            entry["method"] = "max" if entry["amax"] is not None else None
+        else:
+            extra = extras.get(q.name, {})
+            entry["method"] = extra.get("method")
+            if extra.get("hist") is not None:
+                entry["hist"] = extra["hist"]
+        listed.append(entry)
+    calibration_file = _write_calibration(project, listed, out_dir, batches_seen, method, percentile)
+    return {"quantizers": listed, "calibration_file": calibration_file, "batches_seen": batches_seen,
+            "seconds": round(seconds, 3), "method": method, "percentile": percentile,
+            "calibration_data_kind": project.calibration_data_kind}
+
+
+def site_key(site: Dict[str, str]) -> str:
+    return f"{site['file']}::{site['cls']}.{site['attr']}"
+
+
+def _write_calibration(project: Project, listed: List[Dict[str, Any]], out_dir: str, batches_seen: int,
+                       method: str, percentile: float) -> str:
+    sites: Dict[str, Dict[str, Any]] = {}
+    for entry in listed:
+        key = site_key(entry["site"])
+        slot = sites.setdefault(key, {"site": entry["site"], "quantizers": []})
+        slot["quantizers"].append({k: v for k, v in entry.items() if k != "site"})
+    document = {
+        "version": 1,
+        "model": project.factory,
+        "model_class": type(project.model).__name__,
+        "method": method,
+        "percentile": percentile,
+        "batches_seen": batches_seen,
+        "calibration_data_kind": project.calibration_data_kind,
+        "quantizers": listed,
+        "sites": sites,
+    }
+    path = os.path.join(out_dir, CALIBRATION_FILE)
+    write_atomic(path, json.dumps(document, indent=1, allow_nan=False).encode("utf-8"))
+    return path
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    directory = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def prepare_out_dir(params: Dict[str, Any]) -> str:
+    out_dir = params.get("out_dir")
+    if not isinstance(out_dir, str) or not out_dir:
+        raise QdqError("config", "out_dir is missing", "set out-dir in [tool.qdq] (default: qdq-out)")
+    out_dir = os.path.abspath(out_dir)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as exc:
+        raise QdqError("config", f"cannot create the output directory {out_dir}: {exc.strerror}",
+                       "choose a writable out-dir in [tool.qdq]") from None
+    return out_dir
+
+
+def calibrate(project: Project, params: Dict[str, Any], progress: Progress,
+              check_cancel: Callable[[], None]) -> Dict[str, Any]:
+    method, percentile = _validate_method(params)
+    batches = params.get("batches", 8)
+    if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1:
+        raise QdqError("config", f"batches = {batches!r} is not a positive integer",
+                       "set batches = 8 (or another count of calibration batches) in [tool.qdq]")
+    outputs = bool(params.get("outputs", False)) or params.get("target") == "ort-cpu"
+    out_dir = prepare_out_dir(params)
+    started = time.monotonic()
+    # A failed or cancelled calibration leaves the previous amax values (and calibration.json) intact.
+    previous = {q.name: q.module.amax for q in project.quantizers}
+    try:
+        states, seen = collect(project, batches, outputs, progress, check_cancel)
+        _calibrate_weights(project)
+        extras = _apply(project, states, method, percentile, progress, check_cancel)
+    except BaseException:
+        for q in project.quantizers:
+            q.module.amax = previous[q.name]
+        raise
+    project.calibration_state = {"states": states, "batches_seen": seen, "batches": batches,
+                                 "method": method, "percentile": percentile, "out_dir": out_dir,
+                                 "outputs": outputs}
+    return _result(project, extras, out_dir, seen, time.monotonic() - started, method, percentile)
+
+
+def set_method(project: Project, params: Dict[str, Any], progress: Progress,
+               check_cancel: Callable[[], None]) -> Dict[str, Any]:
+    method, percentile = _validate_method(params)
+    state = project.calibration_state
+    if not state.get("states"):
+        raise QdqError("config", "set_method before calibrate", "calibrate first; set_method reuses its histograms")
+    started = time.monotonic()
+    previous = {q.name: q.module.amax for q in project.quantizers}
+    try:
+        extras = _apply(project, state["states"], method, percentile, progress, check_cancel)
+    except BaseException:
+        for q in project.quantizers:
+            q.module.amax = previous[q.name]
+        raise
+    state["method"], state["percentile"] = method, percentile
+    out_dir = params.get("out_dir") or state["out_dir"]
+    if params.get("out_dir"):
+        out_dir = prepare_out_dir(params)
+    return _result(project, extras, out_dir, state["batches_seen"], time.monotonic() - started, method, percentile)
+
+
+def ensure_outputs_calibrated(project: Project, progress: Progress, check_cancel: Callable[[], None]) -> None:
+    """For target ort-cpu: calibrate the weighted layers' output quantizers if calibrate skipped them."""
+    missing = [q for q in project.quantizers if q.role == "output" and q.module.amax is None]
+    state = project.calibration_state
+    if not missing or not state.get("states"):
+        return
+    states, _seen = collect(project, state["batches"], True, progress, check_cancel, only=missing)
+    _apply(project, states, state["method"], state["percentile"], progress, check_cancel)
+    state["states"].update(states)

@@ -1,0 +1,394 @@
+"""ONNX export: the FP32 model (quantizers off) and the INT8 QDQ model (calibrated quantizers on).
+
+TorchScript-based exporter first (the only one on torch 1.13; `dynamo=False` on 2.x), the dynamo-based
+one as a fallback where the TorchScript one is missing or fails. Either way the INT8 file is checked
+for one QuantizeLinear/DequantizeLinear pair per quantizer call before it is kept. Every file is written
+to a temporary name in out_dir and renamed into place, so a failed export leaves no file behind.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import tempfile
+import traceback
+import warnings
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import torch
+
+from .calibrate import ensure_outputs_calibrated, prepare_out_dir, write_atomic
+from .errors import QdqError, describe
+from .loader import Inputs, Project, QuantizerInfo
+
+Progress = Callable[[str, int, Optional[int], str], None]
+
+FP32_FILE = "model.fp32.onnx"
+INT8_FILE = "model.int8.onnx"
+EVAL_FILE = "eval.json"
+EVAL_BIN = "eval.bin"
+TARGETS = ("tensorrt", "ort-cpu")
+DEFAULT_EVAL_BATCHES = 50
+EVAL_BYTES_LIMIT = 64 * 1024 * 1024
+EVAL_BATCHES_WITHOUT_LABELS = 4
+
+
+def _onnx():
+    try:
+        import onnx  # noqa: WPS433 - optional
+
+        return onnx
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _params(params: Dict[str, Any]) -> Tuple[int, bool, str, bool, int]:
+    opset = params.get("opset", 13)
+    if opset is None:
+        opset = 13
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset < 13:
+        raise QdqError("config", f"opset = {opset!r}: QDQ export needs opset 13 or higher",
+                       "set opset = 13 (or higher) in [tool.qdq]; per-channel QuantizeLinear needs 13")
+    target = params.get("target", "tensorrt") or "tensorrt"
+    if target not in TARGETS:
+        raise QdqError("config", f"target = {target!r} is not an export target", f"use one of {', '.join(TARGETS)}")
+    eval_batches = params.get("eval_batches", DEFAULT_EVAL_BATCHES)
+    if isinstance(eval_batches, bool) or not isinstance(eval_batches, int) or eval_batches < 1:
+        raise QdqError("config", f"eval_batches = {eval_batches!r} is not a positive integer", "pass a count such as 50")
+    return opset, bool(params.get("dynamic_batch", False)), target, bool(params.get("fold_weights", False)), eval_batches
+
+
+# -- counting Q/DQ nodes ------------------------------------------------------------------------------
+
+def count_qdq(path: str) -> Dict[str, int]:
+    """QuantizeLinear / DequantizeLinear node counts, with onnx when installed, else from the protobuf bytes."""
+    onnx = _onnx()
+    if onnx is not None:
+        model = onnx.load(path, load_external_data=False)
+        ops = [n.op_type for n in model.graph.node]
+        return {"quantize": ops.count("QuantizeLinear"), "dequantize": ops.count("DequantizeLinear")}
+    with open(path, "rb") as handle:
+        data = handle.read()
+    # NodeProto.op_type is field 4, length-delimited: tag byte 0x22, then the length, then the name.
+    return {"quantize": data.count(b"\x22\x0eQuantizeLinear"), "dequantize": data.count(b"\x22\x10DequantizeLinear")}
+
+
+# -- exporting ---------------------------------------------------------------------------------------------
+
+def _export_supports(name: str) -> bool:
+    try:
+        return name in inspect.signature(torch.onnx.export).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _run_exporter(model: torch.nn.Module, args: Inputs, path: str, opset: int, dynamic_batch: bool,
+                  input_names: List[str], output_names: List[str], dynamo: bool) -> None:
+    dynamic_axes = None
+    if dynamic_batch:
+        dynamic_axes = {name: {0: "batch"} for name in list(input_names) + list(output_names)}
+    kwargs: Dict[str, Any] = {
+        "opset_version": opset,
+        "input_names": list(input_names),
+        "output_names": list(output_names),
+        "dynamic_axes": dynamic_axes,
+        "do_constant_folding": True,
+    }
+    if _export_supports("dynamo"):
+        kwargs["dynamo"] = dynamo
+        if dynamo:
+            kwargs["external_data"] = False
+    elif dynamo:
+        raise RuntimeError("this torch has no dynamo-based ONNX exporter")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TracerWarnings and deprecation notices: noise for the user
+        with torch.no_grad():
+            torch.onnx.export(model, args, path, **kwargs)
+
+
+def _export_to(out_dir: str, final_name: str, model: torch.nn.Module, args: Inputs, opset: int, dynamic_batch: bool,
+               input_names: List[str], output_names: List[str], expected_pairs: int,
+               fold_weights: bool) -> Tuple[str, str, Dict[str, int], bool]:
+    """Export into a temp file, check it, rename into place. Returns (path, exporter, qdq counts, folded)."""
+    final = os.path.join(out_dir, final_name)
+    attempts = [False, True] if _export_supports("dynamo") else [False]
+    failures: List[str] = []
+    for dynamo in attempts:
+        exporter = "dynamo" if dynamo else "torchscript"
+        fd, tmp = tempfile.mkstemp(prefix="." + final_name + ".", suffix=".tmp", dir=out_dir)
+        os.close(fd)
+        try:
+            _run_exporter(model, args, tmp, opset, dynamic_batch, input_names, output_names, dynamo)
+            if not os.path.isfile(tmp) or os.path.getsize(tmp) == 0:
+                raise RuntimeError("the exporter wrote no file")
+            counts = count_qdq(tmp)
+            if counts["quantize"] < expected_pairs or counts["dequantize"] < expected_pairs:
+                raise RuntimeError(
+                    f"the {exporter} exporter produced {counts['quantize']} QuantizeLinear / {counts['dequantize']} "
+                    f"DequantizeLinear nodes, expected at least {expected_pairs} pairs")
+            folded = False
+            if fold_weights:
+                folded = fold_weight_quantizers(tmp)
+                if folded:
+                    counts = count_qdq(tmp)
+            os.replace(tmp, final)
+            return final, exporter, counts, folded
+        except Exception as exc:  # noqa: BLE001 - try the next exporter, report all
+            failures.append(f"{exporter}: {describe(exc)}\n" + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-3000:])
+        finally:
+            for leftover in (tmp, tmp + ".data"):
+                if os.path.exists(leftover):
+                    os.unlink(leftover)
+    first_line = failures[0].splitlines()[0] if failures else "unknown failure"
+    raise QdqError(
+        "export",
+        f"ONNX export of {final_name} failed: {first_line}",
+        "the model uses an operation the ONNX exporter cannot express; see detail. Try another opset, or keep the "
+        "offending layer in float (qdq_quant.keep_float). On torch 2.x the dynamo exporter needs `pip install onnxscript`.",
+        detail="\n\n".join(failures),
+    )
+
+
+def fold_weight_quantizers(path: str) -> bool:
+    """Replace FP32 weight -> QuantizeLinear with an INT8 initializer (needs the onnx package)."""
+    onnx = _onnx()
+    if onnx is None:
+        return False
+    import numpy as np  # noqa: WPS433 - onnx depends on numpy
+    from onnx import numpy_helper  # noqa: WPS433
+
+    model = onnx.load(path)
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    constants = {}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            constants[node.output[0]] = node.attribute[0].t
+
+    def value(name: str) -> Optional[Any]:
+        if name in inits:
+            return numpy_helper.to_array(inits[name])
+        if name in constants:
+            return numpy_helper.to_array(constants[name])
+        return None
+
+    keep = []
+    folded = 0
+    for node in graph.node:
+        if node.op_type == "QuantizeLinear" and len(node.input) >= 3:
+            x, scale, zero = value(node.input[0]), value(node.input[1]), value(node.input[2])
+            if x is not None and scale is not None and zero is not None and x.dtype == np.float32:
+                axis = 1
+                for attr in node.attribute:
+                    if attr.name == "axis":
+                        axis = attr.i
+                if scale.ndim == 1 and scale.size > 1:
+                    shape = [1] * x.ndim
+                    shape[axis % x.ndim] = -1
+                    scale_b = scale.reshape(shape)
+                    zero_b = zero.reshape(shape).astype(np.float32)
+                else:
+                    scale_b, zero_b = scale, zero.astype(np.float32)
+                info = np.iinfo(zero.dtype)
+                q = np.clip(np.rint(x / scale_b) + zero_b, info.min, info.max).astype(zero.dtype)
+                graph.initializer.append(numpy_helper.from_array(q, node.output[0]))
+                folded += 1
+                continue
+        keep.append(node)
+    if not folded:
+        return False
+    del graph.node[:]
+    graph.node.extend(keep)
+    # drop initializers and constants nothing reads any more (the FP32 weights)
+    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    alive = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(alive)
+    nodes = [n for n in graph.node if not (n.op_type == "Constant" and n.output[0] not in used)]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.save(model, path)
+    return True
+
+
+# -- quantizer switching -----------------------------------------------------------------------------------
+
+class _QuantizerState:
+    """Sets quantizers for one export and puts them back afterwards."""
+
+    def __init__(self, project: Project) -> None:
+        self.saved = [(q.module, q.module.enabled, q.module.calibrator) for q in project.quantizers]
+
+    def restore(self) -> None:
+        for module, enabled, calibrator in self.saved:
+            module.enabled = enabled
+            module.calibrator = calibrator
+
+
+def _count_calls(project: Project, active: List[QuantizerInfo]) -> int:
+    """Quantizer calls in one forward: each becomes one Q/DQ pair in the graph."""
+    calls = [0]
+
+    def hook(module: Any, inputs: Any, output: Any) -> None:
+        calls[0] += 1
+
+    handles = [q.module.register_forward_hook(hook) for q in active]
+    try:
+        with torch.no_grad():
+            project.model(*project.example_inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    return calls[0]
+
+
+# -- evaluation inputs ---------------------------------------------------------------------------------------
+
+def _eval_dtype(t: torch.Tensor) -> Tuple[torch.Tensor, str]:
+    if t.is_floating_point():
+        return t.detach().float().contiguous(), "float32"
+    return t.detach().long().contiguous(), "int64"
+
+
+def _labels_tensor(labels: Any) -> Optional[torch.Tensor]:
+    if labels is None:
+        return None
+    labels = torch.as_tensor(labels).detach()
+    if labels.is_floating_point() and labels.dim() == 2:
+        labels = labels.argmax(dim=1)  # one-hot
+    return labels.reshape(-1).long().contiguous()
+
+
+def _rechunk(batches: List[Tuple[Inputs, Optional[torch.Tensor]]], size: int) -> List[Tuple[Inputs, Optional[torch.Tensor]]]:
+    """Fixed-batch ONNX files take exactly `size` rows: cut the eval data into batches of that size."""
+    n_inputs = len(batches[0][0])
+    cats = [torch.cat([b[0][i] for b in batches], dim=0) for i in range(n_inputs)]
+    have_labels = all(b[1] is not None for b in batches)
+    labels = torch.cat([b[1] for b in batches]) if have_labels else None  # type: ignore[misc]
+    total = cats[0].shape[0]
+    out = []
+    for start in range(0, total - size + 1, size):
+        out.append((tuple(c[start:start + size] for c in cats),
+                    labels[start:start + size] if labels is not None and labels.numel() == total else None))
+    return out
+
+
+def _write_eval(project: Project, out_dir: str, dynamic_batch: bool, limit: int,
+                progress: Progress, check_cancel: Callable[[], None]) -> str:
+    batches: List[Tuple[Inputs, Optional[torch.Tensor]]] = []
+    if project.eval_source is not None:
+        size = 0
+        for inputs, labels in project.eval_batches(limit):
+            check_cancel()
+            batches.append((inputs, _labels_tensor(labels)))
+            size += sum(t.numel() * 8 for t in inputs)
+            if size > EVAL_BYTES_LIMIT:
+                break
+        if not batches:
+            raise QdqError("no_data", f"eval-data {project.eval_spec} yielded no batches",
+                           "make it yield (inputs, labels) batches, or remove eval-data")
+    else:
+        batches = [(inputs, None) for inputs in project.calibration_batches(min(limit, EVAL_BATCHES_WITHOUT_LABELS))]
+        if not batches:
+            batches = [(project.example_inputs, None)]
+    example = project.example_inputs
+    if not dynamic_batch:
+        fixed = all(len(b[0]) == len(example) and all(t.shape == e.shape for t, e in zip(b[0], example)) for b in batches)
+        if not fixed:
+            try:
+                batches = _rechunk(batches, example[0].shape[0]) or [(example, None)]
+            except RuntimeError:
+                batches = [(example, None)]
+            batches = [b for b in batches if all(t.shape == e.shape for t, e in zip(b[0], example))] or [(example, None)]
+    meta: List[Dict[str, Any]] = []
+    blob = bytearray()
+    for inputs, labels in batches:
+        entry: Dict[str, Any] = {"inputs": []}
+        for name, t in zip(project.input_names, inputs):
+            t, dtype = _eval_dtype(t)
+            data = t.cpu().numpy().astype("<f4" if dtype == "float32" else "<i8").tobytes()
+            entry["inputs"].append({"name": name, "dtype": dtype, "shape": list(t.shape),
+                                    "offset": len(blob), "length": len(data)})
+            blob.extend(data)
+        if labels is not None:
+            data = labels.cpu().numpy().astype("<i8").tobytes()
+            entry["labels"] = {"offset": len(blob), "length": len(data), "dtype": "int64", "shape": list(labels.shape)}
+            blob.extend(data)
+        meta.append(entry)
+    document = {"batches": meta, "labelled": project.eval_source is not None,
+                "source": "eval-data" if project.eval_source is not None else project.calibration_data_kind}
+    bin_path = os.path.join(out_dir, EVAL_BIN)
+    json_path = os.path.join(out_dir, EVAL_FILE)
+    write_atomic(bin_path, bytes(blob))
+    write_atomic(json_path, json.dumps(document, indent=1).encode("utf-8"))
+    progress("export", 3, 3, f"wrote {len(meta)} evaluation batches")
+    return json_path
+
+
+def export(project: Project, params: Dict[str, Any], progress: Progress,
+           check_cancel: Callable[[], None]) -> Dict[str, Any]:
+    opset, dynamic_batch, target, fold_weights, eval_batches = _params(params)
+    out_dir = prepare_out_dir(params)
+    quantizers = [q for q in project.quantizers if q.role != "output"]
+    if not quantizers:
+        raise QdqError("config", f"{type(project.model).__name__} has no quantizers, so the INT8 model would be FP32",
+                       "quantize the model first (qdq quantize, or the editor's 'Quantize' code action)")
+    if all(q.module.amax is None for q in quantizers):
+        raise QdqError("config", "the quantizers are not calibrated", "run calibrate before export")
+    if target == "ort-cpu":
+        ensure_outputs_calibrated(project, progress, check_cancel)
+    check_cancel()
+
+    model = project.model
+    model.eval()
+    args = project.example_inputs
+    state = _QuantizerState(project)
+    written: List[str] = []
+    try:
+        for q in project.quantizers:
+            q.module.calibrator = None
+            q.module.enabled = False
+        progress("export", 0, 3, "exporting the FP32 model")
+        fp32, fp32_exporter, _, _ = _export_to(out_dir, FP32_FILE, model, args, opset, dynamic_batch,
+                                              project.input_names, project.output_names, 0, False)
+        written.append(fp32)
+        check_cancel()
+        active = []
+        for q in project.quantizers:
+            on = q.role != "output" or target == "ort-cpu"
+            q.module.enabled = on
+            if on and q.module.amax is not None:
+                active.append(q)
+        expected = _count_calls(project, active)
+        progress("export", 1, 3, f"exporting the INT8 QDQ model ({len(active)} quantizers, target {target})")
+        int8, exporter, counts, folded = _export_to(out_dir, INT8_FILE, model, args, opset, dynamic_batch,
+                                                   project.input_names, project.output_names, expected, fold_weights)
+        written.append(int8)
+        check_cancel()
+        progress("export", 2, 3, "writing the evaluation inputs")
+        eval_file = _write_eval(project, out_dir, dynamic_batch, eval_batches, progress, check_cancel)
+    except BaseException:
+        # all or nothing: a failed or cancelled export leaves none of this run's files
+        for path in written:
+            if os.path.exists(path):
+                os.unlink(path)
+        raise
+    finally:
+        state.restore()
+    return {
+        "fp32_onnx": fp32,
+        "int8_onnx": int8,
+        "exporter": exporter,
+        "fp32_exporter": fp32_exporter,
+        "eval_file": eval_file,
+        "outputs": list(project.output_names),
+        "inputs": project.inputs_description(),
+        "target": target,
+        "opset": opset,
+        "qdq_nodes": counts,
+        "quantizer_calls": expected,
+        "weights_folded": folded,
+        "torch_version": torch.__version__,
+    }
+
