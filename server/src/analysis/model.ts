@@ -1,14 +1,665 @@
-// buildModelIndex: work in progress (the one-pass walker lands in the next commit).
-import type { Tree } from './parser';
-import type { ModelIndex } from './types';
+// buildModelIndex: one query pass (grammars/model-*.scm) over the tree, then a linear walk over the
+// matches in document order with a stack of enclosing classes/functions. Pure: tree + text in, data out.
+import type { SyntaxNode, Tree } from './parser';
+import { nodeRange, nodeSpan } from './parser';
+import { modelQuery } from './queries';
+import { CONTAINERS, POOL_FUNCTIONS, canonicalName, emptyImports, isLayerCtor, layerKind, scanImports } from './canonical';
+import type { DeclaredQuantizer, FunctionInfo, ImportInfo, Layer, ModelIndex, ModuleClass, Op, OpKind } from './types';
+
+/** Where generated lines go inside a class: after/before an anchor statement, with the body's indent. */
+export interface InsertAnchor {
+  /** 'after': on the line after the statement ending at `offset`; 'before': at the start of the line holding `offset`. */
+  kind: 'after' | 'before';
+  offset: number;
+  indent: string;
+}
+
+/** Extra data the fixes need; attached to ModuleClass objects as non-enumerable-by-contract optional fields. */
+export interface ClassAnchors {
+  declAnchor?: InsertAnchor;
+  initAnchor?: InsertAnchor;
+}
+
+interface Item {
+  kind: string;
+  start: number;
+  node: SyntaxNode;
+  caps: Record<string, SyntaxNode>;
+}
+
+type Frame =
+  | { kind: 'class'; end: number; cls: ModuleClass; node: SyntaxNode; bases: string[]; mentions: Set<string> }
+  | { kind: 'method'; end: number; cls: ModuleClass; name: string; scope: Scope }
+  | { kind: 'function'; end: number; fn: FunctionInfo; scope: Scope };
+
+interface Scope {
+  params: Set<string>;
+  firstParam?: string;
+  /** local name -> assignments (end offset, value is a plain identifier) in document order */
+  assigns: Map<string, { end: number; plain: boolean }[]>;
+  owner?: string;
+  /** First parameter annotated as an nn.Module. */
+  moduleTyped?: boolean;
+}
+
+interface PendingAdd {
+  op: Op;
+  node: SyntaxNode;
+  scope: Scope;
+  cls?: ModuleClass;
+  fn?: FunctionInfo;
+  augmented: boolean;
+}
+
+const LITERAL_TYPES = new Set([
+  'integer', 'float', 'string', 'concatenated_string', 'true', 'false', 'none', 'tuple', 'list', 'dictionary', 'set',
+  'list_comprehension', 'unary_operator',
+]);
+/** Names that are masks, positions, sizes or counters: additions with them are not skip connections. */
+const NOT_RESIDUAL_NAME = /mask|bias|pos|position|embed|offset|eps|scale|shape|size|len|idx|index|step|count|num|loss|total|sum/i;
+const SKIP_NAME = /^(identity|residual|shortcut|skip|res|skip_connection|inp)$/i;
+const NORM_ATTR = /norm|^ln(_?\d+|_f)?$|^ln_/i;
 
 export function buildModelIndex(tree: Tree, text: string): ModelIndex {
-  return {
-    classes: [],
-    functions: [],
-    topLevelOps: [],
-    imports: { torch: [], nn: [], functional: [], nnNames: {}, funcNames: {}, usesRelativeImports: false, insertAfterLine: -1 },
-    hasSyntaxErrors: tree.rootNode.hasError,
-    eol: text.includes('\r\n') ? '\r\n' : '\n',
+  const eol = detectEol(text);
+  try {
+    return build(tree, text, eol);
+  } catch {
+    // Analysis must never take the server down: a best-effort empty index instead.
+    return { classes: [], functions: [], imports: emptyImports(), topLevelOps: [], topLevelLayers: [], hasSyntaxErrors: true, eol };
+  }
+}
+
+export function detectEol(text: string): '\n' | '\r\n' {
+  const nl = text.indexOf('\n');
+  return nl > 0 && text.charCodeAt(nl - 1) === 13 ? '\r\n' : '\n';
+}
+
+function build(tree: Tree, text: string, eol: '\n' | '\r\n'): ModelIndex {
+  const root = tree.rootNode;
+  const imports = scanImports(root);
+  const canon = (n: SyntaxNode | null): string => (n && (n.type === 'attribute' || n.type === 'identifier') ? canonicalName(n.text, imports) : '');
+
+  const matches = modelQuery().matches(root);
+  const containers: Item[] = [];
+  const items: Item[] = [];
+  for (const m of matches) {
+    const caps: Record<string, SyntaxNode> = {};
+    for (const c of m.captures) caps[c.name] = c.node;
+    let kind = '';
+    for (const k of ['class', 'function', 'return', 'call', 'arg.ident', 'op.matmul', 'op.add', 'op.iadd', 'assign.self', 'assign.local']) {
+      if (caps[k]) {
+        kind = k;
+        break;
+      }
+    }
+    if (!kind) continue;
+    const node = caps[kind];
+    const start = fastStart(node);
+    if (kind === 'class' || kind === 'function') containers.push({ kind, start, node, caps });
+    else items.push({ kind, start, node, caps });
+  }
+  containers.sort((a, b) => a.start - b.start);
+  items.sort((a, b) => a.start - b.start);
+
+  const classes: ModuleClass[] = [];
+  const classFrames: Extract<Frame, { kind: 'class' }>[] = [];
+  const functions: FunctionInfo[] = [];
+  const functionScopes = new Map<FunctionInfo, Scope>();
+  const topLevelOps: Op[] = [];
+  const topLevelLayers: Layer[] = [];
+  const pendingHelperCalls: { node: SyntaxNode; name: string; cls?: ModuleClass; fn?: FunctionInfo }[] = [];
+  const pendingAdds: PendingAdd[] = [];
+  const stack: Frame[] = [];
+  let ci = 0;
+
+  const openContainer = (it: Item): void => {
+    const node = it.node;
+    if (it.kind === 'class') {
+      const name = it.caps['class.name']?.text ?? '';
+      const bases: string[] = [];
+      const sup = node.childForFieldName('superclasses');
+      if (sup) for (const b of sup.namedChildren) if (b.type === 'identifier' || b.type === 'attribute') bases.push(b.text);
+      const cls: ModuleClass = {
+        name, range: nodeRange(node), span: nodeSpan(node), bases, isModule: false,
+        layers: [], ops: [], quantizers: [], parameters: [], delegates: [],
+      };
+      const anchors = cls as ModuleClass & ClassAnchors;
+      anchors.initAnchor = bodyAnchor(node, text);
+      classes.push(cls);
+      const frame = { kind: 'class' as const, end: node.endIndex, cls, node, bases: bases.map((b) => canonicalName(b, imports)), mentions: new Set<string>() };
+      classFrames.push(frame);
+      stack.push(frame);
+      return;
+    }
+    // function_definition
+    const parent = node.parent?.type === 'decorated_definition' ? node.parent.parent : node.parent;
+    const name = it.caps['function.name']?.text ?? '';
+    const scope = makeScope(node);
+    if (parent?.type === 'block' && parent.parent?.type === 'class_definition') {
+      const top = stack[stack.length - 1];
+      if (top && top.kind === 'class' && top.node.id === parent.parent.id) {
+        const cls = top.cls;
+        scope.owner = 'self';
+        if (name === '__init__') {
+          cls.initRange = nodeRange(node);
+          cls.initSpan = nodeSpan(node);
+          const anchor = initDeclAnchor(node, text);
+          if (anchor) {
+            (cls as ModuleClass & ClassAnchors).declAnchor = anchor.anchor;
+            if (anchor.superLine !== undefined) cls.superInitLine = anchor.superLine;
+          }
+        } else if (name === 'forward') {
+          cls.forwardRange = nodeRange(node);
+          cls.forwardSpan = nodeSpan(node);
+        }
+        stack.push({ kind: 'method', end: node.endIndex, cls, name, scope });
+      }
+      return;
+    }
+    if (parent?.type === 'module') {
+      const fn: FunctionInfo = {
+        name, range: nodeRange(node), span: nodeSpan(node), params: [...scope.params], returnsLayer: false, layers: [], ops: [],
+      };
+      functions.push(fn);
+      functionScopes.set(fn, scope);
+      stack.push({ kind: 'function', end: node.endIndex, fn, scope });
+    }
+    // Nested functions are not containers: their contents belong to the enclosing method/function.
   };
+
+  for (const it of items) {
+    const start = it.start;
+    while (stack.length && stack[stack.length - 1].end <= start) stack.pop();
+    while (ci < containers.length && containers[ci].start <= start) {
+      const c = containers[ci++];
+      while (stack.length && stack[stack.length - 1].end <= c.start) stack.pop();
+      openContainer(c);
+    }
+    while (stack.length && stack[stack.length - 1].end <= start) stack.pop();
+    const top = stack[stack.length - 1];
+    let cls: ModuleClass | undefined;
+    let classFrame: Extract<Frame, { kind: 'class' }> | undefined;
+    let method: string | undefined;
+    let fn: FunctionInfo | undefined;
+    let scope: Scope | undefined;
+    if (top) {
+      if (top.kind === 'method') {
+        cls = top.cls;
+        method = top.name;
+        scope = top.scope;
+        const below = stack[stack.length - 2];
+        if (below && below.kind === 'class') classFrame = below;
+      } else if (top.kind === 'function') {
+        fn = top.fn;
+        method = top.fn.name;
+        scope = top.scope;
+      } else {
+        cls = top.cls;
+        classFrame = top;
+      }
+    }
+    const addOp = (op: Op): void => {
+      if (cls) cls.ops.push(op);
+      else if (fn) fn.ops.push(op);
+      else topLevelOps.push(op);
+    };
+    const addLayer = (layer: Layer): void => {
+      if (cls) cls.layers.push(layer);
+      else if (fn) fn.layers.push(layer);
+      else topLevelLayers.push(layer);
+    };
+
+    switch (it.kind) {
+      case 'return': {
+        if (!fn || top?.kind !== 'function') break;
+        let value = it.node.namedChildren[0];
+        if (!value) break;
+        value = unwrapQdq(value) ?? value;
+        if (value.type === 'call') {
+          const c = canon(value.childForFieldName('function'));
+          if (isLayerCtor(c) && !CONTAINERS.has(c)) {
+            fn.returnsLayer = true;
+            fn.returnedCtor = c;
+          }
+        }
+        break;
+      }
+      case 'call': {
+        const calleeNode = it.caps['call.callee'];
+        const argsNode = it.caps['call.args'];
+        const calleeText = calleeNode.text;
+        const c = canon(calleeNode);
+        if (c === 'qdq_quant.quant' || c === 'qdq_quant.keep_float') break;
+        if (isLayerCtor(c)) {
+          addLayer(makeLayer(it.node, argsNode, c, undefined));
+          break;
+        }
+        if (calleeNode.type === 'identifier') {
+          pendingHelperCalls.push({ node: it.node, name: calleeText, cls, fn });
+          if (classFrame) classFrame.mentions.add(calleeText);
+        }
+        const op = callOp(it.node, calleeNode, argsNode, c, method ?? '', scope, cls);
+        addOp(op);
+        break;
+      }
+      case 'arg.ident':
+        if (classFrame && method) classFrame.mentions.add(it.node.text);
+        break;
+      case 'op.matmul': {
+        const l = it.node.childForFieldName('left');
+        const r = it.node.childForFieldName('right');
+        const op = baseOp('matmul', '@', it.node, method ?? '', scope);
+        if (l && r) setOperands(op, [l, r], cls);
+        addOp(op);
+        break;
+      }
+      case 'op.add':
+      case 'op.iadd': {
+        const augmented = it.kind === 'op.iadd';
+        const op = baseOp(augmented ? 'iadd' : 'add', augmented ? '+=' : '+', it.node, method ?? '', scope);
+        addOp(op);
+        if (scope && method !== '__init__') pendingAdds.push({ op, node: it.node, scope, cls, fn, augmented });
+        break;
+      }
+      case 'assign.self': {
+        const obj = it.caps['assign.obj'].text;
+        const attr = it.caps['assign.attr'].text;
+        const value = it.caps['assign.value'];
+        if (!cls || obj !== 'self') break;
+        if (value.type === 'call') {
+          const callee = value.childForFieldName('function');
+          const c = canon(callee);
+          if (c === 'nn.Parameter' || c === 'nn.parameter.Parameter' || c === 'torch.Parameter') cls.parameters.push(attr);
+          else if (callee && /(^|\.)TensorQuantizer$/.test(callee.text)) {
+            const q: DeclaredQuantizer = {
+              name: attr, range: nodeRange(it.node), span: nodeSpan(it.node), generated: endsWithMarker(it.node, text),
+            };
+            cls.quantizers.push(q);
+          }
+        }
+        break;
+      }
+      case 'assign.local': {
+        if (!scope) break;
+        const name = it.caps['assign.name'].text;
+        const right = it.node.childForFieldName('right');
+        let list = scope.assigns.get(name);
+        if (!list) scope.assigns.set(name, (list = []));
+        list.push({ end: it.node.endIndex, plain: right?.type === 'identifier' });
+        break;
+      }
+    }
+  }
+  // Containers after the last item (empty classes/functions).
+  while (ci < containers.length) {
+    const c = containers[ci++];
+    while (stack.length && stack[stack.length - 1].end <= c.start) stack.pop();
+    openContainer(c);
+  }
+
+  // Module-ness: nn.* bases, local module classes (to a fixed point), or imported bases with a forward method.
+  const byName = new Map<string, ModuleClass>();
+  for (const cls of classes) byName.set(cls.name, cls);
+  for (const f of classFrames) if (f.bases.some((b) => isLayerCtor(b) || b === 'nn.Module')) f.cls.isModule = true;
+  for (let changed = true; changed; ) {
+    changed = false;
+    for (const f of classFrames) {
+      if (f.cls.isModule) continue;
+      if (f.cls.bases.some((b) => byName.get(b)?.isModule)) {
+        f.cls.isModule = true;
+        changed = true;
+      }
+    }
+  }
+  for (const f of classFrames) {
+    if (f.cls.isModule || !f.cls.forwardRange) continue;
+    if (f.cls.bases.some((b) => !byName.has(b) && b !== 'object')) f.cls.isModule = true;
+  }
+
+  // Layers built by module-level helper functions (torchvision's conv3x3/conv1x1).
+  const fnByName = new Map<string, FunctionInfo>();
+  for (const f of functions) fnByName.set(f.name, f);
+  for (const p of pendingHelperCalls) {
+    const helper = fnByName.get(p.name);
+    if (!helper || !helper.returnsLayer || !helper.returnedCtor) continue;
+    const layer = makeLayer(p.node, p.node.childForFieldName('arguments'), helper.returnedCtor, helper.name);
+    if (p.cls) p.cls.layers.push(layer);
+    else if (p.fn && p.fn !== helper) p.fn.layers.push(layer);
+    else if (!p.cls && !p.fn) topLevelLayers.push(layer);
+  }
+
+  // Functions that receive a module as their first parameter (HF's eager_attention_forward(module, q, k, v)).
+  const moduleFunctions = new Map<string, FunctionInfo>();
+  for (const f of functions) {
+    const scope = functionScopes.get(f)!;
+    if (scope.firstParam && (scope.firstParam === 'module' || scope.moduleTyped)) {
+      moduleFunctions.set(f.name, f);
+      scope.owner = scope.firstParam;
+    }
+  }
+  for (const f of classFrames) {
+    for (const name of f.mentions) {
+      const mf = moduleFunctions.get(name);
+      if (mf) f.cls.delegates.push({ func: name, paramName: functionScopes.get(mf)!.firstParam! });
+    }
+  }
+  for (const f of functions) {
+    const owner = functionScopes.get(f)!.owner;
+    if (owner) for (const op of f.ops) op.owner = owner;
+  }
+
+  // Residual adds, now that layers (norm attributes) and local assignments are known.
+  for (const p of pendingAdds) classifyAdd(p, text);
+
+  return { classes, functions, imports, topLevelOps, topLevelLayers, hasSyntaxErrors: root.hasError, eol };
+}
+
+// The node binding keeps a node's start byte (UTF-16: 2 bytes per code unit) in its transfer fields; reading
+// it avoids one native call per node. Checked against startIndex once, with a fallback if the layout changes.
+let fastStartOk: boolean | undefined;
+function fastStart(n: SyntaxNode): number {
+  const raw = (n as unknown as Record<number, unknown>)[2];
+  if (fastStartOk === undefined) fastStartOk = typeof raw === 'number' && raw / 2 === n.startIndex;
+  return fastStartOk ? (raw as number) / 2 : n.startIndex;
+}
+
+function makeScope(fnNode: SyntaxNode): Scope {
+  const params = new Set<string>();
+  let firstParam: string | undefined;
+  let moduleTyped = false;
+  const ps = fnNode.childForFieldName('parameters');
+  if (ps) {
+    for (const p of ps.namedChildren) {
+      let nameNode: SyntaxNode | null = null;
+      if (p.type === 'identifier') nameNode = p;
+      else if (p.type === 'typed_parameter') nameNode = p.namedChildren[0];
+      else if (p.type === 'default_parameter' || p.type === 'typed_default_parameter') nameNode = p.childForFieldName('name');
+      if (!nameNode || nameNode.type !== 'identifier') continue;
+      const name = nameNode.text;
+      if (firstParam === undefined) {
+        firstParam = name;
+        if (p.type === 'typed_parameter' && /(^|\.)Module$/.test(p.childForFieldName('type')?.text ?? '')) moduleTyped = true;
+      }
+      if (name !== 'self') params.add(name);
+    }
+  }
+  return { params, firstParam, assigns: new Map(), moduleTyped };
+}
+
+function baseOp(kind: OpKind, callee: string, node: SyntaxNode, method: string, scope?: Scope): Op {
+  return {
+    kind, callee, method, range: nodeRange(node), span: nodeSpan(node),
+    operands: [], operandSpans: [], quantizedOperands: [], operandQuantizers: [], operandIsParam: [],
+    owner: scope?.owner,
+  };
+}
+
+const MATMUL_KINDS: Record<string, OpKind> = {
+  'torch.matmul': 'matmul', 'torch.mm': 'matmul', 'torch.bmm': 'bmm', 'torch.einsum': 'einsum', 'F.linear': 'linear',
+};
+
+function callOp(node: SyntaxNode, calleeNode: SyntaxNode, argsNode: SyntaxNode, c: string, method: string, scope: Scope | undefined, cls?: ModuleClass): Op {
+  let kind: OpKind = MATMUL_KINDS[c] ?? (POOL_FUNCTIONS.has(c) ? 'pool' : 'call');
+  const args: SyntaxNode[] = [];
+  const kw: Record<string, SyntaxNode> = {};
+  for (const a of argsNode.namedChildren) {
+    if (a.type === 'keyword_argument') {
+      const n = a.childForFieldName('name');
+      const v = a.childForFieldName('value');
+      if (n && v) kw[n.text] = v;
+    } else if (a.type !== 'comment') args.push(a);
+  }
+  // Tensor-method forms: a.matmul(b), a.bmm(b).
+  let methodObj: SyntaxNode | null = null;
+  if (kind === 'call' && calleeNode.type === 'attribute') {
+    const attr = calleeNode.childForFieldName('attribute')?.text;
+    if ((attr === 'matmul' || attr === 'bmm') && !c.startsWith('torch.') && args.length === 1) {
+      kind = attr === 'matmul' ? 'matmul' : 'bmm';
+      methodObj = calleeNode.childForFieldName('object');
+    }
+  }
+  const op = baseOp(kind, calleeNode.text, node, method, scope);
+  if (kind === 'matmul' || kind === 'bmm') {
+    const a = methodObj ?? args[0] ?? kw['input'];
+    const b = methodObj ? args[0] : args[1] ?? kw['other'] ?? kw['mat2'];
+    if (a && b) setOperands(op, [a, b], cls);
+  } else if (kind === 'einsum') {
+    let ops = args.slice(1);
+    if (ops.length === 1 && (ops[0].type === 'list' || ops[0].type === 'tuple')) ops = ops[0].namedChildren;
+    if (ops.length === 2 && ops.every((o) => o.type !== 'list_splat' && o.type !== 'comment')) setOperands(op, ops, cls);
+  } else if (kind === 'linear') {
+    const x = args[0] ?? kw['input'];
+    if (x) setOperands(op, [x], cls);
+  }
+  if (kind === 'call' || kind === 'pool') {
+    op.args = args.map((a) => a.text);
+    const kwargs: Record<string, string> = {};
+    for (const k of Object.keys(kw)) kwargs[k] = kw[k].text;
+    op.kwargs = kwargs;
+  }
+  return op;
+}
+
+function setOperands(op: Op, nodes: SyntaxNode[], cls?: ModuleClass): void {
+  for (const n of nodes) {
+    op.operands.push(nodeRange(n));
+    op.operandSpans.push(nodeSpan(n));
+    const q = quantizerCallName(n);
+    op.quantizedOperands.push(q !== null);
+    op.operandQuantizers.push(q);
+    op.operandIsParam.push(isParamExpr(n, cls));
+  }
+}
+
+/** `self.x_quantizer(E)` / `module.x_quantizer(E)` -> `x_quantizer`. */
+export function quantizerCallName(n: SyntaxNode): string | null {
+  if (n.type !== 'call') return null;
+  const f = n.childForFieldName('function');
+  if (!f || f.type !== 'attribute') return null;
+  const attr = f.childForFieldName('attribute')?.text ?? '';
+  return attr.endsWith('_quantizer') ? attr : null;
+}
+
+/** Weights and parameters are not activations: `self.weight`, `module.proj.weight.t()`, nn.Parameter attributes. */
+function isParamExpr(n: SyntaxNode, cls?: ModuleClass): boolean {
+  const t = n.text;
+  if (/(^|\.)(weight|bias)(\.t\(\)|\.T|\.transpose\([^()]*\))?$/.test(t)) return true;
+  const m = /^(self|module)\.(\w+)(\.t\(\)|\.T|\.transpose\([^()]*\))?$/.exec(t);
+  if (m && cls && cls.parameters.includes(m[2])) return true;
+  return n.type === 'integer' || n.type === 'float';
+}
+
+function unwrapQdq(n: SyntaxNode): SyntaxNode | null {
+  if (n.type !== 'call') return null;
+  const f = n.childForFieldName('function')?.text;
+  if (f !== 'qdq_quant.quant' && f !== 'qdq_quant.keep_float') return null;
+  const args = n.childForFieldName('arguments');
+  if (!args || args.namedChildCount !== 1) return null;
+  return args.namedChildren[0];
+}
+
+function makeLayer(callNode: SyntaxNode, argsNode: SyntaxNode | null, ctor: string, inHelper: string | undefined): Layer {
+  let outer = callNode;
+  let wrapped: Layer['wrapped'] = null;
+  let wrapperSpan;
+  const p = callNode.parent;
+  if (p && p.type === 'argument_list' && p.namedChildCount === 1 && p.parent?.type === 'call') {
+    const f = p.parent.childForFieldName('function')?.text;
+    if (f === 'qdq_quant.quant' || f === 'qdq_quant.keep_float') {
+      wrapped = f === 'qdq_quant.quant' ? 'quant' : 'keep_float';
+      outer = p.parent;
+      wrapperSpan = nodeSpan(outer);
+    }
+  }
+  let attr: string | undefined;
+  const a = outer.parent;
+  if (a && a.type === 'assignment') {
+    const left = a.childForFieldName('left');
+    if (left && left.type === 'attribute' && left.childForFieldName('object')?.text === 'self') attr = left.childForFieldName('attribute')?.text;
+  }
+  let container: string | undefined;
+  let up: SyntaxNode | null = outer.parent;
+  for (let depth = 0; up && depth < 8; depth++, up = up.parent) {
+    if (up.type === 'call') {
+      const f = up.childForFieldName('function')?.text ?? '';
+      const m = /(^|\.)(Sequential|ModuleList|ModuleDict)$/.exec(f);
+      if (m) {
+        container = 'nn.' + m[2];
+        break;
+      }
+    }
+    if (up.type.endsWith('statement') || up.type === 'block') break;
+  }
+  const args: string[] = [];
+  const kwargs: Record<string, string> = {};
+  if (argsNode) {
+    for (const x of argsNode.namedChildren) {
+      if (x.type === 'keyword_argument') {
+        const n = x.childForFieldName('name');
+        const v = x.childForFieldName('value');
+        if (n && v) kwargs[n.text] = v.text;
+      } else if (x.type !== 'comment') args.push(x.text);
+    }
+  }
+  const layer: Layer = {
+    ctor, kind: layerKind(ctor), callRange: nodeRange(callNode), callSpan: nodeSpan(callNode), wrapped, args, kwargs,
+  };
+  if (attr) layer.attr = attr;
+  if (wrapperSpan) layer.wrapperSpan = wrapperSpan;
+  if (inHelper) layer.inHelper = inHelper;
+  if (container) layer.container = container;
+  return layer;
+}
+
+function endsWithMarker(stmt: SyntaxNode, text: string): boolean {
+  let end = text.indexOf('\n', stmt.endIndex);
+  if (end < 0) end = text.length;
+  return /#\s*qdq\s*\r?$/.test(text.slice(stmt.endIndex, end));
+}
+
+/** The indentation of `node`'s line when `node` is the first thing on it, else undefined. */
+function indentOf(node: SyntaxNode, text: string): string | undefined {
+  const lineStart = text.lastIndexOf('\n', node.startIndex - 1) + 1;
+  const indent = text.slice(lineStart, node.startIndex);
+  return /^[ \t]*$/.test(indent) ? indent : undefined;
+}
+
+function bodyStatements(block: SyntaxNode): SyntaxNode[] {
+  return block.namedChildren.filter((c) => c.type !== 'comment');
+}
+
+function isDocstring(st: SyntaxNode): boolean {
+  return st.type === 'expression_statement' && st.namedChildCount === 1 && st.namedChildren[0].type === 'string';
+}
+
+/** Where a generated `__init__` goes in a class without one: after the docstring, else before the first statement. */
+function bodyAnchor(classNode: SyntaxNode, text: string): InsertAnchor | undefined {
+  const body = classNode.childForFieldName('body');
+  if (!body || body.startPosition.row === classNode.startPosition.row) return undefined;
+  const sts = bodyStatements(body);
+  if (!sts.length) return undefined;
+  const indent = indentOf(sts[0], text);
+  if (indent === undefined || indent === '') return undefined;
+  if (isDocstring(sts[0])) return { kind: 'after', offset: sts[0].endIndex, indent };
+  return { kind: 'before', offset: sts[0].startIndex, indent };
+}
+
+/** Where quantizer declarations go in __init__: after `super().__init__(...)`, else first (after a docstring). */
+function initDeclAnchor(fnNode: SyntaxNode, text: string): { anchor: InsertAnchor; superLine?: number } | undefined {
+  const body = fnNode.childForFieldName('body');
+  if (!body) return undefined;
+  const sts = bodyStatements(body);
+  if (!sts.length) return undefined;
+  const indent = indentOf(sts[0], text);
+  if (indent === undefined || indent === '') return undefined; // body on the def line
+  for (const st of sts) {
+    if (st.type !== 'expression_statement') continue;
+    const call = st.namedChildren[0];
+    if (call?.type !== 'call') continue;
+    const f = call.childForFieldName('function')?.text ?? '';
+    if (/^super\([^)]*\)\.__init__$/.test(f) || /\.__init__$/.test(f)) {
+      // Only a statement that ends its line is a safe anchor.
+      const stIndent = indentOf(st, text);
+      if (stIndent === undefined) continue;
+      return { anchor: { kind: 'after', offset: st.endIndex, indent: stIndent }, superLine: st.endPosition.row };
+    }
+  }
+  if (isDocstring(sts[0])) return { anchor: { kind: 'after', offset: sts[0].endIndex, indent } };
+  return { anchor: { kind: 'before', offset: sts[0].startIndex, indent } };
+}
+
+function isLiteral(n: SyntaxNode): boolean {
+  return LITERAL_TYPES.has(n.type);
+}
+
+function lastName(n: SyntaxNode): string {
+  if (n.type === 'identifier') return n.text;
+  if (n.type === 'attribute') return n.childForFieldName('attribute')?.text ?? '';
+  return '';
+}
+
+function classifyAdd(p: PendingAdd, text: string): void {
+  const { op, node, scope } = p;
+  const left = node.childForFieldName('left');
+  const right = node.childForFieldName('right');
+  if (!left || !right) return;
+  // Functions only take part when they receive a module (quantizers need an owner object).
+  if (p.fn && !scope.owner) {
+    op.operands.push(nodeRange(left), nodeRange(right));
+    op.operandSpans.push(nodeSpan(left), nodeSpan(right));
+    op.quantizedOperands.push(false, false);
+    op.operandQuantizers.push(null, null);
+    op.operandIsParam.push(false, false);
+    return;
+  }
+  const bad = (n: SyntaxNode): boolean =>
+    isLiteral(n) || NOT_RESIDUAL_NAME.test(lastName(n)) || /\.size\(|\.shape|len\(|\.dim\(/.test(n.text) || n.type === 'binary_operator' && n.text.length > 200;
+  const setBoth = (): void => setOperands(op, [left, right], p.cls);
+  if (p.augmented) {
+    if (left.type !== 'identifier' || bad(right) || NOT_RESIDUAL_NAME.test(left.text)) return;
+    setOperands(op, [right], p.cls);
+    op.residual = true;
+    return;
+  }
+  if (bad(left) || bad(right)) return;
+  // `self.LayerNorm(a + b)`: the residual add feeding a norm (QDQBERT quantizes both inputs).
+  const parent = node.parent;
+  if (parent?.type === 'argument_list' && parent.namedChildCount === 1 && parent.parent?.type === 'call') {
+    const callee = parent.parent.childForFieldName('function');
+    const calleeAttr = callee?.type === 'attribute' && callee.childForFieldName('object')?.text === (scope.owner ?? 'self') ? callee.childForFieldName('attribute')?.text ?? '' : '';
+    const normLayer = calleeAttr && p.cls?.layers.some((l) => l.attr === calleeAttr && l.kind === 'norm');
+    if (calleeAttr && (normLayer || NORM_ATTR.test(calleeAttr))) {
+      setBoth();
+      op.residual = true;
+      op.feedsNorm = callee!.text;
+      return;
+    }
+  }
+  const pos = node.startIndex;
+  const assignsBefore = (name: string) => (scope.assigns.get(name) ?? []).filter((a) => a.end <= pos);
+  const qualifies = (n: SyntaxNode): boolean => {
+    if (n.type !== 'identifier') return false;
+    const name = n.text;
+    if (SKIP_NAME.test(name)) return true;
+    const before = assignsBefore(name);
+    if (scope.params.has(name) && before.length === 0) return true;
+    return before.length > 0 && before[before.length - 1].plain;
+  };
+  const ql = qualifies(left);
+  const qr = qualifies(right);
+  let residual: SyntaxNode | null = null;
+  if (ql !== qr) residual = ql ? left : right;
+  else {
+    // Pre-norm transformer block: `x = x + self.attn(self.norm1(x))`.
+    const a = parent?.type === 'assignment' ? parent.childForFieldName('left') : null;
+    if (a && a.type === 'identifier') {
+      if (left.type === 'identifier' && left.text === a.text && right.type === 'call') residual = left;
+      else if (right.type === 'identifier' && right.text === a.text && left.type === 'call') residual = right;
+    }
+  }
+  if (!residual) return;
+  setOperands(op, [residual], p.cls);
+  op.residual = true;
+  void text;
 }

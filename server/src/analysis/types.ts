@@ -145,6 +145,8 @@ export interface ModelIndex {
   imports: ImportInfo;
   /** Ops outside any class or function (module level). */
   topLevelOps: Op[];
+  /** Layers constructed outside any class or function. */
+  topLevelLayers: Layer[];
   /** The tree had ERROR/MISSING nodes (file mid-edit): the index is best-effort. */
   hasSyntaxErrors: boolean;
   /** `\r\n` when the file uses CRLF line endings, else `\n`. */
