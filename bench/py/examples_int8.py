@@ -1,0 +1,151 @@
+"""INT8 accuracy of a bundled example, emulating what qdq writes into its source.
+
+Used by `npm run bench` and test/examples. It rewrites the example's model.py the way qdq's quantize
+action does (quant() around every Linear/Conv, TensorQuantizers on attention-matmul operands and on the
+residual operand of residual adds), calibrates activations on the calibration split with a method and
+weights per output channel with max, and reports FP32 and INT8 (fake-quantized) accuracy on eval_data.
+
+Usage: python3 bench/py/examples_int8.py EXAMPLE_DIR [METHOD ...]      prints one JSON object
+"""
+import importlib.util
+import json
+import os
+import re
+import sys
+import time
+import types
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "backend"))
+from qdq_backend import qdq_quant  # noqa: E402
+
+# Operand rewrites per example: (source text, quantized text, quantizer names declared in that class).
+REWRITES = {
+    "digits-cnn": [
+        ("out = out + x", "out = out + self.add0_residual_quantizer(x)", ("ResidualBlock", ["add0_residual"])),
+    ],
+    "digits-transformer": [
+        ("torch.matmul(q, k.transpose(-2, -1))",
+         "torch.matmul(self.matmul0_a_quantizer(q), self.matmul0_b_quantizer(k.transpose(-2, -1)))",
+         ("SelfAttention", ["matmul0_a", "matmul0_b"])),
+        ("context = attn @ v", "context = self.matmul1_a_quantizer(attn) @ self.matmul1_b_quantizer(v)",
+         ("SelfAttention", ["matmul1_a", "matmul1_b"])),
+        ("x = self.norm1(x + self.attn(x))", "x = self.norm1(self.add0_residual_quantizer(x) + self.attn(x))",
+         ("EncoderLayer", ["add0_residual"])),
+        ("x = self.norm2(x + ffn)", "x = self.norm2(self.add1_residual_quantizer(x) + ffn)",
+         ("EncoderLayer", ["add1_residual"])),
+    ],
+}
+
+WEIGHTED = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+
+
+def quantized_source(example, text):
+    declarations = {}
+    for old, new, (cls, names) in REWRITES.get(example, []):
+        if old not in text:
+            raise SystemExit(f"{example}/model.py no longer contains {old!r}: update REWRITES in {__file__}")
+        text = text.replace(old, new)
+        declarations.setdefault(cls, []).extend(names)
+    for cls, names in declarations.items():
+        m = re.search(rf"class {cls}\(.*?\n(\s+)super\(\).__init__\(\)\n", text, re.S)
+        lines = "".join(f"{m.group(1)}self.{n}_quantizer = qdq_quant.TensorQuantizer()  # qdq\n" for n in names)
+        text = text[:m.end()] + lines + text[m.end():]
+    text = re.sub(r"(\nfrom torch import nn\n)", r"\1import qdq_quant  # qdq\n", text, count=1)
+    return text
+
+
+def load_example(example_dir):
+    example_dir = Path(example_dir).resolve()
+    sys.path.insert(0, str(example_dir))
+    sys.modules["qdq_quant"] = qdq_quant
+    import data  # the example's data.py
+    src_path = example_dir / "model.py"
+    module = types.ModuleType("model_qdq")
+    module.__file__ = str(src_path)
+    code = quantized_source(example_dir.name, src_path.read_text())
+    exec(compile(code, str(src_path), "exec"), module.__dict__)
+    model = module.build_model()
+    for m in list(model.modules()):
+        if isinstance(m, WEIGHTED):
+            qdq_quant.quant(m)
+    return model.eval(), data
+
+
+def activation_quantizers(model):
+    return [(n, m) for n, m in model.named_modules()
+            if isinstance(m, qdq_quant.TensorQuantizer) and m.axis is None and m.enabled]
+
+
+def calibrate(model, data, method, batches):
+    """Sets every quantizer's amax: weights per channel by max, activations by `method` (own reference code)."""
+    state = {}
+    for name, q in activation_quantizers(model):
+        state[name] = {"amax": 0.0, "samples": []}
+
+        def collect(x, s=state[name]):
+            x = x.abs().float()
+            s["amax"] = max(s["amax"], x.max().item())
+            if method == "percentile":
+                s["samples"].append(x.flatten())
+        q.calibrator = collect
+    with torch.no_grad():
+        for i, batch in enumerate(data.calibration_data()):
+            if i >= batches:
+                break
+            model(batch)
+    for name, q in activation_quantizers(model):
+        q.calibrator = None
+        s = state[name]
+        if method == "max":
+            amax = s["amax"]
+        elif method == "percentile":
+            values = torch.cat(s["samples"])
+            amax = torch.quantile(values[:16_000_000], 0.9999).item() if values.numel() else 0.0
+        else:
+            raise SystemExit(f"unknown method {method}")
+        q.set_amax(amax)
+    for m in model.modules():
+        if hasattr(m, "weight_quantizer"):
+            w = m.weight.detach()
+            axis = m.weight_quantizer.axis
+            dims = [d for d in range(w.dim()) if d != axis]
+            m.weight_quantizer.set_amax(w.abs().amax(dim=dims))
+
+
+def main():
+    example_dir = sys.argv[1]
+    methods = sys.argv[2:] or ["max", "percentile"]
+    model, data = load_example(example_dir)
+    all_q = [m for m in model.modules() if isinstance(m, qdq_quant.TensorQuantizer) and m.enabled]
+    for q in all_q:
+        q.enabled = False
+    fp32 = accuracy_with(model, data, all_q, False)
+    result = {"example": Path(example_dir).name, "torch": torch.__version__, "quantizers": len(all_q),
+              "fp32_accuracy": fp32, "int8_accuracy": {}}
+    for method in methods:
+        for q in all_q:
+            q.enabled = True
+        started = time.perf_counter()
+        calibrate(model, data, method, batches=32)
+        result.setdefault("calibration_seconds", {})[method] = time.perf_counter() - started
+        result["int8_accuracy"][method] = accuracy_with(model, data, all_q, True)
+    print(json.dumps(result))
+
+
+def accuracy_with(model, data, quantizers, enabled):
+    for q in quantizers:
+        q.enabled = enabled
+    correct = total = 0
+    with torch.no_grad():
+        for inputs, labels in data.eval_data():
+            correct += (model(inputs).argmax(dim=1) == labels).sum().item()
+            total += len(labels)
+    return correct / total
+
+
+if __name__ == "__main__":
+    main()
