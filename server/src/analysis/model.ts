@@ -312,9 +312,21 @@ function build(tree: Tree, text: string, eol: '\n' | '\r\n'): ModelIndex {
       }
     }
   }
+  // Bases imported from elsewhere (HF's PreTrainedModel, GradientCheckpointingLayer): a module when the class
+  // has a forward or the base's name says so; then propagate to local subclasses again.
   for (const f of classFrames) {
-    if (f.cls.isModule || !f.cls.forwardRange) continue;
-    if (f.cls.bases.some((b) => !byName.has(b) && b !== 'object')) f.cls.isModule = true;
+    if (f.cls.isModule) continue;
+    const foreign = f.cls.bases.filter((b) => !byName.has(b) && b !== 'object');
+    if (foreign.length && (f.cls.forwardRange || foreign.some((b) => /(Model|Module|Layer|Block)$/.test(b)))) f.cls.isModule = true;
+  }
+  for (let changed = true; changed; ) {
+    changed = false;
+    for (const f of classFrames) {
+      if (!f.cls.isModule && f.cls.bases.some((b) => byName.get(b)?.isModule)) {
+        f.cls.isModule = true;
+        changed = true;
+      }
+    }
   }
 
   // Layers built by module-level helper functions (torchvision's conv3x3/conv1x1).
