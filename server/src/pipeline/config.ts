@@ -1,0 +1,196 @@
+// `[tool.qdq]` in pyproject.toml: one schema gives the validation, the messages and the types.
+// validateConfigText is pure (text in, diagnostics with ranges out) so the language server can show the
+// same messages inside pyproject.toml that the CLI prints.
+import * as fs from 'fs';
+import * as path from 'path';
+import { parse as parseToml, TomlError } from 'smol-toml';
+
+export type Method = 'max' | 'entropy' | 'percentile' | 'mse';
+export type Target = 'tensorrt' | 'ort-cpu';
+
+export interface QdqConfig {
+  model: string;
+  exampleInputs?: string;
+  inputShapes?: number[][];
+  calibrationData?: string;
+  evalData?: string;
+  method: Method;
+  percentile: number;
+  batches: number;
+  opset: number;
+  outDir: string;
+  target: Target;
+  dynamicBatch: boolean;
+  patchModules: string[];
+}
+
+/** 0-based line/character (UTF-16), like LSP positions. */
+export interface Range { start: { line: number; character: number }; end: { line: number; character: number } }
+export interface ConfigDiagnostic { key: string; message: string; severity: 'error' | 'warning'; range: Range }
+
+type Check = (v: unknown) => string | null;
+interface KeySpec { key: string; field: keyof QdqConfig; doc: string; check: Check; default?: unknown }
+
+const SPEC_RE = /^[^:]+\.py:[A-Za-z_][A-Za-z0-9_]*$/;
+const spec = (example: string): Check => (v) =>
+  typeof v === 'string' && SPEC_RE.test(v) ? null : `must be "file.py:function", e.g. "${example}"`;
+const oneOf = (vals: string[]): Check => (v) =>
+  typeof v === 'string' && vals.includes(v) ? null : `must be one of ${vals.map((x) => `"${x}"`).join(', ')}`;
+const intIn = (lo: number, hi: number): Check => (v) =>
+  typeof v === 'number' && Number.isInteger(v) && v >= lo && v <= hi ? null : `must be an integer from ${lo} to ${hi}`;
+
+export const CONFIG_KEYS: KeySpec[] = [
+  { key: 'model', field: 'model', doc: 'file.py:factory, a callable returning the nn.Module', check: spec('model.py:build_model') },
+  { key: 'example-inputs', field: 'exampleInputs', doc: 'file.py:fn returning example inputs', check: spec('data.py:example_inputs') },
+  {
+    key: 'input-shapes', field: 'inputShapes', doc: 'shapes of the model inputs, e.g. [[1, 3, 224, 224]]',
+    check: (v) => Array.isArray(v) && v.length > 0 && v.every((s) => Array.isArray(s) && s.length > 0 &&
+      s.every((d) => typeof d === 'number' && Number.isInteger(d) && d > 0)) ? null
+      : 'must be a list of shapes, each a list of positive integers, e.g. [[1, 3, 224, 224]]',
+  },
+  { key: 'calibration-data', field: 'calibrationData', doc: 'file.py:fn yielding calibration batches', check: spec('data.py:calibration_data') },
+  { key: 'eval-data', field: 'evalData', doc: 'file.py:fn yielding (inputs, labels) batches', check: spec('data.py:eval_data') },
+  { key: 'method', field: 'method', doc: 'calibration method', check: oneOf(['max', 'entropy', 'percentile', 'mse']), default: 'max' },
+  {
+    key: 'percentile', field: 'percentile', doc: 'percentile for method = "percentile"', default: 99.99,
+    check: (v) => typeof v === 'number' && v > 0 && v <= 100 ? null : 'must be a number in (0, 100], e.g. 99.99',
+  },
+  { key: 'batches', field: 'batches', doc: 'calibration batches', check: intIn(1, 100000), default: 16 },
+  { key: 'opset', field: 'opset', doc: 'ONNX opset (QuantizeLinear needs 13 or higher)', check: intIn(13, 23), default: 13 },
+  {
+    key: 'out-dir', field: 'outDir', doc: 'output folder, relative to the project', default: 'qdq-out',
+    check: (v) => typeof v === 'string' && v.trim() !== '' ? null : 'must be a folder name, e.g. "qdq-out"',
+  },
+  { key: 'target', field: 'target', doc: 'runtime the QDQ placement is for', check: oneOf(['tensorrt', 'ort-cpu']), default: 'tensorrt' },
+  {
+    key: 'dynamic-batch', field: 'dynamicBatch', doc: 'export with a dynamic batch axis', default: true,
+    check: (v) => typeof v === 'boolean' ? null : 'must be true or false',
+  },
+  {
+    key: 'patch-modules', field: 'patchModules', doc: 'installed library modules to quantize in memory', default: [],
+    check: (v) => Array.isArray(v) && v.every((m) => typeof m === 'string' && /^[A-Za-z_][\w.]*$/.test(m)) ? null
+      : 'must be a list of module names, e.g. ["torchvision.models.resnet"]',
+  },
+];
+
+const KEY_BY_NAME = new Map(CONFIG_KEYS.map((k) => [k.key, k]));
+
+/** Where each key of [tool.qdq] sits in the text (line scan: smol-toml gives values, not positions). */
+function locateKeys(text: string): { table: Range | null; keys: Map<string, Range> } {
+  const lines = text.split(/\r?\n/);
+  const keys = new Map<string, Range>();
+  let table: Range | null = null;
+  let inTable = false;
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i];
+    const header = /^\s*\[([^\]]+)\]\s*(#.*)?$/.exec(line);
+    if (header) {
+      inTable = header[1].replace(/\s|"/g, '') === 'tool.qdq';
+      if (inTable) table = lineRange(i, line);
+      continue;
+    }
+    if (!inTable) continue;
+    const kv = /^(\s*)("?)([A-Za-z0-9_-]+)\2\s*=/.exec(line);
+    if (kv) {
+      const start = kv[1].length;
+      keys.set(kv[3], { start: { line: i, character: start }, end: { line: i, character: line.replace(/\s*(#.*)?$/, '').length } });
+    }
+  }
+  return { table, keys };
+}
+
+function lineRange(i: number, line: string): Range {
+  return { start: { line: i, character: 0 }, end: { line: i, character: line.length } };
+}
+
+const WHOLE_FILE: Range = { start: { line: 0, character: 0 }, end: { line: 0, character: 0 } };
+
+export interface ConfigResult { config: QdqConfig | null; diagnostics: ConfigDiagnostic[]; found: boolean }
+
+/** Pure: pyproject.toml text in, the config (when valid) and every problem with its range out. */
+export function validateConfigText(text: string): ConfigResult {
+  let doc: Record<string, unknown>;
+  try {
+    doc = parseToml(text) as Record<string, unknown>;
+  } catch (e) {
+    const err = e as TomlError;
+    const line = Math.max(0, (err.line ?? 1) - 1), col = Math.max(0, (err.column ?? 1) - 1);
+    const msg = String(err.message || e).split('\n')[0];
+    return {
+      config: null, found: false,
+      diagnostics: [{ key: '', severity: 'error', message: `pyproject.toml is not valid TOML: ${msg}`,
+        range: { start: { line, character: col }, end: { line, character: col + 1 } } }],
+    };
+  }
+  const tool = doc.tool as Record<string, unknown> | undefined;
+  const raw = tool && typeof tool === 'object' ? (tool.qdq as Record<string, unknown> | undefined) : undefined;
+  const where = locateKeys(text);
+  if (!raw || typeof raw !== 'object') {
+    return {
+      config: null, found: false,
+      diagnostics: [{ key: '', severity: 'error', range: WHOLE_FILE,
+        message: 'pyproject.toml has no [tool.qdq] table; add one with at least model = "model.py:build_model" and example-inputs or input-shapes' }],
+    };
+  }
+  const diags: ConfigDiagnostic[] = [];
+  const rangeOf = (key: string) => where.keys.get(key) ?? where.table ?? WHOLE_FILE;
+  const out: Record<string, unknown> = {};
+  for (const k of CONFIG_KEYS) if (k.default !== undefined) out[k.field] = k.default;
+  for (const [key, value] of Object.entries(raw)) {
+    const ks = KEY_BY_NAME.get(key) ?? KEY_BY_NAME.get(key.replace(/_/g, '-'));
+    if (!ks) {
+      const near = CONFIG_KEYS.find((k) => k.key.replace(/-/g, '') === key.replace(/[-_]/g, '').toLowerCase());
+      diags.push({ key, severity: 'warning', range: rangeOf(key),
+        message: `[tool.qdq] ${key}: unknown key${near ? `; did you mean "${near.key}"?` : `; known keys: ${CONFIG_KEYS.map((k) => k.key).join(', ')}`}` });
+      continue;
+    }
+    const problem = ks.check(value);
+    if (problem) {
+      diags.push({ key: ks.key, severity: 'error', range: rangeOf(key), message: `[tool.qdq] ${ks.key} ${problem} (got ${JSON.stringify(value)})` });
+      continue;
+    }
+    out[ks.field] = value;
+  }
+  if (raw.model === undefined) {
+    diags.push({ key: 'model', severity: 'error', range: where.table ?? WHOLE_FILE,
+      message: '[tool.qdq] model is missing: add model = "model.py:build_model" (a function returning the nn.Module)' });
+  }
+  if (raw['example-inputs'] === undefined && raw['input-shapes'] === undefined && raw['calibration-data'] === undefined) {
+    diags.push({ key: 'example-inputs', severity: 'error', range: where.table ?? WHOLE_FILE,
+      message: '[tool.qdq] needs the model\'s inputs: add example-inputs = "data.py:example_inputs" or input-shapes = [[1, 3, 224, 224]]' });
+  }
+  if (raw.percentile !== undefined && raw.method !== undefined && raw.method !== 'percentile') {
+    diags.push({ key: 'percentile', severity: 'warning', range: rangeOf('percentile'),
+      message: `[tool.qdq] percentile is only used with method = "percentile" (method is "${String(raw.method)}")` });
+  }
+  const ok = !diags.some((d) => d.severity === 'error');
+  return { config: ok ? (out as unknown as QdqConfig) : null, diagnostics: diags, found: true };
+}
+
+export class ConfigError extends Error {
+  constructor(message: string, readonly hint: string, readonly diagnostics: ConfigDiagnostic[] = []) { super(message); }
+}
+
+/** Overrides from the command line, already in config form. */
+export type ConfigOverrides = Partial<QdqConfig>;
+
+export function loadConfig(projectDir: string, overrides: ConfigOverrides = {}): QdqConfig {
+  const file = path.join(projectDir, 'pyproject.toml');
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    throw new ConfigError(`no pyproject.toml in ${projectDir}`,
+      'run qdq in a project folder, or create pyproject.toml with a [tool.qdq] table (see examples/digits-cnn/pyproject.toml)');
+  }
+  const r = validateConfigText(text);
+  const errors = r.diagnostics.filter((d) => d.severity === 'error');
+  if (!r.config || errors.length) {
+    const lines = errors.map((d) => `  ${file}:${d.range.start.line + 1}: ${d.message}`);
+    throw new ConfigError(`${file} has ${errors.length} problem${errors.length === 1 ? '' : 's'}:\n${lines.join('\n')}`,
+      'fix the [tool.qdq] entries named above', r.diagnostics);
+  }
+  const merged = { ...r.config };
+  for (const [k, v] of Object.entries(overrides)) if (v !== undefined) (merged as Record<string, unknown>)[k] = v;
+  return merged;
+}

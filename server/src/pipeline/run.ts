@@ -1,0 +1,331 @@
+// The calibrate -> export -> verify orchestrator that both the CLI and the language server call.
+// It owns the order of the steps and the report; the Python backend owns torch, the onnx/ layer owns the graphs.
+import * as fs from 'fs';
+import * as path from 'path';
+import { loadConfig, ConfigOverrides, QdqConfig, ConfigError } from './config';
+import { findInterpreter, Interpreter } from './interpreter';
+import { BackendClient, defaultBackendDir, ProgressEvent } from './backendClient';
+import { QdqError, CancelToken, asQdqError } from './errors';
+import { writeFileAtomic } from '../onnx/atomic';
+import { readModel, writeModel } from '../onnx/model';
+import { foldWeights } from '../onnx/foldWeights';
+import { quantizeDynamic } from '../onnx/dynamic';
+import { qdqStats, QuantizerInfo, QdqStats } from '../onnx/qdqStats';
+import { trtCheck } from '../onnx/trtCheck';
+import { readEvalFile, verifyModels, VerifyResult, EvalBatch } from '../onnx/verify';
+
+export type PipelineStep = 'calibrate' | 'export' | 'verify';
+
+export interface PipelineOptions {
+  projectDir: string;
+  /** Steps wanted; earlier ones they depend on run too (export needs calibrate, verify needs export). */
+  steps: PipelineStep[];
+  /** Quantize the model file in place (and copy qdq_quant.py beside it) instead of on a copy. */
+  write?: boolean;
+  /** Interpreter path (`--python`, the editor setting); otherwise discovered. */
+  python?: string;
+  overrides?: ConfigOverrides;
+  /** Also write the dynamic-quantization model (no calibration needed), verified when verify runs. */
+  dynamic?: boolean;
+  /** Only dynamic quantization: export FP32, rewrite it in TypeScript, skip the static INT8 model. */
+  dynamicOnly?: boolean;
+  onLog?: (line: string) => void;
+  latencyRuns?: number;
+}
+
+export interface PipelineProgress {
+  step: 'interpreter' | 'quantize' | 'load' | 'calibrate' | 'histogram' | 'export' | 'fold' | 'dynamic' | 'verify' | 'report';
+  done: number;
+  total: number | null;
+  message: string;
+}
+
+export interface Report {
+  version: 1;
+  project_dir: string;
+  model: string;
+  model_class: string | null;
+  python: { path: string; python_version: string; torch_version: string };
+  method: string;
+  percentile: number | null;
+  batches_seen: number | null;
+  calibration_data_kind: string | null;
+  target: string;
+  exporter: string | null;
+  opset: number;
+  files: Record<string, string>;
+  quantizers: Record<string, unknown>[];
+  qdq_pairs: number | null;
+  weighted_ops: number | null;
+  unquantized_weighted_ops: QdqStats['unquantized_weighted_ops'];
+  tensorrt_unsupported_ops: { op: string; count: number; nodes: string[]; note?: string }[];
+  tensorrt_checked: boolean;
+  outputs: { name: string; cosine: number; max_abs_diff: number }[];
+  cosine_min: number | null;
+  max_abs_diff: number | null;
+  top1_agreement: number | null;
+  accuracy: { fp32: number; int8: number } | null;
+  latency_ms: { fp32: number; int8: number } | null;
+  size_bytes: { fp32: number; int8: number } | null;
+  eval_samples: number | null;
+  dynamic?: {
+    file: string; quantized_ops: number; skipped_ops: { node: string; op: string; reason: string }[];
+    cosine_min?: number; max_abs_diff?: number; top1_agreement?: number | null; accuracy?: { fp32: number; int8: number } | null;
+    latency_ms?: { fp32: number; int8: number }; size_bytes?: { fp32: number; int8: number };
+  };
+  notes: string[];
+}
+
+export interface PipelineResult { report: Report; reportPath: string; config: QdqConfig; outDir: string }
+
+interface FixesModule {
+  quantizeFile(text: string, opts?: Record<string, unknown>): { text: string; helperNeeded?: boolean };
+  applyTrtFixes?(text: string): { text: string; applied?: string[] };
+}
+
+function loadFixes(): FixesModule {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const m = require('../fixes') as Partial<FixesModule>;
+    if (typeof m.quantizeFile === 'function') return m as FixesModule;
+  } catch { /* reported below */ }
+  throw new QdqError('internal', 'the quantize pass (server/src/fixes) is not built', 'run `npx tsc -p .` in the qdq checkout');
+}
+
+function splitSpec(spec: string): { file: string; fn: string } {
+  const i = spec.lastIndexOf(':');
+  return { file: spec.slice(0, i), fn: spec.slice(i + 1) };
+}
+
+const BACKEND_TO_STEP: Record<string, PipelineProgress['step']> = {
+  load: 'load', calibrate: 'calibrate', histogram: 'histogram', export: 'export',
+};
+
+/** Source of the model file, quantized (on a copy unless `write`), as the backend should run it. */
+function quantizeModelSource(projectDir: string, cfg: QdqConfig, outDir: string, write: boolean, notes: string[]):
+  { override?: { file: string; source: string }; files: Record<string, string> } {
+  const { file } = splitSpec(cfg.model);
+  const modelPath = path.resolve(projectDir, file);
+  let original: string;
+  try {
+    original = fs.readFileSync(modelPath, 'utf8');
+  } catch {
+    throw new QdqError('config', `[tool.qdq] model names ${file}, which does not exist in ${projectDir}`,
+      'set model = "path/to/file.py:factory" relative to pyproject.toml');
+  }
+  const fixes = loadFixes();
+  const relativeImport = /^\s*from\s+\.+[\w.]*\s+import\s/m.test(original);
+  const q = fixes.quantizeFile(original, { scope: { kind: 'file' }, relativeImport });
+  const files: Record<string, string> = {};
+  const helperSrc = path.join(defaultBackendDir(), 'qdq_backend', 'qdq_quant.py');
+  if (write) {
+    if (q.text !== original) {
+      writeFileAtomic(modelPath, q.text);
+      notes.push(`quantized ${file} in place (--write)`);
+    }
+    const helper = path.join(path.dirname(modelPath), 'qdq_quant.py');
+    if (!fs.existsSync(helper) && fs.existsSync(helperSrc)) {
+      writeFileAtomic(helper, fs.readFileSync(helperSrc));
+      files.helper = helper;
+    }
+    files.model_source = modelPath;
+    return { files };
+  }
+  // On a copy: the user's file stays untouched; the quantized text goes to the backend and, for reading,
+  // into <out-dir>/quantized/ next to its own qdq_quant.py.
+  const copyDir = path.join(outDir, 'quantized');
+  const copy = path.join(copyDir, path.basename(modelPath));
+  writeFileAtomic(copy, q.text);
+  if (fs.existsSync(helperSrc)) writeFileAtomic(path.join(copyDir, 'qdq_quant.py'), fs.readFileSync(helperSrc));
+  files.model_source = copy;
+  if (q.text === original) notes.push(`${file} was already quantized; ran it as written`);
+  else notes.push(`quantized a copy of ${file} (${path.relative(projectDir, copy)}); your file is unchanged (use --write to change it)`);
+  return { override: { file: modelPath, source: q.text }, files };
+}
+
+function summarizeQuantizer(q: Record<string, unknown>): Record<string, unknown> {
+  const { hist: _hist, ...rest } = q;
+  return rest;
+}
+
+export async function runPipeline(opts: PipelineOptions, onProgress: (p: PipelineProgress) => void = () => undefined,
+  cancel: CancelToken = new CancelToken()): Promise<PipelineResult> {
+  const projectDir = path.resolve(opts.projectDir);
+  if (!fs.existsSync(projectDir) || !fs.statSync(projectDir).isDirectory()) {
+    throw new QdqError('config', `project folder ${opts.projectDir} does not exist`, 'pass a folder that holds pyproject.toml with a [tool.qdq] table');
+  }
+  let cfg: QdqConfig;
+  try {
+    cfg = loadConfig(projectDir, opts.overrides);
+  } catch (e) {
+    if (e instanceof ConfigError) throw new QdqError('config', e.message, e.hint);
+    throw e;
+  }
+  const wantVerify = opts.steps.includes('verify');
+  const wantExport = wantVerify || opts.steps.includes('export') || !!opts.dynamicOnly;
+  const outDir = path.resolve(projectDir, cfg.outDir);
+  fs.mkdirSync(outDir, { recursive: true });
+  const notes: string[] = [];
+
+  onProgress({ step: 'interpreter', done: 0, total: null, message: 'looking for a Python with torch' });
+  const py: Interpreter = await findInterpreter({ explicit: opts.python, cwd: projectDir });
+  cancel.throwIfCancelled();
+
+  onProgress({ step: 'quantize', done: 0, total: 1, message: `quantizing ${splitSpec(cfg.model).file}` });
+  const quantized = quantizeModelSource(projectDir, cfg, outDir, !!opts.write, notes);
+  onProgress({ step: 'quantize', done: 1, total: 1, message: 'quantized' });
+
+  const backend = BackendClient.start({ python: py.path, projectDir, onLog: opts.onLog });
+  const forward = (p: ProgressEvent) => onProgress({ step: BACKEND_TO_STEP[p.step] ?? 'load', done: p.done, total: p.total, message: p.message });
+  const call = <T>(method: string, params: Record<string, unknown>) => backend.request<T>(method, params, { onProgress: forward, cancel });
+  try {
+    await call('initialize', {});
+    const patchModules: { module: string; source: string }[] = [];
+    if (cfg.patchModules.length) {
+      const fixes = loadFixes();
+      for (const module of cfg.patchModules) {
+        const src = await call<{ module: string; file: string; source: string }>('module_source', { module });
+        let text = fixes.quantizeFile(src.source, { scope: { kind: 'file' }, relativeImport: false }).text;
+        if (fixes.applyTrtFixes) text = fixes.applyTrtFixes(text).text;
+        patchModules.push({ module, source: text });
+      }
+      notes.push(`patched in memory: ${cfg.patchModules.join(', ')}`);
+    }
+    onProgress({ step: 'load', done: 0, total: null, message: `loading ${cfg.model}` });
+    const loaded = await call<any>('load', {
+      project_dir: projectDir, model: cfg.model, example_inputs: cfg.exampleInputs, input_shapes: cfg.inputShapes,
+      calibration_data: cfg.calibrationData, eval_data: cfg.evalData,
+      patch_modules: patchModules.length ? patchModules : undefined,
+      model_source_override: quantized.override,
+    });
+    if (loaded.calibration_data_kind === 'random-normal') {
+      notes.push('calibrated on random normal batches of the input shapes (no calibration-data configured): ranges are only indicative');
+    }
+    // Dynamic-only export still needs the FP32 file from the backend, whose export wants calibrated quantizers:
+    // one `max` batch satisfies it cheaply, in a work folder so the real calibration and INT8 model stay as they are.
+    const workDir = opts.dynamicOnly ? path.join(outDir, '.dynamic-work') : outDir;
+    const calib = await call<any>('calibrate', {
+      method: opts.dynamicOnly ? 'max' : cfg.method, percentile: cfg.percentile,
+      batches: opts.dynamicOnly ? 1 : cfg.batches, out_dir: workDir,
+    });
+    const quantizers = (calib.quantizers as Record<string, unknown>[]) ?? [];
+    const report: Report = {
+      version: 1, project_dir: projectDir, model: cfg.model, model_class: loaded.model_class ?? null,
+      python: { path: py.path, python_version: py.pythonVersion, torch_version: py.torchVersion },
+      method: cfg.method, percentile: cfg.method === 'percentile' ? cfg.percentile : null,
+      batches_seen: calib.batches_seen ?? null, calibration_data_kind: loaded.calibration_data_kind ?? null,
+      target: cfg.target, exporter: null, opset: cfg.opset,
+      files: { ...quantized.files, calibration: calib.calibration_file },
+      quantizers: quantizers.map(summarizeQuantizer),
+      qdq_pairs: null, weighted_ops: null, unquantized_weighted_ops: [], tensorrt_unsupported_ops: [], tensorrt_checked: false,
+      outputs: [], cosine_min: null, max_abs_diff: null, top1_agreement: null, accuracy: null, latency_ms: null,
+      size_bytes: null, eval_samples: null, notes,
+    };
+    if (wantExport) {
+      const exp = await call<any>('export', {
+        out_dir: workDir, opset: cfg.opset, dynamic_batch: cfg.dynamicBatch, target: cfg.target, fold_weights: false,
+      });
+      if (opts.dynamicOnly) {
+        for (const key of ['fp32_onnx', 'eval_file'] as const) {
+          const dest = path.join(outDir, path.basename(exp[key]));
+          fs.renameSync(exp[key], dest);
+          if (key === 'eval_file') fs.renameSync(exp[key].replace(/\.json$/, '.bin'), dest.replace(/\.json$/, '.bin'));
+          exp[key] = dest;
+        }
+        fs.rmSync(workDir, { recursive: true, force: true });
+        report.files.calibration = '';
+        report.quantizers = [];
+        report.batches_seen = null;
+        notes.push('dynamic quantization only: no calibration data used');
+      }
+      report.exporter = exp.exporter ?? null;
+      report.files.fp32_onnx = exp.fp32_onnx;
+      report.files.eval = exp.eval_file;
+      let evalBatches: EvalBatch[] | null = null;
+      const batches = () => (evalBatches ??= readEvalFile(exp.eval_file));
+      if (!opts.dynamicOnly) {
+        report.files.int8_onnx = exp.int8_onnx;
+        onProgress({ step: 'fold', done: 0, total: 1, message: 'folding weights into INT8 initializers' });
+        const model = readModel(exp.int8_onnx);
+        const folded = foldWeights(model);
+        if (folded.folded.length) writeModel(model, exp.int8_onnx);
+        onProgress({ step: 'fold', done: 1, total: 1, message: `folded ${folded.folded.length} weights` });
+        const stats = qdqStats(model, quantizers as unknown as QuantizerInfo[]);
+        report.qdq_pairs = stats.qdq_pairs;
+        report.weighted_ops = stats.weighted_ops;
+        report.unquantized_weighted_ops = stats.unquantized_weighted_ops;
+        const trt = trtCheck(model);
+        report.tensorrt_checked = trt.checked;
+        report.tensorrt_unsupported_ops = trt.unsupported;
+        if (!trt.checked) notes.push('TensorRT operator check skipped: the operator matrix (server/src/knowledge) is not built');
+      }
+      cancel.throwIfCancelled();
+      if (opts.dynamic || opts.dynamicOnly || wantVerify) {
+        onProgress({ step: 'dynamic', done: 0, total: 1, message: 'dynamic quantization of the FP32 model' });
+        const m = readModel(exp.fp32_onnx);
+        const dyn = quantizeDynamic(m);
+        const file = path.join(outDir, 'model.dynamic.onnx');
+        writeModel(m, file);
+        report.files.dynamic_onnx = file;
+        report.dynamic = { file, quantized_ops: dyn.quantized.length, skipped_ops: dyn.skipped };
+        onProgress({ step: 'dynamic', done: 1, total: 1, message: `${dyn.quantized.length} MatMul/Gemm quantized dynamically` });
+      }
+      await backend.shutdown();
+      if (wantVerify || opts.dynamicOnly) {
+        const total = (opts.dynamicOnly ? 0 : 1) + (report.dynamic ? 1 : 0);
+        let done = 0;
+        if (!opts.dynamicOnly) {
+          onProgress({ step: 'verify', done, total, message: 'running FP32 and INT8 with onnxruntime' });
+          const v: VerifyResult = await verifyOrExplain(exp.fp32_onnx, exp.int8_onnx, batches(), opts.latencyRuns);
+          Object.assign(report, {
+            outputs: v.outputs, cosine_min: v.cosine_min, max_abs_diff: v.max_abs_diff, top1_agreement: v.top1_agreement,
+            accuracy: v.accuracy, latency_ms: { fp32: v.latency_ms.fp32, int8: v.latency_ms.int8 }, size_bytes: v.sizes_bytes,
+            eval_samples: v.samples,
+          });
+          done++;
+          cancel.throwIfCancelled();
+        }
+        if (report.dynamic) {
+          onProgress({ step: 'verify', done, total, message: 'running FP32 and dynamic INT8 with onnxruntime' });
+          const v = await verifyOrExplain(exp.fp32_onnx, report.dynamic.file, batches(), opts.latencyRuns);
+          Object.assign(report.dynamic, {
+            cosine_min: v.cosine_min, max_abs_diff: v.max_abs_diff, top1_agreement: v.top1_agreement, accuracy: v.accuracy,
+            latency_ms: { fp32: v.latency_ms.fp32, int8: v.latency_ms.int8 }, size_bytes: v.sizes_bytes,
+          });
+          done++;
+        }
+        onProgress({ step: 'verify', done: total, total, message: 'verified' });
+      }
+    } else {
+      await backend.shutdown();
+    }
+    cancel.throwIfCancelled();
+    const reportPath = path.join(outDir, 'report.json');
+    let toWrite: unknown = report;
+    if (opts.dynamicOnly && fs.existsSync(reportPath)) {
+      // Keep the static run's results; only the dynamic section is new.
+      try {
+        const previous = JSON.parse(fs.readFileSync(reportPath, 'utf8'));
+        toWrite = { ...previous, dynamic: report.dynamic, files: { ...previous.files, dynamic_onnx: report.files.dynamic_onnx } };
+      } catch { /* unreadable: replace it */ }
+    }
+    writeFileAtomic(reportPath, JSON.stringify(toWrite, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v), 1) + '\n');
+    onProgress({ step: 'report', done: 1, total: 1, message: `wrote ${reportPath}` });
+    return { report, reportPath, config: cfg, outDir };
+  } catch (e) {
+    backend.kill();
+    if (opts.dynamicOnly) fs.rmSync(path.join(outDir, '.dynamic-work'), { recursive: true, force: true });
+    throw asQdqError(e);
+  } finally {
+    if (backend.alive) backend.kill();
+  }
+}
+
+async function verifyOrExplain(fp32: string, int8: string, batches: EvalBatch[], latencyRuns?: number): Promise<VerifyResult> {
+  try {
+    return await verifyModels(fp32, int8, batches, { latencyRuns });
+  } catch (e) {
+    throw new QdqError('verify', `onnxruntime could not run ${path.basename(int8)} against ${path.basename(fp32)}: ${(e as Error).message}`,
+      'the exported graph may use an operator or type this onnxruntime does not support; see the message above');
+  }
+}
