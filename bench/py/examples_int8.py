@@ -2,17 +2,16 @@
 
 Used by `npm run bench` and test/examples. It rewrites the example's model.py the way qdq's quantize
 action does (quant() around every Linear/Conv, TensorQuantizers on attention-matmul operands and on the
-residual operand of residual adds), calibrates activations on the calibration split with a method and
-weights per output channel with max, and reports FP32 and INT8 (fake-quantized) accuracy on eval_data.
+residual operand of residual adds), calibrates activations on the calibration split with the backend's
+histogram calibrators (one pass, then every method) and weights per output channel with max, and reports
+FP32 and INT8 (fake-quantized) accuracy on eval_data.
 
 Usage: python3 bench/py/examples_int8.py EXAMPLE_DIR [METHOD ...]      prints one JSON object
+(methods default to max, entropy, percentile, mse)
 """
-import importlib.util
 import json
-import os
 import re
 import sys
-import time
 import types
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "backend"))
 from qdq_backend import qdq_quant  # noqa: E402
+from qdq_backend.calib import METHODS, HistogramCalibrator, weight_amax  # noqa: E402
 
 # Operand rewrites per example: (source text, quantized text, quantizer names declared in that class).
 REWRITES = {
@@ -80,18 +80,12 @@ def activation_quantizers(model):
             if isinstance(m, qdq_quant.TensorQuantizer) and m.axis is None and m.enabled]
 
 
-def calibrate(model, data, method, batches):
-    """Sets every quantizer's amax: weights per channel by max, activations by `method` (own reference code)."""
-    state = {}
+def collect_histograms(model, data, batches):
+    """One pass over the calibration batches with the backend's histogram calibrators on every activation
+    quantizer; weights get per-channel max amax (no data needed)."""
+    calibrators = {}
     for name, q in activation_quantizers(model):
-        state[name] = {"amax": 0.0, "samples": []}
-
-        def collect(x, s=state[name]):
-            x = x.abs().float()
-            s["amax"] = max(s["amax"], x.max().item())
-            if method == "percentile":
-                s["samples"].append(x.flatten())
-        q.calibrator = collect
+        q.calibrator = calibrators[name] = HistogramCalibrator(name=name)
     with torch.no_grad():
         for i, batch in enumerate(data.calibration_data()):
             if i >= batches:
@@ -99,39 +93,30 @@ def calibrate(model, data, method, batches):
             model(batch)
     for name, q in activation_quantizers(model):
         q.calibrator = None
-        s = state[name]
-        if method == "max":
-            amax = s["amax"]
-        elif method == "percentile":
-            values = torch.cat(s["samples"])
-            amax = torch.quantile(values[:16_000_000], 0.9999).item() if values.numel() else 0.0
-        else:
-            raise SystemExit(f"unknown method {method}")
-        q.set_amax(amax)
     for m in model.modules():
         if hasattr(m, "weight_quantizer"):
-            w = m.weight.detach()
-            axis = m.weight_quantizer.axis
-            dims = [d for d in range(w.dim()) if d != axis]
-            m.weight_quantizer.set_amax(w.abs().amax(dim=dims))
+            m.weight_quantizer.set_amax(weight_amax(m.weight.detach(), m.weight_quantizer.axis))
+    return calibrators
+
+
+def set_method(model, calibrators, method):
+    for name, q in activation_quantizers(model):
+        q.set_amax(calibrators[name].compute_amax(method))
 
 
 def main():
     example_dir = sys.argv[1]
-    methods = sys.argv[2:] or ["max", "percentile"]
+    methods = sys.argv[2:] or list(METHODS)
     model, data = load_example(example_dir)
     all_q = [m for m in model.modules() if isinstance(m, qdq_quant.TensorQuantizer) and m.enabled]
-    for q in all_q:
-        q.enabled = False
     fp32 = accuracy_with(model, data, all_q, False)
     result = {"example": Path(example_dir).name, "torch": torch.__version__, "quantizers": len(all_q),
               "fp32_accuracy": fp32, "int8_accuracy": {}}
+    for q in all_q:
+        q.enabled = True
+    calibrators = collect_histograms(model, data, batches=32)
     for method in methods:
-        for q in all_q:
-            q.enabled = True
-        started = time.perf_counter()
-        calibrate(model, data, method, batches=32)
-        result.setdefault("calibration_seconds", {})[method] = time.perf_counter() - started
+        set_method(model, calibrators, method)
         result["int8_accuracy"][method] = accuracy_with(model, data, all_q, True)
     print(json.dumps(result))
 

@@ -93,13 +93,16 @@ for (const ex of examples) {
     }
   });
 
-  test(`${ex.name}: INT8 (max calibration) top-1 within 1% of FP32`, { skip: firstSkip }, () => {
+  test(`${ex.name}: INT8 top-1 within 1% of FP32 for every calibration method`, { skip: firstSkip }, () => {
     const r = run(first!.python, [path.join(repo, 'bench', 'py', 'examples_int8.py'),
-      path.join(repo, 'examples', ex.name), 'max'], repo);
+      path.join(repo, 'examples', ex.name)], repo);
     assert.equal(r.status, 0, `INT8 check failed: ${r.stderr}`);
     const out = lastJson(r.stdout);
     assert.ok(out.quantizers > 0, 'quantizers were inserted');
-    const drop = out.fp32_accuracy - out.int8_accuracy.max;
-    assert.ok(drop <= 0.01, `INT8 ${out.int8_accuracy.max} vs FP32 ${out.fp32_accuracy}: drop ${drop} > 1%`);
+    assert.deepEqual(Object.keys(out.int8_accuracy).sort(), ['entropy', 'max', 'mse', 'percentile']);
+    for (const [method, int8] of Object.entries(out.int8_accuracy) as [string, number][]) {
+      const drop = out.fp32_accuracy - int8;
+      assert.ok(drop <= 0.01, `${method}: INT8 ${int8} vs FP32 ${out.fp32_accuracy}: drop ${drop} > 1%`);
+    }
   });
 }
