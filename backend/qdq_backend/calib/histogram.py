@@ -1,0 +1,295 @@
+"""Histogram of |x| over calibration batches, and amax from it by entropy, percentile or mse.
+
+The histogram starts with `num_bins` (2048) equal bins over [0, max |x| of the first batch
+that is not all zero]. A later batch with a larger |x| appends bins of the same width, as
+NVIDIA pytorch-quantization does, so early data is never re-binned. To keep memory bounded
+(bins x quantizers, whatever the data set), once the count would pass `max_bins` adjacent
+bins are merged (width doubled, tripled, ...), which keeps every edge aligned.
+
+The amax algorithms follow pytorch-quantization's calibrators (TensorRT's entropy
+calibration), vectorised so that one quantizer takes milliseconds:
+  entropy     KL divergence between the clipped reference distribution and its 128-level
+              quantization, for every candidate bin i >= 128; the last minimum wins.
+  percentile  the bin edge where the CDF reaches `percentile` (default 99.99).
+  mse         bin centre minimising the count-weighted squared error of fake-quantizing the
+              bin centres.
+  max         the exact max |x| seen (tracked beside the histogram).
+"""
+
+import math
+
+import torch
+
+from ..tensor_quant import quant_bounds
+from .max import check_finite
+
+__all__ = ["HistogramCalibrator", "entropy_divergences", "entropy_amax", "percentile_amax", "mse_amax"]
+
+_CHUNK = 1 << 18  # elements per step of the CPU histogram: keeps the temporaries in cache
+
+
+class HistogramCalibrator:
+    """Calibrator collecting a histogram of |x| (per tensor). Call it (or .collect) per batch."""
+
+    def __init__(self, num_bits=8, axis=None, unsigned=False, num_bins=2048, max_bins=None, name=None):
+        if axis is not None:
+            raise NotImplementedError(
+                "HistogramCalibrator is per tensor; calibrate per-channel weights with MaxCalibrator")
+        if num_bins < 1:
+            raise ValueError("num_bins must be positive")
+        self.num_bits = num_bits
+        self.axis = None
+        self.unsigned = unsigned
+        self.num_bins = num_bins
+        self.max_bins = max(max_bins or 4 * num_bins, num_bins)
+        self.name = name
+        self.reset()
+
+    def reset(self):
+        self._hist = None       # float64 counts on the data's device
+        self._width = None      # bin width (python float)
+        self._max = 0.0         # exact max |x|
+        self._count = 0         # values seen
+        self._pending_zeros = 0  # values seen while every batch so far was all zero
+        self.batches = 0
+
+    # ---- collection -------------------------------------------------------------------
+    def collect(self, x):
+        x = x.detach()
+        if x.numel() == 0:
+            return
+        if x.dtype not in (torch.float32, torch.float64):
+            x = x.float()
+        lo, hi = torch.aminmax(x)
+        x_max_t = torch.maximum(hi, -lo)
+        check_finite(x_max_t, self.name)
+        x_max = float(x_max_t)
+        self._count += x.numel()
+        self._max = max(self._max, x_max)
+        self.batches += 1
+        if self._hist is None:
+            if x_max == 0.0:
+                self._pending_zeros += x.numel()
+                return
+            self._width = x_max / self.num_bins
+            self._hist = torch.zeros(self.num_bins, dtype=torch.float64, device=x.device)
+            self._hist[0] += self._pending_zeros
+            self._pending_zeros = 0
+        elif x_max > self._width * self._hist.numel():
+            self._grow(x_max)
+        self._hist += self._count_bins(x).to(self._hist.device)
+
+    __call__ = collect
+
+    def _grow(self, x_max):
+        n_old = self._hist.numel()
+        n_new = max(n_old, math.ceil(x_max / self._width))
+        hist = self._hist
+        if n_new > self.max_bins:
+            factor = math.ceil(n_new / self.max_bins)
+            padded = torch.zeros(math.ceil(n_old / factor) * factor, dtype=hist.dtype, device=hist.device)
+            padded[:n_old] = hist
+            hist = padded.reshape(-1, factor).sum(dim=1)
+            self._width *= factor
+            n_new = max(hist.numel(), math.ceil(x_max / self._width))
+        if n_new > hist.numel():
+            hist = torch.cat([hist, hist.new_zeros(n_new - hist.numel())])
+        self._hist = hist
+
+    def _count_bins(self, x):
+        n = self._hist.numel()
+        top = self._width * n
+        if x.is_cuda:
+            return torch.histc(x.abs().float(), bins=n, min=0.0, max=top).double()
+        # On CPU torch.histc is slow; floor(|x| / width) + bincount over cache-sized chunks
+        # is several times faster and bins the same way ([k w, (k+1) w), max in the last).
+        flat = x.reshape(-1)
+        inv_width = 1.0 / self._width
+        size = min(_CHUNK, flat.numel())
+        buf = torch.empty(size, dtype=x.dtype)
+        idx = torch.empty(size, dtype=torch.int64)
+        counts = torch.zeros(n, dtype=torch.int64)
+        for start in range(0, flat.numel(), size):
+            chunk = flat[start:start + size]
+            k = chunk.numel()
+            f, i = buf[:k], idx[:k]
+            torch.abs(chunk, out=f)
+            f.mul_(inv_width)
+            i.copy_(f)  # truncation = floor for |x| >= 0
+            i.clamp_(max=n - 1)
+            counts += torch.bincount(i, minlength=n)
+        return counts.double()
+
+    # ---- state --------------------------------------------------------------------------
+    @property
+    def hist(self):
+        """Counts per bin (float64, CPU), or None before any non-zero data."""
+        return None if self._hist is None else self._hist.detach().cpu()
+
+    @property
+    def bin_edges(self):
+        """len(hist) + 1 edges from 0 (float64, CPU), or None."""
+        if self._hist is None:
+            return None
+        return torch.arange(self._hist.numel() + 1, dtype=torch.float64) * self._width
+
+    @property
+    def bin_width(self):
+        return self._width
+
+    # ---- amax -----------------------------------------------------------------------------
+    def compute_amax(self, method="entropy", percentile=99.99, start_bin=128, stride=1):
+        """amax by `method` as a 0-d float32 CPU tensor; None before any data.
+
+        Needs no new pass over the data: switch methods freely.
+        """
+        if method not in ("max", "entropy", "percentile", "mse"):
+            raise ValueError(f"unknown calibration method {method!r}; use max, entropy, percentile or mse")
+        if self._count == 0:
+            return None
+        if method == "max" or self._hist is None:  # all data zero: every method says 0
+            return torch.tensor(self._max, dtype=torch.float32)
+        hist = self.hist
+        # These are small tensors: one thread avoids the thread pool's overhead, which on a
+        # busy machine made torch 2.x ten times slower here than torch 1.13.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            if method == "entropy":
+                amax = entropy_amax(hist, self._width, self.num_bits, self.unsigned, start_bin, stride)
+            elif method == "percentile":
+                amax = percentile_amax(hist, self._width, percentile)
+            else:
+                amax = mse_amax(hist, self._width, self.num_bits, self.unsigned, start_bin, stride)
+        finally:
+            torch.set_num_threads(threads)
+        return torch.tensor(amax, dtype=torch.float32)
+
+    def summary(self, buckets=64):
+        """{bins: [buckets counts], edges_max}: equal buckets over [0, edges_max] for a chart."""
+        if self._hist is None:
+            return None
+        hist = self.hist
+        n = hist.numel()
+        per_bucket = math.ceil(n / buckets)
+        padded = torch.zeros(per_bucket * buckets, dtype=torch.float64)
+        padded[:n] = hist
+        counts = padded.reshape(buckets, per_bucket).sum(dim=1)
+        return {"bins": [float(c) for c in counts], "edges_max": self._width * per_bucket * buckets}
+
+    def __repr__(self):
+        n = 0 if self._hist is None else self._hist.numel()
+        return f"HistogramCalibrator(bins={n}, max={self._max:.4g}, batches={self.batches})"
+
+
+def entropy_divergences(hist, num_bits=8, unsigned=False, start_bin=128, stride=1):
+    """(candidate bin counts i, KL divergence for each), TensorRT's entropy calibration.
+
+    For candidate i: the reference P is hist[:i] with everything above added to its last
+    bin; the candidate Q spreads each of 2^(bits-1) equal groups of hist[:i] uniformly over
+    the group's non-empty bins. Computed for all i at once from prefix sums: with group mass
+    M and non-empty count c, sum p log q = sum_groups M log(M / c) (+ outliers x log q_last).
+    """
+    bins = torch.as_tensor(hist, dtype=torch.float64).reshape(-1).clone()
+    n = bins.numel()
+    levels = 1 << (num_bits - 1 + int(unsigned))
+    if n > 1:
+        bins[0] = bins[1]  # the zero bin is usually a spike (ReLU); TensorRT drops it this way
+    total = bins.sum()
+    zero = bins.new_zeros(1)
+    cum = torch.cat([zero, bins.cumsum(0)])                          # sum bins[:k]
+    cum_nonzero = torch.cat([zero, (bins > 0).double().cumsum(0)])   # non-empty bins in [:k]
+    xlogx = torch.where(bins > 0, bins * torch.log(bins.clamp(min=1e-300)), bins.new_zeros(()))
+    cum_xlogx = torch.cat([zero, xlogx.cumsum(0)])
+    start = max(start_bin, levels)  # below that some groups would be empty
+    if start > n:
+        start = n
+    candidates = torch.arange(start, n + 1, stride, dtype=torch.int64)
+    group = torch.arange(levels + 1, dtype=torch.int64)
+    divergences = []
+    for chunk in torch.split(candidates, 1024):
+        # first bin index of each group: ceil(g * i / levels), exact in integers
+        # (torch.div and torch.take: several times faster than // and indexing in torch 2.x)
+        bounds = torch.div(group[None, :] * chunk[:, None] + levels - 1, levels, rounding_mode="floor")
+        at_cum = torch.take(cum, bounds)
+        at_nonzero = torch.take(cum_nonzero, bounds)
+        mass = at_cum[:, 1:] - at_cum[:, :-1]
+        nonzero = at_nonzero[:, 1:] - at_nonzero[:, :-1]
+        safe_nz = nonzero.clamp(min=1)
+        p_log_q = torch.where(mass > 0, mass * torch.log(mass.clamp(min=1e-300) / safe_nz),
+                              mass.new_zeros(())).sum(dim=1)
+        inside = torch.take(cum, chunk)
+        outliers = (total - inside).clamp(min=0)
+        last = torch.take(bins, chunk - 1)
+        q_last = mass[:, -1] / safe_nz[:, -1]
+        p_last = last + outliers
+        p_log_p = torch.take(cum_xlogx, chunk - 1) + torch.where(
+            p_last > 0, p_last * torch.log(p_last.clamp(min=1e-300)), p_last.new_zeros(()))
+        p_log_q = p_log_q + torch.where(
+            outliers > 0, outliers * torch.log(q_last.clamp(min=1e-300)), outliers.new_zeros(()))
+        kl = (p_log_p - p_log_q) / total - torch.log(total) + torch.log(inside.clamp(min=1e-300))
+        # P > 0 where Q = 0 (outliers piled onto an empty last bin), or Q empty: infinite.
+        kl = torch.where(((outliers > 0) & (last == 0)) | (inside <= 0),
+                         torch.full_like(kl, float("inf")), kl)
+        divergences.append(kl.clamp(min=0))
+    return candidates, torch.cat(divergences) if divergences else bins.new_zeros(0)
+
+
+def entropy_amax(hist, width, num_bits=8, unsigned=False, start_bin=128, stride=1):
+    candidates, kl = entropy_divergences(hist, num_bits, unsigned, start_bin, stride)
+    if kl.numel() == 0:
+        return float(torch.as_tensor(hist).numel() * width)
+    # The last minimum: on ties the larger amax clips less.
+    best = kl.numel() - 1 - int(torch.argmin(kl.flip(0)))
+    return float(candidates[best]) * width
+
+
+def percentile_amax(hist, width, percentile=99.99):
+    if not 0.0 < percentile <= 100.0:
+        raise ValueError(f"percentile must be in (0, 100], got {percentile}")
+    hist = torch.as_tensor(hist, dtype=torch.float64).reshape(-1)
+    cdf = hist.cumsum(0) / hist.sum()
+    idx = int(torch.searchsorted(cdf, torch.tensor([percentile / 100.0], dtype=torch.float64))[0])
+    return min(idx, hist.numel()) * width  # the left edge of the bin where the CDF reaches p
+
+
+def mse_amax(hist, width, num_bits=8, unsigned=False, start_bin=128, stride=1):
+    """The bin centre c_i (i >= start_bin) minimising sum_k hist[k] (fq(c_k; amax=c_i) - c_k)^2.
+
+    Exact, but cheap: empty bins contribute nothing and are dropped, and every centre above
+    the candidate clips to amax itself, so that part is (c - a)^2 summed from prefix sums;
+    only the centres up to the candidates of a chunk are fake-quantized one by one.
+    """
+    hist = torch.as_tensor(hist, dtype=torch.float64).reshape(-1)
+    n = hist.numel()
+    centers64 = (torch.arange(n, dtype=torch.float64) + 0.5) * width
+    start = min(start_bin, n - 1)
+    candidates = torch.arange(start, n, stride)
+    _, max_bound = quant_bounds(num_bits, unsigned)
+    keep = hist > 0
+    positions = torch.nonzero(keep).reshape(-1)  # bin index of each non-empty bin
+    h_nz, c_nz = hist[keep], centers64[keep]
+    zero = h_nz.new_zeros(1)
+    # suffix sums over non-empty bins j >= m: sum h, sum h c, sum h c^2
+    s0 = torch.cat([h_nz.flip(0).cumsum(0).flip(0), zero])
+    s1 = torch.cat([(h_nz * c_nz).flip(0).cumsum(0).flip(0), zero])
+    s2 = torch.cat([(h_nz * c_nz * c_nz).flip(0).cumsum(0).flip(0), zero])
+    h32, c32 = h_nz.float(), c_nz.float()
+    errors = []
+    rows = 256
+    with torch.no_grad():
+        for chunk in torch.split(candidates, rows):
+            amax = centers64[chunk]
+            # non-empty bins up to the chunk's largest candidate are quantized explicitly
+            cols = int(torch.searchsorted(positions, chunk[-1:], right=True)[0])
+            a32 = amax.float()[:, None]
+            scale = max_bound / a32
+            q = c32[None, :cols] * scale
+            q.round_().clamp_(max=max_bound).div_(scale).sub_(c32[None, :cols])
+            err = q.pow_(2).mul_(h32[None, :cols]).sum(dim=1).double()
+            # the rest all clip to amax: sum h (c - a)^2 = S2 - 2 a S1 + a^2 S0
+            err += s2[cols] - 2 * amax * s1[cols] + amax * amax * s0[cols]
+            errors.append(err)
+    errors = torch.cat(errors) / n
+    best = int(torch.argmin(errors))  # the first minimum, as numpy's argmin
+    return float(centers64[candidates[best]])
