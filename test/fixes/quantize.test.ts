@@ -1,0 +1,103 @@
+// Golden tests for quantize / unquantize / keep-float: expected output, no error nodes, idempotence, exact removal.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'fs';
+import * as path from 'path';
+import { parsePython } from '../../server/src/analysis';
+import { keepFloat, quantizeFile, unquantizeFile, applyOffsetEdits } from '../../server/src/fixes';
+import { LineIndex } from '../../server/src/analysis/parser';
+import { pythonParseErrors } from './pyast';
+
+const GOLDEN = path.join(process.cwd(), 'test/golden/quantize');
+const cases = fs.readdirSync(GOLDEN).filter((d) => fs.existsSync(path.join(GOLDEN, d, 'input.py')));
+
+function applyTextEdits(text: string, edits: { range: { start: { line: number; character: number }; end: { line: number; character: number } }; newText: string }[]): string {
+  const idx = new LineIndex(text);
+  const offs = edits.map((e) => ({ start: idx.offsetAt(e.range.start), end: idx.offsetAt(e.range.end), text: e.newText }));
+  return applyOffsetEdits(text, offs.sort((a, b) => a.start - b.start));
+}
+
+test('golden cases exist', () => {
+  assert.ok(cases.length >= 10, `only ${cases.length} golden cases`);
+});
+
+const outputs: string[] = [];
+for (const name of cases) {
+  test(`quantize golden: ${name}`, () => {
+    const input = fs.readFileSync(path.join(GOLDEN, name, 'input.py'), 'utf8');
+    const expected = fs.readFileSync(path.join(GOLDEN, name, 'expected.py'), 'utf8');
+    const r = quantizeFile(input);
+    assert.equal(r.text, expected);
+    assert.equal(r.helperNeeded, true);
+    // The LSP edits describe the same change as the returned text.
+    assert.equal(applyTextEdits(input, r.edits), r.text);
+    assert.equal(parsePython(r.text).rootNode.hasError, false, 'output has tree-sitter error nodes');
+    // Inserting twice equals inserting once.
+    const again = quantizeFile(r.text);
+    assert.equal(again.text, r.text);
+    assert.equal(again.edits.length, 0);
+    // Remove after insert gives back the input (minus any qdq code the input already had).
+    assert.equal(unquantizeFile(r.text).text, unquantizeFile(input).text);
+    // ... also after unrelated edits elsewhere in between.
+    const eol = input.includes('\r\n') ? '\r\n' : '\n';
+    const edit = (t: string) => `# edited above${eol}` + t + `${eol}# edited below${eol}`;
+    assert.equal(unquantizeFile(edit(r.text)).text, edit(unquantizeFile(input).text));
+    if (eol === '\r\n') assert.ok(!/[^\r]\n/.test(r.text), 'CRLF file got a bare LF line');
+    outputs.push(r.text);
+  });
+}
+
+test('golden outputs pass Python ast.parse', (t) => {
+  const sources = cases.map((c) => fs.readFileSync(path.join(GOLDEN, c, 'expected.py'), 'utf8'));
+  const errors = pythonParseErrors(sources);
+  if (!errors) return t.skip('python3 is not runnable here');
+  errors.forEach((e, i) => assert.equal(e, null, `${cases[i]}: ${e}`));
+});
+
+test('inputs without qdq code are restored byte for byte', () => {
+  for (const name of cases) {
+    const input = fs.readFileSync(path.join(GOLDEN, name, 'input.py'), 'utf8');
+    if (/qdq_quant/.test(input)) continue;
+    assert.equal(unquantizeFile(quantizeFile(input).text).text, input, name);
+  }
+});
+
+test('class scope quantizes only that class', () => {
+  const input = fs.readFileSync(path.join(GOLDEN, 'class_without_init', 'input.py'), 'utf8');
+  const r = quantizeFile(input, { scope: { kind: 'class', name: 'Child' } });
+  assert.match(r.text, /bmm0_a_quantizer\(q\)/);
+  assert.doesNotMatch(r.text, /matmul0_a_quantizer/);
+  assert.equal(unquantizeFile(r.text, { kind: 'class', name: 'Child' }).text, input);
+});
+
+test('site scope quantizes the layer on the line only, and removal at the site undoes it', () => {
+  const input = fs.readFileSync(path.join(GOLDEN, 'simple_cnn', 'input.py'), 'utf8');
+  const offset = input.indexOf('nn.Conv2d(16');
+  const r = quantizeFile(input, { scope: { kind: 'site', offset } });
+  assert.match(r.text, /qdq_quant\.quant\(nn\.Conv2d\(16, 32, 3, padding=1\)\)/);
+  assert.doesNotMatch(r.text, /quant\(nn\.Conv2d\(3,/);
+  assert.match(r.text, /^import qdq_quant {2}# qdq$/m);
+  const back = unquantizeFile(r.text, { kind: 'site', offset: r.text.indexOf('nn.Conv2d(16') });
+  assert.equal(back.text, input);
+});
+
+test('keepFloat wraps an unquantized layer and turns quant into keep_float', () => {
+  const input = fs.readFileSync(path.join(GOLDEN, 'simple_cnn', 'input.py'), 'utf8');
+  const k = keepFloat(input, input.indexOf('nn.Linear'));
+  assert.match(k.text, /self\.fc = qdq_quant\.keep_float\(nn\.Linear\(32, num_classes\)\)/);
+  // quantizing the file afterwards honours it
+  const q = quantizeFile(k.text);
+  assert.match(q.text, /keep_float\(nn\.Linear/);
+  assert.doesNotMatch(q.text, /quant\(nn\.Linear/);
+  const q2 = quantizeFile(input);
+  const k2 = keepFloat(q2.text, q2.text.indexOf('nn.Linear'));
+  assert.match(k2.text, /self\.fc = qdq_quant\.keep_float\(nn\.Linear/);
+  assert.equal(unquantizeFile(k2.text).text, input);
+});
+
+test('a file mid-edit is left alone', () => {
+  const broken = 'import torch.nn as nn\nclass A(nn.Module):\n    def __init__(self:\n        self.fc = nn.Linear(1, 1)\n';
+  assert.equal(quantizeFile(broken).text, broken);
+  assert.equal(unquantizeFile(broken).text, broken);
+  assert.equal(keepFloat(broken, 60).text, broken);
+});
