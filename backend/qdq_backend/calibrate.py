@@ -71,18 +71,21 @@ class _Collector:
         self.check_cancel()
         if not x.is_floating_point():
             return
-        x = x.float()
-        if not bool(torch.isfinite(x).all()):
+        try:
+            # the max calibrator's reduction doubles as the NaN/Inf check (no extra pass over x)
+            self.max.collect(x)
+        except ValueError as exc:
+            if type(exc).__name__ != "NonFiniteError":
+                raise
             bad = "NaN" if bool(torch.isnan(x).any()) else "Inf"
             raise NonFinite(
                 "nan",
                 f"{bad} in the input of quantizer {_site_text(self.q)} during calibration batch {self.batch_index[0]}",
-                "check the model and the calibration data for overflow (e.g. log of 0, division by 0, "
-                "uninitialised weights); calibration needs finite activations",
-            )
+                "check the model and the calibration data for overflow (e.g. log of 0 or of negatives, division "
+                "by 0, uninitialised weights); calibration needs finite activations",
+            ) from None
         self.calls += 1
         self.hist.collect(x)
-        self.max.collect(x)
 
 
 def _weight_amax(q: QuantizerInfo) -> Optional[torch.Tensor]:
@@ -102,6 +105,11 @@ def _weight_amax(q: QuantizerInfo) -> Optional[torch.Tensor]:
 
 
 def _hist_summary(hist: Any) -> Optional[Dict[str, Any]]:
+    summary = getattr(hist, "summary", None)
+    if callable(summary):
+        result = summary(HIST_SUMMARY_BUCKETS)
+        if result is not None:
+            return {"bins": [float(b) for b in result["bins"]], "edges_max": float(result["edges_max"])}
     counts, edges = _hist_arrays(hist)
     if counts is None or edges is None or counts.numel() == 0:
         return None
@@ -186,6 +194,9 @@ def collect(project: Project, batches: int, outputs: bool, progress: Progress,
             elapsed = time.monotonic() - started
             progress("calibrate", seen, total, f"batch {seen}/{total if total else '?'} ({elapsed:.1f} s)")
         check_cancel()
+        if seen:
+            # the data may end before `batches`: close the bar at what was really seen
+            progress("calibrate", seen, seen, f"calibrated on {seen} batches")
     finally:
         for module, enabled, calibrator in saved:
             module.enabled = enabled

@@ -227,16 +227,23 @@ class _QuantizerState:
 
 
 def _count_calls(project: Project, active: List[QuantizerInfo]) -> int:
-    """Quantizer calls in one forward: each becomes one Q/DQ pair in the graph."""
+    """Quantizer calls in one forward on non-constant tensors: each becomes one Q/DQ pair in the graph.
+
+    The exporter folds Q/DQ of a pure constant (say torch.eye) away, so those calls do not count; a
+    tensor is non-constant when it depends on an input or a parameter, i.e. when it requires grad here.
+    """
     calls = [0]
 
     def hook(module: Any, inputs: Any, output: Any) -> None:
-        calls[0] += 1
+        if inputs and isinstance(inputs[0], torch.Tensor) and inputs[0].requires_grad:
+            calls[0] += 1
 
     handles = [q.module.register_forward_hook(hook) for q in active]
+    args = tuple(t.detach().clone().requires_grad_(True) if t.is_floating_point() else t
+                 for t in project.example_inputs)
     try:
-        with torch.no_grad():
-            project.model(*project.example_inputs)
+        with torch.enable_grad():
+            project.model(*args)
     finally:
         for h in handles:
             h.remove()
