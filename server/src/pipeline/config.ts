@@ -139,7 +139,7 @@ export function validateConfigText(text: string): ConfigResult {
   for (const [key, value] of Object.entries(raw)) {
     const ks = KEY_BY_NAME.get(key) ?? KEY_BY_NAME.get(key.replace(/_/g, '-'));
     if (!ks) {
-      const near = CONFIG_KEYS.find((k) => k.key.replace(/-/g, '') === key.replace(/[-_]/g, '').toLowerCase());
+      const near = CONFIG_KEYS.find((k) => editDistance(k.key, key.replace(/_/g, '-').toLowerCase()) <= 2);
       diags.push({ key, severity: 'warning', range: rangeOf(key),
         message: `[tool.qdq] ${key}: unknown key${near ? `; did you mean "${near.key}"?` : `; known keys: ${CONFIG_KEYS.map((k) => k.key).join(', ')}`}` });
       continue;
@@ -151,11 +151,12 @@ export function validateConfigText(text: string): ConfigResult {
     }
     out[ks.field] = value;
   }
-  if (raw.model === undefined) {
+  const has = (k: string) => raw[k] !== undefined || raw[k.replace(/-/g, '_')] !== undefined;
+  if (!has('model')) {
     diags.push({ key: 'model', severity: 'error', range: where.table ?? WHOLE_FILE,
       message: '[tool.qdq] model is missing: add model = "model.py:build_model" (a function returning the nn.Module)' });
   }
-  if (raw['example-inputs'] === undefined && raw['input-shapes'] === undefined && raw['calibration-data'] === undefined) {
+  if (!has('example-inputs') && !has('input-shapes') && !has('calibration-data')) {
     diags.push({ key: 'example-inputs', severity: 'error', range: where.table ?? WHOLE_FILE,
       message: '[tool.qdq] needs the model\'s inputs: add example-inputs = "data.py:example_inputs" or input-shapes = [[1, 3, 224, 224]]' });
   }
@@ -165,6 +166,19 @@ export function validateConfigText(text: string): ConfigResult {
   }
   const ok = !diags.some((d) => d.severity === 'error');
   return { config: ok ? (out as unknown as QdqConfig) : null, diagnostics: diags, found: true };
+}
+
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0][j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+      // transposed neighbours ("mehtod") count as one edit
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  }
+  return d[a.length][b.length];
 }
 
 export class ConfigError extends Error {

@@ -42,8 +42,9 @@ export function candidates(opts: DiscoveryOptions = {}): Candidate[] {
   const env = opts.env ?? process.env;
   if (opts.explicit) {
     const cmd = opts.explicit;
-    const resolved = cmd.includes('/') ? path.resolve(opts.cwd ?? process.cwd(), cmd) : whichOnPath(cmd, env);
-    return [{ command: resolved ?? cmd, source: 'setting', resolved }];
+    const abs = cmd.includes('/') ? path.resolve(opts.cwd ?? process.cwd(), cmd) : null;
+    const resolved = abs ? (isExecutable(abs) ? abs : null) : whichOnPath(cmd, env);
+    return [{ command: abs ?? cmd, source: 'setting', resolved }];
   }
   const list: Candidate[] = [];
   const add = (command: string, source: InterpreterSource, resolved: string | null) => {
