@@ -1,0 +1,118 @@
+// The VS Code extension in a real VS Code: code-server 4.100.3 (VS Code 1.100.3) driven by Debian's
+// chromium through playwright-core.
+// 1. The extension-host suite (test/editors/vscode/suite) through code-server's `payload` route
+//    (extensionDevelopmentPath + extensionTestsPath): diagnostics, a quantize code action, Calibrate and
+//    Export on a copy of examples/digits-cnn, report.json and the report view. Results come from the
+//    suite's mocha JSON file, because the extension host exits 0 even when run() fails.
+// 2. The real UI: lightbulb quick fix (Ctrl+.) on a Conv2d, then QDQ: Remove All Quantizers from the
+//    palette (F1); the file on disk is checked after each, screenshots go to test-results/code-server/.
+// Skips with the reason when code-server (test/editors/code-server/install.sh) or chromium is missing.
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { codeServerUnavailable, launchChromium, openWorkbench, startCodeServer, waitFor, type CodeServer } from './code-server/harness';
+import { makeTestWorkspace, readSuiteResults } from './vscode/runTest';
+
+const repoRoot = process.cwd();
+const artifacts = path.join(repoRoot, 'test-results', 'code-server');
+const skip = codeServerUnavailable(repoRoot) ??
+  (fs.existsSync(path.join(repoRoot, 'out', 'server', 'src', 'server.js')) ? undefined : 'the server is not built: run npx tsc -p .');
+
+describe('VS Code extension in code-server 4.100.3', { skip }, () => {
+  let server: CodeServer;
+  const suiteResults = path.join(artifacts, 'suite-results.json');
+
+  before(async () => {
+    fs.rmSync(artifacts, { recursive: true, force: true });
+    fs.mkdirSync(artifacts, { recursive: true });
+    server = await startCodeServer(repoRoot, path.join(artifacts, 'state'), { QDQ_TEST_RESULTS: suiteResults });
+  });
+  after(async () => {
+    await server?.stop();
+  });
+
+  test('extension-host suite: diagnostics, quantize action, Calibrate and Export, report', { timeout: 600_000 }, async () => {
+    const workspace = makeTestWorkspace(repoRoot, path.join(artifacts, 'ws-suite'));
+    const browser = await launchChromium();
+    const consoleErrors: string[] = [];
+    try {
+      const page = await openWorkbench(browser, server.url(workspace, repoRoot, path.join(repoRoot, 'out/test/editors/vscode/suite/index.js')), consoleErrors);
+      await waitFor('the suite results file', 540_000, () => fs.existsSync(suiteResults) && readSuiteResults(suiteResults));
+      await page.screenshot({ path: path.join(artifacts, 'suite-final.png') }).catch(() => undefined);
+    } finally {
+      await browser.close();
+    }
+    const results = readSuiteResults(suiteResults)!;
+    const failures = results.failures.map((f) => `${f.fullTitle ?? f.title}: ${f.err?.message}`);
+    assert.deepEqual(failures, [], `extension-host failures (log: ${server.log})`);
+    assert.ok(results.stats.passes >= 6, `all suite tests ran: ${JSON.stringify(results.stats)}`);
+  });
+
+  test('real UI: lightbulb quick fix and a palette command change the file on disk', { timeout: 300_000 }, async () => {
+    const workspace = makeTestWorkspace(repoRoot, path.join(artifacts, 'ws-ui'));
+    const modelPath = path.join(workspace, 'model.py');
+    const original = fs.readFileSync(modelPath, 'utf8');
+    const browser = await launchChromium();
+    const consoleErrors: string[] = [];
+    let shown: import('playwright-core').Page | undefined;
+    try {
+      const page = await openWorkbench(browser, server.url(workspace, repoRoot), consoleErrors);
+      shown = page;
+      // Open model.py from the Explorer (Quick Open can race the file index on a cold start).
+      const row = page.locator('.explorer-folders-view .monaco-list-row').filter({ hasText: /^model\.py$/ });
+      await row.waitFor({ timeout: 60_000 });
+      await row.click();
+      await page.waitForSelector('.monaco-editor .view-lines', { timeout: 60_000 });
+
+      // The server's diagnostics show up as squiggles once it is running.
+      await waitFor('qdq diagnostics (squiggles) in the editor', 90_000, async () =>
+        (await page.locator('.monaco-editor .squiggly-warning, .monaco-editor .squiggly-error, .monaco-editor .squiggly-info').count()) > 0);
+
+      // Cursor on the first nn.Conv2d: Go to Line, then to the column of "Conv2d".
+      const lines = original.split('\n');
+      const lineIndex = lines.findIndex((l) => l.includes('nn.Conv2d('));
+      assert.ok(lineIndex >= 0);
+      await page.click('.monaco-editor .view-lines');
+      await page.keyboard.press('Control+G');
+      await page.waitForSelector('.quick-input-widget input');
+      await page.keyboard.type(`${lineIndex + 1}:${lines[lineIndex].indexOf('nn.Conv2d(') + 4}`);
+      await page.keyboard.press('Enter');
+      await page.waitForTimeout(500);
+
+      await page.keyboard.press('Control+.');
+      const item = page.locator('.action-widget').getByText(/Quantize this layer/).first();
+      await item.waitFor({ timeout: 30_000 });
+      await page.screenshot({ path: path.join(artifacts, 'quickfix-menu.png') });
+      await item.click();
+      await page.waitForTimeout(500);
+      await page.keyboard.press('Control+S');
+      const quantized = await waitFor('model.py saved with the quantized layer', 30_000, () => {
+        const text = fs.readFileSync(modelPath, 'utf8');
+        return /qdq_quant\.quant\(nn\.Conv2d\(/.test(text) ? text : undefined;
+      });
+      assert.match(quantized, /^import qdq_quant {2}# qdq$/m);
+      assert.equal(quantized.split('qdq_quant.quant(').length - 1, 1, 'exactly one layer quantized');
+      await waitFor('qdq_quant.py next to the model', 15_000, () => fs.existsSync(path.join(workspace, 'qdq_quant.py')));
+      await page.screenshot({ path: path.join(artifacts, 'after-quickfix.png') });
+
+      // A command from the palette: removal restores the original byte for byte.
+      await page.keyboard.press('F1');
+      await page.waitForSelector('.quick-input-widget input');
+      await page.keyboard.type('QDQ: Remove All Quantizers');
+      await page.waitForTimeout(800);
+      await page.keyboard.press('Enter');
+      await page.waitForTimeout(1000);
+      await page.click('.monaco-editor .view-lines');
+      await page.keyboard.press('Control+S');
+      await waitFor('model.py restored on disk', 30_000, () => fs.readFileSync(modelPath, 'utf8') === original);
+      await page.screenshot({ path: path.join(artifacts, 'after-palette-command.png') });
+    } catch (err) {
+      await shown?.screenshot({ path: path.join(artifacts, 'ui-failure.png') }).catch(() => undefined);
+      throw err;
+    } finally {
+      await browser.close();
+      if (consoleErrors.length) fs.writeFileSync(path.join(artifacts, 'ui-console-errors.txt'), consoleErrors.join('\n'));
+    }
+  });
+});

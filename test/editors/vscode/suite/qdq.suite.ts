@@ -1,0 +1,119 @@
+// The qdq extension in a real VS Code extension host: diagnostics, a quantize code action, the
+// Calibrate and Export pipeline on the bundled digits-cnn example, the report view.
+// Runs under mocha's TDD UI (see index.ts). `node --test out/test/` also loads every file under out/test,
+// so nothing here touches the vscode module unless mocha's `suite` global exists.
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type * as vscodeApi from 'vscode';
+
+const EXTENSION_ID = 'qdq.qdq';
+
+async function poll<T>(what: string, timeoutMs: number, probe: () => T | undefined | Promise<T | undefined>): Promise<T> {
+  const start = Date.now();
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+if (typeof (globalThis as { suite?: unknown }).suite === 'function') {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const vscode = require('vscode') as typeof vscodeApi;
+
+  suite('qdq extension in VS Code', () => {
+    let projectDir: string;
+    let modelPath: string;
+    let modelUri: vscodeApi.Uri;
+
+    suiteSetup(async () => {
+      const folder = vscode.workspace.workspaceFolders?.[0];
+      assert.ok(folder, 'the test run must open a workspace folder (a copy of examples/digits-cnn)');
+      projectDir = folder.uri.fsPath;
+      modelPath = path.join(projectDir, process.env.QDQ_TEST_MODEL || 'model.py');
+      assert.ok(fs.existsSync(modelPath), `model file ${modelPath} missing from the test workspace`);
+      modelUri = vscode.Uri.file(modelPath);
+    });
+
+    test('activates on a Python file and starts the language server', async () => {
+      const doc = await vscode.workspace.openTextDocument(modelUri);
+      await vscode.window.showTextDocument(doc);
+      const ext = await poll('the qdq extension', 30_000, () => vscode.extensions.getExtension(EXTENSION_ID));
+      await poll('activation', 60_000, () => (ext.isActive ? true : undefined));
+      const api = ext.exports as { ready: Promise<void>; client(): { isRunning(): boolean } | undefined };
+      await api.ready;
+      assert.equal(api.client()?.isRunning(), true);
+      const commands = await vscode.commands.getCommands(true);
+      for (const id of ['qdq.calibrate', 'qdq.export', 'qdq.calibrateAndExport', 'qdq.quantizeFile', 'qdq.showReport']) {
+        assert.ok(commands.includes(id), `command ${id} is registered`);
+      }
+    });
+
+    test('publishes qdq diagnostics for the model', async () => {
+      const diagnostics = await poll('qdq diagnostics', 60_000, () => {
+        const found = vscode.languages.getDiagnostics(modelUri).filter((d) => d.source === 'qdq');
+        return found.length ? found : undefined;
+      });
+      assert.ok(diagnostics.length > 0);
+      for (const d of diagnostics) assert.ok(d.message.length > 0);
+    });
+
+    test('applies "Quantize this layer" through vscode.executeCodeActionProvider', async () => {
+      const doc = await vscode.workspace.openTextDocument(modelUri);
+      const text = doc.getText();
+      const offset = text.indexOf('nn.Conv2d(');
+      assert.ok(offset >= 0, 'the model constructs an nn.Conv2d');
+      const pos = doc.positionAt(offset + 3);
+      const actions = await poll('quantize code actions', 30_000, async () => {
+        const all = await vscode.commands.executeCommand<(vscodeApi.CodeAction | vscodeApi.Command)[]>(
+          'vscode.executeCodeActionProvider', modelUri, new vscode.Range(pos, pos), undefined, 50);
+        const quantize = (all ?? []).filter((a): a is vscodeApi.CodeAction => 'title' in a && /quantiz/i.test(a.title) && !/remove/i.test(a.title));
+        return quantize.length ? quantize : undefined;
+      });
+      const action = actions.find((a) => /^Quantize this layer/.test(a.title)) ?? actions[0];
+      assert.match(action.title, /^Quantize this layer: /);
+      assert.ok(action.edit, 'the action was resolved with its edit');
+      if (action.edit) assert.ok(await vscode.workspace.applyEdit(action.edit), `edit of "${action.title}" applied`);
+      if (action.command) await vscode.commands.executeCommand(action.command.command, ...(action.command.arguments ?? []));
+      const edited = await vscode.workspace.openTextDocument(modelUri);
+      assert.ok(await edited.save() || !edited.isDirty, 'model saved');
+      const onDisk = fs.readFileSync(modelPath, 'utf8');
+      assert.match(onDisk, /qdq_quant\.quant\(nn\.Conv2d\(/);
+      assert.match(onDisk, /^import qdq_quant {2}# qdq$/m);
+      await poll('qdq_quant.py next to the model', 15_000, () => (fs.existsSync(path.join(projectDir, 'qdq_quant.py')) ? true : undefined));
+    });
+
+    test('QDQ: Quantize File wraps every weighted layer', async () => {
+      await vscode.commands.executeCommand('qdq.quantizeFile', { uri: modelUri.toString() });
+      const doc = await vscode.workspace.openTextDocument(modelUri);
+      if (doc.isDirty) await doc.save();
+      const onDisk = fs.readFileSync(modelPath, 'utf8');
+      const bare = onDisk.split('\n').filter((l) => /nn\.(Conv2d|Linear)\(/.test(l) && !/qdq_quant\.(quant|keep_float)\(/.test(l));
+      assert.deepEqual(bare, [], 'no weighted layer left unwrapped');
+    });
+
+    test('QDQ: Calibrate and Export writes both ONNX files and report.json', async () => {
+      const result = await vscode.commands.executeCommand('qdq.calibrateAndExport', { uri: modelUri.toString() });
+      assert.ok(result, 'the command returned a result (it was not refused or cancelled)');
+      const outDir = path.join(projectDir, 'qdq-out');
+      const reportPath = path.join(outDir, 'report.json');
+      assert.ok(fs.existsSync(reportPath), `${reportPath} written`);
+      const onnx = fs.readdirSync(outDir).filter((f) => f.endsWith('.onnx'));
+      assert.ok(onnx.length >= 2, `FP32 and INT8 ONNX files in ${outDir}: ${onnx.join(', ')}`);
+      const report = JSON.parse(fs.readFileSync(reportPath, 'utf8'));
+      assert.ok(report.qdq_pairs > 0, 'the INT8 model has Q/DQ pairs');
+      assert.ok(report.cosine_min >= 0.99, `INT8 output close to FP32 (cosine_min ${report.cosine_min})`);
+      assert.ok(Array.isArray(report.unquantized_weighted_ops));
+      assert.deepEqual(report.unquantized_weighted_ops, [], 'every weighted op is fed by DequantizeLinear');
+      assert.ok(report.latency_ms && report.latency_ms.fp32 > 0 && report.latency_ms.int8 > 0);
+    });
+
+    test('QDQ: Show Report opens the report view', async () => {
+      await vscode.commands.executeCommand('qdq.showReport', { uri: modelUri.toString() });
+      await poll('the QDQ Report tab', 15_000, () =>
+        vscode.window.tabGroups.all.some((g) => g.tabs.some((t) => t.label === 'QDQ Report')) ? true : undefined);
+    });
+  });
+}
