@@ -1,0 +1,245 @@
+"""Calibrators: max, and the histogram methods (entropy, percentile, mse) on known distributions,
+checked against straightforward (slow) implementations of the same algorithms."""
+
+import math
+
+import pytest
+import torch
+
+from qdq_backend.calib import (METHODS, HistogramCalibrator, MaxCalibrator, NonFiniteError, entropy_amax,
+                               entropy_divergences, make_calibrator, mse_amax, weight_amax)
+from qdq_backend.qdq_quant import TensorQuantizer, quant
+from qdq_backend.tensor_quant import fake_tensor_quant
+
+np = pytest.importorskip("numpy")
+
+
+def naive_entropy_divergences(hist, num_bits=8, start_bin=128):
+    """TensorRT's entropy calibration written loop by loop (reference for the vectorised one)."""
+    bins = [float(v) for v in hist]
+    bins[0] = bins[1]
+    levels = 1 << (num_bits - 1)
+    out = []
+    for i in range(start_bin, len(bins) + 1):
+        ref = bins[:i]
+        ref[-1] += sum(bins[i:])
+        cand = [0.0] * i
+        for g in range(levels):
+            members = [k for k in range(i) if g * i / levels <= k < (g + 1) * i / levels and bins[k] != 0]
+            if members:
+                mass = sum(bins[k] for k in members)
+                for k in members:
+                    cand[k] = mass / len(members)
+        p = np.array(ref) / sum(ref)
+        q = np.array(cand) / sum(cand)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            terms = np.where(p > 0, p * np.log(p / q), 0.0)
+        out.append(float(np.sum(terms)) if np.all(q[p > 0] > 0) else math.inf)
+    return out
+
+
+def naive_mse_amax(hist, width, start_bin=128):
+    centers = (torch.arange(len(hist), dtype=torch.float32) + 0.5) * width
+    counts = torch.as_tensor(hist, dtype=torch.float32)
+    errors = []
+    for i in range(start_bin, len(centers)):
+        q = fake_tensor_quant(centers, centers[i])
+        errors.append(((q - centers) ** 2 * counts).mean().item())
+    return centers[start_bin + int(np.argmin(errors))].item()
+
+
+def collect(calibrator, data, batches=4):
+    for chunk in torch.chunk(data, batches):
+        calibrator(chunk)
+    return calibrator
+
+
+# ---- max -------------------------------------------------------------------------------------
+
+def test_max_is_exact_per_tensor_and_per_channel():
+    torch.manual_seed(0)
+    data = torch.randn(64, 8, 5)
+    cal = collect(MaxCalibrator(), data)
+    assert cal.compute_amax().item() == data.abs().max().item()
+    per_channel = collect(MaxCalibrator(axis=1), data)
+    assert torch.equal(per_channel.compute_amax(), data.abs().amax(dim=(0, 2)))
+    assert torch.equal(weight_amax(data, axis=-1), data.abs().amax(dim=(0, 1)))
+    assert weight_amax(data).dim() == 0
+    with pytest.raises(ValueError, match="only 'max'"):
+        cal.compute_amax("entropy")
+    assert MaxCalibrator().compute_amax() is None
+
+
+def test_non_finite_values_raise():
+    for cal in (MaxCalibrator(name="conv1.input_quantizer"), HistogramCalibrator(name="conv1.input_quantizer")):
+        cal(torch.ones(10))
+        with pytest.raises(NonFiniteError, match="NaN .*conv1.input_quantizer"):
+            cal(torch.tensor([1.0, float("nan")]))
+        with pytest.raises(NonFiniteError, match="Inf"):
+            cal(torch.tensor([1.0, -float("inf")]))
+    with pytest.raises(NonFiniteError):
+        weight_amax(torch.tensor([[1.0, float("nan")]]), axis=0)
+
+
+def test_calibrators_plug_into_tensor_quantizer():
+    torch.manual_seed(0)
+    layer = quant(torch.nn.Linear(4, 3))
+    layer.input_quantizer.calibrator = HistogramCalibrator()
+    x = torch.randn(100, 4)
+    with torch.no_grad():
+        float_out = layer(x)
+    cal = layer.input_quantizer.calibrator
+    layer.input_quantizer.calibrator = None
+    layer.input_quantizer.set_amax(cal.compute_amax("max"))
+    layer.weight_quantizer.set_amax(weight_amax(layer.weight, axis=0))
+    assert layer.input_quantizer.amax.item() == x.abs().max().item()
+    with torch.no_grad():
+        assert torch.allclose(layer(x), float_out, atol=0.05)
+    assert isinstance(make_calibrator("max"), MaxCalibrator)
+    assert isinstance(make_calibrator("entropy", axis=0), MaxCalibrator)  # per channel: max only
+    assert isinstance(make_calibrator("mse"), HistogramCalibrator)
+    with pytest.raises(ValueError, match="unknown calibration method"):
+        make_calibrator("kl")
+    with pytest.raises(NotImplementedError):
+        HistogramCalibrator(axis=0)
+    q = TensorQuantizer()
+    q.calibrator = MaxCalibrator()
+    q(torch.tensor([0.5, -2.0]))
+    assert q.calibrator.compute_amax().item() == 2.0
+
+
+# ---- histogram collection ----------------------------------------------------------------------
+
+def test_histogram_counts_every_value_and_grows_with_same_width():
+    torch.manual_seed(0)
+    cal = HistogramCalibrator()
+    first = torch.randn(10000)
+    cal(first)
+    width = cal.bin_width
+    assert cal.hist.numel() == 2048 and width == pytest.approx(first.abs().max().item() / 2048)
+    bigger = torch.randn(10000) * 1.5
+    cal(bigger)
+    assert cal.bin_width == width  # bins appended, early data never re-binned
+    assert cal.hist.numel() == math.ceil(bigger.abs().max().item() / width)
+    assert cal.hist.sum().item() == 20000
+    # counts agree with a direct histogram of |x| on the same edges (up to edge rounding)
+    edges = cal.bin_edges
+    direct = torch.histc(torch.cat([first, bigger]).abs().double(), bins=edges.numel() - 1, min=0,
+                         max=edges[-1].item())
+    assert (direct - cal.hist).abs().sum().item() <= 4
+    assert cal.compute_amax("max").item() == max(first.abs().max().item(), bigger.abs().max().item())
+
+
+def test_histogram_memory_is_bounded():
+    cal = HistogramCalibrator(num_bins=2048, max_bins=8192)
+    cal(torch.rand(1000))
+    for scale in (10.0, 1000.0, 1e6):
+        cal(torch.rand(1000) * scale)
+        assert cal.hist.numel() <= 8192
+    assert cal.hist.sum().item() == 4000
+    assert cal.bin_edges[-1].item() >= 1e6 * 0.999
+    assert cal.compute_amax("max").item() <= 1e6
+
+
+def test_all_zero_batches_then_data():
+    cal = HistogramCalibrator()
+    cal(torch.zeros(100))
+    assert cal.compute_amax("entropy").item() == 0.0 and cal.summary() is None
+    cal(torch.full((50,), 2.0))
+    assert cal.hist[0].item() == 100 and cal.hist.sum().item() == 150
+    assert HistogramCalibrator().compute_amax("percentile") is None
+
+
+def test_summary_has_64_equal_buckets():
+    torch.manual_seed(0)
+    cal = collect(HistogramCalibrator(), torch.randn(50000))
+    cal(torch.randn(100) * 3)  # grow to a bin count that is not a multiple of 64
+    summary = cal.summary()
+    assert len(summary["bins"]) == 64
+    assert sum(summary["bins"]) == 50100
+    assert summary["edges_max"] >= cal.bin_edges[-1].item()
+    assert summary["edges_max"] == pytest.approx(cal.bin_width * 64 * math.ceil(cal.hist.numel() / 64))
+
+
+# ---- amax methods --------------------------------------------------------------------------------
+
+def test_percentile_is_close_to_the_true_quantile():
+    torch.manual_seed(0)
+    data = torch.randn(400000)
+    cal = collect(HistogramCalibrator(), data)
+    for p in (99.0, 99.9, 99.99):
+        true = torch.quantile(data.abs()[:100000], p / 100).item()  # quantile() has a size limit
+        exact = np.quantile(data.abs().numpy(), p / 100)
+        got = cal.compute_amax("percentile", percentile=p).item()
+        assert abs(got - exact) <= cal.bin_width * 1.01, (p, got, exact, true)
+    # as in pytorch-quantization, the answer is the left edge of the bin where the CDF
+    # reaches p, so even 100 lands one bin below the max
+    assert cal.compute_amax("percentile", percentile=100).item() == pytest.approx(cal.bin_edges[-2].item())
+    with pytest.raises(ValueError, match="percentile"):
+        cal.compute_amax("percentile", percentile=0)
+
+
+def test_entropy_and_mse_clip_heavy_tails_but_not_uniform_data():
+    torch.manual_seed(0)
+    # Student's t with 3 degrees of freedom: a few values far out. (With 2 degrees, mse
+    # stays near the max: once the bulk all rounds to 0 its error no longer grows with amax,
+    # a property of the anchor's bin-centre MSE, not of this code.)
+    heavy = torch.distributions.StudentT(3.0).sample((200000,))
+    cal = collect(HistogramCalibrator(), heavy)
+    top = cal.compute_amax("max").item()
+    for method in ("entropy", "mse", "percentile"):
+        assert cal.compute_amax(method).item() < 0.8 * top, method
+    uniform = torch.rand(200000) * 2 - 1
+    cal = collect(HistogramCalibrator(), uniform)
+    top = cal.compute_amax("max").item()
+    for method in ("entropy", "mse", "percentile"):
+        assert cal.compute_amax(method).item() > 0.98 * top, method
+
+
+def test_switching_method_needs_no_new_data():
+    torch.manual_seed(0)
+    cal = collect(HistogramCalibrator(), torch.randn(20000))
+    first = {m: cal.compute_amax(m).item() for m in METHODS}
+    again = {m: cal.compute_amax(m).item() for m in reversed(METHODS)}
+    assert first == again
+    assert len(set(first.values())) == 4
+    with pytest.raises(ValueError, match="unknown calibration method"):
+        cal.compute_amax("minmax")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_entropy_matches_the_loop_implementation(seed):
+    torch.manual_seed(seed)
+    # a small histogram with empty bins and a tail, so every branch of the algorithm is hit
+    data = torch.cat([torch.randn(3000).abs(), torch.rand(20) * 8])
+    hist = torch.histc(data, bins=300, min=0, max=8.0)
+    hist[150:170] = 0
+    candidates, fast = entropy_divergences(hist)
+    slow = naive_entropy_divergences(hist.tolist())
+    assert candidates.tolist() == list(range(128, 301))
+    fast = fast.tolist()
+    for a, b in zip(fast, slow):
+        assert (math.isinf(a) and math.isinf(b)) or a == pytest.approx(b, rel=1e-6, abs=1e-9)
+    width = 8.0 / 300
+    best = len(slow) - 1 - int(np.argmin(slow[::-1]))
+    assert entropy_amax(hist, width) == pytest.approx((128 + best) * width)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_mse_matches_the_loop_implementation(seed):
+    torch.manual_seed(seed)
+    data = torch.cat([torch.randn(5000).abs(), torch.rand(30) * 6])
+    hist = torch.histc(data, bins=400, min=0, max=6.0)
+    width = 6.0 / 400
+    assert mse_amax(hist, width) == pytest.approx(naive_mse_amax(hist, width), rel=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here; the GPU path uses torch.histc")
+def test_cuda_histogram_matches_cpu():
+    torch.manual_seed(0)
+    data = torch.randn(100000)
+    cpu = collect(HistogramCalibrator(), data)
+    gpu = collect(HistogramCalibrator(), data.cuda())
+    assert (cpu.hist - gpu.hist).abs().sum().item() <= 10
+    for method in METHODS:
+        assert gpu.compute_amax(method).item() == pytest.approx(cpu.compute_amax(method).item(), rel=0.01)
