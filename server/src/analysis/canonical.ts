@@ -95,6 +95,11 @@ function scanNested(node: SyntaxNode, info: ImportInfo, depth: number): void {
   }
 }
 
+const TORCH_NN_SUBMODULES = new Set([
+  'module', 'linear', 'conv', 'normalization', 'activation', 'container', 'dropout', 'pooling', 'batchnorm', 'sparse',
+  'transformer', 'flatten', 'padding', 'upsampling', 'instancenorm', 'pixelshuffle', 'rnn',
+]);
+
 function recordImport(st: SyntaxNode, info: ImportInfo): void {
   if (st.type === 'import_statement') {
     for (const c of st.namedChildren) {
@@ -118,6 +123,17 @@ function recordImport(st: SyntaxNode, info: ImportInfo): void {
   if (!mod) return;
   if (mod.type === 'relative_import') {
     info.usesRelativeImports = true;
+    // Inside torch.nn itself (torch/nn/modules/transformer.py): `from .linear import Linear`,
+    // `from .. import functional as F`. The submodule names are torch.nn.modules' own.
+    const rel = mod.text.replace(/^\.+/, '');
+    for (const c of st.namedChildren) {
+      if (c === mod) continue;
+      const name = c.type === 'aliased_import' ? c.childForFieldName('name')?.text ?? '' : c.type === 'dotted_name' ? c.text : '';
+      const alias = c.type === 'aliased_import' ? c.childForFieldName('alias')?.text ?? '' : name;
+      if (!name) continue;
+      if (TORCH_NN_SUBMODULES.has(rel) && /^[A-Z]/.test(name)) info.nnNames[alias] = 'nn.' + name;
+      else if (rel === '' && name === 'functional' && /^\.\.$/.test(mod.text)) info.functional.push(alias);
+    }
     return;
   }
   const from = mod.text;

@@ -625,6 +625,14 @@ function classifyAdd(p: PendingAdd, text: string): void {
     op.operandIsParam.push(false, false);
     return;
   }
+  // Already quantized (by qdq or by hand): record it as handled so a second quantize leaves it alone.
+  const lq = quantizerCallName(left) !== null;
+  const rq = quantizerCallName(right) !== null;
+  if (rq || (lq && !p.augmented)) {
+    setOperands(op, p.augmented ? [right] : [left, right], p.cls);
+    op.residual = true;
+    return;
+  }
   const bad = (n: SyntaxNode): boolean =>
     isLiteral(n) || NOT_RESIDUAL_NAME.test(lastName(n)) || /\.size\(|\.shape|len\(|\.dim\(/.test(n.text) || n.type === 'binary_operator' && n.text.length > 200;
   const setBoth = (): void => setOperands(op, [left, right], p.cls);
