@@ -1,0 +1,104 @@
+"""In-memory patching of library modules: install, build, restore, on a small package made in tmp_path."""
+
+import sys
+import textwrap
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from qdq_backend import patching  # noqa: E402
+from qdq_backend.errors import QdqError  # noqa: E402
+
+MODELS = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+
+
+    def scale(x):
+        return x * 1.0
+
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return scale(self.fc(x))
+    """
+)
+
+
+@pytest.fixture()
+def fakelib(tmp_path, monkeypatch):
+    pkg = tmp_path / "fakelib_qdq"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("from .models import Net\n")
+    (pkg / "models.py").write_text(MODELS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "fakelib_qdq.models"
+    patching.restore()
+    for name in [n for n in sys.modules if n.startswith("fakelib_qdq")]:
+        del sys.modules[name]
+
+
+def test_module_source_reads_the_file_without_writing(fakelib):
+    info = patching.module_source(fakelib)
+    assert info["file"].endswith("models.py")
+    assert "class Net" in info["source"]
+
+
+def test_install_swaps_classes_everywhere_and_restore_gives_them_back(fakelib):
+    import fakelib_qdq
+    import fakelib_qdq.models as models
+
+    original_class = models.Net
+    torch.manual_seed(0)
+    x = torch.randn(2, 4)
+    net = original_class()
+    before = net(x)
+
+    patched = patching.module_source(fakelib)["source"].replace("x * 1.0", "x * 2.0")
+    assert patching.install([{"module": fakelib, "source": patched}]) == [fakelib]
+    assert models.Net is not original_class
+    assert fakelib_qdq.Net is models.Net, "the package's re-export must point at the patched class"
+    patched_net = fakelib_qdq.Net()
+    patched_net.load_state_dict(net.state_dict())
+    assert torch.allclose(patched_net(x), before * 2)
+
+    assert patching.restore() == [fakelib]
+    assert models.Net is original_class and fakelib_qdq.Net is original_class
+    rebuilt = fakelib_qdq.Net()
+    rebuilt.load_state_dict(net.state_dict())
+    assert torch.equal(rebuilt(x), before), "after restore the library's own code runs again"
+
+
+def test_patched_source_that_fails_leaves_the_module_untouched(fakelib):
+    import fakelib_qdq.models as models
+
+    original_class = models.Net
+    with pytest.raises(QdqError) as err:
+        patching.install([{"module": fakelib, "source": "raise RuntimeError('boom')\n"}])
+    assert err.value.kind == "import" and "fakelib_qdq.models" in err.value.message
+    assert models.Net is original_class and patching.installed() == []
+
+
+def test_patch_missing_a_class_names_it(fakelib):
+    with pytest.raises(QdqError) as err:
+        patching.install([{"module": fakelib, "source": "def scale(x):\n    return x\n"}])
+    assert "Net" in err.value.message
+    assert patching.installed() == []
+
+
+def test_syntax_error_in_patch_is_a_config_error(fakelib):
+    with pytest.raises(QdqError) as err:
+        patching.install([{"module": fakelib, "source": "def broken(:\n"}])
+    assert err.value.kind == "config"
+
+
+def test_unknown_module_is_a_clear_error():
+    with pytest.raises(QdqError) as err:
+        patching.module_source("no_such_package_qdq.models")
+    assert "no_such_package_qdq" in err.value.message
