@@ -1,0 +1,129 @@
+// The `qdq` command line, described once: each command's arguments and flags, from which come the parser's
+// validation, the typed result, and the help text.
+
+type FlagSpec =
+  | { type: 'boolean'; description: string }
+  | { type: 'string'; value: string; description: string }
+  | { type: 'enum'; values: readonly string[]; default: string; description: string };
+
+export interface CommandSpec {
+  summary: string;
+  /** Name of the positional arguments in the help, with how many are allowed. */
+  positional: { name: string; min: number; max: number };
+  flags: Record<string, FlagSpec>;
+}
+
+const TRT_VERSION: FlagSpec = { type: 'string', value: 'V', description: 'TensorRT version to check against (default 10.15)' };
+const WRITE: FlagSpec = { type: 'boolean', description: 'write the result to FILE (atomically) instead of printing it' };
+
+export const CLI_COMMANDS = {
+  check: {
+    summary: 'report TensorRT and QDQ problems in model files; exit 1 when one is an error',
+    positional: { name: 'FILE...', min: 1, max: Infinity },
+    flags: {
+      format: { type: 'enum', values: ['text', 'json'], default: 'text', description: 'output format' },
+      'trt-version': TRT_VERSION,
+    },
+  },
+  quantize: {
+    summary: 'insert QDQ quantizers into every weighted layer and activation matmul/residual add',
+    positional: { name: 'FILE', min: 1, max: 1 },
+    flags: { write: WRITE },
+  },
+  unquantize: {
+    summary: 'remove every quantizer qdq inserted (restores the file byte for byte)',
+    positional: { name: 'FILE', min: 1, max: 1 },
+    flags: { write: WRITE },
+  },
+  fix: {
+    summary: 'apply the safe TensorRT source patches (integer cumsum, ...)',
+    positional: { name: 'FILE', min: 1, max: 1 },
+    flags: { write: WRITE, 'trt-version': TRT_VERSION },
+  },
+} as const satisfies Record<string, CommandSpec>;
+
+export type SourceCommand = keyof typeof CLI_COMMANDS;
+
+/** Commands handled by the pipeline (server/src/pipeline/cli.ts validates their own flags). */
+export const PIPELINE_COMMANDS = ['calibrate', 'export', 'run'] as const;
+export type PipelineCommand = (typeof PIPELINE_COMMANDS)[number];
+
+type FlagValue<F> = F extends { type: 'boolean' } ? boolean : F extends { type: 'enum'; values: readonly (infer E)[] } ? E : string | undefined;
+export type ParsedFlags<C extends SourceCommand> = { -readonly [K in keyof (typeof CLI_COMMANDS)[C]['flags']]: FlagValue<(typeof CLI_COMMANDS)[C]['flags'][K]> };
+
+export interface Parsed<C extends SourceCommand> {
+  command: C;
+  files: string[];
+  flags: ParsedFlags<C>;
+}
+
+/** A mistake in the command line: the message names it; usage is printed after it; exit code 2. */
+export class UsageError extends Error {
+  constructor(message: string, readonly command?: string) {
+    super(message);
+  }
+}
+
+export function parseCommandLine<C extends SourceCommand>(command: C, argv: string[]): Parsed<C> {
+  const spec: CommandSpec = CLI_COMMANDS[command];
+  const flags: Record<string, unknown> = {};
+  for (const [name, f] of Object.entries(spec.flags)) flags[name] = f.type === 'boolean' ? false : f.type === 'enum' ? f.default : undefined;
+  const files: string[] = [];
+  let onlyPositional = false;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (onlyPositional || !arg.startsWith('--') || arg === '-') {
+      if (!onlyPositional && arg.startsWith('-') && arg !== '-' && arg.length > 1) throw new UsageError(`unknown option "${arg}" for "qdq ${command}"`, command);
+      files.push(arg);
+      continue;
+    }
+    if (arg === '--') {
+      onlyPositional = true;
+      continue;
+    }
+    const eq = arg.indexOf('=');
+    const name = arg.slice(2, eq < 0 ? undefined : eq);
+    const f = spec.flags[name];
+    if (!f) throw new UsageError(`unknown option "--${name}" for "qdq ${command}" (options: ${Object.keys(spec.flags).map((n) => '--' + n).join(', ')})`, command);
+    if (f.type === 'boolean') {
+      if (eq >= 0) throw new UsageError(`--${name} takes no value`, command);
+      flags[name] = true;
+      continue;
+    }
+    let value: string | undefined = eq >= 0 ? arg.slice(eq + 1) : argv[++i];
+    if (value === undefined || (eq < 0 && value.startsWith('--'))) throw new UsageError(`--${name} needs a value${f.type === 'enum' ? ` (${f.values.join(' or ')})` : ''}`, command);
+    value = value.trim();
+    if (f.type === 'enum' && !f.values.includes(value)) throw new UsageError(`--${name} must be ${f.values.join(' or ')}, not "${value}"`, command);
+    if (name === 'trt-version' && !/^\d+(\.\d+){0,2}$/.test(value)) throw new UsageError(`--trt-version must look like 8.6 or 10.15, not "${value}"`, command);
+    flags[name] = value;
+  }
+  const { min, max } = spec.positional;
+  if (files.length < min) throw new UsageError(`"qdq ${command}" needs ${spec.positional.name}`, command);
+  if (files.length > max) throw new UsageError(`"qdq ${command}" takes one file, got ${files.length}: ${files.join(' ')}`, command);
+  return { command, files, flags: flags as ParsedFlags<C> };
+}
+
+export function usage(command?: string): string {
+  const lines: string[] = [];
+  const cmds = Object.entries(CLI_COMMANDS) as [string, CommandSpec][];
+  const describe = (name: string, spec: CommandSpec) => {
+    const flagNames = Object.entries(spec.flags).map(([n, f]) => (f.type === 'boolean' ? `[--${n}]` : f.type === 'enum' ? `[--${n} ${f.values.join('|')}]` : `[--${n} ${f.value}]`));
+    lines.push(`  qdq ${name} ${spec.positional.name} ${flagNames.join(' ')}`.trimEnd());
+    lines.push(`      ${spec.summary}`);
+    for (const [n, f] of Object.entries(spec.flags)) lines.push(`      --${n}${f.type === 'string' ? ' ' + f.value : ''}: ${f.description}`);
+  };
+  const one = cmds.find(([n]) => n === command);
+  if (one) {
+    lines.push('Usage:');
+    describe(one[0], one[1]);
+    return lines.join('\n');
+  }
+  lines.push('qdq: source-level INT8 quantization for PyTorch models', '', 'Usage:');
+  for (const [n, s] of cmds) describe(n, s);
+  lines.push('  qdq calibrate [DIR] [flags]    calibrate the project in DIR (see qdq calibrate --help)');
+  lines.push('  qdq export [DIR] [flags]       export FP32 and INT8 QDQ ONNX models');
+  lines.push('  qdq run [DIR] [flags]          calibrate, export and verify with onnxruntime');
+  lines.push('  qdq help [COMMAND]             this text');
+  lines.push('', 'FILE is a Python model file. Without --write, quantize/unquantize/fix print the new source.');
+  return lines.join('\n');
+}

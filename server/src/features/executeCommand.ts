@@ -1,0 +1,173 @@
+// workspace/executeCommand: the qdq.* commands. Edit commands run the fix engine and send workspace/applyEdit;
+// backend commands forward to the pipeline with work-done progress, and the LSP cancellation token is turned
+// into an AbortSignal that the pipeline passes to the backend ($/cancelRequest, then kill).
+import * as fs from 'fs';
+import * as path from 'path';
+import { lsp } from './lsp';
+import type { CancellationToken, Connection, ProgressToken, TextDocuments, WorkDoneProgressReporter } from './lsp';
+import type { QdqDocument } from './documents';
+import type { CalibrationStore } from './calibration';
+import { buildWorkspaceEdit, computeFix, EditCapabilities, HELPER_FILE, helperSource } from './codeActions';
+import { uriToPath } from './hover';
+import type { QdqSettings } from '../settings';
+import { CalibrationUpdatedNotification, CalibrationUpdatedParams, CommandArgs, Commands, EditCommandResult } from '../protocol/lsp_ext';
+import * as pipeline from './pipelineBridge';
+
+export const COMMAND_IDS = Object.values(Commands);
+
+export interface CommandContext {
+  connection: Connection;
+  documents: TextDocuments<QdqDocument>;
+  calibration: CalibrationStore;
+  editCaps(): EditCapabilities;
+  settings(): QdqSettings;
+  trusted(): boolean;
+  clientPython(): string | undefined;
+  setPython(p: string | undefined): void;
+  status(s?: { state?: 'busy' | 'ready' | 'error'; message?: string; python?: string; torchVersion?: string }): void;
+  refreshDiagnostics(): void;
+  log(msg: string): void;
+}
+
+/** The nearest folder upwards that has a pyproject.toml, else the file's own folder. */
+export function findProjectDir(file: string): string {
+  const start = path.dirname(path.resolve(file));
+  let dir = start;
+  for (;;) {
+    if (fs.existsSync(path.join(dir, 'pyproject.toml'))) return dir;
+    const parent = path.dirname(dir);
+    if (parent === dir) return start;
+    dir = parent;
+  }
+}
+
+/** Writes qdq_quant.py into `dir` unless one is there (the user owns it once it exists). */
+export function writeHelperFile(dir: string): boolean {
+  const target = path.join(dir, HELPER_FILE);
+  if (fs.existsSync(target)) return false;
+  const tmp = path.join(dir, `.${HELPER_FILE}.${process.pid}.tmp`);
+  fs.writeFileSync(tmp, helperSource());
+  fs.renameSync(tmp, target);
+  return true;
+}
+
+function firstArg(args: unknown[]): CommandArgs {
+  const a = args[0];
+  return a && typeof a === 'object' ? (a as CommandArgs) : typeof a === 'string' ? { uri: a } : {};
+}
+
+const BACKEND_COMMANDS = new Set<string>([Commands.calibrate, Commands.export, Commands.calibrateAndExport, Commands.exportDynamic, Commands.selectInterpreter]);
+
+const UNTRUSTED_MESSAGE =
+  'This workspace is not trusted, and this command would run the model\'s Python code. Trust the workspace ' +
+  '(Manage Workspace Trust) to calibrate and export; diagnostics, hovers and quantize edits work without it.';
+
+export async function executeCommand(ctx: CommandContext, command: string, args: unknown[], token: CancellationToken, workDoneToken?: ProgressToken): Promise<unknown> {
+  const arg = firstArg(args);
+  if (BACKEND_COMMANDS.has(command) && !ctx.trusted()) {
+    throw new lsp.ResponseError(lsp.ErrorCodes.InvalidRequest, UNTRUSTED_MESSAGE, { kind: 'untrusted' });
+  }
+  switch (command) {
+    case Commands.quantizeFile:
+      return editCommand(ctx, arg, 'quantize');
+    case Commands.removeAllQuantizers:
+      return editCommand(ctx, arg, 'unquantize');
+    case Commands.writeHelperFile: {
+      if (!arg.dir) throw new lsp.ResponseError(lsp.ErrorCodes.InvalidParams, 'qdq.writeHelperFile needs {dir}.');
+      return { written: writeHelperFile(arg.dir) };
+    }
+    case Commands.showReport: {
+      const file = requireFile(arg, command);
+      return pipeline.readReport(findProjectDir(file), ctx.settings());
+    }
+    case Commands.selectInterpreter: {
+      const python = arg.python;
+      if (python) ctx.setPython(python);
+      const file = arg.uri ? uriToPath(arg.uri) : undefined;
+      const info = await pipeline.probeInterpreter(python ?? pythonFor(ctx), file ? findProjectDir(file) : process.cwd());
+      ctx.status({ state: info.problem ? 'error' : 'ready', python: info.python, torchVersion: info.torchVersion, message: info.problem });
+      return info;
+    }
+    case Commands.calibrate:
+    case Commands.export:
+    case Commands.calibrateAndExport:
+    case Commands.exportDynamic:
+      return backendCommand(ctx, command, arg, token, workDoneToken);
+    default:
+      throw new lsp.ResponseError(lsp.ErrorCodes.MethodNotFound, `Unknown qdq command "${command}". Known: ${COMMAND_IDS.join(', ')}.`);
+  }
+}
+
+function requireFile(arg: CommandArgs, command: string): string {
+  if (!arg.uri) throw new lsp.ResponseError(lsp.ErrorCodes.InvalidParams, `${command} needs the model file: pass [{"uri": "file:///.../model.py"}].`);
+  return uriToPath(arg.uri);
+}
+
+function pythonFor(ctx: CommandContext): string | undefined {
+  return ctx.settings().pythonInterpreter || ctx.clientPython();
+}
+
+async function editCommand(ctx: CommandContext, arg: CommandArgs, op: 'quantize' | 'unquantize'): Promise<EditCommandResult> {
+  if (!arg.uri) throw new lsp.ResponseError(lsp.ErrorCodes.InvalidParams, 'Pass the document: [{"uri": "..."}].');
+  const doc = ctx.documents.get(arg.uri);
+  if (!doc) throw new lsp.ResponseError(lsp.ErrorCodes.InvalidParams, `Open ${arg.uri} in the editor first.`);
+  const fix = computeFix(doc.getText(), op, { kind: 'file' });
+  if (fix.edits.length === 0) return { applied: true, changedLines: 0, message: op === 'quantize' ? 'Nothing left to quantize.' : 'No quantizers to remove.' };
+  const caps = ctx.editCaps();
+  const { edit, command } = buildWorkspaceEdit(doc, fix, caps);
+  const result = await ctx.connection.workspace.applyEdit({ label: op === 'quantize' ? 'Quantize file' : 'Remove quantizers', edit });
+  if (result.applied && command) writeHelperFile(path.dirname(uriToPath(doc.uri)));
+  const changedLines = fix.edits.reduce((n, e) => n + Math.max(1, e.newText.split('\n').length - 1, e.range.end.line - e.range.start.line + 1), 0);
+  return { applied: result.applied, changedLines, message: result.failureReason };
+}
+
+const TITLES: Record<string, string> = {
+  [Commands.calibrate]: 'QDQ: Calibrating',
+  [Commands.export]: 'QDQ: Exporting ONNX',
+  [Commands.calibrateAndExport]: 'QDQ: Calibrate and export',
+  [Commands.exportDynamic]: 'QDQ: Dynamic INT8 export',
+};
+
+async function backendCommand(ctx: CommandContext, command: string, arg: CommandArgs, token: CancellationToken, workDoneToken?: ProgressToken): Promise<unknown> {
+  const file = requireFile(arg, command);
+  const projectDir = findProjectDir(file);
+  const abort = new AbortController();
+  // A client-provided token (workDoneToken) or a server-created progress: both can be cancelled by the user.
+  let reporter: WorkDoneProgressReporter;
+  if (workDoneToken !== undefined) reporter = ctx.connection.window.attachWorkDoneProgress(workDoneToken);
+  else reporter = await ctx.connection.window.createWorkDoneProgress();
+  const serverToken = (reporter as { token?: CancellationToken }).token;
+  const subscriptions = [token.onCancellationRequested(() => abort.abort()), serverToken?.onCancellationRequested(() => abort.abort())];
+  reporter.begin(TITLES[command] ?? command, 0, 'starting the Python backend', true);
+  ctx.status({ state: 'busy', message: TITLES[command] });
+  try {
+    const result = await pipeline.run(command, {
+      projectDir,
+      modelFile: file,
+      settings: ctx.settings(),
+      python: pythonFor(ctx),
+      signal: abort.signal,
+      onProgress: (p) => reporter.report(p.percent ?? 0, p.message),
+      log: ctx.log,
+    });
+    if (result.quantizers) {
+      ctx.calibration.set({ projectDir, quantizers: result.quantizers });
+      ctx.refreshDiagnostics();
+      const files = [...new Set(result.quantizers.map((q) => q.site?.file).filter((f): f is string => !!f))];
+      void ctx.connection.sendNotification(CalibrationUpdatedNotification, { projectDir, files } satisfies CalibrationUpdatedParams);
+    }
+    ctx.status({ state: 'ready', python: result.python, torchVersion: result.torchVersion });
+    return result.summary;
+  } catch (err) {
+    if (abort.signal.aborted) {
+      ctx.status({ state: 'ready', message: 'cancelled' });
+      throw new lsp.ResponseError(lsp.LSPErrorCodes.RequestCancelled, `${TITLES[command] ?? command} was cancelled; the backend was stopped.`);
+    }
+    const info = pipeline.describeError(err);
+    ctx.status({ state: 'error', message: info.message });
+    throw new lsp.ResponseError(lsp.ErrorCodes.InternalError, info.hint ? `${info.message} ${info.hint}` : info.message, info);
+  } finally {
+    for (const s of subscriptions) s?.dispose();
+    reporter.done();
+  }
+}

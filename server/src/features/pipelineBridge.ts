@@ -1,0 +1,164 @@
+// The language server's view of the pipeline (server/src/pipeline): one call per backend command, with an
+// AbortSignal for cancellation and a progress callback that feeds LSP work-done progress.
+import * as fs from 'fs';
+import * as path from 'path';
+import type { QdqSettings } from '../settings';
+import { defaultSettings } from '../settings';
+import type { CalibratedQuantizer } from './calibration';
+import { parseQuantizers } from './calibration';
+import { Commands, InterpreterInfo } from '../protocol/lsp_ext';
+import type { PipelineStep, PipelineProgress } from '../pipeline/run';
+import { loadConfig, ConfigOverrides } from '../pipeline/config';
+import { CancelToken, asQdqError } from '../pipeline/errors';
+
+// The orchestrator pulls in onnxruntime and protobuf: loaded on the first backend command, not at server start.
+function pipelineRun(): typeof import('../pipeline/run') {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require('../pipeline/run');
+}
+function interpreters(): typeof import('../pipeline/interpreter') {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require('../pipeline/interpreter');
+}
+
+export interface RunOptions {
+  projectDir: string;
+  modelFile: string;
+  settings: QdqSettings;
+  python?: string;
+  signal: AbortSignal;
+  onProgress(p: { percent?: number; message: string }): void;
+  log(msg: string): void;
+}
+
+export interface RunResult {
+  /** What the command returns to the client: the report and where it was written. */
+  summary: { reportPath: string; outDir: string; report: unknown };
+  /** New calibration results (with histograms), when the command calibrated. */
+  quantizers?: CalibratedQuantizer[];
+  python?: string;
+  torchVersion?: string;
+}
+
+export interface ErrorInfo {
+  kind: string;
+  message: string;
+  hint?: string;
+  detail?: string;
+}
+
+const STEPS: Record<string, { steps: PipelineStep[]; dynamicOnly?: boolean; dynamic?: boolean }> = {
+  [Commands.calibrate]: { steps: ['calibrate'] },
+  [Commands.export]: { steps: ['calibrate', 'export'] },
+  [Commands.calibrateAndExport]: { steps: ['calibrate', 'export', 'verify'] },
+  [Commands.exportDynamic]: { steps: ['export'], dynamicOnly: true },
+};
+
+// Share of the progress bar each pipeline step fills, in the order they run.
+const STEP_SPAN: Record<PipelineProgress['step'], [number, number]> = {
+  interpreter: [0, 5],
+  quantize: [5, 8],
+  load: [8, 15],
+  calibrate: [15, 55],
+  histogram: [55, 60],
+  export: [60, 78],
+  fold: [78, 82],
+  dynamic: [82, 86],
+  verify: [86, 99],
+  report: [99, 100],
+};
+
+/**
+ * Editor settings override [tool.qdq] only where the user changed them from their defaults, so a project's
+ * pyproject.toml stays in charge unless the editor says otherwise.
+ */
+export function overridesFrom(settings: QdqSettings): ConfigOverrides {
+  const d = defaultSettings();
+  const o: ConfigOverrides = {};
+  if (settings.calibrationMethod !== d.calibrationMethod) o.method = settings.calibrationMethod;
+  if (settings.percentile !== d.percentile) o.percentile = settings.percentile;
+  if (settings.calibrationBatches !== d.calibrationBatches) o.batches = settings.calibrationBatches;
+  if (settings.opset !== d.opset) o.opset = settings.opset;
+  if (settings.outDir !== d.outDir) o.outDir = settings.outDir;
+  return o;
+}
+
+export async function run(command: string, opts: RunOptions): Promise<RunResult> {
+  const plan = STEPS[command];
+  if (!plan) throw new Error(`not a pipeline command: ${command}`);
+  const cancel = new CancelToken();
+  const onAbort = () => cancel.cancel();
+  if (opts.signal.aborted) cancel.cancel();
+  opts.signal.addEventListener('abort', onAbort);
+  try {
+    const result = await pipelineRun().runPipeline(
+      {
+        projectDir: opts.projectDir,
+        steps: plan.steps,
+        python: opts.python,
+        overrides: overridesFrom(opts.settings),
+        dynamicOnly: plan.dynamicOnly,
+        dynamic: plan.dynamic,
+        onLog: (line) => opts.log(`[backend] ${line}`),
+      },
+      (p) => {
+        const [lo, hi] = STEP_SPAN[p.step] ?? [0, 100];
+        const frac = p.total ? Math.min(1, p.done / p.total) : 0;
+        opts.onProgress({ percent: Math.round(lo + (hi - lo) * frac), message: p.message });
+      },
+      cancel,
+    );
+    const calibrationFile = result.report.files?.calibration;
+    let quantizers: CalibratedQuantizer[] | undefined;
+    if (calibrationFile) {
+      try {
+        quantizers = parseQuantizers(fs.readFileSync(calibrationFile, 'utf8'));
+      } catch {
+        quantizers = undefined;
+      }
+    }
+    quantizers ??= result.report.quantizers.length ? (result.report.quantizers as unknown as CalibratedQuantizer[]) : undefined;
+    return {
+      summary: { reportPath: result.reportPath, outDir: result.outDir, report: result.report },
+      quantizers,
+      python: result.report.python?.path,
+      torchVersion: result.report.python?.torch_version,
+    };
+  } finally {
+    opts.signal.removeEventListener('abort', onAbort);
+  }
+}
+
+export async function probeInterpreter(python: string | undefined, projectDir: string): Promise<InterpreterInfo> {
+  try {
+    const py = await interpreters().findInterpreter({ explicit: python || undefined, cwd: projectDir });
+    return { python: py.path, pythonVersion: py.pythonVersion, torchVersion: py.torchVersion };
+  } catch (err) {
+    const e = asQdqError(err);
+    return { python: python ?? '', problem: e.hint ? `${e.message}\n${e.hint}` : e.message };
+  }
+}
+
+/** Output folder of a project: [tool.qdq] out-dir (with the editor override), else the editor setting. */
+export function outDirOf(projectDir: string, settings: QdqSettings): string {
+  try {
+    return path.resolve(projectDir, loadConfig(projectDir, overridesFrom(settings)).outDir);
+  } catch {
+    return path.resolve(projectDir, settings.outDir);
+  }
+}
+
+/** The saved report of the last run (what QDQ: Show Report displays), or null when nothing ran yet. */
+export function readReport(projectDir: string, settings: QdqSettings): unknown {
+  const file = path.join(outDirOf(projectDir, settings), 'report.json');
+  try {
+    return { reportPath: file, report: JSON.parse(fs.readFileSync(file, 'utf8')) };
+  } catch {
+    return null;
+  }
+}
+
+export function describeError(err: unknown): ErrorInfo {
+  const e = asQdqError(err);
+  return { kind: e.kind, message: e.message, hint: e.hint || undefined, detail: e.detail };
+}

@@ -1,0 +1,133 @@
+// Every message qdq adds on top of the Language Server Protocol, in one place, so the server, the VS Code
+// client and the tests agree on names and payloads. Standard LSP messages are not repeated here.
+//
+// Direction is written as "client -> server" or "server -> client". Any LSP client that does not know these
+// messages still gets diagnostics, hovers and code actions: nothing here is required for the core features.
+//
+// Message names are plain strings (with the params type next to them) rather than vscode-jsonrpc
+// NotificationType objects: the server and the client load different copies of vscode-jsonrpc, whose classes
+// are not interchangeable for the type checker, while a method string works with both.
+
+/** Settings section read with workspace/configuration (see server/src/settings.ts for the fields). */
+export const SETTINGS_SECTION = 'qdq';
+
+/** Diagnostic `source` for everything qdq reports. */
+export const DIAGNOSTIC_SOURCE = 'qdq';
+
+/**
+ * `initializationOptions` of the initialize request (client -> server).
+ * `workspaceTrusted`: false when the editor's workspace is untrusted; the server then refuses every command that
+ * would run the user's code (calibrate, export, ...) and says why; analysis, hovers and edits keep working.
+ * Absent means trusted, because editors without a trust model (Neovim, Emacs) start servers only for files
+ * the user opened on purpose and the backend still runs only on an explicit command.
+ * `pythonInterpreter`: the interpreter the Python extension selected, when the client found one; a
+ * `qdq.pythonInterpreter` setting wins over it.
+ */
+export interface QdqInitializationOptions {
+  workspaceTrusted?: boolean;
+  pythonInterpreter?: string;
+}
+
+/**
+ * `qdq/setWorkspaceTrust` (client -> server notification): the user granted (or revoked) trust after start-up.
+ */
+export interface SetWorkspaceTrustParams {
+  trusted: boolean;
+}
+export const SetWorkspaceTrustNotification = 'qdq/setWorkspaceTrust';
+
+/**
+ * `qdq/setPythonInterpreter` (client -> server notification): the Python extension's selected interpreter
+ * changed. `path` undefined means "none selected".
+ */
+export interface SetPythonInterpreterParams {
+  path?: string;
+}
+export const SetPythonInterpreterNotification = 'qdq/setPythonInterpreter';
+
+/**
+ * `qdq/backendStatus` (server -> client notification): state of the Python backend, for a status bar item.
+ * Sent after initialization, whenever a command starts or ends, and when the interpreter changes.
+ */
+export type BackendState = 'unknown' | 'ready' | 'busy' | 'error' | 'untrusted';
+export interface BackendStatusParams {
+  state: BackendState;
+  /** Interpreter path in use, when known. */
+  python?: string;
+  torchVersion?: string;
+  /** What the backend is doing (busy) or what went wrong (error), one line. */
+  message?: string;
+}
+export const BackendStatusNotification = 'qdq/backendStatus';
+
+/**
+ * `qdq/calibrationUpdated` (server -> client notification): new calibration results were stored for a project,
+ * so a client showing the report or the range chart can refresh. Hovers and range diagnostics are refreshed by
+ * the server itself.
+ */
+export interface CalibrationUpdatedParams {
+  projectDir: string;
+  /** Files (absolute paths) that have quantizers in the new results. */
+  files: string[];
+}
+export const CalibrationUpdatedNotification = 'qdq/calibrationUpdated';
+
+/**
+ * `qdq/report` (client -> server request): the data of the last pipeline run for a project (what
+ * `qdq.showReport` returns), or null when nothing ran yet. `uri` is any file of the project.
+ */
+export interface ReportParams {
+  uri: string;
+}
+export const ReportRequest = 'qdq/report';
+
+/**
+ * Commands the server implements through workspace/executeCommand (client -> server). Argument 0 of every
+ * command is an object; `uri` names the document (and through it the project) the command is about.
+ * Long commands report LSP work-done progress and are cancellable; cancelling stops the Python backend.
+ */
+export const Commands = {
+  calibrate: 'qdq.calibrate',
+  export: 'qdq.export',
+  calibrateAndExport: 'qdq.calibrateAndExport',
+  exportDynamic: 'qdq.exportDynamic',
+  quantizeFile: 'qdq.quantizeFile',
+  removeAllQuantizers: 'qdq.removeAllQuantizers',
+  showReport: 'qdq.showReport',
+  selectInterpreter: 'qdq.selectInterpreter',
+  /** Internal: run by a code action after its edit when the client cannot create files itself. */
+  writeHelperFile: 'qdq.writeHelperFile',
+} as const;
+export type CommandId = (typeof Commands)[keyof typeof Commands];
+
+/** Argument of every command above. */
+export interface CommandArgs {
+  uri?: string;
+  /** qdq.selectInterpreter: the interpreter to use from now on (an absolute path, or a name on PATH). */
+  python?: string;
+  /** qdq.writeHelperFile: directory that gets qdq_quant.py. */
+  dir?: string;
+}
+
+/** Result of qdq.selectInterpreter: what the backend reported about the interpreter. */
+export interface InterpreterInfo {
+  python: string;
+  pythonVersion?: string;
+  torchVersion?: string;
+  problem?: string;
+}
+
+/** Result of qdq.quantizeFile / qdq.removeAllQuantizers: the edit was sent with workspace/applyEdit. */
+export interface EditCommandResult {
+  applied: boolean;
+  changedLines: number;
+  message?: string;
+}
+
+/** Code action kinds qdq offers (besides the standard quickfix for TensorRT diagnostics). */
+export const CodeActionKinds = {
+  quantize: 'refactor.rewrite.qdq.quantize',
+  keepFloat: 'refactor.rewrite.qdq.keepFloat',
+  remove: 'refactor.rewrite.qdq.remove',
+  fixAll: 'source.fixAll.qdq',
+} as const;

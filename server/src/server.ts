@@ -1,0 +1,225 @@
+// The qdq language server: connection wiring only. Analysis, rules and fixes live in their own folders;
+// each LSP method is one file under features/.
+import { lsp } from './features/lsp';
+import type { InitializeParams, InitializeResult, CodeAction, Diagnostic, Connection, TextDocumentChangeEvent } from './features/lsp';
+import { QdqDocument, qdqDocumentsConfig } from './features/documents';
+import { ruleDiagnostics } from './features/diagnostics';
+import { hover, uriToPath } from './features/hover';
+import { listCodeActions, resolveAction, isActionData, EditCapabilities } from './features/codeActions';
+import { CalibrationStore, calibrationDiagnostics } from './features/calibration';
+import { CommandContext, executeCommand, COMMAND_IDS, findProjectDir } from './features/executeCommand';
+import { outDirOf } from './features/pipelineBridge';
+import { defaultSettings, validateSettings, QdqSettings } from './settings';
+import {
+  CodeActionKinds,
+  QdqInitializationOptions,
+  SETTINGS_SECTION,
+  SetWorkspaceTrustNotification,
+  SetPythonInterpreterNotification,
+  BackendStatusNotification,
+  ReportRequest,
+  Commands,
+} from './protocol/lsp_ext';
+
+/** Quiet time after the last edit before diagnostics are recomputed (keeps typing bursts to one analysis). */
+const DIAGNOSTICS_DEBOUNCE_MS = 40;
+
+export function startServer(connection: Connection = lsp.createConnection(lsp.ProposedFeatures.all)): Connection {
+  const documents = new lsp.TextDocuments<QdqDocument>(qdqDocumentsConfig);
+  const calibration = new CalibrationStore();
+  const loadedProjects = new Set<string>();
+  let settings: QdqSettings = defaultSettings();
+  let reportedProblems = new Set<string>();
+  let workspaceTrusted = true;
+  let clientPython: string | undefined;
+  let hasConfiguration = false;
+  let editCaps: EditCapabilities = { documentChanges: false, createFiles: false, resolveEdits: false };
+  const pendingDiagnostics = new Map<string, NodeJS.Timeout>();
+
+  const log = (msg: string) => connection.console.log(msg);
+
+  connection.onInitialize((params: InitializeParams): InitializeResult => {
+    const caps = params.capabilities;
+    const we = caps.workspace?.workspaceEdit;
+    editCaps = {
+      documentChanges: !!we?.documentChanges,
+      createFiles: !!we?.resourceOperations?.includes('create'),
+      resolveEdits: !!caps.textDocument?.codeAction?.resolveSupport?.properties.includes('edit'),
+    };
+    hasConfiguration = !!caps.workspace?.configuration;
+    const init = (params.initializationOptions ?? {}) as QdqInitializationOptions;
+    if (init.workspaceTrusted === false) workspaceTrusted = false;
+    if (typeof init.pythonInterpreter === 'string' && init.pythonInterpreter) clientPython = init.pythonInterpreter;
+    return {
+      capabilities: {
+        textDocumentSync: { openClose: true, change: lsp.TextDocumentSyncKind.Incremental, save: { includeText: false } },
+        hoverProvider: true,
+        codeActionProvider: {
+          codeActionKinds: [lsp.CodeActionKind.QuickFix, CodeActionKinds.quantize, CodeActionKinds.keepFloat, CodeActionKinds.remove, CodeActionKinds.fixAll],
+          resolveProvider: true,
+        },
+        executeCommandProvider: { commands: [...COMMAND_IDS] },
+      },
+      serverInfo: { name: 'qdq-language-server', version: '0.1.0' },
+    };
+  });
+
+  connection.onInitialized(() => {
+    if (hasConfiguration) {
+      connection.client.register(lsp.DidChangeConfigurationNotification.type, { section: SETTINGS_SECTION }).catch(() => undefined);
+      void refreshSettings();
+    }
+    sendStatus();
+  });
+
+  async function refreshSettings(): Promise<void> {
+    if (!hasConfiguration) return;
+    let raw: unknown;
+    try {
+      raw = await connection.workspace.getConfiguration(SETTINGS_SECTION);
+    } catch {
+      return; // client without configuration support after all: keep the defaults
+    }
+    const result = validateSettings(raw);
+    const previousTrt = settings.trtVersion;
+    settings = result.settings;
+    const fresh = result.problems.filter((p) => !reportedProblems.has(p));
+    reportedProblems = new Set(result.problems);
+    for (const p of fresh) connection.window.showWarningMessage(`qdq: ${p}`);
+    if (previousTrt !== settings.trtVersion) for (const doc of documents.all()) scheduleDiagnostics(doc.uri, 0);
+  }
+
+  connection.onDidChangeConfiguration((change) => {
+    if (hasConfiguration) void refreshSettings();
+    else {
+      // Clients that push settings instead of answering workspace/configuration.
+      const raw = (change.settings as Record<string, unknown> | undefined)?.[SETTINGS_SECTION];
+      settings = validateSettings(raw).settings;
+      for (const doc of documents.all()) scheduleDiagnostics(doc.uri, 0);
+    }
+  });
+
+  connection.onNotification(SetWorkspaceTrustNotification, (p) => {
+    workspaceTrusted = !!p.trusted;
+    sendStatus();
+  });
+  connection.onNotification(SetPythonInterpreterNotification, (p) => {
+    clientPython = p.path || undefined;
+    sendStatus();
+  });
+
+  function sendStatus(extra?: { state?: 'busy' | 'ready' | 'error'; message?: string; python?: string; torchVersion?: string }) {
+    const state = !workspaceTrusted ? 'untrusted' : extra?.state ?? 'unknown';
+    const message = !workspaceTrusted ? 'Workspace not trusted: calibration and export are disabled' : extra?.message;
+    void connection.sendNotification(BackendStatusNotification, { state, message, python: extra?.python ?? (settings.pythonInterpreter || clientPython), torchVersion: extra?.torchVersion });
+  }
+
+  function publish(uri: string) {
+    pendingDiagnostics.delete(uri);
+    const doc = documents.get(uri);
+    if (!doc) return;
+    const version = doc.version;
+    let diagnostics: Diagnostic[] = ruleDiagnostics(doc, settings.trtVersion, log);
+    try {
+      const file = uriToPath(uri);
+      ensureCalibrationLoaded(file);
+      if (calibration.forFile(file).length) diagnostics = diagnostics.concat(calibrationDiagnostics(calibration, file, doc.getIndex()));
+    } catch (err) {
+      log(`qdq: calibration checks of ${uri} failed: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    void connection.sendDiagnostics({ uri, version, diagnostics });
+  }
+
+  function scheduleDiagnostics(uri: string, delay = DIAGNOSTICS_DEBOUNCE_MS) {
+    const pending = pendingDiagnostics.get(uri);
+    if (pending) clearTimeout(pending);
+    pendingDiagnostics.set(uri, setTimeout(() => publish(uri), delay));
+  }
+
+  /** Reads the results the pipeline saved for the file's project, once per project. */
+  function ensureCalibrationLoaded(file: string) {
+    if (!file.startsWith('/') && !/^[a-zA-Z]:[\\/]/.test(file)) return;
+    const projectDir = findProjectDir(file);
+    if (loadedProjects.has(projectDir)) return;
+    loadedProjects.add(projectDir);
+    calibration.loadFromDisk(projectDir, outDirOf(projectDir, settings));
+  }
+
+  documents.onDidOpen((e) => scheduleDiagnostics(e.document.uri, 0));
+  documents.onDidChangeContent((e) => scheduleDiagnostics(e.document.uri));
+  documents.onDidClose((e) => {
+    const pending = pendingDiagnostics.get(e.document.uri);
+    if (pending) clearTimeout(pending);
+    pendingDiagnostics.delete(e.document.uri);
+    void connection.sendDiagnostics({ uri: e.document.uri, diagnostics: [] });
+  });
+
+  connection.onHover((params) => {
+    const doc = documents.get(params.textDocument.uri);
+    if (!doc) return null;
+    try {
+      ensureCalibrationLoaded(uriToPath(doc.uri));
+      return hover(doc, params.position, calibration);
+    } catch (err) {
+      log(`qdq: hover failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+      return null;
+    }
+  });
+
+  connection.onCodeAction((params) => {
+    const doc = documents.get(params.textDocument.uri);
+    if (!doc) return [];
+    try {
+      return listCodeActions(doc, params, editCaps);
+    } catch (err) {
+      log(`qdq: code actions failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+      return [];
+    }
+  });
+
+  connection.onCodeActionResolve((action: CodeAction) => {
+    if (!isActionData(action.data)) return action;
+    const doc = documents.get(action.data.uri);
+    if (!doc) throw new lsp.ResponseError(lsp.ErrorCodes.InvalidParams, `The document ${action.data.uri} is not open any more.`);
+    try {
+      return { ...action, ...resolveAction(doc, action.data, editCaps) };
+    } catch (err) {
+      if (err instanceof lsp.ResponseError) throw err;
+      log(`qdq: resolving "${action.title}" failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+      throw new lsp.ResponseError(lsp.ErrorCodes.InternalError, `qdq could not compute "${action.title}": ${err instanceof Error ? err.message : String(err)}`);
+    }
+  });
+
+  const commandContext: CommandContext = {
+    connection,
+    documents,
+    calibration,
+    editCaps: () => editCaps,
+    settings: () => settings,
+    trusted: () => workspaceTrusted,
+    clientPython: () => clientPython,
+    setPython: (p) => {
+      clientPython = p;
+    },
+    status: sendStatus,
+    refreshDiagnostics: () => {
+      for (const doc of documents.all()) scheduleDiagnostics(doc.uri, 0);
+    },
+    log,
+  };
+  connection.onExecuteCommand((params, token) => executeCommand(commandContext, params.command, params.arguments ?? [], token, params.workDoneToken));
+  connection.onRequest(ReportRequest, (p, token) => executeCommand(commandContext, Commands.showReport, [{ uri: p.uri }], token));
+
+  connection.onShutdown(() => {
+    for (const t of pendingDiagnostics.values()) clearTimeout(t);
+    pendingDiagnostics.clear();
+  });
+
+  // A bug in one request must not take the server down with the user's editor session.
+  process.on('uncaughtException', (err) => log(`qdq: unexpected error: ${err.stack ?? err.message}`));
+  process.on('unhandledRejection', (err) => log(`qdq: unexpected error: ${err instanceof Error ? err.stack ?? err.message : String(err)}`));
+
+  documents.listen(connection);
+  connection.listen();
+  return connection;
+}
