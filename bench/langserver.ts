@@ -1,0 +1,192 @@
+// Section a: the language server's analysis cost against the bare tree-sitter parse of the same large files
+// (torchvision's and torch.nn's own sources), one-keystroke re-analysis, and ruff as the reference linter.
+import * as fs from 'fs';
+import * as path from 'path';
+import { median, nowMs, interleaved, progress, Skip, TargetCheck } from './stats';
+
+interface Engine {
+  parsePython(text: string, previous?: { tree: any; edit?: any }): any;
+  buildModelIndex(tree: any, text: string): any;
+  editFor(oldText: string, range: any, newText: string, lines?: any): any;
+  LineIndex: new (text: string) => { positionAt(offset: number): { line: number; character: number } };
+  runRules(index: any, tree: any, text: string, opts: { trtVersion?: string }): unknown[];
+  /** Why the rules could not be loaded; the figures then cover parse + model index only. */
+  rulesMissing?: string;
+}
+
+// Loaded at run time so the bench still builds and reports the other sections while a part is missing.
+function loadEngine(): Engine {
+  const root = path.join(__dirname, '..', 'server', 'src');
+  let analysis: any;
+  let rules: any;
+  try {
+    analysis = require(path.join(root, 'analysis', 'index.js'));
+  } catch (e) {
+    throw new Skip(`server/src/analysis is not built or fails to load (${(e as Error).message.split('\n')[0]})`);
+  }
+  let rulesMissing: string | undefined;
+  try {
+    rules = require(path.join(root, 'rules', 'index.js'));
+    if (typeof rules.runRules !== 'function') rulesMissing = 'server/src/rules exports no runRules';
+  } catch (e) {
+    rulesMissing = `server/src/rules is not built or fails to load (${(e as Error).message.split('\n')[0]})`;
+  }
+  for (const name of ['parsePython', 'buildModelIndex', 'editFor', 'LineIndex']) {
+    if (typeof analysis[name] !== 'function') throw new Skip(`the analysis API has no ${name} (docs/DESIGN.md "Engine APIs")`);
+  }
+  const runRules = rulesMissing ? () => [] : rules.runRules;
+  return { ...analysis, runRules, rulesMissing };
+}
+
+const TORCH_DIRS = ['/usr/lib/python3/dist-packages'];
+
+/** torchvision/models/*.py then torch/nn/modules/*.py, from the Debian install (the sources the issue names). */
+export function corpusFiles(): string[] {
+  for (const base of TORCH_DIRS) {
+    const dirs = [path.join(base, 'torchvision', 'models'), path.join(base, 'torch', 'nn', 'modules')];
+    if (!dirs.every((d) => fs.existsSync(d))) continue;
+    return dirs.flatMap((d) => fs.readdirSync(d).filter((f) => f.endsWith('.py')).sort().map((f) => path.join(d, f)));
+  }
+  throw new Skip(`torchvision and torch sources not found under ${TORCH_DIRS.join(', ')} (apt install python3-torchvision)`);
+}
+
+/** Whole files concatenated until at least `lines` lines: one large, valid Python file. */
+export function concatenated(files: string[], lines: number): string {
+  const parts: string[] = [];
+  let count = 0;
+  for (const f of files) {
+    if (count >= lines) break;
+    const text = fs.readFileSync(f, 'utf8');
+    parts.push(text.endsWith('\n') ? text : text + '\n');
+    count += text.split('\n').length;
+  }
+  return parts.join('');
+}
+
+export interface LangServerResult {
+  big_file: { lines: number; chars: number; parse_ms: number; full_analysis_ms: number; index_ms: number; rules_ms: number;
+    ratio_full_to_parse: number; diagnostics: number; ruff_ms: number | null; ruff_diagnostics: number | null };
+  keystroke: { lines: number; median_ms: number; p90_ms: number; samples: number; parse_ms: number; analysis_ms: number };
+  all_files: { files: number; lines: number; parse_ms: number; full_analysis_ms: number; ratio_full_to_parse: number;
+    ruff_ms: number | null };
+  ruff: { version: string } | { skipped: string };
+  rules_missing?: string;
+}
+
+function loadRuff(): { check(text: string): unknown[]; version: string } | string {
+  try {
+    const ruff = require('@astral-sh/ruff-wasm-nodejs');
+    const ws = new ruff.Workspace(ruff.Workspace.defaultSettings(), ruff.PositionEncoding.Utf16);
+    return { check: (t: string) => ws.check(t), version: ruff.Workspace.version() };
+  } catch (e) {
+    return `@astral-sh/ruff-wasm-nodejs failed to load: ${(e as Error).message.split('\n')[0]}`;
+  }
+}
+
+export async function benchLanguageServer(checks: TargetCheck[]): Promise<LangServerResult> {
+  const engine = loadEngine();
+  const files = corpusFiles();
+  const big = concatenated(files, 5000);
+  const bigLines = big.split('\n').length;
+  const ruff = loadRuff();
+  if (engine.rulesMissing) progress(`language server: WARNING ${engine.rulesMissing}; measuring parse + model index only`);
+  progress(`language server: ${bigLines}-line file from ${files.length} torchvision/torch.nn sources`);
+
+  const parse = (t: string) => engine.parsePython(t);
+  const full = (t: string) => {
+    const tree = engine.parsePython(t);
+    const index = engine.buildModelIndex(tree, t);
+    return engine.runRules(index, tree, t, {});
+  };
+  const diagnostics = full(big).length;
+  const variants: Record<string, () => unknown> = { parse: () => parse(big), full: () => full(big) };
+  if (typeof ruff !== 'string') variants.ruff = () => ruff.check(big);
+  const s = await interleaved(variants, { rounds: 5, perRound: 4, warmup: 2 });
+
+  // Where the time goes: index and rules separately on one already parsed tree.
+  const tree = engine.parsePython(big);
+  const split = await interleaved({
+    index: () => engine.buildModelIndex(tree, big),
+    rules: (() => { const idx = engine.buildModelIndex(tree, big); return () => engine.runRules(idx, tree, big, {}); })(),
+  }, { rounds: 3, perRound: 4, warmup: 1 });
+
+  const bigResult = {
+    lines: bigLines, chars: big.length, parse_ms: median(s.parse), full_analysis_ms: median(s.full),
+    index_ms: median(split.index), rules_ms: median(split.rules), ratio_full_to_parse: median(s.full) / median(s.parse),
+    diagnostics, ruff_ms: s.ruff ? median(s.ruff) : null,
+    ruff_diagnostics: typeof ruff !== 'string' ? ruff.check(big).length : null,
+  };
+
+  progress('language server: one-keystroke re-analysis');
+  const keystroke = measureKeystrokes(engine, big);
+
+  progress(`language server: all ${files.length} files one by one`);
+  const texts = files.map((f) => fs.readFileSync(f, 'utf8'));
+  const allVariants: Record<string, () => unknown> = {
+    parse: () => texts.forEach(parse), full: () => texts.forEach(full),
+  };
+  if (typeof ruff !== 'string') allVariants.ruff = () => texts.forEach((t) => ruff.check(t));
+  const a = await interleaved(allVariants, { rounds: 3, perRound: 1, warmup: 1 });
+  const allResult = {
+    files: files.length, lines: texts.reduce((n, t) => n + t.split('\n').length, 0),
+    parse_ms: median(a.parse), full_analysis_ms: median(a.full), ratio_full_to_parse: median(a.full) / median(a.parse),
+    ruff_ms: a.ruff ? median(a.ruff) : null,
+  };
+
+  // Without the rules the figures are not the full analysis: reported, but no verdict.
+  const verdict = (ok: boolean) => (engine.rulesMissing ? null : ok);
+  const note = engine.rulesMissing ? `rules missing, parse + index only: ${engine.rulesMissing}` : undefined;
+  checks.push({ section: 'language server', target: `full analysis <= 3x bare parse (${bigLines}-line file)`,
+    value: `${bigResult.ratio_full_to_parse.toFixed(2)}x`, met: verdict(bigResult.ratio_full_to_parse <= 3), note });
+  checks.push({ section: 'language server', target: `full analysis <= 3x bare parse (all ${files.length} files)`,
+    value: `${allResult.ratio_full_to_parse.toFixed(2)}x`, met: verdict(allResult.ratio_full_to_parse <= 3), note });
+  checks.push({ section: 'language server', target: `one-keystroke diagnostics < 5 ms median (${keystroke.lines} lines)`,
+    value: `${keystroke.median_ms.toFixed(2)} ms`, met: verdict(keystroke.median_ms < 5), note });
+  return {
+    big_file: bigResult, keystroke, all_files: allResult,
+    ruff: typeof ruff === 'string' ? { skipped: ruff } : { version: ruff.version },
+    rules_missing: engine.rulesMissing,
+  };
+}
+
+/**
+ * Types one character into a `forward` body near the middle of the file and deletes it again, over and over:
+ * each keystroke is an incremental re-parse (the old tree edited, then reused) + model index + rules, which is
+ * what the server does on didChange before publishing diagnostics.
+ */
+function measureKeystrokes(engine: Engine, text: string): LangServerResult['keystroke'] {
+  const forwards = [...text.matchAll(/\n( +)def forward\(self[^\n]*\n\1 +/g)];
+  if (!forwards.length) throw new Skip('no forward() method in the corpus to type into');
+  const m = forwards[Math.floor(forwards.length / 2)];
+  const offset = m.index! + m[0].length; // start of the first statement of forward
+  let current = text;
+  let tree = engine.parsePython(current);
+  const parseTimes: number[] = [];
+  const totals: number[] = [];
+  const keystrokes = 60;
+  for (let k = 0; k < keystrokes + 10; k++) {
+    const typing = k % 2 === 0;
+    const lines = new engine.LineIndex(current);
+    const start = lines.positionAt(offset);
+    const range = typing ? { start, end: start } : { start, end: lines.positionAt(offset + 1) };
+    const newText = typing ? 'x' : '';
+    const edit = engine.editFor(current, range, newText, lines);
+    const next = current.slice(0, offset) + newText + current.slice(offset + (typing ? 0 : 1));
+    const t0 = nowMs();
+    tree = engine.parsePython(next, { tree, edit });
+    const t1 = nowMs();
+    const index = engine.buildModelIndex(tree, next);
+    engine.runRules(index, tree, next, {});
+    const t2 = nowMs();
+    current = next;
+    if (k >= 10) { // the first keystrokes warm the JIT up
+      parseTimes.push(t1 - t0);
+      totals.push(t2 - t0);
+    }
+  }
+  const sorted = [...totals].sort((a, b) => a - b);
+  return {
+    lines: text.split('\n').length, median_ms: median(totals), p90_ms: sorted[Math.floor(sorted.length * 0.9)],
+    samples: totals.length, parse_ms: median(parseTimes), analysis_ms: median(totals) - median(parseTimes),
+  };
+}

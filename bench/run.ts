@@ -1,0 +1,74 @@
+// `npm run bench`: language server, model speed and calibration cost, each figure a median over repeated
+// runs, ratios measured side by side in the same run. Prints a table per section and which targets are met,
+// and writes bench-results.json (atomically) in the repository root.
+import * as os from 'os';
+import * as path from 'path';
+import { progress, Skip, table, TargetCheck, writeJsonAtomic, fmt } from './stats';
+import { benchLanguageServer, LangServerResult } from './langserver';
+
+interface Section { name: string; run: (checks: TargetCheck[]) => Promise<unknown>; print: (r: any) => string }
+
+const sections: Section[] = [
+  {
+    name: 'language server',
+    run: benchLanguageServer,
+    print: (r: LangServerResult) => {
+      const b = r.big_file;
+      const rows: (string | number)[][] = [
+        [`bare tree-sitter parse, ${b.lines}-line file`, b.parse_ms, '1.00x'],
+        ['full analysis (parse + model index + rules)', b.full_analysis_ms, `${b.ratio_full_to_parse.toFixed(2)}x`],
+        ['  of which model index', b.index_ms, ''],
+        ['  of which rules', b.rules_ms, ''],
+        ['one keystroke: incremental parse + index + rules', r.keystroke.median_ms, `p90 ${fmt(r.keystroke.p90_ms)} ms`],
+        ['  of which incremental parse', r.keystroke.parse_ms, ''],
+      ];
+      if (b.ruff_ms !== null) rows.push([`ruff check (wasm), same file`, b.ruff_ms, `${(b.full_analysis_ms / b.ruff_ms).toFixed(2)}x vs qdq`]);
+      const a = r.all_files;
+      rows.push([`bare parse, all ${a.files} files (${a.lines} lines)`, a.parse_ms, '1.00x']);
+      rows.push(['full analysis, all files', a.full_analysis_ms, `${a.ratio_full_to_parse.toFixed(2)}x`]);
+      if (a.ruff_ms !== null) rows.push(['ruff check, all files', a.ruff_ms, '']);
+      return table(['what', 'median ms', 'ratio'], rows) +
+        `\n(${b.diagnostics} qdq diagnostics, ${b.ruff_diagnostics ?? '-'} ruff diagnostics on the ${b.lines}-line file; ` +
+        `ruff ${'version' in r.ruff ? r.ruff.version : r.ruff.skipped})` +
+        (r.rules_missing ? `\nWARNING: ${r.rules_missing}; "full analysis" is parse + model index only` : '');
+    },
+  },
+];
+
+async function main(): Promise<number> {
+  const only = process.argv.slice(2);
+  const repo = path.resolve(__dirname, '..', '..');
+  const checks: TargetCheck[] = [];
+  const results: Record<string, unknown> = {
+    date: new Date().toISOString(), node: process.version, cpus: os.cpus().length, cpu: os.cpus()[0]?.model,
+    command: 'npm run bench',
+  };
+  const started = Date.now();
+  for (const s of sections) {
+    const key = s.name.replace(/ /g, '_');
+    if (only.length && !only.some((o) => key.startsWith(o) || s.name.startsWith(o))) continue;
+    progress(`== ${s.name}`);
+    console.log(`\n## ${s.name}\n`);
+    try {
+      const r = await s.run(checks);
+      results[key] = r;
+      console.log(s.print(r));
+    } catch (e) {
+      const why = e instanceof Skip ? e.message : `failed: ${(e as Error).stack ?? e}`;
+      results[key] = { skipped: why };
+      console.log(`SKIPPED: ${why}`);
+      checks.push({ section: s.name, target: '(whole section)', value: '-', met: null, note: why.split('\n')[0] });
+    }
+  }
+  results.targets = checks;
+  results.seconds = (Date.now() - started) / 1000;
+  console.log('\n## targets\n');
+  console.log(table(['section', 'target', 'measured', 'met'],
+    checks.map((c) => [c.section, c.target, c.value, c.met === null ? `no verdict: ${c.note ?? ''}` : c.met ? 'yes' : 'NO'])));
+  const out = path.join(repo, 'bench-results.json');
+  writeJsonAtomic(out, results);
+  console.log(`\nwrote ${path.relative(process.cwd(), out) || out} in ${results.seconds} s`);
+  return 0;
+}
+
+main().then((code) => { process.exitCode = code; }, (e) => { console.error(e); process.exitCode = 1; });
