@@ -75,8 +75,11 @@ export class LineIndex {
     if (pos.line < 0) return 0;
     if (pos.line >= this.starts.length) return this.text.length;
     const start = this.starts[pos.line];
-    const next = pos.line + 1 < this.starts.length ? this.starts[pos.line + 1] : this.text.length;
-    return Math.max(start, Math.min(start + pos.character, next));
+    let end = pos.line + 1 < this.starts.length ? this.starts[pos.line + 1] : this.text.length;
+    // LSP: a character past the line's end means the end of the line (before its line break).
+    if (end > start && this.text.charCodeAt(end - 1) === 10) end--;
+    if (end > start && this.text.charCodeAt(end - 1) === 13) end--;
+    return Math.max(start, Math.min(start + pos.character, end));
   }
   rangeOf(span: Span): Range {
     return { start: this.positionAt(span.start), end: this.positionAt(span.end) };
