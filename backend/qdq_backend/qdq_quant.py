@@ -85,7 +85,7 @@ class TensorQuantizer(nn.Module):
         if self.calibrator is not None:
             self.calibrator(x.detach())
             return x
-        if not self.enabled or self.amax is None:
+        if not self.enabled or self.amax is None or not x.is_floating_point():
             return x
         if x.dtype != torch.float32:
             # PyTorch's fake-quant kernels take float32 only (FP16/BF16 models).

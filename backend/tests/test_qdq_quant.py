@@ -115,6 +115,8 @@ def test_tensor_quantizer_forward_modes():
     assert y.max().item() == pytest.approx(2.0)
     assert y.min().item() == pytest.approx(-128 * 2.0 / 127)
     assert torch.allclose(y, fake_tensor_quant(x, torch.tensor(2.0), narrow_range=False), atol=1e-6)
+    ids = torch.arange(5)
+    assert q(ids) is ids  # integer tensors (indices) are never quantized
     q.enabled = False
     assert q(x) is x
     q.enabled = True
@@ -289,3 +291,13 @@ def test_output_quantizer_when_enabled():
     if onnx is not None:
         graph = onnx.load_from_string(data).graph
         assert sum(n.op_type == "QuantizeLinear" for n in graph.node) == 7
+
+
+def test_half_inputs_and_half_amax():
+    q = TensorQuantizer()
+    q.set_amax(1.0)
+    q.half()  # model.half() casts the amax buffer too
+    x = torch.tensor([0.3, -0.71, 2.0], dtype=torch.float16)
+    y = q(x)
+    assert y.dtype == torch.float16
+    assert torch.allclose(y.float(), torch.tensor([38 / 127, -90 / 127, 1.0]), atol=1e-3)
