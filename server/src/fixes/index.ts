@@ -5,3 +5,5 @@ export type { QuantizeOptions, QuantizeResult, QuantizeScope, FixResult } from '
 export { helperFileText, helperFileEdit, helperSourcePath } from './helperFile';
 export type { TextEdit, OffsetEdit } from './edits';
 export { applyOffsetEdits, normalizeEdits, toTextEdits } from './edits';
+export { applyTrtFixes } from './trtFixes';
+export type { TrtFixResult, TrtFixOptions } from './trtFixes';

@@ -1,0 +1,40 @@
+// Helpers shared by the rules: integer-ness verdicts and version phrasing.
+import type { RuleContext } from './context';
+import { describeKind, inferDtype, isIntegerLike, type DInfo } from './dtype';
+import type { Severity, SyntaxNode } from './types';
+
+export type IntVerdict =
+  | { level: 'known'; info: DInfo }    // the source shows an int/bool/uint8 tensor
+  | { level: 'maybe'; info: DInfo }    // only the name suggests it (input_ids)
+  | { level: 'unknown'; info: DInfo }  // cannot be determined
+  | { level: 'no'; info: DInfo };      // known floating point or a Python scalar
+
+export function intVerdict(ctx: RuleContext, node: SyntaxNode | null): IntVerdict {
+  const info = inferDtype(ctx, node);
+  if (info.kind === 'float') return { level: 'no', info };
+  if (isIntegerLike(info)) {
+    if (info.tensor === false) return { level: 'no', info };
+    return { level: info.certain ? 'known' : 'maybe', info };
+  }
+  return { level: 'unknown', info };
+}
+
+/** The most integer-like verdict over several operands (known > maybe > unknown > no). */
+export function worstVerdict(vs: IntVerdict[]): IntVerdict | null {
+  const order = ['known', 'maybe', 'unknown', 'no'];
+  let best: IntVerdict | null = null;
+  for (const v of vs) if (!best || order.indexOf(v.level) < order.indexOf(best.level)) best = v;
+  return best;
+}
+
+export function kindText(v: IntVerdict): string { return describeKind(v.info); }
+
+/** One lower severity, for "may be integer" / "could not determine" reports. */
+export function lower(s: Severity): Severity {
+  return s === 'error' ? 'warning' : s === 'warning' ? 'information' : 'hint';
+}
+
+export function quoteSrc(ctx: RuleContext, node: SyntaxNode, max = 60): string {
+  const t = ctx.src(node).replace(/\s+/g, ' ');
+  return '`' + (t.length > max ? t.slice(0, max - 1) + '…' : t) + '`';
+}

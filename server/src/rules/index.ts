@@ -1,0 +1,74 @@
+// The rule registry and runRules: every TRT/QDQ rule over one file. Pure: tree + text in, diagnostics out.
+import { RuleContext } from './context';
+import type { ModelIndex } from '../analysis/types';
+import type { QdqDiagnostic, Rule, RuleOptions, Tree } from './types';
+import { trt001IntegerCumsum } from './trt001IntegerCumsum';
+import { trt004NonZero } from './trt004NonZero';
+import { trt005BoolMaskIndexing } from './trt005BoolMaskIndexing';
+import { trt007Unique, trt008Bincount, trt009Histc, trt010Searchsorted, trt029Fft, trt049TorchAo } from './trtUnsupportedCalls';
+import { trt013TrainingExport } from './trt013TrainingExport';
+import { trt017IntMatmul } from './trt017IntMatmul';
+import { trt022TopK } from './trt022TopK';
+import { trt025ScatterReduce } from './trt025ScatterReduce';
+import { trt026IndexPutAccumulate } from './trt026IndexPutAccumulate';
+import { trt030Bitwise } from './trt030Bitwise';
+import { trt031BoolArithmetic } from './trt031BoolArithmetic';
+import { trt032Uint8 } from './trt032Uint8';
+import { trt033IntUnary } from './trt033IntUnary';
+import { qdq001Asymmetric } from './qdq001Asymmetric';
+import { qdq002Scale } from './qdq002Scale';
+import { qdq003PerChannelActivation } from './qdq003PerChannelActivation';
+import { qdq004WeightAxis } from './qdq004WeightAxis';
+import { qdq005PartialInputs } from './qdq005PartialInputs';
+import { qdq006OutputQuantizer } from './qdq006OutputQuantizer';
+import { qdq007ResidualInput } from './qdq007ResidualInput';
+import { qdq010ConcatScales } from './qdq010ConcatScales';
+
+export type { QdqDiagnostic, QdqFix, Rule, RuleOptions, Severity, TextEdit, Range, Position } from './types';
+export { DEFAULT_TRT_VERSION } from './version';
+
+export const allRules: readonly Rule[] = [
+  trt001IntegerCumsum, trt004NonZero, trt005BoolMaskIndexing, trt007Unique, trt008Bincount, trt009Histc, trt010Searchsorted,
+  trt013TrainingExport, trt017IntMatmul, trt022TopK, trt025ScatterReduce, trt026IndexPutAccumulate, trt029Fft, trt030Bitwise,
+  trt031BoolArithmetic, trt032Uint8, trt033IntUnary, trt049TorchAo,
+  qdq001Asymmetric, qdq002Scale, qdq003PerChannelActivation, qdq004WeightAxis, qdq005PartialInputs, qdq006OutputQuantizer,
+  qdq007ResidualInput, qdq010ConcatScales,
+];
+
+export function ruleByCode(code: string): Rule | undefined {
+  return allRules.find((r) => r.code === code);
+}
+
+export interface RunRulesOptions extends RuleOptions {
+  /** Only these codes (default: all). */
+  only?: readonly string[];
+}
+
+/**
+ * Runs every rule. Never throws: a rule that fails on odd input (a file mid-edit) contributes nothing rather than
+ * taking the server down. Diagnostics are sorted by position, then code.
+ */
+export function runRules(index: ModelIndex | null | undefined, tree: Tree, text: string, opts: RunRulesOptions = {}): QdqDiagnostic[] {
+  let ctx: RuleContext;
+  try {
+    ctx = new RuleContext(tree, text, opts, index ?? null);
+  } catch {
+    return [];
+  }
+  const out: QdqDiagnostic[] = [];
+  for (const rule of allRules) {
+    if (opts.only && !opts.only.includes(rule.code)) continue;
+    try {
+      out.push(...rule.check(ctx));
+    } catch {
+      // Deliberately swallowed: see the function comment. Tests exercise rules directly to surface bugs.
+    }
+  }
+  out.sort((a, b) => a.range.start.line - b.range.start.line || a.range.start.character - b.range.start.character || a.code.localeCompare(b.code));
+  return out;
+}
+
+/** Runs one rule without the safety net (tests use it so that a throwing rule fails loudly). */
+export function runRuleStrict(rule: Rule, index: ModelIndex | null | undefined, tree: Tree, text: string, opts: RuleOptions = {}): QdqDiagnostic[] {
+  return rule.check(new RuleContext(tree, text, opts, index ?? null));
+}

@@ -1,0 +1,29 @@
+// QDQ007: residual add whose skip input is not quantized, in a class that is being quantized.
+import { quantFacts } from './quantizers';
+import type { QdqDiagnostic, Rule } from './types';
+
+export const qdq007ResidualInput: Rule = {
+  code: 'QDQ007',
+  title: 'Unquantized residual input',
+  defaultSeverity: 'information',
+  docs: '**QDQ007 residual input.** "Quantize the residual input in skip-connections" (TensorRT Q/DQ placement guide): TensorRT fuses the Add after a Conv/GEMM into its epilogue, and the precision of the skip input decides the fused output precision. Wrap the skip tensor (e.g. `identity`, `input_tensor`) with a quantizer; ModelOpt leaves the conv-branch input unquantized.',
+  check(ctx) {
+    const facts = quantFacts(ctx);
+    if (!facts || !ctx.index) return [];
+    const out: QdqDiagnostic[] = [];
+    for (const cls of ctx.index.classes) {
+      const quantized = cls.layers.some((l) => l.wrapped === 'quant' || /Quant(Linear|Conv)/.test(l.ctor))
+        || cls.quantizers.length > 0
+        || facts.layers.some((l) => l.quantized && l.classNode !== null && l.classNode.startIndex === cls.span.start);
+      if (!quantized) continue;
+      for (const op of cls.ops) {
+        if ((op.kind !== 'add' && op.kind !== 'iadd') || !op.residual) continue;
+        if (op.quantizedOperands.some(Boolean)) continue;
+        const skip = op.operandSpans.length === 2 ? ctx.text.slice(op.operandSpans[1].start, op.operandSpans[1].end) : 'the skip input';
+        out.push({ code: 'QDQ007', severity: 'information', range: op.range,
+          message: `Residual add in ${cls.name}.${op.method} with the skip input \`${skip.slice(0, 40)}\` unquantized: TensorRT fuses the Add into the preceding Conv/GEMM in INT8 only when the residual input is quantized. Add a residual quantizer (qdq "Quantize" on this line).` });
+      }
+    }
+    return out;
+  },
+};

@@ -1,0 +1,43 @@
+// Shared types of the diagnostics rules. Positions are LSP's: 0-based line and UTF-16 character,
+// which is what node-tree-sitter reports for JavaScript strings, so node positions map 1:1.
+import type Parser = require('tree-sitter');
+
+export type SyntaxNode = Parser.SyntaxNode;
+export type Tree = Parser.Tree;
+
+export interface Position { line: number; character: number }
+export interface Range { start: Position; end: Position }
+export interface TextEdit { range: Range; newText: string }
+
+export type Severity = 'error' | 'warning' | 'information' | 'hint';
+
+/** A source rewrite attached to a diagnostic. Its edits travel in Diagnostic.data, so code actions keep no state. */
+export interface QdqFix {
+  title: string;
+  /** 'safe': same results from the model for every input TensorRT can run; 'unsafe': changes behaviour, needs review. */
+  safety: 'safe' | 'unsafe';
+  edits: TextEdit[];
+}
+
+export interface QdqDiagnostic {
+  code: string;
+  severity: Severity;
+  range: Range;
+  message: string;
+  fix?: QdqFix;
+}
+
+export interface RuleOptions {
+  /** TensorRT version the engine is built with, e.g. "10.15" or "8.6". Default "10.15". */
+  trtVersion?: string;
+}
+
+/** What every rule module exports. */
+export interface Rule {
+  code: string;
+  title: string;
+  defaultSeverity: Severity;
+  /** Markdown: what the rule finds, why TensorRT fails, and the rewrite. */
+  docs: string;
+  check(ctx: import('./context').RuleContext): QdqDiagnostic[];
+}

@@ -1,0 +1,18 @@
+// TensorRT version handling for rules whose severity or message depends on the target version.
+
+export const DEFAULT_TRT_VERSION = '10.15';
+
+export interface TrtVersion { major: number; minor: number; text: string }
+
+/** Parses "10.15", "8.6.1", "v9" ... ; anything unreadable falls back to the default so a typo never disables rules. */
+export function parseTrtVersion(text: string | undefined): TrtVersion {
+  const match = /^\s*v?(\d{1,3})(?:\.(\d{1,3}))?/.exec(text ?? '');
+  if (!match) return parseTrtVersion(DEFAULT_TRT_VERSION);
+  const major = Number(match[1]);
+  const minor = match[2] === undefined ? 0 : Number(match[2]);
+  return { major, minor, text: `${major}.${minor}` };
+}
+
+export function versionAtLeast(v: TrtVersion, major: number, minor = 0): boolean {
+  return v.major > major || (v.major === major && v.minor >= minor);
+}
