@@ -117,6 +117,7 @@ class TensorQuantizer(nn.Module):
             raise ValueError(
                 f"{self._name()}: amax has {scale.numel()} values but the input has "
                 f"{x.shape[axis]} channels on axis {self.axis}; recalibrate this model.")
+        # int32: the per-channel op rejects int64 zero points (torch 1.13 and 2.x alike).
         zero_point = torch.zeros(scale.numel(), dtype=torch.int32, device=x.device)
         return torch.fake_quantize_per_channel_affine(
             x, scale.reshape(-1), zero_point, axis, self.quant_min, self.quant_max)
