@@ -59,13 +59,13 @@ function checkExport(ctx: RuleContext, site: CallSite, out: QdqDiagnostic[]): vo
   const canInsert = /^[ \t]*$/.test(indent);
   if (state === 'train') {
     out.push(ctx.diag('TRT013', 'error', model, `\`${modelText}\` is in training mode (\`.train()\` is called before this export): ${WHY}. Call \`${modelText}.eval()\` before exporting.`,
-      canInsert ? { title: `Call ${modelText}.eval() before the export`, safety: 'safe', edits: [ctx.insertBefore(stmt, `${modelText}.eval()\n${indent}`)] } : undefined));
+      canInsert ? { title: `Call ${modelText}.eval() before the export`, safety: 'safe', edits: [ctx.insertBefore(stmt, `${modelText}.eval()${eolOf(ctx.text)}${indent}`)] } : undefined));
     return;
   }
   const constructedHere = isConstructedHere(ctx, site.node, model);
   if (constructedHere) {
     out.push(ctx.diag('TRT013', 'warning', model, `\`${modelText}\` is exported without \`.eval()\`: a freshly built nn.Module is in training mode, and the dynamo exporter (torch.onnx.export's default since torch 2.9) exports it as it is, so Dropout/BatchNorm export in training mode: ${WHY}.`,
-      canInsert ? { title: `Call ${modelText}.eval() before the export`, safety: 'safe', edits: [ctx.insertBefore(stmt, `${modelText}.eval()\n${indent}`)] } : undefined));
+      canInsert ? { title: `Call ${modelText}.eval() before the export`, safety: 'safe', edits: [ctx.insertBefore(stmt, `${modelText}.eval()${eolOf(ctx.text)}${indent}`)] } : undefined));
   } else {
     out.push(ctx.diag('TRT013', 'hint', model, `Could not determine whether \`${modelText}\` is in eval mode here. Exporting in training mode fails in TensorRT: ${WHY}.`));
   }
@@ -88,4 +88,9 @@ function isConstructedHere(ctx: RuleContext, at: SyntaxNode, model: SyntaxNode):
   const scope = ctx.scope(at);
   const a = ctx.assignmentBefore(scope, ctx.src(model), at.startIndex);
   return !!a && !!a.value && a.value.type === 'call' && !/from_pretrained|\.eval\(\)|jit\.load/.test(ctx.src(a.value));
+}
+
+function eolOf(text: string): string {
+  const nl = text.indexOf('\n');
+  return nl > 0 && text.charCodeAt(nl - 1) === 13 ? '\r\n' : '\n';
 }

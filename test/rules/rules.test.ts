@@ -1,0 +1,300 @@
+// One positive and one negative case per rule, run through the real parser and model index.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { diagnose, py, textAt } from './helpers';
+import { allRules } from '../../server/src/rules';
+import type { Severity } from '../../server/src/rules/types';
+
+interface Case {
+  code: string;
+  positive: string;
+  /** Severity of the first diagnostic (default target TensorRT 10.15). */
+  severity: Severity;
+  /** Source text the first diagnostic covers (substring check). */
+  covers: string;
+  negative: string;
+}
+
+const Q = 'from pytorch_quantization import nn as quant_nn\nfrom pytorch_quantization.nn import TensorQuantizer\nfrom pytorch_quantization.tensor_quant import QuantDescriptor\n';
+
+const cases: Case[] = [
+  {
+    code: 'TRT001', severity: 'warning', covers: 'torch.cumsum(mask, dim=1)',
+    positive: py`
+      import torch
+      def f(input_ids, pad):
+          mask = input_ids.ne(pad).int()
+          return torch.cumsum(mask, dim=1) * mask
+    `,
+    negative: py`
+      import torch
+      def f(input_ids, pad):
+          mask = input_ids.ne(pad).float()
+          return torch.cumsum(mask, dim=1) * mask
+    `,
+  },
+  {
+    code: 'TRT004', severity: 'warning', covers: 'torch.nonzero(x > 0)',
+    positive: 'import torch\ndef f(x):\n    return torch.nonzero(x > 0)\n',
+    negative: 'import torch\ndef f(x):\n    return torch.where(x > 0, x, torch.zeros_like(x))\n',
+  },
+  {
+    code: 'TRT005', severity: 'warning', covers: 'x[keep]',
+    positive: 'import torch\ndef f(x: torch.Tensor):\n    keep = x.gt(0)\n    return x[keep]\n',
+    negative: 'import torch\ndef f(x: torch.Tensor):\n    keep = x.gt(0)\n    return x * keep\n',
+  },
+  {
+    code: 'TRT007', severity: 'error', covers: 'torch.unique(labels)',
+    positive: 'import torch\ndef f(labels):\n    return torch.unique(labels)\n',
+    negative: 'import numpy as np\ndef f(labels):\n    return np.unique(labels)\n',
+  },
+  {
+    code: 'TRT008', severity: 'error', covers: 'ids.bincount()',
+    positive: 'import torch\ndef f(ids):\n    return ids.bincount()\n',
+    negative: 'import torch\nimport torch.nn.functional as F\ndef f(ids):\n    return F.one_hot(ids, 10).sum(0)\n',
+  },
+  {
+    code: 'TRT009', severity: 'error', covers: 'torch.histc(x, bins=4)',
+    positive: 'import torch\ndef f(x):\n    return torch.histc(x, bins=4)\n',
+    negative: 'import torch\ndef f(x, edges):\n    return (x[..., None] >= edges).float().sum(0)\n',
+  },
+  {
+    code: 'TRT010', severity: 'error', covers: 'torch.searchsorted(edges, x)',
+    positive: 'import torch\ndef f(edges, x):\n    return torch.searchsorted(edges, x)\n',
+    negative: 'import torch\ndef f(edges, x):\n    return (x[..., None] >= edges[..., None, :]).float().sum(-1)\n',
+  },
+  {
+    code: 'TRT013', severity: 'error', covers: 'TrainingMode.TRAINING',
+    positive: 'import torch\ndef export(model, x):\n    model.eval()\n    torch.onnx.export(model, x, "m.onnx", training=torch.onnx.TrainingMode.TRAINING)\n',
+    negative: 'import torch\ndef export(model, x):\n    model.eval()\n    torch.onnx.export(model, x, "m.onnx")\n',
+  },
+  {
+    code: 'TRT017', severity: 'error', covers: 'a @ b',
+    positive: 'import torch\ndef f(n):\n    a = torch.arange(n).view(1, n)\n    b = torch.ones(n, 1, dtype=torch.long)\n    return a @ b\n',
+    negative: 'import torch\ndef f(n):\n    a = torch.arange(n).view(1, n).float()\n    b = torch.ones(n, 1)\n    return a @ b\n',
+  },
+  {
+    code: 'TRT022', severity: 'error', covers: '4096',
+    positive: 'import torch\ndef f(scores):\n    return torch.topk(scores, 4096)\n',
+    negative: 'import torch\ndef f(scores):\n    return torch.topk(scores, 100, sorted=True)\n',
+  },
+  {
+    code: 'TRT025', severity: 'warning', covers: 'out.scatter_add_(0, idx, src)',
+    positive: 'import torch\ndef f(out, idx, src):\n    return out.scatter_add_(0, idx, src)\n',
+    negative: 'import torch\ndef f(out, idx, src):\n    return out.scatter(0, idx, src)\n',
+  },
+  {
+    code: 'TRT026', severity: 'error', covers: 'index_put_',
+    positive: 'import torch\ndef f(out, idx, v):\n    return out.index_put_((idx,), v, accumulate=True)\n',
+    negative: 'import torch\ndef f(out, idx, v):\n    return out.index_put_((idx,), v)\n',
+  },
+  {
+    code: 'TRT029', severity: 'error', covers: 'torch.fft.rfft(x)',
+    positive: 'import torch\ndef f(x):\n    return torch.fft.rfft(x)\n',
+    negative: 'import torch\ndef f(x, basis):\n    return x @ basis\n',
+  },
+  {
+    code: 'TRT030', severity: 'error', covers: 'codes & 0xFF',
+    positive: 'import torch\ndef f(x):\n    codes = x.long()\n    return codes & 0xFF\n',
+    negative: 'import torch\ndef f(x, y):\n    a = x.gt(0)\n    b = y.gt(0)\n    return a & b\n',
+  },
+  {
+    code: 'TRT031', severity: 'error', covers: 'a + b',
+    positive: 'import torch\ndef f(x, y):\n    a = x.gt(0)\n    b = y.lt(1)\n    return a + b\n',
+    negative: 'import torch\ndef f(x, y):\n    a = x.gt(0).int()\n    b = y.lt(1).int()\n    return a + b\n',
+  },
+  {
+    code: 'TRT032', severity: 'error', covers: 'mask.byte()',
+    positive: 'import torch\ndef f(mask):\n    return mask.byte()\n',
+    negative: 'import torch\ndef f(mask):\n    return mask.bool()\n',
+  },
+  {
+    code: 'TRT033', severity: 'error', covers: 'torch.exp(pos)',
+    positive: 'import torch\ndef f(n: int):\n    pos = torch.arange(0, n)\n    return torch.exp(pos)\n',
+    negative: 'import torch\ndef f(n):\n    pos = torch.arange(0.0, n)\n    return torch.exp(pos)\n',
+  },
+  {
+    code: 'TRT049', severity: 'error', covers: 'torch.ao.quantization.quantize_dynamic(model, {nn.Linear})',
+    positive: 'import torch\nfrom torch import nn\ndef f(model):\n    return torch.ao.quantization.quantize_dynamic(model, {nn.Linear})\n',
+    negative: 'import torch\nfrom torch import nn\ndef f(model):\n    return model.eval()\n',
+  },
+  {
+    code: 'QDQ001', severity: 'error', covers: 'True',
+    positive: Q + 'q = TensorQuantizer(QuantDescriptor(num_bits=8, unsigned=True))\n',
+    negative: Q + 'q = TensorQuantizer(QuantDescriptor(num_bits=8))\n',
+  },
+  {
+    code: 'QDQ002', severity: 'error', covers: '0.0',
+    positive: 'import torch\ndef f(x):\n    return torch.fake_quantize_per_tensor_affine(x, 0.0, 0, -128, 127)\n',
+    negative: 'import torch\ndef f(x):\n    return torch.fake_quantize_per_tensor_affine(x, 0.05, 0, -128, 127)\n',
+  },
+  {
+    code: 'QDQ003', severity: 'error', covers: 'self.act_quantizer(x)',
+    positive: py`
+      import torch
+      from torch import nn
+      import qdq_quant  # qdq
+      class M(nn.Module):
+          def __init__(self):
+              super().__init__()
+              self.act_quantizer = qdq_quant.TensorQuantizer(axis=1)  # qdq
+          def forward(self, x):
+              return torch.relu(self.act_quantizer(x))
+    `,
+    negative: py`
+      import torch
+      from torch import nn
+      import qdq_quant  # qdq
+      class M(nn.Module):
+          def __init__(self):
+              super().__init__()
+              self.act_quantizer = qdq_quant.TensorQuantizer()  # qdq
+          def forward(self, x):
+              return torch.relu(self.act_quantizer(x))
+    `,
+  },
+  {
+    code: 'QDQ004', severity: 'error', covers: '(1,)',
+    positive: Q + 'fc = quant_nn.QuantLinear(4, 8, quant_desc_weight=QuantDescriptor(num_bits=8, axis=(1,)))\n',
+    negative: Q + 'fc = quant_nn.QuantLinear(4, 8, quant_desc_weight=QuantDescriptor(num_bits=8, axis=(0,)))\n',
+  },
+  {
+    code: 'QDQ005', severity: 'information', covers: 'torch.matmul(self.matmul0_a_quantizer(q), k)',
+    positive: py`
+      import torch
+      from torch import nn
+      import qdq_quant  # qdq
+      class Attn(nn.Module):
+          def __init__(self):
+              super().__init__()
+              self.matmul0_a_quantizer = qdq_quant.TensorQuantizer()  # qdq
+          def forward(self, q, k):
+              return torch.matmul(self.matmul0_a_quantizer(q), k)
+    `,
+    negative: py`
+      import torch
+      from torch import nn
+      import qdq_quant  # qdq
+      class Attn(nn.Module):
+          def __init__(self):
+              super().__init__()
+              self.matmul0_a_quantizer = qdq_quant.TensorQuantizer()  # qdq
+              self.matmul0_b_quantizer = qdq_quant.TensorQuantizer()  # qdq
+          def forward(self, q, k):
+              return torch.matmul(self.matmul0_a_quantizer(q), self.matmul0_b_quantizer(k))
+    `,
+  },
+  {
+    code: 'QDQ006', severity: 'information', covers: 'self.out_quantizer(self.fc(x))',
+    positive: py`
+      import torch
+      from torch import nn
+      from pytorch_quantization import nn as quant_nn
+      class M(nn.Module):
+          def __init__(self):
+              super().__init__()
+              self.fc = quant_nn.QuantLinear(4, 4)
+              self.out_quantizer = quant_nn.TensorQuantizer(quant_nn.QuantLinear.default_quant_desc_input)
+          def forward(self, x):
+              return torch.nn.functional.gelu(self.out_quantizer(self.fc(x)))
+    `,
+    negative: py`
+      import torch
+      from torch import nn
+      from pytorch_quantization import nn as quant_nn
+      class M(nn.Module):
+          def __init__(self):
+              super().__init__()
+              self.fc = quant_nn.QuantLinear(4, 4)
+              self.in_quantizer = quant_nn.TensorQuantizer(quant_nn.QuantLinear.default_quant_desc_input)
+          def forward(self, x):
+              return torch.nn.functional.gelu(self.fc(self.in_quantizer(x)))
+    `,
+  },
+  {
+    code: 'QDQ007', severity: 'information', covers: 'out += identity',
+    positive: py`
+      from torch import nn
+      import qdq_quant  # qdq
+      class Block(nn.Module):
+          def __init__(self, c):
+              super().__init__()
+              self.conv1 = qdq_quant.quant(nn.Conv2d(c, c, 3, padding=1))
+              self.bn1 = nn.BatchNorm2d(c)
+          def forward(self, x):
+              identity = x
+              out = self.bn1(self.conv1(x))
+              out += identity
+              return out
+    `,
+    negative: py`
+      from torch import nn
+      import qdq_quant  # qdq
+      class Block(nn.Module):
+          def __init__(self, c):
+              super().__init__()
+              self.add0_residual_quantizer = qdq_quant.TensorQuantizer()  # qdq
+              self.conv1 = qdq_quant.quant(nn.Conv2d(c, c, 3, padding=1))
+              self.bn1 = nn.BatchNorm2d(c)
+          def forward(self, x):
+              identity = x
+              out = self.bn1(self.conv1(x))
+              out += self.add0_residual_quantizer(identity)
+              return out
+    `,
+  },
+  {
+    code: 'QDQ010', severity: 'warning', covers: '[self.a_quantizer(a), self.b_quantizer(b)]',
+    positive: py`
+      import torch
+      from torch import nn
+      import qdq_quant  # qdq
+      class M(nn.Module):
+          def __init__(self):
+              super().__init__()
+              self.a_quantizer = qdq_quant.TensorQuantizer()  # qdq
+              self.b_quantizer = qdq_quant.TensorQuantizer()  # qdq
+          def forward(self, a, b):
+              return torch.cat([self.a_quantizer(a), self.b_quantizer(b)], dim=1)
+    `,
+    negative: py`
+      import torch
+      from torch import nn
+      import qdq_quant  # qdq
+      class M(nn.Module):
+          def __init__(self):
+              super().__init__()
+              self.a_quantizer = qdq_quant.TensorQuantizer()  # qdq
+          def forward(self, a, b):
+              return torch.cat([self.a_quantizer(a), self.a_quantizer(b)], dim=1)
+    `,
+  },
+];
+
+describe('every rule: a positive and a negative case', () => {
+  for (const c of cases) {
+    it(`${c.code} fires on the positive case`, () => {
+      const ds = diagnose(c.code, c.positive);
+      assert.ok(ds.length >= 1, `${c.code} found nothing in:\n${c.positive}`);
+      assert.equal(ds[0].code, c.code);
+      assert.equal(ds[0].severity, c.severity, ds[0].message);
+      assert.ok(textAt(c.positive, ds[0]).includes(c.covers), `range covers "${textAt(c.positive, ds[0])}", expected "${c.covers}"`);
+      assert.match(ds[0].message, /TensorRT|ONNX/);
+    });
+    it(`${c.code} stays quiet on the negative case`, () => {
+      assert.deepEqual(diagnose(c.code, c.negative).map((d) => `${d.code}: ${d.message}`), []);
+    });
+  }
+
+  it('covers every registered rule', () => {
+    const tested = new Set(cases.map((c) => c.code));
+    assert.deepEqual(allRules.map((r) => r.code).filter((code) => !tested.has(code)), []);
+  });
+
+  it('every rule has docs, a title and a code that matches its id pattern', () => {
+    for (const r of allRules) {
+      assert.match(r.code, /^(TRT|QDQ)\d{3}$/);
+      assert.ok(r.title.length > 2 && r.docs.includes(r.code), r.code);
+    }
+  });
+});
