@@ -138,7 +138,7 @@ function quantizeModelSource(projectDir: string, cfg: QdqConfig, outDir: string,
   writeFileAtomic(copy, q.text);
   if (fs.existsSync(helperSrc)) writeFileAtomic(path.join(copyDir, 'qdq_quant.py'), fs.readFileSync(helperSrc));
   files.model_source = copy;
-  if (q.text === original) notes.push(`${file} was already quantized; ran it as written`);
+  if (q.text === original) notes.push(`quantizing ${file} changed nothing (already quantized, or no layers of its own); ran it as written`);
   else notes.push(`quantized a copy of ${file} (${path.relative(projectDir, copy)}); your file is unchanged (use --write to change it)`);
   return { override: { file: modelPath, source: q.text }, files };
 }

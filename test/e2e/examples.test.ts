@@ -1,0 +1,54 @@
+// `qdq run` end to end through the real backend and onnxruntime-node on the bundled examples and on
+// torchvision's resnet18 / mobilenet_v2 quantized from their own source. Small batch counts: the CI
+// machine has two shared cores.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'fs';
+import * as path from 'path';
+import { copyProject, runQdq, pythonWith, readReport, repoRoot } from './helpers';
+
+const torchPy = pythonWith(['torch', 'sklearn']);
+const tvPy = pythonWith(['torch', 'torchvision'], ['/usr/bin/python3', 'python3']);
+
+function checkStatic(r: any, name: string, minCosine = 0.99): void {
+  assert.deepEqual(r.unquantized_weighted_ops, [], `${name}: every Conv/Gemm/MatMul is DQ-fed`);
+  assert.ok(r.qdq_pairs > 0, `${name}: QDQ pairs`);
+  assert.ok(r.cosine_min >= minCosine, `${name}: cosine ${r.cosine_min}`);
+  assert.ok(r.latency_ms.fp32 > 0 && r.latency_ms.int8 > 0);
+  assert.ok(r.size_bytes.int8 < r.size_bytes.fp32, `${name}: folded INT8 file is smaller`);
+  assert.ok(Array.isArray(r.tensorrt_unsupported_ops));
+  assert.ok(r.dynamic && r.dynamic.cosine_min >= minCosine, `${name}: dynamic cosine ${r.dynamic?.cosine_min}`);
+}
+
+for (const [example, method] of [['digits-cnn', 'entropy'], ['digits-transformer', 'percentile']] as const) {
+  test(`qdq run on examples/${example} (${method}): DQ-fed, ORT runs, cosine >= 0.99, INT8 within 1% of FP32`,
+    { skip: torchPy ? false : 'needs a Python with torch and scikit-learn (python3 or /usr/bin/python3)' }, async () => {
+      const dir = copyProject(path.join(repoRoot, 'examples', example));
+      const run = await runQdq(['run', dir, '--batches', '4', '--method', method, '--python', torchPy!]);
+      assert.equal(run.code, 0, run.stderr + run.stdout);
+      assert.match(run.stdout, /latency \(median ms\)/);
+      const r = readReport(dir);
+      checkStatic(r, example);
+      assert.ok(r.accuracy, 'eval-data has labels');
+      assert.ok(r.accuracy.fp32 - r.accuracy.int8 <= 0.01, `FP32 ${r.accuracy.fp32} vs INT8 ${r.accuracy.int8}`);
+      assert.equal(r.method, method);
+      // The user's model file is untouched without --write.
+      assert.equal(fs.readFileSync(path.join(dir, 'model.py'), 'utf8'), fs.readFileSync(path.join(repoRoot, 'examples', example, 'model.py'), 'utf8'));
+      assert.ok(fs.existsSync(path.join(dir, 'qdq-out', 'quantized', 'model.py')));
+      assert.ok(fs.existsSync(path.join(dir, 'qdq-out', 'calibration.json')));
+    });
+}
+
+for (const [arch, module, method] of [['resnet18', 'resnet', 'mse'], ['mobilenet_v2', 'mobilenetv2', 'max']] as const) {
+  test(`qdq run on torchvision ${arch} from its own source (${method})`,
+    { skip: tvPy ? false : 'needs a Python with torch and torchvision (Debian: apt-get install python3-torchvision)' }, async () => {
+      const dir = copyProject(path.join(repoRoot, 'test/fixtures/e2e/torchvision'));
+      fs.writeFileSync(path.join(dir, 'pyproject.toml'), fs.readFileSync(path.join(dir, 'pyproject.toml'), 'utf8')
+        .replace('ARCH', arch).replace('MODULE', `torchvision.models.${module}`).replace('METHOD', method));
+      const run = await runQdq(['run', dir, '--python', tvPy!]);
+      assert.equal(run.code, 0, run.stderr + run.stdout);
+      const r = readReport(dir);
+      checkStatic(r, arch);
+      assert.ok(r.notes.some((n: string) => n.includes(`torchvision.models.${module}`)));
+    });
+}
