@@ -1,10 +1,9 @@
 ; Calls: layer constructors, functional ops, helper calls and every other call the rules look at.
 
-; nn.Conv2d(3, 64, kernel_size=3)   torch.matmul(q, k)   self.relu(x)   conv3x3(inplanes, planes)
+; conv3x3(inplanes, planes)   Linear(d_model, dim_feedforward)   super()
 (call
-  function: (_) @call.callee
-  arguments: (_) @call.args) @call
+  function: (identifier) @call.name) @call
 
-; ALL_ATTENTION_FUNCTIONS.get_interface(impl, eager_attention_forward)  (a function passed by name)
-(argument_list
-  (identifier) @arg.ident)
+; nn.Conv2d(3, 64, kernel_size=3)   torch.matmul(q, k)   self.relu(x)   x.bmm(y)
+(call
+  function: (attribute) @call.attr) @call

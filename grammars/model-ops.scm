@@ -18,7 +18,3 @@
     object: (identifier) @assign.obj
     attribute: (identifier) @assign.attr)
   right: (_) @assign.value) @assign.self
-
-; identity = x   /   hidden_states = self.dense(hidden_states)
-(assignment
-  left: (identifier) @assign.name) @assign.local

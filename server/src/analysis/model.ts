@@ -1,10 +1,10 @@
 // buildModelIndex: one query pass (grammars/model-*.scm) over the tree, then a linear walk over the
 // matches in document order with a stack of enclosing classes/functions. Pure: tree + text in, data out.
 import type { SyntaxNode, Tree } from './parser';
-import { nodeRange, nodeSpan } from './parser';
+import { LineIndex } from './parser';
 import { modelQuery } from './queries';
 import { CONTAINERS, POOL_FUNCTIONS, canonicalName, emptyImports, isLayerCtor, layerKind, scanImports } from './canonical';
-import type { DeclaredQuantizer, FunctionInfo, ImportInfo, Layer, ModelIndex, ModuleClass, Op, OpKind } from './types';
+import type { DeclaredQuantizer, FunctionInfo, Layer, ModelIndex, ModuleClass, Op, OpKind, Range, Span } from './types';
 
 /** Where generated lines go inside a class: after/before an anchor statement, with the body's indent. */
 export interface InsertAnchor {
@@ -28,15 +28,17 @@ interface Item {
 }
 
 type Frame =
-  | { kind: 'class'; end: number; cls: ModuleClass; node: SyntaxNode; bases: string[]; mentions: Set<string> }
+  | { kind: 'class'; end: number; cls: ModuleClass; node: SyntaxNode; bases: string[]; }
   | { kind: 'method'; end: number; cls: ModuleClass; name: string; scope: Scope }
   | { kind: 'function'; end: number; fn: FunctionInfo; scope: Scope };
 
 interface Scope {
-  params: Set<string>;
+  node: SyntaxNode;
+  start: number;
+  end: number;
+  /** Parameters, read from the tree on first use (most methods never need them). */
+  params?: Set<string>;
   firstParam?: string;
-  /** local name -> assignments (end offset, value is a plain identifier) in document order */
-  assigns: Map<string, { end: number; plain: boolean }[]>;
   owner?: string;
   /** First parameter annotated as an nn.Module. */
   moduleTyped?: boolean;
@@ -60,8 +62,21 @@ const NOT_RESIDUAL_NAME = /mask|bias|pos|position|embed|offset|eps|scale|shape|s
 const SKIP_NAME = /^(identity|residual|shortcut|skip|res|skip_connection|inp)$/i;
 const NORM_ATTR = /norm|^ln(_?\d+|_f)?$|^ln_/i;
 
+// Positions are computed in JS from a line table: one native call (endIndex) per node instead of five.
+let lines: LineIndex = new LineIndex('');
+function spanOf(n: SyntaxNode): Span {
+  return { start: fastStart(n), end: n.endIndex };
+}
+function nodeRange(n: SyntaxNode): Range {
+  return lines.rangeOf(spanOf(n));
+}
+function nodeSpan(n: SyntaxNode): Span {
+  return spanOf(n);
+}
+
 export function buildModelIndex(tree: Tree, text: string): ModelIndex {
   const eol = detectEol(text);
+  lines = new LineIndex(text);
   try {
     return build(tree, text, eol);
   } catch {
@@ -87,7 +102,7 @@ function build(tree: Tree, text: string, eol: '\n' | '\r\n'): ModelIndex {
     const caps: Record<string, SyntaxNode> = {};
     for (const c of m.captures) caps[c.name] = c.node;
     let kind = '';
-    for (const k of ['class', 'function', 'return', 'call', 'arg.ident', 'op.matmul', 'op.add', 'op.iadd', 'assign.self', 'assign.local']) {
+    for (const k of ['class', 'function', 'return', 'call', 'op.matmul', 'op.add', 'op.iadd', 'assign.self']) {
       if (caps[k]) {
         kind = k;
         break;
@@ -124,46 +139,46 @@ function build(tree: Tree, text: string, eol: '\n' | '\r\n'): ModelIndex {
         name, range: nodeRange(node), span: nodeSpan(node), bases, isModule: false,
         layers: [], ops: [], quantizers: [], parameters: [], delegates: [],
       };
-      const anchors = cls as ModuleClass & ClassAnchors;
-      anchors.initAnchor = bodyAnchor(node, text);
       classes.push(cls);
-      const frame = { kind: 'class' as const, end: node.endIndex, cls, node, bases: bases.map((b) => canonicalName(b, imports)), mentions: new Set<string>() };
+      const frame = { kind: 'class' as const, end: node.endIndex, cls, node, bases: bases.map((b) => canonicalName(b, imports)) };
       classFrames.push(frame);
       stack.push(frame);
       return;
     }
-    // function_definition
-    const parent = node.parent?.type === 'decorated_definition' ? node.parent.parent : node.parent;
+    // function_definition: a method when the innermost open container is a class, a module-level function
+    // when nothing is open; nested functions are not containers.
     const name = it.caps['function.name']?.text ?? '';
-    const scope = makeScope(node);
-    if (parent?.type === 'block' && parent.parent?.type === 'class_definition') {
-      const top = stack[stack.length - 1];
-      if (top && top.kind === 'class' && top.node.id === parent.parent.id) {
-        const cls = top.cls;
-        scope.owner = 'self';
-        if (name === '__init__') {
-          cls.initRange = nodeRange(node);
-          cls.initSpan = nodeSpan(node);
-          const anchor = initDeclAnchor(node, text);
-          if (anchor) {
-            (cls as ModuleClass & ClassAnchors).declAnchor = anchor.anchor;
-            if (anchor.superLine !== undefined) cls.superInitLine = anchor.superLine;
-          }
-        } else if (name === 'forward') {
-          cls.forwardRange = nodeRange(node);
-          cls.forwardSpan = nodeSpan(node);
+    const top = stack[stack.length - 1];
+    const end = node.endIndex;
+    const scope: Scope = { node, start: it.start, end };
+    if (top && top.kind === 'class') {
+      const cls = top.cls;
+      scope.owner = 'self';
+      const span = { start: it.start, end };
+      if (name === '__init__') {
+        cls.initSpan = span;
+        cls.initRange = lines.rangeOf(span);
+        const anchor = initDeclAnchor(node, text);
+        if (anchor) {
+          (cls as ModuleClass & ClassAnchors).declAnchor = anchor.anchor;
+          if (anchor.superLine !== undefined) cls.superInitLine = anchor.superLine;
         }
-        stack.push({ kind: 'method', end: node.endIndex, cls, name, scope });
+      } else if (name === 'forward') {
+        cls.forwardSpan = span;
+        cls.forwardRange = lines.rangeOf(span);
       }
+      stack.push({ kind: 'method', end, cls, name, scope });
       return;
     }
-    if (parent?.type === 'module') {
+    if (!top) {
+      readParams(scope);
+      const span = { start: it.start, end };
       const fn: FunctionInfo = {
-        name, range: nodeRange(node), span: nodeSpan(node), params: [...scope.params], returnsLayer: false, layers: [], ops: [],
+        name, range: lines.rangeOf(span), span, params: [...scope.params!], returnsLayer: false, layers: [], ops: [],
       };
       functions.push(fn);
       functionScopes.set(fn, scope);
-      stack.push({ kind: 'function', end: node.endIndex, fn, scope });
+      stack.push({ kind: 'function', end, fn, scope });
     }
     // Nested functions are not containers: their contents belong to the enclosing method/function.
   };
@@ -226,26 +241,19 @@ function build(tree: Tree, text: string, eol: '\n' | '\r\n'): ModelIndex {
         break;
       }
       case 'call': {
-        const calleeNode = it.caps['call.callee'];
-        const argsNode = it.caps['call.args'];
+        const isName = !!it.caps['call.name'];
+        const calleeNode = it.caps['call.name'] ?? it.caps['call.attr'];
         const calleeText = calleeNode.text;
-        const c = canon(calleeNode);
+        const c = canonicalName(calleeText, imports);
         if (c === 'qdq_quant.quant' || c === 'qdq_quant.keep_float') break;
         if (isLayerCtor(c)) {
-          addLayer(makeLayer(it.node, argsNode, c, undefined));
+          addLayer(makeLayer(it.node, it.node.childForFieldName('arguments'), c, undefined));
           break;
         }
-        if (calleeNode.type === 'identifier') {
-          pendingHelperCalls.push({ node: it.node, name: calleeText, cls, fn });
-          if (classFrame) classFrame.mentions.add(calleeText);
-        }
-        const op = callOp(it.node, calleeNode, argsNode, c, method ?? '', scope, cls);
-        addOp(op);
+        if (isName) pendingHelperCalls.push({ node: it.node, name: calleeText, cls, fn });
+        addOp(callOp(it.node, calleeNode, calleeText, isName, c, method ?? '', scope, cls));
         break;
       }
-      case 'arg.ident':
-        if (classFrame && method) classFrame.mentions.add(it.node.text);
-        break;
       case 'op.matmul': {
         const l = it.node.childForFieldName('left');
         const r = it.node.childForFieldName('right');
@@ -278,15 +286,6 @@ function build(tree: Tree, text: string, eol: '\n' | '\r\n'): ModelIndex {
             cls.quantizers.push(q);
           }
         }
-        break;
-      }
-      case 'assign.local': {
-        if (!scope) break;
-        const name = it.caps['assign.name'].text;
-        const right = it.node.childForFieldName('right');
-        let list = scope.assigns.get(name);
-        if (!list) scope.assigns.set(name, (list = []));
-        list.push({ end: it.node.endIndex, plain: right?.type === 'identifier' });
         break;
       }
     }
@@ -341,24 +340,30 @@ function build(tree: Tree, text: string, eol: '\n' | '\r\n'): ModelIndex {
     else if (!p.cls && !p.fn) topLevelLayers.push(layer);
   }
 
-  // Functions that receive a module as their first parameter (HF's eager_attention_forward(module, q, k, v)).
-  const moduleFunctions = new Map<string, FunctionInfo>();
+  // Functions that receive a module as their first parameter (HF's eager_attention_forward(module, q, k, v)),
+  // and the classes that call them or pass them by name (found by a text search for the name).
   for (const f of functions) {
     const scope = functionScopes.get(f)!;
-    if (scope.firstParam && (scope.firstParam === 'module' || scope.moduleTyped)) {
-      moduleFunctions.set(f.name, f);
-      scope.owner = scope.firstParam;
-    }
-  }
-  for (const f of classFrames) {
-    for (const name of f.mentions) {
-      const mf = moduleFunctions.get(name);
-      if (mf) f.cls.delegates.push({ func: name, paramName: functionScopes.get(mf)!.firstParam! });
+    if (!scope.firstParam || !(scope.firstParam === 'module' || scope.moduleTyped)) continue;
+    scope.owner = scope.firstParam;
+    const re = new RegExp(`\\b${f.name}\\b`, 'g');
+    const owners = new Set<ModuleClass>();
+    for (let m = re.exec(text); m; m = re.exec(text)) {
+      const c = innermostClassAt(classes, m.index);
+      if (c && !owners.has(c)) {
+        owners.add(c);
+        c.delegates.push({ func: f.name, paramName: scope.firstParam });
+      }
     }
   }
   for (const f of functions) {
     const owner = functionScopes.get(f)!.owner;
     if (owner) for (const op of f.ops) op.owner = owner;
+  }
+
+  // Where a generated __init__ would go, for module classes without one.
+  for (const c of classFrames) {
+    if (c.cls.isModule && !c.cls.initSpan) (c.cls as ModuleClass & ClassAnchors).initAnchor = bodyAnchor(c.node, text);
   }
 
   // Residual adds, now that layers (norm attributes) and local assignments are known.
@@ -376,32 +381,40 @@ function fastStart(n: SyntaxNode): number {
   return fastStartOk ? (raw as number) / 2 : n.startIndex;
 }
 
-function makeScope(fnNode: SyntaxNode): Scope {
+function readParams(scope: Scope): Set<string> {
+  if (scope.params) return scope.params;
   const params = new Set<string>();
-  let firstParam: string | undefined;
-  let moduleTyped = false;
-  const ps = fnNode.childForFieldName('parameters');
+  const ps = scope.node.childForFieldName('parameters');
   if (ps) {
     for (const p of ps.namedChildren) {
       let nameNode: SyntaxNode | null = null;
-      if (p.type === 'identifier') nameNode = p;
-      else if (p.type === 'typed_parameter') nameNode = p.namedChildren[0];
-      else if (p.type === 'default_parameter' || p.type === 'typed_default_parameter') nameNode = p.childForFieldName('name');
+      const t = p.type;
+      if (t === 'identifier') nameNode = p;
+      else if (t === 'typed_parameter') nameNode = p.namedChildren[0];
+      else if (t === 'default_parameter' || t === 'typed_default_parameter') nameNode = p.childForFieldName('name');
       if (!nameNode || nameNode.type !== 'identifier') continue;
       const name = nameNode.text;
-      if (firstParam === undefined) {
-        firstParam = name;
-        if (p.type === 'typed_parameter' && /(^|\.)Module$/.test(p.childForFieldName('type')?.text ?? '')) moduleTyped = true;
+      if (scope.firstParam === undefined) {
+        scope.firstParam = name;
+        if (t === 'typed_parameter' && /(^|\.)Module$/.test(p.childForFieldName('type')?.text ?? '')) scope.moduleTyped = true;
       }
       if (name !== 'self') params.add(name);
     }
   }
-  return { params, firstParam, assigns: new Map(), moduleTyped };
+  scope.params = params;
+  return params;
+}
+
+function innermostClassAt(classes: ModuleClass[], offset: number): ModuleClass | undefined {
+  let best: ModuleClass | undefined;
+  for (const c of classes) if (c.span.start <= offset && offset < c.span.end && (!best || c.span.start >= best.span.start)) best = c;
+  return best;
 }
 
 function baseOp(kind: OpKind, callee: string, node: SyntaxNode, method: string, scope?: Scope): Op {
+  const span = spanOf(node);
   return {
-    kind, callee, method, range: nodeRange(node), span: nodeSpan(node),
+    kind, callee, method, range: lines.rangeOf(span), span,
     operands: [], operandSpans: [], quantizedOperands: [], operandQuantizers: [], operandIsParam: [],
     owner: scope?.owner,
   };
@@ -411,52 +424,53 @@ const MATMUL_KINDS: Record<string, OpKind> = {
   'torch.matmul': 'matmul', 'torch.mm': 'matmul', 'torch.bmm': 'bmm', 'torch.einsum': 'einsum', 'F.linear': 'linear',
 };
 
-function callOp(node: SyntaxNode, calleeNode: SyntaxNode, argsNode: SyntaxNode, c: string, method: string, scope: Scope | undefined, cls?: ModuleClass): Op {
+function callOp(node: SyntaxNode, calleeNode: SyntaxNode, calleeText: string, isName: boolean, c: string, method: string, scope: Scope | undefined, cls?: ModuleClass): Op {
   let kind: OpKind = MATMUL_KINDS[c] ?? (POOL_FUNCTIONS.has(c) ? 'pool' : 'call');
+  // Tensor-method forms: a.matmul(b), a.bmm(b).
+  let methodForm = false;
+  if (kind === 'call' && !isName && !c.startsWith('torch.') && (calleeText.endsWith('.matmul') || calleeText.endsWith('.bmm'))) {
+    kind = calleeText.endsWith('.matmul') ? 'matmul' : 'bmm';
+    methodForm = true;
+  }
+  const op = baseOp(kind, calleeText, node, method, scope);
+  if (kind === 'call' || kind === 'pool') return op; // arguments are the rules' business (rules/context.ts)
+  const argsNode = node.childForFieldName('arguments');
+  if (!argsNode) return op;
   const args: SyntaxNode[] = [];
   const kw: Record<string, SyntaxNode> = {};
   for (const a of argsNode.namedChildren) {
-    if (a.type === 'keyword_argument') {
+    const t = a.type;
+    if (t === 'keyword_argument') {
       const n = a.childForFieldName('name');
       const v = a.childForFieldName('value');
       if (n && v) kw[n.text] = v;
-    } else if (a.type !== 'comment') args.push(a);
+    } else if (t !== 'comment') args.push(a);
   }
-  // Tensor-method forms: a.matmul(b), a.bmm(b).
-  let methodObj: SyntaxNode | null = null;
-  if (kind === 'call' && calleeNode.type === 'attribute') {
-    const attr = calleeNode.childForFieldName('attribute')?.text;
-    if ((attr === 'matmul' || attr === 'bmm') && !c.startsWith('torch.') && args.length === 1) {
-      kind = attr === 'matmul' ? 'matmul' : 'bmm';
-      methodObj = calleeNode.childForFieldName('object');
-    }
-  }
-  const op = baseOp(kind, calleeNode.text, node, method, scope);
   if (kind === 'matmul' || kind === 'bmm') {
-    const a = methodObj ?? args[0] ?? kw['input'];
-    const b = methodObj ? args[0] : args[1] ?? kw['other'] ?? kw['mat2'];
+    const obj = methodForm ? calleeNode.childForFieldName('object') : null;
+    if (methodForm && args.length !== 1) {
+      op.kind = 'call';
+      return op;
+    }
+    const a = obj ?? args[0] ?? kw['input'];
+    const b = obj ? args[0] : args[1] ?? kw['other'] ?? kw['mat2'];
     if (a && b) setOperands(op, [a, b], cls);
   } else if (kind === 'einsum') {
     let ops = args.slice(1);
     if (ops.length === 1 && (ops[0].type === 'list' || ops[0].type === 'tuple')) ops = ops[0].namedChildren;
-    if (ops.length === 2 && ops.every((o) => o.type !== 'list_splat' && o.type !== 'comment')) setOperands(op, ops, cls);
+    if (ops.length === 2 && ops.every((o) => o.type !== 'list_splat')) setOperands(op, ops, cls);
   } else if (kind === 'linear') {
     const x = args[0] ?? kw['input'];
     if (x) setOperands(op, [x], cls);
-  }
-  if (kind === 'call' || kind === 'pool') {
-    op.args = args.map((a) => a.text);
-    const kwargs: Record<string, string> = {};
-    for (const k of Object.keys(kw)) kwargs[k] = kw[k].text;
-    op.kwargs = kwargs;
   }
   return op;
 }
 
 function setOperands(op: Op, nodes: SyntaxNode[], cls?: ModuleClass): void {
   for (const n of nodes) {
-    op.operands.push(nodeRange(n));
-    op.operandSpans.push(nodeSpan(n));
+    const span = spanOf(n);
+    op.operands.push(lines.rangeOf(span));
+    op.operandSpans.push(span);
     const q = quantizerCallName(n);
     op.quantizedOperands.push(q !== null);
     op.operandQuantizers.push(q);
@@ -657,14 +671,23 @@ function classifyAdd(p: PendingAdd, text: string): void {
     }
   }
   const pos = node.startIndex;
-  const assignsBefore = (name: string) => (scope.assigns.get(name) ?? []).filter((a) => a.end <= pos);
+  const params = readParams(scope);
+  // Assignments to a name earlier in the same function, found textually (`name = value` at a line start).
+  const lastAssignBefore = (name: string): string | null | undefined => {
+    const body = text.slice(scope.start, pos);
+    const re = new RegExp(`^[ \\t]*${name}[ \\t]*=(?!=)[ \\t]*([^\\n]*)$`, 'gm');
+    let last: string | undefined;
+    for (let m = re.exec(body); m; m = re.exec(body)) last = m[1];
+    if (last === undefined) return undefined;
+    return /^[A-Za-z_]\w*[ \t]*(#.*)?\r?$/.test(last) ? 'plain' : null;
+  };
   const qualifies = (n: SyntaxNode): boolean => {
     if (n.type !== 'identifier') return false;
     const name = n.text;
     if (SKIP_NAME.test(name)) return true;
-    const before = assignsBefore(name);
-    if (scope.params.has(name) && before.length === 0) return true;
-    return before.length > 0 && before[before.length - 1].plain;
+    const last = lastAssignBefore(name);
+    if (params.has(name) && last === undefined) return true;
+    return last === 'plain';
   };
   const ql = qualifies(left);
   const qr = qualifies(right);

@@ -70,7 +70,7 @@ export interface Op {
   feedsNorm?: string;
   /** Object the quantizers are reached through: `self` in methods, the module parameter name in functions. */
   owner?: string;
-  /** Positional argument source texts of calls (kind 'call'), and keyword args. */
+  /** Not filled by buildModelIndex (the rules read call arguments from the tree themselves); kept for callers. */
   args?: string[];
   kwargs?: Record<string, string>;
 }
