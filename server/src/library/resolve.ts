@@ -1,0 +1,60 @@
+// Finding an installed library module's source: the interpreter that would run the model says where the
+// module's file is (importlib's find_spec, which does not execute the module), and we read it. Nothing here
+// writes to site-packages.
+import { spawn } from 'child_process';
+import * as fs from 'fs';
+import { defaultBackendDir } from '../pipeline/backendClient';
+import { QdqError } from '../pipeline/errors';
+import { findInterpreter } from '../pipeline/interpreter';
+
+export interface LibraryModuleSource {
+  module: string;
+  file: string;
+  text: string;
+  python: string;
+}
+
+const MODULE_NAME = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/;
+
+const LOOKUP = [
+  'import json, sys',
+  'from qdq_backend.errors import QdqError',
+  'from qdq_backend.patching import module_source',
+  'try:',
+  '    info = module_source(sys.argv[1])',
+  '    print(json.dumps({"file": info["file"]}))',
+  'except QdqError as exc:',
+  '    print(json.dumps({"error": exc.to_data()}))',
+].join('\n');
+
+export async function resolveLibraryModule(module: string, opts: { python?: string; timeoutMs?: number } = {}): Promise<LibraryModuleSource> {
+  if (!MODULE_NAME.test(module)) {
+    throw new QdqError('config', `"${module}" is not a Python module name`, 'pass a dotted name such as transformers.models.bert.modeling_bert');
+  }
+  const py = await findInterpreter({ explicit: opts.python });
+  const backendDir = defaultBackendDir();
+  const env = { ...process.env, PYTHONPATH: process.env.PYTHONPATH ? `${backendDir}:${process.env.PYTHONPATH}` : backendDir };
+  const out = await new Promise<string>((resolve, reject) => {
+    const child = spawn(py.path, ['-c', LOOKUP, module], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', (err) => { clearTimeout(timer); reject(err); });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      if (code === 0) resolve(stdout);
+      else reject(new QdqError('import', `looking up ${module} with ${py.path} failed (exit ${code})`, 'check that the library imports in that interpreter', stderr.trim().split('\n').slice(-5).join('\n')));
+    });
+  });
+  let answer: { file?: string; error?: { kind: string; message: string; hint: string } };
+  try {
+    answer = JSON.parse(out.trim().split('\n').pop() ?? '');
+  } catch {
+    throw new QdqError('internal', `unexpected answer while looking up ${module}: ${out.slice(0, 200)}`, 'report this');
+  }
+  if (answer.error) throw new QdqError(answer.error.kind as 'config', answer.error.message, answer.error.hint);
+  const file = answer.file as string;
+  return { module, file, text: fs.readFileSync(file, 'utf8'), python: py.path };
+}
