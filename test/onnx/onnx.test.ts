@@ -129,3 +129,13 @@ test('verify gives top-1 agreement and accuracy on labelled batches', { skip }, 
   assert.ok(r.top1_agreement! >= 0.8);
   assert.ok(r.latency_ms.fp32 > 0 && r.latency_ms.int8 > 0);
 });
+
+test('trtCheck with the real TensorRT matrix: a QDQ CNN passes, DynamicQuantizeLinear/MatMulInteger are flagged', { skip }, () => {
+  const r = trtCheck(readModel(path.join(dir, 'qdq_cnn.onnx')));
+  assert.equal(r.checked, true);
+  assert.deepEqual(r.unsupported, []);
+  const m = readModel(path.join(dir, 'mlp2d.onnx'));
+  quantizeDynamic(m, 'integer');
+  const ops = trtCheck(m).unsupported.map((u) => u.op);
+  assert.ok(ops.includes('MatMulInteger') || ops.includes('DynamicQuantizeLinear'), ops.join(','));
+});

@@ -1,5 +1,6 @@
 // Every node of an exported graph against TensorRT's ONNX operator matrix (server/src/knowledge).
 import { Model } from './model';
+import { trtOperatorSupport } from '../knowledge';
 
 export interface TrtOpSupport { supported: boolean; note?: string }
 /** The narrow interface this check needs from the knowledge base: one op type in, support out. */
@@ -7,7 +8,7 @@ export type TrtSupportLookup = (opType: string) => TrtOpSupport | undefined;
 
 export interface TrtUnsupportedOp { op: string; nodes: string[]; count: number; note?: string }
 
-/** Adapts whatever server/src/knowledge's trtOperatorSupport returns to TrtOpSupport. */
+/** Adapts server/src/knowledge's answer (or any {supported, note}-like value) to TrtOpSupport. */
 function normalize(v: unknown): TrtOpSupport | undefined {
   if (v === undefined || v === null) return undefined;
   if (typeof v === 'boolean') return { supported: v };
@@ -22,20 +23,9 @@ function normalize(v: unknown): TrtOpSupport | undefined {
   return undefined;
 }
 
-let knowledgeLookup: TrtSupportLookup | null | undefined;
-
-/** The knowledge base's lookup, or null when that module is not built. */
-export function defaultTrtLookup(): TrtSupportLookup | null {
-  if (knowledgeLookup !== undefined) return knowledgeLookup;
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
-    const k = require('../knowledge');
-    const fn = k.trtOperatorSupport as ((op: string) => unknown) | undefined;
-    knowledgeLookup = fn ? (op: string) => normalize(fn(op)) : null;
-  } catch {
-    knowledgeLookup = null;
-  }
-  return knowledgeLookup;
+/** The knowledge base's lookup (server/src/knowledge, TensorRT's ONNX operator matrix). */
+export function defaultTrtLookup(): TrtSupportLookup {
+  return (op: string) => normalize(trtOperatorSupport(op));
 }
 
 export interface TrtCheckResult { checked: boolean; unsupported: TrtUnsupportedOp[]; unknown: string[] }

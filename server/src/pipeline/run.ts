@@ -175,6 +175,7 @@ export async function runPipeline(opts: PipelineOptions, onProgress: (p: Pipelin
   const quantized = quantizeModelSource(projectDir, cfg, outDir, !!opts.write, notes);
   onProgress({ step: 'quantize', done: 1, total: 1, message: 'quantized' });
 
+  onProgress({ step: 'load', done: 0, total: null, message: `starting the backend (${py.path}, torch ${py.torchVersion})` });
   const backend = BackendClient.start({ python: py.path, projectDir, onLog: opts.onLog });
   const forward = (p: ProgressEvent) => onProgress({ step: BACKEND_TO_STEP[p.step] ?? 'load', done: p.done, total: p.total, message: p.message });
   const call = <T>(method: string, params: Record<string, unknown>) => backend.request<T>(method, params, { onProgress: forward, cancel });
