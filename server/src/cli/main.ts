@@ -146,6 +146,7 @@ async function rewrite(command: 'quantize' | 'unquantize' | 'fix', argv: string[
   let newText: string;
   let helperNeeded = false;
   let summary: string;
+  let details: string[] = [];
   if (command === 'quantize') {
     const r = quantizeFile(src.text, { scope: { kind: 'file' } });
     newText = r.text;
@@ -156,13 +157,14 @@ async function rewrite(command: 'quantize' | 'unquantize' | 'fix', argv: string[
     newText = r.text;
     summary = r.edits.length ? `${r.edits.length} edit${r.edits.length === 1 ? '' : 's'}` : 'no quantizers to remove';
   } else {
-    const r = applyTrtFixes(src.text);
+    const r = applyTrtFixes(src.text, { trtVersion: (parsed.flags as { 'trt-version'?: string })['trt-version'] });
     newText = r.text;
-    summary = r.applied.length ? `applied ${r.applied.join(', ')}` : 'no safe TensorRT fix applies';
+    summary = r.applied.length ? `applied ${r.applied.length} fix${r.applied.length === 1 ? '' : 'es'}` : 'no safe TensorRT fix applies';
+    details = r.applied;
   }
   if (!write) {
     io.out(newText);
-    io.err(`qdq ${command}: ${summary} (not written; add --write to change ${src.display})\n`);
+    io.err(`qdq ${command}: ${summary} (not written; add --write to change ${src.display})\n${details.map((d) => `  ${d}\n`).join('')}`);
     return 0;
   }
   if (newText !== src.text) writeAtomic(src.path, newText);
@@ -174,7 +176,7 @@ async function rewrite(command: 'quantize' | 'unquantize' | 'fix', argv: string[
       helperNote = `; added ${path.relative(io.cwd, helper) || helper}`;
     }
   }
-  io.err(`qdq ${command}: ${summary}${newText !== src.text ? `; wrote ${src.display}` : ''}${helperNote}\n`);
+  io.err(`qdq ${command}: ${summary}${newText !== src.text ? `; wrote ${src.display}` : ''}${helperNote}\n${details.map((d) => `  ${d}\n`).join('')}`);
   return 0;
 }
 
