@@ -59,15 +59,20 @@ describe('VS Code extension in code-server 4.100.3', { skip }, () => {
     try {
       const page = await openWorkbench(browser, server.url(workspace, repoRoot), consoleErrors);
       shown = page;
-      // Open model.py from the Explorer (Quick Open can race the file index on a cold start).
-      const row = page.locator('.explorer-folders-view .monaco-list-row').filter({ hasText: /^model\.py$/ });
-      await row.waitFor({ timeout: 60_000 });
-      await row.click();
-      await page.waitForSelector('.monaco-editor .view-lines', { timeout: 60_000 });
-
-      // The server's diagnostics show up as squiggles once it is running.
-      await waitFor('qdq diagnostics (squiggles) in the editor', 90_000, async () =>
-        (await page.locator('.monaco-editor .squiggly-warning, .monaco-editor .squiggly-error, .monaco-editor .squiggly-info').count()) > 0);
+      // Open a file from the Explorer (Quick Open can race the file index on a cold start).
+      const openFromExplorer = async (name: string) => {
+        const row = page.locator('.explorer-folders-view .monaco-list-row').filter({ hasText: new RegExp(`^${name.replace('.', '\\.')}$`) });
+        await row.waitFor({ timeout: 60_000 });
+        await row.click();
+        await page.waitForSelector(`.monaco-editor[data-uri$="${name}"] .view-lines, .tab.active[data-resource-name="${name}"]`, { timeout: 60_000 });
+      };
+      // The server's TensorRT diagnostic shows up as a squiggle in trt_issue.py.
+      await openFromExplorer('trt_issue.py');
+      await waitFor('the TRT004 squiggle in trt_issue.py', 90_000, async () =>
+        (await page.locator('.monaco-editor .squiggly-warning, .monaco-editor .squiggly-error').count()) > 0);
+      await page.screenshot({ path: path.join(artifacts, 'diagnostic.png') });
+      await openFromExplorer('model.py');
+      await page.waitForTimeout(500);
 
       // Cursor on the first nn.Conv2d: Go to Line, then to the column of "Conv2d".
       const lines = original.split('\n');
@@ -80,11 +85,24 @@ describe('VS Code extension in code-server 4.100.3', { skip }, () => {
       await page.keyboard.press('Enter');
       await page.waitForTimeout(500);
 
-      await page.keyboard.press('Control+.');
+      // Ctrl+. opens the code action menu at the cursor (retried: the first request can beat the server).
       const item = page.locator('.action-widget').getByText(/Quantize this layer/).first();
-      await item.waitFor({ timeout: 30_000 });
+      await waitFor('"Quantize this layer" in the Ctrl+. menu', 60_000, async () => {
+        await page.keyboard.press('Control+.');
+        if (await item.isVisible().catch(() => false)) return true;
+        await page.waitForTimeout(1500);
+        if (await item.isVisible().catch(() => false)) return true;
+        await page.keyboard.press('Escape');
+        return false;
+      });
       await page.screenshot({ path: path.join(artifacts, 'quickfix-menu.png') });
-      await item.click();
+      // Choose it with the keyboard, as a user does (the menu's pointer block swallows synthetic clicks).
+      const focused = page.locator('.action-widget .monaco-list-row.focused');
+      for (let i = 0; i < 10 && !/Quantize this layer/.test((await focused.textContent().catch(() => '')) ?? ''); i++) {
+        await page.keyboard.press('ArrowDown');
+      }
+      assert.match((await focused.textContent()) ?? '', /Quantize this layer/);
+      await page.keyboard.press('Enter');
       await page.waitForTimeout(500);
       await page.keyboard.press('Control+S');
       const quantized = await waitFor('model.py saved with the quantized layer', 30_000, () => {

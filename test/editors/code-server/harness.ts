@@ -70,7 +70,7 @@ export async function startCodeServer(repoRoot: string, stateDir: string, env: N
   // backend commands are (correctly) refused.
   fs.writeFileSync(
     path.join(userData, 'User', 'settings.json'),
-    JSON.stringify({ 'security.workspace.trust.enabled': false, 'workbench.startupEditor': 'none', 'telemetry.telemetryLevel': 'off', 'extensions.autoCheckUpdates': false, 'extensions.autoUpdate': false }, null, 2),
+    JSON.stringify({ 'security.workspace.trust.enabled': false, 'workbench.startupEditor': 'none', 'telemetry.telemetryLevel': 'off', 'extensions.autoCheckUpdates': false, 'extensions.autoUpdate': false, 'git.enabled': false, 'git.openRepositoryInParentFolders': 'never' }, null, 2),
   );
   const log = path.join(stateDir, 'code-server.log');
   const out = fs.openSync(log, 'w');

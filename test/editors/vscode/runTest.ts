@@ -21,6 +21,8 @@ export function makeTestWorkspace(repoRoot: string, destRoot: string, example = 
     recursive: true,
     filter: (p) => !/(^|[\\/])(qdq-out|__pycache__|qdq_quant\.py)$/.test(p) || p === src,
   });
+  // A file with a TensorRT problem, for the diagnostics checks (the example itself is clean).
+  fs.copyFileSync(path.join(repoRoot, 'test', 'fixtures', 'editors', 'trt_issue.py'), path.join(dest, 'trt_issue.py'));
   return dest;
 }
 

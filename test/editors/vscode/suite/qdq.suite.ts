@@ -51,13 +51,16 @@ if (typeof (globalThis as { suite?: unknown }).suite === 'function') {
       }
     });
 
-    test('publishes qdq diagnostics for the model', async () => {
-      const diagnostics = await poll('qdq diagnostics', 60_000, () => {
-        const found = vscode.languages.getDiagnostics(modelUri).filter((d) => d.source === 'qdq');
-        return found.length ? found : undefined;
-      });
-      assert.ok(diagnostics.length > 0);
-      for (const d of diagnostics) assert.ok(d.message.length > 0);
+    test('publishes the TensorRT diagnostic for torch.nonzero (TRT004)', async () => {
+      const issueUri = vscode.Uri.file(path.join(projectDir, 'trt_issue.py'));
+      await vscode.window.showTextDocument(await vscode.workspace.openTextDocument(issueUri));
+      const codeOf = (d: vscodeApi.Diagnostic) => (typeof d.code === 'object' ? d.code.value : d.code);
+      const diagnostic = await poll('a qdq TRT004 diagnostic', 60_000, () =>
+        vscode.languages.getDiagnostics(issueUri).find((d) => d.source === 'qdq' && codeOf(d) === 'TRT004'));
+      const text = (await vscode.workspace.openTextDocument(issueUri)).getText();
+      assert.equal(diagnostic.range.start.line, text.split('\n').findIndex((l) => l.includes('keep = torch.nonzero')));
+      assert.match(diagnostic.message, /NonZero/);
+      await vscode.window.showTextDocument(await vscode.workspace.openTextDocument(modelUri));
     });
 
     test('applies "Quantize this layer" through vscode.executeCodeActionProvider', async () => {
