@@ -13,6 +13,7 @@ import { quantizeDynamic } from '../onnx/dynamic';
 import { qdqStats, QuantizerInfo, QdqStats } from '../onnx/qdqStats';
 import { trtCheck } from '../onnx/trtCheck';
 import { readEvalFile, verifyModels, VerifyResult, EvalBatch } from '../onnx/verify';
+import { libraryPatchOrConfigError } from '../library/patch';
 
 export type PipelineStep = 'calibrate' | 'export' | 'verify';
 
@@ -175,20 +176,20 @@ export async function runPipeline(opts: PipelineOptions, onProgress: (p: Pipelin
   const quantized = quantizeModelSource(projectDir, cfg, outDir, !!opts.write, notes);
   onProgress({ step: 'quantize', done: 1, total: 1, message: 'quantized' });
 
-  onProgress({ step: 'load', done: 0, total: null, message: `starting the backend (${py.path}, torch ${py.torchVersion})` });
-  const backend = BackendClient.start({ python: py.path, projectDir, onLog: opts.onLog });
+  onProgress({ step: 'load', done: 0, total: null, message: `starting the backend (${py.executable || py.path}, torch ${py.torchVersion})` });
+  // sys.executable rather than the name probed: skips launcher shims (pyenv) and shows the real interpreter.
+  const pythonExe = py.executable && fs.existsSync(py.executable) ? py.executable : py.path;
+  const backend = BackendClient.start({ python: pythonExe, projectDir, onLog: opts.onLog });
   const forward = (p: ProgressEvent) => onProgress({ step: BACKEND_TO_STEP[p.step] ?? 'load', done: p.done, total: p.total, message: p.message });
   const call = <T>(method: string, params: Record<string, unknown>) => backend.request<T>(method, params, { onProgress: forward, cancel });
   try {
     await call('initialize', {});
     const patchModules: { module: string; source: string }[] = [];
     if (cfg.patchModules.length) {
-      const fixes = loadFixes();
       for (const module of cfg.patchModules) {
         const src = await call<{ module: string; file: string; source: string }>('module_source', { module });
-        let text = fixes.quantizeFile(src.source, { scope: { kind: 'file' }, relativeImport: false }).text;
-        if (fixes.applyTrtFixes) text = fixes.applyTrtFixes(text).text;
-        patchModules.push({ module, source: text });
+        // One path for library code: the same passes (and checks) as `qdq quantize --module` (server/src/library).
+        patchModules.push({ module, source: libraryPatchOrConfigError(module, src.source).text });
       }
       notes.push(`patched in memory: ${cfg.patchModules.join(', ')}`);
     }
@@ -212,7 +213,7 @@ export async function runPipeline(opts: PipelineOptions, onProgress: (p: Pipelin
     const quantizers = (calib.quantizers as Record<string, unknown>[]) ?? [];
     const report: Report = {
       version: 1, project_dir: projectDir, model: cfg.model, model_class: loaded.model_class ?? null,
-      python: { path: py.path, python_version: py.pythonVersion, torch_version: py.torchVersion },
+      python: { path: pythonExe, python_version: py.pythonVersion, torch_version: py.torchVersion },
       method: cfg.method, percentile: cfg.method === 'percentile' ? cfg.percentile : null,
       batches_seen: calib.batches_seen ?? null, calibration_data_kind: loaded.calibration_data_kind ?? null,
       target: cfg.target, exporter: null, opset: cfg.opset,
