@@ -33,6 +33,7 @@ export function startServer(connection: Connection = lsp.createConnection(lsp.Pr
   let workspaceTrusted = true;
   let clientPython: string | undefined;
   let hasConfiguration = false;
+  let canRegisterConfiguration = false;
   let editCaps: EditCapabilities = { documentChanges: false, createFiles: false, resolveEdits: false };
   const pendingDiagnostics = new Map<string, NodeJS.Timeout>();
 
@@ -47,6 +48,7 @@ export function startServer(connection: Connection = lsp.createConnection(lsp.Pr
       resolveEdits: !!caps.textDocument?.codeAction?.resolveSupport?.properties.includes('edit'),
     };
     hasConfiguration = !!caps.workspace?.configuration;
+    canRegisterConfiguration = !!caps.workspace?.didChangeConfiguration?.dynamicRegistration;
     const init = (params.initializationOptions ?? {}) as QdqInitializationOptions;
     if (init.workspaceTrusted === false) workspaceTrusted = false;
     if (typeof init.pythonInterpreter === 'string' && init.pythonInterpreter) clientPython = init.pythonInterpreter;
@@ -66,7 +68,7 @@ export function startServer(connection: Connection = lsp.createConnection(lsp.Pr
 
   connection.onInitialized(() => {
     if (hasConfiguration) {
-      connection.client.register(lsp.DidChangeConfigurationNotification.type, { section: SETTINGS_SECTION }).catch(() => undefined);
+      if (canRegisterConfiguration) connection.client.register(lsp.DidChangeConfigurationNotification.type, { section: SETTINGS_SECTION }).catch(() => undefined);
       void refreshSettings();
     }
     sendStatus();
