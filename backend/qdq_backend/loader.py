@@ -236,9 +236,10 @@ def _forget_project_modules(project_dir: str) -> None:
         filename = getattr(module, "__file__", None)
         if filename and os.path.abspath(filename).startswith(root):
             del sys.modules[name]
-    existing = sys.modules.get(_HELPER)
-    if existing is not None and getattr(existing, "__name__", "") == _HELPER:
-        del sys.modules[_HELPER]
+    # the helper, wherever it was served from before (a project's copy or the backend's own as an alias)
+    for name in list(sys.modules):
+        if (name == _HELPER or name.endswith("." + _HELPER)) and name != __package__ + "." + _HELPER:
+            del sys.modules[name]
 
 
 def _provide_helper(directory: str, package: str) -> None:
@@ -521,6 +522,8 @@ def load(params: Dict[str, Any], progress: Progress) -> Project:
         raise QdqError("config", f"the model factory {params['model']} returned {type(model).__name__}, not an nn.Module",
                        "make the factory return the model (an instance of torch.nn.Module)")
     model.eval()
+    if patches:
+        patching.check_model(model)  # library models: the patched (eager) attention must be the one that runs
 
     random_shapes = None
     calibration_source = None
@@ -639,6 +642,3 @@ def loaded_result(project: Project) -> Dict[str, Any]:
         "eval_data": project.eval_source is not None,
     }
 
-
-def ensure_tensor_inputs(inputs: Sequence[Any]) -> Inputs:
-    return tuple(inputs)

@@ -147,5 +147,28 @@ def restore(names: Optional[List[str]] = None) -> List[str]:
     return targets
 
 
+def check_model(model: Any) -> None:
+    """Refuse a model whose patched code would not run: transformers picks the attention function from
+    ``config._attn_implementation``, and only ``"eager"`` calls the module's own (patched, quantized)
+    ``eager_attention_forward``; with sdpa/flash the attention matmuls would stay float and uncalibrated."""
+    if not _installed or not hasattr(model, "modules"):
+        return
+    patched = set(_installed)
+    for sub in model.modules():
+        if type(sub).__module__ not in patched:
+            continue
+        config = getattr(sub, "config", None)
+        impl = getattr(config, "_attn_implementation", None)
+        if impl is not None and impl != "eager":
+            raise QdqError(
+                "config",
+                f"{type(model).__name__} uses attn_implementation={impl!r}: with patch-modules only the eager "
+                f"attention of {type(sub).__module__} is quantized, so its attention matmuls would stay float",
+                'build the model with attn_implementation="eager" in the factory, e.g. '
+                'BertModel(BertConfig(..., attn_implementation="eager")) or '
+                'from_pretrained(name, attn_implementation="eager")',
+            )
+
+
 def installed() -> List[str]:
     return list(_installed)

@@ -3,6 +3,7 @@
 // memory. Pure: text in, text out; finding and reading the module is resolve.ts's job.
 import { quantizeFile } from '../fixes';
 import { applyTrtFixes } from '../fixes/trtFixes';
+import { QdqError } from '../pipeline/errors';
 
 export interface LibraryPatch {
   module: string;
@@ -58,6 +59,17 @@ const KNOWN: Record<string, Expectation> = {
 export class LibraryPatchError extends Error {
   constructor(message: string, readonly hint: string) {
     super(message);
+    this.name = 'LibraryPatchError';
+  }
+}
+
+/** patchLibrarySource for the pipeline and the CLI: a version mismatch is a `config` error (message + hint, no stack). */
+export function libraryPatchOrConfigError(module: string, source: string, opts: { trtVersion?: string } = {}): LibraryPatch {
+  try {
+    return patchLibrarySource(module, source, opts);
+  } catch (e) {
+    if (e instanceof LibraryPatchError) throw new QdqError('config', e.message, e.hint);
+    throw e;
   }
 }
 
