@@ -237,7 +237,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<QdqExt
       await client?.restart();
     }),
     vscode.commands.registerCommand('qdq.showOutput', () => output.show()),
-    vscode.commands.registerCommand('qdq.openSource', (ref: { file?: string; line?: number; projectDir?: string }) =>
+    vscode.commands.registerCommand('qdq.openSource', (ref: { file?: string; line?: number; cls?: string; attr?: string; projectDir?: string }) =>
       openSource(ref),
     ),
     vscode.workspace.onDidGrantWorkspaceTrust(() => {
@@ -310,7 +310,7 @@ function unwrapReport(result: unknown): { data: unknown; path?: string; projectD
   return { data: r, path: str(r.report_path), projectDir: str(r.project_dir) };
 }
 
-async function openSource(ref: { file?: string; line?: number; projectDir?: string }): Promise<void> {
+async function openSource(ref: { file?: string; line?: number; cls?: string; attr?: string; projectDir?: string }): Promise<void> {
   if (!ref?.file) return;
   let file = ref.file;
   if (!path.isAbsolute(file)) {
@@ -322,9 +322,20 @@ async function openSource(ref: { file?: string; line?: number; projectDir?: stri
     return;
   }
   const doc = await vscode.workspace.openTextDocument(vscode.Uri.file(file));
-  const line = Math.max(0, Math.min((ref.line ?? 1) - 1, doc.lineCount - 1));
+  const line = Math.max(0, Math.min((ref.line ?? siteLine(doc.getText(), ref.cls, ref.attr) ?? 1) - 1, doc.lineCount - 1));
   const range = new vscode.Range(line, 0, line, 0);
   await vscode.window.showTextDocument(doc, { selection: range, preview: false });
+}
+
+/** 1-based line of `self.<attr> = ...` inside `class <cls>` when the report has no line number, else undefined. */
+export function siteLine(text: string, cls?: string, attr?: string): number | undefined {
+  // Names come from report.json: only plain Python identifiers are searched for.
+  if (!attr || !/^\w+/.test(attr) || (cls && !/^\w+$/.test(cls))) return undefined;
+  const lines = text.split(/\r?\n/);
+  const start = cls ? Math.max(0, lines.findIndex((l) => new RegExp(`^\\s*class\\s+${cls}\\b`).test(l))) : 0;
+  const name = attr.split('.')[0];
+  const at = lines.findIndex((l, i) => i >= start && new RegExp(`self\\.${name}\\s*=`).test(l));
+  return at >= 0 ? at + 1 : undefined;
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number, fallback: T): Promise<T> {

@@ -158,12 +158,16 @@ export function renderReportHtml(report: unknown, opts: ReportHtmlOptions): stri
     `<table class="summary"><thead><tr><th></th><th>FP32</th><th>INT8</th></tr></thead><tbody>` +
     (r.accuracy !== undefined && r.accuracy !== null ? accRow('Top-1 accuracy', r.accuracy) : '<tr><th>Top-1 accuracy</th><td colspan="2" class="muted">no labelled eval data</td></tr>') +
     accRow('Latency (median)', r.latency_ms, ' ms') +
+    (r.size_bytes !== undefined ? accRow('Model size', r.size_bytes, ' bytes') : '') +
     `</tbody></table>` +
     `<ul class="facts">` +
     `<li>QDQ pairs: <b>${fmt(r.qdq_pairs)}</b></li>` +
     `<li>Quantizers: <b>${fmt(quantizerCount)}</b></li>` +
     `<li>Lowest cosine similarity (INT8 vs FP32): <b>${fmt(r.cosine_min)}</b></li>` +
     `<li>Max absolute difference: <b>${fmt(r.max_abs_diff)}</b></li>` +
+    (r.top1_agreement !== undefined ? `<li>Top-1 agreement (INT8 vs FP32): <b>${fmt(r.top1_agreement)}</b></li>` : '') +
+    (typeof r.model === 'string' ? `<li>Model: <b>${fmt(r.model)}</b>${typeof r.exporter === 'string' ? `, exported with the ${fmt(r.exporter)} exporter` : ''}${r.opset !== undefined ? `, opset ${fmt(r.opset)}` : ''}</li>` : '') +
+    (isObject(r.python) ? `<li>Python: ${fmt(r.python.path)} (torch ${fmt(r.python.torch_version)})</li>` : '') +
     (typeof r.calibration_method === 'string' || typeof r.method === 'string'
       ? `<li>Calibration: <b>${fmt(r.calibration_method ?? r.method)}</b></li>`
       : '') +
@@ -205,6 +209,8 @@ a { color: var(--vscode-textLink-foreground); }
 ${opts.reportPath ? `<p class="muted">${escapeHtml(opts.reportPath)}</p>` : ''}
 <h2>FP32 vs INT8</h2>
 ${summary}
+${Array.isArray(r.notes) && r.notes.length ? `<h2>Notes</h2><ul>${r.notes.map((n) => `<li>${fmt(n)}</li>`).join('')}</ul>` : ''}
+${isObject(r.dynamic) ? `<h2>Dynamic INT8 (onnxruntime CPU)</h2><ul class="facts"><li>Quantized ops: <b>${fmt(r.dynamic.quantized_ops)}</b></li><li>Lowest cosine: <b>${fmt(r.dynamic.cosine_min)}</b></li><li>Top-1 agreement: <b>${fmt(r.dynamic.top1_agreement)}</b></li></ul>` : ''}
 <h2>Per-output similarity</h2>
 ${table(['Output', 'Cosine', 'Max |diff|', 'Top-1 agreement'], outputRows)}
 <h2>Weighted ops left in float (${unquantized.length})</h2>

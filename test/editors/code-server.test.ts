@@ -125,6 +125,30 @@ describe('VS Code extension in code-server 4.100.3', { skip }, () => {
       await page.keyboard.press('Control+S');
       await waitFor('model.py restored on disk', 30_000, () => fs.readFileSync(modelPath, 'utf8') === original);
       await page.screenshot({ path: path.join(artifacts, 'after-palette-command.png') });
+
+      // QDQ: Show Report renders report.json in a webview. Uses the report the suite above produced
+      // (calibrating again here would only repeat that test).
+      const suiteReport = path.join(artifacts, 'ws-suite', 'digits-cnn', 'qdq-out', 'report.json');
+      if (fs.existsSync(suiteReport)) {
+        fs.mkdirSync(path.join(workspace, 'qdq-out'), { recursive: true });
+        fs.copyFileSync(suiteReport, path.join(workspace, 'qdq-out', 'report.json'));
+        await page.keyboard.press('F1');
+        await page.waitForSelector('.quick-input-widget input');
+        await page.keyboard.type('QDQ: Show Report');
+        await page.waitForTimeout(800);
+        await page.keyboard.press('Enter');
+        const reportFrame = await waitFor('the report webview content', 30_000, async () => {
+          for (const frame of page.frames()) {
+            const text = await frame.evaluate<string>('document.body ? document.body.innerText : ""').catch(() => '');
+            if (text.includes('FP32 vs INT8')) return { frame, text };
+          }
+          return undefined;
+        });
+        const expectedPairs = JSON.parse(fs.readFileSync(suiteReport, 'utf8')).qdq_pairs;
+        assert.ok(reportFrame.text.includes(`QDQ pairs: ${expectedPairs}`), reportFrame.text.slice(0, 500));
+        assert.equal(await reportFrame.frame.locator('svg.chart rect').count() > 0, true, 'the range chart is drawn');
+        await page.screenshot({ path: path.join(artifacts, 'report.png') });
+      }
     } catch (err) {
       await shown?.screenshot({ path: path.join(artifacts, 'ui-failure.png') }).catch(() => undefined);
       throw err;
