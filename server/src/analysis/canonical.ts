@@ -43,14 +43,16 @@ export function emptyImports(): ImportInfo {
 }
 
 /** Collect import aliases from top-level statements (and one level into try/if blocks). */
-export function scanImports(root: SyntaxNode): ImportInfo {
+export function scanImports(root: SyntaxNode, topLevel?: SyntaxNode[], text?: string, starts?: number[]): ImportInfo {
   const info = emptyImports();
   let lastImportRow = -1;
   let docOrFutureRow = -1;
   let firstStatementRow = -1;
-  const children = root.namedChildren;
+  const children = topLevel ?? root.namedChildren;
   for (let i = 0; i < children.length; i++) {
     const st = children[i];
+    // With the text at hand, statements that cannot be imports/try/if are skipped without native calls.
+    if (text && starts && firstStatementRow >= 0 && !MAYBE_IMPORT.test(text.slice(starts[i], starts[i] + 6))) continue;
     if (st.type === 'comment') continue;
     const isFirst = firstStatementRow < 0;
     if (isFirst) firstStatementRow = st.startPosition.row;
@@ -74,6 +76,8 @@ export function scanImports(root: SyntaxNode): ImportInfo {
   if (info.functional.length === 0) info.functional.push('F');
   return info;
 }
+
+const MAYBE_IMPORT = /^(import|from|try|if)\b/;
 
 function isDocstring(st: SyntaxNode): boolean {
   return st.type === 'expression_statement' && st.namedChildCount === 1 && st.namedChildren[0].type === 'string';

@@ -4,7 +4,7 @@ import type { SyntaxNode, Tree } from './parser';
 import { LineIndex } from './parser';
 import { modelQuery } from './queries';
 import { CONTAINERS, POOL_FUNCTIONS, canonicalName, emptyImports, isLayerCtor, layerKind, scanImports } from './canonical';
-import type { DeclaredQuantizer, FunctionInfo, Layer, ModelIndex, ModuleClass, Op, OpKind, Range, Span } from './types';
+import type { DeclaredQuantizer, FunctionInfo, ImportInfo, Layer, ModelIndex, ModuleClass, Op, OpKind, Position, Range, Span } from './types';
 
 /** Where generated lines go inside a class: after/before an anchor statement, with the body's indent. */
 export interface InsertAnchor {
@@ -62,8 +62,22 @@ const NOT_RESIDUAL_NAME = /mask|bias|pos|position|embed|offset|eps|scale|shape|s
 const SKIP_NAME = /^(identity|residual|shortcut|skip|res|skip_connection|inp)$/i;
 const NORM_ATTR = /norm|^ln(_?\d+|_f)?$|^ln_/i;
 
-// Positions are computed in JS from a line table: one native call (endIndex) per node instead of five.
-let lines: LineIndex = new LineIndex('');
+// Positions are computed in JS from a line table of the segment being indexed: one native call (endIndex)
+// per node instead of five.
+class SegmentLines {
+  private readonly local: LineIndex;
+  constructor(text: string, readonly start: number, end: number, readonly row: number, readonly col0: number) {
+    this.local = new LineIndex(text.slice(start, end));
+  }
+  position(offset: number): Position {
+    const p = this.local.positionAt(offset - this.start);
+    return { line: p.line + this.row, character: p.line === 0 ? p.character + this.col0 : p.character };
+  }
+  rangeOf(span: Span): Range {
+    return { start: this.position(span.start), end: this.position(span.end) };
+  }
+}
+let lines: SegmentLines = new SegmentLines('', 0, 0, 0, 0);
 function spanOf(n: SyntaxNode): Span {
   return { start: fastStart(n), end: n.endIndex };
 }
@@ -74,11 +88,15 @@ function nodeSpan(n: SyntaxNode): Span {
   return spanOf(n);
 }
 
-export function buildModelIndex(tree: Tree, text: string): ModelIndex {
+/**
+ * Build the model index. With `previous` (the index of an earlier version of the same document), top-level
+ * statements whose text is unchanged are reused (shifted when they moved) and only edited ones are re-indexed,
+ * which keeps one-keystroke re-analysis of large files cheap. The result is the same as a fresh build.
+ */
+export function buildModelIndex(tree: Tree, text: string, previous?: ModelIndex): ModelIndex {
   const eol = detectEol(text);
-  lines = new LineIndex(text);
   try {
-    return build(tree, text, eol);
+    return build(tree, text, eol, previous);
   } catch {
     // Analysis must never take the server down: a best-effort empty index instead.
     return { classes: [], functions: [], imports: emptyImports(), topLevelOps: [], topLevelLayers: [], hasSyntaxErrors: true, eol };
@@ -90,12 +108,11 @@ export function detectEol(text: string): '\n' | '\r\n' {
   return nl > 0 && text.charCodeAt(nl - 1) === 13 ? '\r\n' : '\n';
 }
 
-function build(tree: Tree, text: string, eol: '\n' | '\r\n'): ModelIndex {
-  const root = tree.rootNode;
-  const imports = scanImports(root);
+function indexSegment(segNode: SyntaxNode, start: number, segEnd: number, row: number, text: string, imports: ImportInfo, fnNames: Set<string>, key: string): Segment {
+  lines = new SegmentLines(text, start, segEnd, row, start - lineStartOf(text, start));
   const canon = (n: SyntaxNode | null): string => (n && (n.type === 'attribute' || n.type === 'identifier') ? canonicalName(n.text, imports) : '');
 
-  const matches = modelQuery().matches(root);
+  const matches = modelQuery().matches(segNode);
   const containers: Item[] = [];
   const items: Item[] = [];
   for (const m of matches) {
@@ -121,9 +138,9 @@ function build(tree: Tree, text: string, eol: '\n' | '\r\n'): ModelIndex {
   const classFrames: Extract<Frame, { kind: 'class' }>[] = [];
   const functions: FunctionInfo[] = [];
   const functionScopes = new Map<FunctionInfo, Scope>();
+  const helperCalls: Segment['helperCalls'] = [];
   const topLevelOps: Op[] = [];
   const topLevelLayers: Layer[] = [];
-  const pendingHelperCalls: { node: SyntaxNode; name: string; cls?: ModuleClass; fn?: FunctionInfo }[] = [];
   const pendingAdds: PendingAdd[] = [];
   const stack: Frame[] = [];
   let ci = 0;
@@ -172,6 +189,8 @@ function build(tree: Tree, text: string, eol: '\n' | '\r\n'): ModelIndex {
     }
     if (!top) {
       readParams(scope);
+      // A function receiving a module (HF's eager_attention_forward(module, ...)) reaches quantizers through it.
+      if (scope.firstParam === 'module' || scope.moduleTyped) scope.owner = scope.firstParam;
       const span = { start: it.start, end };
       const fn: FunctionInfo = {
         name, range: lines.rangeOf(span), span, params: [...scope.params!], returnsLayer: false, layers: [], ops: [],
@@ -250,7 +269,10 @@ function build(tree: Tree, text: string, eol: '\n' | '\r\n'): ModelIndex {
           addLayer(makeLayer(it.node, it.node.childForFieldName('arguments'), c, undefined));
           break;
         }
-        if (isName) pendingHelperCalls.push({ node: it.node, name: calleeText, cls, fn });
+        if (isName && fnNames.has(calleeText)) {
+          const layer = makeLayer(it.node, it.node.childForFieldName('arguments'), '', calleeText);
+          helperCalls.push({ name: calleeText, layer, cls: cls ? classes.indexOf(cls) : undefined, fn: fn ? functions.indexOf(fn) : undefined });
+        }
         addOp(callOp(it.node, calleeNode, calleeText, isName, c, method ?? '', scope, cls));
         break;
       }
@@ -297,79 +319,19 @@ function build(tree: Tree, text: string, eol: '\n' | '\r\n'): ModelIndex {
     openContainer(c);
   }
 
-  // Module-ness: nn.* bases, local module classes (to a fixed point), or imported bases with a forward method.
-  const byName = new Map<string, ModuleClass>();
-  for (const cls of classes) byName.set(cls.name, cls);
-  for (const f of classFrames) if (f.bases.some((b) => isLayerCtor(b) || b === 'nn.Module')) f.cls.isModule = true;
-  for (let changed = true; changed; ) {
-    changed = false;
-    for (const f of classFrames) {
-      if (f.cls.isModule) continue;
-      if (f.cls.bases.some((b) => byName.get(b)?.isModule)) {
-        f.cls.isModule = true;
-        changed = true;
-      }
-    }
-  }
-  // Bases imported from elsewhere (HF's PreTrainedModel, GradientCheckpointingLayer): a module when the class
-  // has a forward or the base's name says so; then propagate to local subclasses again.
-  for (const f of classFrames) {
-    if (f.cls.isModule) continue;
-    const foreign = f.cls.bases.filter((b) => !byName.has(b) && b !== 'object');
-    if (foreign.length && (f.cls.forwardRange || foreign.some((b) => /(Model|Module|Layer|Block)$/.test(b)))) f.cls.isModule = true;
-  }
-  for (let changed = true; changed; ) {
-    changed = false;
-    for (const f of classFrames) {
-      if (!f.cls.isModule && f.cls.bases.some((b) => byName.get(b)?.isModule)) {
-        f.cls.isModule = true;
-        changed = true;
-      }
-    }
-  }
-
-  // Layers built by module-level helper functions (torchvision's conv3x3/conv1x1).
-  const fnByName = new Map<string, FunctionInfo>();
-  for (const f of functions) fnByName.set(f.name, f);
-  for (const p of pendingHelperCalls) {
-    const helper = fnByName.get(p.name);
-    if (!helper || !helper.returnsLayer || !helper.returnedCtor) continue;
-    const layer = makeLayer(p.node, p.node.childForFieldName('arguments'), helper.returnedCtor, helper.name);
-    if (p.cls) p.cls.layers.push(layer);
-    else if (p.fn && p.fn !== helper) p.fn.layers.push(layer);
-    else if (!p.cls && !p.fn) topLevelLayers.push(layer);
-  }
-
-  // Functions that receive a module as their first parameter (HF's eager_attention_forward(module, q, k, v)),
-  // and the classes that call them or pass them by name (found by a text search for the name).
-  for (const f of functions) {
-    const scope = functionScopes.get(f)!;
-    if (!scope.firstParam || !(scope.firstParam === 'module' || scope.moduleTyped)) continue;
-    scope.owner = scope.firstParam;
-    const re = new RegExp(`\\b${f.name}\\b`, 'g');
-    const owners = new Set<ModuleClass>();
-    for (let m = re.exec(text); m; m = re.exec(text)) {
-      const c = innermostClassAt(classes, m.index);
-      if (c && !owners.has(c)) {
-        owners.add(c);
-        c.delegates.push({ func: f.name, paramName: scope.firstParam });
-      }
-    }
-  }
-  for (const f of functions) {
-    const owner = functionScopes.get(f)!.owner;
-    if (owner) for (const op of f.ops) op.owner = owner;
-  }
-
-  // Where a generated __init__ would go, for module classes without one.
-  for (const c of classFrames) {
-    if (c.cls.isModule && !c.cls.initSpan) (c.cls as ModuleClass & ClassAnchors).initAnchor = bodyAnchor(c.node, text);
-  }
-
-  // Residual adds, now that layers (norm attributes) and local assignments are known.
+  // Where a generated __init__ would go, for classes without one.
+  const recs: Segment['classes'] = classFrames.map((f) => ({
+    cls: f.cls,
+    bases: f.bases,
+    bodyAnchor: f.cls.initSpan ? undefined : bodyAnchor(f.node, text),
+  }));
+  // Residual adds, now that layers (norm attributes) are known.
   for (const p of pendingAdds) classifyAdd(p, text);
-
-  return { classes, functions, imports, topLevelOps, topLevelLayers, hasSyntaxErrors: root.hasError, eol };
+  return {
+    key, start, startRow: row, col0: start - lineStartOf(text, start), classes: recs,
+    functions: functions.map((fn) => ({ fn, moduleParam: functionScopes.get(fn)!.owner })),
+    topLevelOps, topLevelLayers, helperCalls,
+  };
 }
 
 // The node binding keeps a node's start byte (UTF-16: 2 bytes per code unit) in its transfer fields; reading
@@ -705,4 +667,235 @@ function classifyAdd(p: PendingAdd, text: string): void {
   setOperands(op, [residual], p.cls);
   op.residual = true;
   void text;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Segments: one per top-level statement, cached between builds of the same document.
+
+interface Segment {
+  /** Text of the statement through the end of its last line. */
+  key: string;
+  start: number;
+  startRow: number;
+  /** Column of the start (0 unless the statement follows another on its line). */
+  col0: number;
+  classes: { cls: ModuleClass; bases: string[]; bodyAnchor?: InsertAnchor }[];
+  functions: { fn: FunctionInfo; moduleParam?: string }[];
+  topLevelOps: Op[];
+  topLevelLayers: Layer[];
+  /** Calls to module-level functions of this file: layers when the function returns one (conv3x3). */
+  helperCalls: { name: string; layer: Layer; cls?: number; fn?: number }[];
+}
+
+interface SegmentCache {
+  globalKey: string;
+  segments: Map<string, Segment[]>;
+}
+
+const CACHE = Symbol('qdq.modelIndexSegments');
+
+function lineStartOf(text: string, offset: number): number {
+  return text.lastIndexOf('\n', offset - 1) + 1;
+}
+
+function lineEndAfter(text: string, offset: number): number {
+  const nl = text.indexOf('\n', offset);
+  return nl < 0 ? text.length : nl + 1;
+}
+
+/** The node binding's transfer fields hold the start row (see fastStart). */
+function fastRow(n: SyntaxNode): number {
+  const raw = (n as unknown as Record<number, unknown>)[3];
+  return fastStartOk && typeof raw === 'number' ? raw : n.startPosition.row;
+}
+
+/** Statements that cannot hold calls: comments and imports. */
+const NO_CALLS_START = /^(#|import\s|from\s)/;
+
+function topLevelFunctionName(n: SyntaxNode): string | undefined {
+  let def: SyntaxNode | null = n;
+  if (n.type === 'decorated_definition') def = n.childForFieldName('definition');
+  if (!def || def.type !== 'function_definition') return undefined;
+  return def.childForFieldName('name')?.text;
+}
+
+function build(tree: Tree, text: string, eol: '\n' | '\r\n', previous?: ModelIndex): ModelIndex {
+  const root = tree.rootNode;
+  const children = root.namedChildren;
+  // Top-level statements are classified by their first characters (no native call per statement).
+  const starts = children.map(fastStart);
+  const imports = scanImports(root, children, text, starts);
+  const fnNames = new Set<string>();
+  for (let i = 0; i < children.length; i++) {
+    const c0 = text.charCodeAt(starts[i]);
+    if (c0 === 100 /* d */ || c0 === 97 /* a */ || c0 === 64 /* @ */) {
+      if (!/^(def|async|@)/.test(text.slice(starts[i], starts[i] + 5))) continue;
+      const name = topLevelFunctionName(children[i]);
+      if (name) fnNames.add(name);
+    }
+  }
+  const globalKey = JSON.stringify(imports) + '\u0000' + [...fnNames].join(',');
+  const prevCache = previous ? (previous as unknown as Record<symbol, SegmentCache | undefined>)[CACHE] : undefined;
+  const reusable = prevCache && prevCache.globalKey === globalKey ? prevCache.segments : undefined;
+
+  const segments: Segment[] = [];
+  const nextCache = new Map<string, Segment[]>();
+  for (let i = 0; i < children.length; i++) {
+    const child = children[i];
+    const start = starts[i];
+    if (NO_CALLS_START.test(text.slice(start, start + 7))) continue;
+    const segEnd = lineEndAfter(text, child.endIndex);
+    const key = text.slice(start, segEnd);
+    const row = fastRow(child);
+    let seg: Segment | undefined;
+    const candidates = reusable?.get(key);
+    if (candidates && candidates.length) {
+      const old = candidates.shift()!;
+      const col0 = start - lineStartOf(text, start);
+      if (old.start === start && old.startRow === row) seg = old;
+      else if (col0 === 0 && old.col0 === 0) seg = shiftSegment(old, start - old.start, row - old.startRow);
+    }
+    if (!seg) seg = indexSegment(child, start, segEnd, row, text, imports, fnNames, key);
+    segments.push(seg);
+    const list = nextCache.get(key);
+    if (list) list.push(seg);
+    else nextCache.set(key, [seg]);
+  }
+
+  // Assemble fresh top-level objects (segments stay untouched so they can be reused next time).
+  const classes: ModuleClass[] = [];
+  const classBases = new Map<ModuleClass, string[]>();
+  const initAnchors = new Map<ModuleClass, InsertAnchor | undefined>();
+  const functions: FunctionInfo[] = [];
+  const moduleParams = new Map<FunctionInfo, string>();
+  const topLevelOps: Op[] = [];
+  const topLevelLayers: Layer[] = [];
+  const segClasses: ModuleClass[][] = [];
+  const segFunctions: FunctionInfo[][] = [];
+  for (const seg of segments) {
+    const cs: ModuleClass[] = [];
+    for (const rec of seg.classes) {
+      const cls: ModuleClass = { ...rec.cls, isModule: false, layers: rec.cls.layers.slice(), delegates: [] };
+      classes.push(cls);
+      cs.push(cls);
+      classBases.set(cls, rec.bases);
+      initAnchors.set(cls, rec.bodyAnchor);
+    }
+    segClasses.push(cs);
+    const fs: FunctionInfo[] = [];
+    for (const rec of seg.functions) {
+      const fn: FunctionInfo = { ...rec.fn, layers: rec.fn.layers.slice() };
+      functions.push(fn);
+      fs.push(fn);
+      if (rec.moduleParam) moduleParams.set(fn, rec.moduleParam);
+    }
+    segFunctions.push(fs);
+    for (const op of seg.topLevelOps) topLevelOps.push(op);
+    for (const l of seg.topLevelLayers) topLevelLayers.push(l);
+  }
+
+  // Module-ness: nn.* bases, local module classes (to a fixed point), or imported bases with a forward method.
+  const byName = new Map<string, ModuleClass>();
+  for (const cls of classes) byName.set(cls.name, cls);
+  for (const cls of classes) if (classBases.get(cls)!.some((b) => isLayerCtor(b) || b === 'nn.Module')) cls.isModule = true;
+  const propagate = (): void => {
+    for (let changed = true; changed; ) {
+      changed = false;
+      for (const cls of classes) {
+        if (!cls.isModule && cls.bases.some((b) => byName.get(b)?.isModule)) {
+          cls.isModule = true;
+          changed = true;
+        }
+      }
+    }
+  };
+  propagate();
+  // Bases imported from elsewhere (HF's PreTrainedModel, GradientCheckpointingLayer): a module when the class
+  // has a forward or the base's name says so.
+  for (const cls of classes) {
+    if (cls.isModule) continue;
+    const foreign = cls.bases.filter((b) => !byName.has(b) && b !== 'object');
+    if (foreign.length && (cls.forwardRange || foreign.some((b) => /(Model|Module|Layer|Block)$/.test(b)))) cls.isModule = true;
+  }
+  propagate();
+  for (const cls of classes) {
+    const anchors = cls as ModuleClass & ClassAnchors;
+    if (cls.isModule && !cls.initSpan) anchors.initAnchor = initAnchors.get(cls);
+    else delete anchors.initAnchor;
+  }
+
+  // Layers built by module-level helper functions (torchvision's conv3x3/conv1x1).
+  const fnByName = new Map<string, FunctionInfo>();
+  for (const f of functions) if (!fnByName.has(f.name)) fnByName.set(f.name, f);
+  segments.forEach((seg, si) => {
+    for (const hc of seg.helperCalls) {
+      const helper = fnByName.get(hc.name);
+      if (!helper || !helper.returnsLayer || !helper.returnedCtor) continue;
+      const layer: Layer = { ...hc.layer, ctor: helper.returnedCtor, kind: layerKind(helper.returnedCtor) };
+      if (hc.cls !== undefined) segClasses[si][hc.cls].layers.push(layer);
+      else if (hc.fn !== undefined) {
+        const target = segFunctions[si][hc.fn];
+        if (target !== helper) target.layers.push(layer);
+      } else topLevelLayers.push(layer);
+    }
+  });
+
+  // Classes that hand themselves to a module-receiving function (by call or by passing its name).
+  for (const [f, param] of moduleParams) {
+    const owners = new Set<ModuleClass>();
+    const isWord = (code: number) => (code >= 48 && code <= 57) || (code >= 65 && code <= 90) || (code >= 97 && code <= 122) || code === 95;
+    for (let at = text.indexOf(f.name); at >= 0; at = text.indexOf(f.name, at + 1)) {
+      if (isWord(text.charCodeAt(at - 1)) || isWord(text.charCodeAt(at + f.name.length))) continue;
+      const c = innermostClassAt(classes, at);
+      if (c && !owners.has(c)) {
+        owners.add(c);
+        c.delegates.push({ func: f.name, paramName: param });
+      }
+    }
+  }
+
+  const index: ModelIndex = { classes, functions, imports, topLevelOps, topLevelLayers, hasSyntaxErrors: root.hasError, eol };
+  Object.defineProperty(index, CACHE, { value: { globalKey, segments: nextCache } satisfies SegmentCache, enumerable: false });
+  return index;
+}
+
+// Shifting a reused segment: offsets move by dOff, lines by dRow (a segment starts at column 0, so the
+// characters within it do not change).
+function shiftSegment(seg: Segment, dOff: number, dRow: number): Segment {
+  const sp = (s: Span): Span => ({ start: s.start + dOff, end: s.end + dOff });
+  const rg = (r: Range): Range => ({ start: { line: r.start.line + dRow, character: r.start.character }, end: { line: r.end.line + dRow, character: r.end.character } });
+  const anchor = (a: InsertAnchor | undefined): InsertAnchor | undefined => (a ? { ...a, offset: a.offset + dOff } : undefined);
+  const layer = (l: Layer): Layer => {
+    const out: Layer = { ...l, callRange: rg(l.callRange), callSpan: sp(l.callSpan) };
+    if (l.wrapperSpan) out.wrapperSpan = sp(l.wrapperSpan);
+    return out;
+  };
+  const op = (o: Op): Op => ({ ...o, range: rg(o.range), span: sp(o.span), operands: o.operands.map(rg), operandSpans: o.operandSpans.map(sp) });
+  const fn = (f: FunctionInfo): FunctionInfo => ({ ...f, range: rg(f.range), span: sp(f.span), layers: f.layers.map(layer), ops: f.ops.map(op) });
+  return {
+    key: seg.key,
+    col0: seg.col0,
+    start: seg.start + dOff,
+    startRow: seg.startRow + dRow,
+    classes: seg.classes.map((rec) => {
+      const c = rec.cls as ModuleClass & ClassAnchors;
+      const cls: ModuleClass & ClassAnchors = {
+        ...c,
+        range: rg(c.range), span: sp(c.span),
+        layers: c.layers.map(layer), ops: c.ops.map(op),
+        quantizers: c.quantizers.map((q) => ({ ...q, range: rg(q.range), span: sp(q.span) })),
+      };
+      if (c.initRange) cls.initRange = rg(c.initRange);
+      if (c.initSpan) cls.initSpan = sp(c.initSpan);
+      if (c.forwardRange) cls.forwardRange = rg(c.forwardRange);
+      if (c.forwardSpan) cls.forwardSpan = sp(c.forwardSpan);
+      if (c.superInitLine !== undefined) cls.superInitLine = c.superInitLine + dRow;
+      if (c.declAnchor) cls.declAnchor = anchor(c.declAnchor);
+      return { cls, bases: rec.bases, bodyAnchor: anchor(rec.bodyAnchor) };
+    }),
+    functions: seg.functions.map((r) => ({ fn: fn(r.fn), moduleParam: r.moduleParam })),
+    topLevelOps: seg.topLevelOps.map(op),
+    topLevelLayers: seg.topLevelLayers.map(layer),
+    helperCalls: seg.helperCalls.map((h) => ({ ...h, layer: layer(h.layer) })),
+  };
 }
