@@ -107,9 +107,123 @@ def _run_exporter(model: torch.nn.Module, args: Inputs, path: str, opset: int, d
             torch.onnx.export(model, args, path, **kwargs)
 
 
+class _DecomposedQdq:
+    """For the dynamo exporter: quantizers emit quantized_decomposed quantize/dequantize ops.
+
+    torch.export cannot trace torch.fake_quantize_* (no fake-tensor kernels), but it traces the
+    quantized_decomposed ops, which the ONNX translation turns into QuantizeLinear/DequantizeLinear.
+    Scales are taken out of the buffers before tracing, so they are constants in the graph.
+    """
+
+    def __init__(self, quantizers: List[QuantizerInfo]) -> None:
+        self.modules = [q.module for q in quantizers]
+
+    def __enter__(self) -> "_DecomposedQdq":
+        import torch.ao.quantization.fx._decomposed  # noqa: F401,WPS433 - registers the ops
+
+        for module in self.modules:
+            module.forward = _decomposed_forward(module)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for module in self.modules:
+            module.__dict__.pop("forward", None)
+
+
+def _decomposed_forward(module: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+    ops = torch.ops.quantized_decomposed
+    amax = getattr(module, "amax", None)
+    if module.calibrator is not None or not module.enabled or amax is None:
+        return lambda x: x
+    qmin, qmax = int(module.quant_min), int(module.quant_max)
+    dtype = torch.uint8 if getattr(module, "unsigned", False) else torch.int8
+    scales = amax.detach().float().cpu().clamp(min=2.0 ** -24) / qmax
+    axis = module.axis
+    if axis is None:
+        scale = float(scales.reshape(()))
+
+        def per_tensor(x: torch.Tensor) -> torch.Tensor:
+            q = ops.quantize_per_tensor(x.float(), scale, 0, qmin, qmax, dtype)
+            return ops.dequantize_per_tensor(q, scale, 0, qmin, qmax, dtype).to(x.dtype)
+
+        return per_tensor
+    scales = scales.reshape(-1)
+    zeros = torch.zeros(scales.numel(), dtype=torch.int64)
+
+    def per_channel(x: torch.Tensor) -> torch.Tensor:
+        dim = axis % x.dim()
+        q = ops.quantize_per_channel(x.float(), scales, zeros, dim, qmin, qmax, dtype)
+        return ops.dequantize_per_channel(q, scales, zeros, dim, qmin, qmax, dtype).to(x.dtype)
+
+    return per_channel
+
+
+def drop_noop_clips(path: str) -> int:
+    """Remove Clip nodes between QuantizeLinear and DequantizeLinear that clip to the integer type's full range.
+
+    The dynamo exporter's per-channel quantize emits Q -> Clip(-128, 127) -> DQ; the Clip changes nothing
+    but breaks the Q -> DQ pair TensorRT and ORT look for. Needs the onnx package; returns the count removed.
+    """
+    onnx = _onnx()
+    if onnx is None:
+        return 0
+    from onnx import numpy_helper  # noqa: WPS433
+
+    model = onnx.load(path)
+    graph = model.graph
+    values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.attribute:
+            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    producer = {o: n for n in graph.node for o in n.output}
+    consumers: Dict[str, List[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    removed = []
+    for node in graph.node:
+        if node.op_type != "Clip" or len(node.input) < 3:
+            continue
+        source = producer.get(node.input[0])
+        lo, hi = values.get(node.input[1]), values.get(node.input[2])
+        if source is None or source.op_type != "QuantizeLinear" or lo is None or hi is None:
+            continue
+        zero = values.get(source.input[2]) if len(source.input) > 2 else None
+        if zero is None:
+            continue
+        import numpy as np  # noqa: WPS433
+
+        info = np.iinfo(zero.dtype)
+        if int(lo) > info.min or int(hi) < info.max:
+            continue
+        for consumer in consumers.get(node.output[0], []):
+            for index, name in enumerate(consumer.input):
+                if name == node.output[0]:
+                    consumer.input[index] = node.input[0]
+        removed.append(node)
+    if not removed:
+        return 0
+    kept = [n for n in graph.node if n not in removed]
+    del graph.node[:]
+    graph.node.extend(kept)
+    onnx.save(model, path)
+    return len(removed)
+
+
+def _opset_of(path: str, requested: int) -> int:
+    onnx = _onnx()
+    if onnx is None:
+        return requested
+    model = onnx.load(path, load_external_data=False)
+    for entry in model.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            return int(entry.version)
+    return requested
+
+
 def _export_to(out_dir: str, final_name: str, model: torch.nn.Module, args: Inputs, opset: int, dynamic_batch: bool,
                input_names: List[str], output_names: List[str], expected_pairs: int,
-               fold_weights: bool) -> Tuple[str, str, Dict[str, int], bool]:
+               fold_weights: bool, quantizers: List[QuantizerInfo]) -> Tuple[str, str, Dict[str, int], bool, int]:
     """Export into a temp file, check it, rename into place. Returns (path, exporter, qdq counts, folded)."""
     final = os.path.join(out_dir, final_name)
     attempts = [False, True] if _export_supports("dynamo") else [False]
@@ -119,9 +233,15 @@ def _export_to(out_dir: str, final_name: str, model: torch.nn.Module, args: Inpu
         fd, tmp = tempfile.mkstemp(prefix="." + final_name + ".", suffix=".tmp", dir=out_dir)
         os.close(fd)
         try:
-            _run_exporter(model, args, tmp, opset, dynamic_batch, input_names, output_names, dynamo)
+            if dynamo:
+                with _DecomposedQdq(quantizers):
+                    _run_exporter(model, args, tmp, opset, dynamic_batch, input_names, output_names, dynamo)
+            else:
+                _run_exporter(model, args, tmp, opset, dynamic_batch, input_names, output_names, dynamo)
             if not os.path.isfile(tmp) or os.path.getsize(tmp) == 0:
                 raise RuntimeError("the exporter wrote no file")
+            if dynamo and expected_pairs:
+                drop_noop_clips(tmp)
             counts = count_qdq(tmp)
             if counts["quantize"] < expected_pairs or counts["dequantize"] < expected_pairs:
                 raise RuntimeError(
@@ -132,8 +252,9 @@ def _export_to(out_dir: str, final_name: str, model: torch.nn.Module, args: Inpu
                 folded = fold_weight_quantizers(tmp)
                 if folded:
                     counts = count_qdq(tmp)
+            actual_opset = _opset_of(tmp, opset)
             os.replace(tmp, final)
-            return final, exporter, counts, folded
+            return final, exporter, counts, folded, actual_opset
         except Exception as exc:  # noqa: BLE001 - try the next exporter, report all
             failures.append(f"{exporter}: {describe(exc)}\n" + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-3000:])
         finally:
@@ -232,11 +353,14 @@ def _count_calls(project: Project, active: List[QuantizerInfo]) -> int:
     The exporter folds Q/DQ of a pure constant (say torch.eye) away, so those calls do not count; a
     tensor is non-constant when it depends on an input or a parameter, i.e. when it requires grad here.
     """
-    calls = [0]
+    # Two quantizers with the same range on the same tensor may be merged by the exporter: count once.
+    seen = set()
 
     def hook(module: Any, inputs: Any, output: Any) -> None:
-        if inputs and isinstance(inputs[0], torch.Tensor) and inputs[0].requires_grad:
-            calls[0] += 1
+        x = inputs[0] if inputs else None
+        if isinstance(x, torch.Tensor) and x.requires_grad:
+            amax = module.amax
+            seen.add((id(x), tuple(amax.reshape(-1).tolist()) if isinstance(amax, torch.Tensor) else None))
 
     handles = [q.module.register_forward_hook(hook) for q in active]
     args = tuple(t.detach().clone().requires_grad_(True) if t.is_floating_point() else t
@@ -247,7 +371,7 @@ def _count_calls(project: Project, active: List[QuantizerInfo]) -> int:
     finally:
         for h in handles:
             h.remove()
-    return calls[0]
+    return len(seen)
 
 
 # -- evaluation inputs ---------------------------------------------------------------------------------------
@@ -357,8 +481,9 @@ def export(project: Project, params: Dict[str, Any], progress: Progress,
             q.module.calibrator = None
             q.module.enabled = False
         progress("export", 0, 3, "exporting the FP32 model")
-        fp32, fp32_exporter, _, _ = _export_to(out_dir, FP32_FILE, model, args, opset, dynamic_batch,
-                                              project.input_names, project.output_names, 0, False)
+        fp32, fp32_exporter, _, _, _ = _export_to(out_dir, FP32_FILE, model, args, opset, dynamic_batch,
+                                                 project.input_names, project.output_names, 0, False,
+                                                 project.quantizers)
         written.append(fp32)
         check_cancel()
         active = []
@@ -369,8 +494,9 @@ def export(project: Project, params: Dict[str, Any], progress: Progress,
                 active.append(q)
         expected = _count_calls(project, active)
         progress("export", 1, 3, f"exporting the INT8 QDQ model ({len(active)} quantizers, target {target})")
-        int8, exporter, counts, folded = _export_to(out_dir, INT8_FILE, model, args, opset, dynamic_batch,
-                                                   project.input_names, project.output_names, expected, fold_weights)
+        int8, exporter, counts, folded, actual_opset = _export_to(
+            out_dir, INT8_FILE, model, args, opset, dynamic_batch, project.input_names, project.output_names,
+            expected, fold_weights, project.quantizers)
         written.append(int8)
         check_cancel()
         progress("export", 2, 3, "writing the evaluation inputs")
@@ -392,7 +518,7 @@ def export(project: Project, params: Dict[str, Any], progress: Progress,
         "outputs": list(project.output_names),
         "inputs": project.inputs_description(),
         "target": target,
-        "opset": opset,
+        "opset": actual_opset,
         "qdq_nodes": counts,
         "quantizer_calls": expected,
         "weights_folded": folded,

@@ -47,12 +47,15 @@ MODEL = textwrap.dedent(
 
 
 @pytest.fixture(autouse=True)
-def isolated_imports():
-    path, modules = list(sys.path), set(sys.modules)
+def isolated_imports(tmp_path):
+    # forget only what the test's project imported; dropping library modules (torch, triton) breaks them
+    path = list(sys.path)
     yield
     sys.path[:] = path
-    for name in set(sys.modules) - modules:
-        del sys.modules[name]
+    root = str(tmp_path)
+    for name, module in list(sys.modules.items()):
+        if (getattr(module, "__file__", None) or "").startswith(root) or name == "qdq_quant":
+            del sys.modules[name]
 
 
 def _noop(*args):
@@ -184,3 +187,34 @@ def test_exporter_that_drops_qdq_is_rejected_and_leaves_no_file(project, monkeyp
         _export(proj, out_dir)
     assert info.value.kind == "export" and "expected at least" in info.value.message
     assert sorted(os.listdir(out_dir)) == ["calibration.json"]
+
+
+def test_dynamo_fallback_produces_qdq(project, monkeypatch):
+    """Where the TorchScript exporter is missing or fails, the dynamo exporter must give the same QDQ form."""
+    if "dynamo" not in __import__("inspect").signature(torch.onnx.export).parameters:
+        pytest.skip(f"torch {torch.__version__} has no dynamo-based ONNX exporter")
+    pytest.importorskip("onnxscript", reason="the dynamo exporter needs onnxscript, not installed here")
+    if onnx is None:
+        pytest.skip(NO_ONNX)
+    proj, out_dir = project
+    real = export._run_exporter
+
+    def no_torchscript(*args):
+        if not args[-1]:
+            raise RuntimeError("simulated: the TorchScript exporter is gone")
+        return real(*args)
+
+    monkeypatch.setattr(export, "_run_exporter", no_torchscript)
+    result = _export(proj, out_dir, dynamic_batch=True)
+    assert result["exporter"] == "dynamo" and result["opset"] >= 13
+    model, consts, dqs = _dq_nodes(result["int8_onnx"])
+    producers = {o: n for n in model.graph.node for o in n.output}
+    for node in model.graph.node:
+        if node.op_type in ("Conv", "ConvTranspose"):
+            assert [producers[i].op_type for i in node.input[:2]] == ["DequantizeLinear"] * 2
+    for node in dqs:
+        assert producers[node.input[0]].op_type == "QuantizeLinear"  # no Clip left between Q and DQ
+        assert consts[node.input[2]].dtype.name == "int8"
+    axes = sorted({a.name: a.i for a in n.attribute}.get("axis", 1) for n in dqs if consts[n.input[1]].size > 1)
+    assert axes == [0, 1]
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param

@@ -15,12 +15,15 @@ HELPER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 
 
 @pytest.fixture(autouse=True)
-def isolated_imports():
-    path, modules = list(sys.path), set(sys.modules)
+def isolated_imports(tmp_path):
+    # forget only what the test's project imported; dropping library modules (torch, triton) breaks them
+    path = list(sys.path)
     yield
     sys.path[:] = path
-    for name in set(sys.modules) - modules:
-        del sys.modules[name]
+    root = str(tmp_path)
+    for name, module in list(sys.modules.items()):
+        if (getattr(module, "__file__", None) or "").startswith(root) or name == "qdq_quant":
+            del sys.modules[name]
 
 
 def _events():
