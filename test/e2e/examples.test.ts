@@ -52,3 +52,35 @@ for (const [arch, module, method] of [['resnet18', 'resnet', 'mse'], ['mobilenet
       assert.ok(r.notes.some((n: string) => n.includes(`torchvision.models.${module}`)));
     });
 }
+
+test('qdq run --write quantizes the model file in place with qdq_quant.py beside it; a second run changes nothing',
+  { skip: torchPy ? false : 'needs a Python with torch and scikit-learn' }, async () => {
+    const dir = copyProject(path.join(repoRoot, 'examples', 'digits-cnn'));
+    const original = fs.readFileSync(path.join(dir, 'model.py'), 'utf8');
+    const first = await runQdq(['calibrate', dir, '--write', '--batches', '2', '--python', torchPy!]);
+    assert.equal(first.code, 0, first.stderr);
+    const written = fs.readFileSync(path.join(dir, 'model.py'), 'utf8');
+    assert.notEqual(written, original);
+    assert.match(written, /^import qdq_quant {2}# qdq$/m);
+    assert.match(written, /qdq_quant\.quant\(nn\.Conv2d\(/);
+    assert.ok(fs.existsSync(path.join(dir, 'qdq_quant.py')));
+    const second = await runQdq(['calibrate', dir, '--write', '--batches', '2', '--python', torchPy!]);
+    assert.equal(second.code, 0, second.stderr);
+    assert.equal(fs.readFileSync(path.join(dir, 'model.py'), 'utf8'), written);
+    const r = readReport(dir);
+    assert.ok(r.quantizers.length > 0);
+    assert.equal(r.qdq_pairs, null, 'calibrate alone exports nothing');
+  });
+
+test('qdq export --dynamic: MatMul/Gemm weights in INT8 without calibration, the static results kept',
+  { skip: torchPy ? false : 'needs a Python with torch and scikit-learn' }, async () => {
+    const dir = copyProject(path.join(repoRoot, 'examples', 'digits-transformer'));
+    const run = await runQdq(['export', dir, '--dynamic', '--python', torchPy!]);
+    assert.equal(run.code, 0, run.stderr);
+    const r = readReport(dir);
+    assert.ok(r.dynamic.quantized_ops >= 4, `${r.dynamic.quantized_ops} ops`);
+    assert.ok(r.dynamic.cosine_min >= 0.999, `cosine ${r.dynamic.cosine_min}`);
+    assert.ok(r.dynamic.size_bytes.int8 < 0.6 * r.dynamic.size_bytes.fp32);
+    assert.ok(!fs.existsSync(path.join(dir, 'qdq-out', 'model.int8.onnx')), 'no static INT8 model from a dynamic-only export');
+    assert.ok(!fs.existsSync(path.join(dir, 'qdq-out', '.dynamic-work')));
+  });

@@ -162,16 +162,17 @@ export function formatReport(r: Report, cmd: PipelineCommandName): string {
   const out: string[] = [];
   const acts = r.quantizers.filter((q) => q.axis === null || q.axis === undefined).length;
   out.push(`model ${r.model} (${r.model_class ?? '?'}), python ${r.python.path} (torch ${r.python.torch_version})`);
-  out.push(`calibration: ${r.method}${r.percentile ? ` ${r.percentile}` : ''}, ${r.batches_seen ?? '-'} batches of ${r.calibration_data_kind ?? '-'} data; ` +
+  if (r.quantizers.length) out.push(`calibration: ${r.method}${r.percentile ? ` ${r.percentile}` : ''}, ${r.batches_seen ?? '-'} batches of ${r.calibration_data_kind ?? '-'} data; ` +
     `${r.quantizers.length} quantizers (${acts} activation, ${r.quantizers.length - acts} weight)`);
   if (cmd !== 'calibrate' && r.qdq_pairs !== null) {
     out.push(`export: target ${r.target}, opset ${r.opset}, ${r.exporter ?? '-'} exporter; ${r.qdq_pairs} QDQ pairs; ` +
       `${r.weighted_ops ?? '-'} weighted ops, ${r.unquantized_weighted_ops.length} not DQ-fed`);
   }
   if (r.latency_ms || r.dynamic?.latency_ms) {
-    const rows = [['', 'FP32', `INT8 (${r.target})`, ...(r.dynamic?.latency_ms ? ['INT8 dynamic'] : [])]];
-    const dyn = r.dynamic;
-    const add = (label: string, a: string, b: string, c?: string) => rows.push([label, a, b, ...(dyn?.latency_ms ? [c ?? '-'] : [])]);
+    const dyn = r.dynamic?.latency_ms ? r.dynamic : undefined;
+    const stat = !!r.latency_ms;
+    const rows = [['', 'FP32', ...(stat ? [`INT8 (${r.target})`] : []), ...(dyn ? ['INT8 dynamic'] : [])]];
+    const add = (label: string, a: string, b: string, c: string) => rows.push([label, a, ...(stat ? [b] : []), ...(dyn ? [c] : [])]);
     if (r.accuracy || dyn?.accuracy) add('top-1 accuracy', pct(r.accuracy?.fp32 ?? dyn?.accuracy?.fp32), pct(r.accuracy?.int8), pct(dyn?.accuracy?.int8));
     add('top-1 agreement', '', pct(r.top1_agreement), pct(dyn?.top1_agreement));
     add('cosine vs FP32 (min)', '', fmt(r.cosine_min, 5), fmt(dyn?.cosine_min, 5));
