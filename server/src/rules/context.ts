@@ -14,23 +14,26 @@ export interface CallSite {
   qualified: string | null;
   /** The value a method is called on (`x` in `x.cumsum(1)`); null for module functions and bare names. */
   receiver: SyntaxNode | null;
-  args: SyntaxNode[];
-  kwargs: Map<string, SyntaxNode>;
+  /** Positional arguments (computed on first use: most sites are rejected by name/receiver before). */
+  readonly args: SyntaxNode[];
+  readonly kwargs: Map<string, SyntaxNode>;
 }
 
 export interface Assign { start: number; end: number; value: SyntaxNode | null; target: SyntaxNode; statement: SyntaxNode }
 export interface Param { node: SyntaxNode; annotation: string | null }
 
-/** One function body (or the module's top level): the facts rules need about its names and expressions. */
+/**
+ * One function body (or the module's top level). Facts about a name are found on demand by searching the
+ * scope's text for the name and looking at the few nodes there, never by walking the whole body.
+ */
 export interface Scope {
   node: SyntaxNode;
-  assigns: Map<string, Assign[]>;
-  uses: Map<string, SyntaxNode[]>;
+  start: number;
+  end: number;
   params: Map<string, Param>;
-  binaries: SyntaxNode[];
-  augmented: SyntaxNode[];
-  subscripts: SyntaxNode[];
 }
+
+interface NameFacts { assigns: Assign[]; reads: SyntaxNode[] }
 
 /** Every callee name any rule starts from. Keep in sync with the rules (each rule lists what it uses). */
 const CALL_WORDS = [
@@ -54,10 +57,8 @@ const CALL_WORDS = [
   // TRT030
   'bitwise_and', 'bitwise_or', 'bitwise_xor', 'bitwise_not', 'bitwise_left_shift', 'bitwise_right_shift',
   'bitwise_and_', 'bitwise_or_', 'bitwise_xor_', 'bitwise_not_',
-  // TRT031
-  'max', 'min', 'amax', 'amin',
   // TRT032
-  'byte', 'to', 'type',
+  'byte',
   // TRT033
   'floor', 'ceil', 'round', 'trunc', 'sqrt', 'rsqrt', 'exp', 'expm1', 'exp2', 'log', 'log2', 'log10', 'log1p', 'erf',
   'erfc', 'erfinv', 'sin', 'cos', 'tan', 'asin', 'acos', 'atan', 'sinh', 'cosh', 'asinh', 'acosh', 'atanh', 'reciprocal',
@@ -69,9 +70,9 @@ const CALL_WORDS = [
   'MinMaxObserver', 'MovingAverageMinMaxObserver', 'PerChannelMinMaxObserver', 'MovingAveragePerChannelMinMaxObserver',
   'HistogramObserver', 'QConfig',
 ];
-const CALL_RE = new RegExp(`\\b(${CALL_WORDS.join('|')})\\s*\\(`, 'g');
+const CALL_WORD_SET = new Set(CALL_WORDS);
 const OPERATOR_RE = /@|&|\||\^|~|<<|>>/g;
-const IMPORT_RE = /^[ \t]*(?:from[ \t]+([\w.]+)[ \t]+)?import[ \t]+(\([^)]*\)|[^\n#;]+)/gm;
+const IMPORT_RE = /[ \t]*(?:from[ \t]+([\w.]+)[ \t]+)?import[ \t]+(\([^)]*\)|[^\n#;]+)/g;
 
 /** Names a file may use without importing them (snippets, notebooks' cells, half-written files). */
 const CONVENTIONAL_ALIASES: Record<string, string> = {
@@ -83,16 +84,21 @@ export class RuleContext {
   readonly root: SyntaxNode;
   readonly trt: TrtVersion;
   readonly aliases = new Map<string, string>();
+  private callHits: Map<string, number[]> | null = null;
+  private importScanEnd = 0;
+  private defRanges: Array<{ start: number; end: number; node: SyntaxNode }> | null = null;
   private readonly callsByName = new Map<string, CallSite[]>();
   private operatorNodes: SyntaxNode[] | null = null;
   private readonly scopes = new Map<number, Scope>();
+  private readonly nameFacts = new Map<string, NameFacts>();
+  private readonly assignFacts = new Map<string, Assign[]>();
+  private topLevelDefs: Array<[number, number]> | null = null;
   private readonly dtypeCache = new Map<number, unknown>();
 
   constructor(readonly tree: Tree, readonly text: string, opts: RuleOptions = {}, readonly index: ModelIndex | null = null) {
     this.root = tree.rootNode;
     this.trt = parseTrtVersion(opts.trtVersion);
     this.readImports();
-    this.scanCalls();
   }
 
   trtAtLeast(major: number, minor = 0): boolean { return versionAtLeast(this.trt, major, minor); }
@@ -127,9 +133,14 @@ export class RuleContext {
   // ---------------------------------------------------------------- imports
 
   private readImports(): void {
-    IMPORT_RE.lastIndex = 0;
-    let m: RegExpExecArray | null;
-    while ((m = IMPORT_RE.exec(this.text))) {
+    const text = this.text;
+    for (let p = text.indexOf('import'); p >= 0; p = text.indexOf('import', p + 6)) {
+      const lineStart = text.lastIndexOf('\n', p - 1) + 1;
+      if (lineStart < this.importScanEnd) continue;
+      IMPORT_RE.lastIndex = lineStart;
+      const m = IMPORT_RE.exec(text);
+      if (!m || m.index !== lineStart) continue;
+      this.importScanEnd = m.index + m[0].length;
       const from = m[1];
       const names = m[2].replace(/[()\\\n]/g, ' ');
       for (const part of names.split(',')) {
@@ -166,21 +177,43 @@ export class RuleContext {
 
   // ---------------------------------------------------------------- call sites
 
-  private scanCalls(): void {
-    CALL_RE.lastIndex = 0;
-    let m: RegExpExecArray | null;
-    const seen = new Set<number>();
-    while ((m = CALL_RE.exec(this.text))) {
-      const word = m[1];
-      const idNode = this.root.descendantForIndex(m.index, m.index + word.length);
-      if (idNode.type !== 'identifier' && idNode.type !== 'type') continue;
-      const site = this.callSiteForName(idNode);
-      if (!site || seen.has(site.node.id)) continue;
-      seen.add(site.node.id);
-      let list = this.callsByName.get(site.name);
-      if (!list) this.callsByName.set(site.name, (list = []));
-      list.push(site);
+  /** Offsets of `word(` for every word of CALL_WORDS, by word; one regex pass, nodes resolved per requested word. */
+  /**
+   * Offsets of `word(` for every word of CALL_WORDS, by word. One pass over the '(' characters reading the
+   * identifier before each: far cheaper than a regex alternation of ~100 words.
+   */
+  private hits(): Map<string, number[]> {
+    if (this.callHits) return this.callHits;
+    const hits = new Map<string, number[]>();
+    const text = this.text;
+    for (let p = text.indexOf('('); p >= 0; p = text.indexOf('(', p + 1)) {
+      let e = p;
+      while (e > 0 && (text.charCodeAt(e - 1) === 32 || text.charCodeAt(e - 1) === 9)) e--;
+      let b = e;
+      while (b > 0 && isIdentChar(text.charCodeAt(b - 1))) b--;
+      if (b === e || e - b > 40) continue;
+      const word = text.slice(b, e);
+      if (!CALL_WORD_SET.has(word)) continue;
+      let list = hits.get(word);
+      if (!list) hits.set(word, (list = []));
+      list.push(b);
     }
+    this.callHits = hits;
+    return hits;
+  }
+
+  private sitesFor(word: string): CallSite[] {
+    const cached = this.callsByName.get(word);
+    if (cached) return cached;
+    const list: CallSite[] = [];
+    for (const index of this.hits().get(word) ?? []) {
+      const idNode = this.root.descendantForIndex(index, index + word.length);
+      if (idNode.type !== 'identifier') continue;
+      const site = this.callSiteForName(idNode);
+      if (site && site.name === word) list.push(site);
+    }
+    this.callsByName.set(word, list);
+    return list;
   }
 
   private callSiteForName(idNode: SyntaxNode): CallSite | null {
@@ -214,33 +247,39 @@ export class RuleContext {
     } else {
       return null;
     }
-    const args: SyntaxNode[] = [];
-    const kwargs = new Map<string, SyntaxNode>();
-    const argList = call.childForFieldName('arguments');
-    if (argList && argList.type === 'argument_list') {
-      for (const a of argList.namedChildren) {
-        if (a.type === 'comment') continue;
-        if (a.type === 'keyword_argument') {
-          const k = a.childForFieldName('name');
-          const v = a.childForFieldName('value');
-          if (k && v) kwargs.set(this.src(k), v);
-        } else {
-          args.push(a);
+    let parsed: { args: SyntaxNode[]; kwargs: Map<string, SyntaxNode> } | null = null;
+    const parse = () => {
+      if (parsed) return parsed;
+      const args: SyntaxNode[] = [];
+      const kwargs = new Map<string, SyntaxNode>();
+      const argList = call.childForFieldName('arguments');
+      if (argList && argList.type === 'argument_list') {
+        for (const a of argList.namedChildren) {
+          if (a.type === 'comment') continue;
+          if (a.type === 'keyword_argument') {
+            const k = a.childForFieldName('name');
+            const v = a.childForFieldName('value');
+            if (k && v) kwargs.set(this.src(k), v);
+          } else {
+            args.push(a);
+          }
         }
+      } else if (argList) {
+        args.push(argList); // generator expression argument
       }
-    } else if (argList) {
-      args.push(argList); // generator expression argument
-    }
-    return { node: call, name, qualified, receiver, args, kwargs };
+      return (parsed = { args, kwargs });
+    };
+    return {
+      node: call, name, qualified, receiver,
+      get args() { return parse().args; },
+      get kwargs() { return parse().kwargs; },
+    };
   }
 
   /** Calls whose last callee segment is one of `names` (each must be in CALL_WORDS). */
   calls(...names: string[]): CallSite[] {
     const out: CallSite[] = [];
-    for (const n of names) {
-      const list = this.callsByName.get(n);
-      if (list) out.push(...list);
-    }
+    for (const n of names) out.push(...this.sitesFor(n));
     return out;
   }
 
@@ -282,14 +321,29 @@ export class RuleContext {
 
   // ---------------------------------------------------------------- scopes
 
+  /** Every function_definition, found from `def` keywords in the text (a tree walk is far too slow). */
+  private functionRanges(): Array<{ start: number; end: number; node: SyntaxNode }> {
+    if (this.defRanges) return this.defRanges;
+    const out: Array<{ start: number; end: number; node: SyntaxNode }> = [];
+    const re = /\bdef[ \t]+[A-Za-z_]/g;
+    let m: RegExpExecArray | null;
+    while ((m = re.exec(this.text))) {
+      const kw = this.root.descendantForIndex(m.index, m.index + 3);
+      const fn = kw.parent;
+      if (kw.type === 'def' && fn && fn.type === 'function_definition') out.push({ start: fn.startIndex, end: fn.endIndex, node: fn });
+    }
+    return (this.defRanges = out);
+  }
+
   /** The innermost function_definition around `node`, or the module. */
   scopeNodeOf(node: SyntaxNode): SyntaxNode {
-    let n: SyntaxNode | null = node.parent;
-    while (n) {
-      if (n.type === 'function_definition') return n;
-      n = n.parent;
+    const at = node.startIndex;
+    let best: { start: number; end: number; node: SyntaxNode } | null = null;
+    for (const r of this.functionRanges()) {
+      if (r.start > at) break;
+      if (at < r.end && (r.start < at || r.node.id !== node.id) && (!best || r.start >= best.start)) best = r;
     }
-    return this.root;
+    return best ? best.node : this.root;
   }
 
   enclosing(node: SyntaxNode, type: string): SyntaxNode | null {
@@ -309,20 +363,17 @@ export class RuleContext {
   }
 
   scope(node: SyntaxNode): Scope {
-    const scopeNode = this.scopeNodeOf(node);
-    let s = this.scopes.get(scopeNode.id);
-    if (!s) this.scopes.set(scopeNode.id, (s = this.buildScope(scopeNode)));
-    return s;
+    return this.scopeOfNode(this.scopeNodeOf(node));
   }
 
   scopeOfFunction(fn: SyntaxNode): Scope {
-    let s = this.scopes.get(fn.id);
-    if (!s) this.scopes.set(fn.id, (s = this.buildScope(fn)));
-    return s;
+    return this.scopeOfNode(fn);
   }
 
-  private buildScope(scopeNode: SyntaxNode): Scope {
-    const s: Scope = { node: scopeNode, assigns: new Map(), uses: new Map(), params: new Map(), binaries: [], augmented: [], subscripts: [] };
+  private scopeOfNode(scopeNode: SyntaxNode): Scope {
+    let s = this.scopes.get(scopeNode.id);
+    if (s) return s;
+    s = { node: scopeNode, start: scopeNode.startIndex, end: scopeNode.endIndex, params: new Map() };
     if (scopeNode.type === 'function_definition') {
       const params = scopeNode.childForFieldName('parameters');
       for (const p of params?.namedChildren ?? []) {
@@ -333,77 +384,128 @@ export class RuleContext {
         else if (p.type === 'default_parameter' || p.type === 'typed_default_parameter') { nameNode = p.childForFieldName('name'); ann = p.childForFieldName('type'); }
         if (nameNode) s.params.set(this.src(nameNode), { node: nameNode, annotation: ann ? this.src(ann) : null });
       }
+      const body = scopeNode.childForFieldName('body');
+      if (body) s.start = body.startIndex;
     }
-    const body = scopeNode.type === 'function_definition' ? scopeNode.childForFieldName('body') : scopeNode;
-    if (!body) return s;
-    const cursor = body.walk();
-    let depth = 0;
-    outer: for (;;) {
-      const type = cursor.nodeType;
-      let descend = true;
-      if (depth > 0 && (type === 'function_definition' || type === 'class_definition')) descend = false;
-      else if (type === 'identifier') {
-        const n = cursor.currentNode;
-        const name = this.src(n);
-        let list = s.uses.get(name);
-        if (!list) s.uses.set(name, (list = []));
-        list.push(n);
-      } else if (type === 'assignment' || type === 'named_expression') {
-        const n = cursor.currentNode;
-        const left = n.childForFieldName(type === 'assignment' ? 'left' : 'name');
-        const right = n.childForFieldName(type === 'assignment' ? 'right' : 'value');
-        if (left) this.recordAssign(s, left, left.type === 'identifier' ? right : null, n);
-      } else if (type === 'for_statement' || type === 'for_in_clause') {
-        const left = cursor.currentNode.childForFieldName('left');
-        if (left) this.recordAssign(s, left, null, cursor.currentNode);
-      } else if (type === 'binary_operator') s.binaries.push(cursor.currentNode);
-      else if (type === 'augmented_assignment') s.augmented.push(cursor.currentNode);
-      else if (type === 'subscript') s.subscripts.push(cursor.currentNode);
-      if (descend && cursor.gotoFirstChild()) { depth++; continue; }
-      for (;;) {
-        if (depth === 0) break outer;
-        if (cursor.gotoNextSibling()) continue outer;
-        cursor.gotoParent();
-        depth--;
-      }
-    }
+    this.scopes.set(scopeNode.id, s);
     return s;
   }
 
-  private recordAssign(s: Scope, target: SyntaxNode, value: SyntaxNode | null, statement: SyntaxNode): void {
-    if (target.type === 'identifier') {
-      const name = this.src(target);
-      let list = s.assigns.get(name);
-      if (!list) s.assigns.set(name, (list = []));
-      list.push({ start: statement.startIndex, end: statement.endIndex, value, target, statement });
+  /** [start, end) of top-level defs and classes: module-scope name searches skip them without node lookups. */
+  private topLevelDefRanges(): Array<[number, number]> {
+    if (this.topLevelDefs) return this.topLevelDefs;
+    const out: Array<[number, number]> = [];
+    for (const c of this.root.namedChildren) {
+      const t = c.type;
+      if (t === 'function_definition' || t === 'class_definition' || t === 'decorated_definition') out.push([c.startIndex, c.endIndex]);
+    }
+    return (this.topLevelDefs = out);
+  }
+
+  /** Assignments to and reads of `name` in `scope` (not in nested functions/classes). */
+  private factsOf(scope: Scope, name: string): NameFacts {
+    const key = `${scope.node.id}:${name}`;
+    const cached = this.nameFacts.get(key);
+    if (cached) return cached;
+    const facts: NameFacts = { assigns: [], reads: [] };
+    this.nameFacts.set(key, facts);
+    if (!/^[A-Za-z_]\w*$/.test(name)) return facts;
+    const re = new RegExp(`(?<![\\w.])${name}(?!\\w)`, 'g');
+    const slice = this.text.slice(scope.start, scope.end);
+    const skip = scope.node.type === 'module' ? this.topLevelDefRanges() : [];
+    let m: RegExpExecArray | null;
+    let budget = 400; // a name used more often than this in one scope is not worth following
+    while ((m = re.exec(slice)) && budget-- > 0) {
+      const at = scope.start + m.index;
+      if (skip.length && skip.some(([a, b]) => at >= a && at < b)) continue;
+      const id = this.root.descendantForIndex(at, at + name.length);
+      if (id.type !== 'identifier' || id.startIndex !== at) continue;
+      if (this.scopeNodeOf(id).id !== scope.node.id) continue;
+      this.classifyOccurrence(facts, id);
+    }
+    return facts;
+  }
+
+  private classifyOccurrence(facts: NameFacts, id: SyntaxNode): void {
+    let p = id.parent;
+    if (!p) return;
+    const t = p.type;
+    if (t === 'attribute' && p.childForFieldName('attribute')?.id === id.id) return;
+    if (t === 'keyword_argument' && p.childForFieldName('name')?.id === id.id) return;
+    if (t === 'parameters' || t === 'typed_parameter' || t === 'default_parameter' || t === 'typed_default_parameter' || t === 'lambda_parameters') return;
+    if ((t === 'assignment' || t === 'named_expression') && p.childForFieldName(t === 'assignment' ? 'left' : 'name')?.id === id.id) {
+      facts.assigns.push({ start: p.startIndex, end: p.endIndex, value: p.childForFieldName(t === 'assignment' ? 'right' : 'value'), target: id, statement: p });
       return;
     }
-    if (target.type === 'pattern_list' || target.type === 'tuple_pattern' || target.type === 'list_pattern' || target.type === 'tuple') {
-      for (const c of target.namedChildren) this.recordAssign(s, c, null, statement);
+    if (t === 'augmented_assignment' && p.childForFieldName('left')?.id === id.id) return; // keeps the dtype
+    // Tuple targets and loop variables: assigned, value unknown.
+    let q: SyntaxNode = id;
+    while (p && (p.type === 'pattern_list' || p.type === 'tuple_pattern' || p.type === 'list_pattern' || p.type === 'tuple' || p.type === 'list')) { q = p; p = p.parent; }
+    if (p && q.id !== id.id) {
+      if ((p.type === 'assignment' && p.childForFieldName('left')?.id === q.id) || ((p.type === 'for_statement' || p.type === 'for_in_clause') && p.childForFieldName('left')?.id === q.id)) {
+        facts.assigns.push({ start: p.startIndex, end: p.type === 'assignment' ? p.endIndex : q.endIndex, value: null, target: id, statement: p });
+        return;
+      }
     }
+    if (p && (p.type === 'for_statement' || p.type === 'for_in_clause') && p.childForFieldName('left')?.id === id.id) {
+      facts.assigns.push({ start: p.startIndex, end: id.endIndex, value: null, target: id, statement: p });
+      return;
+    }
+    if (p && (p.type === 'as_pattern_target' || p.type === 'global_statement' || p.type === 'nonlocal_statement')) {
+      facts.assigns.push({ start: p.startIndex, end: p.endIndex, value: null, target: id, statement: p });
+      return;
+    }
+    facts.reads.push(id);
+  }
+
+  assignmentsOf(scope: Scope, name: string): Assign[] {
+    const key = `${scope.node.id}:${name}`;
+    const cached = this.assignFacts.get(key);
+    if (cached) return cached;
+    const out: Assign[] = [];
+    this.assignFacts.set(key, out);
+    if (!/^[A-Za-z_]\w*$/.test(name)) return out;
+    // Only places that can bind the name: `name =`, `name: T =`, tuple targets, `for ... in`, `as name`, `name :=`.
+    const re = new RegExp(
+      `(?<![\\w.])${name}\\s*(?::[^=\\n]+)?:?=(?!=)|(?<![\\w.])${name}\\s*[,)\\]][^=\\n]*=(?!=)|,\\s*[(\\[]?\\s*${name}\\s*[)\\]]?\\s*=(?!=)|\\bfor\\s[^\\n]*?(?<![\\w.])${name}(?!\\w)[^\\n]*?\\sin\\s|\\bas\\s+${name}(?!\\w)`,
+      'g');
+    const nameRe = new RegExp(`(?<![\\w.])${name}(?!\\w)`, 'g');
+    const slice = this.text.slice(scope.start, scope.end);
+    const skip = scope.node.type === 'module' ? this.topLevelDefRanges() : [];
+    const seen = new Set<number>();
+    let m: RegExpExecArray | null;
+    let budget = 200;
+    while ((m = re.exec(slice)) && budget-- > 0) {
+      nameRe.lastIndex = 0;
+      let nm: RegExpExecArray | null;
+      while ((nm = nameRe.exec(m[0]))) {
+        const at = scope.start + m.index + nm.index;
+        if (seen.has(at)) continue;
+        seen.add(at);
+        if (skip.length && skip.some(([a, b]) => at >= a && at < b)) continue;
+        const id = this.root.descendantForIndex(at, at + name.length);
+        if (id.type !== 'identifier' || id.startIndex !== at) continue;
+        const facts: NameFacts = { assigns: [], reads: [] };
+        this.classifyOccurrence(facts, id);
+        if (!facts.assigns.length) continue;
+        if (this.scopeNodeOf(id).id !== scope.node.id) continue;
+        out.push(...facts.assigns);
+      }
+      if (m[0].length === 0) re.lastIndex++;
+    }
+    return out;
   }
 
   /** The assignment to `name` that is in effect just before `offset` in `scope` (last one fully before it). */
   assignmentBefore(scope: Scope, name: string, offset: number): Assign | null {
-    const list = scope.assigns.get(name);
-    if (!list) return null;
     let best: Assign | null = null;
-    for (const a of list) if (a.end <= offset && (!best || a.start > best.start)) best = a;
+    for (const a of this.assignmentsOf(scope, name)) if (a.end <= offset && (!best || a.start > best.start)) best = a;
     return best;
   }
 
   /** Uses of `name` in `scope` that read it (not attribute names, keyword names or assignment targets). */
   readsOf(scope: Scope, name: string): SyntaxNode[] {
-    const out: SyntaxNode[] = [];
-    for (const n of scope.uses.get(name) ?? []) {
-      const p = n.parent;
-      if (p?.type === 'attribute' && p.childForFieldName('attribute')?.id === n.id) continue;
-      if (p?.type === 'keyword_argument' && p.childForFieldName('name')?.id === n.id) continue;
-      if ((p?.type === 'assignment' || p?.type === 'augmented_assignment') && p.childForFieldName('left')?.id === n.id) continue;
-      if (p && (p.type === 'parameters' || p.type === 'typed_parameter' || p.type === 'default_parameter' || p.type === 'typed_default_parameter')) continue;
-      out.push(n);
-    }
-    return out;
+    return this.factsOf(scope, name).reads;
   }
 
   /** Memo for dtype inference (see dtype.ts). */
@@ -425,4 +527,8 @@ export function unparen(node: SyntaxNode): SyntaxNode {
 /** Whether `node` can take a method call or subscript without parentheses. */
 export function isPrimary(node: SyntaxNode): boolean {
   return ['identifier', 'attribute', 'call', 'subscript', 'parenthesized_expression', 'list', 'tuple', 'string', 'true', 'false', 'none'].includes(node.type);
+}
+
+function isIdentChar(c: number): boolean {
+  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 95;
 }

@@ -25,7 +25,7 @@ function robertaFix(ctx: RuleContext, site: CallSite, x: SyntaxNode): QdqFix | n
   if (x.type !== 'identifier') return null;
   const scope = ctx.scope(site.node);
   const name = ctx.src(x);
-  const assigns = scope.assigns.get(name) ?? [];
+  const assigns = ctx.assignmentsOf(scope, name);
   if (assigns.length !== 1 || !assigns[0].value) return null;
   const value = unparen(assigns[0].value);
   if (value.type !== 'call') return null;

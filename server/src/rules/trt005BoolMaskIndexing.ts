@@ -1,11 +1,9 @@
 // TRT005: boolean-mask indexing (x[mask]) and masked_select: NonZero + GatherND.
 import { inferDtype } from './dtype';
 import { quoteSrc } from './common';
+import { boolSites, operandParent } from './boolProducers';
 import type { RuleContext } from './context';
 import type { QdqDiagnostic, Rule, Severity, SyntaxNode } from './types';
-
-// Tensors used as masks come from comparisons or bool casts; the rule only looks near such producers.
-const MASK_HINT = /\.(?:ne|eq|gt|lt|ge|le|bool|logical_\w+|isnan|isinf|isfinite|isin)\s*\(|torch\.(?:eq|ne|gt|lt|ge|le|logical_\w+|isnan|isinf|isfinite|isin)\s*\(|torch\.bool\b|BoolTensor|^[ \t]*\w+[ \t]*=[^=\n]*[^<>=!\n](?:[<>]=?|==|!=)[^=\n]|\[[^\]\n]*(?:[<>]=?|==|!=)[^\]\n]*\]/gm;
 
 function versionText(ctx: RuleContext): { sev: Severity; text: string } {
   if (!ctx.trtAtLeast(8, 5)) return { sev: 'error', text: `TensorRT ${ctx.trt.text} has no NonZero importer (added in 8.5)` };
@@ -24,18 +22,13 @@ export const trt005BoolMaskIndexing: Rule = {
       if (site.receiver ? ctx.src(site.receiver) === 'self' : !ctx.isTorch(site)) continue;
       out.push(ctx.diag('TRT005', sev, site.node, `\`masked_select\` exports as NonZero + GatherND: ${text}. Use torch.where(mask, x, fill) or x * mask to keep a static shape.`));
     }
-    // Subscripts in scopes that contain a mask producer.
-    const scopes = new Set<number>();
-    MASK_HINT.lastIndex = 0;
-    let m: RegExpExecArray | null;
-    while ((m = MASK_HINT.exec(ctx.text))) {
-      const at = m.index + (m[0].length - m[0].trimStart().length);
-      const node = ctx.root.descendantForIndex(at, at + 1);
-      if (node.type === 'comment' || node.type === 'string_content' || node.type === 'string_start') continue;
-      const scope = ctx.scope(node);
-      if (scopes.has(scope.node.id)) continue;
-      scopes.add(scope.node.id);
-      for (const sub of scope.subscripts) check(ctx, sub, sev, text, out);
+    const seen = new Set<number>();
+    const sites = boolSites(ctx);
+    for (const n of [...sites.exprs, ...sites.reads]) {
+      const { parent, child } = operandParent(n);
+      if (parent?.type !== 'subscript' || parent.childForFieldName('subscript')?.id !== child.id || seen.has(parent.id)) continue;
+      seen.add(parent.id);
+      check(ctx, parent, sev, text, out);
     }
     return out;
   },

@@ -23,10 +23,12 @@ export const trt026IndexPutAccumulate: Rule = {
 
 function augmentedIndexAdds(ctx: import('./context').RuleContext): QdqDiagnostic[] {
   const out: QdqDiagnostic[] = [];
-  const re = /\]\s*\+=/g;
-  let m: RegExpExecArray | null;
-  while ((m = re.exec(ctx.text))) {
-    const node = ctx.root.descendantForIndex(m.index, m.index + 1);
+  const text = ctx.text;
+  for (let p = text.indexOf('+='); p >= 0; p = text.indexOf('+=', p + 2)) {
+    let b = p;
+    while (b > 0 && (text.charCodeAt(b - 1) === 32 || text.charCodeAt(b - 1) === 9)) b--;
+    if (text.charCodeAt(b - 1) !== 93 /* ] */) continue;
+    const node = ctx.root.descendantForIndex(b - 1, b);
     const sub = node.parent;
     if (!sub || sub.type !== 'subscript' || sub.parent?.type !== 'augmented_assignment') continue;
     const index = sub.childForFieldName('subscript');

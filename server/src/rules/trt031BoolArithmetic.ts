@@ -1,11 +1,12 @@
-// TRT031: arithmetic / ordering comparisons / max-min on bool tensors.
+// TRT031: arithmetic and max/min on bool tensors.
 import { inferDtype } from './dtype';
 import { quoteSrc } from './common';
-import { isPrimary, type RuleContext } from './context';
+import { boolSites, operandParent } from './boolProducers';
+import type { RuleContext } from './context';
 import type { QdqDiagnostic, QdqFix, Rule, SyntaxNode } from './types';
 
 const WHY = 'TensorRT elementwise layers reject BOOL for Add/Sub/Mul/Div/Max/Min/Greater/Less ("Elementwise layer does not support operator ... with type BOOL"), all versions up to 10.15';
-const BOOL_HINT = /\.(?:ne|eq|gt|lt|ge|le|bool|logical_\w+|isnan|isinf|isfinite|isin)\s*\(|torch\.(?:eq|ne|gt|lt|ge|le|logical_\w+|isnan|isinf|isfinite|isin)\s*\(|torch\.bool\b|BoolTensor|^[ \t]*\w+[ \t]*=[^=\n]*[^<>=!\n](?:[<>]=?|==|!=)[^=\n]/gm;
+const ARITH = new Set(['+', '-', '*', '/', '//', '%', '**']);
 
 function boolTensor(ctx: RuleContext, node: SyntaxNode | null): boolean {
   const d = inferDtype(ctx, node);
@@ -16,39 +17,34 @@ export const trt031BoolArithmetic: Rule = {
   code: 'TRT031',
   title: 'Arithmetic on bool tensors',
   defaultSeverity: 'error',
-  docs: '**TRT031 bool arithmetic.** `mask_a + mask_b`, `mask * mask`, `mask.max()`, `mask > x` on bool tensors export as Add/Mul/Max/Greater on BOOL, which TensorRT rejects. For bool tensors `+` is a logical or and `*` a logical and, so `torch.logical_or`/`torch.logical_and` give the same result with supported Or/And ops.',
+  docs: '**TRT031 bool arithmetic.** `mask_a + mask_b`, `mask * mask`, `mask.max()` on bool tensors export as Add/Mul/Max on BOOL, which TensorRT rejects. For bool tensors `+` is a logical or and `*` a logical and, so `torch.logical_or`/`torch.logical_and` give the same result with supported Or/And ops.',
   check(ctx) {
     const out: QdqDiagnostic[] = [];
-    const scopes = new Set<number>();
-    BOOL_HINT.lastIndex = 0;
-    let m: RegExpExecArray | null;
-    while ((m = BOOL_HINT.exec(ctx.text))) {
-      const at = m.index + (m[0].length - m[0].trimStart().length);
-      const node = ctx.root.descendantForIndex(at, at + 1);
-      if (node.type === 'comment' || node.type === 'string_content') continue;
-      const scope = ctx.scope(node);
-      if (scopes.has(scope.node.id)) continue;
-      scopes.add(scope.node.id);
-      for (const b of scope.binaries) {
-        const op = ctx.src(b.childForFieldName('operator')!);
-        if (!['+', '-', '*', '/', '//', '%', '**'].includes(op)) continue;
-        const l = b.childForFieldName('left')!;
-        const r = b.childForFieldName('right')!;
+    const seen = new Set<number>();
+    const sites = boolSites(ctx);
+    for (const n of [...sites.exprs, ...sites.reads]) {
+      const { parent } = operandParent(n);
+      if (!parent || seen.has(parent.id)) continue;
+      if (parent.type === 'binary_operator') {
+        const op = ctx.src(parent.childForFieldName('operator')!);
+        if (!ARITH.has(op)) continue;
+        const l = parent.childForFieldName('left')!;
+        const r = parent.childForFieldName('right')!;
         if (!boolTensor(ctx, l) || !boolTensor(ctx, r)) continue;
-        out.push(ctx.diag('TRT031', 'error', b, `\`${op}\` on two bool tensors ${quoteSrc(ctx, l)} and ${quoteSrc(ctx, r)}: ${WHY}.${op === '+' || op === '*' ? ` Use torch.logical_${op === '+' ? 'or' : 'and'} (same result on bool).` : ' Cast to int or float first.'}`, logicalFix(ctx, b, op, l, r)));
-      }
-      for (const a of scope.augmented) {
-        const op = ctx.src(a.childForFieldName('operator')!);
+        seen.add(parent.id);
+        out.push(ctx.diag('TRT031', 'error', parent, `\`${op}\` on two bool tensors ${quoteSrc(ctx, l)} and ${quoteSrc(ctx, r)}: ${WHY}.${op === '+' || op === '*' ? ` Use torch.logical_${op === '+' ? 'or' : 'and'} (same result on bool).` : ' Cast to int or float first.'}`, logicalFix(ctx, parent, op, l, r)));
+      } else if (parent.type === 'augmented_assignment') {
+        const op = ctx.src(parent.childForFieldName('operator')!);
         if (op !== '+=' && op !== '*=' && op !== '-=') continue;
-        const l = a.childForFieldName('left')!;
-        const r = a.childForFieldName('right')!;
-        if (!boolTensor(ctx, l) || !boolTensor(ctx, r)) continue;
-        out.push(ctx.diag('TRT031', 'error', a, `\`${op}\` on bool tensors: ${WHY}. Use torch.logical_or / torch.logical_and.`));
+        if (!boolTensor(ctx, parent.childForFieldName('left')) || !boolTensor(ctx, parent.childForFieldName('right'))) continue;
+        seen.add(parent.id);
+        out.push(ctx.diag('TRT031', 'error', parent, `\`${op}\` on bool tensors: ${WHY}. Use torch.logical_or / torch.logical_and.`));
+      } else if (parent.type === 'attribute' && parent.parent?.type === 'call') {
+        const method = ctx.src(parent.childForFieldName('attribute')!);
+        if (!['max', 'min', 'amax', 'amin'].includes(method) || !boolTensor(ctx, n)) continue;
+        seen.add(parent.id);
+        out.push(ctx.diag('TRT031', 'error', parent.parent, `\`.${method}()\` on the bool tensor ${quoteSrc(ctx, n)}: ${WHY}. Use .any()/.all() or cast to int first.`));
       }
-    }
-    for (const site of ctx.calls('max', 'min', 'amax', 'amin')) {
-      if (!site.receiver || !boolTensor(ctx, site.receiver)) continue;
-      out.push(ctx.diag('TRT031', 'error', site.node, `\`.${site.name}()\` on the bool tensor ${quoteSrc(ctx, site.receiver)}: ${WHY}. Use .any()/.all() or cast to int first.`));
     }
     return out;
   },
@@ -58,6 +54,5 @@ function logicalFix(ctx: RuleContext, b: SyntaxNode, op: string, l: SyntaxNode, 
   if (op !== '+' && op !== '*') return undefined;
   const fn = op === '+' ? 'logical_or' : 'logical_and';
   const torch = [...ctx.aliases].find(([, v]) => v === 'torch')?.[0] ?? 'torch';
-  void isPrimary;
   return { title: `Use ${torch}.${fn} (same result on bool tensors)`, safety: 'safe', edits: [ctx.replace(b, `${torch}.${fn}(${ctx.src(l)}, ${ctx.src(r)})`)] };
 }
