@@ -4,7 +4,9 @@ import assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as path from 'path';
 import { parsePython } from '../../server/src/analysis';
-import { keepFloat, quantizeFile, unquantizeFile, applyOffsetEdits } from '../../server/src/fixes';
+import { keepFloat, quantizeFile, unquantizeFile, applyOffsetEdits, helperFileEdit, helperFileText } from '../../server/src/fixes';
+import * as os from 'os';
+import { pathToFileURL } from 'url';
 import { LineIndex } from '../../server/src/analysis/parser';
 import { pythonParseErrors } from './pyast';
 
@@ -100,4 +102,58 @@ test('a file mid-edit is left alone', () => {
   assert.equal(quantizeFile(broken).text, broken);
   assert.equal(unquantizeFile(broken).text, broken);
   assert.equal(keepFloat(broken, 60).text, broken);
+});
+
+test('ops in static methods and plain functions get no quantizers; helpers with a keep_float call site are quantized at the other call sites', () => {
+  const input = [
+    'import torch',
+    'from torch import nn',
+    '',
+    '',
+    'def conv3x3(i, o):',
+    '    return nn.Conv2d(i, o, 3)',
+    '',
+    '',
+    'def scores(q, k):',
+    '    return q @ k',
+    '',
+    '',
+    'class Net(nn.Module):',
+    '    def __init__(self):',
+    '        super().__init__()',
+    '        self.a = qdq_quant.keep_float(conv3x3(3, 8))',
+    '        self.b = conv3x3(8, 8)',
+    '',
+    '    @staticmethod',
+    '    def attend(q, k):',
+    '        return torch.matmul(q, k)',
+    '',
+  ].join('\n');
+  const r = quantizeFile(input);
+  assert.match(r.text, /self\.b = qdq_quant\.quant\(conv3x3\(8, 8\)\)/);
+  assert.match(r.text, /return nn\.Conv2d\(i, o, 3\)/);
+  assert.match(r.text, /return torch\.matmul\(q, k\)/);
+  assert.match(r.text, /return q @ k/);
+  assert.equal(quantizeFile(r.text).text, r.text);
+  assert.equal(unquantizeFile(r.text).text, unquantizeFile(input).text);
+});
+
+test('helperFileText and helperFileEdit', () => {
+  const src = helperFileText();
+  assert.match(src, /class TensorQuantizer/);
+  assert.match(src, /def keep_float/);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qdq-helper-'));
+  try {
+    const model = path.join(dir, 'model.py');
+    fs.writeFileSync(model, 'x = 1\n');
+    const edit = helperFileEdit(pathToFileURL(model).toString());
+    assert.ok(edit);
+    assert.equal(edit!.uri, pathToFileURL(path.join(dir, 'qdq_quant.py')).toString());
+    assert.equal(edit!.edit.newText, src);
+    fs.writeFileSync(path.join(dir, 'qdq_quant.py'), '# mine\n');
+    assert.equal(helperFileEdit(pathToFileURL(model).toString()), null);
+    assert.equal(helperFileEdit('untitled:Untitled-1'), null);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });

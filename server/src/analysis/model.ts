@@ -170,7 +170,8 @@ function indexSegment(segNode: SyntaxNode, start: number, segEnd: number, row: n
     const scope: Scope = { node, start: it.start, end };
     if (top && top.kind === 'class') {
       const cls = top.cls;
-      scope.owner = 'self';
+      // Quantizers are reached through `self`: not in @staticmethods or methods whose first parameter is not self.
+      if (/^(async\s+)?def\s+\w+\s*\(\s*self\b/.test(text.slice(it.start, it.start + 300))) scope.owner = 'self';
       const span = { start: it.start, end };
       if (name === '__init__') {
         cls.initSpan = span;

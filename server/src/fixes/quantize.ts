@@ -91,7 +91,7 @@ function ownersOf(index: ModelIndex, func: string): ModuleClass[] {
 function quantizableOperands(op: Op): number[] {
   if (!(op.kind in OP_NAME) || op.operandSpans.length === 0) return [];
   if ((op.kind === 'add' || op.kind === 'iadd') && !op.residual) return [];
-  if (op.method === '__init__') return [];
+  if (op.method === '__init__' || !op.owner) return []; // no `self`/module to hang a quantizer on
   if (op.quantizedOperands.some((q) => q)) return []; // already handled (idempotence)
   const idx: number[] = [];
   op.operandSpans.forEach((_, i) => {
@@ -195,7 +195,7 @@ function quantizeImpl(text: string, opts: QuantizeOptions): QuantizeResult {
       const taken = (k: number): boolean => [...used].some((u) => u.startsWith(`${base}${k}_`));
       while (taken(n)) n++;
       const rs = roles(op, op.operandSpans.length);
-      const ownerExpr = op.owner ?? 'self';
+      const ownerExpr = op.owner!;
       for (const i of which) {
         const name = `${base}${n}_${rs[i] ?? String.fromCharCode(97 + i)}_quantizer`;
         const s = op.operandSpans[i];
