@@ -15,6 +15,9 @@ export interface CommandSpec {
 
 const TRT_VERSION: FlagSpec = { type: 'string', value: 'V', description: 'TensorRT version to check against (default 10.15)' };
 const WRITE: FlagSpec = { type: 'boolean', description: 'write the result to FILE (atomically) instead of printing it' };
+// Library models (server/src/library/cliResolver.ts): an installed module instead of FILE, read only.
+const MODULE: FlagSpec = { type: 'string', value: 'M', description: 'an installed Python module (e.g. transformers.models.bert.modeling_bert) instead of FILE; never written' };
+const PYTHON: FlagSpec = { type: 'string', value: 'P', description: 'interpreter that finds --module (default: the pipeline discovery)' };
 
 export const CLI_COMMANDS = {
   check: {
@@ -23,12 +26,14 @@ export const CLI_COMMANDS = {
     flags: {
       format: { type: 'enum', values: ['text', 'json'], default: 'text', description: 'output format' },
       'trt-version': TRT_VERSION,
+      module: MODULE,
+      python: PYTHON,
     },
   },
   quantize: {
     summary: 'insert QDQ quantizers into every weighted layer and activation matmul/residual add',
     positional: { name: 'FILE', min: 1, max: 1 },
-    flags: { write: WRITE },
+    flags: { write: WRITE, module: MODULE, python: PYTHON },
   },
   unquantize: {
     summary: 'remove every quantizer qdq inserted (restores the file byte for byte)',
@@ -98,6 +103,11 @@ export function parseCommandLine<C extends SourceCommand>(command: C, argv: stri
     flags[name] = value;
   }
   const { min, max } = spec.positional;
+  if (flags.module !== undefined) {
+    // --module M stands for the FILE argument (of quantize), or adds one more source (check).
+    if (command !== 'check' && files.length) throw new UsageError(`"qdq ${command}" takes FILE or --module M, not both`, command);
+    return { command, files, flags: flags as ParsedFlags<C> };
+  }
   if (files.length < min) throw new UsageError(`"qdq ${command}" needs ${spec.positional.name}`, command);
   if (files.length > max) throw new UsageError(`"qdq ${command}" takes one file, got ${files.length}: ${files.join(' ')}`, command);
   return { command, files, flags: flags as ParsedFlags<C> };

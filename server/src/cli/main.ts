@@ -9,6 +9,10 @@ import { runRules } from '../rules';
 import { quantizeFile, unquantizeFile, applyTrtFixes } from '../fixes';
 import { CLI_COMMANDS, PIPELINE_COMMANDS, PipelineCommand, SourceCommand, UsageError, parseCommandLine, usage } from './flags';
 import { InputError, ModelSource, resolveSource } from './source';
+import { quantizeLibraryModule, registerLibraryModules } from '../library/cliResolver';
+
+// `--module M`: installed library modules resolve through the interpreter (server/src/library).
+registerLibraryModules();
 
 /** Where the CLI writes; tests and embedders can capture it. */
 export interface CliIO {
@@ -102,6 +106,7 @@ async function check(argv: string[], io: CliIO): Promise<number> {
   // Read every file first, so a typo in the last argument fails before any output.
   const sources: ModelSource[] = [];
   for (const f of files) sources.push(await resolveSource({ file: f }, io.cwd));
+  if (flags.module !== undefined) sources.push(await resolveSource({ module: flags.module, python: flags.python } as { module: string }, io.cwd));
   const report: { file: string; diagnostics: CheckedDiagnostic[] }[] = [];
   let errors = 0;
   let total = 0;
@@ -138,6 +143,14 @@ async function check(argv: string[], io: CliIO): Promise<number> {
 
 async function rewrite(command: 'quantize' | 'unquantize' | 'fix', argv: string[], io: CliIO): Promise<number> {
   const parsed = parseCommandLine(command, argv);
+  const moduleFlags = parsed.flags as { module?: string; python?: string; write: boolean };
+  if (command === 'quantize' && moduleFlags.module !== undefined) {
+    // A library module: print exactly what [tool.qdq] patch-modules runs; never written (server/src/library).
+    const r = await quantizeLibraryModule({ module: moduleFlags.module, python: moduleFlags.python, write: moduleFlags.write }, io.cwd);
+    io.out(r.text);
+    io.err(`qdq quantize: ${r.summary}\n${r.details.map((d) => `  ${d}\n`).join('')}`);
+    return 0;
+  }
   const src = await resolveSource({ file: parsed.files[0] }, io.cwd);
   const write = parsed.flags.write;
   if (!src.validUtf8 && write) {

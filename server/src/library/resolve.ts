@@ -27,11 +27,11 @@ const LOOKUP = [
   '    print(json.dumps({"error": exc.to_data()}))',
 ].join('\n');
 
-export async function resolveLibraryModule(module: string, opts: { python?: string; timeoutMs?: number } = {}): Promise<LibraryModuleSource> {
+export async function resolveLibraryModule(module: string, opts: { python?: string; cwd?: string; timeoutMs?: number } = {}): Promise<LibraryModuleSource> {
   if (!MODULE_NAME.test(module)) {
     throw new QdqError('config', `"${module}" is not a Python module name`, 'pass a dotted name such as transformers.models.bert.modeling_bert');
   }
-  const py = await findInterpreter({ explicit: opts.python });
+  const py = await findInterpreter({ explicit: opts.python, cwd: opts.cwd });
   const backendDir = defaultBackendDir();
   const env = { ...process.env, PYTHONPATH: process.env.PYTHONPATH ? `${backendDir}:${process.env.PYTHONPATH}` : backendDir };
   const out = await new Promise<string>((resolve, reject) => {
@@ -54,7 +54,7 @@ export async function resolveLibraryModule(module: string, opts: { python?: stri
   } catch {
     throw new QdqError('internal', `unexpected answer while looking up ${module}: ${out.slice(0, 200)}`, 'report this');
   }
-  if (answer.error) throw new QdqError(answer.error.kind as 'config', answer.error.message, answer.error.hint);
+  if (answer.error) throw new QdqError(answer.error.kind as 'config', `${answer.error.message} (asked ${py.path})`, answer.error.hint);
   const file = answer.file as string;
   return { module, file, text: fs.readFileSync(file, 'utf8'), python: py.path };
 }
