@@ -85,7 +85,7 @@ export class ProgressPrinter {
   private step: string | null = null;
   private stepStart = 0;
   private last: PipelineProgress | null = null;
-  private lastPlain = 0;
+  private lastPlain = -Infinity;
   private drawn = false;
   private timer: NodeJS.Timeout | null = null;
 
@@ -99,7 +99,7 @@ export class ProgressPrinter {
       this.finishStep();
       this.step = p.step;
       this.stepStart = this.now();
-      this.lastPlain = 0;
+      this.lastPlain = -Infinity;
       // A step with no further progress events still gets its bar once it passes a second.
       this.timer = setInterval(() => this.render(), 250);
       this.timer.unref?.();
