@@ -335,6 +335,11 @@ def calibrate(project: Project, params: Dict[str, Any], progress: Progress,
     previous = {q.name: q.module.amax for q in project.quantizers}
     try:
         states, seen = collect(project, batches, outputs, progress, check_cancel)
+        if not outputs:
+            # ranges from an earlier run on other data would be stale; export recalibrates them when needed
+            for q in project.quantizers:
+                if q.role == "output":
+                    q.module.set_amax(None)
         _calibrate_weights(project)
         extras = _apply(project, states, method, percentile, progress, check_cancel)
     except BaseException:
