@@ -125,7 +125,7 @@ export function startServer(connection: Connection = lsp.createConnection(lsp.Pr
     try {
       const file = uriToPath(uri);
       ensureCalibrationLoaded(file);
-      if (calibration.forFile(file).length) diagnostics = diagnostics.concat(calibrationDiagnostics(calibration, file, doc.getIndex()));
+      if (calibration.forFile(file).length) diagnostics = diagnostics.concat(calibrationDiagnostics(calibration, file, doc.getIndex(), doc.getText()));
     } catch (err) {
       log(`qdq: calibration checks of ${uri} failed: ${err instanceof Error ? err.message : String(err)}`);
     }

@@ -45,6 +45,12 @@ export class TestClient {
   private waiters: { uri: string; pred: (p: PublishDiagnosticsParams) => boolean; resolve: (p: PublishDiagnosticsParams) => void }[] = [];
   readonly logs: string[] = [];
   readonly appliedEdits: WorkspaceEdit[] = [];
+  /** Work-done progress the server reported, per token: begin/report/end values in order. */
+  readonly progress = new Map<string | number, { kind: string; title?: string; message?: string; percentage?: number; cancellable?: boolean }[]>();
+  /** Custom notifications received (method -> params list). */
+  readonly notifications = new Map<string, unknown[]>();
+  /** Called on every $/progress value (tests use it to cancel at a chosen moment). */
+  onProgress?: (token: string | number, value: { kind: string; message?: string }) => void;
   stderr = '';
   exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
 
@@ -71,7 +77,23 @@ export class TestClient {
     });
     conn.onRequest('workspace/configuration', (p: { items: { section?: string }[] }) => p.items.map(() => opts.settings ?? null));
     conn.onRequest('client/registerCapability', () => null);
-    conn.onRequest('window/workDoneProgress/create', () => null);
+    conn.onRequest('window/workDoneProgress/create', (p: { token: string | number }) => {
+      client.progress.set(p.token, []);
+      return null;
+    });
+    conn.onNotification('$/progress', (p: { token: string | number; value: { kind: string } }) => {
+      const list = client.progress.get(p.token) ?? [];
+      list.push(p.value);
+      client.progress.set(p.token, list);
+      client.onProgress?.(p.token, p.value);
+    });
+    for (const method of ['qdq/backendStatus', 'qdq/calibrationUpdated']) {
+      conn.onNotification(method, (p: unknown) => {
+        const list = client.notifications.get(method) ?? [];
+        list.push(p);
+        client.notifications.set(method, list);
+      });
+    }
     conn.onRequest('workspace/applyEdit', (p: { edit: WorkspaceEdit }) => {
       client.appliedEdits.push(p.edit);
       return { applied: true };

@@ -316,10 +316,11 @@ test('saved calibration results give amax/scale hovers and range diagnostics (am
     JSON.stringify({
       version: 1,
       quantizers: [
-        { name: 'conv1.input_quantizer', site: site('Net', 'conv1'), axis: null, amax: 2.54, method: 'max', num_bits: 8, hist: { bins: outlierBins, edges_max: 2.54 } },
-        { name: 'conv1.weight_quantizer', site: site('Net', 'conv1'), axis: 0, amax: [0.5, 0, 0.25, 0.1, 0.1, 0.1, 0.1, 0.1], method: 'max', num_bits: 8 },
-        { name: 'attn.query.input_quantizer', site: site('Attention', 'query'), axis: null, amax: 0, method: 'max', num_bits: 8 },
-        { name: 'attn.key.input_quantizer', site: site('Attention', 'key'), axis: null, amax: null, method: null, num_bits: 8 },
+        { name: 'conv1.input_quantizer', site: site('Net', 'conv1.input_quantizer'), axis: null, amax: 2.54, method: 'max', num_bits: 8, hist: { bins: outlierBins, edges_max: 2.54 } },
+        { name: 'conv1.weight_quantizer', site: site('Net', 'conv1.weight_quantizer'), axis: 0, amax: [0.5, 0, 0.25, 0.1, 0.1, 0.1, 0.1, 0.1], method: 'max', num_bits: 8 },
+        { name: 'head.1.input_quantizer', site: site('Net', 'head.1.input_quantizer'), axis: null, amax: 0, method: 'max', num_bits: 8 },
+        { name: 'attn.query.input_quantizer', site: site('Attention', 'query.input_quantizer'), axis: null, amax: 0, method: 'max', num_bits: 8 },
+        { name: 'attn.key.input_quantizer', site: site('Attention', 'key.input_quantizer'), axis: null, amax: null, method: null, num_bits: 8 },
       ],
     }),
   );
@@ -334,6 +335,10 @@ test('saved calibration results give amax/scale hovers and range diagnostics (am
     assert.ok(byLine('self.key =').includes('QDQ-CAL002'), 'never reached on key');
     assert.ok(byLine('self.conv1 =').includes('QDQ-CAL003'), 'outliers on conv1 input');
     assert.ok(byLine('self.conv1 =').includes('QDQ-CAL001'), 'one dead weight channel on conv1');
+    // nn.Sequential children are numbered like PyTorch names them: head.1 is the Linear after Flatten.
+    const head = published.diagnostics.find((d) => d.range.start.line === lineOf(MODEL, 'self.head ='))!;
+    assert.equal(head.code, 'QDQ-CAL001');
+    assert.equal(head.range.start.character, MODEL.split('\n')[lineOf(MODEL, 'self.head =')].indexOf('nn.Linear'));
     const h = await calibrated.request<Hover>('textDocument/hover', { textDocument: { uri }, position: posOf(MODEL, 'nn.Conv2d(3', 4) });
     const md = (h.contents as { value: string }).value;
     assert.match(md, /conv1\.input_quantizer`: amax 2\.54, scale 0\.02 \(max\)/);

@@ -4,7 +4,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { lsp } from './lsp';
 import type { Diagnostic, DiagnosticSeverity } from './lsp';
-import type { ModelIndex, Range } from '../analysis';
+import type { Layer, ModelIndex, ModuleClass, Range } from '../analysis';
 import { DIAGNOSTIC_SOURCE } from '../protocol/lsp_ext';
 
 /** One quantizer as the backend reports it (docs/backend-protocol.md, `Quantizer`). */
@@ -69,6 +69,11 @@ export class CalibrationStore {
 
   forSite(file: string, cls: string, attr: string): SiteCalibration | undefined {
     return this.bySite.get(siteKey(file, cls, attr));
+  }
+
+  /** Sites of one layer or quantizer: `conv1` gathers `conv1.input_quantizer` and `conv1.weight_quantizer`. */
+  forPath(file: string, cls: string, p: string): SiteCalibration[] {
+    return this.forFile(file).filter((s) => s.cls === cls && (s.attr === p || sitePath(s.attr) === p));
   }
 
   forFile(file: string): SiteCalibration[] {
@@ -216,35 +221,86 @@ export function rangeProblems(q: CalibratedQuantizer): RangeProblem[] {
   return problems;
 }
 
-/** Where a calibrated site is in the source: the layer's constructor call, else the quantizer declaration. */
-export function siteRange(index: ModelIndex, cls: string, attr: string): Range | undefined {
-  const klass = index.classes.find((c) => c.name === cls);
-  if (!klass) return undefined;
-  const layer = klass.layers.find((l) => l.attr === attr);
-  if (layer) return layer.callRange;
-  const declared = klass.quantizers.find((q) => q.name === attr || q.name === `${attr}_quantizer`);
-  if (declared) return declared.range;
-  // A quantizer of a functional op: its operand sits in an op of this class.
-  for (const op of klass.ops) {
-    const i = op.operandQuantizers.findIndex((n) => n === attr);
-    if (i >= 0) return op.operands[i];
+const MODULE_QUANTIZER_SUFFIX = /\.(input|weight|output)_quantizer$/;
+
+/**
+ * The layer path a site attribute names: `conv1.input_quantizer` -> `conv1`, `stem.0.weight_quantizer` ->
+ * `stem.0`; attributes of declared quantizers (`add0_residual_quantizer`) stay as they are.
+ */
+export function sitePath(attr: string): string {
+  return attr.replace(MODULE_QUANTIZER_SUFFIX, '');
+}
+
+/**
+ * Source ranges of everything in a class that calibration can name: layers by attribute (`conv1`), layers in a
+ * container assigned to an attribute by position (`stem.0`, as nn.Sequential numbers its children), declared
+ * quantizers by name, and quantized operands by their quantizer's name.
+ */
+export function classSitePaths(klass: ModuleClass, text: string): Map<string, Range> {
+  const paths = new Map<string, Range>();
+  const assign = /^[ \t]*self\.(\w+)\s*(?::[^=\n]+)?=/gm;
+  const assignments: { name: string; offset: number }[] = [];
+  const body = text.slice(klass.span.start, klass.span.end);
+  for (let m = assign.exec(body); m; m = assign.exec(body)) assignments.push({ name: m[1], offset: klass.span.start + m.index });
+  const childCount = new Map<string, number>();
+  const layers = [...klass.layers].sort((a, b) => a.callSpan.start - b.callSpan.start);
+  for (const layer of layers) {
+    if (layer.attr) {
+      if (!paths.has(layer.attr)) paths.set(layer.attr, layer.callRange);
+      continue;
+    }
+    if (!layer.container) continue;
+    let owner: string | undefined;
+    for (const a of assignments) if (a.offset < layer.callSpan.start) owner = a.name;
+    if (!owner) continue;
+    const i = childCount.get(owner) ?? 0;
+    childCount.set(owner, i + 1);
+    paths.set(`${owner}.${i}`, layer.callRange);
   }
+  for (const q of klass.quantizers) if (!paths.has(q.name)) paths.set(q.name, q.range);
+  for (const op of klass.ops)
+    op.operandQuantizers.forEach((name, i) => {
+      if (name && !paths.has(name)) paths.set(name, op.operands[i]);
+    });
+  return paths;
+}
+
+/** The calibration path of a layer of `klass` (its attribute, or `<container attr>.<index>`). */
+export function layerPath(klass: ModuleClass, layer: Layer, text: string): string | undefined {
+  if (layer.attr) return layer.attr;
+  for (const [p, r] of classSitePaths(klass, text))
+    if (r.start.line === layer.callRange.start.line && r.start.character === layer.callRange.start.character) return p;
   return undefined;
 }
 
+/** Where a calibrated site is in the source. */
+export function siteRange(index: ModelIndex, text: string, cls: string, attr: string): Range | undefined {
+  const klass = index.classes.find((c) => c.name === cls);
+  if (!klass) return undefined;
+  const paths = classSitePaths(klass, text);
+  return paths.get(sitePath(attr)) ?? paths.get(attr);
+}
+
 /** Range diagnostics for one file from the stored calibration results (one per site and problem). */
-export function calibrationDiagnostics(store: CalibrationStore, file: string, index: ModelIndex): Diagnostic[] {
+export function calibrationDiagnostics(store: CalibrationStore, file: string, index: ModelIndex, text: string): Diagnostic[] {
   const out: Diagnostic[] = [];
+  const pathsByClass = new Map<string, Map<string, Range>>();
   for (const site of store.forFile(file)) {
-    const range = siteRange(index, site.cls, site.attr);
+    let paths = pathsByClass.get(site.cls);
+    if (!paths) {
+      const klass = index.classes.find((c) => c.name === site.cls);
+      if (!klass) continue;
+      paths = classSitePaths(klass, text);
+      pathsByClass.set(site.cls, paths);
+    }
+    const range = paths.get(sitePath(site.attr)) ?? paths.get(site.attr);
     if (!range) continue;
     const seen = new Set<string>();
     for (const q of site.quantizers) {
       for (const p of rangeProblems(q)) {
-        const key = `${p.code}:${q.name.split('.').pop()}`;
-        if (seen.has(key)) continue;
-        seen.add(key);
-        const instances = site.quantizers.length > 1 ? ` (${site.quantizers.length} module instances share this line)` : '';
+        if (seen.has(p.code)) continue;
+        seen.add(p.code);
+        const instances = site.quantizers.length > 1 ? ` (this line builds ${site.quantizers.length} module instances; the first one with the problem is named)` : '';
         out.push({ range, severity: p.severity, code: p.code, source: DIAGNOSTIC_SOURCE, message: p.message + instances });
       }
     }
