@@ -118,5 +118,35 @@ if (typeof (globalThis as { suite?: unknown }).suite === 'function') {
       await poll('the QDQ Report tab', 15_000, () =>
         vscode.window.tabGroups.all.some((g) => g.tabs.some((t) => t.label === 'QDQ Report')) ? true : undefined);
     });
+
+    test('the language server comes back after it is killed', async function () {
+      if (process.platform !== 'linux') return this.skip(); // finds the server through /proc
+      const serverPids = () =>
+        fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)).filter((pid) => {
+          try {
+            const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+            return cmd.includes('qdq-language-server.js') && cmd.includes(`--clientProcessId=${process.pid}`);
+          } catch {
+            return false;
+          }
+        });
+      const before = serverPids();
+      assert.equal(before.length, 1, `one server process for this extension host: ${before.join(', ')}`);
+      process.kill(Number(before[0]), 'SIGKILL');
+      const after = await poll('a new server process', 30_000, () => {
+        const now = serverPids().filter((p) => !before.includes(p));
+        return now.length ? now : undefined;
+      });
+      assert.equal(after.length, 1);
+      const api = vscode.extensions.getExtension(EXTENSION_ID)!.exports as { client(): { isRunning(): boolean } | undefined };
+      await poll('the client running again', 30_000, () => (api.client()?.isRunning() ? true : undefined));
+      // The restarted server answers: code actions on the (quantized) model.
+      const doc = await vscode.workspace.openTextDocument(modelUri);
+      const pos = doc.positionAt(doc.getText().indexOf('nn.Conv2d(') + 3);
+      await poll('code actions from the restarted server', 30_000, async () => {
+        const all = await vscode.commands.executeCommand<vscodeApi.CodeAction[]>('vscode.executeCodeActionProvider', modelUri, new vscode.Range(pos, pos));
+        return all && all.some((a) => /quantizers|float/i.test(a.title)) ? true : undefined;
+      });
+    });
   });
 }
