@@ -29,5 +29,5 @@ class Attention(nn.Module):
         probs = scores.softmax(dim=-1)
         out = self.matmul1_a_quantizer(probs) @ self.matmul1_b_quantizer(v)
         mixed = torch.bmm(self.bmm0_a_quantizer(out), self.bmm0_b_quantizer(v.transpose(1, 2)))
-        pooled = torch.einsum("bnc,bmc->bnm", self.einsum0_a_quantizer(mixed), self.einsum0_b_quantizer(out))
+        pooled = torch.einsum("bnm,bmc->bnc", self.einsum0_a_quantizer(mixed), self.einsum0_b_quantizer(out))
         return self.proj(pooled)

@@ -20,5 +20,5 @@ class Attention(nn.Module):
         probs = scores.softmax(dim=-1)
         out = probs @ v
         mixed = torch.bmm(out, v.transpose(1, 2))
-        pooled = torch.einsum("bnc,bmc->bnm", mixed, out)
+        pooled = torch.einsum("bnm,bmc->bnc", mixed, out)
         return self.proj(pooled)
