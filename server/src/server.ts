@@ -20,6 +20,7 @@ import {
   ReportRequest,
   Commands,
 } from './protocol/lsp_ext';
+import { libraryCodeActions, registerLibrarySource } from './features/librarySource';
 
 /** Quiet time after the last edit before diagnostics are recomputed (keeps typing bursts to one analysis). */
 const DIAGNOSTICS_DEBOUNCE_MS = 40;
@@ -172,7 +173,7 @@ export function startServer(connection: Connection = lsp.createConnection(lsp.Pr
     const doc = documents.get(params.textDocument.uri);
     if (!doc) return [];
     try {
-      return listCodeActions(doc, params, editCaps);
+      return [...listCodeActions(doc, params, editCaps), ...libraryCodeActions(doc, params, workspaceTrusted)];
     } catch (err) {
       log(`qdq: code actions failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
       return [];
@@ -211,6 +212,7 @@ export function startServer(connection: Connection = lsp.createConnection(lsp.Pr
   };
   connection.onExecuteCommand((params, token) => executeCommand(commandContext, params.command, params.arguments ?? [], token, params.workDoneToken));
   connection.onRequest(ReportRequest, (p, token) => executeCommand(commandContext, Commands.showReport, [{ uri: p.uri }], token));
+  registerLibrarySource(connection, { trusted: () => workspaceTrusted, python: () => settings.pythonInterpreter || clientPython, log });
 
   connection.onShutdown(() => {
     for (const t of pendingDiagnostics.values()) clearTimeout(t);

@@ -131,3 +131,32 @@ export const CodeActionKinds = {
   remove: 'refactor.rewrite.qdq.remove',
   fixAll: 'source.fixAll.qdq',
 } as const;
+
+/**
+ * `qdq/quantizedModuleSource` (client -> server request): the source an installed library module would run
+ * with [tool.qdq] patch-modules (TensorRT fixes + quantizers), for the client to show as a read-only document.
+ * The server asks the Python interpreter where the module is (it does not run the module), so it refuses in an
+ * untrusted workspace. `uri`: the document with the import (its folder is where the interpreter is looked for).
+ * Offered by the code action of kind ShowQuantizedSourceKind on `from transformers import BertModel`-style lines,
+ * whose command ShowQuantizedSourceCommand is a client command (it sends this request and opens the text).
+ */
+export interface QuantizedModuleSourceParams {
+  uri?: string;
+  module: string;
+}
+export interface QuantizedModuleSourceResult {
+  module: string;
+  /** The installed file that was read. */
+  file: string;
+  /** The interpreter that located it. */
+  python: string;
+  text: string;
+  /** TensorRT fixes applied, one line each. */
+  fixes: string[];
+  sites: { layers: number; matmulOperands: number; residualInputs: number };
+  /** One line for the user: what this is and which interpreter was used. */
+  message: string;
+}
+export const QuantizedModuleSourceRequest = 'qdq/quantizedModuleSource';
+export const ShowQuantizedSourceCommand = 'qdq.showQuantizedSource';
+export const ShowQuantizedSourceKind = 'refactor.inspect.qdq.showQuantizedSource';
