@@ -74,6 +74,24 @@ test('qdq.calibrate reports cancellable progress, stores the results, and hovers
     const stem = await client.request<Hover>('textDocument/hover', { textDocument: { uri }, position: pos('nn.Conv2d(1, width', 4) });
     assert.match((stem.contents as { value: string }).value, /stem\.0\.input_quantizer`: amax 1, scale/);
     assert.deepEqual(childPythons(client.child.pid!), [], 'the backend exited after the command');
+
+    const report = await client.request<{ reportPath: string; report: { method: string } }>('workspace/executeCommand', { command: 'qdq.showReport', arguments: [{ uri }] });
+    assert.equal(report.reportPath, result.reportPath);
+    assert.equal(report.report.method, 'max');
+    const info = await client.request<{ python: string; torchVersion?: string; problem?: string }>('workspace/executeCommand', {
+      command: 'qdq.selectInterpreter',
+      arguments: [{ uri, python: PYTHON }],
+    });
+    assert.equal(info.problem, undefined);
+    assert.match(info.torchVersion ?? '', /^\d+\.\d+/);
+    const status = client.notifications.get('qdq/backendStatus') as { state: string; torchVersion?: string }[];
+    assert.equal(status[status.length - 1].state, 'ready');
+    assert.equal(status[status.length - 1].torchVersion, info.torchVersion);
+    const bad = await client.request<{ problem?: string }>('workspace/executeCommand', {
+      command: 'qdq.selectInterpreter',
+      arguments: [{ uri, python: path.join(tmp, 'no-such-python') }],
+    });
+    assert.match(bad.problem ?? '', /cannot import torch|not found|no such/i);
   } finally {
     await client.stop();
   }

@@ -82,9 +82,10 @@ export async function executeCommand(ctx: CommandContext, command: string, args:
     }
     case Commands.selectInterpreter: {
       const python = arg.python;
-      if (python) ctx.setPython(python);
       const file = arg.uri ? uriToPath(arg.uri) : undefined;
       const info = await pipeline.probeInterpreter(python ?? pythonFor(ctx), file ? findProjectDir(file) : process.cwd());
+      // Only an interpreter that can run the backend replaces the current one.
+      if (python && !info.problem) ctx.setPython(python);
       ctx.status({ state: info.problem ? 'error' : 'ready', python: info.python, torchVersion: info.torchVersion, message: info.problem });
       return info;
     }
