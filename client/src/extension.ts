@@ -28,6 +28,10 @@ import {
   SetPythonInterpreterNotification,
   SetWorkspaceTrustNotification,
   SETTINGS_SECTION,
+  QuantizedModuleSourceRequest,
+  ShowQuantizedSourceCommand,
+  type QuantizedModuleSourceParams,
+  type QuantizedModuleSourceResult,
 } from '../../server/src/protocol/lsp_ext';
 import { onPythonInterpreterChanged, selectedPythonInterpreter } from './python';
 import { renderReportHtml } from './reportHtml';
@@ -240,6 +244,9 @@ export async function activate(context: vscode.ExtensionContext): Promise<QdqExt
     vscode.commands.registerCommand('qdq.openSource', (ref: { file?: string; line?: number; cls?: string; attr?: string; projectDir?: string }) =>
       openSource(ref),
     ),
+    // Library models: the server patches the installed module in memory; shown read-only (a content provider).
+    vscode.workspace.registerTextDocumentContentProvider(QUANTIZED_SCHEME, quantizedSources),
+    vscode.commands.registerCommand(ShowQuantizedSourceCommand, (args: QuantizedModuleSourceParams) => showQuantizedSource(args)),
     vscode.workspace.onDidGrantWorkspaceTrust(() => {
       log('workspace trust granted');
       void client?.sendNotification(SetWorkspaceTrustNotification, { trusted: true });
@@ -308,6 +315,26 @@ function unwrapReport(result: unknown): { data: unknown; path?: string; projectD
     return { data: r.report, path: str(r.path) ?? str(r.reportPath), projectDir: str(r.projectDir) };
   }
   return { data: r, path: str(r.report_path), projectDir: str(r.project_dir) };
+}
+
+const QUANTIZED_SCHEME = 'qdq-quantized';
+const quantizedTexts = new Map<string, string>();
+const quantizedSources: vscode.TextDocumentContentProvider = { provideTextDocumentContent: (uri) => quantizedTexts.get(uri.toString()) ?? '' };
+
+/** qdq.showQuantizedSource: asks the server for the patched library module and opens it read-only. */
+async function showQuantizedSource(args: QuantizedModuleSourceParams): Promise<void> {
+  if (!client) return;
+  try {
+    const result = (await client.sendRequest(QuantizedModuleSourceRequest, args)) as QuantizedModuleSourceResult;
+    const uri = vscode.Uri.from({ scheme: QUANTIZED_SCHEME, path: `/${result.module}.quantized.py` });
+    quantizedTexts.set(uri.toString(), result.text);
+    const doc = await vscode.workspace.openTextDocument(uri);
+    await vscode.languages.setTextDocumentLanguage(doc, 'python');
+    await vscode.window.showTextDocument(doc, { preview: true });
+    void vscode.window.showInformationMessage(result.message);
+  } catch (err) {
+    void vscode.window.showErrorMessage(`qdq: ${err instanceof Error ? err.message : String(err)}`);
+  }
 }
 
 async function openSource(ref: { file?: string; line?: number; cls?: string; attr?: string; projectDir?: string }): Promise<void> {
