@@ -584,7 +584,8 @@ def load(params: Dict[str, Any], progress: Progress) -> Project:
         raise QdqError("config", f"the model returned {type(out).__name__}, no tensors",
                        "make forward return a tensor (or a tuple of tensors)")
     project.output_names = ["output"] if len(outputs) == 1 else [f"output{i}" for i in range(len(outputs))]
-    progress("load", 3, 3, f"loaded {type(model).__name__} with {len(project.quantizers)} quantizers")
+    listed = len([q for q in project.quantizers if q.role != "output"])
+    progress("load", 3, 3, f"loaded {type(model).__name__} with {listed} quantizers")
     return project
 
 

@@ -171,3 +171,13 @@ def test_failed_export_leaves_no_file(backend, project):
                                            "target": "tensorrt"}), "export")
     assert "fft" in data["detail"].lower()
     assert sorted(os.listdir(out_dir)) == ["calibration.json"]
+
+
+def test_out_of_memory_mid_calibration(backend, project):
+    backend.call("load", {"project_dir": project, "model": "misc.py:hungry", "input_shapes": [[2, 4]]})
+    out_dir = os.path.join(project, "out")
+    data = _check(_calibrate_error(backend, out_dir), "oom")
+    assert "MemoryError" in data["message"] and "smaller" in data["hint"]
+    _no_files(out_dir)
+    # the backend keeps serving after it
+    assert backend.call("initialize")["python"] == sys.executable
