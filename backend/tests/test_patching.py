@@ -102,3 +102,24 @@ def test_unknown_module_is_a_clear_error():
     with pytest.raises(QdqError) as err:
         patching.module_source("no_such_package_qdq.models")
     assert "no_such_package_qdq" in err.value.message
+
+
+def test_check_model_refuses_non_eager_attention_of_a_patched_module(fakelib):
+    # transformers selects the attention function from config._attn_implementation; only "eager" runs the
+    # module's own (patched) code, so a patched model configured for sdpa would export float attention.
+    import types as _types
+
+    import fakelib_qdq.models as models
+
+    patching.install([{"module": fakelib, "source": patching.module_source(fakelib)["source"]}])
+    net = models.Net()
+    net.config = _types.SimpleNamespace(_attn_implementation="sdpa")
+    with pytest.raises(QdqError) as err:
+        patching.check_model(net)
+    assert err.value.kind == "config"
+    assert "attn_implementation='sdpa'" in err.value.message and 'attn_implementation="eager"' in err.value.hint
+    net.config._attn_implementation = "eager"
+    patching.check_model(net)  # eager: the patched code runs
+    patching.restore()
+    net.config._attn_implementation = "sdpa"
+    patching.check_model(net)  # nothing patched: nothing to check
