@@ -149,6 +149,23 @@ describe('VS Code extension in code-server 4.100.3', { skip }, () => {
         assert.equal(await reportFrame.frame.locator('svg.chart rect').count() > 0, true, 'the range chart is drawn');
         await page.screenshot({ path: path.join(artifacts, 'report.png') });
       }
+
+      // A long command shows a cancellable notification; Cancel stops it before anything is written.
+      const calibrationFile = path.join(workspace, 'qdq-out', 'calibration.json');
+      await page.click('.monaco-editor .view-lines');
+      await page.keyboard.press('F1');
+      await page.waitForSelector('.quick-input-widget input');
+      await page.keyboard.type('QDQ: Calibrate and Export');
+      await page.waitForTimeout(800);
+      await page.keyboard.press('Enter');
+      const toast = page.locator('.notification-toast').filter({ hasText: 'QDQ: Calibrate and Export' });
+      await toast.first().waitFor({ timeout: 30_000 });
+      await page.screenshot({ path: path.join(artifacts, 'progress-notification.png') });
+      await toast.first().hover();
+      await toast.first().getByRole('button', { name: 'Cancel' }).click();
+      await page.locator('.notification-toast').filter({ hasText: 'cancelled' }).first().waitFor({ timeout: 30_000 });
+      await page.waitForTimeout(3000);
+      assert.ok(!fs.existsSync(calibrationFile), 'a cancelled run writes no calibration results');
     } catch (err) {
       await shown?.screenshot({ path: path.join(artifacts, 'ui-failure.png') }).catch(() => undefined);
       throw err;

@@ -7,6 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { openSourceUri, renderReportHtml, sourceRefOf } from '../../../client/src/reportHtml';
+import { describeStatus } from '../../../client/src/statusText';
 import { Commands } from '../../../server/src/protocol/lsp_ext';
 import { settingsContribution } from '../../../server/src/settings';
 
@@ -138,4 +139,14 @@ test('snippets run as inserted: calibration sets amax, QAT follows the schedule,
   const onnx = fs.readFileSync(path.join(dir, 'model_int8_qdq.onnx'));
   assert.ok(onnx.includes(Buffer.from('QuantizeLinear')) && onnx.includes(Buffer.from('DequantizeLinear')), 'the export has Q/DQ nodes');
   fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('status bar wording for each backend state', () => {
+  assert.equal(describeStatus({ state: 'ready', python: '/usr/bin/python3', torchVersion: '1.13.1' }).text, '$(check) QDQ: torch 1.13.1');
+  assert.match(describeStatus({ state: 'ready', python: '/usr/bin/python3', torchVersion: '1.13.1' }).tooltip, /Python: \/usr\/bin\/python3/);
+  assert.equal(describeStatus({ state: 'busy', message: 'QDQ: Calibrating' }).text, '$(sync~spin) QDQ: Calibrating');
+  const error = describeStatus({ state: 'error', message: 'no interpreter imports torch' });
+  assert.equal(error.warning, true);
+  assert.match(error.tooltip, /no interpreter imports torch/);
+  assert.match(describeStatus({ state: 'untrusted' }).tooltip, /not trusted/);
 });
