@@ -63,8 +63,10 @@ test('torch.nn transformer.py round-trip', (t) => {
   if (!fs.existsSync(TRANSFORMER)) return t.skip(`${TRANSFORMER} is absent (Debian python3-torch not installed)`);
   checkRoundTrip([TRANSFORMER]);
   const q = quantizeFile(fs.readFileSync(TRANSFORMER, 'utf8')).text;
-  // post-norm residual adds feeding norms get both inputs quantized
-  assert.match(q, /self\.norm1\(self\.add\d+_local_quantizer\(x\) \+ self\.add\d+_residual_quantizer\(self\._sa_block\(/);
+  // post-norm residual adds feeding norms get both inputs quantized; x is the skip, the block the branch
+  assert.match(q, /self\.norm1\(self\.add\d+_residual_quantizer\(x\) \+ self\.add\d+_local_quantizer\(self\._sa_block\(/);
+  // pre-norm: the skip input of `x = x + block(norm(x))`
+  assert.match(q, /x = self\.add\d+_residual_quantizer\(x\) \+ self\._sa_block\(self\.norm1\(x\)/);
   assert.match(q, /qdq_quant\.quant\(Linear\(d_model, dim_feedforward/);
 });
 

@@ -621,18 +621,6 @@ function classifyAdd(p: PendingAdd, text: string): void {
   }
   if (bad(left) || bad(right)) return;
   // `self.LayerNorm(a + b)`: the residual add feeding a norm (QDQBERT quantizes both inputs).
-  const parent = node.parent;
-  if (parent?.type === 'argument_list' && parent.namedChildCount === 1 && parent.parent?.type === 'call') {
-    const callee = parent.parent.childForFieldName('function');
-    const calleeAttr = callee?.type === 'attribute' && callee.childForFieldName('object')?.text === (scope.owner ?? 'self') ? callee.childForFieldName('attribute')?.text ?? '' : '';
-    const normLayer = calleeAttr && p.cls?.layers.some((l) => l.attr === calleeAttr && l.kind === 'norm');
-    if (calleeAttr && (normLayer || NORM_ATTR.test(calleeAttr))) {
-      setBoth();
-      op.residual = true;
-      op.feedsNorm = callee!.text;
-      return;
-    }
-  }
   const pos = node.startIndex;
   const params = readParams(scope);
   // Assignments to a name earlier in the same function, found textually (`name = value` at a line start).
@@ -652,6 +640,23 @@ function classifyAdd(p: PendingAdd, text: string): void {
     if (params.has(name) && last === undefined) return true;
     return last === 'plain';
   };
+  const parent = node.parent;
+  if (parent?.type === 'argument_list' && parent.namedChildCount === 1 && parent.parent?.type === 'call') {
+    const callee = parent.parent.childForFieldName('function');
+    const calleeAttr = callee?.type === 'attribute' && callee.childForFieldName('object')?.text === (scope.owner ?? 'self') ? callee.childForFieldName('attribute')?.text ?? '' : '';
+    const normLayer = calleeAttr && p.cls?.layers.some((l) => l.attr === calleeAttr && l.kind === 'norm');
+    if (calleeAttr && (normLayer || NORM_ATTR.test(calleeAttr))) {
+      setBoth();
+      op.residual = true;
+      // QDQBERT names: `local` is the branch output, `residual` the skip input (usually the right side).
+      const skipLeft = qualifies(left) && !qualifies(right);
+      // `norm(x + self.block(x))`: the bare name is the skip, the call the branch.
+      const callRight = left.type === 'identifier' && right.type === 'call' && !qualifies(right);
+      op.operandRoles = skipLeft || callRight ? ['residual', 'local'] : ['local', 'residual'];
+      op.feedsNorm = callee!.text;
+      return;
+    }
+  }
   const ql = qualifies(left);
   const qr = qualifies(right);
   let residual: SyntaxNode | null = null;
@@ -667,6 +672,7 @@ function classifyAdd(p: PendingAdd, text: string): void {
   if (!residual) return;
   setOperands(op, [residual], p.cls);
   op.residual = true;
+  op.operandRoles = ['residual'];
   void text;
 }
 

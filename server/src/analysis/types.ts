@@ -66,6 +66,8 @@ export interface Op {
   operandIsParam: boolean[];
   /** For add/iadd: true when it is a skip connection (one side is an earlier value re-used, or it feeds a norm). */
   residual?: boolean;
+  /** Per operand: its role in quantizer names (`a`/`b` for matmuls, `local`/`residual` for residual adds). */
+  operandRoles?: string[];
   /** For add ops feeding a norm layer, e.g. `self.LayerNorm(a + b)`: the norm call text. */
   feedsNorm?: string;
   /** Object the quantizers are reached through: `self` in methods, the module parameter name in functions. */

@@ -194,7 +194,7 @@ function quantizeImpl(text: string, opts: QuantizeOptions): QuantizeResult {
       let n = 0;
       const taken = (k: number): boolean => [...used].some((u) => u.startsWith(`${base}${k}_`));
       while (taken(n)) n++;
-      const rs = roles(op, op.operandSpans.length);
+      const rs = op.operandRoles ?? roles(op, op.operandSpans.length);
       const ownerExpr = op.owner!;
       for (const i of which) {
         const name = `${base}${n}_${rs[i] ?? String.fromCharCode(97 + i)}_quantizer`;
