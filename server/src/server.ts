@@ -1,5 +1,7 @@
 // The qdq language server: connection wiring only. Analysis, rules and fixes live in their own folders;
 // each LSP method is one file under features/.
+import * as fs from 'fs';
+import * as path from 'path';
 import { lsp } from './features/lsp';
 import type { InitializeParams, InitializeResult, CodeAction, Diagnostic, Connection, TextDocumentChangeEvent } from './features/lsp';
 import { QdqDocument, qdqDocumentsConfig } from './features/documents';
@@ -9,6 +11,12 @@ import { listCodeActions, resolveAction, isActionData, EditCapabilities } from '
 import { CalibrationStore, calibrationDiagnostics } from './features/calibration';
 import { CommandContext, executeCommand, COMMAND_IDS, findProjectDir } from './features/executeCommand';
 import { outDirOf } from './features/pipelineBridge';
+import { configDiagnostics, isPyproject } from './features/configDiagnostics';
+
+/** Only Python sources are parsed as Python (an editor may send any file it has open). */
+function isPython(doc: QdqDocument): boolean {
+  return doc.textDocument.languageId === 'python' || /\.pyi?$/.test(doc.uri);
+}
 import { defaultSettings, validateSettings, QdqSettings } from './settings';
 import {
   CodeActionKinds,
@@ -28,7 +36,7 @@ const DIAGNOSTICS_DEBOUNCE_MS = 40;
 export function startServer(connection: Connection = lsp.createConnection(lsp.ProposedFeatures.all)): Connection {
   const documents = new lsp.TextDocuments<QdqDocument>(qdqDocumentsConfig);
   const calibration = new CalibrationStore();
-  const loadedProjects = new Set<string>();
+  const loadedProjects = new Map<string, string>();
   let settings: QdqSettings = defaultSettings();
   let reportedProblems = new Set<string>();
   let workspaceTrusted = true;
@@ -122,6 +130,17 @@ export function startServer(connection: Connection = lsp.createConnection(lsp.Pr
     const doc = documents.get(uri);
     if (!doc) return;
     const version = doc.version;
+    if (isPyproject(uri)) {
+      let config: Diagnostic[] = [];
+      try {
+        config = configDiagnostics(doc.getText());
+      } catch (err) {
+        log(`qdq: checking ${uri} failed: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      void connection.sendDiagnostics({ uri, version, diagnostics: config });
+      return;
+    }
+    if (!isPython(doc)) return;
     let diagnostics: Diagnostic[] = ruleDiagnostics(doc, settings.trtVersion, log);
     try {
       const file = uriToPath(uri);
@@ -139,13 +158,25 @@ export function startServer(connection: Connection = lsp.createConnection(lsp.Pr
     pendingDiagnostics.set(uri, setTimeout(() => publish(uri), delay));
   }
 
-  /** Reads the results the pipeline saved for the file's project, once per project. */
+  /**
+   * Reads the results the pipeline saved for the file's project, again whenever calibration.json changed (a run
+   * from the command line while the editor is open shows up on the next edit or hover).
+   */
   function ensureCalibrationLoaded(file: string) {
-    if (!file.startsWith('/') && !/^[a-zA-Z]:[\\/]/.test(file)) return;
+    if (!path.isAbsolute(file)) return;
     const projectDir = findProjectDir(file);
-    if (loadedProjects.has(projectDir)) return;
-    loadedProjects.add(projectDir);
-    calibration.loadFromDisk(projectDir, outDirOf(projectDir, settings));
+    const calibrationFile = path.join(outDirOf(projectDir, settings), 'calibration.json');
+    let stamp = 'absent';
+    try {
+      const st = fs.statSync(calibrationFile);
+      stamp = `${st.mtimeMs}:${st.size}`;
+    } catch {
+      /* no results yet */
+    }
+    if (loadedProjects.get(projectDir) === stamp) return;
+    loadedProjects.set(projectDir, stamp);
+    if (stamp === 'absent') calibration.clear(projectDir);
+    else calibration.loadFromDisk(projectDir, path.dirname(calibrationFile));
   }
 
   documents.onDidOpen((e) => scheduleDiagnostics(e.document.uri, 0));
@@ -159,7 +190,7 @@ export function startServer(connection: Connection = lsp.createConnection(lsp.Pr
 
   connection.onHover((params) => {
     const doc = documents.get(params.textDocument.uri);
-    if (!doc) return null;
+    if (!doc || !isPython(doc)) return null;
     try {
       ensureCalibrationLoaded(uriToPath(doc.uri));
       return hover(doc, params.position, calibration);
@@ -171,7 +202,7 @@ export function startServer(connection: Connection = lsp.createConnection(lsp.Pr
 
   connection.onCodeAction((params) => {
     const doc = documents.get(params.textDocument.uri);
-    if (!doc) return [];
+    if (!doc || !isPython(doc)) return [];
     try {
       return [...listCodeActions(doc, params, editCaps), ...libraryCodeActions(doc, params, workspaceTrusted)];
     } catch (err) {

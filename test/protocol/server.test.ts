@@ -343,6 +343,18 @@ test('saved calibration results give amax/scale hovers and range diagnostics (am
     const md = (h.contents as { value: string }).value;
     assert.match(md, /conv1\.input_quantizer`: amax 2\.54, scale 0\.02 \(max\)/);
     assert.match(md, /per-channel \(axis 0, 8 channels\)/);
+
+    // A new run from the command line rewrites calibration.json: the next hover shows the new figures.
+    const calib = path.join(project, 'qdq-out', 'calibration.json');
+    const doc = JSON.parse(fs.readFileSync(calib, 'utf8'));
+    doc.quantizers[0].amax = 1.27;
+    fs.writeFileSync(calib + '.tmp', JSON.stringify(doc));
+    fs.renameSync(calib + '.tmp', calib);
+    const h2 = await calibrated.request<Hover>('textDocument/hover', { textDocument: { uri }, position: posOf(MODEL, 'nn.Conv2d(3', 4) });
+    assert.match((h2.contents as { value: string }).value, /conv1\.input_quantizer`: amax 1\.27, scale 0\.01 \(max\)/);
+    fs.rmSync(calib);
+    const h3 = await calibrated.request<Hover>('textDocument/hover', { textDocument: { uri }, position: posOf(MODEL, 'nn.Conv2d(3', 4) });
+    assert.doesNotMatch((h3.contents as { value: string }).value, /Calibration/);
   } finally {
     await calibrated.stop();
   }
@@ -357,3 +369,22 @@ test('unknown commands and missing arguments are JSON-RPC errors, not crashes', 
   assert.equal(client.exited, undefined);
 });
 
+test('pyproject.toml gets [tool.qdq] diagnostics on the offending key; other files are not analysed as Python', async () => {
+  const dir = path.join(tmp, 'config');
+  const uri = fileUri(path.join(dir, 'pyproject.toml'));
+  const text = '[project]\nname = "x"\n\n[tool.qdq]\nmodel = "model.py:build"\nexample-inputs = "data.py:inputs"\nmethod = "maximum"\nbatchez = 3\n';
+  await client.conn.sendNotification('textDocument/didOpen', { textDocument: { uri, languageId: 'toml', version: 1, text } });
+  const published = await client.waitForVersion(uri, 1);
+  const byCode = new Map(published.diagnostics.map((d) => [String(d.code), d]));
+  assert.equal(byCode.get('tool.qdq.method')?.severity, 1);
+  assert.equal(byCode.get('tool.qdq.method')?.range.start.line, 6);
+  assert.match(String(byCode.get('tool.qdq.batchez')?.message), /did you mean "batches"/);
+  const other = fileUri(path.join(dir, 'pyproject.toml').replace('config', 'plain'));
+  await client.conn.sendNotification('textDocument/didOpen', { textDocument: { uri: other, languageId: 'toml', version: 1, text: '[project]\nname = "y"\n' } });
+  assert.deepEqual((await client.waitForVersion(other, 1)).diagnostics, [], 'a pyproject.toml without [tool.qdq] is left alone');
+
+  const notes = fileUri(path.join(dir, 'notes.md'));
+  await client.conn.sendNotification('textDocument/didOpen', { textDocument: { uri: notes, languageId: 'markdown', version: 1, text: MODEL } });
+  assert.equal(await client.request('textDocument/hover', { textDocument: { uri: notes }, position: posOf(MODEL, 'nn.Conv2d(3', 4) }), null);
+  assert.deepEqual(await actionsAt(notes, lineOf(MODEL, 'self.conv1')), []);
+});

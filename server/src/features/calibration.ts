@@ -49,6 +49,11 @@ export class CalibrationStore {
     this.reindex();
   }
 
+  /** Forgets a project's results (its calibration.json was removed). */
+  clear(projectDir: string): void {
+    if (this.runs.delete(path.resolve(projectDir))) this.reindex();
+  }
+
   /** Reads results the pipeline saved in `outDir` (absolute, or relative to the project) when present. */
   loadFromDisk(projectDir: string, outDir: string): CalibrationRun | undefined {
     for (const candidate of calibrationFileCandidates(projectDir, outDir)) {
