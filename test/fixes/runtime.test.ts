@@ -18,6 +18,7 @@ const CASES: Record<string, string> = {
   sequential_modulelist: 'm = mod.MLPStack(8, 2); r = ref.MLPStack(8, 2); args = (torch.randn(3, 8),)',
   attention_ops: 'm = mod.Attention(8, 2); r = ref.Attention(8, 2); args = (torch.randn(2, 5, 8),)',
   bert_self_output: 'cfg = types.SimpleNamespace(hidden_size=8, layer_norm_eps=1e-12, hidden_dropout_prob=0.0); m = mod.BertSelfOutput(cfg); r = ref.BertSelfOutput(cfg); args = (torch.randn(2, 4, 8), torch.randn(2, 4, 8))',
+  module_function_attention: 'm = mod.SelfAttention(8, 2); r = ref.SelfAttention(8, 2); args = (torch.randn(2, 5, 8),)',
   class_without_init: 'm = mod.Child(); r = ref.Child(); args = (torch.randn(2, 4, 4), torch.randn(2, 4, 4))',
 };
 
@@ -79,6 +80,7 @@ for (const python of ['python3', '/usr/bin/python3']) test(`quantized golden mod
     assert.equal(results.attention_ops.quantizers, 8);
     assert.equal(results.bert_self_output.quantizers, 2);
     assert.equal(results.resnet_basic_block.quantizers, 1);
+    assert.equal(results.module_function_attention.quantizers, 4);
     assert.equal(results.class_without_init.quantizers, 4);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
