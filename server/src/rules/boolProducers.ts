@@ -1,24 +1,35 @@
 // Where bool tensors come from (comparisons, .ne/.eq/..., .bool(), dtype=torch.bool): shared by TRT005 and
 // TRT031. Found by a text scan, then each producer is followed to the names it is assigned to and their reads.
-import { unparen, type RuleContext } from './context';
+import { BOOL_PRODUCER_WORDS, unparen, type RuleContext } from './context';
 import { inferDtype } from './dtype';
 import type { SyntaxNode } from './types';
 
 // Method/dtype producers anywhere; comparisons only where their value is kept: on an assignment line or
 // inside brackets (`if a > b:` is Python control flow, not a tensor).
-const PRODUCER_RE = /\.(?:ne|eq|gt|lt|ge|le|bool|logical_\w+|isnan|isinf|isfinite|isin)\s*\(|\btorch\.bool\b|\bBoolTensor\b/g;
-const ASSIGN_CMP_RE = /^([ \t]*\w+[ \t]*=(?!=)[^\n]*?[^<>=!\n\-])(?:[<>]=?|==|!=)[^=\n>]/gm;
-const BRACKET_CMP_RE = /\[([^\]\n]*?[^<>=!\n\[\-])(?:[<>]=?|==|!=)[^=\n>]/g;
+const CMP_RE = /[<>]=?|[=!]=/g;
+const ASSIGN_LINE_RE = /^[ \t]*\w+[ \t]*=(?!=)/;
 
-function producerOffsets(text: string): number[] {
+// Method/dtype producers anywhere; comparisons only where their value is kept: on an assignment line or
+// inside brackets (`if a > b:` is Python control flow, not a tensor).
+function producerOffsets(ctx: RuleContext): number[] {
+  const text = ctx.text;
   const out: number[] = [];
+  for (const w of BOOL_PRODUCER_WORDS) for (const at of ctx.wordOffsets(w)) if (text.charCodeAt(at - 1) === 46 /* . */) out.push(at);
+  for (const lit of ['torch.bool', 'BoolTensor']) {
+    for (let p = text.indexOf(lit); p >= 0; p = text.indexOf(lit, p + lit.length)) out.push(p);
+  }
+  CMP_RE.lastIndex = 0;
   let m: RegExpExecArray | null;
-  PRODUCER_RE.lastIndex = 0;
-  while ((m = PRODUCER_RE.exec(text))) out.push(m.index);
-  ASSIGN_CMP_RE.lastIndex = 0;
-  while ((m = ASSIGN_CMP_RE.exec(text))) out.push(m.index + m[1].length);
-  BRACKET_CMP_RE.lastIndex = 0;
-  while ((m = BRACKET_CMP_RE.exec(text))) out.push(m.index + 1 + m[1].length);
+  while ((m = CMP_RE.exec(text))) {
+    const at = m.index;
+    const op = m[0];
+    if (op.length === 2) CMP_RE.lastIndex = at + 2;
+    const prev = text.charCodeAt(at - 1);
+    if (prev === 45 /* -> */ || prev === 62 || prev === 60 || text.charCodeAt(at + op.length) === 62 /* >>> */) continue;
+    const lineStart = text.lastIndexOf('\n', at - 1) + 1;
+    const line = text.slice(lineStart, at);
+    if ((ASSIGN_LINE_RE.test(line) || line.lastIndexOf('[') > line.lastIndexOf(']')) && ctx.isCode(at)) out.push(at);
+  }
   return out.sort((a, b) => a - b);
 }
 
@@ -51,7 +62,8 @@ export function boolSites(ctx: RuleContext): BoolSites {
   cache.set(ctx, sites);
   const seenExpr = new Set<number>();
   const seenName = new Set<string>();
-  for (const at of producerOffsets(ctx.text)) {
+  for (const at of producerOffsets(ctx)) {
+    if (!ctx.isCode(at)) continue;
     const tok = ctx.root.descendantForIndex(at, at + 1);
     if (tok.type === 'comment' || tok.type === 'string_content' || tok.type === 'string_start' || tok.type === 'string') continue;
     const expr = producerExpr(tok);

@@ -5,6 +5,7 @@
 import type { QdqDiagnostic, Range, RuleOptions, Severity, SyntaxNode, TextEdit, Tree } from './types';
 import { parseTrtVersion, versionAtLeast, type TrtVersion } from './version';
 import type { ModelIndex } from '../analysis/types';
+import { inRanges, nonCodeRanges } from './lexer';
 
 export interface CallSite {
   node: SyntaxNode;
@@ -70,7 +71,9 @@ const CALL_WORDS = [
   'MinMaxObserver', 'MovingAverageMinMaxObserver', 'PerChannelMinMaxObserver', 'MovingAveragePerChannelMinMaxObserver',
   'HistogramObserver', 'QConfig',
 ];
-const CALL_WORD_SET = new Set(CALL_WORDS);
+/** Methods whose result is a bool tensor (found by the same '(' scan, for TRT005/TRT031). */
+export const BOOL_PRODUCER_WORDS = ['ne', 'eq', 'gt', 'lt', 'ge', 'le', 'bool', 'logical_and', 'logical_or', 'logical_not', 'logical_xor', 'isnan', 'isinf', 'isfinite', 'isin'];
+const CALL_WORD_SET = new Set([...CALL_WORDS, ...BOOL_PRODUCER_WORDS]);
 const OPERATOR_RE = /@|&|\||\^|~|<<|>>/g;
 const IMPORT_RE = /[ \t]*(?:from[ \t]+([\w.]+)[ \t]+)?import[ \t]+(\([^)]*\)|[^\n#;]+)/g;
 
@@ -86,7 +89,8 @@ export class RuleContext {
   readonly aliases = new Map<string, string>();
   private callHits: Map<string, number[]> | null = null;
   private importScanEnd = 0;
-  private defRanges: Array<{ start: number; end: number; node: SyntaxNode }> | null = null;
+  private readonly defAt = new Map<number, { start: number; end: number; node: SyntaxNode; topStart: number; topEnd: number } | null>();
+  private nonCode: number[] | null = null;
   private readonly callsByName = new Map<string, CallSite[]>();
   private operatorNodes: SyntaxNode[] | null = null;
   private readonly scopes = new Map<number, Scope>();
@@ -102,6 +106,12 @@ export class RuleContext {
   }
 
   trtAtLeast(major: number, minor = 0): boolean { return versionAtLeast(this.trt, major, minor); }
+
+  /** False inside string literals and comments (a text-level answer, no tree access). */
+  isCode(offset: number): boolean {
+    if (!this.nonCode) this.nonCode = nonCodeRanges(this.text);
+    return !inRanges(this.nonCode, offset);
+  }
 
   // ---------------------------------------------------------------- text and positions
 
@@ -193,7 +203,7 @@ export class RuleContext {
       while (b > 0 && isIdentChar(text.charCodeAt(b - 1))) b--;
       if (b === e || e - b > 40) continue;
       const word = text.slice(b, e);
-      if (!CALL_WORD_SET.has(word)) continue;
+      if (!CALL_WORD_SET.has(word) || !this.isCode(b)) continue;
       let list = hits.get(word);
       if (!list) hits.set(word, (list = []));
       list.push(b);
@@ -276,6 +286,11 @@ export class RuleContext {
     };
   }
 
+  /** Offsets of `word(` for words in CALL_WORDS / BOOL_PRODUCER_WORDS (text positions, comments/strings excluded). */
+  wordOffsets(word: string): number[] {
+    return this.hits().get(word) ?? [];
+  }
+
   /** Calls whose last callee segment is one of `names` (each must be in CALL_WORDS). */
   calls(...names: string[]): CallSite[] {
     const out: CallSite[] = [];
@@ -306,6 +321,7 @@ export class RuleContext {
     OPERATOR_RE.lastIndex = 0;
     let m: RegExpExecArray | null;
     while ((m = OPERATOR_RE.exec(this.text))) {
+      if (!this.isCode(m.index)) continue;
       const tok = this.root.descendantForIndex(m.index, m.index + m[0].length);
       const parent = tok.parent;
       if (!parent) continue;
@@ -321,29 +337,49 @@ export class RuleContext {
 
   // ---------------------------------------------------------------- scopes
 
-  /** Every function_definition, found from `def` keywords in the text (a tree walk is far too slow). */
-  private functionRanges(): Array<{ start: number; end: number; node: SyntaxNode }> {
-    if (this.defRanges) return this.defRanges;
-    const out: Array<{ start: number; end: number; node: SyntaxNode }> = [];
-    const re = /\bdef[ \t]+[A-Za-z_]/g;
-    let m: RegExpExecArray | null;
-    while ((m = re.exec(this.text))) {
-      const kw = this.root.descendantForIndex(m.index, m.index + 3);
+  /** The function_definition whose `def` keyword is at `p`, or null (cached; resolved only when asked). */
+  private defNodeAt(p: number): { start: number; end: number; node: SyntaxNode; topStart: number; topEnd: number } | null {
+    let r = this.defAt.get(p);
+    if (r !== undefined) return r;
+    r = null;
+    const text = this.text;
+    const before = p > 0 ? text.charCodeAt(p - 1) : 32;
+    const after = text.charCodeAt(p + 3);
+    if (!isIdentChar(before) && (after === 32 || after === 9) && this.isCode(p)) {
+      const kw = this.root.descendantForIndex(p, p + 3);
       const fn = kw.parent;
-      if (kw.type === 'def' && fn && fn.type === 'function_definition') out.push({ start: fn.startIndex, end: fn.endIndex, node: fn });
+      if (kw.type === 'def' && fn && fn.type === 'function_definition') {
+        // The module-level statement holding this def: scopeNodeOf skips every def nested in it at once.
+        let top: SyntaxNode = fn;
+        for (let up = fn.parent; up && up.type !== 'module'; up = up.parent) top = up;
+        r = { start: fn.startIndex, end: fn.endIndex, node: fn, topStart: top.startIndex, topEnd: top.endIndex };
+      }
     }
-    return (this.defRanges = out);
+    this.defAt.set(p, r);
+    return r;
   }
 
-  /** The innermost function_definition around `node`, or the module. */
+  /**
+   * The innermost function_definition around `node`, or the module. Walks back over `def` keywords in the
+   * text: the first preceding def whose range contains the node is the innermost one.
+   */
   scopeNodeOf(node: SyntaxNode): SyntaxNode {
     const at = node.startIndex;
-    let best: { start: number; end: number; node: SyntaxNode } | null = null;
-    for (const r of this.functionRanges()) {
-      if (r.start > at) break;
-      if (at < r.end && (r.start < at || r.node.id !== node.id) && (!best || r.start >= best.start)) best = r;
+    const text = this.text;
+    // Fast path: code on a line starting at column 0 (not a def header) is module-level code.
+    const lineStart = text.lastIndexOf('\n', at - 1) + 1;
+    const first = text.charCodeAt(lineStart);
+    if (lineStart < at && first !== 32 && first !== 9 && !text.startsWith('def ', lineStart) && !text.startsWith('async ', lineStart) && this.isCode(lineStart)) {
+      return this.root;
     }
-    return best ? best.node : this.root;
+    for (let from = at; from >= 0; ) {
+      const p = text.lastIndexOf('def', from);
+      if (p < 0) break;
+      const r = this.defNodeAt(p);
+      if (r && r.start <= at && at < r.end && !(r.start === at && r.node.id === node.id)) return r.node;
+      from = r && r.topEnd <= at ? r.topStart - 1 : p - 1;
+    }
+    return this.root;
   }
 
   enclosing(node: SyntaxNode, type: string): SyntaxNode | null {
