@@ -5,6 +5,8 @@ import * as os from 'os';
 import * as path from 'path';
 import { progress, Skip, table, TargetCheck, writeJsonAtomic, fmt } from './stats';
 import { benchLanguageServer, LangServerResult } from './langserver';
+import { benchModels, ModelsResult } from './models';
+import { benchCalibration, CalibrationResult } from './calibration';
 
 interface Section { name: string; run: (checks: TargetCheck[]) => Promise<unknown>; print: (r: any) => string }
 
@@ -33,7 +35,44 @@ const sections: Section[] = [
         (r.rules_missing ? `\nWARNING: ${r.rules_missing}; "full analysis" is parse + model index only` : '');
     },
   },
+  {
+    name: 'model speed',
+    run: benchModels,
+    print: (r: ModelsResult) => {
+      const rows: (string | number)[][] = [];
+      for (const m of r.models) {
+        for (const [name, v] of Object.entries(m.variants)) {
+          if (v.skipped) { rows.push([`${m.model}`, name, 'skipped', '', '', '', clip(v.skipped, 70)]); continue; }
+          rows.push([m.model, name, v.latency_ms!, `${v.speedup!.toFixed(2)}x`, `${(v.size_bytes! / 1024).toFixed(0)} KiB`,
+            v.cosine!.toFixed(6), v.accuracy != null ? `${(v.accuracy * 100).toFixed(1)}%` : '']);
+        }
+      }
+      return table(['model', 'variant', 'median ms', 'speed-up', 'size', 'cosine', 'top-1'], rows) +
+        `\n(onnxruntime-node, 2 threads; latency input ${r.models.map((m) => `${m.model.split(' ')[0]} [${m.latency_input_shape}]`).join(', ')}; ` +
+        `top-1 on the ${r.models.find((m) => m.eval_samples)?.eval_samples ?? 0} held-out digits; python ${r.python})`;
+    },
+  },
+  {
+    name: 'calibration',
+    run: benchCalibration,
+    print: (r: CalibrationResult) => {
+      const rows = r.models.map((m) => {
+        const a = m.amax_from_histogram_ms;
+        return [`${m.model} (${m.batches} x [${m.batch_shape}], ${m.activation_quantizers} act. quantizers)`,
+          m.fp32_forward_ms, m.max_ms, `${m.max_ratio.toFixed(2)}x`, m.histogram_ms, `${m.histogram_ratio.toFixed(2)}x`,
+          `${fmt(a.entropy.median)} / ${fmt(a.percentile.median)} / ${fmt(a.mse.median)}`,
+          fmt(Math.max(a.entropy.max, a.percentile.max, a.mse.max))];
+      });
+      return table(['model', 'fp32 ms', 'max ms', 'ratio', 'hist ms', 'ratio', 'amax ms/quantizer ent/pct/mse', 'slowest'], rows) +
+        `\n(median of ${r.rounds} rounds, the three passes in turn; torch ${r.torch}, ${r.threads} threads, ${r.python}; ` +
+        'histogram pass = entropy, percentile and mse, which share it)';
+    },
+  },
 ];
+
+function clip(s: string, n: number): string {
+  return s.length > n ? `${s.slice(0, n - 3)}...` : s;
+}
 
 async function main(): Promise<number> {
   const only = process.argv.slice(2);
@@ -64,7 +103,7 @@ async function main(): Promise<number> {
   results.seconds = (Date.now() - started) / 1000;
   console.log('\n## targets\n');
   console.log(table(['section', 'target', 'measured', 'met'],
-    checks.map((c) => [c.section, c.target, c.value, c.met === null ? `no verdict: ${c.note ?? ''}` : c.met ? 'yes' : 'NO'])));
+    checks.map((c) => [c.section, c.target, c.value, c.met === null ? clip(`no verdict: ${c.note ?? ''}`, 90) : c.met ? 'yes' : 'NO'])));
   const out = path.join(repo, 'bench-results.json');
   writeJsonAtomic(out, results);
   console.log(`\nwrote ${path.relative(process.cwd(), out) || out} in ${results.seconds} s`);

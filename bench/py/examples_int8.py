@@ -38,6 +38,19 @@ REWRITES = {
         ("x = self.norm2(x + ffn)", "x = self.norm2(self.add1_residual_quantizer(x) + ffn)",
          ("EncoderLayer", ["add1_residual"])),
     ],
+    # bench/encoder: the BERT-base-sized encoder of the model-speed and calibration-cost benches.
+    "encoder": [
+        ("torch.matmul(q, k.transpose(-2, -1))",
+         "torch.matmul(self.matmul0_a_quantizer(q), self.matmul0_b_quantizer(k.transpose(-2, -1)))",
+         ("SelfAttention", ["matmul0_a", "matmul0_b"])),
+        ("torch.matmul(probs, v)", "torch.matmul(self.matmul1_a_quantizer(probs), self.matmul1_b_quantizer(v))",
+         ("SelfAttention", ["matmul1_a", "matmul1_b"])),
+        ("self.attention_norm(x + self.attention(x))",
+         "self.attention_norm(self.add0_residual_quantizer(x) + self.attention(x))",
+         ("EncoderLayer", ["add0_residual"])),
+        ("self.output_norm(x + ffn)", "self.output_norm(self.add1_residual_quantizer(x) + ffn)",
+         ("EncoderLayer", ["add1_residual"])),
+    ],
 }
 
 WEIGHTED = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
