@@ -14,7 +14,7 @@ export const SETTINGS_SCHEMA = {
     default: '',
     description:
       'Python interpreter that has PyTorch, used for calibration and export. Empty: the Python extension\'s ' +
-      'selected interpreter, then [tool.qdq] python in pyproject.toml, then the project\'s .venv, then python3 on PATH.',
+      'selected interpreter, else the first that can import torch of $VIRTUAL_ENV, $CONDA_PREFIX, python3/python on PATH, /usr/bin/python3.',
   },
   calibrationMethod: {
     type: 'enum',
