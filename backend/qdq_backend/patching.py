@@ -147,6 +147,10 @@ def restore(names: Optional[List[str]] = None) -> List[str]:
     return targets
 
 
+def _model_name(model: Any, sub: Any) -> str:
+    return type(sub).__name__ if sub is model else f"{type(sub).__name__} (in {type(model).__name__})"
+
+
 def check_model(model: Any) -> None:
     """Refuse a model whose patched code would not run: transformers picks the attention function from
     ``config._attn_implementation``, and only ``"eager"`` calls the module's own (patched, quantized)
@@ -162,7 +166,7 @@ def check_model(model: Any) -> None:
         if impl is not None and impl != "eager":
             raise QdqError(
                 "config",
-                f"{type(model).__name__} uses attn_implementation={impl!r}: with patch-modules only the eager "
+                f"{_model_name(model, sub)} uses attn_implementation={impl!r}: with patch-modules only the eager "
                 f"attention of {type(sub).__module__} is quantized, so its attention matmuls would stay float",
                 'build the model with attn_implementation="eager" in the factory, e.g. '
                 'BertModel(BertConfig(..., attn_implementation="eager")) or '

@@ -145,3 +145,34 @@ test('restore gives back the library classes and FP32 outputs identical to an un
   assert.match(sdpa.message, /attn_implementation='sdpa'/);
   assert.match(sdpa.hint, /attn_implementation="eager"/);
 });
+
+test('a patched model built with sdpa attention is refused at load with the eager fix, not exported float', { skip }, async () => {
+  const dir = copyProject(fixtureDir('bert'));
+  try {
+    const model = path.join(dir, 'model.py');
+    fs.writeFileSync(model, fs.readFileSync(model, 'utf8').replace('attn_implementation="eager"', 'attn_implementation="sdpa"'));
+    const run = await runQdq(['run', dir, '--python', PYTHON]);
+    assert.notEqual(run.code, 0);
+    assert.match(run.stderr, /BertModel \(in Encoder\) uses attn_implementation='sdpa'/);
+    assert.match(run.stderr, /attn_implementation="eager"/);
+    assert.doesNotMatch(run.stderr, /Traceback|\n\s+at /, 'no stack trace');
+    assert.equal(fs.existsSync(path.join(dir, 'qdq-out', 'model.int8.onnx')), false, 'nothing exported');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a module with nothing to quantize in patch-modules is a config error naming it', { skip }, async () => {
+  const dir = copyProject(fixtureDir('bert'));
+  try {
+    const toml = path.join(dir, 'pyproject.toml');
+    fs.writeFileSync(toml, fs.readFileSync(toml, 'utf8').replace('modeling_bert"', 'configuration_bert"'));
+    const run = await runQdq(['run', dir, '--python', PYTHON]);
+    assert.notEqual(run.code, 0);
+    assert.match(run.stderr, /transformers\.models\.bert\.configuration_bert: the quantize pass found nothing to quantize/);
+    assert.match(run.stderr, /patch the module that does/);
+    assert.doesNotMatch(run.stderr, /internal error|\n\s+at /);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
