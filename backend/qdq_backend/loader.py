@@ -479,7 +479,8 @@ def flatten_outputs(value: Any) -> List[torch.Tensor]:
     return []
 
 
-def load(params: Dict[str, Any], progress: Progress) -> Project:
+def load(params: Dict[str, Any], progress: Progress, check_cancel: Optional[Callable[[], None]] = None) -> Project:
+    check = check_cancel or (lambda: None)
     project_dir = params.get("project_dir")
     if not isinstance(project_dir, str) or not os.path.isdir(project_dir):
         raise QdqError("config", f"project_dir {project_dir!r} is not a directory",
@@ -511,6 +512,7 @@ def load(params: Dict[str, Any], progress: Progress) -> Project:
         patching.install(patches)
 
     factory, model_file = _resolve(params["model"], "model", project_dir, override, user_roots)
+    check()
     progress("load", 1, 3, "building the model")
     try:
         model = factory()
@@ -567,6 +569,7 @@ def load(params: Dict[str, Any], progress: Progress) -> Project:
         random_shapes=random_shapes,
     )
 
+    check()
     progress("load", 2, 3, "running the model once on the example inputs")
     saved = [(q.module, getattr(q.module, "calibrator", None)) for q in project.quantizers]
     try:

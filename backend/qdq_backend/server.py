@@ -173,7 +173,15 @@ def _initialize(server: Server, params: Dict[str, Any], ctx: Context) -> Dict[st
         onnx_version: Optional[str] = onnx.__version__
     except Exception:  # noqa: BLE001 - optional
         onnx_version = None
+    import importlib.util  # noqa: WPS433
+    import inspect  # noqa: WPS433
+
+    try:
+        has_dynamo_arg = "dynamo" in inspect.signature(torch.onnx.export).parameters
+    except (TypeError, ValueError):
+        has_dynamo_arg = False
     return {
+        "dynamo_exporter": bool(has_dynamo_arg and importlib.util.find_spec("onnxscript") is not None),
         "python": sys.executable,
         "python_version": platform.python_version(),
         "torch_version": torch.__version__,
@@ -192,7 +200,7 @@ def _load(server: Server, params: Dict[str, Any], ctx: Context) -> Dict[str, Any
     from . import loader  # noqa: WPS433
 
     server.project = None
-    project = loader.load(params, ctx.progress)
+    project = loader.load(params, ctx.progress, ctx.check_cancel)
     server.project = project
     return loader.loaded_result(project)
 
