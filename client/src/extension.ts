@@ -109,11 +109,14 @@ export async function activate(context: vscode.ExtensionContext): Promise<QdqExt
       return result;
     }
     if (!vscode.workspace.isTrusted) {
-      const pick = await vscode.window.showWarningMessage(
-        `QDQ: ${title} runs your model's Python code (to load, calibrate and export it), so it is disabled in an untrusted workspace. Diagnostics and quantize edits keep working. Trust this workspace to enable it.`,
-        'Manage Workspace Trust',
-      );
-      if (pick) await vscode.commands.executeCommand('workbench.trust.manage');
+      // Not awaited: the command answers at once (refused) and the message stays until the user acts.
+      void vscode.window
+        .showWarningMessage(
+          `QDQ: ${title} runs your model's Python code (to load, calibrate and export it), so it is disabled in an untrusted workspace. Diagnostics and quantize edits keep working. Trust this workspace to enable it.`,
+          'Manage Workspace Trust',
+        )
+        .then((pick) => (pick ? vscode.commands.executeCommand('workbench.trust.manage') : undefined));
+      log(`${command} refused: workspace not trusted`);
       return undefined;
     }
     return vscode.window.withProgress(

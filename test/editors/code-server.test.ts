@@ -49,6 +49,25 @@ describe('VS Code extension in code-server 4.100.3', { skip }, () => {
     assert.ok(results.stats.passes >= 7, `all suite tests ran: ${JSON.stringify(results.stats)}`);
   });
 
+  test('untrusted workspace: diagnostics yes, backend commands refused', { timeout: 300_000 }, async () => {
+    const results = path.join(artifacts, 'untrusted-results.json');
+    const untrusted = await startCodeServer(repoRoot, path.join(artifacts, 'state-untrusted'),
+      { QDQ_TEST_RESULTS: results, QDQ_TEST_SUITE: 'untrusted' }, { workspaceTrust: true });
+    const workspace = makeTestWorkspace(repoRoot, path.join(artifacts, 'ws-untrusted'));
+    const browser = await launchChromium();
+    try {
+      const page = await openWorkbench(browser, untrusted.url(workspace, repoRoot, path.join(repoRoot, 'out/test/editors/vscode/suite/index.js')), []);
+      await waitFor('the untrusted suite results', 240_000, () => fs.existsSync(results) && readSuiteResults(results));
+      await page.screenshot({ path: path.join(artifacts, 'untrusted.png') }).catch(() => undefined);
+    } finally {
+      await browser.close();
+      await untrusted.stop();
+    }
+    const parsed = readSuiteResults(results)!;
+    assert.deepEqual(parsed.failures.map((f) => `${f.fullTitle ?? f.title}: ${f.err?.message}`), [], `log: ${untrusted.log}`);
+    assert.equal(parsed.stats.passes, 1);
+  });
+
   test('real UI: lightbulb quick fix and a palette command change the file on disk', { timeout: 300_000 }, async () => {
     const workspace = makeTestWorkspace(repoRoot, path.join(artifacts, 'ws-ui'));
     const modelPath = path.join(workspace, 'model.py');

@@ -58,7 +58,7 @@ export interface CodeServer {
 }
 
 /** Starts code-server bound to 127.0.0.1 on a free port; every state folder lives under `stateDir`. */
-export async function startCodeServer(repoRoot: string, stateDir: string, env: NodeJS.ProcessEnv = {}): Promise<CodeServer> {
+export async function startCodeServer(repoRoot: string, stateDir: string, env: NodeJS.ProcessEnv = {}, opts: { workspaceTrust?: boolean } = {}): Promise<CodeServer> {
   const port = await freePort();
   const userData = path.join(stateDir, 'user-data');
   const extensions = path.join(stateDir, 'extensions');
@@ -66,11 +66,12 @@ export async function startCodeServer(repoRoot: string, stateDir: string, env: N
   fs.mkdirSync(extensions, { recursive: true });
   const config = path.join(stateDir, 'config.yaml');
   fs.writeFileSync(config, `bind-addr: 127.0.0.1:${port}\nauth: none\ncert: false\n`);
-  // Trust is granted up front: the test workspace is a fresh copy of a bundled example. Without this the
-  // backend commands are (correctly) refused.
+  // Trust is granted up front (the test workspace is a fresh copy of a bundled example), unless the test is
+  // about restricted mode: then every folder opens untrusted.
+  const trust = opts.workspaceTrust === true;
   fs.writeFileSync(
     path.join(userData, 'User', 'settings.json'),
-    JSON.stringify({ 'security.workspace.trust.enabled': false, 'workbench.startupEditor': 'none', 'telemetry.telemetryLevel': 'off', 'extensions.autoCheckUpdates': false, 'extensions.autoUpdate': false, 'git.enabled': false, 'git.openRepositoryInParentFolders': 'never' }, null, 2),
+    JSON.stringify({ 'security.workspace.trust.enabled': trust, 'security.workspace.trust.startupPrompt': 'never', 'security.workspace.trust.untrustedFiles': 'open', 'workbench.startupEditor': 'none', 'telemetry.telemetryLevel': 'off', 'extensions.autoCheckUpdates': false, 'extensions.autoUpdate': false, 'git.enabled': false, 'git.openRepositoryInParentFolders': 'never' }, null, 2),
   );
   const log = path.join(stateDir, 'code-server.log');
   const out = fs.openSync(log, 'w');
@@ -78,7 +79,7 @@ export async function startCodeServer(repoRoot: string, stateDir: string, env: N
     process.execPath,
     [codeServerEntry(repoRoot), '--config', config, '--user-data-dir', userData, '--extensions-dir', extensions,
       '--bind-addr', `127.0.0.1:${port}`, '--auth', 'none', '--disable-telemetry', '--disable-update-check',
-      '--disable-workspace-trust', '--disable-getting-started-override'],
+      ...(trust ? [] : ['--disable-workspace-trust']), '--disable-getting-started-override'],
     { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ['ignore', out, out], detached: false },
   );
   fs.closeSync(out);

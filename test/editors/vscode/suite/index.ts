@@ -19,7 +19,8 @@ export async function run(): Promise<void> {
   fs.mkdirSync(path.dirname(out), { recursive: true });
   fs.rmSync(out, { force: true });
   const mocha = new Mocha({ ui: 'tdd', timeout: 600_000, reporter: 'json', reporterOptions: { output: out } });
-  mocha.addFile(path.join(__dirname, 'qdq.suite.js'));
+  // QDQ_TEST_SUITE=untrusted runs the restricted-mode checks (the workspace must be opened untrusted).
+  mocha.addFile(path.join(__dirname, process.env.QDQ_TEST_SUITE === 'untrusted' ? 'untrusted.suite.js' : 'qdq.suite.js'));
   await new Promise<void>((resolve, reject) => {
     try {
       mocha.run((failures) => (failures > 0 ? reject(new Error(`${failures} extension-host tests failed (see ${out})`)) : resolve()));
