@@ -139,3 +139,23 @@ test('trtCheck with the real TensorRT matrix: a QDQ CNN passes, DynamicQuantizeL
   const ops = trtCheck(m).unsupported.map((u) => u.op);
   assert.ok(ops.includes('MatMulInteger') || ops.includes('DynamicQuantizeLinear'), ops.join(','));
 });
+
+test('ort-cpu post-processing: weight Transposes folded, MatMul outputs quantized, one DQ per reader, same results', { skip }, async () => {
+  const src = path.join(dir, 'qdq_linear3d.onnx');
+  const m = readModel(src);
+  foldWeights(m);
+  const { optimizeForOrtCpu } = await import('../../server/src/onnx/ortCpu');
+  const r = optimizeForOrtCpu(m);
+  assert.equal(r.transposesFolded, 2, JSON.stringify(r));
+  assert.equal(r.outputsQuantized, 2);
+  const idx = new Map(m.graph.node.flatMap((n) => n.output.map((o) => [o, n] as const)));
+  for (const mm of m.graph.node.filter((n) => n.op_type === 'MatMul')) {
+    assert.deepEqual(mm.input.map((i) => idx.get(i)?.op_type), ['DequantizeLinear', 'DequantizeLinear'], 'DQ feeds the MatMul directly');
+    assert.equal(m.graph.node.filter((n) => n.input.includes(mm.output[0]))[0].op_type, 'QuantizeLinear');
+  }
+  assert.equal(qdqStats(m).unquantized_weighted_ops.length, 0);
+  const out = path.join(dir, 'qdq_linear3d_ort.onnx');
+  writeModel(m, out);
+  const v = await verifyModels(src, out, batchesFor([2, 6, 32]), { latencyRuns: 1, warmup: 0 });
+  assert.ok(v.cosine_min > 0.999, `cosine ${v.cosine_min}`);
+});
