@@ -2,6 +2,7 @@
 // matches in document order with a stack of enclosing classes/functions. Pure: tree + text in, data out.
 import type { SyntaxNode, Tree } from './parser';
 import { LineIndex } from './parser';
+import type { QueryMatch } from 'tree-sitter';
 import { modelQuery } from './queries';
 import { CONTAINERS, POOL_FUNCTIONS, canonicalName, emptyImports, isLayerCtor, layerKind, scanImports } from './canonical';
 import type { DeclaredQuantizer, FunctionInfo, ImportInfo, Layer, ModelIndex, ModuleClass, Op, OpKind, Position, Range, Span } from './types';
@@ -108,11 +109,10 @@ export function detectEol(text: string): '\n' | '\r\n' {
   return nl > 0 && text.charCodeAt(nl - 1) === 13 ? '\r\n' : '\n';
 }
 
-function indexSegment(segNode: SyntaxNode, start: number, segEnd: number, row: number, text: string, imports: ImportInfo, fnNames: Set<string>, key: string): Segment {
+function indexSegment(matches: QueryMatch[], start: number, segEnd: number, row: number, text: string, imports: ImportInfo, fnNames: Set<string>, key: string): Segment {
   lines = new SegmentLines(text, start, segEnd, row, start - lineStartOf(text, start));
   const canon = (n: SyntaxNode | null): string => (n && (n.type === 'attribute' || n.type === 'identifier') ? canonicalName(n.text, imports) : '');
 
-  const matches = modelQuery().matches(segNode);
   const containers: Item[] = [];
   const items: Item[] = [];
   for (const m of matches) {
@@ -745,13 +745,14 @@ function build(tree: Tree, text: string, eol: '\n' | '\r\n', previous?: ModelInd
   const prevCache = previous ? (previous as unknown as Record<symbol, SegmentCache | undefined>)[CACHE] : undefined;
   const reusable = prevCache && prevCache.globalKey === globalKey ? prevCache.segments : undefined;
 
-  const segments: Segment[] = [];
-  const nextCache = new Map<string, Segment[]>();
+  const segments: (Segment | undefined)[] = [];
+  const todo: { slot: number; child: SyntaxNode; start: number; end: number; segEnd: number; row: number; key: string; matches: QueryMatch[] }[] = [];
   for (let i = 0; i < children.length; i++) {
     const child = children[i];
     const start = starts[i];
     if (NO_CALLS_START.test(text.slice(start, start + 7))) continue;
-    const segEnd = lineEndAfter(text, child.endIndex);
+    const end = child.endIndex;
+    const segEnd = lineEndAfter(text, end);
     const key = text.slice(start, segEnd);
     const row = fastRow(child);
     let seg: Segment | undefined;
@@ -762,13 +763,28 @@ function build(tree: Tree, text: string, eol: '\n' | '\r\n', previous?: ModelInd
       if (old.start === start && old.startRow === row) seg = old;
       else if (col0 === 0 && old.col0 === 0) seg = shiftSegment(old, start - old.start, row - old.startRow);
     }
-    if (!seg) seg = indexSegment(child, start, segEnd, row, text, imports, fnNames, key);
+    if (!seg) todo.push({ slot: segments.length, child, start, end, segEnd, row, key, matches: [] });
     segments.push(seg);
-    const list = nextCache.get(key);
-    if (list) list.push(seg);
-    else nextCache.set(key, [seg]);
   }
-
+  // Few statements to (re)index: query each; many: one query over the whole tree, matches dealt out by position.
+  if (todo.length > 4) {
+    let ti = 0;
+    for (const m of modelQuery().matches(root)) {
+      const at = fastStart(m.captures[0].node);
+      while (ti < todo.length && todo[ti].end <= at) ti++;
+      if (ti < todo.length && todo[ti].start <= at) todo[ti].matches.push(m);
+      else if (ti > 0 && todo[ti - 1].start <= at && at < todo[ti - 1].end) todo[ti - 1].matches.push(m);
+    }
+  } else {
+    for (const t of todo) t.matches = modelQuery().matches(t.child);
+  }
+  for (const t of todo) segments[t.slot] = indexSegment(t.matches, t.start, t.segEnd, t.row, text, imports, fnNames, t.key);
+  const nextCache = new Map<string, Segment[]>();
+  for (const seg of segments as Segment[]) {
+    const list = nextCache.get(seg.key);
+    if (list) list.push(seg);
+    else nextCache.set(seg.key, [seg]);
+  }
   // Assemble fresh top-level objects (segments stay untouched so they can be reused next time).
   const classes: ModuleClass[] = [];
   const classBases = new Map<ModuleClass, string[]>();
@@ -779,7 +795,7 @@ function build(tree: Tree, text: string, eol: '\n' | '\r\n', previous?: ModelInd
   const topLevelLayers: Layer[] = [];
   const segClasses: ModuleClass[][] = [];
   const segFunctions: FunctionInfo[][] = [];
-  for (const seg of segments) {
+  for (const seg of segments as Segment[]) {
     const cs: ModuleClass[] = [];
     for (const rec of seg.classes) {
       const cls: ModuleClass = { ...rec.cls, isModule: false, layers: rec.cls.layers.slice(), delegates: [] };
@@ -834,7 +850,7 @@ function build(tree: Tree, text: string, eol: '\n' | '\r\n', previous?: ModelInd
   // Layers built by module-level helper functions (torchvision's conv3x3/conv1x1).
   const fnByName = new Map<string, FunctionInfo>();
   for (const f of functions) if (!fnByName.has(f.name)) fnByName.set(f.name, f);
-  segments.forEach((seg, si) => {
+  (segments as Segment[]).forEach((seg, si) => {
     for (const hc of seg.helperCalls) {
       const helper = fnByName.get(hc.name);
       if (!helper || !helper.returnsLayer || !helper.returnedCtor) continue;
