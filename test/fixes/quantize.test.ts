@@ -157,3 +157,20 @@ test('helperFileText and helperFileEdit', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('site removal of one op and site re-insertion give back the file-scope result', () => {
+  const input = fs.readFileSync(path.join(GOLDEN, 'attention_ops', 'input.py'), 'utf8');
+  const full = quantizeFile(input).text;
+  const at = full.indexOf('out = self.matmul1_a_quantizer(probs)');
+  const removed = unquantizeFile(full, { kind: 'site', offset: at });
+  assert.match(removed.text, /out = probs @ v/);
+  assert.doesNotMatch(removed.text, /matmul1_a_quantizer/);
+  assert.match(removed.text, /self\.bmm0_a_quantizer = qdq_quant\.TensorQuantizer\(\)/);
+  assert.equal(parsePython(removed.text).rootNode.hasError, false);
+  const back = quantizeFile(removed.text, { scope: { kind: 'site', offset: removed.text.indexOf('out = probs @ v') } });
+  assert.match(back.text, /out = self\.matmul1_a_quantizer\(probs\) @ self\.matmul1_b_quantizer\(v\)/);
+  assert.equal(unquantizeFile(back.text).text, input);
+  // keepFloat on an op line removes that op's quantizers
+  const kept = keepFloat(full, at);
+  assert.equal(kept.text, removed.text);
+});

@@ -175,6 +175,7 @@ export function canonicalName(dotted: string, info: ImportInfo): string {
   const rest = dotted.slice(dot + 1);
   if (info.nn.includes(head)) {
     if (rest.startsWith('functional.')) return 'F.' + rest.slice(11);
+    if (rest.startsWith('modules.')) return 'nn.' + rest.slice(rest.lastIndexOf('.') + 1);
     return 'nn.' + rest;
   }
   if (info.functional.includes(head)) return 'F.' + rest;
