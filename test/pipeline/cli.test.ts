@@ -54,7 +54,7 @@ test('the final table shows FP32, static and dynamic INT8 side by side', () => {
     method: 'max', percentile: null, batches_seen: 4, calibration_data_kind: 'user', target: 'tensorrt', exporter: 'torchscript', opset: 13,
     files: {}, quantizers: [{ name: 'fc.input_quantizer', axis: null }, { name: 'fc.weight_quantizer', axis: 0 }], qdq_pairs: 2, weighted_ops: 1,
     unquantized_weighted_ops: [], tensorrt_unsupported_ops: [], tensorrt_checked: true, outputs: [], cosine_min: 0.9991, max_abs_diff: 0.02,
-    top1_agreement: 1, accuracy: { fp32: 0.98, int8: 0.975 }, latency_ms: { fp32: 2, int8: 1 }, size_bytes: { fp32: 4e6, int8: 1e6 }, eval_samples: 8,
+    top1_agreement: 1, accuracy: { fp32: 0.98, int8: 0.975 }, latency_ms: { fp32: 2, int8: 1 }, latency_input_shape: [8, 3], size_bytes: { fp32: 4e6, int8: 1e6 }, eval_samples: 8,
     dynamic: { file: 'd', quantized_ops: 1, skipped_ops: [], cosine_min: 0.9999, max_abs_diff: 0.01, top1_agreement: 1, accuracy: { fp32: 0.98, int8: 0.98 },
       latency_ms: { fp32: 2, int8: 0.8 }, size_bytes: { fp32: 4e6, int8: 1.1e6 } }, notes: ['a note'],
   }, 'run');

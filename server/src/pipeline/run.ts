@@ -67,6 +67,8 @@ export interface Report {
   top1_agreement: number | null;
   accuracy: { fp32: number; int8: number } | null;
   latency_ms: { fp32: number; int8: number } | null;
+  /** Shape of the input the latencies were measured on (the first evaluation batch). */
+  latency_input_shape: number[] | null;
   size_bytes: { fp32: number; int8: number } | null;
   eval_samples: number | null;
   dynamic?: {
@@ -220,7 +222,7 @@ export async function runPipeline(opts: PipelineOptions, onProgress: (p: Pipelin
       files: { ...quantized.files, calibration: calib.calibration_file },
       quantizers: quantizers.map(summarizeQuantizer),
       qdq_pairs: null, weighted_ops: null, unquantized_weighted_ops: [], tensorrt_unsupported_ops: [], tensorrt_checked: false,
-      outputs: [], cosine_min: null, max_abs_diff: null, top1_agreement: null, accuracy: null, latency_ms: null,
+      outputs: [], cosine_min: null, max_abs_diff: null, top1_agreement: null, accuracy: null, latency_ms: null, latency_input_shape: null,
       size_bytes: null, eval_samples: null, notes,
     };
     if (wantExport) {
@@ -282,7 +284,7 @@ export async function runPipeline(opts: PipelineOptions, onProgress: (p: Pipelin
           Object.assign(report, {
             outputs: v.outputs, cosine_min: v.cosine_min, max_abs_diff: v.max_abs_diff, top1_agreement: v.top1_agreement,
             accuracy: v.accuracy, latency_ms: { fp32: v.latency_ms.fp32, int8: v.latency_ms.int8 }, size_bytes: v.sizes_bytes,
-            eval_samples: v.samples,
+            latency_input_shape: v.latency_ms.batch_shape, eval_samples: v.samples,
           });
           done++;
           cancel.throwIfCancelled();
