@@ -174,3 +174,15 @@ test('site removal of one op and site re-insertion give back the file-scope resu
   const kept = keepFloat(full, at);
   assert.equal(kept.text, removed.text);
 });
+
+test('keepFloat at a call site of a quantized helper moves quantization to the other call sites', () => {
+  const input = fs.readFileSync(path.join(GOLDEN, 'resnet_basic_block', 'input.py'), 'utf8');
+  const q = quantizeFile(input).text;
+  const k = keepFloat(q, q.indexOf('self.conv1 = conv3x3'));
+  assert.match(k.text, /self\.conv1 = qdq_quant\.keep_float\(conv3x3\(inplanes, planes, stride\)\)/);
+  assert.match(k.text, /self\.conv2 = qdq_quant\.quant\(conv3x3\(planes, planes\)\)/);
+  assert.match(k.text, /return nn\.Conv2d\(in_planes, out_planes, kernel_size=3/);
+  assert.equal(parsePython(k.text).rootNode.hasError, false);
+  assert.equal(quantizeFile(k.text).text, k.text, 'quantizing again keeps the keep_float decision');
+  assert.equal(unquantizeFile(k.text).text, input);
+});

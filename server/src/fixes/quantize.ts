@@ -460,6 +460,24 @@ function keepFloatImpl(text: string, offset: number): FixResult {
     edits.push({ start: layer.callSpan.end, end: layer.callSpan.end, text: ')' });
     if (index.imports.qdqImportLine === undefined && !IMPORTS_QDQ.test(text)) edits.push(importEdit(a, index.imports.usesRelativeImports));
   }
+  // A call site of a helper whose body is quantized (conv3x3 returning qdq_quant.quant(nn.Conv2d(...))):
+  // quantize the helper's other call sites instead of its body, as quantizeFile does for such helpers,
+  // so this one really stays float.
+  if (layer.inHelper) {
+    const helper = index.functions.find((f) => f.name === layer.inHelper);
+    const body = helper?.layers.filter((l) => !l.inHelper && l.wrapped === 'quant' && l.wrapperSpan) ?? [];
+    if (body.length) {
+      for (const l of body) {
+        edits.push({ start: l.wrapperSpan!.start, end: l.callSpan.start, text: '' });
+        edits.push({ start: l.callSpan.end, end: l.wrapperSpan!.end, text: '' });
+      }
+      for (const l of all) {
+        if (l.inHelper !== layer.inHelper || l.wrapped || l.callSpan.start === layer.callSpan.start) continue;
+        edits.push({ start: l.callSpan.start, end: l.callSpan.start, text: QUANT_CALL + '(' });
+        edits.push({ start: l.callSpan.end, end: l.callSpan.end, text: ')' });
+      }
+    }
+  }
   const r = finish(a, edits);
   return { text: r.text, edits: r.edits };
 }
