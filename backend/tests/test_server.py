@@ -294,3 +294,34 @@ def test_rpc_error_carries_kind(backend, project):
     with pytest.raises(RpcError) as info:
         backend.call("load", {"project_dir": project, "model": "model.py"})
     assert info.value.kind == "config"
+
+
+def test_patch_modules_quantizes_a_library_in_memory(backend, project):
+    # a "library" the model file imports; the pipeline sends its quantized source as patch_modules
+    lib = os.path.join(project, "fakelib_d2")
+    os.mkdir(lib)
+    original = ("import torch.nn as nn\n\n\nclass Head(nn.Module):\n    def __init__(self):\n"
+                "        super().__init__()\n        self.fc = nn.Linear(4, 3)\n\n"
+                "    def forward(self, x):\n        return self.fc(x)\n")
+    with open(os.path.join(lib, "__init__.py"), "w", encoding="utf-8") as handle:
+        handle.write(original)
+    with open(os.path.join(project, "uselib.py"), "w", encoding="utf-8") as handle:
+        handle.write("import fakelib_d2\n\n\ndef build():\n    return fakelib_d2.Head()\n")
+    source = backend.call("module_source", {"module": "fakelib_d2"})
+    assert source["source"] == original
+    patched = original.replace("import torch.nn as nn\n", "import torch.nn as nn\nimport qdq_quant  # qdq\n") \
+        .replace("nn.Linear(4, 3)", "qdq_quant.quant(nn.Linear(4, 3))")
+    result = backend.call("load", {"project_dir": project, "model": "uselib.py:build", "input_shapes": [[2, 4]],
+                                   "patch_modules": [{"module": "fakelib_d2", "source": patched}]})
+    qs = _by_name(result["quantizers"])
+    assert qs["fc.input_quantizer"]["site"]["cls"] == "Head"
+    assert qs["fc.input_quantizer"]["site"]["file"] == os.path.join(lib, "__init__.py")
+    out_dir = os.path.join(project, "out")
+    backend.call("calibrate", {"method": "max", "batches": 2, "out_dir": out_dir})
+    exported = backend.call("export", {"out_dir": out_dir, "opset": 13, "dynamic_batch": False, "target": "tensorrt"})
+    assert exported["quantizer_calls"] == 2
+    assert backend.call("restore_modules") == {"restored": ["fakelib_d2"]}
+    with open(os.path.join(lib, "__init__.py"), encoding="utf-8") as handle:
+        assert handle.read() == original  # patched in memory only
+    result = backend.call("load", {"project_dir": project, "model": "uselib.py:build", "input_shapes": [[2, 4]]})
+    assert result["quantizers"] == []
