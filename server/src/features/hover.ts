@@ -112,7 +112,9 @@ function calibrationLines(sites: SiteCalibration[]): string[] {
 
 // The TensorRT knowledge base (server/src/knowledge) is optional for a hover: without it, or when it fails on an
 // odd name, the hover still shows the ONNX op and the quantization state.
-type KnowledgeModule = { describeForHover?: (subject: string) => string | undefined | null };
+type KnowledgeModule = {
+  describeForHover?: ((subject: string) => string | undefined | null) & ((kind: 'layer' | 'op', name: string) => { onnxOps: string[] } | undefined);
+};
 let knowledgeModule: KnowledgeModule | null | undefined;
 function knowledge(): KnowledgeModule | null {
   if (knowledgeModule === undefined) {
@@ -124,6 +126,16 @@ function knowledge(): KnowledgeModule | null {
     }
   }
   return knowledgeModule;
+}
+
+/** ONNX ops from the knowledge base's PyTorch -> ONNX table, when it knows the layer or op. */
+function knowledgeOnnx(kind: 'layer' | 'op', name: string): string | undefined {
+  try {
+    const found = knowledge()?.describeForHover?.(kind, name) as { onnxOps?: string[] } | undefined;
+    return found?.onnxOps?.length ? found.onnxOps.join(', ') : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function knowledgeLines(subject: string): string[] {
@@ -141,7 +153,8 @@ export function hoverMarkdown(target: HoverTarget, file: string, store: Calibrat
     const { layer, owner } = target;
     const where = owner ? `${owner.name}${layer.attr ? '.' + layer.attr : ''}` : target.func ? `${target.func.name}()` : '';
     lines.push(`**${layer.ctor}**${where ? ` — \`${where}\`` : ''}`);
-    lines.push(`ONNX: ${LAYER_ONNX[layer.ctor] ?? 'see the operator table'}`);
+    const onnx = LAYER_ONNX[layer.ctor] ?? knowledgeOnnx('layer', layer.ctor);
+    if (onnx) lines.push(`ONNX: ${onnx}`);
     lines.push('', quantSchemeOfLayer(layer));
     lines.push(...knowledgeLines(layer.ctor));
     const p = owner ? layerPath(owner, layer, text) : undefined;
@@ -149,7 +162,7 @@ export function hoverMarkdown(target: HoverTarget, file: string, store: Calibrat
   } else if (target.kind === 'op') {
     const { op, owner } = target;
     lines.push(`**${op.callee}** (${op.kind}) in \`${owner ? owner.name + '.' : ''}${op.method}\``);
-    const onnx = OP_ONNX[op.kind];
+    const onnx = OP_ONNX[op.kind] ?? knowledgeOnnx('op', op.callee);
     if (onnx) lines.push(`ONNX: ${onnx}`);
     const scheme = quantSchemeOfOp(op);
     if (scheme) lines.push('', scheme);
