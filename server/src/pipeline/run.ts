@@ -7,6 +7,7 @@ import { findInterpreter, Interpreter } from './interpreter';
 import { BackendClient, defaultBackendDir, ProgressEvent } from './backendClient';
 import { QdqError, CancelToken, asQdqError } from './errors';
 import { writeFileAtomic } from '../onnx/atomic';
+import { quantizeFile } from '../fixes';
 import { readModel, writeModel } from '../onnx/model';
 import { foldWeights } from '../onnx/foldWeights';
 import { quantizeDynamic } from '../onnx/dynamic';
@@ -81,20 +82,6 @@ export interface Report {
 
 export interface PipelineResult { report: Report; reportPath: string; config: QdqConfig; outDir: string }
 
-interface FixesModule {
-  quantizeFile(text: string, opts?: Record<string, unknown>): { text: string; helperNeeded?: boolean };
-  applyTrtFixes?(text: string): { text: string; applied?: string[] };
-}
-
-function loadFixes(): FixesModule {
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
-    const m = require('../fixes') as Partial<FixesModule>;
-    if (typeof m.quantizeFile === 'function') return m as FixesModule;
-  } catch { /* reported below */ }
-  throw new QdqError('internal', 'the quantize pass (server/src/fixes) is not built', 'run `npx tsc -p .` in the qdq checkout');
-}
-
 function splitSpec(spec: string): { file: string; fn: string } {
   const i = spec.lastIndexOf(':');
   return { file: spec.slice(0, i), fn: spec.slice(i + 1) };
@@ -116,9 +103,8 @@ function quantizeModelSource(projectDir: string, cfg: QdqConfig, outDir: string,
     throw new QdqError('config', `[tool.qdq] model names ${file}, which does not exist in ${projectDir}`,
       'set model = "path/to/file.py:factory" relative to pyproject.toml');
   }
-  const fixes = loadFixes();
   const relativeImport = /^\s*from\s+\.+[\w.]*\s+import\s/m.test(original);
-  const q = fixes.quantizeFile(original, { scope: { kind: 'file' }, relativeImport });
+  const q = quantizeFile(original, { scope: { kind: 'file' }, relativeImport });
   const files: Record<string, string> = {};
   const helperSrc = path.join(defaultBackendDir(), 'qdq_backend', 'qdq_quant.py');
   if (write) {
@@ -188,12 +174,17 @@ export async function runPipeline(opts: PipelineOptions, onProgress: (p: Pipelin
     await call('initialize', {});
     const patchModules: { module: string; source: string }[] = [];
     if (cfg.patchModules.length) {
+      // The same passes a user's own file gets (TensorRT fixes, then quantize), checked against what the
+      // library module is known to contain (server/src/library/patch.ts).
+      const { libraryPatchOrConfigError } = await import('../library/patch');
+      const applied: string[] = [];
       for (const module of cfg.patchModules) {
         const src = await call<{ module: string; file: string; source: string }>('module_source', { module });
-        // One path for library code: the same passes (and checks) as `qdq quantize --module` (server/src/library).
-        patchModules.push({ module, source: libraryPatchOrConfigError(module, src.source).text });
+        const patch = libraryPatchOrConfigError(module, src.source);
+        patchModules.push({ module, source: patch.text });
+        applied.push(...patch.fixes);
       }
-      notes.push(`patched in memory: ${cfg.patchModules.join(', ')}`);
+      notes.push(`patched in memory: ${cfg.patchModules.join(', ')}${applied.length ? ` (TensorRT fixes: ${applied.join('; ')})` : ''}`);
     }
     onProgress({ step: 'load', done: 0, total: null, message: `loading ${cfg.model}` });
     const loaded = await call<any>('load', {
