@@ -5,16 +5,18 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { LanguageClient, LanguageClientOptions, ServerOptions } from 'vscode-languageclient/lib/node/main';
-import type { WorkDoneProgressBegin, WorkDoneProgressReport } from 'vscode-languageserver-protocol/lib/common/api';
-import type * as LanguageClientModule from 'vscode-languageclient/lib/node/main';
-import type * as ProtocolModule from 'vscode-languageserver-protocol/lib/common/api';
-import type * as JsonRpcModule from 'vscode-jsonrpc/lib/common/api';
-// tsconfig resolves modules the node10 way, which ignores package.json "exports"; the types come from the
-// file above and the code from the exported subpath (a deep require of lib/ is refused by Node).
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const lc: typeof LanguageClientModule & typeof ProtocolModule & typeof JsonRpcModule = require('vscode-languageclient/node');
-const { ExecuteCommandRequest, ResponseError, State, TransportKind, WorkDoneProgress } = lc;
+import {
+  ExecuteCommandRequest,
+  LanguageClient,
+  type LanguageClientOptions,
+  ResponseError,
+  type ServerOptions,
+  State,
+  TransportKind,
+  WorkDoneProgress,
+  type WorkDoneProgressBegin,
+  type WorkDoneProgressReport,
+} from 'vscode-languageclient/node';
 import {
   BackendStatusNotification,
   CalibrationUpdatedNotification,
@@ -89,7 +91,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<QdqExt
     },
   };
 
-  client = new lc.LanguageClient('qdq', 'QDQ Language Server', serverOptions, clientOptions);
+  client = new LanguageClient('qdq', 'QDQ Language Server', serverOptions, clientOptions);
   client.onDidChangeState((e: { oldState: number; newState: number }) => {
     log(`language server ${State[e.oldState]} -> ${State[e.newState]}`);
     if (e.newState === State.Stopped) status.update({ state: 'error', message: 'language server stopped (see the QDQ output)' });
