@@ -7,6 +7,7 @@ import { parsePython } from '../../server/src/analysis/parser';
 import { buildModelIndex } from '../../server/src/analysis/model';
 import { allRules, runRuleStrict, runRules } from '../../server/src/rules';
 import { applyTrtFixes } from '../../server/src/fixes/trtFixes';
+import { spawnSync } from 'child_process';
 
 function everyRuleStrict(text: string): number {
   const tree = parsePython(text);
@@ -114,5 +115,28 @@ describe('real third-party model sources', () => {
     const tree = parsePython(text);
     const codes = new Set(runRules(buildModelIndex(tree, text), tree, text, {}).map((d) => d.code));
     assert.ok(codes.has('TRT004') || codes.has('TRT005'), [...codes].join(','));
+  });
+});
+
+describe('HF transformers RoBERTa (installed copy)', () => {
+  const probe = spawnSync('python3', ['-c', 'import importlib.util as u; s = u.find_spec("transformers"); print(s.submodule_search_locations[0] if s else "")'], { encoding: 'utf8' });
+  const root = probe.status === 0 ? probe.stdout.trim() : '';
+  const file = root ? path.join(root, 'models', 'roberta', 'modeling_roberta.py') : '';
+  const present = !!file && fs.existsSync(file);
+  it('flags create_position_ids_from_input_ids and patches only its .int() to .float()', { skip: present ? false : 'transformers is not installed for python3' }, () => {
+    const text = fs.readFileSync(file, 'utf8');
+    const tree = parsePython(text);
+    const ds = runRules(buildModelIndex(tree, text), tree, text, {}).filter((d) => d.code === 'TRT001');
+    assert.equal(ds.length, 1);
+    const r = applyTrtFixes(text);
+    assert.equal(r.applied.length, 1);
+    const before = text.split('\n');
+    const after = r.text.split('\n');
+    const changed = before.map((l, i) => (l !== after[i] ? i : -1)).filter((i) => i >= 0);
+    assert.equal(changed.length, 1);
+    assert.match(before[changed[0]], /mask = input_ids\.ne\(padding_idx\)\.int\(\)/);
+    assert.equal(after[changed[0]], before[changed[0]].replace('.int()', '.float()'));
+    const ast = spawnSync('python3', ['-c', 'import ast,sys; ast.parse(sys.stdin.read())'], { input: r.text, encoding: 'utf8' });
+    assert.equal(ast.status, 0, ast.stderr);
   });
 });
