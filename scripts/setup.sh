@@ -33,4 +33,7 @@ if [ ! -d node_modules/tree-sitter ] || [ package-lock.json -nt node_modules/.pa
 fi
 log "build"
 npx tsc -p .
+
+log "code-server 4.100.3 for the editor tests"
+bash test/editors/code-server/install.sh || log "code-server install failed: test/editors/code-server.test.ts will skip and say why"
 log "done"
