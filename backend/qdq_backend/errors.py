@@ -59,10 +59,28 @@ def _library_dirs() -> List[str]:
     return dirs
 
 
+def is_library_path(path: str) -> bool:
+    """Installed code: site-packages / dist-packages, or the interpreter's own tree (a venv inside the project too)."""
+    parts = os.path.abspath(path).split(os.sep)
+    if "site-packages" in parts or "dist-packages" in parts:
+        return True
+    full = os.path.abspath(path)
+    for prefix in {sys.prefix, sys.base_prefix, sys.exec_prefix}:
+        for lib in ("lib", "lib64"):
+            # the standard library (a conda env inside the project has it there); not all of the prefix,
+            # as projects often live under it (/usr/src/app in containers)
+            root = os.path.join(os.path.abspath(prefix), lib) + os.sep
+            if full.startswith(root):
+                return True
+    return False
+
+
 def _is_user_frame(filename: str, user_roots: Iterable[str], library_dirs: List[str]) -> bool:
     if filename.startswith("<"):
         return False
     path = os.path.abspath(filename)
+    if is_library_path(path) or path.startswith(_BACKEND_DIR + os.sep):
+        return False
     roots = [os.path.abspath(r) for r in user_roots if r]
     if any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots):
         # the project's own qdq_quant.py helper is ours, not the user's

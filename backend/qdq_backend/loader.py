@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import torch
 from torch import nn
 
-from .errors import QdqError, describe, is_oom, last_user_frame, looks_like_shape_error, oom_error, user_traceback
+from .errors import QdqError, describe, is_library_path, is_oom, last_user_frame, looks_like_shape_error, oom_error, user_traceback
 
 Progress = Callable[[str, int, Optional[int], str], None]
 Inputs = Tuple[torch.Tensor, ...]
@@ -234,7 +234,8 @@ def _forget_project_modules(project_dir: str) -> None:
     root = os.path.abspath(project_dir).rstrip(os.sep) + os.sep
     for name, module in list(sys.modules.items()):
         filename = getattr(module, "__file__", None)
-        if filename and os.path.abspath(filename).startswith(root):
+        # never a library, even one installed in a venv inside the project: re-importing torch breaks it
+        if filename and os.path.abspath(filename).startswith(root) and not is_library_path(filename):
             del sys.modules[name]
     # the helper, wherever it was served from before (a project's copy or the backend's own as an alias)
     for name in list(sys.modules):

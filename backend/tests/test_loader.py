@@ -154,3 +154,19 @@ def test_user_traceback_keeps_only_user_frames(tmp_path):
     except ValueError as exc:
         text = user_traceback(exc, [str(tmp_path)])
     assert "user_mod.py" in text and "json/decoder.py" not in text and "JSONDecodeError" in text
+
+
+def test_reload_keeps_libraries_installed_inside_the_project(tmp_path):
+    # a virtualenv inside the project: its packages must not be re-imported on the next load (torch would break)
+    site = tmp_path / ".venv" / "lib" / "python3" / "site-packages"
+    (site / "fakepkg_d2").mkdir(parents=True)
+    (site / "fakepkg_d2" / "__init__.py").write_text("WIDTH = 3\n")
+    sys.path.insert(0, str(site))
+    (tmp_path / "m.py").write_text(
+        "import torch.nn as nn\nimport fakepkg_d2\n\n\ndef build():\n    return nn.Linear(fakepkg_d2.WIDTH, 2)\n")
+    params = {"project_dir": str(tmp_path), "model": "m.py:build", "input_shapes": [[1, 3]]}
+    loader.load(params, lambda *a: None)
+    library, model_module = sys.modules["fakepkg_d2"], sys.modules["m"]
+    loader.load(params, lambda *a: None)
+    assert sys.modules["fakepkg_d2"] is library  # kept
+    assert sys.modules["m"] is not model_module  # the project's own file is imported afresh
