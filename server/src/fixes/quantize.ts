@@ -248,6 +248,8 @@ function quantizeImpl(text: string, opts: QuantizeOptions): QuantizeResult {
 function finish(a: Analysis, raw: OffsetEdit[], helperNeeded?: boolean): QuantizeResult {
   const edits = normalizeEdits(raw);
   const out = applyOffsetEdits(a.text, edits);
+  // Last line of defence: never hand back source that does not parse (the input did).
+  if (parsePython(out).rootNode.hasError) return unchanged(a.text);
   return { text: out, edits: toTextEdits(a.text, edits, a.lines), helperNeeded: helperNeeded ?? USES_QDQ.test(out) };
 }
 
