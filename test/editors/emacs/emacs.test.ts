@@ -39,7 +39,7 @@ test('Emacs + eglot: TensorRT quick fix and quantize action end up in the files 
     const r = spawnSync('emacs', ['--batch', '-l', path.join(REPO, 'test', 'editors', 'emacs', 'test.el')], {
       cwd: tmp,
       // HOME points at the temp folder so nothing is read from or written to the user's ~/.emacs.d.
-      env: { ...process.env, HOME: tmp, QDQ_SERVER: path.join(REPO, 'bin', 'qdq-language-server.js') },
+      env: { ...process.env, HOME: tmp, QDQ_NODE: process.execPath, QDQ_SERVER: path.join(REPO, 'bin', 'qdq-language-server.js') },
       encoding: 'utf8',
       timeout: 120000,
     });

@@ -19,7 +19,7 @@
   (funcall pred))
 
 (add-hook 'project-find-functions (lambda (_dir) (cons 'transient qdq-dir)))
-(add-to-list 'eglot-server-programs `(python-mode . ("node" ,(getenv "QDQ_SERVER") "--stdio")))
+(add-to-list 'eglot-server-programs `(python-mode . (,(or (getenv "QDQ_NODE") "node") ,(getenv "QDQ_SERVER") "--stdio")))
 (setq eglot-send-changes-idle-time 0)
 
 (defun qdq-lsp-diag (d) (cdr (assoc 'eglot-lsp-diag (eglot--diag-data d))))

@@ -1,10 +1,12 @@
 -- Headless Neovim (0.7 API) end-to-end check of the qdq language server, driven by nvim.test.ts:
---   nvim --headless -n -i NONE -u init.lua model.py      (env QDQ_SERVER = path of bin/qdq-language-server.js)
+--   nvim --headless -n -i NONE -u init.lua model.py
+-- (env QDQ_SERVER = path of bin/qdq-language-server.js, QDQ_NODE = the node binary, default `node` on PATH)
 -- It attaches the server over stdio, waits for the TensorRT diagnostic, applies its quick fix, applies
 -- "Quantize this layer" (resolved through codeAction/resolve, which also creates qdq_quant.py), writes every
 -- buffer and quits. Each step prints one "STEP <name> <detail>" line; any failure prints "FAIL: ..." and
 -- exits non-zero, so the node test can say which step broke.
 local server = os.getenv('QDQ_SERVER')
+local node = os.getenv('QDQ_NODE') or 'node'
 local function log(...) io.stdout:write(table.concat(vim.tbl_map(tostring, { ... }), ' ') .. '\n') end
 local function fail(msg)
   log('FAIL: ' .. msg)
@@ -16,7 +18,7 @@ vim.api.nvim_create_autocmd('FileType', {
   callback = function(args)
     local client_id = vim.lsp.start_client({
       name = 'qdq',
-      cmd = { 'node', server, '--stdio' },
+      cmd = { node, server, '--stdio' },
       root_dir = vim.fn.getcwd(),
       flags = { debounce_text_changes = 0 },
       on_exit = function(code) log('STEP server-exit', code) end,

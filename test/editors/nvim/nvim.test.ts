@@ -33,7 +33,7 @@ test('Neovim: TensorRT diagnostic, hover, quick fix and quantize action end up i
     fs.writeFileSync(model, original);
     const r = spawnSync(NVIM!, ['--headless', '-n', '-i', 'NONE', '-u', path.join(REPO, 'test', 'editors', 'nvim', 'init.lua'), 'model.py'], {
       cwd: tmp,
-      env: { ...process.env, QDQ_SERVER: path.join(REPO, 'bin', 'qdq-language-server.js'), XDG_CONFIG_HOME: tmp, XDG_DATA_HOME: tmp, XDG_STATE_HOME: tmp },
+      env: { ...process.env, QDQ_NODE: process.execPath, QDQ_SERVER: path.join(REPO, 'bin', 'qdq-language-server.js'), XDG_CONFIG_HOME: tmp, XDG_DATA_HOME: tmp, XDG_STATE_HOME: tmp },
       encoding: 'utf8',
       timeout: 90000,
     });
