@@ -574,6 +574,9 @@ function initDeclAnchor(fnNode: SyntaxNode, text: string): { anchor: InsertAncho
       return { anchor: { kind: 'after', offset: st.endIndex, indent: stIndent }, superLine: st.endPosition.row };
     }
   }
+  // A base __init__ called somewhere nested (inside if/try): declarations cannot safely go first, as
+  // nn.Module refuses submodule assignment before Module.__init__ ran.
+  if (/\.__init__\s*\(/.test(text.slice(body.startIndex, body.endIndex))) return undefined;
   if (isDocstring(sts[0])) return { anchor: { kind: 'after', offset: sts[0].endIndex, indent } };
   return { anchor: { kind: 'before', offset: sts[0].startIndex, indent } };
 }
