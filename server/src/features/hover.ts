@@ -96,10 +96,11 @@ function quantSchemeOfOp(op: Op): string | undefined {
   return parts.join('; ');
 }
 
-function calibrationLines(sites: SiteCalibration[]): string[] {
+function calibrationLines(sites: SiteCalibration[], inSource = true): string[] {
   const all = sites.flatMap((s) => s.quantizers);
   if (all.length === 0) return [];
-  const lines = ['', '**Calibration**'];
+  // The pipeline quantizes a copy unless told to write: say so, or the figures would seem to contradict the file.
+  const lines = ['', inSource ? '**Calibration**' : '**Calibration** (of the quantized copy the last run used; this file is not quantized)'];
   const shown = all.slice(0, 6);
   for (const q of shown) {
     const method = q.method ? ` (${q.method})` : '';
@@ -158,7 +159,7 @@ export function hoverMarkdown(target: HoverTarget, file: string, store: Calibrat
     lines.push('', quantSchemeOfLayer(layer));
     lines.push(...knowledgeLines(layer.ctor));
     const p = owner ? layerPath(owner, layer, text) : undefined;
-    if (owner && p) lines.push(...calibrationLines(store.forPath(file, owner.name, p)));
+    if (owner && p) lines.push(...calibrationLines(store.forPath(file, owner.name, p), layer.wrapped === 'quant'));
   } else if (target.kind === 'op') {
     const { op, owner } = target;
     lines.push(`**${op.callee}** (${op.kind}) in \`${owner ? owner.name + '.' : ''}${op.method}\``);
