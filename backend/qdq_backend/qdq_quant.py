@@ -265,6 +265,13 @@ def quant(module):
 
 
 def keep_float(module):
-    """Marks `module` to stay in floating point (quant() and qdq leave it alone)."""
+    """Marks `module` to stay in floating point (quant() and qdq leave it alone).
+
+    A module that quant() already converted (a quantized helper such as conv3x3 called from a
+    keep_float site) keeps its class but has its quantizers switched off, so it runs in float.
+    """
     module._qdq_keep_float = True
+    for child in module.children():
+        if isinstance(child, TensorQuantizer):
+            child.enabled = False
     return module

@@ -301,3 +301,15 @@ def test_half_inputs_and_half_amax():
     y = q(x)
     assert y.dtype == torch.float16
     assert torch.allclose(y.float(), torch.tensor([38 / 127, -90 / 127, 1.0]), atol=1e-3)
+
+
+def test_keep_float_on_an_already_quantized_layer_switches_its_quantizers_off():
+    layer = qdq_quant.quant(torch.nn.Linear(4, 3))
+    layer.input_quantizer.set_amax(torch.tensor(0.05))  # would clip almost every input
+    x = torch.randn(2, 4)
+    assert not torch.equal(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
+    layer = qdq_quant.keep_float(layer)
+    assert isinstance(layer, torch.nn.Linear) and layer._qdq_keep_float
+    quantizers = [m for m in layer.modules() if isinstance(m, qdq_quant.TensorQuantizer)]
+    assert quantizers and not any(q.enabled for q in quantizers)
+    assert torch.equal(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
