@@ -75,7 +75,7 @@ const CALL_WORDS = [
 export const BOOL_PRODUCER_WORDS = ['ne', 'eq', 'gt', 'lt', 'ge', 'le', 'bool', 'logical_and', 'logical_or', 'logical_not', 'logical_xor', 'isnan', 'isinf', 'isfinite', 'isin'];
 const CALL_WORD_SET = new Set([...CALL_WORDS, ...BOOL_PRODUCER_WORDS]);
 const OPERATOR_RE = /@|&|\||\^|~|<<|>>/g;
-const IMPORT_RE = /[ \t]*(?:from[ \t]+([\w.]+)[ \t]+)?import[ \t]+(\([^)]*\)|[^\n#;]+)/g;
+const IMPORT_RE = /[ \t]*(?:from[ \t]+([\w.]+)[ \t]+)?import[ \t]+(\([^)]*\)|[^\n#;]+)/y;
 
 /** Names a file may use without importing them (snippets, notebooks' cells, half-written files). */
 const CONVENTIONAL_ALIASES: Record<string, string> = {
@@ -320,7 +320,9 @@ export class RuleContext {
     const seen = new Set<number>();
     OPERATOR_RE.lastIndex = 0;
     let m: RegExpExecArray | null;
-    while ((m = OPERATOR_RE.exec(this.text))) {
+    const text = this.text;
+    while ((m = OPERATOR_RE.exec(text))) {
+      if (this.looksLikeTypeOrDecorator(m.index, m[0])) continue;
       if (!this.isCode(m.index)) continue;
       const tok = this.root.descendantForIndex(m.index, m.index + m[0].length);
       const parent = tok.parent;
@@ -333,6 +335,19 @@ export class RuleContext {
     }
     this.operatorNodes = out;
     return out;
+  }
+
+  /**
+   * Text-only filter for operator hits that cannot be tensor ops: decorators (`@` first on its line) and `|`
+   * in annotations (`x: int | None`, `def f(...) -> A | B:`). Saves the native node lookups for those.
+   */
+  private looksLikeTypeOrDecorator(at: number, op: string): boolean {
+    const text = this.text;
+    const lineStart = text.lastIndexOf('\n', at - 1) + 1;
+    const before = text.slice(lineStart, at);
+    if (op === '@') return /^[ \t]*$/.test(before);
+    if (op !== '|') return false;
+    return /^[ \t]*(?:def[ \t]|async[ \t]|\w+[ \t]*:[^=]*$|[^#]*->)/.test(before) || /\[[^\]]*$/.test(before) && /(?:Optional|Union|List|Dict|Tuple|Callable|Type)\[/.test(before);
   }
 
   // ---------------------------------------------------------------- scopes

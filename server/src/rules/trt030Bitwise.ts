@@ -2,6 +2,7 @@
 import { intVerdict, quoteSrc, worstVerdict } from './common';
 import type { QdqDiagnostic, Rule, SyntaxNode } from './types';
 
+const TYPE_NAMES = new Set(['int', 'float', 'str', 'bool', 'bytes', 'list', 'dict', 'tuple', 'set', 'type', 'object', 'None', 'Tensor', 'Any']);
 const WHY = 'ONNX BitwiseAnd/Or/Xor/Not and BitShift are unsupported by every TensorRT version up to 10.15';
 
 export const trt030Bitwise: Rule = {
@@ -12,6 +13,9 @@ export const trt030Bitwise: Rule = {
   check(ctx) {
     const out: QdqDiagnostic[] = [];
     const judge = (node: SyntaxNode, what: string, operands: SyntaxNode[], unknownToo: boolean) => {
+      // Python type unions and flag arithmetic on builtins are not tensor ops.
+      if (operands.some((o) => o.type === 'none' || (o.type === 'identifier' && TYPE_NAMES.has(ctx.src(o))) || o.type === 'subscript' && /^(?:Optional|Union|list|dict|tuple|List|Dict|Tuple|type|Type)\b/.test(ctx.src(o)))) return;
+      if (node.parent?.type === 'type') return;
       const v = worstVerdict(operands.map((o) => intVerdict(ctx, o)));
       if (!v) return;
       const idx = operands.findIndex((o) => intVerdict(ctx, o) === v);
