@@ -104,7 +104,13 @@ function quantizeModelSource(projectDir: string, cfg: QdqConfig, outDir: string,
       'set model = "path/to/file.py:factory" relative to pyproject.toml');
   }
   const relativeImport = /^\s*from\s+\.+[\w.]*\s+import\s/m.test(original);
-  const q = quantizeFile(original, { scope: { kind: 'file' }, relativeImport });
+  let q: { text: string };
+  try {
+    q = quantizeFile(original, { scope: { kind: 'file' }, relativeImport });
+  } catch (e) {
+    throw new QdqError('config', `cannot quantize ${file}: ${(e as Error).message}`,
+      'fix the problem named above (a syntax error in the file, for one), or insert the quantizers in the editor');
+  }
   const files: Record<string, string> = {};
   const helperSrc = path.join(defaultBackendDir(), 'qdq_backend', 'qdq_quant.py');
   if (write) {
