@@ -75,12 +75,18 @@ def main():
                 q.enabled = True
 
         def calibration(method):
+            # As in the backend: only the activation quantizers' calibrators see the data; weight quantizers
+            # (whose amax an earlier round set) pass the float weights through.
+            for m in weighted:
+                m.weight_quantizer.enabled = False
             calibrators = {}
             for qname, q in acts:
                 q.calibrator = calibrators[qname] = make_calibrator(method, name=qname)
             forward_all()
             for _, q in acts:
                 q.calibrator = None
+            for m in weighted:
+                m.weight_quantizer.enabled = True
             for m in weighted:  # weights need no data: per-channel max, once
                 m.weight_quantizer.set_amax(weight_amax(m.weight.detach(), m.weight_quantizer.axis))
             return calibrators
