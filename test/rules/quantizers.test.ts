@@ -1,0 +1,125 @@
+// The QDQ placement lints on the three quantizer styles: qdq's generated code, NVIDIA pytorch-quantization
+// and torch.ao fake quantization.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { diagnose, diagnoseAll, py } from './helpers';
+
+describe('QDQ lints', () => {
+  it('stay silent on files without any quantizer', () => {
+    const text = py`
+      import torch
+      from torch import nn
+      class M(nn.Module):
+          def __init__(self):
+              super().__init__()
+              self.fc = nn.Linear(4, 4)
+          def forward(self, x, y):
+              return torch.cat([self.fc(x), y]) + x
+    `;
+    assert.deepEqual(diagnoseAll(text).filter((d) => d.code.startsWith('QDQ')), []);
+  });
+
+  it('QDQ001: torch.ao FakeQuantize with quint8 / [0, 255] and a non-zero zero point', () => {
+    const text = py`
+      import torch
+      from torch.ao.quantization import FakeQuantize, MovingAverageMinMaxObserver
+      fq = FakeQuantize(observer=MovingAverageMinMaxObserver, quant_min=0, quant_max=255, dtype=torch.quint8)
+      ok = FakeQuantize(observer=MovingAverageMinMaxObserver, quant_min=-128, quant_max=127, dtype=torch.qint8, qscheme=torch.per_tensor_symmetric)
+      def f(x):
+          return torch.fake_quantize_per_tensor_affine(x, 0.1, 3, -128, 127)
+    `;
+    const ds = diagnose('QDQ001', text);
+    assert.deepEqual(ds.map((d) => d.range.start.line), [2, 5]);
+    assert.match(ds[0].message, /quint8/);
+    assert.match(ds[1].message, /zero_point=3/);
+  });
+
+  it('QDQ004: per-channel fake quantization of a weight on axis 1', () => {
+    const text = 'import torch\nclass L(torch.nn.Linear):\n    def forward(self, x):\n        w = torch.fake_quantize_per_channel_affine(self.weight, self.s, self.z, 1, -128, 127)\n        return x @ w.t()\n';
+    const ds = diagnose('QDQ004', text);
+    assert.equal(ds.length, 1);
+    assert.match(ds[0].message, /axis 1/);
+  });
+
+  it('QDQ005: disabling one of a QuantLinear\'s quantizers', () => {
+    const text = py`
+      from pytorch_quantization import nn as quant_nn
+      fc = quant_nn.QuantLinear(16, 16)
+      fc.weight_quantizer.disable()
+      fc.input_quantizer.enable()
+    `;
+    const ds = diagnose('QDQ005', text);
+    assert.equal(ds.length, 1);
+    assert.match(ds[0].message, /only the input quantized/);
+  });
+
+  it('QDQ005: a quantizer feeding a plain nn.Linear', () => {
+    const text = py`
+      from torch import nn
+      from pytorch_quantization.nn import TensorQuantizer
+      from pytorch_quantization.tensor_quant import QuantDescriptor
+      class M(nn.Module):
+          def __init__(self):
+              super().__init__()
+              self.fc = nn.Linear(8, 8)
+              self.x_quantizer = TensorQuantizer(QuantDescriptor(num_bits=8))
+          def forward(self, x):
+              return self.fc(self.x_quantizer(x))
+    `;
+    const ds = diagnose('QDQ005', text);
+    assert.equal(ds.length, 1);
+    assert.match(ds[0].message, /self\.fc/);
+  });
+
+  it('QDQ003 reads the axis from a QuantDescriptor and ignores quantizers applied to weights', () => {
+    const text = py`
+      from torch import nn
+      from pytorch_quantization.nn import TensorQuantizer
+      from pytorch_quantization.tensor_quant import QuantDescriptor
+      class M(nn.Module):
+          def __init__(self):
+              super().__init__()
+              self.act_quantizer = TensorQuantizer(QuantDescriptor(num_bits=8, axis=(1,)))
+              self.w_quantizer = TensorQuantizer(QuantDescriptor(num_bits=8, axis=(0,)))
+          def forward(self, x):
+              return self.act_quantizer(x) @ self.w_quantizer(self.weight)
+    `;
+    const ds = diagnose('QDQ003', text);
+    assert.equal(ds.length, 1);
+    assert.match(ds[0].message, /self\.act_quantizer/);
+  });
+
+  it('QDQ007: HF-style LayerNorm(dense(h) + input_tensor) in a quantized class', () => {
+    const text = py`
+      from torch import nn
+      import qdq_quant  # qdq
+      class SelfOutput(nn.Module):
+          def __init__(self, d):
+              super().__init__()
+              self.dense = qdq_quant.quant(nn.Linear(d, d))
+              self.LayerNorm = nn.LayerNorm(d)
+          def forward(self, hidden_states, input_tensor):
+              hidden_states = self.dense(hidden_states)
+              return self.LayerNorm(hidden_states + input_tensor)
+    `;
+    const ds = diagnose('QDQ007', text);
+    assert.equal(ds.length, 1);
+    assert.match(ds[0].message, /input_tensor/);
+  });
+
+  it('QDQ010: a concat mixing quantized and float inputs', () => {
+    const text = py`
+      import torch
+      import qdq_quant  # qdq
+      class M(torch.nn.Module):
+          def __init__(self):
+              super().__init__()
+              self.a_quantizer = qdq_quant.TensorQuantizer()  # qdq
+          def forward(self, a, b):
+              return torch.cat((self.a_quantizer(a), b), 1)
+    `;
+    const ds = diagnose('QDQ010', text);
+    assert.equal(ds.length, 1);
+    assert.match(ds[0].message, /Only some inputs/);
+  });
+});
