@@ -141,6 +141,19 @@ export function startServer(connection: Connection = lsp.createConnection(lsp.Pr
       return;
     }
     if (!isPython(doc)) return;
+    try {
+      doc.getIndex();
+    } catch (err) {
+      log(`qdq: analysis of ${uri} failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+    }
+    // Parse + index and the rules run in two turns of the event loop: an edit or a hover that arrives in between is
+    // handled first, and the rules are not run for a version that is already out of date (large files, fast typing).
+    setImmediate(() => publishRules(uri, version));
+  }
+
+  function publishRules(uri: string, version: number) {
+    const doc = documents.get(uri);
+    if (!doc || doc.version !== version) return;
     let diagnostics: Diagnostic[] = ruleDiagnostics(doc, settings.trtVersion, log);
     try {
       const file = uriToPath(uri);
