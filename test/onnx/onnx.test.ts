@@ -158,4 +158,10 @@ test('ort-cpu post-processing: weight Transposes folded, MatMul outputs quantize
   writeModel(m, out);
   const v = await verifyModels(src, out, batchesFor([2, 6, 32]), { latencyRuns: 1, warmup: 0 });
   assert.ok(v.cosine_min > 0.999, `cosine ${v.cosine_min}`);
+  // What the rewrite is for: ORT's CPU provider now fuses both projections into integer kernels.
+  const ort = require('onnxruntime-node');
+  const optimized = path.join(dir, 'qdq_linear3d_ort.optimized.onnx');
+  const s = await ort.InferenceSession.create(out, { graphOptimizationLevel: 'all', optimizedModelFilePath: optimized, logSeverityLevel: 3 });
+  await s.release();
+  assert.equal(readModel(optimized).graph.node.filter((n) => n.op_type === 'QLinearMatMul').length, 2);
 });

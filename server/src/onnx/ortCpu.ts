@@ -6,11 +6,11 @@
 //  1. INT8 weight -> DQ(axis a) -> Transpose(perm) becomes transposed INT8 weight -> DQ(axis perm^-1(a));
 //  2. MatMul -> Add(constant bias) -> Q(s, z) gets Q(s, z) -> DQ inserted between the MatMul and the Add,
 //     reusing the calibrated output scale (the bias shifts the range by little);
-//  3. a DQ read by several nodes (torch merges identical Q/DQ pairs, e.g. the q/k/v projections' inputs) gets
-//     one copy per weighted reader: ORT's QDQ fusion only takes a DQ that feeds the one node it fuses.
+//  3. an activation Q read by several weighted nodes (torch merges identical Q/DQ pairs, e.g. the q/k/v
+//     projections' inputs) gets one Q -> DQ pair per weighted reader (see below for why).
 import {
   Model, Node, DataType, indexGraph, constantTensor, dims, num, getAttr, makeTensor, makeNode, NameAllocator,
-  removeUnused, topoSort, intAttr, tensorToInts, elementCount,
+  removeUnused, topoSort, intAttr, tensorToInts, elementCount, tensorToFloat32, floatTensor, int8Tensor, uint8Tensor,
 } from './model';
 
 export interface OrtCpuResult { transposesFolded: number; outputsQuantized: number; dequantizeDuplicated: number }
@@ -71,19 +71,42 @@ export function optimizeForOrtCpu(model: Model): OrtCpuResult {
   }
   if (dropped.size) g.node = g.node.filter((n) => !dropped.has(n));
 
-  // 3 (before 2, which looks for DQ-fed MatMuls). One DQ per weighted reader.
+  // 3 (before 2, which looks for DQ-fed MatMuls). One Q -> DQ pair per weighted reader of an activation.
+  // Measured with onnxruntime-node 1.30: two MatMuls reading one Q (through one shared DQ or two DQs) fuse
+  // into neither; each with its own Q -> DQ fuses into QLinearMatMul. Identical copies would be merged back
+  // by ORT (scalar constant sharing, then common-subexpression elimination), so each copy's scale and zero
+  // point are stored as 1-element tensors: still per-tensor quantization, but not mergeable.
   idx = indexGraph(g);
   const copies: Node[] = [];
-  for (const dq of g.node) {
-    if (dq.op_type !== 'DequantizeLinear') continue;
-    const readers = idx.consumers.get(dq.output[0]) ?? [];
-    if (readers.length < 2) continue;
-    const weighted = readers.filter((r) => r.op_type === 'MatMul' || r.op_type === 'Gemm' || r.op_type === 'Conv');
-    // The first reader keeps the original; every other weighted reader gets its own copy.
-    for (const r of weighted.slice(readers.length === weighted.length ? 1 : 0)) {
-      const out = names.fresh(`${dq.output[0]}_for_${(r.name || r.op_type).replace(/^\//, '').replace(/\//g, '_')}`);
-      copies.push({ ...dq, output: [out], name: names.fresh(`${dq.name || 'DequantizeLinear'}_copy`) });
-      r.input = r.input.map((i) => (i === dq.output[0] ? out : i));
+  for (const q of g.node) {
+    if (q.op_type !== 'QuantizeLinear') continue;
+    const scaleT = constantTensor(idx, q.input[1]);
+    const zpT = q.input[2] ? constantTensor(idx, q.input[2]) : undefined;
+    if (!scaleT || elementCount(dims(scaleT)) !== 1 || (q.input[2] && !zpT)) continue;
+    const uses: { dq: Node; reader: Node }[] = [];
+    for (const dq of idx.consumers.get(q.output[0]) ?? []) {
+      if (dq.op_type !== 'DequantizeLinear') continue;
+      for (const reader of idx.consumers.get(dq.output[0]) ?? []) uses.push({ dq, reader });
+    }
+    const weighted = uses.filter((u) => u.reader.op_type === 'MatMul' || u.reader.op_type === 'Gemm' || u.reader.op_type === 'Conv');
+    if (uses.length < 2 || weighted.length === 0) continue;
+    // The first use keeps the original pair when it is the only reader of its DQ; every other weighted use gets its own.
+    const keep = uses.filter((u) => u.dq === uses[0].dq).length === 1 ? uses[0] : undefined;
+    const scale = tensorToFloat32(scaleT)[0];
+    const zp = zpT ? tensorToInts(zpT)[0] : 0;
+    const zpType = zpT ? zpT.data_type : DataType.UINT8;
+    for (const u of weighted) {
+      if (u === keep) continue;
+      const tag = (u.reader.name || u.reader.op_type).replace(/^\//, '').replace(/\//g, '_');
+      const s1 = names.fresh(`${q.input[1]}_for_${tag}`), z1 = names.fresh(`${q.input[2] || 'zero_point'}_for_${tag}`);
+      g.initializer.push(floatTensor(s1, [1], [scale]),
+        zpType === DataType.INT8 ? int8Tensor(z1, [1], [zp]) : uint8Tensor(z1, [1], [zp]));
+      const qOut = names.fresh(`${q.output[0]}_for_${tag}`), dqOut = names.fresh(`${u.dq.output[0]}_for_${tag}`);
+      copies.push(
+        makeNode('QuantizeLinear', [q.input[0], s1, z1], [qOut], names.fresh(`${q.name || 'QuantizeLinear'}_for_${tag}`)),
+        makeNode('DequantizeLinear', [qOut, s1, z1], [dqOut], names.fresh(`${u.dq.name || 'DequantizeLinear'}_for_${tag}`)),
+      );
+      u.reader.input = u.reader.input.map((i) => (i === u.dq.output[0] ? dqOut : i));
       result.dequantizeDuplicated++;
     }
   }
