@@ -209,6 +209,9 @@ test('"Quantize file" as source.fixAll.qdq quantizes every weighted layer and ma
   for (const layer of ['nn.Linear(dim, dim)', 'nn.Conv2d(3, 8, 3, padding=1)', 'nn.Linear(8 * 4 * 4, 10)']) assert.ok(text.includes(`qdq_quant.quant(${layer})`), layer);
   assert.match(text, /torch\.matmul\(self\.matmul0_a_quantizer\(q\), self\.matmul0_b_quantizer\(/);
   assert.ok(!text.includes('qdq_quant.quant(nn.LayerNorm'), 'never LayerNorm');
+  // A generic fix-all (what editors run on save) never quantizes a model.
+  assert.deepEqual(await actionsAt(uri, 0, [], ['source.fixAll']), []);
+  assert.deepEqual((await actionsAt(uri, 0, [], ['source'])).map((a) => a.kind), ['source.fixAll.qdq']);
 });
 
 test('a stale resolve (document edited after listing) is refused with ContentModified instead of editing the wrong place', async () => {

@@ -190,8 +190,9 @@ export function listCodeActions(doc: QdqDocument, params: CodeActionParams, caps
   const fileWork = fileHasWork(index);
   if (fileWork.quantize) {
     add('Quantize file', CodeActionKinds.quantize, 'quantize', { kind: 'file' });
-    // Only on explicit request (source.fixAll.qdq): a generic "fix all on save" must not quantize a model.
-    if (only?.some((o) => o === CodeActionKinds.fixAll)) add('Quantize file', CodeActionKinds.fixAll, 'quantize', { kind: 'file' });
+    // Only on explicit request (source.fixAll.qdq, or the Source Action menu's `source`): a generic
+    // "source.fixAll" on save must not quantize a model.
+    if (only?.some((o) => o === CodeActionKinds.fixAll || o === 'source')) add('Quantize file', CodeActionKinds.fixAll, 'quantize', { kind: 'file' });
   }
   if (fileWork.remove) add('Remove quantizers from file', CodeActionKinds.remove, 'unquantize', { kind: 'file' });
 
