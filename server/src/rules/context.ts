@@ -89,6 +89,7 @@ export class RuleContext {
   readonly aliases = new Map<string, string>();
   private callHits: Map<string, number[]> | null = null;
   private importScanEnd = 0;
+  private aliasKeyText: string | null = null;
   private readonly defAt = new Map<number, { start: number; end: number; node: SyntaxNode; topStart: number; topEnd: number } | null>();
   private nonCode: number[] | null = null;
   private readonly callsByName = new Map<string, CallSite[]>();
@@ -168,6 +169,12 @@ export class RuleContext {
         }
       }
     }
+  }
+
+  /** The import aliases as one string (part of cross-run memo keys). */
+  aliasKey(): string {
+    if (this.aliasKeyText === null) this.aliasKeyText = [...this.aliases].map(([k, v]) => `${k}=${v}`).sort().join(';');
+    return this.aliasKeyText;
   }
 
   /** `torch.nn.functional` for the expression `F` (or `torch.nn.functional` itself); null when not a module path. */
