@@ -109,3 +109,20 @@ describe('RoBERTa create_position_ids_from_input_ids', () => {
     assert.equal(d.fix?.edits[0].range.start.line, 2);
   });
 });
+
+describe('cross-run memo of name inference', () => {
+  it('rebases line numbers in messages when lines are inserted above an unchanged function', () => {
+    const body = 'def f(a):\n    m = a.int()\n    return torch.cumsum(m, 0)\n';
+    const first = diagnose('TRT001', 'import torch\n' + body)[0];
+    assert.match(first.message, /on line 3\b/);
+    const shifted = diagnose('TRT001', 'import torch\n\n\n\n' + body)[0];
+    assert.match(shifted.message, /on line 6\b/);
+    assert.equal(shifted.range.start.line, 6);
+  });
+  it('does not reuse results across different imports', () => {
+    const body = 'def f(a):\n    m = a.to(th.int64)\n    return torch.cumsum(m, 0)\n';
+    assert.equal(diagnose('TRT001', 'import torch\nimport torch as th\n' + body)[0].severity, 'warning');
+    const other = diagnose('TRT001', 'import torch\nimport numpy as th\n' + body)[0];
+    assert.equal(other.severity, 'hint');
+  });
+});
