@@ -5,7 +5,7 @@ import * as path from 'path';
 import { lsp } from './features/lsp';
 import type { InitializeParams, InitializeResult, CodeAction, Diagnostic, Connection, TextDocumentChangeEvent } from './features/lsp';
 import { QdqDocument, qdqDocumentsConfig } from './features/documents';
-import { ruleDiagnostics } from './features/diagnostics';
+import { ruleDiagnostics, missingHelperDiagnostic } from './features/diagnostics';
 import { hover, uriToPath } from './features/hover';
 import { listCodeActions, resolveAction, isActionData, EditCapabilities } from './features/codeActions';
 import { CalibrationStore, calibrationDiagnostics } from './features/calibration';
@@ -155,6 +155,12 @@ export function startServer(connection: Connection = lsp.createConnection(lsp.Pr
     const doc = documents.get(uri);
     if (!doc || doc.version !== version) return;
     let diagnostics: Diagnostic[] = ruleDiagnostics(doc, settings.trtVersion, log);
+    try {
+      const helper = missingHelperDiagnostic(doc, (dir) => fs.existsSync(path.join(dir, 'qdq_quant.py')), uri.startsWith('file:') ? uriToPath(uri) : undefined);
+      if (helper) diagnostics.push(helper);
+    } catch (err) {
+      log(`qdq: helper check of ${uri} failed: ${err instanceof Error ? err.message : String(err)}`);
+    }
     try {
       const file = uriToPath(uri);
       ensureCalibrationLoaded(file);

@@ -391,3 +391,29 @@ test('pyproject.toml gets [tool.qdq] diagnostics on the offending key; other fil
   assert.equal(await client.request('textDocument/hover', { textDocument: { uri: notes }, position: posOf(MODEL, 'nn.Conv2d(3', 4) }), null);
   assert.deepEqual(await actionsAt(notes, lineOf(MODEL, 'self.conv1')), []);
 });
+
+test('a quantized file without qdq_quant.py next to it gets an error on the import, and a quick fix that adds the file', async () => {
+  const dir = path.join(tmp, 'copied');
+  fs.mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, 'model.py');
+  const quantized = MODEL.replace('import torch\n', 'import torch\nimport qdq_quant  # qdq\n').replace('nn.Conv2d(3, 8, 3, padding=1)', 'qdq_quant.quant(nn.Conv2d(3, 8, 3, padding=1))');
+  fs.writeFileSync(file, quantized);
+  const uri = fileUri(file);
+  await client.open(uri, quantized);
+  const published = await client.waitForVersion(uri, 1);
+  const missing = published.diagnostics.find((d) => d.code === 'QDQ-HELPER');
+  assert.ok(missing, `diagnostics: ${codes(published.diagnostics)}`);
+  assert.equal(missing.range.start.line, 1);
+  assert.equal(missing.severity, 1);
+  const actions = await actionsAt(uri, 1, [missing], ['quickfix']);
+  const add = actions.find((a) => a.title === 'Add qdq_quant.py next to this file');
+  assert.ok(add?.edit, `actions: ${actions.map((a) => a.title)}`);
+  const helperUri = fileUri(path.join(dir, 'qdq_quant.py'));
+  const files = new Map([[uri, quantized]]);
+  applyWorkspaceEdit(files, add.edit);
+  assert.equal(files.get(helperUri), HELPER);
+  assert.equal(files.get(uri), quantized, 'the model file is not touched');
+  fs.writeFileSync(path.join(dir, 'qdq_quant.py'), HELPER);
+  await client.change(uri, 2, [{ range: { start: { line: 0, character: 0 }, end: { line: 0, character: 0 } }, text: '' }]);
+  assert.ok(!codes((await client.waitForVersion(uri, 2)).diagnostics).includes('QDQ-HELPER'), 'gone once the file exists');
+});

@@ -156,6 +156,16 @@ export function listCodeActions(doc: QdqDocument, params: CodeActionParams, caps
     }
   }
 
+  // 1b. qdq_quant.py missing next to a quantized file: add it again.
+  if (wants(lsp.CodeActionKind.QuickFix)) {
+    for (const d of params.context.diagnostics) {
+      const data = d.data as { missingHelper?: string } | undefined;
+      if (d.source !== DIAGNOSTIC_SOURCE || !data?.missingHelper) continue;
+      const fix = buildWorkspaceEdit(doc, { edits: [], helperNeeded: true }, caps);
+      actions.push({ title: `Add ${HELPER_FILE} next to this file`, kind: lsp.CodeActionKind.QuickFix, diagnostics: [d], isPreferred: true, ...fix });
+    }
+  }
+
   const index = doc.getIndex();
   const pending: { title: string; kind: string; data: ActionData; preferred?: boolean }[] = [];
   const add = (title: string, kind: string, op: FixOperation, scope: FixScope, preferred?: boolean) => {

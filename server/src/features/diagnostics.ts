@@ -78,3 +78,26 @@ export function ruleDiagnostics(doc: QdqDocument, trtVersion: string, log?: (msg
     return [];
   }
 }
+
+/** Code of the diagnostic on a qdq import whose qdq_quant.py is not next to the file. */
+export const MISSING_HELPER_CODE = 'QDQ-HELPER';
+
+/**
+ * The generated import of qdq_quant when qdq_quant.py is not next to the file (a model copied elsewhere, the
+ * helper deleted): the model would fail with ImportError. The quick fix adds the file again.
+ */
+export function missingHelperDiagnostic(doc: QdqDocument, helperExists: (dir: string) => boolean, filePath: string | undefined): Diagnostic | undefined {
+  if (!filePath) return undefined;
+  const line = doc.getIndex().imports.qdqImportLine;
+  if (line === undefined) return undefined;
+  if (helperExists(path.dirname(filePath))) return undefined;
+  const text = doc.getText().split(/\r?\n/)[line] ?? '';
+  return {
+    range: { start: { line, character: 0 }, end: { line, character: text.length } },
+    severity: lsp.DiagnosticSeverity.Error,
+    code: MISSING_HELPER_CODE,
+    source: DIAGNOSTIC_SOURCE,
+    message: `qdq_quant.py is not next to ${path.basename(filePath)}, so this import fails at run time (ImportError). The quick fix adds it again; or remove the quantizers.`,
+    data: { version: doc.version, missingHelper: path.dirname(filePath) },
+  };
+}
