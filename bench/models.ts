@@ -12,6 +12,8 @@ const repo = path.resolve(__dirname, '..', '..');
 export interface VariantResult {
   file?: string; size_bytes?: number; latency_ms?: number; speedup?: number; cosine?: number;
   top1_agreement?: number | null; accuracy?: number | null; skipped?: string;
+  /** Static variants: what the pipeline reported about the QDQ graph. */
+  qdq_pairs?: number | null; unquantized_weighted_ops?: number; exporter?: string | null;
 }
 export interface ModelResult {
   model: string; latency_input_shape: number[]; eval_samples: number | null;
@@ -96,6 +98,7 @@ export async function benchModels(checks: TargetCheck[]): Promise<ModelsResult> 
       const fp32 = path.join(dir, 'fp32.onnx');
       const inputs = readInputs(dir);
       const files: Record<string, string | { skipped: string }> = { fp32 };
+      const pipelineInfo: Record<string, Partial<VariantResult>> = {};
 
       progress(`model speed: ${m.name}: dynamic INT8 (server/src/onnx/dynamic)`);
       const model = onnxModel.readModel(fp32);
@@ -113,6 +116,8 @@ export async function benchModels(checks: TargetCheck[]): Promise<ModelsResult> 
             onLog: () => undefined,
           });
           files[`static ${target}`] = r.report.files.int8_onnx;
+          pipelineInfo[`static ${target}`] = { qdq_pairs: r.report.qdq_pairs, exporter: r.report.exporter,
+            unquantized_weighted_ops: (r.report.unquantized_weighted_ops ?? []).length };
         } catch (e: any) {
           const why = `${e.kind ? `[${e.kind}] ` : ''}${String(e.message ?? e).split('\n')[0]}`;
           files[`static ${target}`] = { skipped: `pipeline failed: ${why}` };
@@ -128,7 +133,7 @@ export async function benchModels(checks: TargetCheck[]): Promise<ModelsResult> 
         if (typeof f !== 'string') { res.variants[name] = { skipped: f.skipped }; continue; }
         try {
           sessions[name] = await verify.createSession(f, 2);
-          res.variants[name] = { file: f, size_bytes: fs.statSync(f).size };
+          res.variants[name] = { file: f, size_bytes: fs.statSync(f).size, ...pipelineInfo[name] };
         } catch (e) {
           res.variants[name] = { skipped: `onnxruntime could not load it: ${(e as Error).message.split('\n')[0]}` };
         }
