@@ -174,7 +174,7 @@ export function formatReport(r: Report, cmd: PipelineCommandName): string {
     const rows = [['', 'FP32', ...(stat ? [`INT8 (${r.target})`] : []), ...(dyn ? ['INT8 dynamic'] : [])]];
     const add = (label: string, a: string, b: string, c: string) => rows.push([label, a, ...(stat ? [b] : []), ...(dyn ? [c] : [])]);
     if (r.accuracy || dyn?.accuracy) add('top-1 accuracy', pct(r.accuracy?.fp32 ?? dyn?.accuracy?.fp32), pct(r.accuracy?.int8), pct(dyn?.accuracy?.int8));
-    add('top-1 agreement', '', pct(r.top1_agreement), pct(dyn?.top1_agreement));
+    if (r.top1_agreement !== null || (dyn?.top1_agreement ?? null) !== null) add('top-1 agreement', '', pct(r.top1_agreement), pct(dyn?.top1_agreement));
     add('cosine vs FP32 (min)', '', fmt(r.cosine_min, 5), fmt(dyn?.cosine_min, 5));
     add('max |diff|', '', fmt(r.max_abs_diff), fmt(dyn?.max_abs_diff));
     add('latency (median ms)', fmt(r.latency_ms?.fp32 ?? dyn?.latency_ms?.fp32, 2), fmt(r.latency_ms?.int8, 2), fmt(dyn?.latency_ms?.int8, 2));

@@ -13,6 +13,7 @@ import { foldWeights } from '../onnx/foldWeights';
 import { quantizeDynamic } from '../onnx/dynamic';
 import { qdqStats, QuantizerInfo, QdqStats } from '../onnx/qdqStats';
 import { trtCheck } from '../onnx/trtCheck';
+import { optimizeForOrtCpu, OrtCpuResult } from '../onnx/ortCpu';
 import { readEvalFile, verifyModels, VerifyResult, EvalBatch } from '../onnx/verify';
 import { libraryPatchOrConfigError } from '../library/patch';
 
@@ -72,6 +73,8 @@ export interface Report {
   latency_input_shape: number[] | null;
   size_bytes: { fp32: number; int8: number } | null;
   eval_samples: number | null;
+  /** target ort-cpu: what the ORT-specific rewrite changed. */
+  ort_cpu_rewrite?: OrtCpuResult;
   dynamic?: {
     file: string; quantized_ops: number; skipped_ops: { node: string; op: string; reason: string }[];
     cosine_min?: number; max_abs_diff?: number; top1_agreement?: number | null; accuracy?: { fp32: number; int8: number } | null;
@@ -249,7 +252,14 @@ export async function runPipeline(opts: PipelineOptions, onProgress: (p: Pipelin
         onProgress({ step: 'fold', done: 0, total: 1, message: 'folding weights into INT8 initializers' });
         const model = readModel(exp.int8_onnx);
         const folded = foldWeights(model);
-        if (folded.folded.length) writeModel(model, exp.int8_onnx);
+        let rewritten = folded.folded.length > 0;
+        if (cfg.target === 'ort-cpu') {
+          // The QDQ form ORT's CPU provider fuses into integer kernels (onnx/ortCpu.ts).
+          const o = optimizeForOrtCpu(model);
+          rewritten ||= o.transposesFolded + o.outputsQuantized + o.dequantizeDuplicated > 0;
+          report.ort_cpu_rewrite = o;
+        }
+        if (rewritten) writeModel(model, exp.int8_onnx);
         onProgress({ step: 'fold', done: 1, total: 1, message: `folded ${folded.folded.length} weights` });
         const stats = qdqStats(model, quantizers as unknown as QuantizerInfo[]);
         report.qdq_pairs = stats.qdq_pairs;
