@@ -60,8 +60,9 @@ export function writeJsonAtomic(file: string, data: unknown): void {
 }
 
 /** Progress on stderr (the table goes to stdout). */
+const benchStart = Date.now();
 export function progress(msg: string): void {
-  process.stderr.write(`[bench] ${msg}\n`);
+  process.stderr.write(`[bench ${((Date.now() - benchStart) / 1000).toFixed(0).padStart(4)} s] ${msg}\n`);
 }
 
 /** A section that could not run says why, instead of failing silently. */
