@@ -298,3 +298,11 @@ describe('every rule: a positive and a negative case', () => {
     }
   });
 });
+
+describe('TRT013 call forms', () => {
+  it('finds torch.onnx.export through aliases and dropout(training=True) given positionally', () => {
+    const text = 'import torch\nimport torch.onnx as tonnx\nfrom torch.onnx import export\nm = torch.nn.Linear(2, 2)\ntonnx.export(m, torch.zeros(1, 2), "a.onnx")\nexport(m, torch.zeros(1, 2), "b.onnx")\ny = torch.nn.functional.dropout(torch.zeros(2), 0.1, True)\nmodel_export = obj.export(m)\n';
+    const lines = diagnose('TRT013', text).map((d) => d.range.start.line);
+    assert.deepEqual(lines, [4, 5, 6]);
+  });
+});

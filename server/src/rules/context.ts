@@ -298,6 +298,24 @@ export class RuleContext {
     return this.hits().get(word) ?? [];
   }
 
+  /**
+   * Like calls(), but `keep(offset, word)` first rejects hits from the text alone, before any node lookup
+   * (for common words such as `dropout` where only rare argument patterns matter).
+   */
+  callsFiltered(names: string[], keep: (offset: number, word: string) => boolean): CallSite[] {
+    const out: CallSite[] = [];
+    for (const word of names) {
+      for (const index of this.hits().get(word) ?? []) {
+        if (!keep(index, word)) continue;
+        const idNode = this.root.descendantForIndex(index, index + word.length);
+        if (idNode.type !== 'identifier') continue;
+        const site = this.callSiteForName(idNode);
+        if (site && site.name === word) out.push(site);
+      }
+    }
+    return out;
+  }
+
   /** Calls whose last callee segment is one of `names` (each must be in CALL_WORDS). */
   calls(...names: string[]): CallSite[] {
     const out: CallSite[] = [];

@@ -12,7 +12,14 @@ export const trt013TrainingExport: Rule = {
   docs: '**TRT013 training-mode export.** Exporting with `training=TrainingMode.TRAINING`, exporting a model that was never put in `eval()`, `torch.bernoulli` and `F.dropout(training=True)` produce Dropout(training_mode=1), BatchNormalization(training_mode=1) or Bernoulli nodes, which TensorRT rejects ("does not support training_mode == 1"). Export in `model.eval()`, with `training=TrainingMode.EVAL`.',
   check(ctx) {
     const out: QdqDiagnostic[] = [];
-    for (const site of ctx.calls('export')) {
+    // `export(` is only torch.onnx.export when written `<onnx>.export(` or imported bare from torch.onnx.
+    const bareExport = ctx.aliases.get('export') === 'torch.onnx.export';
+    const exportSites = ctx.callsFiltered(['export'], (at) => {
+      if (ctx.text.charCodeAt(at - 1) !== 46 /* . */) return bareExport;
+      const owner = /(\w+)\s*\.$/.exec(ctx.text.slice(Math.max(0, at - 40), at))?.[1] ?? '';
+      return owner === 'onnx' || ctx.aliases.get(owner) === 'torch.onnx';
+    });
+    for (const site of exportSites) {
       if (!ctx.isTorch(site, 'torch.onnx')) continue;
       checkExport(ctx, site, out);
     }
@@ -20,7 +27,9 @@ export const trt013TrainingExport: Rule = {
       if (site.receiver ? ctx.src(site.receiver) === 'self' : !ctx.isTorch(site)) continue;
       out.push(ctx.diag('TRT013', 'error', site.node, `\`${site.name}\` exports as ONNX Bernoulli: ${WHY}. Keep stochastic ops out of the engine.`));
     }
-    for (const site of ctx.calls('dropout')) {
+    // Only dropout calls that pass a literal True can be training-mode: look for it before any node lookup.
+    const dropoutSites = ctx.callsFiltered(['dropout'], (at) => ctx.text.slice(at, at + 240).includes('True'));
+    for (const site of dropoutSites) {
       if (!ctx.isTorch(site, 'torch.nn.functional', 'torch')) continue;
       const t = site.kwargs.get('training') ?? site.args[2];
       if (t && ctx.src(t) === 'True') {
