@@ -17,8 +17,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from .errors import QdqError
 
-# module name -> (original namespace snapshot, [(holder dict, key, original object)])
-_installed: Dict[str, Tuple[Dict[str, Any], List[Tuple[Dict[str, Any], str, Any]]]] = {}
+Entry = Tuple[Dict[Any, Any], Any, Any]  # (holder dict, key, original object)
+
+# module name -> (original namespace snapshot, references replaced, registry entries suspended)
+_installed: Dict[str, Tuple[Dict[str, Any], List[Entry], List[Entry]]] = {}
 
 
 def module_source(name: str) -> Dict[str, str]:
@@ -54,9 +56,9 @@ def _is_replaceable(obj: Any) -> bool:
     return isinstance(obj, (type, types.FunctionType))
 
 
-def _replace_references(package: str, mapping: Dict[int, Tuple[Any, Any]]) -> List[Tuple[Dict[str, Any], str, Any]]:
+def _replace_references(package: str, mapping: Dict[int, Tuple[Any, Any]]) -> List[Entry]:
     """Point every module of the same top-level package that holds an original object at its patched twin."""
-    replaced: List[Tuple[Dict[str, Any], str, Any]] = []
+    replaced: List[Entry] = []
     for mod_name, mod in list(sys.modules.items()):
         if mod is None or not (mod_name == package or mod_name.startswith(package + ".")):
             continue
@@ -69,6 +71,37 @@ def _replace_references(package: str, mapping: Dict[int, Tuple[Any, Any]]) -> Li
                 namespace[key] = hit[1]
                 replaced.append((namespace, key, value))
     return replaced
+
+
+def _suspend_registries(package: str, name: str) -> List[Entry]:
+    """Take the module's own functions and classes out of its package's registry dicts.
+
+    Libraries register builders when their module runs (torchvision's @register_model fills
+    BUILTIN_MODELS and refuses a second entry of the same name); re-running the patched source
+    must find those names free, and the patched builders are what gets registered.
+    """
+    suspended: List[Entry] = []
+    for mod_name, mod in list(sys.modules.items()):
+        if mod is None or not (mod_name == package or mod_name.startswith(package + ".")):
+            continue
+        for attr, registry in list(getattr(mod, "__dict__", {}).items()):
+            if type(registry) is not dict or attr.startswith("__"):
+                continue
+            for key, value in list(registry.items()):
+                if _is_replaceable(value) and getattr(value, "__module__", None) == name:
+                    suspended.append((registry, key, value))
+                    del registry[key]
+    return suspended
+
+
+def _resume_registries(name: str, suspended: List[Entry]) -> None:
+    """Drop what the patched module registered and put the original entries back."""
+    for registry in {id(r): r for r, _, _ in suspended}.values():
+        for key, value in list(registry.items()):
+            if _is_replaceable(value) and getattr(value, "__module__", None) == name:
+                del registry[key]
+    for registry, key, value in suspended:
+        registry[key] = value
 
 
 def install(patches: List[Dict[str, str]], progress: Optional[Any] = None) -> List[str]:
@@ -105,6 +138,8 @@ def _install_one(name: str, source: str) -> None:
                        "report this: qdq's passes produced invalid Python for this library version") from None
     # Run the patched text in the module's own namespace (so its functions' globals are the module),
     # starting from a namespace that holds only the module's dunders, as a fresh import would.
+    package = name.split(".")[0]
+    suspended = _suspend_registries(package, name)
     module.__dict__.clear()
     module.__dict__.update({k: v for k, v in saved.items() if k.startswith("__") and k.endswith("__")})
     try:
@@ -112,6 +147,7 @@ def _install_one(name: str, source: str) -> None:
     except Exception as exc:
         module.__dict__.clear()
         module.__dict__.update(saved)
+        _resume_registries(name, suspended)
         raise QdqError("import", f"the patched {name} failed to run: {type(exc).__name__}: {exc}",
                        "the installed library version may differ from what the patch passes expect; "
                        "try `qdq quantize --module " + name + "` to read the patched source") from None
@@ -120,6 +156,7 @@ def _install_one(name: str, source: str) -> None:
     if missing:
         module.__dict__.clear()
         module.__dict__.update(saved)
+        _resume_registries(name, suspended)
         raise QdqError("config", f"the patched {name} lacks classes the original defines: {', '.join(missing)}",
                        "the installed library version differs from what the patch passes expect")
 
@@ -128,22 +165,22 @@ def _install_one(name: str, source: str) -> None:
         new = module.__dict__.get(key)
         if new is not old and _is_replaceable(old) and getattr(old, "__module__", None) == name:
             mapping[id(old)] = (old, new)
-    package = name.split(".")[0]
     replaced = _replace_references(package, mapping)
-    _installed[name] = (saved, replaced)
+    _installed[name] = (saved, replaced, suspended)
 
 
 def restore(names: Optional[List[str]] = None) -> List[str]:
     """Undo install for the given modules (all when None); return the names restored."""
     targets = list(_installed) if names is None else [n for n in names if n in _installed]
     for name in reversed(targets):
-        saved, replaced = _installed.pop(name)
+        saved, replaced, suspended = _installed.pop(name)
         module = sys.modules.get(name)
         if module is not None:
             module.__dict__.clear()
             module.__dict__.update(saved)
         for namespace, key, original in reversed(replaced):
             namespace[key] = original
+        _resume_registries(name, suspended)
     return targets
 
 

@@ -123,3 +123,24 @@ def test_check_model_refuses_non_eager_attention_of_a_patched_module(fakelib):
     patching.restore()
     net.config._attn_implementation = "sdpa"
     patching.check_model(net)  # nothing patched: nothing to check
+
+
+def test_torchvision_registry_takes_the_patched_builder_and_gets_the_original_back():
+    models = pytest.importorskip("torchvision.models")
+    from torchvision.models import _api
+
+    name = "torchvision.models.resnet"
+    original_builder = _api.BUILTIN_MODELS["resnet18"]
+    source = patching.module_source(name)["source"]
+    patched = source + "\n\nQDQ_PATCHED = True\n"
+    patching.install([{"module": name, "source": patched}])
+    try:
+        assert sys.modules[name].QDQ_PATCHED
+        assert _api.BUILTIN_MODELS["resnet18"] is not original_builder
+        assert _api.BUILTIN_MODELS["resnet18"] is sys.modules[name].resnet18
+        assert models.resnet18 is sys.modules[name].resnet18
+    finally:
+        patching.restore()
+    assert _api.BUILTIN_MODELS["resnet18"] is original_builder
+    assert models.resnet18 is original_builder
+    assert not hasattr(sys.modules[name], "QDQ_PATCHED")
