@@ -15,7 +15,8 @@ export const trt004NonZero: Rule = {
   check(ctx) {
     const out: QdqDiagnostic[] = [];
     const { sev, text } = versions(ctx);
-    for (const site of ctx.calls('nonzero', 'argwhere', 'where')) {
+    const sites = [...ctx.calls('nonzero', 'argwhere'), ...ctx.callsFiltered(['where'], (at) => oneArgument(ctx.text, at + 5))];
+    for (const site of sites) {
       const isMethod = site.receiver !== null;
       if (!isMethod && !ctx.isTorch(site)) continue;
       if (isMethod && ctx.src(site.receiver!) === 'self') continue;
@@ -28,3 +29,23 @@ export const trt004NonZero: Rule = {
     return out;
   },
 };
+
+/** From the text alone: does the call whose '(' follows `from` have exactly one top-level argument? */
+function oneArgument(text: string, from: number): boolean {
+  let i = text.indexOf('(', from);
+  if (i < 0 || i - from > 8) return false;
+  let depth = 0;
+  for (i++; i < text.length && i < from + 2000; i++) {
+    const c = text[i];
+    if (c === '(' || c === '[' || c === '{') depth++;
+    else if (c === ')' || c === ']' || c === '}') {
+      if (depth === 0) return true;
+      depth--;
+    } else if (c === ',' && depth === 0) {
+      return /^\s*\)/.test(text.slice(i + 1, i + 40)); // `where(cond,)`
+    } else if (c === '"' || c === "'") {
+      return true; // strings inside the call: let the tree decide
+    }
+  }
+  return true;
+}
