@@ -22,7 +22,10 @@ sys.path.insert(0, str(REPO / "backend"))
 from qdq_backend import qdq_quant  # noqa: E402
 from qdq_backend.calib import METHODS, HistogramCalibrator, weight_amax  # noqa: E402
 
-# Operand rewrites per example: (source text, quantized text, quantizer names declared in that class).
+# Operand rewrites per example: (source text, quantized text, quantizer names declared in that class), as
+# `qdq run` places them (checked against its qdq-out/quantized/model.py): in the CNN only the identity operand
+# of the residual add (the other comes from conv + BN, which TensorRT fuses the add into); in the transformers
+# both operands of each residual add.
 REWRITES = {
     "digits-cnn": [
         ("out = out + x", "out = out + self.add0_residual_quantizer(x)", ("ResidualBlock", ["add0_residual"])),
@@ -33,10 +36,11 @@ REWRITES = {
          ("SelfAttention", ["matmul0_a", "matmul0_b"])),
         ("context = attn @ v", "context = self.matmul1_a_quantizer(attn) @ self.matmul1_b_quantizer(v)",
          ("SelfAttention", ["matmul1_a", "matmul1_b"])),
-        ("x = self.norm1(x + self.attn(x))", "x = self.norm1(self.add0_residual_quantizer(x) + self.attn(x))",
-         ("EncoderLayer", ["add0_residual"])),
-        ("x = self.norm2(x + ffn)", "x = self.norm2(self.add1_residual_quantizer(x) + ffn)",
-         ("EncoderLayer", ["add1_residual"])),
+        ("x = self.norm1(x + self.attn(x))",
+         "x = self.norm1(self.add0_residual_quantizer(x) + self.add0_local_quantizer(self.attn(x)))",
+         ("EncoderLayer", ["add0_residual", "add0_local"])),
+        ("x = self.norm2(x + ffn)", "x = self.norm2(self.add1_residual_quantizer(x) + self.add1_local_quantizer(ffn))",
+         ("EncoderLayer", ["add1_residual", "add1_local"])),
     ],
     # bench/encoder: the BERT-base-sized encoder of the model-speed and calibration-cost benches.
     "encoder": [
@@ -46,10 +50,11 @@ REWRITES = {
         ("torch.matmul(probs, v)", "torch.matmul(self.matmul1_a_quantizer(probs), self.matmul1_b_quantizer(v))",
          ("SelfAttention", ["matmul1_a", "matmul1_b"])),
         ("self.attention_norm(x + self.attention(x))",
-         "self.attention_norm(self.add0_residual_quantizer(x) + self.attention(x))",
-         ("EncoderLayer", ["add0_residual"])),
-        ("self.output_norm(x + ffn)", "self.output_norm(self.add1_residual_quantizer(x) + ffn)",
-         ("EncoderLayer", ["add1_residual"])),
+         "self.attention_norm(self.add0_residual_quantizer(x) + self.add0_local_quantizer(self.attention(x)))",
+         ("EncoderLayer", ["add0_residual", "add0_local"])),
+        ("self.output_norm(x + ffn)",
+         "self.output_norm(self.add1_residual_quantizer(x) + self.add1_local_quantizer(ffn))",
+         ("EncoderLayer", ["add1_residual", "add1_local"])),
     ],
 }
 
