@@ -29,9 +29,9 @@ export interface Param { node: SyntaxNode; annotation: string | null }
  */
 export interface Scope {
   node: SyntaxNode;
-  start: number;
+  readonly start: number;
   end: number;
-  params: Map<string, Param>;
+  readonly params: Map<string, Param>;
 }
 
 interface NameFacts { assigns: Assign[]; reads: SyntaxNode[] }
@@ -447,22 +447,35 @@ export class RuleContext {
   }
 
   private scopeOfNode(scopeNode: SyntaxNode): Scope {
-    let s = this.scopes.get(scopeNode.id);
-    if (s) return s;
-    s = { node: scopeNode, start: scopeNode.startIndex, end: scopeNode.endIndex, params: new Map() };
-    if (scopeNode.type === 'function_definition') {
-      const params = scopeNode.childForFieldName('parameters');
-      for (const p of params?.namedChildren ?? []) {
+    const cached = this.scopes.get(scopeNode.id);
+    if (cached) return cached;
+    let params: Map<string, Param> | null = null;
+    const readParams = (): Map<string, Param> => {
+      if (params) return params;
+      params = new Map();
+      if (scopeNode.type !== 'function_definition') return params;
+      for (const p of scopeNode.childForFieldName('parameters')?.namedChildren ?? []) {
         let nameNode: SyntaxNode | null = null;
         let ann: SyntaxNode | null = null;
         if (p.type === 'identifier') nameNode = p;
         else if (p.type === 'typed_parameter') { nameNode = p.namedChildren.find((c) => c.type === 'identifier') ?? null; ann = p.childForFieldName('type'); }
         else if (p.type === 'default_parameter' || p.type === 'typed_default_parameter') { nameNode = p.childForFieldName('name'); ann = p.childForFieldName('type'); }
-        if (nameNode) s.params.set(this.src(nameNode), { node: nameNode, annotation: ann ? this.src(ann) : null });
+        if (nameNode) params.set(this.src(nameNode), { node: nameNode, annotation: ann ? this.src(ann) : null });
       }
-      const body = scopeNode.childForFieldName('body');
-      if (body) s.start = body.startIndex;
-    }
+      return params;
+    };
+    let bodyStart: number | null = null;
+    const readBodyStart = (): number => {
+      if (bodyStart === null) bodyStart = scopeNode.type === 'function_definition' ? scopeNode.childForFieldName('body')?.startIndex ?? scopeNode.startIndex : scopeNode.startIndex;
+      return bodyStart;
+    };
+    // Parameters and the body start are read on first use: most lookups are answered by the cross-run memo.
+    const s: Scope = {
+      node: scopeNode,
+      get start() { return readBodyStart(); },
+      end: scopeNode.endIndex,
+      get params() { return readParams(); },
+    };
     this.scopes.set(scopeNode.id, s);
     return s;
   }
