@@ -56,7 +56,30 @@ export function dtypeFromExpr(ctx: RuleContext, node: SyntaxNode | null): DKind 
 
 export function inferDtype(ctx: RuleContext, expr: SyntaxNode | null, depth = 0): DInfo {
   if (!expr || depth > MAX_DEPTH) return UNKNOWN;
-  return ctx.cache(expr, () => infer(ctx, expr, depth));
+  return ctx.cache(expr, () => memoized(ctx, expr, depth));
+}
+
+/**
+ * Memo across runs, keyed by everything an expression's type inside a function depends on: the function's
+ * text, the file's import aliases and the expression's place in the function. After a keystroke only the
+ * edited function is inferred again. Line numbers in `why` are stored relative to the function.
+ */
+const MEMO = new Map<string, DInfo>();
+const MEMO_MAX = 20000;
+
+function memoized(ctx: RuleContext, expr: SyntaxNode, depth: number): DInfo {
+  const scope = ctx.scope(expr);
+  // Module-level code changes with every edit anywhere; only function bodies are worth remembering.
+  if (scope.node.type !== 'function_definition' || depth > 4) return infer(ctx, expr, depth);
+  const fnStart = scope.node.startIndex;
+  const key = `${ctx.aliasKey()}\u0001${expr.startIndex - fnStart}:${expr.endIndex - fnStart}:${expr.type}\u0001${ctx.text.slice(fnStart, scope.node.endIndex)}`;
+  const base = scope.node.startPosition.row + 1;
+  const hit = MEMO.get(key);
+  if (hit) return { ...hit, why: hit.why.replace(/line @(-?\d+)@/g, (_, d) => `line ${Number(d) + base}`) };
+  const v = infer(ctx, expr, depth);
+  if (MEMO.size >= MEMO_MAX) MEMO.clear();
+  MEMO.set(key, { ...v, why: v.why.replace(/line (\d+)/g, (_, n) => `line @${Number(n) - base}@`) });
+  return v;
 }
 
 function infer(ctx: RuleContext, raw: SyntaxNode, depth: number): DInfo {
@@ -129,29 +152,8 @@ function combine(op: string, l: DInfo, r: DInfo): DInfo {
 
 const ID_LIKE = /^(?:input_ids|token_type_ids|position_ids|decoder_input_ids|labels|indices|idx|ids|\w+_ids|\w+_idx|\w+_indices)$/;
 
-/**
- * Memo across runs, keyed by everything a name's type inside a function depends on: the function's text, the
- * file's import aliases, the name and its offset in the function. After a keystroke only the edited function
- * is inferred again. Line numbers in `why` are stored relative to the function and rebased on the way out.
- */
-const NAME_MEMO = new Map<string, DInfo>();
-const NAME_MEMO_MAX = 20000;
-
 function inferName(ctx: RuleContext, id: SyntaxNode, depth: number): DInfo {
-  const scope = ctx.scope(id);
-  if (scope.node.type !== 'function_definition') return inferNameUncached(ctx, id, depth, scope);
-  const fnStart = scope.node.startIndex;
-  const key = `${ctx.aliasKey()}\u0001${ctx.src(id)}\u0001${id.startIndex - fnStart}\u0001${ctx.text.slice(fnStart, scope.node.endIndex)}`;
-  const base = scope.node.startPosition.row + 1;
-  const hit = NAME_MEMO.get(key);
-  if (hit) return { ...hit, why: hit.why.replace(/line @(-?\d+)@/g, (_, d) => `line ${Number(d) + base}`) };
-  const v = inferNameUncached(ctx, id, depth, scope);
-  // Results near the recursion limit may be truncated to 'unknown'; only shallow ones are kept.
-  if (depth <= 4) {
-    if (NAME_MEMO.size >= NAME_MEMO_MAX) NAME_MEMO.clear();
-    NAME_MEMO.set(key, { ...v, why: v.why.replace(/line (\d+)/g, (_, n) => `line @${Number(n) - base}@`) });
-  }
-  return v;
+  return inferNameUncached(ctx, id, depth, ctx.scope(id));
 }
 
 function inferNameUncached(ctx: RuleContext, id: SyntaxNode, depth: number, scope: import('./context').Scope): DInfo {
