@@ -163,3 +163,19 @@ test('imports: insertion line, relative imports, CRLF', () => {
   assert.equal(index('"""doc"""\nx = 1\n').imports.insertAfterLine, 0);
   assert.equal(index('#!/usr/bin/env python\n# comment\nx = 1\n').imports.insertAfterLine, 1);
 });
+
+test('a layer-class parameter called in the body is a layer (torchvision ConvNormActivation)', () => {
+  const text = [
+    'import torch',
+    'from typing import Callable',
+    '',
+    'class ConvNormActivation(torch.nn.Sequential):',
+    '    def __init__(self, cin, cout, conv_layer: Callable[..., torch.nn.Module] = torch.nn.Conv2d, act=None):',
+    '        layers = [conv_layer(cin, cout, 3), act(inplace=True)]',
+    '        super().__init__(*layers)',
+    '',
+  ].join('\n');
+  const index = buildModelIndex(parsePython(text), text);
+  const layers = index.classes[0].layers;
+  assert.deepEqual(layers.map((l) => l.ctor), ['nn.Conv2d'], 'conv_layer(...) is an nn.Conv2d; act(...) is not a layer');
+});

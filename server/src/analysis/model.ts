@@ -4,7 +4,7 @@ import type { SyntaxNode, Tree } from './parser';
 import { LineIndex } from './parser';
 import type { QueryMatch } from 'tree-sitter';
 import { modelQuery } from './queries';
-import { CONTAINERS, POOL_FUNCTIONS, canonicalName, emptyImports, isLayerCtor, layerKind, scanImports } from './canonical';
+import { CONTAINERS, POOL_FUNCTIONS, WEIGHTED_LAYERS, canonicalName, emptyImports, isLayerCtor, layerKind, scanImports } from './canonical';
 import type { DeclaredQuantizer, FunctionInfo, ImportInfo, Layer, ModelIndex, ModuleClass, Op, OpKind, Position, Range, Span } from './types';
 
 /** Where generated lines go inside a class: after/before an anchor statement, with the body's indent. */
@@ -270,6 +270,13 @@ function indexSegment(matches: QueryMatch[], start: number, segEnd: number, row:
           addLayer(makeLayer(it.node, it.node.childForFieldName('arguments'), c, undefined));
           break;
         }
+        // A layer-class parameter called in the body, as torchvision's ConvNormActivation does with
+        // `conv_layer: Callable[..., nn.Module] = torch.nn.Conv2d`: its default names the layer built.
+        const fromParam = isName ? layerParamDefault(it.node, calleeText, imports) : null;
+        if (fromParam) {
+          addLayer(makeLayer(it.node, it.node.childForFieldName('arguments'), fromParam, undefined));
+          break;
+        }
         if (isName && fnNames.has(calleeText)) {
           const layer = makeLayer(it.node, it.node.childForFieldName('arguments'), '', calleeText);
           helperCalls.push({ name: calleeText, layer, cls: cls ? classes.indexOf(cls) : undefined, fn: fn ? functions.indexOf(fn) : undefined });
@@ -466,6 +473,23 @@ function unwrapQdq(n: SyntaxNode): SyntaxNode | null {
   const args = n.childForFieldName('arguments');
   if (!args || args.namedChildCount !== 1) return null;
   return args.namedChildren[0];
+}
+
+/** The weighted layer class that parameter `name` of the enclosing function defaults to, or null. */
+function layerParamDefault(call: SyntaxNode, name: string, imports: ImportInfo): string | null {
+  let fn: SyntaxNode | null = call.parent;
+  while (fn && fn.type !== 'function_definition') fn = fn.parent;
+  const params = fn?.childForFieldName('parameters');
+  if (!params) return null;
+  for (const p of params.namedChildren) {
+    if (p.type !== 'default_parameter' && p.type !== 'typed_default_parameter') continue;
+    if (p.childForFieldName('name')?.text !== name) continue;
+    const value = p.childForFieldName('value');
+    if (!value || (value.type !== 'attribute' && value.type !== 'identifier')) return null;
+    const c = canonicalName(value.text, imports);
+    return WEIGHTED_LAYERS.has(c) ? c : null;
+  }
+  return null;
 }
 
 function makeLayer(callNode: SyntaxNode, argsNode: SyntaxNode | null, ctor: string, inHelper: string | undefined): Layer {

@@ -57,7 +57,8 @@ export class QdqDocument {
 
   getIndex(): ModelIndex {
     if (!this.index || this.indexVersion !== this.version) {
-      this.index = buildModelIndex(this.getTree(), this.getText());
+      // The previous index lets unchanged top-level statements be reused (one-keystroke re-analysis).
+      this.index = buildModelIndex(this.getTree(), this.getText(), this.index);
       this.indexVersion = this.version;
     }
     return this.index;
