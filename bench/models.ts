@@ -16,10 +16,10 @@ export interface VariantResult {
   qdq_pairs?: number | null; unquantized_weighted_ops?: number; exporter?: string | null;
 }
 export interface ModelResult {
-  model: string; latency_input_shape: number[]; eval_samples: number | null;
+  model: string; latency_input_shape: number[]; eval_samples: number | null; timed_runs_per_variant: number;
   variants: Record<string, VariantResult>;
 }
-export interface ModelsResult { python: string; runs_per_variant: number; models: ModelResult[] }
+export interface ModelsResult { python: string; models: ModelResult[] }
 
 const MODELS: { name: string; dir: string; isEncoder: boolean }[] = [
   { name: 'digits-cnn', dir: path.join(repo, 'examples', 'digits-cnn'), isEncoder: false },
@@ -84,8 +84,7 @@ export async function benchModels(checks: TargetCheck[]): Promise<ModelsResult> 
   const ort = require('onnxruntime-node');
   const python = pythonWithTorch();
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'qdq-bench-'));
-  const runs = 12;
-  const result: ModelsResult = { python, runs_per_variant: runs, models: [] };
+  const result: ModelsResult = { python, models: [] };
   try {
     for (const m of MODELS) {
       const dir = path.join(work, m.name.split(' ')[0]);
@@ -126,8 +125,11 @@ export async function benchModels(checks: TargetCheck[]): Promise<ModelsResult> 
       }
 
       progress(`model speed: ${m.name}: accuracy, cosine and latency with onnxruntime-node (2 threads)`);
+      // 4 rounds; the encoder's runs take tens of ms, the digits models' well under one.
+      const rounds = 4;
+      const perRound = m.isEncoder ? 3 : 12;
       const res: ModelResult = { model: m.name, latency_input_shape: inputs.latencyShape,
-        eval_samples: inputs.labels ? inputs.labels.length : null, variants: {} };
+        eval_samples: inputs.labels ? inputs.labels.length : null, timed_runs_per_variant: rounds * perRound, variants: {} };
       const sessions: Record<string, any> = {};
       for (const [name, f] of Object.entries(files)) {
         if (typeof f !== 'string') { res.variants[name] = { skipped: f.skipped }; continue; }
@@ -162,7 +164,7 @@ export async function benchModels(checks: TargetCheck[]): Promise<ModelsResult> 
         [name, { [s.inputNames[0]]: new ort.Tensor('float32', inputs.latency, inputs.latencyShape) }]));
       const samples = await interleaved(
         Object.fromEntries(Object.entries(sessions).map(([name, s]) => [name, () => s.run(feeds[name])])),
-        { rounds: 4, perRound: runs / 4 * (m.isEncoder ? 1 : 4), warmup: 3 });
+        { rounds, perRound, warmup: 3 });
       for (const [name, t] of Object.entries(samples)) {
         res.variants[name].latency_ms = median(t);
         res.variants[name].speedup = median(samples.fp32) / median(t);

@@ -48,7 +48,7 @@ const sections: Section[] = [
         }
       }
       return table(['model', 'variant', 'median ms', 'speed-up', 'size', 'cosine', 'top-1'], rows) +
-        `\n(onnxruntime-node, 2 threads; latency input ${r.models.map((m) => `${m.model.split(' ')[0]} [${m.latency_input_shape}]`).join(', ')}; ` +
+        `\n(onnxruntime-node, 2 threads; latency input, timed runs per variant: ${r.models.map((m) => `${m.model.split(' ')[0]} [${m.latency_input_shape}] x${m.timed_runs_per_variant}`).join(', ')}; ` +
         `top-1 on the ${r.models.find((m) => m.eval_samples)?.eval_samples ?? 0} held-out digits; python ${r.python})`;
     },
   },
