@@ -723,7 +723,37 @@ interface Segment {
 
 interface SegmentCache {
   globalKey: string;
+  importsKey: string;
+  imports: ImportInfo;
+  /** Segments by shortKey(key), in document order; a reused one must match its full key. */
   segments: Map<string, Segment[]>;
+}
+
+/**
+ * Hashing a whole statement's text (classes run to thousands of characters) on every keystroke costs more than
+ * the rest of the lookup: segments are filed under their length and ends, and the full text is compared only
+ * against the few that share them.
+ */
+function shortKey(key: string): string {
+  return key.length > 96 ? key.length + ':' + key.slice(0, 48) + key.slice(-48) : key;
+}
+
+const SIMPLE_DEF = /^def[ \t]+([A-Za-z_][A-Za-z0-9_]*)[ \t]*\(/;
+const IMPORTS_RELEVANT = /^(import|from|try|if)\b/;
+
+/** The text that scanImports reads: rows and text (through the end of the line) of the statements it looks at. */
+function importStatementsKey(children: SyntaxNode[], starts: number[], text: string): string {
+  const parts: string[] = [];
+  let seenStatement = false;
+  for (let i = 0; i < children.length; i++) {
+    const start = starts[i];
+    const isComment = text.charCodeAt(start) === 35; /* # */
+    if (seenStatement && !IMPORTS_RELEVANT.test(text.slice(start, start + 6))) continue;
+    if (!isComment) seenStatement = true;
+    const child = children[i];
+    parts.push(fastRow(child) + ':' + text.slice(start, lineEndAfter(text, child.endIndex)));
+  }
+  return parts.join('\u0001');
 }
 
 const CACHE = Symbol('qdq.modelIndexSegments');
@@ -758,18 +788,33 @@ function build(tree: Tree, text: string, eol: '\n' | '\r\n', previous?: ModelInd
   const children = root.namedChildren;
   // Top-level statements are classified by their first characters (no native call per statement).
   const starts = children.map(fastStart);
-  const imports = scanImports(root, children, text, starts);
+  const prevCache = previous ? (previous as unknown as Record<symbol, SegmentCache | undefined>)[CACHE] : undefined;
+  // The imports depend only on the import/try/if statements (and the first statement), their rows and the rest
+  // of their last lines: when all of those read the same as last time, the previous imports still hold and the
+  // native walk over every import statement is skipped.
+  const importsKey = importStatementsKey(children, starts, text);
+  const imports = prevCache && prevCache.importsKey === importsKey ? prevCache.imports : scanImports(root, children, text, starts);
   const fnNames = new Set<string>();
+  // In an error-free tree a top-level statement that starts with `def name(` is that function's definition, so
+  // its name is read from the text; decorated, async and erroneous ones ask the tree.
+  const clean = !root.hasError;
   for (let i = 0; i < children.length; i++) {
     const c0 = text.charCodeAt(starts[i]);
     if (c0 === 100 /* d */ || c0 === 97 /* a */ || c0 === 64 /* @ */) {
-      if (!/^(def|async|@)/.test(text.slice(starts[i], starts[i] + 5))) continue;
+      const head = text.slice(starts[i], starts[i] + 5);
+      if (!/^(def|async|@)/.test(head)) continue;
+      if (clean && c0 === 100) {
+        const m = SIMPLE_DEF.exec(text.slice(starts[i], starts[i] + 200));
+        if (m) {
+          fnNames.add(m[1]);
+          continue;
+        }
+      }
       const name = topLevelFunctionName(children[i]);
       if (name) fnNames.add(name);
     }
   }
   const globalKey = JSON.stringify(imports) + '\u0000' + [...fnNames].join(',');
-  const prevCache = previous ? (previous as unknown as Record<symbol, SegmentCache | undefined>)[CACHE] : undefined;
   const reusable = prevCache && prevCache.globalKey === globalKey ? prevCache.segments : undefined;
 
   const segments: (Segment | undefined)[] = [];
@@ -783,9 +828,10 @@ function build(tree: Tree, text: string, eol: '\n' | '\r\n', previous?: ModelInd
     const key = text.slice(start, segEnd);
     const row = fastRow(child);
     let seg: Segment | undefined;
-    const candidates = reusable?.get(key);
-    if (candidates && candidates.length) {
-      const old = candidates.shift()!;
+    const candidates = reusable?.get(shortKey(key));
+    const at = candidates ? candidates.findIndex((c) => c.key === key) : -1;
+    if (at >= 0) {
+      const old = candidates!.splice(at, 1)[0];
       const col0 = start - lineStartOf(text, start);
       if (old.start === start && old.startRow === row) seg = old;
       else if (col0 === 0 && old.col0 === 0) seg = shiftSegment(old, start - old.start, row - old.startRow);
@@ -808,9 +854,10 @@ function build(tree: Tree, text: string, eol: '\n' | '\r\n', previous?: ModelInd
   for (const t of todo) segments[t.slot] = indexSegment(t.matches, t.start, t.segEnd, t.row, text, imports, fnNames, t.key);
   const nextCache = new Map<string, Segment[]>();
   for (const seg of segments as Segment[]) {
-    const list = nextCache.get(seg.key);
+    const sk = shortKey(seg.key);
+    const list = nextCache.get(sk);
     if (list) list.push(seg);
-    else nextCache.set(seg.key, [seg]);
+    else nextCache.set(sk, [seg]);
   }
   // Assemble fresh top-level objects (segments stay untouched so they can be reused next time).
   const classes: ModuleClass[] = [];
@@ -905,7 +952,7 @@ function build(tree: Tree, text: string, eol: '\n' | '\r\n', previous?: ModelInd
   }
 
   const index: ModelIndex = { classes, functions, imports, topLevelOps, topLevelLayers, hasSyntaxErrors: root.hasError, eol };
-  Object.defineProperty(index, CACHE, { value: { globalKey, segments: nextCache } satisfies SegmentCache, enumerable: false });
+  Object.defineProperty(index, CACHE, { value: { globalKey, importsKey, imports, segments: nextCache } satisfies SegmentCache, enumerable: false });
   return index;
 }
 
