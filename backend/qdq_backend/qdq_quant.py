@@ -83,7 +83,8 @@ class TensorQuantizer(nn.Module):
 
     def forward(self, x):
         if self.calibrator is not None:
-            self.calibrator(x.detach())
+            # detach only when there is a graph: under no_grad it would be one more op per call
+            self.calibrator(x.detach() if x.requires_grad else x)
             return x
         if not self.enabled or self.amax is None or not x.is_floating_point():
             return x

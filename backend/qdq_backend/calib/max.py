@@ -1,5 +1,7 @@
 """Running maximum of |x|, per tensor or per channel."""
 
+import math
+
 import torch
 
 __all__ = ["MaxCalibrator", "NonFiniteError", "max_amax", "check_finite"]
@@ -16,10 +18,27 @@ def check_finite(value, name, what="input"):
     so the check costs no extra pass over the data.
     """
     if not bool(torch.isfinite(value).all()):
-        kind = "NaN" if bool(torch.isnan(value).any()) else "Inf"
-        where = f" of {name}" if name else ""
-        raise NonFiniteError(f"{kind} in the {what}{where}: calibration needs finite values; "
-                             "check the model and the calibration data for overflow")
+        raise_non_finite("NaN" if bool(torch.isnan(value).any()) else "Inf", name, what)
+
+
+def raise_non_finite(kind, name, what="input"):
+    where = f" of {name}" if name else ""
+    raise NonFiniteError(f"{kind} in the {what}{where}: calibration needs finite values; "
+                         "check the model and the calibration data for overflow")
+
+
+def abs_max(x, name):
+    """max |x| of a non-empty floating tensor as a python float, checked finite.
+
+    Per call this is one reduction and two scalar reads: on the small activations of the
+    bundled examples the per-op dispatch, not the data, is what calibration costs, so the
+    NaN/Inf check runs on the two python floats instead of as tensor ops.
+    """
+    lo, hi = torch.aminmax(x)  # one pass and no |x| temporary; NaN propagates into both
+    lo, hi = lo.item(), hi.item()
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise_non_finite("NaN" if math.isnan(lo) or math.isnan(hi) else "Inf", name)
+    return max(hi, -lo)
 
 
 def max_amax(x, axis=None):
@@ -51,11 +70,21 @@ class MaxCalibrator:
         self.axis = axis
         self.unsigned = unsigned
         self.name = name
-        self.amax = None  # running max on the data's device
+        self.amax = None  # running max per channel (axis set), on the data's device
+        self._max = None  # running max |x| per tensor (axis None), a python float
         self.batches = 0
 
     def collect(self, x):
         if x.numel() == 0:
+            return
+        if self.axis is None:
+            # Per tensor the running max is a python float: exact for float32/float64 data
+            # (a float64 max rounds to float32 once, at the end, as the tensor path did).
+            if not x.is_floating_point():
+                x = x.float()
+            x_max = abs_max(x, self.name)
+            self._max = x_max if self._max is None else max(self._max, x_max)
+            self.batches += 1
             return
         amax = max_amax(x, self.axis)
         check_finite(amax, self.name)
@@ -73,6 +102,7 @@ class MaxCalibrator:
 
     def reset(self):
         self.amax = None
+        self._max = None
         self.batches = 0
 
     def compute_amax(self, method="max", percentile=None):
@@ -80,6 +110,8 @@ class MaxCalibrator:
         if method != "max":
             raise ValueError(f"MaxCalibrator keeps no histogram, so it computes only 'max', not {method!r}; "
                              "use HistogramCalibrator for entropy, percentile and mse")
+        if self.axis is None:
+            return None if self._max is None else torch.tensor(self._max, dtype=torch.float32)
         return None if self.amax is None else self.amax.detach().cpu().clone()
 
     def summary(self, buckets=64):
