@@ -7,13 +7,17 @@
 //  2. MatMul -> Add(constant bias) -> Q(s, z) gets Q(s, z) -> DQ inserted between the MatMul and the Add,
 //     reusing the calibrated output scale (the bias shifts the range by little);
 //  3. an activation Q read by several weighted nodes (torch merges identical Q/DQ pairs, e.g. the q/k/v
-//     projections' inputs) gets one Q -> DQ pair per weighted reader (see below for why).
+//     projections' inputs) gets one Q -> DQ pair per weighted reader (see below for why);
+//  0. Conv -> [Q -> DQ] -> BatchNormalization is folded into the Conv (INT8 weights unchanged, per-channel
+//     weight scales and an INT32 bias absorb the BN), so ORT sees DQ -> Conv -> Q (see foldBatchNorms).
 import {
   Model, Node, DataType, indexGraph, constantTensor, dims, num, getAttr, makeTensor, makeNode, NameAllocator,
-  removeUnused, topoSort, intAttr, tensorToInts, elementCount, tensorToFloat32, floatTensor, int8Tensor, uint8Tensor,
+  removeUnused, topoSort, intAttr, tensorToInts, elementCount, tensorToFloat32, floatTensor, int8Tensor, uint8Tensor, Graph,
 } from './model';
 
-export interface OrtCpuResult { transposesFolded: number; outputsQuantized: number; dequantizeDuplicated: number }
+export interface OrtCpuResult {
+  transposesFolded: number; outputsQuantized: number; dequantizeDuplicated: number; batchNormsFolded: number;
+}
 
 function permute(data: Int8Array | Uint8Array, shape: number[], perm: number[]): { data: Int8Array | Uint8Array; shape: number[] } {
   const outShape = perm.map((p) => shape[p]);
@@ -35,7 +39,8 @@ function permute(data: Int8Array | Uint8Array, shape: number[], perm: number[]):
 export function optimizeForOrtCpu(model: Model): OrtCpuResult {
   const g = model.graph;
   const names = new NameAllocator(g);
-  const result: OrtCpuResult = { transposesFolded: 0, outputsQuantized: 0, dequantizeDuplicated: 0 };
+  const result: OrtCpuResult = { transposesFolded: 0, outputsQuantized: 0, dequantizeDuplicated: 0, batchNormsFolded: 0 };
+  result.batchNormsFolded = foldBatchNorms(g, names);
 
   // 1. Fold Transposes of constant quantized weights into the initializer.
   let idx = indexGraph(g);
@@ -137,9 +142,186 @@ export function optimizeForOrtCpu(model: Model): OrtCpuResult {
     result.outputsQuantized++;
   }
   g.node.push(...inserted);
-  if (result.transposesFolded || inserted.length || copies.length) {
+  if (result.transposesFolded || inserted.length || copies.length || result.batchNormsFolded) {
     removeUnused(g);
     topoSort(g);
   }
   return result;
+}
+
+/** 1-element constant scale and zero point of a Q or DQ node, or undefined when they are not constant scalars. */
+function scalarQuantParams(idx: ReturnType<typeof indexGraph>, n: Node): { scale: number; zp: number; zpType: number } | undefined {
+  const s = constantTensor(idx, n.input[1]);
+  if (!s || elementCount(dims(s)) !== 1) return undefined;
+  const z = n.input[2] ? constantTensor(idx, n.input[2]) : undefined;
+  if (n.input[2] && (!z || elementCount(dims(z)) !== 1)) return undefined;
+  return { scale: tensorToFloat32(s)[0], zp: z ? tensorToInts(z)[0] : 0, zpType: z ? z.data_type : DataType.UINT8 };
+}
+
+function onlyReader(idx: ReturnType<typeof indexGraph>, value: string, g: { output: { name: string }[] }): Node | undefined {
+  const readers = idx.consumers.get(value) ?? [];
+  if (readers.length !== 1 || g.output.some((o) => o.name === value)) return undefined;
+  return readers[0];
+}
+
+/**
+ * Fold BatchNormalization into the Conv before it, for Conv weights stored as INT8 initializer -> DQ.
+ * The FP32 export folds BN into the weights; the QDQ export cannot (the weight goes through DQ), which leaves
+ * Conv -> [Q -> DQ] -> BN and keeps ORT from using an integer convolution. Per output channel c with
+ * s_c = gamma_c / sqrt(var_c + eps): the weight scale becomes scale_c * |s_c| (the INT8 values are unchanged,
+ * negated where s_c < 0), and the bias (b_c - mean_c) * s_c + beta_c is stored as INT32 -> DQ with scale
+ * input_scale * weight_scale_c, the form ORT's QDQ Conv fusion takes. The weight part is exact; the bias is
+ * rounded to the accumulator grid (at most half an accumulator step per channel).
+ * The quantizer torch placed on the Conv output was calibrated before BN, so it no longer fits. Its
+ * replacement on the folded output is, in order of preference:
+ *  - BN -> Relu -> Q(next layer's input): that Q's scale; clipping before the Relu to a range that contains 0
+ *    and then applying Relu gives exactly what Relu then Q gives, so this adds no error;
+ *  - otherwise the exact range BN maps the old quantizer's grid to (every value the unfolded graph could
+ *    produce), as a symmetric INT8 quantizer;
+ *  - no quantizer was on the Conv output (target tensorrt): none is added.
+ */
+function foldBatchNorms(g: Graph, names: NameAllocator): number {
+  const idx = indexGraph(g);
+  const dropped = new Set<Node>();
+  const added: Node[] = [];
+  let folded = 0;
+  for (const bn of g.node) {
+    if (bn.op_type !== 'BatchNormalization' || bn.output.filter(Boolean).length !== 1) continue;
+    if (getAttr(bn, 'training_mode') && num(getAttr(bn, 'training_mode')!.i) !== 0) continue;
+    // Conv -> BN, or Conv -> Q -> DQ -> BN with each link read only by the next.
+    let conv = idx.producer.get(bn.input[0]);
+    let preQ: Node | undefined, preDq: Node | undefined;
+    if (conv?.op_type === 'DequantizeLinear') {
+      preDq = conv;
+      preQ = idx.producer.get(preDq.input[0]);
+      if (preQ?.op_type !== 'QuantizeLinear' || onlyReader(idx, preDq.output[0], g) !== bn
+        || onlyReader(idx, preQ.output[0], g) !== preDq) continue;
+      conv = idx.producer.get(preQ.input[0]);
+      if (!conv || onlyReader(idx, conv.output[0], g) !== preQ) continue;
+    } else if (!conv || onlyReader(idx, conv.output[0], g) !== bn) continue;
+    if (conv.op_type !== 'Conv' || dropped.has(conv)) continue;
+    const pre = preQ ? scalarQuantParams(idx, preQ) : undefined;
+    if (preQ && !pre) continue;
+    // Weight: INT8 initializer -> DQ (per-tensor, or per-channel on axis 0) read only by this Conv.
+    const dqW = idx.producer.get(conv.input[1]);
+    if (dqW?.op_type !== 'DequantizeLinear' || onlyReader(idx, dqW.output[0], g) !== conv) continue;
+    const w = constantTensor(idx, dqW.input[0]);
+    const wScaleT = constantTensor(idx, dqW.input[1]);
+    const wZpT = dqW.input[2] ? constantTensor(idx, dqW.input[2]) : undefined;
+    if (!w || w.data_type !== DataType.INT8 || !wScaleT || (dqW.input[2] && !wZpT)) continue;
+    const wShape = dims(w);
+    const channels = wShape[0];
+    const perChannel = elementCount(dims(wScaleT)) > 1;
+    if (perChannel) {
+      const axisAttr = getAttr(dqW, 'axis');
+      const axis = axisAttr ? num(axisAttr.i) : 1;
+      if ((axis !== 0 && axis !== -wShape.length) || elementCount(dims(wScaleT)) !== channels) continue;
+    }
+    if (wZpT && tensorToInts(wZpT).some((z) => z !== 0)) continue;
+    // BN and bias parameters: constants of C elements.
+    const params = bn.input.slice(1, 5).map((n) => constantTensor(idx, n));
+    if (params.some((t) => !t || elementCount(dims(t)) !== channels)) continue;
+    const [gamma, beta, mean, variance] = params.map((t) => tensorToFloat32(t!));
+    let bias: Float32Array = new Float32Array(channels);
+    if (conv.input[2]) {
+      const b = constantTensor(idx, conv.input[2]);
+      if (!b || b.data_type !== DataType.FLOAT || elementCount(dims(b)) !== channels) continue;
+      bias = tensorToFloat32(b);
+    }
+    const eps = getAttr(bn, 'epsilon')?.f ?? 1e-5;
+    const wScaleIn = tensorToFloat32(wScaleT);
+    const q = Int8Array.from(tensorToInts(w));
+    const perOut = q.length / channels;
+    const s = Array.from(gamma, (gm, c) => gm / Math.sqrt(variance[c] + eps));
+    // Negating a channel is exact only without -128 in it (symmetric weights never use it).
+    let negatable = true;
+    for (let c = 0; c < channels && negatable; c++) {
+      if (s[c] >= 0) continue;
+      for (let k = c * perOut; k < (c + 1) * perOut; k++) if (q[k] === -128) { negatable = false; break; }
+    }
+    if (!negatable) continue;
+    const newScale = new Float32Array(channels);
+    for (let c = 0; c < channels; c++) {
+      newScale[c] = (perChannel ? wScaleIn[c] : wScaleIn[0]) * Math.abs(s[c]);
+      if (s[c] < 0) for (let k = c * perOut; k < (c + 1) * perOut; k++) q[k] = -q[k];
+    }
+    const foldedBias = Array.from(s, (sc, c) => (bias[c] - mean[c]) * sc + beta[c]);
+    if (newScale.some((v) => !(v > 0) || !Number.isFinite(v)) || foldedBias.some((v) => !Number.isFinite(v))) continue;
+
+    const base = (conv.name || 'Conv').replace(/^\//, '').replace(/\//g, '_');
+    const wName = names.fresh(`${w.name || base}_bn_folded`), sName = names.fresh(`${base}_weight_scale_bn_folded`);
+    g.initializer.push(makeTensor(wName, DataType.INT8, wShape, q), floatTensor(sName, [channels], newScale));
+    dqW.input = [wName, sName];
+    dqW.attribute = [intAttr('axis', 0)];
+    // Bias: INT32 -> DQ(input_scale * weight_scale_c) when the input comes from a scalar DQ, else FP32.
+    const inDq = idx.producer.get(conv.input[0]);
+    const inQ = inDq?.op_type === 'DequantizeLinear' ? scalarQuantParams(idx, inDq) : undefined;
+    const bName = names.fresh(`${base}_bias_bn_folded`);
+    const biasScale = inQ ? Array.from(newScale, (v) => Math.fround(inQ.scale * v)) : [];
+    const biasInt = inQ ? foldedBias.map((v, c) => Math.round(v / biasScale[c])) : [];
+    if (inQ && biasInt.every((v) => Math.abs(v) < 2 ** 31 - 1) && biasScale.every((v) => v > 0)) {
+      const biasScaleName = names.fresh(`${base}_bias_scale_bn_folded`);
+      const bq = names.fresh(`${base}_bias_bn_folded_quantized`);
+      g.initializer.push(makeTensor(bq, DataType.INT32, [channels], Int32Array.from(biasInt)), floatTensor(biasScaleName, [channels], biasScale));
+      added.push(makeNode('DequantizeLinear', [bq, biasScaleName], [bName], names.fresh(`${base}_bias_DequantizeLinear`), [intAttr('axis', 0)]));
+    } else {
+      g.initializer.push(floatTensor(bName, [channels], foldedBias));
+    }
+    conv.input = [conv.input[0], conv.input[1], bName];
+
+    // The quantizer on the folded output (see above).
+    const y = bn.output[0];
+    let outQ: { scale: number; zp: number; zpType: number } | undefined;
+    const relu = onlyReader(idx, y, g);
+    if (pre && relu?.op_type === 'Relu') {
+      const nextQs = (idx.consumers.get(relu.output[0]) ?? []).filter((n) => n.op_type === 'QuantizeLinear');
+      const params = nextQs.map((n) => scalarQuantParams(idx, n));
+      const first = params[0];
+      if (first && params.every((p) => p && p.scale === first.scale && p.zp === first.zp && p.zpType === first.zpType)) {
+        outQ = first;
+        // A symmetric INT8 quantizer after Relu spends its negative half on nothing. The same range [0, 127 s]
+        // as UINT8 with zero point 0 and scale 127 s / 255 has twice the resolution, and ORT then drops the
+        // Relu (a Q whose zero point is the lowest level clips at 0 itself) and the DQ -> Q between the convs.
+        if (first.zpType === DataType.INT8 && first.zp === 0) {
+          outQ = { scale: Math.fround((first.scale * 127) / 255), zp: 0, zpType: DataType.UINT8 };
+          const sName = names.fresh(`${base}_relu_scale`), zName = names.fresh(`${base}_relu_zero_point`);
+          g.initializer.push(floatTensor(sName, [], [outQ.scale]), uint8Tensor(zName, [], [outQ.zp]));
+          for (const nq of nextQs) {
+            const old = [nq.input[1], nq.input[2]];
+            nq.input = [nq.input[0], sName, zName];
+            for (const dq of idx.consumers.get(nq.output[0]) ?? []) {
+              if (dq.op_type === 'DequantizeLinear' && dq.input[1] === old[0] && (dq.input[2] ?? '') === (old[1] ?? '')) dq.input = [dq.input[0], sName, zName];
+            }
+          }
+        }
+      }
+    }
+    if (pre && !outQ) {
+      const [lo, hi] = pre.zpType === DataType.INT8 ? [-128, 127] : [0, 255];
+      let amax = 0;
+      for (let c = 0; c < channels; c++) {
+        for (const level of [lo, hi]) amax = Math.max(amax, Math.abs(s[c] * (level - pre.zp) * pre.scale + foldedBias[c]));
+      }
+      outQ = { scale: amax / 127, zp: 0, zpType: DataType.INT8 };
+    }
+    if (outQ && outQ.scale > 0) {
+      const sOut = names.fresh(`${base}_output_scale`), zOut = names.fresh(`${base}_output_zero_point`);
+      g.initializer.push(floatTensor(sOut, [], [outQ.scale]),
+        outQ.zpType === DataType.INT8 ? int8Tensor(zOut, [], [outQ.zp]) : uint8Tensor(zOut, [], [outQ.zp]));
+      const qOut = names.fresh(`${conv.output[0]}_quantized`);
+      added.push(
+        makeNode('QuantizeLinear', [conv.output[0], sOut, zOut], [qOut], names.fresh(`${base}_output_QuantizeLinear`)),
+        makeNode('DequantizeLinear', [qOut, sOut, zOut], [y], names.fresh(`${base}_output_DequantizeLinear`)),
+      );
+    } else {
+      conv.output = [y];
+    }
+    dropped.add(bn);
+    if (preQ) dropped.add(preQ);
+    if (preDq) dropped.add(preDq);
+    folded++;
+  }
+  if (dropped.size) g.node = g.node.filter((n) => !dropped.has(n));
+  g.node.push(...added);
+  return folded;
 }
