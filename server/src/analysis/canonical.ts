@@ -131,7 +131,7 @@ function recordImport(st: SyntaxNode, info: ImportInfo): void {
     // `from .. import functional as F`. The submodule names are torch.nn.modules' own.
     const rel = mod.text.replace(/^\.+/, '');
     for (const c of st.namedChildren) {
-      if (c === mod) continue;
+      if (c.id === mod.id) continue; // node objects are not unique (the binding recreates collected ones): compare ids
       const name = c.type === 'aliased_import' ? c.childForFieldName('name')?.text ?? '' : c.type === 'dotted_name' ? c.text : '';
       const alias = c.type === 'aliased_import' ? c.childForFieldName('alias')?.text ?? '' : name;
       if (!name) continue;
@@ -142,7 +142,7 @@ function recordImport(st: SyntaxNode, info: ImportInfo): void {
   }
   const from = mod.text;
   for (const c of st.namedChildren) {
-    if (c === mod) continue;
+    if (c.id === mod.id) continue;
     let name = '';
     let alias = '';
     if (c.type === 'dotted_name') name = alias = c.text;
