@@ -707,7 +707,7 @@ function classifyAdd(p: PendingAdd, text: string): void {
 // Segments: one per top-level statement, cached between builds of the same document.
 
 interface Segment {
-  /** Text of the statement through the end of its last line. */
+  /** Text of the statement through the first line of the next top-level statement (covers its own last line). */
   key: string;
   start: number;
   startRow: number;
@@ -823,9 +823,9 @@ function build(tree: Tree, text: string, eol: '\n' | '\r\n', previous?: ModelInd
     const child = children[i];
     const start = starts[i];
     if (NO_CALLS_START.test(text.slice(start, start + 7))) continue;
-    const end = child.endIndex;
-    const segEnd = lineEndAfter(text, end);
-    const key = text.slice(start, segEnd);
+    // The key runs through the first line of the next statement, which covers this statement's last line
+    // without asking the tree for its end (one native call per statement); ends are read for re-indexed ones.
+    const key = text.slice(start, lineEndAfter(text, i + 1 < children.length ? starts[i + 1] : text.length));
     const row = fastRow(child);
     let seg: Segment | undefined;
     const candidates = reusable?.get(shortKey(key));
@@ -836,7 +836,10 @@ function build(tree: Tree, text: string, eol: '\n' | '\r\n', previous?: ModelInd
       if (old.start === start && old.startRow === row) seg = old;
       else if (col0 === 0 && old.col0 === 0) seg = shiftSegment(old, start - old.start, row - old.startRow);
     }
-    if (!seg) todo.push({ slot: segments.length, child, start, end, segEnd, row, key, matches: [] });
+    if (!seg) {
+      const end = child.endIndex;
+      todo.push({ slot: segments.length, child, start, end, segEnd: lineEndAfter(text, end), row, key, matches: [] });
+    }
     segments.push(seg);
   }
   // Few statements to (re)index: query each; many: one query over the whole tree, matches dealt out by position.
@@ -960,14 +963,15 @@ function build(tree: Tree, text: string, eol: '\n' | '\r\n', previous?: ModelInd
 // characters within it do not change).
 function shiftSegment(seg: Segment, dOff: number, dRow: number): Segment {
   const sp = (s: Span): Span => ({ start: s.start + dOff, end: s.end + dOff });
-  const rg = (r: Range): Range => ({ start: { line: r.start.line + dRow, character: r.start.character }, end: { line: r.end.line + dRow, character: r.end.character } });
+  // Ranges are shared between builds already (unmoved segments are reused whole), so unmoved lines keep theirs.
+  const rg = (r: Range): Range => dRow === 0 ? r : ({ start: { line: r.start.line + dRow, character: r.start.character }, end: { line: r.end.line + dRow, character: r.end.character } });
   const anchor = (a: InsertAnchor | undefined): InsertAnchor | undefined => (a ? { ...a, offset: a.offset + dOff } : undefined);
   const layer = (l: Layer): Layer => {
     const out: Layer = { ...l, callRange: rg(l.callRange), callSpan: sp(l.callSpan) };
     if (l.wrapperSpan) out.wrapperSpan = sp(l.wrapperSpan);
     return out;
   };
-  const op = (o: Op): Op => ({ ...o, range: rg(o.range), span: sp(o.span), operands: o.operands.map(rg), operandSpans: o.operandSpans.map(sp) });
+  const op = (o: Op): Op => ({ ...o, range: rg(o.range), span: sp(o.span), operands: dRow === 0 ? o.operands : o.operands.map(rg), operandSpans: o.operandSpans.map(sp) });
   const fn = (f: FunctionInfo): FunctionInfo => ({ ...f, range: rg(f.range), span: sp(f.span), layers: f.layers.map(layer), ops: f.ops.map(op) });
   return {
     key: seg.key,
