@@ -12,7 +12,7 @@
 //     weight scales and an INT32 bias absorb the BN), so ORT sees DQ -> Conv -> Q (see foldBatchNorms).
 import {
   Model, Node, DataType, indexGraph, constantTensor, dims, num, getAttr, makeTensor, makeNode, NameAllocator,
-  removeUnused, topoSort, intAttr, tensorToInts, elementCount, tensorToFloat32, floatTensor, int8Tensor, uint8Tensor, Graph,
+  removeUnused, topoSort, intAttr, tensorToInts, elementCount, tensorToFloat32, floatTensor, int8Tensor, uint8Tensor, Graph, Tensor,
 } from './model';
 
 export interface OrtCpuResult {
@@ -182,6 +182,8 @@ function onlyReader(idx: ReturnType<typeof indexGraph>, value: string, g: { outp
  */
 function foldBatchNorms(g: Graph, names: NameAllocator): number {
   const idx = indexGraph(g);
+  // New initializers go into the index too: a later fold reads the scales an earlier one rewrote.
+  const addInit = (...ts: Tensor[]) => { for (const t of ts) { g.initializer.push(t); idx.initializers.set(t.name || '', t); } };
   const dropped = new Set<Node>();
   const added: Node[] = [];
   let folded = 0;
@@ -250,7 +252,7 @@ function foldBatchNorms(g: Graph, names: NameAllocator): number {
 
     const base = (conv.name || 'Conv').replace(/^\//, '').replace(/\//g, '_');
     const wName = names.fresh(`${w.name || base}_bn_folded`), sName = names.fresh(`${base}_weight_scale_bn_folded`);
-    g.initializer.push(makeTensor(wName, DataType.INT8, wShape, q), floatTensor(sName, [channels], newScale));
+    addInit(makeTensor(wName, DataType.INT8, wShape, q), floatTensor(sName, [channels], newScale));
     dqW.input = [wName, sName];
     dqW.attribute = [intAttr('axis', 0)];
     // Bias: INT32 -> DQ(input_scale * weight_scale_c) when the input comes from a scalar DQ, else FP32.
@@ -262,10 +264,10 @@ function foldBatchNorms(g: Graph, names: NameAllocator): number {
     if (inQ && biasInt.every((v) => Math.abs(v) < 2 ** 31 - 1) && biasScale.every((v) => v > 0)) {
       const biasScaleName = names.fresh(`${base}_bias_scale_bn_folded`);
       const bq = names.fresh(`${base}_bias_bn_folded_quantized`);
-      g.initializer.push(makeTensor(bq, DataType.INT32, [channels], Int32Array.from(biasInt)), floatTensor(biasScaleName, [channels], biasScale));
+      addInit(makeTensor(bq, DataType.INT32, [channels], Int32Array.from(biasInt)), floatTensor(biasScaleName, [channels], biasScale));
       added.push(makeNode('DequantizeLinear', [bq, biasScaleName], [bName], names.fresh(`${base}_bias_DequantizeLinear`), [intAttr('axis', 0)]));
     } else {
-      g.initializer.push(floatTensor(bName, [channels], foldedBias));
+      addInit(floatTensor(bName, [channels], foldedBias));
     }
     conv.input = [conv.input[0], conv.input[1], bName];
 
@@ -285,7 +287,7 @@ function foldBatchNorms(g: Graph, names: NameAllocator): number {
         if (first.zpType === DataType.INT8 && first.zp === 0) {
           outQ = { scale: Math.fround((first.scale * 127) / 255), zp: 0, zpType: DataType.UINT8 };
           const sName = names.fresh(`${base}_relu_scale`), zName = names.fresh(`${base}_relu_zero_point`);
-          g.initializer.push(floatTensor(sName, [], [outQ.scale]), uint8Tensor(zName, [], [outQ.zp]));
+          addInit(floatTensor(sName, [], [outQ.scale]), uint8Tensor(zName, [], [outQ.zp]));
           for (const nq of nextQs) {
             const old = [nq.input[1], nq.input[2]];
             nq.input = [nq.input[0], sName, zName];
@@ -306,7 +308,7 @@ function foldBatchNorms(g: Graph, names: NameAllocator): number {
     }
     if (outQ && outQ.scale > 0) {
       const sOut = names.fresh(`${base}_output_scale`), zOut = names.fresh(`${base}_output_zero_point`);
-      g.initializer.push(floatTensor(sOut, [], [outQ.scale]),
+      addInit(floatTensor(sOut, [], [outQ.scale]),
         outQ.zpType === DataType.INT8 ? int8Tensor(zOut, [], [outQ.zp]) : uint8Tensor(zOut, [], [outQ.zp]));
       const qOut = names.fresh(`${conv.output[0]}_quantized`);
       added.push(
