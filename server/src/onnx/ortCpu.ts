@@ -9,14 +9,15 @@
 //  3. an activation Q read by several weighted nodes (torch merges identical Q/DQ pairs, e.g. the q/k/v
 //     projections' inputs) gets one Q -> DQ pair per weighted reader (see below for why);
 //  0. Conv -> [Q -> DQ] -> BatchNormalization is folded into the Conv (INT8 weights unchanged, per-channel
-//     weight scales and an INT32 bias absorb the BN), so ORT sees DQ -> Conv -> Q (see foldBatchNorms).
+//     weight scales and an INT32 bias absorb the BN), so ORT sees DQ -> Conv -> Q (see foldBatchNorms);
+//     a residual DQ + DQ -> Add -> Relu [-> MaxPool] -> Q gets a Q after the Add (see quantizeReluAdds).
 import {
   Model, Node, DataType, indexGraph, constantTensor, dims, num, getAttr, makeTensor, makeNode, NameAllocator,
   removeUnused, topoSort, intAttr, tensorToInts, elementCount, tensorToFloat32, floatTensor, int8Tensor, uint8Tensor, Graph, Tensor,
 } from './model';
 
 export interface OrtCpuResult {
-  transposesFolded: number; outputsQuantized: number; dequantizeDuplicated: number; batchNormsFolded: number;
+  transposesFolded: number; outputsQuantized: number; dequantizeDuplicated: number; batchNormsFolded: number; addsQuantized: number;
 }
 
 function permute(data: Int8Array | Uint8Array, shape: number[], perm: number[]): { data: Int8Array | Uint8Array; shape: number[] } {
@@ -39,8 +40,10 @@ function permute(data: Int8Array | Uint8Array, shape: number[], perm: number[]):
 export function optimizeForOrtCpu(model: Model): OrtCpuResult {
   const g = model.graph;
   const names = new NameAllocator(g);
-  const result: OrtCpuResult = { transposesFolded: 0, outputsQuantized: 0, dequantizeDuplicated: 0, batchNormsFolded: 0 };
+  const result: OrtCpuResult = { transposesFolded: 0, outputsQuantized: 0, dequantizeDuplicated: 0, batchNormsFolded: 0, addsQuantized: 0 };
   result.batchNormsFolded = foldBatchNorms(g, names);
+  result.addsQuantized = quantizeReluAdds(g, names);
+  if (result.batchNormsFolded) quantizeConvBiases(g, names);
 
   // 1. Fold Transposes of constant quantized weights into the initializer.
   let idx = indexGraph(g);
@@ -142,7 +145,7 @@ export function optimizeForOrtCpu(model: Model): OrtCpuResult {
     result.outputsQuantized++;
   }
   g.node.push(...inserted);
-  if (result.transposesFolded || inserted.length || copies.length || result.batchNormsFolded) {
+  if (result.transposesFolded || inserted.length || copies.length || result.batchNormsFolded || result.addsQuantized) {
     removeUnused(g);
     topoSort(g);
   }
@@ -169,9 +172,8 @@ function onlyReader(idx: ReturnType<typeof indexGraph>, value: string, g: { outp
  * The FP32 export folds BN into the weights; the QDQ export cannot (the weight goes through DQ), which leaves
  * Conv -> [Q -> DQ] -> BN and keeps ORT from using an integer convolution. Per output channel c with
  * s_c = gamma_c / sqrt(var_c + eps): the weight scale becomes scale_c * |s_c| (the INT8 values are unchanged,
- * negated where s_c < 0), and the bias (b_c - mean_c) * s_c + beta_c is stored as INT32 -> DQ with scale
- * input_scale * weight_scale_c, the form ORT's QDQ Conv fusion takes. The weight part is exact; the bias is
- * rounded to the accumulator grid (at most half an accumulator step per channel).
+ * negated where s_c < 0), and the bias becomes (b_c - mean_c) * s_c + beta_c (quantizeConvBiases stores it
+ * as INT32 later). The weight part is exact.
  * The quantizer torch placed on the Conv output was calibrated before BN, so it no longer fits. Its
  * replacement on the folded output is, in order of preference:
  *  - BN -> Relu -> Q(next layer's input): that Q's scale; clipping before the Relu to a range that contains 0
@@ -255,20 +257,9 @@ function foldBatchNorms(g: Graph, names: NameAllocator): number {
     addInit(makeTensor(wName, DataType.INT8, wShape, q), floatTensor(sName, [channels], newScale));
     dqW.input = [wName, sName];
     dqW.attribute = [intAttr('axis', 0)];
-    // Bias: INT32 -> DQ(input_scale * weight_scale_c) when the input comes from a scalar DQ, else FP32.
-    const inDq = idx.producer.get(conv.input[0]);
-    const inQ = inDq?.op_type === 'DequantizeLinear' ? scalarQuantParams(idx, inDq) : undefined;
+    // FP32 here; quantizeConvBiases turns it into INT32 -> DQ once every input scale is final.
     const bName = names.fresh(`${base}_bias_bn_folded`);
-    const biasScale = inQ ? Array.from(newScale, (v) => Math.fround(inQ.scale * v)) : [];
-    const biasInt = inQ ? foldedBias.map((v, c) => Math.round(v / biasScale[c])) : [];
-    if (inQ && biasInt.every((v) => Math.abs(v) < 2 ** 31 - 1) && biasScale.every((v) => v > 0)) {
-      const biasScaleName = names.fresh(`${base}_bias_scale_bn_folded`);
-      const bq = names.fresh(`${base}_bias_bn_folded_quantized`);
-      addInit(makeTensor(bq, DataType.INT32, [channels], Int32Array.from(biasInt)), floatTensor(biasScaleName, [channels], biasScale));
-      added.push(makeNode('DequantizeLinear', [bq, biasScaleName], [bName], names.fresh(`${base}_bias_DequantizeLinear`), [intAttr('axis', 0)]));
-    } else {
-      addInit(floatTensor(bName, [channels], foldedBias));
-    }
+    addInit(floatTensor(bName, [channels], foldedBias));
     conv.input = [conv.input[0], conv.input[1], bName];
 
     // The quantizer on the folded output (see above).
@@ -326,4 +317,94 @@ function foldBatchNorms(g: Graph, names: NameAllocator): number {
   if (dropped.size) g.node = g.node.filter((n) => !dropped.has(n));
   g.node.push(...added);
   return folded;
+}
+
+/**
+ * Residual blocks end in DQ + DQ -> Add -> Relu [-> MaxPool] -> Q(next layer's input); ORT runs that Add in
+ * float. A UINT8 quantizer with zero point 0 on the Add output, covering the next Q's range [0, 127 s] with scale
+ * 127 s / 255, clips at 0 itself, so the Relu goes; the next Q takes the same parameters (values on its grid
+ * pass through unchanged), so ORT fuses QLinearAdd and an integer MaxPool. Clipping at the top before MaxPool is
+ * the same as after it (max is monotonic); average pooling is not, so only MaxPool is looked through.
+ */
+function quantizeReluAdds(g: Graph, names: NameAllocator): number {
+  const idx = indexGraph(g);
+  const dropped = new Set<Node>();
+  const added: Node[] = [];
+  let count = 0;
+  for (const add of g.node) {
+    if (add.op_type !== 'Add' || add.input.length !== 2) continue;
+    if (!add.input.every((i) => idx.producer.get(i)?.op_type === 'DequantizeLinear')) continue;
+    const relu = onlyReader(idx, add.output[0], g);
+    if (relu?.op_type !== 'Relu' || g.output.some((o) => o.name === relu.output[0])) continue;
+    let pool: Node | undefined;
+    let qs = idx.consumers.get(relu.output[0]) ?? [];
+    if (qs.length === 1 && qs[0].op_type === 'MaxPool' && qs[0].output.filter(Boolean).length === 1) {
+      pool = qs[0];
+      if (g.output.some((o) => o.name === pool!.output[0])) continue;
+      qs = idx.consumers.get(pool.output[0]) ?? [];
+    }
+    if (!qs.length || !qs.every((n) => n.op_type === 'QuantizeLinear')) continue;
+    const params = qs.map((n) => scalarQuantParams(idx, n));
+    const first = params[0];
+    if (!first || !params.every((p) => p && p.scale === first.scale && p.zp === first.zp && p.zpType === first.zpType)) continue;
+    if (first.zp !== 0 || !(first.scale > 0)) continue;
+    const scale = first.zpType === DataType.INT8 ? Math.fround((first.scale * 127) / 255) : first.scale;
+    const base = (add.name || 'Add').replace(/^\//, '').replace(/\//g, '_');
+    const sName = names.fresh(`${base}_output_scale`), zName = names.fresh(`${base}_output_zero_point`);
+    const t = [floatTensor(sName, [], [scale]), uint8Tensor(zName, [], [0])];
+    g.initializer.push(...t);
+    for (const x of t) idx.initializers.set(x.name || '', x);
+    for (const nq of qs) {
+      const old = [nq.input[1], nq.input[2] ?? ''];
+      nq.input = [nq.input[0], sName, zName];
+      for (const dq of idx.consumers.get(nq.output[0]) ?? []) {
+        if (dq.op_type === 'DequantizeLinear' && dq.input[1] === old[0] && (dq.input[2] ?? '') === old[1]) dq.input = [dq.input[0], sName, zName];
+      }
+    }
+    const qOut = names.fresh(`${add.output[0]}_quantized`), dqOut = names.fresh(`${add.output[0]}_dequantized`);
+    added.push(
+      makeNode('QuantizeLinear', [add.output[0], sName, zName], [qOut], names.fresh(`${base}_output_QuantizeLinear`)),
+      makeNode('DequantizeLinear', [qOut, sName, zName], [dqOut], names.fresh(`${base}_output_DequantizeLinear`)),
+    );
+    if (pool) pool.input = [dqOut, ...pool.input.slice(1)];
+    else for (const nq of qs) nq.input = [dqOut, ...nq.input.slice(1)];
+    dropped.add(relu);
+    count++;
+  }
+  if (dropped.size) g.node = g.node.filter((n) => !dropped.has(n));
+  g.node.push(...added);
+  return count;
+}
+
+/**
+ * FP32 Conv biases -> INT32 initializer -> DQ(input_scale * weight_scale_c, axis 0): ORT's QDQ Conv fusion takes
+ * a bias only in that form. Rounds each bias to the accumulator grid (at most half a step of
+ * input_scale * weight_scale_c). Runs last, after the passes above have settled the input scales.
+ */
+function quantizeConvBiases(g: Graph, names: NameAllocator): void {
+  const idx = indexGraph(g);
+  for (const conv of g.node) {
+    if (conv.op_type !== 'Conv' || !conv.input[2]) continue;
+    const b = constantTensor(idx, conv.input[2]);
+    if (!b || b.data_type !== DataType.FLOAT || idx.producer.get(conv.input[2])) continue;
+    const inDq = idx.producer.get(conv.input[0]);
+    const dqW = idx.producer.get(conv.input[1]);
+    if (inDq?.op_type !== 'DequantizeLinear' || dqW?.op_type !== 'DequantizeLinear') continue;
+    const inQ = scalarQuantParams(idx, inDq);
+    const wScaleT = constantTensor(idx, dqW.input[1]);
+    const w = constantTensor(idx, dqW.input[0]);
+    if (!inQ || !wScaleT || !w || w.data_type !== DataType.INT8) continue;
+    const bias = tensorToFloat32(b);
+    const channels = bias.length;
+    const wScale = tensorToFloat32(wScaleT);
+    if (wScale.length !== channels && wScale.length !== 1) continue;
+    const biasScale = Array.from({ length: channels }, (_, c) => Math.fround(inQ.scale * wScale[wScale.length === 1 ? 0 : c]));
+    const biasInt = Array.from(bias, (v, c) => Math.round(v / biasScale[c]));
+    if (!biasScale.every((v) => v > 0) || !biasInt.every((v) => Math.abs(v) < 2 ** 31 - 1)) continue;
+    const base = (conv.name || 'Conv').replace(/^\//, '').replace(/\//g, '_');
+    const bq = names.fresh(`${base}_bias_int32`), bs = names.fresh(`${base}_bias_scale`), bOut = names.fresh(`${base}_bias`);
+    g.initializer.push(makeTensor(bq, DataType.INT32, [channels], Int32Array.from(biasInt)), floatTensor(bs, [channels], biasScale));
+    g.node.push(makeNode('DequantizeLinear', [bq, bs], [bOut], names.fresh(`${base}_bias_DequantizeLinear`), [intAttr('axis', 0)]));
+    conv.input = [conv.input[0], conv.input[1], bOut];
+  }
 }
