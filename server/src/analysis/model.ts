@@ -111,6 +111,19 @@ export function detectEol(text: string): '\n' | '\r\n' {
 
 function indexSegment(matches: QueryMatch[], start: number, segEnd: number, row: number, text: string, imports: ImportInfo, fnNames: Set<string>, key: string): Segment {
   lines = new SegmentLines(text, start, segEnd, row, start - lineStartOf(text, start));
+  // layerParamDefault walks the tree up to the enclosing def for every plain-name call (print, len, super...);
+  // a name that never appears before `=` (optionally after `name:`, comments, continuations) in this statement cannot be a parameter
+  // with a default, so most calls skip the walk.
+  const segText = text.slice(start, segEnd);
+  const defaultedName = new Map<string, boolean>();
+  const mayBeDefaultedParam = (name: string): boolean => {
+    let known = defaultedName.get(name);
+    if (known === undefined) {
+      known = new RegExp(`(^|[^\\w.])${name.replace(/[^\w]/g, '\\$&')}(\\s|\\\\|#[^\\n]*\\n)*(:[^=]*)?=`).test(segText);
+      defaultedName.set(name, known);
+    }
+    return known;
+  };
   const canon = (n: SyntaxNode | null): string => (n && (n.type === 'attribute' || n.type === 'identifier') ? canonicalName(n.text, imports) : '');
 
   const containers: Item[] = [];
@@ -272,7 +285,7 @@ function indexSegment(matches: QueryMatch[], start: number, segEnd: number, row:
         }
         // A layer-class parameter called in the body, as torchvision's ConvNormActivation does with
         // `conv_layer: Callable[..., nn.Module] = torch.nn.Conv2d`: its default names the layer built.
-        const fromParam = isName ? layerParamDefault(it.node, calleeText, imports) : null;
+        const fromParam = isName && mayBeDefaultedParam(calleeText) ? layerParamDefault(it.node, calleeText, imports) : null;
         if (fromParam) {
           addLayer(makeLayer(it.node, it.node.childForFieldName('arguments'), fromParam, undefined));
           break;
