@@ -141,6 +141,40 @@ def test_histogram_memory_is_bounded():
     assert cal.compute_amax("max").item() <= 1e6
 
 
+def test_small_batches_binned_together_count_as_if_binned_one_by_one():
+    # Small batches wait in a bounded scratch buffer and are binned together; the histogram must
+    # be exactly what binning each batch as it arrives gives: floor(|x| / width), the top edge
+    # in the last bin, bins appended (same width) when a batch exceeds them.
+    torch.manual_seed(0)
+    batches = [torch.randn(4, 8, 8).clamp(min=0) * (1 + 0.002 * i) for i in range(300)]
+    cal = HistogramCalibrator()
+    expected, width = None, None
+    for b in batches:
+        cal(b)
+        if b.abs().max().item() == 0:
+            continue
+        if width is None:
+            width = b.abs().max().item() / 2048
+            expected = np.zeros(2048)
+        top_bins = math.ceil(b.abs().max().item() / width)
+        if top_bins > len(expected):
+            expected = np.concatenate([expected, np.zeros(top_bins - len(expected))])
+        scaled = b.abs().reshape(-1) * torch.tensor(1.0 / width, dtype=torch.float32)
+        idx = np.minimum(scaled.to(torch.int64).numpy(), len(expected) - 1)
+        expected += np.bincount(idx, minlength=len(expected))
+        b.mul_(-7.0)  # the model may reuse the tensor in place: what was collected must not change
+    assert cal._pending is None or cal._pending.numel() <= 32 * cal.num_bins  # bounded by bins
+    assert cal.bin_width == width
+    assert np.array_equal(cal.hist.numpy(), expected)
+    assert cal._pending is None  # reading the histogram bins the rest and frees the scratch
+    cal(torch.ones(10) * 1e-3)  # collection may go on after a read
+    assert cal.hist.sum().item() == expected.sum() + 10
+    cal(torch.ones(10))  # pending values, then a bad batch: the error comes at that call
+    with pytest.raises(NonFiniteError, match="NaN"):
+        cal(torch.tensor([1.0, float("nan")]))
+    assert cal.hist.sum().item() == expected.sum() + 20
+
+
 def test_all_zero_batches_then_data():
     cal = HistogramCalibrator()
     cal(torch.zeros(100))

@@ -26,11 +26,12 @@ from .max import abs_max
 __all__ = ["HistogramCalibrator", "entropy_divergences", "entropy_amax", "percentile_amax", "mse_amax"]
 
 _CHUNK = 1 << 18  # elements per step of the CPU histogram: keeps the temporaries in cache
-# Small batches are binned together: |x| of each waits in a list until this many values (per
-# 2048 bins) are pending, then one cat + bincount bins them all. On the bundled examples'
-# ~2 ms batches the per-op dispatch of binning every call cost more than the forward itself.
-# The cap keeps the pending memory bounded by bins x quantizers (128 KiB of float32 here).
-_PENDING_PER_BIN = 16
+# Small batches are binned together: |x| of each is written into a scratch buffer of this
+# many values per bin, and one bincount bins the whole buffer when it is full. On the bundled
+# examples' ~2 ms batches the per-op dispatch of binning every call cost more than the forward
+# itself. The buffer bounds the memory by bins x quantizers (256 KiB of float32 at 2048 bins);
+# a batch larger than the buffer is binned directly.
+_PENDING_PER_BIN = 32
 
 
 class HistogramCalibrator:
@@ -56,13 +57,14 @@ class HistogramCalibrator:
         self._max = 0.0         # exact max |x|
         self._count = 0         # values seen
         self._pending_zeros = 0  # values seen while every batch so far was all zero
-        self._pending = []      # |x| of batches not binned yet (CPU), all binned with the current bins
-        self._pending_size = 0
+        self._pending = None    # scratch (CPU): |x| of batches not binned yet, all under the current bins
+        self._pending_size = 0  # values used in it
         self.batches = 0
 
     # ---- collection -------------------------------------------------------------------
     def collect(self, x):
-        x = x.detach()
+        if x.requires_grad:
+            x = x.detach()
         if x.numel() == 0:
             return
         if x.dtype not in (torch.float32, torch.float64):
@@ -87,27 +89,37 @@ class HistogramCalibrator:
             return
         n = x.numel()
         cap = _PENDING_PER_BIN * self.num_bins
-        if n >= cap:
+        if n > cap:
             self._flush()
             self._hist += self._count_bins(x)
             return
-        if self._pending and self._pending[0].dtype != x.dtype:
+        if self._pending is None or self._pending.dtype != x.dtype:
+            self._flush(release=True)
+            self._pending = torch.empty(cap, dtype=x.dtype)
+        elif self._pending_size + n > cap:
             self._flush()
-        self._pending.append(x.abs().reshape(-1))  # a copy: the model may change x in place later
-        self._pending_size += n
-        if self._pending_size >= cap:
-            self._flush()
+        start = self._pending_size
+        # a copy, so the model may change x in place later; any layout, no temporary
+        torch.abs(x, out=self._pending[start:start + n].view(x.shape))
+        self._pending_size = start + n
 
     __call__ = collect
 
-    def _flush(self):
-        """Bins the pending values (one bincount for all of them)."""
-        if not self._pending:
-            return
-        flat = self._pending[0] if len(self._pending) == 1 else torch.cat(self._pending)
-        self._pending = []
-        self._pending_size = 0
-        self._hist += self._count_bins(flat, is_abs=True)
+    def _flush(self, release=False):
+        """Bins the pending values (one bincount for all of them); `release` frees the scratch."""
+        if self._pending_size:
+            scaled = self._pending[:self._pending_size]
+            n = self._hist.numel()
+            # in place on the scratch; the same arithmetic as _count_bins, but instead of a
+            # clamp pass the few values at the top edge (index n) are folded into the last bin
+            counts = torch.bincount(scaled.mul_(1.0 / self._width).to(torch.int32), minlength=n)
+            if counts.numel() > n:
+                counts[n - 1] += counts[n:].sum()
+                counts = counts[:n]
+            self._hist += counts
+            self._pending_size = 0
+        if release:
+            self._pending = None
 
     def _grow(self, x_max):
         n_old = self._hist.numel()
@@ -124,7 +136,7 @@ class HistogramCalibrator:
             hist = torch.cat([hist, hist.new_zeros(n_new - hist.numel())])
         self._hist = hist
 
-    def _count_bins(self, x, is_abs=False):
+    def _count_bins(self, x):
         n = self._hist.numel()
         top = self._width * n
         if x.is_cuda:
@@ -144,11 +156,8 @@ class HistogramCalibrator:
             chunk = flat[start:start + size]
             k = chunk.numel()
             f, i = buf[:k], idx[:k]
-            if is_abs:
-                torch.mul(chunk, inv_width, out=f)
-            else:
-                torch.abs(chunk, out=f)
-                f.mul_(inv_width)
+            torch.abs(chunk, out=f)
+            f.mul_(inv_width)
             f.clamp_(max=n - 1)
             i.copy_(f)  # truncation = floor for |x| >= 0
             part = torch.bincount(i, minlength=n)
@@ -159,7 +168,7 @@ class HistogramCalibrator:
     @property
     def hist(self):
         """Counts per bin (float64, CPU), or None before any non-zero data."""
-        self._flush()
+        self._flush(release=True)  # collection is over or paused: bin the rest, free the scratch
         return None if self._hist is None else self._hist.detach().cpu()
 
     @property
