@@ -20,8 +20,33 @@ export function getParser(): Parser {
   if (!shared) {
     shared = new Parser();
     shared.setLanguage(Python);
+    cacheNodeTypeNames(Python);
   }
   return shared;
+}
+
+/**
+ * The node binding makes one class per node type and means to put the type's name on its prototype
+ * (`prototype.type = name`), but that assignment hits the base class's getter-only `type` and is silently
+ * dropped, so every `node.type` is a native call. Each class stands for exactly one symbol, so the first
+ * native answer per class is kept on its prototype. ERROR nodes use the base class and still ask natively.
+ */
+function cacheNodeTypeNames(language: Parser.Language): void {
+  const subclasses = (language as unknown as { nodeSubclasses?: (new (...a: unknown[]) => SyntaxNode)[] }).nodeSubclasses;
+  const base = (Parser as unknown as { SyntaxNode: new (...a: unknown[]) => SyntaxNode }).SyntaxNode;
+  const nativeType = Object.getOwnPropertyDescriptor(base.prototype, 'type')?.get;
+  if (!subclasses || !nativeType) return;
+  for (const cls of new Set(subclasses)) {
+    if (cls === base || Object.getPrototypeOf(cls) !== base) continue;
+    Object.defineProperty(cls.prototype, 'type', {
+      configurable: true,
+      get(this: SyntaxNode): string {
+        const name = nativeType.call(this) as string;
+        Object.defineProperty(cls.prototype, 'type', { value: name, configurable: true, writable: false });
+        return name;
+      },
+    });
+  }
 }
 
 export function getPythonLanguage(): Parser.Language {
