@@ -21,7 +21,7 @@ import math
 import torch
 
 from ..tensor_quant import quant_bounds
-from .max import abs_max
+from .max import abs_max, dense_view, raise_non_finite
 
 __all__ = ["HistogramCalibrator", "entropy_divergences", "entropy_amax", "percentile_amax", "mse_amax"]
 
@@ -59,67 +59,101 @@ class HistogramCalibrator:
         self._pending_zeros = 0  # values seen while every batch so far was all zero
         self._pending = None    # scratch (CPU): |x| of batches not binned yet, all under the current bins
         self._pending_size = 0  # values used in it
+        self._slots = {}        # (start, shape) -> view of the scratch: batches repeat their shapes
         self.batches = 0
 
     # ---- collection -------------------------------------------------------------------
     def collect(self, x):
         if x.requires_grad:
             x = x.detach()
-        if x.numel() == 0:
+        n = x.numel()
+        if n == 0:
             return
         if x.dtype not in (torch.float32, torch.float64):
             x = x.float()
-        x_max = abs_max(x, self.name)  # raises NonFiniteError on NaN/Inf, before anything is kept
-        self._count += x.numel()
+        cap = _PENDING_PER_BIN * self.num_bins
+        staged = n <= cap and not x.is_cuda and (self._hist is None or not self._hist.is_cuda)
+        if staged:
+            # |x| goes into the scratch first (a copy: the model may change x in place later),
+            # and the max is taken there: contiguous, whatever x's layout, and no second pass
+            # over x. Until _pending_size moves past it the slot is not counted.
+            start = self._stage_abs(x, cap)
+            x_max = self._pending[start:start + n].max().item() if n > 1 else self._pending[start].item()
+            if not math.isfinite(x_max):
+                raise_non_finite("NaN" if math.isnan(x_max) else "Inf", self.name)
+        else:
+            x_max = abs_max(x, self.name)  # raises NonFiniteError on NaN/Inf, before anything is kept
+        self._count += n
         self._max = max(self._max, x_max)
         self.batches += 1
         if self._hist is None:
             if x_max == 0.0:
-                self._pending_zeros += x.numel()
+                self._pending_zeros += n
                 return
             self._width = x_max / self.num_bins
             self._hist = torch.zeros(self.num_bins, dtype=torch.float64, device=x.device)
             self._hist[0] += self._pending_zeros
             self._pending_zeros = 0
         elif x_max > self._width * self._hist.numel():
-            self._flush()  # pending values are binned with the bins they arrived under
-            self._grow(x_max)
-        if x.is_cuda or self._hist.is_cuda:
-            self._hist += self._count_bins(x).to(self._hist.device)
-            return
-        n = x.numel()
-        cap = _PENDING_PER_BIN * self.num_bins
-        if n > cap:
+            # values already pending are binned with the bins they arrived under, this batch
+            # with the grown ones, as if each had been binned at once
+            if staged:
+                self._bin_scratch(0, start)
+                self._grow(x_max)
+                self._bin_scratch(start, start + n)
+                self._pending_size = 0
+                return
             self._flush()
-            self._hist += self._count_bins(x)
+            self._grow(x_max)
+        if staged:
+            self._pending_size = start + n
             return
+        if not x.is_cuda:
+            self._flush()
+        self._hist += self._count_bins(x).to(self._hist.device)
+
+    def _stage_abs(self, x, cap):
+        """Writes |x| into the scratch after the pending values; returns where it starts."""
+        n = x.numel()
         if self._pending is None or self._pending.dtype != x.dtype:
             self._flush(release=True)
             self._pending = torch.empty(cap, dtype=x.dtype)
         elif self._pending_size + n > cap:
             self._flush()
         start = self._pending_size
-        # a copy, so the model may change x in place later; any layout, no temporary
-        torch.abs(x, out=self._pending[start:start + n].view(x.shape))
-        self._pending_size = start + n
+        # The same quantizer sees the same shapes batch after batch, so the views of the scratch
+        # repeat too: cached, they save two view ops per call (as much as the abs itself).
+        key = (start, x.shape)
+        slot = self._slots.get(key)
+        if slot is None:
+            if len(self._slots) >= 256:  # shapes that vary (e.g. sequence lengths): stay bounded
+                self._slots.clear()
+            slot = self._slots[key] = self._pending[start:start + n].view(x.shape)
+        torch.abs(x, out=slot)
+        return start
 
     __call__ = collect
 
     def _flush(self, release=False):
         """Bins the pending values (one bincount for all of them); `release` frees the scratch."""
         if self._pending_size:
-            scaled = self._pending[:self._pending_size]
-            n = self._hist.numel()
-            # in place on the scratch; the same arithmetic as _count_bins, but instead of a
-            # clamp pass the few values at the top edge (index n) are folded into the last bin
-            counts = torch.bincount(scaled.mul_(1.0 / self._width).to(torch.int32), minlength=n)
-            if counts.numel() > n:
-                counts[n - 1] += counts[n:].sum()
-                counts = counts[:n]
-            self._hist += counts
+            self._bin_scratch(0, self._pending_size)
             self._pending_size = 0
         if release:
             self._pending = None
+            self._slots = {}
+
+    def _bin_scratch(self, lo, hi):
+        if hi <= lo:
+            return
+        n = self._hist.numel()
+        # in place on the scratch; the same arithmetic as _count_bins, but instead of a clamp
+        # pass the few values at the top edge (index n) are folded into the last bin
+        counts = torch.bincount(self._pending[lo:hi].mul_(1.0 / self._width).to(torch.int32), minlength=n)
+        if counts.numel() > n:
+            counts[n - 1] += counts[n:].sum()
+            counts = counts[:n]
+        self._hist += counts
 
     def _grow(self, x_max):
         n_old = self._hist.numel()
@@ -143,7 +177,7 @@ class HistogramCalibrator:
             return torch.histc(x.abs().float(), bins=n, min=0.0, max=top).double()
         # On CPU torch.histc is slow; floor(|x| / width) + bincount over cache-sized chunks
         # is several times faster and bins the same way ([k w, (k+1) w), max in the last).
-        flat = x.reshape(-1)
+        flat = dense_view(x).reshape(-1)  # a view, not a copy, for channels-last activations
         inv_width = 1.0 / self._width
         size = min(_CHUNK, flat.numel())
         buf = torch.empty(size, dtype=x.dtype)

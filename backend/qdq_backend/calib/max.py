@@ -4,7 +4,7 @@ import math
 
 import torch
 
-__all__ = ["MaxCalibrator", "NonFiniteError", "max_amax", "check_finite"]
+__all__ = ["MaxCalibrator", "NonFiniteError", "max_amax", "check_finite", "abs_max", "dense_view"]
 
 
 class NonFiniteError(ValueError):
@@ -27,6 +27,17 @@ def raise_non_finite(kind, name, what="input"):
                          "check the model and the calibration data for overflow")
 
 
+def dense_view(x):
+    """x itself when contiguous; else, when x is dense in another dimension order (conv
+    activations come channels-last from oneDNN), a contiguous permuted view of it. A full
+    reduction does not care about the order, and on the permuted view it runs ~5x faster."""
+    if x.is_contiguous():
+        return x
+    order = sorted(range(x.dim()), key=lambda d: -x.stride(d))
+    view = x.permute(order)
+    return view if view.is_contiguous() else x
+
+
 def abs_max(x, name):
     """max |x| of a non-empty floating tensor as a python float, checked finite.
 
@@ -34,7 +45,7 @@ def abs_max(x, name):
     bundled examples the per-op dispatch, not the data, is what calibration costs, so the
     NaN/Inf check runs on the two python floats instead of as tensor ops.
     """
-    lo, hi = torch.aminmax(x)  # one pass and no |x| temporary; NaN propagates into both
+    lo, hi = torch.aminmax(dense_view(x))  # one pass and no |x| temporary; NaN propagates into both
     lo, hi = lo.item(), hi.item()
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise_non_finite("NaN" if math.isnan(lo) or math.isnan(hi) else "Inf", name)
