@@ -4,6 +4,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 npx tsc -p . || { echo "build failed"; exit 1; }
 status=0
+# The .vsix test unpacks the packaged extension alone and starts its server: package it first.
+npm run --silent package >/tmp/qdq-package.log 2>&1 || { echo "npm run package failed:"; tail -20 /tmp/qdq-package.log; status=1; }
 node --test --test-reporter=spec --test-reporter-destination=stdout out/test/ || status=1
 for py in python3 /usr/bin/python3; do
   if "$py" -c 'import torch, pytest' >/dev/null 2>&1; then
