@@ -77,8 +77,8 @@ class HistogramCalibrator:
             # |x| goes into the scratch first (a copy: the model may change x in place later),
             # and the max is taken there: contiguous, whatever x's layout, and no second pass
             # over x. Until _pending_size moves past it the slot is not counted.
-            start = self._stage_abs(x, cap)
-            x_max = self._pending[start:start + n].max().item() if n > 1 else self._pending[start].item()
+            start, slot = self._stage_abs(x, cap)
+            x_max = slot.max().item()
             if not math.isfinite(x_max):
                 raise_non_finite("NaN" if math.isnan(x_max) else "Inf", self.name)
         else:
@@ -113,7 +113,7 @@ class HistogramCalibrator:
         self._hist += self._count_bins(x).to(self._hist.device)
 
     def _stage_abs(self, x, cap):
-        """Writes |x| into the scratch after the pending values; returns where it starts."""
+        """Writes |x| into the scratch after the pending values; returns where, and the view."""
         n = x.numel()
         if self._pending is None or self._pending.dtype != x.dtype:
             self._flush(release=True)
@@ -130,7 +130,7 @@ class HistogramCalibrator:
                 self._slots.clear()
             slot = self._slots[key] = self._pending[start:start + n].view(x.shape)
         torch.abs(x, out=slot)
-        return start
+        return start, slot
 
     __call__ = collect
 
