@@ -67,6 +67,7 @@ export interface LangServerResult {
   big_file: { lines: number; chars: number; parse_ms: number; full_analysis_ms: number; index_ms: number; rules_ms: number;
     ratio_full_to_parse: number; diagnostics: number; ruff_ms: number | null; ruff_diagnostics: number | null };
   keystroke: { lines: number; median_ms: number; p90_ms: number; samples: number; parse_ms: number; analysis_ms: number };
+  typing: LangServerResult['keystroke'];
   all_files: { files: number; lines: number; parse_ms: number; full_analysis_ms: number; ratio_full_to_parse: number;
     ruff_ms: number | null };
   ruff: { version: string } | { skipped: string };
@@ -118,6 +119,7 @@ export async function benchLanguageServer(checks: TargetCheck[]): Promise<LangSe
   };
 
   progress('language server: one-keystroke re-analysis');
+  const typing = measureTyping(engine, big);
   const keystroke = measureKeystrokes(engine, big);
 
   progress(`language server: all ${files.length} files one by one`);
@@ -140,40 +142,34 @@ export async function benchLanguageServer(checks: TargetCheck[]): Promise<LangSe
     value: `${bigResult.ratio_full_to_parse.toFixed(2)}x`, met: verdict(bigResult.ratio_full_to_parse <= 3), note });
   checks.push({ section: 'language server', target: `full analysis <= 3x bare parse (all ${files.length} files)`,
     value: `${allResult.ratio_full_to_parse.toFixed(2)}x`, met: verdict(allResult.ratio_full_to_parse <= 3), note });
-  checks.push({ section: 'language server', target: `one-keystroke diagnostics < 5 ms median (${keystroke.lines} lines)`,
+  checks.push({ section: 'language server', target: `one-keystroke diagnostics < 5 ms median (${typing.lines} lines, typing a new statement)`,
+    value: `${typing.median_ms.toFixed(2)} ms`, met: verdict(typing.median_ms < 5), note });
+  checks.push({ section: 'language server', target: `one-keystroke diagnostics < 5 ms median (${keystroke.lines} lines, worst case: start of a block's first statement)`,
     value: `${keystroke.median_ms.toFixed(2)} ms`, met: verdict(keystroke.median_ms < 5), note });
   return {
-    big_file: bigResult, keystroke, all_files: allResult,
+    big_file: bigResult, typing, keystroke, all_files: allResult,
     ruff: typeof ruff === 'string' ? { skipped: ruff } : { version: ruff.version },
     rules_missing: engine.rulesMissing,
   };
 }
 
-/**
- * Types one character into a `forward` body near the middle of the file and deletes it again, over and over:
- * each keystroke is an incremental re-parse (the old tree edited, then reused) + model index + rules, which is
- * what the server does on didChange before publishing diagnostics.
- */
-function measureKeystrokes(engine: Engine, text: string): LangServerResult['keystroke'] {
-  const forwards = [...text.matchAll(/\n( +)def forward\(self[^\n]*\n\1 +/g)];
-  if (!forwards.length) throw new Skip('no forward() method in the corpus to type into');
-  const m = forwards[Math.floor(forwards.length / 2)];
-  const offset = m.index! + m[0].length; // start of the first statement of forward
+type KeystrokeResult = LangServerResult['keystroke'];
+
+/** One keystroke at a time: `edits` yields [offset, deleted length, inserted text] against the current text. */
+function timeKeystrokes(engine: Engine, text: string, edits: (current: string) => [number, number, string][]): KeystrokeResult {
   let current = text;
   let tree = engine.parsePython(current);
   // The server keeps the previous index and hands it to buildModelIndex, which reuses unchanged statements.
   let index = engine.buildModelIndex(tree, current);
   const parseTimes: number[] = [];
   const totals: number[] = [];
-  const keystrokes = 60;
-  for (let k = 0; k < keystrokes + 10; k++) {
-    const typing = k % 2 === 0;
+  const script = edits(current);
+  for (let k = 0; k < script.length; k++) {
+    const [offset, deleted, newText] = script[k];
     const lines = new engine.LineIndex(current);
-    const start = lines.positionAt(offset);
-    const range = typing ? { start, end: start } : { start, end: lines.positionAt(offset + 1) };
-    const newText = typing ? 'x' : '';
+    const range = { start: lines.positionAt(offset), end: lines.positionAt(offset + deleted) };
     const edit = engine.editFor(current, range, newText, lines);
-    const next = current.slice(0, offset) + newText + current.slice(offset + (typing ? 0 : 1));
+    const next = current.slice(0, offset) + newText + current.slice(offset + deleted);
     const t0 = nowMs();
     tree = engine.parsePython(next, { tree, edit });
     const t1 = nowMs();
@@ -191,4 +187,41 @@ function measureKeystrokes(engine: Engine, text: string): LangServerResult['keys
     lines: text.split('\n').length, median_ms: median(totals), p90_ms: sorted[Math.floor(sorted.length * 0.9)],
     samples: totals.length, parse_ms: median(parseTimes), analysis_ms: median(totals) - median(parseTimes),
   };
+}
+
+function middleForwardBody(text: string): { statementStart: number; lineEnd: number; indent: string } {
+  const forwards = [...text.matchAll(/\n( +)def forward\(self[^\n]*\n(\1 +)/g)];
+  if (!forwards.length) throw new Skip('no forward() method in the corpus to type into');
+  const m = forwards[Math.floor(forwards.length / 2)];
+  const statementStart = m.index! + m[0].length;
+  return { statementStart, lineEnd: text.indexOf('\n', statementStart), indent: m[2] };
+}
+
+/**
+ * Typing as people type: a new statement written character by character at the end of a line in the middle
+ * of a `forward` body (each keystroke appends at the cursor), then deleted again with backspace. Each keystroke
+ * is an incremental re-parse + model index (reusing the previous one) + rules, what the server does on didChange.
+ */
+function measureTyping(engine: Engine, text: string): KeystrokeResult {
+  const { lineEnd, indent } = middleForwardBody(text);
+  const typed = '\n' + indent + 'probe = self.qdq_probe(x) @ x.transpose(-2, -1) + 1';
+  return timeKeystrokes(engine, text, () => {
+    const script: [number, number, string][] = [];
+    for (let i = 0; i < typed.length; i++) script.push([lineEnd + i, 0, typed[i]]);
+    for (let i = typed.length - 1; i >= 0; i--) script.push([lineEnd + i, 1, '']);
+    return script;
+  });
+}
+
+/**
+ * The worst place found for tree-sitter: a character typed at the start of the first statement of a block
+ * and deleted again. tree-sitter-python's indentation scanner then re-lexes from there to the end of the file.
+ */
+function measureKeystrokes(engine: Engine, text: string): KeystrokeResult {
+  const { statementStart } = middleForwardBody(text);
+  return timeKeystrokes(engine, text, () => {
+    const script: [number, number, string][] = [];
+    for (let k = 0; k < 70; k++) script.push(k % 2 === 0 ? [statementStart, 0, 'x'] : [statementStart, 1, '']);
+    return script;
+  });
 }
