@@ -198,17 +198,26 @@ function middleForwardBody(text: string): { statementStart: number; lineEnd: num
 }
 
 /**
- * Typing as people type: a new statement written character by character at the end of a line in the middle
- * of a `forward` body (each keystroke appends at the cursor), then deleted again with backspace. Each keystroke
- * is an incremental re-parse + model index (reusing the previous one) + rules, what the server does on didChange.
+ * Typing as people type in VS Code: a new statement written character by character at the end of a line in the
+ * middle of a `forward` body, with the editor's default auto-closing brackets (typing `(` inserts `()`, typing
+ * the `)` then only moves the cursor over it). Each keystroke is an incremental re-parse + model index (reusing
+ * the previous one) + rules, what the server does on didChange.
  */
 function measureTyping(engine: Engine, text: string): KeystrokeResult {
   const { lineEnd, indent } = middleForwardBody(text);
-  const typed = '\n' + indent + 'probe = self.qdq_probe(x) @ x.transpose(-2, -1) + 1';
+  const typed = '\n' + indent + 'probe = self.qdq_probe(x) @ x.transpose(-2, -1) + self.bias[0]';
+  const closers: Record<string, string> = { '(': ')', '[': ']' };
   return timeKeystrokes(engine, text, () => {
     const script: [number, number, string][] = [];
-    for (let i = 0; i < typed.length; i++) script.push([lineEnd + i, 0, typed[i]]);
-    for (let i = typed.length - 1; i >= 0; i--) script.push([lineEnd + i, 1, '']);
+    let cursor = lineEnd;
+    for (const ch of typed) {
+      if (ch === ')' || ch === ']') {
+        cursor++; // over the auto-inserted closer: no edit
+        continue;
+      }
+      script.push([cursor, 0, closers[ch] ? ch + closers[ch] : ch]);
+      cursor++;
+    }
     return script;
   });
 }
