@@ -175,6 +175,32 @@ def test_small_batches_binned_together_count_as_if_binned_one_by_one():
     assert cal.hist.sum().item() == expected.sum() + 20
 
 
+def test_layout_of_the_activation_does_not_change_the_result():
+    # conv activations arrive channels-last and attention operands transposed; the calibrators
+    # reduce them through a contiguous view, which must give what the contiguous tensor gives
+    torch.manual_seed(0)
+    batches = [torch.randn(8, 16, 5, 5) * (i + 1) for i in range(6)]
+    layouts = {
+        "contiguous": lambda b: b,
+        "channels_last": lambda b: b.contiguous(memory_format=torch.channels_last),
+        "transposed": lambda b: b.transpose(1, 3).contiguous().transpose(1, 3),
+        "strided": lambda b: torch.stack([b, b], dim=-1)[..., 0],  # not dense: the plain path
+    }
+    results = {}
+    for name, layout in layouts.items():
+        mx, hist = MaxCalibrator(), HistogramCalibrator()
+        for b in batches:
+            x = layout(b)
+            assert torch.equal(x, b)
+            mx(x)
+            hist(x)
+        results[name] = (mx.compute_amax(), hist.hist, hist.compute_amax("entropy"))
+    for name, (amax, counts, entropy) in results.items():
+        assert torch.equal(amax, results["contiguous"][0]), name
+        assert torch.equal(counts, results["contiguous"][1]), name
+        assert torch.equal(entropy, results["contiguous"][2]), name
+
+
 def test_all_zero_batches_then_data():
     cal = HistogramCalibrator()
     cal(torch.zeros(100))
