@@ -66,7 +66,7 @@ export function startServer(connection: Connection = lsp.createConnection(lsp.Pr
         textDocumentSync: { openClose: true, change: lsp.TextDocumentSyncKind.Incremental, save: { includeText: false } },
         hoverProvider: true,
         codeActionProvider: {
-          codeActionKinds: [lsp.CodeActionKind.QuickFix, CodeActionKinds.quantize, CodeActionKinds.keepFloat, CodeActionKinds.remove, CodeActionKinds.fixAll],
+          codeActionKinds: [lsp.CodeActionKind.QuickFix, CodeActionKinds.quantize, CodeActionKinds.keepFloat, CodeActionKinds.remove, CodeActionKinds.fixAll, CodeActionKinds.dynamic],
           resolveProvider: true,
         },
         executeCommandProvider: { commands: [...COMMAND_IDS] },

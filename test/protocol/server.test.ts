@@ -167,6 +167,10 @@ test('"Quantize this layer" is listed without an edit, resolves to an edit that 
   assert.ok(titles.includes('Quantize class Net'), `titles: ${titles}`);
   assert.ok(titles.includes('Quantize file'), `titles: ${titles}`);
   assert.ok(actions.every((a) => a.edit === undefined), 'listing carries no edits');
+  const dynamic = actions.find((a) => a.title === 'Quantize Net dynamically for CPU (dynamic INT8 ONNX export)');
+  assert.ok(dynamic, `titles: ${titles}`);
+  assert.equal(dynamic.command?.command, 'qdq.exportDynamic');
+  assert.deepEqual(dynamic.command?.arguments, [{ uri }]);
 
   const resolved = await client.request<CodeAction>('codeAction/resolve', quantize);
   assert.ok(resolved.edit?.documentChanges, 'resolved edit');

@@ -196,6 +196,15 @@ export function listCodeActions(doc: QdqDocument, params: CodeActionParams, caps
     const work = classHasWork(klass);
     if (work.quantize) add(`Quantize class ${klass.name}`, CodeActionKinds.quantize, 'quantize', { kind: 'class', name: klass.name });
     if (work.remove) add(`Remove quantizers from class ${klass.name}`, CodeActionKinds.remove, 'unquantize', { kind: 'class', name: klass.name });
+    // Dynamic INT8 rewrites the exported model's weight MatMul/Gemm nodes (nn.Linear), so it is offered on classes
+    // that build Linear layers. It runs the project's model (the backend refuses in an untrusted workspace).
+    if (klass.layers.some((l) => l.kind === 'linear') && wants(CodeActionKinds.dynamic)) {
+      actions.push({
+        title: `Quantize ${klass.name} dynamically for CPU (dynamic INT8 ONNX export)`,
+        kind: CodeActionKinds.dynamic,
+        command: { title: 'QDQ: Export Dynamic INT8', command: Commands.exportDynamic, arguments: [{ uri: doc.uri }] },
+      });
+    }
   }
   const fileWork = fileHasWork(index);
   if (fileWork.quantize) {

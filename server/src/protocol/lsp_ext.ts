@@ -130,6 +130,8 @@ export const CodeActionKinds = {
   keepFloat: 'refactor.rewrite.qdq.keepFloat',
   remove: 'refactor.rewrite.qdq.remove',
   fixAll: 'source.fixAll.qdq',
+  /** A command action on a model class: export the project's model as dynamic INT8 (qdq.exportDynamic). */
+  dynamic: 'refactor.qdq.exportDynamic',
 } as const;
 
 /**
