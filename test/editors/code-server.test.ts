@@ -11,13 +11,31 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { codeServerUnavailable, launchChromium, openWorkbench, startCodeServer, waitFor, type CodeServer } from './code-server/harness';
+import { spawnSync } from 'node:child_process';
+import { codeServerEntry, codeServerUnavailable, launchChromium, openWorkbench, startCodeServer, waitFor, type CodeServer } from './code-server/harness';
 import { makeTestWorkspace, readSuiteResults } from './vscode/runTest';
 
 const repoRoot = process.cwd();
 const artifacts = path.join(repoRoot, 'test-results', 'code-server');
 const skip = codeServerUnavailable(repoRoot) ??
   (fs.existsSync(path.join(repoRoot, 'out', 'server', 'src', 'server.js')) ? undefined : 'the server is not built: run npx tsc -p .');
+
+/** Packages and installs the ms-python.python stand-in; returns the interpreter it selects, or undefined. */
+function installFakePythonExtension(stateDir: string): string | undefined {
+  const python = '/usr/bin/python3';
+  if (spawnSync(python, ['-c', 'import torch, sklearn'], { stdio: 'ignore' }).status !== 0) return undefined;
+  const vsix = path.join(artifacts, 'fake-python.vsix');
+  fs.mkdirSync(path.join(stateDir, 'extensions'), { recursive: true });
+  fs.mkdirSync(path.join(stateDir, 'user-data'), { recursive: true });
+  const vsce = path.join(repoRoot, 'node_modules', '.bin', 'vsce');
+  const packed = spawnSync(vsce, ['package', '--allow-missing-repository', '--skip-license', '--out', vsix],
+    { cwd: path.join(repoRoot, 'test', 'editors', 'code-server', 'fake-python-extension'), encoding: 'utf8' });
+  assert.equal(packed.status, 0, `packaging the Python extension stand-in: ${packed.stderr}`);
+  const installed = spawnSync(process.execPath, [codeServerEntry(repoRoot), '--extensions-dir', path.join(stateDir, 'extensions'),
+    '--user-data-dir', path.join(stateDir, 'user-data'), '--install-extension', vsix], { encoding: 'utf8' });
+  assert.equal(installed.status, 0, `installing the Python extension stand-in: ${installed.stderr}${installed.stdout}`);
+  return python;
+}
 
 describe('VS Code extension in code-server 4.100.3', { skip }, () => {
   let server: CodeServer;
@@ -26,7 +44,15 @@ describe('VS Code extension in code-server 4.100.3', { skip }, () => {
   before(async () => {
     fs.rmSync(artifacts, { recursive: true, force: true });
     fs.mkdirSync(artifacts, { recursive: true });
-    server = await startCodeServer(repoRoot, path.join(artifacts, 'state'), { QDQ_TEST_RESULTS: suiteResults });
+    // The Python extension cannot be installed here, so a stand-in with its public environments API
+    // (test/editors/code-server/fake-python-extension) selects Debian's /usr/bin/python3 (torch 1.13), which
+    // qdq's own discovery would not pick before python3 on PATH: the suite's Calibrate and Export then checks
+    // that the report names that interpreter.
+    const env: NodeJS.ProcessEnv = { QDQ_TEST_RESULTS: suiteResults };
+    const state = path.join(artifacts, 'state');
+    const fakePython = installFakePythonExtension(state);
+    if (fakePython) env.QDQ_FAKE_PYTHON = fakePython;
+    server = await startCodeServer(repoRoot, state, env);
   });
   after(async () => {
     await server?.stop();

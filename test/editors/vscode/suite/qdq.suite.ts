@@ -111,6 +111,8 @@ if (typeof (globalThis as { suite?: unknown }).suite === 'function') {
       assert.ok(Array.isArray(report.unquantized_weighted_ops));
       assert.deepEqual(report.unquantized_weighted_ops, [], 'every weighted op is fed by DequantizeLinear');
       assert.ok(report.latency_ms && report.latency_ms.fp32 > 0 && report.latency_ms.int8 > 0);
+      // With the Python extension (or the test's stand-in for it) installed, its selected interpreter ran the model.
+      if (process.env.QDQ_FAKE_PYTHON) assert.equal(report.python?.path, process.env.QDQ_FAKE_PYTHON, `report.python: ${JSON.stringify(report.python)}`);
     });
 
     test('QDQ: Show Report opens the report view', async () => {
