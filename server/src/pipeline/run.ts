@@ -185,7 +185,6 @@ export async function runPipeline(opts: PipelineOptions, onProgress: (p: Pipelin
     if (cfg.patchModules.length) {
       // The same passes a user's own file gets (TensorRT fixes, then quantize), checked against what the
       // library module is known to contain (server/src/library/patch.ts).
-      const { libraryPatchOrConfigError } = await import('../library/patch');
       const applied: string[] = [];
       for (const module of cfg.patchModules) {
         const src = await call<{ module: string; file: string; source: string }>('module_source', { module });
