@@ -888,7 +888,17 @@ function build(tree: Tree, text: string, eol: '\n' | '\r\n', previous?: ModelInd
   for (const seg of segments as Segment[]) {
     const cs: ModuleClass[] = [];
     for (const rec of seg.classes) {
-      const cls: ModuleClass = { ...rec.cls, isModule: false, layers: rec.cls.layers.slice(), delegates: [] };
+      const src = rec.cls;
+      let cls: ModuleClass;
+      if (isLazy(src, 'layers') || isLazy(src, 'ops') || isLazy(src, 'quantizers')) {
+        // A moved class: keep its arrays unshifted until read (see shiftSegment).
+        cls = copyEagerFields(src, CLASS_LAZY) as ModuleClass;
+        cls.isModule = false;
+        cls.delegates = [];
+        lazyField(cls, 'layers', () => src.layers.slice());
+        lazyField(cls, 'ops', () => src.ops);
+        lazyField(cls, 'quantizers', () => src.quantizers);
+      } else cls = { ...src, isModule: false, layers: src.layers.slice(), delegates: [] };
       classes.push(cls);
       cs.push(cls);
       classBases.set(cls, rec.bases);
@@ -897,7 +907,13 @@ function build(tree: Tree, text: string, eol: '\n' | '\r\n', previous?: ModelInd
     segClasses.push(cs);
     const fs: FunctionInfo[] = [];
     for (const rec of seg.functions) {
-      const fn: FunctionInfo = { ...rec.fn, layers: rec.fn.layers.slice() };
+      const src = rec.fn;
+      let fn: FunctionInfo;
+      if (isLazy(src, 'layers') || isLazy(src, 'ops')) {
+        fn = copyEagerFields(src, FUNCTION_LAZY) as FunctionInfo;
+        lazyField(fn, 'layers', () => src.layers.slice());
+        lazyField(fn, 'ops', () => src.ops);
+      } else fn = { ...src, layers: src.layers.slice() };
       functions.push(fn);
       fs.push(fn);
       if (rec.moduleParam) moduleParams.set(fn, rec.moduleParam);
@@ -973,19 +989,14 @@ function build(tree: Tree, text: string, eol: '\n' | '\r\n', previous?: ModelInd
 }
 
 // Shifting a reused segment: offsets move by dOff, lines by dRow (a segment starts at column 0, so the
-// characters within it do not change).
+// characters within it do not change). A class's or function's layers, ops and quantizers (most of a
+// segment's objects) are shifted only when someone reads them: the rules read them only in files that show
+// quantizers, and every statement after an edit moves on each keystroke.
 function shiftSegment(seg: Segment, dOff: number, dRow: number): Segment {
   const sp = (s: Span): Span => ({ start: s.start + dOff, end: s.end + dOff });
   // Ranges are shared between builds already (unmoved segments are reused whole), so unmoved lines keep theirs.
-  const rg = (r: Range): Range => dRow === 0 ? r : ({ start: { line: r.start.line + dRow, character: r.start.character }, end: { line: r.end.line + dRow, character: r.end.character } });
+  const rg = (r: Range): Range => dRow === 0 ? r : shiftRange(r, dRow);
   const anchor = (a: InsertAnchor | undefined): InsertAnchor | undefined => (a ? { ...a, offset: a.offset + dOff } : undefined);
-  const layer = (l: Layer): Layer => {
-    const out: Layer = { ...l, callRange: rg(l.callRange), callSpan: sp(l.callSpan) };
-    if (l.wrapperSpan) out.wrapperSpan = sp(l.wrapperSpan);
-    return out;
-  };
-  const op = (o: Op): Op => ({ ...o, range: rg(o.range), span: sp(o.span), operands: dRow === 0 ? o.operands : o.operands.map(rg), operandSpans: o.operandSpans.map(sp) });
-  const fn = (f: FunctionInfo): FunctionInfo => ({ ...f, range: rg(f.range), span: sp(f.span), layers: f.layers.map(layer), ops: f.ops.map(op) });
   return {
     key: seg.key,
     col0: seg.col0,
@@ -993,23 +1004,105 @@ function shiftSegment(seg: Segment, dOff: number, dRow: number): Segment {
     startRow: seg.startRow + dRow,
     classes: seg.classes.map((rec) => {
       const c = rec.cls as ModuleClass & ClassAnchors;
-      const cls: ModuleClass & ClassAnchors = {
-        ...c,
-        range: rg(c.range), span: sp(c.span),
-        layers: c.layers.map(layer), ops: c.ops.map(op),
-        quantizers: c.quantizers.map((q) => ({ ...q, range: rg(q.range), span: sp(q.span) })),
-      };
+      const cls = copyEagerFields(c, CLASS_LAZY) as ModuleClass & ClassAnchors;
+      cls.range = rg(c.range);
+      cls.span = sp(c.span);
       if (c.initRange) cls.initRange = rg(c.initRange);
       if (c.initSpan) cls.initSpan = sp(c.initSpan);
       if (c.forwardRange) cls.forwardRange = rg(c.forwardRange);
       if (c.forwardSpan) cls.forwardSpan = sp(c.forwardSpan);
       if (c.superInitLine !== undefined) cls.superInitLine = c.superInitLine + dRow;
       if (c.declAnchor) cls.declAnchor = anchor(c.declAnchor);
+      const base = shiftedFrom(c, dOff, dRow);
+      setShiftBase(cls, base);
+      lazyField(cls, 'layers', () => base.of.layers.map((l) => shiftLayer(l, base.dOff, base.dRow)));
+      lazyField(cls, 'ops', () => base.of.ops.map((o) => shiftOp(o, base.dOff, base.dRow)));
+      lazyField(cls, 'quantizers', () => base.of.quantizers.map((q) => ({ ...q, range: shiftRange(q.range, base.dRow), span: shiftSpan(q.span, base.dOff) })));
       return { cls, bases: rec.bases, bodyAnchor: anchor(rec.bodyAnchor) };
     }),
-    functions: seg.functions.map((r) => ({ fn: fn(r.fn), moduleParam: r.moduleParam })),
-    topLevelOps: seg.topLevelOps.map(op),
-    topLevelLayers: seg.topLevelLayers.map(layer),
-    helperCalls: seg.helperCalls.map((h) => ({ ...h, layer: layer(h.layer) })),
+    functions: seg.functions.map((r) => {
+      const f = r.fn;
+      const fn = copyEagerFields(f, FUNCTION_LAZY) as FunctionInfo;
+      fn.range = rg(f.range);
+      fn.span = sp(f.span);
+      const base = shiftedFrom(f, dOff, dRow);
+      setShiftBase(fn, base);
+      lazyField(fn, 'layers', () => base.of.layers.map((l) => shiftLayer(l, base.dOff, base.dRow)));
+      lazyField(fn, 'ops', () => base.of.ops.map((o) => shiftOp(o, base.dOff, base.dRow)));
+      return { fn, moduleParam: r.moduleParam };
+    }),
+    topLevelOps: seg.topLevelOps.map((o) => shiftOp(o, dOff, dRow)),
+    topLevelLayers: seg.topLevelLayers.map((l) => shiftLayer(l, dOff, dRow)),
+    helperCalls: seg.helperCalls.map((h) => ({ ...h, layer: shiftLayer(h.layer, dOff, dRow) })),
   };
+}
+
+function shiftSpan(s: Span, dOff: number): Span {
+  return dOff === 0 ? s : { start: s.start + dOff, end: s.end + dOff };
+}
+
+function shiftRange(r: Range, dRow: number): Range {
+  return dRow === 0 ? r : { start: { line: r.start.line + dRow, character: r.start.character }, end: { line: r.end.line + dRow, character: r.end.character } };
+}
+
+function shiftLayer(l: Layer, dOff: number, dRow: number): Layer {
+  const out: Layer = { ...l, callRange: shiftRange(l.callRange, dRow), callSpan: shiftSpan(l.callSpan, dOff) };
+  if (l.wrapperSpan) out.wrapperSpan = shiftSpan(l.wrapperSpan, dOff);
+  return out;
+}
+
+function shiftOp(o: Op, dOff: number, dRow: number): Op {
+  return {
+    ...o, range: shiftRange(o.range, dRow), span: shiftSpan(o.span, dOff),
+    operands: dRow === 0 ? o.operands : o.operands.map((r) => shiftRange(r, dRow)),
+    operandSpans: dOff === 0 ? o.operandSpans : o.operandSpans.map((s) => shiftSpan(s, dOff)),
+  };
+}
+
+// A lazily shifted object remembers the object indexed from the text (whose arrays are real) and the total
+// shift from it, so that shifting again does not chain one pending shift onto another.
+const SHIFT_BASE = Symbol('qdq.shiftBase');
+interface ShiftBase<T> { of: T; dOff: number; dRow: number }
+const CLASS_LAZY = new Set(['layers', 'ops', 'quantizers']);
+const FUNCTION_LAZY = new Set(['layers', 'ops']);
+
+function shiftedFrom<T extends object>(obj: T, dOff: number, dRow: number): ShiftBase<T> {
+  const prior = (obj as Record<symbol, ShiftBase<T> | undefined>)[SHIFT_BASE];
+  return prior ? { of: prior.of, dOff: prior.dOff + dOff, dRow: prior.dRow + dRow } : { of: obj, dOff, dRow };
+}
+
+function setShiftBase<T extends object>(obj: T, base: ShiftBase<T>): void {
+  Object.defineProperty(obj, SHIFT_BASE, { value: base, enumerable: false });
+}
+
+/** The own enumerable fields of `obj` except `lazy` ones, read without running their getters. */
+function copyEagerFields<T extends object>(obj: T, lazy: Set<string>): Partial<T> {
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(obj)) if (!lazy.has(k)) out[k] = (obj as Record<string, unknown>)[k];
+  return out as Partial<T>;
+}
+
+/**
+ * A field computed on first read and then an ordinary data property; writing it first also makes it one.
+ * Enumerable like the data property it stands for, so spreads, JSON and deep comparisons see the value.
+ */
+function lazyField<T extends object, K extends keyof T & string>(obj: T, key: K, compute: () => T[K]): void {
+  const settle = (value: T[K]) => Object.defineProperty(obj, key, { value, writable: true, enumerable: true, configurable: true });
+  Object.defineProperty(obj, key, {
+    enumerable: true,
+    configurable: true,
+    get(): T[K] {
+      const value = compute();
+      settle(value);
+      return value;
+    },
+    set(value: T[K]) {
+      settle(value);
+    },
+  });
+}
+
+/** Whether `obj[key]` is still an unread lazy field. */
+function isLazy(obj: object, key: string): boolean {
+  return typeof Object.getOwnPropertyDescriptor(obj, key)?.get === 'function';
 }
