@@ -140,12 +140,12 @@ test('trtCheck with the real TensorRT matrix: a QDQ CNN passes, DynamicQuantizeL
   assert.ok(ops.includes('MatMulInteger') || ops.includes('DynamicQuantizeLinear'), ops.join(','));
 });
 
-test('ort-cpu post-processing: weight Transposes folded, MatMul outputs quantized, one DQ per reader, same results', { skip }, async () => {
+test('ort-cpu QLinearMatMul form (linear rewrite off): weight Transposes folded, MatMul outputs quantized, one DQ per reader, same results', { skip }, async () => {
   const src = path.join(dir, 'qdq_linear3d.onnx');
   const m = readModel(src);
   foldWeights(m);
   const { optimizeForOrtCpu } = await import('../../server/src/onnx/ortCpu');
-  const r = optimizeForOrtCpu(m);
+  const r = optimizeForOrtCpu(m, false);
   assert.equal(r.transposesFolded, 2, JSON.stringify(r));
   assert.equal(r.outputsQuantized, 2);
   const idx = new Map(m.graph.node.flatMap((n) => n.output.map((o) => [o, n] as const)));

@@ -15,9 +15,12 @@ import {
   Model, Node, DataType, indexGraph, constantTensor, dims, num, getAttr, makeTensor, makeNode, NameAllocator,
   removeUnused, topoSort, intAttr, tensorToInts, elementCount, tensorToFloat32, floatTensor, int8Tensor, uint8Tensor, Graph, Tensor,
 } from './model';
+import { rewriteLinearsForOrtCpu, OrtCpuLinearResult, OrtCpuLinearOptions } from './ortCpuLinear';
 
 export interface OrtCpuResult {
   transposesFolded: number; outputsQuantized: number; dequantizeDuplicated: number; batchNormsFolded: number; addsQuantized: number;
+  /** Linears rewritten to MatMulIntegerToFloat, ops the cost model left in float, idle Q -> DQ pairs bypassed (ortCpuLinear.ts). */
+  linears: OrtCpuLinearResult;
 }
 
 function permute(data: Int8Array | Uint8Array, shape: number[], perm: number[]): { data: Int8Array | Uint8Array; shape: number[] } {
@@ -37,13 +40,22 @@ function permute(data: Int8Array | Uint8Array, shape: number[], perm: number[]):
   return { data: out, shape: outShape };
 }
 
-export function optimizeForOrtCpu(model: Model): OrtCpuResult {
+/**
+ * `linearOptions` tunes the linear rewrite (ortCpuLinear.ts); `false` skips it, leaving linears in the QDQ form
+ * ORT fuses into QLinearMatMul (steps 1-3 below), which was the ort-cpu form before the rewrite.
+ */
+export function optimizeForOrtCpu(model: Model, linearOptions: OrtCpuLinearOptions | false = {}): OrtCpuResult {
   const g = model.graph;
-  const names = new NameAllocator(g);
-  const result: OrtCpuResult = { transposesFolded: 0, outputsQuantized: 0, dequantizeDuplicated: 0, batchNormsFolded: 0, addsQuantized: 0 };
+  let names = new NameAllocator(g);
+  const result: OrtCpuResult = { transposesFolded: 0, outputsQuantized: 0, dequantizeDuplicated: 0, batchNormsFolded: 0, addsQuantized: 0,
+    linears: { integer: [], float: [], pairsBypassed: 0 } };
   result.batchNormsFolded = foldBatchNorms(g, names);
   result.addsQuantized = quantizeReluAdds(g, names);
   if (result.batchNormsFolded) quantizeConvBiases(g, names);
+  // Linears (MatMul/Gemm with INT8 weights) -> MatMulIntegerToFloat, small ones and idle Q/DQ pairs -> float.
+  // What it leaves DQ-fed (Conv, activation MatMuls big enough for integer) goes through the steps below.
+  if (linearOptions !== false) result.linears = rewriteLinearsForOrtCpu(model, { unsignedActivations: true, ...linearOptions });
+  names = new NameAllocator(g);
 
   // 1. Fold Transposes of constant quantized weights into the initializer.
   let idx = indexGraph(g);
@@ -145,7 +157,8 @@ export function optimizeForOrtCpu(model: Model): OrtCpuResult {
     result.outputsQuantized++;
   }
   g.node.push(...inserted);
-  if (result.transposesFolded || inserted.length || copies.length || result.batchNormsFolded || result.addsQuantized) {
+  const linearsChanged = result.linears.integer.length + result.linears.float.length + result.linears.pairsBypassed > 0;
+  if (result.transposesFolded || inserted.length || copies.length || result.batchNormsFolded || result.addsQuantized || linearsChanged) {
     removeUnused(g);
     topoSort(g);
   }
