@@ -7,12 +7,13 @@ Weights are calibrated per channel with max, straight from the weight tensors.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import tempfile
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 
@@ -71,20 +72,34 @@ class _Collector:
         self.check_cancel()
         if not x.is_floating_point():
             return
+        # The histogram checks for NaN/Inf with the max it takes anyway (no extra pass over x);
+        # for small batches that happens when it bins them, a few calls later or at finish(),
+        # so each batch is tagged with its number for the error to name the right one.
+        with self._non_finite_as_error():
+            self.hist.collect(x, tag=self.batch_index[0])
+        self.calls += 1
+
+    def finish(self) -> None:
+        """Bins what the histogram still holds; raises the NaN/Inf error of a batch not binned yet."""
+        with self._non_finite_as_error():
+            self.hist.finish()
+
+    @contextlib.contextmanager
+    def _non_finite_as_error(self) -> Iterator[None]:
         try:
-            # the histogram's max reduction doubles as the NaN/Inf check (no extra pass over x)
-            self.hist.collect(x)
+            yield
         except ValueError as exc:
             if type(exc).__name__ != "NonFiniteError":
                 raise
-            bad = "NaN" if bool(torch.isnan(x).any()) else "Inf"
+            bad = getattr(exc, "kind", None) or "NaN or Inf"
+            batch = getattr(exc, "tag", None)
             raise NonFinite(
                 "nan",
-                f"{bad} in the input of quantizer {_site_text(self.q)} during calibration batch {self.batch_index[0]}",
+                f"{bad} in the input of quantizer {_site_text(self.q)} during calibration batch "
+                f"{self.batch_index[0] if batch is None else batch}",
                 "check the model and the calibration data for overflow (e.g. log of 0 or of negatives, division "
                 "by 0, uninitialised weights); calibration needs finite activations",
             ) from None
-        self.calls += 1
 
 
 def _weight_amax(q: QuantizerInfo) -> Optional[torch.Tensor]:
@@ -192,6 +207,8 @@ def collect(project: Project, batches: int, outputs: bool, progress: Progress,
             elapsed = time.monotonic() - started
             progress("calibrate", seen, total, f"batch {seen}/{total if total else '?'} ({elapsed:.1f} s)")
         check_cancel()
+        for collector in collectors.values():
+            collector.finish()  # bins the last batches; a NaN/Inf in them is reported here
         if seen:
             # the data may end before `batches`: close the bar at what was really seen
             progress("calibrate", seen, seen, f"calibrated on {seen} batches")

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from qdq_backend.calib import (METHODS, HistogramCalibrator, MaxCalibrator, NonFiniteError, entropy_amax,
-                               entropy_divergences, make_calibrator, mse_amax, weight_amax)
+                               entropy_divergences, make_calibrator, mse_amax, percentile_amax, weight_amax)
+from qdq_backend.calib.histogram import _PENDING_PER_BIN
 from qdq_backend.qdq_quant import TensorQuantizer, quant
 from qdq_backend.tensor_quant import fake_tensor_quant
 
@@ -71,12 +72,29 @@ def test_max_is_exact_per_tensor_and_per_channel():
 
 
 def test_non_finite_values_raise():
-    for cal in (MaxCalibrator(name="conv1.input_quantizer"), HistogramCalibrator(name="conv1.input_quantizer")):
-        cal(torch.ones(10))
-        with pytest.raises(NonFiniteError, match="NaN .*conv1.input_quantizer"):
-            cal(torch.tensor([1.0, float("nan")]))
-        with pytest.raises(NonFiniteError, match="Inf"):
-            cal(torch.tensor([1.0, -float("inf")]))
+    cal = MaxCalibrator(name="conv1.input_quantizer")
+    cal(torch.ones(10))
+    with pytest.raises(NonFiniteError, match="NaN .*conv1.input_quantizer"):
+        cal(torch.tensor([1.0, float("nan")]))
+    with pytest.raises(NonFiniteError, match="Inf"):
+        cal(torch.tensor([1.0, -float("inf")]))
+    # The histogram checks small batches when it bins them: at finish() (or a read) at the
+    # latest, naming the tag of the first bad batch; the batches around it still count.
+    cal = HistogramCalibrator(name="conv1.input_quantizer")
+    cal(torch.ones(10), tag=0)
+    cal(torch.tensor([1.0, float("nan")]), tag=1)
+    cal(torch.tensor([1.0, -float("inf")]), tag=2)
+    cal(torch.full((5,), 3.0), tag=3)
+    with pytest.raises(NonFiniteError, match=r"NaN .*conv1.input_quantizer \(batch 1\)") as info:
+        cal.finish()
+    assert (info.value.kind, info.value.tag) == ("NaN", 1)
+    assert cal.hist.sum().item() == 15 and cal.compute_amax("max").item() == 3.0
+    cal(torch.tensor([float("inf")]), tag=4)
+    with pytest.raises(NonFiniteError, match="Inf") as info:
+        cal.compute_amax("entropy")
+    assert info.value.tag == 4
+    with pytest.raises(NonFiniteError, match="NaN"):  # a batch too large to wait: at once
+        cal(torch.full((1 << 20,), float("nan")))
     with pytest.raises(NonFiniteError):
         weight_amax(torch.tensor([[1.0, float("nan")]]), axis=0)
 
@@ -163,15 +181,16 @@ def test_small_batches_binned_together_count_as_if_binned_one_by_one():
         idx = np.minimum(scaled.to(torch.int64).numpy(), len(expected) - 1)
         expected += np.bincount(idx, minlength=len(expected))
         b.mul_(-7.0)  # the model may reuse the tensor in place: what was collected must not change
-    assert cal._pending is None or cal._pending.numel() <= 32 * cal.num_bins  # bounded by bins
+    assert cal._pending is None or cal._pending.numel() <= _PENDING_PER_BIN * cal.num_bins  # bounded by bins
     assert cal.bin_width == width
     assert np.array_equal(cal.hist.numpy(), expected)
     assert cal._pending is None  # reading the histogram bins the rest and frees the scratch
     cal(torch.ones(10) * 1e-3)  # collection may go on after a read
     assert cal.hist.sum().item() == expected.sum() + 10
-    cal(torch.ones(10))  # pending values, then a bad batch: the error comes at that call
+    cal(torch.ones(10))  # pending values, then a bad batch: the error comes when they are binned
+    cal(torch.tensor([1.0, float("nan")]))
     with pytest.raises(NonFiniteError, match="NaN"):
-        cal(torch.tensor([1.0, float("nan")]))
+        cal.finish()
     assert cal.hist.sum().item() == expected.sum() + 20
 
 
@@ -303,3 +322,87 @@ def test_cuda_histogram_matches_cpu():
     assert (cpu.hist - gpu.hist).abs().sum().item() <= 10
     for method in METHODS:
         assert gpu.compute_amax(method).item() == pytest.approx(cpu.compute_amax(method).item(), rel=0.01)
+
+
+# ---- deferred binning against a straightforward reference -------------------------------------
+
+class ReferenceHistogram:
+    """pytorch-quantization's histogram written plainly: each batch binned as it arrives,
+    floor(|x| / width) with the top edge in the last bin, bins of the same width appended when a
+    batch exceeds them, adjacent bins merged when the count would pass max_bins."""
+
+    def __init__(self, num_bins=2048, max_bins=8192):
+        self.num_bins, self.max_bins = num_bins, max_bins
+        self.hist, self.width, self.zeros, self.max = None, None, 0, 0.0
+
+    def __call__(self, x):
+        a = x.detach().abs().reshape(-1)
+        if x.dtype not in (torch.float32, torch.float64):
+            a = a.float()
+        m = a.max().item()
+        self.max = max(self.max, m)
+        if self.hist is None:
+            if m == 0:
+                self.zeros += a.numel()
+                return
+            self.width = m / self.num_bins
+            self.hist = np.zeros(self.num_bins, dtype=np.int64)
+            self.hist[0] += self.zeros
+        elif m > self.width * len(self.hist):
+            need = math.ceil(m / self.width)
+            if need > self.max_bins:
+                factor = math.ceil(need / self.max_bins)
+                padded = np.zeros(math.ceil(len(self.hist) / factor) * factor, dtype=np.int64)
+                padded[:len(self.hist)] = self.hist
+                self.hist = padded.reshape(-1, factor).sum(axis=1)
+                self.width *= factor
+                need = max(len(self.hist), math.ceil(m / self.width))
+            self.hist = np.concatenate([self.hist, np.zeros(need - len(self.hist), dtype=np.int64)])
+        scaled = a * torch.tensor(1.0 / self.width, dtype=a.dtype)
+        idx = np.minimum(scaled.to(torch.int64).numpy(), len(self.hist) - 1)
+        self.hist += np.bincount(idx, minlength=len(self.hist))
+
+
+def _sequences():
+    g = torch.Generator().manual_seed(7)
+    # one shape throughout, the range growing batch after batch (and a jump past max_bins)
+    growing = [torch.randn(32, 8, 48, generator=g) * (1 + 0.05 * i) for i in range(40)]
+    growing[25] = growing[25] * 9.0
+    # ReLU-like activations: all-zero batches first, then data, then a tensor reused in place
+    relu = [torch.zeros(16, 64)] * 3 + [torch.randn(16, 64, generator=g).clamp(min=0) for _ in range(60)]
+    # shapes that vary (sequence lengths), float64 and float16 batches, one larger than the scratch
+    mixed = [torch.randn(4, int(t), 24, generator=g) * (0.5 + (i % 7)) for i, t in
+             enumerate(torch.randint(1, 50, (50,), generator=g))]
+    mixed[10] = mixed[10].double()
+    mixed[11] = mixed[11].double()
+    mixed[20] = mixed[20].half()
+    mixed[30] = torch.randn(300000, generator=g) * 3
+    # non-contiguous views (attention operands), channels-last conv activations
+    strided = [torch.randn(8, 12, 4, 16, generator=g).transpose(1, 2) * (i + 1) for i in range(20)]
+    strided += [torch.randn(8, 16, 6, 6, generator=g).contiguous(memory_format=torch.channels_last)
+                for _ in range(20)]
+    # one value per batch, with ties at the top edge
+    tiny = [torch.tensor([float(v)]) for v in (1, 1, 2, 0.5, 2, 3, 3)]
+    return {"growing": growing, "relu": relu, "mixed": mixed, "strided": strided, "tiny": tiny}
+
+
+@pytest.mark.parametrize("name", list(_sequences()))
+def test_deferred_binning_matches_binning_each_batch_as_it_arrives(name):
+    batches = _sequences()[name]
+    cal, ref = HistogramCalibrator(max_bins=8192), ReferenceHistogram(max_bins=8192)
+    for i, b in enumerate(batches):
+        cal(b)
+        ref(b)
+        if name == "relu":
+            b.mul_(-3.0)  # the model may reuse the tensor in place after the quantizer saw it
+        if name == "growing" and i % 7 == 3:
+            cal.finish()  # a read in the middle (set_method, the editor's chart) changes nothing
+    assert cal.bin_width == ref.width
+    assert np.array_equal(cal.hist.numpy().astype(np.int64), ref.hist)
+    assert cal.compute_amax("max").item() == torch.tensor(ref.max, dtype=torch.float32).item()
+    width = ref.width
+    expected = {"entropy": entropy_amax(torch.from_numpy(ref.hist), width),
+                "mse": mse_amax(torch.from_numpy(ref.hist), width),
+                "percentile": percentile_amax(torch.from_numpy(ref.hist), width)}
+    for method, value in expected.items():
+        assert cal.compute_amax(method).item() == torch.tensor(value, dtype=torch.float32).item(), method

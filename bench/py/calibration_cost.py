@@ -85,6 +85,10 @@ def main():
             forward_all()
             for _, q in acts:
                 q.calibrator = None
+            for c in calibrators.values():  # the histogram bins its last batches here: part of the pass
+                finish = getattr(c, "finish", None)
+                if finish is not None:
+                    finish()
             for m in weighted:
                 m.weight_quantizer.enabled = True
             for m in weighted:  # weights need no data: per-channel max, once

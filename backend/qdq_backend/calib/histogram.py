@@ -26,12 +26,13 @@ from .max import abs_max, dense_view, raise_non_finite
 __all__ = ["HistogramCalibrator", "entropy_divergences", "entropy_amax", "percentile_amax", "mse_amax"]
 
 _CHUNK = 1 << 18  # elements per step of the CPU histogram: keeps the temporaries in cache
-# Small batches are binned together: |x| of each is written into a scratch buffer of this
-# many values per bin, and one bincount bins the whole buffer when it is full. On the bundled
-# examples' ~2 ms batches the per-op dispatch of binning every call cost more than the forward
-# itself. The buffer bounds the memory by bins x quantizers (256 KiB of float32 at 2048 bins);
-# a batch larger than the buffer is binned directly.
-_PENDING_PER_BIN = 32
+# Small batches are binned together: each call only writes |x| into a scratch buffer of this
+# many values per bin (one op), and when the buffer is full one max and one bincount handle all
+# the batches in it. On the bundled examples' ~2 ms batches the per-op dispatch of binning (and
+# of taking the max) every call cost more than the forward itself. The buffer bounds the memory
+# by bins x quantizers (512 KiB of float32 at 2048 bins); a larger batch is binned directly.
+_PENDING_PER_BIN = 64
+_INT16_BINS = 1 << 15  # bin indices up to here fit int16: a narrower cast and a faster bincount
 
 
 class HistogramCalibrator:
@@ -49,107 +50,161 @@ class HistogramCalibrator:
         self.num_bins = num_bins
         self.max_bins = max(max_bins or 4 * num_bins, num_bins)
         self.name = name
+        self._capacity = _PENDING_PER_BIN * num_bins
         self.reset()
 
     def reset(self):
-        self._hist = None       # float64 counts on the data's device
+        self._hist = None       # int64 counts on the data's device
         self._width = None      # bin width (python float)
         self._max = 0.0         # exact max |x|
         self._count = 0         # values seen
         self._pending_zeros = 0  # values seen while every batch so far was all zero
-        self._pending = None    # scratch (CPU): |x| of batches not binned yet, all under the current bins
+        self._pending = None    # scratch (CPU): |x| of batches not binned yet, in arrival order
         self._pending_size = 0  # values used in it
+        self._ends = []         # where each pending batch ends in the scratch
+        self._tags = []         # and the tag it was collected with (named in a NaN/Inf error)
+        self._seg_len = 0       # the length of every pending batch when they are alike, else 0
         self._slots = {}        # (start, shape) -> view of the scratch: batches repeat their shapes
         self.batches = 0
 
     # ---- collection -------------------------------------------------------------------
-    def collect(self, x):
-        if x.requires_grad:
-            x = x.detach()
+    def collect(self, x, tag=None):
+        """Adds |x| to the histogram. `tag` (e.g. the batch number) is named in the NonFiniteError
+        raised for NaN or Inf in x; that error may come from a later call (or from reading the
+        histogram), as small batches are checked when they are binned."""
         n = x.numel()
         if n == 0:
             return
+        if x.requires_grad:
+            x = x.detach()
+        pending = self._pending
+        if (pending is not None and x.dtype == pending.dtype and n <= self._capacity
+                and not x.is_cuda):
+            # The common case, one op: |x| into the scratch (a copy: the model may change x in
+            # place later). The max, the NaN/Inf check and the binning wait for the flush.
+            start = self._pending_size
+            if start + n > self._capacity:
+                self._flush()
+                start = 0
+            # The same quantizer sees the same shapes batch after batch, so the views of the
+            # scratch repeat too: cached, they save two view ops per call (as much as the abs).
+            key = (start, x.shape)
+            slot = self._slots.get(key)
+            if slot is None:
+                if len(self._slots) >= 256:  # shapes that vary (e.g. sequence lengths): stay bounded
+                    self._slots.clear()
+                slot = self._slots[key] = pending[start:start + n].view(x.shape)
+            torch.abs(x, out=slot)
+            if start == 0:
+                self._seg_len = n  # all batches in the scratch this long so far (0: they differ)
+            elif n != self._seg_len:
+                self._seg_len = 0
+            self._pending_size = start + n
+            self._ends.append(start + n)
+            self._tags.append(tag)
+            self._count += n
+            self.batches += 1
+            return
         if x.dtype not in (torch.float32, torch.float64):
             x = x.float()
-        cap = _PENDING_PER_BIN * self.num_bins
-        staged = n <= cap and not x.is_cuda and (self._hist is None or not self._hist.is_cuda)
-        if staged:
-            # |x| goes into the scratch first (a copy: the model may change x in place later),
-            # and the max is taken there: contiguous, whatever x's layout, and no second pass
-            # over x. Until _pending_size moves past it the slot is not counted.
-            start, slot = self._stage_abs(x, cap)
-            x_max = slot.max().item()
-            if not math.isfinite(x_max):
-                raise_non_finite("NaN" if math.isnan(x_max) else "Inf", self.name)
-        else:
-            x_max = abs_max(x, self.name)  # raises NonFiniteError on NaN/Inf, before anything is kept
+        if n <= self._capacity and not x.is_cuda and (self._hist is None or not self._hist.is_cuda):
+            if pending is None or pending.dtype != x.dtype:
+                # the first small batch, or a dtype change: (re)allocate the scratch
+                self._flush(release=True)
+                self._pending = torch.empty(self._capacity, dtype=x.dtype)
+            return self.collect(x, tag)  # staged by the common case above
+        # A large batch (or CUDA): binned at once, after what is pending (arrival order matters
+        # when the range grows).
+        self._flush()
+        x_max = abs_max(x, self.name, tag)  # raises NonFiniteError on NaN/Inf, before anything is kept
         self._count += n
-        self._max = max(self._max, x_max)
         self.batches += 1
-        if self._hist is None:
-            if x_max == 0.0:
-                self._pending_zeros += n
-                return
-            self._width = x_max / self.num_bins
-            self._hist = torch.zeros(self.num_bins, dtype=torch.float64, device=x.device)
-            self._hist[0] += self._pending_zeros
-            self._pending_zeros = 0
-        elif x_max > self._width * self._hist.numel():
-            # values already pending are binned with the bins they arrived under, this batch
-            # with the grown ones, as if each had been binned at once
-            if staged:
-                self._bin_scratch(0, start)
-                self._grow(x_max)
-                self._bin_scratch(start, start + n)
-                self._pending_size = 0
-                return
-            self._flush()
-            self._grow(x_max)
-        if staged:
-            self._pending_size = start + n
+        if not self._admit(x_max, n, x.device):
             return
-        if not x.is_cuda:
-            self._flush()
         self._hist += self._count_bins(x).to(self._hist.device)
-
-    def _stage_abs(self, x, cap):
-        """Writes |x| into the scratch after the pending values; returns where, and the view."""
-        n = x.numel()
-        if self._pending is None or self._pending.dtype != x.dtype:
-            self._flush(release=True)
-            self._pending = torch.empty(cap, dtype=x.dtype)
-        elif self._pending_size + n > cap:
-            self._flush()
-        start = self._pending_size
-        # The same quantizer sees the same shapes batch after batch, so the views of the scratch
-        # repeat too: cached, they save two view ops per call (as much as the abs itself).
-        key = (start, x.shape)
-        slot = self._slots.get(key)
-        if slot is None:
-            if len(self._slots) >= 256:  # shapes that vary (e.g. sequence lengths): stay bounded
-                self._slots.clear()
-            slot = self._slots[key] = self._pending[start:start + n].view(x.shape)
-        torch.abs(x, out=slot)
-        return start, slot
 
     __call__ = collect
 
+    def _admit(self, x_max, n, device=None):
+        """Updates the max, starts or grows the bins for a batch whose max |x| is x_max, as
+        pytorch-quantization does batch by batch; False when the batch needs no binning (all
+        zero before any bins exist: counted into the zero bin once the width is known)."""
+        self._max = max(self._max, x_max)
+        if self._hist is None:
+            if x_max == 0.0:
+                self._pending_zeros += n
+                return False
+            self._width = x_max / self.num_bins
+            self._hist = torch.zeros(self.num_bins, dtype=torch.int64, device=device)
+            self._hist[0] += self._pending_zeros
+            self._pending_zeros = 0
+        elif x_max > self._width * self._hist.numel():
+            self._grow(x_max)
+        return True
+
     def _flush(self, release=False):
-        """Bins the pending values (one bincount for all of them); `release` frees the scratch."""
-        if self._pending_size:
-            self._bin_scratch(0, self._pending_size)
-            self._pending_size = 0
-        if release:
-            self._pending = None
-            self._slots = {}
+        """Bins the pending batches; `release` frees the scratch.
+
+        The batches' maxes decide: if none is above the current bins (the usual case once the
+        first batches have set the range), every batch would have been binned with these bins,
+        and one bincount bins them all. Otherwise (the first batches, a growing range, NaN/Inf)
+        the batches are replayed in order, each with its own max, exactly as binning each as it
+        arrived would have done. Batches of one shape (the usual case) get all their maxes from
+        one reduction over the scratch viewed as [batches, values].
+        """
+        size = self._pending_size
+        try:
+            if size:
+                ends, tags, seg_len = self._ends, self._tags, self._seg_len
+                self._pending_size = 0
+                self._ends, self._tags = [], []
+                scratch = self._pending[:size]
+                maxes = scratch.view(-1, seg_len).amax(dim=1).tolist() if seg_len else None
+                top = max(maxes) if seg_len else scratch.max().item()
+                # (the sum is not finite exactly when a max is NaN or Inf: max() skips NaN)
+                finite = math.isfinite(sum(maxes)) if seg_len else math.isfinite(top)
+                if finite and self._hist is not None and top <= self._width * self._hist.numel():
+                    self._max = max(self._max, top)
+                    self._bin_scratch(0, size)
+                else:
+                    self._replay(ends, tags, maxes)
+        finally:
+            if release:
+                self._pending = None
+                self._slots = {}
+
+    def _replay(self, ends, tags, maxes=None):
+        bad = None  # (kind, tag) of the first batch with NaN/Inf: skipped, as if it had raised
+        run = 0     # start of the batches admitted under the current bins, not binned yet
+        start = 0
+        for i, (end, tag) in enumerate(zip(ends, tags)):
+            x_max = self._pending[start:end].max().item() if maxes is None else maxes[i]
+            if not math.isfinite(x_max):
+                self._bin_scratch(run, start)
+                run = end
+                self._count -= end - start
+                self.batches -= 1
+                if bad is None:
+                    bad = ("NaN" if math.isnan(x_max) else "Inf", tag)
+            elif self._hist is None or x_max > self._width * self._hist.numel():
+                self._bin_scratch(run, start)  # the batches before it, under the bins they met
+                run = start if self._admit(x_max, end - start) else end
+            else:
+                self._max = max(self._max, x_max)
+            start = end
+        self._bin_scratch(run, start)
+        if bad is not None:
+            raise_non_finite(bad[0], self.name, tag=bad[1])
 
     def _bin_scratch(self, lo, hi):
         if hi <= lo:
             return
         n = self._hist.numel()
-        # in place on the scratch; the same arithmetic as _count_bins, but instead of a clamp
-        # pass the few values at the top edge (index n) are folded into the last bin
-        counts = torch.bincount(self._pending[lo:hi].mul_(1.0 / self._width).to(torch.int32), minlength=n)
+        # In place on the scratch; the same arithmetic as _count_bins (floor(|x| * (1/width))),
+        # but instead of a clamp pass the few values at the top edge (index n) are folded into
+        # the last bin.
+        index_type = torch.int16 if n < _INT16_BINS else torch.int32
+        counts = torch.bincount(self._pending[lo:hi].mul_(1.0 / self._width).to(index_type), minlength=n)
         if counts.numel() > n:
             counts[n - 1] += counts[n:].sum()
             counts = counts[:n]
@@ -174,7 +229,7 @@ class HistogramCalibrator:
         n = self._hist.numel()
         top = self._width * n
         if x.is_cuda:
-            return torch.histc(x.abs().float(), bins=n, min=0.0, max=top).double()
+            return torch.histc(x.abs().float(), bins=n, min=0.0, max=top).long()
         # On CPU torch.histc is slow; floor(|x| / width) + bincount over cache-sized chunks
         # is several times faster and bins the same way ([k w, (k+1) w), max in the last).
         flat = dense_view(x).reshape(-1)  # a view, not a copy, for channels-last activations
@@ -196,24 +251,34 @@ class HistogramCalibrator:
             i.copy_(f)  # truncation = floor for |x| >= 0
             part = torch.bincount(i, minlength=n)
             counts = part if counts is None else counts.add_(part)
-        return counts  # int64; added into the float64 histogram exactly (counts < 2^53)
+        return counts  # int64, as the histogram
 
     # ---- state --------------------------------------------------------------------------
+    def finish(self):
+        """Bins every pending batch and frees the scratch; collection may still go on after.
+
+        Raises NonFiniteError if a pending batch held NaN or Inf. Reading the histogram or an
+        amax does this first; call it at the end of a calibration pass to get that error there.
+        """
+        self._flush(release=True)
+
     @property
     def hist(self):
         """Counts per bin (float64, CPU), or None before any non-zero data."""
-        self._flush(release=True)  # collection is over or paused: bin the rest, free the scratch
-        return None if self._hist is None else self._hist.detach().cpu()
+        self.finish()
+        return None if self._hist is None else self._hist.detach().cpu().double()
 
     @property
     def bin_edges(self):
         """len(hist) + 1 edges from 0 (float64, CPU), or None."""
+        self.finish()
         if self._hist is None:
             return None
         return torch.arange(self._hist.numel() + 1, dtype=torch.float64) * self._width
 
     @property
     def bin_width(self):
+        self.finish()
         return self._width
 
     # ---- amax -----------------------------------------------------------------------------
@@ -224,6 +289,7 @@ class HistogramCalibrator:
         """
         if method not in ("max", "entropy", "percentile", "mse"):
             raise ValueError(f"unknown calibration method {method!r}; use max, entropy, percentile or mse")
+        self.finish()
         if self._count == 0:
             return None
         if method == "max" or self._hist is None:  # all data zero: every method says 0
@@ -246,9 +312,9 @@ class HistogramCalibrator:
 
     def summary(self, buckets=64):
         """{bins: [buckets counts], edges_max}: equal buckets over [0, edges_max] for a chart."""
-        if self._hist is None:
-            return None
         hist = self.hist
+        if hist is None:
+            return None
         n = hist.numel()
         per_bucket = math.ceil(n / buckets)
         padded = torch.zeros(per_bucket * buckets, dtype=torch.float64)

@@ -8,7 +8,16 @@ __all__ = ["MaxCalibrator", "NonFiniteError", "max_amax", "check_finite", "abs_m
 
 
 class NonFiniteError(ValueError):
-    """A calibrator met NaN or Inf; calibration needs finite values."""
+    """A calibrator met NaN or Inf; calibration needs finite values.
+
+    kind: "NaN" or "Inf"; tag: what the caller passed with the batch that held it (e.g. its
+    batch number), or None.
+    """
+
+    def __init__(self, message, kind=None, tag=None):
+        super().__init__(message)
+        self.kind = kind
+        self.tag = tag
 
 
 def check_finite(value, name, what="input"):
@@ -21,10 +30,11 @@ def check_finite(value, name, what="input"):
         raise_non_finite("NaN" if bool(torch.isnan(value).any()) else "Inf", name, what)
 
 
-def raise_non_finite(kind, name, what="input"):
+def raise_non_finite(kind, name, what="input", tag=None):
     where = f" of {name}" if name else ""
-    raise NonFiniteError(f"{kind} in the {what}{where}: calibration needs finite values; "
-                         "check the model and the calibration data for overflow")
+    batch = f" (batch {tag})" if tag is not None else ""
+    raise NonFiniteError(f"{kind} in the {what}{where}{batch}: calibration needs finite values; "
+                         "check the model and the calibration data for overflow", kind, tag)
 
 
 def dense_view(x):
@@ -40,7 +50,7 @@ def dense_view(x):
     return view if view.is_contiguous() else x
 
 
-def abs_max(x, name):
+def abs_max(x, name, tag=None):
     """max |x| of a non-empty floating tensor as a python float, checked finite.
 
     Per call this is one reduction and two scalar reads: on the small activations of the
@@ -50,7 +60,7 @@ def abs_max(x, name):
     lo, hi = torch.aminmax(dense_view(x))  # one pass and no |x| temporary; NaN propagates into both
     lo, hi = lo.item(), hi.item()
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise_non_finite("NaN" if math.isnan(lo) or math.isnan(hi) else "Inf", name)
+        raise_non_finite("NaN" if math.isnan(lo) or math.isnan(hi) else "Inf", name, tag=tag)
     return max(hi, -lo)
 
 
