@@ -9,6 +9,7 @@ import { foldWeights } from '../../server/src/onnx/foldWeights';
 import { optimizeForOrtCpu } from '../../server/src/onnx/ortCpu';
 import { inferShapes, matMulMacsPerItem } from '../../server/src/onnx/shapes';
 import { verifyModels, EvalBatch } from '../../server/src/onnx/verify';
+import { qdqStats } from '../../server/src/onnx/qdqStats';
 import { fixtureModels, randn } from './helpers';
 
 const fx = fixtureModels();
@@ -61,6 +62,11 @@ test('ort-cpu linears: INT8 MatMul + bias Add become MatMulIntegerToFloat on the
   assert.equal(count(m, 'DequantizeLinear'), 0);
   assert.equal(count(m, 'QuantizeLinear'), 1);
   assert.ok(m.opset_import.some((o) => o.domain === 'com.microsoft'));
+  // The report's QDQ figures count the integer linears as quantized weighted ops (INT8 weights folded).
+  const stats = qdqStats(m);
+  assert.equal(stats.weighted_ops, 2);
+  assert.equal(stats.unquantized_weighted_ops.length, 0);
+  assert.equal(stats.folded_weights, 2);
   const out = path.join(dir, 'qdq_linear3d_mmitf.onnx');
   writeModel(m, out);
   const ops = await opsOrtRuns(out);

@@ -99,6 +99,13 @@ export function qdqStats(model: Model, quantizers: QuantizerInfo[] = []): QdqSta
         if (c && (c.data_type === DataType.INT8 || c.data_type === DataType.UINT8)) { pairs++; folded++; }
       }
     }
+    // ort-cpu linears (onnx/ortCpuLinear.ts): the activation's Q and the INT8 weight feed the integer kernel
+    // directly, which dequantizes inside; each counts as a quantized weighted op with two pairs.
+    if (n.op_type === 'MatMulIntegerToFloat' && n.domain === 'com.microsoft') {
+      weighted++;
+      pairs += 2;
+      if (constantTensor(idx, n.input[1])) folded++;
+    }
     if (WEIGHTED_OPS.has(n.op_type) && (!n.domain || n.domain === 'ai.onnx')) {
       weighted++;
       const missing = dataInputs(n).filter((i) => n.input[i] && !isDqFed(idx, n.input[i]));
