@@ -985,7 +985,35 @@ function build(tree: Tree, text: string, eol: '\n' | '\r\n', previous?: ModelInd
 
   const index: ModelIndex = { classes, functions, imports, topLevelOps, topLevelLayers, hasSyntaxErrors: root.hasError, eol };
   Object.defineProperty(index, CACHE, { value: { globalKey, importsKey, imports, segments: nextCache } satisfies SegmentCache, enumerable: false });
+  Object.defineProperty(index, LINEAGE, {
+    value: { text, starts, shared: (previous as unknown as Record<symbol, Lineage | undefined> | undefined)?.[LINEAGE]?.shared ?? {} } satisfies Lineage,
+    enumerable: false,
+  });
   return index;
+}
+
+const LINEAGE = Symbol('qdq.modelIndexLineage');
+interface Lineage {
+  text: string;
+  starts: number[];
+  shared: Record<string, unknown>;
+}
+
+/**
+ * The start offsets of the top-level statements of `text`, when `index` was built from it (read by the rules'
+ * text scans, which cache per statement; saves them asking the tree again).
+ */
+export function statementStarts(index: ModelIndex | null | undefined, text: string): number[] | undefined {
+  const lineage = index ? (index as unknown as Record<symbol, Lineage | undefined>)[LINEAGE] : undefined;
+  return lineage && lineage.text === text ? lineage.starts : undefined;
+}
+
+/**
+ * An object that follows one document from index to index (each build with `previous` hands it on), where other
+ * analyses keep their caches between versions. Contents never decide a result, only how fast it comes.
+ */
+export function documentCaches(index: ModelIndex | null | undefined): Record<string, unknown> | undefined {
+  return index ? (index as unknown as Record<symbol, Lineage | undefined>)[LINEAGE]?.shared : undefined;
 }
 
 // Shifting a reused segment: offsets move by dOff, lines by dRow (a segment starts at column 0, so the

@@ -5,31 +5,13 @@ import { inferDtype } from './dtype';
 import type { SyntaxNode } from './types';
 
 // Method/dtype producers anywhere; comparisons only where their value is kept: on an assignment line or
-// inside brackets (`if a > b:` is Python control flow, not a tensor).
-const CMP_RE = /[<>]=?|[=!]=/g;
-const ASSIGN_LINE_RE = /^[ \t]*\w+[ \t]*=(?!=)/;
-
-// Method/dtype producers anywhere; comparisons only where their value is kept: on an assignment line or
-// inside brackets (`if a > b:` is Python control flow, not a tensor).
+// inside brackets (`if a > b:` is Python control flow, not a tensor). The text scans are ctx.scan's (scan.ts).
 function producerOffsets(ctx: RuleContext): number[] {
   const text = ctx.text;
   const out: number[] = [];
   for (const w of BOOL_PRODUCER_WORDS) for (const at of ctx.wordOffsets(w)) if (text.charCodeAt(at - 1) === 46 /* . */) out.push(at);
-  for (const lit of ['torch.bool', 'BoolTensor']) {
-    for (let p = text.indexOf(lit); p >= 0; p = text.indexOf(lit, p + lit.length)) out.push(p);
-  }
-  CMP_RE.lastIndex = 0;
-  let m: RegExpExecArray | null;
-  while ((m = CMP_RE.exec(text))) {
-    const at = m.index;
-    const op = m[0];
-    if (op.length === 2) CMP_RE.lastIndex = at + 2;
-    const prev = text.charCodeAt(at - 1);
-    if (prev === 45 /* -> */ || prev === 62 || prev === 60 || text.charCodeAt(at + op.length) === 62 /* >>> */) continue;
-    const lineStart = text.lastIndexOf('\n', at - 1) + 1;
-    const line = text.slice(lineStart, at);
-    if ((ASSIGN_LINE_RE.test(line) || line.lastIndexOf('[') > line.lastIndexOf(']')) && ctx.isCode(at)) out.push(at);
-  }
+  for (const at of ctx.scan.boolLiterals) out.push(at);
+  for (const at of ctx.scan.comparisons) out.push(at);
   return out.sort((a, b) => a - b);
 }
 

@@ -5,7 +5,9 @@
 import type { QdqDiagnostic, Range, RuleOptions, Severity, SyntaxNode, TextEdit, Tree } from './types';
 import { parseTrtVersion, versionAtLeast, type TrtVersion } from './version';
 import type { ModelIndex } from '../analysis/types';
-import { inRanges, nonCodeRanges } from './lexer';
+import { inRanges } from './lexer';
+import { scanText, type TextScan } from './scan';
+import { documentCaches, statementStarts } from '../analysis/model';
 
 export interface CallSite {
   node: SyntaxNode;
@@ -74,8 +76,6 @@ const CALL_WORDS = [
 /** Methods whose result is a bool tensor (found by the same '(' scan, for TRT005/TRT031). */
 export const BOOL_PRODUCER_WORDS = ['ne', 'eq', 'gt', 'lt', 'ge', 'le', 'bool', 'logical_and', 'logical_or', 'logical_not', 'logical_xor', 'isnan', 'isinf', 'isfinite', 'isin'];
 const CALL_WORD_SET = new Set([...CALL_WORDS, ...BOOL_PRODUCER_WORDS]);
-const OPERATOR_RE = /@|&|\||\^|~|<<|>>/g;
-const IMPORT_RE = /[ \t]*(?:from[ \t]+([\w.]+)[ \t]+)?import[ \t]+(\([^)]*\)|[^\n#;]+)/y;
 
 /** Names a file may use without importing them (snippets, notebooks' cells, half-written files). */
 const CONVENTIONAL_ALIASES: Record<string, string> = {
@@ -87,11 +87,10 @@ export class RuleContext {
   readonly root: SyntaxNode;
   readonly trt: TrtVersion;
   readonly aliases = new Map<string, string>();
-  private callHits: Map<string, number[]> | null = null;
-  private importScanEnd = 0;
+  /** The text scans (strings/comments, call triggers, operators, ...), cached per statement across versions. */
+  readonly scan: TextScan;
   private aliasKeyText: string | null = null;
   private readonly defAt = new Map<number, { start: number; end: number; node: SyntaxNode; topStart: number; topEnd: number } | null>();
-  private nonCode: number[] | null = null;
   private readonly callsByName = new Map<string, CallSite[]>();
   private operatorNodes: SyntaxNode[] | null = null;
   private readonly scopes = new Map<number, Scope>();
@@ -103,6 +102,7 @@ export class RuleContext {
   constructor(readonly tree: Tree, readonly text: string, opts: RuleOptions = {}, readonly index: ModelIndex | null = null) {
     this.root = tree.rootNode;
     this.trt = parseTrtVersion(opts.trtVersion);
+    this.scan = scanText(text, CALL_WORD_SET, statementStarts(index, text), documentCaches(index));
     this.readImports();
   }
 
@@ -110,8 +110,7 @@ export class RuleContext {
 
   /** False inside string literals and comments (a text-level answer, no tree access). */
   isCode(offset: number): boolean {
-    if (!this.nonCode) this.nonCode = nonCodeRanges(this.text);
-    return !inRanges(this.nonCode, offset);
+    return !inRanges(this.scan.nonCode, offset);
   }
 
   // ---------------------------------------------------------------- text and positions
@@ -144,16 +143,9 @@ export class RuleContext {
   // ---------------------------------------------------------------- imports
 
   private readImports(): void {
-    const text = this.text;
-    for (let p = text.indexOf('import'); p >= 0; p = text.indexOf('import', p + 6)) {
-      const lineStart = text.lastIndexOf('\n', p - 1) + 1;
-      if (lineStart < this.importScanEnd) continue;
-      IMPORT_RE.lastIndex = lineStart;
-      const m = IMPORT_RE.exec(text);
-      if (!m || m.index !== lineStart) continue;
-      this.importScanEnd = m.index + m[0].length;
-      const from = m[1];
-      const names = m[2].replace(/[()\\\n]/g, ' ');
+    for (const m of this.scan.imports) {
+      const from = m.from;
+      const names = m.names.replace(/[()\\\n]/g, ' ');
       for (const part of names.split(',')) {
         const pm = /^\s*([\w.]+)(?:\s+as\s+(\w+))?\s*$/.exec(part);
         if (!pm) continue;
@@ -194,29 +186,9 @@ export class RuleContext {
 
   // ---------------------------------------------------------------- call sites
 
-  /** Offsets of `word(` for every word of CALL_WORDS, by word; one regex pass, nodes resolved per requested word. */
-  /**
-   * Offsets of `word(` for every word of CALL_WORDS, by word. One pass over the '(' characters reading the
-   * identifier before each: far cheaper than a regex alternation of ~100 words.
-   */
+  /** Offsets of `word(` for every word of CALL_WORDS / BOOL_PRODUCER_WORDS, by word (see scan.ts). */
   private hits(): Map<string, number[]> {
-    if (this.callHits) return this.callHits;
-    const hits = new Map<string, number[]>();
-    const text = this.text;
-    for (let p = text.indexOf('('); p >= 0; p = text.indexOf('(', p + 1)) {
-      let e = p;
-      while (e > 0 && (text.charCodeAt(e - 1) === 32 || text.charCodeAt(e - 1) === 9)) e--;
-      let b = e;
-      while (b > 0 && isIdentChar(text.charCodeAt(b - 1))) b--;
-      if (b === e || e - b > 40) continue;
-      const word = text.slice(b, e);
-      if (!CALL_WORD_SET.has(word) || !this.isCode(b)) continue;
-      let list = hits.get(word);
-      if (!list) hits.set(word, (list = []));
-      list.push(b);
-    }
-    this.callHits = hits;
-    return hits;
+    return this.scan.callHits;
   }
 
   private sitesFor(word: string): CallSite[] {
@@ -343,36 +315,20 @@ export class RuleContext {
     if (this.operatorNodes) return this.operatorNodes;
     const out: SyntaxNode[] = [];
     const seen = new Set<number>();
-    OPERATOR_RE.lastIndex = 0;
-    let m: RegExpExecArray | null;
-    const text = this.text;
-    while ((m = OPERATOR_RE.exec(text))) {
-      if (this.looksLikeTypeOrDecorator(m.index, m[0])) continue;
-      if (!this.isCode(m.index)) continue;
-      const tok = this.root.descendantForIndex(m.index, m.index + m[0].length);
+    const candidates = this.scan.operators; // [offset, length] pairs, already without decorators/annotations
+    for (let k = 0; k < candidates.length; k += 2) {
+      const at = candidates[k];
+      const tok = this.root.descendantForIndex(at, at + candidates[k + 1]);
       const parent = tok.parent;
       if (!parent) continue;
       if (parent.type !== 'binary_operator' && parent.type !== 'unary_operator' && parent.type !== 'augmented_assignment') continue;
       const op = parent.childForFieldName('operator');
-      if (!op || op.startIndex !== m.index || seen.has(parent.id)) continue;
+      if (!op || op.startIndex !== at || seen.has(parent.id)) continue;
       seen.add(parent.id);
       out.push(parent);
     }
     this.operatorNodes = out;
     return out;
-  }
-
-  /**
-   * Text-only filter for operator hits that cannot be tensor ops: decorators (`@` first on its line) and `|`
-   * in annotations (`x: int | None`, `def f(...) -> A | B:`). Saves the native node lookups for those.
-   */
-  private looksLikeTypeOrDecorator(at: number, op: string): boolean {
-    const text = this.text;
-    const lineStart = text.lastIndexOf('\n', at - 1) + 1;
-    const before = text.slice(lineStart, at);
-    if (op === '@') return /^[ \t]*$/.test(before);
-    if (op !== '|') return false;
-    return /^[ \t]*(?:def[ \t]|async[ \t]|\w+[ \t]*:[^=]*$|[^#]*->)/.test(before) || /\[[^\]]*$/.test(before) && /(?:Optional|Union|List|Dict|Tuple|Callable|Type)\[/.test(before);
   }
 
   // ---------------------------------------------------------------- scopes

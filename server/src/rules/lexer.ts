@@ -3,10 +3,19 @@
 
 /** Sorted, non-overlapping [start, end) offsets of string literals and comments. */
 export function nonCodeRanges(text: string): number[] {
+  return nonCodeRangesIn(text, 0, text.length);
+}
+
+/**
+ * The ranges that start in text[from, to), lexing from `from` as code (the last range may end past `to`, as
+ * an open triple quote does). Pieces cut where the lexer is in code give the whole text's ranges.
+ */
+export function nonCodeRangesIn(text: string, from: number, to: number): number[] {
   const out: number[] = [];
   const re = /[#'"]/g;
+  re.lastIndex = from;
   let m: RegExpExecArray | null;
-  while ((m = re.exec(text))) {
+  while ((m = re.exec(text)) && m.index < to) {
     const i = m.index;
     const c = text[i];
     if (c === '#') {

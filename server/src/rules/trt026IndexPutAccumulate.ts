@@ -24,7 +24,7 @@ export const trt026IndexPutAccumulate: Rule = {
 function augmentedIndexAdds(ctx: import('./context').RuleContext): QdqDiagnostic[] {
   const out: QdqDiagnostic[] = [];
   const text = ctx.text;
-  for (let p = text.indexOf('+='); p >= 0; p = text.indexOf('+=', p + 2)) {
+  for (const p of ctx.scan.plusAssigns) {
     let b = p;
     while (b > 0 && (text.charCodeAt(b - 1) === 32 || text.charCodeAt(b - 1) === 9)) b--;
     if (text.charCodeAt(b - 1) !== 93 /* ] */) continue;

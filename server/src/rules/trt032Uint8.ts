@@ -3,7 +3,6 @@ import { dtypeFromExpr } from './dtype';
 import type { QdqDiagnostic, Rule, SyntaxNode } from './types';
 
 const WHY = 'TensorRT allows UINT8 only as a network input/output type ("Unsupported ONNX data type: UINT8"), in every version up to 10.15';
-const UINT8_RE = /\b(?:uint8|ByteTensor)\b/g;
 
 export const trt032Uint8: Rule = {
   code: 'TRT032',
@@ -20,10 +19,9 @@ export const trt032Uint8: Rule = {
       out.push(ctx.diag('TRT032', 'error', site.node, `\`.byte()\` makes a uint8 tensor: ${WHY}. Use .bool() for masks (values must be 0/1) or .to(torch.int8).`,
         { title: 'Use .bool() instead of .byte() (for 0/1 masks)', safety: 'unsafe', edits: [ctx.replace(method, 'bool')] }));
     }
-    UINT8_RE.lastIndex = 0;
-    let m: RegExpExecArray | null;
-    while ((m = UINT8_RE.exec(ctx.text))) {
-      let node: SyntaxNode | null = ctx.root.descendantForIndex(m.index, m.index + m[0].length);
+    const words = ctx.scan.uint8Words; // [offset, length] pairs of `uint8` / `ByteTensor`
+    for (let k = 0; k < words.length; k += 2) {
+      let node: SyntaxNode | null = ctx.root.descendantForIndex(words[k], words[k] + words[k + 1]);
       if (node.type !== 'identifier') continue;
       if (node.parent?.type === 'attribute') node = node.parent;
       if (dtypeFromExpr(ctx, node) !== 'uint8') continue;

@@ -1,0 +1,231 @@
+// The rules' text scans (strings and comments, `word(` call triggers, operators, comparisons, dtype words,
+// imports), done once per file and cached per top-level statement between versions of a document.
+//
+// Every scan here is local: what it finds at an offset depends only on the text of that line (or of one import
+// statement) and on whether the offset is code, which the light lexer (lexer.ts) decides. So when the text is
+// cut at the starts of top-level statements that begin a line, and no string, comment or import statement runs
+// across a cut, the scans of the pieces, put together, are exactly the scan of the whole text. A piece whose
+// text is unchanged since the last run is not scanned again. When a string or import runs across a cut (a
+// file mid-edit with an open triple quote, say), the whole text is scanned in one piece, as before.
+import { nonCodeRangesIn, inRanges } from './lexer';
+
+export interface ImportMatch {
+  /** The `from` module (`torch.nn`, `.`), undefined for a plain `import`. */
+  from: string | undefined;
+  /** What follows `import`, as matched (names, aliases, parentheses). */
+  names: string;
+}
+
+export interface TextScan {
+  /** Sorted [start, end) pairs of string literals and comments. */
+  nonCode: number[];
+  /** Offsets of `word(` (code only) for the words of `callWords`, by word, ascending. */
+  callHits: Map<string, number[]>;
+  /** [offset, length] pairs of `@ & | ^ ~ << >>` in code, minus decorators and type annotations. */
+  operators: number[];
+  /** Offsets of comparisons (`< > <= >= == !=`) in code whose value is kept (assignment line or inside brackets). */
+  comparisons: number[];
+  /** Offsets of `torch.bool` and `BoolTensor` anywhere (as text), in no particular order. */
+  boolLiterals: number[];
+  /** [offset, length] pairs of the words `uint8` / `ByteTensor`. */
+  uint8Words: number[];
+  /** Offsets of `+=`. */
+  plusAssigns: number[];
+  /** Import statements (at the start of a line), in order. */
+  imports: ImportMatch[];
+}
+
+const OPERATOR_RE = /@|&|\||\^|~|<<|>>/g;
+const IMPORT_RE = /[ \t]*(?:from[ \t]+([\w.]+)[ \t]+)?import[ \t]+(\([^)]*\)|[^\n#;]+)/y;
+const CMP_RE = /[<>]=?|[=!]=/g;
+const ASSIGN_LINE_RE = /^[ \t]*\w+[ \t]*=(?!=)/;
+const UINT8_RE = /\b(?:uint8|ByteTensor)\b/g;
+const BOOL_LITERALS = ['torch.bool', 'BoolTensor'];
+
+/** One piece's scan, offsets relative to the piece's start; null when something runs past its end. */
+interface PieceScan {
+  text: string;
+  nonCode: number[];
+  callHits: [string, number][];
+  operators: number[];
+  comparisons: number[];
+  boolLiterals: number[];
+  uint8Words: number[];
+  plusAssigns: number[];
+  imports: ImportMatch[];
+}
+
+function isIdentChar(c: number): boolean {
+  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 95;
+}
+
+/**
+ * Text-only filter for operator hits that cannot be tensor ops: decorators (`@` first on its line) and `|`
+ * in annotations (`x: int | None`, `def f(...) -> A | B:`). Saves the native node lookups for those.
+ */
+function looksLikeTypeOrDecorator(text: string, at: number, op: string): boolean {
+  const lineStart = text.lastIndexOf('\n', at - 1) + 1;
+  const before = text.slice(lineStart, at);
+  if (op === '@') return /^[ \t]*$/.test(before);
+  if (op !== '|') return false;
+  return /^[ \t]*(?:def[ \t]|async[ \t]|\w+[ \t]*:[^=]*$|[^#]*->)/.test(before) || /\[[^\]]*$/.test(before) && /(?:Optional|Union|List|Dict|Tuple|Callable|Type)\[/.test(before);
+}
+
+/** Scans text[from, to) (absolute offsets in the result); null when a string, comment or import crosses `to`. */
+function scanRange(text: string, from: number, to: number, callWords: ReadonlySet<string>): Omit<PieceScan, 'text'> | null {
+  const nonCode = nonCodeRangesIn(text, from, to);
+  if (nonCode.length && nonCode[nonCode.length - 1] > to) return null;
+  const isCode = (at: number) => !inRanges(nonCode, at);
+
+  const imports: ImportMatch[] = [];
+  let importScanEnd = from;
+  for (let p = text.indexOf('import', from); p >= 0 && p < to; p = text.indexOf('import', p + 6)) {
+    const lineStart = text.lastIndexOf('\n', p - 1) + 1;
+    if (lineStart < importScanEnd) continue;
+    IMPORT_RE.lastIndex = lineStart;
+    const m = IMPORT_RE.exec(text);
+    if (!m || m.index !== lineStart) continue;
+    importScanEnd = m.index + m[0].length;
+    if (importScanEnd > to) return null;
+    imports.push({ from: m[1], names: m[2] });
+  }
+
+  const callHits: [string, number][] = [];
+  for (let p = text.indexOf('(', from); p >= 0 && p < to; p = text.indexOf('(', p + 1)) {
+    let e = p;
+    while (e > 0 && (text.charCodeAt(e - 1) === 32 || text.charCodeAt(e - 1) === 9)) e--;
+    let b = e;
+    while (b > 0 && isIdentChar(text.charCodeAt(b - 1))) b--;
+    if (b === e || e - b > 40) continue;
+    const word = text.slice(b, e);
+    if (!callWords.has(word) || !isCode(b)) continue;
+    callHits.push([word, b]);
+  }
+
+  const operators: number[] = [];
+  OPERATOR_RE.lastIndex = from;
+  for (let m = OPERATOR_RE.exec(text); m && m.index < to; m = OPERATOR_RE.exec(text)) {
+    if (looksLikeTypeOrDecorator(text, m.index, m[0])) continue;
+    if (!isCode(m.index)) continue;
+    operators.push(m.index, m[0].length);
+  }
+
+  const comparisons: number[] = [];
+  CMP_RE.lastIndex = from;
+  for (let m = CMP_RE.exec(text); m && m.index < to; m = CMP_RE.exec(text)) {
+    const at = m.index;
+    const op = m[0];
+    const prev = text.charCodeAt(at - 1);
+    if (prev === 45 /* -> */ || prev === 62 || prev === 60 || text.charCodeAt(at + op.length) === 62 /* >>> */) continue;
+    const lineStart = text.lastIndexOf('\n', at - 1) + 1;
+    const line = text.slice(lineStart, at);
+    if ((ASSIGN_LINE_RE.test(line) || line.lastIndexOf('[') > line.lastIndexOf(']')) && isCode(at)) comparisons.push(at);
+  }
+
+  const boolLiterals: number[] = [];
+  for (const lit of BOOL_LITERALS) {
+    for (let p = text.indexOf(lit, from); p >= 0 && p < to; p = text.indexOf(lit, p + lit.length)) boolLiterals.push(p);
+  }
+
+  const uint8Words: number[] = [];
+  UINT8_RE.lastIndex = from;
+  for (let m = UINT8_RE.exec(text); m && m.index < to; m = UINT8_RE.exec(text)) uint8Words.push(m.index, m[0].length);
+
+  const plusAssigns: number[] = [];
+  for (let p = text.indexOf('+=', from); p >= 0 && p < to; p = text.indexOf('+=', p + 2)) plusAssigns.push(p);
+
+  return { nonCode, callHits, operators, comparisons, boolLiterals, uint8Words, plusAssigns, imports };
+}
+
+function relative(text: string, from: number, s: Omit<PieceScan, 'text'>): PieceScan {
+  const rel = (xs: number[]) => xs.map((x) => x - from);
+  const relPairs = (xs: number[]) => xs.map((x, i) => (i % 2 === 0 ? x - from : x));
+  return {
+    text,
+    nonCode: rel(s.nonCode),
+    callHits: s.callHits.map(([w, at]) => [w, at - from] as [string, number]),
+    operators: relPairs(s.operators),
+    comparisons: rel(s.comparisons),
+    boolLiterals: rel(s.boolLiterals),
+    uint8Words: relPairs(s.uint8Words),
+    plusAssigns: rel(s.plusAssigns),
+    imports: s.imports,
+  };
+}
+
+function wholeScan(s: Omit<PieceScan, 'text'>): TextScan {
+  const callHits = new Map<string, number[]>();
+  for (const [w, at] of s.callHits) {
+    const list = callHits.get(w);
+    if (list) list.push(at);
+    else callHits.set(w, [at]);
+  }
+  return { ...s, callHits };
+}
+
+/** Pieces of earlier runs, by a short key (length and ends); the full text is compared on a hit. */
+interface PieceCache {
+  callWords: ReadonlySet<string>;
+  pieces: Map<string, PieceScan[]>;
+}
+
+function shortKey(piece: string): string {
+  return piece.length > 64 ? piece.length + ':' + piece.slice(0, 32) + piece.slice(-32) : piece;
+}
+
+/**
+ * Scans `text`. `starts`: the top-level statement starts (from the model index), when known; `caches`: the
+ * document's cache holder (from the model index), when there is one. Without either, one scan of the whole text.
+ */
+export function scanText(text: string, callWords: ReadonlySet<string>, starts?: number[], caches?: Record<string, unknown>): TextScan {
+  if (!starts || !caches) return wholeOrNull(text, callWords);
+  const prev = caches.ruleScan as PieceCache | undefined;
+  const reusable = prev && prev.callWords === callWords ? prev.pieces : undefined;
+  const next = new Map<string, PieceScan[]>();
+  // Cuts: statement starts at the beginning of a line.
+  const cuts = [0];
+  for (const s of starts) if (s > cuts[cuts.length - 1] && text.charCodeAt(s - 1) === 10) cuts.push(s);
+  cuts.push(text.length);
+  const out: TextScan = {
+    nonCode: [], callHits: new Map(), operators: [], comparisons: [], boolLiterals: [], uint8Words: [], plusAssigns: [], imports: [],
+  };
+  for (let i = 0; i + 1 < cuts.length; i++) {
+    const from = cuts[i];
+    const to = cuts[i + 1];
+    const pieceText = text.slice(from, to);
+    const key = shortKey(pieceText);
+    let piece: PieceScan | undefined;
+    const candidates = reusable?.get(key);
+    if (candidates) {
+      const at = candidates.findIndex((c) => c.text === pieceText);
+      if (at >= 0) piece = candidates.splice(at, 1)[0];
+    }
+    if (!piece) {
+      const scanned = scanRange(text, from, to, callWords);
+      if (!scanned) return wholeOrNull(text, callWords); // a string or import crosses a cut
+      piece = relative(pieceText, from, scanned);
+    }
+    const list = next.get(key);
+    if (list) list.push(piece);
+    else next.set(key, [piece]);
+    for (const x of piece.nonCode) out.nonCode.push(x + from);
+    for (const [w, at] of piece.callHits) {
+      const hits = out.callHits.get(w);
+      if (hits) hits.push(at + from);
+      else out.callHits.set(w, [at + from]);
+    }
+    for (let k = 0; k < piece.operators.length; k += 2) out.operators.push(piece.operators[k] + from, piece.operators[k + 1]);
+    for (const x of piece.comparisons) out.comparisons.push(x + from);
+    for (const x of piece.boolLiterals) out.boolLiterals.push(x + from);
+    for (let k = 0; k < piece.uint8Words.length; k += 2) out.uint8Words.push(piece.uint8Words[k] + from, piece.uint8Words[k + 1]);
+    for (const x of piece.plusAssigns) out.plusAssigns.push(x + from);
+    for (const m of piece.imports) out.imports.push(m);
+  }
+  caches.ruleScan = { callWords, pieces: next } satisfies PieceCache;
+  return out;
+}
+
+function wholeOrNull(text: string, callWords: ReadonlySet<string>): TextScan {
+  // The whole text is one piece: nothing can cross its end (ranges end at text.length at the latest).
+  return wholeScan(scanRange(text, 0, text.length, callWords)!);
+}
