@@ -265,10 +265,24 @@ export async function runPipeline(opts: PipelineOptions, onProgress: (p: Pipelin
         report.qdq_pairs = stats.qdq_pairs;
         report.weighted_ops = stats.weighted_ops;
         report.unquantized_weighted_ops = stats.unquantized_weighted_ops;
-        const trt = trtCheck(model);
-        report.tensorrt_checked = trt.checked;
-        report.tensorrt_unsupported_ops = trt.unsupported;
-        if (!trt.checked) notes.push('TensorRT operator check skipped: the operator matrix (server/src/knowledge) is not built');
+        const keptFloat = report.ort_cpu_rewrite?.linears.float ?? [];
+        if (keptFloat.length) {
+          // ort-cpu's cost model leaves ops too small for integer kernels in float on purpose (onnx/ortCpuLinear.ts).
+          const onPurpose = new Set(keptFloat.map((f) => f.node));
+          report.unquantized_weighted_ops = stats.unquantized_weighted_ops.filter((u) => !onPurpose.has(u.node.replace(/_float$/, '')));
+          notes.push(`ort-cpu: ${keptFloat.length} ops too small for integer kernels left in float (${keptFloat.map((f) => f.node).join(', ')}; reasons in report.ort_cpu_rewrite)`);
+        }
+        if (cfg.target === 'ort-cpu') {
+          // Its graph is for ONNX Runtime (com.microsoft integer kernels); TensorRT takes the tensorrt target's file.
+          report.tensorrt_checked = false;
+          report.tensorrt_unsupported_ops = [];
+          notes.push('TensorRT operator check not run: target ort-cpu writes a graph for ONNX Runtime (use --target tensorrt for TensorRT)');
+        } else {
+          const trt = trtCheck(model);
+          report.tensorrt_checked = trt.checked;
+          report.tensorrt_unsupported_ops = trt.unsupported;
+          if (!trt.checked) notes.push('TensorRT operator check skipped: the operator matrix (server/src/knowledge) is not built');
+        }
       }
       cancel.throwIfCancelled();
       if (opts.dynamic || opts.dynamicOnly || wantVerify) {
