@@ -406,3 +406,60 @@ def test_deferred_binning_matches_binning_each_batch_as_it_arrives(name):
                 "percentile": percentile_amax(torch.from_numpy(ref.hist), width)}
     for method, value in expected.items():
         assert cal.compute_amax(method).item() == torch.tensor(value, dtype=torch.float32).item(), method
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_calibrators_fed_the_same_tensors_match_the_reference(seed):
+    # Quantizers fed the very same tensor share one state until their inputs differ. Feed a
+    # few calibrators from a small pool of tensors per batch, in shuffled order, with inputs
+    # that sometimes coincide and sometimes not, tensors changed in place between calls,
+    # reads in the middle and batches too large to wait: each must end with exactly the
+    # histogram it would have had alone.
+    g = torch.Generator().manual_seed(seed)
+    names = ["a", "b", "c", "d", "e"]
+    cals = {n: HistogramCalibrator(name=n) for n in names}
+    refs = {n: ReferenceHistogram() for n in names}
+
+    def rand(*shape):
+        return torch.rand(*shape, generator=g)
+
+    for step in range(60):
+        scale = 1.0 + step * 0.03 * float(rand(1))
+        big = float(rand(1)) < 0.05
+        pool = [torch.randn(200000 if big else 12 * 64, generator=g).reshape(-1, 64) * scale
+                for _ in range(1 + (float(rand(1)) > 0.5) + (float(rand(1)) > 0.7))]
+        order = [names[int(i)] for i in torch.randperm(len(names), generator=g)]
+        for name in order:
+            if float(rand(1)) < 0.1:
+                continue  # this quantizer is not called in this batch
+            x = pool[int(rand(1) * len(pool))]
+            if float(rand(1)) < 0.1:
+                x.mul_(1.5)  # changed in place after an earlier quantizer saw it
+            cals[name](x)
+            refs[name](x)
+            if float(rand(1)) < 0.03:
+                cals[name].finish()
+    for name in names:
+        cal, ref = cals[name], refs[name]
+        if ref.hist is None:
+            assert cal.hist is None
+            continue
+        assert cal.bin_width == ref.width, name
+        assert np.array_equal(cal.hist.numpy().astype(np.int64), ref.hist), name
+        assert cal.compute_amax("max").item() == torch.tensor(ref.max, dtype=torch.float32).item(), name
+
+
+def test_quantizers_fed_the_same_tensor_share_the_work():
+    torch.manual_seed(0)
+    lead, follow, other = HistogramCalibrator(), HistogramCalibrator(), HistogramCalibrator()
+    for _ in range(10):
+        x = torch.randn(8, 64)
+        lead(x)
+        follow(x)  # q/k/v projections of one input
+        other(x.clone())  # equal values, another tensor: binned on its own
+    assert follow._leader is lead and follow._pending is None
+    assert other._leader is None
+    assert torch.equal(follow.hist, lead.hist) and torch.equal(other.hist, lead.hist)
+    assert follow._leader is None  # reading gave it its own copy
+    follow(torch.ones(3))
+    assert follow.hist.sum().item() == lead.hist.sum().item() + 3

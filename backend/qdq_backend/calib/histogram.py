@@ -33,6 +33,13 @@ _CHUNK = 1 << 18  # elements per step of the CPU histogram: keeps the temporarie
 # by bins x quantizers (512 KiB of float32 at 2048 bins); a larger batch is binned directly.
 _PENDING_PER_BIN = 64
 _INT16_BINS = 1 << 15  # bin indices up to here fit int16: a narrower cast and a faster bincount
+# Quantizers fed the very same tensor (q/k/v projections and the residual branch all take the
+# same x in a transformer layer) would bin the same values: a calibrator whose history so far
+# is identical to the one that just staged the tensor only points at that one's state (it
+# "follows" it) until their inputs differ. These are the tensors staged last (by identity and
+# version counter, each kept alive so that its id cannot be reused), a few small ones at most.
+_recent = {}
+_RECENT_MAX = 8
 
 
 class HistogramCalibrator:
@@ -51,9 +58,17 @@ class HistogramCalibrator:
         self.max_bins = max(max_bins or 4 * num_bins, num_bins)
         self.name = name
         self._capacity = _PENDING_PER_BIN * num_bins
+        self._leader = None     # the calibrator whose state this one shares (see _recent), or None
+        self._followers = []    # calibrators sharing this one's state
         self.reset()
 
     def reset(self):
+        self._settle_followers(everyone=True)
+        if self._leader is not None:
+            self._leader._followers.remove(self)
+            self._leader = None
+        self._token = None      # identifies the data collected so far (None: nothing yet)
+        self._prev_token = None  # and before the last staged batch
         self._hist = None       # int64 counts on the data's device
         self._width = None      # bin width (python float)
         self._max = 0.0         # exact max |x|
@@ -77,11 +92,26 @@ class HistogramCalibrator:
             return
         if x.requires_grad:
             x = x.detach()
+        entry = _recent.get(id(x))
+        if entry is not None and entry[0] is x and entry[1] == x._version:
+            owner = entry[2]
+            if (owner is not self and owner._token is entry[3] and owner._prev_token is self._token
+                    and owner._capacity == self._capacity and owner.max_bins == self.max_bins
+                    and owner.num_bins == self.num_bins):
+                # same data so far, and now the same tensor: share the owner's state
+                self._follow(owner)
+                self._count += n
+                self.batches += 1
+                return
+        if self._leader is not None:
+            self._leader._materialize(self)  # the inputs differ from here on
         pending = self._pending
         if (pending is not None and x.dtype == pending.dtype and n <= self._capacity
                 and not x.is_cuda):
             # The common case, one op: |x| into the scratch (a copy: the model may change x in
             # place later). The max, the NaN/Inf check and the binning wait for the flush.
+            if self._followers:
+                self._settle_followers()
             start = self._pending_size
             if start + n > self._capacity:
                 self._flush()
@@ -104,6 +134,10 @@ class HistogramCalibrator:
             self._tags.append(tag)
             self._count += n
             self.batches += 1
+            self._prev_token, self._token = self._token, object()
+            if len(_recent) >= _RECENT_MAX:
+                del _recent[next(iter(_recent))]
+            _recent[id(x)] = (x, x._version, self, self._token)
             return
         if x.dtype not in (torch.float32, torch.float64):
             x = x.float()
@@ -115,6 +149,8 @@ class HistogramCalibrator:
             return self.collect(x, tag)  # staged by the common case above
         # A large batch (or CUDA): binned at once, after what is pending (arrival order matters
         # when the range grows).
+        self._settle_followers(everyone=True)
+        self._prev_token, self._token = self._token, object()
         self._flush()
         x_max = abs_max(x, self.name, tag)  # raises NonFiniteError on NaN/Inf, before anything is kept
         self._count += n
@@ -124,6 +160,55 @@ class HistogramCalibrator:
         self._hist += self._count_bins(x).to(self._hist.device)
 
     __call__ = collect
+
+    # ---- shared state of calibrators fed the same tensors -----------------------------------
+    def _follow(self, owner):
+        if self._leader is not owner:
+            if self._leader is not None:
+                self._leader._followers.remove(self)
+            else:  # its own state equals the owner's before this tensor: drop it
+                self._settle_followers(everyone=True)
+                self._pending, self._slots, self._hist = None, {}, None
+                self._pending_size, self._ends, self._tags = 0, [], []
+            self._leader = owner
+            owner._followers.append(self)
+        self._token = owner._token
+
+    def _settle_followers(self, everyone=False):
+        """Gives followers their own copy of the state they share before this one changes it:
+        those one batch behind (their state is this one's without its last pending batch, which
+        a flush or the next batch would make unrecoverable), or all of them."""
+        for follower in list(self._followers):
+            if everyone or follower._token is not self._token:
+                self._materialize(follower)
+
+    def _materialize(self, follower):
+        """Copies into `follower` this calibrator's state at the follower's token: the current
+        state, or the one before the last staged batch (still pending, so simply left out)."""
+        behind = follower._token is not self._token
+        ends, tags = list(self._ends), list(self._tags)
+        count, batches, size = self._count, self.batches, self._pending_size
+        if behind:
+            assert follower._token is self._prev_token and ends, "follower more than one batch behind"
+            end = ends.pop()
+            tags.pop()
+            size = ends[-1] if ends else 0
+            count -= end - size
+            batches -= 1
+        follower._hist = None if self._hist is None else self._hist.clone()
+        follower._width, follower._max, follower._pending_zeros = self._width, self._max, self._pending_zeros
+        follower._count, follower.batches = count, batches
+        follower._pending, follower._slots = None, {}
+        if self._pending is not None:
+            follower._pending = torch.empty(self._capacity, dtype=self._pending.dtype)
+            if size:
+                follower._pending[:size].copy_(self._pending[:size])
+        follower._pending_size, follower._ends, follower._tags = size, ends, tags
+        lengths = {b - a for a, b in zip([0] + ends[:-1], ends)}
+        follower._seg_len = lengths.pop() if len(lengths) == 1 else 0
+        follower._prev_token = None
+        follower._leader = None
+        self._followers.remove(follower)
 
     def _admit(self, x_max, n, device=None):
         """Updates the max, starts or grows the bins for a batch whose max |x| is x_max, as
@@ -145,14 +230,19 @@ class HistogramCalibrator:
     def _flush(self, release=False):
         """Bins the pending batches; `release` frees the scratch.
 
-        The batches' maxes decide: if none is above the current bins (the usual case once the
-        first batches have set the range), every batch would have been binned with these bins,
-        and one bincount bins them all. Otherwise (the first batches, a growing range, NaN/Inf)
-        the batches are replayed in order, each with its own max, exactly as binning each as it
-        arrived would have done. Batches of one shape (the usual case) get all their maxes from
-        one reduction over the scratch viewed as [batches, values].
+        The result is what binning each batch as it arrived gives (pytorch-quantization's
+        order), whatever the grouping. The batches' maxes decide how: if none is above the
+        current bins (the usual case once the first batches have set the range), one bincount
+        bins them all. If the range grew (always so in the first flush), the growth is planned
+        from the maxes, everything is binned at once with the final bins, and the few values
+        that sat on the top edge of the bins a batch met, which that batch put in its last bin,
+        are moved there (_bin_planned). A NaN/Inf, or a growth that merges bins, replays the
+        batches one by one (_replay). Batches of one shape (the usual case) get all their
+        maxes from one reduction over the scratch viewed as [batches, values].
         """
         size = self._pending_size
+        if self._followers:
+            self._settle_followers()  # those one batch behind need that batch still pending
         try:
             if size:
                 ends, tags, seg_len = self._ends, self._tags, self._seg_len
@@ -166,12 +256,69 @@ class HistogramCalibrator:
                 if finite and self._hist is not None and top <= self._width * self._hist.numel():
                     self._max = max(self._max, top)
                     self._bin_scratch(0, size)
-                else:
+                    return
+                if maxes is None:  # batches of several shapes: one max each
+                    starts = [0] + ends[:-1]
+                    maxes = [scratch[a:b].max().item() for a, b in zip(starts, ends)]
+                if not (finite and self._bin_planned(ends, maxes, size)):
                     self._replay(ends, tags, maxes)
         finally:
             if release:
                 self._pending = None
                 self._slots = {}
+
+    def _bin_planned(self, ends, maxes, size):
+        """Bins the scratch at once when the range only grew by appending bins (no merge);
+        False, having changed nothing, when a merge is needed."""
+        width = self._width
+        bins = None if self._hist is None else self._hist.numel()
+        first = None  # the max that starts the bins, when none exist yet
+        runs = []     # (start, end, bins, max) of the batches binned under the same bins
+        run, run_max, start = 0, 0.0, 0
+        for end, x_max in zip(ends, maxes):
+            if bins is None:
+                if x_max == 0.0:  # all zero before any bins: binned with the rest, into bin 0
+                    start = end
+                    continue
+                first = x_max
+                width, bins = x_max / self.num_bins, self.num_bins
+            elif x_max > width * bins:
+                grown = max(bins, math.ceil(x_max / width))
+                if grown > self.max_bins:
+                    return False
+                runs.append((run, start, bins, run_max))
+                run, run_max, bins = start, 0.0, grown
+            run_max = max(run_max, x_max)
+            start = end
+        if bins is None:  # still all zero
+            self._pending_zeros += size
+            return True
+        runs.append((run, size, bins, run_max))
+        if first is not None:
+            self._admit(first, 0)
+        top = max(maxes)
+        self._admit(top, 0)  # the final bins: what growing batch by batch ends with
+        inv_width = 1.0 / self._width
+        n = self._hist.numel()
+        scratch = self._pending[:size]
+        index = scratch.mul_(inv_width).to(torch.int16 if n < _INT16_BINS else torch.int32)
+        counts = torch.bincount(index, minlength=n)
+        if counts.numel() > n:
+            counts[n - 1] += counts[n:].sum()
+            counts = counts[:n]
+        # A batch met `bins` bins; its values at index `bins` (the top edge) went to bin
+        # bins - 1 then. Only a run whose max scales to that index can hold such values: the
+        # run maxes are scaled by the same float arithmetic as the scratch to find them.
+        earlier = [r for r in runs if r[2] < n]
+        if earlier:
+            at_max = torch.tensor([r[3] for r in earlier], dtype=scratch.dtype).mul_(inv_width)
+            for (lo, hi, bins, _), edge in zip(earlier, at_max.to(index.dtype).tolist()):
+                if edge >= bins:
+                    moved = int((index[lo:hi] == bins).sum())
+                    counts[bins] -= moved
+                    counts[bins - 1] += moved
+        self._hist += counts
+        return True
 
     def _replay(self, ends, tags, maxes=None):
         bad = None  # (kind, tag) of the first batch with NaN/Inf: skipped, as if it had raised
@@ -260,6 +407,11 @@ class HistogramCalibrator:
         Raises NonFiniteError if a pending batch held NaN or Inf. Reading the histogram or an
         amax does this first; call it at the end of a calibration pass to get that error there.
         """
+        leader = self._leader
+        if leader is not None:
+            leader.finish()  # (which may already have given this one its own copy)
+            if self._leader is leader:
+                leader._materialize(self)
         self._flush(release=True)
 
     @property
