@@ -351,7 +351,7 @@ function indexSegment(matches: QueryMatch[], start: number, segEnd: number, row:
   return {
     key, start, startRow: row, col0: start - lineStartOf(text, start), classes: recs,
     functions: functions.map((fn) => ({ fn, moduleParam: functionScopes.get(fn)!.owner })),
-    topLevelOps, topLevelLayers, helperCalls,
+    topLevelOps, topLevelLayers, helperCalls, dOff: 0, dRow: 0, memo: { delegateClasses: new Map() },
   };
 }
 
@@ -386,12 +386,6 @@ function readParams(scope: Scope): Set<string> {
   }
   scope.params = params;
   return params;
-}
-
-function innermostClassAt(classes: ModuleClass[], offset: number): ModuleClass | undefined {
-  let best: ModuleClass | undefined;
-  for (const c of classes) if (c.span.start <= offset && offset < c.span.end && (!best || c.span.start >= best.span.start)) best = c;
-  return best;
 }
 
 function baseOp(kind: OpKind, callee: string, node: SyntaxNode, method: string, scope?: Scope): Op {
@@ -732,6 +726,14 @@ interface Segment {
   topLevelLayers: Layer[];
   /** Calls to module-level functions of this file: layers when the function returns one (conv3x3). */
   helperCalls: { name: string; layer: Layer; cls?: number; fn?: number }[];
+  /**
+   * How far the segment moved since it was indexed: its classes, functions, ops and layers above keep the
+   * offsets and lines of then, and the index built from it shifts them (lazily, see shiftedClass).
+   */
+  dOff: number;
+  dRow: number;
+  /** Results worked out from the segment's text alone, kept with it (they do not move with it). */
+  memo: { delegateClasses: Map<string, number[]> };
 }
 
 interface SegmentCache {
@@ -827,7 +829,9 @@ function build(tree: Tree, text: string, eol: '\n' | '\r\n', previous?: ModelInd
       if (name) fnNames.add(name);
     }
   }
-  const globalKey = JSON.stringify(imports) + '\u0000' + [...fnNames].join(',');
+  // Segments read the imports only through canonicalName (the alias tables), not the import rows, so moving an
+  // import (a line added above it) keeps every segment reusable.
+  const globalKey = JSON.stringify([imports.torch, imports.nn, imports.functional, imports.nnNames, imports.funcNames]) + '\u0000' + [...fnNames].join(',');
   const reusable = prevCache && prevCache.globalKey === globalKey ? prevCache.segments : undefined;
 
   const segments: (Segment | undefined)[] = [];
@@ -886,41 +890,27 @@ function build(tree: Tree, text: string, eol: '\n' | '\r\n', previous?: ModelInd
   const segClasses: ModuleClass[][] = [];
   const segFunctions: FunctionInfo[][] = [];
   for (const seg of segments as Segment[]) {
+    const { dOff, dRow } = seg;
+    const moved = dOff !== 0 || dRow !== 0;
     const cs: ModuleClass[] = [];
     for (const rec of seg.classes) {
-      const src = rec.cls;
-      let cls: ModuleClass;
-      if (isLazy(src, 'layers') || isLazy(src, 'ops') || isLazy(src, 'quantizers')) {
-        // A moved class: keep its arrays unshifted until read (see shiftSegment).
-        cls = copyEagerFields(src, CLASS_LAZY) as ModuleClass;
-        cls.isModule = false;
-        cls.delegates = [];
-        lazyField(cls, 'layers', () => src.layers.slice());
-        lazyField(cls, 'ops', () => src.ops);
-        lazyField(cls, 'quantizers', () => src.quantizers);
-      } else cls = { ...src, isModule: false, layers: src.layers.slice(), delegates: [] };
+      const cls = moved ? shiftedClass(rec.cls, dOff, dRow) : { ...rec.cls, isModule: false, layers: rec.cls.layers.slice(), delegates: [] };
       classes.push(cls);
       cs.push(cls);
       classBases.set(cls, rec.bases);
-      initAnchors.set(cls, rec.bodyAnchor);
+      initAnchors.set(cls, moved ? shiftAnchor(rec.bodyAnchor, dOff) : rec.bodyAnchor);
     }
     segClasses.push(cs);
     const fs: FunctionInfo[] = [];
     for (const rec of seg.functions) {
-      const src = rec.fn;
-      let fn: FunctionInfo;
-      if (isLazy(src, 'layers') || isLazy(src, 'ops')) {
-        fn = copyEagerFields(src, FUNCTION_LAZY) as FunctionInfo;
-        lazyField(fn, 'layers', () => src.layers.slice());
-        lazyField(fn, 'ops', () => src.ops);
-      } else fn = { ...src, layers: src.layers.slice() };
+      const fn = moved ? shiftedFunction(rec.fn, dOff, dRow) : { ...rec.fn, layers: rec.fn.layers.slice() };
       functions.push(fn);
       fs.push(fn);
       if (rec.moduleParam) moduleParams.set(fn, rec.moduleParam);
     }
     segFunctions.push(fs);
-    for (const op of seg.topLevelOps) topLevelOps.push(op);
-    for (const l of seg.topLevelLayers) topLevelLayers.push(l);
+    for (const op of seg.topLevelOps) topLevelOps.push(moved ? shiftOp(op, dOff, dRow) : op);
+    for (const l of seg.topLevelLayers) topLevelLayers.push(moved ? shiftLayer(l, dOff, dRow) : l);
   }
 
   // Module-ness: nn.* bases, local module classes (to a fixed point), or imported bases with a forward method.
@@ -960,7 +950,8 @@ function build(tree: Tree, text: string, eol: '\n' | '\r\n', previous?: ModelInd
     for (const hc of seg.helperCalls) {
       const helper = fnByName.get(hc.name);
       if (!helper || !helper.returnsLayer || !helper.returnedCtor) continue;
-      const layer: Layer = { ...hc.layer, ctor: helper.returnedCtor, kind: layerKind(helper.returnedCtor) };
+      const at = seg.dOff !== 0 || seg.dRow !== 0 ? shiftLayer(hc.layer, seg.dOff, seg.dRow) : hc.layer;
+      const layer: Layer = { ...at, ctor: helper.returnedCtor, kind: layerKind(helper.returnedCtor) };
       if (hc.cls !== undefined) segClasses[si][hc.cls].layers.push(layer);
       else if (hc.fn !== undefined) {
         const target = segFunctions[si][hc.fn];
@@ -970,17 +961,12 @@ function build(tree: Tree, text: string, eol: '\n' | '\r\n', previous?: ModelInd
   });
 
   // Classes that hand themselves to a module-receiving function (by call or by passing its name).
+  // Every mention of the function's name counts, and a mention lies in a class of its own top-level statement
+  // only, so each segment answers for its text (and remembers the answer while its text stays the same).
   for (const [f, param] of moduleParams) {
-    const owners = new Set<ModuleClass>();
-    const isWord = (code: number) => (code >= 48 && code <= 57) || (code >= 65 && code <= 90) || (code >= 97 && code <= 122) || code === 95;
-    for (let at = text.indexOf(f.name); at >= 0; at = text.indexOf(f.name, at + 1)) {
-      if (isWord(text.charCodeAt(at - 1)) || isWord(text.charCodeAt(at + f.name.length))) continue;
-      const c = innermostClassAt(classes, at);
-      if (c && !owners.has(c)) {
-        owners.add(c);
-        c.delegates.push({ func: f.name, paramName: param });
-      }
-    }
+    (segments as Segment[]).forEach((seg, si) => {
+      for (const k of delegateClassesIn(seg, f.name)) segClasses[si][k].delegates.push({ func: f.name, paramName: param });
+    });
   }
 
   const index: ModelIndex = { classes, functions, imports, topLevelOps, topLevelLayers, hasSyntaxErrors: root.hasError, eol };
@@ -1016,53 +1002,66 @@ export function documentCaches(index: ModelIndex | null | undefined): Record<str
   return index ? (index as unknown as Record<symbol, Lineage | undefined>)[LINEAGE]?.shared : undefined;
 }
 
-// Shifting a reused segment: offsets move by dOff, lines by dRow (a segment starts at column 0, so the
-// characters within it do not change). A class's or function's layers, ops and quantizers (most of a
-// segment's objects) are shifted only when someone reads them: the rules read them only in files that show
-// quantizers, and every statement after an edit moves on each keystroke.
+// Shifting a reused segment only records how far it moved (offsets by dOff, lines by dRow; a segment starts
+// at column 0, so the characters within it do not change); the index built from it shifts what it hands out.
 function shiftSegment(seg: Segment, dOff: number, dRow: number): Segment {
-  const sp = (s: Span): Span => ({ start: s.start + dOff, end: s.end + dOff });
-  // Ranges are shared between builds already (unmoved segments are reused whole), so unmoved lines keep theirs.
-  const rg = (r: Range): Range => dRow === 0 ? r : shiftRange(r, dRow);
-  const anchor = (a: InsertAnchor | undefined): InsertAnchor | undefined => (a ? { ...a, offset: a.offset + dOff } : undefined);
-  return {
-    key: seg.key,
-    col0: seg.col0,
-    start: seg.start + dOff,
-    startRow: seg.startRow + dRow,
-    classes: seg.classes.map((rec) => {
-      const c = rec.cls as ModuleClass & ClassAnchors;
-      const cls = copyEagerFields(c, CLASS_LAZY) as ModuleClass & ClassAnchors;
-      cls.range = rg(c.range);
-      cls.span = sp(c.span);
-      if (c.initRange) cls.initRange = rg(c.initRange);
-      if (c.initSpan) cls.initSpan = sp(c.initSpan);
-      if (c.forwardRange) cls.forwardRange = rg(c.forwardRange);
-      if (c.forwardSpan) cls.forwardSpan = sp(c.forwardSpan);
-      if (c.superInitLine !== undefined) cls.superInitLine = c.superInitLine + dRow;
-      if (c.declAnchor) cls.declAnchor = anchor(c.declAnchor);
-      const base = shiftedFrom(c, dOff, dRow);
-      setShiftBase(cls, base);
-      lazyField(cls, 'layers', () => base.of.layers.map((l) => shiftLayer(l, base.dOff, base.dRow)));
-      lazyField(cls, 'ops', () => base.of.ops.map((o) => shiftOp(o, base.dOff, base.dRow)));
-      lazyField(cls, 'quantizers', () => base.of.quantizers.map((q) => ({ ...q, range: shiftRange(q.range, base.dRow), span: shiftSpan(q.span, base.dOff) })));
-      return { cls, bases: rec.bases, bodyAnchor: anchor(rec.bodyAnchor) };
-    }),
-    functions: seg.functions.map((r) => {
-      const f = r.fn;
-      const fn = copyEagerFields(f, FUNCTION_LAZY) as FunctionInfo;
-      fn.range = rg(f.range);
-      fn.span = sp(f.span);
-      const base = shiftedFrom(f, dOff, dRow);
-      setShiftBase(fn, base);
-      lazyField(fn, 'layers', () => base.of.layers.map((l) => shiftLayer(l, base.dOff, base.dRow)));
-      lazyField(fn, 'ops', () => base.of.ops.map((o) => shiftOp(o, base.dOff, base.dRow)));
-      return { fn, moduleParam: r.moduleParam };
-    }),
-    topLevelOps: seg.topLevelOps.map((o) => shiftOp(o, dOff, dRow)),
-    topLevelLayers: seg.topLevelLayers.map((l) => shiftLayer(l, dOff, dRow)),
-    helperCalls: seg.helperCalls.map((h) => ({ ...h, layer: shiftLayer(h.layer, dOff, dRow) })),
-  };
+  return { ...seg, start: seg.start + dOff, startRow: seg.startRow + dRow, dOff: seg.dOff + dOff, dRow: seg.dRow + dRow };
+}
+
+/** Indices (in seg.classes) of the innermost classes holding a word-bounded mention of `name`, first mention first. */
+function delegateClassesIn(seg: Segment, name: string): number[] {
+  let out = seg.memo.delegateClasses.get(name);
+  if (out) return out;
+  out = [];
+  const key = seg.key;
+  // Class spans are as indexed: where the segment's text then started.
+  const base = seg.start - seg.dOff;
+  for (let at = key.indexOf(name); at >= 0; at = key.indexOf(name, at + 1)) {
+    if (isWordChar(key.charCodeAt(at - 1)) || isWordChar(key.charCodeAt(at + name.length))) continue;
+    const offset = base + at;
+    let best = -1;
+    seg.classes.forEach((rec, k) => {
+      const span = rec.cls.span;
+      if (span.start <= offset && offset < span.end && (best < 0 || span.start >= seg.classes[best].cls.span.start)) best = k;
+    });
+    if (best >= 0 && !out.includes(best)) out.push(best);
+  }
+  seg.memo.delegateClasses.set(name, out);
+  return out;
+}
+
+function isWordChar(code: number): boolean {
+  return (code >= 48 && code <= 57) || (code >= 65 && code <= 90) || (code >= 97 && code <= 122) || code === 95;
+}
+
+/**
+ * A class of a moved segment as the index hands it out: its own positions shifted now, its layers, ops and
+ * quantizers (most of a segment's objects) when first read. The rules read those only in files that show
+ * quantizers, and every class after an edit moves on each keystroke.
+ */
+function shiftedClass(c: ModuleClass & ClassAnchors, dOff: number, dRow: number): ModuleClass {
+  const cls: ModuleClass & ClassAnchors = { ...c, range: shiftRange(c.range, dRow), span: shiftSpan(c.span, dOff), isModule: false, delegates: [] };
+  if (c.initRange) cls.initRange = shiftRange(c.initRange, dRow);
+  if (c.initSpan) cls.initSpan = shiftSpan(c.initSpan, dOff);
+  if (c.forwardRange) cls.forwardRange = shiftRange(c.forwardRange, dRow);
+  if (c.forwardSpan) cls.forwardSpan = shiftSpan(c.forwardSpan, dOff);
+  if (c.superInitLine !== undefined) cls.superInitLine = c.superInitLine + dRow;
+  if (c.declAnchor) cls.declAnchor = shiftAnchor(c.declAnchor, dOff);
+  lazyField(cls, 'layers', () => c.layers.map((l) => shiftLayer(l, dOff, dRow)));
+  lazyField(cls, 'ops', () => c.ops.map((o) => shiftOp(o, dOff, dRow)));
+  lazyField(cls, 'quantizers', () => c.quantizers.map((q) => ({ ...q, range: shiftRange(q.range, dRow), span: shiftSpan(q.span, dOff) })));
+  return cls;
+}
+
+function shiftedFunction(f: FunctionInfo, dOff: number, dRow: number): FunctionInfo {
+  const fn: FunctionInfo = { ...f, range: shiftRange(f.range, dRow), span: shiftSpan(f.span, dOff) };
+  lazyField(fn, 'layers', () => f.layers.map((l) => shiftLayer(l, dOff, dRow)));
+  lazyField(fn, 'ops', () => f.ops.map((o) => shiftOp(o, dOff, dRow)));
+  return fn;
+}
+
+function shiftAnchor(a: InsertAnchor | undefined, dOff: number): InsertAnchor | undefined {
+  return a && dOff !== 0 ? { ...a, offset: a.offset + dOff } : a;
 }
 
 function shiftSpan(s: Span, dOff: number): Span {
@@ -1087,29 +1086,6 @@ function shiftOp(o: Op, dOff: number, dRow: number): Op {
   };
 }
 
-// A lazily shifted object remembers the object indexed from the text (whose arrays are real) and the total
-// shift from it, so that shifting again does not chain one pending shift onto another.
-const SHIFT_BASE = Symbol('qdq.shiftBase');
-interface ShiftBase<T> { of: T; dOff: number; dRow: number }
-const CLASS_LAZY = new Set(['layers', 'ops', 'quantizers']);
-const FUNCTION_LAZY = new Set(['layers', 'ops']);
-
-function shiftedFrom<T extends object>(obj: T, dOff: number, dRow: number): ShiftBase<T> {
-  const prior = (obj as Record<symbol, ShiftBase<T> | undefined>)[SHIFT_BASE];
-  return prior ? { of: prior.of, dOff: prior.dOff + dOff, dRow: prior.dRow + dRow } : { of: obj, dOff, dRow };
-}
-
-function setShiftBase<T extends object>(obj: T, base: ShiftBase<T>): void {
-  Object.defineProperty(obj, SHIFT_BASE, { value: base, enumerable: false });
-}
-
-/** The own enumerable fields of `obj` except `lazy` ones, read without running their getters. */
-function copyEagerFields<T extends object>(obj: T, lazy: Set<string>): Partial<T> {
-  const out: Record<string, unknown> = {};
-  for (const k of Object.keys(obj)) if (!lazy.has(k)) out[k] = (obj as Record<string, unknown>)[k];
-  return out as Partial<T>;
-}
-
 /**
  * A field computed on first read and then an ordinary data property; writing it first also makes it one.
  * Enumerable like the data property it stands for, so spreads, JSON and deep comparisons see the value.
@@ -1130,7 +1106,3 @@ function lazyField<T extends object, K extends keyof T & string>(obj: T, key: K,
   });
 }
 
-/** Whether `obj[key]` is still an unread lazy field. */
-function isLazy(obj: object, key: string): boolean {
-  return typeof Object.getOwnPropertyDescriptor(obj, key)?.get === 'function';
-}
