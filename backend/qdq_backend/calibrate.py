@@ -21,6 +21,14 @@ from .errors import QdqError
 from .loader import Project, QuantizerInfo, amax_value, forward_error, quantizer_summary
 
 METHODS = ("max", "entropy", "percentile", "mse")
+# Entropy (TensorRT's KL search) treats whatever lies above its amax as a sparse tail to clip. On
+# a histogram with a second mode (the digits images: a background spike at 0.86 and the ink
+# spread up to 2.0) it can settle between the modes and clip a large share of the values: the
+# first conv of resnet18 on digits lost every ink pixel (24.8% of its input) and the output
+# cosine fell to 0.87. Where a normal entropy amax clips a few in ten thousand values, a share
+# above this is a degenerate result: that quantizer falls back to the percentile amax, and the
+# report says so per quantizer ("fallback").
+ENTROPY_MAX_CLIPPED = 0.01
 HIST_SUMMARY_BUCKETS = 64
 CALIBRATION_FILE = "calibration.json"
 
@@ -246,8 +254,21 @@ def _apply(project: Project, states: Dict[str, Dict[str, Any]], method: str, per
             extras[q.name] = {"method": None, "note": "never called during calibration"}
             continue
         amax = _compute(state, method, percentile)
-        q.module.set_amax(amax)
         extras[q.name] = {"method": method, "hist": _hist_summary(state["hist"])}
+        if method == "entropy" and amax is not None:
+            clipped = state["hist"].share_above(amax)
+            if clipped > ENTROPY_MAX_CLIPPED:
+                fallback = _compute(state, "percentile", percentile)
+                extras[q.name]["method"] = "percentile"
+                extras[q.name]["fallback"] = {
+                    "from": "entropy", "amax": float(amax), "clipped": clipped,
+                    "reason": (f"entropy's amax {float(amax):.4g} clips {clipped:.1%} of the values "
+                               f"(more than {ENTROPY_MAX_CLIPPED:.0%}): a mode of the histogram lies above it, "
+                               f"which the KL search treats as a tail; used percentile {percentile:g} "
+                               f"({float(fallback):.4g}) instead"),
+                }
+                amax = fallback
+        q.module.set_amax(amax)
         progress("histogram", index + 1, total, f"{method}: {q.name}")
     return extras
 
@@ -272,11 +293,15 @@ def _result(project: Project, extras: Dict[str, Dict[str, Any]], out_dir: str, b
         else:
             extra = extras.get(q.name, {})
             entry["method"] = extra.get("method")
+            if extra.get("fallback") is not None:
+                entry["fallback"] = extra["fallback"]
             if extra.get("hist") is not None:
                 entry["hist"] = extra["hist"]
         listed.append(entry)
     calibration_file = _write_calibration(project, listed, out_dir, batches_seen, method, percentile)
-    return {"quantizers": listed, "calibration_file": calibration_file, "batches_seen": batches_seen,
+    fallbacks = [e["name"] for e in listed if e.get("fallback")]
+    return {"quantizers": listed, "fallbacks": fallbacks, "calibration_file": calibration_file,
+            "batches_seen": batches_seen,
             "seconds": round(seconds, 3), "method": method, "percentile": percentile,
             "calibration_data_kind": project.calibration_data_kind}
 

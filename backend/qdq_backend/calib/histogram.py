@@ -30,8 +30,8 @@ _CHUNK = 1 << 18  # elements per step of the CPU histogram: keeps the temporarie
 # many values per bin (one op), and when the buffer is full one max and one bincount handle all
 # the batches in it. On the bundled examples' ~2 ms batches the per-op dispatch of binning (and
 # of taking the max) every call cost more than the forward itself. The buffer bounds the memory
-# by bins x quantizers (512 KiB of float32 at 2048 bins); a larger batch is binned directly.
-_PENDING_PER_BIN = 64
+# by bins x quantizers (256 KiB of float32 at 2048 bins); a larger batch is binned directly.
+_PENDING_PER_BIN = 32
 _INT16_BINS = 1 << 15  # bin indices up to here fit int16: a narrower cast and a faster bincount
 # Quantizers fed the very same tensor (q/k/v projections and the residual branch all take the
 # same x in a transformer layer) would bin the same values: a calibrator whose history so far
@@ -461,6 +461,16 @@ class HistogramCalibrator:
         finally:
             torch.set_num_threads(threads)
         return torch.tensor(amax, dtype=torch.float32)
+
+    def share_above(self, amax):
+        """The share of the values collected that lie in bins at or above `amax` (which the
+        histogram methods return as a bin edge): what quantizing with this amax clips."""
+        hist = self.hist
+        if hist is None or amax is None:
+            return 0.0
+        first = int(round(float(amax) / self._width))
+        total = hist.sum().item() + 0.0
+        return hist[first:].sum().item() / total if total else 0.0
 
     def summary(self, buckets=64):
         """{bins: [buckets counts], edges_max}: equal buckets over [0, edges_max] for a chart."""
