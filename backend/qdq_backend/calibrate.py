@@ -263,9 +263,9 @@ def _apply(project: Project, states: Dict[str, Dict[str, Any]], method: str, per
                 extras[q.name]["fallback"] = {
                     "from": "entropy", "amax": float(amax), "clipped": clipped,
                     "reason": (f"entropy's amax {float(amax):.4g} clips {clipped:.1%} of the values "
-                               f"(more than {ENTROPY_MAX_CLIPPED:.0%}): a mode of the histogram lies above it, "
-                               f"which the KL search treats as a tail; used percentile {percentile:g} "
-                               f"({float(fallback):.4g}) instead"),
+                               f"(more than {ENTROPY_MAX_CLIPPED:.0%}): not the sparse tail the KL search "
+                               f"means to clip but a large part of the histogram; used percentile "
+                               f"{percentile:g} ({float(fallback):.4g}) instead"),
                 }
                 amax = fallback
         q.module.set_amax(amax)
