@@ -70,6 +70,7 @@ for (const [arch, modules, inputQuantizer] of TORCHVISION_CASES) for (const meth
         assert.equal(input.method, 'percentile');
         assert.ok(input.fallback.clipped > 0.1 && input.fallback.amax < 1 && input.amax > 1.9, JSON.stringify(input.fallback));
         assert.ok(fellBack.length <= 2, `fell back: ${fellBack.map((q: any) => q.name).join(', ')}`);
+        assert.ok(r.notes.some((n: string) => n.includes('fell back') && n.includes(inputQuantizer)), 'the CLI notes it too');
         for (const q of r.quantizers.filter((q: any) => q.role !== 'weight' && !q.fallback && q.amax !== null)) {
           assert.equal(q.method, 'entropy', q.name);
         }

@@ -212,6 +212,10 @@ export async function runPipeline(opts: PipelineOptions, onProgress: (p: Pipelin
       batches: opts.dynamicOnly ? 1 : cfg.batches, out_dir: workDir,
     });
     const quantizers = (calib.quantizers as Record<string, unknown>[]) ?? [];
+    const fallbacks = (calib.fallbacks as string[] | undefined) ?? [];
+    if (fallbacks.length) {
+      notes.push(`entropy fell back to percentile for ${fallbacks.join(', ')}: its amax clipped a large share of the values (reasons in report.quantizers[].fallback)`);
+    }
     const report: Report = {
       version: 1, project_dir: projectDir, model: cfg.model, model_class: loaded.model_class ?? null,
       python: { path: pythonExe, python_version: py.pythonVersion, torch_version: py.torchVersion },
