@@ -6,6 +6,14 @@ NVIDIA pytorch-quantization does, so early data is never re-binned. To keep memo
 (bins x quantizers, whatever the data set), once the count would pass `max_bins` adjacent
 bins are merged (width doubled, tripled, ...), which keeps every edge aligned.
 
+Collection is cheap per call, with the same result as binning each batch as it arrives:
+small batches only have |x| copied into a bounded scratch (32 values per bin); when it is
+full, one reduction gives every batch's max, and one bincount bins them all, the range growth
+being planned from those maxes (see _flush). NaN/Inf is found there too, and reported with
+the tag of the batch that held it. Calibrators fed the very same tensor (same object, same
+version counter) with the same history share one state until their inputs differ (see
+_recent). calibrate.py and bench/py/calibration_cost.py call finish() at the end of a pass.
+
 The amax algorithms follow pytorch-quantization's calibrators (TensorRT's entropy
 calibration), vectorised so that one quantizer takes milliseconds:
   entropy     KL divergence between the clipped reference distribution and its 128-level
@@ -38,6 +46,8 @@ _INT16_BINS = 1 << 15  # bin indices up to here fit int16: a narrower cast and a
 # is identical to the one that just staged the tensor only points at that one's state (it
 # "follows" it) until their inputs differ. These are the tensors staged last (by identity and
 # version counter, each kept alive so that its id cannot be reused), a few small ones at most.
+# (A change through x.data or a NumPy view between the two calls would not bump the version
+# counter; models do not do that to an activation inside forward.)
 _recent = {}
 _RECENT_MAX = 8
 
