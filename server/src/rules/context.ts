@@ -143,24 +143,7 @@ export class RuleContext {
   // ---------------------------------------------------------------- imports
 
   private readImports(): void {
-    for (const m of this.scan.imports) {
-      const from = m.from;
-      const names = m.names.replace(/[()\\\n]/g, ' ');
-      for (const part of names.split(',')) {
-        const pm = /^\s*([\w.]+)(?:\s+as\s+(\w+))?\s*$/.exec(part);
-        if (!pm) continue;
-        const [, path, alias] = pm;
-        if (from !== undefined) {
-          const base = /^\.+$/.test(from) ? '' : from.replace(/^\.+/, '');
-          this.aliases.set(alias ?? path, base ? `${base}.${path}` : path);
-        } else if (alias) {
-          this.aliases.set(alias, path);
-        } else {
-          const first = path.split('.')[0];
-          this.aliases.set(first, first);
-        }
-      }
-    }
+    for (const [name, path] of this.scan.aliases) this.aliases.set(name, path);
   }
 
   /** The import aliases as one string (part of cross-run memo keys). */

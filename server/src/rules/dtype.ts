@@ -64,21 +64,44 @@ export function inferDtype(ctx: RuleContext, expr: SyntaxNode | null, depth = 0)
  * text, the file's import aliases and the expression's place in the function. After a keystroke only the
  * edited function is inferred again. Line numbers in `why` are stored relative to the function.
  */
-const MEMO = new Map<string, DInfo>();
+// By function (the import aliases and the function's text, looked up once per function and run), then by the
+// expression's place in it: hashing a function's text for every expression costs more than the inference.
+const MEMO = new Map<string, Map<string, DInfo>>();
 const MEMO_MAX = 20000;
+let memoEntries = 0;
+const functionMemos = new WeakMap<RuleContext, Map<number, Map<string, DInfo>>>();
+
+function functionMemo(ctx: RuleContext, fn: SyntaxNode, fnStart: number): Map<string, DInfo> {
+  let byFn = functionMemos.get(ctx);
+  if (!byFn) functionMemos.set(ctx, (byFn = new Map()));
+  let memo = byFn.get(fn.id);
+  if (!memo) {
+    const key = `${ctx.aliasKey()}\u0001${ctx.text.slice(fnStart, fn.endIndex)}`;
+    memo = MEMO.get(key);
+    if (!memo) MEMO.set(key, (memo = new Map()));
+    byFn.set(fn.id, memo);
+  }
+  return memo;
+}
 
 function memoized(ctx: RuleContext, expr: SyntaxNode, depth: number): DInfo {
   const scope = ctx.scope(expr);
   // Module-level code changes with every edit anywhere; only function bodies are worth remembering.
   if (scope.node.type !== 'function_definition' || depth > 4) return infer(ctx, expr, depth);
   const fnStart = scope.node.startIndex;
-  const key = `${ctx.aliasKey()}\u0001${expr.startIndex - fnStart}:${expr.endIndex - fnStart}:${expr.type}\u0001${ctx.text.slice(fnStart, scope.node.endIndex)}`;
+  const memo = functionMemo(ctx, scope.node, fnStart);
+  const key = `${expr.startIndex - fnStart}:${expr.endIndex - fnStart}:${expr.type}`;
   const base = scope.node.startPosition.row + 1;
-  const hit = MEMO.get(key);
+  const hit = memo.get(key);
   if (hit) return { ...hit, why: hit.why.replace(/line @(-?\d+)@/g, (_, d) => `line ${Number(d) + base}`) };
   const v = infer(ctx, expr, depth);
-  if (MEMO.size >= MEMO_MAX) MEMO.clear();
-  MEMO.set(key, { ...v, why: v.why.replace(/line (\d+)/g, (_, n) => `line @${Number(n) - base}@`) });
+  if (memoEntries >= MEMO_MAX) {
+    // Only this run's function memos stay reachable through functionMemos; start afresh for the rest.
+    MEMO.clear();
+    memoEntries = 0;
+  }
+  memo.set(key, { ...v, why: v.why.replace(/line (\d+)/g, (_, n) => `line @${Number(n) - base}@`) });
+  memoEntries++;
   return v;
 }
 

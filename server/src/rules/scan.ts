@@ -9,13 +9,6 @@
 // file mid-edit with an open triple quote, say), the whole text is scanned in one piece, as before.
 import { nonCodeRangesIn, inRanges } from './lexer';
 
-export interface ImportMatch {
-  /** The `from` module (`torch.nn`, `.`), undefined for a plain `import`. */
-  from: string | undefined;
-  /** What follows `import`, as matched (names, aliases, parentheses). */
-  names: string;
-}
-
 export interface TextScan {
   /** Sorted [start, end) pairs of string literals and comments. */
   nonCode: number[];
@@ -31,8 +24,8 @@ export interface TextScan {
   uint8Words: number[];
   /** Offsets of `+=`. */
   plusAssigns: number[];
-  /** Import statements (at the start of a line), in order. */
-  imports: ImportMatch[];
+  /** What the import statements (at the start of a line) bind, in order: [local name, dotted path]. */
+  aliases: [string, string][];
 }
 
 const OPERATOR_RE = /@|&|\||\^|~|<<|>>/g;
@@ -52,7 +45,7 @@ interface PieceScan {
   boolLiterals: number[];
   uint8Words: number[];
   plusAssigns: number[];
-  imports: ImportMatch[];
+  aliases: [string, string][];
 }
 
 function isIdentChar(c: number): boolean {
@@ -71,70 +64,95 @@ function looksLikeTypeOrDecorator(text: string, at: number, op: string): boolean
   return /^[ \t]*(?:def[ \t]|async[ \t]|\w+[ \t]*:[^=]*$|[^#]*->)/.test(before) || /\[[^\]]*$/.test(before) && /(?:Optional|Union|List|Dict|Tuple|Callable|Type)\[/.test(before);
 }
 
-/** Scans text[from, to) (absolute offsets in the result); null when a string, comment or import crosses `to`. */
+/**
+ * Scans text[from, to) (absolute offsets in the result); null when a string, comment or import crosses `to`.
+ * Searches that cannot run across a line break search the piece alone (a search of the whole text from `from`
+ * would run on to the next hit, possibly at the end of the file); `from` is a line start, so looking back to
+ * the start of a line stops at the piece's start either way.
+ */
 function scanRange(text: string, from: number, to: number, callWords: ReadonlySet<string>): Omit<PieceScan, 'text'> | null {
   const nonCode = nonCodeRangesIn(text, from, to);
   if (nonCode.length && nonCode[nonCode.length - 1] > to) return null;
   const isCode = (at: number) => !inRanges(nonCode, at);
+  const piece = from === 0 && to === text.length ? text : text.slice(from, to);
 
-  const imports: ImportMatch[] = [];
+  const aliases: [string, string][] = [];
   let importScanEnd = from;
-  for (let p = text.indexOf('import', from); p >= 0 && p < to; p = text.indexOf('import', p + 6)) {
-    const lineStart = text.lastIndexOf('\n', p - 1) + 1;
+  for (let r = piece.indexOf('import'); r >= 0; r = piece.indexOf('import', r + 6)) {
+    const lineStart = from + piece.lastIndexOf('\n', r - 1) + 1;
     if (lineStart < importScanEnd) continue;
     IMPORT_RE.lastIndex = lineStart;
-    const m = IMPORT_RE.exec(text);
+    const m = IMPORT_RE.exec(text); // an import in parentheses may run over lines: the whole text
     if (!m || m.index !== lineStart) continue;
     importScanEnd = m.index + m[0].length;
     if (importScanEnd > to) return null;
-    imports.push({ from: m[1], names: m[2] });
+    importAliases(m[1], m[2], aliases);
   }
 
   const callHits: [string, number][] = [];
-  for (let p = text.indexOf('(', from); p >= 0 && p < to; p = text.indexOf('(', p + 1)) {
+  for (let p = piece.indexOf('('); p >= 0; p = piece.indexOf('(', p + 1)) {
     let e = p;
-    while (e > 0 && (text.charCodeAt(e - 1) === 32 || text.charCodeAt(e - 1) === 9)) e--;
+    while (e > 0 && (piece.charCodeAt(e - 1) === 32 || piece.charCodeAt(e - 1) === 9)) e--;
     let b = e;
-    while (b > 0 && isIdentChar(text.charCodeAt(b - 1))) b--;
+    while (b > 0 && isIdentChar(piece.charCodeAt(b - 1))) b--;
     if (b === e || e - b > 40) continue;
-    const word = text.slice(b, e);
-    if (!callWords.has(word) || !isCode(b)) continue;
-    callHits.push([word, b]);
+    const word = piece.slice(b, e);
+    if (!callWords.has(word) || !isCode(from + b)) continue;
+    callHits.push([word, from + b]);
   }
 
   const operators: number[] = [];
-  OPERATOR_RE.lastIndex = from;
-  for (let m = OPERATOR_RE.exec(text); m && m.index < to; m = OPERATOR_RE.exec(text)) {
-    if (looksLikeTypeOrDecorator(text, m.index, m[0])) continue;
-    if (!isCode(m.index)) continue;
-    operators.push(m.index, m[0].length);
+  OPERATOR_RE.lastIndex = 0;
+  for (let m = OPERATOR_RE.exec(piece); m; m = OPERATOR_RE.exec(piece)) {
+    if (looksLikeTypeOrDecorator(piece, m.index, m[0])) continue;
+    if (!isCode(from + m.index)) continue;
+    operators.push(from + m.index, m[0].length);
   }
 
   const comparisons: number[] = [];
-  CMP_RE.lastIndex = from;
-  for (let m = CMP_RE.exec(text); m && m.index < to; m = CMP_RE.exec(text)) {
+  CMP_RE.lastIndex = 0;
+  for (let m = CMP_RE.exec(piece); m; m = CMP_RE.exec(piece)) {
     const at = m.index;
     const op = m[0];
-    const prev = text.charCodeAt(at - 1);
-    if (prev === 45 /* -> */ || prev === 62 || prev === 60 || text.charCodeAt(at + op.length) === 62 /* >>> */) continue;
-    const lineStart = text.lastIndexOf('\n', at - 1) + 1;
-    const line = text.slice(lineStart, at);
-    if ((ASSIGN_LINE_RE.test(line) || line.lastIndexOf('[') > line.lastIndexOf(']')) && isCode(at)) comparisons.push(at);
+    const prev = piece.charCodeAt(at - 1);
+    if (prev === 45 /* -> */ || prev === 62 || prev === 60 || piece.charCodeAt(at + op.length) === 62 /* >>> */) continue;
+    const lineStart = piece.lastIndexOf('\n', at - 1) + 1;
+    const line = piece.slice(lineStart, at);
+    if ((ASSIGN_LINE_RE.test(line) || line.lastIndexOf('[') > line.lastIndexOf(']')) && isCode(from + at)) comparisons.push(from + at);
   }
 
   const boolLiterals: number[] = [];
   for (const lit of BOOL_LITERALS) {
-    for (let p = text.indexOf(lit, from); p >= 0 && p < to; p = text.indexOf(lit, p + lit.length)) boolLiterals.push(p);
+    for (let p = piece.indexOf(lit); p >= 0; p = piece.indexOf(lit, p + lit.length)) boolLiterals.push(from + p);
   }
 
   const uint8Words: number[] = [];
-  UINT8_RE.lastIndex = from;
-  for (let m = UINT8_RE.exec(text); m && m.index < to; m = UINT8_RE.exec(text)) uint8Words.push(m.index, m[0].length);
+  UINT8_RE.lastIndex = 0;
+  for (let m = UINT8_RE.exec(piece); m; m = UINT8_RE.exec(piece)) uint8Words.push(from + m.index, m[0].length);
 
   const plusAssigns: number[] = [];
-  for (let p = text.indexOf('+=', from); p >= 0 && p < to; p = text.indexOf('+=', p + 2)) plusAssigns.push(p);
+  for (let p = piece.indexOf('+='); p >= 0; p = piece.indexOf('+=', p + 2)) plusAssigns.push(from + p);
 
-  return { nonCode, callHits, operators, comparisons, boolLiterals, uint8Words, plusAssigns, imports };
+  return { nonCode, callHits, operators, comparisons, boolLiterals, uint8Words, plusAssigns, aliases };
+}
+
+/** The names an import statement binds, as [local name, dotted path] in order (`import torch.nn as nn`). */
+function importAliases(from: string | undefined, matched: string, out: [string, string][]): void {
+  const names = matched.replace(/[()\\\n]/g, ' ');
+  for (const part of names.split(',')) {
+    const pm = /^\s*([\w.]+)(?:\s+as\s+(\w+))?\s*$/.exec(part);
+    if (!pm) continue;
+    const [, path, alias] = pm;
+    if (from !== undefined) {
+      const base = /^\.+$/.test(from) ? '' : from.replace(/^\.+/, '');
+      out.push([alias ?? path, base ? `${base}.${path}` : path]);
+    } else if (alias) {
+      out.push([alias, path]);
+    } else {
+      const first = path.split('.')[0];
+      out.push([first, first]);
+    }
+  }
 }
 
 function relative(text: string, from: number, s: Omit<PieceScan, 'text'>): PieceScan {
@@ -149,7 +167,7 @@ function relative(text: string, from: number, s: Omit<PieceScan, 'text'>): Piece
     boolLiterals: rel(s.boolLiterals),
     uint8Words: relPairs(s.uint8Words),
     plusAssigns: rel(s.plusAssigns),
-    imports: s.imports,
+    aliases: s.aliases,
   };
 }
 
@@ -187,7 +205,7 @@ export function scanText(text: string, callWords: ReadonlySet<string>, starts?: 
   for (const s of starts) if (s > cuts[cuts.length - 1] && text.charCodeAt(s - 1) === 10) cuts.push(s);
   cuts.push(text.length);
   const out: TextScan = {
-    nonCode: [], callHits: new Map(), operators: [], comparisons: [], boolLiterals: [], uint8Words: [], plusAssigns: [], imports: [],
+    nonCode: [], callHits: new Map(), operators: [], comparisons: [], boolLiterals: [], uint8Words: [], plusAssigns: [], aliases: [],
   };
   for (let i = 0; i + 1 < cuts.length; i++) {
     const from = cuts[i];
@@ -219,7 +237,7 @@ export function scanText(text: string, callWords: ReadonlySet<string>, starts?: 
     for (const x of piece.boolLiterals) out.boolLiterals.push(x + from);
     for (let k = 0; k < piece.uint8Words.length; k += 2) out.uint8Words.push(piece.uint8Words[k] + from, piece.uint8Words[k + 1]);
     for (const x of piece.plusAssigns) out.plusAssigns.push(x + from);
-    for (const m of piece.imports) out.imports.push(m);
+    for (const a of piece.aliases) out.aliases.push(a);
   }
   caches.ruleScan = { callWords, pieces: next } satisfies PieceCache;
   return out;
