@@ -90,6 +90,7 @@ class HistogramCalibrator:
         self._tags = []         # and the tag it was collected with (named in a NaN/Inf error)
         self._seg_len = 0       # the length of every pending batch when they are alike, else 0
         self._slots = {}        # (start, shape) -> view of the scratch: batches repeat their shapes
+        self._orders = {}       # (shape, strides) -> permutation making x contiguous, or None
         self.batches = 0
 
     # ---- collection -------------------------------------------------------------------
@@ -122,19 +123,23 @@ class HistogramCalibrator:
             # place later). The max, the NaN/Inf check and the binning wait for the flush.
             if self._followers:
                 self._settle_followers()
+            # attention operands (transposed) and channels-last conv activations are copied in
+            # their memory order, through a contiguous permuted view: the order of the values
+            # does not matter to a histogram, and the copy runs ~2x faster
+            src = x if x.is_contiguous() else self._dense(x)
             start = self._pending_size
             if start + n > self._capacity:
                 self._flush()
                 start = 0
             # The same quantizer sees the same shapes batch after batch, so the views of the
             # scratch repeat too: cached, they save two view ops per call (as much as the abs).
-            key = (start, x.shape)
+            key = (start, src.shape)
             slot = self._slots.get(key)
             if slot is None:
                 if len(self._slots) >= 256:  # shapes that vary (e.g. sequence lengths): stay bounded
                     self._slots.clear()
-                slot = self._slots[key] = pending[start:start + n].view(x.shape)
-            torch.abs(x, out=slot)
+                slot = self._slots[key] = pending[start:start + n].view(src.shape)
+            torch.abs(src, out=slot)
             if start == 0:
                 self._seg_len = n  # all batches in the scratch this long so far (0: they differ)
             elif n != self._seg_len:
@@ -170,6 +175,22 @@ class HistogramCalibrator:
         self._hist += self._count_bins(x).to(self._hist.device)
 
     __call__ = collect
+
+    def _dense(self, x):
+        """dense_view(x), with the permutation cached per (shape, strides): they repeat."""
+        key = (x.shape, x.stride())
+        order = self._orders.get(key, False)
+        if order is False:
+            view = dense_view(x)
+            order = None
+            if view is not x:
+                order = tuple(sorted(range(x.dim()), key=lambda d: -x.stride(d)))
+                if not x.permute(order).is_contiguous():
+                    order = None
+            if len(self._orders) >= 64:
+                self._orders.clear()
+            self._orders[key] = order
+        return x if order is None else x.permute(order)
 
     # ---- shared state of calibrators fed the same tensors -----------------------------------
     def _follow(self, owner):
