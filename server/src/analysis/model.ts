@@ -104,6 +104,18 @@ export function buildModelIndex(tree: Tree, text: string, previous?: ModelIndex)
   }
 }
 
+const DEFAULTED_PARAM_PATTERNS = new Map<string, RegExp>();
+/** `name` before `=` (optionally after comments, continuations and `: annotation`): maybe a parameter with a default. */
+function defaultedParamPattern(name: string): RegExp {
+  let re = DEFAULTED_PARAM_PATTERNS.get(name);
+  if (!re) {
+    if (DEFAULTED_PARAM_PATTERNS.size > 5000) DEFAULTED_PARAM_PATTERNS.clear();
+    re = new RegExp(`(^|[^\\w.])${name.replace(/[^\w]/g, '\\$&')}(\\s|\\\\|#[^\\n]*\\n)*(:[^=]*)?=`);
+    DEFAULTED_PARAM_PATTERNS.set(name, re);
+  }
+  return re;
+}
+
 export function detectEol(text: string): '\n' | '\r\n' {
   const nl = text.indexOf('\n');
   return nl > 0 && text.charCodeAt(nl - 1) === 13 ? '\r\n' : '\n';
@@ -119,7 +131,7 @@ function indexSegment(matches: QueryMatch[], start: number, segEnd: number, row:
   const mayBeDefaultedParam = (name: string): boolean => {
     let known = defaultedName.get(name);
     if (known === undefined) {
-      known = new RegExp(`(^|[^\\w.])${name.replace(/[^\w]/g, '\\$&')}(\\s|\\\\|#[^\\n]*\\n)*(:[^=]*)?=`).test(segText);
+      known = defaultedParamPattern(name).test(segText);
       defaultedName.set(name, known);
     }
     return known;
@@ -788,6 +800,16 @@ function fastRow(n: SyntaxNode): number {
   return fastStartOk && typeof raw === 'number' ? raw : n.startPosition.row;
 }
 
+/**
+ * False when `statementText` cannot hold anything grammars/model-*.scm captures: a call needs `(`, the
+ * operators `@`, `+` and `+=` their characters, `self.x = ...` a `.` and a `=`, and the rest their keywords.
+ * (Characters inside strings count too: this only ever says "maybe".)
+ */
+function mayHoldModelMatch(statementText: string): boolean {
+  return MODEL_MATCH_CHARS.test(statementText) || (statementText.includes('.') && statementText.includes('='));
+}
+const MODEL_MATCH_CHARS = /[(@+]|class|def|return/;
+
 /** Statements that cannot hold calls: comments and imports. */
 const NO_CALLS_START = /^(#|import\s|from\s)/;
 
@@ -859,18 +881,9 @@ function build(tree: Tree, text: string, eol: '\n' | '\r\n', previous?: ModelInd
     }
     segments.push(seg);
   }
-  // Few statements to (re)index: query each; many: one query over the whole tree, matches dealt out by position.
-  if (todo.length > 4) {
-    let ti = 0;
-    for (const m of modelQuery().matches(root)) {
-      const at = fastStart(m.captures[0].node);
-      while (ti < todo.length && todo[ti].end <= at) ti++;
-      if (ti < todo.length && todo[ti].start <= at) todo[ti].matches.push(m);
-      else if (ti > 0 && todo[ti - 1].start <= at && at < todo[ti - 1].end) todo[ti - 1].matches.push(m);
-    }
-  } else {
-    for (const t of todo) t.matches = modelQuery().matches(t.child);
-  }
+  // The query walks every node it is given (most of its cost), so it runs on each statement to (re)index
+  // whose text can hold a match; module-level tables (`__all__ = [...]`, dicts of URLs) are skipped.
+  for (const t of todo) if (mayHoldModelMatch(t.key)) t.matches = modelQuery().matches(t.child);
   for (const t of todo) segments[t.slot] = indexSegment(t.matches, t.start, t.segEnd, t.row, text, imports, fnNames, t.key);
   const nextCache = new Map<string, Segment[]>();
   for (const seg of segments as Segment[]) {

@@ -198,7 +198,12 @@ function shortKey(piece: string): string {
 export function scanText(text: string, callWords: ReadonlySet<string>, starts?: number[], caches?: Record<string, unknown>): TextScan {
   if (!starts || !caches) return wholeOrNull(text, callWords);
   const prev = caches.ruleScan as PieceCache | undefined;
-  const reusable = prev && prev.callWords === callWords ? prev.pieces : undefined;
+  if (!prev || prev.callWords !== callWords) {
+    // A first look at the document: one scan in one piece is cheaper than the pieces; they come next time.
+    caches.ruleScan = { callWords, pieces: new Map() } satisfies PieceCache;
+    return wholeOrNull(text, callWords);
+  }
+  const reusable = prev.pieces;
   const next = new Map<string, PieceScan[]>();
   // Cuts: statement starts at the beginning of a line.
   const cuts = [0];
