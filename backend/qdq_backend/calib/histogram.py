@@ -25,6 +25,7 @@ calibration), vectorised so that one quantizer takes milliseconds:
 """
 
 import math
+import struct
 
 import torch
 
@@ -50,6 +51,20 @@ _INT16_BINS = 1 << 15  # bin indices up to here fit int16: a narrower cast and a
 # counter; models do not do that to an activation inside forward.)
 _recent = {}
 _RECENT_MAX = 8
+_FLOAT32 = struct.Struct("f")
+
+
+def _round_to_float32(value):
+    return _FLOAT32.unpack(_FLOAT32.pack(value))[0]
+
+
+def _scaled_index(value, inv_width, dtype):
+    """int(value * inv_width) computed as the binning computes it on a tensor of `dtype`: in
+    float32, the python scalar rounded to float32 first (a product of two float32 is exact in
+    a python float, so rounding it once gives the float32 product)."""
+    if dtype == torch.float64:
+        return int(value * inv_width)
+    return int(_round_to_float32(_round_to_float32(value) * _round_to_float32(inv_width)))
 
 
 class HistogramCalibrator:
@@ -252,7 +267,8 @@ class HistogramCalibrator:
                 return False
             self._width = x_max / self.num_bins
             self._hist = torch.zeros(self.num_bins, dtype=torch.int64, device=device)
-            self._hist[0] += self._pending_zeros
+            if self._pending_zeros:
+                self._hist[0] += self._pending_zeros
             self._pending_zeros = 0
         elif x_max > self._width * self._hist.numel():
             self._grow(x_max)
@@ -340,14 +356,11 @@ class HistogramCalibrator:
         # A batch met `bins` bins; its values at index `bins` (the top edge) went to bin
         # bins - 1 then. Only a run whose max scales to that index can hold such values: the
         # run maxes are scaled by the same float arithmetic as the scratch to find them.
-        earlier = [r for r in runs if r[2] < n]
-        if earlier:
-            at_max = torch.tensor([r[3] for r in earlier], dtype=scratch.dtype).mul_(inv_width)
-            for (lo, hi, bins, _), edge in zip(earlier, at_max.to(index.dtype).tolist()):
-                if edge >= bins:
-                    moved = int((index[lo:hi] == bins).sum())
-                    counts[bins] -= moved
-                    counts[bins - 1] += moved
+        for lo, hi, bins, run_max in runs:
+            if bins < n and _scaled_index(run_max, inv_width, scratch.dtype) >= bins:
+                moved = int((index[lo:hi] == bins).sum())
+                counts[bins] -= moved
+                counts[bins - 1] += moved
         self._hist += counts
         return True
 
