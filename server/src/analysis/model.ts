@@ -79,6 +79,16 @@ class SegmentLines {
   }
 }
 let lines: SegmentLines = new SegmentLines('', 0, 0, 0, 0);
+// Node text from the document string (one native call fewer than node.text), when the tree was parsed from it.
+let currentText = '';
+let currentTree: Tree | undefined;
+let textIsInput = false;
+function textOf(n: SyntaxNode): string {
+  return textIsInput && n.tree === currentTree ? currentText.slice(fastStart(n), n.endIndex) : n.text;
+}
+function textOfOpt(n: SyntaxNode | null | undefined): string | undefined {
+  return n ? textOf(n) : undefined;
+}
 function spanOf(n: SyntaxNode): Span {
   return { start: fastStart(n), end: n.endIndex };
 }
@@ -96,6 +106,17 @@ function nodeSpan(n: SyntaxNode): Span {
  */
 export function buildModelIndex(tree: Tree, text: string, previous?: ModelIndex): ModelIndex {
   const eol = detectEol(text);
+  try {
+    return buildOrEmpty(tree, text, eol, previous);
+  } finally {
+    // Not kept past the build (textOf reads them).
+    currentText = '';
+    currentTree = undefined;
+    textIsInput = false;
+  }
+}
+
+function buildOrEmpty(tree: Tree, text: string, eol: '\n' | '\r\n', previous?: ModelIndex): ModelIndex {
   try {
     return build(tree, text, eol, previous);
   } catch {
@@ -136,7 +157,7 @@ function indexSegment(matches: QueryMatch[], start: number, segEnd: number, row:
     }
     return known;
   };
-  const canon = (n: SyntaxNode | null): string => (n && (n.type === 'attribute' || n.type === 'identifier') ? canonicalName(n.text, imports) : '');
+  const canon = (n: SyntaxNode | null): string => (n && (n.type === 'attribute' || n.type === 'identifier') ? canonicalName(textOf(n), imports) : '');
 
   const containers: Item[] = [];
   const items: Item[] = [];
@@ -173,10 +194,10 @@ function indexSegment(matches: QueryMatch[], start: number, segEnd: number, row:
   const openContainer = (it: Item): void => {
     const node = it.node;
     if (it.kind === 'class') {
-      const name = it.caps['class.name']?.text ?? '';
+      const name = textOfOpt(it.caps['class.name']) ?? '';
       const bases: string[] = [];
       const sup = node.childForFieldName('superclasses');
-      if (sup) for (const b of sup.namedChildren) if (b.type === 'identifier' || b.type === 'attribute') bases.push(b.text);
+      if (sup) for (const b of sup.namedChildren) if (b.type === 'identifier' || b.type === 'attribute') bases.push(textOf(b));
       const cls: ModuleClass = {
         name, range: nodeRange(node), span: nodeSpan(node), bases, isModule: false,
         layers: [], ops: [], quantizers: [], parameters: [], delegates: [],
@@ -189,7 +210,7 @@ function indexSegment(matches: QueryMatch[], start: number, segEnd: number, row:
     }
     // function_definition: a method when the innermost open container is a class, a module-level function
     // when nothing is open; nested functions are not containers.
-    const name = it.caps['function.name']?.text ?? '';
+    const name = textOfOpt(it.caps['function.name']) ?? '';
     const top = stack[stack.length - 1];
     const end = node.endIndex;
     const scope: Scope = { node, start: it.start, end };
@@ -288,7 +309,7 @@ function indexSegment(matches: QueryMatch[], start: number, segEnd: number, row:
       case 'call': {
         const isName = !!it.caps['call.name'];
         const calleeNode = it.caps['call.name'] ?? it.caps['call.attr'];
-        const calleeText = calleeNode.text;
+        const calleeText = textOf(calleeNode);
         const c = canonicalName(calleeText, imports);
         if (c === 'qdq_quant.quant' || c === 'qdq_quant.keep_float') break;
         if (isLayerCtor(c)) {
@@ -326,15 +347,15 @@ function indexSegment(matches: QueryMatch[], start: number, segEnd: number, row:
         break;
       }
       case 'assign.self': {
-        const obj = it.caps['assign.obj'].text;
-        const attr = it.caps['assign.attr'].text;
+        const obj = textOf(it.caps['assign.obj']);
+        const attr = textOf(it.caps['assign.attr']);
         const value = it.caps['assign.value'];
         if (!cls || obj !== 'self') break;
         if (value.type === 'call') {
           const callee = value.childForFieldName('function');
           const c = canon(callee);
           if (c === 'nn.Parameter' || c === 'nn.parameter.Parameter' || c === 'torch.Parameter') cls.parameters.push(attr);
-          else if (callee && /(^|\.)TensorQuantizer$/.test(callee.text)) {
+          else if (callee && /(^|\.)TensorQuantizer$/.test(textOf(callee))) {
             const q: DeclaredQuantizer = {
               name: attr, range: nodeRange(it.node), span: nodeSpan(it.node), generated: endsWithMarker(it.node, text),
             };
@@ -388,10 +409,10 @@ function readParams(scope: Scope): Set<string> {
       else if (t === 'typed_parameter') nameNode = p.namedChildren[0];
       else if (t === 'default_parameter' || t === 'typed_default_parameter') nameNode = p.childForFieldName('name');
       if (!nameNode || nameNode.type !== 'identifier') continue;
-      const name = nameNode.text;
+      const name = textOf(nameNode);
       if (scope.firstParam === undefined) {
         scope.firstParam = name;
-        if (t === 'typed_parameter' && /(^|\.)Module$/.test(p.childForFieldName('type')?.text ?? '')) scope.moduleTyped = true;
+        if (t === 'typed_parameter' && /(^|\.)Module$/.test(textOfOpt(p.childForFieldName('type')) ?? '')) scope.moduleTyped = true;
       }
       if (name !== 'self') params.add(name);
     }
@@ -432,7 +453,7 @@ function callOp(node: SyntaxNode, calleeNode: SyntaxNode, calleeText: string, is
     if (t === 'keyword_argument') {
       const n = a.childForFieldName('name');
       const v = a.childForFieldName('value');
-      if (n && v) kw[n.text] = v;
+      if (n && v) kw[textOf(n)] = v;
     } else if (t !== 'comment') args.push(a);
   }
   if (kind === 'matmul' || kind === 'bmm') {
@@ -472,13 +493,13 @@ export function quantizerCallName(n: SyntaxNode): string | null {
   if (n.type !== 'call') return null;
   const f = n.childForFieldName('function');
   if (!f || f.type !== 'attribute') return null;
-  const attr = f.childForFieldName('attribute')?.text ?? '';
+  const attr = textOfOpt(f.childForFieldName('attribute')) ?? '';
   return attr.endsWith('_quantizer') ? attr : null;
 }
 
 /** Weights and parameters are not activations: `self.weight`, `module.proj.weight.t()`, nn.Parameter attributes. */
 function isParamExpr(n: SyntaxNode, cls?: ModuleClass): boolean {
-  const t = n.text;
+  const t = textOf(n);
   if (/(^|\.)(weight|bias)(\.t\(\)|\.T|\.transpose\([^()]*\))?$/.test(t)) return true;
   const m = /^(self|module)\.(\w+)(\.t\(\)|\.T|\.transpose\([^()]*\))?$/.exec(t);
   if (m && cls && cls.parameters.includes(m[2])) return true;
@@ -487,7 +508,7 @@ function isParamExpr(n: SyntaxNode, cls?: ModuleClass): boolean {
 
 function unwrapQdq(n: SyntaxNode): SyntaxNode | null {
   if (n.type !== 'call') return null;
-  const f = n.childForFieldName('function')?.text;
+  const f = textOfOpt(n.childForFieldName('function'));
   if (f !== 'qdq_quant.quant' && f !== 'qdq_quant.keep_float') return null;
   const args = n.childForFieldName('arguments');
   if (!args || args.namedChildCount !== 1) return null;
@@ -502,10 +523,10 @@ function layerParamDefault(call: SyntaxNode, name: string, imports: ImportInfo):
   if (!params) return null;
   for (const p of params.namedChildren) {
     if (p.type !== 'default_parameter' && p.type !== 'typed_default_parameter') continue;
-    if (p.childForFieldName('name')?.text !== name) continue;
+    if (textOfOpt(p.childForFieldName('name')) !== name) continue;
     const value = p.childForFieldName('value');
     if (!value || (value.type !== 'attribute' && value.type !== 'identifier')) return null;
-    const c = canonicalName(value.text, imports);
+    const c = canonicalName(textOf(value), imports);
     return WEIGHTED_LAYERS.has(c) ? c : null;
   }
   return null;
@@ -517,7 +538,7 @@ function makeLayer(callNode: SyntaxNode, argsNode: SyntaxNode | null, ctor: stri
   let wrapperSpan;
   const p = callNode.parent;
   if (p && p.type === 'argument_list' && p.namedChildCount === 1 && p.parent?.type === 'call') {
-    const f = p.parent.childForFieldName('function')?.text;
+    const f = textOfOpt(p.parent.childForFieldName('function'));
     if (f === 'qdq_quant.quant' || f === 'qdq_quant.keep_float') {
       wrapped = f === 'qdq_quant.quant' ? 'quant' : 'keep_float';
       outer = p.parent;
@@ -528,13 +549,13 @@ function makeLayer(callNode: SyntaxNode, argsNode: SyntaxNode | null, ctor: stri
   const a = outer.parent;
   if (a && a.type === 'assignment') {
     const left = a.childForFieldName('left');
-    if (left && left.type === 'attribute' && left.childForFieldName('object')?.text === 'self') attr = left.childForFieldName('attribute')?.text;
+    if (left && left.type === 'attribute' && textOfOpt(left.childForFieldName('object')) === 'self') attr = textOfOpt(left.childForFieldName('attribute'));
   }
   let container: string | undefined;
   let up: SyntaxNode | null = outer.parent;
   for (let depth = 0; up && depth < 8; depth++, up = up.parent) {
     if (up.type === 'call') {
-      const f = up.childForFieldName('function')?.text ?? '';
+      const f = textOfOpt(up.childForFieldName('function')) ?? '';
       const m = /(^|\.)(Sequential|ModuleList|ModuleDict)$/.exec(f);
       if (m) {
         container = 'nn.' + m[2];
@@ -550,8 +571,8 @@ function makeLayer(callNode: SyntaxNode, argsNode: SyntaxNode | null, ctor: stri
       if (x.type === 'keyword_argument') {
         const n = x.childForFieldName('name');
         const v = x.childForFieldName('value');
-        if (n && v) kwargs[n.text] = v.text;
-      } else if (x.type !== 'comment') args.push(x.text);
+        if (n && v) kwargs[textOf(n)] = textOf(v);
+      } else if (x.type !== 'comment') args.push(textOf(x));
     }
   }
   const layer: Layer = {
@@ -609,7 +630,7 @@ function initDeclAnchor(fnNode: SyntaxNode, text: string): { anchor: InsertAncho
     if (st.type !== 'expression_statement') continue;
     const call = st.namedChildren[0];
     if (call?.type !== 'call') continue;
-    const f = call.childForFieldName('function')?.text ?? '';
+    const f = textOfOpt(call.childForFieldName('function')) ?? '';
     if (/^super\([^)]*\)\.__init__$/.test(f) || /\.__init__$/.test(f)) {
       // Only a statement that ends its line is a safe anchor.
       const stIndent = indentOf(st, text);
@@ -629,8 +650,8 @@ function isLiteral(n: SyntaxNode): boolean {
 }
 
 function lastName(n: SyntaxNode): string {
-  if (n.type === 'identifier') return n.text;
-  if (n.type === 'attribute') return n.childForFieldName('attribute')?.text ?? '';
+  if (n.type === 'identifier') return textOf(n);
+  if (n.type === 'attribute') return textOfOpt(n.childForFieldName('attribute')) ?? '';
   return '';
 }
 
@@ -657,10 +678,10 @@ function classifyAdd(p: PendingAdd, text: string): void {
     return;
   }
   const bad = (n: SyntaxNode): boolean =>
-    isLiteral(n) || NOT_RESIDUAL_NAME.test(lastName(n)) || /\.size\(|\.shape|len\(|\.dim\(/.test(n.text) || n.type === 'binary_operator' && n.text.length > 200;
+    isLiteral(n) || NOT_RESIDUAL_NAME.test(lastName(n)) || /\.size\(|\.shape|len\(|\.dim\(/.test(textOf(n)) || n.type === 'binary_operator' && textOf(n).length > 200;
   const setBoth = (): void => setOperands(op, [left, right], p.cls);
   if (p.augmented) {
-    if (left.type !== 'identifier' || bad(right) || NOT_RESIDUAL_NAME.test(left.text)) return;
+    if (left.type !== 'identifier' || bad(right) || NOT_RESIDUAL_NAME.test(textOf(left))) return;
     setOperands(op, [right], p.cls);
     op.residual = true;
     return;
@@ -680,7 +701,7 @@ function classifyAdd(p: PendingAdd, text: string): void {
   };
   const qualifies = (n: SyntaxNode): boolean => {
     if (n.type !== 'identifier') return false;
-    const name = n.text;
+    const name = textOf(n);
     if (SKIP_NAME.test(name)) return true;
     const last = lastAssignBefore(name);
     if (params.has(name) && last === undefined) return true;
@@ -689,7 +710,7 @@ function classifyAdd(p: PendingAdd, text: string): void {
   const parent = node.parent;
   if (parent?.type === 'argument_list' && parent.namedChildCount === 1 && parent.parent?.type === 'call') {
     const callee = parent.parent.childForFieldName('function');
-    const calleeAttr = callee?.type === 'attribute' && callee.childForFieldName('object')?.text === (scope.owner ?? 'self') ? callee.childForFieldName('attribute')?.text ?? '' : '';
+    const calleeAttr = callee?.type === 'attribute' && textOfOpt(callee.childForFieldName('object')) === (scope.owner ?? 'self') ? textOfOpt(callee.childForFieldName('attribute')) ?? '' : '';
     const normLayer = calleeAttr && p.cls?.layers.some((l) => l.attr === calleeAttr && l.kind === 'norm');
     if (calleeAttr && (normLayer || NORM_ATTR.test(calleeAttr))) {
       setBoth();
@@ -699,7 +720,7 @@ function classifyAdd(p: PendingAdd, text: string): void {
       // `norm(x + self.block(x))`: the bare name is the skip, the call the branch.
       const callRight = left.type === 'identifier' && right.type === 'call' && !qualifies(right);
       op.operandRoles = skipLeft || callRight ? ['residual', 'local'] : ['local', 'residual'];
-      op.feedsNorm = callee!.text;
+      op.feedsNorm = textOf(callee!);
       return;
     }
   }
@@ -711,8 +732,8 @@ function classifyAdd(p: PendingAdd, text: string): void {
     // Pre-norm transformer block: `x = x + self.attn(self.norm1(x))`.
     const a = parent?.type === 'assignment' ? parent.childForFieldName('left') : null;
     if (a && a.type === 'identifier') {
-      if (left.type === 'identifier' && left.text === a.text && right.type === 'call') residual = left;
-      else if (right.type === 'identifier' && right.text === a.text && left.type === 'call') residual = right;
+      if (left.type === 'identifier' && textOf(left) === textOf(a) && right.type === 'call') residual = left;
+      else if (right.type === 'identifier' && textOf(right) === textOf(a) && left.type === 'call') residual = right;
     }
   }
   if (!residual) return;
@@ -817,10 +838,13 @@ function topLevelFunctionName(n: SyntaxNode): string | undefined {
   let def: SyntaxNode | null = n;
   if (n.type === 'decorated_definition') def = n.childForFieldName('definition');
   if (!def || def.type !== 'function_definition') return undefined;
-  return def.childForFieldName('name')?.text;
+  return textOfOpt(def.childForFieldName('name'));
 }
 
 function build(tree: Tree, text: string, eol: '\n' | '\r\n', previous?: ModelIndex): ModelIndex {
+  currentText = text;
+  currentTree = tree;
+  textIsInput = (tree as unknown as { input?: unknown }).input === text;
   const root = tree.rootNode;
   const children = root.namedChildren;
   // Top-level statements are classified by their first characters (no native call per statement).
