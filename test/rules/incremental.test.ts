@@ -95,8 +95,18 @@ test('the piecewise text scan equals the scan of the whole text', () => {
       const pieces = scanText(text, words, starts, documentCaches(index));
       const whole = scanText(text, words);
       const sorted = (xs: number[]) => xs.slice().sort((a, b) => a - b);
-      assert.deepStrictEqual({ ...pieces, boolLiterals: sorted(pieces.boolLiterals) }, { ...whole, boolLiterals: sorted(whole.boolLiterals) },
-        `${name}: scans differ after inserting ${JSON.stringify(e.insert)} at ${start}`);
+      const facts = (s: typeof whole) => ({
+        nonCode: s.nonCodeRanges(), callHits: s.callHits, operators: s.operators, comparisons: s.comparisons,
+        boolLiterals: sorted(s.boolLiterals), uint8Words: s.uint8Words, plusAssigns: s.plusAssigns, aliases: s.aliases,
+      });
+      const what = `${name}: scans differ after inserting ${JSON.stringify(e.insert)} at ${start}`;
+      assert.deepStrictEqual(facts(pieces), facts(whole), what);
+      // isCode on every offset where code and strings/comments meet, and a stride through the rest.
+      const ranges = whole.nonCodeRanges();
+      const probes = new Set<number>([-1, 0, text.length - 1, text.length]);
+      for (const x of ranges) for (const d of [-1, 0, 1]) probes.add(x + d);
+      for (let at = 0; at < text.length; at += 97) probes.add(at);
+      for (const at of probes) assert.equal(pieces.isCode(at), whole.isCode(at), `${what}: isCode(${at})`);
     }
   }
 });

@@ -5,7 +5,6 @@
 import type { QdqDiagnostic, Range, RuleOptions, Severity, SyntaxNode, TextEdit, Tree } from './types';
 import { parseTrtVersion, versionAtLeast, type TrtVersion } from './version';
 import type { ModelIndex } from '../analysis/types';
-import { inRanges } from './lexer';
 import { scanText, type TextScan } from './scan';
 import { documentCaches, statementStarts } from '../analysis/model';
 
@@ -110,7 +109,7 @@ export class RuleContext {
 
   /** False inside string literals and comments (a text-level answer, no tree access). */
   isCode(offset: number): boolean {
-    return !inRanges(this.scan.nonCode, offset);
+    return this.scan.isCode(offset);
   }
 
   // ---------------------------------------------------------------- text and positions

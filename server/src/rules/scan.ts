@@ -10,8 +10,10 @@
 import { nonCodeRangesIn, inRanges } from './lexer';
 
 export interface TextScan {
-  /** Sorted [start, end) pairs of string literals and comments. */
-  nonCode: number[];
+  /** False inside string literals and comments. */
+  isCode(offset: number): boolean;
+  /** Sorted [start, end) pairs of string literals and comments (put together on request: isCode needs no copy). */
+  nonCodeRanges(): number[];
   /** Offsets of `word(` (code only) for the words of `callWords`, by word, ascending. */
   callHits: Map<string, number[]>;
   /** [offset, length] pairs of `@ & | ^ ~ << >>` in code, minus decorators and type annotations. */
@@ -178,7 +180,11 @@ function wholeScan(s: Omit<PieceScan, 'text'>): TextScan {
     if (list) list.push(at);
     else callHits.set(w, [at]);
   }
-  return { ...s, callHits };
+  const { nonCode, operators, comparisons, boolLiterals, uint8Words, plusAssigns, aliases } = s;
+  return {
+    isCode: (offset) => !inRanges(nonCode, offset), nonCodeRanges: () => nonCode,
+    callHits, operators, comparisons, boolLiterals, uint8Words, plusAssigns, aliases,
+  };
 }
 
 /** Pieces of earlier runs, by a short key (length and ends); the full text is compared on a hit. */
@@ -209,8 +215,26 @@ export function scanText(text: string, callWords: ReadonlySet<string>, starts?: 
   const cuts = [0];
   for (const s of starts) if (s > cuts[cuts.length - 1] && text.charCodeAt(s - 1) === 10) cuts.push(s);
   cuts.push(text.length);
+  const used: PieceScan[] = [];
   const out: TextScan = {
-    nonCode: [], callHits: new Map(), operators: [], comparisons: [], boolLiterals: [], uint8Words: [], plusAssigns: [], aliases: [],
+    // The piece holding the offset answers (strings and comments do not cross cuts).
+    isCode(offset) {
+      let lo = 0;
+      let hi = used.length - 1;
+      while (lo <= hi) {
+        const mid = (lo + hi) >> 1;
+        if (offset < cuts[mid]) hi = mid - 1;
+        else if (offset >= cuts[mid + 1]) lo = mid + 1;
+        else return !inRanges(used[mid].nonCode, offset - cuts[mid]);
+      }
+      return true;
+    },
+    nonCodeRanges() {
+      const all: number[] = [];
+      used.forEach((piece, i) => { for (const x of piece.nonCode) all.push(x + cuts[i]); });
+      return all;
+    },
+    callHits: new Map(), operators: [], comparisons: [], boolLiterals: [], uint8Words: [], plusAssigns: [], aliases: [],
   };
   for (let i = 0; i + 1 < cuts.length; i++) {
     const from = cuts[i];
@@ -231,7 +255,7 @@ export function scanText(text: string, callWords: ReadonlySet<string>, starts?: 
     const list = next.get(key);
     if (list) list.push(piece);
     else next.set(key, [piece]);
-    for (const x of piece.nonCode) out.nonCode.push(x + from);
+    used.push(piece);
     for (const [w, at] of piece.callHits) {
       const hits = out.callHits.get(w);
       if (hits) hits.push(at + from);
