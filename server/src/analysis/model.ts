@@ -65,12 +65,12 @@ const NORM_ATTR = /norm|^ln(_?\d+|_f)?$|^ln_/i;
 
 // Positions are computed in JS from a line table of the segment being indexed: one native call (endIndex)
 // per node instead of five.
+// The line table is made on first use: statements without matches (module-level tables) never need it.
 class SegmentLines {
-  private readonly local: LineIndex;
-  constructor(text: string, readonly start: number, end: number, readonly row: number, readonly col0: number) {
-    this.local = new LineIndex(text.slice(start, end));
-  }
+  private local: LineIndex | undefined;
+  constructor(private readonly text: string, readonly start: number, private readonly end: number, readonly row: number, readonly col0: number) {}
   position(offset: number): Position {
+    if (!this.local) this.local = new LineIndex(this.text.slice(this.start, this.end));
     const p = this.local.positionAt(offset - this.start);
     return { line: p.line + this.row, character: p.line === 0 ? p.character + this.col0 : p.character };
   }
