@@ -775,6 +775,8 @@ interface SegmentCache {
   imports: ImportInfo;
   /** Segments by shortKey(key), in document order; a reused one must match its full key. */
   segments: Map<string, Segment[]>;
+  /** Names of decorated/async top-level functions of an error-free tree, by shortKey of the statement's text. */
+  defNames: Map<string, { text: string; name: string | undefined }[]>;
 }
 
 /**
@@ -795,8 +797,10 @@ function importStatementsKey(children: SyntaxNode[], starts: number[], text: str
   let seenStatement = false;
   for (let i = 0; i < children.length; i++) {
     const start = starts[i];
-    const isComment = text.charCodeAt(start) === 35; /* # */
-    if (seenStatement && !IMPORTS_RELEVANT.test(text.slice(start, start + 6))) continue;
+    const c0 = text.charCodeAt(start);
+    const isComment = c0 === 35; /* # */
+    // Only import/from/try/if statements matter after the first statement (i, f, t: a cheap first test).
+    if (seenStatement && ((c0 !== 105 && c0 !== 102 && c0 !== 116) || !IMPORTS_RELEVANT.test(text.slice(start, start + 6)))) continue;
     if (!isComment) seenStatement = true;
     const child = children[i];
     parts.push(fastRow(child) + ':' + text.slice(start, lineEndAfter(text, child.endIndex)));
@@ -856,6 +860,7 @@ function build(tree: Tree, text: string, eol: '\n' | '\r\n', previous?: ModelInd
   const importsKey = importStatementsKey(children, starts, text);
   const imports = prevCache && prevCache.importsKey === importsKey ? prevCache.imports : scanImports(root, children, text, starts);
   const fnNames = new Set<string>();
+  const defNames: SegmentCache['defNames'] = new Map();
   // In an error-free tree a top-level statement that starts with `def name(` is that function's definition, so
   // its name is read from the text; decorated, async and erroneous ones ask the tree.
   const clean = !root.hasError;
@@ -871,7 +876,18 @@ function build(tree: Tree, text: string, eol: '\n' | '\r\n', previous?: ModelInd
           continue;
         }
       }
-      const name = topLevelFunctionName(children[i]);
+      // Decorated and async definitions: the tree knows the name (three native calls); in an error-free tree
+      // the same statement text names the same function, so the last build's answer is reused.
+      let name: string | undefined;
+      if (clean) {
+        const stText = text.slice(starts[i], i + 1 < children.length ? starts[i + 1] : text.length);
+        const sk = shortKey(stText);
+        const known = prevCache?.defNames.get(sk)?.find((d) => d.text === stText);
+        name = known ? known.name : topLevelFunctionName(children[i]);
+        const list = defNames.get(sk);
+        if (list) list.push({ text: stText, name });
+        else defNames.set(sk, [{ text: stText, name }]);
+      } else name = topLevelFunctionName(children[i]);
       if (name) fnNames.add(name);
     }
   }
@@ -1007,7 +1023,7 @@ function build(tree: Tree, text: string, eol: '\n' | '\r\n', previous?: ModelInd
   }
 
   const index: ModelIndex = { classes, functions, imports, topLevelOps, topLevelLayers, hasSyntaxErrors: root.hasError, eol };
-  Object.defineProperty(index, CACHE, { value: { globalKey, importsKey, imports, segments: nextCache } satisfies SegmentCache, enumerable: false });
+  Object.defineProperty(index, CACHE, { value: { globalKey, importsKey, imports, segments: nextCache, defNames } satisfies SegmentCache, enumerable: false });
   Object.defineProperty(index, LINEAGE, {
     value: { text, starts, shared: (previous as unknown as Record<symbol, Lineage | undefined> | undefined)?.[LINEAGE]?.shared ?? {} } satisfies Lineage,
     enumerable: false,
