@@ -128,7 +128,7 @@ export async function benchLanguageServer(checks: TargetCheck[]): Promise<LangSe
     parse: () => texts.forEach(parse), full: () => texts.forEach(full),
   };
   if (typeof ruff !== 'string') allVariants.ruff = () => texts.forEach((t) => ruff.check(t));
-  const a = await interleaved(allVariants, { rounds: 3, perRound: 1, warmup: 1 });
+  const a = await interleaved(allVariants, { rounds: 5, perRound: 1, warmup: 1 });
   const allResult = {
     files: files.length, lines: texts.reduce((n, t) => n + t.split('\n').length, 0),
     parse_ms: median(a.parse), full_analysis_ms: median(a.full), ratio_full_to_parse: median(a.full) / median(a.parse),
