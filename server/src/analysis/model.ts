@@ -382,7 +382,7 @@ function indexSegment(matches: QueryMatch[], start: number, segEnd: number, row:
   // Residual adds, now that layers (norm attributes) are known.
   for (const p of pendingAdds) classifyAdd(p, text);
   return {
-    key, start, startRow: row, col0: start - lineStartOf(text, start), classes: recs,
+    key: detachedCopy(key), start, startRow: row, col0: start - lineStartOf(text, start), classes: recs,
     functions: functions.map((fn) => ({ fn, moduleParam: functionScopes.get(fn)!.owner })),
     topLevelOps, topLevelLayers, helperCalls, dOff: 0, dRow: 0, memo: { delegateClasses: new Map() },
   };
@@ -809,6 +809,14 @@ function importStatementsKey(children: SyntaxNode[], starts: number[], text: str
 }
 
 const CACHE = Symbol('qdq.modelIndexSegments');
+
+/**
+ * A copy of a slice that does not keep the whole document string alive: V8 represents a slice as a view of
+ * its parent, and a kept segment outlives many versions of the document (one full text per version otherwise).
+ */
+function detachedCopy(slice: string): string {
+  return (' ' + slice).slice(1);
+}
 
 function lineStartOf(text: string, offset: number): number {
   return text.lastIndexOf('\n', offset - 1) + 1;

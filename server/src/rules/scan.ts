@@ -250,7 +250,8 @@ export function scanText(text: string, callWords: ReadonlySet<string>, starts?: 
     if (!piece) {
       const scanned = scanRange(text, from, to, callWords);
       if (!scanned) return wholeOrNull(text, callWords); // a string or import crosses a cut
-      piece = relative(pieceText, from, scanned);
+      // Kept across versions: a copy, so that the piece does not keep this version's whole text alive.
+      piece = relative((' ' + pieceText).slice(1), from, scanned);
     }
     const list = next.get(key);
     if (list) list.push(piece);
