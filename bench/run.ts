@@ -44,13 +44,14 @@ const sections: Section[] = [
       const rows: (string | number)[][] = [];
       for (const m of r.models) {
         for (const [name, v] of Object.entries(m.variants)) {
-          if (v.skipped) { rows.push([`${m.model}`, name, 'skipped', '', '', '', clip(v.skipped, 70)]); continue; }
-          rows.push([m.model, name, v.latency_ms!, `${v.speedup!.toFixed(2)}x`, `${(v.size_bytes! / 1024).toFixed(0)} KiB`,
+          if (v.skipped) { rows.push([`${m.model}`, name, 'skipped', '', '', '', '', clip(v.skipped, 70)]); continue; }
+          const by = v.latency_ms_by_threads;
+          rows.push([m.model, name, v.latency_ms!, by ? `${fmt(by['1'])} / ${fmt(by['2'])}` : '', `${v.speedup!.toFixed(2)}x`, `${(v.size_bytes! / 1024).toFixed(0)} KiB`,
             v.cosine!.toFixed(6), v.accuracy != null ? `${(v.accuracy * 100).toFixed(1)}%` : '']);
         }
       }
-      return table(['model', 'variant', 'median ms', 'speed-up', 'size', 'cosine', 'top-1'], rows) +
-        `\n(onnxruntime-node, 2 threads; latency input, timed runs per variant: ${r.models.map((m) => `${m.model.split(' ')[0]} [${m.latency_input_shape}] x${m.timed_runs_per_variant}`).join(', ')}; ` +
+      return table(['model', 'variant', 'median ms', 'ms 1 / 2 threads', 'speed-up', 'size', 'cosine', 'top-1'], rows) +
+        `\n(onnxruntime-node; median ms: each variant at its faster intra-op thread count, speed-up against FP32 at its faster count; latency input, timed runs per variant: ${r.models.map((m) => `${m.model.split(' ')[0]} [${m.latency_input_shape}] x${m.timed_runs_per_variant}`).join(', ')}; ` +
         `top-1 on the ${r.models.find((m) => m.eval_samples)?.eval_samples ?? 0} held-out digits; python ${r.python})`;
     },
   },

@@ -259,7 +259,7 @@ export async function runPipeline(opts: PipelineOptions, onProgress: (p: Pipelin
         if (cfg.target === 'ort-cpu') {
           // The QDQ form ORT's CPU provider fuses into integer kernels (onnx/ortCpu.ts).
           const o = optimizeForOrtCpu(model);
-          rewritten ||= o.transposesFolded + o.outputsQuantized + o.dequantizeDuplicated + o.batchNormsFolded + o.addsQuantized
+          rewritten ||= o.transposesFolded + o.outputsQuantized + o.dequantizeDuplicated + o.batchNormsFolded + o.addsQuantized + o.relusDropped
             + o.linears.integer.length + o.linears.float.length + o.linears.pairsBypassed > 0;
           report.ort_cpu_rewrite = o;
         }
