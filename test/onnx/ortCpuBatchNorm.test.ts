@@ -168,6 +168,11 @@ test('BN fold in the ort-cpu graph: DQ -> Conv -> Q with no BN, integer Conv and
   assert.equal(ops.filter((o) => o === 'QLinearConv').length, 2, ops.join(','));
   assert.equal(ops.filter((o) => o === 'QLinearAdd').length, 1, ops.join(','));
   assert.ok(!ops.includes('BatchNormalization'), ops.join(','));
+  // The Relu between the convolutions feeds conv 2 and the residual Add: its UINT8 (zero point 0) requantization
+  // is dropped, so neither it nor a float DQ -> Relu -> Q round trip is left between the integer kernels.
+  assert.equal(result.relusDropped, 1, JSON.stringify(result));
+  assert.ok(!ops.includes('Relu'), ops.join(','));
+  assert.equal(ops.filter((o) => o === 'DequantizeLinear').length, 1, `only the output DQ: ${ops.join(',')}`);
 });
 
 test('ort-cpu rewrite leaves BatchNormalization after an FP32-weight Conv alone', () => {
