@@ -185,3 +185,23 @@ test('ort-cpu rewrite leaves BatchNormalization after an FP32-weight Conv alone'
   assert.equal(r.batchNormsFolded, 1, JSON.stringify(r));
   assert.deepEqual(m.graph.node.filter((n) => n.op_type === 'BatchNormalization').map((n) => n.name), ['c1/BatchNormalization']);
 });
+
+test('a last residual block whose sum goes on in float (Add -> Relu -> GlobalAveragePool) runs as QLinearAdd', async () => {
+  const dir = tmpDir();
+  const m = buildModel(true);
+  // Replace the tail Relu -> MaxPool -> Q -> DQ with Relu -> GlobalAveragePool, as a classifier's last block.
+  const tail = new Set(['pool', 'output_Q', 'output_DQ']);
+  m.graph.node = m.graph.node.filter((n) => !tail.has(n.name ?? ''));
+  m.graph.node.push(makeNode('GlobalAveragePool', ['sum_relu'], ['y'], 'gap'));
+  m.graph.output = [valueInfo('y', ['batch', 8, 1, 1])];
+  const { unfolded, folded, result } = foldToFiles(dir, 'last_block', m);
+  assert.equal(result.addsQuantized, 1, JSON.stringify(result));
+  const optimized = path.join(dir, 'last_block.optimized.onnx');
+  const before = await runModel(unfolded, x, shape);
+  const after = await runModel(folded, x, shape, optimized);
+  // The sum's UINT8 grid spans both inputs' grids, so nothing is clipped but the Relu's negative half.
+  assert.ok(cosine(before, after) >= 0.999, `cosine ${cosine(before, after)}`);
+  const ops = readModel(optimized).graph.node.map((n) => n.op_type);
+  assert.equal(ops.filter((o) => o === 'QLinearAdd').length, 1, ops.join(','));
+  assert.ok(!ops.includes('Relu') && !ops.includes('Add'), ops.join(','));
+});

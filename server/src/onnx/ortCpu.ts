@@ -10,7 +10,8 @@
 //     projections' inputs) gets one Q -> DQ pair per weighted reader (see below for why);
 //  0. Conv -> [Q -> DQ] -> BatchNormalization is folded into the Conv (INT8 weights unchanged, per-channel
 //     weight scales and an INT32 bias absorb the BN), so ORT sees DQ -> Conv -> Q (see foldBatchNorms);
-//     a residual DQ + DQ -> Add -> Relu [-> MaxPool] -> Q gets a Q after the Add (see quantizeReluAdds);
+//     a residual DQ + DQ -> Add -> Relu [-> MaxPool] -> Q gets a Q after the Add, and so does a last block's
+//     Add -> Relu that goes on in float (see quantizeReluAdds);
 //  4. Q(UINT8, 0) -> DQ -> Relu -> Q(same) chains lose the Relu and the requantization (dropRequantizedRelus).
 import {
   Model, Node, DataType, indexGraph, constantTensor, dims, num, getAttr, makeTensor, makeNode, NameAllocator,
@@ -364,12 +365,40 @@ function quantizeReluAdds(g: Graph, names: NameAllocator): number {
       if (g.output.some((o) => o.name === pool!.output[0])) continue;
       qs = idx.consumers.get(pool.output[0]) ?? [];
     }
+    let scale: number;
+    if (!pool && qs.length && !qs.some((n) => n.op_type === 'QuantizeLinear')) {
+      // The block's output goes on in float (a network's last block: Add -> Relu -> GlobalAveragePool -> FC),
+      // so no calibrated range follows it. The bound of the two inputs' grids, |a| + |b|, holds every sum:
+      // UINT8 over [0, bound] clips nothing but the negative half (the Relu's job), and ORT then runs the Add
+      // as QLinearAdd instead of two DQs, their layout Transposes and a float Add and Relu.
+      const ins = add.input.map((i) => scalarQuantParams(idx, idx.producer.get(i)!));
+      if (ins.some((p) => !p || !(p.scale > 0))) continue;
+      const bound = ins.reduce((acc, p) => {
+        const [lo, hi] = p!.zpType === DataType.INT8 ? [-128, 127] : [0, 255];
+        return acc + p!.scale * Math.max(Math.abs(lo - p!.zp), Math.abs(hi - p!.zp));
+      }, 0);
+      scale = Math.fround(bound / 255);
+      if (!(scale > 0) || !Number.isFinite(scale)) continue;
+      const base = (add.name || 'Add').replace(/^\//, '').replace(/\//g, '_');
+      const sName = names.fresh(`${base}_output_scale`), zName = names.fresh(`${base}_output_zero_point`);
+      const t = [floatTensor(sName, [], [scale]), uint8Tensor(zName, [], [0])];
+      g.initializer.push(...t);
+      for (const x of t) idx.initializers.set(x.name || '', x);
+      const qOut = names.fresh(`${add.output[0]}_quantized`);
+      added.push(
+        makeNode('QuantizeLinear', [add.output[0], sName, zName], [qOut], names.fresh(`${base}_output_QuantizeLinear`)),
+        makeNode('DequantizeLinear', [qOut, sName, zName], [relu.output[0]], names.fresh(`${base}_output_DequantizeLinear`)),
+      );
+      dropped.add(relu);
+      count++;
+      continue;
+    }
     if (!qs.length || !qs.every((n) => n.op_type === 'QuantizeLinear')) continue;
     const params = qs.map((n) => scalarQuantParams(idx, n));
     const first = params[0];
     if (!first || !params.every((p) => p && p.scale === first.scale && p.zp === first.zp && p.zpType === first.zpType)) continue;
     if (first.zp !== 0 || !(first.scale > 0)) continue;
-    const scale = first.zpType === DataType.INT8 ? Math.fround((first.scale * 127) / 255) : first.scale;
+    scale = first.zpType === DataType.INT8 ? Math.fround((first.scale * 127) / 255) : first.scale;
     const base = (add.name || 'Add').replace(/^\//, '').replace(/\//g, '_');
     const sName = names.fresh(`${base}_output_scale`), zName = names.fresh(`${base}_output_zero_point`);
     const t = [floatTensor(sName, [], [scale]), uint8Tensor(zName, [], [0])];
