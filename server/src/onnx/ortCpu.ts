@@ -365,12 +365,14 @@ function quantizeReluAdds(g: Graph, names: NameAllocator): number {
       if (g.output.some((o) => o.name === pool!.output[0])) continue;
       qs = idx.consumers.get(pool.output[0]) ?? [];
     }
+    // The block's output either goes on in float (a network's last block: Add -> Relu -> GlobalAveragePool -> FC)
+    // or into quantizers of the next layer.
+    const floatTail = !pool && qs.length > 0 && !qs.some((n) => n.op_type === 'QuantizeLinear');
     let scale: number;
-    if (!pool && qs.length && !qs.some((n) => n.op_type === 'QuantizeLinear')) {
-      // The block's output goes on in float (a network's last block: Add -> Relu -> GlobalAveragePool -> FC),
-      // so no calibrated range follows it. The bound of the two inputs' grids, |a| + |b|, holds every sum:
-      // UINT8 over [0, bound] clips nothing but the negative half (the Relu's job), and ORT then runs the Add
-      // as QLinearAdd instead of two DQs, their layout Transposes and a float Add and Relu.
+    if (floatTail) {
+      // No calibrated range follows. The bound of the two inputs' grids, |a| + |b|, holds every sum: UINT8 over
+      // [0, bound] clips nothing but the negative half (the Relu's job), and ORT then runs the Add as QLinearAdd
+      // instead of two DQs, their layout Transposes and a float Add and Relu.
       const ins = add.input.map((i) => scalarQuantParams(idx, idx.producer.get(i)!));
       if (ins.some((p) => !p || !(p.scale > 0))) continue;
       const bound = ins.reduce((acc, p) => {
@@ -379,45 +381,37 @@ function quantizeReluAdds(g: Graph, names: NameAllocator): number {
       }, 0);
       scale = Math.fround(bound / 255);
       if (!(scale > 0) || !Number.isFinite(scale)) continue;
-      const base = (add.name || 'Add').replace(/^\//, '').replace(/\//g, '_');
-      const sName = names.fresh(`${base}_output_scale`), zName = names.fresh(`${base}_output_zero_point`);
-      const t = [floatTensor(sName, [], [scale]), uint8Tensor(zName, [], [0])];
-      g.initializer.push(...t);
-      for (const x of t) idx.initializers.set(x.name || '', x);
-      const qOut = names.fresh(`${add.output[0]}_quantized`);
-      added.push(
-        makeNode('QuantizeLinear', [add.output[0], sName, zName], [qOut], names.fresh(`${base}_output_QuantizeLinear`)),
-        makeNode('DequantizeLinear', [qOut, sName, zName], [relu.output[0]], names.fresh(`${base}_output_DequantizeLinear`)),
-      );
-      dropped.add(relu);
-      count++;
-      continue;
+    } else {
+      if (!qs.length || !qs.every((n) => n.op_type === 'QuantizeLinear')) continue;
+      const params = qs.map((n) => scalarQuantParams(idx, n));
+      const first = params[0];
+      if (!first || !params.every((p) => p && p.scale === first.scale && p.zp === first.zp && p.zpType === first.zpType)) continue;
+      if (first.zp !== 0 || !(first.scale > 0)) continue;
+      scale = first.zpType === DataType.INT8 ? Math.fround((first.scale * 127) / 255) : first.scale;
     }
-    if (!qs.length || !qs.every((n) => n.op_type === 'QuantizeLinear')) continue;
-    const params = qs.map((n) => scalarQuantParams(idx, n));
-    const first = params[0];
-    if (!first || !params.every((p) => p && p.scale === first.scale && p.zp === first.zp && p.zpType === first.zpType)) continue;
-    if (first.zp !== 0 || !(first.scale > 0)) continue;
-    scale = first.zpType === DataType.INT8 ? Math.fround((first.scale * 127) / 255) : first.scale;
     const base = (add.name || 'Add').replace(/^\//, '').replace(/\//g, '_');
     const sName = names.fresh(`${base}_output_scale`), zName = names.fresh(`${base}_output_zero_point`);
     const t = [floatTensor(sName, [], [scale]), uint8Tensor(zName, [], [0])];
     g.initializer.push(...t);
     for (const x of t) idx.initializers.set(x.name || '', x);
-    for (const nq of qs) {
-      const old = [nq.input[1], nq.input[2] ?? ''];
-      nq.input = [nq.input[0], sName, zName];
-      for (const dq of idx.consumers.get(nq.output[0]) ?? []) {
-        if (dq.op_type === 'DequantizeLinear' && dq.input[1] === old[0] && (dq.input[2] ?? '') === old[1]) dq.input = [dq.input[0], sName, zName];
+    if (!floatTail) {
+      for (const nq of qs) {
+        const old = [nq.input[1], nq.input[2] ?? ''];
+        nq.input = [nq.input[0], sName, zName];
+        for (const dq of idx.consumers.get(nq.output[0]) ?? []) {
+          if (dq.op_type === 'DequantizeLinear' && dq.input[1] === old[0] && (dq.input[2] ?? '') === old[1]) dq.input = [dq.input[0], sName, zName];
+        }
       }
     }
-    const qOut = names.fresh(`${add.output[0]}_quantized`), dqOut = names.fresh(`${add.output[0]}_dequantized`);
+    // In a float tail the DQ takes over the Relu's output name, so its float readers stay as they are.
+    const qOut = names.fresh(`${add.output[0]}_quantized`);
+    const dqOut = floatTail ? relu.output[0] : names.fresh(`${add.output[0]}_dequantized`);
     added.push(
       makeNode('QuantizeLinear', [add.output[0], sName, zName], [qOut], names.fresh(`${base}_output_QuantizeLinear`)),
       makeNode('DequantizeLinear', [qOut, sName, zName], [dqOut], names.fresh(`${base}_output_DequantizeLinear`)),
     );
     if (pool) pool.input = [dqOut, ...pool.input.slice(1)];
-    else for (const nq of qs) nq.input = [dqOut, ...nq.input.slice(1)];
+    else if (!floatTail) for (const nq of qs) nq.input = [dqOut, ...nq.input.slice(1)];
     dropped.add(relu);
     count++;
   }
