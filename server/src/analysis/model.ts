@@ -1,7 +1,7 @@
 // buildModelIndex: one query pass (grammars/model-*.scm) over the tree, then a linear walk over the
 // matches in document order with a stack of enclosing classes/functions. Pure: tree + text in, data out.
 import type { SyntaxNode, Tree } from './parser';
-import { LineIndex } from './parser';
+import { LineIndex, incrementalOrigin } from './parser';
 import type { QueryMatch } from 'tree-sitter';
 import { modelQuery } from './queries';
 import { CONTAINERS, POOL_FUNCTIONS, WEIGHTED_LAYERS, canonicalName, emptyImports, isLayerCtor, layerKind, scanImports } from './canonical';
@@ -773,8 +773,12 @@ interface SegmentCache {
   globalKey: string;
   importsKey: string;
   imports: ImportInfo;
-  /** Segments by shortKey(key), in document order; a reused one must match its full key. */
-  segments: Map<string, Segment[]>;
+  /** By top-level statement (the lineage's starts): its segment; none for comments and imports. */
+  slots: (Segment | undefined)[];
+  /** By top-level statement: the name of the function it defines, if it is a top-level function definition. */
+  slotDefNames: (string | undefined)[];
+  /** By top-level statement: whether importStatementsKey reads it (the first statements, import/try/if). */
+  slotImportish: boolean[];
   /** Names of decorated/async top-level functions of an error-free tree, by shortKey of the statement's text. */
   defNames: Map<string, { text: string; name: string | undefined }[]>;
 }
@@ -782,7 +786,7 @@ interface SegmentCache {
 /**
  * Hashing a whole statement's text (classes run to thousands of characters) on every keystroke costs more than
  * the rest of the lookup: segments are filed under their length and ends, and the full text is compared only
- * against the few that share them.
+ * on a hit.
  */
 function shortKey(key: string): string {
   return key.length > 96 ? key.length + ':' + key.slice(0, 48) + key.slice(-48) : key;
@@ -791,17 +795,25 @@ function shortKey(key: string): string {
 const SIMPLE_DEF = /^def[ \t]+([A-Za-z_][A-Za-z0-9_]*)[ \t]*\(/;
 const IMPORTS_RELEVANT = /^(import|from|try|if)\b/;
 
-/** The text that scanImports reads: rows and text (through the end of the line) of the statements it looks at. */
-function importStatementsKey(children: SyntaxNode[], starts: number[], text: string): string {
+/** A statement that importStatementsKey reads after the first statement: import, from, try or if (i, f, t: a cheap first test). */
+function isImportish(text: string, start: number): boolean {
+  const c0 = text.charCodeAt(start);
+  return (c0 === 105 || c0 === 102 || c0 === 116) && IMPORTS_RELEVANT.test(text.slice(start, start + 6));
+}
+
+/**
+ * The text that scanImports reads: rows and text (through the end of the line) of the statements it looks at.
+ * `importish` gets, by statement, whether it is one of them.
+ */
+function importStatementsKey(children: SyntaxNode[], starts: number[], text: string, importish: boolean[]): string {
   const parts: string[] = [];
   let seenStatement = false;
   for (let i = 0; i < children.length; i++) {
     const start = starts[i];
-    const c0 = text.charCodeAt(start);
-    const isComment = c0 === 35; /* # */
-    // Only import/from/try/if statements matter after the first statement (i, f, t: a cheap first test).
-    if (seenStatement && ((c0 !== 105 && c0 !== 102 && c0 !== 116) || !IMPORTS_RELEVANT.test(text.slice(start, start + 6)))) continue;
-    if (!isComment) seenStatement = true;
+    // Only import/from/try/if statements matter after the first statement.
+    importish.push(!seenStatement || isImportish(text, start));
+    if (!importish[i]) continue;
+    if (text.charCodeAt(start) !== 35 /* # */) seenStatement = true;
     const child = children[i];
     parts.push(fastRow(child) + ':' + text.slice(start, lineEndAfter(text, child.endIndex)));
   }
@@ -853,93 +865,256 @@ function topLevelFunctionName(n: SyntaxNode): string | undefined {
   return textOfOpt(def.childForFieldName('name'));
 }
 
+/**
+ * The name of the function the top-level statement `node` (at `start`, up to `end`) defines. In an error-free
+ * tree (`clean`) a statement that starts with `def name(` is that function's definition, so its name is read from
+ * the text; decorated, async and erroneous ones ask the tree (three native calls), and in an error-free tree the
+ * same statement text names the same function, so `prevNames` (the last build's answers) are reused.
+ */
+function topLevelDefName(node: SyntaxNode, start: number, end: number, text: string, clean: boolean,
+  prevNames: SegmentCache['defNames'] | undefined, names: SegmentCache['defNames']): string | undefined {
+  const c0 = text.charCodeAt(start);
+  if (c0 !== 100 /* d */ && c0 !== 97 /* a */ && c0 !== 64 /* @ */) return undefined;
+  if (!/^(def|async|@)/.test(text.slice(start, start + 5))) return undefined;
+  if (clean && c0 === 100) {
+    const m = SIMPLE_DEF.exec(text.slice(start, start + 200));
+    if (m) return m[1];
+  }
+  if (!clean) return topLevelFunctionName(node);
+  const stText = text.slice(start, end);
+  const sk = shortKey(stText);
+  const known = prevNames?.get(sk)?.find((d) => d.text === stText);
+  const name = known ? known.name : topLevelFunctionName(node);
+  const list = names.get(sk);
+  if (list) list.push({ text: stText, name });
+  else names.set(sk, [{ text: stText, name }]);
+  return name;
+}
+
+/** Segments read the imports only through canonicalName (the alias tables), and the names of the file's functions. */
+function globalKeyOf(imports: ImportInfo, slotDefNames: (string | undefined)[]): string {
+  const fnNames = new Set<string>();
+  for (const name of slotDefNames) if (name) fnNames.add(name);
+  return JSON.stringify([imports.torch, imports.nn, imports.functional, imports.nnNames, imports.funcNames]) + '\u0000' + [...fnNames].join(',');
+}
+
+/** One top-level statement to (re)index, unless a segment of the last build with the same text can be reused. */
+interface Pending { slot: number; child: SyntaxNode; start: number; row: number; key: string; matches: QueryMatch[] }
+
+/**
+ * The segment of the statement `child` at `start` (key: its text through the first line of the next statement),
+ * reused from `candidates` (segments of the last build, filed by shortKey) when one has the same text, or
+ * queued in `todo` to be indexed.
+ */
+function reuseOrQueue(child: SyntaxNode, start: number, key: string, slot: number, text: string,
+  candidates: Segment[] | undefined, todo: Pending[]): Segment | undefined {
+  const row = fastRow(child);
+  const at = candidates ? candidates.findIndex((c) => c.key === key) : -1;
+  if (at >= 0) {
+    const old = candidates!.splice(at, 1)[0];
+    if (old.start === start && old.startRow === row) return old;
+    if (old.col0 === 0 && start === lineStartOf(text, start)) return shiftSegment(old, start - old.start, row - old.startRow);
+  }
+  todo.push({ slot, child, start, row, key, matches: [] });
+  return undefined;
+}
+
+/** Indexes the queued statements into their slots. */
+function indexPending(todo: Pending[], slots: (Segment | undefined)[], text: string, imports: ImportInfo, slotDefNames: (string | undefined)[]): void {
+  if (!todo.length) return;
+  const fnNames = new Set<string>();
+  for (const name of slotDefNames) if (name) fnNames.add(name);
+  // The query walks every node it is given (most of its cost), so it runs on each statement to (re)index
+  // whose text can hold a match; module-level tables (`__all__ = [...]`, dicts of URLs) are skipped.
+  for (const t of todo) if (mayHoldModelMatch(t.key)) t.matches = modelQuery().matches(t.child);
+  for (const t of todo) slots[t.slot] = indexSegment(t.matches, t.start, lineEndAfter(text, t.child.endIndex), t.row, text, imports, fnNames, t.key);
+}
+
+/** The key of the statement at `start` whose next statement starts at `next`: its text through that line. */
+function statementKey(text: string, start: number, next: number): string {
+  return text.slice(start, lineEndAfter(text, next));
+}
+
+/** Segments of the last build by shortKey (a full build looks statements up by text). */
+function segmentsByKey(slots: (Segment | undefined)[]): Map<string, Segment[]> {
+  const out = new Map<string, Segment[]>();
+  for (const seg of slots) {
+    if (!seg) continue;
+    const sk = shortKey(seg.key);
+    const list = out.get(sk);
+    if (list) list.push(seg);
+    else out.set(sk, [seg]);
+  }
+  return out;
+}
+
+/** What both builds hand to assemble: the per-statement results and what they were made with. */
+interface Slots {
+  starts: number[];
+  cache: SegmentCache;
+}
+
 function build(tree: Tree, text: string, eol: '\n' | '\r\n', previous?: ModelIndex): ModelIndex {
   currentText = text;
   currentTree = tree;
   textIsInput = (tree as unknown as { input?: unknown }).input === text;
+  const prevCache = previous ? (previous as unknown as Record<symbol, SegmentCache | undefined>)[CACHE] : undefined;
+  const prevLineage = previous ? (previous as unknown as Record<symbol, Lineage | undefined>)[LINEAGE] : undefined;
+  const slots = (prevCache && prevLineage && editedSlots(tree, text, prevLineage, prevCache)) || allSlots(tree, text, prevCache);
+  return assemble(tree, text, eol, slots, prevLineage);
+}
+
+/** Every top-level statement looked at (reusing the last build's segments whose statement text is unchanged). */
+function allSlots(tree: Tree, text: string, prevCache: SegmentCache | undefined): Slots {
   const root = tree.rootNode;
   const children = root.namedChildren;
   // Top-level statements are classified by their first characters (no native call per statement).
   const starts = children.map(fastStart);
-  const prevCache = previous ? (previous as unknown as Record<symbol, SegmentCache | undefined>)[CACHE] : undefined;
   // The imports depend only on the import/try/if statements (and the first statement), their rows and the rest
   // of their last lines: when all of those read the same as last time, the previous imports still hold and the
   // native walk over every import statement is skipped.
-  const importsKey = importStatementsKey(children, starts, text);
+  const slotImportish: boolean[] = [];
+  const importsKey = importStatementsKey(children, starts, text, slotImportish);
   const imports = prevCache && prevCache.importsKey === importsKey ? prevCache.imports : scanImports(root, children, text, starts);
-  const fnNames = new Set<string>();
   const defNames: SegmentCache['defNames'] = new Map();
-  // In an error-free tree a top-level statement that starts with `def name(` is that function's definition, so
-  // its name is read from the text; decorated, async and erroneous ones ask the tree.
   const clean = !root.hasError;
-  for (let i = 0; i < children.length; i++) {
-    const c0 = text.charCodeAt(starts[i]);
-    if (c0 === 100 /* d */ || c0 === 97 /* a */ || c0 === 64 /* @ */) {
-      const head = text.slice(starts[i], starts[i] + 5);
-      if (!/^(def|async|@)/.test(head)) continue;
-      if (clean && c0 === 100) {
-        const m = SIMPLE_DEF.exec(text.slice(starts[i], starts[i] + 200));
-        if (m) {
-          fnNames.add(m[1]);
-          continue;
-        }
-      }
-      // Decorated and async definitions: the tree knows the name (three native calls); in an error-free tree
-      // the same statement text names the same function, so the last build's answer is reused.
-      let name: string | undefined;
-      if (clean) {
-        const stText = text.slice(starts[i], i + 1 < children.length ? starts[i + 1] : text.length);
-        const sk = shortKey(stText);
-        const known = prevCache?.defNames.get(sk)?.find((d) => d.text === stText);
-        name = known ? known.name : topLevelFunctionName(children[i]);
-        const list = defNames.get(sk);
-        if (list) list.push({ text: stText, name });
-        else defNames.set(sk, [{ text: stText, name }]);
-      } else name = topLevelFunctionName(children[i]);
-      if (name) fnNames.add(name);
-    }
-  }
+  const slotDefNames = children.map((child, i) =>
+    topLevelDefName(child, starts[i], i + 1 < children.length ? starts[i + 1] : text.length, text, clean, prevCache?.defNames, defNames));
   // Segments read the imports only through canonicalName (the alias tables), not the import rows, so moving an
   // import (a line added above it) keeps every segment reusable.
-  const globalKey = JSON.stringify([imports.torch, imports.nn, imports.functional, imports.nnNames, imports.funcNames]) + '\u0000' + [...fnNames].join(',');
-  const reusable = prevCache && prevCache.globalKey === globalKey ? prevCache.segments : undefined;
-
-  const segments: (Segment | undefined)[] = [];
-  const todo: { slot: number; child: SyntaxNode; start: number; end: number; segEnd: number; row: number; key: string; matches: QueryMatch[] }[] = [];
+  const globalKey = globalKeyOf(imports, slotDefNames);
+  const reusable = prevCache && prevCache.globalKey === globalKey ? segmentsByKey(prevCache.slots) : undefined;
+  const segs: (Segment | undefined)[] = [];
+  const todo: Pending[] = [];
   for (let i = 0; i < children.length; i++) {
-    const child = children[i];
     const start = starts[i];
-    if (NO_CALLS_START.test(text.slice(start, start + 7))) continue;
     // The key runs through the first line of the next statement, which covers this statement's last line
     // without asking the tree for its end (one native call per statement); ends are read for re-indexed ones.
-    const key = text.slice(start, lineEndAfter(text, i + 1 < children.length ? starts[i + 1] : text.length));
-    const row = fastRow(child);
-    let seg: Segment | undefined;
-    const candidates = reusable?.get(shortKey(key));
-    const at = candidates ? candidates.findIndex((c) => c.key === key) : -1;
-    if (at >= 0) {
-      const old = candidates!.splice(at, 1)[0];
-      const col0 = start - lineStartOf(text, start);
-      if (old.start === start && old.startRow === row) seg = old;
-      else if (col0 === 0 && old.col0 === 0) seg = shiftSegment(old, start - old.start, row - old.startRow);
+    if (NO_CALLS_START.test(text.slice(start, start + 7))) segs.push(undefined);
+    else {
+      const key = statementKey(text, start, i + 1 < children.length ? starts[i + 1] : text.length);
+      segs.push(reuseOrQueue(children[i], start, key, i, text, reusable?.get(shortKey(key)), todo));
     }
-    if (!seg) {
-      const end = child.endIndex;
-      todo.push({ slot: segments.length, child, start, end, segEnd: lineEndAfter(text, end), row, key, matches: [] });
+  }
+  indexPending(todo, segs, text, imports, slotDefNames);
+  return { starts, cache: { globalKey, importsKey, imports, slots: segs, slotDefNames, slotImportish, defNames } };
+}
+
+/** Offsets where two texts start and stop differing: `a.slice(start, aEnd)` became `b.slice(start, bEnd)`. */
+function changedWindow(a: string, b: string): { start: number; aEnd: number; bEnd: number } {
+  const n = Math.min(a.length, b.length);
+  // Compared a chunk at a time (native string compares), then character by character in the first differing one.
+  const CHUNK = 2048;
+  let start = 0;
+  while (start + CHUNK <= n && a.slice(start, start + CHUNK) === b.slice(start, start + CHUNK)) start += CHUNK;
+  while (start < n && a.charCodeAt(start) === b.charCodeAt(start)) start++;
+  let tail = 0;
+  const maxTail = n - start;
+  while (tail + CHUNK <= maxTail && a.slice(a.length - tail - CHUNK, a.length - tail) === b.slice(b.length - tail - CHUNK, b.length - tail)) tail += CHUNK;
+  while (tail < maxTail && a.charCodeAt(a.length - tail - 1) === b.charCodeAt(b.length - tail - 1)) tail++;
+  return { start, aEnd: a.length - tail, bEnd: b.length - tail };
+}
+
+function newlinesIn(text: string, from: number, to: number): number {
+  let count = 0;
+  for (let at = text.indexOf('\n', from); at >= 0 && at < to; at = text.indexOf('\n', at + 1)) count++;
+  return count;
+}
+
+/**
+ * The slots of a tree re-parsed incrementally from the tree of the last build, asking the tree only about the
+ * statements around the edit: where neither the text nor (by tree-sitter's changed ranges) the syntax changed,
+ * the top-level statements are those of the last build, in the same place before the edit and moved by the
+ * edit's length after it. Undefined when the edit reaches what the whole file shares (the first statement,
+ * imports, the names of its functions): the full build then redoes everything.
+ */
+function editedSlots(tree: Tree, text: string, lineage: Lineage, prev: SegmentCache): Slots | undefined {
+  const oldTree = lineage.tree;
+  if (!oldTree || incrementalOrigin(tree) !== oldTree) return undefined;
+  const old = lineage.text;
+  const oldStarts = lineage.starts;
+  const n = oldStarts.length;
+  if (n === 0 || prev.slots.length !== n) return undefined;
+  const w = changedWindow(old, text);
+  const delta = text.length - old.length;
+  // The region [a, b) of the new text where the text or the syntax changed (b - delta in the old text).
+  let a = w.start;
+  let b = w.bEnd;
+  for (const r of oldTree.getChangedRanges(tree)) {
+    a = Math.min(a, r.startIndex);
+    b = Math.max(b, r.endIndex);
+  }
+  const oldB = b - delta;
+  if (a > w.start || oldB < w.aEnd) return undefined; // cannot happen; never trust a region that misses the edit
+  // Unchanged before: the statement's key (through the first line of the next one) ends before the region.
+  const keyEnd = (i: number) => lineEndAfter(old, i + 1 < n ? oldStarts[i + 1] : old.length);
+  let i0 = 0;
+  while (i0 < n && keyEnd(i0) < a) i0++;
+  // Unchanged after: the statement starts after the region.
+  let i1 = n;
+  while (i1 > i0 && oldStarts[i1 - 1] > oldB) i1--;
+  const dRow = newlinesIn(text, a, b) - newlinesIn(old, a, oldB);
+  const moved = delta !== 0 || dRow !== 0;
+  // A statement that moves must start a line: one that follows another on its line (`a = 1; b = 2`) is re-indexed.
+  if (moved && i1 < n && lineStartOf(text, oldStarts[i1] + delta) !== oldStarts[i1] + delta) i1++;
+  if (moved) for (let i = i1; i < n; i++) if (prev.slots[i] && prev.slots[i]!.col0 !== 0) return undefined;
+  // The imports: unchanged when no statement they read is edited (the first statement is before the edit) and
+  // the rows of those after the edit stay the same.
+  let firstStatement = 0;
+  while (firstStatement < n && old.charCodeAt(oldStarts[firstStatement]) === 35 /* # */) firstStatement++;
+  if (i0 <= firstStatement) return undefined;
+  for (let i = i0; i < n; i++) if (prev.slotImportish[i] && (i < i1 || dRow !== 0)) return undefined;
+
+  // The statements of the new tree between the unchanged ones.
+  const from = i0 < n ? oldStarts[i0] : old.length;
+  const until = i1 < n ? oldStarts[i1] + delta : text.length;
+  const root = tree.rootNode;
+  const middle: SyntaxNode[] = [];
+  let node: SyntaxNode | null = from < text.length ? root.firstNamedChildForIndex(from) : null;
+  while (node && fastStart(node) < until) {
+    if (fastStart(node) < from) return undefined;
+    middle.push(node);
+    node = node.nextNamedSibling;
+  }
+  if ((node ? fastStart(node) : text.length) !== until) return undefined;
+  const middleStarts = middle.map(fastStart);
+  for (const s of middleStarts) if (isImportish(text, s)) return undefined;
+
+  const clean = !root.hasError;
+  // Names found now are not filed (the next full build asks again); the kept ones still hold for their texts.
+  const unfiled: SegmentCache['defNames'] = new Map();
+  const middleNames = middle.map((m, k) =>
+    topLevelDefName(m, middleStarts[k], k + 1 < middle.length ? middleStarts[k + 1] : until, text, clean, prev.defNames, unfiled));
+  const slotDefNames = [...prev.slotDefNames.slice(0, i0), ...middleNames, ...prev.slotDefNames.slice(i1)];
+  const globalKey = globalKeyOf(prev.imports, slotDefNames);
+  if (globalKey !== prev.globalKey) return undefined;
+
+  const starts = [...oldStarts.slice(0, i0), ...middleStarts, ...oldStarts.slice(i1).map((s) => s + delta)];
+  const candidates = segmentsByKey(prev.slots.slice(i0, i1));
+  const segs: (Segment | undefined)[] = prev.slots.slice(0, i0);
+  const todo: Pending[] = [];
+  middle.forEach((child, k) => {
+    const start = middleStarts[k];
+    if (NO_CALLS_START.test(text.slice(start, start + 7))) segs.push(undefined);
+    else {
+      const key = statementKey(text, start, k + 1 < middle.length ? middleStarts[k + 1] : until);
+      segs.push(reuseOrQueue(child, start, key, segs.length, text, candidates.get(shortKey(key)), todo));
     }
-    segments.push(seg);
+  });
+  for (let i = i1; i < n; i++) {
+    const seg = prev.slots[i];
+    segs.push(seg && moved ? shiftSegment(seg, delta, dRow) : seg);
   }
-  // The query walks every node it is given (most of its cost), so it runs on each statement to (re)index
-  // whose text can hold a match; module-level tables (`__all__ = [...]`, dicts of URLs) are skipped.
-  for (const t of todo) if (mayHoldModelMatch(t.key)) t.matches = modelQuery().matches(t.child);
-  for (const t of todo) segments[t.slot] = indexSegment(t.matches, t.start, t.segEnd, t.row, text, imports, fnNames, t.key);
-  const nextCache = new Map<string, Segment[]>();
-  for (const seg of segments as Segment[]) {
-    const sk = shortKey(seg.key);
-    const list = nextCache.get(sk);
-    if (list) list.push(seg);
-    else nextCache.set(sk, [seg]);
-  }
+  indexPending(todo, segs, text, prev.imports, slotDefNames);
+  const slotImportish = [...prev.slotImportish.slice(0, i0), ...middle.map(() => false), ...prev.slotImportish.slice(i1)];
+  return { starts, cache: { ...prev, globalKey, slots: segs, slotDefNames, slotImportish } };
+}
+
+/** The index from the per-statement segments: fresh top-level objects, then what spans statements. */
+function assemble(tree: Tree, text: string, eol: '\n' | '\r\n', slots: Slots, prevLineage: Lineage | undefined): ModelIndex {
+  const { imports } = slots.cache;
+  const segments: Segment[] = [];
+  for (const seg of slots.cache.slots) if (seg) segments.push(seg);
   // Assemble fresh top-level objects (segments stay untouched so they can be reused next time).
   const classes: ModuleClass[] = [];
   const classBases = new Map<ModuleClass, string[]>();
@@ -950,7 +1125,7 @@ function build(tree: Tree, text: string, eol: '\n' | '\r\n', previous?: ModelInd
   const topLevelLayers: Layer[] = [];
   const segClasses: ModuleClass[][] = [];
   const segFunctions: FunctionInfo[][] = [];
-  for (const seg of segments as Segment[]) {
+  for (const seg of segments) {
     const { dOff, dRow } = seg;
     const moved = dOff !== 0 || dRow !== 0;
     const cs: ModuleClass[] = [];
@@ -1007,7 +1182,7 @@ function build(tree: Tree, text: string, eol: '\n' | '\r\n', previous?: ModelInd
   // Layers built by module-level helper functions (torchvision's conv3x3/conv1x1).
   const fnByName = new Map<string, FunctionInfo>();
   for (const f of functions) if (!fnByName.has(f.name)) fnByName.set(f.name, f);
-  (segments as Segment[]).forEach((seg, si) => {
+  segments.forEach((seg, si) => {
     for (const hc of seg.helperCalls) {
       const helper = fnByName.get(hc.name);
       if (!helper || !helper.returnsLayer || !helper.returnedCtor) continue;
@@ -1025,15 +1200,15 @@ function build(tree: Tree, text: string, eol: '\n' | '\r\n', previous?: ModelInd
   // Every mention of the function's name counts, and a mention lies in a class of its own top-level statement
   // only, so each segment answers for its text (and remembers the answer while its text stays the same).
   for (const [f, param] of moduleParams) {
-    (segments as Segment[]).forEach((seg, si) => {
+    segments.forEach((seg, si) => {
       for (const k of delegateClassesIn(seg, f.name)) segClasses[si][k].delegates.push({ func: f.name, paramName: param });
     });
   }
 
-  const index: ModelIndex = { classes, functions, imports, topLevelOps, topLevelLayers, hasSyntaxErrors: root.hasError, eol };
-  Object.defineProperty(index, CACHE, { value: { globalKey, importsKey, imports, segments: nextCache, defNames } satisfies SegmentCache, enumerable: false });
+  const index: ModelIndex = { classes, functions, imports, topLevelOps, topLevelLayers, hasSyntaxErrors: tree.rootNode.hasError, eol };
+  Object.defineProperty(index, CACHE, { value: slots.cache, enumerable: false });
   Object.defineProperty(index, LINEAGE, {
-    value: { text, starts, shared: (previous as unknown as Record<symbol, Lineage | undefined> | undefined)?.[LINEAGE]?.shared ?? {} } satisfies Lineage,
+    value: { text, starts: slots.starts, tree, shared: prevLineage?.shared ?? {} } satisfies Lineage,
     enumerable: false,
   });
   return index;
@@ -1043,6 +1218,8 @@ const LINEAGE = Symbol('qdq.modelIndexLineage');
 interface Lineage {
   text: string;
   starts: number[];
+  /** The tree the index was built from: the next build compares it with its own (see editedSlots). */
+  tree?: Tree;
   shared: Record<string, unknown>;
 }
 

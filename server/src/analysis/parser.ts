@@ -65,9 +65,21 @@ export function parsePython(text: string, previous?: { tree: Tree; edit?: Edit }
   const parser = getParser();
   if (previous) {
     if (previous.edit) previous.tree.edit(previous.edit);
-    return parser.parse(text, previous.tree, PARSE_OPTIONS);
+    const tree = parser.parse(text, previous.tree, PARSE_OPTIONS);
+    ORIGINS.set(tree, previous.tree);
+    return tree;
   }
   return parser.parse(text, null, PARSE_OPTIONS);
+}
+
+const ORIGINS = new WeakMap<Tree, Tree>();
+
+/**
+ * The tree `tree` was re-parsed from (edited to match its text), when parsePython made it incrementally: the two
+ * can be compared with getChangedRanges. Undefined for a fresh parse.
+ */
+export function incrementalOrigin(tree: Tree): Tree | undefined {
+  return ORIGINS.get(tree);
 }
 
 /** Line start offsets of a text, for offset <-> LSP position conversion (LSP line breaks: \n, \r\n, \r). */
