@@ -44,6 +44,25 @@ export function* randomEdits(text: string, seed: number, count: number, inserts:
   }
 }
 
+/**
+ * Edits that keep the text's length: one to three characters at a random place replaced by as many of `chars`
+ * (overtyping, a quote turned into another). Nothing moves, so reuse by position must still notice the change.
+ */
+export function* sameLengthEdits(text: string, seed: number, count: number, chars: string): Generator<TextEdit> {
+  let x = seed;
+  const rnd = (n: number) => {
+    x = (x * 1103515245 + 12345) % 2147483648;
+    return x % Math.max(1, n);
+  };
+  for (let i = 0; i < count; i++) {
+    const len = 1 + rnd(3);
+    const start = rnd(Math.max(1, text.length - len));
+    let insert = '';
+    for (let k = 0; k < len; k++) insert += chars[rnd(chars.length)];
+    yield { start, end: Math.min(text.length, start + len), insert };
+  }
+}
+
 /** Applies `e` (clamped to the text) to text and tree: the new text and the incrementally re-parsed tree. */
 export function applyEdit(text: string, tree: Parser.Tree, e: TextEdit): { text: string; tree: Parser.Tree; start: number } {
   const start = Math.min(e.start, text.length);

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildModelIndex, parsePython } from '../../server/src/analysis';
-import { applyEdit, modelSources, randomEdits } from './editing';
+import { applyEdit, modelSources, randomEdits, sameLengthEdits, type TextEdit } from './editing';
 
 // Insert/delete characters, lines, and qdq wrappers at many places.
 const INSERTS = [
@@ -12,12 +12,12 @@ const INSERTS = [
   '\nimport torch.nn as tnn\n', '\n@register_model()\ndef built(**kw):\n    return nn.Conv2d(1, 2, 3)\n',
 ];
 
-test('incremental re-analysis equals a fresh build after each edit', () => {
+function checkIncrementalIndex(editsOf: (text: string, seed: number) => Iterable<TextEdit>): void {
   for (const { name, text: original } of modelSources(['/usr/lib/python3/dist-packages/torch/nn/modules/transformer.py'])) {
     let text = original;
     let tree = parsePython(text);
     let index = buildModelIndex(tree, text);
-    for (const e of randomEdits(original, name.length, 25, INSERTS, { maxDelete: 20, emptyOneIn: 3 })) {
+    for (const e of editsOf(original, name.length)) {
       let start: number;
       ({ text, tree, start } = applyEdit(text, tree, e));
       const incremental = buildModelIndex(tree, text, index);
@@ -26,6 +26,14 @@ test('incremental re-analysis equals a fresh build after each edit', () => {
       index = incremental;
     }
   }
+}
+
+test('incremental re-analysis equals a fresh build after each edit', () => {
+  checkIncrementalIndex((text, seed) => randomEdits(text, seed, 25, INSERTS, { maxDelete: 20, emptyOneIn: 3 }));
+});
+
+test('incremental re-analysis equals a fresh build after edits that keep the length (nothing moves)', () => {
+  checkIncrementalIndex((text, seed) => sameLengthEdits(text, seed, 25, '"\'#()x =\n:@+'));
 });
 
 test('classes handing themselves to a module-receiving function keep their delegates as the file above them changes', () => {

@@ -2,6 +2,7 @@
 // matches in document order with a stack of enclosing classes/functions. Pure: tree + text in, data out.
 import type { SyntaxNode, Tree } from './parser';
 import { LineIndex, incrementalOrigin } from './parser';
+import { changedWindow } from './textWindow';
 import type { QueryMatch } from 'tree-sitter';
 import { modelQuery } from './queries';
 import { CONTAINERS, POOL_FUNCTIONS, WEIGHTED_LAYERS, canonicalName, emptyImports, isLayerCtor, layerKind, scanImports } from './canonical';
@@ -382,7 +383,7 @@ function indexSegment(matches: QueryMatch[], start: number, segEnd: number, row:
   // Residual adds, now that layers (norm attributes) are known.
   for (const p of pendingAdds) classifyAdd(p, text);
   return {
-    key: detachedCopy(key), start, startRow: row, col0: start - lineStartOf(text, start), classes: recs,
+    key: detachedCopy(key), type: '', start, startRow: row, col0: start - lineStartOf(text, start), classes: recs,
     functions: functions.map((fn) => ({ fn, moduleParam: functionScopes.get(fn)!.owner })),
     topLevelOps, topLevelLayers, helperCalls, dOff: 0, dRow: 0, memo: { delegateClasses: new Map() },
   };
@@ -749,6 +750,11 @@ function classifyAdd(p: PendingAdd, text: string): void {
 interface Segment {
   /** Text of the statement through the first line of the next top-level statement (covers its own last line). */
   key: string;
+  /**
+   * The statement's node type. The same text can parse differently after an edit elsewhere (an open string above
+   * turns a class into part of an ERROR node), so a segment is reused only for a node of the same type.
+   */
+  type: string;
   start: number;
   startRow: number;
   /** Column of the start (0 unless the statement follows another on its line). */
@@ -909,7 +915,9 @@ interface Pending { slot: number; child: SyntaxNode; start: number; row: number;
 function reuseOrQueue(child: SyntaxNode, start: number, key: string, slot: number, text: string,
   candidates: Segment[] | undefined, todo: Pending[]): Segment | undefined {
   const row = fastRow(child);
-  const at = candidates ? candidates.findIndex((c) => c.key === key) : -1;
+  const type = child.type;
+  // Error recovery depends on more than the statement's own text: ERROR statements are always indexed afresh.
+  const at = candidates && type !== 'ERROR' ? candidates.findIndex((c) => c.key === key && c.type === type) : -1;
   if (at >= 0) {
     const old = candidates!.splice(at, 1)[0];
     if (old.start === start && old.startRow === row) return old;
@@ -927,7 +935,11 @@ function indexPending(todo: Pending[], slots: (Segment | undefined)[], text: str
   // The query walks every node it is given (most of its cost), so it runs on each statement to (re)index
   // whose text can hold a match; module-level tables (`__all__ = [...]`, dicts of URLs) are skipped.
   for (const t of todo) if (mayHoldModelMatch(t.key)) t.matches = modelQuery().matches(t.child);
-  for (const t of todo) slots[t.slot] = indexSegment(t.matches, t.start, lineEndAfter(text, t.child.endIndex), t.row, text, imports, fnNames, t.key);
+  for (const t of todo) {
+    const seg = indexSegment(t.matches, t.start, lineEndAfter(text, t.child.endIndex), t.row, text, imports, fnNames, t.key);
+    seg.type = t.child.type;
+    slots[t.slot] = seg;
+  }
 }
 
 /** The key of the statement at `start` whose next statement starts at `next`: its text through that line. */
@@ -1000,21 +1012,6 @@ function allSlots(tree: Tree, text: string, prevCache: SegmentCache | undefined)
   return { starts, cache: { globalKey, importsKey, imports, slots: segs, slotDefNames, slotImportish, defNames } };
 }
 
-/** Offsets where two texts start and stop differing: `a.slice(start, aEnd)` became `b.slice(start, bEnd)`. */
-function changedWindow(a: string, b: string): { start: number; aEnd: number; bEnd: number } {
-  const n = Math.min(a.length, b.length);
-  // Compared a chunk at a time (native string compares), then character by character in the first differing one.
-  const CHUNK = 2048;
-  let start = 0;
-  while (start + CHUNK <= n && a.slice(start, start + CHUNK) === b.slice(start, start + CHUNK)) start += CHUNK;
-  while (start < n && a.charCodeAt(start) === b.charCodeAt(start)) start++;
-  let tail = 0;
-  const maxTail = n - start;
-  while (tail + CHUNK <= maxTail && a.slice(a.length - tail - CHUNK, a.length - tail) === b.slice(b.length - tail - CHUNK, b.length - tail)) tail += CHUNK;
-  while (tail < maxTail && a.charCodeAt(a.length - tail - 1) === b.charCodeAt(b.length - tail - 1)) tail++;
-  return { start, aEnd: a.length - tail, bEnd: b.length - tail };
-}
-
 function newlinesIn(text: string, from: number, to: number): number {
   let count = 0;
   for (let at = text.indexOf('\n', from); at >= 0 && at < to; at = text.indexOf('\n', at + 1)) count++;
@@ -1039,13 +1036,13 @@ function editedSlots(tree: Tree, text: string, lineage: Lineage, prev: SegmentCa
   const delta = text.length - old.length;
   // The region [a, b) of the new text where the text or the syntax changed (b - delta in the old text).
   let a = w.start;
-  let b = w.bEnd;
+  let b = w.newEnd;
   for (const r of oldTree.getChangedRanges(tree)) {
     a = Math.min(a, r.startIndex);
     b = Math.max(b, r.endIndex);
   }
   const oldB = b - delta;
-  if (a > w.start || oldB < w.aEnd) return undefined; // cannot happen; never trust a region that misses the edit
+  if (a > w.start || oldB < w.oldEnd) return undefined; // cannot happen; never trust a region that misses the edit
   // Unchanged before: the statement's key (through the first line of the next one) ends before the region.
   const keyEnd = (i: number) => lineEndAfter(old, i + 1 < n ? oldStarts[i + 1] : old.length);
   let i0 = 0;
