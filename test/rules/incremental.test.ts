@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'path';
 import { buildModelIndex, parsePython } from '../../server/src/analysis';
-import { applyEdit, modelSources, randomEdits } from '../analysis/editing';
+import { applyEdit, modelSources, randomEdits, sameLengthEdits, type TextEdit } from '../analysis/editing';
 import { documentCaches, statementStarts } from '../../server/src/analysis/model';
 import { runRules } from '../../server/src/rules';
 import { scanText } from '../../server/src/rules/scan';
@@ -28,7 +28,10 @@ function sources(): { name: string; text: string }[] {
   return modelSources().map((s) => ({ name: path.basename(s.name), text: s.text }));
 }
 
-test('incremental diagnostics equal a fresh analysis after each edit, over real model files', () => {
+/** Characters whose overtyping changes what the scans see without moving anything: quotes, comments, brackets. */
+const OVERTYPE = '"\'#()[]x =\n&|<>:';
+
+function checkIncrementalDiagnostics(editsOf: (text: string, seed: number) => Iterable<TextEdit>): void {
   const all = sources();
   assert.ok(all.length > 0, 'no sources found');
   for (const { name, text: original } of all) {
@@ -36,7 +39,7 @@ test('incremental diagnostics equal a fresh analysis after each edit, over real 
     let tree = parsePython(text);
     let index = buildModelIndex(tree, text);
     runRules(index, tree, text);
-    for (const e of edits(original, name.length * 7919 + original.length, 12)) {
+    for (const e of editsOf(original, name.length * 7919 + original.length)) {
       let start: number;
       ({ text, tree, start } = applyEdit(text, tree, e));
       index = buildModelIndex(tree, text, index);
@@ -48,15 +51,23 @@ test('incremental diagnostics equal a fresh analysis after each edit, over real 
       assert.deepStrictEqual(runRules(null, freshTree, text), runRules(null, tree, text), `${name}: diagnostics without an index differ`);
     }
   }
+}
+
+test('incremental diagnostics equal a fresh analysis after each edit, over real model files', () => {
+  checkIncrementalDiagnostics((text, seed) => edits(text, seed, 12));
 });
 
-test('the piecewise text scan equals the scan of the whole text', () => {
+test('incremental diagnostics equal a fresh analysis after edits that keep the length (nothing moves)', () => {
+  checkIncrementalDiagnostics((text, seed) => sameLengthEdits(text, seed, 12, OVERTYPE));
+});
+
+function checkPiecewiseScan(editsOf: (text: string, seed: number) => Iterable<TextEdit>): void {
   const words = new Set(['cumsum', 'where', 'ne', 'bool', 'byte', 'matmul', 'export', 'dropout', 'cat']);
   for (const { name, text: original } of sources()) {
     let text = original;
     let tree = parsePython(text);
     let index = buildModelIndex(tree, text);
-    for (const e of edits(original, original.length, 20)) {
+    for (const e of editsOf(original, original.length)) {
       let start: number;
       ({ text, tree, start } = applyEdit(text, tree, e));
       index = buildModelIndex(tree, text, index);
@@ -79,4 +90,12 @@ test('the piecewise text scan equals the scan of the whole text', () => {
       for (const at of probes) assert.equal(pieces.isCode(at), whole.isCode(at), `${what}: isCode(${at})`);
     }
   }
+}
+
+test('the piecewise text scan equals the scan of the whole text', () => {
+  checkPiecewiseScan((text, seed) => edits(text, seed, 20));
+});
+
+test('the piecewise text scan equals the scan of the whole text after edits that keep the length', () => {
+  checkPiecewiseScan((text, seed) => sameLengthEdits(text, seed, 20, OVERTYPE));
 });

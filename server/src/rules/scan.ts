@@ -8,6 +8,7 @@
 // text is unchanged since the last run is not scanned again. When a string or import runs across a cut (a
 // file mid-edit with an open triple quote, say), the whole text is scanned in one piece, as before.
 import { nonCodeRangesIn, inRanges } from './lexer';
+import { changedWindow } from '../analysis/textWindow';
 
 export interface TextScan {
   /** False inside string literals and comments. */
@@ -187,14 +188,12 @@ function wholeScan(s: Omit<PieceScan, 'text'>): TextScan {
   };
 }
 
-/** Pieces of earlier runs, by a short key (length and ends); the full text is compared on a hit. */
+/** The last run's pieces: piece i spans cuts[i]..cuts[i + 1] of `text`. */
 interface PieceCache {
   callWords: ReadonlySet<string>;
-  pieces: Map<string, PieceScan[]>;
-}
-
-function shortKey(piece: string): string {
-  return piece.length > 64 ? piece.length + ':' + piece.slice(0, 32) + piece.slice(-32) : piece;
+  text: string;
+  cuts: number[];
+  pieces: PieceScan[];
 }
 
 /**
@@ -206,16 +205,46 @@ export function scanText(text: string, callWords: ReadonlySet<string>, starts?: 
   const prev = caches.ruleScan as PieceCache | undefined;
   if (!prev || prev.callWords !== callWords) {
     // A first look at the document: one scan in one piece is cheaper than the pieces; they come next time.
-    caches.ruleScan = { callWords, pieces: new Map() } satisfies PieceCache;
+    caches.ruleScan = { callWords, text, cuts: [], pieces: [] } satisfies PieceCache;
     return wholeOrNull(text, callWords);
   }
-  const reusable = prev.pieces;
-  const next = new Map<string, PieceScan[]>();
   // Cuts: statement starts at the beginning of a line.
   const cuts = [0];
   for (const s of starts) if (s > cuts[cuts.length - 1] && text.charCodeAt(s - 1) === 10) cuts.push(s);
   cuts.push(text.length);
-  const used: PieceScan[] = [];
+  const count = cuts.length - 1;
+  // Pieces outside the edited region are the last run's pieces at the same cuts (moved by the edit's length
+  // after it): their text is the same, so is their scan. Those in it are looked up by text, or scanned.
+  const w = changedWindow(prev.text, text);
+  const delta = text.length - prev.text.length;
+  const oldCuts = prev.cuts;
+  const oldCount = prev.pieces.length;
+  let head = 0;
+  while (head < count && head < oldCount && cuts[head + 1] <= w.start && oldCuts[head] === cuts[head] && oldCuts[head + 1] === cuts[head + 1]) head++;
+  let tail = 0;
+  while (head + tail < count && head + tail < oldCount) {
+    const from = cuts[count - 1 - tail];
+    if (from < w.newEnd || oldCuts[oldCount - 1 - tail] !== from - delta || oldCuts[oldCount - tail] !== cuts[count - tail] - delta) break;
+    tail++;
+  }
+  const candidates = prev.pieces.slice(head, oldCount - tail);
+  const used: PieceScan[] = prev.pieces.slice(0, head);
+  for (let i = head; i < count - tail; i++) {
+    const from = cuts[i];
+    const to = cuts[i + 1];
+    const pieceText = text.slice(from, to);
+    const at = candidates.findIndex((c) => c.text.length === pieceText.length && c.text === pieceText);
+    if (at >= 0) {
+      used.push(candidates.splice(at, 1)[0]);
+      continue;
+    }
+    const scanned = scanRange(text, from, to, callWords);
+    if (!scanned) return wholeOrNull(text, callWords); // a string or import crosses a cut
+    // Kept across versions: a copy, so that the piece does not keep this version's whole text alive.
+    used.push(relative((' ' + pieceText).slice(1), from, scanned));
+  }
+  for (let k = oldCount - tail; k < oldCount; k++) used.push(prev.pieces[k]);
+
   const out: TextScan = {
     // The piece holding the offset answers (strings and comments do not cross cuts).
     isCode(offset) {
@@ -236,27 +265,8 @@ export function scanText(text: string, callWords: ReadonlySet<string>, starts?: 
     },
     callHits: new Map(), operators: [], comparisons: [], boolLiterals: [], uint8Words: [], plusAssigns: [], aliases: [],
   };
-  for (let i = 0; i + 1 < cuts.length; i++) {
+  used.forEach((piece, i) => {
     const from = cuts[i];
-    const to = cuts[i + 1];
-    const pieceText = text.slice(from, to);
-    const key = shortKey(pieceText);
-    let piece: PieceScan | undefined;
-    const candidates = reusable?.get(key);
-    if (candidates) {
-      const at = candidates.findIndex((c) => c.text === pieceText);
-      if (at >= 0) piece = candidates.splice(at, 1)[0];
-    }
-    if (!piece) {
-      const scanned = scanRange(text, from, to, callWords);
-      if (!scanned) return wholeOrNull(text, callWords); // a string or import crosses a cut
-      // Kept across versions: a copy, so that the piece does not keep this version's whole text alive.
-      piece = relative((' ' + pieceText).slice(1), from, scanned);
-    }
-    const list = next.get(key);
-    if (list) list.push(piece);
-    else next.set(key, [piece]);
-    used.push(piece);
     for (const [w, at] of piece.callHits) {
       const hits = out.callHits.get(w);
       if (hits) hits.push(at + from);
@@ -268,8 +278,8 @@ export function scanText(text: string, callWords: ReadonlySet<string>, starts?: 
     for (let k = 0; k < piece.uint8Words.length; k += 2) out.uint8Words.push(piece.uint8Words[k] + from, piece.uint8Words[k + 1]);
     for (const x of piece.plusAssigns) out.plusAssigns.push(x + from);
     for (const a of piece.aliases) out.aliases.push(a);
-  }
-  caches.ruleScan = { callWords, pieces: next } satisfies PieceCache;
+  });
+  caches.ruleScan = { callWords, text, cuts, pieces: used } satisfies PieceCache;
   return out;
 }
 
