@@ -3,8 +3,7 @@
 import type { SyntaxNode, Tree } from './parser';
 import { LineIndex, incrementalOrigin } from './parser';
 import { changedWindow } from './textWindow';
-import type { QueryMatch } from 'tree-sitter';
-import { modelQuery } from './queries';
+import { modelMatches, type ModelMatch } from './queries';
 import { CONTAINERS, POOL_FUNCTIONS, WEIGHTED_LAYERS, canonicalName, emptyImports, isLayerCtor, layerKind, scanImports } from './canonical';
 import type { DeclaredQuantizer, FunctionInfo, ImportInfo, Layer, ModelIndex, ModuleClass, Op, OpKind, Position, Range, Span } from './types';
 
@@ -143,7 +142,7 @@ export function detectEol(text: string): '\n' | '\r\n' {
   return nl > 0 && text.charCodeAt(nl - 1) === 13 ? '\r\n' : '\n';
 }
 
-function indexSegment(matches: QueryMatch[], start: number, segEnd: number, row: number, text: string, imports: ImportInfo, fnNames: Set<string>, key: string): Segment {
+function indexSegment(matches: ModelMatch[], start: number, segEnd: number, row: number, text: string, imports: ImportInfo, fnNames: Set<string>, key: string): Segment {
   lines = new SegmentLines(text, start, segEnd, row, start - lineStartOf(text, start));
   // layerParamDefault walks the tree up to the enclosing def for every plain-name call (print, len, super...);
   // a name that never appears before `=` (optionally after `name:`, comments, continuations) in this statement cannot be a parameter
@@ -905,7 +904,7 @@ function globalKeyOf(imports: ImportInfo, slotDefNames: (string | undefined)[]):
 }
 
 /** One top-level statement to (re)index, unless a segment of the last build with the same text can be reused. */
-interface Pending { slot: number; child: SyntaxNode; start: number; row: number; key: string; matches: QueryMatch[] }
+interface Pending { slot: number; child: SyntaxNode; start: number; row: number; key: string; matches: ModelMatch[] }
 
 /**
  * The segment of the statement `child` at `start` (key: its text through the first line of the next statement),
@@ -934,7 +933,7 @@ function indexPending(todo: Pending[], slots: (Segment | undefined)[], text: str
   for (const name of slotDefNames) if (name) fnNames.add(name);
   // The query walks every node it is given (most of its cost), so it runs on each statement to (re)index
   // whose text can hold a match; module-level tables (`__all__ = [...]`, dicts of URLs) are skipped.
-  for (const t of todo) if (mayHoldModelMatch(t.key)) t.matches = modelQuery().matches(t.child);
+  for (const t of todo) if (mayHoldModelMatch(t.key)) t.matches = modelMatches(t.child, text);
   for (const t of todo) {
     const seg = indexSegment(t.matches, t.start, lineEndAfter(text, t.child.endIndex), t.row, text, imports, fnNames, t.key);
     seg.type = t.child.type;
