@@ -1,7 +1,7 @@
 // buildModelIndex: one query pass (grammars/model-*.scm) over the tree, then a linear walk over the
 // matches in document order with a stack of enclosing classes/functions. Pure: tree + text in, data out.
 import type { SyntaxNode, Tree } from './parser';
-import { LineIndex, incrementalOrigin } from './parser';
+import { LineIndex, incrementalOrigin, fastStart, fastRow } from './parser';
 import { changedWindow } from './textWindow';
 import { modelMatches, type ModelMatch } from './queries';
 import { CONTAINERS, POOL_FUNCTIONS, WEIGHTED_LAYERS, canonicalName, emptyImports, isLayerCtor, layerKind, scanImports } from './canonical';
@@ -386,15 +386,6 @@ function indexSegment(matches: ModelMatch[], start: number, segEnd: number, row:
     functions: functions.map((fn) => ({ fn, moduleParam: functionScopes.get(fn)!.owner })),
     topLevelOps, topLevelLayers, helperCalls, dOff: 0, dRow: 0, memo: { delegateClasses: new Map() },
   };
-}
-
-// The node binding keeps a node's start byte (UTF-16: 2 bytes per code unit) in its transfer fields; reading
-// it avoids one native call per node. Checked against startIndex once, with a fallback if the layout changes.
-let fastStartOk: boolean | undefined;
-function fastStart(n: SyntaxNode): number {
-  const raw = (n as unknown as Record<number, unknown>)[2];
-  if (fastStartOk === undefined) fastStartOk = typeof raw === 'number' && raw / 2 === n.startIndex;
-  return fastStartOk ? (raw as number) / 2 : n.startIndex;
 }
 
 function readParams(scope: Scope): Set<string> {
@@ -844,11 +835,6 @@ function lineEndAfter(text: string, offset: number): number {
   return nl < 0 ? text.length : nl + 1;
 }
 
-/** The node binding's transfer fields hold the start row (see fastStart). */
-function fastRow(n: SyntaxNode): number {
-  const raw = (n as unknown as Record<number, unknown>)[3];
-  return fastStartOk && typeof raw === 'number' ? raw : n.startPosition.row;
-}
 
 /**
  * False when `statementText` cannot hold anything grammars/model-*.scm captures: a call needs `(`, the
@@ -926,19 +912,36 @@ function reuseOrQueue(child: SyntaxNode, start: number, key: string, slot: numbe
   return undefined;
 }
 
+/**
+ * Statements to index above which one walk over the whole tree is cheaper than one per statement (each walk
+ * costs about 30 microseconds before it looks at a node).
+ */
+const WHOLE_TREE_WALK_FROM = 24;
+
 /** Indexes the queued statements into their slots. */
-function indexPending(todo: Pending[], slots: (Segment | undefined)[], text: string, imports: ImportInfo, slotDefNames: (string | undefined)[]): void {
+function indexPending(todo: Pending[], slots: (Segment | undefined)[], text: string, imports: ImportInfo, slotDefNames: (string | undefined)[], root: SyntaxNode): void {
   if (!todo.length) return;
   const fnNames = new Set<string>();
   for (const name of slotDefNames) if (name) fnNames.add(name);
-  // The query walks every node it is given (most of its cost), so it runs on each statement to (re)index
-  // whose text can hold a match; module-level tables (`__all__ = [...]`, dicts of URLs) are skipped.
-  for (const t of todo) if (mayHoldModelMatch(t.key)) t.matches = modelMatches(t.child, text);
-  for (const t of todo) {
-    const seg = indexSegment(t.matches, t.start, lineEndAfter(text, t.child.endIndex), t.row, text, imports, fnNames, t.key);
+  const ends = todo.map((t) => t.child.endIndex);
+  if (todo.length >= WHOLE_TREE_WALK_FROM) {
+    // Matches come in document order of where they start; each goes to the statement it starts in (statements
+    // not queued hold none: comments and imports have no calls, and mayHoldModelMatch only skips what cannot).
+    let k = 0;
+    for (const m of modelMatches(root, text)) {
+      while (k < todo.length && ends[k] <= m.at) k++;
+      if (k < todo.length && todo[k].start <= m.at) todo[k].matches.push(m);
+    }
+  } else {
+    // A walk looks at every node it is given, so it runs on each statement whose text can hold a match;
+    // module-level tables (`__all__ = [...]`, dicts of URLs) are skipped.
+    for (const t of todo) if (mayHoldModelMatch(t.key)) t.matches = modelMatches(t.child, text);
+  }
+  todo.forEach((t, k) => {
+    const seg = indexSegment(t.matches, t.start, lineEndAfter(text, ends[k]), t.row, text, imports, fnNames, t.key);
     seg.type = t.child.type;
     slots[t.slot] = seg;
-  }
+  });
 }
 
 /** The key of the statement at `start` whose next statement starts at `next`: its text through that line. */
@@ -1007,7 +1010,7 @@ function allSlots(tree: Tree, text: string, prevCache: SegmentCache | undefined)
       segs.push(reuseOrQueue(children[i], start, key, i, text, reusable?.get(shortKey(key)), todo));
     }
   }
-  indexPending(todo, segs, text, imports, slotDefNames);
+  indexPending(todo, segs, text, imports, slotDefNames, root);
   return { starts, cache: { globalKey, importsKey, imports, slots: segs, slotDefNames, slotImportish, defNames } };
 }
 
@@ -1101,7 +1104,7 @@ function editedSlots(tree: Tree, text: string, lineage: Lineage, prev: SegmentCa
     const seg = prev.slots[i];
     segs.push(seg && moved ? shiftSegment(seg, delta, dRow) : seg);
   }
-  indexPending(todo, segs, text, prev.imports, slotDefNames);
+  indexPending(todo, segs, text, prev.imports, slotDefNames, root);
   const slotImportish = [...prev.slotImportish.slice(0, i0), ...middle.map(() => false), ...prev.slotImportish.slice(i1)];
   return { starts, cache: { ...prev, globalKey, slots: segs, slotDefNames, slotImportish } };
 }

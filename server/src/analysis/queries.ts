@@ -3,7 +3,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import Parser = require('tree-sitter');
-import { getPythonLanguage } from './parser';
+import { fastStart, getPythonLanguage } from './parser';
 
 let combined: Parser.Query | undefined;
 
@@ -40,6 +40,8 @@ export function modelQuery(): Parser.Query {
 export interface ModelMatch {
   pattern: number;
   captures: { name: string; node: Parser.SyntaxNode }[];
+  /** Where the node the pattern starts from starts (matches come in this order). */
+  at: number;
 }
 
 // The node types the patterns of grammars/model-*.scm start from: operators by their token, the rest by their node.
@@ -59,26 +61,26 @@ export function modelMatches(node: Parser.SyntaxNode, text: string): ModelMatch[
       case 'call': {
         // (call function: (identifier) @call.name) @call  /  (call function: (attribute) @call.attr) @call
         const f = n.childForFieldName('function');
-        if (f?.type === 'identifier') out.push({ pattern: 0, captures: [{ name: 'call.name', node: f }, { name: 'call', node: n }] });
-        else if (f?.type === 'attribute') out.push({ pattern: 1, captures: [{ name: 'call.attr', node: f }, { name: 'call', node: n }] });
+        if (f?.type === 'identifier') out.push({ pattern: 0, captures: [{ name: 'call.name', node: f }, { name: 'call', node: n }], at: fastStart(n) });
+        else if (f?.type === 'attribute') out.push({ pattern: 1, captures: [{ name: 'call.attr', node: f }, { name: 'call', node: n }], at: fastStart(n) });
         break;
       }
       case '@':
       case '+': {
         // (binary_operator operator: "@") @op.matmul  /  (binary_operator operator: "+") @op.add
         const p = n.parent;
-        if (p?.type === 'binary_operator') out.push({ pattern: n.type === '@' ? 2 : 3, captures: [{ name: n.type === '@' ? 'op.matmul' : 'op.add', node: p }] });
+        if (p?.type === 'binary_operator') out.push({ pattern: n.type === '@' ? 2 : 3, captures: [{ name: n.type === '@' ? 'op.matmul' : 'op.add', node: p }], at: fastStart(p) });
         break;
       }
       case '+=': {
         const p = n.parent;
-        if (p?.type === 'augmented_assignment') out.push({ pattern: 4, captures: [{ name: 'op.iadd', node: p }] });
+        if (p?.type === 'augmented_assignment') out.push({ pattern: 4, captures: [{ name: 'op.iadd', node: p }], at: fastStart(p) });
         break;
       }
       case 'assignment': {
         // (assignment left: (attribute object: (identifier) attribute: (identifier)) right: (_))
         // A left side `obj.attr` has a `.` before the first `=`: other assignments are passed over from the text.
-        const s = n.startIndex;
+        const s = fastStart(n);
         const dot = text.indexOf('.', s);
         const eq = text.indexOf('=', s);
         if (dot < 0 || (eq >= 0 && eq < dot)) break;
@@ -88,7 +90,7 @@ export function modelMatches(node: Parser.SyntaxNode, text: string): ModelMatch[
         const attr = left.childForFieldName('attribute');
         const right = n.childForFieldName('right');
         if (obj?.type === 'identifier' && attr?.type === 'identifier' && right) {
-          out.push({ pattern: 5, captures: [{ name: 'assign.self', node: n }, { name: 'assign.obj', node: obj }, { name: 'assign.attr', node: attr }, { name: 'assign.value', node: right }] });
+          out.push({ pattern: 5, captures: [{ name: 'assign.self', node: n }, { name: 'assign.obj', node: obj }, { name: 'assign.attr', node: attr }, { name: 'assign.value', node: right }], at: s });
         }
         break;
       }
@@ -96,11 +98,11 @@ export function modelMatches(node: Parser.SyntaxNode, text: string): ModelMatch[
       case 'function_definition': {
         const name = n.childForFieldName('name');
         const kind = n.type === 'class_definition' ? 'class' : 'function';
-        if (name?.type === 'identifier') out.push({ pattern: kind === 'class' ? 6 : 7, captures: [{ name: kind, node: n }, { name: `${kind}.name`, node: name }] });
+        if (name?.type === 'identifier') out.push({ pattern: kind === 'class' ? 6 : 7, captures: [{ name: kind, node: n }, { name: `${kind}.name`, node: name }], at: fastStart(n) });
         break;
       }
       default:
-        out.push({ pattern: 8, captures: [{ name: 'return', node: n }] });
+        out.push({ pattern: 8, captures: [{ name: 'return', node: n }], at: fastStart(n) });
     }
   }
   return out;
