@@ -129,7 +129,8 @@ export async function benchLanguageServer(checks: TargetCheck[]): Promise<LangSe
     parse: () => texts.forEach(parse), full: () => texts.forEach(full),
   };
   if (typeof ruff !== 'string') allVariants.ruff = () => texts.forEach((t) => ruff.check(t));
-  const a = await interleaved(allVariants, { rounds: 5, perRound: 1, warmup: 1 });
+  // 9 rounds: one round is ~0.6 s, long enough for a burst on the shared machine to hit one variant only.
+  const a = await interleaved(allVariants, { rounds: 9, perRound: 1, warmup: 1 });
   const allResult = {
     files: files.length, lines: texts.reduce((n, t) => n + t.split('\n').length, 0),
     parse_ms: median(a.parse), full_analysis_ms: median(a.full), ratio_full_to_parse: median(a.full) / median(a.parse),

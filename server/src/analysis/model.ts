@@ -916,7 +916,7 @@ function reuseOrQueue(child: SyntaxNode, start: number, key: string, slot: numbe
  * Statements to index above which one walk over the whole tree is cheaper than one per statement (each walk
  * costs about 30 microseconds before it looks at a node).
  */
-const WHOLE_TREE_WALK_FROM = 24;
+const WHOLE_TREE_WALK_FROM = 4;
 
 /** Indexes the queued statements into their slots. */
 function indexPending(todo: Pending[], slots: (Segment | undefined)[], text: string, imports: ImportInfo, slotDefNames: (string | undefined)[], root: SyntaxNode): void {
