@@ -1,5 +1,7 @@
-// buildModelIndex: one query pass (grammars/model-*.scm) over the tree, then a linear walk over the
-// matches in document order with a stack of enclosing classes/functions. Pure: tree + text in, data out.
+// buildModelIndex: the matches of grammars/model-*.scm (found by queries.ts's modelMatches) per top-level
+// statement, then a linear walk over them in document order with a stack of enclosing classes/functions; each
+// top-level statement is one segment, reused between versions of a document while its text stays the same.
+// Pure: tree + text in, data out.
 import type { SyntaxNode, Tree } from './parser';
 import { LineIndex, incrementalOrigin, fastStart, fastRow } from './parser';
 import { changedWindow } from './textWindow';
