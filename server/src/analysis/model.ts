@@ -159,6 +159,7 @@ function indexSegment(matches: ModelMatch[], start: number, segEnd: number, row:
     }
     return known;
   };
+  const segGates = layerGates(segText);
   const canon = (n: SyntaxNode | null): string => (n && (n.type === 'attribute' || n.type === 'identifier') ? canonicalName(textOf(n), imports) : '');
 
   const containers: Item[] = [];
@@ -315,18 +316,18 @@ function indexSegment(matches: ModelMatch[], start: number, segEnd: number, row:
         const c = canonicalName(calleeText, imports);
         if (c === 'qdq_quant.quant' || c === 'qdq_quant.keep_float') break;
         if (isLayerCtor(c)) {
-          addLayer(makeLayer(it.node, it.node.childForFieldName('arguments'), c, undefined));
+          addLayer(makeLayer(it.node, it.node.childForFieldName('arguments'), c, undefined, segGates));
           break;
         }
         // A layer-class parameter called in the body, as torchvision's ConvNormActivation does with
         // `conv_layer: Callable[..., nn.Module] = torch.nn.Conv2d`: its default names the layer built.
         const fromParam = isName && mayBeDefaultedParam(calleeText) ? layerParamDefault(it.node, calleeText, imports) : null;
         if (fromParam) {
-          addLayer(makeLayer(it.node, it.node.childForFieldName('arguments'), fromParam, undefined));
+          addLayer(makeLayer(it.node, it.node.childForFieldName('arguments'), fromParam, undefined, segGates));
           break;
         }
         if (isName && fnNames.has(calleeText)) {
-          const layer = makeLayer(it.node, it.node.childForFieldName('arguments'), '', calleeText);
+          const layer = makeLayer(it.node, it.node.childForFieldName('arguments'), '', calleeText, segGates);
           helperCalls.push({ name: calleeText, layer, cls: cls ? classes.indexOf(cls) : undefined, fn: fn ? functions.indexOf(fn) : undefined });
         }
         addOp(callOp(it.node, calleeNode, calleeText, isName, c, method ?? '', scope, cls));
@@ -525,11 +526,31 @@ function layerParamDefault(call: SyntaxNode, name: string, imports: ImportInfo):
   return null;
 }
 
-function makeLayer(callNode: SyntaxNode, argsNode: SyntaxNode | null, ctor: string, inHelper: string | undefined): Layer {
+/**
+ * What a statement's text allows makeLayer to find, so that it asks the tree only where it can: a qdq wrapper
+ * needs `qdq_quant` in the text, a container its class name. (Each question is a native call or more per layer,
+ * and a model file builds hundreds of layers.)
+ */
+interface LayerGates { wrapper: boolean; container: boolean }
+
+function layerGates(statementText: string): LayerGates {
+  return { wrapper: statementText.includes('qdq_quant'), container: /Sequential|ModuleList|ModuleDict/.test(statementText) };
+}
+
+/** True when the code just before `offset` (over spaces, line breaks and continuations) is an assignment's `=`. */
+function followsAssign(text: string, offset: number): boolean {
+  let at = offset - 1;
+  for (let c = text.charCodeAt(at); c === 32 || c === 9 || c === 10 || c === 13 || c === 92; c = text.charCodeAt(--at));
+  if (text.charCodeAt(at) !== 61 /* = */) return false;
+  const before = text.charCodeAt(at - 1);
+  return before !== 61 && before !== 33 && before !== 60 && before !== 62; // not ==, !=, <=, >=
+}
+
+function makeLayer(callNode: SyntaxNode, argsNode: SyntaxNode | null, ctor: string, inHelper: string | undefined, gates: LayerGates): Layer {
   let outer = callNode;
   let wrapped: Layer['wrapped'] = null;
   let wrapperSpan;
-  const p = callNode.parent;
+  const p = gates.wrapper ? callNode.parent : null;
   if (p && p.type === 'argument_list' && p.namedChildCount === 1 && p.parent?.type === 'call') {
     const f = textOfOpt(p.parent.childForFieldName('function'));
     if (f === 'qdq_quant.quant' || f === 'qdq_quant.keep_float') {
@@ -539,13 +560,13 @@ function makeLayer(callNode: SyntaxNode, argsNode: SyntaxNode | null, ctor: stri
     }
   }
   let attr: string | undefined;
-  const a = outer.parent;
+  const a = followsAssign(currentText, fastStart(outer)) ? outer.parent : null;
   if (a && a.type === 'assignment') {
     const left = a.childForFieldName('left');
     if (left && left.type === 'attribute' && textOfOpt(left.childForFieldName('object')) === 'self') attr = textOfOpt(left.childForFieldName('attribute'));
   }
   let container: string | undefined;
-  let up: SyntaxNode | null = outer.parent;
+  let up: SyntaxNode | null = gates.container ? outer.parent : null;
   for (let depth = 0; up && depth < 8; depth++, up = up.parent) {
     if (up.type === 'call') {
       const f = textOfOpt(up.childForFieldName('function')) ?? '';
