@@ -62,3 +62,23 @@ test('modelMatches covers every pattern, including the ones a file rarely has', 
   assert.deepStrictEqual(fast.map(describe), modelQuery().matches(tree.rootNode).map(describe));
   assert.deepStrictEqual([...new Set(fast.map((m) => m.pattern))].sort(), [0, 1, 2, 3, 4, 5, 6, 7, 8]);
 });
+
+test('a callee is read from the text only when the text leaves no doubt; otherwise the tree answers', async () => {
+  const { calleeFromText } = await import('../../server/src/analysis/queries');
+  const at = (src: string) => calleeFromText(src, 0, src.length);
+  assert.deepStrictEqual(at('nn.Conv2d(3, 64, kernel_size=3)'), { text: 'nn.Conv2d', isName: false });
+  assert.deepStrictEqual(at('conv3x3 (a, b)'), { text: 'conv3x3', isName: true });
+  assert.deepStrictEqual(at('F.interpolate(x, mode=")(", align_corners=False)'), { text: 'F.interpolate', isName: false });
+  assert.deepStrictEqual(at("f('\\')', x)"), { text: 'f', isName: true });
+  assert.equal(at('a.b(c).d(e)'), null, 'the first ( is not this call\'s');
+  assert.equal(at('super().__init__()'), null);
+  assert.equal(at('f(f"{g(x)}")'), null, 'f-strings hold expressions');
+  assert.equal(at('f("""a""")'), null, 'triple quotes');
+  assert.equal(at('f(a,  # note\n  b)'), null, 'comments');
+  assert.equal(at('x[0](y)'), null);
+  assert.equal(at('größe(x)'), null, 'non-ASCII names');
+  // Every call the corpus test sees goes through one of the two ways; both give the query's captures.
+  const text = 'y = f(x, "(")\nz = a.b(c).d(e)\nw = g[0](h)\n';
+  const tree = parsePython(text);
+  assert.deepStrictEqual(modelMatches(tree.rootNode, text).map(describe), modelQuery().matches(tree.rootNode).map(describe));
+});

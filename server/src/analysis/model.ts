@@ -28,6 +28,9 @@ interface Item {
   start: number;
   node: SyntaxNode;
   caps: Record<string, SyntaxNode>;
+  /** Calls: the callee's text, and its node on demand. */
+  callee?: { text: string; isName: boolean };
+  calleeNode?: () => SyntaxNode;
 }
 
 type Frame =
@@ -165,6 +168,12 @@ function indexSegment(matches: ModelMatch[], start: number, segEnd: number, row:
   const containers: Item[] = [];
   const items: Item[] = [];
   for (const m of matches) {
+    if (m.callee) {
+      // Calls: the callee's node is read only if an op needs it (a.matmul(b)).
+      const calleeCapture = m.captures[0];
+      items.push({ kind: 'call', start: m.at, node: m.captures[1].node, caps: {}, callee: m.callee, calleeNode: () => calleeCapture.node });
+      continue;
+    }
     const caps: Record<string, SyntaxNode> = {};
     for (const c of m.captures) caps[c.name] = c.node;
     let kind = '';
@@ -310,9 +319,8 @@ function indexSegment(matches: ModelMatch[], start: number, segEnd: number, row:
         break;
       }
       case 'call': {
-        const isName = !!it.caps['call.name'];
-        const calleeNode = it.caps['call.name'] ?? it.caps['call.attr'];
-        const calleeText = textOf(calleeNode);
+        const isName = it.callee!.isName;
+        const calleeText = it.callee!.text;
         const c = canonicalName(calleeText, imports);
         if (c === 'qdq_quant.quant' || c === 'qdq_quant.keep_float') break;
         if (isLayerCtor(c)) {
@@ -330,7 +338,7 @@ function indexSegment(matches: ModelMatch[], start: number, segEnd: number, row:
           const layer = makeLayer(it.node, it.node.childForFieldName('arguments'), '', calleeText, segGates);
           helperCalls.push({ name: calleeText, layer, cls: cls ? classes.indexOf(cls) : undefined, fn: fn ? functions.indexOf(fn) : undefined });
         }
-        addOp(callOp(it.node, calleeNode, calleeText, isName, c, method ?? '', scope, cls));
+        addOp(callOp(it.node, it.calleeNode!, calleeText, isName, c, method ?? '', scope, cls));
         break;
       }
       case 'op.matmul': {
@@ -428,7 +436,7 @@ const MATMUL_KINDS: Record<string, OpKind> = {
   'torch.matmul': 'matmul', 'torch.mm': 'matmul', 'torch.bmm': 'bmm', 'torch.einsum': 'einsum', 'F.linear': 'linear',
 };
 
-function callOp(node: SyntaxNode, calleeNode: SyntaxNode, calleeText: string, isName: boolean, c: string, method: string, scope: Scope | undefined, cls?: ModuleClass): Op {
+function callOp(node: SyntaxNode, calleeNode: () => SyntaxNode, calleeText: string, isName: boolean, c: string, method: string, scope: Scope | undefined, cls?: ModuleClass): Op {
   let kind: OpKind = MATMUL_KINDS[c] ?? (POOL_FUNCTIONS.has(c) ? 'pool' : 'call');
   // Tensor-method forms: a.matmul(b), a.bmm(b).
   let methodForm = false;
@@ -451,7 +459,7 @@ function callOp(node: SyntaxNode, calleeNode: SyntaxNode, calleeText: string, is
     } else if (t !== 'comment') args.push(a);
   }
   if (kind === 'matmul' || kind === 'bmm') {
-    const obj = methodForm ? calleeNode.childForFieldName('object') : null;
+    const obj = methodForm ? calleeNode().childForFieldName('object') : null;
     if (methodForm && args.length !== 1) {
       op.kind = 'call';
       return op;

@@ -42,6 +42,53 @@ export interface ModelMatch {
   captures: { name: string; node: Parser.SyntaxNode }[];
   /** Where the node the pattern starts from starts (matches come in this order). */
   at: number;
+  /** Calls: the callee's text and whether it is a plain name (its capture's node is read only when asked for). */
+  callee?: { text: string; isName: boolean };
+}
+
+const CALLEE_CHAIN = /[A-Za-z_]\w*(?:[ \t]*\.[ \t]*[A-Za-z_]\w*)*/y;
+
+/**
+ * The callee of the call spanning [start, end) read from the text, when it is a name or a dotted chain of names
+ * followed by the call's own argument list: `(` right after it whose matching `)` ends the call. Null whenever
+ * the text leaves any doubt (a string prefix that may hold braces, a triple quote, a comment, a non-ASCII name,
+ * `a.b(c).d(e)`); the tree then answers. A model file has hundreds of calls, and reading each callee's node
+ * through the binding costs more than this scan.
+ */
+export function calleeFromText(text: string, start: number, end: number): { text: string; isName: boolean } | null {
+  CALLEE_CHAIN.lastIndex = start;
+  const m = CALLEE_CHAIN.exec(text);
+  if (!m) return null;
+  let open = start + m[0].length;
+  while (text.charCodeAt(open) === 32 || text.charCodeAt(open) === 9) open++;
+  if (text.charCodeAt(open) !== 40 /* ( */ || text.charCodeAt(end - 1) !== 41 /* ) */) return null;
+  let depth = 0;
+  for (let i = open; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 40 || c === 91 || c === 123) depth++;
+    else if (c === 41 || c === 93 || c === 125) {
+      depth--;
+      if (depth === 0) return i === end - 1 ? { text: m[0], isName: !m[0].includes('.') } : null;
+    } else if (c === 35 /* # */) return null;
+    else if (c === 34 || c === 39) {
+      // A string: skip it, unless it is triple-quoted or has a prefix (f-strings hold expressions).
+      if (isIdentCode(text.charCodeAt(i - 1)) || (text.charCodeAt(i + 1) === c && text.charCodeAt(i + 2) === c)) return null;
+      let j = i + 1;
+      for (; j < end; j++) {
+        const d = text.charCodeAt(j);
+        if (d === 92 /* \ */) j++;
+        else if (d === c) break;
+        else if (d === 10) return null;
+      }
+      if (j >= end) return null;
+      i = j;
+    }
+  }
+  return null;
+}
+
+function isIdentCode(c: number): boolean {
+  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 95;
 }
 
 // The node types the patterns of grammars/model-*.scm start from: operators by their token, the rest by their node.
@@ -60,9 +107,19 @@ export function modelMatches(node: Parser.SyntaxNode, text: string): ModelMatch[
     switch (n.type) {
       case 'call': {
         // (call function: (identifier) @call.name) @call  /  (call function: (attribute) @call.attr) @call
+        const at = fastStart(n);
+        const callee = calleeFromText(text, at, n.endIndex);
+        if (callee) {
+          let f: Parser.SyntaxNode | undefined;
+          const calleeCapture = { name: callee.isName ? 'call.name' : 'call.attr', get node() { return (f ??= n.childForFieldName('function')!); } };
+          out.push({ pattern: callee.isName ? 0 : 1, captures: [calleeCapture, { name: 'call', node: n }], at, callee });
+          break;
+        }
         const f = n.childForFieldName('function');
-        if (f?.type === 'identifier') out.push({ pattern: 0, captures: [{ name: 'call.name', node: f }, { name: 'call', node: n }], at: fastStart(n) });
-        else if (f?.type === 'attribute') out.push({ pattern: 1, captures: [{ name: 'call.attr', node: f }, { name: 'call', node: n }], at: fastStart(n) });
+        if (f?.type !== 'identifier' && f?.type !== 'attribute') break;
+        const isName = f.type === 'identifier';
+        out.push({ pattern: isName ? 0 : 1, captures: [{ name: isName ? 'call.name' : 'call.attr', node: f }, { name: 'call', node: n }], at,
+          callee: { text: text.slice(fastStart(f), f.endIndex), isName } });
         break;
       }
       case '@':
