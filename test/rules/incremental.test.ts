@@ -3,10 +3,11 @@
 // those of a fresh analysis of the final text, and the piecewise scan exactly the scan of the whole text.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import * as fs from 'fs';
 import * as path from 'path';
 import { buildModelIndex, parsePython } from '../../server/src/analysis';
 import { applyEdit, modelSources, randomEdits, sameLengthEdits, type TextEdit } from '../analysis/editing';
-import { documentCaches, statementStarts } from '../../server/src/analysis/model';
+import { documentCaches, statementLayout, statementStarts } from '../../server/src/analysis/model';
 import { runRules } from '../../server/src/rules';
 import { scanText } from '../../server/src/rules/scan';
 
@@ -25,7 +26,58 @@ function edits(text: string, seed: number, count: number) {
 
 /** The golden inputs and torchvision's model files, named by file name (the name seeds the edits). */
 function sources(): { name: string; text: string }[] {
-  return modelSources().map((s) => ({ name: path.basename(s.name), text: s.text }));
+  return [...modelSources().map((s) => ({ name: path.basename(s.name), text: s.text })), ...ruleHeavySources()];
+}
+
+/**
+ * Files full of diagnostics, so that keeping them per statement is really exercised: the golden TRT inputs, and
+ * classes, decorated functions, class-level code and module-level code that every statement rule reports on
+ * (module-level and class-level sites read module-level names; function sites read their own function).
+ */
+function ruleHeavySources(): { name: string; text: string }[] {
+  const golden = path.join(process.cwd(), 'test/golden/trt');
+  const out = fs.readdirSync(golden).map((c) => ({ name: `trt-${c}`, text: fs.readFileSync(path.join(golden, c, 'input.py'), 'utf8') }));
+  const block = (k: number) => [
+    `MASK${k} = torch.arange(10) > ${k}`,
+    `POS${k} = torch.arange(8).int().cumsum(0)`,
+    `flags${k} = MASK${k} & (torch.ones(10).long() > 0)`,
+    '',
+    `class Block${k}(nn.Module):`,
+    '    ids = torch.arange(4).int()',
+    '    doubled = ids.cumsum(0)',
+    '',
+    '    def __init__(self):',
+    '        super().__init__()',
+    '        self.proj = nn.Linear(8, 8)',
+    '',
+    '    def forward(self, input_ids):',
+    '        mask = input_ids.ne(1).int()',
+    '        pos = torch.cumsum(mask, dim=1) * mask',
+    '        keep = mask.nonzero()',
+    '        u = torch.unique(input_ids)',
+    '        b = input_ids.byte()',
+    '        t = torch.zeros(3, dtype=torch.uint8)',
+    '        m = input_ids > 0',
+    '        s = m + m',
+    '        h = input_ids.long() & 3',
+    '        v, i = torch.topk(pos.float(), 5000)',
+    '        q = mask @ mask',
+    '        return pos[m], keep, u, b, t, s, h, v, i, q',
+    '',
+    '',
+    '@decorate',
+    `def helper${k}(x: torch.LongTensor):`,
+    '    y = x.cumsum(-1)',
+    '    z = torch.sqrt(x.int())',
+    '    w = x.bincount()',
+    '    return x[x > 0], y, z, w',
+    '',
+    '',
+  ].join('\n');
+  const heavy = ['import torch', 'import torch.nn as nn', '', '', 'def decorate(f):', '    return f', '', '',
+    ...[0, 1, 2, 3, 4, 5].map(block)].join('\n');
+  out.push({ name: 'rule-heavy', text: heavy });
+  return out;
 }
 
 /** Characters whose overtyping changes what the scans see without moving anything: quotes, comments, brackets. */
@@ -59,6 +111,57 @@ test('incremental diagnostics equal a fresh analysis after each edit, over real 
 
 test('incremental diagnostics equal a fresh analysis after edits that keep the length (nothing moves)', () => {
   checkIncrementalDiagnostics((text, seed) => sameLengthEdits(text, seed, 12, OVERTYPE));
+});
+
+test('kept diagnostics move with their statements when lines are added or removed above them', () => {
+  // Edits at the start of lines inside method and function bodies of the rule-heavy file: the statements after
+  // the edit keep their text but move, so what was kept must be checked again (or shifted), never kept as it was.
+  const { text: original } = ruleHeavySources().find((s) => s.name === 'rule-heavy')!;
+  // Whole lines at the body's indentation (and blank lines): the file stays valid, the classes stay classes.
+  const inserts = ['\n', '        k = 1\n', '        y = k.long().cumsum(0)\n', '\n\n', '        z = 2  # note\n'];
+  let x = 7;
+  const rnd = (n: number) => ((x = (x * 1103515245 + 12345) % 2147483648), x % n);
+  let text = original;
+  let tree = parsePython(text);
+  let index = buildModelIndex(tree, text);
+  runRules(index, tree, text);
+  let kept = 0;
+  for (let k = 0; k < 40; k++) {
+    const lines: number[] = [];
+    for (let p = text.indexOf('\n        '); p >= 0; p = text.indexOf('\n        ', p + 1)) lines.push(p + 1);
+    const at = lines[rnd(lines.length)];
+    // Removing a line removes an inserted one only (`k = 1`, blank lines), so every method keeps a body.
+    const line = text.slice(at, text.indexOf('\n', at) + 1);
+    const removeLine = rnd(3) === 0 && /^(\s*|\s+k = 1|\s+z = 2 {2}# note)\n$/.test(line);
+    const end = removeLine ? at + line.length : at;
+    const e = { start: at, end, insert: removeLine ? '' : inserts[rnd(inserts.length)] };
+    ({ text, tree } = applyEdit(text, tree, e));
+    index = buildModelIndex(tree, text, index);
+    const layout = statementLayout(index, text);
+    const incremental = runRules(index, tree, text);
+    if (layout?.reuse && layout.reuse.tail > 0) kept++;
+    const freshTree = parsePython(text);
+    assert.deepStrictEqual(incremental, runRules(buildModelIndex(freshTree, text), freshTree, text), `diagnostics differ after edit ${k} (${JSON.stringify(e)})`);
+  }
+  assert.ok(kept > 30, `statements after the edit were reused in only ${kept} of 40 runs`);
+  // What every kept diagnostic may depend on besides its statement: module-level code, import aliases, options.
+  // Each keeps the line count, so the statements after it stay on their lines and could be kept.
+  const changes: [string, string, string][] = [
+    ['a module-level name that class-level code reads', 'POS1 = torch.arange(8).int().cumsum(0)', 'ids = torch.arange(8).int()'],
+    ['an import alias', 'import torch.nn as nn\n', 'import torch.nn as nn; import numpy as torch\n'],
+  ];
+  for (const [what, from, to] of changes) {
+    const at = text.indexOf(from);
+    assert.ok(at >= 0, `${what}: ${from} not found`);
+    ({ text, tree } = applyEdit(text, tree, { start: at, end: at + from.length, insert: to }));
+    index = buildModelIndex(tree, text, index);
+    const incremental = runRules(index, tree, text);
+    const freshTree = parsePython(text);
+    assert.deepStrictEqual(incremental, runRules(buildModelIndex(freshTree, text), freshTree, text), `diagnostics differ after changing ${what}`);
+  }
+  const freshTree = parsePython(text);
+  assert.deepStrictEqual(runRules(index, tree, text, { trtVersion: '8.6' }), runRules(buildModelIndex(freshTree, text), freshTree, text, { trtVersion: '8.6' }),
+    'diagnostics differ after changing the TensorRT version');
 });
 
 function checkPiecewiseScan(editsOf: (text: string, seed: number) => Iterable<TextEdit>): void {

@@ -996,7 +996,27 @@ function segmentsByKey(slots: (Segment | undefined)[]): Map<string, Segment[]> {
 /** What both builds hand to assemble: the per-statement results and what they were made with. */
 interface Slots {
   starts: number[];
+  rows: number[];
+  /** Node type of each top-level statement. */
+  types: string[];
+  /** Set when the statements around an edit were all that was looked at (see StatementLayout.reuse). */
+  reuse?: StatementLayout['reuse'];
   cache: SegmentCache;
+}
+
+/** The top-level statements of the text an index was built from (see statementLayout). */
+export interface StatementLayout {
+  starts: number[];
+  /** Line of each start. */
+  rows: number[];
+  types: string[];
+  /**
+   * When the index was built incrementally from the index of `prevText`: the first `head` statements are those of
+   * `prevText` in the same place, the last `tail` ones are those of `prevText` moved by the edit's length and by
+   * `dRow` lines. Text and syntax of all of them are unchanged (the text window and tree-sitter's changed ranges
+   * say so). Absent after a full build.
+   */
+  reuse?: { prevText: string; head: number; tail: number; dRow: number };
 }
 
 function build(tree: Tree, text: string, eol: '\n' | '\r\n', previous?: ModelIndex): ModelIndex {
@@ -1042,7 +1062,7 @@ function allSlots(tree: Tree, text: string, prevCache: SegmentCache | undefined)
     }
   }
   indexPending(todo, segs, text, imports, slotDefNames, root);
-  return { starts, cache: { globalKey, importsKey, imports, slots: segs, slotDefNames, slotImportish, defNames } };
+  return { starts, rows: children.map(fastRow), types: children.map((c) => c.type), cache: { globalKey, importsKey, imports, slots: segs, slotDefNames, slotImportish, defNames } };
 }
 
 function newlinesIn(text: string, from: number, to: number): number {
@@ -1137,7 +1157,9 @@ function editedSlots(tree: Tree, text: string, lineage: Lineage, prev: SegmentCa
   }
   indexPending(todo, segs, text, prev.imports, slotDefNames, root);
   const slotImportish = [...prev.slotImportish.slice(0, i0), ...middle.map(() => false), ...prev.slotImportish.slice(i1)];
-  return { starts, cache: { ...prev, globalKey, slots: segs, slotDefNames, slotImportish } };
+  const types = [...lineage.types.slice(0, i0), ...middle.map((m) => m.type), ...lineage.types.slice(i1)];
+  const rows = [...lineage.rows.slice(0, i0), ...middle.map(fastRow), ...lineage.rows.slice(i1).map((r) => r + dRow)];
+  return { starts, rows, types, reuse: { prevText: old, head: i0, tail: n - i1, dRow }, cache: { ...prev, globalKey, slots: segs, slotDefNames, slotImportish } };
 }
 
 /** The index from the per-statement segments: fresh top-level objects, then what spans statements. */
@@ -1238,7 +1260,7 @@ function assemble(tree: Tree, text: string, eol: '\n' | '\r\n', slots: Slots, pr
   const index: ModelIndex = { classes, functions, imports, topLevelOps, topLevelLayers, hasSyntaxErrors: tree.rootNode.hasError, eol };
   Object.defineProperty(index, CACHE, { value: slots.cache, enumerable: false });
   Object.defineProperty(index, LINEAGE, {
-    value: { text, starts: slots.starts, tree, shared: prevLineage?.shared ?? {} } satisfies Lineage,
+    value: { text, starts: slots.starts, rows: slots.rows, types: slots.types, reuse: slots.reuse, tree, shared: prevLineage?.shared ?? {} } satisfies Lineage,
     enumerable: false,
   });
   return index;
@@ -1248,6 +1270,9 @@ const LINEAGE = Symbol('qdq.modelIndexLineage');
 interface Lineage {
   text: string;
   starts: number[];
+  rows: number[];
+  types: string[];
+  reuse?: StatementLayout['reuse'];
   /** The tree the index was built from: the next build compares it with its own (see editedSlots). */
   tree?: Tree;
   shared: Record<string, unknown>;
@@ -1258,8 +1283,16 @@ interface Lineage {
  * text scans, which cache per statement; saves them asking the tree again).
  */
 export function statementStarts(index: ModelIndex | null | undefined, text: string): number[] | undefined {
+  return statementLayout(index, text)?.starts;
+}
+
+/**
+ * The top-level statements of `text` (starts, node types, and what an incremental build kept from the previous
+ * version), when `index` was built from it. The rules cache their diagnostics per statement with it.
+ */
+export function statementLayout(index: ModelIndex | null | undefined, text: string): StatementLayout | undefined {
   const lineage = index ? (index as unknown as Record<symbol, Lineage | undefined>)[LINEAGE] : undefined;
-  return lineage && lineage.text === text ? lineage.starts : undefined;
+  return lineage && lineage.text === text ? { starts: lineage.starts, rows: lineage.rows, types: lineage.types, reuse: lineage.reuse } : undefined;
 }
 
 /**

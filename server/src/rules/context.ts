@@ -97,6 +97,12 @@ export class RuleContext {
   private readonly assignFacts = new Map<string, Assign[]>();
   private topLevelDefs: Array<[number, number]> | null = null;
   private readonly dtypeCache = new Map<number, unknown>();
+  /**
+   * Set by runRules while the rules that answer per statement run on the statements that changed: the site
+   * lists (calls, callsFiltered, operators, wantsSite) then hold only sites where it says yes. Inference
+   * (dtype, bool producers, name lookups) always sees the whole file.
+   */
+  siteFilter: ((offset: number) => boolean) | null = null;
 
   constructor(readonly tree: Tree, readonly text: string, opts: RuleOptions = {}, readonly index: ModelIndex | null = null) {
     this.root = tree.rootNode;
@@ -173,17 +179,25 @@ export class RuleContext {
     return this.scan.callHits;
   }
 
+  /** False for a site outside the statements being checked (see siteFilter). */
+  wantsSite(offset: number): boolean {
+    return !this.siteFilter || this.siteFilter(offset);
+  }
+
   private sitesFor(word: string): CallSite[] {
-    const cached = this.callsByName.get(word);
+    const filter = this.siteFilter;
+    const cacheKey = filter ? `\u0000${word}` : word;
+    const cached = this.callsByName.get(cacheKey);
     if (cached) return cached;
     const list: CallSite[] = [];
     for (const index of this.hits().get(word) ?? []) {
+      if (filter && !filter(index)) continue;
       const idNode = this.root.descendantForIndex(index, index + word.length);
       if (idNode.type !== 'identifier') continue;
       const site = this.callSiteForName(idNode);
       if (site && site.name === word) list.push(site);
     }
-    this.callsByName.set(word, list);
+    this.callsByName.set(cacheKey, list);
     return list;
   }
 
@@ -260,7 +274,7 @@ export class RuleContext {
     const out: CallSite[] = [];
     for (const word of names) {
       for (const index of this.hits().get(word) ?? []) {
-        if (!keep(index, word)) continue;
+        if (!this.wantsSite(index) || !keep(index, word)) continue;
         const idNode = this.root.descendantForIndex(index, index + word.length);
         if (idNode.type !== 'identifier') continue;
         const site = this.callSiteForName(idNode);
@@ -294,12 +308,14 @@ export class RuleContext {
 
   /** binary_operator / unary_operator / augmented_assignment nodes using @ & | ^ ~ << >> (and their `=` forms). */
   operators(): SyntaxNode[] {
-    if (this.operatorNodes) return this.operatorNodes;
+    const filter = this.siteFilter;
+    if (!filter && this.operatorNodes) return this.operatorNodes;
     const out: SyntaxNode[] = [];
     const seen = new Set<number>();
     const candidates = this.scan.operators; // [offset, length] pairs, already without decorators/annotations
     for (let k = 0; k < candidates.length; k += 2) {
       const at = candidates[k];
+      if (filter && !filter(at)) continue;
       const tok = this.root.descendantForIndex(at, at + candidates[k + 1]);
       const parent = tok.parent;
       if (!parent) continue;
@@ -309,7 +325,7 @@ export class RuleContext {
       seen.add(parent.id);
       out.push(parent);
     }
-    this.operatorNodes = out;
+    if (!filter) this.operatorNodes = out;
     return out;
   }
 

@@ -2,6 +2,8 @@
 import { RuleContext } from './context';
 import type { ModelIndex } from '../analysis/types';
 import type { QdqDiagnostic, Rule, RuleOptions, Tree } from './types';
+import { documentCaches, statementLayout } from '../analysis/model';
+import { inSpans, isKeepable, keptDiagnostics, sharedKey, spansToCheck, statementOf, type StatementDiagnostics } from './statementCache';
 import { trt001IntegerCumsum } from './trt001IntegerCumsum';
 import { trt004NonZero } from './trt004NonZero';
 import { trt005BoolMaskIndexing } from './trt005BoolMaskIndexing';
@@ -52,6 +54,10 @@ export interface RunRulesOptions extends RuleOptions {
 /**
  * Runs every rule. Never throws: a rule that fails on odd input (a file mid-edit) contributes nothing rather than
  * taking the server down. Diagnostics are sorted by position, then code.
+ *
+ * With an index built incrementally (the server's didChange), the diagnostics of unchanged top-level def and class
+ * statements are kept from the last run and only the sites of the other statements are checked
+ * (statementCache.ts); the result is the same as a run on the whole file (test/rules/incremental.test.ts).
  */
 export function runRules(index: ModelIndex | null | undefined, tree: Tree, text: string, opts: RunRulesOptions = {}): QdqDiagnostic[] {
   let ctx: RuleContext;
@@ -60,17 +66,60 @@ export function runRules(index: ModelIndex | null | undefined, tree: Tree, text:
   } catch {
     return [];
   }
+  const rules = opts.only ? allRules.filter((r) => opts.only!.includes(r.code)) : allRules;
+  const layout = opts.only ? undefined : statementLayout(index, text);
+  const caches = opts.only ? undefined : documentCaches(index);
+  if (!layout || !caches || !ctx.scan.piecewise) {
+    // A string left open (or an import) across statements makes what is code depend on text before each
+    // statement: nothing is kept from this run.
+    if (caches) delete caches.ruleDiagnostics;
+    return sorted(runEach(ctx, rules, () => undefined));
+  }
+
+  const key = sharedKey(text, layout, ctx.trt.text, ctx.aliasKey());
+  const kept = keptDiagnostics(caches.ruleDiagnostics as StatementDiagnostics | undefined, key, layout);
+  const spans = spansToCheck(kept, layout, text.length);
+  const checkAll = spans.length === 2 && spans[0] === 0 && spans[1] === text.length;
+  ctx.siteFilter = checkAll ? null : (offset) => inSpans(spans, offset);
+  const fileWide: QdqDiagnostic[] = [];
+  const perStatement: QdqDiagnostic[] = [];
+  runEach(ctx, rules, (rule, found) => {
+    if (rule.scope === 'file') fileWide.push(...found);
+    else perStatement.push(...found);
+  });
+  ctx.siteFilter = null;
+  // File the new diagnostics under their statements; those in kept statements are already there.
+  const byStatement = kept.map((k) => (k ? k.slice() : []));
+  for (const d of perStatement) {
+    const i = statementOf(d, layout, text);
+    if (!kept[i]) byStatement[i].push(d);
+  }
+  caches.ruleDiagnostics = {
+    key, text, byStatement: byStatement.map((ds, i) => (isKeepable(layout.types[i]) ? ds : null)),
+  } satisfies StatementDiagnostics;
+  return sorted([...byStatement.flat(), ...fileWide]);
+}
+
+/** Each rule's diagnostics handed to `take`; a rule that throws gives none. Returns them all. */
+function runEach(ctx: RuleContext, rules: readonly Rule[], take: (rule: Rule, found: QdqDiagnostic[]) => void): QdqDiagnostic[] {
   const out: QdqDiagnostic[] = [];
-  for (const rule of allRules) {
-    if (opts.only && !opts.only.includes(rule.code)) continue;
+  const filter = ctx.siteFilter;
+  for (const rule of rules) {
+    ctx.siteFilter = rule.scope === 'file' ? null : filter;
     try {
-      out.push(...rule.check(ctx));
+      const found = rule.check(ctx);
+      take(rule, found);
+      out.push(...found);
     } catch {
-      // Deliberately swallowed: see the function comment. Tests exercise rules directly to surface bugs.
+      // Deliberately swallowed: see runRules. Tests exercise rules directly to surface bugs.
     }
   }
-  out.sort((a, b) => a.range.start.line - b.range.start.line || a.range.start.character - b.range.start.character || a.code.localeCompare(b.code));
+  ctx.siteFilter = filter;
   return out;
+}
+
+function sorted(ds: QdqDiagnostic[]): QdqDiagnostic[] {
+  return ds.sort((a, b) => a.range.start.line - b.range.start.line || a.range.start.character - b.range.start.character || a.code.localeCompare(b.code));
 }
 
 /** Runs one rule without the safety net (tests use it so that a throwing rule fails loudly). */

@@ -16,6 +16,7 @@ export const qdq001Asymmetric: Rule = {
   code: 'QDQ001',
   title: 'Asymmetric quantization',
   defaultSeverity: 'error',
+  scope: 'file',
   docs: '**QDQ001 asymmetric quantization.** TensorRT requires zero point 0 (symmetric INT8, range [-128, 127]). `unsigned=True` quantizers, `torch.quint8`, affine qschemes, `quant_min=0, quant_max=255` and non-zero zero points fail to import. Use qint8, a symmetric qscheme and zero_point=0 (what qdq quantizers, pytorch-quantization and ModelOpt emit).',
   check(ctx) {
     if (!quantFacts(ctx)) return [];

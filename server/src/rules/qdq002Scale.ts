@@ -6,6 +6,7 @@ export const qdq002Scale: Rule = {
   code: 'QDQ002',
   title: 'Invalid quantization scale',
   defaultSeverity: 'error',
+  scope: 'file',
   docs: '**QDQ002 scale.** TensorRT rejects Q/DQ scales that are not positive ("Scale coefficients must all be positive") and scales whose shape is dynamic ("Dynamic shape for scale tensor is not supported"). Keep amax > 0 (clamp to a small epsilon) and compute scales from calibrated constants, not from tensor shapes.',
   check(ctx) {
     if (!quantFacts(ctx)) return [];

@@ -6,6 +6,7 @@ export const qdq003PerChannelActivation: Rule = {
   code: 'QDQ003',
   title: 'Per-channel activation quantizer',
   defaultSeverity: 'error',
+  scope: 'file',
   docs: '**QDQ003 per-channel activations.** TensorRT quantizes activations per tensor only ("Activations can only be quantized per-tensor"); per-channel scales are accepted only for weights of Conv/Deconv/FC/MatMul with a constant 2-D weight. Create activation quantizers without an axis.',
   check(ctx) {
     const facts = quantFacts(ctx);

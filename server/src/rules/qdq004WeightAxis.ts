@@ -6,6 +6,7 @@ export const qdq004WeightAxis: Rule = {
   code: 'QDQ004',
   title: 'Weight quantizer axis',
   defaultSeverity: 'error',
+  scope: 'file',
   docs: '**QDQ004 weight axis.** Per-channel weight scales must run along the output-channel axis; the number of scales must equal the output channels ("The number of scales is not equal to the number of output channels"). nn.Linear and nn.ConvNd weights: axis 0 (Gemm weights from PyTorch use axis 0). nn.ConvTransposeNd weights are (C_in, C_out/groups, ...): output channels are axis 1 (inferred from the layout; pytorch-quantization shipped both 0 and 1, check your toolkit).',
   check(ctx) {
     if (!quantFacts(ctx)) return [];

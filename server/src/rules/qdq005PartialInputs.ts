@@ -9,6 +9,7 @@ export const qdq005PartialInputs: Rule = {
   code: 'QDQ005',
   title: 'Only one input quantized',
   defaultSeverity: 'information',
+  scope: 'file',
   docs: '**QDQ005 partially quantized op.** "Quantize all inputs of weighted-operations" (TensorRT Q/DQ placement guide): nn.Linear/nn.Conv* need an input and a weight quantizer, and activation-activation matmuls need both operands quantized, or TensorRT cannot use INT8 kernels.',
   check(ctx) {
     const facts = quantFacts(ctx);

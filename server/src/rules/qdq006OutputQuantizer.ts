@@ -7,6 +7,7 @@ export const qdq006OutputQuantizer: Rule = {
   code: 'QDQ006',
   title: 'Quantized output of a weighted op',
   defaultSeverity: 'information',
+  scope: 'file',
   docs: '**QDQ006 output quantizer.** "By default, do not quantize the outputs of weighted-operations" (TensorRT Q/DQ placement guide): keep the higher-precision output of Linear/Conv when an activation such as SiLU/GELU/Softmax follows. Quantize the inputs of the next weighted op instead.',
   check(ctx) {
     const facts = quantFacts(ctx);

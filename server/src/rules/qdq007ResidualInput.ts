@@ -6,6 +6,7 @@ export const qdq007ResidualInput: Rule = {
   code: 'QDQ007',
   title: 'Unquantized residual input',
   defaultSeverity: 'information',
+  scope: 'file',
   docs: '**QDQ007 residual input.** "Quantize the residual input in skip-connections" (TensorRT Q/DQ placement guide): TensorRT fuses the Add after a Conv/GEMM into its epilogue, and the precision of the skip input decides the fused output precision. Wrap the skip tensor (e.g. `identity`, `input_tensor`) with a quantizer; ModelOpt leaves the conv-branch input unquantized.',
   check(ctx) {
     const facts = quantFacts(ctx);

@@ -6,6 +6,7 @@ export const qdq010ConcatScales: Rule = {
   code: 'QDQ010',
   title: 'Concat inputs with different scales',
   defaultSeverity: 'warning',
+  scope: 'file',
   docs: '**QDQ010 concat scales.** Concat can stay in INT8 only when all its inputs share one scale (ModelOpt groups Concat inputs onto one quantizer); with different quantizers, or a mix of quantized and float inputs, TensorRT inserts requantization or runs the concat in float. Apply one shared quantizer to all inputs.',
   check(ctx) {
     const facts = quantFacts(ctx);

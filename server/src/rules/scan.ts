@@ -29,6 +29,11 @@ export interface TextScan {
   plusAssigns: number[];
   /** What the import statements (at the start of a line) bind, in order: [local name, dotted path]. */
   aliases: [string, string][];
+  /**
+   * True when the scan was put together from the pieces between top-level statements (no string, comment or
+   * import crosses one): what it says inside a statement then depends on that statement's text alone.
+   */
+  piecewise: boolean;
 }
 
 const OPERATOR_RE = /@|&|\||\^|~|<<|>>/g;
@@ -184,7 +189,7 @@ function wholeScan(s: Omit<PieceScan, 'text'>): TextScan {
   const { nonCode, operators, comparisons, boolLiterals, uint8Words, plusAssigns, aliases } = s;
   return {
     isCode: (offset) => !inRanges(nonCode, offset), nonCodeRanges: () => nonCode,
-    callHits, operators, comparisons, boolLiterals, uint8Words, plusAssigns, aliases,
+    callHits, operators, comparisons, boolLiterals, uint8Words, plusAssigns, aliases, piecewise: false,
   };
 }
 
@@ -264,6 +269,7 @@ export function scanText(text: string, callWords: ReadonlySet<string>, starts?: 
       return all;
     },
     callHits: new Map(), operators: [], comparisons: [], boolLiterals: [], uint8Words: [], plusAssigns: [], aliases: [],
+    piecewise: true,
   };
   used.forEach((piece, i) => {
     const from = cuts[i];

@@ -9,6 +9,7 @@ export const trt013TrainingExport: Rule = {
   code: 'TRT013',
   title: 'Training-mode export',
   defaultSeverity: 'error',
+  scope: 'file',
   docs: '**TRT013 training-mode export.** Exporting with `training=TrainingMode.TRAINING`, exporting a model that was never put in `eval()`, `torch.bernoulli` and `F.dropout(training=True)` produce Dropout(training_mode=1), BatchNormalization(training_mode=1) or Bernoulli nodes, which TensorRT rejects ("does not support training_mode == 1"). Export in `model.eval()`, with `training=TrainingMode.EVAL`.',
   check(ctx) {
     const out: QdqDiagnostic[] = [];

@@ -25,6 +25,7 @@ function augmentedIndexAdds(ctx: import('./context').RuleContext): QdqDiagnostic
   const out: QdqDiagnostic[] = [];
   const text = ctx.text;
   for (const p of ctx.scan.plusAssigns) {
+    if (!ctx.wantsSite(p)) continue;
     let b = p;
     while (b > 0 && (text.charCodeAt(b - 1) === 32 || text.charCodeAt(b - 1) === 9)) b--;
     if (text.charCodeAt(b - 1) !== 93 /* ] */) continue;

@@ -21,6 +21,7 @@ export const trt032Uint8: Rule = {
     }
     const words = ctx.scan.uint8Words; // [offset, length] pairs of `uint8` / `ByteTensor`
     for (let k = 0; k < words.length; k += 2) {
+      if (!ctx.wantsSite(words[k])) continue;
       let node: SyntaxNode | null = ctx.root.descendantForIndex(words[k], words[k] + words[k + 1]);
       if (node.type !== 'identifier') continue;
       if (node.parent?.type === 'attribute') node = node.parent;

@@ -39,5 +39,13 @@ export interface Rule {
   defaultSeverity: Severity;
   /** Markdown: what the rule finds, why TensorRT fails, and the rewrite. */
   docs: string;
+  /**
+   * 'statement' (the default): a diagnostic depends only on the top-level statement it is reported in, the
+   * file's imports, its module-level code and the options, so runRules keeps it while that statement is
+   * unchanged and checks only the sites of changed statements (RuleContext.siteFilter). 'file': it may depend
+   * on anything in the file (`model.eval()` anywhere before an export, quantizers declared in other classes), so
+   * the rule runs on the whole file every time.
+   */
+  scope?: 'statement' | 'file';
   check(ctx: import('./context').RuleContext): QdqDiagnostic[];
 }
