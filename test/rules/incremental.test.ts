@@ -160,6 +160,9 @@ test('kept diagnostics move with their statements when lines are added or remove
     assert.deepStrictEqual(incremental, runRules(buildModelIndex(freshTree, text), freshTree, text), `diagnostics differ after changing ${what}`);
   }
   const freshTree = parsePython(text);
+  const fresh = runRules(buildModelIndex(freshTree, text), freshTree, text);
+  assert.deepStrictEqual(runRules(index, tree, text), fresh, 'a second run on the same version differs');
+  assert.deepStrictEqual(runRules(index, tree, text), fresh, 'a third run on the same version differs');
   assert.deepStrictEqual(runRules(index, tree, text, { trtVersion: '8.6' }), runRules(buildModelIndex(freshTree, text), freshTree, text, { trtVersion: '8.6' }),
     'diagnostics differ after changing the TensorRT version');
 });

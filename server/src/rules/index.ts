@@ -77,7 +77,7 @@ export function runRules(index: ModelIndex | null | undefined, tree: Tree, text:
   }
 
   const key = sharedKey(text, layout, ctx.trt.text, ctx.aliasKey());
-  const kept = keptDiagnostics(caches.ruleDiagnostics as StatementDiagnostics | undefined, key, layout);
+  const kept = keptDiagnostics(caches.ruleDiagnostics as StatementDiagnostics | undefined, key, layout, text);
   const spans = spansToCheck(kept, layout, text.length);
   const checkAll = spans.length === 2 && spans[0] === 0 && spans[1] === text.length;
   ctx.siteFilter = checkAll ? null : (offset) => inSpans(spans, offset);

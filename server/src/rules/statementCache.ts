@@ -49,8 +49,10 @@ export function sharedKey(text: string, layout: StatementLayout, options: string
 /**
  * For each statement of `layout`, the diagnostics kept from `prev`, or null when the statement must be checked now.
  */
-export function keptDiagnostics(prev: StatementDiagnostics | undefined, key: string, layout: StatementLayout): (QdqDiagnostic[] | null)[] {
+export function keptDiagnostics(prev: StatementDiagnostics | undefined, key: string, layout: StatementLayout, text: string): (QdqDiagnostic[] | null)[] {
   const n = layout.starts.length;
+  // The same version again (code actions, hovers asking for diagnostics): everything holds.
+  if (prev && prev.key === key && prev.text === text && prev.byStatement.length === n) return prev.byStatement.slice();
   const kept: (QdqDiagnostic[] | null)[] = new Array(n).fill(null);
   const reuse = layout.reuse;
   if (!prev || prev.key !== key || !reuse || reuse.prevText !== prev.text) return kept;
