@@ -3,7 +3,8 @@ import { RuleContext } from './context';
 import type { ModelIndex } from '../analysis/types';
 import type { QdqDiagnostic, Rule, RuleOptions, Tree } from './types';
 import { documentCaches, statementLayout } from '../analysis/model';
-import { inSpans, isKeepable, keptDiagnostics, sharedKey, spansToCheck, statementOf, type StatementDiagnostics } from './statementCache';
+import { inRanges } from './lexer';
+import { isKeepable, keptDiagnostics, sharedKey, spansToCheck, statementOf, type StatementDiagnostics } from './statementCache';
 import { trt001IntegerCumsum } from './trt001IntegerCumsum';
 import { trt004NonZero } from './trt004NonZero';
 import { trt005BoolMaskIndexing } from './trt005BoolMaskIndexing';
@@ -80,7 +81,7 @@ export function runRules(index: ModelIndex | null | undefined, tree: Tree, text:
   const kept = keptDiagnostics(caches.ruleDiagnostics as StatementDiagnostics | undefined, key, layout, text);
   const spans = spansToCheck(kept, layout, text.length);
   const checkAll = spans.length === 2 && spans[0] === 0 && spans[1] === text.length;
-  ctx.siteFilter = checkAll ? null : (offset) => inSpans(spans, offset);
+  ctx.siteFilter = checkAll ? null : (offset) => inRanges(spans, offset);
   const fileWide: QdqDiagnostic[] = [];
   const perStatement: QdqDiagnostic[] = [];
   runEach(ctx, rules, (rule, found) => {

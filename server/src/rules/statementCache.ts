@@ -64,7 +64,7 @@ export function keptDiagnostics(prev: StatementDiagnostics | undefined, key: str
   return kept;
 }
 
-/** Offset ranges [from, to) of the statements to check now, merged; `to` of the last one is the text's end. */
+/** Offset ranges [from, to) of the statements to check now, merged (flat pairs, as lexer.ts's inRanges reads them). */
 export function spansToCheck(kept: (QdqDiagnostic[] | null)[], layout: StatementLayout, textLength: number): number[] {
   const spans: number[] = [];
   const n = layout.starts.length;
@@ -76,19 +76,6 @@ export function spansToCheck(kept: (QdqDiagnostic[] | null)[], layout: Statement
     else spans.push(from, to);
   }
   return spans;
-}
-
-/** Whether `offset` lies in one of `spans` (sorted [from, to) pairs). */
-export function inSpans(spans: number[], offset: number): boolean {
-  let lo = 0;
-  let hi = spans.length / 2 - 1;
-  while (lo <= hi) {
-    const mid = (lo + hi) >> 1;
-    if (offset < spans[2 * mid]) hi = mid - 1;
-    else if (offset >= spans[2 * mid + 1]) lo = mid + 1;
-    else return true;
-  }
-  return false;
 }
 
 /** The statement a diagnostic is reported in: the last one starting at or before its start position. */
