@@ -74,21 +74,15 @@ export function runRules(index: ModelIndex | null | undefined, tree: Tree, text:
     // A string left open (or an import) across statements makes what is code depend on text before each
     // statement: nothing is kept from this run.
     if (caches) delete caches.ruleDiagnostics;
-    return sorted(runEach(ctx, rules, () => undefined));
+    const { perStatement, fileWide } = runEach(ctx, rules, null);
+    return sorted([...perStatement, ...fileWide]);
   }
 
   const key = sharedKey(text, layout, ctx.trt.text, ctx.aliasKey());
   const kept = keptDiagnostics(caches.ruleDiagnostics as StatementDiagnostics | undefined, key, layout, text);
   const spans = spansToCheck(kept, layout, text.length);
   const checkAll = spans.length === 2 && spans[0] === 0 && spans[1] === text.length;
-  ctx.siteFilter = checkAll ? null : (offset) => inRanges(spans, offset);
-  const fileWide: QdqDiagnostic[] = [];
-  const perStatement: QdqDiagnostic[] = [];
-  runEach(ctx, rules, (rule, found) => {
-    if (rule.scope === 'file') fileWide.push(...found);
-    else perStatement.push(...found);
-  });
-  ctx.siteFilter = null;
+  const { perStatement, fileWide } = runEach(ctx, rules, checkAll ? null : (offset) => inRanges(spans, offset));
   // File the new diagnostics under their statements; those in kept statements are already there.
   const byStatement = kept.map((k) => (k ? k.slice() : []));
   for (const d of perStatement) {
@@ -101,22 +95,24 @@ export function runRules(index: ModelIndex | null | undefined, tree: Tree, text:
   return sorted([...byStatement.flat(), ...fileWide]);
 }
 
-/** Each rule's diagnostics handed to `take`; a rule that throws gives none. Returns them all. */
-function runEach(ctx: RuleContext, rules: readonly Rule[], take: (rule: Rule, found: QdqDiagnostic[]) => void): QdqDiagnostic[] {
-  const out: QdqDiagnostic[] = [];
-  const filter = ctx.siteFilter;
+/**
+ * Runs each rule, those of scope 'statement' on the sites `siteFilter` accepts (all when null), those of scope
+ * 'file' on all; a rule that throws gives nothing.
+ */
+function runEach(ctx: RuleContext, rules: readonly Rule[], siteFilter: ((offset: number) => boolean) | null): { perStatement: QdqDiagnostic[]; fileWide: QdqDiagnostic[] } {
+  const perStatement: QdqDiagnostic[] = [];
+  const fileWide: QdqDiagnostic[] = [];
   for (const rule of rules) {
-    ctx.siteFilter = rule.scope === 'file' ? null : filter;
+    const fileScope = rule.scope === 'file';
+    ctx.siteFilter = fileScope ? null : siteFilter;
     try {
-      const found = rule.check(ctx);
-      take(rule, found);
-      out.push(...found);
+      (fileScope ? fileWide : perStatement).push(...rule.check(ctx));
     } catch {
       // Deliberately swallowed: see runRules. Tests exercise rules directly to surface bugs.
     }
   }
-  ctx.siteFilter = filter;
-  return out;
+  ctx.siteFilter = null;
+  return { perStatement, fileWide };
 }
 
 function sorted(ds: QdqDiagnostic[]): QdqDiagnostic[] {
