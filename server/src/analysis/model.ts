@@ -3,7 +3,7 @@
 // top-level statement is one segment, reused between versions of a document while its text stays the same.
 // Pure: tree + text in, data out.
 import type { SyntaxNode, Tree } from './parser';
-import { LineIndex, incrementalOrigin, fastStart, fastRow } from './parser';
+import { LineIndex, incrementalOrigin, fastStart, fastRow, isIdentCharCode } from './parser';
 import { changedWindow } from './textWindow';
 import { modelMatches, type ModelMatch } from './queries';
 import { CONTAINERS, POOL_FUNCTIONS, WEIGHTED_LAYERS, canonicalName, emptyImports, isLayerCtor, layerKind, scanImports } from './canonical';
@@ -1318,7 +1318,7 @@ function delegateClassesIn(seg: Segment, name: string): number[] {
   // Class spans are as indexed: where the segment's text then started.
   const base = seg.start - seg.dOff;
   for (let at = key.indexOf(name); at >= 0; at = key.indexOf(name, at + 1)) {
-    if (isWordChar(key.charCodeAt(at - 1)) || isWordChar(key.charCodeAt(at + name.length))) continue;
+    if (isIdentCharCode(key.charCodeAt(at - 1)) || isIdentCharCode(key.charCodeAt(at + name.length))) continue;
     const offset = base + at;
     let best = -1;
     seg.classes.forEach((rec, k) => {
@@ -1331,9 +1331,6 @@ function delegateClassesIn(seg: Segment, name: string): number[] {
   return out;
 }
 
-function isWordChar(code: number): boolean {
-  return (code >= 48 && code <= 57) || (code >= 65 && code <= 90) || (code >= 97 && code <= 122) || code === 95;
-}
 
 /**
  * A class of a moved segment as the index hands it out: its own positions shifted now, its layers, ops and

@@ -191,6 +191,11 @@ export function fastRow(n: SyntaxNode): number {
   return fastStartOk && typeof raw === 'number' ? raw : n.startPosition.row;
 }
 
+/** Whether a UTF-16 code is an ASCII identifier character (letter, digit, underscore). */
+export function isIdentCharCode(c: number): boolean {
+  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 95;
+}
+
 /** True when the tree has ERROR or MISSING nodes. */
 export function hasSyntaxErrors(tree: Tree): boolean {
   return tree.rootNode.hasError;

@@ -3,7 +3,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import Parser = require('tree-sitter');
-import { fastStart, getPythonLanguage } from './parser';
+import { fastStart, getPythonLanguage, isIdentCharCode } from './parser';
 
 let combined: Parser.Query | undefined;
 
@@ -72,7 +72,7 @@ export function calleeFromText(text: string, start: number, end: number): { text
     } else if (c === 35 /* # */) return null;
     else if (c === 34 || c === 39) {
       // A string: skip it, unless it is triple-quoted or has a prefix (f-strings hold expressions).
-      if (isIdentCode(text.charCodeAt(i - 1)) || (text.charCodeAt(i + 1) === c && text.charCodeAt(i + 2) === c)) return null;
+      if (isIdentCharCode(text.charCodeAt(i - 1)) || (text.charCodeAt(i + 1) === c && text.charCodeAt(i + 2) === c)) return null;
       let j = i + 1;
       for (; j < end; j++) {
         const d = text.charCodeAt(j);
@@ -87,9 +87,6 @@ export function calleeFromText(text: string, start: number, end: number): { text
   return null;
 }
 
-function isIdentCode(c: number): boolean {
-  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 95;
-}
 
 // The node types the patterns of grammars/model-*.scm start from: operators by their token, the rest by their node.
 const PATTERN_ROOTS = ['call', '@', '+', '+=', 'assignment', 'class_definition', 'function_definition', 'return_statement'];

@@ -7,6 +7,7 @@ import { parseTrtVersion, versionAtLeast, type TrtVersion } from './version';
 import type { ModelIndex } from '../analysis/types';
 import { scanText, type TextScan } from './scan';
 import { documentCaches, statementStarts } from '../analysis/model';
+import { isIdentCharCode } from '../analysis/parser';
 
 export interface CallSite {
   node: SyntaxNode;
@@ -339,7 +340,7 @@ export class RuleContext {
     const text = this.text;
     const before = p > 0 ? text.charCodeAt(p - 1) : 32;
     const after = text.charCodeAt(p + 3);
-    if (!isIdentChar(before) && (after === 32 || after === 9) && this.isCode(p)) {
+    if (!isIdentCharCode(before) && (after === 32 || after === 9) && this.isCode(p)) {
       const kw = this.root.descendantForIndex(p, p + 3);
       const fn = kw.parent;
       if (kw.type === 'def' && fn && fn.type === 'function_definition') {
@@ -572,6 +573,3 @@ export function isPrimary(node: SyntaxNode): boolean {
   return ['identifier', 'attribute', 'call', 'subscript', 'parenthesized_expression', 'list', 'tuple', 'string', 'true', 'false', 'none'].includes(node.type);
 }
 
-function isIdentChar(c: number): boolean {
-  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 95;
-}

@@ -9,6 +9,7 @@
 // file mid-edit with an open triple quote, say), the whole text is scanned in one piece, as before.
 import { nonCodeRangesIn, inRanges } from './lexer';
 import { changedWindow } from '../analysis/textWindow';
+import { isIdentCharCode } from '../analysis/parser';
 
 export interface TextScan {
   /** False inside string literals and comments. */
@@ -56,9 +57,6 @@ interface PieceScan {
   aliases: [string, string][];
 }
 
-function isIdentChar(c: number): boolean {
-  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 95;
-}
 
 /**
  * Text-only filter for operator hits that cannot be tensor ops: decorators (`@` first on its line) and `|`
@@ -102,7 +100,7 @@ function scanRange(text: string, from: number, to: number, callWords: ReadonlySe
     let e = p;
     while (e > 0 && (piece.charCodeAt(e - 1) === 32 || piece.charCodeAt(e - 1) === 9)) e--;
     let b = e;
-    while (b > 0 && isIdentChar(piece.charCodeAt(b - 1))) b--;
+    while (b > 0 && isIdentCharCode(piece.charCodeAt(b - 1))) b--;
     if (b === e || e - b > 40) continue;
     const word = piece.slice(b, e);
     if (!callWords.has(word) || !isCode(from + b)) continue;
