@@ -7,7 +7,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { buildModelIndex, parsePython } from '../../server/src/analysis';
 import { applyEdit, modelSources, randomEdits, sameLengthEdits, type TextEdit } from '../analysis/editing';
-import { documentCaches, statementLayout, statementStarts } from '../../server/src/analysis/model';
+import { documentCaches, statementLayout } from '../../server/src/analysis/model';
 import { runRules } from '../../server/src/rules';
 import { scanText } from '../../server/src/rules/scan';
 
@@ -177,7 +177,7 @@ function checkPiecewiseScan(editsOf: (text: string, seed: number) => Iterable<Te
       let start: number;
       ({ text, tree, start } = applyEdit(text, tree, e));
       index = buildModelIndex(tree, text, index);
-      const starts = statementStarts(index, text);
+      const starts = statementLayout(index, text)?.starts;
       assert.ok(starts, 'the index knows its statement starts');
       const pieces = scanText(text, words, starts, documentCaches(index));
       const whole = scanText(text, words);

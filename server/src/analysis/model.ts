@@ -4,7 +4,7 @@
 // Pure: tree + text in, data out.
 import type { SyntaxNode, Tree } from './parser';
 import { LineIndex, incrementalOrigin, fastStart, fastRow, isIdentCharCode } from './parser';
-import { changedWindow } from './textWindow';
+import { changedWindow, type ChangedWindow } from './textWindow';
 import { modelMatches, type ModelMatch } from './queries';
 import { CONTAINERS, POOL_FUNCTIONS, WEIGHTED_LAYERS, canonicalName, emptyImports, isLayerCtor, layerKind, scanImports } from './canonical';
 import type { DeclaredQuantizer, FunctionInfo, ImportInfo, Layer, ModelIndex, ModuleClass, Op, OpKind, Position, Range, Span } from './types';
@@ -1016,7 +1016,7 @@ export interface StatementLayout {
    * `dRow` lines. Text and syntax of all of them are unchanged (the text window and tree-sitter's changed ranges
    * say so). Absent after a full build.
    */
-  reuse?: { prevText: string; head: number; tail: number; dRow: number };
+  reuse?: { prevText: string; head: number; tail: number; dRow: number; window: ChangedWindow };
 }
 
 function build(tree: Tree, text: string, eol: '\n' | '\r\n', previous?: ModelIndex): ModelIndex {
@@ -1159,7 +1159,7 @@ function editedSlots(tree: Tree, text: string, lineage: Lineage, prev: SegmentCa
   const slotImportish = [...prev.slotImportish.slice(0, i0), ...middle.map(() => false), ...prev.slotImportish.slice(i1)];
   const types = [...lineage.types.slice(0, i0), ...middle.map((m) => m.type), ...lineage.types.slice(i1)];
   const rows = [...lineage.rows.slice(0, i0), ...middle.map(fastRow), ...lineage.rows.slice(i1).map((r) => r + dRow)];
-  return { starts, rows, types, reuse: { prevText: old, head: i0, tail: n - i1, dRow }, cache: { ...prev, globalKey, slots: segs, slotDefNames, slotImportish } };
+  return { starts, rows, types, reuse: { prevText: old, head: i0, tail: n - i1, dRow, window: w }, cache: { ...prev, globalKey, slots: segs, slotDefNames, slotImportish } };
 }
 
 /** The index from the per-statement segments: fresh top-level objects, then what spans statements. */
@@ -1276,14 +1276,6 @@ interface Lineage {
   /** The tree the index was built from: the next build compares it with its own (see editedSlots). */
   tree?: Tree;
   shared: Record<string, unknown>;
-}
-
-/**
- * The start offsets of the top-level statements of `text`, when `index` was built from it (read by the rules'
- * text scans, which cache per statement; saves them asking the tree again).
- */
-export function statementStarts(index: ModelIndex | null | undefined, text: string): number[] | undefined {
-  return statementLayout(index, text)?.starts;
 }
 
 /**

@@ -6,7 +6,7 @@ import type { QdqDiagnostic, Range, RuleOptions, Severity, SyntaxNode, TextEdit,
 import { parseTrtVersion, versionAtLeast, type TrtVersion } from './version';
 import type { ModelIndex } from '../analysis/types';
 import { scanText, type TextScan } from './scan';
-import { documentCaches, statementStarts } from '../analysis/model';
+import { documentCaches, statementLayout } from '../analysis/model';
 import { isIdentCharCode } from '../analysis/parser';
 
 export interface CallSite {
@@ -108,7 +108,8 @@ export class RuleContext {
   constructor(readonly tree: Tree, readonly text: string, opts: RuleOptions = {}, readonly index: ModelIndex | null = null) {
     this.root = tree.rootNode;
     this.trt = parseTrtVersion(opts.trtVersion);
-    this.scan = scanText(text, CALL_WORD_SET, statementStarts(index, text), documentCaches(index));
+    const layout = statementLayout(index, text);
+    this.scan = scanText(text, CALL_WORD_SET, layout?.starts, documentCaches(index), layout?.reuse);
     this.readImports();
   }
 

@@ -8,7 +8,7 @@
 // text is unchanged since the last run is not scanned again. When a string or import runs across a cut (a
 // file mid-edit with an open triple quote, say), the whole text is scanned in one piece, as before.
 import { nonCodeRangesIn, inRanges } from './lexer';
-import { changedWindow } from '../analysis/textWindow';
+import { changedWindow, type ChangedWindow } from '../analysis/textWindow';
 import { isIdentCharCode } from '../analysis/parser';
 
 export interface TextScan {
@@ -202,8 +202,10 @@ interface PieceCache {
 /**
  * Scans `text`. `starts`: the top-level statement starts (from the model index), when known; `caches`: the
  * document's cache holder (from the model index), when there is one. Without either, one scan of the whole text.
+ * `known`: where `text` differs from an earlier version, when the caller has worked it out.
  */
-export function scanText(text: string, callWords: ReadonlySet<string>, starts?: number[], caches?: Record<string, unknown>): TextScan {
+export function scanText(text: string, callWords: ReadonlySet<string>, starts?: number[], caches?: Record<string, unknown>,
+  known?: { prevText: string; window: ChangedWindow }): TextScan {
   if (!starts || !caches) return wholeOrNull(text, callWords);
   const prev = caches.ruleScan as PieceCache | undefined;
   if (!prev || prev.callWords !== callWords) {
@@ -218,7 +220,8 @@ export function scanText(text: string, callWords: ReadonlySet<string>, starts?: 
   const count = cuts.length - 1;
   // Pieces outside the edited region are the last run's pieces at the same cuts (moved by the edit's length
   // after it): their text is the same, so is their scan. Those in it are looked up by text, or scanned.
-  const w = changedWindow(prev.text, text);
+  // The model index has usually compared the same two versions already (`known`).
+  const w = known && known.prevText === prev.text ? known.window : changedWindow(prev.text, text);
   const delta = text.length - prev.text.length;
   const oldCuts = prev.cuts;
   const oldCount = prev.pieces.length;
