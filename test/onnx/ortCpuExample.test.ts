@@ -1,4 +1,4 @@
-// examples/digits-transformer through the real pipeline (torch export, calibration, QDQ export, weight folding)
+// examples/digits-transformer and digits-cnn through the real pipeline (torch export, calibration, QDQ export, weight folding)
 // with target ort-cpu: the graph onnxruntime-node runs has integer linears and no Q/DQ round trips, and the
 // INT8 model keeps top-1 within 1% of FP32 on the 360 held-out digits. Speed is measured by `npm run bench`
 // (bench/models.ts), not here.
@@ -45,6 +45,38 @@ test('digits-transformer, target ort-cpu: 12 MatMulIntegerToFloat in the graph O
     assert.equal(ops.Gelu, 2, JSON.stringify(ops));
     const v = await verifyModels(r.report.files.fp32_onnx, int8, readEvalFile(r.report.files.eval), { latencyRuns: 1, warmup: 0 });
     assert.ok(v.accuracy, 'the example has labelled eval data');
+    assert.equal(v.samples, 360);
+    assert.ok(v.accuracy!.int8 >= v.accuracy!.fp32 - 0.01, `top-1 ${v.accuracy!.int8} vs FP32 ${v.accuracy!.fp32}`);
+    assert.ok(v.cosine_min > 0.999, `cosine ${v.cosine_min}`);
+  } finally {
+    fs.rmSync(out, { recursive: true, force: true });
+  }
+});
+
+test('digits-cnn, target ort-cpu: every Conv an integer QLinearConv (the 1-channel stem padded to 4), residual Adds integer, top-1 within 1% of FP32', { skip, timeout: 300_000 }, async () => {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'qdq-ortcpu-example-'));
+  try {
+    const r = await runPipeline({
+      projectDir: path.join(repoRoot, 'examples', 'digits-cnn'), steps: ['export'], python: python!,
+      overrides: { target: 'ort-cpu', outDir: out, dynamicBatch: true }, onLog: () => undefined,
+    });
+    const rewrite = (r.report as any).ort_cpu_rewrite;
+    assert.equal(rewrite.batchNormsFolded, 6, JSON.stringify(rewrite));
+    assert.deepEqual(rewrite.convInputsPadded, [{ node: '/stem/stem.0/Conv', from: 1, to: 4 }]);
+    const int8 = r.report.files.int8_onnx;
+    const ort = require('onnxruntime-node');
+    const optimized = path.join(out, 'model.int8.optimized.onnx');
+    const s = await ort.InferenceSession.create(int8, { graphOptimizationLevel: 'all', optimizedModelFilePath: optimized, logSeverityLevel: 3 });
+    await s.release();
+    const ops: Record<string, number> = {};
+    for (const n of readModel(optimized).graph.node) ops[n.op_type] = (ops[n.op_type] ?? 0) + 1;
+    assert.equal(ops.QLinearConv, 6, JSON.stringify(ops));
+    assert.equal(ops.QLinearAdd, 2, JSON.stringify(ops));
+    for (const op of ['Conv', 'BatchNormalization', 'Relu']) assert.equal(ops[op], undefined, `${op} in ${JSON.stringify(ops)}`);
+    // The input's Q, and one DQ where the last block's sum goes on in float to the pooling and the classifier.
+    assert.equal(ops.QuantizeLinear, 1, JSON.stringify(ops));
+    assert.equal(ops.DequantizeLinear, 1, JSON.stringify(ops));
+    const v = await verifyModels(r.report.files.fp32_onnx, int8, readEvalFile(r.report.files.eval), { latencyRuns: 1, warmup: 0 });
     assert.equal(v.samples, 360);
     assert.ok(v.accuracy!.int8 >= v.accuracy!.fp32 - 0.01, `top-1 ${v.accuracy!.int8} vs FP32 ${v.accuracy!.fp32}`);
     assert.ok(v.cosine_min > 0.999, `cosine ${v.cosine_min}`);

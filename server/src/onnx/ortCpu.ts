@@ -12,17 +12,22 @@
 //     weight scales and an INT32 bias absorb the BN), so ORT sees DQ -> Conv -> Q (see foldBatchNorms);
 //     a residual DQ + DQ -> Add -> Relu [-> MaxPool] -> Q gets a Q after the Add, and so does a last block's
 //     Add -> Relu that goes on in float (see quantizeReluAdds);
-//  4. Q(UINT8, 0) -> DQ -> Relu -> Q(same) chains lose the Relu and the requantization (dropRequantizedRelus).
+//  4. Q(UINT8, 0) -> DQ -> Relu -> Q(same) chains lose the Relu and the requantization (dropRequantizedRelus);
+//  5. a Conv whose input channels keep it off ORT's symmetric integer kernel (a 1- or 3-channel image) gets zero
+//     channels up to a multiple of 4 (ortCpuConvPad.ts).
 import {
   Model, Node, DataType, indexGraph, constantTensor, dims, num, getAttr, makeTensor, makeNode, NameAllocator,
   removeUnused, topoSort, intAttr, tensorToInts, elementCount, tensorToFloat32, floatTensor, int8Tensor, uint8Tensor, Graph, Tensor,
 } from './model';
 import { rewriteLinearsForOrtCpu, OrtCpuLinearResult, OrtCpuLinearOptions } from './ortCpuLinear';
+import { padConvInputChannels, ConvPadResult } from './ortCpuConvPad';
 
 export interface OrtCpuResult {
   transposesFolded: number; outputsQuantized: number; dequantizeDuplicated: number; batchNormsFolded: number; addsQuantized: number;
   /** Q(u8, zp 0) -> DQ -> Relu -> Q(same params) chains whose Relu and requantization were dropped (dropRequantizedRelus). */
   relusDropped: number;
+  /** Convs whose input channels were zero-padded to a multiple of 4 for ORT's symmetric kernel (ortCpuConvPad.ts). */
+  convInputsPadded: ConvPadResult[];
   /** Linears rewritten to MatMulIntegerToFloat, ops the cost model left in float, idle Q -> DQ pairs bypassed (ortCpuLinear.ts). */
   linears: OrtCpuLinearResult;
 }
@@ -51,7 +56,7 @@ function permute(data: Int8Array | Uint8Array, shape: number[], perm: number[]):
 export function optimizeForOrtCpu(model: Model, linearOptions: OrtCpuLinearOptions | false = {}): OrtCpuResult {
   const g = model.graph;
   let names = new NameAllocator(g);
-  const result: OrtCpuResult = { transposesFolded: 0, outputsQuantized: 0, dequantizeDuplicated: 0, batchNormsFolded: 0, addsQuantized: 0, relusDropped: 0,
+  const result: OrtCpuResult = { transposesFolded: 0, outputsQuantized: 0, dequantizeDuplicated: 0, batchNormsFolded: 0, addsQuantized: 0, relusDropped: 0, convInputsPadded: [],
     linears: { integer: [], float: [], pairsBypassed: 0 } };
   result.batchNormsFolded = foldBatchNorms(g, names);
   result.addsQuantized = quantizeReluAdds(g, names);
@@ -163,8 +168,11 @@ export function optimizeForOrtCpu(model: Model, linearOptions: OrtCpuLinearOptio
   g.node.push(...inserted);
   // 4. After the copies of step 3, so each reader keeps its own DQ.
   result.relusDropped = dropRequantizedRelus(g);
+  // 5. Last: it pads the input of the Q -> DQ pair each Conv ends up with.
+  result.convInputsPadded = padConvInputChannels(g, names);
   const linearsChanged = result.linears.integer.length + result.linears.float.length + result.linears.pairsBypassed > 0;
-  if (result.transposesFolded || inserted.length || copies.length || result.batchNormsFolded || result.addsQuantized || result.relusDropped || linearsChanged) {
+  if (result.transposesFolded || inserted.length || copies.length || result.batchNormsFolded || result.addsQuantized || result.relusDropped
+    || result.convInputsPadded.length || linearsChanged) {
     removeUnused(g);
     topoSort(g);
   }

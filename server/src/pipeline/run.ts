@@ -260,7 +260,7 @@ export async function runPipeline(opts: PipelineOptions, onProgress: (p: Pipelin
           // The QDQ form ORT's CPU provider fuses into integer kernels (onnx/ortCpu.ts).
           const o = optimizeForOrtCpu(model);
           rewritten ||= o.transposesFolded + o.outputsQuantized + o.dequantizeDuplicated + o.batchNormsFolded + o.addsQuantized + o.relusDropped
-            + o.linears.integer.length + o.linears.float.length + o.linears.pairsBypassed > 0;
+            + o.convInputsPadded.length + o.linears.integer.length + o.linears.float.length + o.linears.pairsBypassed > 0;
           report.ort_cpu_rewrite = o;
         }
         if (rewritten) writeModel(model, exp.int8_onnx);
