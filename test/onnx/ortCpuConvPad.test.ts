@@ -26,11 +26,11 @@ function valueInfo(name: string, shape: (number | string)[]) {
  * x [batch, cin, 8, 8] -> Q -> DQ -> Conv(INT8 weight [cout, cin, 3, 3], per-channel scales, pads 1) -> Q(UINT8) -> DQ.
  * `sharedInput`: the input's DQ is also read by an Add (a residual), so the pad must not change what the Add sees.
  */
-function buildModel(cin: number, cout: number, sharedInput = false): Model {
-  const w = Int8Array.from(randn(cout * cin * 9, 3), (v) => Math.max(-127, Math.min(127, Math.round(v * 60))));
+function buildModel(cin: number, cout: number, sharedInput = false, k = 3): Model {
+  const w = Int8Array.from(randn(cout * cin * k * k, 3), (v) => Math.max(-127, Math.min(127, Math.round(v * 60))));
   const inits: Tensor[] = [
     floatTensor('x_scale', [], [3 / 127]), int8Tensor('x_zp', [], [0]),
-    makeTensor('w', DataType.INT8, [cout, cin, 3, 3], w),
+    makeTensor('w', DataType.INT8, [cout, cin, k, k], w),
     floatTensor('w_scale', [cout], Array.from({ length: cout }, (_, c) => 0.002 + 0.0005 * (c % 5))),
     int8Tensor('w_zp', [cout], new Array(cout).fill(0)),
     floatTensor('y_scale', [], [0.05]), uint8Tensor('y_zp', [], [0]),
@@ -39,7 +39,7 @@ function buildModel(cin: number, cout: number, sharedInput = false): Model {
     makeNode('QuantizeLinear', ['x', 'x_scale', 'x_zp'], ['x_q'], 'input_Q'),
     makeNode('DequantizeLinear', ['x_q', 'x_scale', 'x_zp'], ['x_dq'], 'input_DQ'),
     makeNode('DequantizeLinear', ['w', 'w_scale', 'w_zp'], ['w_dq'], 'stem/weight_DQ', [intAttr('axis', 0)]),
-    makeNode('Conv', ['x_dq', 'w_dq'], ['conv'], 'stem/Conv', [{ name: 'pads', type: 7, ints: [1, 1, 1, 1] }]),
+    makeNode('Conv', ['x_dq', 'w_dq'], ['conv'], 'stem/Conv', [{ name: 'pads', type: 7, ints: new Array(4).fill((k - 1) / 2) }]),
     makeNode('QuantizeLinear', ['conv', 'y_scale', 'y_zp'], ['y_q'], 'output_Q'),
     makeNode('DequantizeLinear', ['y_q', 'y_scale', 'y_zp'], ['y'], 'output_DQ'),
   ];
@@ -122,7 +122,11 @@ test('no pad where the symmetric kernel would not take the Conv anyway, or alrea
     assert.deepEqual(padConvInputChannels(m.graph, new NameAllocator(m.graph)), [], `${cin} -> ${cout}`);
     assert.ok(!m.graph.node.some((n) => n.op_type === 'Pad'), `${cin} -> ${cout}`);
   }
-  // Grouped convolutions and float weights are left alone.
+  const padsOf = (m: Model) => padConvInputChannels(m.graph, new NameAllocator(m.graph));
+  // A long filter (ResNet's 7x7 stem on RGB: 147 per output channel) runs well enough as it is; 3x3 on RGB (27) not.
+  assert.deepEqual(padsOf(buildModel(3, 64, false, 7)), []);
+  assert.deepEqual(padsOf(buildModel(3, 64, false, 3)), [{ node: 'stem/Conv', from: 3, to: 4 }]);
+  // Grouped convolutions are left alone.
   const grouped = buildModel(1, 16);
   grouped.graph.node.find((n) => n.op_type === 'Conv')!.attribute.push(intAttr('group', 1));
   assert.equal(padConvInputChannels(grouped.graph, new NameAllocator(grouped.graph)).length, 1, 'group 1 spelled out is still group 1');
