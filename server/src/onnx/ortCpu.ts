@@ -17,7 +17,7 @@
 //     channels up to a multiple of 4 (ortCpuConvPad.ts).
 import {
   Model, Node, DataType, indexGraph, constantTensor, dims, num, getAttr, makeTensor, makeNode, NameAllocator,
-  removeUnused, topoSort, intAttr, tensorToInts, elementCount, tensorToFloat32, floatTensor, int8Tensor, uint8Tensor, Graph, Tensor,
+  removeUnused, topoSort, intAttr, opsetVersion, tensorToInts, elementCount, tensorToFloat32, floatTensor, int8Tensor, uint8Tensor, Graph, Tensor,
 } from './model';
 import { rewriteLinearsForOrtCpu, OrtCpuLinearResult, OrtCpuLinearOptions } from './ortCpuLinear';
 import { padConvInputChannels, ConvPadResult } from './ortCpuConvPad';
@@ -169,7 +169,8 @@ export function optimizeForOrtCpu(model: Model, linearOptions: OrtCpuLinearOptio
   // 4. After the copies of step 3, so each reader keeps its own DQ.
   result.relusDropped = dropRequantizedRelus(g);
   // 5. Last: it pads the input of the Q -> DQ pair each Conv ends up with.
-  result.convInputsPadded = padConvInputChannels(g, names);
+  // Pad takes its pads as an input from opset 11 (the exporter writes 13 or later).
+  if (opsetVersion(model) >= 11) result.convInputsPadded = padConvInputChannels(g, names);
   const linearsChanged = result.linears.integer.length + result.linears.float.length + result.linears.pairsBypassed > 0;
   if (result.transposesFolded || inserted.length || copies.length || result.batchNormsFolded || result.addsQuantized || result.relusDropped
     || result.convInputsPadded.length || linearsChanged) {

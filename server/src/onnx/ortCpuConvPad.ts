@@ -65,7 +65,8 @@ export function padConvInputChannels(g: Graph, names: NameAllocator): ConvPadRes
     const scale = constantTensor(idx, wDq.input[1]);
     if (!scale || (elementCount(dims(scale)) > 1 && (axisAttr ? num(axisAttr.i) : 1) !== 0)) continue;
     const [m, c] = wShape;
-    if (wShape.length < 3 || c % CONV_INPUT_CHANNEL_ALIGN === 0) continue;
+    // 2-D convolutions only: the figures above are for them.
+    if (wShape.length !== 4 || c % CONV_INPUT_CHANNEL_ALIGN === 0) continue;
     if (c * elementCount(wShape.slice(2)) >= CONV_PAD_MAX_FILTER_LENGTH) continue;
     if (m < CONV_MIN_OUTPUT_CHANNELS || m % CONV_OUTPUT_CHANNEL_ALIGN !== 0) continue;
     const cPadded = Math.ceil(c / CONV_INPUT_CHANNEL_ALIGN) * CONV_INPUT_CHANNEL_ALIGN;
