@@ -21,7 +21,7 @@ const skip = !python ? 'no Python with torch here (python3, /usr/bin/python3): c
  * Runs the pipeline's export on an example with target ort-cpu, hands the rewrite report and the op counts of the
  * graph ORT runs (its optimized model) to `check`, then checks top-1 within 1% of FP32 on the 360 held-out digits.
  */
-async function exportOrtCpu(example: string, check: (rewrite: any, ops: Record<string, number>) => void): Promise<void> {
+async function exportOrtCpu(example: string, check: (rewrite: any, ops: Record<string, number>, notes: string[]) => void): Promise<void> {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'qdq-ortcpu-example-'));
   try {
     const r = await runPipeline({
@@ -35,7 +35,7 @@ async function exportOrtCpu(example: string, check: (rewrite: any, ops: Record<s
     await s.release();
     const ops: Record<string, number> = {};
     for (const n of readModel(optimized).graph.node) ops[n.op_type] = (ops[n.op_type] ?? 0) + 1;
-    check((r.report as any).ort_cpu_rewrite, ops);
+    check((r.report as any).ort_cpu_rewrite, ops, r.report.notes);
     const v = await verifyModels(r.report.files.fp32_onnx, int8, readEvalFile(r.report.files.eval), { latencyRuns: 1, warmup: 0 });
     assert.ok(v.accuracy, 'the example has labelled eval data');
     assert.equal(v.samples, 360);
@@ -63,9 +63,10 @@ test('digits-transformer, target ort-cpu: 12 MatMulIntegerToFloat in the graph O
 });
 
 test('digits-cnn, target ort-cpu: every Conv an integer QLinearConv (the 1-channel stem padded to 4), residual Adds integer, top-1 within 1% of FP32', { skip, timeout: 300_000 }, async () => {
-  await exportOrtCpu('digits-cnn', (rewrite, ops) => {
+  await exportOrtCpu('digits-cnn', (rewrite, ops, notes) => {
     assert.equal(rewrite.batchNormsFolded, 6, JSON.stringify(rewrite));
     assert.deepEqual(rewrite.convInputsPadded, [{ node: '/stem/stem.0/Conv', from: 1, to: 4 }]);
+    assert.ok(notes.some((n) => n.includes('zero-padded') && n.includes('/stem/stem.0/Conv 1 -> 4')), notes.join('\n'));
     assert.equal(ops.QLinearConv, 6, JSON.stringify(ops));
     assert.equal(ops.QLinearAdd, 2, JSON.stringify(ops));
     for (const op of ['Conv', 'BatchNormalization', 'Relu']) assert.equal(ops[op], undefined, `${op} in ${JSON.stringify(ops)}`);

@@ -276,6 +276,10 @@ export async function runPipeline(opts: PipelineOptions, onProgress: (p: Pipelin
           report.unquantized_weighted_ops = stats.unquantized_weighted_ops.filter((u) => !onPurpose.has(u.node.replace(/_float$/, '')));
           notes.push(`ort-cpu: ${keptFloat.length} ops too small for integer kernels left in float (${keptFloat.map((f) => f.node).join(', ')}; reasons in report.ort_cpu_rewrite)`);
         }
+        const padded = report.ort_cpu_rewrite?.convInputsPadded ?? [];
+        if (padded.length) {
+          notes.push(`ort-cpu: input channels zero-padded for ONNX Runtime's faster integer convolution: ${padded.map((p) => `${p.node} ${p.from} -> ${p.to}`).join(', ')}`);
+        }
         if (cfg.target === 'ort-cpu') {
           // Its graph is for ONNX Runtime (com.microsoft integer kernels); TensorRT takes the tensorrt target's file.
           report.tensorrt_checked = false;
