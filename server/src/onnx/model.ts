@@ -241,6 +241,22 @@ export class NameAllocator {
   }
 }
 
+/** 1-element constant scale and zero point of a Q or DQ node, or undefined when they are not constant scalars. */
+export function scalarQuantParams(idx: GraphIndex, n: Node): { scale: number; zp: number; zpType: number } | undefined {
+  const s = constantTensor(idx, n.input[1]);
+  if (!s || elementCount(dims(s)) !== 1) return undefined;
+  const z = n.input[2] ? constantTensor(idx, n.input[2]) : undefined;
+  if (n.input[2] && (!z || elementCount(dims(z)) !== 1)) return undefined;
+  return { scale: tensorToFloat32(s)[0], zp: z ? tensorToInts(z)[0] : 0, zpType: z ? z.data_type : DataType.UINT8 };
+}
+
+/** The one node reading `value`, unless several (or none) do or it is a graph output. */
+export function onlyReader(idx: GraphIndex, value: string, g: { output: { name: string }[] }): Node | undefined {
+  const readers = idx.consumers.get(value) ?? [];
+  if (readers.length !== 1 || g.output.some((o) => o.name === value)) return undefined;
+  return readers[0];
+}
+
 /** Drop initializers and Constant nodes nothing reads any more (after a rewrite replaced their consumers). */
 export function removeUnused(g: Graph): void {
   const read = new Set<string>();

@@ -17,7 +17,7 @@
 //     channels up to a multiple of 4 (ortCpuConvPad.ts).
 import {
   Model, Node, DataType, indexGraph, constantTensor, dims, num, getAttr, makeTensor, makeNode, NameAllocator,
-  removeUnused, topoSort, intAttr, opsetVersion, tensorToInts, elementCount, tensorToFloat32, floatTensor, int8Tensor, uint8Tensor, Graph, Tensor,
+  removeUnused, topoSort, intAttr, opsetVersion, onlyReader, scalarQuantParams, tensorToInts, elementCount, tensorToFloat32, floatTensor, int8Tensor, uint8Tensor, Graph, Tensor,
 } from './model';
 import { rewriteLinearsForOrtCpu, OrtCpuLinearResult, OrtCpuLinearOptions } from './ortCpuLinear';
 import { padConvInputChannels, ConvPadResult } from './ortCpuConvPad';
@@ -178,21 +178,6 @@ export function optimizeForOrtCpu(model: Model, linearOptions: OrtCpuLinearOptio
     topoSort(g);
   }
   return result;
-}
-
-/** 1-element constant scale and zero point of a Q or DQ node, or undefined when they are not constant scalars. */
-function scalarQuantParams(idx: ReturnType<typeof indexGraph>, n: Node): { scale: number; zp: number; zpType: number } | undefined {
-  const s = constantTensor(idx, n.input[1]);
-  if (!s || elementCount(dims(s)) !== 1) return undefined;
-  const z = n.input[2] ? constantTensor(idx, n.input[2]) : undefined;
-  if (n.input[2] && (!z || elementCount(dims(z)) !== 1)) return undefined;
-  return { scale: tensorToFloat32(s)[0], zp: z ? tensorToInts(z)[0] : 0, zpType: z ? z.data_type : DataType.UINT8 };
-}
-
-function onlyReader(idx: ReturnType<typeof indexGraph>, value: string, g: { output: { name: string }[] }): Node | undefined {
-  const readers = idx.consumers.get(value) ?? [];
-  if (readers.length !== 1 || g.output.some((o) => o.name === value)) return undefined;
-  return readers[0];
 }
 
 /**

@@ -16,7 +16,7 @@
 // The rule is for x86 builds of ORT: on ARM64 the symmetric kernel wants 64 input channels.
 import {
   Graph, Node, DataType, indexGraph, constantTensor, dims, elementCount, getAttr, num, attrInt, tensorToInts, makeTensor,
-  int64Tensor, makeNode, NameAllocator, GraphIndex,
+  int64Tensor, makeNode, NameAllocator, onlyReader, scalarQuantParams,
 } from './model';
 
 /** Input channels the symmetric kernel takes in steps of; output channels it needs at least, and in steps of. */
@@ -27,18 +27,6 @@ export const CONV_OUTPUT_CHANNEL_ALIGN = 8;
 export const CONV_PAD_MAX_FILTER_LENGTH = 64;
 
 export interface ConvPadResult { node: string; from: number; to: number }
-
-function only(idx: GraphIndex, g: Graph, value: string): Node | undefined {
-  const readers = idx.consumers.get(value) ?? [];
-  return readers.length === 1 && !g.output.some((o) => o.name === value) ? readers[0] : undefined;
-}
-
-/** Whether a Q or DQ has 1-element constant scale and zero point (per-tensor quantization). */
-function perTensor(idx: GraphIndex, n: Node): boolean {
-  const s = constantTensor(idx, n.input[1]);
-  const z = n.input[2] ? constantTensor(idx, n.input[2]) : undefined;
-  return !!s && elementCount(dims(s)) === 1 && (!n.input[2] || (!!z && elementCount(dims(z)) === 1));
-}
 
 /**
  * Zero-pad the input channels of every DQ-fed Conv (group 1, INT8 weight with zero points 0, activation from a
@@ -52,10 +40,10 @@ export function padConvInputChannels(g: Graph, names: NameAllocator): ConvPadRes
     if (conv.op_type !== 'Conv' || (conv.domain && conv.domain !== 'ai.onnx') || attrInt(conv, 'group', 1) !== 1) continue;
     const xDq = idx.producer.get(conv.input[0]);
     const xQ = xDq?.op_type === 'DequantizeLinear' ? idx.producer.get(xDq.input[0]) : undefined;
-    if (!xDq || xQ?.op_type !== 'QuantizeLinear' || !perTensor(idx, xDq) || !perTensor(idx, xQ)) continue;
+    if (!xDq || xQ?.op_type !== 'QuantizeLinear' || !scalarQuantParams(idx, xDq) || !scalarQuantParams(idx, xQ)) continue;
     if (constantTensor(idx, xQ.input[0])) continue;
     const wDq = idx.producer.get(conv.input[1]);
-    if (wDq?.op_type !== 'DequantizeLinear' || only(idx, g, wDq.output[0]) !== conv) continue;
+    if (wDq?.op_type !== 'DequantizeLinear' || onlyReader(idx, wDq.output[0], g) !== conv) continue;
     const w = constantTensor(idx, wDq.input[0]);
     if (!w || w.data_type !== DataType.INT8) continue;
     const wZp = wDq.input[2] ? constantTensor(idx, wDq.input[2]) : undefined;
@@ -92,7 +80,7 @@ export function padConvInputChannels(g: Graph, names: NameAllocator): ConvPadRes
     g.initializer.push(int64Tensor(padsName, [2 * rank], pads));
     const paddedValue = names.fresh(`${xQ.input[0]}_channels_padded`);
     added.push(makeNode('Pad', [xQ.input[0], padsName], [paddedValue], names.fresh(`${base}_input_channel_Pad`)));
-    if (only(idx, g, xQ.output[0]) === xDq && only(idx, g, xDq.output[0]) === conv) {
+    if (onlyReader(idx, xQ.output[0], g) === xDq && onlyReader(idx, xDq.output[0], g) === conv) {
       xQ.input = [paddedValue, ...xQ.input.slice(1)];
     } else {
       const qOut = names.fresh(`${xQ.output[0]}_channels_padded`), dqOut = names.fresh(`${xDq.output[0]}_channels_padded`);

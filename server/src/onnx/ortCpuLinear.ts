@@ -19,7 +19,7 @@
 import {
   Model, Node, Graph, DataType, indexGraph, constantTensor, dims, elementCount, getAttr, num, attrInt, attrFloat,
   tensorToInts, tensorToFloat32, makeTensor, floatTensor, int8Tensor, uint8Tensor, makeNode, NameAllocator,
-  ensureOpset, GraphIndex, Tensor, topoSort,
+  ensureOpset, GraphIndex, Tensor, topoSort, onlyReader,
 } from './model';
 import { inferShapes, matMulMacsPerItem } from './shapes';
 
@@ -155,8 +155,8 @@ export function rewriteLinearsForOrtCpu(model: Model, opts: OrtCpuLinearOptions 
       const cv = tensorToFloat32(c);
       bias = Float32Array.from({ length: w.n }, (_, j) => beta * cv[cv.length === 1 ? 0 : j]);
     } else if (mm.op_type === 'MatMul') {
-      const readers = idx.consumers.get(mm.output[0]) ?? [];
-      const add = readers.length === 1 && readers[0].op_type === 'Add' && !g.output.some((o) => o.name === mm.output[0]) ? readers[0] : undefined;
+      const reader = onlyReader(idx, mm.output[0], g);
+      const add = reader?.op_type === 'Add' ? reader : undefined;
       const other = add ? (add.input[0] === mm.output[0] ? add.input[1] : add.input[0]) : '';
       const c = add ? constantTensor(idx, other) : undefined;
       if (add && c && c.data_type === DataType.FLOAT && elementCount(dims(c)) === w.n && dims(c).slice(0, -1).every((d) => d === 1)) {
