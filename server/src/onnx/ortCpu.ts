@@ -171,13 +171,17 @@ export function optimizeForOrtCpu(model: Model, linearOptions: OrtCpuLinearOptio
   // 5. Last: it pads the input of the Q -> DQ pair each Conv ends up with.
   // Pad takes its pads as an input from opset 11 (the exporter writes 13 or later).
   if (opsetVersion(model) >= 11) result.convInputsPadded = padConvInputChannels(g, names);
-  const linearsChanged = result.linears.integer.length + result.linears.float.length + result.linears.pairsBypassed > 0;
-  if (result.transposesFolded || inserted.length || copies.length || result.batchNormsFolded || result.addsQuantized || result.relusDropped
-    || result.convInputsPadded.length || linearsChanged) {
+  if (ortCpuRewriteChanged(result)) {
     removeUnused(g);
     topoSort(g);
   }
   return result;
+}
+
+/** Whether optimizeForOrtCpu changed the graph (then the model file is written again). */
+export function ortCpuRewriteChanged(r: OrtCpuResult): boolean {
+  return r.transposesFolded + r.outputsQuantized + r.dequantizeDuplicated + r.batchNormsFolded + r.addsQuantized + r.relusDropped
+    + r.convInputsPadded.length + r.linears.integer.length + r.linears.float.length + r.linears.pairsBypassed > 0;
 }
 
 /**

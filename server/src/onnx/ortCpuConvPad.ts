@@ -55,12 +55,12 @@ export function padConvInputChannels(g: Graph, names: NameAllocator): ConvPadRes
     const [m, c] = wShape;
     // 2-D convolutions only: the figures above are for them.
     if (wShape.length !== 4 || c % CONV_INPUT_CHANNEL_ALIGN === 0) continue;
-    if (c * elementCount(wShape.slice(2)) >= CONV_PAD_MAX_FILTER_LENGTH) continue;
+    const kernel = elementCount(wShape.slice(2));
+    if (c * kernel >= CONV_PAD_MAX_FILTER_LENGTH) continue;
     if (m < CONV_MIN_OUTPUT_CHANNELS || m % CONV_OUTPUT_CHANNEL_ALIGN !== 0) continue;
     const cPadded = Math.ceil(c / CONV_INPUT_CHANNEL_ALIGN) * CONV_INPUT_CHANNEL_ALIGN;
 
     // Weight [M, C, k...] -> [M, C', k...] with zero filters for the new channels.
-    const kernel = elementCount(wShape.slice(2));
     const q = tensorToInts(w);
     const out = new Int8Array(m * cPadded * kernel);
     for (let o = 0; o < m; o++) {

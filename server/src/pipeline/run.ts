@@ -13,7 +13,7 @@ import { foldWeights } from '../onnx/foldWeights';
 import { quantizeDynamic } from '../onnx/dynamic';
 import { qdqStats, QuantizerInfo, QdqStats } from '../onnx/qdqStats';
 import { trtCheck } from '../onnx/trtCheck';
-import { optimizeForOrtCpu, OrtCpuResult } from '../onnx/ortCpu';
+import { optimizeForOrtCpu, ortCpuRewriteChanged, OrtCpuResult } from '../onnx/ortCpu';
 import { readEvalFile, verifyModels, VerifyResult, EvalBatch } from '../onnx/verify';
 import { libraryPatchOrConfigError } from '../library/patch';
 
@@ -259,8 +259,7 @@ export async function runPipeline(opts: PipelineOptions, onProgress: (p: Pipelin
         if (cfg.target === 'ort-cpu') {
           // The QDQ form ORT's CPU provider fuses into integer kernels (onnx/ortCpu.ts).
           const o = optimizeForOrtCpu(model);
-          rewritten ||= o.transposesFolded + o.outputsQuantized + o.dequantizeDuplicated + o.batchNormsFolded + o.addsQuantized + o.relusDropped
-            + o.convInputsPadded.length + o.linears.integer.length + o.linears.float.length + o.linears.pairsBypassed > 0;
+          rewritten ||= ortCpuRewriteChanged(o);
           report.ort_cpu_rewrite = o;
         }
         if (rewritten) writeModel(model, exp.int8_onnx);
