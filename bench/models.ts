@@ -135,10 +135,10 @@ export async function benchModels(checks: TargetCheck[]): Promise<ModelsResult> 
       const res: ModelResult = { model: m.name, latency_input_shape: inputs.latencyShape,
         eval_samples: inputs.labels ? inputs.labels.length : null, timed_runs_per_variant: rounds * perRound, variants: {} };
       const sessions: Record<string, any> = {};
-      // Each variant also runs on 1 intra-op thread: on the digits models ORT's integer kernels lose time
-      // splitting tiny tensors across 2 threads (digits-cnn INT8: 0.28 ms on 1 thread, 0.39 ms on 2) while FP32
-      // gains from it, so one fixed count would measure the thread pool, not the arithmetic. Every variant is
-      // reported at its faster count (a deployer would pick it), which the table says.
+      // Each variant also runs on 1 intra-op thread. A second thread only helps when the host leaves this VM's
+      // second vCPU free, and helps the kernels unequally: FP32's NCHWc convolution splits the whole batch
+      // (digits-cnn 0.40 -> 0.24 ms) where ORT's QLinearConv splits one 8x8 image at a time (0.23 -> 0.19 ms).
+      // Every variant is reported at its faster count (a deployer would pick it), which the table says.
       const oneThread: Record<string, any> = {};
       for (const [name, f] of Object.entries(files)) {
         if (typeof f !== 'string') { res.variants[name] = { skipped: f.skipped }; continue; }
