@@ -7,7 +7,7 @@ import { foldWeights } from '../../server/src/onnx/foldWeights';
 import { quantizeDynamic } from '../../server/src/onnx/dynamic';
 import { qdqStats, modulePathFromNodeName } from '../../server/src/onnx/qdqStats';
 import { trtCheck } from '../../server/src/onnx/trtCheck';
-import { verifyModels, EvalBatch, createSession, runBatch } from '../../server/src/onnx/verify';
+import { verifyModels, EvalBatch, createSession, runBatch, pairedMedianLatency } from '../../server/src/onnx/verify';
 import { fixtureModels, randn } from './helpers';
 
 function batchesFor(shape: number[], count = 3): EvalBatch[] {
@@ -128,6 +128,19 @@ test('verify gives top-1 agreement and accuracy on labelled batches', { skip }, 
   assert.equal(r.samples, 16);
   assert.ok(r.top1_agreement! >= 0.8);
   assert.ok(r.latency_ms.fp32 > 0 && r.latency_ms.int8 > 0);
+});
+
+test('paired latency times the sessions in alternating blocks, each after an untimed run', async () => {
+  // Fake sessions record the order of run() calls; a real one takes longer in each block it is slowed.
+  const calls: string[] = [];
+  const fake = (name: string, ms: number) => ({
+    inputNames: ['x'], outputNames: ['y'],
+    run: async () => { calls.push(name); await new Promise((r) => setTimeout(r, ms)); return {}; },
+  }) as any;
+  const [a, b] = await pairedMedianLatency([fake('a', 1), fake('b', 12)], batchesFor([1, 4], 1)[0], 7, 2);
+  // 2 warmups each; then blocks of 5 and 2 timed runs, each block after one untimed run.
+  assert.equal(calls.join(''), 'aabb' + 'a'.repeat(6) + 'b'.repeat(6) + 'aaa' + 'bbb');
+  assert.ok(b > a, `the slower session has the larger median (${a} vs ${b} ms)`);
 });
 
 test('trtCheck with the real TensorRT matrix: a QDQ CNN passes, DynamicQuantizeLinear/MatMulInteger are flagged', { skip }, () => {

@@ -85,16 +85,28 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-export async function medianLatency(session: ortTypes.InferenceSession, batch: EvalBatch, runs: number, warmup: number): Promise<number> {
-  const f = feeds(session, batch);
-  for (let i = 0; i < warmup; i++) await session.run(f);
-  const times: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t0 = process.hrtime.bigint();
-    await session.run(f);
-    times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+/**
+ * Median latency (ms) of each session on the same batch, timed in turn: blocks of up to 5 runs, each after one
+ * untimed run, alternating between the sessions, so that a slow spell of this shared machine falls on both
+ * rather than on whichever was timed second.
+ */
+export async function pairedMedianLatency(sessions: ortTypes.InferenceSession[], batch: EvalBatch, runs: number,
+  warmup: number): Promise<number[]> {
+  const inputs = sessions.map((s) => feeds(s, batch));
+  for (const [i, s] of sessions.entries()) for (let w = 0; w < warmup; w++) await s.run(inputs[i]);
+  const times: number[][] = sessions.map(() => []);
+  const block = 5;
+  for (let done = 0; done < runs; done += block) {
+    for (const [i, s] of sessions.entries()) {
+      await s.run(inputs[i]);
+      for (let k = 0; k < Math.min(block, runs - done); k++) {
+        const t0 = process.hrtime.bigint();
+        await s.run(inputs[i]);
+        times[i].push(Number(process.hrtime.bigint() - t0) / 1e6);
+      }
+    }
   }
-  return median(times);
+  return times.map(median);
 }
 
 class Accumulator {
@@ -163,8 +175,7 @@ export async function verifyModels(fp32File: string, int8File: string, batches: 
     }
     const outputs = [...acc.entries()].map(([name, e]) => ({ name, cosine: e.cosine(), max_abs_diff: e.maxAbs }));
     const runs = opts.latencyRuns ?? 20, warmup = opts.warmup ?? 3;
-    const latA = await medianLatency(a, batches[0], runs, warmup);
-    const latB = await medianLatency(b, batches[0], runs, warmup);
+    const [latA, latB] = await pairedMedianLatency([a, b], batches[0], runs, warmup);
     return {
       outputs,
       cosine_min: Math.min(...outputs.map((o) => o.cosine)),
