@@ -8,11 +8,11 @@ import { progress, Skip, TargetCheck } from './stats';
 const repo = path.resolve(__dirname, '..', '..');
 
 export interface CalibrationModel {
-  model: string; batches: number; batch_shape: number[]; activation_quantizers: number;
+  model: string; rounds: number; batches: number; batch_shape: number[]; activation_quantizers: number;
   fp32_forward_ms: number; max_ms: number; histogram_ms: number; max_ratio: number; histogram_ratio: number;
   amax_from_histogram_ms: Record<string, { median: number; max: number }>; histogram_bins_max: number;
 }
-export interface CalibrationResult { torch: string; threads: number; rounds: number; python: string; models: CalibrationModel[] }
+export interface CalibrationResult { torch: string; threads: number; python: string; models: CalibrationModel[] }
 
 function pythonWithCalibrators(): string {
   const reasons: string[] = [];

@@ -61,13 +61,13 @@ const sections: Section[] = [
     print: (r: CalibrationResult) => {
       const rows = r.models.map((m) => {
         const a = m.amax_from_histogram_ms;
-        return [`${m.model} (${m.batches} x [${m.batch_shape}], ${m.activation_quantizers} act. quantizers)`,
+        return [`${m.model} (${m.batches} x [${m.batch_shape}], ${m.activation_quantizers} act. quantizers, ${m.rounds} rounds)`,
           m.fp32_forward_ms, m.max_ms, `${m.max_ratio.toFixed(2)}x`, m.histogram_ms, `${m.histogram_ratio.toFixed(2)}x`,
           `${fmt(a.entropy.median)} / ${fmt(a.percentile.median)} / ${fmt(a.mse.median)}`,
           fmt(Math.max(a.entropy.max, a.percentile.max, a.mse.max))];
       });
       return table(['model', 'fp32 ms', 'max ms', 'ratio', 'hist ms', 'ratio', 'amax ms/quantizer ent/pct/mse', 'slowest'], rows) +
-        `\n(median of ${r.rounds} rounds, the three passes in turn; torch ${r.torch}, ${r.threads} threads, ${r.python}; ` +
+        `\n(median over the rounds, the three passes in turn; torch ${r.torch}, ${r.threads} threads, ${r.python}; ` +
         'histogram pass = entropy, percentile and mse, which share it)';
     },
   },

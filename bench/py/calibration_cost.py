@@ -7,7 +7,8 @@ Models: the two bundled examples and bench/encoder, with quantizers placed as qd
 examples_int8.py). Calibrators are the backend's own (qdq_backend.calib.make_calibrator): "max" collects a
 running max (MaxCalibrator); "entropy", "percentile" and "mse" share one histogram pass
 (HistogramCalibrator), then each computes its amax from the histograms without touching the data again.
-Each pass is timed `ROUNDS` times, the three passes in turn, and the median is reported.
+Each pass is timed once per round (25 rounds for the digits models, 9 for the encoder), the three passes in
+turn, and the median is reported.
 """
 import json
 import os
@@ -24,10 +25,12 @@ from qdq_backend import qdq_quant  # noqa: E402
 from qdq_backend.calib import make_calibrator, weight_amax  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-ROUNDS = 9  # interleaved; 3 was too few on a shared 2-core machine (the same code gave 1.6x-3.6x)
-MODELS = [("digits-cnn", REPO / "examples" / "digits-cnn", 32),
-          ("digits-transformer", REPO / "examples" / "digits-transformer", 32),
-          ("encoder", REPO / "bench" / "encoder", 8)]
+# Rounds per model, interleaved. 3 was too few on a shared 2-core machine (the same code gave 1.6x-3.6x); a
+# digits pass takes about 40 ms, so with 9 rounds one busy spell could still move a median (max calibration of
+# digits-cnn: 1.15x in one run, 1.38x in the next); 25 of them cost about 4 s more. An encoder pass takes ~1 s.
+MODELS = [("digits-cnn", REPO / "examples" / "digits-cnn", 32, 25),
+          ("digits-transformer", REPO / "examples" / "digits-transformer", 32, 25),
+          ("encoder", REPO / "bench" / "encoder", 8, 9)]
 
 
 def log(msg):
@@ -49,7 +52,7 @@ def main():
     torch.set_num_threads(int(os.environ.get("QDQ_BENCH_THREADS", "1")))
     only = sys.argv[1:]
     results = []
-    for name, project, n_batches in MODELS:
+    for name, project, n_batches, rounds in MODELS:
         if only and name not in only:
             continue
         log(f"{name}: loading")
@@ -98,7 +101,7 @@ def main():
         plain()  # warm-up (first-call allocations, thread pool)
         times = {"fp32": [], "max": [], "histogram": []}
         hist_calibrators = None
-        for r in range(ROUNDS):
+        for r in range(rounds):
             for variant in times:
                 t0 = time.perf_counter()
                 if variant == "fp32":
@@ -108,7 +111,7 @@ def main():
                     if variant == "histogram":
                         hist_calibrators = c
                 times[variant].append((time.perf_counter() - t0) * 1000)
-            log(f"{name}: round {r + 1}/{ROUNDS}")
+            log(f"{name}: round {r + 1}/{rounds}")
         amax_ms = {}
         for method in ("entropy", "percentile", "mse"):
             per_q = []
@@ -119,7 +122,7 @@ def main():
             amax_ms[method] = {"median": statistics.median(per_q), "max": max(per_q)}
         fp32 = statistics.median(times["fp32"])
         results.append({
-            "model": name, "batches": len(batches), "batch_shape": list(batches[0].shape),
+            "model": name, "rounds": rounds, "batches": len(batches), "batch_shape": list(batches[0].shape),
             "activation_quantizers": len(acts),
             "fp32_forward_ms": fp32,
             "max_ms": statistics.median(times["max"]),
@@ -130,8 +133,7 @@ def main():
             "histogram_bins_max": max((c.hist.numel() for c in hist_calibrators.values() if c.hist is not None),
                                       default=0),
         })
-    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "rounds": ROUNDS,
-                      "models": results}))
+    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "models": results}))
 
 
 if __name__ == "__main__":
