@@ -129,9 +129,11 @@ export async function benchModels(checks: TargetCheck[]): Promise<ModelsResult> 
       progress(`model speed: ${m.name}: accuracy, cosine and latency with onnxruntime-node (1 and 2 threads)`);
       // The digits models run in well under a millisecond, so a burst from another process on this
       // shared 2-core machine can swing a short timing window by 2x: many short rounds, taken in
-      // turn, let every variant see the same bursts. The encoder's runs take tens of ms each.
-      const rounds = m.isEncoder ? 8 : 60;
-      const perRound = m.isEncoder ? 3 : 10;
+      // turn, let every variant see the same bursts. The encoder's runs take tens of ms each; with 8
+      // rounds of 3, two variants of the same speed (dynamic and static ort-cpu, both 14-15 ms alone)
+      // once measured 15.7 and 22.8 ms in one run, so it gets 16 rounds of 2 (about 7 s more).
+      const rounds = m.isEncoder ? 16 : 60;
+      const perRound = m.isEncoder ? 2 : 10;
       const res: ModelResult = { model: m.name, latency_input_shape: inputs.latencyShape,
         eval_samples: inputs.labels ? inputs.labels.length : null, timed_runs_per_variant: rounds * perRound, variants: {} };
       const sessions: Record<string, any> = {};
