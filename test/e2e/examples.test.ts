@@ -18,6 +18,11 @@ function checkStatic(r: any, name: string, minCosine = 0.99): void {
   assert.ok(r.size_bytes.int8 < r.size_bytes.fp32, `${name}: folded INT8 file is smaller`);
   assert.ok(Array.isArray(r.tensorrt_unsupported_ops));
   assert.ok(r.dynamic && r.dynamic.cosine_min >= minCosine, `${name}: dynamic cosine ${r.dynamic?.cosine_min}`);
+  // The default target is tensorrt; when ONNX Runtime (which does not fuse that form) times it slower than FP32,
+  // the report says why and what to use for CPU instead, and says nothing of the kind otherwise.
+  const slowerNote = (r.notes as string[]).some((n) => /ran slower than FP32 .*--target ort-cpu/.test(n));
+  assert.equal(slowerNote, r.target !== 'ort-cpu' && r.latency_ms.int8 > r.latency_ms.fp32,
+    `${name}: INT8 ${r.latency_ms.int8} ms vs FP32 ${r.latency_ms.fp32} ms, notes ${JSON.stringify(r.notes)}`);
 }
 
 for (const [example, method] of [['digits-cnn', 'entropy'], ['digits-transformer', 'percentile']] as const) {

@@ -314,6 +314,12 @@ export async function runPipeline(opts: PipelineOptions, onProgress: (p: Pipelin
             accuracy: v.accuracy, latency_ms: { fp32: v.latency_ms.fp32, int8: v.latency_ms.int8 }, size_bytes: v.sizes_bytes,
             latency_input_shape: v.latency_ms.batch_shape, eval_samples: v.samples,
           });
+          if (cfg.target !== 'ort-cpu' && v.latency_ms.int8 > v.latency_ms.fp32) {
+            // The latency row is ONNX Runtime on the CPU, which runs most of the TensorRT form's QDQ pairs as
+            // separate ops: without this, the table reads as "INT8 is slower" when TensorRT would fuse them.
+            notes.push(`INT8 (${cfg.target}) ran slower than FP32 here because ONNX Runtime's CPU provider does not fuse that QDQ form; ` +
+              'TensorRT does. For an INT8 model that is faster on ONNX Runtime CPU, export with --target ort-cpu or use the dynamic INT8');
+          }
           done++;
           cancel.throwIfCancelled();
         }
