@@ -58,7 +58,7 @@ export async function createSession(file: string, threads = 2): Promise<ortTypes
     // Each session has its own intra-op pool, whose idle worker keeps spinning after run() returns. Timing one
     // session right after another then measures it against that spinning thread: on this 2-core machine the
     // dynamic encoder ran 19-23 ms just after an FP32 run instead of 13 ms. Stopping the spin when run() ends
-    // costs nothing measurable here (bench/README.md, "Sessions timed in turn").
+    // costs nothing measurable here (bench/README.md, "The timing fix").
     extra: { session: { force_spinning_stop: '1' } },
   });
 }
