@@ -32,7 +32,8 @@ function loadEngine(): Engine {
     rulesMissing = `server/src/rules is not built or fails to load (${(e as Error).message.split('\n')[0]})`;
   }
   for (const name of ['parsePython', 'buildModelIndex', 'editFor', 'LineIndex']) {
-    if (typeof analysis[name] !== 'function') throw new Skip(`the analysis API has no ${name} (docs/DESIGN.md "Engine APIs")`);
+    if (typeof analysis[name] !== 'function')
+      throw new Skip(`the analysis API has no ${name} (docs/DESIGN.md "Engine APIs")`);
   }
   const runRules = rulesMissing ? () => [] : rules.runRules;
   return { ...analysis, runRules, rulesMissing };
@@ -45,9 +46,17 @@ export function corpusFiles(): string[] {
   for (const base of TORCH_DIRS) {
     const dirs = [path.join(base, 'torchvision', 'models'), path.join(base, 'torch', 'nn', 'modules')];
     if (!dirs.every((d) => fs.existsSync(d))) continue;
-    return dirs.flatMap((d) => fs.readdirSync(d).filter((f) => f.endsWith('.py')).sort().map((f) => path.join(d, f)));
+    return dirs.flatMap((d) =>
+      fs
+        .readdirSync(d)
+        .filter((f) => f.endsWith('.py'))
+        .sort()
+        .map((f) => path.join(d, f)),
+    );
   }
-  throw new Skip(`torchvision and torch sources not found under ${TORCH_DIRS.join(', ')} (apt install python3-torchvision)`);
+  throw new Skip(
+    `torchvision and torch sources not found under ${TORCH_DIRS.join(', ')} (apt install python3-torchvision)`,
+  );
 }
 
 /** Whole files concatenated until at least `lines` lines: one large, valid Python file. */
@@ -64,12 +73,35 @@ export function concatenated(files: string[], lines: number): string {
 }
 
 export interface LangServerResult {
-  big_file: { lines: number; chars: number; parse_ms: number; full_analysis_ms: number; index_ms: number; rules_ms: number;
-    ratio_full_to_parse: number; diagnostics: number; ruff_ms: number | null; ruff_diagnostics: number | null };
-  keystroke: { lines: number; median_ms: number; p90_ms: number; samples: number; parse_ms: number; analysis_ms: number };
+  big_file: {
+    lines: number;
+    chars: number;
+    parse_ms: number;
+    full_analysis_ms: number;
+    index_ms: number;
+    rules_ms: number;
+    ratio_full_to_parse: number;
+    diagnostics: number;
+    ruff_ms: number | null;
+    ruff_diagnostics: number | null;
+  };
+  keystroke: {
+    lines: number;
+    median_ms: number;
+    p90_ms: number;
+    samples: number;
+    parse_ms: number;
+    analysis_ms: number;
+  };
   typing: LangServerResult['keystroke'];
-  all_files: { files: number; lines: number; parse_ms: number; full_analysis_ms: number; ratio_full_to_parse: number;
-    ruff_ms: number | null };
+  all_files: {
+    files: number;
+    lines: number;
+    parse_ms: number;
+    full_analysis_ms: number;
+    ratio_full_to_parse: number;
+    ruff_ms: number | null;
+  };
   ruff: { version: string } | { skipped: string };
   rules_missing?: string;
 }
@@ -90,7 +122,8 @@ export async function benchLanguageServer(checks: TargetCheck[]): Promise<LangSe
   const big = concatenated(files, 5000);
   const bigLines = big.split('\n').length;
   const ruff = loadRuff();
-  if (engine.rulesMissing) progress(`language server: WARNING ${engine.rulesMissing}; measuring parse + model index only`);
+  if (engine.rulesMissing)
+    progress(`language server: WARNING ${engine.rulesMissing}; measuring parse + model index only`);
   progress(`language server: ${bigLines}-line file from ${files.length} torchvision/torch.nn sources`);
 
   const parse = (t: string) => engine.parsePython(t);
@@ -108,15 +141,27 @@ export async function benchLanguageServer(checks: TargetCheck[]): Promise<LangSe
 
   // Where the time goes: index and rules separately on one already parsed tree.
   const tree = engine.parsePython(big);
-  const split = await interleaved({
-    index: () => engine.buildModelIndex(tree, big),
-    rules: (() => { const idx = engine.buildModelIndex(tree, big); return () => engine.runRules(idx, tree, big, {}); })(),
-  }, { rounds: 3, perRound: 4, warmup: 1 });
+  const split = await interleaved(
+    {
+      index: () => engine.buildModelIndex(tree, big),
+      rules: (() => {
+        const idx = engine.buildModelIndex(tree, big);
+        return () => engine.runRules(idx, tree, big, {});
+      })(),
+    },
+    { rounds: 3, perRound: 4, warmup: 1 },
+  );
 
   const bigResult = {
-    lines: bigLines, chars: big.length, parse_ms: median(s.parse), full_analysis_ms: median(s.full),
-    index_ms: median(split.index), rules_ms: median(split.rules), ratio_full_to_parse: median(s.full) / median(s.parse),
-    diagnostics, ruff_ms: s.ruff ? median(s.ruff) : null,
+    lines: bigLines,
+    chars: big.length,
+    parse_ms: median(s.parse),
+    full_analysis_ms: median(s.full),
+    index_ms: median(split.index),
+    rules_ms: median(split.rules),
+    ratio_full_to_parse: median(s.full) / median(s.parse),
+    diagnostics,
+    ruff_ms: s.ruff ? median(s.ruff) : null,
     ruff_diagnostics: typeof ruff !== 'string' ? ruff.check(big).length : null,
   };
 
@@ -127,30 +172,57 @@ export async function benchLanguageServer(checks: TargetCheck[]): Promise<LangSe
   progress(`language server: all ${files.length} files one by one`);
   const texts = files.map((f) => fs.readFileSync(f, 'utf8'));
   const allVariants: Record<string, () => unknown> = {
-    parse: () => texts.forEach(parse), full: () => texts.forEach(full),
+    parse: () => texts.forEach(parse),
+    full: () => texts.forEach(full),
   };
   if (typeof ruff !== 'string') allVariants.ruff = () => texts.forEach((t) => ruff.check(t));
   // 9 rounds: one round is ~0.6 s, long enough for a burst on the shared machine to hit one variant only.
   const a = await interleaved(allVariants, { rounds: 9, perRound: 1, warmup: 1 });
   const allResult = {
-    files: files.length, lines: texts.reduce((n, t) => n + t.split('\n').length, 0),
-    parse_ms: median(a.parse), full_analysis_ms: median(a.full), ratio_full_to_parse: median(a.full) / median(a.parse),
+    files: files.length,
+    lines: texts.reduce((n, t) => n + t.split('\n').length, 0),
+    parse_ms: median(a.parse),
+    full_analysis_ms: median(a.full),
+    ratio_full_to_parse: median(a.full) / median(a.parse),
     ruff_ms: a.ruff ? median(a.ruff) : null,
   };
 
   // Without the rules the figures are not the full analysis: reported, but no verdict.
   const verdict = (ok: boolean) => (engine.rulesMissing ? null : ok);
   const note = engine.rulesMissing ? `rules missing, parse + index only: ${engine.rulesMissing}` : undefined;
-  checks.push({ section: 'language server', target: `full analysis <= 3x bare parse (${bigLines}-line file)`,
-    value: `${bigResult.ratio_full_to_parse.toFixed(2)}x`, met: verdict(bigResult.ratio_full_to_parse <= 3), note });
-  checks.push({ section: 'language server', target: `full analysis <= 3x bare parse (all ${files.length} files)`,
-    value: `${allResult.ratio_full_to_parse.toFixed(2)}x`, met: verdict(allResult.ratio_full_to_parse <= 3), note });
-  checks.push({ section: 'language server', target: `one-keystroke diagnostics < 5 ms median (${typing.lines} lines, typing a new statement)`,
-    value: `${typing.median_ms.toFixed(2)} ms`, met: verdict(typing.median_ms < 5), note });
-  checks.push({ section: 'language server', target: `one-keystroke diagnostics < 5 ms median (${keystroke.lines} lines, worst case: start of a block's first statement)`,
-    value: `${keystroke.median_ms.toFixed(2)} ms`, met: verdict(keystroke.median_ms < 5), note });
+  checks.push({
+    section: 'language server',
+    target: `full analysis <= 3x bare parse (${bigLines}-line file)`,
+    value: `${bigResult.ratio_full_to_parse.toFixed(2)}x`,
+    met: verdict(bigResult.ratio_full_to_parse <= 3),
+    note,
+  });
+  checks.push({
+    section: 'language server',
+    target: `full analysis <= 3x bare parse (all ${files.length} files)`,
+    value: `${allResult.ratio_full_to_parse.toFixed(2)}x`,
+    met: verdict(allResult.ratio_full_to_parse <= 3),
+    note,
+  });
+  checks.push({
+    section: 'language server',
+    target: `one-keystroke diagnostics < 5 ms median (${typing.lines} lines, typing a new statement)`,
+    value: `${typing.median_ms.toFixed(2)} ms`,
+    met: verdict(typing.median_ms < 5),
+    note,
+  });
+  checks.push({
+    section: 'language server',
+    target: `one-keystroke diagnostics < 5 ms median (${keystroke.lines} lines, worst case: start of a block's first statement)`,
+    value: `${keystroke.median_ms.toFixed(2)} ms`,
+    met: verdict(keystroke.median_ms < 5),
+    note,
+  });
   return {
-    big_file: bigResult, typing, keystroke, all_files: allResult,
+    big_file: bigResult,
+    typing,
+    keystroke,
+    all_files: allResult,
     ruff: typeof ruff === 'string' ? { skipped: ruff } : { version: ruff.version },
     rules_missing: engine.rulesMissing,
   };
@@ -162,18 +234,32 @@ type KeystrokeResult = LangServerResult['keystroke'];
 const KEYSTROKE_ROUNDS = 3;
 
 /** One keystroke at a time: `edits` yields [offset, deleted length, inserted text] against the current text. */
-function timeKeystrokes(engine: Engine, text: string, edits: (current: string) => [number, number, string][]): KeystrokeResult {
+function timeKeystrokes(
+  engine: Engine,
+  text: string,
+  edits: (current: string) => [number, number, string][],
+): KeystrokeResult {
   const parseTimes: number[] = [];
   const totals: number[] = [];
   for (let round = 0; round < KEYSTROKE_ROUNDS; round++) timeKeystrokeRound(engine, text, edits, parseTimes, totals);
   const sorted = [...totals].sort((a, b) => a - b);
   return {
-    lines: text.split('\n').length, median_ms: median(totals), p90_ms: sorted[Math.floor(sorted.length * 0.9)],
-    samples: totals.length, parse_ms: median(parseTimes), analysis_ms: median(totals) - median(parseTimes),
+    lines: text.split('\n').length,
+    median_ms: median(totals),
+    p90_ms: sorted[Math.floor(sorted.length * 0.9)],
+    samples: totals.length,
+    parse_ms: median(parseTimes),
+    analysis_ms: median(totals) - median(parseTimes),
   };
 }
 
-function timeKeystrokeRound(engine: Engine, text: string, edits: (current: string) => [number, number, string][], parseTimes: number[], totals: number[]): void {
+function timeKeystrokeRound(
+  engine: Engine,
+  text: string,
+  edits: (current: string) => [number, number, string][],
+  parseTimes: number[],
+  totals: number[],
+): void {
   let current = text;
   let tree = engine.parsePython(current);
   // The server keeps the previous index and hands it to buildModelIndex, which reuses unchanged statements.
@@ -193,7 +279,8 @@ function timeKeystrokeRound(engine: Engine, text: string, edits: (current: strin
     engine.runRules(index, tree, next, {});
     const t2 = nowMs();
     current = next;
-    if (k >= 10) { // the first keystrokes warm the JIT up
+    if (k >= 10) {
+      // the first keystrokes warm the JIT up
       parseTimes.push(t1 - t0);
       totals.push(t2 - t0);
     }

@@ -10,18 +10,33 @@ import { median, interleaved, progress, Skip, TargetCheck } from './stats';
 const repo = path.resolve(__dirname, '..', '..');
 
 export interface VariantResult {
-  file?: string; size_bytes?: number; latency_ms?: number; speedup?: number; cosine?: number;
+  file?: string;
+  size_bytes?: number;
+  latency_ms?: number;
+  speedup?: number;
+  cosine?: number;
   /** Intra-op threads (1 or 2) this variant ran fastest with; latency_ms is at that count. */
-  threads?: number; latency_ms_by_threads?: Record<string, number>;
-  top1_agreement?: number | null; accuracy?: number | null; skipped?: string;
+  threads?: number;
+  latency_ms_by_threads?: Record<string, number>;
+  top1_agreement?: number | null;
+  accuracy?: number | null;
+  skipped?: string;
   /** Static variants: what the pipeline reported about the QDQ graph. */
-  qdq_pairs?: number | null; unquantized_weighted_ops?: number; exporter?: string | null;
+  qdq_pairs?: number | null;
+  unquantized_weighted_ops?: number;
+  exporter?: string | null;
 }
 export interface ModelResult {
-  model: string; latency_input_shape: number[]; eval_samples: number | null; timed_runs_per_variant: number;
+  model: string;
+  latency_input_shape: number[];
+  eval_samples: number | null;
+  timed_runs_per_variant: number;
   variants: Record<string, VariantResult>;
 }
-export interface ModelsResult { python: string; models: ModelResult[] }
+export interface ModelsResult {
+  python: string;
+  models: ModelResult[];
+}
 
 const MODELS: { name: string; dir: string; isEncoder: boolean }[] = [
   { name: 'digits-cnn', dir: path.join(repo, 'examples', 'digits-cnn'), isEncoder: false },
@@ -45,12 +60,19 @@ function pythonWithTorch(): string {
   throw new Skip('no python3 with torch found (set QDQ_PYTHON or pip install torch)');
 }
 
-interface Inputs { latency: Float32Array; latencyShape: number[]; evalX?: Float32Array; evalShape?: number[]; labels?: BigInt64Array }
+interface Inputs {
+  latency: Float32Array;
+  latencyShape: number[];
+  evalX?: Float32Array;
+  evalShape?: number[];
+  labels?: BigInt64Array;
+}
 
 function readInputs(dir: string): Inputs {
   const meta = JSON.parse(fs.readFileSync(path.join(dir, 'inputs.json'), 'utf8'));
   const buf = fs.readFileSync(path.join(dir, 'inputs.bin'));
-  const f32 = (e: any) => new Float32Array(buf.buffer.slice(buf.byteOffset + e.offset, buf.byteOffset + e.offset + e.length));
+  const f32 = (e: any) =>
+    new Float32Array(buf.buffer.slice(buf.byteOffset + e.offset, buf.byteOffset + e.offset + e.length));
   const out: Inputs = { latency: f32(meta.latency), latencyShape: meta.latency.shape };
   if (meta.eval_inputs) {
     out.evalX = f32(meta.eval_inputs);
@@ -62,8 +84,14 @@ function readInputs(dir: string): Inputs {
 }
 
 function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let dot = 0, na = 0, nb = 0;
-  for (let i = 0; i < a.length; i++) { dot += a[i] * b[i]; na += a[i] * a[i]; nb += b[i] * b[i]; }
+  let dot = 0,
+    na = 0,
+    nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    dot += a[i] * b[i];
+    na += a[i] * a[i];
+    nb += b[i] * b[i];
+  }
   return na === 0 && nb === 0 ? 1 : dot / Math.sqrt(na * nb);
 }
 
@@ -91,8 +119,10 @@ export async function benchModels(checks: TargetCheck[]): Promise<ModelsResult> 
     for (const m of MODELS) {
       const dir = path.join(work, m.name.split(' ')[0]);
       progress(`model speed: ${m.name}: FP32 export`);
-      const exp = spawnSync(python, [path.join(repo, 'bench', 'py', 'export_fp32.py'), m.dir, dir],
-        { encoding: 'utf8', env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' } });
+      const exp = spawnSync(python, [path.join(repo, 'bench', 'py', 'export_fp32.py'), m.dir, dir], {
+        encoding: 'utf8',
+        env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' },
+      });
       if (exp.status !== 0) {
         throw new Error(`FP32 export of ${m.name} failed:\n${exp.stderr.split('\n').slice(-8).join('\n')}`);
       }
@@ -109,16 +139,23 @@ export async function benchModels(checks: TargetCheck[]): Promise<ModelsResult> 
       if (!dyn.quantized.length) files.dynamic = { skipped: 'no MatMul/Gemm with a constant weight' };
 
       for (const target of ['tensorrt', 'ort-cpu']) {
-        progress(`model speed: ${m.name}: static INT8, target ${target} (qdq pipeline: quantize, calibrate, export, fold)`);
+        progress(
+          `model speed: ${m.name}: static INT8, target ${target} (qdq pipeline: quantize, calibrate, export, fold)`,
+        );
         try {
           const r = await pipeline.runPipeline({
-            projectDir: m.dir, steps: ['export'], python,
+            projectDir: m.dir,
+            steps: ['export'],
+            python,
             overrides: { target, outDir: path.join(dir, `static-${target}`), dynamicBatch: true },
             onLog: () => undefined,
           });
           files[`static ${target}`] = r.report.files.int8_onnx;
-          pipelineInfo[`static ${target}`] = { qdq_pairs: r.report.qdq_pairs, exporter: r.report.exporter,
-            unquantized_weighted_ops: (r.report.unquantized_weighted_ops ?? []).length };
+          pipelineInfo[`static ${target}`] = {
+            qdq_pairs: r.report.qdq_pairs,
+            exporter: r.report.exporter,
+            unquantized_weighted_ops: (r.report.unquantized_weighted_ops ?? []).length,
+          };
         } catch (e: any) {
           const why = `${e.kind ? `[${e.kind}] ` : ''}${String(e.message ?? e).split('\n')[0]}`;
           files[`static ${target}`] = { skipped: `pipeline failed: ${why}` };
@@ -134,8 +171,13 @@ export async function benchModels(checks: TargetCheck[]): Promise<ModelsResult> 
       // once measured 15.7 and 22.8 ms in one run, so it gets 16 rounds of 2 (about 7 s more).
       const rounds = m.isEncoder ? 16 : 60;
       const perRound = m.isEncoder ? 2 : 10;
-      const res: ModelResult = { model: m.name, latency_input_shape: inputs.latencyShape,
-        eval_samples: inputs.labels ? inputs.labels.length : null, timed_runs_per_variant: rounds * perRound, variants: {} };
+      const res: ModelResult = {
+        model: m.name,
+        latency_input_shape: inputs.latencyShape,
+        eval_samples: inputs.labels ? inputs.labels.length : null,
+        timed_runs_per_variant: rounds * perRound,
+        variants: {},
+      };
       const sessions: Record<string, any> = {};
       // Each variant also runs on 1 intra-op thread. A second thread only helps when the host leaves this VM's
       // second vCPU free, and helps the kernels unequally: FP32's NCHWc convolution splits the whole batch
@@ -143,7 +185,10 @@ export async function benchModels(checks: TargetCheck[]): Promise<ModelsResult> 
       // Every variant is reported at its faster count (a deployer would pick it), which the table says.
       const oneThread: Record<string, any> = {};
       for (const [name, f] of Object.entries(files)) {
-        if (typeof f !== 'string') { res.variants[name] = { skipped: f.skipped }; continue; }
+        if (typeof f !== 'string') {
+          res.variants[name] = { skipped: f.skipped };
+          continue;
+        }
         try {
           sessions[name] = await verify.createSession(f, 2);
           oneThread[name] = await verify.createSession(f, 1);
@@ -174,17 +219,31 @@ export async function benchModels(checks: TargetCheck[]): Promise<ModelsResult> 
       }
       const feed = (s: any) => ({ [s.inputNames[0]]: new ort.Tensor('float32', inputs.latency, inputs.latencyShape) });
       const timed: Record<string, () => unknown> = {};
-      for (const [name, s] of Object.entries(sessions)) { const f2 = feed(s); timed[`${name}@2`] = () => s.run(f2); }
-      for (const [name, s] of Object.entries(oneThread)) { const f1 = feed(s); timed[`${name}@1`] = () => s.run(f1); }
+      for (const [name, s] of Object.entries(sessions)) {
+        const f2 = feed(s);
+        timed[`${name}@2`] = () => s.run(f2);
+      }
+      for (const [name, s] of Object.entries(oneThread)) {
+        const f1 = feed(s);
+        timed[`${name}@1`] = () => s.run(f1);
+      }
       const samples = await interleaved(timed, { rounds, perRound, warmup: 3 });
       const best = (name: string) => {
-        const m1 = samples[`${name}@1`] ? median(samples[`${name}@1`]) : Infinity, m2 = median(samples[`${name}@2`]);
-        return m1 < m2 ? { threads: 1, ms: m1, by: { '1': m1, '2': m2 } } : { threads: 2, ms: m2, by: { '1': m1, '2': m2 } };
+        const m1 = samples[`${name}@1`] ? median(samples[`${name}@1`]) : Infinity,
+          m2 = median(samples[`${name}@2`]);
+        return m1 < m2
+          ? { threads: 1, ms: m1, by: { '1': m1, '2': m2 } }
+          : { threads: 2, ms: m2, by: { '1': m1, '2': m2 } };
       };
       const fp32Best = best('fp32');
       for (const name of Object.keys(sessions)) {
         const b = best(name);
-        Object.assign(res.variants[name], { latency_ms: b.ms, threads: b.threads, latency_ms_by_threads: b.by, speedup: fp32Best.ms / b.ms });
+        Object.assign(res.variants[name], {
+          latency_ms: b.ms,
+          threads: b.threads,
+          latency_ms_by_threads: b.by,
+          speedup: fp32Best.ms / b.ms,
+        });
       }
       for (const s of [...Object.values(sessions), ...Object.values(oneThread)]) await s.release?.();
       result.models.push(res);
@@ -204,22 +263,45 @@ function addChecks(checks: TargetCheck[], name: string, isEncoder: boolean, r: M
   const why = (x?: VariantResult) => x?.skipped ?? 'not measured';
   if (isEncoder) {
     const d = v.dynamic;
-    checks.push({ section: 'model speed', target: 'encoder: dynamic INT8 >= 2.5x faster than FP32', value: sp(d),
-      met: verdict(d, (x) => x.speedup! >= 2.5), note: why(d) });
-    checks.push({ section: 'model speed', target: 'encoder: dynamic INT8 cosine >= 0.9999',
-      value: d?.cosine !== undefined ? d.cosine.toFixed(6) : '-', met: verdict(d, (x) => x.cosine! >= 0.9999), note: why(d) });
+    checks.push({
+      section: 'model speed',
+      target: 'encoder: dynamic INT8 >= 2.5x faster than FP32',
+      value: sp(d),
+      met: verdict(d, (x) => x.speedup! >= 2.5),
+      note: why(d),
+    });
+    checks.push({
+      section: 'model speed',
+      target: 'encoder: dynamic INT8 cosine >= 0.9999',
+      value: d?.cosine !== undefined ? d.cosine.toFixed(6) : '-',
+      met: verdict(d, (x) => x.cosine! >= 0.9999),
+      note: why(d),
+    });
     const s = v['static ort-cpu'];
-    checks.push({ section: 'model speed', target: 'encoder: static INT8 (ort-cpu) >= 2x faster than FP32', value: sp(s),
-      met: verdict(s, (x) => x.speedup! >= 2), note: why(s) });
+    checks.push({
+      section: 'model speed',
+      target: 'encoder: static INT8 (ort-cpu) >= 2x faster than FP32',
+      value: sp(s),
+      met: verdict(s, (x) => x.speedup! >= 2),
+      note: why(s),
+    });
   } else {
     const s = v['static ort-cpu'];
-    checks.push({ section: 'model speed', target: `${name}: static INT8 (ort-cpu) faster than FP32`, value: sp(s),
-      met: verdict(s, (x) => x.speedup! > 1), note: why(s) });
+    checks.push({
+      section: 'model speed',
+      target: `${name}: static INT8 (ort-cpu) faster than FP32`,
+      value: sp(s),
+      met: verdict(s, (x) => x.speedup! > 1),
+      note: why(s),
+    });
     for (const [variant, x] of Object.entries(v)) {
       if (variant === 'fp32' || x.accuracy == null || v.fp32.accuracy == null) continue;
-      checks.push({ section: 'model speed', target: `${name}: ${variant} top-1 within 1% of FP32 (onnxruntime)`,
+      checks.push({
+        section: 'model speed',
+        target: `${name}: ${variant} top-1 within 1% of FP32 (onnxruntime)`,
         value: `${(x.accuracy * 100).toFixed(1)}% vs ${(v.fp32.accuracy * 100).toFixed(1)}%`,
-        met: v.fp32.accuracy - x.accuracy <= 0.01 });
+        met: v.fp32.accuracy - x.accuracy <= 0.01,
+      });
     }
   }
 }

@@ -8,7 +8,11 @@ import { benchLanguageServer, LangServerResult } from './langserver';
 import { benchModels, ModelsResult } from './models';
 import { benchCalibration, CalibrationResult } from './calibration';
 
-interface Section { name: string; run: (checks: TargetCheck[]) => Promise<unknown>; print: (r: any) => string }
+interface Section {
+  name: string;
+  run: (checks: TargetCheck[]) => Promise<unknown>;
+  print: (r: any) => string;
+}
 
 const sections: Section[] = [
   {
@@ -21,20 +25,35 @@ const sections: Section[] = [
         ['full analysis (parse + model index + rules)', b.full_analysis_ms, `${b.ratio_full_to_parse.toFixed(2)}x`],
         ['  of which model index', b.index_ms, ''],
         ['  of which rules', b.rules_ms, ''],
-        ['one keystroke, typing a new statement: incremental parse + index + rules', r.typing.median_ms, `p90 ${fmt(r.typing.p90_ms)} ms`],
+        [
+          'one keystroke, typing a new statement: incremental parse + index + rules',
+          r.typing.median_ms,
+          `p90 ${fmt(r.typing.p90_ms)} ms`,
+        ],
         ['  of which incremental parse', r.typing.parse_ms, ''],
-        ['one keystroke at the start of a block (worst case)', r.keystroke.median_ms, `p90 ${fmt(r.keystroke.p90_ms)} ms`],
+        [
+          'one keystroke at the start of a block (worst case)',
+          r.keystroke.median_ms,
+          `p90 ${fmt(r.keystroke.p90_ms)} ms`,
+        ],
         ['  of which incremental parse', r.keystroke.parse_ms, ''],
       ];
-      if (b.ruff_ms !== null) rows.push([`ruff check (wasm), same file`, b.ruff_ms, `${(b.full_analysis_ms / b.ruff_ms).toFixed(2)}x vs qdq`]);
+      if (b.ruff_ms !== null)
+        rows.push([
+          `ruff check (wasm), same file`,
+          b.ruff_ms,
+          `${(b.full_analysis_ms / b.ruff_ms).toFixed(2)}x vs qdq`,
+        ]);
       const a = r.all_files;
       rows.push([`bare parse, all ${a.files} files (${a.lines} lines)`, a.parse_ms, '1.00x']);
       rows.push(['full analysis, all files', a.full_analysis_ms, `${a.ratio_full_to_parse.toFixed(2)}x`]);
       if (a.ruff_ms !== null) rows.push(['ruff check, all files', a.ruff_ms, '']);
-      return table(['what', 'median ms', 'ratio'], rows) +
+      return (
+        table(['what', 'median ms', 'ratio'], rows) +
         `\n(${b.diagnostics} qdq diagnostics, ${b.ruff_diagnostics ?? '-'} ruff diagnostics on the ${b.lines}-line file; ` +
         `ruff ${'version' in r.ruff ? r.ruff.version : r.ruff.skipped})` +
-        (r.rules_missing ? `\nWARNING: ${r.rules_missing}; "full analysis" is parse + model index only` : '');
+        (r.rules_missing ? `\nWARNING: ${r.rules_missing}; "full analysis" is parse + model index only` : '')
+      );
     },
   },
   {
@@ -44,15 +63,28 @@ const sections: Section[] = [
       const rows: (string | number)[][] = [];
       for (const m of r.models) {
         for (const [name, v] of Object.entries(m.variants)) {
-          if (v.skipped) { rows.push([`${m.model}`, name, 'skipped', '', '', '', '', clip(v.skipped, 70)]); continue; }
+          if (v.skipped) {
+            rows.push([`${m.model}`, name, 'skipped', '', '', '', '', clip(v.skipped, 70)]);
+            continue;
+          }
           const by = v.latency_ms_by_threads;
-          rows.push([m.model, name, v.latency_ms!, by ? `${fmt(by['1'])} / ${fmt(by['2'])}` : '', `${v.speedup!.toFixed(2)}x`, `${(v.size_bytes! / 1024).toFixed(0)} KiB`,
-            v.cosine!.toFixed(6), v.accuracy != null ? `${(v.accuracy * 100).toFixed(1)}%` : '']);
+          rows.push([
+            m.model,
+            name,
+            v.latency_ms!,
+            by ? `${fmt(by['1'])} / ${fmt(by['2'])}` : '',
+            `${v.speedup!.toFixed(2)}x`,
+            `${(v.size_bytes! / 1024).toFixed(0)} KiB`,
+            v.cosine!.toFixed(6),
+            v.accuracy != null ? `${(v.accuracy * 100).toFixed(1)}%` : '',
+          ]);
         }
       }
-      return table(['model', 'variant', 'median ms', 'ms 1 / 2 threads', 'speed-up', 'size', 'cosine', 'top-1'], rows) +
+      return (
+        table(['model', 'variant', 'median ms', 'ms 1 / 2 threads', 'speed-up', 'size', 'cosine', 'top-1'], rows) +
         `\n(onnxruntime-node; median ms: each variant at its faster intra-op thread count, speed-up against FP32 at its faster count; latency input, timed runs per variant: ${r.models.map((m) => `${m.model.split(' ')[0]} [${m.latency_input_shape}] x${m.timed_runs_per_variant}`).join(', ')}; ` +
-        `top-1 on the ${r.models.find((m) => m.eval_samples)?.eval_samples ?? 0} held-out digits; python ${r.python})`;
+        `top-1 on the ${r.models.find((m) => m.eval_samples)?.eval_samples ?? 0} held-out digits; python ${r.python})`
+      );
     },
   },
   {
@@ -61,14 +93,25 @@ const sections: Section[] = [
     print: (r: CalibrationResult) => {
       const rows = r.models.map((m) => {
         const a = m.amax_from_histogram_ms;
-        return [`${m.model} (${m.batches} x [${m.batch_shape}], ${m.activation_quantizers} act. quantizers, ${m.rounds} rounds)`,
-          m.fp32_forward_ms, m.max_ms, `${m.max_ratio.toFixed(2)}x`, m.histogram_ms, `${m.histogram_ratio.toFixed(2)}x`,
+        return [
+          `${m.model} (${m.batches} x [${m.batch_shape}], ${m.activation_quantizers} act. quantizers, ${m.rounds} rounds)`,
+          m.fp32_forward_ms,
+          m.max_ms,
+          `${m.max_ratio.toFixed(2)}x`,
+          m.histogram_ms,
+          `${m.histogram_ratio.toFixed(2)}x`,
           `${fmt(a.entropy.median)} / ${fmt(a.percentile.median)} / ${fmt(a.mse.median)}`,
-          fmt(Math.max(a.entropy.max, a.percentile.max, a.mse.max))];
+          fmt(Math.max(a.entropy.max, a.percentile.max, a.mse.max)),
+        ];
       });
-      return table(['model', 'fp32 ms', 'max ms', 'ratio', 'hist ms', 'ratio', 'amax ms/quantizer ent/pct/mse', 'slowest'], rows) +
+      return (
+        table(
+          ['model', 'fp32 ms', 'max ms', 'ratio', 'hist ms', 'ratio', 'amax ms/quantizer ent/pct/mse', 'slowest'],
+          rows,
+        ) +
         `\n(median over the rounds, the three passes in turn; torch ${r.torch}, ${r.threads} threads, ${r.python}; ` +
-        'histogram pass = entropy, percentile and mse, which share it)';
+        'histogram pass = entropy, percentile and mse, which share it)'
+      );
     },
   },
 ];
@@ -82,7 +125,10 @@ async function main(): Promise<number> {
   const repo = path.resolve(__dirname, '..', '..');
   const checks: TargetCheck[] = [];
   const results: Record<string, unknown> = {
-    date: new Date().toISOString(), node: process.version, cpus: os.cpus().length, cpu: os.cpus()[0]?.model,
+    date: new Date().toISOString(),
+    node: process.version,
+    cpus: os.cpus().length,
+    cpu: os.cpus()[0]?.model,
     command: 'npm run bench',
   };
   const started = Date.now();
@@ -105,12 +151,29 @@ async function main(): Promise<number> {
   results.targets = checks;
   results.seconds = (Date.now() - started) / 1000;
   console.log('\n## targets\n');
-  console.log(table(['section', 'target', 'measured', 'met'],
-    checks.map((c) => [c.section, c.target, c.value, c.met === null ? clip(`no verdict: ${c.note ?? ''}`, 90) : c.met ? 'yes' : 'NO'])));
+  console.log(
+    table(
+      ['section', 'target', 'measured', 'met'],
+      checks.map((c) => [
+        c.section,
+        c.target,
+        c.value,
+        c.met === null ? clip(`no verdict: ${c.note ?? ''}`, 90) : c.met ? 'yes' : 'NO',
+      ]),
+    ),
+  );
   const out = path.join(repo, 'bench-results.json');
   writeJsonAtomic(out, results);
   console.log(`\nwrote ${path.relative(process.cwd(), out) || out} in ${results.seconds} s`);
   return 0;
 }
 
-main().then((code) => { process.exitCode = code; }, (e) => { console.error(e); process.exitCode = 1; });
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e) => {
+    console.error(e);
+    process.exitCode = 1;
+  },
+);

@@ -19,8 +19,10 @@ export function nowMs(): number {
  * `warmup` untimed calls, in turn, so that machine noise (other processes on the 2 cores) hits all alike.
  * Returns every variant's per-call samples in ms.
  */
-export async function interleaved(variants: Record<string, () => unknown | Promise<unknown>>,
-  opts: { rounds: number; perRound: number; warmup: number }): Promise<Record<string, number[]>> {
+export async function interleaved(
+  variants: Record<string, () => unknown | Promise<unknown>>,
+  opts: { rounds: number; perRound: number; warmup: number },
+): Promise<Record<string, number[]>> {
   const samples: Record<string, number[]> = {};
   for (const name of Object.keys(variants)) samples[name] = [];
   for (let r = 0; r < opts.rounds; r++) {
@@ -36,7 +38,13 @@ export async function interleaved(variants: Record<string, () => unknown | Promi
   return samples;
 }
 
-export interface TargetCheck { section: string; target: string; value: string; met: boolean | null; note?: string }
+export interface TargetCheck {
+  section: string;
+  target: string;
+  value: string;
+  met: boolean | null;
+  note?: string;
+}
 
 /** A plain-text table with right-aligned numeric columns. */
 export function table(headers: string[], rows: (string | number)[][]): string {

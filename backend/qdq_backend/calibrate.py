@@ -48,14 +48,16 @@ def _calibrator_classes() -> Tuple[Any, Any]:
 def _validate_method(params: Dict[str, Any]) -> Tuple[str, float]:
     method = params.get("method", "percentile")
     if method not in METHODS:
-        raise QdqError("config", f"method = {method!r} is not a calibration method",
-                       f"use one of {', '.join(METHODS)}")
+        raise QdqError("config", f"method = {method!r} is not a calibration method", f"use one of {', '.join(METHODS)}")
     percentile = params.get("percentile", 99.99)
     if percentile is None:
         percentile = 99.99
     if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not 0 < percentile <= 100:
-        raise QdqError("config", f"percentile = {percentile!r} is not in (0, 100]",
-                       "use a percentile such as 99.99 (the default) or 99.999")
+        raise QdqError(
+            "config",
+            f"percentile = {percentile!r} is not in (0, 100]",
+            "use a percentile such as 99.99 (the default) or 99.999",
+        )
     return method, float(percentile)
 
 
@@ -67,8 +69,7 @@ class _Collector:
     """Calibrator hook for one activation quantizer: checks values, feeds the histogram, which
     also keeps the exact max (one reduction per call instead of a second calibrator's)."""
 
-    def __init__(self, q: QuantizerInfo, hist: Any, check_cancel: Callable[[], None],
-                 batch_index: List[int]) -> None:
+    def __init__(self, q: QuantizerInfo, hist: Any, check_cancel: Callable[[], None], batch_index: List[int]) -> None:
         self.q = q
         self.hist = hist
         self.check_cancel = check_cancel
@@ -116,8 +117,11 @@ def _weight_amax(q: QuantizerInfo) -> Optional[torch.Tensor]:
         return None
     w = weight.detach().float().abs()
     if not bool(torch.isfinite(w).all()):
-        raise QdqError("nan", f"the weight of {q.name} contains NaN or Inf",
-                       "the model's weights are broken: check the checkpoint the factory loads")
+        raise QdqError(
+            "nan",
+            f"the weight of {q.name} contains NaN or Inf",
+            "the model's weights are broken: check the checkpoint the factory loads",
+        )
     axis = getattr(q.module, "axis", None)
     if axis is None:
         return w.max()
@@ -147,8 +151,12 @@ def _hist_summary(hist: Any) -> Optional[Dict[str, Any]]:
 
 
 def _hist_arrays(hist: Any) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
-    for counts_name, edges_name in (("_calib_hist", "_calib_bin_edges"), ("hist", "bin_edges"),
-                                    ("histogram", "bin_edges"), ("_hist", "_bin_edges")):
+    for counts_name, edges_name in (
+        ("_calib_hist", "_calib_bin_edges"),
+        ("hist", "bin_edges"),
+        ("histogram", "bin_edges"),
+        ("_hist", "_bin_edges"),
+    ):
         counts = getattr(hist, counts_name, None)
         edges = getattr(hist, edges_name, None)
         if counts is not None and edges is not None:
@@ -170,8 +178,14 @@ def _activation_quantizers(project: Project, outputs: bool) -> List[QuantizerInf
     return [q for q in project.quantizers if q.role != "weight" and (outputs or q.role != "output")]
 
 
-def collect(project: Project, batches: int, outputs: bool, progress: Progress,
-            check_cancel: Callable[[], None], only: Optional[List[QuantizerInfo]] = None) -> Tuple[Dict[str, Dict[str, Any]], int]:
+def collect(
+    project: Project,
+    batches: int,
+    outputs: bool,
+    progress: Progress,
+    check_cancel: Callable[[], None],
+    only: Optional[List[QuantizerInfo]] = None,
+) -> Tuple[Dict[str, Dict[str, Any]], int]:
     """One pass over the calibration data; returns per-quantizer {hist, max} states and batches seen."""
     HistogramCalibrator, _ = _calibrator_classes()
     targets = only if only is not None else _activation_quantizers(project, outputs)
@@ -202,15 +216,20 @@ def collect(project: Project, batches: int, outputs: bool, progress: Progress,
             batch_index[0] = seen
             for i, t in enumerate(inputs):
                 if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-                    raise QdqError("nan", f"calibration batch {seen} input {i} contains NaN or Inf",
-                                   "clean the calibration data: every value must be finite")
+                    raise QdqError(
+                        "nan",
+                        f"calibration batch {seen} input {i} contains NaN or Inf",
+                        "clean the calibration data: every value must be finite",
+                    )
             try:
                 with torch.no_grad():
                     project.model(*inputs)
             except QdqError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the user's forward
-                raise forward_error(exc, f"the model's forward raised on calibration batch {seen}", project, inputs) from None
+                raise forward_error(
+                    exc, f"the model's forward raised on calibration batch {seen}", project, inputs
+                ) from None
             seen += 1
             elapsed = time.monotonic() - started
             progress("calibrate", seen, total, f"batch {seen}/{total if total else '?'} ({elapsed:.1f} s)")
@@ -226,9 +245,12 @@ def collect(project: Project, batches: int, outputs: bool, progress: Progress,
             module.calibrator = calibrator
     if seen == 0:
         where = project.calibration_spec or "the random calibration data"
-        raise QdqError("no_data", f"calibration-data {where} yielded no batches",
-                       "make it yield at least one batch (check the dataset path and filters), "
-                       "or remove calibration-data to calibrate on random normal data")
+        raise QdqError(
+            "no_data",
+            f"calibration-data {where} yielded no batches",
+            "make it yield at least one batch (check the dataset path and filters), "
+            "or remove calibration-data to calibrate on random normal data",
+        )
     for name, collector in collectors.items():
         states[name]["calls"] = collector.calls
     return states, seen
@@ -240,8 +262,14 @@ def _batch_total(project: Project, batches: int) -> Optional[int]:
     return batches
 
 
-def _apply(project: Project, states: Dict[str, Dict[str, Any]], method: str, percentile: float,
-           progress: Progress, check_cancel: Callable[[], None]) -> Dict[str, Dict[str, Any]]:
+def _apply(
+    project: Project,
+    states: Dict[str, Dict[str, Any]],
+    method: str,
+    percentile: float,
+    progress: Progress,
+    check_cancel: Callable[[], None],
+) -> Dict[str, Dict[str, Any]]:
     """Compute and load amax for the activation quantizers in `states`; return per-name extras."""
     extras: Dict[str, Dict[str, Any]] = {}
     names = [q for q in project.quantizers if q.name in states]
@@ -261,11 +289,15 @@ def _apply(project: Project, states: Dict[str, Dict[str, Any]], method: str, per
                 fallback = _compute(state, "percentile", percentile)
                 extras[q.name]["method"] = "percentile"
                 extras[q.name]["fallback"] = {
-                    "from": "entropy", "amax": float(amax), "clipped": clipped,
-                    "reason": (f"entropy's amax {float(amax):.4g} clips {clipped:.1%} of the values "
-                               f"(more than {ENTROPY_MAX_CLIPPED:.0%}): not the sparse tail the KL search "
-                               f"means to clip but a large part of the histogram; used percentile "
-                               f"{percentile:g} ({float(fallback):.4g}) instead"),
+                    "from": "entropy",
+                    "amax": float(amax),
+                    "clipped": clipped,
+                    "reason": (
+                        f"entropy's amax {float(amax):.4g} clips {clipped:.1%} of the values "
+                        f"(more than {ENTROPY_MAX_CLIPPED:.0%}): not the sparse tail the KL search "
+                        f"means to clip but a large part of the histogram; used percentile "
+                        f"{percentile:g} ({float(fallback):.4g}) instead"
+                    ),
                 }
                 amax = fallback
         q.module.set_amax(amax)
@@ -280,8 +312,15 @@ def _calibrate_weights(project: Project) -> None:
             q.module.set_amax(amax)
 
 
-def _result(project: Project, extras: Dict[str, Dict[str, Any]], out_dir: str, batches_seen: int,
-            seconds: float, method: str, percentile: float) -> Dict[str, Any]:
+def _result(
+    project: Project,
+    extras: Dict[str, Dict[str, Any]],
+    out_dir: str,
+    batches_seen: int,
+    seconds: float,
+    method: str,
+    percentile: float,
+) -> Dict[str, Any]:
     listed = []
     for q in project.quantizers:
         if q.role == "output" and q.name not in extras:
@@ -300,18 +339,25 @@ def _result(project: Project, extras: Dict[str, Dict[str, Any]], out_dir: str, b
         listed.append(entry)
     calibration_file = _write_calibration(project, listed, out_dir, batches_seen, method, percentile)
     fallbacks = [e["name"] for e in listed if e.get("fallback")]
-    return {"quantizers": listed, "fallbacks": fallbacks, "calibration_file": calibration_file,
-            "batches_seen": batches_seen,
-            "seconds": round(seconds, 3), "method": method, "percentile": percentile,
-            "calibration_data_kind": project.calibration_data_kind}
+    return {
+        "quantizers": listed,
+        "fallbacks": fallbacks,
+        "calibration_file": calibration_file,
+        "batches_seen": batches_seen,
+        "seconds": round(seconds, 3),
+        "method": method,
+        "percentile": percentile,
+        "calibration_data_kind": project.calibration_data_kind,
+    }
 
 
 def site_key(site: Dict[str, str]) -> str:
     return f"{site['file']}::{site['cls']}.{site['attr']}"
 
 
-def _write_calibration(project: Project, listed: List[Dict[str, Any]], out_dir: str, batches_seen: int,
-                       method: str, percentile: float) -> str:
+def _write_calibration(
+    project: Project, listed: List[Dict[str, Any]], out_dir: str, batches_seen: int, method: str, percentile: float
+) -> str:
     sites: Dict[str, Dict[str, Any]] = {}
     for entry in listed:
         key = site_key(entry["site"])
@@ -356,18 +402,25 @@ def prepare_out_dir(params: Dict[str, Any]) -> str:
     try:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as exc:
-        raise QdqError("config", f"cannot create the output directory {out_dir}: {exc.strerror}",
-                       "choose a writable out-dir in [tool.qdq]") from None
+        raise QdqError(
+            "config",
+            f"cannot create the output directory {out_dir}: {exc.strerror}",
+            "choose a writable out-dir in [tool.qdq]",
+        ) from None
     return out_dir
 
 
-def calibrate(project: Project, params: Dict[str, Any], progress: Progress,
-              check_cancel: Callable[[], None]) -> Dict[str, Any]:
+def calibrate(
+    project: Project, params: Dict[str, Any], progress: Progress, check_cancel: Callable[[], None]
+) -> Dict[str, Any]:
     method, percentile = _validate_method(params)
     batches = params.get("batches", 8)
     if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1:
-        raise QdqError("config", f"batches = {batches!r} is not a positive integer",
-                       "set batches = 8 (or another count of calibration batches) in [tool.qdq]")
+        raise QdqError(
+            "config",
+            f"batches = {batches!r} is not a positive integer",
+            "set batches = 8 (or another count of calibration batches) in [tool.qdq]",
+        )
     outputs = bool(params.get("outputs", False)) or params.get("target") == "ort-cpu"
     out_dir = prepare_out_dir(params)
     started = time.monotonic()
@@ -386,14 +439,21 @@ def calibrate(project: Project, params: Dict[str, Any], progress: Progress,
         for q in project.quantizers:
             q.module.amax = previous[q.name]
         raise
-    project.calibration_state = {"states": states, "batches_seen": seen, "batches": batches,
-                                 "method": method, "percentile": percentile, "out_dir": out_dir,
-                                 "outputs": outputs}
+    project.calibration_state = {
+        "states": states,
+        "batches_seen": seen,
+        "batches": batches,
+        "method": method,
+        "percentile": percentile,
+        "out_dir": out_dir,
+        "outputs": outputs,
+    }
     return _result(project, extras, out_dir, seen, time.monotonic() - started, method, percentile)
 
 
-def set_method(project: Project, params: Dict[str, Any], progress: Progress,
-               check_cancel: Callable[[], None]) -> Dict[str, Any]:
+def set_method(
+    project: Project, params: Dict[str, Any], progress: Progress, check_cancel: Callable[[], None]
+) -> Dict[str, Any]:
     method, percentile = _validate_method(params)
     state = project.calibration_state
     if not state.get("states"):

@@ -48,18 +48,30 @@ def _params(params: Dict[str, Any]) -> Tuple[int, bool, str, bool, int]:
     if opset is None:
         opset = 13
     if isinstance(opset, bool) or not isinstance(opset, int) or opset < 13:
-        raise QdqError("config", f"opset = {opset!r}: QDQ export needs opset 13 or higher",
-                       "set opset = 13 (or higher) in [tool.qdq]; per-channel QuantizeLinear needs 13")
+        raise QdqError(
+            "config",
+            f"opset = {opset!r}: QDQ export needs opset 13 or higher",
+            "set opset = 13 (or higher) in [tool.qdq]; per-channel QuantizeLinear needs 13",
+        )
     target = params.get("target", "tensorrt") or "tensorrt"
     if target not in TARGETS:
         raise QdqError("config", f"target = {target!r} is not an export target", f"use one of {', '.join(TARGETS)}")
     eval_batches = params.get("eval_batches", DEFAULT_EVAL_BATCHES)
     if isinstance(eval_batches, bool) or not isinstance(eval_batches, int) or eval_batches < 1:
-        raise QdqError("config", f"eval_batches = {eval_batches!r} is not a positive integer", "pass a count such as 50")
-    return opset, bool(params.get("dynamic_batch", False)), target, bool(params.get("fold_weights", False)), eval_batches
+        raise QdqError(
+            "config", f"eval_batches = {eval_batches!r} is not a positive integer", "pass a count such as 50"
+        )
+    return (
+        opset,
+        bool(params.get("dynamic_batch", False)),
+        target,
+        bool(params.get("fold_weights", False)),
+        eval_batches,
+    )
 
 
 # -- counting Q/DQ nodes ------------------------------------------------------------------------------
+
 
 def count_qdq(path: str) -> Dict[str, int]:
     """QuantizeLinear / DequantizeLinear node counts, with onnx when installed, else from the protobuf bytes."""
@@ -76,6 +88,7 @@ def count_qdq(path: str) -> Dict[str, int]:
 
 # -- exporting ---------------------------------------------------------------------------------------------
 
+
 def _export_supports(name: str) -> bool:
     try:
         return name in inspect.signature(torch.onnx.export).parameters
@@ -83,8 +96,16 @@ def _export_supports(name: str) -> bool:
         return False
 
 
-def _run_exporter(model: torch.nn.Module, args: Inputs, path: str, opset: int, dynamic_batch: bool,
-                  input_names: List[str], output_names: List[str], dynamo: bool) -> None:
+def _run_exporter(
+    model: torch.nn.Module,
+    args: Inputs,
+    path: str,
+    opset: int,
+    dynamic_batch: bool,
+    input_names: List[str],
+    output_names: List[str],
+    dynamo: bool,
+) -> None:
     dynamic_axes = None
     if dynamic_batch:
         dynamic_axes = {name: {0: "batch"} for name in list(input_names) + list(output_names)}
@@ -137,7 +158,7 @@ def _decomposed_forward(module: Any) -> Callable[[torch.Tensor], torch.Tensor]:
         return lambda x: x
     qmin, qmax = int(module.quant_min), int(module.quant_max)
     dtype = torch.uint8 if getattr(module, "unsigned", False) else torch.int8
-    scales = amax.detach().float().cpu().clamp(min=2.0 ** -24) / qmax
+    scales = amax.detach().float().cpu().clamp(min=2.0**-24) / qmax
     axis = module.axis
     if axis is None:
         scale = float(scales.reshape(()))
@@ -221,9 +242,19 @@ def _opset_of(path: str, requested: int) -> int:
     return requested
 
 
-def _export_to(out_dir: str, final_name: str, model: torch.nn.Module, args: Inputs, opset: int, dynamic_batch: bool,
-               input_names: List[str], output_names: List[str], expected_pairs: int,
-               fold_weights: bool, quantizers: List[QuantizerInfo]) -> Tuple[str, str, Dict[str, int], bool, int]:
+def _export_to(
+    out_dir: str,
+    final_name: str,
+    model: torch.nn.Module,
+    args: Inputs,
+    opset: int,
+    dynamic_batch: bool,
+    input_names: List[str],
+    output_names: List[str],
+    expected_pairs: int,
+    fold_weights: bool,
+    quantizers: List[QuantizerInfo],
+) -> Tuple[str, str, Dict[str, int], bool, int]:
     """Export into a temp file, check it, rename into place. Returns (path, exporter, qdq counts, folded)."""
     final = os.path.join(out_dir, final_name)
     attempts = [False, True] if _export_supports("dynamo") else [False]
@@ -246,7 +277,8 @@ def _export_to(out_dir: str, final_name: str, model: torch.nn.Module, args: Inpu
             if counts["quantize"] < expected_pairs or counts["dequantize"] < expected_pairs:
                 raise RuntimeError(
                     f"the {exporter} exporter produced {counts['quantize']} QuantizeLinear / {counts['dequantize']} "
-                    f"DequantizeLinear nodes, expected at least {expected_pairs} pairs")
+                    f"DequantizeLinear nodes, expected at least {expected_pairs} pairs"
+                )
             folded = False
             if fold_weights:
                 folded = fold_weight_quantizers(tmp)
@@ -256,7 +288,10 @@ def _export_to(out_dir: str, final_name: str, model: torch.nn.Module, args: Inpu
             os.replace(tmp, final)
             return final, exporter, counts, folded, actual_opset
         except Exception as exc:  # noqa: BLE001 - try the next exporter, report all
-            failures.append(f"{exporter}: {describe(exc)}\n" + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-3000:])
+            failures.append(
+                f"{exporter}: {describe(exc)}\n"
+                + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-3000:]
+            )
         finally:
             for leftover in (tmp, tmp + ".data"):
                 if os.path.exists(leftover):
@@ -335,6 +370,7 @@ def fold_weight_quantizers(path: str) -> bool:
 
 # -- quantizer switching -----------------------------------------------------------------------------------
 
+
 class _QuantizerState:
     """Sets quantizers for one export and puts them back afterwards."""
 
@@ -363,8 +399,9 @@ def _count_calls(project: Project, active: List[QuantizerInfo]) -> int:
             seen.add((id(x), tuple(amax.reshape(-1).tolist()) if isinstance(amax, torch.Tensor) else None))
 
     handles = [q.module.register_forward_hook(hook) for q in active]
-    args = tuple(t.detach().clone().requires_grad_(True) if t.is_floating_point() else t
-                 for t in project.example_inputs)
+    args = tuple(
+        t.detach().clone().requires_grad_(True) if t.is_floating_point() else t for t in project.example_inputs
+    )
     try:
         with torch.enable_grad():
             project.model(*args)
@@ -375,6 +412,7 @@ def _count_calls(project: Project, active: List[QuantizerInfo]) -> int:
 
 
 # -- evaluation inputs ---------------------------------------------------------------------------------------
+
 
 def _eval_dtype(t: torch.Tensor) -> Tuple[torch.Tensor, str]:
     if t.is_floating_point():
@@ -391,7 +429,9 @@ def _labels_tensor(labels: Any) -> Optional[torch.Tensor]:
     return labels.reshape(-1).long().contiguous()
 
 
-def _rechunk(batches: List[Tuple[Inputs, Optional[torch.Tensor]]], size: int) -> List[Tuple[Inputs, Optional[torch.Tensor]]]:
+def _rechunk(
+    batches: List[Tuple[Inputs, Optional[torch.Tensor]]], size: int
+) -> List[Tuple[Inputs, Optional[torch.Tensor]]]:
     """Fixed-batch ONNX files take exactly `size` rows: cut the eval data into batches of that size."""
     n_inputs = len(batches[0][0])
     cats = [torch.cat([b[0][i] for b in batches], dim=0) for i in range(n_inputs)]
@@ -400,13 +440,23 @@ def _rechunk(batches: List[Tuple[Inputs, Optional[torch.Tensor]]], size: int) ->
     total = cats[0].shape[0]
     out = []
     for start in range(0, total - size + 1, size):
-        out.append((tuple(c[start:start + size] for c in cats),
-                    labels[start:start + size] if labels is not None and labels.numel() == total else None))
+        out.append(
+            (
+                tuple(c[start : start + size] for c in cats),
+                labels[start : start + size] if labels is not None and labels.numel() == total else None,
+            )
+        )
     return out
 
 
-def _write_eval(project: Project, out_dir: str, dynamic_batch: bool, limit: int,
-                progress: Progress, check_cancel: Callable[[], None]) -> str:
+def _write_eval(
+    project: Project,
+    out_dir: str,
+    dynamic_batch: bool,
+    limit: int,
+    progress: Progress,
+    check_cancel: Callable[[], None],
+) -> str:
     batches: List[Tuple[Inputs, Optional[torch.Tensor]]] = []
     if project.eval_source is not None:
         size = 0
@@ -417,21 +467,28 @@ def _write_eval(project: Project, out_dir: str, dynamic_batch: bool, limit: int,
             if size > EVAL_BYTES_LIMIT:
                 break
         if not batches:
-            raise QdqError("no_data", f"eval-data {project.eval_spec} yielded no batches",
-                           "make it yield (inputs, labels) batches, or remove eval-data")
+            raise QdqError(
+                "no_data",
+                f"eval-data {project.eval_spec} yielded no batches",
+                "make it yield (inputs, labels) batches, or remove eval-data",
+            )
     else:
         batches = [(inputs, None) for inputs in project.calibration_batches(min(limit, EVAL_BATCHES_WITHOUT_LABELS))]
         if not batches:
             batches = [(project.example_inputs, None)]
     example = project.example_inputs
     if not dynamic_batch:
-        fixed = all(len(b[0]) == len(example) and all(t.shape == e.shape for t, e in zip(b[0], example)) for b in batches)
+        fixed = all(
+            len(b[0]) == len(example) and all(t.shape == e.shape for t, e in zip(b[0], example)) for b in batches
+        )
         if not fixed:
             try:
                 batches = _rechunk(batches, example[0].shape[0]) or [(example, None)]
             except RuntimeError:
                 batches = [(example, None)]
-            batches = [b for b in batches if all(t.shape == e.shape for t, e in zip(b[0], example))] or [(example, None)]
+            batches = [b for b in batches if all(t.shape == e.shape for t, e in zip(b[0], example))] or [
+                (example, None)
+            ]
     meta: List[Dict[str, Any]] = []
     blob = bytearray()
     for inputs, labels in batches:
@@ -439,16 +496,20 @@ def _write_eval(project: Project, out_dir: str, dynamic_batch: bool, limit: int,
         for name, t in zip(project.input_names, inputs):
             t, dtype = _eval_dtype(t)
             data = t.cpu().numpy().astype("<f4" if dtype == "float32" else "<i8").tobytes()
-            entry["inputs"].append({"name": name, "dtype": dtype, "shape": list(t.shape),
-                                    "offset": len(blob), "length": len(data)})
+            entry["inputs"].append(
+                {"name": name, "dtype": dtype, "shape": list(t.shape), "offset": len(blob), "length": len(data)}
+            )
             blob.extend(data)
         if labels is not None:
             data = labels.cpu().numpy().astype("<i8").tobytes()
             entry["labels"] = {"offset": len(blob), "length": len(data), "dtype": "int64", "shape": list(labels.shape)}
             blob.extend(data)
         meta.append(entry)
-    document = {"batches": meta, "labelled": project.eval_source is not None,
-                "source": "eval-data" if project.eval_source is not None else project.calibration_data_kind}
+    document = {
+        "batches": meta,
+        "labelled": project.eval_source is not None,
+        "source": "eval-data" if project.eval_source is not None else project.calibration_data_kind,
+    }
     bin_path = os.path.join(out_dir, EVAL_BIN)
     json_path = os.path.join(out_dir, EVAL_FILE)
     write_atomic(bin_path, bytes(blob))
@@ -457,14 +518,18 @@ def _write_eval(project: Project, out_dir: str, dynamic_batch: bool, limit: int,
     return json_path
 
 
-def export(project: Project, params: Dict[str, Any], progress: Progress,
-           check_cancel: Callable[[], None]) -> Dict[str, Any]:
+def export(
+    project: Project, params: Dict[str, Any], progress: Progress, check_cancel: Callable[[], None]
+) -> Dict[str, Any]:
     opset, dynamic_batch, target, fold_weights, eval_batches = _params(params)
     out_dir = prepare_out_dir(params)
     quantizers = [q for q in project.quantizers if q.role != "output"]
     if not quantizers:
-        raise QdqError("config", f"{type(project.model).__name__} has no quantizers, so the INT8 model would be FP32",
-                       "quantize the model first (qdq quantize, or the editor's 'Quantize' code action)")
+        raise QdqError(
+            "config",
+            f"{type(project.model).__name__} has no quantizers, so the INT8 model would be FP32",
+            "quantize the model first (qdq quantize, or the editor's 'Quantize' code action)",
+        )
     if all(q.module.amax is None for q in quantizers):
         raise QdqError("config", "the quantizers are not calibrated", "run calibrate before export")
     if target == "ort-cpu":
@@ -481,9 +546,19 @@ def export(project: Project, params: Dict[str, Any], progress: Progress,
             q.module.calibrator = None
             q.module.enabled = False
         progress("export", 0, 3, "exporting the FP32 model")
-        fp32, fp32_exporter, _, _, _ = _export_to(out_dir, FP32_FILE, model, args, opset, dynamic_batch,
-                                                 project.input_names, project.output_names, 0, False,
-                                                 project.quantizers)
+        fp32, fp32_exporter, _, _, _ = _export_to(
+            out_dir,
+            FP32_FILE,
+            model,
+            args,
+            opset,
+            dynamic_batch,
+            project.input_names,
+            project.output_names,
+            0,
+            False,
+            project.quantizers,
+        )
         written.append(fp32)
         check_cancel()
         active = []
@@ -495,8 +570,18 @@ def export(project: Project, params: Dict[str, Any], progress: Progress,
         expected = _count_calls(project, active)
         progress("export", 1, 3, f"exporting the INT8 QDQ model ({len(active)} quantizers, target {target})")
         int8, exporter, counts, folded, actual_opset = _export_to(
-            out_dir, INT8_FILE, model, args, opset, dynamic_batch, project.input_names, project.output_names,
-            expected, fold_weights, project.quantizers)
+            out_dir,
+            INT8_FILE,
+            model,
+            args,
+            opset,
+            dynamic_batch,
+            project.input_names,
+            project.output_names,
+            expected,
+            fold_weights,
+            project.quantizers,
+        )
         written.append(int8)
         check_cancel()
         progress("export", 2, 3, "writing the evaluation inputs")
@@ -524,4 +609,3 @@ def export(project: Project, params: Dict[str, Any], progress: Progress,
         "weights_folded": folded,
         "torch_version": torch.__version__,
     }
-

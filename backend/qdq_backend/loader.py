@@ -14,12 +14,21 @@ import os
 import sys
 import types
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch import nn
 
-from .errors import QdqError, describe, is_library_path, is_oom, last_user_frame, looks_like_shape_error, oom_error, user_traceback
+from .errors import (
+    QdqError,
+    describe,
+    is_library_path,
+    is_oom,
+    last_user_frame,
+    looks_like_shape_error,
+    oom_error,
+    user_traceback,
+)
 
 Progress = Callable[[str, int, Optional[int], str], None]
 Inputs = Tuple[torch.Tensor, ...]
@@ -75,7 +84,9 @@ class Project:
             return
         count = 0
         for batch in _iterate_user(self.calibration_source, self.calibration_spec or "calibration-data", self):
-            inputs, _labels = split_batch(batch, len(self.example_inputs), self.calibration_spec or "calibration-data", count)
+            inputs, _labels = split_batch(
+                batch, len(self.example_inputs), self.calibration_spec or "calibration-data", count
+            )
             yield inputs
             count += 1
             if count >= limit:
@@ -177,15 +188,19 @@ def split_batch(batch: Any, n_inputs: int, spec: str, index: int) -> Tuple[Input
         try:
             labels = torch.as_tensor(labels)
         except Exception:  # noqa: BLE001
-            raise QdqError("config", f"{spec} batch {index} labels are not a tensor",
-                           "yield labels as an integer tensor of class indices") from None
+            raise QdqError(
+                "config",
+                f"{spec} batch {index} labels are not a tensor",
+                "yield labels as an integer tensor of class indices",
+            ) from None
     return tuple(inputs), labels
 
 
 # -- importing user files ---------------------------------------------------------------------------
 
+
 def parse_spec(spec: Any, key: str, project_dir: str) -> Tuple[str, str]:
-    """"path/to/file.py:name" -> (absolute path, name)."""
+    """ "path/to/file.py:name" -> (absolute path, name)."""
     if not isinstance(spec, str) or ":" not in spec:
         raise QdqError(
             "config",
@@ -311,7 +326,9 @@ def import_file(path: str, override_source: Optional[str], user_roots: List[str]
         ) from None
 
 
-def _resolve(spec: str, key: str, project_dir: str, override: Optional[Dict[str, str]], user_roots: List[str]) -> Tuple[Callable[..., Any], str]:
+def _resolve(
+    spec: str, key: str, project_dir: str, override: Optional[Dict[str, str]], user_roots: List[str]
+) -> Tuple[Callable[..., Any], str]:
     path, name = parse_spec(spec, key, project_dir)
     source = None
     if override and os.path.abspath(os.path.join(project_dir, override.get("file", ""))) == path:
@@ -319,16 +336,23 @@ def _resolve(spec: str, key: str, project_dir: str, override: Optional[Dict[str,
     module = import_file(path, source, user_roots)
     fn = getattr(module, name, None)
     if fn is None:
-        candidates = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_")
-                            and getattr(v, "__module__", None) == module.__name__)
+        candidates = sorted(
+            k
+            for k, v in vars(module).items()
+            if callable(v) and not k.startswith("_") and getattr(v, "__module__", None) == module.__name__
+        )
         raise QdqError(
             "config",
             f"{key}: {os.path.basename(path)} has no {name!r}",
-            f"name a function defined in {os.path.basename(path)}" + (f" (it defines: {', '.join(candidates[:10])})" if candidates else ""),
+            f"name a function defined in {os.path.basename(path)}"
+            + (f" (it defines: {', '.join(candidates[:10])})" if candidates else ""),
         )
     if not callable(fn):
-        raise QdqError("config", f"{key}: {name} in {os.path.basename(path)} is not callable",
-                       "point it at a function (or class) that takes no arguments")
+        raise QdqError(
+            "config",
+            f"{key}: {name} in {os.path.basename(path)} is not callable",
+            "point it at a function (or class) that takes no arguments",
+        )
     return fn, path
 
 
@@ -357,7 +381,8 @@ def forward_error(exc: BaseException, what: str, project: "Project", inputs: Inp
         where = last_user_frame(exc, project.user_roots)
         return QdqError(
             "shape",
-            f"{what}: inputs of shape {shapes} do not fit the model: {describe(exc)}" + (f" (at {where})" if where else ""),
+            f"{what}: inputs of shape {shapes} do not fit the model: {describe(exc)}"
+            + (f" (at {where})" if where else ""),
             "make input-shapes / example-inputs / calibration-data match what the model's forward expects",
             detail=user_traceback(exc, project.user_roots),
         )
@@ -365,6 +390,7 @@ def forward_error(exc: BaseException, what: str, project: "Project", inputs: Inp
 
 
 # -- quantizers ---------------------------------------------------------------------------------------
+
 
 def is_quantizer(module: nn.Module) -> bool:
     return any(cls.__name__ == "TensorQuantizer" for cls in type(module).__mro__)
@@ -414,7 +440,7 @@ def find_quantizers(model: nn.Module, model_file: str) -> List[QuantizerInfo]:
             if candidate is not None and _is_user_class(type(candidate)):
                 owner_path, owner = candidate_path, candidate
                 break
-        attr = name[len(owner_path) + 1:] if owner_path else name
+        attr = name[len(owner_path) + 1 :] if owner_path else name
         site = {"file": _class_file(type(owner), model_file), "cls": type(owner).__name__, "attr": attr}
         if not getattr(module, "qdq_site", None):
             try:
@@ -427,23 +453,34 @@ def find_quantizers(model: nn.Module, model_file: str) -> List[QuantizerInfo]:
 
 # -- load -------------------------------------------------------------------------------------------------
 
+
 def _as_inputs(value: Any, what: str) -> Inputs:
     if isinstance(value, torch.Tensor):
         return (value,)
     if isinstance(value, (tuple, list)) and value and all(isinstance(v, torch.Tensor) for v in value):
         return tuple(value)
-    raise QdqError("config", f"{what} returned {type(value).__name__}, not a tensor or a tuple of tensors",
-                   "return the model's example input(s) as a tensor or a tuple of tensors")
+    raise QdqError(
+        "config",
+        f"{what} returned {type(value).__name__}, not a tensor or a tuple of tensors",
+        "return the model's example input(s) as a tensor or a tuple of tensors",
+    )
 
 
 def _shapes(value: Any) -> List[List[int]]:
-    ok = isinstance(value, list) and value and all(
-        isinstance(s, list) and s and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in s)
-        for s in value
+    ok = (
+        isinstance(value, list)
+        and value
+        and all(
+            isinstance(s, list) and s and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in s)
+            for s in value
+        )
     )
     if not ok:
-        raise QdqError("config", f"input-shapes = {value!r} is not a list of shapes",
-                       "write input-shapes = [[1, 3, 224, 224]] (one list of positive ints per model input)")
+        raise QdqError(
+            "config",
+            f"input-shapes = {value!r} is not a list of shapes",
+            "write input-shapes = [[1, 3, 224, 224]] (one list of positive ints per model input)",
+        )
     return [list(s) for s in value]
 
 
@@ -484,14 +521,18 @@ def load(params: Dict[str, Any], progress: Progress, check_cancel: Optional[Call
     check = check_cancel or (lambda: None)
     project_dir = params.get("project_dir")
     if not isinstance(project_dir, str) or not os.path.isdir(project_dir):
-        raise QdqError("config", f"project_dir {project_dir!r} is not a directory",
-                       "run qdq from the directory that holds pyproject.toml, or pass it as DIR")
+        raise QdqError(
+            "config",
+            f"project_dir {project_dir!r} is not a directory",
+            "run qdq from the directory that holds pyproject.toml, or pass it as DIR",
+        )
     project_dir = os.path.abspath(project_dir)
     if "model" not in params:
         raise QdqError("config", "no model configured", "set model = \"path/to/file.py:factory\" in [tool.qdq]")
     override = params.get("model_source_override")
-    if override is not None and not (isinstance(override, dict) and isinstance(override.get("file"), str)
-                                     and isinstance(override.get("source"), str)):
+    if override is not None and not (
+        isinstance(override, dict) and isinstance(override.get("file"), str) and isinstance(override.get("source"), str)
+    ):
         raise QdqError("config", "model_source_override must be {file, source}", "this is a client bug")
     user_roots = [project_dir]
     if override:
@@ -508,8 +549,9 @@ def load(params: Dict[str, Any], progress: Progress, check_cancel: Optional[Call
         except ImportError:
             patching = None  # type: ignore[assignment]
         if patching is None:
-            raise QdqError("config", "patch-modules is not supported by this backend",
-                           "remove patch-modules from [tool.qdq]")
+            raise QdqError(
+                "config", "patch-modules is not supported by this backend", "remove patch-modules from [tool.qdq]"
+            )
         patching.install(patches)
 
     factory, model_file = _resolve(params["model"], "model", project_dir, override, user_roots)
@@ -522,8 +564,11 @@ def load(params: Dict[str, Any], progress: Progress, check_cancel: Optional[Call
     except Exception as exc:  # noqa: BLE001 - user code
         raise _user_error(exc, f"the model factory {params['model']} raised", user_roots) from None
     if not isinstance(model, nn.Module):
-        raise QdqError("config", f"the model factory {params['model']} returned {type(model).__name__}, not an nn.Module",
-                       "make the factory return the model (an instance of torch.nn.Module)")
+        raise QdqError(
+            "config",
+            f"the model factory {params['model']} returned {type(model).__name__}, not an nn.Module",
+            "make the factory return the model (an instance of torch.nn.Module)",
+        )
     model.eval()
     if patches:
         patching.check_model(model)  # library models: the patched (eager) attention must be the one that runs
@@ -532,7 +577,9 @@ def load(params: Dict[str, Any], progress: Progress, check_cancel: Optional[Call
     calibration_source = None
     eval_source = None
     if params.get("calibration_data"):
-        calibration_source, _ = _resolve(params["calibration_data"], "calibration-data", project_dir, override, user_roots)
+        calibration_source, _ = _resolve(
+            params["calibration_data"], "calibration-data", project_dir, override, user_roots
+        )
     if params.get("eval_data"):
         eval_source, _ = _resolve(params["eval_data"], "eval-data", project_dir, override, user_roots)
 
@@ -550,8 +597,11 @@ def load(params: Dict[str, Any], progress: Progress, check_cancel: Optional[Call
     elif calibration_source is not None:
         example = _first_batch_inputs(calibration_source, params["calibration_data"], user_roots)
     else:
-        raise QdqError("config", "the model's inputs are unknown",
-                       "set input-shapes = [[1, 3, 224, 224]] or example-inputs = \"file.py:fn\" in [tool.qdq]")
+        raise QdqError(
+            "config",
+            "the model's inputs are unknown",
+            "set input-shapes = [[1, 3, 224, 224]] or example-inputs = \"file.py:fn\" in [tool.qdq]",
+        )
 
     project = Project(
         project_dir=project_dir,
@@ -585,8 +635,11 @@ def load(params: Dict[str, Any], progress: Progress, check_cancel: Optional[Call
             q.calibrator = cal
     outputs = flatten_outputs(out)
     if not outputs:
-        raise QdqError("config", f"the model returned {type(out).__name__}, no tensors",
-                       "make forward return a tensor (or a tuple of tensors)")
+        raise QdqError(
+            "config",
+            f"the model returned {type(out).__name__}, no tensors",
+            "make forward return a tensor (or a tuple of tensors)",
+        )
     project.output_names = ["output"] if len(outputs) == 1 else [f"output{i}" for i in range(len(outputs))]
     listed = len([q for q in project.quantizers if q.role != "output"])
     progress("load", 3, 3, f"loaded {type(model).__name__} with {listed} quantizers")
@@ -602,13 +655,22 @@ def _first_batch_inputs(source: Callable[[], Any], spec: str, user_roots: List[s
             items = list(batch)
             if len(items) == 2 and isinstance(items[0], (tuple, list)):
                 return _as_inputs(tuple(items[0]), spec)
-            if len(items) == 2 and isinstance(items[1], torch.Tensor) and not items[1].is_floating_point() \
-                    and items[1].dim() <= 1 and isinstance(items[0], torch.Tensor) and items[0].is_floating_point():
+            if (
+                len(items) == 2
+                and isinstance(items[1], torch.Tensor)
+                and not items[1].is_floating_point()
+                and items[1].dim() <= 1
+                and isinstance(items[0], torch.Tensor)
+                and items[0].is_floating_point()
+            ):
                 return (items[0],)  # (inputs, labels)
             return _as_inputs(tuple(items), spec)
         return _as_inputs(batch, spec)
-    raise QdqError("no_data", f"calibration-data {spec} yielded no batches",
-                   "make it yield at least one batch, or set input-shapes to calibrate on random data")
+    raise QdqError(
+        "no_data",
+        f"calibration-data {spec} yielded no batches",
+        "make it yield at least one batch, or set input-shapes to calibrate on random data",
+    )
 
 
 def quantizer_summary(q: QuantizerInfo) -> Dict[str, Any]:
@@ -646,4 +708,3 @@ def loaded_result(project: Project) -> Dict[str, Any]:
         "calibration_data_kind": project.calibration_data_kind,
         "eval_data": project.eval_source is not None,
     }
-

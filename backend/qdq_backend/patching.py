@@ -39,7 +39,7 @@ def module_source(name: str) -> Dict[str, str]:
             f"module {name!r} has no Python source file (origin: {getattr(spec, 'origin', None)})",
             "patch-modules lists modules written in Python, such as transformers.models.bert.modeling_bert",
         )
-    with open(spec.origin, "r", encoding="utf-8") as handle:
+    with open(spec.origin, encoding="utf-8") as handle:
         source = handle.read()
     return {"module": name, "file": spec.origin, "source": source}
 
@@ -127,15 +127,21 @@ def _install_one(name: str, source: str) -> None:
     try:
         module = importlib.import_module(name)
     except Exception as exc:  # the library itself failed to import
-        raise QdqError("import", f"importing {name} failed: {type(exc).__name__}: {exc}",
-                       "check that the library imports in this interpreter") from None
+        raise QdqError(
+            "import",
+            f"importing {name} failed: {type(exc).__name__}: {exc}",
+            "check that the library imports in this interpreter",
+        ) from None
     saved = dict(module.__dict__)
     filename = getattr(module, "__file__", None) or f"<{name}>"
     try:
         code = compile(source, filename, "exec")
     except SyntaxError as exc:
-        raise QdqError("config", f"the patched source of {name} does not parse: {exc}",
-                       "report this: qdq's passes produced invalid Python for this library version") from None
+        raise QdqError(
+            "config",
+            f"the patched source of {name} does not parse: {exc}",
+            "report this: qdq's passes produced invalid Python for this library version",
+        ) from None
     # Run the patched text in the module's own namespace (so its functions' globals are the module),
     # starting from a namespace that holds only the module's dunders, as a fresh import would.
     package = name.split(".")[0]
@@ -148,17 +154,23 @@ def _install_one(name: str, source: str) -> None:
         module.__dict__.clear()
         module.__dict__.update(saved)
         _resume_registries(name, suspended)
-        raise QdqError("import", f"the patched {name} failed to run: {type(exc).__name__}: {exc}",
-                       "the installed library version may differ from what the patch passes expect; "
-                       "try `qdq quantize --module " + name + "` to read the patched source") from None
+        raise QdqError(
+            "import",
+            f"the patched {name} failed to run: {type(exc).__name__}: {exc}",
+            "the installed library version may differ from what the patch passes expect; "
+            "try `qdq quantize --module " + name + "` to read the patched source",
+        ) from None
 
     missing = [k for k, v in saved.items() if isinstance(v, type) and v.__module__ == name and k not in module.__dict__]
     if missing:
         module.__dict__.clear()
         module.__dict__.update(saved)
         _resume_registries(name, suspended)
-        raise QdqError("config", f"the patched {name} lacks classes the original defines: {', '.join(missing)}",
-                       "the installed library version differs from what the patch passes expect")
+        raise QdqError(
+            "config",
+            f"the patched {name} lacks classes the original defines: {', '.join(missing)}",
+            "the installed library version differs from what the patch passes expect",
+        )
 
     mapping: Dict[int, Tuple[Any, Any]] = {}
     for key, old in saved.items():

@@ -26,14 +26,21 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = [
-    "TensorQuantizer", "quant", "keep_float",
-    "QuantLinear", "QuantConv1d", "QuantConv2d", "QuantConv3d",
-    "QuantConvTranspose1d", "QuantConvTranspose2d", "QuantConvTranspose3d",
+    "TensorQuantizer",
+    "quant",
+    "keep_float",
+    "QuantLinear",
+    "QuantConv1d",
+    "QuantConv2d",
+    "QuantConv3d",
+    "QuantConvTranspose1d",
+    "QuantConvTranspose2d",
+    "QuantConvTranspose3d",
 ]
 
 # amax at or below this (the smallest FP16 subnormal) counts as zero: the tensor was all
 # zeros. The scale is never allowed below _ZERO_AMAX / 127, as QuantizeLinear divides by it.
-_ZERO_AMAX = 2.0 ** -24
+_ZERO_AMAX = 2.0**-24
 
 
 class TensorQuantizer(nn.Module):
@@ -66,7 +73,7 @@ class TensorQuantizer(nn.Module):
 
     @property
     def quant_max(self):
-        return 2 ** self.num_bits - 1 if self.unsigned else 2 ** (self.num_bits - 1) - 1
+        return 2**self.num_bits - 1 if self.unsigned else 2 ** (self.num_bits - 1) - 1
 
     def set_amax(self, amax):
         """Sets (or with None, clears) the calibrated range."""
@@ -109,19 +116,23 @@ class TensorQuantizer(nn.Module):
             if not tracing and scale.numel() != 1:
                 raise ValueError(
                     f"{self._name()}: per-tensor quantizer got {scale.numel()} amax values; "
-                    "set axis=<channel dim> for per-channel quantization or recalibrate.")
+                    "set axis=<channel dim> for per-channel quantization or recalibrate."
+                )
             zero_point = torch.zeros((), dtype=torch.int32, device=x.device)
             return torch.fake_quantize_per_tensor_affine(
-                x, scale.reshape(()), zero_point, self.quant_min, self.quant_max)
+                x, scale.reshape(()), zero_point, self.quant_min, self.quant_max
+            )
         axis = self.axis % x.dim()
         if not tracing and scale.numel() != x.shape[axis]:
             raise ValueError(
                 f"{self._name()}: amax has {scale.numel()} values but the input has "
-                f"{x.shape[axis]} channels on axis {self.axis}; recalibrate this model.")
+                f"{x.shape[axis]} channels on axis {self.axis}; recalibrate this model."
+            )
         # int32: the per-channel op rejects int64 zero points (torch 1.13 and 2.x alike).
         zero_point = torch.zeros(scale.numel(), dtype=torch.int32, device=x.device)
         return torch.fake_quantize_per_channel_affine(
-            x, scale.reshape(-1), zero_point, axis, self.quant_min, self.quant_max)
+            x, scale.reshape(-1), zero_point, axis, self.quant_min, self.quant_max
+        )
 
     def _name(self):
         return f"TensorQuantizer({self.qdq_site})" if self.qdq_site else "TensorQuantizer"
@@ -216,10 +227,19 @@ class _QuantConvTransposeNd(_QuantMixin):
             raise ValueError(f"Only `zeros` padding mode is supported for {type(self).__name__}")
         dims = len(self.kernel_size)
         output_padding = self._output_padding(
-            input, output_size, self.stride, self.padding, self.kernel_size, dims, self.dilation)
+            input, output_size, self.stride, self.padding, self.kernel_size, dims, self.dilation
+        )
         conv = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[dims - 1]
-        out = conv(self.input_quantizer(input), self._quantized_weight(), self.bias, self.stride,
-                   self.padding, output_padding, self.groups, self.dilation)
+        out = conv(
+            self.input_quantizer(input),
+            self._quantized_weight(),
+            self.bias,
+            self.stride,
+            self.padding,
+            output_padding,
+            self.groups,
+            self.dilation,
+        )
         return self.output_quantizer(out)
 
 

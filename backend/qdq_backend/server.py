@@ -51,8 +51,9 @@ class Server:
             self._error(request_id, QdqError("internal", f"result is not valid JSON: {exc}", "report this bug"))
 
     def _error(self, request_id: Any, err: QdqError, code: int = ERROR_CODE) -> None:
-        self.send({"jsonrpc": "2.0", "id": request_id,
-                   "error": {"code": code, "message": err.message, "data": err.to_data()}})
+        self.send(
+            {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": err.message, "data": err.to_data()}}
+        )
 
     # -- cancellation ---------------------------------------------------------------------------
     def cancel(self, request_id: Any) -> None:
@@ -74,8 +75,13 @@ class Server:
             self.send({"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": f"parse error: {exc}"}})
             return
         if not isinstance(message, dict) or not isinstance(message.get("method"), str):
-            self.send({"jsonrpc": "2.0", "id": message.get("id") if isinstance(message, dict) else None,
-                       "error": {"code": -32600, "message": "invalid request"}})
+            self.send(
+                {
+                    "jsonrpc": "2.0",
+                    "id": message.get("id") if isinstance(message, dict) else None,
+                    "error": {"code": -32600, "message": "invalid request"},
+                }
+            )
             return
         method = message["method"]
         if method == "$/cancelRequest":
@@ -100,8 +106,13 @@ class Server:
                     raise Cancelled(method)
                 handler = HANDLERS.get(method)
                 if handler is None:
-                    self.send({"jsonrpc": "2.0", "id": request_id,
-                               "error": {"code": -32601, "message": f"method not found: {method}"}})
+                    self.send(
+                        {
+                            "jsonrpc": "2.0",
+                            "id": request_id,
+                            "error": {"code": -32601, "message": f"method not found: {method}"},
+                        }
+                    )
                     continue
                 if not isinstance(params, dict):
                     raise QdqError("config", f"{method}: params must be an object", "this is a client bug")
@@ -149,8 +160,9 @@ class Context:
         if done != 0 and not final and now - self._last_sent < 0.05:
             return
         self._last_sent = now
-        self._server.notify("progress", {"requestId": self.request_id, "step": step, "done": done,
-                                         "total": total, "message": message})
+        self._server.notify(
+            "progress", {"requestId": self.request_id, "step": step, "done": done, "total": total, "message": message}
+        )
 
     def check_cancel(self) -> None:
         if self._server.is_cancelled(self.request_id):
@@ -163,6 +175,7 @@ class Context:
 
 # -- handlers: each takes (server, params, context) and returns the JSON result ------------------------
 # torch is imported inside them, so the reader thread is already answering while torch loads.
+
 
 def _initialize(server: Server, params: Dict[str, Any], ctx: Context) -> Dict[str, Any]:
     import torch  # noqa: WPS433

@@ -38,8 +38,9 @@ def _prepare_amax(inputs, amax, axis):
     if axis is not None and amax.dim() == 1 and inputs.dim() > 1:
         axis = axis % inputs.dim()
         if amax.numel() != inputs.shape[axis]:
-            raise ValueError(f"amax has {amax.numel()} values but inputs have "
-                             f"{inputs.shape[axis]} channels on axis {axis}")
+            raise ValueError(
+                f"amax has {amax.numel()} values but inputs have {inputs.shape[axis]} channels on axis {axis}"
+            )
         shape = [1] * inputs.dim()
         shape[axis] = -1
         amax = amax.reshape(shape)

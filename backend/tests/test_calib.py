@@ -5,9 +5,18 @@ import math
 
 import pytest
 import torch
-
-from qdq_backend.calib import (METHODS, HistogramCalibrator, MaxCalibrator, NonFiniteError, entropy_amax,
-                               entropy_divergences, make_calibrator, mse_amax, percentile_amax, weight_amax)
+from qdq_backend.calib import (
+    METHODS,
+    HistogramCalibrator,
+    MaxCalibrator,
+    NonFiniteError,
+    entropy_amax,
+    entropy_divergences,
+    make_calibrator,
+    mse_amax,
+    percentile_amax,
+    weight_amax,
+)
 from qdq_backend.calib.histogram import _PENDING_PER_BIN
 from qdq_backend.qdq_quant import TensorQuantizer, quant
 from qdq_backend.tensor_quant import fake_tensor_quant
@@ -56,6 +65,7 @@ def collect(calibrator, data, batches=4):
 
 
 # ---- max -------------------------------------------------------------------------------------
+
 
 def test_max_is_exact_per_tensor_and_per_channel():
     torch.manual_seed(0)
@@ -128,6 +138,7 @@ def test_calibrators_plug_into_tensor_quantizer():
 
 # ---- histogram collection ----------------------------------------------------------------------
 
+
 def test_histogram_counts_every_value_and_grows_with_same_width():
     torch.manual_seed(0)
     cal = HistogramCalibrator()
@@ -142,8 +153,7 @@ def test_histogram_counts_every_value_and_grows_with_same_width():
     assert cal.hist.sum().item() == 20000
     # counts agree with a direct histogram of |x| on the same edges (up to edge rounding)
     edges = cal.bin_edges
-    direct = torch.histc(torch.cat([first, bigger]).abs().double(), bins=edges.numel() - 1, min=0,
-                         max=edges[-1].item())
+    direct = torch.histc(torch.cat([first, bigger]).abs().double(), bins=edges.numel() - 1, min=0, max=edges[-1].item())
     assert (direct - cal.hist).abs().sum().item() <= 4
     assert cal.compute_amax("max").item() == max(first.abs().max().item(), bigger.abs().max().item())
 
@@ -242,6 +252,7 @@ def test_summary_has_64_equal_buckets():
 
 # ---- amax methods --------------------------------------------------------------------------------
 
+
 def test_percentile_is_close_to_the_true_quantile():
     torch.manual_seed(0)
     data = torch.randn(400000)
@@ -326,6 +337,7 @@ def test_cuda_histogram_matches_cpu():
 
 # ---- deferred binning against a straightforward reference -------------------------------------
 
+
 class ReferenceHistogram:
     """pytorch-quantization's histogram written plainly: each batch binned as it arrives,
     floor(|x| / width) with the top edge in the last bin, bins of the same width appended when a
@@ -353,7 +365,7 @@ class ReferenceHistogram:
             if need > self.max_bins:
                 factor = math.ceil(need / self.max_bins)
                 padded = np.zeros(math.ceil(len(self.hist) / factor) * factor, dtype=np.int64)
-                padded[:len(self.hist)] = self.hist
+                padded[: len(self.hist)] = self.hist
                 self.hist = padded.reshape(-1, factor).sum(axis=1)
                 self.width *= factor
                 need = max(len(self.hist), math.ceil(m / self.width))
@@ -371,16 +383,17 @@ def _sequences():
     # ReLU-like activations: all-zero batches first, then data, then a tensor reused in place
     relu = [torch.zeros(16, 64)] * 3 + [torch.randn(16, 64, generator=g).clamp(min=0) for _ in range(60)]
     # shapes that vary (sequence lengths), float64 and float16 batches, one larger than the scratch
-    mixed = [torch.randn(4, int(t), 24, generator=g) * (0.5 + (i % 7)) for i, t in
-             enumerate(torch.randint(1, 50, (50,), generator=g))]
+    mixed = [
+        torch.randn(4, int(t), 24, generator=g) * (0.5 + (i % 7))
+        for i, t in enumerate(torch.randint(1, 50, (50,), generator=g))
+    ]
     mixed[10] = mixed[10].double()
     mixed[11] = mixed[11].double()
     mixed[20] = mixed[20].half()
     mixed[30] = torch.randn(300000, generator=g) * 3
     # non-contiguous views (attention operands), channels-last conv activations
     strided = [torch.randn(8, 12, 4, 16, generator=g).transpose(1, 2) * (i + 1) for i in range(20)]
-    strided += [torch.randn(8, 16, 6, 6, generator=g).contiguous(memory_format=torch.channels_last)
-                for _ in range(20)]
+    strided += [torch.randn(8, 16, 6, 6, generator=g).contiguous(memory_format=torch.channels_last) for _ in range(20)]
     # one value per batch, with ties at the top edge
     tiny = [torch.tensor([float(v)]) for v in (1, 1, 2, 0.5, 2, 3, 3)]
     return {"growing": growing, "relu": relu, "mixed": mixed, "strided": strided, "tiny": tiny}
@@ -401,9 +414,11 @@ def test_deferred_binning_matches_binning_each_batch_as_it_arrives(name):
     assert np.array_equal(cal.hist.numpy().astype(np.int64), ref.hist)
     assert cal.compute_amax("max").item() == torch.tensor(ref.max, dtype=torch.float32).item()
     width = ref.width
-    expected = {"entropy": entropy_amax(torch.from_numpy(ref.hist), width),
-                "mse": mse_amax(torch.from_numpy(ref.hist), width),
-                "percentile": percentile_amax(torch.from_numpy(ref.hist), width)}
+    expected = {
+        "entropy": entropy_amax(torch.from_numpy(ref.hist), width),
+        "mse": mse_amax(torch.from_numpy(ref.hist), width),
+        "percentile": percentile_amax(torch.from_numpy(ref.hist), width),
+    }
     for method, value in expected.items():
         assert cal.compute_amax(method).item() == torch.tensor(value, dtype=torch.float32).item(), method
 
@@ -426,8 +441,10 @@ def test_calibrators_fed_the_same_tensors_match_the_reference(seed):
     for step in range(60):
         scale = 1.0 + step * 0.03 * float(rand(1))
         big = float(rand(1)) < 0.05
-        pool = [torch.randn(200000 if big else 12 * 64, generator=g).reshape(-1, 64) * scale
-                for _ in range(1 + (float(rand(1)) > 0.5) + (float(rand(1)) > 0.7))]
+        pool = [
+            torch.randn(200000 if big else 12 * 64, generator=g).reshape(-1, 64) * scale
+            for _ in range(1 + (float(rand(1)) > 0.5) + (float(rand(1)) > 0.7))
+        ]
         order = [names[int(i)] for i in torch.randperm(len(names), generator=g)]
         for name in order:
             if float(rand(1)) < 0.1:

@@ -2,12 +2,10 @@
 and says so per quantizer (through the backend's own load + calibrate, in process)."""
 
 import json
-import os
 import textwrap
 
 import pytest
 import torch
-
 from qdq_backend import calibrate, loader
 from qdq_backend.calib import HistogramCalibrator
 
@@ -48,17 +46,26 @@ MODEL = textwrap.dedent('''
 def project(tmp_path):
     (tmp_path / "model.py").write_text(MODEL)
     from qdq_backend import qdq_quant
+
     with open(qdq_quant.__file__, encoding="utf-8") as src:
         (tmp_path / "qdq_quant.py").write_text(src.read())
     noop = lambda *a, **k: None  # noqa: E731
-    return loader.load({"project_dir": str(tmp_path), "model": "model.py:build", "input_shapes": [[32, 64]],
-                        "calibration_data": "model.py:digits_like"}, noop), tmp_path
+    return loader.load(
+        {
+            "project_dir": str(tmp_path),
+            "model": "model.py:build",
+            "input_shapes": [[32, 64]],
+            "calibration_data": "model.py:digits_like",
+        },
+        noop,
+    ), tmp_path
 
 
 def _calibrate(project, tmp_path, method):
     noop = lambda *a, **k: None  # noqa: E731
-    return calibrate.calibrate(project, {"method": method, "batches": 4, "out_dir": str(tmp_path / "out")},
-                               noop, lambda: None)
+    return calibrate.calibrate(
+        project, {"method": method, "batches": 4, "out_dir": str(tmp_path / "out")}, noop, lambda: None
+    )
 
 
 def test_faithful_entropy_clips_the_ink_mode_of_a_bimodal_input():

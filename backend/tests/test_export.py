@@ -66,7 +66,9 @@ def _noop(*args):
 def project(tmp_path):
     (tmp_path / "updown.py").write_text(MODEL)
     (tmp_path / "qdq_quant.py").write_text(open(HELPER, encoding="utf-8").read())
-    proj = loader.load({"project_dir": str(tmp_path), "model": "updown.py:build", "input_shapes": [[2, 3, 8, 8]]}, _noop)
+    proj = loader.load(
+        {"project_dir": str(tmp_path), "model": "updown.py:build", "input_shapes": [[2, 3, 8, 8]]}, _noop
+    )
     out_dir = str(tmp_path / "out")
     calibrate.calibrate(proj, {"method": "percentile", "batches": 3, "out_dir": out_dir}, _noop, _noop)
     return proj, out_dir

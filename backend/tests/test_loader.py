@@ -61,8 +61,9 @@ def _package(tmp_path, with_helper):
     pkg.mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
     (pkg / "layers.py").write_text("import torch.nn as nn\n\ndef width():\n    return 4\n")
-    (pkg / "net.py").write_text(textwrap.dedent(
-        """
+    (pkg / "net.py").write_text(
+        textwrap.dedent(
+            """
         import torch.nn as nn
         from .layers import width
 
@@ -78,7 +79,9 @@ def _package(tmp_path, with_helper):
 
         def build():
             return Net()
-        """))
+        """
+        )
+    )
     if with_helper:
         (pkg / "qdq_quant.py").write_text(open(HELPER, encoding="utf-8").read())
     return str(tmp_path / "proj"), str(pkg / "net.py")
@@ -87,11 +90,19 @@ def _package(tmp_path, with_helper):
 def test_package_module_with_relative_imports_and_an_override(tmp_path):
     project_dir, net = _package(tmp_path, with_helper=False)
     original = open(net, encoding="utf-8").read()
-    quantized = original.replace("from .layers import width", "from .layers import width\nfrom . import qdq_quant  # qdq") \
-        .replace("nn.Linear(width(), 2)", "qdq_quant.quant(nn.Linear(width(), 2))")
+    quantized = original.replace(
+        "from .layers import width", "from .layers import width\nfrom . import qdq_quant  # qdq"
+    ).replace("nn.Linear(width(), 2)", "qdq_quant.quant(nn.Linear(width(), 2))")
     events, progress = _events()
-    project = loader.load({"project_dir": project_dir, "model": "mypkg/net.py:build", "input_shapes": [[3, 4]],
-                           "model_source_override": {"file": "mypkg/net.py", "source": quantized}}, progress)
+    project = loader.load(
+        {
+            "project_dir": project_dir,
+            "model": "mypkg/net.py:build",
+            "input_shapes": [[3, 4]],
+            "model_source_override": {"file": "mypkg/net.py", "source": quantized},
+        },
+        progress,
+    )
     names = [q.name for q in project.quantizers]
     assert names == ["fc.input_quantizer", "fc.weight_quantizer", "fc.output_quantizer"]
     assert project.quantizers[0].site == {"file": net, "cls": "Net", "attr": "fc.input_quantizer"}
@@ -99,27 +110,33 @@ def test_package_module_with_relative_imports_and_an_override(tmp_path):
     assert open(net, encoding="utf-8").read() == original  # the file on disk is never written
     assert events[-1] == ("load", 3, 3)
     # without the override the same file loads as the float model (a fresh import, not the cached one)
-    project = loader.load({"project_dir": project_dir, "model": "mypkg/net.py:build", "input_shapes": [[3, 4]]},
-                          progress)
+    project = loader.load(
+        {"project_dir": project_dir, "model": "mypkg/net.py:build", "input_shapes": [[3, 4]]}, progress
+    )
     assert project.quantizers == []
 
 
 def test_helper_next_to_the_model_is_the_one_used(tmp_path):
     project_dir, net = _package(tmp_path, with_helper=True)
-    source = open(net, encoding="utf-8").read().replace(
-        "from .layers import width", "from .layers import width\nfrom . import qdq_quant  # qdq").replace(
-        "nn.Linear(width(), 2)", "qdq_quant.quant(nn.Linear(width(), 2))")
+    source = (
+        open(net, encoding="utf-8")
+        .read()
+        .replace("from .layers import width", "from .layers import width\nfrom . import qdq_quant  # qdq")
+        .replace("nn.Linear(width(), 2)", "qdq_quant.quant(nn.Linear(width(), 2))")
+    )
     with open(net, "w", encoding="utf-8") as handle:
         handle.write(source)
-    project = loader.load({"project_dir": project_dir, "model": "mypkg/net.py:build", "input_shapes": [[3, 4]]},
-                          lambda *a: None)
+    project = loader.load(
+        {"project_dir": project_dir, "model": "mypkg/net.py:build", "input_shapes": [[3, 4]]}, lambda *a: None
+    )
     quantizer_module = type(project.quantizers[0].module).__module__
     assert quantizer_module == "mypkg.qdq_quant"
 
 
 def test_example_inputs_and_input_names(tmp_path):
-    (tmp_path / "m.py").write_text(textwrap.dedent(
-        """
+    (tmp_path / "m.py").write_text(
+        textwrap.dedent(
+            """
         import torch
         import torch.nn as nn
 
@@ -135,9 +152,12 @@ def test_example_inputs_and_input_names(tmp_path):
 
         def example():
             return torch.ones(1, 2), torch.zeros(1, 2)
-        """))
-    project = loader.load({"project_dir": str(tmp_path), "model": "m.py:build", "example_inputs": "m.py:example"},
-                          lambda *a: None)
+        """
+        )
+    )
+    project = loader.load(
+        {"project_dir": str(tmp_path), "model": "m.py:build", "example_inputs": "m.py:example"}, lambda *a: None
+    )
     assert project.input_names == ["image", "mask"]
     assert project.output_names == ["output0", "output1"]
     assert project.inputs_description()[1] == {"name": "mask", "shape": [1, 2], "dtype": "float32"}
@@ -163,7 +183,8 @@ def test_reload_keeps_libraries_installed_inside_the_project(tmp_path):
     (site / "fakepkg_d2" / "__init__.py").write_text("WIDTH = 3\n")
     sys.path.insert(0, str(site))
     (tmp_path / "m.py").write_text(
-        "import torch.nn as nn\nimport fakepkg_d2\n\n\ndef build():\n    return nn.Linear(fakepkg_d2.WIDTH, 2)\n")
+        "import torch.nn as nn\nimport fakepkg_d2\n\n\ndef build():\n    return nn.Linear(fakepkg_d2.WIDTH, 2)\n"
+    )
     params = {"project_dir": str(tmp_path), "model": "m.py:build", "input_shapes": [[1, 3]]}
     loader.load(params, lambda *a: None)
     library, model_module = sys.modules["fakepkg_d2"], sys.modules["m"]

@@ -1,15 +1,14 @@
 """qdq_quant.py, the runtime copied into users' projects: quantizers, drop-in layers, export."""
 
 import copy
-import io
 import inspect
+import io
 import pickle
 import warnings
 
 import pytest
 import torch
 import torch.nn as nn
-
 from qdq_backend import qdq_quant
 from qdq_backend.qdq_quant import TensorQuantizer, keep_float, quant
 from qdq_backend.tensor_quant import fake_tensor_quant
@@ -44,6 +43,7 @@ def calibrate_by_max(model, x):
     def hook(name):
         def record(t):
             seen[name] = max(seen.get(name, 0.0), t.abs().max().item())
+
         return record
 
     for name, module in model.named_modules():
@@ -165,9 +165,14 @@ def test_straight_through_gradients():
 
 def small_model():
     return nn.Sequential(
-        quant(nn.Conv2d(3, 8, 3, padding=1)), nn.ReLU(),
-        quant(nn.ConvTranspose2d(8, 4, 2, stride=2)), nn.ReLU(),
-        nn.Flatten(), quant(nn.Linear(4 * 8 * 8, 5)), keep_float(nn.Linear(5, 2)))
+        quant(nn.Conv2d(3, 8, 3, padding=1)),
+        nn.ReLU(),
+        quant(nn.ConvTranspose2d(8, 4, 2, stride=2)),
+        nn.ReLU(),
+        nn.Flatten(),
+        quant(nn.Linear(4 * 8 * 8, 5)),
+        keep_float(nn.Linear(5, 2)),
+    )
 
 
 def calibrated_model():
@@ -182,8 +187,13 @@ def test_state_dict_round_trip_into_fresh_model():
     model, x = calibrated_model()
     state = model.state_dict()
     assert {k for k in state if k.endswith("amax")} == {
-        "0.input_quantizer.amax", "0.weight_quantizer.amax", "2.input_quantizer.amax",
-        "2.weight_quantizer.amax", "5.input_quantizer.amax", "5.weight_quantizer.amax"}
+        "0.input_quantizer.amax",
+        "0.weight_quantizer.amax",
+        "2.input_quantizer.amax",
+        "2.weight_quantizer.amax",
+        "5.input_quantizer.amax",
+        "5.weight_quantizer.amax",
+    }
     buffer = io.BytesIO()
     torch.save(state, buffer)
     buffer.seek(0)
@@ -197,8 +207,15 @@ def test_state_dict_round_trip_into_fresh_model():
 
 def test_float_checkpoint_loads_strictly_into_quantized_model():
     torch.manual_seed(1)
-    float_model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.ConvTranspose2d(8, 4, 2, stride=2),
-                                nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 5), nn.Linear(5, 2)).eval()
+    float_model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.ConvTranspose2d(8, 4, 2, stride=2),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 8 * 8, 5),
+        nn.Linear(5, 2),
+    ).eval()
     model = small_model().eval()
     model.load_state_dict(float_model.state_dict())  # strict: no quantizer keys missing
     x = torch.randn(2, 3, 4, 4)
@@ -234,8 +251,11 @@ def test_onnx_export_emits_qdq():
     assert b"QuantizeLinear" in data and b"DequantizeLinear" in data
 
 
-@pytest.mark.skipif(onnx is None, reason="the onnx package is not installed in this interpreter "
-                                          "(Debian's torch 1.13 has none); the graph is inspected under the other")
+@pytest.mark.skipif(
+    onnx is None,
+    reason="the onnx package is not installed in this interpreter "
+    "(Debian's torch 1.13 has none); the graph is inspected under the other",
+)
 def test_onnx_graph_has_int8_zero_point_and_channel_axis():
     model, x = calibrated_model()
     graph = onnx.load_from_string(export_onnx(model, x)).graph
@@ -266,8 +286,7 @@ def test_onnx_graph_has_int8_zero_point_and_channel_axis():
                 continue
             dq = producers[node.input[1]]
             assert dq.op_type == "DequantizeLinear"
-            by_consumer[node.op_type] = ({a.name: a.i for a in dq.attribute}.get("axis"),
-                                         constants[dq.input[1]].shape)
+            by_consumer[node.op_type] = ({a.name: a.i for a in dq.attribute}.get("axis"), constants[dq.input[1]].shape)
             assert producers[node.input[0]].op_type == "DequantizeLinear"
     assert float_layers == ["6.weight"]  # the keep_float head
     assert by_consumer["Conv"] == (0, (8,))

@@ -14,6 +14,7 @@ from rpc_client import Backend, RpcError, make_project  # noqa: E402
 
 try:
     import onnx  # noqa: F401
+
     HAVE_ONNX = True
 except ImportError:
     HAVE_ONNX = False
@@ -64,10 +65,18 @@ def test_load_finds_quantizers_with_their_source_sites(backend, project):
     qs = _by_name(result["quantizers"])
     model_file = os.path.join(project, "model.py")
     # a layer built by a helper function inside Block.__init__ belongs to Block
-    assert qs["block.conv1.input_quantizer"]["site"] == {"file": model_file, "cls": "Block", "attr": "conv1.input_quantizer"}
+    assert qs["block.conv1.input_quantizer"]["site"] == {
+        "file": model_file,
+        "cls": "Block",
+        "attr": "conv1.input_quantizer",
+    }
     assert qs["block.add0_residual_quantizer"]["site"]["attr"] == "add0_residual_quantizer"
     # inside nn.Sequential the owner is the user's class that built the Sequential
-    assert qs["stem.0.weight_quantizer"]["site"] == {"file": model_file, "cls": "Net", "attr": "stem.0.weight_quantizer"}
+    assert qs["stem.0.weight_quantizer"]["site"] == {
+        "file": model_file,
+        "cls": "Net",
+        "attr": "stem.0.weight_quantizer",
+    }
     assert qs["stem.0.weight_quantizer"]["axis"] == 0
     assert qs["matmul0_a_quantizer"]["role"] == "activation"
     # output quantizers are off for TensorRT and not listed before they are calibrated
@@ -146,8 +155,9 @@ def test_export_writes_fp32_int8_and_eval_files(backend, project):
     _load(backend, project)
     out_dir = os.path.join(project, "out")
     calib = backend.call("calibrate", {"method": "entropy", "batches": 6, "out_dir": out_dir})
-    result = backend.call("export", {"out_dir": out_dir, "opset": 13, "dynamic_batch": True, "target": "tensorrt",
-                                     "fold_weights": False})
+    result = backend.call(
+        "export", {"out_dir": out_dir, "opset": 13, "dynamic_batch": True, "target": "tensorrt", "fold_weights": False}
+    )
     assert result["exporter"] == "torchscript"
     for path in (result["fp32_onnx"], result["int8_onnx"]):
         assert os.path.isfile(path) and os.path.getsize(path) > 0
@@ -168,13 +178,15 @@ def test_export_writes_fp32_int8_and_eval_files(backend, project):
     g = torch.Generator().manual_seed(2)
     expected = torch.randn(4, 3, 8, 8, generator=g)
     labels = torch.randint(0, 10, (4,), generator=g)
-    got = struct.unpack("<%df" % (4 * 3 * 8 * 8), blob[x["offset"]:x["offset"] + x["length"]])
+    got = struct.unpack(f"<{4 * 3 * 8 * 8}f", blob[x["offset"] : x["offset"] + x["length"]])
     assert torch.allclose(torch.tensor(got).reshape(4, 3, 8, 8), expected)
     lab = first["labels"]
-    assert list(struct.unpack("<4q", blob[lab["offset"]:lab["offset"] + lab["length"]])) == labels.tolist()
+    assert list(struct.unpack("<4q", blob[lab["offset"] : lab["offset"] + lab["length"]])) == labels.tolist()
     if not HAVE_ONNX:
-        pytest.skip(f"onnx is not installed in {sys.executable}: checked the files exist, are non-empty and hold "
-                    "QuantizeLinear/DequantizeLinear nodes (counted from the protobuf bytes)")
+        pytest.skip(
+            f"onnx is not installed in {sys.executable}: checked the files exist, are non-empty and hold "
+            "QuantizeLinear/DequantizeLinear nodes (counted from the protobuf bytes)"
+        )
     model = onnx.load(result["int8_onnx"])
     onnx.checker.check_model(model)
     assert model.opset_import[0].version >= 13
@@ -300,19 +312,29 @@ def test_patch_modules_quantizes_a_library_in_memory(backend, project):
     # a "library" the model file imports; the pipeline sends its quantized source as patch_modules
     lib = os.path.join(project, "fakelib_d2")
     os.mkdir(lib)
-    original = ("import torch.nn as nn\n\n\nclass Head(nn.Module):\n    def __init__(self):\n"
-                "        super().__init__()\n        self.fc = nn.Linear(4, 3)\n\n"
-                "    def forward(self, x):\n        return self.fc(x)\n")
+    original = (
+        "import torch.nn as nn\n\n\nclass Head(nn.Module):\n    def __init__(self):\n"
+        "        super().__init__()\n        self.fc = nn.Linear(4, 3)\n\n"
+        "    def forward(self, x):\n        return self.fc(x)\n"
+    )
     with open(os.path.join(lib, "__init__.py"), "w", encoding="utf-8") as handle:
         handle.write(original)
     with open(os.path.join(project, "uselib.py"), "w", encoding="utf-8") as handle:
         handle.write("import fakelib_d2\n\n\ndef build():\n    return fakelib_d2.Head()\n")
     source = backend.call("module_source", {"module": "fakelib_d2"})
     assert source["source"] == original
-    patched = original.replace("import torch.nn as nn\n", "import torch.nn as nn\nimport qdq_quant  # qdq\n") \
-        .replace("nn.Linear(4, 3)", "qdq_quant.quant(nn.Linear(4, 3))")
-    result = backend.call("load", {"project_dir": project, "model": "uselib.py:build", "input_shapes": [[2, 4]],
-                                   "patch_modules": [{"module": "fakelib_d2", "source": patched}]})
+    patched = original.replace("import torch.nn as nn\n", "import torch.nn as nn\nimport qdq_quant  # qdq\n").replace(
+        "nn.Linear(4, 3)", "qdq_quant.quant(nn.Linear(4, 3))"
+    )
+    result = backend.call(
+        "load",
+        {
+            "project_dir": project,
+            "model": "uselib.py:build",
+            "input_shapes": [[2, 4]],
+            "patch_modules": [{"module": "fakelib_d2", "source": patched}],
+        },
+    )
     qs = _by_name(result["quantizers"])
     assert qs["fc.input_quantizer"]["site"]["cls"] == "Head"
     assert qs["fc.input_quantizer"]["site"]["file"] == os.path.join(lib, "__init__.py")

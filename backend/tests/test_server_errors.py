@@ -50,41 +50,51 @@ def _calibrate_error(backend, out_dir, **extra):
 
 
 def test_model_file_that_does_not_import(backend, project):
-    data = _check(backend.error("load", {"project_dir": project, "model": "bad_import.py:build",
-                                         "input_shapes": [[1, 4]]}), "import")
+    data = _check(
+        backend.error("load", {"project_dir": project, "model": "bad_import.py:build", "input_shapes": [[1, 4]]}),
+        "import",
+    )
     assert "package_that_does_not_exist_qdq" in data["message"]
     assert "bad_import.py" in data["detail"]
     assert "qdq_backend" not in data["detail"]  # trimmed to the user's frames
 
 
 def test_model_file_with_a_syntax_error(backend, project):
-    data = _check(backend.error("load", {"project_dir": project, "model": "bad_syntax.py:build",
-                                         "input_shapes": [[1, 4]]}), "import")
+    data = _check(
+        backend.error("load", {"project_dir": project, "model": "bad_syntax.py:build", "input_shapes": [[1, 4]]}),
+        "import",
+    )
     assert "bad_syntax.py:4" in data["message"]
 
 
 def test_factory_that_raises(backend, project):
-    data = _check(backend.error("load", {"project_dir": project, "model": "misc.py:raising_factory",
-                                         "input_shapes": [[1, 4]]}), "user_code")
+    data = _check(
+        backend.error("load", {"project_dir": project, "model": "misc.py:raising_factory", "input_shapes": [[1, 4]]}),
+        "user_code",
+    )
     assert "ValueError: checkpoint weights.pt not found" in data["message"]
     assert "misc.py" in data["detail"] and "loader.py" not in data["detail"]
 
 
 def test_factory_that_returns_no_module(backend, project):
-    data = _check(backend.error("load", {"project_dir": project, "model": "misc.py:not_a_module",
-                                         "input_shapes": [[1, 4]]}), "config")
+    data = _check(
+        backend.error("load", {"project_dir": project, "model": "misc.py:not_a_module", "input_shapes": [[1, 4]]}),
+        "config",
+    )
     assert "int" in data["message"]
 
 
 def test_missing_factory_names_the_candidates(backend, project):
-    data = _check(backend.error("load", {"project_dir": project, "model": "model.py:nope",
-                                         "input_shapes": [[1, 4]]}), "config")
+    data = _check(
+        backend.error("load", {"project_dir": project, "model": "model.py:nope", "input_shapes": [[1, 4]]}), "config"
+    )
     assert "build" in data["hint"]
 
 
 def test_missing_model_file(backend, project):
-    _check(backend.error("load", {"project_dir": project, "model": "missing.py:build", "input_shapes": [[1, 4]]}),
-           "config")
+    _check(
+        backend.error("load", {"project_dir": project, "model": "missing.py:build", "input_shapes": [[1, 4]]}), "config"
+    )
 
 
 def test_forward_that_raises_mid_calibration(backend, project):
@@ -97,8 +107,15 @@ def test_forward_that_raises_mid_calibration(backend, project):
 
 
 def test_empty_calibration_data(backend, project):
-    backend.call("load", {"project_dir": project, "model": "model.py:build", "example_inputs": "model.py:example_inputs",
-                          "calibration_data": "model.py:no_data"})
+    backend.call(
+        "load",
+        {
+            "project_dir": project,
+            "model": "model.py:build",
+            "example_inputs": "model.py:example_inputs",
+            "calibration_data": "model.py:no_data",
+        },
+    )
     out_dir = os.path.join(project, "out")
     data = _check(_calibrate_error(backend, out_dir), "no_data")
     assert "model.py:no_data" in data["message"]
@@ -106,19 +123,32 @@ def test_empty_calibration_data(backend, project):
 
 
 def test_empty_calibration_data_without_example_inputs(backend, project):
-    _check(backend.error("load", {"project_dir": project, "model": "model.py:build",
-                                  "calibration_data": "model.py:no_data"}), "no_data")
+    _check(
+        backend.error(
+            "load", {"project_dir": project, "model": "model.py:build", "calibration_data": "model.py:no_data"}
+        ),
+        "no_data",
+    )
 
 
 def test_input_shapes_that_do_not_fit_the_model(backend, project):
-    data = _check(backend.error("load", {"project_dir": project, "model": "model.py:build",
-                                         "input_shapes": [[1, 5, 8, 8]]}), "shape")
+    data = _check(
+        backend.error("load", {"project_dir": project, "model": "model.py:build", "input_shapes": [[1, 5, 8, 8]]}),
+        "shape",
+    )
     assert "[1, 5, 8, 8]" in data["message"]
 
 
 def test_calibration_batches_that_do_not_fit_the_model(backend, project):
-    backend.call("load", {"project_dir": project, "model": "model.py:build", "example_inputs": "model.py:example_inputs",
-                          "calibration_data": "model.py:wrong_shape_data"})
+    backend.call(
+        "load",
+        {
+            "project_dir": project,
+            "model": "model.py:build",
+            "example_inputs": "model.py:example_inputs",
+            "calibration_data": "model.py:wrong_shape_data",
+        },
+    )
     out_dir = os.path.join(project, "out")
     data = _check(_calibrate_error(backend, out_dir), "shape")
     assert "[4, 5, 8, 8]" in data["message"]
@@ -136,8 +166,15 @@ def test_nan_activations(backend, project):
 
 
 def test_nan_in_calibration_data(backend, project):
-    backend.call("load", {"project_dir": project, "model": "model.py:build", "example_inputs": "model.py:example_inputs",
-                          "calibration_data": "model.py:nan_data"})
+    backend.call(
+        "load",
+        {
+            "project_dir": project,
+            "model": "model.py:build",
+            "example_inputs": "model.py:example_inputs",
+            "calibration_data": "model.py:nan_data",
+        },
+    )
     out_dir = os.path.join(project, "out")
     data = _check(_calibrate_error(backend, out_dir), "nan")
     assert "batch 1" in data["message"]
@@ -145,8 +182,15 @@ def test_nan_in_calibration_data(backend, project):
 
 
 def test_failed_calibration_keeps_the_previous_one(backend, project):
-    backend.call("load", {"project_dir": project, "model": "model.py:build", "example_inputs": "model.py:example_inputs",
-                          "calibration_data": "model.py:calibration_data"})
+    backend.call(
+        "load",
+        {
+            "project_dir": project,
+            "model": "model.py:build",
+            "example_inputs": "model.py:example_inputs",
+            "calibration_data": "model.py:calibration_data",
+        },
+    )
     out_dir = os.path.join(project, "out")
     good = backend.call("calibrate", {"method": "max", "batches": 2, "out_dir": out_dir})
     with open(good["calibration_file"], "rb") as handle:
@@ -161,15 +205,25 @@ def test_failed_export_leaves_no_file(backend, project):
     source = open(os.path.join(project, "model.py"), encoding="utf-8").read()
     # an operation neither exporter here can express (SVD: the TorchScript exporter has no symbolic for it,
     # and the dynamo exporter's onnxscript library none either), after the quantized stem
-    broken = source.replace("x = self.block(self.stem(x))",
-                            "x = self.block(self.stem(x))\n        x = x + torch.linalg.svd(x).S.sum() * 0")
+    broken = source.replace(
+        "x = self.block(self.stem(x))", "x = self.block(self.stem(x))\n        x = x + torch.linalg.svd(x).S.sum() * 0"
+    )
     assert broken != source
-    backend.call("load", {"project_dir": project, "model": "model.py:build", "example_inputs": "model.py:example_inputs",
-                          "model_source_override": {"file": "model.py", "source": broken}})
+    backend.call(
+        "load",
+        {
+            "project_dir": project,
+            "model": "model.py:build",
+            "example_inputs": "model.py:example_inputs",
+            "model_source_override": {"file": "model.py", "source": broken},
+        },
+    )
     out_dir = os.path.join(project, "out")
     backend.call("calibrate", {"method": "max", "batches": 1, "out_dir": out_dir})
-    data = _check(backend.error("export", {"out_dir": out_dir, "opset": 13, "dynamic_batch": False,
-                                           "target": "tensorrt"}), "export")
+    data = _check(
+        backend.error("export", {"out_dir": out_dir, "opset": 13, "dynamic_batch": False, "target": "tensorrt"}),
+        "export",
+    )
     assert "svd" in data["detail"].lower()
     assert sorted(os.listdir(out_dir)) == ["calibration.json"]
 

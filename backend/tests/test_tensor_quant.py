@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from qdq_backend.tensor_quant import fake_tensor_quant, quant_bounds, tensor_quant
 
 # The seed's example (pytorch-quantization user guide, "Quantization function").

@@ -10,6 +10,7 @@ running max (MaxCalibrator); "entropy", "percentile" and "mse" share one histogr
 Each pass is timed once per round (25 rounds for the digits models, 9 for the encoder), the three passes in
 turn, and the median is reported.
 """
+
 import json
 import os
 import statistics
@@ -28,9 +29,11 @@ REPO = Path(__file__).resolve().parents[2]
 # Rounds per model, interleaved. 3 was too few on a shared 2-core machine (the same code gave 1.6x-3.6x); a
 # digits pass takes about 40 ms, so with 9 rounds one busy spell could still move a median (max calibration of
 # digits-cnn: 1.15x in one run, 1.38x in the next); 25 of them cost about 4 s more. An encoder pass takes ~1 s.
-MODELS = [("digits-cnn", REPO / "examples" / "digits-cnn", 32, 25),
-          ("digits-transformer", REPO / "examples" / "digits-transformer", 32, 25),
-          ("encoder", REPO / "bench" / "encoder", 8, 9)]
+MODELS = [
+    ("digits-cnn", REPO / "examples" / "digits-cnn", 32, 25),
+    ("digits-transformer", REPO / "examples" / "digits-transformer", 32, 25),
+    ("encoder", REPO / "bench" / "encoder", 8, 9),
+]
 
 
 def log(msg):
@@ -121,18 +124,24 @@ def main():
                 per_q.append((time.perf_counter() - t0) * 1000)
             amax_ms[method] = {"median": statistics.median(per_q), "max": max(per_q)}
         fp32 = statistics.median(times["fp32"])
-        results.append({
-            "model": name, "rounds": rounds, "batches": len(batches), "batch_shape": list(batches[0].shape),
-            "activation_quantizers": len(acts),
-            "fp32_forward_ms": fp32,
-            "max_ms": statistics.median(times["max"]),
-            "histogram_ms": statistics.median(times["histogram"]),
-            "max_ratio": statistics.median(times["max"]) / fp32,
-            "histogram_ratio": statistics.median(times["histogram"]) / fp32,
-            "amax_from_histogram_ms": amax_ms,
-            "histogram_bins_max": max((c.hist.numel() for c in hist_calibrators.values() if c.hist is not None),
-                                      default=0),
-        })
+        results.append(
+            {
+                "model": name,
+                "rounds": rounds,
+                "batches": len(batches),
+                "batch_shape": list(batches[0].shape),
+                "activation_quantizers": len(acts),
+                "fp32_forward_ms": fp32,
+                "max_ms": statistics.median(times["max"]),
+                "histogram_ms": statistics.median(times["histogram"]),
+                "max_ratio": statistics.median(times["max"]) / fp32,
+                "histogram_ratio": statistics.median(times["histogram"]) / fp32,
+                "amax_from_histogram_ms": amax_ms,
+                "histogram_bins_max": max(
+                    (c.hist.numel() for c in hist_calibrators.values() if c.hist is not None), default=0
+                ),
+            }
+        )
     print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "models": results}))
 
 

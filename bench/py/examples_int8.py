@@ -9,6 +9,7 @@ FP32 and INT8 (fake-quantized) accuracy on eval_data.
 Usage: python3 bench/py/examples_int8.py EXAMPLE_DIR [METHOD ...]      prints one JSON object
 (methods default to max, entropy, percentile, mse)
 """
+
 import json
 import re
 import sys
@@ -31,30 +32,49 @@ REWRITES = {
         ("out = out + x", "out = out + self.add0_residual_quantizer(x)", ("ResidualBlock", ["add0_residual"])),
     ],
     "digits-transformer": [
-        ("torch.matmul(q, k.transpose(-2, -1))",
-         "torch.matmul(self.matmul0_a_quantizer(q), self.matmul0_b_quantizer(k.transpose(-2, -1)))",
-         ("SelfAttention", ["matmul0_a", "matmul0_b"])),
-        ("context = attn @ v", "context = self.matmul1_a_quantizer(attn) @ self.matmul1_b_quantizer(v)",
-         ("SelfAttention", ["matmul1_a", "matmul1_b"])),
-        ("x = self.norm1(x + self.attn(x))",
-         "x = self.norm1(self.add0_residual_quantizer(x) + self.add0_local_quantizer(self.attn(x)))",
-         ("EncoderLayer", ["add0_residual", "add0_local"])),
-        ("x = self.norm2(x + ffn)", "x = self.norm2(self.add1_residual_quantizer(x) + self.add1_local_quantizer(ffn))",
-         ("EncoderLayer", ["add1_residual", "add1_local"])),
+        (
+            "torch.matmul(q, k.transpose(-2, -1))",
+            "torch.matmul(self.matmul0_a_quantizer(q), self.matmul0_b_quantizer(k.transpose(-2, -1)))",
+            ("SelfAttention", ["matmul0_a", "matmul0_b"]),
+        ),
+        (
+            "context = attn @ v",
+            "context = self.matmul1_a_quantizer(attn) @ self.matmul1_b_quantizer(v)",
+            ("SelfAttention", ["matmul1_a", "matmul1_b"]),
+        ),
+        (
+            "x = self.norm1(x + self.attn(x))",
+            "x = self.norm1(self.add0_residual_quantizer(x) + self.add0_local_quantizer(self.attn(x)))",
+            ("EncoderLayer", ["add0_residual", "add0_local"]),
+        ),
+        (
+            "x = self.norm2(x + ffn)",
+            "x = self.norm2(self.add1_residual_quantizer(x) + self.add1_local_quantizer(ffn))",
+            ("EncoderLayer", ["add1_residual", "add1_local"]),
+        ),
     ],
     # bench/encoder: the BERT-base-sized encoder of the model-speed and calibration-cost benches.
     "encoder": [
-        ("torch.matmul(q, k.transpose(-2, -1))",
-         "torch.matmul(self.matmul0_a_quantizer(q), self.matmul0_b_quantizer(k.transpose(-2, -1)))",
-         ("SelfAttention", ["matmul0_a", "matmul0_b"])),
-        ("torch.matmul(probs, v)", "torch.matmul(self.matmul1_a_quantizer(probs), self.matmul1_b_quantizer(v))",
-         ("SelfAttention", ["matmul1_a", "matmul1_b"])),
-        ("self.attention_norm(x + self.attention(x))",
-         "self.attention_norm(self.add0_residual_quantizer(x) + self.add0_local_quantizer(self.attention(x)))",
-         ("EncoderLayer", ["add0_residual", "add0_local"])),
-        ("self.output_norm(x + ffn)",
-         "self.output_norm(self.add1_residual_quantizer(x) + self.add1_local_quantizer(ffn))",
-         ("EncoderLayer", ["add1_residual", "add1_local"])),
+        (
+            "torch.matmul(q, k.transpose(-2, -1))",
+            "torch.matmul(self.matmul0_a_quantizer(q), self.matmul0_b_quantizer(k.transpose(-2, -1)))",
+            ("SelfAttention", ["matmul0_a", "matmul0_b"]),
+        ),
+        (
+            "torch.matmul(probs, v)",
+            "torch.matmul(self.matmul1_a_quantizer(probs), self.matmul1_b_quantizer(v))",
+            ("SelfAttention", ["matmul1_a", "matmul1_b"]),
+        ),
+        (
+            "self.attention_norm(x + self.attention(x))",
+            "self.attention_norm(self.add0_residual_quantizer(x) + self.add0_local_quantizer(self.attention(x)))",
+            ("EncoderLayer", ["add0_residual", "add0_local"]),
+        ),
+        (
+            "self.output_norm(x + ffn)",
+            "self.output_norm(self.add1_residual_quantizer(x) + self.add1_local_quantizer(ffn))",
+            ("EncoderLayer", ["add1_residual", "add1_local"]),
+        ),
     ],
 }
 
@@ -71,7 +91,7 @@ def quantized_source(example, text):
     for cls, names in declarations.items():
         m = re.search(rf"class {cls}\(.*?\n(\s+)super\(\).__init__\(\)\n", text, re.S)
         lines = "".join(f"{m.group(1)}self.{n}_quantizer = qdq_quant.TensorQuantizer()  # qdq\n" for n in names)
-        text = text[:m.end()] + lines + text[m.end():]
+        text = text[: m.end()] + lines + text[m.end() :]
     text = re.sub(r"(\nfrom torch import nn\n)", r"\1import qdq_quant  # qdq\n", text, count=1)
     return text
 
@@ -81,6 +101,7 @@ def load_example(example_dir):
     sys.path.insert(0, str(example_dir))
     sys.modules["qdq_quant"] = qdq_quant
     import data  # the example's data.py
+
     src_path = example_dir / "model.py"
     module = types.ModuleType("model_qdq")
     module.__file__ = str(src_path)
@@ -94,8 +115,11 @@ def load_example(example_dir):
 
 
 def activation_quantizers(model):
-    return [(n, m) for n, m in model.named_modules()
-            if isinstance(m, qdq_quant.TensorQuantizer) and m.axis is None and m.enabled]
+    return [
+        (n, m)
+        for n, m in model.named_modules()
+        if isinstance(m, qdq_quant.TensorQuantizer) and m.axis is None and m.enabled
+    ]
 
 
 def collect_histograms(model, data, batches):
@@ -128,8 +152,13 @@ def main():
     model, data = load_example(example_dir)
     all_q = [m for m in model.modules() if isinstance(m, qdq_quant.TensorQuantizer) and m.enabled]
     fp32 = accuracy_with(model, data, all_q, False)
-    result = {"example": Path(example_dir).name, "torch": torch.__version__, "quantizers": len(all_q),
-              "fp32_accuracy": fp32, "int8_accuracy": {}}
+    result = {
+        "example": Path(example_dir).name,
+        "torch": torch.__version__,
+        "quantizers": len(all_q),
+        "fp32_accuracy": fp32,
+        "int8_accuracy": {},
+    }
     for q in all_q:
         q.enabled = True
     calibrators = collect_histograms(model, data, batches=32)

@@ -6,6 +6,7 @@ inputs.bin: the latency batch (the first eval batch, else example_inputs()) and,
 eval_data, every eval input with its labels for accuracy. Prints one JSON line with what it wrote.
 It reads [tool.qdq] only for the file:function names (model, example-inputs, eval-data).
 """
+
 import importlib.util
 import inspect
 import json
@@ -52,8 +53,13 @@ def main():
             labels.append(y)
     latency_batch = eval_inputs[0] if eval_inputs else example
 
-    kwargs = dict(opset_version=13, input_names=["input"], output_names=["output"],
-                  dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, do_constant_folding=True)
+    kwargs = dict(
+        opset_version=13,
+        input_names=["input"],
+        output_names=["output"],
+        dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+        do_constant_folding=True,
+    )
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:
         kwargs["dynamo"] = False  # the TorchScript exporter: the same one torch 1.13 has
     tmp = out / ".fp32.onnx.tmp"
@@ -67,8 +73,12 @@ def main():
     def put(name, tensor, dtype):
         nonlocal offset
         data = tensor.detach().contiguous().numpy().astype(dtype).tobytes()
-        entries[name] = {"shape": list(tensor.shape), "dtype": str(tensor.dtype).replace("torch.", ""),
-                         "offset": offset, "length": len(data)}
+        entries[name] = {
+            "shape": list(tensor.shape),
+            "dtype": str(tensor.dtype).replace("torch.", ""),
+            "offset": offset,
+            "length": len(data),
+        }
         blobs.append(data)
         offset += len(data)
 

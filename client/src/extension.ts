@@ -66,7 +66,11 @@ export async function activate(context: vscode.ExtensionContext): Promise<QdqExt
   const serverModule = context.asAbsolutePath(path.join('bin', 'qdq-language-server.js'));
   const serverOptions: ServerOptions = {
     run: { module: serverModule, transport: TransportKind.ipc },
-    debug: { module: serverModule, transport: TransportKind.ipc, options: { execArgv: ['--nolazy', '--inspect=6011'] } },
+    debug: {
+      module: serverModule,
+      transport: TransportKind.ipc,
+      options: { execArgv: ['--nolazy', '--inspect=6011'] },
+    },
   };
 
   const pythonFromExtension = await withTimeout(selectedPythonInterpreter(log), 5000, undefined);
@@ -94,11 +98,16 @@ export async function activate(context: vscode.ExtensionContext): Promise<QdqExt
   client = new LanguageClient('qdq', 'QDQ Language Server', serverOptions, clientOptions);
   client.onDidChangeState((e: { oldState: number; newState: number }) => {
     log(`language server ${State[e.oldState]} -> ${State[e.newState]}`);
-    if (e.newState === State.Stopped) status.update({ state: 'error', message: 'language server stopped (see the QDQ output)' });
+    if (e.newState === State.Stopped)
+      status.update({ state: 'error', message: 'language server stopped (see the QDQ output)' });
   });
 
   /** Sends a command with a client-created work-done token, so the server's progress feeds a cancellable notification. */
-  async function runServerCommand(command: string, args: unknown[], next: (command: string, args: unknown[]) => unknown): Promise<unknown> {
+  async function runServerCommand(
+    command: string,
+    args: unknown[],
+    next: (command: string, args: unknown[]) => unknown,
+  ): Promise<unknown> {
     const languageClient = client!;
     const commandArgs = defaultArgs(args);
     const title = BACKEND_COMMANDS.get(command);
@@ -107,7 +116,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<QdqExt
     if (!title) {
       const result = await next(command, [commandArgs]);
       const edit = result as EditCommandResult | undefined;
-      if (edit && edit.applied === false && edit.message) void vscode.window.showInformationMessage(`QDQ: ${edit.message}`);
+      if (edit && edit.applied === false && edit.message)
+        void vscode.window.showInformationMessage(`QDQ: ${edit.message}`);
       return result;
     }
     if (!vscode.workspace.isTrusted) {
@@ -126,13 +136,17 @@ export async function activate(context: vscode.ExtensionContext): Promise<QdqExt
       async (progress, cancel) => {
         const workDoneToken = crypto.randomUUID();
         let lastPercent = 0;
-        const sub = languageClient.onProgress(WorkDoneProgress.type, workDoneToken, (value: WorkDoneProgressBegin | WorkDoneProgressReport | { kind: 'end' }) => {
-          if (value.kind === 'end') return;
-          const v = value as WorkDoneProgressBegin | WorkDoneProgressReport;
-          const increment = v.percentage !== undefined ? Math.max(0, v.percentage - lastPercent) : undefined;
-          if (v.percentage !== undefined) lastPercent = v.percentage;
-          progress.report({ message: v.message, increment });
-        });
+        const sub = languageClient.onProgress(
+          WorkDoneProgress.type,
+          workDoneToken,
+          (value: WorkDoneProgressBegin | WorkDoneProgressReport | { kind: 'end' }) => {
+            if (value.kind === 'end') return;
+            const v = value as WorkDoneProgressBegin | WorkDoneProgressReport;
+            const increment = v.percentage !== undefined ? Math.max(0, v.percentage - lastPercent) : undefined;
+            if (v.percentage !== undefined) lastPercent = v.percentage;
+            progress.report({ message: v.message, increment });
+          },
+        );
         cancel.onCancellationRequested(() => log(`${command}: cancelled by the user; the server stops the backend`));
         try {
           const result = await languageClient.sendRequest(
@@ -172,7 +186,10 @@ export async function activate(context: vscode.ExtensionContext): Promise<QdqExt
       .then((pick) => (pick ? output.show() : undefined));
   }
 
-  async function selectInterpreter(args: CommandArgs, next: (command: string, args: unknown[]) => unknown): Promise<unknown> {
+  async function selectInterpreter(
+    args: CommandArgs,
+    next: (command: string, args: unknown[]) => unknown,
+  ): Promise<unknown> {
     let python = args.python;
     if (!python) {
       const fromExtension = await withTimeout(selectedPythonInterpreter(log, activeUri()), 5000, undefined);
@@ -183,7 +200,12 @@ export async function activate(context: vscode.ExtensionContext): Promise<QdqExt
       const items: (vscode.QuickPickItem & { value?: string })[] = candidates.map((p) => ({
         label: p,
         value: p,
-        description: p === fromExtension ? 'selected in the Python extension' : p === configured ? 'qdq.pythonInterpreter setting' : undefined,
+        description:
+          p === fromExtension
+            ? 'selected in the Python extension'
+            : p === configured
+              ? 'qdq.pythonInterpreter setting'
+              : undefined,
       }));
       items.push({ label: '$(folder-opened) Browse…', value: undefined });
       const pick = await vscode.window.showQuickPick(items, {
@@ -206,7 +228,9 @@ export async function activate(context: vscode.ExtensionContext): Promise<QdqExt
       );
       // Remember the choice for this workspace (the server also re-reads the setting).
       if (vscode.workspace.workspaceFolders?.length) {
-        await vscode.workspace.getConfiguration(SETTINGS_SECTION).update('pythonInterpreter', python, vscode.ConfigurationTarget.Workspace);
+        await vscode.workspace
+          .getConfiguration(SETTINGS_SECTION)
+          .update('pythonInterpreter', python, vscode.ConfigurationTarget.Workspace);
       }
     }
     return info;
@@ -246,12 +270,15 @@ export async function activate(context: vscode.ExtensionContext): Promise<QdqExt
       await client?.restart();
     }),
     vscode.commands.registerCommand('qdq.showOutput', () => output.show()),
-    vscode.commands.registerCommand('qdq.openSource', (ref: { file?: string; line?: number; cls?: string; attr?: string; projectDir?: string }) =>
-      openSource(ref),
+    vscode.commands.registerCommand(
+      'qdq.openSource',
+      (ref: { file?: string; line?: number; cls?: string; attr?: string; projectDir?: string }) => openSource(ref),
     ),
     // Library models: the server patches the installed module in memory; shown read-only (a content provider).
     vscode.workspace.registerTextDocumentContentProvider(QUANTIZED_SCHEME, quantizedSources),
-    vscode.commands.registerCommand(ShowQuantizedSourceCommand, (args: QuantizedModuleSourceParams) => showQuantizedSource(args)),
+    vscode.commands.registerCommand(ShowQuantizedSourceCommand, (args: QuantizedModuleSourceParams) =>
+      showQuantizedSource(args),
+    ),
     vscode.workspace.onDidGrantWorkspaceTrust(() => {
       log('workspace trust granted');
       void client?.sendNotification(SetWorkspaceTrustNotification, { trusted: true });
@@ -263,7 +290,10 @@ export async function activate(context: vscode.ExtensionContext): Promise<QdqExt
     client!.onNotification(BackendStatusNotification, (params: BackendStatusParams) => status.update(params));
     client!.onNotification(CalibrationUpdatedNotification, (params: CalibrationUpdatedParams) => {
       log(`calibration updated for ${params.projectDir}`);
-      if (reportPanel) void vscode.commands.executeCommand(Commands.showReport, { uri: vscode.Uri.file(params.projectDir).toString() });
+      if (reportPanel)
+        void vscode.commands.executeCommand(Commands.showReport, {
+          uri: vscode.Uri.file(params.projectDir).toString(),
+        });
     });
     const sub = await onPythonInterpreterChanged(log, () => {
       void selectedPythonInterpreter(log).then((p) => {
@@ -324,7 +354,9 @@ function unwrapReport(result: unknown): { data: unknown; path?: string; projectD
 
 const QUANTIZED_SCHEME = 'qdq-quantized';
 const quantizedTexts = new Map<string, string>();
-const quantizedSources: vscode.TextDocumentContentProvider = { provideTextDocumentContent: (uri) => quantizedTexts.get(uri.toString()) ?? '' };
+const quantizedSources: vscode.TextDocumentContentProvider = {
+  provideTextDocumentContent: (uri) => quantizedTexts.get(uri.toString()) ?? '',
+};
 
 /** qdq.showQuantizedSource: asks the server for the patched library module and opens it read-only. */
 async function showQuantizedSource(args: QuantizedModuleSourceParams): Promise<void> {
@@ -342,7 +374,13 @@ async function showQuantizedSource(args: QuantizedModuleSourceParams): Promise<v
   }
 }
 
-async function openSource(ref: { file?: string; line?: number; cls?: string; attr?: string; projectDir?: string }): Promise<void> {
+async function openSource(ref: {
+  file?: string;
+  line?: number;
+  cls?: string;
+  attr?: string;
+  projectDir?: string;
+}): Promise<void> {
   if (!ref?.file) return;
   let file = ref.file;
   if (!path.isAbsolute(file)) {
@@ -354,7 +392,10 @@ async function openSource(ref: { file?: string; line?: number; cls?: string; att
     return;
   }
   const doc = await vscode.workspace.openTextDocument(vscode.Uri.file(file));
-  const line = Math.max(0, Math.min((ref.line ?? siteLine(doc.getText(), ref.cls, ref.attr) ?? 1) - 1, doc.lineCount - 1));
+  const line = Math.max(
+    0,
+    Math.min((ref.line ?? siteLine(doc.getText(), ref.cls, ref.attr) ?? 1) - 1, doc.lineCount - 1),
+  );
   const range = new vscode.Range(line, 0, line, 0);
   await vscode.window.showTextDocument(doc, { selection: range, preview: false });
 }
@@ -364,7 +405,12 @@ export function siteLine(text: string, cls?: string, attr?: string): number | un
   // Names come from report.json: only plain Python identifiers are searched for.
   if (!attr || !/^\w+/.test(attr) || (cls && !/^\w+$/.test(cls))) return undefined;
   const lines = text.split(/\r?\n/);
-  const start = cls ? Math.max(0, lines.findIndex((l) => new RegExp(`^\\s*class\\s+${cls}\\b`).test(l))) : 0;
+  const start = cls
+    ? Math.max(
+        0,
+        lines.findIndex((l) => new RegExp(`^\\s*class\\s+${cls}\\b`).test(l)),
+      )
+    : 0;
   const name = attr.split('.')[0];
   const at = lines.findIndex((l, i) => i >= start && new RegExp(`self\\.${name}\\s*=`).test(l));
   return at >= 0 ? at + 1 : undefined;

@@ -18,7 +18,9 @@ async function environmentsApi(log: (line: string) => void): Promise<PythonEnvir
     const exports = extension.isActive ? extension.exports : await extension.activate();
     return exports?.environments;
   } catch (err) {
-    log(`Python extension present but its API failed (${(err as Error).message}); using qdq's own interpreter discovery.`);
+    log(
+      `Python extension present but its API failed (${(err as Error).message}); using qdq's own interpreter discovery.`,
+    );
     return undefined;
   }
 }

@@ -68,7 +68,11 @@ function sourceLink(entry: unknown, projectDir?: string): string {
   const ref = sourceRefOf(entry);
   if (!ref || !ref.file) return '<span class="muted">source not traced</span>';
   const base = ref.file.split(/[\\/]/).pop() ?? ref.file;
-  const where = ref.line ? `${base}:${ref.line}` : ref.cls ? `${base} (${ref.cls}${ref.attr ? '.' + ref.attr : ''})` : base;
+  const where = ref.line
+    ? `${base}:${ref.line}`
+    : ref.cls
+      ? `${base} (${ref.cls}${ref.attr ? '.' + ref.attr : ''})`
+      : base;
   return `<a href="${escapeHtml(openSourceUri(ref, projectDir))}" title="${escapeHtml(ref.file)}">${escapeHtml(where)}</a>`;
 }
 
@@ -78,8 +82,12 @@ function opName(entry: unknown): string {
   const op = entry.op_type ?? entry.opType ?? entry.op;
   const node = entry.node ?? entry.name;
   const parts = [op, node].filter((x) => typeof x === 'string') as string[];
-  const reason = typeof entry.reason === 'string' ? entry.reason : typeof entry.message === 'string' ? entry.message : '';
-  return escapeHtml(parts.join(' ') || JSON.stringify(entry)) + (reason ? ` <span class="muted">${escapeHtml(reason)}</span>` : '');
+  const reason =
+    typeof entry.reason === 'string' ? entry.reason : typeof entry.message === 'string' ? entry.message : '';
+  return (
+    escapeHtml(parts.join(' ') || JSON.stringify(entry)) +
+    (reason ? ` <span class="muted">${escapeHtml(reason)}</span>` : '')
+  );
 }
 
 /** amax of a quantizer as one number (the max over channels for per-channel quantizers). */
@@ -143,8 +151,7 @@ function pair(v: unknown, key: 'fp32' | 'int8'): unknown {
 /** The whole report page. `report` is report.json as written by the pipeline (unknown fields are ignored). */
 export function renderReportHtml(report: unknown, opts: ReportHtmlOptions): string {
   const r: Json = isObject(report) ? report : {};
-  const csp =
-    `default-src 'none'; img-src ${opts.cspSource} data:; style-src 'nonce-${opts.nonce}'; script-src 'none';`;
+  const csp = `default-src 'none'; img-src ${opts.cspSource} data:; style-src 'nonce-${opts.nonce}'; script-src 'none';`;
   const quantizers = Array.isArray(r.quantizers) ? (r.quantizers.filter(isObject) as Json[]) : [];
   const quantizerCount = Array.isArray(r.quantizers) ? r.quantizers.length : num(r.quantizers);
   const unquantized = Array.isArray(r.unquantized_weighted_ops) ? r.unquantized_weighted_ops : [];
@@ -156,7 +163,9 @@ export function renderReportHtml(report: unknown, opts: ReportHtmlOptions): stri
     `<tr><th>${label}</th><td>${fmt(pair(v, 'fp32'))}${unit}</td><td>${fmt(pair(v, 'int8'))}${unit}</td></tr>`;
   const summary =
     `<table class="summary"><thead><tr><th></th><th>FP32</th><th>INT8</th></tr></thead><tbody>` +
-    (r.accuracy !== undefined && r.accuracy !== null ? accRow('Top-1 accuracy', r.accuracy) : '<tr><th>Top-1 accuracy</th><td colspan="2" class="muted">no labelled eval data</td></tr>') +
+    (r.accuracy !== undefined && r.accuracy !== null
+      ? accRow('Top-1 accuracy', r.accuracy)
+      : '<tr><th>Top-1 accuracy</th><td colspan="2" class="muted">no labelled eval data</td></tr>') +
     accRow('Latency (median)', r.latency_ms, ' ms') +
     (r.size_bytes !== undefined ? accRow('Model size', r.size_bytes, ' bytes') : '') +
     `</tbody></table>` +
@@ -166,7 +175,9 @@ export function renderReportHtml(report: unknown, opts: ReportHtmlOptions): stri
     `<li>Lowest cosine similarity (INT8 vs FP32): <b>${fmt(r.cosine_min)}</b></li>` +
     `<li>Max absolute difference: <b>${fmt(r.max_abs_diff)}</b></li>` +
     (r.top1_agreement !== undefined ? `<li>Top-1 agreement (INT8 vs FP32): <b>${fmt(r.top1_agreement)}</b></li>` : '') +
-    (typeof r.model === 'string' ? `<li>Model: <b>${fmt(r.model)}</b>${typeof r.exporter === 'string' ? `, exported with the ${fmt(r.exporter)} exporter` : ''}${r.opset !== undefined ? `, opset ${fmt(r.opset)}` : ''}</li>` : '') +
+    (typeof r.model === 'string'
+      ? `<li>Model: <b>${fmt(r.model)}</b>${typeof r.exporter === 'string' ? `, exported with the ${fmt(r.exporter)} exporter` : ''}${r.opset !== undefined ? `, opset ${fmt(r.opset)}` : ''}</li>`
+      : '') +
     (isObject(r.python) ? `<li>Python: ${fmt(r.python.path)} (torch ${fmt(r.python.torch_version)})</li>` : '') +
     (typeof r.calibration_method === 'string' || typeof r.method === 'string'
       ? `<li>Calibration: <b>${fmt(r.calibration_method ?? r.method)}</b></li>`

@@ -9,7 +9,11 @@ export function describeStatus(status: BackendStatusParams): { text: string; too
   if (status.message) lines.push(status.message);
   switch (status.state) {
     case 'busy':
-      return { text: `$(sync~spin) QDQ: ${(status.message ?? 'working').replace(/^QDQ:\s*/, '')}`, tooltip: lines.join('\n'), warning: false };
+      return {
+        text: `$(sync~spin) QDQ: ${(status.message ?? 'working').replace(/^QDQ:\s*/, '')}`,
+        tooltip: lines.join('\n'),
+        warning: false,
+      };
     case 'ready':
       return { text: `$(check) QDQ${torch ? `: ${torch}` : ''}`, tooltip: lines.join('\n'), warning: false };
     case 'error':
@@ -17,7 +21,8 @@ export function describeStatus(status: BackendStatusParams): { text: string; too
     case 'untrusted':
       return {
         text: '$(shield) QDQ: restricted',
-        tooltip: 'Workspace not trusted: diagnostics and edits work, calibration and export (which run your code) are disabled.',
+        tooltip:
+          'Workspace not trusted: diagnostics and edits work, calibration and export (which run your code) are disabled.',
         warning: false,
       };
     default:

@@ -20,5 +20,7 @@ export function syncManifest(repoRoot: string): boolean {
 }
 
 if (require.main === module) {
-  console.log(syncManifest(process.cwd()) ? 'package.json: contributes.configuration updated' : 'package.json: already in sync');
+  console.log(
+    syncManifest(process.cwd()) ? 'package.json: contributes.configuration updated' : 'package.json: already in sync',
+  );
 }

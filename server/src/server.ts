@@ -3,7 +3,14 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { lsp } from './features/lsp';
-import type { InitializeParams, InitializeResult, CodeAction, Diagnostic, Connection, TextDocumentChangeEvent } from './features/lsp';
+import type {
+  InitializeParams,
+  InitializeResult,
+  CodeAction,
+  Diagnostic,
+  Connection,
+  TextDocumentChangeEvent,
+} from './features/lsp';
 import { QdqDocument, qdqDocumentsConfig } from './features/documents';
 import { ruleDiagnostics, missingHelperDiagnostic } from './features/diagnostics';
 import { hover, uriToPath } from './features/hover';
@@ -63,10 +70,21 @@ export function startServer(connection: Connection = lsp.createConnection(lsp.Pr
     if (typeof init.pythonInterpreter === 'string' && init.pythonInterpreter) clientPython = init.pythonInterpreter;
     return {
       capabilities: {
-        textDocumentSync: { openClose: true, change: lsp.TextDocumentSyncKind.Incremental, save: { includeText: false } },
+        textDocumentSync: {
+          openClose: true,
+          change: lsp.TextDocumentSyncKind.Incremental,
+          save: { includeText: false },
+        },
         hoverProvider: true,
         codeActionProvider: {
-          codeActionKinds: [lsp.CodeActionKind.QuickFix, CodeActionKinds.quantize, CodeActionKinds.keepFloat, CodeActionKinds.remove, CodeActionKinds.fixAll, CodeActionKinds.dynamic],
+          codeActionKinds: [
+            lsp.CodeActionKind.QuickFix,
+            CodeActionKinds.quantize,
+            CodeActionKinds.keepFloat,
+            CodeActionKinds.remove,
+            CodeActionKinds.fixAll,
+            CodeActionKinds.dynamic,
+          ],
           resolveProvider: true,
         },
         executeCommandProvider: { commands: [...COMMAND_IDS] },
@@ -77,7 +95,10 @@ export function startServer(connection: Connection = lsp.createConnection(lsp.Pr
 
   connection.onInitialized(() => {
     if (hasConfiguration) {
-      if (canRegisterConfiguration) connection.client.register(lsp.DidChangeConfigurationNotification.type, { section: SETTINGS_SECTION }).catch(() => undefined);
+      if (canRegisterConfiguration)
+        connection.client
+          .register(lsp.DidChangeConfigurationNotification.type, { section: SETTINGS_SECTION })
+          .catch(() => undefined);
       void refreshSettings();
     }
     sendStatus();
@@ -119,10 +140,20 @@ export function startServer(connection: Connection = lsp.createConnection(lsp.Pr
     sendStatus();
   });
 
-  function sendStatus(extra?: { state?: 'busy' | 'ready' | 'error'; message?: string; python?: string; torchVersion?: string }) {
-    const state = !workspaceTrusted ? 'untrusted' : extra?.state ?? 'unknown';
+  function sendStatus(extra?: {
+    state?: 'busy' | 'ready' | 'error';
+    message?: string;
+    python?: string;
+    torchVersion?: string;
+  }) {
+    const state = !workspaceTrusted ? 'untrusted' : (extra?.state ?? 'unknown');
     const message = !workspaceTrusted ? 'Workspace not trusted: calibration and export are disabled' : extra?.message;
-    void connection.sendNotification(BackendStatusNotification, { state, message, python: extra?.python ?? (settings.pythonInterpreter || clientPython), torchVersion: extra?.torchVersion });
+    void connection.sendNotification(BackendStatusNotification, {
+      state,
+      message,
+      python: extra?.python ?? (settings.pythonInterpreter || clientPython),
+      torchVersion: extra?.torchVersion,
+    });
   }
 
   function publish(uri: string) {
@@ -144,7 +175,7 @@ export function startServer(connection: Connection = lsp.createConnection(lsp.Pr
     try {
       doc.getIndex();
     } catch (err) {
-      log(`qdq: analysis of ${uri} failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+      log(`qdq: analysis of ${uri} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     }
     // Parse + index and the rules run in two turns of the event loop: an edit or a hover that arrives in between is
     // handled first, and the rules are not run for a version that is already out of date (large files, fast typing).
@@ -156,7 +187,11 @@ export function startServer(connection: Connection = lsp.createConnection(lsp.Pr
     if (!doc || doc.version !== version) return;
     let diagnostics: Diagnostic[] = ruleDiagnostics(doc, settings.trtVersion, log);
     try {
-      const helper = missingHelperDiagnostic(doc, (dir) => fs.existsSync(path.join(dir, 'qdq_quant.py')), uri.startsWith('file:') ? uriToPath(uri) : undefined);
+      const helper = missingHelperDiagnostic(
+        doc,
+        (dir) => fs.existsSync(path.join(dir, 'qdq_quant.py')),
+        uri.startsWith('file:') ? uriToPath(uri) : undefined,
+      );
       if (helper) diagnostics.push(helper);
     } catch (err) {
       log(`qdq: helper check of ${uri} failed: ${err instanceof Error ? err.message : String(err)}`);
@@ -164,7 +199,8 @@ export function startServer(connection: Connection = lsp.createConnection(lsp.Pr
     try {
       const file = uriToPath(uri);
       ensureCalibrationLoaded(file);
-      if (calibration.forFile(file).length) diagnostics = diagnostics.concat(calibrationDiagnostics(calibration, file, doc.getIndex(), doc.getText()));
+      if (calibration.forFile(file).length)
+        diagnostics = diagnostics.concat(calibrationDiagnostics(calibration, file, doc.getIndex(), doc.getText()));
     } catch (err) {
       log(`qdq: calibration checks of ${uri} failed: ${err instanceof Error ? err.message : String(err)}`);
     }
@@ -174,7 +210,10 @@ export function startServer(connection: Connection = lsp.createConnection(lsp.Pr
   function scheduleDiagnostics(uri: string, delay = DIAGNOSTICS_DEBOUNCE_MS) {
     const pending = pendingDiagnostics.get(uri);
     if (pending) clearTimeout(pending);
-    pendingDiagnostics.set(uri, setTimeout(() => publish(uri), delay));
+    pendingDiagnostics.set(
+      uri,
+      setTimeout(() => publish(uri), delay),
+    );
   }
 
   /**
@@ -214,7 +253,7 @@ export function startServer(connection: Connection = lsp.createConnection(lsp.Pr
       ensureCalibrationLoaded(uriToPath(doc.uri));
       return hover(doc, params.position, calibration);
     } catch (err) {
-      log(`qdq: hover failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+      log(`qdq: hover failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
       return null;
     }
   });
@@ -225,7 +264,7 @@ export function startServer(connection: Connection = lsp.createConnection(lsp.Pr
     try {
       return [...listCodeActions(doc, params, editCaps), ...libraryCodeActions(doc, params, workspaceTrusted)];
     } catch (err) {
-      log(`qdq: code actions failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+      log(`qdq: code actions failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
       return [];
     }
   });
@@ -233,13 +272,22 @@ export function startServer(connection: Connection = lsp.createConnection(lsp.Pr
   connection.onCodeActionResolve((action: CodeAction) => {
     if (!isActionData(action.data)) return action;
     const doc = documents.get(action.data.uri);
-    if (!doc) throw new lsp.ResponseError(lsp.ErrorCodes.InvalidParams, `The document ${action.data.uri} is not open any more.`);
+    if (!doc)
+      throw new lsp.ResponseError(
+        lsp.ErrorCodes.InvalidParams,
+        `The document ${action.data.uri} is not open any more.`,
+      );
     try {
       return { ...action, ...resolveAction(doc, action.data, editCaps) };
     } catch (err) {
       if (err instanceof lsp.ResponseError) throw err;
-      log(`qdq: resolving "${action.title}" failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
-      throw new lsp.ResponseError(lsp.ErrorCodes.InternalError, `qdq could not compute "${action.title}": ${err instanceof Error ? err.message : String(err)}`);
+      log(
+        `qdq: resolving "${action.title}" failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`,
+      );
+      throw new lsp.ResponseError(
+        lsp.ErrorCodes.InternalError,
+        `qdq could not compute "${action.title}": ${err instanceof Error ? err.message : String(err)}`,
+      );
     }
   });
 
@@ -260,9 +308,17 @@ export function startServer(connection: Connection = lsp.createConnection(lsp.Pr
     },
     log,
   };
-  connection.onExecuteCommand((params, token) => executeCommand(commandContext, params.command, params.arguments ?? [], token, params.workDoneToken));
-  connection.onRequest(ReportRequest, (p, token) => executeCommand(commandContext, Commands.showReport, [{ uri: p.uri }], token));
-  registerLibrarySource(connection, { trusted: () => workspaceTrusted, python: () => settings.pythonInterpreter || clientPython, log });
+  connection.onExecuteCommand((params, token) =>
+    executeCommand(commandContext, params.command, params.arguments ?? [], token, params.workDoneToken),
+  );
+  connection.onRequest(ReportRequest, (p, token) =>
+    executeCommand(commandContext, Commands.showReport, [{ uri: p.uri }], token),
+  );
+  registerLibrarySource(connection, {
+    trusted: () => workspaceTrusted,
+    python: () => settings.pythonInterpreter || clientPython,
+    log,
+  });
 
   connection.onShutdown(() => {
     for (const t of pendingDiagnostics.values()) clearTimeout(t);
@@ -271,7 +327,9 @@ export function startServer(connection: Connection = lsp.createConnection(lsp.Pr
 
   // A bug in one request must not take the server down with the user's editor session.
   process.on('uncaughtException', (err) => log(`qdq: unexpected error: ${err.stack ?? err.message}`));
-  process.on('unhandledRejection', (err) => log(`qdq: unexpected error: ${err instanceof Error ? err.stack ?? err.message : String(err)}`));
+  process.on('unhandledRejection', (err) =>
+    log(`qdq: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`),
+  );
 
   documents.listen(connection);
   connection.listen();

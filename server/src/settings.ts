@@ -4,7 +4,14 @@
 
 type StringField = { type: 'string'; default: string; description: string };
 type EnumField<E extends string> = { type: 'enum'; values: readonly E[]; default: E; description: string };
-type NumberField = { type: 'number'; default: number; min: number; max: number; integer?: boolean; description: string };
+type NumberField = {
+  type: 'number';
+  default: number;
+  min: number;
+  max: number;
+  integer?: boolean;
+  description: string;
+};
 type Field = StringField | EnumField<string> | NumberField;
 
 export const SETTINGS_SCHEMA = {
@@ -13,7 +20,7 @@ export const SETTINGS_SCHEMA = {
     type: 'string',
     default: '',
     description:
-      'Python interpreter that has PyTorch, used for calibration and export. Empty: the Python extension\'s ' +
+      "Python interpreter that has PyTorch, used for calibration and export. Empty: the Python extension's " +
       'selected interpreter, else the first that can import torch of $VIRTUAL_ENV, $CONDA_PREFIX, python3/python on PATH, /usr/bin/python3.',
   },
   calibrationMethod: {
@@ -58,7 +65,11 @@ export const SETTINGS_SCHEMA = {
 } as const satisfies Record<string, Field>;
 
 type Schema = typeof SETTINGS_SCHEMA;
-type ValueOf<F> = F extends { type: 'enum'; values: readonly (infer E)[] } ? E : F extends { type: 'number' } ? number : string;
+type ValueOf<F> = F extends { type: 'enum'; values: readonly (infer E)[] }
+  ? E
+  : F extends { type: 'number' }
+    ? number
+    : string;
 
 /** The settings, typed from the schema. */
 export type QdqSettings = { -readonly [K in keyof Schema]: ValueOf<Schema[K]> };
@@ -109,7 +120,8 @@ function checkValue(field: Field, value: unknown): string | undefined {
     case 'number':
       if (typeof value !== 'number' || !Number.isFinite(value)) return `expected a number, got ${describe(value)}`;
       if (field.integer && !Number.isInteger(value)) return `expected a whole number, got ${value}`;
-      if (value < field.min || value > field.max) return `expected a value from ${field.min} to ${field.max}, got ${value}`;
+      if (value < field.min || value > field.max)
+        return `expected a value from ${field.min} to ${field.max}, got ${value}`;
       return undefined;
   }
 }
@@ -127,7 +139,8 @@ export function settingsContribution(): Record<string, Record<string, unknown>> 
   for (const [key, field] of Object.entries(SETTINGS_SCHEMA) as [string, Field][]) {
     const entry: Record<string, unknown> = { description: field.description, default: field.default };
     if (field.type === 'enum') Object.assign(entry, { type: 'string', enum: [...field.values] });
-    else if (field.type === 'number') Object.assign(entry, { type: field.integer ? 'integer' : 'number', minimum: field.min, maximum: field.max });
+    else if (field.type === 'number')
+      Object.assign(entry, { type: field.integer ? 'integer' : 'number', minimum: field.min, maximum: field.max });
     else entry.type = 'string';
     if (key === 'pythonInterpreter') entry.scope = 'machine-overridable';
     properties[`qdq.${key}`] = entry;

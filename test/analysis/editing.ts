@@ -17,21 +17,36 @@ export function modelSources(extra: string[] = []): { name: string; text: string
       if (fs.existsSync(f)) out.push({ name: c, text: fs.readFileSync(f, 'utf8') });
     }
   }
-  const files = fs.existsSync(TORCHVISION) ? fs.readdirSync(TORCHVISION).filter((f) => f.endsWith('.py')).sort().map((f) => path.join(TORCHVISION, f)) : [];
+  const files = fs.existsSync(TORCHVISION)
+    ? fs
+        .readdirSync(TORCHVISION)
+        .filter((f) => f.endsWith('.py'))
+        .sort()
+        .map((f) => path.join(TORCHVISION, f))
+    : [];
   for (const f of [...files, ...extra]) {
     if (fs.existsSync(f)) out.push({ name: f, text: fs.readFileSync(f, 'utf8') });
   }
   return out;
 }
 
-export interface TextEdit { start: number; end: number; insert: string }
+export interface TextEdit {
+  start: number;
+  end: number;
+  insert: string;
+}
 
 /**
  * Deterministic pseudo-random edits: at a random place, delete up to `maxDelete` characters one time in four, and
  * insert one of `inserts` (nothing, one time in `emptyOneIn`).
  */
-export function* randomEdits(text: string, seed: number, count: number, inserts: string[],
-  opts: { maxDelete: number; emptyOneIn: number }): Generator<TextEdit> {
+export function* randomEdits(
+  text: string,
+  seed: number,
+  count: number,
+  inserts: string[],
+  opts: { maxDelete: number; emptyOneIn: number },
+): Generator<TextEdit> {
   let x = seed;
   const rnd = (n: number) => {
     x = (x * 1103515245 + 12345) % 2147483648;
@@ -40,7 +55,11 @@ export function* randomEdits(text: string, seed: number, count: number, inserts:
   for (let i = 0; i < count; i++) {
     const start = rnd(text.length + 1);
     const del = rnd(4) === 0 ? rnd(opts.maxDelete) : 0;
-    yield { start, end: Math.min(text.length, start + del), insert: rnd(opts.emptyOneIn) === 0 ? '' : inserts[rnd(inserts.length)] };
+    yield {
+      start,
+      end: Math.min(text.length, start + del),
+      insert: rnd(opts.emptyOneIn) === 0 ? '' : inserts[rnd(inserts.length)],
+    };
   }
 }
 
@@ -64,7 +83,11 @@ export function* sameLengthEdits(text: string, seed: number, count: number, char
 }
 
 /** Applies `e` (clamped to the text) to text and tree: the new text and the incrementally re-parsed tree. */
-export function applyEdit(text: string, tree: Parser.Tree, e: TextEdit): { text: string; tree: Parser.Tree; start: number } {
+export function applyEdit(
+  text: string,
+  tree: Parser.Tree,
+  e: TextEdit,
+): { text: string; tree: Parser.Tree; start: number } {
   const start = Math.min(e.start, text.length);
   const end = Math.min(e.end, text.length);
   const lines = new LineIndex(text);

@@ -6,14 +6,26 @@ import { applyEdit, modelSources, randomEdits, sameLengthEdits, type TextEdit } 
 
 // Insert/delete characters, lines, and qdq wrappers at many places.
 const INSERTS = [
-  'x', '\n', ' + y', '\n\nclass Z(nn.Module):\n    pass\n', 'qdq_quant.quant(', '(', '    def f(self, a, b):\n        return a @ b\n',
+  'x',
+  '\n',
+  ' + y',
+  '\n\nclass Z(nn.Module):\n    pass\n',
+  'qdq_quant.quant(',
+  '(',
+  '    def f(self, a, b):\n        return a @ b\n',
   // A module-receiving function (HF's eager_attention_forward) and classes that hand themselves to it.
-  '\ndef attend(module, q, k):\n    return module.q_quantizer(q) @ k\n', ' attend(self, x, y)', '\n\n\n', '"""',
-  '\nimport torch.nn as tnn\n', '\n@register_model()\ndef built(**kw):\n    return nn.Conv2d(1, 2, 3)\n',
+  '\ndef attend(module, q, k):\n    return module.q_quantizer(q) @ k\n',
+  ' attend(self, x, y)',
+  '\n\n\n',
+  '"""',
+  '\nimport torch.nn as tnn\n',
+  '\n@register_model()\ndef built(**kw):\n    return nn.Conv2d(1, 2, 3)\n',
 ];
 
 function checkIncrementalIndex(editsOf: (text: string, seed: number) => Iterable<TextEdit>): void {
-  for (const { name, text: original } of modelSources(['/usr/lib/python3/dist-packages/torch/nn/modules/transformer.py'])) {
+  for (const { name, text: original } of modelSources([
+    '/usr/lib/python3/dist-packages/torch/nn/modules/transformer.py',
+  ])) {
     let text = original;
     let tree = parsePython(text);
     let index = buildModelIndex(tree, text);
@@ -56,11 +68,18 @@ test('classes handing themselves to a module-receiving function keep their deleg
   ].join('\n');
   let tree = parsePython(text);
   let index = buildModelIndex(tree, text);
-  assert.deepStrictEqual(index.classes.map((c) => c.delegates.length), [0, 0]);
+  assert.deepStrictEqual(
+    index.classes.map((c) => c.delegates.length),
+    [0, 0],
+  );
   // `mod` becomes `module` (the classes move and the function now receives a module), then typing above both
   // classes and the function moves them again, then an edit inside A.
   const edits: [(t: string) => number, string][] = [
-    [(t) => t.indexOf('mod,') + 3, 'ule'], [() => 0, '#'], [() => 0, 'x = 1\n'], [(t) => t.indexOf('class A'), '\n\n'], [(t) => t.indexOf('return attend') + 6, ' '],
+    [(t) => t.indexOf('mod,') + 3, 'ule'],
+    [() => 0, '#'],
+    [() => 0, 'x = 1\n'],
+    [(t) => t.indexOf('class A'), '\n\n'],
+    [(t) => t.indexOf('return attend') + 6, ' '],
   ];
   for (const [where, insert] of edits) {
     const pos = where(text);
@@ -68,6 +87,9 @@ test('classes handing themselves to a module-receiving function keep their deleg
     index = buildModelIndex(tree, text, index);
     const fresh = buildModelIndex(parsePython(text), text);
     assert.deepStrictEqual(index, fresh);
-    assert.deepStrictEqual(index.classes.map((c) => c.delegates), [[{ func: 'attend', paramName: 'module' }], [{ func: 'attend', paramName: 'module' }]]);
+    assert.deepStrictEqual(
+      index.classes.map((c) => c.delegates),
+      [[{ func: 'attend', paramName: 'module' }], [{ func: 'attend', paramName: 'module' }]],
+    );
   }
 });

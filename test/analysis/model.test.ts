@@ -76,7 +76,10 @@ class Net(nn.Module):
   assert.equal(stem.inHelper, 'conv3x3');
   assert.equal(stem.ctor, 'nn.Conv2d');
   assert.equal(stem.kind, 'conv');
-  assert.deepEqual(byCtor('nn.Linear').map((l) => l.container), ['nn.Sequential', 'nn.ModuleList']);
+  assert.deepEqual(
+    byCtor('nn.Linear').map((l) => l.container),
+    ['nn.Sequential', 'nn.ModuleList'],
+  );
   assert.equal(byCtor('nn.GELU')[0].kind, 'activation');
   assert.equal(net.layers.find((l) => l.attr === 'norm')!.kind, 'norm');
   const helper = ix.functions.find((f) => f.name === 'conv3x3')!;
@@ -112,8 +115,13 @@ class Attn(nn.Module):
 `;
   const a = cls(index(text), 'Attn');
   const ops = (k: string) => a.ops.filter((o) => o.kind === k);
-  const operandText = (o: { operandSpans: { start: number; end: number }[] }) => o.operandSpans.map((s) => text.slice(s.start, s.end));
-  assert.deepEqual(ops('matmul').map(operandText), [['q', 'k.transpose(-1, -2)'], ['s.softmax(-1)', 'v'], ['q', 'self.w']]);
+  const operandText = (o: { operandSpans: { start: number; end: number }[] }) =>
+    o.operandSpans.map((s) => text.slice(s.start, s.end));
+  assert.deepEqual(ops('matmul').map(operandText), [
+    ['q', 'k.transpose(-1, -2)'],
+    ['s.softmax(-1)', 'v'],
+    ['q', 'self.w'],
+  ]);
   assert.deepEqual(ops('matmul')[2].operandIsParam, [false, true]);
   assert.deepEqual(operandText(ops('bmm')[0]), ['p', 'v']);
   assert.deepEqual(operandText(ops('einsum')[0]), ['p', 'v']);
@@ -152,7 +160,10 @@ class SelfAttention(nn.Module):
 `);
   assert.deepEqual(cls(ix, 'SelfAttention').delegates, [{ func: 'eager_attention_forward', paramName: 'module' }]);
   const f = ix.functions.find((x) => x.name === 'eager_attention_forward')!;
-  assert.deepEqual(f.ops.filter((o) => o.kind === 'matmul').map((o) => o.owner), ['module', 'module']);
+  assert.deepEqual(
+    f.ops.filter((o) => o.kind === 'matmul').map((o) => o.owner),
+    ['module', 'module'],
+  );
 });
 
 test('imports: insertion line, relative imports, CRLF', () => {
@@ -177,5 +188,9 @@ test('a layer-class parameter called in the body is a layer (torchvision ConvNor
   ].join('\n');
   const index = buildModelIndex(parsePython(text), text);
   const layers = index.classes[0].layers;
-  assert.deepEqual(layers.map((l) => l.ctor), ['nn.Conv2d'], 'conv_layer(...) is an nn.Conv2d; act(...) is not a layer');
+  assert.deepEqual(
+    layers.map((l) => l.ctor),
+    ['nn.Conv2d'],
+    'conv_layer(...) is an nn.Conv2d; act(...) is not a layer',
+  );
 });

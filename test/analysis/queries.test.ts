@@ -10,23 +10,38 @@ import { modelMatches, modelQuery, type ModelMatch } from '../../server/src/anal
 import { modelSources } from './editing';
 
 const DIST = '/usr/lib/python3/dist-packages';
-const DIRS = ['torchvision/models', 'torchvision/models/detection', 'torchvision/models/quantization', 'torch/nn/modules'];
+const DIRS = [
+  'torchvision/models',
+  'torchvision/models/detection',
+  'torchvision/models/quantization',
+  'torch/nn/modules',
+];
 
 function pythonFiles(): { name: string; text: string }[] {
   const out = modelSources().filter((s) => !s.name.startsWith('/'));
   for (const d of DIRS.map((d) => path.join(DIST, d))) {
     if (!fs.existsSync(d)) continue;
-    for (const f of fs.readdirSync(d).filter((f) => f.endsWith('.py')).sort()) out.push({ name: path.join(d, f), text: fs.readFileSync(path.join(d, f), 'utf8') });
+    for (const f of fs
+      .readdirSync(d)
+      .filter((f) => f.endsWith('.py'))
+      .sort())
+      out.push({ name: path.join(d, f), text: fs.readFileSync(path.join(d, f), 'utf8') });
   }
   return out;
 }
 
 /** A match as text: pattern, then its captures (name and range) in a fixed order. */
 function describe(m: Pick<ModelMatch, 'pattern' | 'captures'>): string {
-  return `${m.pattern}:` + m.captures.map((c) => `${c.name}@${c.node.startIndex}-${c.node.endIndex}`).sort().join(',');
+  return (
+    `${m.pattern}:` +
+    m.captures
+      .map((c) => `${c.name}@${c.node.startIndex}-${c.node.endIndex}`)
+      .sort()
+      .join(',')
+  );
 }
 
-test('modelMatches gives the query\'s matches, in order, for every top-level statement and whole files', () => {
+test("modelMatches gives the query's matches, in order, for every top-level statement and whole files", () => {
   const files = pythonFiles();
   let statements = 0;
   let matches = 0;
@@ -43,7 +58,10 @@ test('modelMatches gives the query\'s matches, in order, for every top-level sta
   }
   assert.ok(statements > 20 && matches > 20, `too little compared: ${statements} statements, ${matches} matches`);
   // Without Debian's python3-torchvision the comparison covers the golden inputs only; say so in the output.
-  if (!sourcesOfTorch) console.log(`# modelMatches compared on the golden inputs only: no torchvision/torch sources under ${DIST} (apt install python3-torchvision)`);
+  if (!sourcesOfTorch)
+    console.log(
+      `# modelMatches compared on the golden inputs only: no torchvision/torch sources under ${DIST} (apt install python3-torchvision)`,
+    );
 });
 
 test('modelMatches covers every pattern, including the ones a file rarely has', () => {
@@ -68,9 +86,12 @@ test('a callee is read from the text only when the text leaves no doubt; otherwi
   const at = (src: string) => calleeFromText(src, 0, src.length);
   assert.deepStrictEqual(at('nn.Conv2d(3, 64, kernel_size=3)'), { text: 'nn.Conv2d', isName: false });
   assert.deepStrictEqual(at('conv3x3 (a, b)'), { text: 'conv3x3', isName: true });
-  assert.deepStrictEqual(at('F.interpolate(x, mode=")(", align_corners=False)'), { text: 'F.interpolate', isName: false });
+  assert.deepStrictEqual(at('F.interpolate(x, mode=")(", align_corners=False)'), {
+    text: 'F.interpolate',
+    isName: false,
+  });
   assert.deepStrictEqual(at("f('\\')', x)"), { text: 'f', isName: true });
-  assert.equal(at('a.b(c).d(e)'), null, 'the first ( is not this call\'s');
+  assert.equal(at('a.b(c).d(e)'), null, "the first ( is not this call's");
   assert.equal(at('super().__init__()'), null);
   assert.equal(at('f(f"{g(x)}")'), null, 'f-strings hold expressions');
   assert.equal(at('f("""a""")'), null, 'triple quotes');
@@ -80,5 +101,8 @@ test('a callee is read from the text only when the text leaves no doubt; otherwi
   // Every call the corpus test sees goes through one of the two ways; both give the query's captures.
   const text = 'y = f(x, "(")\nz = a.b(c).d(e)\nw = g[0](h)\n';
   const tree = parsePython(text);
-  assert.deepStrictEqual(modelMatches(tree.rootNode, text).map(describe), modelQuery().matches(tree.rootNode).map(describe));
+  assert.deepStrictEqual(
+    modelMatches(tree.rootNode, text).map(describe),
+    modelQuery().matches(tree.rootNode).map(describe),
+  );
 });

@@ -11,7 +11,8 @@ function exercise(text: string): void {
   const q = quantizeFile(text);
   assert.equal(typeof q.text, 'string');
   assert.equal(typeof unquantizeFile(q.text).text, 'string');
-  for (const off of [0, Math.floor(text.length / 2), text.length]) assert.equal(typeof keepFloat(text, off).text, 'string');
+  for (const off of [0, Math.floor(text.length / 2), text.length])
+    assert.equal(typeof keepFloat(text, off).text, 'string');
   if (!tree.rootNode.hasError) assert.equal(unquantizeFile(q.text).text, unquantizeFile(text).text);
 }
 
@@ -47,7 +48,17 @@ test('a 10,000-line file', () => {
   const parts: string[] = ['import torch', 'from torch import nn', ''];
   let i = 0;
   while (parts.length < 10000) {
-    parts.push(`class B${i}(nn.Module):`, '    def __init__(self):', '        super().__init__()', `        self.fc = nn.Linear(${i + 1}, 4)`, '', '    def forward(self, x, y):', '        return torch.matmul(x, y) + x', '', '');
+    parts.push(
+      `class B${i}(nn.Module):`,
+      '    def __init__(self):',
+      '        super().__init__()',
+      `        self.fc = nn.Linear(${i + 1}, 4)`,
+      '',
+      '    def forward(self, x, y):',
+      '        return torch.matmul(x, y) + x',
+      '',
+      '',
+    );
     i++;
   }
   const text = parts.join('\n');
@@ -67,8 +78,12 @@ test('non-UTF-8 bytes decoded lossily', () => {
 });
 
 test('class with no __init__, one-line bodies, and deeply nested code', () => {
-  exercise('import torch\nfrom torch import nn\nclass A(nn.Module): pass\nclass B(nn.Module):\n    def forward(self, a, b): return a @ b\n');
-  exercise('from torch import nn\nclass A(nn.Module):\n    def __init__(self): super().__init__(); self.fc = nn.Linear(1, 1)\n    def forward(self, a, b):\n        return a @ b\n');
+  exercise(
+    'import torch\nfrom torch import nn\nclass A(nn.Module): pass\nclass B(nn.Module):\n    def forward(self, a, b): return a @ b\n',
+  );
+  exercise(
+    'from torch import nn\nclass A(nn.Module):\n    def __init__(self): super().__init__(); self.fc = nn.Linear(1, 1)\n    def forward(self, a, b):\n        return a @ b\n',
+  );
   let deep = 'from torch import nn\nclass A(nn.Module):\n    def forward(self, x):\n';
   let indent = '        ';
   for (let i = 0; i < 60; i++) {

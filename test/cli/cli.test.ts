@@ -10,7 +10,17 @@ const REPO = process.cwd();
 const BIN = path.join(REPO, 'bin', 'qdq.js');
 const MODEL = fs.readFileSync(path.join(REPO, 'test', 'fixtures', 'protocol', 'model.py'), 'utf8');
 const HELPER = fs.readFileSync(path.join(REPO, 'backend', 'qdq_backend', 'qdq_quant.py'), 'utf8');
-const INT_MATMUL = ['import torch', 'from torch import nn', '', '', 'class Scorer(nn.Module):', '    def forward(self, a, b):', '        ai = a.long()', '        return torch.matmul(ai, b.long())', ''].join('\n');
+const INT_MATMUL = [
+  'import torch',
+  'from torch import nn',
+  '',
+  '',
+  'class Scorer(nn.Module):',
+  '    def forward(self, a, b):',
+  '        ai = a.long()',
+  '        return torch.matmul(ai, b.long())',
+  '',
+].join('\n');
 
 let tmp: string;
 
@@ -39,7 +49,8 @@ after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 test('help lists every command; no arguments is a usage error', () => {
   const help = qdq(['help']);
   assert.equal(help.code, 0);
-  for (const c of ['check', 'quantize', 'unquantize', 'fix', 'calibrate', 'export', 'run']) assert.match(help.stdout, new RegExp(`qdq ${c}\\b`));
+  for (const c of ['check', 'quantize', 'unquantize', 'fix', 'calibrate', 'export', 'run'])
+    assert.match(help.stdout, new RegExp(`qdq ${c}\\b`));
   assert.equal(qdq(['--help']).code, 0);
   assert.match(qdq(['check', '--help']).stdout, /--format text\|json/);
   const none = qdq([]);
@@ -62,7 +73,10 @@ test('check: an error-severity diagnostic exits 1; --format json is machine-read
   assert.equal(r.code, 1, r.stderr);
   const report = JSON.parse(r.stdout);
   assert.equal(report.errors, 1);
-  assert.deepEqual(report.files.map((f: { file: string }) => f.file), ['err/scorer.py', 'err/model.py']);
+  assert.deepEqual(
+    report.files.map((f: { file: string }) => f.file),
+    ['err/scorer.py', 'err/model.py'],
+  );
   const d = report.files[0].diagnostics[0];
   assert.equal(d.code, 'TRT017');
   assert.equal(d.severity, 'error');
@@ -132,7 +146,7 @@ test('quantize prints the new source and leaves the file alone; --write writes i
   const un = qdq(['unquantize', 'q/model.py', '--write']);
   assert.equal(un.code, 0, un.stderr);
   assert.equal(fs.readFileSync(file, 'utf8'), MODEL, 'byte for byte');
-  assert.ok(fs.existsSync(path.join(tmp, 'q', 'qdq_quant.py')), 'the helper is the user\'s now');
+  assert.ok(fs.existsSync(path.join(tmp, 'q', 'qdq_quant.py')), "the helper is the user's now");
 });
 
 test('a user-edited qdq_quant.py is never overwritten', () => {

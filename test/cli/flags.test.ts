@@ -24,7 +24,11 @@ test('mistakes are UsageErrors that name the problem', () => {
     ['unquantize', ['a.py', 'b.py'], /takes one file, got 2/],
   ];
   for (const [cmd, argv, message] of cases) {
-    assert.throws(() => parseCommandLine(cmd, argv), (e: unknown) => e instanceof UsageError && message.test(e.message), argv.join(' '));
+    assert.throws(
+      () => parseCommandLine(cmd, argv),
+      (e: unknown) => e instanceof UsageError && message.test(e.message),
+      argv.join(' '),
+    );
   }
 });
 

@@ -30,13 +30,21 @@ function assertCleanFailure(run: CliRun, dir: string, pattern: RegExp): void {
   assert.doesNotMatch(run.stderr, /^\s+at .+:\d+:\d+\)?$/m, 'no JavaScript stack trace');
   assert.ok(!fs.existsSync(path.join(dir, 'qdq-out', 'report.json')), 'no report from a failed run');
   assert.deepEqual(leftoverTempFiles(path.join(dir, 'qdq-out')), []);
-  assert.equal(fs.readFileSync(path.join(dir, 'model.py'), 'utf8'), fs.readFileSync(path.join(tiny, 'model.py'), 'utf8'), 'model.py untouched');
+  assert.equal(
+    fs.readFileSync(path.join(dir, 'model.py'), 'utf8'),
+    fs.readFileSync(path.join(tiny, 'model.py'), 'utf8'),
+    'model.py untouched',
+  );
 }
 
 test('an interpreter without torch: lists what was tried and how to install torch', async () => {
   const dir = project({});
   const fake = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'qdq-notorch-')), 'python');
-  fs.writeFileSync(fake, '#!/bin/sh\necho "$0"\necho 3.11.0\necho "ModuleNotFoundError: No module named \'torch\'" >&2\nexit 1\n', { mode: 0o755 });
+  fs.writeFileSync(
+    fake,
+    '#!/bin/sh\necho "$0"\necho 3.11.0\necho "ModuleNotFoundError: No module named \'torch\'" >&2\nexit 1\n',
+    { mode: 0o755 },
+  );
   const run = await runQdq(['run', dir, '--python', fake]);
   assertCleanFailure(run, dir, /cannot import torch; tried:\n.*No module named 'torch'/);
   assert.match(run.stderr, /pip install torch/);
@@ -45,7 +53,11 @@ test('an interpreter without torch: lists what was tried and how to install torc
 test('bad [tool.qdq] values are named with their line', async () => {
   const dir = project({ method: '"fastest"' });
   const run = await runQdq(['calibrate', dir]);
-  assertCleanFailure(run, dir, /pyproject.toml:\d+: \[tool.qdq\] method must be one of "max", "entropy", "percentile", "mse" \(got "fastest"\)/);
+  assertCleanFailure(
+    run,
+    dir,
+    /pyproject.toml:\d+: \[tool.qdq\] method must be one of "max", "entropy", "percentile", "mse" \(got "fastest"\)/,
+  );
 });
 
 test('usage mistakes exit 2 with the usage line', async () => {
@@ -59,7 +71,15 @@ const cases: [string, Record<string, string>, RegExp][] = [
   ['a factory that raises', { model: '"model.py:raising_factory"' }, /factory exploded on purpose/],
   ['a forward that raises mid-calibration', { model: '"model.py:build_flaky"' }, /forward failed on purpose at call 4/],
   ['empty calibration data', { 'calibration-data': '"model.py:empty_batches"' }, /no|empty/i],
-  ['mismatched input shapes', { 'example-inputs': '"model.py:example_inputs"', 'calibration-data': '"model.py:calibration_data"', 'input-shapes': '[[2, 7]]' }, /shape|size|mat1/i],
+  [
+    'mismatched input shapes',
+    {
+      'example-inputs': '"model.py:example_inputs"',
+      'calibration-data': '"model.py:calibration_data"',
+      'input-shapes': '[[2, 7]]',
+    },
+    /shape|size|mat1/i,
+  ],
   ['NaN activations', { 'calibration-data': '"model.py:nan_batches"', method: '"entropy"' }, /NaN|Inf/],
 ];
 
@@ -69,26 +89,35 @@ for (const [what, settings, pattern] of cases) {
     if (what === 'mismatched input shapes') {
       // input-shapes disagreeing with the model: drop example-inputs and calibration-data so the shapes are used.
       const p = path.join(dir, 'pyproject.toml');
-      fs.writeFileSync(p, fs.readFileSync(p, 'utf8').replace(/^(example-inputs|calibration-data) = .*\n/mg, ''));
+      fs.writeFileSync(p, fs.readFileSync(p, 'utf8').replace(/^(example-inputs|calibration-data) = .*\n/gm, ''));
     }
     const run = await runQdq(['run', dir, '--python', py!]);
     assertCleanFailure(run, dir, pattern);
   });
 }
 
-test('Ctrl-C during calibration cancels cleanly: exit 1, no report, no calibration results, no temp files', { skip }, async () => {
-  const dir = project({ 'calibration-data': '"model.py:slow_batches"', batches: '100000' });
-  let sent = false;
-  const run = await runQdq(['run', dir, '--python', py!], {
-    onStderr: (chunk, child) => { if (!sent && /calibrat/.test(chunk)) { sent = true; setTimeout(() => child.kill('SIGINT'), 1500); } },
-  });
-  assert.ok(sent, run.stderr);
-  assert.equal(run.code, 1, run.stderr);
-  assert.match(run.stderr, /cancelled/);
-  assert.ok(!fs.existsSync(path.join(dir, 'qdq-out', 'calibration.json')));
-  assert.ok(!fs.existsSync(path.join(dir, 'qdq-out', 'report.json')));
-  assert.deepEqual(leftoverTempFiles(path.join(dir, 'qdq-out')), []);
-});
+test(
+  'Ctrl-C during calibration cancels cleanly: exit 1, no report, no calibration results, no temp files',
+  { skip },
+  async () => {
+    const dir = project({ 'calibration-data': '"model.py:slow_batches"', batches: '100000' });
+    let sent = false;
+    const run = await runQdq(['run', dir, '--python', py!], {
+      onStderr: (chunk, child) => {
+        if (!sent && /calibrat/.test(chunk)) {
+          sent = true;
+          setTimeout(() => child.kill('SIGINT'), 1500);
+        }
+      },
+    });
+    assert.ok(sent, run.stderr);
+    assert.equal(run.code, 1, run.stderr);
+    assert.match(run.stderr, /cancelled/);
+    assert.ok(!fs.existsSync(path.join(dir, 'qdq-out', 'calibration.json')));
+    assert.ok(!fs.existsSync(path.join(dir, 'qdq-out', 'report.json')));
+    assert.deepEqual(leftoverTempFiles(path.join(dir, 'qdq-out')), []);
+  },
+);
 
 test('a killed backend: a clear error naming the signal', { skip }, async () => {
   const dir = project({ 'calibration-data': '"model.py:slow_batches"', batches: '100000' });
@@ -99,11 +128,16 @@ test('a killed backend: a clear error naming the signal', { skip }, async () => 
       // The backend is the python process whose working folder is this project.
       for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
         try {
-          if (fs.readlinkSync(`/proc/${pid}/cwd`) === fs.realpathSync(dir) && fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('qdq_backend')) {
+          if (
+            fs.readlinkSync(`/proc/${pid}/cwd`) === fs.realpathSync(dir) &&
+            fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('qdq_backend')
+          ) {
             process.kill(Number(pid), 'SIGKILL');
             killed = true;
           }
-        } catch { /* process gone or not ours */ }
+        } catch {
+          /* process gone or not ours */
+        }
       }
     },
   });

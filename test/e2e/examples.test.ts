@@ -21,13 +21,21 @@ function checkStatic(r: any, name: string, minCosine = 0.99): void {
   // The default target is tensorrt; when ONNX Runtime (which does not fuse that form) times it slower than FP32,
   // the report says why and what to use for CPU instead, and says nothing of the kind otherwise.
   const slowerNote = (r.notes as string[]).some((n) => /ran slower than FP32 .*--target ort-cpu/.test(n));
-  assert.equal(slowerNote, r.target !== 'ort-cpu' && r.latency_ms.int8 > r.latency_ms.fp32,
-    `${name}: INT8 ${r.latency_ms.int8} ms vs FP32 ${r.latency_ms.fp32} ms, notes ${JSON.stringify(r.notes)}`);
+  assert.equal(
+    slowerNote,
+    r.target !== 'ort-cpu' && r.latency_ms.int8 > r.latency_ms.fp32,
+    `${name}: INT8 ${r.latency_ms.int8} ms vs FP32 ${r.latency_ms.fp32} ms, notes ${JSON.stringify(r.notes)}`,
+  );
 }
 
-for (const [example, method] of [['digits-cnn', 'entropy'], ['digits-transformer', 'percentile']] as const) {
-  test(`qdq run on examples/${example} (${method}): DQ-fed, ORT runs, cosine >= 0.99, INT8 within 1% of FP32`,
-    { skip: torchPy ? false : 'needs a Python with torch and scikit-learn (python3 or /usr/bin/python3)' }, async () => {
+for (const [example, method] of [
+  ['digits-cnn', 'entropy'],
+  ['digits-transformer', 'percentile'],
+] as const) {
+  test(
+    `qdq run on examples/${example} (${method}): DQ-fed, ORT runs, cosine >= 0.99, INT8 within 1% of FP32`,
+    { skip: torchPy ? false : 'needs a Python with torch and scikit-learn (python3 or /usr/bin/python3)' },
+    async () => {
       const dir = copyProject(path.join(repoRoot, 'examples', example));
       const run = await runQdq(['run', dir, '--batches', '4', '--method', method, '--python', torchPy!]);
       assert.equal(run.code, 0, run.stderr + run.stdout);
@@ -38,10 +46,14 @@ for (const [example, method] of [['digits-cnn', 'entropy'], ['digits-transformer
       assert.ok(r.accuracy.fp32 - r.accuracy.int8 <= 0.01, `FP32 ${r.accuracy.fp32} vs INT8 ${r.accuracy.int8}`);
       assert.equal(r.method, method);
       // The user's model file is untouched without --write.
-      assert.equal(fs.readFileSync(path.join(dir, 'model.py'), 'utf8'), fs.readFileSync(path.join(repoRoot, 'examples', example, 'model.py'), 'utf8'));
+      assert.equal(
+        fs.readFileSync(path.join(dir, 'model.py'), 'utf8'),
+        fs.readFileSync(path.join(repoRoot, 'examples', example, 'model.py'), 'utf8'),
+      );
       assert.ok(fs.existsSync(path.join(dir, 'qdq-out', 'quantized', 'model.py')));
       assert.ok(fs.existsSync(path.join(dir, 'qdq-out', 'calibration.json')));
-    });
+    },
+  );
 }
 
 // mobilenet_v2 builds its convolutions in torchvision.ops.misc (Conv2dNormActivation), so that module is
@@ -51,42 +63,66 @@ const TORCHVISION_CASES = [
   ['resnet18', ['torchvision.models.resnet'], 'conv1.input_quantizer'],
   ['mobilenet_v2', ['torchvision.models.mobilenetv2', 'torchvision.ops.misc'], 'features.0.0.input_quantizer'],
 ] as const;
-for (const [arch, modules, inputQuantizer] of TORCHVISION_CASES) for (const method of ['max', 'entropy', 'percentile', 'mse']) {
-  test(`qdq run on torchvision ${arch} from its own source (${method})`,
-    { skip: tvPy ? false : 'needs a Python with torch and torchvision (Debian: apt-get install python3-torchvision)' }, async () => {
-      const dir = copyProject(path.join(repoRoot, 'test/fixtures/e2e/torchvision'));
-      fs.writeFileSync(path.join(dir, 'pyproject.toml'), fs.readFileSync(path.join(dir, 'pyproject.toml'), 'utf8')
-        .replace('ARCH', arch).replace('"MODULE"', modules.map((m) => `"${m}"`).join(', ')).replace('METHOD', method));
-      const run = await runQdq(['run', dir, '--python', tvPy!]);
-      assert.equal(run.code, 0, run.stderr + run.stdout);
-      const r = readReport(dir);
-      checkStatic(r, arch);
-      for (const m of modules) assert.ok(r.notes.some((n: string) => n.includes(m)), `${m} is named in the notes`);
-      // Entropy (TensorRT's KL search, exactly as pytorch-quantization computes it) settles on the background
-      // spike of the digits input (|x| = 0.86; the ink reaches 2.0) and clips every ink pixel, a quarter of the
-      // values (cosine 0.87 for resnet18, 0.68 for mobilenet_v2). The backend falls back to the percentile amax
-      // for a quantizer whose entropy amax clips more than 1% of its values, and says so per quantizer: that
-      // must happen here, openly, on the input quantizer, and on few others (no other quantizer clips more
-      // than 0.1% with entropy on these models).
-      const fellBack = r.quantizers.filter((q: any) => q.fallback);
-      if (method === 'entropy') {
-        const input = r.quantizers.find((q: any) => q.name === inputQuantizer);
-        assert.ok(input?.fallback, `${inputQuantizer}: entropy fell back, and the report says so`);
-        assert.equal(input.method, 'percentile');
-        assert.ok(input.fallback.clipped > 0.1 && input.fallback.amax < 1 && input.amax > 1.9, JSON.stringify(input.fallback));
-        assert.ok(fellBack.length <= 2, `fell back: ${fellBack.map((q: any) => q.name).join(', ')}`);
-        assert.ok(r.notes.some((n: string) => n.includes('fell back') && n.includes(inputQuantizer)), 'the CLI notes it too');
-        for (const q of r.quantizers.filter((q: any) => q.role !== 'weight' && !q.fallback && q.amax !== null)) {
-          assert.equal(q.method, 'entropy', q.name);
+for (const [arch, modules, inputQuantizer] of TORCHVISION_CASES)
+  for (const method of ['max', 'entropy', 'percentile', 'mse']) {
+    test(
+      `qdq run on torchvision ${arch} from its own source (${method})`,
+      {
+        skip: tvPy ? false : 'needs a Python with torch and torchvision (Debian: apt-get install python3-torchvision)',
+      },
+      async () => {
+        const dir = copyProject(path.join(repoRoot, 'test/fixtures/e2e/torchvision'));
+        fs.writeFileSync(
+          path.join(dir, 'pyproject.toml'),
+          fs
+            .readFileSync(path.join(dir, 'pyproject.toml'), 'utf8')
+            .replace('ARCH', arch)
+            .replace('"MODULE"', modules.map((m) => `"${m}"`).join(', '))
+            .replace('METHOD', method),
+        );
+        const run = await runQdq(['run', dir, '--python', tvPy!]);
+        assert.equal(run.code, 0, run.stderr + run.stdout);
+        const r = readReport(dir);
+        checkStatic(r, arch);
+        for (const m of modules)
+          assert.ok(
+            r.notes.some((n: string) => n.includes(m)),
+            `${m} is named in the notes`,
+          );
+        // Entropy (TensorRT's KL search, exactly as pytorch-quantization computes it) settles on the background
+        // spike of the digits input (|x| = 0.86; the ink reaches 2.0) and clips every ink pixel, a quarter of the
+        // values (cosine 0.87 for resnet18, 0.68 for mobilenet_v2). The backend falls back to the percentile amax
+        // for a quantizer whose entropy amax clips more than 1% of its values, and says so per quantizer: that
+        // must happen here, openly, on the input quantizer, and on few others (no other quantizer clips more
+        // than 0.1% with entropy on these models).
+        const fellBack = r.quantizers.filter((q: any) => q.fallback);
+        if (method === 'entropy') {
+          const input = r.quantizers.find((q: any) => q.name === inputQuantizer);
+          assert.ok(input?.fallback, `${inputQuantizer}: entropy fell back, and the report says so`);
+          assert.equal(input.method, 'percentile');
+          assert.ok(
+            input.fallback.clipped > 0.1 && input.fallback.amax < 1 && input.amax > 1.9,
+            JSON.stringify(input.fallback),
+          );
+          assert.ok(fellBack.length <= 2, `fell back: ${fellBack.map((q: any) => q.name).join(', ')}`);
+          assert.ok(
+            r.notes.some((n: string) => n.includes('fell back') && n.includes(inputQuantizer)),
+            'the CLI notes it too',
+          );
+          for (const q of r.quantizers.filter((q: any) => q.role !== 'weight' && !q.fallback && q.amax !== null)) {
+            assert.equal(q.method, 'entropy', q.name);
+          }
+        } else {
+          assert.deepEqual(fellBack, [], 'only entropy falls back');
         }
-      } else {
-        assert.deepEqual(fellBack, [], 'only entropy falls back');
-      }
-    });
-}
+      },
+    );
+  }
 
-test('qdq run --write quantizes the model file in place with qdq_quant.py beside it; a second run changes nothing',
-  { skip: torchPy ? false : 'needs a Python with torch and scikit-learn' }, async () => {
+test(
+  'qdq run --write quantizes the model file in place with qdq_quant.py beside it; a second run changes nothing',
+  { skip: torchPy ? false : 'needs a Python with torch and scikit-learn' },
+  async () => {
     const dir = copyProject(path.join(repoRoot, 'examples', 'digits-cnn'));
     const original = fs.readFileSync(path.join(dir, 'model.py'), 'utf8');
     const first = await runQdq(['calibrate', dir, '--write', '--batches', '2', '--python', torchPy!]);
@@ -102,10 +138,13 @@ test('qdq run --write quantizes the model file in place with qdq_quant.py beside
     const r = readReport(dir);
     assert.ok(r.quantizers.length > 0);
     assert.equal(r.qdq_pairs, null, 'calibrate alone exports nothing');
-  });
+  },
+);
 
-test('qdq export --dynamic: MatMul/Gemm weights in INT8 without calibration, the static results kept',
-  { skip: torchPy ? false : 'needs a Python with torch and scikit-learn' }, async () => {
+test(
+  'qdq export --dynamic: MatMul/Gemm weights in INT8 without calibration, the static results kept',
+  { skip: torchPy ? false : 'needs a Python with torch and scikit-learn' },
+  async () => {
     const dir = copyProject(path.join(repoRoot, 'examples', 'digits-transformer'));
     const run = await runQdq(['export', dir, '--dynamic', '--python', torchPy!]);
     assert.equal(run.code, 0, run.stderr);
@@ -113,12 +152,18 @@ test('qdq export --dynamic: MatMul/Gemm weights in INT8 without calibration, the
     assert.ok(r.dynamic.quantized_ops >= 4, `${r.dynamic.quantized_ops} ops`);
     assert.ok(r.dynamic.cosine_min >= 0.999, `cosine ${r.dynamic.cosine_min}`);
     assert.ok(r.dynamic.size_bytes.int8 < 0.6 * r.dynamic.size_bytes.fp32);
-    assert.ok(!fs.existsSync(path.join(dir, 'qdq-out', 'model.int8.onnx')), 'no static INT8 model from a dynamic-only export');
+    assert.ok(
+      !fs.existsSync(path.join(dir, 'qdq-out', 'model.int8.onnx')),
+      'no static INT8 model from a dynamic-only export',
+    );
     assert.ok(!fs.existsSync(path.join(dir, 'qdq-out', '.dynamic-work')));
-  });
+  },
+);
 
-test('qdq run --target ort-cpu: integer linears, every other weighted op DQ-fed or left float by the cost model, outputs close',
-  { skip: torchPy ? false : 'needs a Python with torch and scikit-learn' }, async () => {
+test(
+  'qdq run --target ort-cpu: integer linears, every other weighted op DQ-fed or left float by the cost model, outputs close',
+  { skip: torchPy ? false : 'needs a Python with torch and scikit-learn' },
+  async () => {
     const dir = copyProject(path.join(repoRoot, 'examples', 'digits-transformer'));
     const run = await runQdq(['run', dir, '--target', 'ort-cpu', '--batches', '2', '--python', torchPy!]);
     assert.equal(run.code, 0, run.stderr);
@@ -126,4 +171,5 @@ test('qdq run --target ort-cpu: integer linears, every other weighted op DQ-fed 
     assert.equal(r.target, 'ort-cpu');
     assert.ok(r.ort_cpu_rewrite.linears.integer.length > 0, JSON.stringify(r.ort_cpu_rewrite));
     checkStatic(r, 'digits-transformer ort-cpu');
-  });
+  },
+);

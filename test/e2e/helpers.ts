@@ -7,7 +7,12 @@ import * as path from 'path';
 
 export const repoRoot = process.cwd();
 
-export interface CliRun { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
+export interface CliRun {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
 
 export function copyProject(src: string, skip: string[] = ['qdq-out', '__pycache__']): string {
   const dest = fs.mkdtempSync(path.join(os.tmpdir(), `qdq-e2e-${path.basename(src)}-`));
@@ -15,14 +20,29 @@ export function copyProject(src: string, skip: string[] = ['qdq-out', '__pycache
   return dest;
 }
 
-export function runQdq(args: string[], opts: { onStderr?: (chunk: string, child: ReturnType<typeof spawn>) => void; timeoutMs?: number } = {}): Promise<CliRun> {
+export function runQdq(
+  args: string[],
+  opts: { onStderr?: (chunk: string, child: ReturnType<typeof spawn>) => void; timeoutMs?: number } = {},
+): Promise<CliRun> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [path.join(repoRoot, 'bin/qdq.js'), ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '', stderr = '';
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; opts.onStderr?.(String(d), child); });
+    const child = spawn(process.execPath, [path.join(repoRoot, 'bin/qdq.js'), ...args], {
+      cwd: repoRoot,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '',
+      stderr = '';
+    child.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+      opts.onStderr?.(String(d), child);
+    });
     const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 570_000);
-    child.on('close', (code, signal) => { clearTimeout(timer); resolve({ code, signal, stdout, stderr }); });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
   });
 }
 

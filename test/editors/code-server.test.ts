@@ -12,13 +12,24 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { spawnSync } from 'node:child_process';
-import { codeServerEntry, codeServerUnavailable, launchChromium, openWorkbench, startCodeServer, waitFor, type CodeServer } from './code-server/harness';
+import {
+  codeServerEntry,
+  codeServerUnavailable,
+  launchChromium,
+  openWorkbench,
+  startCodeServer,
+  waitFor,
+  type CodeServer,
+} from './code-server/harness';
 import { makeTestWorkspace, readSuiteResults } from './vscode/runTest';
 
 const repoRoot = process.cwd();
 const artifacts = path.join(repoRoot, 'test-results', 'code-server');
-const skip = codeServerUnavailable(repoRoot) ??
-  (fs.existsSync(path.join(repoRoot, 'out', 'server', 'src', 'server.js')) ? undefined : 'the server is not built: run npx tsc -p .');
+const skip =
+  codeServerUnavailable(repoRoot) ??
+  (fs.existsSync(path.join(repoRoot, 'out', 'server', 'src', 'server.js'))
+    ? undefined
+    : 'the server is not built: run npx tsc -p .');
 
 /** Packages and installs the ms-python.python stand-in; returns the interpreter it selects, or undefined. */
 function installFakePythonExtension(stateDir: string): string | undefined {
@@ -28,11 +39,24 @@ function installFakePythonExtension(stateDir: string): string | undefined {
   fs.mkdirSync(path.join(stateDir, 'extensions'), { recursive: true });
   fs.mkdirSync(path.join(stateDir, 'user-data'), { recursive: true });
   const vsce = path.join(repoRoot, 'node_modules', '.bin', 'vsce');
-  const packed = spawnSync(vsce, ['package', '--allow-missing-repository', '--skip-license', '--out', vsix],
-    { cwd: path.join(repoRoot, 'test', 'editors', 'code-server', 'fake-python-extension'), encoding: 'utf8' });
+  const packed = spawnSync(vsce, ['package', '--allow-missing-repository', '--skip-license', '--out', vsix], {
+    cwd: path.join(repoRoot, 'test', 'editors', 'code-server', 'fake-python-extension'),
+    encoding: 'utf8',
+  });
   assert.equal(packed.status, 0, `packaging the Python extension stand-in: ${packed.stderr}`);
-  const installed = spawnSync(process.execPath, [codeServerEntry(repoRoot), '--extensions-dir', path.join(stateDir, 'extensions'),
-    '--user-data-dir', path.join(stateDir, 'user-data'), '--install-extension', vsix], { encoding: 'utf8' });
+  const installed = spawnSync(
+    process.execPath,
+    [
+      codeServerEntry(repoRoot),
+      '--extensions-dir',
+      path.join(stateDir, 'extensions'),
+      '--user-data-dir',
+      path.join(stateDir, 'user-data'),
+      '--install-extension',
+      vsix,
+    ],
+    { encoding: 'utf8' },
+  );
   assert.equal(installed.status, 0, `installing the Python extension stand-in: ${installed.stderr}${installed.stdout}`);
   return python;
 }
@@ -58,31 +82,51 @@ describe('VS Code extension in code-server 4.100.3', { skip }, () => {
     await server?.stop();
   });
 
-  test('extension-host suite: diagnostics, quantize action, Calibrate and Export, report', { timeout: 600_000 }, async () => {
-    const workspace = makeTestWorkspace(repoRoot, path.join(artifacts, 'ws-suite'));
-    const browser = await launchChromium();
-    const consoleErrors: string[] = [];
-    try {
-      const page = await openWorkbench(browser, server.url(workspace, repoRoot, path.join(repoRoot, 'out/test/editors/vscode/suite/index.js')), consoleErrors);
-      await waitFor('the suite results file', 540_000, () => fs.existsSync(suiteResults) && readSuiteResults(suiteResults));
-      await page.screenshot({ path: path.join(artifacts, 'suite-final.png') }).catch(() => undefined);
-    } finally {
-      await browser.close();
-    }
-    const results = readSuiteResults(suiteResults)!;
-    const failures = results.failures.map((f) => `${f.fullTitle ?? f.title}: ${f.err?.message}`);
-    assert.deepEqual(failures, [], `extension-host failures (log: ${server.log})`);
-    assert.ok(results.stats.passes >= 7, `all suite tests ran: ${JSON.stringify(results.stats)}`);
-  });
+  test(
+    'extension-host suite: diagnostics, quantize action, Calibrate and Export, report',
+    { timeout: 600_000 },
+    async () => {
+      const workspace = makeTestWorkspace(repoRoot, path.join(artifacts, 'ws-suite'));
+      const browser = await launchChromium();
+      const consoleErrors: string[] = [];
+      try {
+        const page = await openWorkbench(
+          browser,
+          server.url(workspace, repoRoot, path.join(repoRoot, 'out/test/editors/vscode/suite/index.js')),
+          consoleErrors,
+        );
+        await waitFor(
+          'the suite results file',
+          540_000,
+          () => fs.existsSync(suiteResults) && readSuiteResults(suiteResults),
+        );
+        await page.screenshot({ path: path.join(artifacts, 'suite-final.png') }).catch(() => undefined);
+      } finally {
+        await browser.close();
+      }
+      const results = readSuiteResults(suiteResults)!;
+      const failures = results.failures.map((f) => `${f.fullTitle ?? f.title}: ${f.err?.message}`);
+      assert.deepEqual(failures, [], `extension-host failures (log: ${server.log})`);
+      assert.ok(results.stats.passes >= 7, `all suite tests ran: ${JSON.stringify(results.stats)}`);
+    },
+  );
 
   test('untrusted workspace: diagnostics yes, backend commands refused', { timeout: 300_000 }, async () => {
     const results = path.join(artifacts, 'untrusted-results.json');
-    const untrusted = await startCodeServer(repoRoot, path.join(artifacts, 'state-untrusted'),
-      { QDQ_TEST_RESULTS: results, QDQ_TEST_SUITE: 'untrusted' }, { workspaceTrust: true });
+    const untrusted = await startCodeServer(
+      repoRoot,
+      path.join(artifacts, 'state-untrusted'),
+      { QDQ_TEST_RESULTS: results, QDQ_TEST_SUITE: 'untrusted' },
+      { workspaceTrust: true },
+    );
     const workspace = makeTestWorkspace(repoRoot, path.join(artifacts, 'ws-untrusted'));
     const browser = await launchChromium();
     try {
-      const page = await openWorkbench(browser, untrusted.url(workspace, repoRoot, path.join(repoRoot, 'out/test/editors/vscode/suite/index.js')), []);
+      const page = await openWorkbench(
+        browser,
+        untrusted.url(workspace, repoRoot, path.join(repoRoot, 'out/test/editors/vscode/suite/index.js')),
+        [],
+      );
       await waitFor('the untrusted suite results', 240_000, () => fs.existsSync(results) && readSuiteResults(results));
       await page.screenshot({ path: path.join(artifacts, 'untrusted.png') }).catch(() => undefined);
     } finally {
@@ -90,7 +134,11 @@ describe('VS Code extension in code-server 4.100.3', { skip }, () => {
       await untrusted.stop();
     }
     const parsed = readSuiteResults(results)!;
-    assert.deepEqual(parsed.failures.map((f) => `${f.fullTitle ?? f.title}: ${f.err?.message}`), [], `log: ${untrusted.log}`);
+    assert.deepEqual(
+      parsed.failures.map((f) => `${f.fullTitle ?? f.title}: ${f.err?.message}`),
+      [],
+      `log: ${untrusted.log}`,
+    );
     assert.equal(parsed.stats.passes, 1);
   });
 
@@ -106,15 +154,24 @@ describe('VS Code extension in code-server 4.100.3', { skip }, () => {
       shown = page;
       // Open a file from the Explorer (Quick Open can race the file index on a cold start).
       const openFromExplorer = async (name: string) => {
-        const row = page.locator('.explorer-folders-view .monaco-list-row').filter({ hasText: new RegExp(`^${name.replace('.', '\\.')}$`) });
+        const row = page
+          .locator('.explorer-folders-view .monaco-list-row')
+          .filter({ hasText: new RegExp(`^${name.replace('.', '\\.')}$`) });
         await row.waitFor({ timeout: 60_000 });
         await row.click();
-        await page.waitForSelector(`.monaco-editor[data-uri$="${name}"] .view-lines, .tab.active[data-resource-name="${name}"]`, { timeout: 60_000 });
+        await page.waitForSelector(
+          `.monaco-editor[data-uri$="${name}"] .view-lines, .tab.active[data-resource-name="${name}"]`,
+          { timeout: 60_000 },
+        );
       };
       // The server's TensorRT diagnostic shows up as a squiggle in trt_issue.py.
       await openFromExplorer('trt_issue.py');
-      await waitFor('the TRT004 squiggle in trt_issue.py', 90_000, async () =>
-        (await page.locator('.monaco-editor .squiggly-warning, .monaco-editor .squiggly-error').count()) > 0);
+      await waitFor(
+        'the TRT004 squiggle in trt_issue.py',
+        90_000,
+        async () =>
+          (await page.locator('.monaco-editor .squiggly-warning, .monaco-editor .squiggly-error').count()) > 0,
+      );
       await page.screenshot({ path: path.join(artifacts, 'diagnostic.png') });
       await openFromExplorer('model.py');
       await page.waitForTimeout(500);
@@ -131,7 +188,10 @@ describe('VS Code extension in code-server 4.100.3', { skip }, () => {
       await page.waitForTimeout(500);
 
       // Ctrl+. opens the code action menu at the cursor (retried: the first request can beat the server).
-      const item = page.locator('.action-widget').getByText(/Quantize this layer/).first();
+      const item = page
+        .locator('.action-widget')
+        .getByText(/Quantize this layer/)
+        .first();
       await waitFor('"Quantize this layer" in the Ctrl+. menu', 60_000, async () => {
         await page.keyboard.press('Control+.');
         if (await item.isVisible().catch(() => false)) return true;
@@ -156,7 +216,9 @@ describe('VS Code extension in code-server 4.100.3', { skip }, () => {
       });
       assert.match(quantized, /^import qdq_quant {2}# qdq$/m);
       assert.equal(quantized.split('qdq_quant.quant(').length - 1, 1, 'exactly one layer quantized');
-      await waitFor('qdq_quant.py next to the model', 15_000, () => fs.existsSync(path.join(workspace, 'qdq_quant.py')));
+      await waitFor('qdq_quant.py next to the model', 15_000, () =>
+        fs.existsSync(path.join(workspace, 'qdq_quant.py')),
+      );
       await page.screenshot({ path: path.join(artifacts, 'after-quickfix.png') });
 
       // A command from the palette: removal restores the original byte for byte.
@@ -191,7 +253,7 @@ describe('VS Code extension in code-server 4.100.3', { skip }, () => {
         });
         const expectedPairs = JSON.parse(fs.readFileSync(suiteReport, 'utf8')).qdq_pairs;
         assert.ok(reportFrame.text.includes(`QDQ pairs: ${expectedPairs}`), reportFrame.text.slice(0, 500));
-        assert.equal(await reportFrame.frame.locator('svg.chart rect').count() > 0, true, 'the range chart is drawn');
+        assert.equal((await reportFrame.frame.locator('svg.chart rect').count()) > 0, true, 'the range chart is drawn');
         await page.screenshot({ path: path.join(artifacts, 'report.png') });
       }
 
@@ -216,7 +278,8 @@ describe('VS Code extension in code-server 4.100.3', { skip }, () => {
       throw err;
     } finally {
       await browser.close();
-      if (consoleErrors.length) fs.writeFileSync(path.join(artifacts, 'ui-console-errors.txt'), consoleErrors.join('\n'));
+      if (consoleErrors.length)
+        fs.writeFileSync(path.join(artifacts, 'ui-console-errors.txt'), consoleErrors.join('\n'));
     }
   });
 });

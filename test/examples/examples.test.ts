@@ -32,7 +32,9 @@ print(json.dumps({"accuracy": correct / total, "total": total, "torch": torch.__
 function run(python: string, args: string[], cwd: string, timeoutMs = 180_000) {
   // argv array, no shell; PYTHONDONTWRITEBYTECODE keeps __pycache__ out of the source tree.
   return spawnSync(python, args, {
-    cwd, encoding: 'utf8', timeout: timeoutMs,
+    cwd,
+    encoding: 'utf8',
+    timeout: timeoutMs,
     env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1', OMP_NUM_THREADS: '2' },
   });
 }
@@ -72,30 +74,39 @@ for (const { python, skip } of pythons) {
 
 // Training at first use and INT8 accuracy: once, with the first interpreter that works (they take seconds each).
 const first = pythons.find((p) => !p.skip);
-const firstSkip = first ? false : `no interpreter with torch and scikit-learn: ${pythons.map((p) => p.skip).join('; ')}`;
+const firstSkip = first
+  ? false
+  : `no interpreter with torch and scikit-learn: ${pythons.map((p) => p.skip).join('; ')}`;
 
 for (const ex of examples) {
-  test(`${ex.name}: build_model() trains when weights.pt is missing and writes it atomically`, { skip: firstSkip }, () => {
-    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), `qdq-${ex.name}-`));
-    try {
-      for (const f of ['model.py', 'data.py', 'train.py', 'pyproject.toml']) {
-        fs.copyFileSync(path.join(repo, 'examples', ex.name, f), path.join(tmp, f));
+  test(
+    `${ex.name}: build_model() trains when weights.pt is missing and writes it atomically`,
+    { skip: firstSkip },
+    () => {
+      const tmp = fs.mkdtempSync(path.join(os.tmpdir(), `qdq-${ex.name}-`));
+      try {
+        for (const f of ['model.py', 'data.py', 'train.py', 'pyproject.toml']) {
+          fs.copyFileSync(path.join(repo, 'examples', ex.name, f), path.join(tmp, f));
+        }
+        const r = run(first!.python, ['-c', EVAL_SCRIPT], tmp);
+        assert.equal(r.status, 0, `training at first use failed: ${r.stderr}`);
+        const out = lastJson(r.stdout);
+        assert.ok(out.accuracy >= ex.minAccuracy, `freshly trained accuracy ${out.accuracy} < ${ex.minAccuracy}`);
+        assert.ok(fs.statSync(path.join(tmp, 'weights.pt')).size > 10_000, 'weights.pt was written');
+        const leftovers = fs.readdirSync(tmp).filter((f) => f.endsWith('.tmp'));
+        assert.deepEqual(leftovers, [], 'no temporary file is left behind');
+      } finally {
+        fs.rmSync(tmp, { recursive: true, force: true });
       }
-      const r = run(first!.python, ['-c', EVAL_SCRIPT], tmp);
-      assert.equal(r.status, 0, `training at first use failed: ${r.stderr}`);
-      const out = lastJson(r.stdout);
-      assert.ok(out.accuracy >= ex.minAccuracy, `freshly trained accuracy ${out.accuracy} < ${ex.minAccuracy}`);
-      assert.ok(fs.statSync(path.join(tmp, 'weights.pt')).size > 10_000, 'weights.pt was written');
-      const leftovers = fs.readdirSync(tmp).filter((f) => f.endsWith('.tmp'));
-      assert.deepEqual(leftovers, [], 'no temporary file is left behind');
-    } finally {
-      fs.rmSync(tmp, { recursive: true, force: true });
-    }
-  });
+    },
+  );
 
   test(`${ex.name}: INT8 top-1 within 1% of FP32 for every calibration method`, { skip: firstSkip }, () => {
-    const r = run(first!.python, [path.join(repo, 'bench', 'py', 'examples_int8.py'),
-      path.join(repo, 'examples', ex.name)], repo);
+    const r = run(
+      first!.python,
+      [path.join(repo, 'bench', 'py', 'examples_int8.py'), path.join(repo, 'examples', ex.name)],
+      repo,
+    );
     assert.equal(r.status, 0, `INT8 check failed: ${r.stderr}`);
     const out = lastJson(r.stdout);
     assert.ok(out.quantizers > 0, 'quantizers were inserted');

@@ -15,7 +15,11 @@ print(json.dumps(out))
 
 /** For each source: null when ast.parse accepts it, else the error. Undefined when python3 cannot run. */
 export function pythonParseErrors(sources: string[]): (string | null)[] | undefined {
-  const r = spawnSync('python3', ['-c', SCRIPT], { input: JSON.stringify(sources), encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  const r = spawnSync('python3', ['-c', SCRIPT], {
+    input: JSON.stringify(sources),
+    encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024,
+  });
   if (r.error || r.status !== 0) return undefined;
   return JSON.parse(r.stdout) as (string | null)[];
 }

@@ -4,7 +4,14 @@ import assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as path from 'path';
 import { parsePython } from '../../server/src/analysis';
-import { keepFloat, quantizeFile, unquantizeFile, applyOffsetEdits, helperFileEdit, helperFileText } from '../../server/src/fixes';
+import {
+  keepFloat,
+  quantizeFile,
+  unquantizeFile,
+  applyOffsetEdits,
+  helperFileEdit,
+  helperFileText,
+} from '../../server/src/fixes';
 import * as os from 'os';
 import { pathToFileURL } from 'url';
 import { LineIndex } from '../../server/src/analysis/parser';
@@ -13,10 +20,23 @@ import { pythonParseErrors } from './pyast';
 const GOLDEN = path.join(process.cwd(), 'test/golden/quantize');
 const cases = fs.readdirSync(GOLDEN).filter((d) => fs.existsSync(path.join(GOLDEN, d, 'input.py')));
 
-function applyTextEdits(text: string, edits: { range: { start: { line: number; character: number }; end: { line: number; character: number } }; newText: string }[]): string {
+function applyTextEdits(
+  text: string,
+  edits: {
+    range: { start: { line: number; character: number }; end: { line: number; character: number } };
+    newText: string;
+  }[],
+): string {
   const idx = new LineIndex(text);
-  const offs = edits.map((e) => ({ start: idx.offsetAt(e.range.start), end: idx.offsetAt(e.range.end), text: e.newText }));
-  return applyOffsetEdits(text, offs.sort((a, b) => a.start - b.start));
+  const offs = edits.map((e) => ({
+    start: idx.offsetAt(e.range.start),
+    end: idx.offsetAt(e.range.end),
+    text: e.newText,
+  }));
+  return applyOffsetEdits(
+    text,
+    offs.sort((a, b) => a.start - b.start),
+  );
 }
 
 test('golden cases exist', () => {
@@ -98,7 +118,8 @@ test('keepFloat wraps an unquantized layer and turns quant into keep_float', () 
 });
 
 test('a file mid-edit is left alone', () => {
-  const broken = 'import torch.nn as nn\nclass A(nn.Module):\n    def __init__(self:\n        self.fc = nn.Linear(1, 1)\n';
+  const broken =
+    'import torch.nn as nn\nclass A(nn.Module):\n    def __init__(self:\n        self.fc = nn.Linear(1, 1)\n';
   assert.equal(quantizeFile(broken).text, broken);
   assert.equal(unquantizeFile(broken).text, broken);
   assert.equal(keepFloat(broken, 60).text, broken);

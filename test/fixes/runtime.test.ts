@@ -17,7 +17,8 @@ const CASES: Record<string, string> = {
   resnet_basic_block: 'm = mod.BasicBlock(8, 8); r = ref.BasicBlock(8, 8); args = (torch.randn(2, 8, 8, 8),)',
   sequential_modulelist: 'm = mod.MLPStack(8, 2); r = ref.MLPStack(8, 2); args = (torch.randn(3, 8),)',
   attention_ops: 'm = mod.Attention(8, 2); r = ref.Attention(8, 2); args = (torch.randn(2, 5, 8),)',
-  bert_self_output: 'cfg = types.SimpleNamespace(hidden_size=8, layer_norm_eps=1e-12, hidden_dropout_prob=0.0); m = mod.BertSelfOutput(cfg); r = ref.BertSelfOutput(cfg); args = (torch.randn(2, 4, 8), torch.randn(2, 4, 8))',
+  bert_self_output:
+    'cfg = types.SimpleNamespace(hidden_size=8, layer_norm_eps=1e-12, hidden_dropout_prob=0.0); m = mod.BertSelfOutput(cfg); r = ref.BertSelfOutput(cfg); args = (torch.randn(2, 4, 8), torch.randn(2, 4, 8))',
   module_function_attention: 'm = mod.SelfAttention(8, 2); r = ref.SelfAttention(8, 2); args = (torch.randn(2, 5, 8),)',
   class_without_init: 'm = mod.Child(); r = ref.Child(); args = (torch.randn(2, 4, 4), torch.randn(2, 4, 4))',
 };
@@ -51,38 +52,42 @@ print(json.dumps(out))
 `;
 
 // PyTorch 2.x (pyenv python3) and 1.13 (Debian's /usr/bin/python3): the generated code must run on both.
-for (const python of ['python3', '/usr/bin/python3']) test(`quantized golden models run under PyTorch (${python}) with the real qdq_quant.py`, (t) => {
-  const probe = spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8' });
-  if (probe.status !== 0) return t.skip(`${python} cannot import torch`);
-  let helper: string;
-  try {
-    helper = helperFileText();
-  } catch (e) {
-    return t.skip(String(e));
-  }
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qdq-runtime-'));
-  try {
-    fs.writeFileSync(path.join(dir, 'qdq_quant.py'), helper);
-    for (const name of Object.keys(CASES)) {
-      const input = fs.readFileSync(path.join(GOLDEN, name, 'input.py'), 'utf8');
-      fs.writeFileSync(path.join(dir, `${name}_f.py`), input);
-      fs.writeFileSync(path.join(dir, `${name}_q.py`), quantizeFile(input).text);
+for (const python of ['python3', '/usr/bin/python3'])
+  test(`quantized golden models run under PyTorch (${python}) with the real qdq_quant.py`, (t) => {
+    const probe = spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8' });
+    if (probe.status !== 0) return t.skip(`${python} cannot import torch`);
+    let helper: string;
+    try {
+      helper = helperFileText();
+    } catch (e) {
+      return t.skip(String(e));
     }
-    const r = spawnSync(python, ['-c', SCRIPT, dir, JSON.stringify(CASES)], { encoding: 'utf8', cwd: dir });
-    assert.equal(r.status, 0, r.stderr);
-    const results = JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, { error?: string; same?: boolean; quantizers?: number; quant_layers?: number; isinstance?: boolean }>;
-    for (const [name, res] of Object.entries(results)) {
-      assert.equal(res.error, undefined, `${name}: ${res.error}`);
-      assert.equal(res.same, true, `${name}: uncalibrated quantized model differs from the float model`);
-      assert.equal(res.isinstance, true, `${name}: quantized layers are no longer nn layers`);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qdq-runtime-'));
+    try {
+      fs.writeFileSync(path.join(dir, 'qdq_quant.py'), helper);
+      for (const name of Object.keys(CASES)) {
+        const input = fs.readFileSync(path.join(GOLDEN, name, 'input.py'), 'utf8');
+        fs.writeFileSync(path.join(dir, `${name}_f.py`), input);
+        fs.writeFileSync(path.join(dir, `${name}_q.py`), quantizeFile(input).text);
+      }
+      const r = spawnSync(python, ['-c', SCRIPT, dir, JSON.stringify(CASES)], { encoding: 'utf8', cwd: dir });
+      assert.equal(r.status, 0, r.stderr);
+      const results = JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<
+        string,
+        { error?: string; same?: boolean; quantizers?: number; quant_layers?: number; isinstance?: boolean }
+      >;
+      for (const [name, res] of Object.entries(results)) {
+        assert.equal(res.error, undefined, `${name}: ${res.error}`);
+        assert.equal(res.same, true, `${name}: uncalibrated quantized model differs from the float model`);
+        assert.equal(res.isinstance, true, `${name}: quantized layers are no longer nn layers`);
+      }
+      assert.ok(results.simple_cnn.quant_layers! >= 3);
+      assert.equal(results.attention_ops.quantizers, 8);
+      assert.equal(results.bert_self_output.quantizers, 2);
+      assert.equal(results.resnet_basic_block.quantizers, 1);
+      assert.equal(results.module_function_attention.quantizers, 4);
+      assert.equal(results.class_without_init.quantizers, 4);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
     }
-    assert.ok(results.simple_cnn.quant_layers! >= 3);
-    assert.equal(results.attention_ops.quantizers, 8);
-    assert.equal(results.bert_self_output.quantizers, 2);
-    assert.equal(results.resnet_basic_block.quantizers, 1);
-    assert.equal(results.module_function_attention.quantizers, 4);
-    assert.equal(results.class_without_init.quantizers, 4);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-});
+  });

@@ -19,7 +19,9 @@ function transformersDir(): string | undefined {
   return cachedDir;
 }
 function findTransformers(): string | undefined {
-  const r = spawnSync('python3', ['-c', 'import transformers, os; print(os.path.dirname(transformers.__file__))'], { encoding: 'utf8' });
+  const r = spawnSync('python3', ['-c', 'import transformers, os; print(os.path.dirname(transformers.__file__))'], {
+    encoding: 'utf8',
+  });
   if (r.status !== 0) return undefined;
   const dir = r.stdout.trim().split('\n').pop()!;
   return fs.existsSync(dir) ? dir : undefined;
@@ -64,13 +66,21 @@ test('torch.nn transformer.py round-trip', (t) => {
   checkRoundTrip([TRANSFORMER]);
   const q = quantizeFile(fs.readFileSync(TRANSFORMER, 'utf8')).text;
   // post-norm residual adds feeding norms get both inputs quantized; x is the skip, the block the branch
-  assert.match(q, /self\.norm1\(self\.add\d+_residual_quantizer\(x\) \+ self\.add\d+_local_quantizer\(self\._sa_block\(/);
+  assert.match(
+    q,
+    /self\.norm1\(self\.add\d+_residual_quantizer\(x\) \+ self\.add\d+_local_quantizer\(self\._sa_block\(/,
+  );
   // pre-norm: the skip input of `x = x + block(norm(x))`
   assert.match(q, /x = self\.add\d+_residual_quantizer\(x\) \+ self\._sa_block\(self\.norm1\(x\)/);
   assert.match(q, /qdq_quant\.quant\(Linear\(d_model, dim_feedforward/);
 });
 
-const HF = ['bert/modeling_bert.py', 'roberta/modeling_roberta.py', 'distilbert/modeling_distilbert.py', 'vit/modeling_vit.py'];
+const HF = [
+  'bert/modeling_bert.py',
+  'roberta/modeling_roberta.py',
+  'distilbert/modeling_distilbert.py',
+  'vit/modeling_vit.py',
+];
 
 test('HF transformers models round-trip', (t) => {
   const dir = transformersDir();
@@ -89,12 +99,21 @@ test('modeling_bert placement matches QDQBERT', (t) => {
     assert.match(q, new RegExp(`self\\.${attr} = qdq_quant\\.quant\\(nn\\.Linear\\(`), `${attr} Linear not wrapped`);
   }
   // residual inputs before LayerNorm, both sides (QDQBertSelfOutput / QDQBertOutput)
-  const ln = q.match(/self\.LayerNorm\(self\.add0_local_quantizer\(hidden_states\) \+ self\.add0_residual_quantizer\(input_tensor\)\)/g) ?? [];
+  const ln =
+    q.match(
+      /self\.LayerNorm\(self\.add0_local_quantizer\(hidden_states\) \+ self\.add0_residual_quantizer\(input_tensor\)\)/g,
+    ) ?? [];
   assert.equal(ln.length, 2);
   // attention score and context matmuls: both operands, wherever the attention math lives
   if (/def eager_attention_forward\(\s*module/.test(q)) {
-    assert.match(q, /torch\.matmul\(module\.matmul\d+_a_quantizer\(query\), module\.matmul\d+_b_quantizer\(key\.transpose\(2, 3\)\)\)/);
-    assert.match(q, /torch\.matmul\(module\.matmul\d+_a_quantizer\(attn_weights\), module\.matmul\d+_b_quantizer\(value\)\)/);
+    assert.match(
+      q,
+      /torch\.matmul\(module\.matmul\d+_a_quantizer\(query\), module\.matmul\d+_b_quantizer\(key\.transpose\(2, 3\)\)\)/,
+    );
+    assert.match(
+      q,
+      /torch\.matmul\(module\.matmul\d+_a_quantizer\(attn_weights\), module\.matmul\d+_b_quantizer\(value\)\)/,
+    );
     // declared on every module that hands itself to the function
     for (const cls of ['BertSelfAttention', 'BertCrossAttention']) {
       const body = q.slice(q.indexOf(`class ${cls}(`), q.indexOf('\nclass ', q.indexOf(`class ${cls}(`) + 1));
@@ -103,7 +122,10 @@ test('modeling_bert placement matches QDQBERT', (t) => {
       assert.match(body, /self\.matmul1_b_quantizer = qdq_quant\.TensorQuantizer\(\) {2}# qdq/, cls);
     }
   } else {
-    assert.match(q, /torch\.matmul\(self\.matmul\d+_a_quantizer\(query_layer\), self\.matmul\d+_b_quantizer\(key_layer\.transpose\(-1, -2\)\)\)/);
+    assert.match(
+      q,
+      /torch\.matmul\(self\.matmul\d+_a_quantizer\(query_layer\), self\.matmul\d+_b_quantizer\(key_layer\.transpose\(-1, -2\)\)\)/,
+    );
   }
   // never LayerNorm / Softmax / GELU
   assert.doesNotMatch(q, /quant\(nn\.(LayerNorm|Softmax|GELU)/);

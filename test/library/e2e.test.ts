@@ -13,8 +13,11 @@ import { qdqStats } from '../../server/src/onnx/qdqStats';
 import { patchLibrarySource } from '../../server/src/library/patch';
 
 const PYTHON = 'python3';
-const hasTransformers = spawnSync(PYTHON, ['-c', 'import torch, transformers'], { stdio: 'ignore', timeout: 120_000 }).status === 0;
-const skip = hasTransformers ? false : 'needs PyPI transformers + torch for python3 (Debian /usr/bin/python3 has no transformers)';
+const hasTransformers =
+  spawnSync(PYTHON, ['-c', 'import torch, transformers'], { stdio: 'ignore', timeout: 120_000 }).status === 0;
+const skip = hasTransformers
+  ? false
+  : 'needs PyPI transformers + torch for python3 (Debian /usr/bin/python3 has no transformers)';
 
 const CASES = [
   { name: 'bert', module: 'transformers.models.bert.modeling_bert', layers: 2 },
@@ -28,7 +31,10 @@ const fixtureDir = (name: string) => path.join(repoRoot, 'test/fixtures/library'
 // Ops that only move data around; a DQ before them still feeds the op after them.
 const LAYOUT = new Set(['Transpose', 'Reshape', 'Unsqueeze', 'Squeeze', 'Flatten']);
 
-interface Origin { constant: boolean; dqFed: boolean }
+interface Origin {
+  constant: boolean;
+  dqFed: boolean;
+}
 
 /** Where an input of a node comes from: through layout ops, is it DequantizeLinear, and is it a constant? */
 function origin(g: Graph, producer: Map<string, Node>, initializers: Set<string>, value: string): Origin {
@@ -48,7 +54,10 @@ function origin(g: Graph, producer: Map<string, Node>, initializers: Set<string>
       if (depth === 0) {
         // DQ -> Transpose -> MatMul (the exported Linear weight) counts as DQ-fed.
         const inner = origin(g, producer, initializers, p.input[0]);
-        return { constant: inner.constant, dqFed: inner.dqFed || producer.get(p.input[0])?.op_type === 'DequantizeLinear' };
+        return {
+          constant: inner.constant,
+          dqFed: inner.dqFed || producer.get(p.input[0])?.op_type === 'DequantizeLinear',
+        };
       }
       v = p.input[0];
       continue;
@@ -73,10 +82,12 @@ function graphFacts(file: string) {
     else attention.push({ node: n.name ?? '', dqFed: ins.map((o) => o.dqFed) });
   }
   // CumSum whose data input is not a Cast to float (TensorProto FLOAT = 1) would be the integer cumsum.
-  const cumsums = g.node.filter((n) => n.op_type === 'CumSum').map((n) => {
-    const p = producer.get(n.input[0]);
-    return { node: n.name ?? '', floatInput: !!p && p.op_type === 'Cast' && attrInt(p, 'to', 0) === 1 };
-  });
+  const cumsums = g.node
+    .filter((n) => n.op_type === 'CumSum')
+    .map((n) => {
+      const p = producer.get(n.input[0]);
+      return { node: n.name ?? '', floatInput: !!p && p.op_type === 'Cast' && attrInt(p, 'to', 0) === 1 };
+    });
   return { model, weighted, attention, cumsums };
 }
 
@@ -87,13 +98,20 @@ for (const c of CASES) {
       const run = await runQdq(['run', dir, '--python', PYTHON]);
       assert.equal(run.code, 0, `qdq run failed:\n${run.stderr.slice(-3000)}`);
       const report = readReport(dir);
-      assert.ok(report.notes.some((n: string) => n.includes(`patched in memory: ${c.module}`)), report.notes.join('\n'));
+      assert.ok(
+        report.notes.some((n: string) => n.includes(`patched in memory: ${c.module}`)),
+        report.notes.join('\n'),
+      );
       assert.ok(report.cosine_min >= 0.99, `cosine with FP32 ${report.cosine_min} < 0.99`);
 
       const int8 = graphFacts(report.files.int8_onnx);
       // q/k/v, attention output, intermediate, output dense: 6 weighted Linear layers per encoder layer.
       assert.ok(int8.weighted.length >= 6 * c.layers, `found ${int8.weighted.length} weighted MatMul/Gemm`);
-      assert.deepEqual(int8.weighted.filter((w) => !w.dqFed).map((w) => w.node), [], 'every MatMul/Gemm with a constant weight is DQ-fed');
+      assert.deepEqual(
+        int8.weighted.filter((w) => !w.dqFed).map((w) => w.node),
+        [],
+        'every MatMul/Gemm with a constant weight is DQ-fed',
+      );
       // Score (Q @ K^T) and context (P @ V) matmul in each layer, both operands quantized.
       assert.equal(int8.attention.length, 2 * c.layers, int8.attention.map((a) => a.node).join(', '));
       for (const a of int8.attention) assert.deepEqual(a.dqFed, [true, true], `${a.node}: both operands DQ-fed`);
@@ -115,52 +133,77 @@ for (const c of CASES) {
   });
 }
 
-test('restore gives back the library classes and FP32 outputs identical to an unpatched run; sdpa attention is refused', { skip }, () => {
-  const cases = CASES.map((c) => {
-    const file = spawnSync(PYTHON, ['-c', `import importlib.util,sys; print(importlib.util.find_spec(sys.argv[1]).origin)`, c.module], { encoding: 'utf8' }).stdout.trim();
-    return { name: c.name, dir: fixtureDir(c.name), module: c.module, source: patchLibrarySource(c.module, fs.readFileSync(file, 'utf8')).text };
-  });
-  const backend = path.join(repoRoot, 'backend');
-  const r = spawnSync(PYTHON, [path.join(repoRoot, 'test/fixtures/library/restore_check.py')], {
-    input: JSON.stringify({ cases }), encoding: 'utf8', timeout: 300_000,
-    env: { ...process.env, PYTHONPATH: process.env.PYTHONPATH ? `${backend}:${process.env.PYTHONPATH}` : backend },
-  });
-  assert.equal(r.status, 0, r.stderr.slice(-3000));
-  const facts = JSON.parse(r.stdout.trim().split('\n').pop() as string);
-  for (const c of CASES) {
-    const f = facts[c.name];
-    assert.ok(f.quantizers_while_patched > 0, `${c.name}: the patched classes carry quantizers`);
-    assert.ok(f.classes_swapped_while_patched.length > 0, `${c.name}: models built while patched use the patched classes`);
-    assert.equal(f.eager_check_passed, true, `${c.name}: eager attention passes the check`);
-    assert.deepEqual(f.restored, [c.module]);
-    assert.deepEqual(f.installed_after_restore, []);
-    assert.equal(f.classes_identical_after_restore, true, `${c.name}: the library's own classes are back`);
-    assert.equal(f.quantizers_after_restore, 0, `${c.name}: no quantizer is left in models built after restore`);
-    assert.equal(f.module_namespace_restored, true, `${c.name}: the module namespace holds the original classes`);
-    assert.equal(f.fp32_identical_after_restore, true, `${c.name}: FP32 outputs identical to the unpatched run`);
-  }
-  const sdpa = facts.bert.sdpa_error;
-  assert.ok(sdpa, 'a patched model with sdpa attention is refused');
-  assert.equal(sdpa.kind, 'config');
-  assert.match(sdpa.message, /attn_implementation='sdpa'/);
-  assert.match(sdpa.hint, /attn_implementation="eager"/);
-});
+test(
+  'restore gives back the library classes and FP32 outputs identical to an unpatched run; sdpa attention is refused',
+  { skip },
+  () => {
+    const cases = CASES.map((c) => {
+      const file = spawnSync(
+        PYTHON,
+        ['-c', `import importlib.util,sys; print(importlib.util.find_spec(sys.argv[1]).origin)`, c.module],
+        { encoding: 'utf8' },
+      ).stdout.trim();
+      return {
+        name: c.name,
+        dir: fixtureDir(c.name),
+        module: c.module,
+        source: patchLibrarySource(c.module, fs.readFileSync(file, 'utf8')).text,
+      };
+    });
+    const backend = path.join(repoRoot, 'backend');
+    const r = spawnSync(PYTHON, [path.join(repoRoot, 'test/fixtures/library/restore_check.py')], {
+      input: JSON.stringify({ cases }),
+      encoding: 'utf8',
+      timeout: 300_000,
+      env: { ...process.env, PYTHONPATH: process.env.PYTHONPATH ? `${backend}:${process.env.PYTHONPATH}` : backend },
+    });
+    assert.equal(r.status, 0, r.stderr.slice(-3000));
+    const facts = JSON.parse(r.stdout.trim().split('\n').pop() as string);
+    for (const c of CASES) {
+      const f = facts[c.name];
+      assert.ok(f.quantizers_while_patched > 0, `${c.name}: the patched classes carry quantizers`);
+      assert.ok(
+        f.classes_swapped_while_patched.length > 0,
+        `${c.name}: models built while patched use the patched classes`,
+      );
+      assert.equal(f.eager_check_passed, true, `${c.name}: eager attention passes the check`);
+      assert.deepEqual(f.restored, [c.module]);
+      assert.deepEqual(f.installed_after_restore, []);
+      assert.equal(f.classes_identical_after_restore, true, `${c.name}: the library's own classes are back`);
+      assert.equal(f.quantizers_after_restore, 0, `${c.name}: no quantizer is left in models built after restore`);
+      assert.equal(f.module_namespace_restored, true, `${c.name}: the module namespace holds the original classes`);
+      assert.equal(f.fp32_identical_after_restore, true, `${c.name}: FP32 outputs identical to the unpatched run`);
+    }
+    const sdpa = facts.bert.sdpa_error;
+    assert.ok(sdpa, 'a patched model with sdpa attention is refused');
+    assert.equal(sdpa.kind, 'config');
+    assert.match(sdpa.message, /attn_implementation='sdpa'/);
+    assert.match(sdpa.hint, /attn_implementation="eager"/);
+  },
+);
 
-test('a patched model built with sdpa attention is refused at load with the eager fix, not exported float', { skip }, async () => {
-  const dir = copyProject(fixtureDir('bert'));
-  try {
-    const model = path.join(dir, 'model.py');
-    fs.writeFileSync(model, fs.readFileSync(model, 'utf8').replace('attn_implementation="eager"', 'attn_implementation="sdpa"'));
-    const run = await runQdq(['run', dir, '--python', PYTHON]);
-    assert.notEqual(run.code, 0);
-    assert.match(run.stderr, /BertModel \(in Encoder\) uses attn_implementation='sdpa'/);
-    assert.match(run.stderr, /attn_implementation="eager"/);
-    assert.doesNotMatch(run.stderr, /Traceback|\n\s+at /, 'no stack trace');
-    assert.equal(fs.existsSync(path.join(dir, 'qdq-out', 'model.int8.onnx')), false, 'nothing exported');
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-});
+test(
+  'a patched model built with sdpa attention is refused at load with the eager fix, not exported float',
+  { skip },
+  async () => {
+    const dir = copyProject(fixtureDir('bert'));
+    try {
+      const model = path.join(dir, 'model.py');
+      fs.writeFileSync(
+        model,
+        fs.readFileSync(model, 'utf8').replace('attn_implementation="eager"', 'attn_implementation="sdpa"'),
+      );
+      const run = await runQdq(['run', dir, '--python', PYTHON]);
+      assert.notEqual(run.code, 0);
+      assert.match(run.stderr, /BertModel \(in Encoder\) uses attn_implementation='sdpa'/);
+      assert.match(run.stderr, /attn_implementation="eager"/);
+      assert.doesNotMatch(run.stderr, /Traceback|\n\s+at /, 'no stack trace');
+      assert.equal(fs.existsSync(path.join(dir, 'qdq-out', 'model.int8.onnx')), false, 'nothing exported');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
 
 test('a module with nothing to quantize in patch-modules is a config error naming it', { skip }, async () => {
   const dir = copyProject(fixtureDir('bert'));
@@ -169,7 +212,10 @@ test('a module with nothing to quantize in patch-modules is a config error namin
     fs.writeFileSync(toml, fs.readFileSync(toml, 'utf8').replace('modeling_bert"', 'configuration_bert"'));
     const run = await runQdq(['run', dir, '--python', PYTHON]);
     assert.notEqual(run.code, 0);
-    assert.match(run.stderr, /transformers\.models\.bert\.configuration_bert: the quantize pass found nothing to quantize/);
+    assert.match(
+      run.stderr,
+      /transformers\.models\.bert\.configuration_bert: the quantize pass found nothing to quantize/,
+    );
     assert.match(run.stderr, /patch the module that does/);
     assert.doesNotMatch(run.stderr, /internal error|\n\s+at /);
   } finally {

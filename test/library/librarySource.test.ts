@@ -6,12 +6,20 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import { libraryImports, moduleForClass } from '../../server/src/features/librarySource';
 import { patchLibrarySource } from '../../server/src/library/patch';
-import { QuantizedModuleSourceRequest, ShowQuantizedSourceCommand, type QuantizedModuleSourceResult } from '../../server/src/protocol/lsp_ext';
+import {
+  QuantizedModuleSourceRequest,
+  ShowQuantizedSourceCommand,
+  type QuantizedModuleSourceResult,
+} from '../../server/src/protocol/lsp_ext';
 import { TestClient, fileUri, REPO } from '../protocol/lspClient';
 
 const PYTHON = 'python3';
 const BERT = 'transformers.models.bert.modeling_bert';
-const lookup = spawnSync(PYTHON, ['-c', 'import importlib.util, sys; print(importlib.util.find_spec(sys.argv[1]).origin)', BERT], { encoding: 'utf8' });
+const lookup = spawnSync(
+  PYTHON,
+  ['-c', 'import importlib.util, sys; print(importlib.util.find_spec(sys.argv[1]).origin)', BERT],
+  { encoding: 'utf8' },
+);
 const bertFile = lookup.status === 0 ? lookup.stdout.trim() : null;
 const skip = bertFile ? false : 'needs PyPI transformers for python3 (Debian /usr/bin/python3 has none)';
 
@@ -40,7 +48,8 @@ test('import scan: modeling modules named directly, re-exported model classes ma
     '9-9 transformers.models.roberta.modeling_roberta',
   ]);
   // Configs, tokenizers and sub-families that live in other modules are not mapped.
-  for (const name of ['BertConfig', 'BertTokenizer', 'ViTMAEModel', 'RobertaPreLayerNormModel', 'ViTHybridModel']) assert.equal(moduleForClass(name), null, name);
+  for (const name of ['BertConfig', 'BertTokenizer', 'ViTMAEModel', 'RobertaPreLayerNormModel', 'ViTHybridModel'])
+    assert.equal(moduleForClass(name), null, name);
   assert.equal(moduleForClass('BertForSequenceClassification'), BERT);
   assert.equal(moduleForClass('DistilBertPreTrainedModel'), 'transformers.models.distilbert.modeling_distilbert');
   assert.deepEqual(libraryImports('import torch\nfrom torch import nn\n'), []);
@@ -58,32 +67,58 @@ async function withServer<T>(init: { workspaceTrusted: boolean }, fn: (c: TestCl
 const docUri = fileUri(`${REPO}/test/fixtures/library/bert/model_imports.py`);
 const range = (line: number) => ({ start: { line, character: 0 }, end: { line, character: 0 } });
 
-test('trusted workspace: the code action on an import opens the patched text, naming the interpreter', { skip }, async () => {
-  await withServer({ workspaceTrusted: true }, async (client) => {
-    await client.open(docUri, SOURCE);
-    const actions = await client.request<any[]>('textDocument/codeAction', { textDocument: { uri: docUri }, range: range(1), context: { diagnostics: [] } });
-    const show = actions.filter((a) => a.command?.command === ShowQuantizedSourceCommand);
-    assert.equal(show.length, 1, JSON.stringify(actions.map((a) => a.title)));
-    assert.equal(show[0].title, `Show quantized source of ${BERT}`);
-    assert.equal(show[0].disabled, undefined);
-    const result = await client.request<QuantizedModuleSourceResult>(QuantizedModuleSourceRequest, show[0].command.arguments[0]);
-    assert.equal(result.file, bertFile);
-    assert.equal(result.text, patchLibrarySource(BERT, fs.readFileSync(bertFile as string, 'utf8')).text, 'exactly what patch-modules runs');
-    assert.match(result.message, /located with \S*python3/);
-    assert.match(result.message, /read-only/);
-    // No action on a line that imports nothing qdq maps.
-    const none = await client.request<any[]>('textDocument/codeAction', { textDocument: { uri: docUri }, range: range(0), context: { diagnostics: [] } });
-    assert.equal(none.filter((a) => a.command?.command === ShowQuantizedSourceCommand).length, 0);
-  });
-});
+test(
+  'trusted workspace: the code action on an import opens the patched text, naming the interpreter',
+  { skip },
+  async () => {
+    await withServer({ workspaceTrusted: true }, async (client) => {
+      await client.open(docUri, SOURCE);
+      const actions = await client.request<any[]>('textDocument/codeAction', {
+        textDocument: { uri: docUri },
+        range: range(1),
+        context: { diagnostics: [] },
+      });
+      const show = actions.filter((a) => a.command?.command === ShowQuantizedSourceCommand);
+      assert.equal(show.length, 1, JSON.stringify(actions.map((a) => a.title)));
+      assert.equal(show[0].title, `Show quantized source of ${BERT}`);
+      assert.equal(show[0].disabled, undefined);
+      const result = await client.request<QuantizedModuleSourceResult>(
+        QuantizedModuleSourceRequest,
+        show[0].command.arguments[0],
+      );
+      assert.equal(result.file, bertFile);
+      assert.equal(
+        result.text,
+        patchLibrarySource(BERT, fs.readFileSync(bertFile as string, 'utf8')).text,
+        'exactly what patch-modules runs',
+      );
+      assert.match(result.message, /located with \S*python3/);
+      assert.match(result.message, /read-only/);
+      // No action on a line that imports nothing qdq maps.
+      const none = await client.request<any[]>('textDocument/codeAction', {
+        textDocument: { uri: docUri },
+        range: range(0),
+        context: { diagnostics: [] },
+      });
+      assert.equal(none.filter((a) => a.command?.command === ShowQuantizedSourceCommand).length, 0);
+    });
+  },
+);
 
 test('untrusted workspace: the action is shown disabled with the reason, and the request is refused', async () => {
   await withServer({ workspaceTrusted: false }, async (client) => {
     await client.open(docUri, SOURCE);
-    const actions = await client.request<any[]>('textDocument/codeAction', { textDocument: { uri: docUri }, range: range(2), context: { diagnostics: [] } });
+    const actions = await client.request<any[]>('textDocument/codeAction', {
+      textDocument: { uri: docUri },
+      range: range(2),
+      context: { diagnostics: [] },
+    });
     const show = actions.filter((a) => a.command?.command === ShowQuantizedSourceCommand);
     assert.equal(show.length, 2, 'RoBERTa and ViT from the parenthesized import');
     for (const a of show) assert.match(a.disabled?.reason ?? '', /not trusted.*runs the Python interpreter/);
-    await assert.rejects(client.request(QuantizedModuleSourceRequest, { uri: docUri, module: BERT }), /Workspace not trusted/);
+    await assert.rejects(
+      client.request(QuantizedModuleSourceRequest, { uri: docUri, module: BERT }),
+      /Workspace not trusted/,
+    );
   });
 });

@@ -20,7 +20,9 @@ const MODULES = [
 ];
 
 function transformersDir(): string | null {
-  const r = spawnSync('python3', ['-c', 'import transformers, os; print(os.path.dirname(transformers.__file__))'], { encoding: 'utf8' });
+  const r = spawnSync('python3', ['-c', 'import transformers, os; print(os.path.dirname(transformers.__file__))'], {
+    encoding: 'utf8',
+  });
   return r.status === 0 ? r.stdout.trim() : null;
 }
 
@@ -32,8 +34,11 @@ function moduleFile(module: string): string {
 }
 
 function pythonParses(text: string): string | null {
-  const r = spawnSync('python3', ['-c', 'import ast, sys; ast.parse(sys.stdin.read())'], { input: text, encoding: 'utf8' });
-  return r.status === 0 ? null : r.stderr.trim().split('\n').pop() ?? 'ast.parse failed';
+  const r = spawnSync('python3', ['-c', 'import ast, sys; ast.parse(sys.stdin.read())'], {
+    input: text,
+    encoding: 'utf8',
+  });
+  return r.status === 0 ? null : (r.stderr.trim().split('\n').pop() ?? 'ast.parse failed');
 }
 
 for (const module of MODULES) {
@@ -52,25 +57,45 @@ for (const module of MODULES) {
   });
 }
 
-test('BERT placement matches QDQBERT: q/k/v Linear, both operands of both attention matmuls, residual inputs before LayerNorm', { skip }, () => {
-  const module = MODULES[0];
-  const text = patchLibrarySource(module, fs.readFileSync(moduleFile(module), 'utf8')).text;
-  for (const layer of ['query', 'key', 'value']) {
-    assert.match(text, new RegExp(`self\\.${layer} = qdq_quant\\.quant\\(nn\\.Linear\\(`), `${layer} Linear is quantized`);
-  }
-  assert.match(text, /torch\.matmul\(module\.matmul\d+_a_quantizer\(query\), module\.matmul\d+_b_quantizer\(key\.transpose\(2, 3\)\)\)/);
-  assert.match(text, /torch\.matmul\(module\.matmul\d+_a_quantizer\(attn_weights\), module\.matmul\d+_b_quantizer\(value\)\)/);
-  assert.match(text, /self\.LayerNorm\(self\.add\d+_\w+_quantizer\(hidden_states\) \+ self\.add\d+_\w+_quantizer\(input_tensor\)\)/);
-  assert.doesNotMatch(text, /quant\(nn\.LayerNorm/, 'LayerNorm stays in float');
-  assert.doesNotMatch(text, /_quantizer\(nn\.functional\.softmax/, 'softmax output is not quantized');
-});
+test(
+  'BERT placement matches QDQBERT: q/k/v Linear, both operands of both attention matmuls, residual inputs before LayerNorm',
+  { skip },
+  () => {
+    const module = MODULES[0];
+    const text = patchLibrarySource(module, fs.readFileSync(moduleFile(module), 'utf8')).text;
+    for (const layer of ['query', 'key', 'value']) {
+      assert.match(
+        text,
+        new RegExp(`self\\.${layer} = qdq_quant\\.quant\\(nn\\.Linear\\(`),
+        `${layer} Linear is quantized`,
+      );
+    }
+    assert.match(
+      text,
+      /torch\.matmul\(module\.matmul\d+_a_quantizer\(query\), module\.matmul\d+_b_quantizer\(key\.transpose\(2, 3\)\)\)/,
+    );
+    assert.match(
+      text,
+      /torch\.matmul\(module\.matmul\d+_a_quantizer\(attn_weights\), module\.matmul\d+_b_quantizer\(value\)\)/,
+    );
+    assert.match(
+      text,
+      /self\.LayerNorm\(self\.add\d+_\w+_quantizer\(hidden_states\) \+ self\.add\d+_\w+_quantizer\(input_tensor\)\)/,
+    );
+    assert.doesNotMatch(text, /quant\(nn\.LayerNorm/, 'LayerNorm stays in float');
+    assert.doesNotMatch(text, /_quantizer\(nn\.functional\.softmax/, 'softmax output is not quantized');
+  },
+);
 
 test('RoBERTa: the integer cumsum of the position ids is patched (TRT001)', { skip }, () => {
   const module = MODULES[1];
   const original = fs.readFileSync(moduleFile(module), 'utf8');
   assert.match(original, /torch\.cumsum\(mask, dim=1\)/);
   const patch = patchLibrarySource(module, original);
-  assert.ok(patch.fixes.some((f) => f.startsWith('TRT001')), patch.fixes.join('\n'));
+  assert.ok(
+    patch.fixes.some((f) => f.startsWith('TRT001')),
+    patch.fixes.join('\n'),
+  );
   // transformer-deploy's patch: the mask is float before the cumsum, so no integer CumSum reaches the graph.
   assert.match(patch.text, /mask = input_ids\.ne\(padding_idx\)\.float\(\)/);
   const tree = parsePython(patch.text);
@@ -83,13 +108,16 @@ test('a library version whose attention moved fails loudly, naming the module an
   const original = fs.readFileSync(moduleFile(module), 'utf8');
   // Simulate a release that computes attention elsewhere: no matmul left in this module.
   const moved = original.replace(/torch\.matmul\(/g, 'some_kernel(');
-  assert.throws(() => patchLibrarySource(module, moved), (err: unknown) => {
-    assert.ok(err instanceof LibraryPatchError);
-    assert.match(err.message, /transformers\.models\.bert\.modeling_bert/);
-    assert.match(err.message, /matmulOperands: found 0, expected at least 4/);
-    assert.match(err.hint, /qdq quantize --module/);
-    return true;
-  });
+  assert.throws(
+    () => patchLibrarySource(module, moved),
+    (err: unknown) => {
+      assert.ok(err instanceof LibraryPatchError);
+      assert.match(err.message, /transformers\.models\.bert\.modeling_bert/);
+      assert.match(err.message, /matmulOperands: found 0, expected at least 4/);
+      assert.match(err.hint, /qdq quantize --module/);
+      return true;
+    },
+  );
 });
 
 test('an unknown module with nothing to quantize is refused with a reason', () => {

@@ -20,9 +20,15 @@ let cached: { dir: string } | { skip: string } | undefined;
 export function fixtureModels(): { dir: string } | { skip: string } {
   if (cached) return cached;
   const py = torchPython();
-  if (!py) return (cached = { skip: 'no Python with torch here (python3, /usr/bin/python3): cannot export the fixture models' });
+  if (!py)
+    return (cached = {
+      skip: 'no Python with torch here (python3, /usr/bin/python3): cannot export the fixture models',
+    });
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qdq-onnx-test-'));
-  const r = spawnSync(py, [path.join(repoRoot, 'test/fixtures/onnx/make_models.py'), dir], { encoding: 'utf8', timeout: 180_000 });
+  const r = spawnSync(py, [path.join(repoRoot, 'test/fixtures/onnx/make_models.py'), dir], {
+    encoding: 'utf8',
+    timeout: 180_000,
+  });
   if (r.status !== 0) throw new Error(`exporting fixture models failed:\n${r.stderr}`);
   return (cached = { dir });
 }

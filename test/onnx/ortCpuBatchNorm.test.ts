@@ -7,8 +7,19 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import {
-  Model, Node, Tensor, DataType, makeNode, makeTensor, floatTensor, int8Tensor, intAttr, writeModel, readModel,
-  encodeModel, decodeModel,
+  Model,
+  Node,
+  Tensor,
+  DataType,
+  makeNode,
+  makeTensor,
+  floatTensor,
+  int8Tensor,
+  intAttr,
+  writeModel,
+  readModel,
+  encodeModel,
+  decodeModel,
 } from '../../server/src/onnx/model';
 import { optimizeForOrtCpu } from '../../server/src/onnx/ortCpu';
 import { randn } from './helpers';
@@ -18,7 +29,12 @@ const ort = require('onnxruntime-node');
 function valueInfo(name: string, shape: (number | string)[]) {
   return {
     name,
-    type: { tensor_type: { elem_type: DataType.FLOAT, shape: { dim: shape.map((d) => (typeof d === 'number' ? { dim_value: d } : { dim_param: d })) } } },
+    type: {
+      tensor_type: {
+        elem_type: DataType.FLOAT,
+        shape: { dim: shape.map((d) => (typeof d === 'number' ? { dim_value: d } : { dim_param: d })) },
+      },
+    },
   };
 }
 
@@ -28,28 +44,64 @@ function int8Weights(n: number, seed: number): Int8Array {
 }
 
 /** Conv(weight INT8 -> DQ) -> Q -> DQ -> BN, appended to nodes/inits; returns the BN output name. */
-function convBn(nodes: Node[], inits: Tensor[], p: string, input: string, cin: number, cout: number,
-  weightScales: number[], outScale: number, gamma: number[], seed: number, outputQdq: boolean): string {
+function convBn(
+  nodes: Node[],
+  inits: Tensor[],
+  p: string,
+  input: string,
+  cin: number,
+  cout: number,
+  weightScales: number[],
+  outScale: number,
+  gamma: number[],
+  seed: number,
+  outputQdq: boolean,
+): string {
   inits.push(
     makeTensor(`${p}.w`, DataType.INT8, [cout, cin, 3, 3], int8Weights(cout * cin * 9, seed)),
     floatTensor(`${p}.w_scale`, weightScales.length > 1 ? [cout] : [], weightScales),
     int8Tensor(`${p}.w_zp`, weightScales.length > 1 ? [cout] : [], new Array(weightScales.length).fill(0)),
-    floatTensor(`${p}.out_scale`, [], [outScale]), int8Tensor(`${p}.out_zp`, [], [0]),
+    floatTensor(`${p}.out_scale`, [], [outScale]),
+    int8Tensor(`${p}.out_zp`, [], [0]),
     floatTensor(`${p}.gamma`, [cout], gamma),
-    floatTensor(`${p}.beta`, [cout], Array.from({ length: cout }, (_, c) => 0.3 * Math.sin(c + seed))),
-    floatTensor(`${p}.mean`, [cout], Array.from({ length: cout }, (_, c) => 0.5 * Math.cos(c * 3 + seed))),
-    floatTensor(`${p}.var`, [cout], Array.from({ length: cout }, (_, c) => 0.5 + (c % 3) * 0.7)),
+    floatTensor(
+      `${p}.beta`,
+      [cout],
+      Array.from({ length: cout }, (_, c) => 0.3 * Math.sin(c + seed)),
+    ),
+    floatTensor(
+      `${p}.mean`,
+      [cout],
+      Array.from({ length: cout }, (_, c) => 0.5 * Math.cos(c * 3 + seed)),
+    ),
+    floatTensor(
+      `${p}.var`,
+      [cout],
+      Array.from({ length: cout }, (_, c) => 0.5 + (c % 3) * 0.7),
+    ),
   );
   nodes.push(
-    makeNode('DequantizeLinear', [`${p}.w`, `${p}.w_scale`, `${p}.w_zp`], [`${p}.w_dq`], `${p}/weight_DQ`,
-      weightScales.length > 1 ? [intAttr('axis', 0)] : []),
+    makeNode(
+      'DequantizeLinear',
+      [`${p}.w`, `${p}.w_scale`, `${p}.w_zp`],
+      [`${p}.w_dq`],
+      `${p}/weight_DQ`,
+      weightScales.length > 1 ? [intAttr('axis', 0)] : [],
+    ),
     makeNode('Conv', [input, `${p}.w_dq`], [`${p}.conv`], `${p}/Conv`, [{ name: 'pads', type: 7, ints: [1, 1, 1, 1] }]),
-    ...(outputQdq ? [
-      makeNode('QuantizeLinear', [`${p}.conv`, `${p}.out_scale`, `${p}.out_zp`], [`${p}.q`], `${p}/output_Q`),
-      makeNode('DequantizeLinear', [`${p}.q`, `${p}.out_scale`, `${p}.out_zp`], [`${p}.dq`], `${p}/output_DQ`),
-    ] : []),
-    makeNode('BatchNormalization', [outputQdq ? `${p}.dq` : `${p}.conv`, `${p}.gamma`, `${p}.beta`, `${p}.mean`, `${p}.var`], [`${p}.bn`], `${p}/BatchNormalization`,
-      [{ name: 'epsilon', type: 1, f: 1e-5 }]),
+    ...(outputQdq
+      ? [
+          makeNode('QuantizeLinear', [`${p}.conv`, `${p}.out_scale`, `${p}.out_zp`], [`${p}.q`], `${p}/output_Q`),
+          makeNode('DequantizeLinear', [`${p}.q`, `${p}.out_scale`, `${p}.out_zp`], [`${p}.dq`], `${p}/output_DQ`),
+        ]
+      : []),
+    makeNode(
+      'BatchNormalization',
+      [outputQdq ? `${p}.dq` : `${p}.conv`, `${p}.gamma`, `${p}.beta`, `${p}.mean`, `${p}.var`],
+      [`${p}.bn`],
+      `${p}/BatchNormalization`,
+      [{ name: 'epsilon', type: 1, f: 1e-5 }],
+    ),
   );
   return `${p}.bn`;
 }
@@ -58,16 +110,29 @@ function convBn(nodes: Node[], inits: Tensor[], p: string, input: string, cin: n
 function buildModel(outputQdq: boolean): Model {
   const nodes: Node[] = [];
   const inits: Tensor[] = [
-    floatTensor('x_scale', [], [3 / 127]), int8Tensor('x_zp', [], [0]),
-    floatTensor('a_scale', [], [6 / 127]), int8Tensor('a_zp', [], [0]),
+    floatTensor('x_scale', [], [3 / 127]),
+    int8Tensor('x_zp', [], [0]),
+    floatTensor('a_scale', [], [6 / 127]),
+    int8Tensor('a_zp', [], [0]),
   ];
   nodes.push(
     makeNode('QuantizeLinear', ['x', 'x_scale', 'x_zp'], ['x_q'], 'input_Q'),
     makeNode('DequantizeLinear', ['x_q', 'x_scale', 'x_zp'], ['x_dq'], 'input_DQ'),
   );
   // Conv 1: per-channel weight scales, one negative gamma (the INT8 channel is negated, not rescaled by < 0).
-  const bn1 = convBn(nodes, inits, 'c1', 'x_dq', 3, 8, Array.from({ length: 8 }, (_, c) => 0.004 + 0.001 * c), 16 / 127,
-    [1.2, 0.8, -0.9, 1.5, 0.6, 1.1, 0.7, 1.3], 11, outputQdq);
+  const bn1 = convBn(
+    nodes,
+    inits,
+    'c1',
+    'x_dq',
+    3,
+    8,
+    Array.from({ length: 8 }, (_, c) => 0.004 + 0.001 * c),
+    16 / 127,
+    [1.2, 0.8, -0.9, 1.5, 0.6, 1.1, 0.7, 1.3],
+    11,
+    outputQdq,
+  );
   nodes.push(
     makeNode('Relu', [bn1], ['r1'], 'relu1'),
     makeNode('QuantizeLinear', ['r1', 'a_scale', 'a_zp'], ['r1_q'], 'c2/input_Q'),
@@ -75,27 +140,50 @@ function buildModel(outputQdq: boolean): Model {
   );
   // Conv 2: a per-tensor weight scale (turned into per-channel scales by the fold), then a residual block's end:
   // Add(BN, block input) -> Relu -> MaxPool -> Q -> DQ.
-  const bn2 = convBn(nodes, inits, 'c2', 'r1_dq', 8, 8, [0.005], 24 / 127, [0.9, 1.4, 0.5, 1.1, 1.2, 0.8, 1.0, 0.6], 23, outputQdq);
+  const bn2 = convBn(
+    nodes,
+    inits,
+    'c2',
+    'r1_dq',
+    8,
+    8,
+    [0.005],
+    24 / 127,
+    [0.9, 1.4, 0.5, 1.1, 1.2, 0.8, 1.0, 0.6],
+    23,
+    outputQdq,
+  );
   inits.push(floatTensor('y_scale', [], [20 / 127]), int8Tensor('y_zp', [], [0]));
   nodes.push(
     makeNode('Add', [bn2, 'r1_dq'], ['sum'], 'residual/Add'),
     makeNode('Relu', ['sum'], ['sum_relu'], 'residual/Relu'),
-    makeNode('MaxPool', ['sum_relu'], ['pooled'], 'pool', [{ name: 'kernel_shape', type: 7, ints: [2, 2] }, { name: 'strides', type: 7, ints: [2, 2] }]),
+    makeNode('MaxPool', ['sum_relu'], ['pooled'], 'pool', [
+      { name: 'kernel_shape', type: 7, ints: [2, 2] },
+      { name: 'strides', type: 7, ints: [2, 2] },
+    ]),
     makeNode('QuantizeLinear', ['pooled', 'y_scale', 'y_zp'], ['y_q'], 'output_Q'),
     makeNode('DequantizeLinear', ['y_q', 'y_scale', 'y_zp'], ['y'], 'output_DQ'),
   );
   return {
-    ir_version: 8, producer_name: 'qdq-test', opset_import: [{ domain: '', version: 13 }],
+    ir_version: 8,
+    producer_name: 'qdq-test',
+    opset_import: [{ domain: '', version: 13 }],
     graph: {
-      name: 'conv_bn_qdq', node: nodes, initializer: inits, value_info: [],
-      input: [valueInfo('x', ['batch', 3, 8, 8])], output: [valueInfo('y', ['batch', 8, 4, 4])],
+      name: 'conv_bn_qdq',
+      node: nodes,
+      initializer: inits,
+      value_info: [],
+      input: [valueInfo('x', ['batch', 3, 8, 8])],
+      output: [valueInfo('y', ['batch', 8, 4, 4])],
     },
   };
 }
 
 async function runModel(file: string, x: Float32Array, shape: number[], optimized?: string): Promise<Float32Array> {
   const s = await ort.InferenceSession.create(file, {
-    graphOptimizationLevel: 'all', logSeverityLevel: 3, ...(optimized ? { optimizedModelFilePath: optimized } : {}),
+    graphOptimizationLevel: 'all',
+    logSeverityLevel: 3,
+    ...(optimized ? { optimizedModelFilePath: optimized } : {}),
   });
   const r = await s.run({ x: new ort.Tensor('float32', x, shape) });
   await s.release();
@@ -103,8 +191,14 @@ async function runModel(file: string, x: Float32Array, shape: number[], optimize
 }
 
 function cosine(a: Float32Array, b: Float32Array): number {
-  let d = 0, na = 0, nb = 0;
-  for (let i = 0; i < a.length; i++) { d += a[i] * b[i]; na += a[i] * a[i]; nb += b[i] * b[i]; }
+  let d = 0,
+    na = 0,
+    nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    d += a[i] * b[i];
+    na += a[i] * a[i];
+    nb += b[i] * b[i];
+  }
   return d / Math.sqrt(na * nb);
 }
 
@@ -124,7 +218,10 @@ function foldToFiles(dir: string, name: string, model: Model) {
 }
 
 const shape = [4, 3, 8, 8];
-const x = randn(shape.reduce((a, b) => a * b, 1), 5);
+const x = randn(
+  shape.reduce((a, b) => a * b, 1),
+  5,
+);
 
 test('BN fold without Conv output quantizers (tensorrt-style graph) is exact up to the INT32 bias grid', async () => {
   // The output Q is the same before and after, so outputs agree up to an occasional one-step rounding flip.
@@ -148,9 +245,13 @@ test('BN fold in the ort-cpu graph: DQ -> Conv -> Q with no BN, integer Conv and
   // Each Conv reads DQ-fed input, weight and bias, and a Q reads its output directly.
   for (const conv of m.graph.node.filter((n) => n.op_type === 'Conv')) {
     assert.equal(conv.input.length, 3, 'folded Conv has a bias');
-    for (const i of conv.input) assert.equal(m.graph.node.find((n) => n.output.includes(i))?.op_type, 'DequantizeLinear', i);
+    for (const i of conv.input)
+      assert.equal(m.graph.node.find((n) => n.output.includes(i))?.op_type, 'DequantizeLinear', i);
     const readers = m.graph.node.filter((n) => n.input.includes(conv.output[0]));
-    assert.deepEqual(readers.map((n) => n.op_type), ['QuantizeLinear']);
+    assert.deepEqual(
+      readers.map((n) => n.op_type),
+      ['QuantizeLinear'],
+    );
   }
   const optimized = path.join(dir, 'conv_bn_qdq_folded.optimized.onnx');
   const before = await runModel(unfolded, x, shape);
@@ -158,7 +259,8 @@ test('BN fold in the ort-cpu graph: DQ -> Conv -> Q with no BN, integer Conv and
   // The fold drops the quantizer torch placed before BN and requantizes after it, so the two INT8 graphs
   // round differently; judged against the graph without Conv output quantizers, the folded one is no worse.
   const reference = await runModel(foldToFiles(dir, 'conv_bn_reference', buildModel(false)).unfolded, x, shape);
-  const cosFolded = cosine(after, reference), cosUnfolded = cosine(before, reference);
+  const cosFolded = cosine(after, reference),
+    cosUnfolded = cosine(before, reference);
   assert.ok(cosine(before, after) >= 0.999, `cosine folded vs unfolded INT8 graph ${cosine(before, after)}`);
   assert.ok(cosFolded >= cosUnfolded - 1e-4, `vs reference: folded ${cosFolded}, unfolded ${cosUnfolded}`);
   // What the rewrite is for: ORT's CPU provider runs both convolutions and the residual Add as integer kernels,
@@ -183,7 +285,10 @@ test('ort-cpu rewrite leaves BatchNormalization after an FP32-weight Conv alone'
   m.graph.initializer.push(floatTensor(dq.output[0], [8, 3, 3, 3], randn(8 * 27, 3)));
   const r = optimizeForOrtCpu(m);
   assert.equal(r.batchNormsFolded, 1, JSON.stringify(r));
-  assert.deepEqual(m.graph.node.filter((n) => n.op_type === 'BatchNormalization').map((n) => n.name), ['c1/BatchNormalization']);
+  assert.deepEqual(
+    m.graph.node.filter((n) => n.op_type === 'BatchNormalization').map((n) => n.name),
+    ['c1/BatchNormalization'],
+  );
 });
 
 test('a last residual block whose sum goes on in float (Add -> Relu -> GlobalAveragePool) runs as QLinearAdd', async () => {

@@ -29,7 +29,10 @@ test('a valid [tool.qdq] gives typed values with defaults filled in', () => {
 });
 
 test('each bad value is named with the key, the fix and its line', () => {
-  const text = GOOD.replace('method = "entropy"', 'method = "minmax"').replace('batches = 8', 'batches = 0\nopset = 11\ntarget = "trt"');
+  const text = GOOD.replace('method = "entropy"', 'method = "minmax"').replace(
+    'batches = 8',
+    'batches = 0\nopset = 11\ntarget = "trt"',
+  );
   const r = validateConfigText(text);
   assert.equal(r.config, null);
   const byKey = Object.fromEntries(r.diagnostics.map((d) => [d.key, d]));
@@ -44,7 +47,10 @@ test('each bad value is named with the key, the fix and its line', () => {
 test('missing model and inputs, unknown keys and misspellings', () => {
   const r = validateConfigText('[tool.qdq]\nmehtod = "max"\ninput_shapes = [[1, 4]]\ncolour = 1\n');
   const msgs = r.diagnostics.map((d) => d.message);
-  assert.ok(msgs.some((m) => /model is missing: add model = "model.py:build_model"/.test(m)), msgs.join('\n'));
+  assert.ok(
+    msgs.some((m) => /model is missing: add model = "model.py:build_model"/.test(m)),
+    msgs.join('\n'),
+  );
   assert.ok(msgs.some((m) => /mehtod: unknown key; did you mean "method"\?/.test(m)));
   assert.ok(msgs.some((m) => /colour: unknown key; known keys: model, example-inputs/.test(m)));
   // input_shapes (underscore) is accepted as input-shapes, so no "needs the model's inputs" error
@@ -53,7 +59,9 @@ test('missing model and inputs, unknown keys and misspellings', () => {
 });
 
 test('model spec format, input shapes and patch-modules types', () => {
-  const r = validateConfigText('[tool.qdq]\nmodel = "model.py"\ninput-shapes = [1, 3]\npatch-modules = "torchvision"\n');
+  const r = validateConfigText(
+    '[tool.qdq]\nmodel = "model.py"\ninput-shapes = [1, 3]\npatch-modules = "torchvision"\n',
+  );
   const msgs = r.diagnostics.map((d) => d.message).join('\n');
   assert.match(msgs, /model must be "file.py:function"/);
   assert.match(msgs, /input-shapes must be a list of shapes/);
@@ -71,11 +79,18 @@ test('invalid TOML and no [tool.qdq] table', () => {
 
 test('loadConfig applies overrides and reports problems as ConfigError with a hint', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qdq-config-'));
-  assert.throws(() => loadConfig(dir), (e: unknown) => e instanceof ConfigError && /no pyproject.toml/.test(e.message) && /\[tool.qdq\]/.test(e.hint));
+  assert.throws(
+    () => loadConfig(dir),
+    (e: unknown) => e instanceof ConfigError && /no pyproject.toml/.test(e.message) && /\[tool.qdq\]/.test(e.hint),
+  );
   fs.writeFileSync(path.join(dir, 'pyproject.toml'), GOOD);
   const c = loadConfig(dir, { method: 'mse', batches: undefined });
   assert.equal(c.method, 'mse');
   assert.equal(c.batches, 8);
   fs.writeFileSync(path.join(dir, 'pyproject.toml'), GOOD.replace('batches = 8', 'batches = "eight"'));
-  assert.throws(() => loadConfig(dir), (e: unknown) => e instanceof ConfigError && /pyproject.toml:8: \[tool.qdq\] batches must be an integer/.test(e.message));
+  assert.throws(
+    () => loadConfig(dir),
+    (e: unknown) =>
+      e instanceof ConfigError && /pyproject.toml:8: \[tool.qdq\] batches must be an integer/.test(e.message),
+  );
 });

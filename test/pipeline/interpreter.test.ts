@@ -40,7 +40,10 @@ test('a venv without torch is skipped for python3 on PATH; conda comes before PA
   fakePython(s.bin, 'python3', null);
   fakePython(s.bin, 'python', '2.3.0');
   const env = { PATH: s.bin, VIRTUAL_ENV: s.venv, CONDA_PREFIX: s.conda };
-  assert.deepEqual(candidates({ env }).map((c) => c.source), ['virtualenv', 'conda', 'PATH', 'PATH', 'system']);
+  assert.deepEqual(
+    candidates({ env }).map((c) => c.source),
+    ['virtualenv', 'conda', 'PATH', 'PATH', 'system'],
+  );
   const got = await findInterpreter({ env });
   assert.equal(got.path, path.join(s.bin, 'python'));
   assert.equal(got.torchVersion, '2.3.0');
@@ -54,8 +57,13 @@ test('an explicit interpreter is the only candidate', async () => {
   assert.equal(got.source, 'setting');
   assert.equal(got.torchVersion, '1.13.1');
   const noTorch = fakePython(path.join(s.root, 'other'), 'bare', null);
-  await assert.rejects(findInterpreter({ explicit: noTorch, env: { PATH: s.bin } }), (e: unknown) =>
-    e instanceof QdqError && /the Python interpreter you named cannot import torch/.test(e.message) && /No module named 'torch'/.test(e.message));
+  await assert.rejects(
+    findInterpreter({ explicit: noTorch, env: { PATH: s.bin } }),
+    (e: unknown) =>
+      e instanceof QdqError &&
+      /the Python interpreter you named cannot import torch/.test(e.message) &&
+      /No module named 'torch'/.test(e.message),
+  );
 });
 
 test('when none has torch, the error lists every interpreter tried with what it said, and how to install torch', async (t) => {

@@ -26,7 +26,10 @@ let modelText: string;
 before(() => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'qdq-commands-'));
   project = path.join(tmp, 'digits-cnn');
-  fs.cpSync(path.join(REPO, 'examples', 'digits-cnn'), project, { recursive: true, filter: (src) => !/qdq-out|__pycache__/.test(src) });
+  fs.cpSync(path.join(REPO, 'examples', 'digits-cnn'), project, {
+    recursive: true,
+    filter: (src) => !/qdq-out|__pycache__/.test(src),
+  });
   modelText = fs.readFileSync(path.join(project, 'model.py'), 'utf8');
 });
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -43,59 +46,85 @@ function childPythons(pid: number): string[] {
   return r.stdout.split('\n').filter((l) => /python/.test(l));
 }
 
-test('qdq.calibrate reports cancellable progress, stores the results, and hovers then show amax and scale', { skip: SKIP }, async () => {
-  const client = await TestClient.start({ settings: { calibrationBatches: 2, pythonInterpreter: PYTHON } });
-  try {
-    const uri = fileUri(path.join(project, 'model.py'));
-    await client.open(uri, modelText);
-    await client.waitForVersion(uri, 1);
-    const result = await client.request<{ reportPath: string; report: { batches_seen: number; quantizers: unknown[] } }>('workspace/executeCommand', {
-      command: 'qdq.calibrate',
-      arguments: [{ uri }],
-    });
-    assert.equal(result.report.batches_seen, 2, 'the calibrationBatches setting reached the backend');
-    assert.ok(fs.existsSync(result.reportPath));
-    const [values] = [...client.progress.values()];
-    assert.ok(values, 'a work-done progress was created');
-    assert.equal(values[0].kind, 'begin');
-    assert.equal(values[0].cancellable, true);
-    assert.ok(values.some((v) => v.kind === 'report' && /batch|calibrat/i.test(v.message ?? '')), JSON.stringify(values));
-    assert.equal(values[values.length - 1].kind, 'end');
-    const pct = values.filter((v) => typeof v.percentage === 'number').map((v) => v.percentage!);
-    assert.deepEqual(pct, [...pct].sort((a, b) => a - b), 'progress only moves forward');
-    const updated = client.notifications.get('qdq/calibrationUpdated') as { files: string[] }[];
-    assert.ok(updated?.[0].files.includes(path.join(project, 'model.py')));
+test(
+  'qdq.calibrate reports cancellable progress, stores the results, and hovers then show amax and scale',
+  { skip: SKIP },
+  async () => {
+    const client = await TestClient.start({ settings: { calibrationBatches: 2, pythonInterpreter: PYTHON } });
+    try {
+      const uri = fileUri(path.join(project, 'model.py'));
+      await client.open(uri, modelText);
+      await client.waitForVersion(uri, 1);
+      const result = await client.request<{
+        reportPath: string;
+        report: { batches_seen: number; quantizers: unknown[] };
+      }>('workspace/executeCommand', {
+        command: 'qdq.calibrate',
+        arguments: [{ uri }],
+      });
+      assert.equal(result.report.batches_seen, 2, 'the calibrationBatches setting reached the backend');
+      assert.ok(fs.existsSync(result.reportPath));
+      const [values] = [...client.progress.values()];
+      assert.ok(values, 'a work-done progress was created');
+      assert.equal(values[0].kind, 'begin');
+      assert.equal(values[0].cancellable, true);
+      assert.ok(
+        values.some((v) => v.kind === 'report' && /batch|calibrat/i.test(v.message ?? '')),
+        JSON.stringify(values),
+      );
+      assert.equal(values[values.length - 1].kind, 'end');
+      const pct = values.filter((v) => typeof v.percentage === 'number').map((v) => v.percentage!);
+      assert.deepEqual(
+        pct,
+        [...pct].sort((a, b) => a - b),
+        'progress only moves forward',
+      );
+      const updated = client.notifications.get('qdq/calibrationUpdated') as { files: string[] }[];
+      assert.ok(updated?.[0].files.includes(path.join(project, 'model.py')));
 
-    const h = await client.request<Hover>('textDocument/hover', { textDocument: { uri }, position: pos('nn.Conv2d(channels', 4) });
-    const md = (h.contents as { value: string }).value;
-    assert.match(md, /\*\*Calibration\*\*/);
-    assert.match(md, /block1\.conv1\.input_quantizer`: amax [\d.]+, scale [\d.e-]+ \(max\)/);
-    assert.match(md, /weight_quantizer`: per-channel \(axis 0, 16 channels\)/);
-    const stem = await client.request<Hover>('textDocument/hover', { textDocument: { uri }, position: pos('nn.Conv2d(1, width', 4) });
-    assert.match((stem.contents as { value: string }).value, /stem\.0\.input_quantizer`: amax 1, scale/);
-    assert.deepEqual(childPythons(client.child.pid!), [], 'the backend exited after the command');
+      const h = await client.request<Hover>('textDocument/hover', {
+        textDocument: { uri },
+        position: pos('nn.Conv2d(channels', 4),
+      });
+      const md = (h.contents as { value: string }).value;
+      assert.match(md, /\*\*Calibration\*\*/);
+      assert.match(md, /block1\.conv1\.input_quantizer`: amax [\d.]+, scale [\d.e-]+ \(max\)/);
+      assert.match(md, /weight_quantizer`: per-channel \(axis 0, 16 channels\)/);
+      const stem = await client.request<Hover>('textDocument/hover', {
+        textDocument: { uri },
+        position: pos('nn.Conv2d(1, width', 4),
+      });
+      assert.match((stem.contents as { value: string }).value, /stem\.0\.input_quantizer`: amax 1, scale/);
+      assert.deepEqual(childPythons(client.child.pid!), [], 'the backend exited after the command');
 
-    const report = await client.request<{ reportPath: string; report: { method: string } }>('workspace/executeCommand', { command: 'qdq.showReport', arguments: [{ uri }] });
-    assert.equal(report.reportPath, result.reportPath);
-    assert.equal(report.report.method, 'max');
-    const info = await client.request<{ python: string; torchVersion?: string; problem?: string }>('workspace/executeCommand', {
-      command: 'qdq.selectInterpreter',
-      arguments: [{ uri, python: PYTHON }],
-    });
-    assert.equal(info.problem, undefined);
-    assert.match(info.torchVersion ?? '', /^\d+\.\d+/);
-    const status = client.notifications.get('qdq/backendStatus') as { state: string; torchVersion?: string }[];
-    assert.equal(status[status.length - 1].state, 'ready');
-    assert.equal(status[status.length - 1].torchVersion, info.torchVersion);
-    const bad = await client.request<{ problem?: string }>('workspace/executeCommand', {
-      command: 'qdq.selectInterpreter',
-      arguments: [{ uri, python: path.join(tmp, 'no-such-python') }],
-    });
-    assert.match(bad.problem ?? '', /cannot import torch|not found|no such/i);
-  } finally {
-    await client.stop();
-  }
-});
+      const report = await client.request<{ reportPath: string; report: { method: string } }>(
+        'workspace/executeCommand',
+        { command: 'qdq.showReport', arguments: [{ uri }] },
+      );
+      assert.equal(report.reportPath, result.reportPath);
+      assert.equal(report.report.method, 'max');
+      const info = await client.request<{ python: string; torchVersion?: string; problem?: string }>(
+        'workspace/executeCommand',
+        {
+          command: 'qdq.selectInterpreter',
+          arguments: [{ uri, python: PYTHON }],
+        },
+      );
+      assert.equal(info.problem, undefined);
+      assert.match(info.torchVersion ?? '', /^\d+\.\d+/);
+      const status = client.notifications.get('qdq/backendStatus') as { state: string; torchVersion?: string }[];
+      assert.equal(status[status.length - 1].state, 'ready');
+      assert.equal(status[status.length - 1].torchVersion, info.torchVersion);
+      const bad = await client.request<{ problem?: string }>('workspace/executeCommand', {
+        command: 'qdq.selectInterpreter',
+        arguments: [{ uri, python: path.join(tmp, 'no-such-python') }],
+      });
+      assert.match(bad.problem ?? '', /cannot import torch|not found|no such/i);
+    } finally {
+      await client.stop();
+    }
+  },
+);
 
 test('cancelling the progress stops the backend and answers RequestCancelled', { skip: SKIP }, async () => {
   const client = await TestClient.start({ settings: { calibrationBatches: 100000, pythonInterpreter: PYTHON } });
@@ -114,19 +143,24 @@ test('cancelling the progress stops the backend and answers RequestCancelled', {
     };
     await assert.rejects(
       client.request('workspace/executeCommand', { command: 'qdq.calibrateAndExport', arguments: [{ uri }] }),
-      (err: { code: number; message: string }) => err.code === -32800 && /cancelled; the backend was stopped/.test(err.message),
+      (err: { code: number; message: string }) =>
+        err.code === -32800 && /cancelled; the backend was stopped/.test(err.message),
     );
     assert.ok(cancelled, 'calibration progress arrived before the cancel');
     assert.equal(sawBackend.length, 1, 'the backend was running when the cancel was sent');
     // The pipeline kills the backend when it answers (or fails to answer) the cancel; give the kill a moment.
     const deadline = Date.now() + 10000;
-    while (childPythons(client.child.pid!).length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    while (childPythons(client.child.pid!).length && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 100));
     assert.deepEqual(childPythons(client.child.pid!), [], 'no backend process left');
     assert.ok(!fs.existsSync(path.join(project, 'qdq-out', 'model.int8.onnx')), 'nothing exported');
     const [values] = [...client.progress.values()];
     assert.equal(values[values.length - 1].kind, 'end');
     // The server is still fine.
-    const h = await client.request<Hover | null>('textDocument/hover', { textDocument: { uri }, position: pos('nn.Linear', 4) });
+    const h = await client.request<Hover | null>('textDocument/hover', {
+      textDocument: { uri },
+      position: pos('nn.Linear', 4),
+    });
     assert.ok(h);
   } finally {
     await client.stop();

@@ -3,7 +3,12 @@
 import { spawn, ChildProcess } from 'child_process';
 import * as path from 'path';
 import { pathToFileURL } from 'url';
-import { createMessageConnection, MessageConnection, StreamMessageReader, StreamMessageWriter } from 'vscode-jsonrpc/node';
+import {
+  createMessageConnection,
+  MessageConnection,
+  StreamMessageReader,
+  StreamMessageWriter,
+} from 'vscode-jsonrpc/node';
 import type {
   Diagnostic,
   PublishDiagnosticsParams,
@@ -26,15 +31,26 @@ export interface StartOptions {
 
 /** Full-featured client capabilities, like VS Code's. */
 export const FULL_CAPABILITIES: ClientCapabilities = {
-  workspace: { workspaceEdit: { documentChanges: true, resourceOperations: ['create', 'rename', 'delete'] }, configuration: true, applyEdit: true },
+  workspace: {
+    workspaceEdit: { documentChanges: true, resourceOperations: ['create', 'rename', 'delete'] },
+    configuration: true,
+    applyEdit: true,
+  },
   textDocument: {
     synchronization: { dynamicRegistration: false },
-    publishDiagnostics: { relatedInformation: true, versionSupport: true, codeDescriptionSupport: true, dataSupport: true },
+    publishDiagnostics: {
+      relatedInformation: true,
+      versionSupport: true,
+      codeDescriptionSupport: true,
+      dataSupport: true,
+    },
     hover: { contentFormat: ['markdown', 'plaintext'] },
     codeAction: {
       dataSupport: true,
       resolveSupport: { properties: ['edit'] },
-      codeActionLiteralSupport: { codeActionKind: { valueSet: ['', 'quickfix', 'refactor', 'refactor.rewrite', 'source', 'source.fixAll'] } },
+      codeActionLiteralSupport: {
+        codeActionKind: { valueSet: ['', 'quickfix', 'refactor', 'refactor.rewrite', 'source', 'source.fixAll'] },
+      },
     },
   },
   window: { workDoneProgress: true },
@@ -42,11 +58,18 @@ export const FULL_CAPABILITIES: ClientCapabilities = {
 
 export class TestClient {
   readonly diagnostics = new Map<string, PublishDiagnosticsParams>();
-  private waiters: { uri: string; pred: (p: PublishDiagnosticsParams) => boolean; resolve: (p: PublishDiagnosticsParams) => void }[] = [];
+  private waiters: {
+    uri: string;
+    pred: (p: PublishDiagnosticsParams) => boolean;
+    resolve: (p: PublishDiagnosticsParams) => void;
+  }[] = [];
   readonly logs: string[] = [];
   readonly appliedEdits: WorkspaceEdit[] = [];
   /** Work-done progress the server reported, per token: begin/report/end values in order. */
-  readonly progress = new Map<string | number, { kind: string; title?: string; message?: string; percentage?: number; cancellable?: boolean }[]>();
+  readonly progress = new Map<
+    string | number,
+    { kind: string; title?: string; message?: string; percentage?: number; cancellable?: boolean }[]
+  >();
   /** Custom notifications received (method -> params list). */
   readonly notifications = new Map<string, unknown[]>();
   /** Called on every $/progress value (tests use it to cancel at a chosen moment). */
@@ -54,7 +77,10 @@ export class TestClient {
   stderr = '';
   exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
 
-  private constructor(readonly child: ChildProcess, readonly conn: MessageConnection) {}
+  private constructor(
+    readonly child: ChildProcess,
+    readonly conn: MessageConnection,
+  ) {}
 
   static async start(opts: StartOptions = {}): Promise<TestClient> {
     const child = spawn(process.execPath, [SERVER, '--stdio'], { cwd: REPO, stdio: ['pipe', 'pipe', 'pipe'] });
@@ -75,7 +101,9 @@ export class TestClient {
     conn.onNotification('window/logMessage', (p: { message: string }) => {
       client.logs.push(p.message);
     });
-    conn.onRequest('workspace/configuration', (p: { items: { section?: string }[] }) => p.items.map(() => opts.settings ?? null));
+    conn.onRequest('workspace/configuration', (p: { items: { section?: string }[] }) =>
+      p.items.map(() => opts.settings ?? null),
+    );
     conn.onRequest('client/registerCapability', () => null);
     conn.onRequest('window/workDoneProgress/create', (p: { token: string | number }) => {
       client.progress.set(p.token, []);
@@ -111,20 +139,42 @@ export class TestClient {
   }
 
   open(uri: string, text: string, version = 1): Promise<void> {
-    return this.conn.sendNotification('textDocument/didOpen', { textDocument: { uri, languageId: 'python', version, text } });
+    return this.conn.sendNotification('textDocument/didOpen', {
+      textDocument: { uri, languageId: 'python', version, text },
+    });
   }
 
   change(uri: string, version: number, changes: ({ range: Range; text: string } | { text: string })[]): Promise<void> {
-    return this.conn.sendNotification('textDocument/didChange', { textDocument: { uri, version }, contentChanges: changes });
+    return this.conn.sendNotification('textDocument/didChange', {
+      textDocument: { uri, version },
+      contentChanges: changes,
+    });
   }
 
   /** Resolves with the first diagnostics for `uri` matching `pred` (already received ones count). */
-  waitForDiagnostics(uri: string, pred: (p: PublishDiagnosticsParams) => boolean = () => true, timeoutMs = 20000): Promise<PublishDiagnosticsParams> {
+  waitForDiagnostics(
+    uri: string,
+    pred: (p: PublishDiagnosticsParams) => boolean = () => true,
+    timeoutMs = 20000,
+  ): Promise<PublishDiagnosticsParams> {
     const have = this.diagnostics.get(uri);
     if (have && pred(have)) return Promise.resolve(have);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no matching diagnostics for ${uri} within ${timeoutMs} ms; stderr: ${this.stderr.slice(-2000)}`)), timeoutMs);
-      this.waiters.push({ uri, pred, resolve: (p) => { clearTimeout(timer); resolve(p); } });
+      const timer = setTimeout(
+        () =>
+          reject(
+            new Error(`no matching diagnostics for ${uri} within ${timeoutMs} ms; stderr: ${this.stderr.slice(-2000)}`),
+          ),
+        timeoutMs,
+      );
+      this.waiters.push({
+        uri,
+        pred,
+        resolve: (p) => {
+          clearTimeout(timer);
+          resolve(p);
+        },
+      });
     });
   }
 

@@ -32,7 +32,10 @@ async function exercise(text: string, step = 1, resolvePerLine = 2): Promise<{ d
   let actions = 0;
   for (let line = 0; line < lines.length; line += step) {
     const character = Math.floor(lines[line].length / 2);
-    const h = await client.request<Hover | null>('textDocument/hover', { textDocument: { uri }, position: { line, character } });
+    const h = await client.request<Hover | null>('textDocument/hover', {
+      textDocument: { uri },
+      position: { line, character },
+    });
     assert.ok(h === null || typeof h === 'object');
     const list = await client.request<CodeAction[]>('textDocument/codeAction', {
       textDocument: { uri },
@@ -43,7 +46,10 @@ async function exercise(text: string, step = 1, resolvePerLine = 2): Promise<{ d
     for (const a of list.filter((x) => !x.edit).slice(0, resolvePerLine)) await client.request('codeAction/resolve', a);
   }
   // Positions past the end are answered too.
-  await client.request('textDocument/hover', { textDocument: { uri }, position: { line: lines.length + 5, character: 3 } });
+  await client.request('textDocument/hover', {
+    textDocument: { uri },
+    position: { line: lines.length + 5, character: 3 },
+  });
   assert.equal(client.exited, undefined, `server exited; stderr: ${client.stderr}`);
   return { diagnostics: published.diagnostics.length, actions };
 }
@@ -55,7 +61,9 @@ test('an empty file', async () => {
 });
 
 test('a file mid-edit: unterminated call, string and class body', async () => {
-  const cut = MODEL.slice(0, MODEL.indexOf('padding=1)') + 4) + '\n    def forward(self, x:\n        return torch.cumsum(x.int(), dim=\n"""unterminated\n';
+  const cut =
+    MODEL.slice(0, MODEL.indexOf('padding=1)') + 4) +
+    '\n    def forward(self, x:\n        return torch.cumsum(x.int(), dim=\n"""unterminated\n';
   await exercise(cut);
 });
 
@@ -81,7 +89,10 @@ test('every prefix of a model file, as typed character by character in one docum
   const fresh = fileUri(path.join(tmp, 'typed-fresh.py'));
   await client.open(fresh, typed);
   const reference = await client.waitForVersion(fresh, 1);
-  assert.deepEqual(last.diagnostics.map((d) => [d.code, d.range]), reference.diagnostics.map((d) => [d.code, d.range]));
+  assert.deepEqual(
+    last.diagnostics.map((d) => [d.code, d.range]),
+    reference.diagnostics.map((d) => [d.code, d.range]),
+  );
 });
 
 test('a 10,000-line file', async () => {
@@ -95,7 +106,12 @@ test('a 10,000-line file', async () => {
 });
 
 test('non-UTF-8 bytes as the client decodes them (replacement characters) and lone surrogates', async () => {
-  const bytes = Buffer.concat([Buffer.from('import torch\nx = "'), Buffer.from([0xff, 0xfe, 0xc3]), Buffer.from('"\n'), Buffer.from(MODEL)]);
+  const bytes = Buffer.concat([
+    Buffer.from('import torch\nx = "'),
+    Buffer.from([0xff, 0xfe, 0xc3]),
+    Buffer.from('"\n'),
+    Buffer.from(MODEL),
+  ]);
   await exercise(bytes.toString('utf8'), 3);
   await exercise('y = "\ud800\udfff\ud800"\n' + MODEL.replace('nn.Linear(dim, dim)', 'nn.Linear(dim, \udc00dim)'), 3);
 });
@@ -131,14 +147,27 @@ test('deeply nested code: 300 nested parentheses, 100 nested ifs, nested classes
 
 test('odd requests: unknown document, closed document, out-of-range positions', async () => {
   const ghost = fileUri(path.join(tmp, 'never-opened.py'));
-  assert.equal(await client.request('textDocument/hover', { textDocument: { uri: ghost }, position: { line: 0, character: 0 } }), null);
-  assert.deepEqual(await client.request('textDocument/codeAction', { textDocument: { uri: ghost }, range: { start: { line: 0, character: 0 }, end: { line: 0, character: 0 } }, context: { diagnostics: [] } }), []);
+  assert.equal(
+    await client.request('textDocument/hover', { textDocument: { uri: ghost }, position: { line: 0, character: 0 } }),
+    null,
+  );
+  assert.deepEqual(
+    await client.request('textDocument/codeAction', {
+      textDocument: { uri: ghost },
+      range: { start: { line: 0, character: 0 }, end: { line: 0, character: 0 } },
+      context: { diagnostics: [] },
+    }),
+    [],
+  );
   const uri = fileUri(path.join(tmp, 'closing.py'));
   await client.open(uri, MODEL);
   await client.waitForVersion(uri, 1);
   await client.conn.sendNotification('textDocument/didClose', { textDocument: { uri } });
   const cleared = await client.waitForDiagnostics(uri, (p) => p.diagnostics.length === 0);
   assert.deepEqual(cleared.diagnostics, []);
-  assert.equal(await client.request('textDocument/hover', { textDocument: { uri }, position: { line: -1, character: -5 } }), null);
+  assert.equal(
+    await client.request('textDocument/hover', { textDocument: { uri }, position: { line: -1, character: -5 } }),
+    null,
+  );
   assert.equal(client.exited, undefined);
 });

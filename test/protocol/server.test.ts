@@ -6,7 +6,16 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import type { CodeAction, Hover, InitializeResult, WorkspaceEdit, Diagnostic } from 'vscode-languageserver-protocol';
-import { TestClient, fileUri, applyWorkspaceEdit, applyTextEdits, applyContentChanges, codes, REPO, FULL_CAPABILITIES } from './lspClient';
+import {
+  TestClient,
+  fileUri,
+  applyWorkspaceEdit,
+  applyTextEdits,
+  applyContentChanges,
+  codes,
+  REPO,
+  FULL_CAPABILITIES,
+} from './lspClient';
 
 const FIXTURE = path.join(REPO, 'test', 'fixtures', 'protocol', 'model.py');
 const MODEL = fs.readFileSync(FIXTURE, 'utf8');
@@ -33,7 +42,12 @@ function posOf(text: string, needle: string, delta = 0): { line: number; charact
   return { line: before.length - 1, character: before[before.length - 1].length };
 }
 
-async function actionsAt(uri: string, line: number, diagnostics: Diagnostic[] = [], only?: string[]): Promise<CodeAction[]> {
+async function actionsAt(
+  uri: string,
+  line: number,
+  diagnostics: Diagnostic[] = [],
+  only?: string[],
+): Promise<CodeAction[]> {
   return client.request<CodeAction[]>('textDocument/codeAction', {
     textDocument: { uri },
     range: { start: { line, character: 0 }, end: { line, character: 0 } },
@@ -54,12 +68,25 @@ after(async () => {
 test('initialize advertises incremental sync, hover, resolvable code actions and the qdq commands', async () => {
   const other = await TestClient.start();
   try {
-    const result = await other.request<InitializeResult>('initialize', { processId: null, rootUri: null, capabilities: FULL_CAPABILITIES });
+    const result = await other.request<InitializeResult>('initialize', {
+      processId: null,
+      rootUri: null,
+      capabilities: FULL_CAPABILITIES,
+    });
     const caps = result.capabilities;
     assert.equal((caps.textDocumentSync as { change: number }).change, 2);
     assert.equal(caps.hoverProvider, true);
     assert.equal((caps.codeActionProvider as { resolveProvider: boolean }).resolveProvider, true);
-    for (const c of ['qdq.calibrate', 'qdq.export', 'qdq.calibrateAndExport', 'qdq.quantizeFile', 'qdq.removeAllQuantizers', 'qdq.exportDynamic', 'qdq.showReport', 'qdq.selectInterpreter'])
+    for (const c of [
+      'qdq.calibrate',
+      'qdq.export',
+      'qdq.calibrateAndExport',
+      'qdq.quantizeFile',
+      'qdq.removeAllQuantizers',
+      'qdq.exportDynamic',
+      'qdq.showReport',
+      'qdq.selectInterpreter',
+    ])
       assert.ok(caps.executeCommandProvider!.commands.includes(c), c);
   } finally {
     await other.stop();
@@ -90,7 +117,10 @@ test('the quick fix from Diagnostic.data applies and clears the diagnostic', asy
   const fix = actions.find((a) => a.kind === 'quickfix');
   assert.ok(fix, `quickfix among ${actions.map((a) => a.title)}`);
   assert.deepEqual(fix.diagnostics, [cumsum]);
-  assert.ok(actions.every((a) => a.kind === 'quickfix'), 'only quick fixes when only=[quickfix]');
+  assert.ok(
+    actions.every((a) => a.kind === 'quickfix'),
+    'only quick fixes when only=[quickfix]',
+  );
   const files = new Map([[uri, MODEL]]);
   applyWorkspaceEdit(files, fix.edit!);
   const fixed = files.get(uri)!;
@@ -108,7 +138,10 @@ test('incremental edits keep the tree in step: diagnostics equal those of the sa
   let text = MODEL;
   const edits = [
     // insert a line above the cumsum
-    { range: { start: posOf(text, '        positions ='), end: posOf(text, '        positions =') }, text: '        # a comment with ünïcødé 😀\n' },
+    {
+      range: { start: posOf(text, '        positions ='), end: posOf(text, '        positions =') },
+      text: '        # a comment with ünïcødé 😀\n',
+    },
   ];
   text = applyContentChanges(text, edits);
   await client.change(uri, 2, edits);
@@ -117,13 +150,25 @@ test('incremental edits keep the tree in step: diagnostics equal those of the sa
 
   // several changes in one notification, each relative to the text after the previous one
   const addLine = posOf(text, 'class Net');
-  const step1 = { range: { start: addLine, end: addLine }, text: 'def helper(x):\n    return torch.cumsum(x.long(), 0)\n\n\n' };
+  const step1 = {
+    range: { start: addLine, end: addLine },
+    text: 'def helper(x):\n    return torch.cumsum(x.long(), 0)\n\n\n',
+  };
   text = applyContentChanges(text, [step1]);
   const cumsumStart = posOf(text, 'torch.cumsum(mask');
-  const step2 = { range: { start: cumsumStart, end: { line: cumsumStart.line, character: cumsumStart.character + 'torch.cumsum'.length } }, text: 'torch.cumsum' };
+  const step2 = {
+    range: {
+      start: cumsumStart,
+      end: { line: cumsumStart.line, character: cumsumStart.character + 'torch.cumsum'.length },
+    },
+    text: 'torch.cumsum',
+  };
   text = applyContentChanges(text, [step2]);
   const typo = posOf(text, 'self.padding_idx).int()', 'self.padding_idx)'.length);
-  const step3 = { range: { start: typo, end: { line: typo.line, character: typo.character + '.int()'.length } }, text: '.long()' };
+  const step3 = {
+    range: { start: typo, end: { line: typo.line, character: typo.character + '.int()'.length } },
+    text: '.long()',
+  };
   text = applyContentChanges(text, [step3]);
   await client.change(uri, 3, [step1, step2, step3]);
   const v3 = await client.waitForVersion(uri, 3);
@@ -133,24 +178,36 @@ test('incremental edits keep the tree in step: diagnostics equal those of the sa
   const reference = await client.waitForVersion(fresh, 1);
   const strip = (ds: Diagnostic[]) => ds.map((d) => ({ code: d.code, range: d.range, message: d.message }));
   assert.deepEqual(strip(v3.diagnostics), strip(reference.diagnostics));
-  assert.ok(codes(v3.diagnostics).filter((c) => c === 'TRT001').length >= 2, `two cumsum findings: ${codes(v3.diagnostics)}`);
+  assert.ok(
+    codes(v3.diagnostics).filter((c) => c === 'TRT001').length >= 2,
+    `two cumsum findings: ${codes(v3.diagnostics)}`,
+  );
 });
 
 test('hover on a layer names the layer, its ONNX op and that it is not quantized', async () => {
   const uri = newUri();
   await client.open(uri, MODEL);
   await client.waitForVersion(uri, 1);
-  const h = await client.request<Hover | null>('textDocument/hover', { textDocument: { uri }, position: posOf(MODEL, 'nn.Conv2d(3', 4) });
+  const h = await client.request<Hover | null>('textDocument/hover', {
+    textDocument: { uri },
+    position: posOf(MODEL, 'nn.Conv2d(3', 4),
+  });
   assert.ok(h, 'hover result');
   const md = (h.contents as { value: string }).value;
   assert.match(md, /nn\.Conv2d/);
   assert.match(md, /Net\.conv1/);
   assert.match(md, /ONNX: Conv/);
   assert.match(md, /Not quantized/);
-  const op = await client.request<Hover | null>('textDocument/hover', { textDocument: { uri }, position: posOf(MODEL, 'torch.matmul', 7) });
+  const op = await client.request<Hover | null>('textDocument/hover', {
+    textDocument: { uri },
+    position: posOf(MODEL, 'torch.matmul', 7),
+  });
   assert.ok(op);
   assert.match((op.contents as { value: string }).value, /MatMul/);
-  const nothing = await client.request<Hover | null>('textDocument/hover', { textDocument: { uri }, position: { line: 0, character: 0 } });
+  const nothing = await client.request<Hover | null>('textDocument/hover', {
+    textDocument: { uri },
+    position: { line: 0, character: 0 },
+  });
   assert.equal(nothing, null);
 });
 
@@ -166,7 +223,10 @@ test('"Quantize this layer" is listed without an edit, resolves to an edit that 
   assert.ok(titles.includes('Keep conv1 (nn.Conv2d) in float'), `titles: ${titles}`);
   assert.ok(titles.includes('Quantize class Net'), `titles: ${titles}`);
   assert.ok(titles.includes('Quantize file'), `titles: ${titles}`);
-  assert.ok(actions.every((a) => a.edit === undefined), 'listing carries no edits');
+  assert.ok(
+    actions.every((a) => a.edit === undefined),
+    'listing carries no edits',
+  );
   const dynamic = actions.find((a) => a.title === 'Quantize Net dynamically for CPU (dynamic INT8 ONNX export)');
   assert.ok(dynamic, `titles: ${titles}`);
   assert.equal(dynamic.command?.command, 'qdq.exportDynamic');
@@ -175,7 +235,9 @@ test('"Quantize this layer" is listed without an edit, resolves to an edit that 
   const resolved = await client.request<CodeAction>('codeAction/resolve', quantize);
   assert.ok(resolved.edit?.documentChanges, 'resolved edit');
   const helperUri = uri.replace(/model\.py$/, 'qdq_quant.py');
-  const ops = resolved.edit.documentChanges as ({ kind: string; uri: string } | { textDocument: { uri: string; version: number | null } })[];
+  const ops = resolved.edit.documentChanges as (
+    { kind: string; uri: string } | { textDocument: { uri: string; version: number | null } }
+  )[];
   assert.deepEqual(ops[0], { kind: 'create', uri: helperUri, options: { ignoreIfExists: true } });
   const files = new Map([[uri, MODEL]]);
   applyWorkspaceEdit(files, resolved.edit);
@@ -187,7 +249,10 @@ test('"Quantize this layer" is listed without an edit, resolves to an edit that 
 
   await client.change(uri, 2, [{ text: quantized }]);
   await client.waitForVersion(uri, 2);
-  const h = await client.request<Hover>('textDocument/hover', { textDocument: { uri }, position: posOf(quantized, 'nn.Conv2d(3', 4) });
+  const h = await client.request<Hover>('textDocument/hover', {
+    textDocument: { uri },
+    position: posOf(quantized, 'nn.Conv2d(3', 4),
+  });
   assert.match((h.contents as { value: string }).value, /\*\*Quantized\*\*.*per-channel on axis 0/s);
 
   const after = await actionsAt(uri, lineOf(quantized, 'self.conv1 ='));
@@ -210,12 +275,16 @@ test('"Quantize file" as source.fixAll.qdq quantizes every weighted layer and ma
   const files = new Map([[uri, MODEL]]);
   applyWorkspaceEdit(files, resolved.edit!);
   const text = files.get(uri)!;
-  for (const layer of ['nn.Linear(dim, dim)', 'nn.Conv2d(3, 8, 3, padding=1)', 'nn.Linear(8 * 4 * 4, 10)']) assert.ok(text.includes(`qdq_quant.quant(${layer})`), layer);
+  for (const layer of ['nn.Linear(dim, dim)', 'nn.Conv2d(3, 8, 3, padding=1)', 'nn.Linear(8 * 4 * 4, 10)'])
+    assert.ok(text.includes(`qdq_quant.quant(${layer})`), layer);
   assert.match(text, /torch\.matmul\(self\.matmul0_a_quantizer\(q\), self\.matmul0_b_quantizer\(/);
   assert.ok(!text.includes('qdq_quant.quant(nn.LayerNorm'), 'never LayerNorm');
   // A generic fix-all (what editors run on save) never quantizes a model.
   assert.deepEqual(await actionsAt(uri, 0, [], ['source.fixAll']), []);
-  assert.deepEqual((await actionsAt(uri, 0, [], ['source'])).map((a) => a.kind), ['source.fixAll.qdq']);
+  assert.deepEqual(
+    (await actionsAt(uri, 0, [], ['source'])).map((a) => a.kind),
+    ['source.fixAll.qdq'],
+  );
 });
 
 test('a stale resolve (document edited after listing) is refused with ContentModified instead of editing the wrong place', async () => {
@@ -224,12 +293,20 @@ test('a stale resolve (document edited after listing) is refused with ContentMod
   await client.waitForVersion(uri, 1);
   const actions = await actionsAt(uri, lineOf(MODEL, 'self.conv1 ='));
   const site = actions.find((a) => a.title.startsWith('Quantize this layer'))!;
-  await client.change(uri, 2, [{ range: { start: { line: 0, character: 0 }, end: { line: 0, character: 0 } }, text: '# header\n' }]);
+  await client.change(uri, 2, [
+    { range: { start: { line: 0, character: 0 }, end: { line: 0, character: 0 } }, text: '# header\n' },
+  ]);
   await assert.rejects(client.request('codeAction/resolve', site), (err: { code: number }) => err.code === -32801);
 });
 
 test('clients without resolve, documentChanges or file creation get inline edits and a command that writes qdq_quant.py', async () => {
-  const basic = await TestClient.start({ capabilities: { textDocument: { codeAction: { codeActionLiteralSupport: { codeActionKind: { valueSet: ['quickfix', 'refactor'] } } } } } });
+  const basic = await TestClient.start({
+    capabilities: {
+      textDocument: {
+        codeAction: { codeActionLiteralSupport: { codeActionKind: { valueSet: ['quickfix', 'refactor'] } } },
+      },
+    },
+  });
   const dir = path.join(tmp, 'basic');
   fs.mkdirSync(dir);
   const file = path.join(dir, 'model.py');
@@ -240,7 +317,10 @@ test('clients without resolve, documentChanges or file creation get inline edits
     await basic.waitForVersion(uri, 1);
     const actions = await basic.request<CodeAction[]>('textDocument/codeAction', {
       textDocument: { uri },
-      range: { start: { line: lineOf(MODEL, 'self.conv1'), character: 0 }, end: { line: lineOf(MODEL, 'self.conv1'), character: 0 } },
+      range: {
+        start: { line: lineOf(MODEL, 'self.conv1'), character: 0 },
+        end: { line: lineOf(MODEL, 'self.conv1'), character: 0 },
+      },
       context: { diagnostics: [] },
     });
     const quantize = actions.find((a) => a.title.startsWith('Quantize this layer'))!;
@@ -249,7 +329,10 @@ test('clients without resolve, documentChanges or file creation get inline edits
     const edited = applyTextEdits(MODEL, quantize.edit!.changes![uri]);
     assert.match(edited, /qdq_quant\.quant\(nn\.Conv2d/);
     assert.ok(!fs.existsSync(path.join(dir, 'qdq_quant.py')), 'listing writes nothing');
-    await basic.request('workspace/executeCommand', { command: quantize.command!.command, arguments: quantize.command!.arguments });
+    await basic.request('workspace/executeCommand', {
+      command: quantize.command!.command,
+      arguments: quantize.command!.arguments,
+    });
     assert.equal(fs.readFileSync(path.join(dir, 'qdq_quant.py'), 'utf8'), HELPER);
   } finally {
     await basic.stop();
@@ -261,7 +344,10 @@ test('qdq.quantizeFile sends workspace/applyEdit; qdq.removeAllQuantizers undoes
   await client.open(uri, MODEL);
   await client.waitForVersion(uri, 1);
   const before = client.appliedEdits.length;
-  const result = await client.request<{ applied: boolean; changedLines: number }>('workspace/executeCommand', { command: 'qdq.quantizeFile', arguments: [{ uri }] });
+  const result = await client.request<{ applied: boolean; changedLines: number }>('workspace/executeCommand', {
+    command: 'qdq.quantizeFile',
+    arguments: [{ uri }],
+  });
   assert.equal(result.applied, true);
   assert.ok(result.changedLines > 5);
   const edit: WorkspaceEdit = client.appliedEdits[before];
@@ -284,12 +370,28 @@ test('an untrusted workspace keeps analysis and edits but refuses the backend co
     await untrusted.open(uri, MODEL);
     const published = await untrusted.waitForVersion(uri, 1);
     assert.ok(codes(published.diagnostics).includes('TRT001'));
-    const h = await untrusted.request<Hover | null>('textDocument/hover', { textDocument: { uri }, position: posOf(MODEL, 'nn.Conv2d(3', 4) });
+    const h = await untrusted.request<Hover | null>('textDocument/hover', {
+      textDocument: { uri },
+      position: posOf(MODEL, 'nn.Conv2d(3', 4),
+    });
     assert.ok(h);
-    for (const command of ['qdq.calibrate', 'qdq.export', 'qdq.calibrateAndExport', 'qdq.exportDynamic', 'qdq.selectInterpreter']) {
-      await assert.rejects(untrusted.request('workspace/executeCommand', { command, arguments: [{ uri }] }), (err: Error) => /not trusted/.test(err.message), command);
+    for (const command of [
+      'qdq.calibrate',
+      'qdq.export',
+      'qdq.calibrateAndExport',
+      'qdq.exportDynamic',
+      'qdq.selectInterpreter',
+    ]) {
+      await assert.rejects(
+        untrusted.request('workspace/executeCommand', { command, arguments: [{ uri }] }),
+        (err: Error) => /not trusted/.test(err.message),
+        command,
+      );
     }
-    const r = await untrusted.request<{ applied: boolean }>('workspace/executeCommand', { command: 'qdq.quantizeFile', arguments: [{ uri }] });
+    const r = await untrusted.request<{ applied: boolean }>('workspace/executeCommand', {
+      command: 'qdq.quantizeFile',
+      arguments: [{ uri }],
+    });
     assert.equal(r.applied, true);
   } finally {
     await untrusted.stop();
@@ -323,11 +425,47 @@ test('saved calibration results give amax/scale hovers and range diagnostics (am
     JSON.stringify({
       version: 1,
       quantizers: [
-        { name: 'conv1.input_quantizer', site: site('Net', 'conv1.input_quantizer'), axis: null, amax: 2.54, method: 'max', num_bits: 8, hist: { bins: outlierBins, edges_max: 2.54 } },
-        { name: 'conv1.weight_quantizer', site: site('Net', 'conv1.weight_quantizer'), axis: 0, amax: [0.5, 0, 0.25, 0.1, 0.1, 0.1, 0.1, 0.1], method: 'max', num_bits: 8 },
-        { name: 'head.1.input_quantizer', site: site('Net', 'head.1.input_quantizer'), axis: null, amax: 0, method: 'max', num_bits: 8 },
-        { name: 'attn.query.input_quantizer', site: site('Attention', 'query.input_quantizer'), axis: null, amax: 0, method: 'max', num_bits: 8 },
-        { name: 'attn.key.input_quantizer', site: site('Attention', 'key.input_quantizer'), axis: null, amax: null, method: null, num_bits: 8 },
+        {
+          name: 'conv1.input_quantizer',
+          site: site('Net', 'conv1.input_quantizer'),
+          axis: null,
+          amax: 2.54,
+          method: 'max',
+          num_bits: 8,
+          hist: { bins: outlierBins, edges_max: 2.54 },
+        },
+        {
+          name: 'conv1.weight_quantizer',
+          site: site('Net', 'conv1.weight_quantizer'),
+          axis: 0,
+          amax: [0.5, 0, 0.25, 0.1, 0.1, 0.1, 0.1, 0.1],
+          method: 'max',
+          num_bits: 8,
+        },
+        {
+          name: 'head.1.input_quantizer',
+          site: site('Net', 'head.1.input_quantizer'),
+          axis: null,
+          amax: 0,
+          method: 'max',
+          num_bits: 8,
+        },
+        {
+          name: 'attn.query.input_quantizer',
+          site: site('Attention', 'query.input_quantizer'),
+          axis: null,
+          amax: 0,
+          method: 'max',
+          num_bits: 8,
+        },
+        {
+          name: 'attn.key.input_quantizer',
+          site: site('Attention', 'key.input_quantizer'),
+          axis: null,
+          amax: null,
+          method: null,
+          num_bits: 8,
+        },
       ],
     }),
   );
@@ -336,9 +474,15 @@ test('saved calibration results give amax/scale hovers and range diagnostics (am
     const uri = fileUri(file);
     await calibrated.open(uri, MODEL);
     const published = await calibrated.waitForVersion(uri, 1);
-    const byLine = (needle: string) => published.diagnostics.filter((d) => d.range.start.line === lineOf(MODEL, needle)).map((d) => String(d.code));
+    const byLine = (needle: string) =>
+      published.diagnostics.filter((d) => d.range.start.line === lineOf(MODEL, needle)).map((d) => String(d.code));
     assert.ok(byLine('self.query =').includes('QDQ-CAL001'), `amax 0 on query: ${codes(published.diagnostics)}`);
-    assert.equal(published.diagnostics.find((d) => d.code === 'QDQ-CAL001' && d.range.start.line === lineOf(MODEL, 'self.query ='))!.severity, 1);
+    assert.equal(
+      published.diagnostics.find(
+        (d) => d.code === 'QDQ-CAL001' && d.range.start.line === lineOf(MODEL, 'self.query ='),
+      )!.severity,
+      1,
+    );
     assert.ok(byLine('self.key =').includes('QDQ-CAL002'), 'never reached on key');
     assert.ok(byLine('self.conv1 =').includes('QDQ-CAL003'), 'outliers on conv1 input');
     assert.ok(byLine('self.conv1 =').includes('QDQ-CAL001'), 'one dead weight channel on conv1');
@@ -346,7 +490,10 @@ test('saved calibration results give amax/scale hovers and range diagnostics (am
     const head = published.diagnostics.find((d) => d.range.start.line === lineOf(MODEL, 'self.head ='))!;
     assert.equal(head.code, 'QDQ-CAL001');
     assert.equal(head.range.start.character, MODEL.split('\n')[lineOf(MODEL, 'self.head =')].indexOf('nn.Linear'));
-    const h = await calibrated.request<Hover>('textDocument/hover', { textDocument: { uri }, position: posOf(MODEL, 'nn.Conv2d(3', 4) });
+    const h = await calibrated.request<Hover>('textDocument/hover', {
+      textDocument: { uri },
+      position: posOf(MODEL, 'nn.Conv2d(3', 4),
+    });
     const md = (h.contents as { value: string }).value;
     assert.match(md, /conv1\.input_quantizer`: amax 2\.54, scale 0\.02 \(max\)/);
     assert.match(md, /per-channel \(axis 0, 8 channels\)/);
@@ -357,10 +504,16 @@ test('saved calibration results give amax/scale hovers and range diagnostics (am
     doc.quantizers[0].amax = 1.27;
     fs.writeFileSync(calib + '.tmp', JSON.stringify(doc));
     fs.renameSync(calib + '.tmp', calib);
-    const h2 = await calibrated.request<Hover>('textDocument/hover', { textDocument: { uri }, position: posOf(MODEL, 'nn.Conv2d(3', 4) });
+    const h2 = await calibrated.request<Hover>('textDocument/hover', {
+      textDocument: { uri },
+      position: posOf(MODEL, 'nn.Conv2d(3', 4),
+    });
     assert.match((h2.contents as { value: string }).value, /conv1\.input_quantizer`: amax 1\.27, scale 0\.01 \(max\)/);
     fs.rmSync(calib);
-    const h3 = await calibrated.request<Hover>('textDocument/hover', { textDocument: { uri }, position: posOf(MODEL, 'nn.Conv2d(3', 4) });
+    const h3 = await calibrated.request<Hover>('textDocument/hover', {
+      textDocument: { uri },
+      position: posOf(MODEL, 'nn.Conv2d(3', 4),
+    });
     assert.doesNotMatch((h3.contents as { value: string }).value, /Calibration/);
   } finally {
     await calibrated.stop();
@@ -368,10 +521,22 @@ test('saved calibration results give amax/scale hovers and range diagnostics (am
 });
 
 test('unknown commands and missing arguments are JSON-RPC errors, not crashes', async () => {
-  await assert.rejects(client.request('workspace/executeCommand', { command: 'qdq.nope', arguments: [] }), /Unknown qdq command/);
-  await assert.rejects(client.request('workspace/executeCommand', { command: 'qdq.quantizeFile', arguments: [] }), /Pass the document/);
-  await assert.rejects(client.request('workspace/executeCommand', { command: 'qdq.showReport', arguments: [] }), /needs the model file/);
-  const report = await client.request('workspace/executeCommand', { command: 'qdq.showReport', arguments: [{ uri: newUri() }] });
+  await assert.rejects(
+    client.request('workspace/executeCommand', { command: 'qdq.nope', arguments: [] }),
+    /Unknown qdq command/,
+  );
+  await assert.rejects(
+    client.request('workspace/executeCommand', { command: 'qdq.quantizeFile', arguments: [] }),
+    /Pass the document/,
+  );
+  await assert.rejects(
+    client.request('workspace/executeCommand', { command: 'qdq.showReport', arguments: [] }),
+    /needs the model file/,
+  );
+  const report = await client.request('workspace/executeCommand', {
+    command: 'qdq.showReport',
+    arguments: [{ uri: newUri() }],
+  });
   assert.equal(report, null);
   assert.equal(client.exited, undefined);
 });
@@ -379,20 +544,37 @@ test('unknown commands and missing arguments are JSON-RPC errors, not crashes', 
 test('pyproject.toml gets [tool.qdq] diagnostics on the offending key; other files are not analysed as Python', async () => {
   const dir = path.join(tmp, 'config');
   const uri = fileUri(path.join(dir, 'pyproject.toml'));
-  const text = '[project]\nname = "x"\n\n[tool.qdq]\nmodel = "model.py:build"\nexample-inputs = "data.py:inputs"\nmethod = "maximum"\nbatchez = 3\n';
-  await client.conn.sendNotification('textDocument/didOpen', { textDocument: { uri, languageId: 'toml', version: 1, text } });
+  const text =
+    '[project]\nname = "x"\n\n[tool.qdq]\nmodel = "model.py:build"\nexample-inputs = "data.py:inputs"\nmethod = "maximum"\nbatchez = 3\n';
+  await client.conn.sendNotification('textDocument/didOpen', {
+    textDocument: { uri, languageId: 'toml', version: 1, text },
+  });
   const published = await client.waitForVersion(uri, 1);
   const byCode = new Map(published.diagnostics.map((d) => [String(d.code), d]));
   assert.equal(byCode.get('tool.qdq.method')?.severity, 1);
   assert.equal(byCode.get('tool.qdq.method')?.range.start.line, 6);
   assert.match(String(byCode.get('tool.qdq.batchez')?.message), /did you mean "batches"/);
   const other = fileUri(path.join(dir, 'pyproject.toml').replace('config', 'plain'));
-  await client.conn.sendNotification('textDocument/didOpen', { textDocument: { uri: other, languageId: 'toml', version: 1, text: '[project]\nname = "y"\n' } });
-  assert.deepEqual((await client.waitForVersion(other, 1)).diagnostics, [], 'a pyproject.toml without [tool.qdq] is left alone');
+  await client.conn.sendNotification('textDocument/didOpen', {
+    textDocument: { uri: other, languageId: 'toml', version: 1, text: '[project]\nname = "y"\n' },
+  });
+  assert.deepEqual(
+    (await client.waitForVersion(other, 1)).diagnostics,
+    [],
+    'a pyproject.toml without [tool.qdq] is left alone',
+  );
 
   const notes = fileUri(path.join(dir, 'notes.md'));
-  await client.conn.sendNotification('textDocument/didOpen', { textDocument: { uri: notes, languageId: 'markdown', version: 1, text: MODEL } });
-  assert.equal(await client.request('textDocument/hover', { textDocument: { uri: notes }, position: posOf(MODEL, 'nn.Conv2d(3', 4) }), null);
+  await client.conn.sendNotification('textDocument/didOpen', {
+    textDocument: { uri: notes, languageId: 'markdown', version: 1, text: MODEL },
+  });
+  assert.equal(
+    await client.request('textDocument/hover', {
+      textDocument: { uri: notes },
+      position: posOf(MODEL, 'nn.Conv2d(3', 4),
+    }),
+    null,
+  );
   assert.deepEqual(await actionsAt(notes, lineOf(MODEL, 'self.conv1')), []);
 });
 
@@ -400,7 +582,10 @@ test('a quantized file without qdq_quant.py next to it gets an error on the impo
   const dir = path.join(tmp, 'copied');
   fs.mkdirSync(dir, { recursive: true });
   const file = path.join(dir, 'model.py');
-  const quantized = MODEL.replace('import torch\n', 'import torch\nimport qdq_quant  # qdq\n').replace('nn.Conv2d(3, 8, 3, padding=1)', 'qdq_quant.quant(nn.Conv2d(3, 8, 3, padding=1))');
+  const quantized = MODEL.replace('import torch\n', 'import torch\nimport qdq_quant  # qdq\n').replace(
+    'nn.Conv2d(3, 8, 3, padding=1)',
+    'qdq_quant.quant(nn.Conv2d(3, 8, 3, padding=1))',
+  );
   fs.writeFileSync(file, quantized);
   const uri = fileUri(file);
   await client.open(uri, quantized);
@@ -418,6 +603,11 @@ test('a quantized file without qdq_quant.py next to it gets an error on the impo
   assert.equal(files.get(helperUri), HELPER);
   assert.equal(files.get(uri), quantized, 'the model file is not touched');
   fs.writeFileSync(path.join(dir, 'qdq_quant.py'), HELPER);
-  await client.change(uri, 2, [{ range: { start: { line: 0, character: 0 }, end: { line: 0, character: 0 } }, text: '' }]);
-  assert.ok(!codes((await client.waitForVersion(uri, 2)).diagnostics).includes('QDQ-HELPER'), 'gone once the file exists');
+  await client.change(uri, 2, [
+    { range: { start: { line: 0, character: 0 }, end: { line: 0, character: 0 } }, text: '' },
+  ]);
+  assert.ok(
+    !codes((await client.waitForVersion(uri, 2)).diagnostics).includes('QDQ-HELPER'),
+    'gone once the file exists',
+  );
 });

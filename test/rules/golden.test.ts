@@ -21,21 +21,35 @@ const HAS_PYTHON = spawnSync('python3', ['-c', 'pass']).status === 0;
 const HAS_TORCH = HAS_PYTHON && pythonHas('torch');
 
 function astParses(text: string): { ok: boolean; err: string } {
-  const r = spawnSync('python3', ['-c', 'import ast,sys; ast.parse(sys.stdin.read())'], { input: text, encoding: 'utf8' });
+  const r = spawnSync('python3', ['-c', 'import ast,sys; ast.parse(sys.stdin.read())'], {
+    input: text,
+    encoding: 'utf8',
+  });
   return { ok: r.status === 0, err: r.stderr };
 }
 
 /** Applies LSP edits (non-overlapping) to a text. */
-function applyEdits(text: string, edits: { range: { start: { line: number; character: number }; end: { line: number; character: number } }; newText: string }[]): string {
+function applyEdits(
+  text: string,
+  edits: {
+    range: { start: { line: number; character: number }; end: { line: number; character: number } };
+    newText: string;
+  }[],
+): string {
   const idx = new LineIndex(text);
-  const offs = edits.map((e) => ({ s: idx.offsetAt(e.range.start), e: idx.offsetAt(e.range.end), t: e.newText })).sort((a, b) => b.s - a.s);
+  const offs = edits
+    .map((e) => ({ s: idx.offsetAt(e.range.start), e: idx.offsetAt(e.range.end), t: e.newText }))
+    .sort((a, b) => b.s - a.s);
   let out = text;
   for (const o of offs) out = out.slice(0, o.s) + o.t + out.slice(o.e);
   return out;
 }
 
 describe('golden TensorRT fixes', () => {
-  const cases = fs.readdirSync(GOLDEN).filter((d) => fs.existsSync(path.join(GOLDEN, d, 'input.py'))).sort();
+  const cases = fs
+    .readdirSync(GOLDEN)
+    .filter((d) => fs.existsSync(path.join(GOLDEN, d, 'input.py')))
+    .sort();
   it('has golden cases', () => assert.ok(cases.length >= 5));
   for (const name of cases) {
     const dir = path.join(GOLDEN, name);
@@ -48,7 +62,8 @@ describe('golden TensorRT fixes', () => {
         assert.equal(result.applied.length > 0, input !== expected);
         assert.equal(applyEdits(input, result.edits), expected);
       });
-      it('re-parses without tree-sitter error nodes', () => assert.equal(parsePython(result.text).rootNode.hasError, false));
+      it('re-parses without tree-sitter error nodes', () =>
+        assert.equal(parsePython(result.text).rootNode.hasError, false));
       it('passes Python ast.parse', { skip: HAS_PYTHON ? false : 'python3 is not on PATH' }, () => {
         const r = astParses(result.text);
         assert.ok(r.ok, r.err);
@@ -60,11 +75,15 @@ describe('golden TensorRT fixes', () => {
         assert.deepEqual(again.edits, []);
       });
       if (fs.existsSync(path.join(dir, 'equivalence.py'))) {
-        it('computes the same tensors as the original under PyTorch', { skip: HAS_TORCH ? false : 'python3 cannot import torch' }, () => {
-          const r = spawnSync('python3', [RUNNER, dir], { encoding: 'utf8', timeout: 120_000 });
-          assert.equal(r.status, 0, r.stderr + r.stdout);
-          assert.match(r.stdout, /equivalent/);
-        });
+        it(
+          'computes the same tensors as the original under PyTorch',
+          { skip: HAS_TORCH ? false : 'python3 cannot import torch' },
+          () => {
+            const r = spawnSync('python3', [RUNNER, dir], { encoding: 'utf8', timeout: 120_000 });
+            assert.equal(r.status, 0, r.stderr + r.stdout);
+            assert.match(r.stdout, /equivalent/);
+          },
+        );
       }
     });
   }

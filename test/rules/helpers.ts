@@ -30,5 +30,9 @@ export function textAt(text: string, d: QdqDiagnostic): string {
   const lines = text.split('\n');
   const { start, end } = d.range;
   if (start.line === end.line) return lines[start.line].slice(start.character, end.character);
-  return [lines[start.line].slice(start.character), ...lines.slice(start.line + 1, end.line), lines[end.line].slice(0, end.character)].join('\n');
+  return [
+    lines[start.line].slice(start.character),
+    ...lines.slice(start.line + 1, end.line),
+    lines[end.line].slice(0, end.character),
+  ].join('\n');
 }

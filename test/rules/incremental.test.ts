@@ -14,10 +14,32 @@ import { scanText } from '../../server/src/rules/scan';
 // Many edits are what the text scans care about: quotes (an open triple quote turns the rest of the file into a
 // string), comments, imports, calls that rules start from, operators.
 const INSERTS = [
-  'x', '\n', '"', "'", '"""', '#', ' # c\n', '(', ')', 'x.cumsum(1)', ' == ', ' & ', '@', ' += 1', 'x[m] += v\n',
-  '\nimport torch.nn.functional as G\n', '\nfrom torch import nn as N\n', 'torch.uint8', 'torch.bool', '.byte()',
+  'x',
+  '\n',
+  '"',
+  "'",
+  '"""',
+  '#',
+  ' # c\n',
+  '(',
+  ')',
+  'x.cumsum(1)',
+  ' == ',
+  ' & ',
+  '@',
+  ' += 1',
+  'x[m] += v\n',
+  '\nimport torch.nn.functional as G\n',
+  '\nfrom torch import nn as N\n',
+  'torch.uint8',
+  'torch.bool',
+  '.byte()',
   '\n\nclass Z(nn.Module):\n    def forward(self, a, b):\n        m = a > b\n        return a[m] @ b.long()\n',
-  'y = x.ne(1).int().cumsum(1)\n', '\\', '"""doc"""\n', '\nm = a >= b\n', '    k = q[a < b] | ~c\n',
+  'y = x.ne(1).int().cumsum(1)\n',
+  '\\',
+  '"""doc"""\n',
+  '\nm = a >= b\n',
+  '    k = q[a < b] | ~c\n',
 ];
 
 function edits(text: string, seed: number, count: number) {
@@ -36,46 +58,58 @@ function sources(): { name: string; text: string }[] {
  */
 function ruleHeavySources(): { name: string; text: string }[] {
   const golden = path.join(process.cwd(), 'test/golden/trt');
-  const out = fs.readdirSync(golden).map((c) => ({ name: `trt-${c}`, text: fs.readFileSync(path.join(golden, c, 'input.py'), 'utf8') }));
-  const block = (k: number) => [
-    `MASK${k} = torch.arange(10) > ${k}`,
-    `POS${k} = torch.arange(8).int().cumsum(0)`,
-    `flags${k} = MASK${k} & (torch.ones(10).long() > 0)`,
+  const out = fs
+    .readdirSync(golden)
+    .map((c) => ({ name: `trt-${c}`, text: fs.readFileSync(path.join(golden, c, 'input.py'), 'utf8') }));
+  const block = (k: number) =>
+    [
+      `MASK${k} = torch.arange(10) > ${k}`,
+      `POS${k} = torch.arange(8).int().cumsum(0)`,
+      `flags${k} = MASK${k} & (torch.ones(10).long() > 0)`,
+      '',
+      `class Block${k}(nn.Module):`,
+      '    ids = torch.arange(4).int()',
+      '    doubled = ids.cumsum(0)',
+      '',
+      '    def __init__(self):',
+      '        super().__init__()',
+      '        self.proj = nn.Linear(8, 8)',
+      '',
+      '    def forward(self, input_ids):',
+      '        mask = input_ids.ne(1).int()',
+      '        pos = torch.cumsum(mask, dim=1) * mask',
+      '        keep = mask.nonzero()',
+      '        u = torch.unique(input_ids)',
+      '        b = input_ids.byte()',
+      '        t = torch.zeros(3, dtype=torch.uint8)',
+      '        m = input_ids > 0',
+      '        s = m + m',
+      '        h = input_ids.long() & 3',
+      '        v, i = torch.topk(pos.float(), 5000)',
+      '        q = mask @ mask',
+      '        return pos[m], keep, u, b, t, s, h, v, i, q',
+      '',
+      '',
+      '@decorate',
+      `def helper${k}(x: torch.LongTensor):`,
+      '    y = x.cumsum(-1)',
+      '    z = torch.sqrt(x.int())',
+      '    w = x.bincount()',
+      '    return x[x > 0], y, z, w',
+      '',
+      '',
+    ].join('\n');
+  const heavy = [
+    'import torch',
+    'import torch.nn as nn',
     '',
-    `class Block${k}(nn.Module):`,
-    '    ids = torch.arange(4).int()',
-    '    doubled = ids.cumsum(0)',
     '',
-    '    def __init__(self):',
-    '        super().__init__()',
-    '        self.proj = nn.Linear(8, 8)',
-    '',
-    '    def forward(self, input_ids):',
-    '        mask = input_ids.ne(1).int()',
-    '        pos = torch.cumsum(mask, dim=1) * mask',
-    '        keep = mask.nonzero()',
-    '        u = torch.unique(input_ids)',
-    '        b = input_ids.byte()',
-    '        t = torch.zeros(3, dtype=torch.uint8)',
-    '        m = input_ids > 0',
-    '        s = m + m',
-    '        h = input_ids.long() & 3',
-    '        v, i = torch.topk(pos.float(), 5000)',
-    '        q = mask @ mask',
-    '        return pos[m], keep, u, b, t, s, h, v, i, q',
+    'def decorate(f):',
+    '    return f',
     '',
     '',
-    '@decorate',
-    `def helper${k}(x: torch.LongTensor):`,
-    '    y = x.cumsum(-1)',
-    '    z = torch.sqrt(x.int())',
-    '    w = x.bincount()',
-    '    return x[x > 0], y, z, w',
-    '',
-    '',
+    ...[0, 1, 2, 3, 4, 5].map(block),
   ].join('\n');
-  const heavy = ['import torch', 'import torch.nn as nn', '', '', 'def decorate(f):', '    return f', '', '',
-    ...[0, 1, 2, 3, 4, 5].map(block)].join('\n');
   out.push({ name: 'rule-heavy', text: heavy });
   return out;
 }
@@ -98,9 +132,17 @@ function checkIncrementalDiagnostics(editsOf: (text: string, seed: number) => It
       const incremental = runRules(index, tree, text);
       const freshTree = parsePython(text);
       const fresh = runRules(buildModelIndex(freshTree, text), freshTree, text);
-      assert.deepStrictEqual(incremental, fresh, `${name}: diagnostics differ after inserting ${JSON.stringify(e.insert)} at ${start}`);
+      assert.deepStrictEqual(
+        incremental,
+        fresh,
+        `${name}: diagnostics differ after inserting ${JSON.stringify(e.insert)} at ${start}`,
+      );
       // Without an index the rules scan the whole text in one piece: the same diagnostics.
-      assert.deepStrictEqual(runRules(null, freshTree, text), runRules(null, tree, text), `${name}: diagnostics without an index differ`);
+      assert.deepStrictEqual(
+        runRules(null, freshTree, text),
+        runRules(null, tree, text),
+        `${name}: diagnostics without an index differ`,
+      );
     }
   }
 }
@@ -141,13 +183,21 @@ test('kept diagnostics move with their statements when lines are added or remove
     const incremental = runRules(index, tree, text);
     if (layout?.reuse && layout.reuse.tail > 0) kept++;
     const freshTree = parsePython(text);
-    assert.deepStrictEqual(incremental, runRules(buildModelIndex(freshTree, text), freshTree, text), `diagnostics differ after edit ${k} (${JSON.stringify(e)})`);
+    assert.deepStrictEqual(
+      incremental,
+      runRules(buildModelIndex(freshTree, text), freshTree, text),
+      `diagnostics differ after edit ${k} (${JSON.stringify(e)})`,
+    );
   }
   assert.ok(kept > 30, `statements after the edit were reused in only ${kept} of 40 runs`);
   // What every kept diagnostic may depend on besides its statement: module-level code, import aliases, options.
   // Each keeps the line count, so the statements after it stay on their lines and could be kept.
   const changes: [string, string, string][] = [
-    ['a module-level name that class-level code reads', 'POS1 = torch.arange(8).int().cumsum(0)', 'ids = torch.arange(8).int()'],
+    [
+      'a module-level name that class-level code reads',
+      'POS1 = torch.arange(8).int().cumsum(0)',
+      'ids = torch.arange(8).int()',
+    ],
     ['an import alias', 'import torch.nn as nn\n', 'import torch.nn as nn; import numpy as torch\n'],
   ];
   for (const [what, from, to] of changes) {
@@ -157,14 +207,21 @@ test('kept diagnostics move with their statements when lines are added or remove
     index = buildModelIndex(tree, text, index);
     const incremental = runRules(index, tree, text);
     const freshTree = parsePython(text);
-    assert.deepStrictEqual(incremental, runRules(buildModelIndex(freshTree, text), freshTree, text), `diagnostics differ after changing ${what}`);
+    assert.deepStrictEqual(
+      incremental,
+      runRules(buildModelIndex(freshTree, text), freshTree, text),
+      `diagnostics differ after changing ${what}`,
+    );
   }
   const freshTree = parsePython(text);
   const fresh = runRules(buildModelIndex(freshTree, text), freshTree, text);
   assert.deepStrictEqual(runRules(index, tree, text), fresh, 'a second run on the same version differs');
   assert.deepStrictEqual(runRules(index, tree, text), fresh, 'a third run on the same version differs');
-  assert.deepStrictEqual(runRules(index, tree, text, { trtVersion: '8.6' }), runRules(buildModelIndex(freshTree, text), freshTree, text, { trtVersion: '8.6' }),
-    'diagnostics differ after changing the TensorRT version');
+  assert.deepStrictEqual(
+    runRules(index, tree, text, { trtVersion: '8.6' }),
+    runRules(buildModelIndex(freshTree, text), freshTree, text, { trtVersion: '8.6' }),
+    'diagnostics differ after changing the TensorRT version',
+  );
 });
 
 function checkPiecewiseScan(editsOf: (text: string, seed: number) => Iterable<TextEdit>): void {
@@ -183,8 +240,14 @@ function checkPiecewiseScan(editsOf: (text: string, seed: number) => Iterable<Te
       const whole = scanText(text, words);
       const sorted = (xs: number[]) => xs.slice().sort((a, b) => a - b);
       const facts = (s: typeof whole) => ({
-        nonCode: s.nonCodeRanges(), callHits: s.callHits, operators: s.operators, comparisons: s.comparisons,
-        boolLiterals: sorted(s.boolLiterals), uint8Words: s.uint8Words, plusAssigns: s.plusAssigns, aliases: s.aliases,
+        nonCode: s.nonCodeRanges(),
+        callHits: s.callHits,
+        operators: s.operators,
+        comparisons: s.comparisons,
+        boolLiterals: sorted(s.boolLiterals),
+        uint8Words: s.uint8Words,
+        plusAssigns: s.plusAssigns,
+        aliases: s.aliases,
       });
       const what = `${name}: scans differ after inserting ${JSON.stringify(e.insert)} at ${start}`;
       assert.deepStrictEqual(facts(pieces), facts(whole), what);

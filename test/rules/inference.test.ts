@@ -4,10 +4,24 @@ import assert from 'node:assert/strict';
 import { diagnose, diagnoseAll, py } from './helpers';
 
 describe('integer-ness inference', () => {
-  const cumsumOf = (setup: string, arg = 'x') => diagnose('TRT001', `import torch\ndef f(a, b, n: int, input_ids):\n    ${setup}\n    return torch.cumsum(${arg}, 1)\n`);
+  const cumsumOf = (setup: string, arg = 'x') =>
+    diagnose(
+      'TRT001',
+      `import torch\ndef f(a, b, n: int, input_ids):\n    ${setup}\n    return torch.cumsum(${arg}, 1)\n`,
+    );
 
   it('knows .int() / .long() / dtype=torch.int64 / .ne() results / arange of ints', () => {
-    for (const setup of ['x = a.int()', 'x = a.long()', 'x = torch.zeros(3, 4, dtype=torch.int64)', 'x = torch.ones(2, dtype=torch.long)', 'x = a.ne(0)', 'x = torch.arange(n)', 'x = (a > b)', 'x = a.to(torch.int32)', 'x = torch.randint(0, 5, (2, 3))']) {
+    for (const setup of [
+      'x = a.int()',
+      'x = a.long()',
+      'x = torch.zeros(3, 4, dtype=torch.int64)',
+      'x = torch.ones(2, dtype=torch.long)',
+      'x = a.ne(0)',
+      'x = torch.arange(n)',
+      'x = (a > b)',
+      'x = a.to(torch.int32)',
+      'x = torch.randint(0, 5, (2, 3))',
+    ]) {
       const ds = cumsumOf(setup);
       assert.equal(ds.length, 1, setup);
       assert.equal(ds[0].severity, 'warning', setup);
@@ -16,7 +30,14 @@ describe('integer-ness inference', () => {
   });
 
   it('knows floats and stays quiet', () => {
-    for (const setup of ['x = a.float()', 'x = torch.zeros(3, 4)', 'x = torch.arange(0.0, n)', 'x = a.int().float()', 'x = a.long() / 2', 'x = torch.ones(2, dtype=torch.float16)']) {
+    for (const setup of [
+      'x = a.float()',
+      'x = torch.zeros(3, 4)',
+      'x = torch.arange(0.0, n)',
+      'x = a.int().float()',
+      'x = a.long() / 2',
+      'x = torch.ones(2, dtype=torch.float16)',
+    ]) {
       assert.deepEqual(cumsumOf(setup), [], setup);
     }
   });
@@ -37,22 +58,35 @@ describe('integer-ness inference', () => {
 
   it('follows the latest assignment before the use', () => {
     assert.equal(cumsumOf('x = a.int(); x = x.float()').length, 0);
-    const text = 'import torch\ndef f(a):\n    x = a.float()\n    y = torch.cumsum(x, 1)\n    x = a.long()\n    return torch.cumsum(x, 1)\n';
+    const text =
+      'import torch\ndef f(a):\n    x = a.float()\n    y = torch.cumsum(x, 1)\n    x = a.long()\n    return torch.cumsum(x, 1)\n';
     const ds = diagnose('TRT001', text);
     assert.equal(ds.length, 1);
     assert.equal(ds[0].range.start.line, 5);
   });
 
   it('uses torch.LongTensor / BoolTensor annotations', () => {
-    const ds = diagnose('TRT033', 'import torch\ndef f(ids: torch.LongTensor, m: torch.BoolTensor):\n    return torch.sqrt(ids), torch.exp(m)\n');
+    const ds = diagnose(
+      'TRT033',
+      'import torch\ndef f(ids: torch.LongTensor, m: torch.BoolTensor):\n    return torch.sqrt(ids), torch.exp(m)\n',
+    );
     assert.equal(ds.length, 2);
     assert.ok(ds.every((d) => d.severity === 'error'));
   });
 
   it('resolves import aliases (import torch as th, from torch import cumsum)', () => {
-    assert.equal(diagnose('TRT001', 'import torch as th\ndef f(a):\n    m = a.long()\n    return th.cumsum(m, 0)\n').length, 1);
-    assert.equal(diagnose('TRT001', 'from torch import cumsum\ndef f(a):\n    m = a.long()\n    return cumsum(m, 0)\n').length, 1);
-    assert.equal(diagnose('TRT001', 'import numpy as np\ndef f(a):\n    m = a.astype(int)\n    return np.cumsum(m, 0)\n').length, 0);
+    assert.equal(
+      diagnose('TRT001', 'import torch as th\ndef f(a):\n    m = a.long()\n    return th.cumsum(m, 0)\n').length,
+      1,
+    );
+    assert.equal(
+      diagnose('TRT001', 'from torch import cumsum\ndef f(a):\n    m = a.long()\n    return cumsum(m, 0)\n').length,
+      1,
+    );
+    assert.equal(
+      diagnose('TRT001', 'import numpy as np\ndef f(a):\n    m = a.astype(int)\n    return np.cumsum(m, 0)\n').length,
+      0,
+    );
   });
 
   it('ignores calls inside strings and comments', () => {

@@ -3,7 +3,14 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as path from 'path';
-import { allTrtOperators, describeForHover, trtOperatorSupport, TORCH_LAYER_TO_ONNX, TORCH_OP_TO_ONNX, TRT_OPSET_RANGE } from '../../server/src/knowledge';
+import {
+  allTrtOperators,
+  describeForHover,
+  trtOperatorSupport,
+  TORCH_LAYER_TO_ONNX,
+  TORCH_OP_TO_ONNX,
+  TRT_OPSET_RANGE,
+} from '../../server/src/knowledge';
 import { allRules } from '../../server/src/rules';
 
 describe('trtOperatorSupport', () => {
@@ -20,32 +27,62 @@ describe('trtOperatorSupport', () => {
     assert.match(cumsum.restrictions, /axis/);
     const topk = trtOperatorSupport('TopK')!;
     assert.match(topk.note, /3840/);
-    for (const op of ['Unique', 'DFT', 'BitwiseAnd', 'MatMulInteger', 'QLinearConv', 'DynamicQuantizeLinear', 'Bernoulli']) {
+    for (const op of [
+      'Unique',
+      'DFT',
+      'BitwiseAnd',
+      'MatMulInteger',
+      'QLinearConv',
+      'DynamicQuantizeLinear',
+      'Bernoulli',
+    ]) {
       assert.equal(trtOperatorSupport(op)?.supported, false, op);
     }
-    for (const op of ['Conv', 'Gemm', 'MatMul', 'QuantizeLinear', 'DequantizeLinear', 'Add', 'Relu', 'Softmax', 'LayerNormalization']) {
+    for (const op of [
+      'Conv',
+      'Gemm',
+      'MatMul',
+      'QuantizeLinear',
+      'DequantizeLinear',
+      'Add',
+      'Relu',
+      'Softmax',
+      'LayerNormalization',
+    ]) {
       assert.equal(trtOperatorSupport(op)?.supported, true, op);
     }
     assert.equal(trtOperatorSupport('NotAnOnnxOp'), undefined);
   });
-  it('the committed JSON matches the reference table when the reference is present', { skip: fs.existsSync('/work/shared/reference/onnx-tensorrt-operators-10.15.md') ? false : 'reference table not on this machine' }, () => {
-    const md = fs.readFileSync('/work/shared/reference/onnx-tensorrt-operators-10.15.md', 'utf8');
-    let rows = 0;
-    for (const line of md.split('\n')) {
-      const m = /^\|\s*([A-Za-z0-9]+)\s*\|\s*([YN])\s*\|/.exec(line);
-      if (!m) continue;
-      rows++;
-      assert.equal(trtOperatorSupport(m[1])?.supported, m[2] === 'Y', m[1]);
-    }
-    assert.equal(rows, 200);
-  });
+  it(
+    'the committed JSON matches the reference table when the reference is present',
+    {
+      skip: fs.existsSync('/work/shared/reference/onnx-tensorrt-operators-10.15.md')
+        ? false
+        : 'reference table not on this machine',
+    },
+    () => {
+      const md = fs.readFileSync('/work/shared/reference/onnx-tensorrt-operators-10.15.md', 'utf8');
+      let rows = 0;
+      for (const line of md.split('\n')) {
+        const m = /^\|\s*([A-Za-z0-9]+)\s*\|\s*([YN])\s*\|/.exec(line);
+        if (!m) continue;
+        rows++;
+        assert.equal(trtOperatorSupport(m[1])?.supported, m[2] === 'Y', m[1]);
+      }
+      assert.equal(rows, 200);
+    },
+  );
 });
 
 describe('PyTorch -> ONNX map', () => {
   it('every ONNX op it names is in the TensorRT matrix', () => {
     for (const [name, m] of [...Object.entries(TORCH_LAYER_TO_ONNX), ...Object.entries(TORCH_OP_TO_ONNX)]) {
       for (const op of m.onnx) assert.ok(trtOperatorSupport(op), `${name} -> ${op}`);
-      for (const code of m.rules ?? []) assert.ok(allRules.some((r) => r.code === code), `${name} -> ${code}`);
+      for (const code of m.rules ?? [])
+        assert.ok(
+          allRules.some((r) => r.code === code),
+          `${name} -> ${code}`,
+        );
     }
   });
   it('maps the layers and calls of the brief', () => {

@@ -16,7 +16,10 @@ describe('QDQ lints', () => {
           def forward(self, x, y):
               return torch.cat([self.fc(x), y]) + x
     `;
-    assert.deepEqual(diagnoseAll(text).filter((d) => d.code.startsWith('QDQ')), []);
+    assert.deepEqual(
+      diagnoseAll(text).filter((d) => d.code.startsWith('QDQ')),
+      [],
+    );
   });
 
   it('QDQ001: torch.ao FakeQuantize with quint8 / [0, 255] and a non-zero zero point', () => {
@@ -29,19 +32,23 @@ describe('QDQ lints', () => {
           return torch.fake_quantize_per_tensor_affine(x, 0.1, 3, -128, 127)
     `;
     const ds = diagnose('QDQ001', text);
-    assert.deepEqual(ds.map((d) => d.range.start.line), [2, 5]);
+    assert.deepEqual(
+      ds.map((d) => d.range.start.line),
+      [2, 5],
+    );
     assert.match(ds[0].message, /quint8/);
     assert.match(ds[1].message, /zero_point=3/);
   });
 
   it('QDQ004: per-channel fake quantization of a weight on axis 1', () => {
-    const text = 'import torch\nclass L(torch.nn.Linear):\n    def forward(self, x):\n        w = torch.fake_quantize_per_channel_affine(self.weight, self.s, self.z, 1, -128, 127)\n        return x @ w.t()\n';
+    const text =
+      'import torch\nclass L(torch.nn.Linear):\n    def forward(self, x):\n        w = torch.fake_quantize_per_channel_affine(self.weight, self.s, self.z, 1, -128, 127)\n        return x @ w.t()\n';
     const ds = diagnose('QDQ004', text);
     assert.equal(ds.length, 1);
     assert.match(ds[0].message, /axis 1/);
   });
 
-  it('QDQ005: disabling one of a QuantLinear\'s quantizers', () => {
+  it("QDQ005: disabling one of a QuantLinear's quantizers", () => {
     const text = py`
       from pytorch_quantization import nn as quant_nn
       fc = quant_nn.QuantLinear(16, 16)

@@ -14,14 +14,17 @@ function everyRuleStrict(text: string): number {
   const index = buildModelIndex(tree, text);
   let n = 0;
   for (const rule of allRules) {
-    assert.doesNotThrow(() => { n += runRuleStrict(rule, index, tree, text).length; }, rule.code);
+    assert.doesNotThrow(() => {
+      n += runRuleStrict(rule, index, tree, text).length;
+    }, rule.code);
   }
   assert.ok(Array.isArray(runRules(index, tree, text, {})));
   assert.ok(Array.isArray(runRules(null, tree, text, {})));
   return n;
 }
 
-const ROBERTA = 'import torch\ndef pos(input_ids, pad):\n    mask = input_ids.ne(pad).int()\n    inc = torch.cumsum(mask, dim=1).type_as(mask) * mask\n    return inc.long() + pad\n';
+const ROBERTA =
+  'import torch\ndef pos(input_ids, pad):\n    mask = input_ids.ne(pad).int()\n    inc = torch.cumsum(mask, dim=1).type_as(mask) * mask\n    return inc.long() + pad\n';
 
 describe('rules on hostile input', () => {
   it('empty file and whitespace-only file', () => {
@@ -39,11 +42,16 @@ describe('rules on hostile input', () => {
     const tree = parsePython(text);
     assert.equal(tree.rootNode.hasError, true);
     const ds = runRules(buildModelIndex(tree, text), tree, text, {});
-    assert.ok(ds.some((d) => d.code === 'TRT001'), JSON.stringify(ds.map((d) => d.code)));
+    assert.ok(
+      ds.some((d) => d.code === 'TRT001'),
+      JSON.stringify(ds.map((d) => d.code)),
+    );
   });
 
   it('a 10,000-line file', () => {
-    const block = ROBERTA.replace('def pos', 'def pos_N') + 'class M(torch.nn.Module):\n    def forward(self, x):\n        return torch.unique(x)\n';
+    const block =
+      ROBERTA.replace('def pos', 'def pos_N') +
+      'class M(torch.nn.Module):\n    def forward(self, x):\n        return torch.unique(x)\n';
     const text = Array.from({ length: 1000 }, (_, i) => block.replace('pos_N', `pos_${i}`)).join('\n');
     assert.ok(text.split('\n').length >= 9000);
     const n = everyRuleStrict(text);
@@ -61,18 +69,26 @@ describe('rules on hostile input', () => {
   });
 
   it('non-UTF-8 bytes decoded with replacement characters, NUL bytes, lone surrogates and CRLF', () => {
-    const bytes = Buffer.concat([Buffer.from('import torch\n# caf'), Buffer.from([0xe9, 0xff, 0xfe]), Buffer.from('\nm = torch.tensor([1]).int()\ny = torch.cumsum(m, 0)\n')]);
+    const bytes = Buffer.concat([
+      Buffer.from('import torch\n# caf'),
+      Buffer.from([0xe9, 0xff, 0xfe]),
+      Buffer.from('\nm = torch.tensor([1]).int()\ny = torch.cumsum(m, 0)\n'),
+    ]);
     assert.ok(everyRuleStrict(bytes.toString('utf8')) >= 1);
     everyRuleStrict('import torch\nx = "\u0000\ud800"\ny = torch.unique(x)\n');
     assert.ok(everyRuleStrict(ROBERTA.replace(/\n/g, '\r\n')) >= 1);
   });
 
   it('a class with no __init__ and quantizer-looking code without declarations', () => {
-    everyRuleStrict('import torch\nimport qdq_quant  # qdq\nclass M(torch.nn.Module):\n    def forward(self, a, b):\n        return torch.cat([self.x_quantizer(a), self.y_quantizer(b)]) + self.fc(self.q_quantizer(a))\n');
+    everyRuleStrict(
+      'import torch\nimport qdq_quant  # qdq\nclass M(torch.nn.Module):\n    def forward(self, a, b):\n        return torch.cat([self.x_quantizer(a), self.y_quantizer(b)]) + self.fc(self.q_quantizer(a))\n',
+    );
   });
 
   it('diagnostic ranges lie inside the document and fixes never overlap themselves', () => {
-    const text = ROBERTA + 'def g(a, b):\n    m = a.gt(0)\n    k = b.lt(0)\n    return (m + k), torch.floor(a.long()), a.long().sqrt()\n';
+    const text =
+      ROBERTA +
+      'def g(a, b):\n    m = a.gt(0)\n    k = b.lt(0)\n    return (m + k), torch.floor(a.long()), a.long().sqrt()\n';
     const lines = text.split('\n');
     const tree = parsePython(text);
     for (const d of runRules(buildModelIndex(tree, text), tree, text, {})) {
@@ -98,9 +114,13 @@ describe('real third-party model sources', () => {
     '/usr/lib/python3/dist-packages/torch/nn/modules/transformer.py',
     '/usr/lib/python3/dist-packages/torch/nn/functional.py',
   ].filter((p) => fs.existsSync(p));
-  it('has real sources to read', { skip: candidates.length ? false : 'Debian python3-torch/python3-torchvision are not installed' }, () => {
-    assert.ok(candidates.length > 0);
-  });
+  it(
+    'has real sources to read',
+    { skip: candidates.length ? false : 'Debian python3-torch/python3-torchvision are not installed' },
+    () => {
+      assert.ok(candidates.length > 0);
+    },
+  );
   for (const file of candidates) {
     it(`runs every rule on ${path.basename(file)} and the safe fixes keep it parseable and idempotent`, () => {
       const text = fs.readFileSync(file, 'utf8');
@@ -110,33 +130,55 @@ describe('real third-party model sources', () => {
       assert.equal(applyTrtFixes(r.text).text, r.text);
     });
   }
-  it('finds the known TensorRT problems in torchvision roi_heads (nonzero / boolean masks)', { skip: fs.existsSync('/usr/lib/python3/dist-packages/torchvision/models/detection/roi_heads.py') ? false : 'torchvision not installed' }, () => {
-    const text = fs.readFileSync('/usr/lib/python3/dist-packages/torchvision/models/detection/roi_heads.py', 'utf8');
-    const tree = parsePython(text);
-    const codes = new Set(runRules(buildModelIndex(tree, text), tree, text, {}).map((d) => d.code));
-    assert.ok(codes.has('TRT004') || codes.has('TRT005'), [...codes].join(','));
-  });
+  it(
+    'finds the known TensorRT problems in torchvision roi_heads (nonzero / boolean masks)',
+    {
+      skip: fs.existsSync('/usr/lib/python3/dist-packages/torchvision/models/detection/roi_heads.py')
+        ? false
+        : 'torchvision not installed',
+    },
+    () => {
+      const text = fs.readFileSync('/usr/lib/python3/dist-packages/torchvision/models/detection/roi_heads.py', 'utf8');
+      const tree = parsePython(text);
+      const codes = new Set(runRules(buildModelIndex(tree, text), tree, text, {}).map((d) => d.code));
+      assert.ok(codes.has('TRT004') || codes.has('TRT005'), [...codes].join(','));
+    },
+  );
 });
 
 describe('HF transformers RoBERTa (installed copy)', () => {
-  const probe = spawnSync('python3', ['-c', 'import importlib.util as u; s = u.find_spec("transformers"); print(s.submodule_search_locations[0] if s else "")'], { encoding: 'utf8' });
+  const probe = spawnSync(
+    'python3',
+    [
+      '-c',
+      'import importlib.util as u; s = u.find_spec("transformers"); print(s.submodule_search_locations[0] if s else "")',
+    ],
+    { encoding: 'utf8' },
+  );
   const root = probe.status === 0 ? probe.stdout.trim() : '';
   const file = root ? path.join(root, 'models', 'roberta', 'modeling_roberta.py') : '';
   const present = !!file && fs.existsSync(file);
-  it('flags create_position_ids_from_input_ids and patches only its .int() to .float()', { skip: present ? false : 'transformers is not installed for python3' }, () => {
-    const text = fs.readFileSync(file, 'utf8');
-    const tree = parsePython(text);
-    const ds = runRules(buildModelIndex(tree, text), tree, text, {}).filter((d) => d.code === 'TRT001');
-    assert.equal(ds.length, 1);
-    const r = applyTrtFixes(text);
-    assert.equal(r.applied.length, 1);
-    const before = text.split('\n');
-    const after = r.text.split('\n');
-    const changed = before.map((l, i) => (l !== after[i] ? i : -1)).filter((i) => i >= 0);
-    assert.equal(changed.length, 1);
-    assert.match(before[changed[0]], /mask = input_ids\.ne\(padding_idx\)\.int\(\)/);
-    assert.equal(after[changed[0]], before[changed[0]].replace('.int()', '.float()'));
-    const ast = spawnSync('python3', ['-c', 'import ast,sys; ast.parse(sys.stdin.read())'], { input: r.text, encoding: 'utf8' });
-    assert.equal(ast.status, 0, ast.stderr);
-  });
+  it(
+    'flags create_position_ids_from_input_ids and patches only its .int() to .float()',
+    { skip: present ? false : 'transformers is not installed for python3' },
+    () => {
+      const text = fs.readFileSync(file, 'utf8');
+      const tree = parsePython(text);
+      const ds = runRules(buildModelIndex(tree, text), tree, text, {}).filter((d) => d.code === 'TRT001');
+      assert.equal(ds.length, 1);
+      const r = applyTrtFixes(text);
+      assert.equal(r.applied.length, 1);
+      const before = text.split('\n');
+      const after = r.text.split('\n');
+      const changed = before.map((l, i) => (l !== after[i] ? i : -1)).filter((i) => i >= 0);
+      assert.equal(changed.length, 1);
+      assert.match(before[changed[0]], /mask = input_ids\.ne\(padding_idx\)\.int\(\)/);
+      assert.equal(after[changed[0]], before[changed[0]].replace('.int()', '.float()'));
+      const ast = spawnSync('python3', ['-c', 'import ast,sys; ast.parse(sys.stdin.read())'], {
+        input: r.text,
+        encoding: 'utf8',
+      });
+      assert.equal(ast.status, 0, ast.stderr);
+    },
+  );
 });

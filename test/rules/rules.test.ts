@@ -15,11 +15,14 @@ interface Case {
   negative: string;
 }
 
-const Q = 'from pytorch_quantization import nn as quant_nn\nfrom pytorch_quantization.nn import TensorQuantizer\nfrom pytorch_quantization.tensor_quant import QuantDescriptor\n';
+const Q =
+  'from pytorch_quantization import nn as quant_nn\nfrom pytorch_quantization.nn import TensorQuantizer\nfrom pytorch_quantization.tensor_quant import QuantDescriptor\n';
 
 const cases: Case[] = [
   {
-    code: 'TRT001', severity: 'warning', covers: 'torch.cumsum(mask, dim=1)',
+    code: 'TRT001',
+    severity: 'warning',
+    covers: 'torch.cumsum(mask, dim=1)',
     positive: py`
       import torch
       def f(input_ids, pad):
@@ -34,102 +37,146 @@ const cases: Case[] = [
     `,
   },
   {
-    code: 'TRT004', severity: 'warning', covers: 'torch.nonzero(x > 0)',
+    code: 'TRT004',
+    severity: 'warning',
+    covers: 'torch.nonzero(x > 0)',
     positive: 'import torch\ndef f(x):\n    return torch.nonzero(x > 0)\n',
     negative: 'import torch\ndef f(x):\n    return torch.where(x > 0, x, torch.zeros_like(x))\n',
   },
   {
-    code: 'TRT005', severity: 'warning', covers: 'x[keep]',
+    code: 'TRT005',
+    severity: 'warning',
+    covers: 'x[keep]',
     positive: 'import torch\ndef f(x: torch.Tensor):\n    keep = x.gt(0)\n    return x[keep]\n',
     negative: 'import torch\ndef f(x: torch.Tensor):\n    keep = x.gt(0)\n    return x * keep\n',
   },
   {
-    code: 'TRT007', severity: 'error', covers: 'torch.unique(labels)',
+    code: 'TRT007',
+    severity: 'error',
+    covers: 'torch.unique(labels)',
     positive: 'import torch\ndef f(labels):\n    return torch.unique(labels)\n',
     negative: 'import numpy as np\ndef f(labels):\n    return np.unique(labels)\n',
   },
   {
-    code: 'TRT008', severity: 'error', covers: 'ids.bincount()',
+    code: 'TRT008',
+    severity: 'error',
+    covers: 'ids.bincount()',
     positive: 'import torch\ndef f(ids):\n    return ids.bincount()\n',
     negative: 'import torch\nimport torch.nn.functional as F\ndef f(ids):\n    return F.one_hot(ids, 10).sum(0)\n',
   },
   {
-    code: 'TRT009', severity: 'error', covers: 'torch.histc(x, bins=4)',
+    code: 'TRT009',
+    severity: 'error',
+    covers: 'torch.histc(x, bins=4)',
     positive: 'import torch\ndef f(x):\n    return torch.histc(x, bins=4)\n',
     negative: 'import torch\ndef f(x, edges):\n    return (x[..., None] >= edges).float().sum(0)\n',
   },
   {
-    code: 'TRT010', severity: 'error', covers: 'torch.searchsorted(edges, x)',
+    code: 'TRT010',
+    severity: 'error',
+    covers: 'torch.searchsorted(edges, x)',
     positive: 'import torch\ndef f(edges, x):\n    return torch.searchsorted(edges, x)\n',
     negative: 'import torch\ndef f(edges, x):\n    return (x[..., None] >= edges[..., None, :]).float().sum(-1)\n',
   },
   {
-    code: 'TRT013', severity: 'error', covers: 'TrainingMode.TRAINING',
-    positive: 'import torch\ndef export(model, x):\n    model.eval()\n    torch.onnx.export(model, x, "m.onnx", training=torch.onnx.TrainingMode.TRAINING)\n',
+    code: 'TRT013',
+    severity: 'error',
+    covers: 'TrainingMode.TRAINING',
+    positive:
+      'import torch\ndef export(model, x):\n    model.eval()\n    torch.onnx.export(model, x, "m.onnx", training=torch.onnx.TrainingMode.TRAINING)\n',
     negative: 'import torch\ndef export(model, x):\n    model.eval()\n    torch.onnx.export(model, x, "m.onnx")\n',
   },
   {
-    code: 'TRT017', severity: 'error', covers: 'a @ b',
-    positive: 'import torch\ndef f(n):\n    a = torch.arange(n).view(1, n)\n    b = torch.ones(n, 1, dtype=torch.long)\n    return a @ b\n',
-    negative: 'import torch\ndef f(n):\n    a = torch.arange(n).view(1, n).float()\n    b = torch.ones(n, 1)\n    return a @ b\n',
+    code: 'TRT017',
+    severity: 'error',
+    covers: 'a @ b',
+    positive:
+      'import torch\ndef f(n):\n    a = torch.arange(n).view(1, n)\n    b = torch.ones(n, 1, dtype=torch.long)\n    return a @ b\n',
+    negative:
+      'import torch\ndef f(n):\n    a = torch.arange(n).view(1, n).float()\n    b = torch.ones(n, 1)\n    return a @ b\n',
   },
   {
-    code: 'TRT022', severity: 'error', covers: '4096',
+    code: 'TRT022',
+    severity: 'error',
+    covers: '4096',
     positive: 'import torch\ndef f(scores):\n    return torch.topk(scores, 4096)\n',
     negative: 'import torch\ndef f(scores):\n    return torch.topk(scores, 100, sorted=True)\n',
   },
   {
-    code: 'TRT025', severity: 'warning', covers: 'out.scatter_add_(0, idx, src)',
+    code: 'TRT025',
+    severity: 'warning',
+    covers: 'out.scatter_add_(0, idx, src)',
     positive: 'import torch\ndef f(out, idx, src):\n    return out.scatter_add_(0, idx, src)\n',
     negative: 'import torch\ndef f(out, idx, src):\n    return out.scatter(0, idx, src)\n',
   },
   {
-    code: 'TRT026', severity: 'error', covers: 'index_put_',
+    code: 'TRT026',
+    severity: 'error',
+    covers: 'index_put_',
     positive: 'import torch\ndef f(out, idx, v):\n    return out.index_put_((idx,), v, accumulate=True)\n',
     negative: 'import torch\ndef f(out, idx, v):\n    return out.index_put_((idx,), v)\n',
   },
   {
-    code: 'TRT029', severity: 'error', covers: 'torch.fft.rfft(x)',
+    code: 'TRT029',
+    severity: 'error',
+    covers: 'torch.fft.rfft(x)',
     positive: 'import torch\ndef f(x):\n    return torch.fft.rfft(x)\n',
     negative: 'import torch\ndef f(x, basis):\n    return x @ basis\n',
   },
   {
-    code: 'TRT030', severity: 'error', covers: 'codes & 0xFF',
+    code: 'TRT030',
+    severity: 'error',
+    covers: 'codes & 0xFF',
     positive: 'import torch\ndef f(x):\n    codes = x.long()\n    return codes & 0xFF\n',
     negative: 'import torch\ndef f(x, y):\n    a = x.gt(0)\n    b = y.gt(0)\n    return a & b\n',
   },
   {
-    code: 'TRT031', severity: 'error', covers: 'a + b',
+    code: 'TRT031',
+    severity: 'error',
+    covers: 'a + b',
     positive: 'import torch\ndef f(x, y):\n    a = x.gt(0)\n    b = y.lt(1)\n    return a + b\n',
     negative: 'import torch\ndef f(x, y):\n    a = x.gt(0).int()\n    b = y.lt(1).int()\n    return a + b\n',
   },
   {
-    code: 'TRT032', severity: 'error', covers: 'mask.byte()',
+    code: 'TRT032',
+    severity: 'error',
+    covers: 'mask.byte()',
     positive: 'import torch\ndef f(mask):\n    return mask.byte()\n',
     negative: 'import torch\ndef f(mask):\n    return mask.bool()\n',
   },
   {
-    code: 'TRT033', severity: 'error', covers: 'torch.exp(pos)',
+    code: 'TRT033',
+    severity: 'error',
+    covers: 'torch.exp(pos)',
     positive: 'import torch\ndef f(n: int):\n    pos = torch.arange(0, n)\n    return torch.exp(pos)\n',
     negative: 'import torch\ndef f(n):\n    pos = torch.arange(0.0, n)\n    return torch.exp(pos)\n',
   },
   {
-    code: 'TRT049', severity: 'error', covers: 'torch.ao.quantization.quantize_dynamic(model, {nn.Linear})',
-    positive: 'import torch\nfrom torch import nn\ndef f(model):\n    return torch.ao.quantization.quantize_dynamic(model, {nn.Linear})\n',
+    code: 'TRT049',
+    severity: 'error',
+    covers: 'torch.ao.quantization.quantize_dynamic(model, {nn.Linear})',
+    positive:
+      'import torch\nfrom torch import nn\ndef f(model):\n    return torch.ao.quantization.quantize_dynamic(model, {nn.Linear})\n',
     negative: 'import torch\nfrom torch import nn\ndef f(model):\n    return model.eval()\n',
   },
   {
-    code: 'QDQ001', severity: 'error', covers: 'True',
+    code: 'QDQ001',
+    severity: 'error',
+    covers: 'True',
     positive: Q + 'q = TensorQuantizer(QuantDescriptor(num_bits=8, unsigned=True))\n',
     negative: Q + 'q = TensorQuantizer(QuantDescriptor(num_bits=8))\n',
   },
   {
-    code: 'QDQ002', severity: 'error', covers: '0.0',
+    code: 'QDQ002',
+    severity: 'error',
+    covers: '0.0',
     positive: 'import torch\ndef f(x):\n    return torch.fake_quantize_per_tensor_affine(x, 0.0, 0, -128, 127)\n',
     negative: 'import torch\ndef f(x):\n    return torch.fake_quantize_per_tensor_affine(x, 0.05, 0, -128, 127)\n',
   },
   {
-    code: 'QDQ003', severity: 'error', covers: 'self.act_quantizer(x)',
+    code: 'QDQ003',
+    severity: 'error',
+    covers: 'self.act_quantizer(x)',
     positive: py`
       import torch
       from torch import nn
@@ -154,12 +201,16 @@ const cases: Case[] = [
     `,
   },
   {
-    code: 'QDQ004', severity: 'error', covers: '(1,)',
+    code: 'QDQ004',
+    severity: 'error',
+    covers: '(1,)',
     positive: Q + 'fc = quant_nn.QuantLinear(4, 8, quant_desc_weight=QuantDescriptor(num_bits=8, axis=(1,)))\n',
     negative: Q + 'fc = quant_nn.QuantLinear(4, 8, quant_desc_weight=QuantDescriptor(num_bits=8, axis=(0,)))\n',
   },
   {
-    code: 'QDQ005', severity: 'information', covers: 'torch.matmul(self.matmul0_a_quantizer(q), k)',
+    code: 'QDQ005',
+    severity: 'information',
+    covers: 'torch.matmul(self.matmul0_a_quantizer(q), k)',
     positive: py`
       import torch
       from torch import nn
@@ -185,7 +236,9 @@ const cases: Case[] = [
     `,
   },
   {
-    code: 'QDQ006', severity: 'information', covers: 'self.out_quantizer(self.fc(x))',
+    code: 'QDQ006',
+    severity: 'information',
+    covers: 'self.out_quantizer(self.fc(x))',
     positive: py`
       import torch
       from torch import nn
@@ -212,7 +265,9 @@ const cases: Case[] = [
     `,
   },
   {
-    code: 'QDQ007', severity: 'information', covers: 'out += identity',
+    code: 'QDQ007',
+    severity: 'information',
+    covers: 'out += identity',
     positive: py`
       from torch import nn
       import qdq_quant  # qdq
@@ -244,7 +299,9 @@ const cases: Case[] = [
     `,
   },
   {
-    code: 'QDQ010', severity: 'warning', covers: '[self.a_quantizer(a), self.b_quantizer(b)]',
+    code: 'QDQ010',
+    severity: 'warning',
+    covers: '[self.a_quantizer(a), self.b_quantizer(b)]',
     positive: py`
       import torch
       from torch import nn
@@ -278,17 +335,26 @@ describe('every rule: a positive and a negative case', () => {
       assert.ok(ds.length >= 1, `${c.code} found nothing in:\n${c.positive}`);
       assert.equal(ds[0].code, c.code);
       assert.equal(ds[0].severity, c.severity, ds[0].message);
-      assert.ok(textAt(c.positive, ds[0]).includes(c.covers), `range covers "${textAt(c.positive, ds[0])}", expected "${c.covers}"`);
+      assert.ok(
+        textAt(c.positive, ds[0]).includes(c.covers),
+        `range covers "${textAt(c.positive, ds[0])}", expected "${c.covers}"`,
+      );
       assert.match(ds[0].message, /TensorRT|ONNX/);
     });
     it(`${c.code} stays quiet on the negative case`, () => {
-      assert.deepEqual(diagnose(c.code, c.negative).map((d) => `${d.code}: ${d.message}`), []);
+      assert.deepEqual(
+        diagnose(c.code, c.negative).map((d) => `${d.code}: ${d.message}`),
+        [],
+      );
     });
   }
 
   it('covers every registered rule', () => {
     const tested = new Set(cases.map((c) => c.code));
-    assert.deepEqual(allRules.map((r) => r.code).filter((code) => !tested.has(code)), []);
+    assert.deepEqual(
+      allRules.map((r) => r.code).filter((code) => !tested.has(code)),
+      [],
+    );
   });
 
   it('every rule has docs, a title and a code that matches its id pattern', () => {
@@ -301,7 +367,8 @@ describe('every rule: a positive and a negative case', () => {
 
 describe('TRT013 call forms', () => {
   it('finds torch.onnx.export through aliases and dropout(training=True) given positionally', () => {
-    const text = 'import torch\nimport torch.onnx as tonnx\nfrom torch.onnx import export\nm = torch.nn.Linear(2, 2)\ntonnx.export(m, torch.zeros(1, 2), "a.onnx")\nexport(m, torch.zeros(1, 2), "b.onnx")\ny = torch.nn.functional.dropout(torch.zeros(2), 0.1, True)\nmodel_export = obj.export(m)\n';
+    const text =
+      'import torch\nimport torch.onnx as tonnx\nfrom torch.onnx import export\nm = torch.nn.Linear(2, 2)\ntonnx.export(m, torch.zeros(1, 2), "a.onnx")\nexport(m, torch.zeros(1, 2), "b.onnx")\ny = torch.nn.functional.dropout(torch.zeros(2), 0.1, True)\nmodel_export = obj.export(m)\n';
     const lines = diagnose('TRT013', text).map((d) => d.range.start.line);
     assert.deepEqual(lines, [4, 5, 6]);
   });

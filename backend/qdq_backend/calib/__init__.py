@@ -16,8 +16,19 @@ from .max import MaxCalibrator, NonFiniteError, max_amax
 
 METHODS = ("max", "entropy", "percentile", "mse")
 
-__all__ = ["METHODS", "MaxCalibrator", "HistogramCalibrator", "NonFiniteError", "make_calibrator",
-           "weight_amax", "max_amax", "entropy_amax", "entropy_divergences", "percentile_amax", "mse_amax"]
+__all__ = [
+    "METHODS",
+    "MaxCalibrator",
+    "HistogramCalibrator",
+    "NonFiniteError",
+    "make_calibrator",
+    "weight_amax",
+    "max_amax",
+    "entropy_amax",
+    "entropy_divergences",
+    "percentile_amax",
+    "mse_amax",
+]
 
 
 def make_calibrator(method="max", axis=None, num_bits=8, unsigned=False, name=None):
@@ -36,6 +47,7 @@ def weight_amax(weight, axis=None):
     Raises NonFiniteError if the weight holds NaN or Inf.
     """
     from .max import check_finite
+
     amax = max_amax(weight, axis)
     check_finite(amax, None, what="weight")
     return amax

@@ -73,7 +73,8 @@ class HistogramCalibrator:
     def __init__(self, num_bits=8, axis=None, unsigned=False, num_bins=2048, max_bins=None, name=None):
         if axis is not None:
             raise NotImplementedError(
-                "HistogramCalibrator is per tensor; calibrate per-channel weights with MaxCalibrator")
+                "HistogramCalibrator is per tensor; calibrate per-channel weights with MaxCalibrator"
+            )
         if num_bins < 1:
             raise ValueError("num_bins must be positive")
         self.num_bits = num_bits
@@ -83,8 +84,8 @@ class HistogramCalibrator:
         self.max_bins = max(max_bins or 4 * num_bins, num_bins)
         self.name = name
         self._capacity = _PENDING_PER_BIN * num_bins
-        self._leader = None     # the calibrator whose state this one shares (see _recent), or None
-        self._followers = []    # calibrators sharing this one's state
+        self._leader = None  # the calibrator whose state this one shares (see _recent), or None
+        self._followers = []  # calibrators sharing this one's state
         self.reset()
 
     def reset(self):
@@ -92,20 +93,20 @@ class HistogramCalibrator:
         if self._leader is not None:
             self._leader._followers.remove(self)
             self._leader = None
-        self._token = None      # identifies the data collected so far (None: nothing yet)
+        self._token = None  # identifies the data collected so far (None: nothing yet)
         self._prev_token = None  # and before the last staged batch
-        self._hist = None       # int64 counts on the data's device
-        self._width = None      # bin width (python float)
-        self._max = 0.0         # exact max |x|
-        self._count = 0         # values seen
+        self._hist = None  # int64 counts on the data's device
+        self._width = None  # bin width (python float)
+        self._max = 0.0  # exact max |x|
+        self._count = 0  # values seen
         self._pending_zeros = 0  # values seen while every batch so far was all zero
-        self._pending = None    # scratch (CPU): |x| of batches not binned yet, in arrival order
+        self._pending = None  # scratch (CPU): |x| of batches not binned yet, in arrival order
         self._pending_size = 0  # values used in it
-        self._ends = []         # where each pending batch ends in the scratch
-        self._tags = []         # and the tag it was collected with (named in a NaN/Inf error)
-        self._seg_len = 0       # the length of every pending batch when they are alike, else 0
-        self._slots = {}        # (start, shape) -> view of the scratch: batches repeat their shapes
-        self._orders = {}       # (shape, strides) -> permutation making x contiguous, or None
+        self._ends = []  # where each pending batch ends in the scratch
+        self._tags = []  # and the tag it was collected with (named in a NaN/Inf error)
+        self._seg_len = 0  # the length of every pending batch when they are alike, else 0
+        self._slots = {}  # (start, shape) -> view of the scratch: batches repeat their shapes
+        self._orders = {}  # (shape, strides) -> permutation making x contiguous, or None
         self.batches = 0
 
     # ---- collection -------------------------------------------------------------------
@@ -121,9 +122,14 @@ class HistogramCalibrator:
         entry = _recent.get(id(x))
         if entry is not None and entry[0] is x and entry[1] == x._version:
             owner = entry[2]
-            if (owner is not self and owner._token is entry[3] and owner._prev_token is self._token
-                    and owner._capacity == self._capacity and owner.max_bins == self.max_bins
-                    and owner.num_bins == self.num_bins):
+            if (
+                owner is not self
+                and owner._token is entry[3]
+                and owner._prev_token is self._token
+                and owner._capacity == self._capacity
+                and owner.max_bins == self.max_bins
+                and owner.num_bins == self.num_bins
+            ):
                 # same data so far, and now the same tensor: share the owner's state
                 self._follow(owner)
                 self._count += n
@@ -132,8 +138,7 @@ class HistogramCalibrator:
         if self._leader is not None:
             self._leader._materialize(self)  # the inputs differ from here on
         pending = self._pending
-        if (pending is not None and x.dtype == pending.dtype and n <= self._capacity
-                and not x.is_cuda):
+        if pending is not None and x.dtype == pending.dtype and n <= self._capacity and not x.is_cuda:
             # The common case, one op: |x| into the scratch (a copy: the model may change x in
             # place later). The max, the NaN/Inf check and the binning wait for the flush.
             if self._followers:
@@ -153,7 +158,7 @@ class HistogramCalibrator:
             if slot is None:
                 if len(self._slots) >= 256:  # shapes that vary (e.g. sequence lengths): stay bounded
                     self._slots.clear()
-                slot = self._slots[key] = pending[start:start + n].view(src.shape)
+                slot = self._slots[key] = pending[start : start + n].view(src.shape)
             torch.abs(src, out=slot)
             if start == 0:
                 self._seg_len = n  # all batches in the scratch this long so far (0: they differ)
@@ -320,7 +325,7 @@ class HistogramCalibrator:
         width = self._width
         bins = None if self._hist is None else self._hist.numel()
         first = None  # the max that starts the bins, when none exist yet
-        runs = []     # (start, end, bins, max) of the batches binned under the same bins
+        runs = []  # (start, end, bins, max) of the batches binned under the same bins
         run, run_max, start = 0, 0.0, 0
         for end, x_max in zip(ends, maxes):
             if bins is None:
@@ -366,7 +371,7 @@ class HistogramCalibrator:
 
     def _replay(self, ends, tags, maxes=None):
         bad = None  # (kind, tag) of the first batch with NaN/Inf: skipped, as if it had raised
-        run = 0     # start of the batches admitted under the current bins, not binned yet
+        run = 0  # start of the batches admitted under the current bins, not binned yet
         start = 0
         for i, (end, tag) in enumerate(zip(ends, tags)):
             x_max = self._pending[start:end].max().item() if maxes is None else maxes[i]
@@ -433,7 +438,7 @@ class HistogramCalibrator:
         idx = torch.empty(size, dtype=torch.int32)
         counts = None
         for start in range(0, flat.numel(), size):
-            chunk = flat[start:start + size]
+            chunk = flat[start : start + size]
             k = chunk.numel()
             f, i = buf[:k], idx[:k]
             torch.abs(chunk, out=f)
@@ -548,8 +553,8 @@ def entropy_divergences(hist, num_bits=8, unsigned=False, start_bin=128, stride=
         bins[0] = bins[1]  # the zero bin is usually a spike (ReLU); TensorRT drops it this way
     total = bins.sum()
     zero = bins.new_zeros(1)
-    cum = torch.cat([zero, bins.cumsum(0)])                          # sum bins[:k]
-    cum_nonzero = torch.cat([zero, (bins > 0).double().cumsum(0)])   # non-empty bins in [:k]
+    cum = torch.cat([zero, bins.cumsum(0)])  # sum bins[:k]
+    cum_nonzero = torch.cat([zero, (bins > 0).double().cumsum(0)])  # non-empty bins in [:k]
     xlogx = torch.where(bins > 0, bins * torch.log(bins.clamp(min=1e-300)), bins.new_zeros(()))
     cum_xlogx = torch.cat([zero, xlogx.cumsum(0)])
     start = max(start_bin, levels)  # below that some groups would be empty
@@ -567,21 +572,23 @@ def entropy_divergences(hist, num_bits=8, unsigned=False, start_bin=128, stride=
         mass = at_cum[:, 1:] - at_cum[:, :-1]
         nonzero = at_nonzero[:, 1:] - at_nonzero[:, :-1]
         safe_nz = nonzero.clamp(min=1)
-        p_log_q = torch.where(mass > 0, mass * torch.log(mass.clamp(min=1e-300) / safe_nz),
-                              mass.new_zeros(())).sum(dim=1)
+        p_log_q = torch.where(mass > 0, mass * torch.log(mass.clamp(min=1e-300) / safe_nz), mass.new_zeros(())).sum(
+            dim=1
+        )
         inside = torch.take(cum, chunk)
         outliers = (total - inside).clamp(min=0)
         last = torch.take(bins, chunk - 1)
         q_last = mass[:, -1] / safe_nz[:, -1]
         p_last = last + outliers
         p_log_p = torch.take(cum_xlogx, chunk - 1) + torch.where(
-            p_last > 0, p_last * torch.log(p_last.clamp(min=1e-300)), p_last.new_zeros(()))
+            p_last > 0, p_last * torch.log(p_last.clamp(min=1e-300)), p_last.new_zeros(())
+        )
         p_log_q = p_log_q + torch.where(
-            outliers > 0, outliers * torch.log(q_last.clamp(min=1e-300)), outliers.new_zeros(()))
+            outliers > 0, outliers * torch.log(q_last.clamp(min=1e-300)), outliers.new_zeros(())
+        )
         kl = (p_log_p - p_log_q) / total - torch.log(total) + torch.log(inside.clamp(min=1e-300))
         # P > 0 where Q = 0 (outliers piled onto an empty last bin), or Q empty: infinite.
-        kl = torch.where(((outliers > 0) & (last == 0)) | (inside <= 0),
-                         torch.full_like(kl, float("inf")), kl)
+        kl = torch.where(((outliers > 0) & (last == 0)) | (inside <= 0), torch.full_like(kl, float("inf")), kl)
         divergences.append(kl.clamp(min=0))
     return candidates, torch.cat(divergences) if divergences else bins.new_zeros(0)
 

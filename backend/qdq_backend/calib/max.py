@@ -33,8 +33,12 @@ def check_finite(value, name, what="input"):
 def raise_non_finite(kind, name, what="input", tag=None):
     where = f" of {name}" if name else ""
     batch = f" (batch {tag})" if tag is not None else ""
-    raise NonFiniteError(f"{kind} in the {what}{where}{batch}: calibration needs finite values; "
-                         "check the model and the calibration data for overflow", kind, tag)
+    raise NonFiniteError(
+        f"{kind} in the {what}{where}{batch}: calibration needs finite values; "
+        "check the model and the calibration data for overflow",
+        kind,
+        tag,
+    )
 
 
 def dense_view(x):
@@ -117,7 +121,8 @@ class MaxCalibrator:
             if amax.shape != self.amax.shape:
                 raise ValueError(
                     f"{self.name or 'MaxCalibrator'}: per-channel max changed shape from "
-                    f"{tuple(self.amax.shape)} to {tuple(amax.shape)} between batches")
+                    f"{tuple(self.amax.shape)} to {tuple(amax.shape)} between batches"
+                )
             self.amax = torch.maximum(self.amax, amax.to(self.amax.device))
         self.batches += 1
 
@@ -131,8 +136,10 @@ class MaxCalibrator:
     def compute_amax(self, method="max", percentile=None):
         """The max seen, as a float32 CPU tensor (0-d or 1-d); None before any data."""
         if method != "max":
-            raise ValueError(f"MaxCalibrator keeps no histogram, so it computes only 'max', not {method!r}; "
-                             "use HistogramCalibrator for entropy, percentile and mse")
+            raise ValueError(
+                f"MaxCalibrator keeps no histogram, so it computes only 'max', not {method!r}; "
+                "use HistogramCalibrator for entropy, percentile and mse"
+            )
         if self.axis is None:
             return None if self._max is None else torch.tensor(self._max, dtype=torch.float32)
         return None if self.amax is None else self.amax.detach().cpu().clone()

@@ -8,14 +8,80 @@ function kinds(kind: LayerKind, names: string[]): void {
 }
 kinds('linear', ['Linear', 'LazyLinear', 'Bilinear']);
 kinds('conv', ['Conv1d', 'Conv2d', 'Conv3d', 'LazyConv1d', 'LazyConv2d', 'LazyConv3d']);
-kinds('convtranspose', ['ConvTranspose1d', 'ConvTranspose2d', 'ConvTranspose3d', 'LazyConvTranspose1d', 'LazyConvTranspose2d', 'LazyConvTranspose3d']);
-kinds('norm', ['BatchNorm1d', 'BatchNorm2d', 'BatchNorm3d', 'SyncBatchNorm', 'LayerNorm', 'GroupNorm', 'InstanceNorm1d', 'InstanceNorm2d', 'InstanceNorm3d', 'LocalResponseNorm', 'RMSNorm']);
-kinds('activation', ['ReLU', 'ReLU6', 'GELU', 'SiLU', 'Sigmoid', 'Tanh', 'Softmax', 'LogSoftmax', 'Softmin', 'Hardswish', 'Hardsigmoid', 'Hardtanh', 'LeakyReLU', 'PReLU', 'ELU', 'SELU', 'CELU', 'Mish', 'Softplus', 'Softsign', 'GLU', 'Tanhshrink', 'Threshold']);
-kinds('pool', ['MaxPool1d', 'MaxPool2d', 'MaxPool3d', 'AvgPool1d', 'AvgPool2d', 'AvgPool3d', 'AdaptiveAvgPool1d', 'AdaptiveAvgPool2d', 'AdaptiveAvgPool3d', 'AdaptiveMaxPool1d', 'AdaptiveMaxPool2d', 'AdaptiveMaxPool3d', 'LPPool1d', 'LPPool2d', 'FractionalMaxPool2d', 'FractionalMaxPool3d']);
+kinds('convtranspose', [
+  'ConvTranspose1d',
+  'ConvTranspose2d',
+  'ConvTranspose3d',
+  'LazyConvTranspose1d',
+  'LazyConvTranspose2d',
+  'LazyConvTranspose3d',
+]);
+kinds('norm', [
+  'BatchNorm1d',
+  'BatchNorm2d',
+  'BatchNorm3d',
+  'SyncBatchNorm',
+  'LayerNorm',
+  'GroupNorm',
+  'InstanceNorm1d',
+  'InstanceNorm2d',
+  'InstanceNorm3d',
+  'LocalResponseNorm',
+  'RMSNorm',
+]);
+kinds('activation', [
+  'ReLU',
+  'ReLU6',
+  'GELU',
+  'SiLU',
+  'Sigmoid',
+  'Tanh',
+  'Softmax',
+  'LogSoftmax',
+  'Softmin',
+  'Hardswish',
+  'Hardsigmoid',
+  'Hardtanh',
+  'LeakyReLU',
+  'PReLU',
+  'ELU',
+  'SELU',
+  'CELU',
+  'Mish',
+  'Softplus',
+  'Softsign',
+  'GLU',
+  'Tanhshrink',
+  'Threshold',
+]);
+kinds('pool', [
+  'MaxPool1d',
+  'MaxPool2d',
+  'MaxPool3d',
+  'AvgPool1d',
+  'AvgPool2d',
+  'AvgPool3d',
+  'AdaptiveAvgPool1d',
+  'AdaptiveAvgPool2d',
+  'AdaptiveAvgPool3d',
+  'AdaptiveMaxPool1d',
+  'AdaptiveMaxPool2d',
+  'AdaptiveMaxPool3d',
+  'LPPool1d',
+  'LPPool2d',
+  'FractionalMaxPool2d',
+  'FractionalMaxPool3d',
+]);
 
 /** Layers qdq wraps with qdq_quant.quant(...): the weighted ops TensorRT runs in INT8 (design contract item 2). */
 export const WEIGHTED_LAYERS = new Set([
-  'nn.Linear', 'nn.Conv1d', 'nn.Conv2d', 'nn.Conv3d', 'nn.ConvTranspose1d', 'nn.ConvTranspose2d', 'nn.ConvTranspose3d',
+  'nn.Linear',
+  'nn.Conv1d',
+  'nn.Conv2d',
+  'nn.Conv3d',
+  'nn.ConvTranspose1d',
+  'nn.ConvTranspose2d',
+  'nn.ConvTranspose3d',
 ]);
 
 export const CONTAINERS = new Set(['nn.Sequential', 'nn.ModuleList', 'nn.ModuleDict']);
@@ -32,14 +98,34 @@ export function isLayerCtor(canonical: string): boolean {
 }
 
 export const POOL_FUNCTIONS = new Set([
-  'F.max_pool1d', 'F.max_pool2d', 'F.max_pool3d', 'F.avg_pool1d', 'F.avg_pool2d', 'F.avg_pool3d',
-  'F.adaptive_avg_pool1d', 'F.adaptive_avg_pool2d', 'F.adaptive_avg_pool3d', 'F.adaptive_max_pool1d',
-  'F.adaptive_max_pool2d', 'F.adaptive_max_pool3d', 'torch.max_pool2d', 'torch.avg_pool1d', 'torch.adaptive_avg_pool1d',
+  'F.max_pool1d',
+  'F.max_pool2d',
+  'F.max_pool3d',
+  'F.avg_pool1d',
+  'F.avg_pool2d',
+  'F.avg_pool3d',
+  'F.adaptive_avg_pool1d',
+  'F.adaptive_avg_pool2d',
+  'F.adaptive_avg_pool3d',
+  'F.adaptive_max_pool1d',
+  'F.adaptive_max_pool2d',
+  'F.adaptive_max_pool3d',
+  'torch.max_pool2d',
+  'torch.avg_pool1d',
+  'torch.adaptive_avg_pool1d',
   'F.lp_pool2d',
 ]);
 
 export function emptyImports(): ImportInfo {
-  return { torch: [], nn: [], functional: [], nnNames: {}, funcNames: {}, usesRelativeImports: false, insertAfterLine: -1 };
+  return {
+    torch: [],
+    nn: [],
+    functional: [],
+    nnNames: {},
+    funcNames: {},
+    usesRelativeImports: false,
+    insertAfterLine: -1,
+  };
 }
 
 /** Collect import aliases from top-level statements (and one level into try/if blocks). */
@@ -94,14 +180,34 @@ function scanNested(node: SyntaxNode, info: ImportInfo, depth: number): void {
   if (depth > 3) return;
   for (const c of node.namedChildren) {
     if (c.type === 'import_statement' || c.type === 'import_from_statement') recordImport(c, info);
-    else if (c.type === 'block' || c.type === 'except_clause' || c.type === 'else_clause' || c.type === 'finally_clause')
+    else if (
+      c.type === 'block' ||
+      c.type === 'except_clause' ||
+      c.type === 'else_clause' ||
+      c.type === 'finally_clause'
+    )
       scanNested(c, info, depth + 1);
   }
 }
 
 const TORCH_NN_SUBMODULES = new Set([
-  'module', 'linear', 'conv', 'normalization', 'activation', 'container', 'dropout', 'pooling', 'batchnorm', 'sparse',
-  'transformer', 'flatten', 'padding', 'upsampling', 'instancenorm', 'pixelshuffle', 'rnn',
+  'module',
+  'linear',
+  'conv',
+  'normalization',
+  'activation',
+  'container',
+  'dropout',
+  'pooling',
+  'batchnorm',
+  'sparse',
+  'transformer',
+  'flatten',
+  'padding',
+  'upsampling',
+  'instancenorm',
+  'pixelshuffle',
+  'rnn',
 ]);
 
 function recordImport(st: SyntaxNode, info: ImportInfo): void {
@@ -132,8 +238,13 @@ function recordImport(st: SyntaxNode, info: ImportInfo): void {
     const rel = mod.text.replace(/^\.+/, '');
     for (const c of st.namedChildren) {
       if (c.id === mod.id) continue; // node objects are not unique (the binding recreates collected ones): compare ids
-      const name = c.type === 'aliased_import' ? c.childForFieldName('name')?.text ?? '' : c.type === 'dotted_name' ? c.text : '';
-      const alias = c.type === 'aliased_import' ? c.childForFieldName('alias')?.text ?? '' : name;
+      const name =
+        c.type === 'aliased_import'
+          ? (c.childForFieldName('name')?.text ?? '')
+          : c.type === 'dotted_name'
+            ? c.text
+            : '';
+      const alias = c.type === 'aliased_import' ? (c.childForFieldName('alias')?.text ?? '') : name;
       if (!name) continue;
       if (TORCH_NN_SUBMODULES.has(rel) && /^[A-Z]/.test(name)) info.nnNames[alias] = 'nn.' + name;
       else if (rel === '' && name === 'functional' && /^\.\.$/.test(mod.text)) info.functional.push(alias);

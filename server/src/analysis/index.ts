@@ -1,5 +1,14 @@
 // Public analysis API (see docs/DESIGN.md "Engine APIs").
-export { parsePython, getParser, LineIndex, nodeRange, nodeSpan, pointToPosition, editFor, hasSyntaxErrors } from './parser';
+export {
+  parsePython,
+  getParser,
+  LineIndex,
+  nodeRange,
+  nodeSpan,
+  pointToPosition,
+  editFor,
+  hasSyntaxErrors,
+} from './parser';
 export type { Tree, SyntaxNode, Edit } from './parser';
 export { buildModelIndex } from './model';
 export * from './types';

@@ -6,8 +6,29 @@ import type { SyntaxNode, Tree } from './parser';
 import { LineIndex, incrementalOrigin, fastStart, fastRow, isIdentCharCode } from './parser';
 import { changedWindow, type ChangedWindow } from './textWindow';
 import { modelMatches, type ModelMatch } from './queries';
-import { CONTAINERS, POOL_FUNCTIONS, WEIGHTED_LAYERS, canonicalName, emptyImports, isLayerCtor, layerKind, scanImports } from './canonical';
-import type { DeclaredQuantizer, FunctionInfo, ImportInfo, Layer, ModelIndex, ModuleClass, Op, OpKind, Position, Range, Span } from './types';
+import {
+  CONTAINERS,
+  POOL_FUNCTIONS,
+  WEIGHTED_LAYERS,
+  canonicalName,
+  emptyImports,
+  isLayerCtor,
+  layerKind,
+  scanImports,
+} from './canonical';
+import type {
+  DeclaredQuantizer,
+  FunctionInfo,
+  ImportInfo,
+  Layer,
+  ModelIndex,
+  ModuleClass,
+  Op,
+  OpKind,
+  Position,
+  Range,
+  Span,
+} from './types';
 
 /** Where generated lines go inside a class: after/before an anchor statement, with the body's indent. */
 export interface InsertAnchor {
@@ -34,7 +55,7 @@ interface Item {
 }
 
 type Frame =
-  | { kind: 'class'; end: number; cls: ModuleClass; node: SyntaxNode; bases: string[]; }
+  | { kind: 'class'; end: number; cls: ModuleClass; node: SyntaxNode; bases: string[] }
   | { kind: 'method'; end: number; cls: ModuleClass; name: string; scope: Scope }
   | { kind: 'function'; end: number; fn: FunctionInfo; scope: Scope };
 
@@ -60,11 +81,23 @@ interface PendingAdd {
 }
 
 const LITERAL_TYPES = new Set([
-  'integer', 'float', 'string', 'concatenated_string', 'true', 'false', 'none', 'tuple', 'list', 'dictionary', 'set',
-  'list_comprehension', 'unary_operator',
+  'integer',
+  'float',
+  'string',
+  'concatenated_string',
+  'true',
+  'false',
+  'none',
+  'tuple',
+  'list',
+  'dictionary',
+  'set',
+  'list_comprehension',
+  'unary_operator',
 ]);
 /** Names that are masks, positions, sizes or counters: additions with them are not skip connections. */
-const NOT_RESIDUAL_NAME = /mask|bias|pos|position|embed|offset|eps|scale|shape|size|len|idx|index|step|count|num|loss|total|sum/i;
+const NOT_RESIDUAL_NAME =
+  /mask|bias|pos|position|embed|offset|eps|scale|shape|size|len|idx|index|step|count|num|loss|total|sum/i;
 const SKIP_NAME = /^(identity|residual|shortcut|skip|res|skip_connection|inp)$/i;
 const NORM_ATTR = /norm|^ln(_?\d+|_f)?$|^ln_/i;
 
@@ -73,7 +106,13 @@ const NORM_ATTR = /norm|^ln(_?\d+|_f)?$|^ln_/i;
 // The line table is made on first use: statements without matches (module-level tables) never need it.
 class SegmentLines {
   private local: LineIndex | undefined;
-  constructor(private readonly text: string, readonly start: number, private readonly end: number, readonly row: number, readonly col0: number) {}
+  constructor(
+    private readonly text: string,
+    readonly start: number,
+    private readonly end: number,
+    readonly row: number,
+    readonly col0: number,
+  ) {}
   position(offset: number): Position {
     if (!this.local) this.local = new LineIndex(this.text.slice(this.start, this.end));
     const p = this.local.positionAt(offset - this.start);
@@ -126,7 +165,15 @@ function buildOrEmpty(tree: Tree, text: string, eol: '\n' | '\r\n', previous?: M
     return build(tree, text, eol, previous);
   } catch {
     // Analysis must never take the server down: a best-effort empty index instead.
-    return { classes: [], functions: [], imports: emptyImports(), topLevelOps: [], topLevelLayers: [], hasSyntaxErrors: true, eol };
+    return {
+      classes: [],
+      functions: [],
+      imports: emptyImports(),
+      topLevelOps: [],
+      topLevelLayers: [],
+      hasSyntaxErrors: true,
+      eol,
+    };
   }
 }
 
@@ -147,7 +194,16 @@ export function detectEol(text: string): '\n' | '\r\n' {
   return nl > 0 && text.charCodeAt(nl - 1) === 13 ? '\r\n' : '\n';
 }
 
-function indexSegment(matches: ModelMatch[], start: number, segEnd: number, row: number, text: string, imports: ImportInfo, fnNames: Set<string>, key: string): Segment {
+function indexSegment(
+  matches: ModelMatch[],
+  start: number,
+  segEnd: number,
+  row: number,
+  text: string,
+  imports: ImportInfo,
+  fnNames: Set<string>,
+  key: string,
+): Segment {
   lines = new SegmentLines(text, start, segEnd, row, start - lineStartOf(text, start));
   // layerParamDefault walks the tree up to the enclosing def for every plain-name call (print, len, super...);
   // a name that never appears before `=` (optionally after `name:`, comments, continuations) in this statement cannot be a parameter
@@ -163,7 +219,8 @@ function indexSegment(matches: ModelMatch[], start: number, segEnd: number, row:
     return known;
   };
   const segGates = layerGates(segText);
-  const canon = (n: SyntaxNode | null): string => (n && (n.type === 'attribute' || n.type === 'identifier') ? canonicalName(textOf(n), imports) : '');
+  const canon = (n: SyntaxNode | null): string =>
+    n && (n.type === 'attribute' || n.type === 'identifier') ? canonicalName(textOf(n), imports) : '';
 
   const containers: Item[] = [];
   const items: Item[] = [];
@@ -171,7 +228,14 @@ function indexSegment(matches: ModelMatch[], start: number, segEnd: number, row:
     if (m.callee) {
       // Calls: the callee's node is read only if an op needs it (a.matmul(b)).
       const calleeCapture = m.captures[0];
-      items.push({ kind: 'call', start: m.at, node: m.captures[1].node, caps: {}, callee: m.callee, calleeNode: () => calleeCapture.node });
+      items.push({
+        kind: 'call',
+        start: m.at,
+        node: m.captures[1].node,
+        caps: {},
+        callee: m.callee,
+        calleeNode: () => calleeCapture.node,
+      });
       continue;
     }
     const caps: Record<string, SyntaxNode> = {};
@@ -209,13 +273,28 @@ function indexSegment(matches: ModelMatch[], start: number, segEnd: number, row:
       const name = textOfOpt(it.caps['class.name']) ?? '';
       const bases: string[] = [];
       const sup = node.childForFieldName('superclasses');
-      if (sup) for (const b of sup.namedChildren) if (b.type === 'identifier' || b.type === 'attribute') bases.push(textOf(b));
+      if (sup)
+        for (const b of sup.namedChildren) if (b.type === 'identifier' || b.type === 'attribute') bases.push(textOf(b));
       const cls: ModuleClass = {
-        name, range: nodeRange(node), span: nodeSpan(node), bases, isModule: false,
-        layers: [], ops: [], quantizers: [], parameters: [], delegates: [],
+        name,
+        range: nodeRange(node),
+        span: nodeSpan(node),
+        bases,
+        isModule: false,
+        layers: [],
+        ops: [],
+        quantizers: [],
+        parameters: [],
+        delegates: [],
       };
       classes.push(cls);
-      const frame = { kind: 'class' as const, end: node.endIndex, cls, node, bases: bases.map((b) => canonicalName(b, imports)) };
+      const frame = {
+        kind: 'class' as const,
+        end: node.endIndex,
+        cls,
+        node,
+        bases: bases.map((b) => canonicalName(b, imports)),
+      };
       classFrames.push(frame);
       stack.push(frame);
       return;
@@ -252,7 +331,13 @@ function indexSegment(matches: ModelMatch[], start: number, segEnd: number, row:
       if (scope.firstParam === 'module' || scope.moduleTyped) scope.owner = scope.firstParam;
       const span = { start: it.start, end };
       const fn: FunctionInfo = {
-        name, range: lines.rangeOf(span), span, params: [...scope.params!], returnsLayer: false, layers: [], ops: [],
+        name,
+        range: lines.rangeOf(span),
+        span,
+        params: [...scope.params!],
+        returnsLayer: false,
+        layers: [],
+        ops: [],
       };
       functions.push(fn);
       functionScopes.set(fn, scope);
@@ -329,14 +414,20 @@ function indexSegment(matches: ModelMatch[], start: number, segEnd: number, row:
         }
         // A layer-class parameter called in the body, as torchvision's ConvNormActivation does with
         // `conv_layer: Callable[..., nn.Module] = torch.nn.Conv2d`: its default names the layer built.
-        const fromParam = isName && mayBeDefaultedParam(calleeText) ? layerParamDefault(it.node, calleeText, imports) : null;
+        const fromParam =
+          isName && mayBeDefaultedParam(calleeText) ? layerParamDefault(it.node, calleeText, imports) : null;
         if (fromParam) {
           addLayer(makeLayer(it.node, it.node.childForFieldName('arguments'), fromParam, undefined, segGates));
           break;
         }
         if (isName && fnNames.has(calleeText)) {
           const layer = makeLayer(it.node, it.node.childForFieldName('arguments'), '', calleeText, segGates);
-          helperCalls.push({ name: calleeText, layer, cls: cls ? classes.indexOf(cls) : undefined, fn: fn ? functions.indexOf(fn) : undefined });
+          helperCalls.push({
+            name: calleeText,
+            layer,
+            cls: cls ? classes.indexOf(cls) : undefined,
+            fn: fn ? functions.indexOf(fn) : undefined,
+          });
         }
         addOp(callOp(it.node, it.calleeNode!, calleeText, isName, c, method ?? '', scope, cls));
         break;
@@ -365,10 +456,14 @@ function indexSegment(matches: ModelMatch[], start: number, segEnd: number, row:
         if (value.type === 'call') {
           const callee = value.childForFieldName('function');
           const c = canon(callee);
-          if (c === 'nn.Parameter' || c === 'nn.parameter.Parameter' || c === 'torch.Parameter') cls.parameters.push(attr);
+          if (c === 'nn.Parameter' || c === 'nn.parameter.Parameter' || c === 'torch.Parameter')
+            cls.parameters.push(attr);
           else if (callee && /(^|\.)TensorQuantizer$/.test(textOf(callee))) {
             const q: DeclaredQuantizer = {
-              name: attr, range: nodeRange(it.node), span: nodeSpan(it.node), generated: endsWithMarker(it.node, text),
+              name: attr,
+              range: nodeRange(it.node),
+              span: nodeSpan(it.node),
+              generated: endsWithMarker(it.node, text),
             };
             cls.quantizers.push(q);
           }
@@ -393,9 +488,19 @@ function indexSegment(matches: ModelMatch[], start: number, segEnd: number, row:
   // Residual adds, now that layers (norm attributes) are known.
   for (const p of pendingAdds) classifyAdd(p, text);
   return {
-    key: detachedCopy(key), type: '', start, startRow: row, col0: start - lineStartOf(text, start), classes: recs,
+    key: detachedCopy(key),
+    type: '',
+    start,
+    startRow: row,
+    col0: start - lineStartOf(text, start),
+    classes: recs,
     functions: functions.map((fn) => ({ fn, moduleParam: functionScopes.get(fn)!.owner })),
-    topLevelOps, topLevelLayers, helperCalls, dOff: 0, dRow: 0, memo: { delegateClasses: new Map() },
+    topLevelOps,
+    topLevelLayers,
+    helperCalls,
+    dOff: 0,
+    dRow: 0,
+    memo: { delegateClasses: new Map() },
   };
 }
 
@@ -414,7 +519,8 @@ function readParams(scope: Scope): Set<string> {
       const name = textOf(nameNode);
       if (scope.firstParam === undefined) {
         scope.firstParam = name;
-        if (t === 'typed_parameter' && /(^|\.)Module$/.test(textOfOpt(p.childForFieldName('type')) ?? '')) scope.moduleTyped = true;
+        if (t === 'typed_parameter' && /(^|\.)Module$/.test(textOfOpt(p.childForFieldName('type')) ?? ''))
+          scope.moduleTyped = true;
       }
       if (name !== 'self') params.add(name);
     }
@@ -426,21 +532,47 @@ function readParams(scope: Scope): Set<string> {
 function baseOp(kind: OpKind, callee: string, node: SyntaxNode, method: string, scope?: Scope): Op {
   const span = spanOf(node);
   return {
-    kind, callee, method, range: lines.rangeOf(span), span,
-    operands: [], operandSpans: [], quantizedOperands: [], operandQuantizers: [], operandIsParam: [],
+    kind,
+    callee,
+    method,
+    range: lines.rangeOf(span),
+    span,
+    operands: [],
+    operandSpans: [],
+    quantizedOperands: [],
+    operandQuantizers: [],
+    operandIsParam: [],
     owner: scope?.owner,
   };
 }
 
 const MATMUL_KINDS: Record<string, OpKind> = {
-  'torch.matmul': 'matmul', 'torch.mm': 'matmul', 'torch.bmm': 'bmm', 'torch.einsum': 'einsum', 'F.linear': 'linear',
+  'torch.matmul': 'matmul',
+  'torch.mm': 'matmul',
+  'torch.bmm': 'bmm',
+  'torch.einsum': 'einsum',
+  'F.linear': 'linear',
 };
 
-function callOp(node: SyntaxNode, calleeNode: () => SyntaxNode, calleeText: string, isName: boolean, c: string, method: string, scope: Scope | undefined, cls?: ModuleClass): Op {
+function callOp(
+  node: SyntaxNode,
+  calleeNode: () => SyntaxNode,
+  calleeText: string,
+  isName: boolean,
+  c: string,
+  method: string,
+  scope: Scope | undefined,
+  cls?: ModuleClass,
+): Op {
   let kind: OpKind = MATMUL_KINDS[c] ?? (POOL_FUNCTIONS.has(c) ? 'pool' : 'call');
   // Tensor-method forms: a.matmul(b), a.bmm(b).
   let methodForm = false;
-  if (kind === 'call' && !isName && !c.startsWith('torch.') && (calleeText.endsWith('.matmul') || calleeText.endsWith('.bmm'))) {
+  if (
+    kind === 'call' &&
+    !isName &&
+    !c.startsWith('torch.') &&
+    (calleeText.endsWith('.matmul') || calleeText.endsWith('.bmm'))
+  ) {
     kind = calleeText.endsWith('.matmul') ? 'matmul' : 'bmm';
     methodForm = true;
   }
@@ -465,7 +597,7 @@ function callOp(node: SyntaxNode, calleeNode: () => SyntaxNode, calleeText: stri
       return op;
     }
     const a = obj ?? args[0] ?? kw['input'];
-    const b = obj ? args[0] : args[1] ?? kw['other'] ?? kw['mat2'];
+    const b = obj ? args[0] : (args[1] ?? kw['other'] ?? kw['mat2']);
     if (a && b) setOperands(op, [a, b], cls);
   } else if (kind === 'einsum') {
     let ops = args.slice(1);
@@ -539,10 +671,16 @@ function layerParamDefault(call: SyntaxNode, name: string, imports: ImportInfo):
  * needs `qdq_quant` in the text, a container its class name. (Each question is a native call or more per layer,
  * and a model file builds hundreds of layers.)
  */
-interface LayerGates { wrapper: boolean; container: boolean }
+interface LayerGates {
+  wrapper: boolean;
+  container: boolean;
+}
 
 function layerGates(statementText: string): LayerGates {
-  return { wrapper: statementText.includes('qdq_quant'), container: /Sequential|ModuleList|ModuleDict/.test(statementText) };
+  return {
+    wrapper: statementText.includes('qdq_quant'),
+    container: /Sequential|ModuleList|ModuleDict/.test(statementText),
+  };
 }
 
 /** True when the code just before `offset` (over spaces, line breaks and continuations) is an assignment's `=`. */
@@ -554,7 +692,13 @@ function followsAssign(text: string, offset: number): boolean {
   return before !== 61 && before !== 33 && before !== 60 && before !== 62; // not ==, !=, <=, >=
 }
 
-function makeLayer(callNode: SyntaxNode, argsNode: SyntaxNode | null, ctor: string, inHelper: string | undefined, gates: LayerGates): Layer {
+function makeLayer(
+  callNode: SyntaxNode,
+  argsNode: SyntaxNode | null,
+  ctor: string,
+  inHelper: string | undefined,
+  gates: LayerGates,
+): Layer {
   let outer = callNode;
   let wrapped: Layer['wrapped'] = null;
   let wrapperSpan;
@@ -571,7 +715,8 @@ function makeLayer(callNode: SyntaxNode, argsNode: SyntaxNode | null, ctor: stri
   const a = followsAssign(currentText, fastStart(outer)) ? outer.parent : null;
   if (a && a.type === 'assignment') {
     const left = a.childForFieldName('left');
-    if (left && left.type === 'attribute' && textOfOpt(left.childForFieldName('object')) === 'self') attr = textOfOpt(left.childForFieldName('attribute'));
+    if (left && left.type === 'attribute' && textOfOpt(left.childForFieldName('object')) === 'self')
+      attr = textOfOpt(left.childForFieldName('attribute'));
   }
   let container: string | undefined;
   let up: SyntaxNode | null = gates.container ? outer.parent : null;
@@ -598,7 +743,13 @@ function makeLayer(callNode: SyntaxNode, argsNode: SyntaxNode | null, ctor: stri
     }
   }
   const layer: Layer = {
-    ctor, kind: layerKind(ctor), callRange: nodeRange(callNode), callSpan: nodeSpan(callNode), wrapped, args, kwargs,
+    ctor,
+    kind: layerKind(ctor),
+    callRange: nodeRange(callNode),
+    callSpan: nodeSpan(callNode),
+    wrapped,
+    args,
+    kwargs,
   };
   if (attr) layer.attr = attr;
   if (wrapperSpan) layer.wrapperSpan = wrapperSpan;
@@ -700,7 +851,10 @@ function classifyAdd(p: PendingAdd, text: string): void {
     return;
   }
   const bad = (n: SyntaxNode): boolean =>
-    isLiteral(n) || NOT_RESIDUAL_NAME.test(lastName(n)) || /\.size\(|\.shape|len\(|\.dim\(/.test(textOf(n)) || n.type === 'binary_operator' && textOf(n).length > 200;
+    isLiteral(n) ||
+    NOT_RESIDUAL_NAME.test(lastName(n)) ||
+    /\.size\(|\.shape|len\(|\.dim\(/.test(textOf(n)) ||
+    (n.type === 'binary_operator' && textOf(n).length > 200);
   const setBoth = (): void => setOperands(op, [left, right], p.cls);
   if (p.augmented) {
     if (left.type !== 'identifier' || bad(right) || NOT_RESIDUAL_NAME.test(textOf(left))) return;
@@ -732,7 +886,10 @@ function classifyAdd(p: PendingAdd, text: string): void {
   const parent = node.parent;
   if (parent?.type === 'argument_list' && parent.namedChildCount === 1 && parent.parent?.type === 'call') {
     const callee = parent.parent.childForFieldName('function');
-    const calleeAttr = callee?.type === 'attribute' && textOfOpt(callee.childForFieldName('object')) === (scope.owner ?? 'self') ? textOfOpt(callee.childForFieldName('attribute')) ?? '' : '';
+    const calleeAttr =
+      callee?.type === 'attribute' && textOfOpt(callee.childForFieldName('object')) === (scope.owner ?? 'self')
+        ? (textOfOpt(callee.childForFieldName('attribute')) ?? '')
+        : '';
     const normLayer = calleeAttr && p.cls?.layers.some((l) => l.attr === calleeAttr && l.kind === 'norm');
     if (calleeAttr && (normLayer || NORM_ATTR.test(calleeAttr))) {
       setBoth();
@@ -866,7 +1023,6 @@ function lineEndAfter(text: string, offset: number): number {
   return nl < 0 ? text.length : nl + 1;
 }
 
-
 /**
  * False when `statementText` cannot hold anything grammars/model-*.scm captures: a call needs `(`, the
  * operators `@`, `+` and `+=` their characters, `self.x = ...` a `.` and a `=`, and the rest their keywords.
@@ -893,8 +1049,15 @@ function topLevelFunctionName(n: SyntaxNode): string | undefined {
  * the text; decorated, async and erroneous ones ask the tree (three native calls), and in an error-free tree the
  * same statement text names the same function, so `prevNames` (the last build's answers) are reused.
  */
-function topLevelDefName(node: SyntaxNode, start: number, end: number, text: string, clean: boolean,
-  prevNames: SegmentCache['defNames'] | undefined, names: SegmentCache['defNames']): string | undefined {
+function topLevelDefName(
+  node: SyntaxNode,
+  start: number,
+  end: number,
+  text: string,
+  clean: boolean,
+  prevNames: SegmentCache['defNames'] | undefined,
+  names: SegmentCache['defNames'],
+): string | undefined {
   const c0 = text.charCodeAt(start);
   if (c0 !== 100 /* d */ && c0 !== 97 /* a */ && c0 !== 64 /* @ */) return undefined;
   if (!/^(def|async|@)/.test(text.slice(start, start + 5))) return undefined;
@@ -917,19 +1080,37 @@ function topLevelDefName(node: SyntaxNode, start: number, end: number, text: str
 function globalKeyOf(imports: ImportInfo, slotDefNames: (string | undefined)[]): string {
   const fnNames = new Set<string>();
   for (const name of slotDefNames) if (name) fnNames.add(name);
-  return JSON.stringify([imports.torch, imports.nn, imports.functional, imports.nnNames, imports.funcNames]) + '\u0000' + [...fnNames].join(',');
+  return (
+    JSON.stringify([imports.torch, imports.nn, imports.functional, imports.nnNames, imports.funcNames]) +
+    '\u0000' +
+    [...fnNames].join(',')
+  );
 }
 
 /** One top-level statement to (re)index, unless a segment of the last build with the same text can be reused. */
-interface Pending { slot: number; child: SyntaxNode; start: number; row: number; key: string; matches: ModelMatch[] }
+interface Pending {
+  slot: number;
+  child: SyntaxNode;
+  start: number;
+  row: number;
+  key: string;
+  matches: ModelMatch[];
+}
 
 /**
  * The segment of the statement `child` at `start` (key: its text through the first line of the next statement),
  * reused from `candidates` (segments of the last build, filed by shortKey) when one has the same text, or
  * queued in `todo` to be indexed.
  */
-function reuseOrQueue(child: SyntaxNode, start: number, key: string, slot: number, text: string,
-  candidates: Segment[] | undefined, todo: Pending[]): Segment | undefined {
+function reuseOrQueue(
+  child: SyntaxNode,
+  start: number,
+  key: string,
+  slot: number,
+  text: string,
+  candidates: Segment[] | undefined,
+  todo: Pending[],
+): Segment | undefined {
   const row = fastRow(child);
   const type = child.type;
   // Error recovery depends on more than the statement's own text: ERROR statements are always indexed afresh.
@@ -937,7 +1118,8 @@ function reuseOrQueue(child: SyntaxNode, start: number, key: string, slot: numbe
   if (at >= 0) {
     const old = candidates!.splice(at, 1)[0];
     if (old.start === start && old.startRow === row) return old;
-    if (old.col0 === 0 && start === lineStartOf(text, start)) return shiftSegment(old, start - old.start, row - old.startRow);
+    if (old.col0 === 0 && start === lineStartOf(text, start))
+      return shiftSegment(old, start - old.start, row - old.startRow);
   }
   todo.push({ slot, child, start, row, key, matches: [] });
   return undefined;
@@ -950,7 +1132,14 @@ function reuseOrQueue(child: SyntaxNode, start: number, key: string, slot: numbe
 const WHOLE_TREE_WALK_FROM = 4;
 
 /** Indexes the queued statements into their slots. */
-function indexPending(todo: Pending[], slots: (Segment | undefined)[], text: string, imports: ImportInfo, slotDefNames: (string | undefined)[], root: SyntaxNode): void {
+function indexPending(
+  todo: Pending[],
+  slots: (Segment | undefined)[],
+  text: string,
+  imports: ImportInfo,
+  slotDefNames: (string | undefined)[],
+  root: SyntaxNode,
+): void {
   if (!todo.length) return;
   const fnNames = new Set<string>();
   for (const name of slotDefNames) if (name) fnNames.add(name);
@@ -1025,7 +1214,8 @@ function build(tree: Tree, text: string, eol: '\n' | '\r\n', previous?: ModelInd
   textIsInput = (tree as unknown as { input?: unknown }).input === text;
   const prevCache = previous ? (previous as unknown as Record<symbol, SegmentCache | undefined>)[CACHE] : undefined;
   const prevLineage = previous ? (previous as unknown as Record<symbol, Lineage | undefined>)[LINEAGE] : undefined;
-  const slots = (prevCache && prevLineage && editedSlots(tree, text, prevLineage, prevCache)) || allSlots(tree, text, prevCache);
+  const slots =
+    (prevCache && prevLineage && editedSlots(tree, text, prevLineage, prevCache)) || allSlots(tree, text, prevCache);
   return assemble(tree, text, eol, slots, prevLineage);
 }
 
@@ -1040,11 +1230,21 @@ function allSlots(tree: Tree, text: string, prevCache: SegmentCache | undefined)
   // native walk over every import statement is skipped.
   const slotImportish: boolean[] = [];
   const importsKey = importStatementsKey(children, starts, text, slotImportish);
-  const imports = prevCache && prevCache.importsKey === importsKey ? prevCache.imports : scanImports(root, children, text, starts);
+  const imports =
+    prevCache && prevCache.importsKey === importsKey ? prevCache.imports : scanImports(root, children, text, starts);
   const defNames: SegmentCache['defNames'] = new Map();
   const clean = !root.hasError;
   const slotDefNames = children.map((child, i) =>
-    topLevelDefName(child, starts[i], i + 1 < children.length ? starts[i + 1] : text.length, text, clean, prevCache?.defNames, defNames));
+    topLevelDefName(
+      child,
+      starts[i],
+      i + 1 < children.length ? starts[i + 1] : text.length,
+      text,
+      clean,
+      prevCache?.defNames,
+      defNames,
+    ),
+  );
   // Segments read the imports only through canonicalName (the alias tables), not the import rows, so moving an
   // import (a line added above it) keeps every segment reusable.
   const globalKey = globalKeyOf(imports, slotDefNames);
@@ -1062,7 +1262,12 @@ function allSlots(tree: Tree, text: string, prevCache: SegmentCache | undefined)
     }
   }
   indexPending(todo, segs, text, imports, slotDefNames, root);
-  return { starts, rows: children.map(fastRow), types: children.map((c) => c.type), cache: { globalKey, importsKey, imports, slots: segs, slotDefNames, slotImportish, defNames } };
+  return {
+    starts,
+    rows: children.map(fastRow),
+    types: children.map((c) => c.type),
+    cache: { globalKey, importsKey, imports, slots: segs, slotDefNames, slotImportish, defNames },
+  };
 }
 
 function newlinesIn(text: string, from: number, to: number): number {
@@ -1134,7 +1339,16 @@ function editedSlots(tree: Tree, text: string, lineage: Lineage, prev: SegmentCa
   // Names found now are not filed (the next full build asks again); the kept ones still hold for their texts.
   const unfiled: SegmentCache['defNames'] = new Map();
   const middleNames = middle.map((m, k) =>
-    topLevelDefName(m, middleStarts[k], k + 1 < middle.length ? middleStarts[k + 1] : until, text, clean, prev.defNames, unfiled));
+    topLevelDefName(
+      m,
+      middleStarts[k],
+      k + 1 < middle.length ? middleStarts[k + 1] : until,
+      text,
+      clean,
+      prev.defNames,
+      unfiled,
+    ),
+  );
   const slotDefNames = [...prev.slotDefNames.slice(0, i0), ...middleNames, ...prev.slotDefNames.slice(i1)];
   const globalKey = globalKeyOf(prev.imports, slotDefNames);
   if (globalKey !== prev.globalKey) return undefined;
@@ -1156,14 +1370,30 @@ function editedSlots(tree: Tree, text: string, lineage: Lineage, prev: SegmentCa
     segs.push(seg && moved ? shiftSegment(seg, delta, dRow) : seg);
   }
   indexPending(todo, segs, text, prev.imports, slotDefNames, root);
-  const slotImportish = [...prev.slotImportish.slice(0, i0), ...middle.map(() => false), ...prev.slotImportish.slice(i1)];
+  const slotImportish = [
+    ...prev.slotImportish.slice(0, i0),
+    ...middle.map(() => false),
+    ...prev.slotImportish.slice(i1),
+  ];
   const types = [...lineage.types.slice(0, i0), ...middle.map((m) => m.type), ...lineage.types.slice(i1)];
   const rows = [...lineage.rows.slice(0, i0), ...middle.map(fastRow), ...lineage.rows.slice(i1).map((r) => r + dRow)];
-  return { starts, rows, types, reuse: { prevText: old, head: i0, tail: n - i1, dRow, window: w }, cache: { ...prev, globalKey, slots: segs, slotDefNames, slotImportish } };
+  return {
+    starts,
+    rows,
+    types,
+    reuse: { prevText: old, head: i0, tail: n - i1, dRow, window: w },
+    cache: { ...prev, globalKey, slots: segs, slotDefNames, slotImportish },
+  };
 }
 
 /** The index from the per-statement segments: fresh top-level objects, then what spans statements. */
-function assemble(tree: Tree, text: string, eol: '\n' | '\r\n', slots: Slots, prevLineage: Lineage | undefined): ModelIndex {
+function assemble(
+  tree: Tree,
+  text: string,
+  eol: '\n' | '\r\n',
+  slots: Slots,
+  prevLineage: Lineage | undefined,
+): ModelIndex {
   const { imports } = slots.cache;
   const segments: Segment[] = [];
   for (const seg of slots.cache.slots) if (seg) segments.push(seg);
@@ -1182,7 +1412,9 @@ function assemble(tree: Tree, text: string, eol: '\n' | '\r\n', slots: Slots, pr
     const moved = dOff !== 0 || dRow !== 0;
     const cs: ModuleClass[] = [];
     for (const rec of seg.classes) {
-      const cls = moved ? shiftedClass(rec.cls, dOff, dRow) : { ...rec.cls, isModule: false, layers: rec.cls.layers.slice(), delegates: [] };
+      const cls = moved
+        ? shiftedClass(rec.cls, dOff, dRow)
+        : { ...rec.cls, isModule: false, layers: rec.cls.layers.slice(), delegates: [] };
       classes.push(cls);
       cs.push(cls);
       classBases.set(cls, rec.bases);
@@ -1204,9 +1436,10 @@ function assemble(tree: Tree, text: string, eol: '\n' | '\r\n', slots: Slots, pr
   // Module-ness: nn.* bases, local module classes (to a fixed point), or imported bases with a forward method.
   const byName = new Map<string, ModuleClass>();
   for (const cls of classes) byName.set(cls.name, cls);
-  for (const cls of classes) if (classBases.get(cls)!.some((b) => isLayerCtor(b) || b === 'nn.Module')) cls.isModule = true;
+  for (const cls of classes)
+    if (classBases.get(cls)!.some((b) => isLayerCtor(b) || b === 'nn.Module')) cls.isModule = true;
   const propagate = (): void => {
-    for (let changed = true; changed; ) {
+    for (let changed = true; changed;) {
       changed = false;
       for (const cls of classes) {
         if (!cls.isModule && cls.bases.some((b) => byName.get(b)?.isModule)) {
@@ -1222,7 +1455,8 @@ function assemble(tree: Tree, text: string, eol: '\n' | '\r\n', slots: Slots, pr
   for (const cls of classes) {
     if (cls.isModule) continue;
     const foreign = cls.bases.filter((b) => !byName.has(b) && b !== 'object');
-    if (foreign.length && (cls.forwardRange || foreign.some((b) => /(Model|Module|Layer|Block)$/.test(b)))) cls.isModule = true;
+    if (foreign.length && (cls.forwardRange || foreign.some((b) => /(Model|Module|Layer|Block)$/.test(b))))
+      cls.isModule = true;
   }
   propagate();
   for (const cls of classes) {
@@ -1253,14 +1487,31 @@ function assemble(tree: Tree, text: string, eol: '\n' | '\r\n', slots: Slots, pr
   // only, so each segment answers for its text (and remembers the answer while its text stays the same).
   for (const [f, param] of moduleParams) {
     segments.forEach((seg, si) => {
-      for (const k of delegateClassesIn(seg, f.name)) segClasses[si][k].delegates.push({ func: f.name, paramName: param });
+      for (const k of delegateClassesIn(seg, f.name))
+        segClasses[si][k].delegates.push({ func: f.name, paramName: param });
     });
   }
 
-  const index: ModelIndex = { classes, functions, imports, topLevelOps, topLevelLayers, hasSyntaxErrors: tree.rootNode.hasError, eol };
+  const index: ModelIndex = {
+    classes,
+    functions,
+    imports,
+    topLevelOps,
+    topLevelLayers,
+    hasSyntaxErrors: tree.rootNode.hasError,
+    eol,
+  };
   Object.defineProperty(index, CACHE, { value: slots.cache, enumerable: false });
   Object.defineProperty(index, LINEAGE, {
-    value: { text, starts: slots.starts, rows: slots.rows, types: slots.types, reuse: slots.reuse, tree, shared: prevLineage?.shared ?? {} } satisfies Lineage,
+    value: {
+      text,
+      starts: slots.starts,
+      rows: slots.rows,
+      types: slots.types,
+      reuse: slots.reuse,
+      tree,
+      shared: prevLineage?.shared ?? {},
+    } satisfies Lineage,
     enumerable: false,
   });
   return index;
@@ -1284,7 +1535,9 @@ interface Lineage {
  */
 export function statementLayout(index: ModelIndex | null | undefined, text: string): StatementLayout | undefined {
   const lineage = index ? (index as unknown as Record<symbol, Lineage | undefined>)[LINEAGE] : undefined;
-  return lineage && lineage.text === text ? { starts: lineage.starts, rows: lineage.rows, types: lineage.types, reuse: lineage.reuse } : undefined;
+  return lineage && lineage.text === text
+    ? { starts: lineage.starts, rows: lineage.rows, types: lineage.types, reuse: lineage.reuse }
+    : undefined;
 }
 
 /**
@@ -1298,7 +1551,13 @@ export function documentCaches(index: ModelIndex | null | undefined): Record<str
 // Shifting a reused segment only records how far it moved (offsets by dOff, lines by dRow; a segment starts
 // at column 0, so the characters within it do not change); the index built from it shifts what it hands out.
 function shiftSegment(seg: Segment, dOff: number, dRow: number): Segment {
-  return { ...seg, start: seg.start + dOff, startRow: seg.startRow + dRow, dOff: seg.dOff + dOff, dRow: seg.dRow + dRow };
+  return {
+    ...seg,
+    start: seg.start + dOff,
+    startRow: seg.startRow + dRow,
+    dOff: seg.dOff + dOff,
+    dRow: seg.dRow + dRow,
+  };
 }
 
 /** Indices (in seg.classes) of the innermost classes holding a word-bounded mention of `name`, first mention first. */
@@ -1315,7 +1574,8 @@ function delegateClassesIn(seg: Segment, name: string): number[] {
     let best = -1;
     seg.classes.forEach((rec, k) => {
       const span = rec.cls.span;
-      if (span.start <= offset && offset < span.end && (best < 0 || span.start >= seg.classes[best].cls.span.start)) best = k;
+      if (span.start <= offset && offset < span.end && (best < 0 || span.start >= seg.classes[best].cls.span.start))
+        best = k;
     });
     if (best >= 0 && !out.includes(best)) out.push(best);
   }
@@ -1323,14 +1583,19 @@ function delegateClassesIn(seg: Segment, name: string): number[] {
   return out;
 }
 
-
 /**
  * A class of a moved segment as the index hands it out: its own positions shifted now, its layers, ops and
  * quantizers (most of a segment's objects) when first read. The rules read those only in files that show
  * quantizers, and every class after an edit moves on each keystroke.
  */
 function shiftedClass(c: ModuleClass & ClassAnchors, dOff: number, dRow: number): ModuleClass {
-  const cls: ModuleClass & ClassAnchors = { ...c, range: shiftRange(c.range, dRow), span: shiftSpan(c.span, dOff), isModule: false, delegates: [] };
+  const cls: ModuleClass & ClassAnchors = {
+    ...c,
+    range: shiftRange(c.range, dRow),
+    span: shiftSpan(c.span, dOff),
+    isModule: false,
+    delegates: [],
+  };
   if (c.initRange) cls.initRange = shiftRange(c.initRange, dRow);
   if (c.initSpan) cls.initSpan = shiftSpan(c.initSpan, dOff);
   if (c.forwardRange) cls.forwardRange = shiftRange(c.forwardRange, dRow);
@@ -1339,7 +1604,9 @@ function shiftedClass(c: ModuleClass & ClassAnchors, dOff: number, dRow: number)
   if (c.declAnchor) cls.declAnchor = shiftAnchor(c.declAnchor, dOff);
   lazyField(cls, 'layers', () => c.layers.map((l) => shiftLayer(l, dOff, dRow)));
   lazyField(cls, 'ops', () => c.ops.map((o) => shiftOp(o, dOff, dRow)));
-  lazyField(cls, 'quantizers', () => c.quantizers.map((q) => ({ ...q, range: shiftRange(q.range, dRow), span: shiftSpan(q.span, dOff) })));
+  lazyField(cls, 'quantizers', () =>
+    c.quantizers.map((q) => ({ ...q, range: shiftRange(q.range, dRow), span: shiftSpan(q.span, dOff) })),
+  );
   return cls;
 }
 
@@ -1359,7 +1626,12 @@ function shiftSpan(s: Span, dOff: number): Span {
 }
 
 function shiftRange(r: Range, dRow: number): Range {
-  return dRow === 0 ? r : { start: { line: r.start.line + dRow, character: r.start.character }, end: { line: r.end.line + dRow, character: r.end.character } };
+  return dRow === 0
+    ? r
+    : {
+        start: { line: r.start.line + dRow, character: r.start.character },
+        end: { line: r.end.line + dRow, character: r.end.character },
+      };
 }
 
 function shiftLayer(l: Layer, dOff: number, dRow: number): Layer {
@@ -1370,7 +1642,9 @@ function shiftLayer(l: Layer, dOff: number, dRow: number): Layer {
 
 function shiftOp(o: Op, dOff: number, dRow: number): Op {
   return {
-    ...o, range: shiftRange(o.range, dRow), span: shiftSpan(o.span, dOff),
+    ...o,
+    range: shiftRange(o.range, dRow),
+    span: shiftSpan(o.span, dOff),
     operands: dRow === 0 ? o.operands : o.operands.map((r) => shiftRange(r, dRow)),
     operandSpans: dOff === 0 ? o.operandSpans : o.operandSpans.map((s) => shiftSpan(s, dOff)),
   };
@@ -1381,7 +1655,8 @@ function shiftOp(o: Op, dOff: number, dRow: number): Op {
  * Enumerable like the data property it stands for, so spreads, JSON and deep comparisons see the value.
  */
 function lazyField<T extends object, K extends keyof T & string>(obj: T, key: K, compute: () => T[K]): void {
-  const settle = (value: T[K]) => Object.defineProperty(obj, key, { value, writable: true, enumerable: true, configurable: true });
+  const settle = (value: T[K]) =>
+    Object.defineProperty(obj, key, { value, writable: true, enumerable: true, configurable: true });
   Object.defineProperty(obj, key, {
     enumerable: true,
     configurable: true,
@@ -1395,4 +1670,3 @@ function lazyField<T extends object, K extends keyof T & string>(obj: T, key: K,
     },
   });
 }
-

@@ -32,7 +32,8 @@ export function getParser(): Parser {
  * native answer per class is kept on its prototype. ERROR nodes use the base class and still ask natively.
  */
 function cacheNodeTypeNames(language: Parser.Language): void {
-  const subclasses = (language as unknown as { nodeSubclasses?: (new (...a: unknown[]) => SyntaxNode)[] }).nodeSubclasses;
+  const subclasses = (language as unknown as { nodeSubclasses?: (new (...a: unknown[]) => SyntaxNode)[] })
+    .nodeSubclasses;
   const base = (Parser as unknown as { SyntaxNode: new (...a: unknown[]) => SyntaxNode }).SyntaxNode;
   const nativeType = Object.getOwnPropertyDescriptor(base.prototype, 'type')?.get;
   if (!subclasses || !nativeType) return;

@@ -72,7 +72,8 @@ export function calleeFromText(text: string, start: number, end: number): { text
     } else if (c === 35 /* # */) return null;
     else if (c === 34 || c === 39) {
       // A string: skip it, unless it is triple-quoted or has a prefix (f-strings hold expressions).
-      if (isIdentCharCode(text.charCodeAt(i - 1)) || (text.charCodeAt(i + 1) === c && text.charCodeAt(i + 2) === c)) return null;
+      if (isIdentCharCode(text.charCodeAt(i - 1)) || (text.charCodeAt(i + 1) === c && text.charCodeAt(i + 2) === c))
+        return null;
       let j = i + 1;
       for (; j < end; j++) {
         const d = text.charCodeAt(j);
@@ -87,9 +88,17 @@ export function calleeFromText(text: string, start: number, end: number): { text
   return null;
 }
 
-
 // The node types the patterns of grammars/model-*.scm start from: operators by their token, the rest by their node.
-const PATTERN_ROOTS = ['call', '@', '+', '+=', 'assignment', 'class_definition', 'function_definition', 'return_statement'];
+const PATTERN_ROOTS = [
+  'call',
+  '@',
+  '+',
+  '+=',
+  'assignment',
+  'class_definition',
+  'function_definition',
+  'return_statement',
+];
 
 /**
  * The matches of the combined query (grammars/model-*.scm, in file order: calls, ops, structure) under `node`,
@@ -108,27 +117,50 @@ export function modelMatches(node: Parser.SyntaxNode, text: string): ModelMatch[
         const callee = calleeFromText(text, at, n.endIndex);
         if (callee) {
           let f: Parser.SyntaxNode | undefined;
-          const calleeCapture = { name: callee.isName ? 'call.name' : 'call.attr', get node() { return (f ??= n.childForFieldName('function')!); } };
-          out.push({ pattern: callee.isName ? 0 : 1, captures: [calleeCapture, { name: 'call', node: n }], at, callee });
+          const calleeCapture = {
+            name: callee.isName ? 'call.name' : 'call.attr',
+            get node() {
+              return (f ??= n.childForFieldName('function')!);
+            },
+          };
+          out.push({
+            pattern: callee.isName ? 0 : 1,
+            captures: [calleeCapture, { name: 'call', node: n }],
+            at,
+            callee,
+          });
           break;
         }
         const f = n.childForFieldName('function');
         if (f?.type !== 'identifier' && f?.type !== 'attribute') break;
         const isName = f.type === 'identifier';
-        out.push({ pattern: isName ? 0 : 1, captures: [{ name: isName ? 'call.name' : 'call.attr', node: f }, { name: 'call', node: n }], at,
-          callee: { text: text.slice(fastStart(f), f.endIndex), isName } });
+        out.push({
+          pattern: isName ? 0 : 1,
+          captures: [
+            { name: isName ? 'call.name' : 'call.attr', node: f },
+            { name: 'call', node: n },
+          ],
+          at,
+          callee: { text: text.slice(fastStart(f), f.endIndex), isName },
+        });
         break;
       }
       case '@':
       case '+': {
         // (binary_operator operator: "@") @op.matmul  /  (binary_operator operator: "+") @op.add
         const p = n.parent;
-        if (p?.type === 'binary_operator') out.push({ pattern: n.type === '@' ? 2 : 3, captures: [{ name: n.type === '@' ? 'op.matmul' : 'op.add', node: p }], at: fastStart(p) });
+        if (p?.type === 'binary_operator')
+          out.push({
+            pattern: n.type === '@' ? 2 : 3,
+            captures: [{ name: n.type === '@' ? 'op.matmul' : 'op.add', node: p }],
+            at: fastStart(p),
+          });
         break;
       }
       case '+=': {
         const p = n.parent;
-        if (p?.type === 'augmented_assignment') out.push({ pattern: 4, captures: [{ name: 'op.iadd', node: p }], at: fastStart(p) });
+        if (p?.type === 'augmented_assignment')
+          out.push({ pattern: 4, captures: [{ name: 'op.iadd', node: p }], at: fastStart(p) });
         break;
       }
       case 'assignment': {
@@ -144,7 +176,16 @@ export function modelMatches(node: Parser.SyntaxNode, text: string): ModelMatch[
         const attr = left.childForFieldName('attribute');
         const right = n.childForFieldName('right');
         if (obj?.type === 'identifier' && attr?.type === 'identifier' && right) {
-          out.push({ pattern: 5, captures: [{ name: 'assign.self', node: n }, { name: 'assign.obj', node: obj }, { name: 'assign.attr', node: attr }, { name: 'assign.value', node: right }], at: s });
+          out.push({
+            pattern: 5,
+            captures: [
+              { name: 'assign.self', node: n },
+              { name: 'assign.obj', node: obj },
+              { name: 'assign.attr', node: attr },
+              { name: 'assign.value', node: right },
+            ],
+            at: s,
+          });
         }
         break;
       }
@@ -152,7 +193,15 @@ export function modelMatches(node: Parser.SyntaxNode, text: string): ModelMatch[
       case 'function_definition': {
         const name = n.childForFieldName('name');
         const kind = n.type === 'class_definition' ? 'class' : 'function';
-        if (name?.type === 'identifier') out.push({ pattern: kind === 'class' ? 6 : 7, captures: [{ name: kind, node: n }, { name: `${kind}.name`, node: name }], at: fastStart(n) });
+        if (name?.type === 'identifier')
+          out.push({
+            pattern: kind === 'class' ? 6 : 7,
+            captures: [
+              { name: kind, node: n },
+              { name: `${kind}.name`, node: name },
+            ],
+            at: fastStart(n),
+          });
         break;
       }
       default:

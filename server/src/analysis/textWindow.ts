@@ -21,7 +21,12 @@ export function changedWindow(old: string, text: string): ChangedWindow {
   // The common end may not overlap the common start.
   const maxTail = n - start;
   let tail = 0;
-  while (tail + CHUNK <= maxTail && old.slice(old.length - tail - CHUNK, old.length - tail) === text.slice(text.length - tail - CHUNK, text.length - tail)) tail += CHUNK;
+  while (
+    tail + CHUNK <= maxTail &&
+    old.slice(old.length - tail - CHUNK, old.length - tail) ===
+      text.slice(text.length - tail - CHUNK, text.length - tail)
+  )
+    tail += CHUNK;
   while (tail < maxTail && old.charCodeAt(old.length - tail - 1) === text.charCodeAt(text.length - tail - 1)) tail++;
   return { start, oldEnd: old.length - tail, newEnd: text.length - tail };
 }

@@ -13,11 +13,27 @@ export interface CommandSpec {
   flags: Record<string, FlagSpec>;
 }
 
-const TRT_VERSION: FlagSpec = { type: 'string', value: 'V', description: 'TensorRT version to check against (default 10.15)' };
-const WRITE: FlagSpec = { type: 'boolean', description: 'write the result to FILE (atomically) instead of printing it' };
+const TRT_VERSION: FlagSpec = {
+  type: 'string',
+  value: 'V',
+  description: 'TensorRT version to check against (default 10.15)',
+};
+const WRITE: FlagSpec = {
+  type: 'boolean',
+  description: 'write the result to FILE (atomically) instead of printing it',
+};
 // Library models (server/src/library/cliResolver.ts): an installed module instead of FILE, read only.
-const MODULE: FlagSpec = { type: 'string', value: 'M', description: 'an installed Python module (e.g. transformers.models.bert.modeling_bert) instead of FILE; never written' };
-const PYTHON: FlagSpec = { type: 'string', value: 'P', description: 'interpreter that finds --module (default: the pipeline discovery)' };
+const MODULE: FlagSpec = {
+  type: 'string',
+  value: 'M',
+  description:
+    'an installed Python module (e.g. transformers.models.bert.modeling_bert) instead of FILE; never written',
+};
+const PYTHON: FlagSpec = {
+  type: 'string',
+  value: 'P',
+  description: 'interpreter that finds --module (default: the pipeline discovery)',
+};
 
 export const CLI_COMMANDS = {
   check: {
@@ -53,8 +69,14 @@ export type SourceCommand = keyof typeof CLI_COMMANDS;
 export const PIPELINE_COMMANDS = ['calibrate', 'export', 'run'] as const;
 export type PipelineCommand = (typeof PIPELINE_COMMANDS)[number];
 
-type FlagValue<F> = F extends { type: 'boolean' } ? boolean : F extends { type: 'enum'; values: readonly (infer E)[] } ? E : string | undefined;
-export type ParsedFlags<C extends SourceCommand> = { -readonly [K in keyof (typeof CLI_COMMANDS)[C]['flags']]: FlagValue<(typeof CLI_COMMANDS)[C]['flags'][K]> };
+type FlagValue<F> = F extends { type: 'boolean' }
+  ? boolean
+  : F extends { type: 'enum'; values: readonly (infer E)[] }
+    ? E
+    : string | undefined;
+export type ParsedFlags<C extends SourceCommand> = {
+  -readonly [K in keyof (typeof CLI_COMMANDS)[C]['flags']]: FlagValue<(typeof CLI_COMMANDS)[C]['flags'][K]>;
+};
 
 export interface Parsed<C extends SourceCommand> {
   command: C;
@@ -64,7 +86,10 @@ export interface Parsed<C extends SourceCommand> {
 
 /** A mistake in the command line: the message names it; usage is printed after it; exit code 2. */
 export class UsageError extends Error {
-  constructor(message: string, readonly command?: string) {
+  constructor(
+    message: string,
+    readonly command?: string,
+  ) {
     super(message);
   }
 }
@@ -72,13 +97,15 @@ export class UsageError extends Error {
 export function parseCommandLine<C extends SourceCommand>(command: C, argv: string[]): Parsed<C> {
   const spec: CommandSpec = CLI_COMMANDS[command];
   const flags: Record<string, unknown> = {};
-  for (const [name, f] of Object.entries(spec.flags)) flags[name] = f.type === 'boolean' ? false : f.type === 'enum' ? f.default : undefined;
+  for (const [name, f] of Object.entries(spec.flags))
+    flags[name] = f.type === 'boolean' ? false : f.type === 'enum' ? f.default : undefined;
   const files: string[] = [];
   let onlyPositional = false;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (onlyPositional || !arg.startsWith('--') || arg === '-') {
-      if (!onlyPositional && arg.startsWith('-') && arg !== '-' && arg.length > 1) throw new UsageError(`unknown option "${arg}" for "qdq ${command}"`, command);
+      if (!onlyPositional && arg.startsWith('-') && arg !== '-' && arg.length > 1)
+        throw new UsageError(`unknown option "${arg}" for "qdq ${command}"`, command);
       files.push(arg);
       continue;
     }
@@ -89,27 +116,38 @@ export function parseCommandLine<C extends SourceCommand>(command: C, argv: stri
     const eq = arg.indexOf('=');
     const name = arg.slice(2, eq < 0 ? undefined : eq);
     const f = spec.flags[name];
-    if (!f) throw new UsageError(`unknown option "--${name}" for "qdq ${command}" (options: ${Object.keys(spec.flags).map((n) => '--' + n).join(', ')})`, command);
+    if (!f)
+      throw new UsageError(
+        `unknown option "--${name}" for "qdq ${command}" (options: ${Object.keys(spec.flags)
+          .map((n) => '--' + n)
+          .join(', ')})`,
+        command,
+      );
     if (f.type === 'boolean') {
       if (eq >= 0) throw new UsageError(`--${name} takes no value`, command);
       flags[name] = true;
       continue;
     }
     let value: string | undefined = eq >= 0 ? arg.slice(eq + 1) : argv[++i];
-    if (value === undefined || (eq < 0 && value.startsWith('--'))) throw new UsageError(`--${name} needs a value${f.type === 'enum' ? ` (${f.values.join(' or ')})` : ''}`, command);
+    if (value === undefined || (eq < 0 && value.startsWith('--')))
+      throw new UsageError(`--${name} needs a value${f.type === 'enum' ? ` (${f.values.join(' or ')})` : ''}`, command);
     value = value.trim();
-    if (f.type === 'enum' && !f.values.includes(value)) throw new UsageError(`--${name} must be ${f.values.join(' or ')}, not "${value}"`, command);
-    if (name === 'trt-version' && !/^\d+(\.\d+){0,2}$/.test(value)) throw new UsageError(`--trt-version must look like 8.6 or 10.15, not "${value}"`, command);
+    if (f.type === 'enum' && !f.values.includes(value))
+      throw new UsageError(`--${name} must be ${f.values.join(' or ')}, not "${value}"`, command);
+    if (name === 'trt-version' && !/^\d+(\.\d+){0,2}$/.test(value))
+      throw new UsageError(`--trt-version must look like 8.6 or 10.15, not "${value}"`, command);
     flags[name] = value;
   }
   const { min, max } = spec.positional;
   if (flags.module !== undefined) {
     // --module M stands for the FILE argument (of quantize), or adds one more source (check).
-    if (command !== 'check' && files.length) throw new UsageError(`"qdq ${command}" takes FILE or --module M, not both`, command);
+    if (command !== 'check' && files.length)
+      throw new UsageError(`"qdq ${command}" takes FILE or --module M, not both`, command);
     return { command, files, flags: flags as ParsedFlags<C> };
   }
   if (files.length < min) throw new UsageError(`"qdq ${command}" needs ${spec.positional.name}`, command);
-  if (files.length > max) throw new UsageError(`"qdq ${command}" takes one file, got ${files.length}: ${files.join(' ')}`, command);
+  if (files.length > max)
+    throw new UsageError(`"qdq ${command}" takes one file, got ${files.length}: ${files.join(' ')}`, command);
   return { command, files, flags: flags as ParsedFlags<C> };
 }
 
@@ -117,10 +155,13 @@ export function usage(command?: string): string {
   const lines: string[] = [];
   const cmds = Object.entries(CLI_COMMANDS) as [string, CommandSpec][];
   const describe = (name: string, spec: CommandSpec) => {
-    const flagNames = Object.entries(spec.flags).map(([n, f]) => (f.type === 'boolean' ? `[--${n}]` : f.type === 'enum' ? `[--${n} ${f.values.join('|')}]` : `[--${n} ${f.value}]`));
+    const flagNames = Object.entries(spec.flags).map(([n, f]) =>
+      f.type === 'boolean' ? `[--${n}]` : f.type === 'enum' ? `[--${n} ${f.values.join('|')}]` : `[--${n} ${f.value}]`,
+    );
     lines.push(`  qdq ${name} ${spec.positional.name} ${flagNames.join(' ')}`.trimEnd());
     lines.push(`      ${spec.summary}`);
-    for (const [n, f] of Object.entries(spec.flags)) lines.push(`      --${n}${f.type === 'string' ? ' ' + f.value : ''}: ${f.description}`);
+    for (const [n, f] of Object.entries(spec.flags))
+      lines.push(`      --${n}${f.type === 'string' ? ' ' + f.value : ''}: ${f.description}`);
   };
   const one = cmds.find(([n]) => n === command);
   if (one) {

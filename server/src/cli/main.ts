@@ -7,7 +7,15 @@ import * as path from 'path';
 import { parsePython, buildModelIndex } from '../analysis';
 import { runRules } from '../rules';
 import { quantizeFile, unquantizeFile, applyTrtFixes } from '../fixes';
-import { CLI_COMMANDS, PIPELINE_COMMANDS, PipelineCommand, SourceCommand, UsageError, parseCommandLine, usage } from './flags';
+import {
+  CLI_COMMANDS,
+  PIPELINE_COMMANDS,
+  PipelineCommand,
+  SourceCommand,
+  UsageError,
+  parseCommandLine,
+  usage,
+} from './flags';
 import { InputError, ModelSource, resolveSource } from './source';
 import { quantizeLibraryModule, registerLibraryModules } from '../library/cliResolver';
 
@@ -40,7 +48,8 @@ export async function main(argv: string[], io: CliIO = processIO): Promise<numbe
       io.out(`qdq ${packageVersion()}\n`);
       return 0;
     }
-    if ((PIPELINE_COMMANDS as readonly string[]).includes(command)) return await runPipeline(command as PipelineCommand, rest);
+    if ((PIPELINE_COMMANDS as readonly string[]).includes(command))
+      return await runPipeline(command as PipelineCommand, rest);
     if (!(command in CLI_COMMANDS)) throw new UsageError(`unknown command "${command}"`);
     if (rest.includes('--help') || rest.includes('-h')) {
       io.out(usage(command) + '\n');
@@ -69,7 +78,9 @@ export async function main(argv: string[], io: CliIO = processIO): Promise<numbe
       io.err(`qdq: ${e.message}\n`);
       return 2;
     }
-    io.err(`qdq: internal error: ${e && e.message ? e.message : String(err)}\n(please report it with the file that caused it)\n`);
+    io.err(
+      `qdq: internal error: ${e && e.message ? e.message : String(err)}\n(please report it with the file that caused it)\n`,
+    );
     return 3;
   }
   return 2;
@@ -85,7 +96,9 @@ function packageVersion(): string {
 
 async function runPipeline(command: PipelineCommand, argv: string[]): Promise<number> {
   // Loaded on demand: `qdq check` must not pay for the pipeline's imports (onnxruntime, protobuf).
-  const pipelineCli = (await import('../pipeline/cli')) as { runPipelineCommand(cmd: string, argv: string[]): Promise<number> };
+  const pipelineCli = (await import('../pipeline/cli')) as {
+    runPipelineCommand(cmd: string, argv: string[]): Promise<number>;
+  };
   return pipelineCli.runPipelineCommand(command, argv);
 }
 
@@ -106,12 +119,14 @@ async function check(argv: string[], io: CliIO): Promise<number> {
   // Read every file first, so a typo in the last argument fails before any output.
   const sources: ModelSource[] = [];
   for (const f of files) sources.push(await resolveSource({ file: f }, io.cwd));
-  if (flags.module !== undefined) sources.push(await resolveSource({ module: flags.module, python: flags.python } as { module: string }, io.cwd));
+  if (flags.module !== undefined)
+    sources.push(await resolveSource({ module: flags.module, python: flags.python } as { module: string }, io.cwd));
   const report: { file: string; diagnostics: CheckedDiagnostic[] }[] = [];
   let errors = 0;
   let total = 0;
   for (const src of sources) {
-    if (!src.validUtf8) io.err(`qdq: warning: ${src.display} is not valid UTF-8; undecodable bytes were read as U+FFFD\n`);
+    if (!src.validUtf8)
+      io.err(`qdq: warning: ${src.display} is not valid UTF-8; undecodable bytes were read as U+FFFD\n`);
     const tree = parsePython(src.text);
     const index = buildModelIndex(tree, src.text);
     const found = runRules(index, tree, src.text, { trtVersion });
@@ -135,8 +150,13 @@ async function check(argv: string[], io: CliIO): Promise<number> {
     io.out(JSON.stringify({ trtVersion, files: report, errors }, null, 2) + '\n');
   } else {
     for (const r of report)
-      for (const d of r.diagnostics) io.out(`${r.file}:${d.line}:${d.column}: ${d.severity} ${d.code} ${d.message}${d.fix ? ` [fix: ${d.fix.title}]` : ''}\n`);
-    io.err(`qdq: ${total} problem${total === 1 ? '' : 's'} (${errors} error${errors === 1 ? '' : 's'}) in ${report.length} file${report.length === 1 ? '' : 's'}, checked against TensorRT ${trtVersion}\n`);
+      for (const d of r.diagnostics)
+        io.out(
+          `${r.file}:${d.line}:${d.column}: ${d.severity} ${d.code} ${d.message}${d.fix ? ` [fix: ${d.fix.title}]` : ''}\n`,
+        );
+    io.err(
+      `qdq: ${total} problem${total === 1 ? '' : 's'} (${errors} error${errors === 1 ? '' : 's'}) in ${report.length} file${report.length === 1 ? '' : 's'}, checked against TensorRT ${trtVersion}\n`,
+    );
   }
   return errors > 0 ? 1 : 0;
 }
@@ -146,7 +166,10 @@ async function rewrite(command: 'quantize' | 'unquantize' | 'fix', argv: string[
   const moduleFlags = parsed.flags as { module?: string; python?: string; write: boolean };
   if (command === 'quantize' && moduleFlags.module !== undefined) {
     // A library module: print exactly what [tool.qdq] patch-modules runs; never written (server/src/library).
-    const r = await quantizeLibraryModule({ module: moduleFlags.module, python: moduleFlags.python, write: moduleFlags.write }, io.cwd);
+    const r = await quantizeLibraryModule(
+      { module: moduleFlags.module, python: moduleFlags.python, write: moduleFlags.write },
+      io.cwd,
+    );
     io.out(r.text);
     io.err(`qdq quantize: ${r.summary}\n${r.details.map((d) => `  ${d}\n`).join('')}`);
     return 0;
@@ -154,7 +177,9 @@ async function rewrite(command: 'quantize' | 'unquantize' | 'fix', argv: string[
   const src = await resolveSource({ file: parsed.files[0] }, io.cwd);
   const write = parsed.flags.write;
   if (!src.validUtf8 && write) {
-    throw new InputError(`${src.display} is not valid UTF-8, so writing it back would change bytes qdq cannot read; convert it to UTF-8 first (nothing was written)`);
+    throw new InputError(
+      `${src.display} is not valid UTF-8, so writing it back would change bytes qdq cannot read; convert it to UTF-8 first (nothing was written)`,
+    );
   }
   let newText: string;
   let helperNeeded = false;
@@ -172,12 +197,16 @@ async function rewrite(command: 'quantize' | 'unquantize' | 'fix', argv: string[
   } else {
     const r = applyTrtFixes(src.text, { trtVersion: (parsed.flags as { 'trt-version'?: string })['trt-version'] });
     newText = r.text;
-    summary = r.applied.length ? `applied ${r.applied.length} fix${r.applied.length === 1 ? '' : 'es'}` : 'no safe TensorRT fix applies';
+    summary = r.applied.length
+      ? `applied ${r.applied.length} fix${r.applied.length === 1 ? '' : 'es'}`
+      : 'no safe TensorRT fix applies';
     details = r.applied;
   }
   if (!write) {
     io.out(newText);
-    io.err(`qdq ${command}: ${summary} (not written; add --write to change ${src.display})\n${details.map((d) => `  ${d}\n`).join('')}`);
+    io.err(
+      `qdq ${command}: ${summary} (not written; add --write to change ${src.display})\n${details.map((d) => `  ${d}\n`).join('')}`,
+    );
     return 0;
   }
   if (newText !== src.text) writeAtomic(src.path, newText);
@@ -189,7 +218,9 @@ async function rewrite(command: 'quantize' | 'unquantize' | 'fix', argv: string[
       helperNote = `; added ${path.relative(io.cwd, helper) || helper}`;
     }
   }
-  io.err(`qdq ${command}: ${summary}${newText !== src.text ? `; wrote ${src.display}` : ''}${helperNote}\n${details.map((d) => `  ${d}\n`).join('')}`);
+  io.err(
+    `qdq ${command}: ${summary}${newText !== src.text ? `; wrote ${src.display}` : ''}${helperNote}\n${details.map((d) => `  ${d}\n`).join('')}`,
+  );
   return 0;
 }
 

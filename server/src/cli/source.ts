@@ -55,9 +55,13 @@ export function readModelFile(arg: string, cwd = process.cwd()): ModelSource {
   } catch {
     throw new InputError(`${arg}: no such file (looked for ${file})`);
   }
-  if (stat.isDirectory()) throw new InputError(`${arg} is a folder; pass the model's .py file (qdq calibrate/export/run take a project folder)`);
+  if (stat.isDirectory())
+    throw new InputError(
+      `${arg} is a folder; pass the model's .py file (qdq calibrate/export/run take a project folder)`,
+    );
   if (!stat.isFile()) throw new InputError(`${arg} is not a regular file`);
-  if (!PYTHON_EXTENSIONS.has(path.extname(file).toLowerCase())) throw new InputError(`${arg} is not a Python file: qdq reads PyTorch model sources ending in .py`);
+  if (!PYTHON_EXTENSIONS.has(path.extname(file).toLowerCase()))
+    throw new InputError(`${arg} is not a Python file: qdq reads PyTorch model sources ending in .py`);
   let bytes: Buffer;
   try {
     bytes = fs.readFileSync(file);

@@ -135,7 +135,10 @@ export function parseQuantizers(raw: string): CalibratedQuantizer[] | undefined 
   };
   const list = pick(json);
   if (!Array.isArray(list)) return undefined;
-  return list.filter((q): q is CalibratedQuantizer => !!q && typeof q === 'object' && typeof (q as CalibratedQuantizer).name === 'string');
+  return list.filter(
+    (q): q is CalibratedQuantizer =>
+      !!q && typeof q === 'object' && typeof (q as CalibratedQuantizer).name === 'string',
+  );
 }
 
 /** Largest |amax| of a quantizer (per-channel: the largest channel), null when it has none. */
@@ -246,7 +249,8 @@ export function classSitePaths(klass: ModuleClass, text: string): Map<string, Ra
   const assign = /^[ \t]*self\.(\w+)\s*(?::[^=\n]+)?=/gm;
   const assignments: { name: string; offset: number }[] = [];
   const body = text.slice(klass.span.start, klass.span.end);
-  for (let m = assign.exec(body); m; m = assign.exec(body)) assignments.push({ name: m[1], offset: klass.span.start + m.index });
+  for (let m = assign.exec(body); m; m = assign.exec(body))
+    assignments.push({ name: m[1], offset: klass.span.start + m.index });
   const childCount = new Map<string, number>();
   const layers = [...klass.layers].sort((a, b) => a.callSpan.start - b.callSpan.start);
   for (const layer of layers) {
@@ -287,7 +291,12 @@ export function siteRange(index: ModelIndex, text: string, cls: string, attr: st
 }
 
 /** Range diagnostics for one file from the stored calibration results (one per site and problem). */
-export function calibrationDiagnostics(store: CalibrationStore, file: string, index: ModelIndex, text: string): Diagnostic[] {
+export function calibrationDiagnostics(
+  store: CalibrationStore,
+  file: string,
+  index: ModelIndex,
+  text: string,
+): Diagnostic[] {
   const out: Diagnostic[] = [];
   const pathsByClass = new Map<string, Map<string, Range>>();
   for (const site of store.forFile(file)) {
@@ -305,8 +314,17 @@ export function calibrationDiagnostics(store: CalibrationStore, file: string, in
       for (const p of rangeProblems(q)) {
         if (seen.has(p.code)) continue;
         seen.add(p.code);
-        const instances = site.quantizers.length > 1 ? ` (this line builds ${site.quantizers.length} module instances; the first one with the problem is named)` : '';
-        out.push({ range, severity: p.severity, code: p.code, source: DIAGNOSTIC_SOURCE, message: p.message + instances });
+        const instances =
+          site.quantizers.length > 1
+            ? ` (this line builds ${site.quantizers.length} module instances; the first one with the problem is named)`
+            : '';
+        out.push({
+          range,
+          severity: p.severity,
+          code: p.code,
+          source: DIAGNOSTIC_SOURCE,
+          message: p.message + instances,
+        });
       }
     }
   }

@@ -52,17 +52,29 @@ function overlapsLines(a: Range, b: Range): boolean {
   return a.start.line <= b.end.line && b.start.line <= a.end.line;
 }
 function containsPos(r: Range, p: Position): boolean {
-  return (p.line > r.start.line || (p.line === r.start.line && p.character >= r.start.character)) &&
-    (p.line < r.end.line || (p.line === r.end.line && p.character <= r.end.character));
+  return (
+    (p.line > r.start.line || (p.line === r.start.line && p.character >= r.start.character)) &&
+    (p.line < r.end.line || (p.line === r.end.line && p.character <= r.end.character))
+  );
 }
 
-interface LayerAt { layer: Layer; owner?: ModuleClass }
-interface OpAt { op: Op; owner?: ModuleClass }
+interface LayerAt {
+  layer: Layer;
+  owner?: ModuleClass;
+}
+interface OpAt {
+  op: Op;
+  owner?: ModuleClass;
+}
 
 function layersOnLines(index: ModelIndex, range: Range): LayerAt[] {
   const out: LayerAt[] = [];
-  for (const owner of index.classes) for (const layer of owner.layers) if (WEIGHTED.has(layer.kind) && overlapsLines(layer.callRange, range)) out.push({ layer, owner });
-  for (const f of index.functions) for (const layer of f.layers) if (WEIGHTED.has(layer.kind) && overlapsLines(layer.callRange, range)) out.push({ layer });
+  for (const owner of index.classes)
+    for (const layer of owner.layers)
+      if (WEIGHTED.has(layer.kind) && overlapsLines(layer.callRange, range)) out.push({ layer, owner });
+  for (const f of index.functions)
+    for (const layer of f.layers)
+      if (WEIGHTED.has(layer.kind) && overlapsLines(layer.callRange, range)) out.push({ layer });
   // The innermost first when calls nest (a layer built inside a Sequential on the same line).
   return out.sort((a, b) => a.layer.callSpan.start - b.layer.callSpan.start);
 }
@@ -80,14 +92,18 @@ function quantizableOperands(op: Op): number[] {
 
 function opsOnLines(index: ModelIndex, range: Range): OpAt[] {
   const out: OpAt[] = [];
-  for (const owner of index.classes) for (const op of owner.ops) if (quantizableOperands(op).length && overlapsLines(op.range, range)) out.push({ op, owner });
-  for (const f of index.functions) for (const op of f.ops) if (quantizableOperands(op).length && overlapsLines(op.range, range)) out.push({ op });
+  for (const owner of index.classes)
+    for (const op of owner.ops)
+      if (quantizableOperands(op).length && overlapsLines(op.range, range)) out.push({ op, owner });
+  for (const f of index.functions)
+    for (const op of f.ops) if (quantizableOperands(op).length && overlapsLines(op.range, range)) out.push({ op });
   return out;
 }
 
 function classAt(index: ModelIndex, pos: Position): ModuleClass | undefined {
   let best: ModuleClass | undefined;
-  for (const c of index.classes) if (c.isModule && containsPos(c.range, pos) && (!best || c.span.start > best.span.start)) best = c;
+  for (const c of index.classes)
+    if (c.isModule && containsPos(c.range, pos) && (!best || c.span.start > best.span.start)) best = c;
   return best;
 }
 
@@ -114,11 +130,12 @@ function fileHasWork(index: ModelIndex): { quantize: boolean; remove: boolean } 
     quantize ||= w.quantize;
     remove ||= w.remove;
   }
-  for (const f of index.functions) for (const l of f.layers) {
-    if (!WEIGHTED.has(l.kind)) continue;
-    if (l.wrapped === null) quantize = true;
-    else remove = true;
-  }
+  for (const f of index.functions)
+    for (const l of f.layers) {
+      if (!WEIGHTED.has(l.kind)) continue;
+      if (l.wrapped === null) quantize = true;
+      else remove = true;
+    }
   return { quantize, remove };
 }
 
@@ -162,14 +179,21 @@ export function listCodeActions(doc: QdqDocument, params: CodeActionParams, caps
       const data = d.data as { missingHelper?: string } | undefined;
       if (d.source !== DIAGNOSTIC_SOURCE || !data?.missingHelper) continue;
       const fix = buildWorkspaceEdit(doc, { edits: [], helperNeeded: true }, caps);
-      actions.push({ title: `Add ${HELPER_FILE} next to this file`, kind: lsp.CodeActionKind.QuickFix, diagnostics: [d], isPreferred: true, ...fix });
+      actions.push({
+        title: `Add ${HELPER_FILE} next to this file`,
+        kind: lsp.CodeActionKind.QuickFix,
+        diagnostics: [d],
+        isPreferred: true,
+        ...fix,
+      });
     }
   }
 
   const index = doc.getIndex();
   const pending: { title: string; kind: string; data: ActionData; preferred?: boolean }[] = [];
   const add = (title: string, kind: string, op: FixOperation, scope: FixScope, preferred?: boolean) => {
-    if (wants(kind)) pending.push({ title, kind, data: { qdq: 1, uri: doc.uri, version: doc.version, op, scope }, preferred });
+    if (wants(kind))
+      pending.push({ title, kind, data: { qdq: 1, uri: doc.uri, version: doc.version, op, scope }, preferred });
   };
 
   // 2. The site(s) on the selected lines.
@@ -179,23 +203,31 @@ export function listCodeActions(doc: QdqDocument, params: CodeActionParams, caps
       add(`Quantize this layer: ${layerLabel(layer)}`, CodeActionKinds.quantize, 'quantize', { kind: 'site', offset });
       add(`Keep ${layerLabel(layer)} in float`, CodeActionKinds.keepFloat, 'keepFloat', { kind: 'site', offset });
     } else {
-      if (layer.wrapped === 'quant') add(`Keep ${layerLabel(layer)} in float`, CodeActionKinds.keepFloat, 'keepFloat', { kind: 'site', offset });
+      if (layer.wrapped === 'quant')
+        add(`Keep ${layerLabel(layer)} in float`, CodeActionKinds.keepFloat, 'keepFloat', { kind: 'site', offset });
       add(`Remove quantizers: ${layerLabel(layer)}`, CodeActionKinds.remove, 'unquantize', { kind: 'site', offset });
     }
   }
   for (const { op } of opsOnLines(index, params.range)) {
     const offset = op.span.start;
     const idx = quantizableOperands(op);
-    if (idx.some((i) => !op.quantizedOperands[i])) add(`Quantize this op: ${opLabel(op)}`, CodeActionKinds.quantize, 'quantize', { kind: 'site', offset });
-    if (op.quantizedOperands.some(Boolean)) add(`Remove quantizers: ${opLabel(op)}`, CodeActionKinds.remove, 'unquantize', { kind: 'site', offset });
+    if (idx.some((i) => !op.quantizedOperands[i]))
+      add(`Quantize this op: ${opLabel(op)}`, CodeActionKinds.quantize, 'quantize', { kind: 'site', offset });
+    if (op.quantizedOperands.some(Boolean))
+      add(`Remove quantizers: ${opLabel(op)}`, CodeActionKinds.remove, 'unquantize', { kind: 'site', offset });
   }
 
   // 3. The enclosing class, 4. the file.
   const klass = classAt(index, params.range.start);
   if (klass) {
     const work = classHasWork(klass);
-    if (work.quantize) add(`Quantize class ${klass.name}`, CodeActionKinds.quantize, 'quantize', { kind: 'class', name: klass.name });
-    if (work.remove) add(`Remove quantizers from class ${klass.name}`, CodeActionKinds.remove, 'unquantize', { kind: 'class', name: klass.name });
+    if (work.quantize)
+      add(`Quantize class ${klass.name}`, CodeActionKinds.quantize, 'quantize', { kind: 'class', name: klass.name });
+    if (work.remove)
+      add(`Remove quantizers from class ${klass.name}`, CodeActionKinds.remove, 'unquantize', {
+        kind: 'class',
+        name: klass.name,
+      });
     // Dynamic INT8 rewrites the exported model's weight MatMul/Gemm nodes (nn.Linear), so it is offered on classes
     // that build Linear layers. It runs the project's model (the backend refuses in an untrusted workspace).
     if (klass.layers.some((l) => l.kind === 'linear') && wants(CodeActionKinds.dynamic)) {
@@ -211,7 +243,8 @@ export function listCodeActions(doc: QdqDocument, params: CodeActionParams, caps
     add('Quantize file', CodeActionKinds.quantize, 'quantize', { kind: 'file' });
     // Only on explicit request (source.fixAll.qdq, or the Source Action menu's `source`): a generic
     // "source.fixAll" on save must not quantize a model.
-    if (only?.some((o) => o === CodeActionKinds.fixAll || o === 'source')) add('Quantize file', CodeActionKinds.fixAll, 'quantize', { kind: 'file' });
+    if (only?.some((o) => o === CodeActionKinds.fixAll || o === 'source'))
+      add('Quantize file', CodeActionKinds.fixAll, 'quantize', { kind: 'file' });
   }
   if (fileWork.remove) add('Remove quantizers from file', CodeActionKinds.remove, 'unquantize', { kind: 'file' });
 
@@ -254,31 +287,57 @@ export function computeFix(text: string, op: FixOperation, scope: FixScope): Fix
 }
 
 /** The WorkspaceEdit for a fix: the document's edits, plus qdq_quant.py next to it when it is needed and absent. */
-export function buildWorkspaceEdit(doc: QdqDocument, fix: FixResult, caps: EditCapabilities): { edit: WorkspaceEdit; command?: CodeAction['command'] } {
+export function buildWorkspaceEdit(
+  doc: QdqDocument,
+  fix: FixResult,
+  caps: EditCapabilities,
+): { edit: WorkspaceEdit; command?: CodeAction['command'] } {
   const docPath = uriToPath(doc.uri);
-  const helperMissing = fix.helperNeeded && doc.uri.startsWith('file:') && !fs.existsSync(path.join(path.dirname(docPath), HELPER_FILE));
+  const helperMissing =
+    fix.helperNeeded && doc.uri.startsWith('file:') && !fs.existsSync(path.join(path.dirname(docPath), HELPER_FILE));
   if (caps.documentChanges) {
     const changes: WorkspaceEdit['documentChanges'] = [];
     if (helperMissing && caps.createFiles) {
       const uri = helperUri(doc.uri);
       changes.push(lsp.CreateFile.create(uri, { ignoreIfExists: true }));
-      changes.push(lsp.TextDocumentEdit.create(lsp.OptionalVersionedTextDocumentIdentifier.create(uri, null), [lsp.TextEdit.insert({ line: 0, character: 0 }, helperSource())]));
+      changes.push(
+        lsp.TextDocumentEdit.create(lsp.OptionalVersionedTextDocumentIdentifier.create(uri, null), [
+          lsp.TextEdit.insert({ line: 0, character: 0 }, helperSource()),
+        ]),
+      );
     }
     changes.push(lsp.TextDocumentEdit.create({ uri: doc.uri, version: doc.version }, fix.edits));
     const out: { edit: WorkspaceEdit; command?: CodeAction['command'] } = { edit: { documentChanges: changes } };
-    if (helperMissing && !caps.createFiles) out.command = { title: `Add ${HELPER_FILE}`, command: Commands.writeHelperFile, arguments: [{ dir: path.dirname(docPath) }] };
+    if (helperMissing && !caps.createFiles)
+      out.command = {
+        title: `Add ${HELPER_FILE}`,
+        command: Commands.writeHelperFile,
+        arguments: [{ dir: path.dirname(docPath) }],
+      };
     return out;
   }
   const out: { edit: WorkspaceEdit; command?: CodeAction['command'] } = { edit: { changes: { [doc.uri]: fix.edits } } };
-  if (helperMissing) out.command = { title: `Add ${HELPER_FILE}`, command: Commands.writeHelperFile, arguments: [{ dir: path.dirname(docPath) }] };
+  if (helperMissing)
+    out.command = {
+      title: `Add ${HELPER_FILE}`,
+      command: Commands.writeHelperFile,
+      arguments: [{ dir: path.dirname(docPath) }],
+    };
   return out;
 }
 
 /** codeAction/resolve: the edit (and command) of a listed action, for the document as it is now. */
-export function resolveAction(doc: QdqDocument, data: ActionData, caps: EditCapabilities): Pick<CodeAction, 'edit' | 'command'> {
+export function resolveAction(
+  doc: QdqDocument,
+  data: ActionData,
+  caps: EditCapabilities,
+): Pick<CodeAction, 'edit' | 'command'> {
   if (data.version !== doc.version && data.scope.kind === 'site') {
     // The offset names a place in an older text; better no edit than an edit in the wrong place.
-    throw new lsp.ResponseError(lsp.LSPErrorCodes.ContentModified, 'The document changed since the code actions were listed; ask for them again.');
+    throw new lsp.ResponseError(
+      lsp.LSPErrorCodes.ContentModified,
+      'The document changed since the code actions were listed; ask for them again.',
+    );
   }
   const fix = computeFix(doc.getText(), data.op, data.scope);
   return buildWorkspaceEdit(doc, fix, caps);

@@ -74,7 +74,7 @@ export function ruleDiagnostics(doc: QdqDocument, trtVersion: string, log?: (msg
     const found = runRules(index, tree, doc.getText(), { trtVersion }) as RuleDiagnostic[];
     return found.map((d) => toLspDiagnostic(d, doc.version));
   } catch (err) {
-    log?.(`qdq: analysis of ${doc.uri} failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+    log?.(`qdq: analysis of ${doc.uri} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     return [];
   }
 }
@@ -86,7 +86,11 @@ export const MISSING_HELPER_CODE = 'QDQ-HELPER';
  * The generated import of qdq_quant when qdq_quant.py is not next to the file (a model copied elsewhere, the
  * helper deleted): the model would fail with ImportError. The quick fix adds the file again.
  */
-export function missingHelperDiagnostic(doc: QdqDocument, helperExists: (dir: string) => boolean, filePath: string | undefined): Diagnostic | undefined {
+export function missingHelperDiagnostic(
+  doc: QdqDocument,
+  helperExists: (dir: string) => boolean,
+  filePath: string | undefined,
+): Diagnostic | undefined {
   if (!filePath) return undefined;
   const line = doc.getIndex().imports.qdqImportLine;
   if (line === undefined) return undefined;

@@ -10,7 +10,13 @@ import type { CalibrationStore } from './calibration';
 import { buildWorkspaceEdit, computeFix, EditCapabilities, HELPER_FILE, helperSource } from './codeActions';
 import { uriToPath } from './hover';
 import type { QdqSettings } from '../settings';
-import { CalibrationUpdatedNotification, CalibrationUpdatedParams, CommandArgs, Commands, EditCommandResult } from '../protocol/lsp_ext';
+import {
+  CalibrationUpdatedNotification,
+  CalibrationUpdatedParams,
+  CommandArgs,
+  Commands,
+  EditCommandResult,
+} from '../protocol/lsp_ext';
 import * as pipeline from './pipelineBridge';
 
 export const COMMAND_IDS = Object.values(Commands);
@@ -56,13 +62,25 @@ function firstArg(args: unknown[]): CommandArgs {
   return a && typeof a === 'object' ? (a as CommandArgs) : typeof a === 'string' ? { uri: a } : {};
 }
 
-const BACKEND_COMMANDS = new Set<string>([Commands.calibrate, Commands.export, Commands.calibrateAndExport, Commands.exportDynamic, Commands.selectInterpreter]);
+const BACKEND_COMMANDS = new Set<string>([
+  Commands.calibrate,
+  Commands.export,
+  Commands.calibrateAndExport,
+  Commands.exportDynamic,
+  Commands.selectInterpreter,
+]);
 
 const UNTRUSTED_MESSAGE =
-  'This workspace is not trusted, and this command would run the model\'s Python code. Trust the workspace ' +
+  "This workspace is not trusted, and this command would run the model's Python code. Trust the workspace " +
   '(Manage Workspace Trust) to calibrate and export; diagnostics, hovers and quantize edits work without it.';
 
-export async function executeCommand(ctx: CommandContext, command: string, args: unknown[], token: CancellationToken, workDoneToken?: ProgressToken): Promise<unknown> {
+export async function executeCommand(
+  ctx: CommandContext,
+  command: string,
+  args: unknown[],
+  token: CancellationToken,
+  workDoneToken?: ProgressToken,
+): Promise<unknown> {
   const arg = firstArg(args);
   if (BACKEND_COMMANDS.has(command) && !ctx.trusted()) {
     throw new lsp.ResponseError(lsp.ErrorCodes.InvalidRequest, UNTRUSTED_MESSAGE, { kind: 'untrusted' });
@@ -83,10 +101,18 @@ export async function executeCommand(ctx: CommandContext, command: string, args:
     case Commands.selectInterpreter: {
       const python = arg.python;
       const file = arg.uri ? uriToPath(arg.uri) : undefined;
-      const info = await pipeline.probeInterpreter(python ?? pythonFor(ctx), file ? findProjectDir(file) : process.cwd());
+      const info = await pipeline.probeInterpreter(
+        python ?? pythonFor(ctx),
+        file ? findProjectDir(file) : process.cwd(),
+      );
       // Only an interpreter that can run the backend replaces the current one.
       if (python && !info.problem) ctx.setPython(python);
-      ctx.status({ state: info.problem ? 'error' : 'ready', python: info.python, torchVersion: info.torchVersion, message: info.problem });
+      ctx.status({
+        state: info.problem ? 'error' : 'ready',
+        python: info.python,
+        torchVersion: info.torchVersion,
+        message: info.problem,
+      });
       return info;
     }
     case Commands.calibrate:
@@ -95,12 +121,19 @@ export async function executeCommand(ctx: CommandContext, command: string, args:
     case Commands.exportDynamic:
       return backendCommand(ctx, command, arg, token, workDoneToken);
     default:
-      throw new lsp.ResponseError(lsp.ErrorCodes.MethodNotFound, `Unknown qdq command "${command}". Known: ${COMMAND_IDS.join(', ')}.`);
+      throw new lsp.ResponseError(
+        lsp.ErrorCodes.MethodNotFound,
+        `Unknown qdq command "${command}". Known: ${COMMAND_IDS.join(', ')}.`,
+      );
   }
 }
 
 function requireFile(arg: CommandArgs, command: string): string {
-  if (!arg.uri) throw new lsp.ResponseError(lsp.ErrorCodes.InvalidParams, `${command} needs the model file: pass [{"uri": "file:///.../model.py"}].`);
+  if (!arg.uri)
+    throw new lsp.ResponseError(
+      lsp.ErrorCodes.InvalidParams,
+      `${command} needs the model file: pass [{"uri": "file:///.../model.py"}].`,
+    );
   return uriToPath(arg.uri);
 }
 
@@ -108,17 +141,32 @@ function pythonFor(ctx: CommandContext): string | undefined {
   return ctx.settings().pythonInterpreter || ctx.clientPython();
 }
 
-async function editCommand(ctx: CommandContext, arg: CommandArgs, op: 'quantize' | 'unquantize'): Promise<EditCommandResult> {
+async function editCommand(
+  ctx: CommandContext,
+  arg: CommandArgs,
+  op: 'quantize' | 'unquantize',
+): Promise<EditCommandResult> {
   if (!arg.uri) throw new lsp.ResponseError(lsp.ErrorCodes.InvalidParams, 'Pass the document: [{"uri": "..."}].');
   const doc = ctx.documents.get(arg.uri);
   if (!doc) throw new lsp.ResponseError(lsp.ErrorCodes.InvalidParams, `Open ${arg.uri} in the editor first.`);
   const fix = computeFix(doc.getText(), op, { kind: 'file' });
-  if (fix.edits.length === 0) return { applied: true, changedLines: 0, message: op === 'quantize' ? 'Nothing left to quantize.' : 'No quantizers to remove.' };
+  if (fix.edits.length === 0)
+    return {
+      applied: true,
+      changedLines: 0,
+      message: op === 'quantize' ? 'Nothing left to quantize.' : 'No quantizers to remove.',
+    };
   const caps = ctx.editCaps();
   const { edit, command } = buildWorkspaceEdit(doc, fix, caps);
-  const result = await ctx.connection.workspace.applyEdit({ label: op === 'quantize' ? 'Quantize file' : 'Remove quantizers', edit });
+  const result = await ctx.connection.workspace.applyEdit({
+    label: op === 'quantize' ? 'Quantize file' : 'Remove quantizers',
+    edit,
+  });
   if (result.applied && command) writeHelperFile(path.dirname(uriToPath(doc.uri)));
-  const changedLines = fix.edits.reduce((n, e) => n + Math.max(1, e.newText.split('\n').length - 1, e.range.end.line - e.range.start.line + 1), 0);
+  const changedLines = fix.edits.reduce(
+    (n, e) => n + Math.max(1, e.newText.split('\n').length - 1, e.range.end.line - e.range.start.line + 1),
+    0,
+  );
   return { applied: result.applied, changedLines, message: result.failureReason };
 }
 
@@ -129,7 +177,13 @@ const TITLES: Record<string, string> = {
   [Commands.exportDynamic]: 'QDQ: Dynamic INT8 export',
 };
 
-async function backendCommand(ctx: CommandContext, command: string, arg: CommandArgs, token: CancellationToken, workDoneToken?: ProgressToken): Promise<unknown> {
+async function backendCommand(
+  ctx: CommandContext,
+  command: string,
+  arg: CommandArgs,
+  token: CancellationToken,
+  workDoneToken?: ProgressToken,
+): Promise<unknown> {
   const file = requireFile(arg, command);
   const projectDir = findProjectDir(file);
   const abort = new AbortController();
@@ -138,7 +192,10 @@ async function backendCommand(ctx: CommandContext, command: string, arg: Command
   if (workDoneToken !== undefined) reporter = ctx.connection.window.attachWorkDoneProgress(workDoneToken);
   else reporter = await ctx.connection.window.createWorkDoneProgress();
   const serverToken = (reporter as { token?: CancellationToken }).token;
-  const subscriptions = [token.onCancellationRequested(() => abort.abort()), serverToken?.onCancellationRequested(() => abort.abort())];
+  const subscriptions = [
+    token.onCancellationRequested(() => abort.abort()),
+    serverToken?.onCancellationRequested(() => abort.abort()),
+  ];
   reporter.begin(TITLES[command] ?? command, 0, 'starting the Python backend', true);
   ctx.status({ state: 'busy', message: TITLES[command] });
   try {
@@ -155,18 +212,28 @@ async function backendCommand(ctx: CommandContext, command: string, arg: Command
       ctx.calibration.set({ projectDir, quantizers: result.quantizers });
       ctx.refreshDiagnostics();
       const files = [...new Set(result.quantizers.map((q) => q.site?.file).filter((f): f is string => !!f))];
-      void ctx.connection.sendNotification(CalibrationUpdatedNotification, { projectDir, files } satisfies CalibrationUpdatedParams);
+      void ctx.connection.sendNotification(CalibrationUpdatedNotification, {
+        projectDir,
+        files,
+      } satisfies CalibrationUpdatedParams);
     }
     ctx.status({ state: 'ready', python: result.python, torchVersion: result.torchVersion });
     return result.summary;
   } catch (err) {
     if (abort.signal.aborted) {
       ctx.status({ state: 'ready', message: 'cancelled' });
-      throw new lsp.ResponseError(lsp.LSPErrorCodes.RequestCancelled, `${TITLES[command] ?? command} was cancelled; the backend was stopped.`);
+      throw new lsp.ResponseError(
+        lsp.LSPErrorCodes.RequestCancelled,
+        `${TITLES[command] ?? command} was cancelled; the backend was stopped.`,
+      );
     }
     const info = pipeline.describeError(err);
     ctx.status({ state: 'error', message: info.message });
-    throw new lsp.ResponseError(lsp.ErrorCodes.InternalError, info.hint ? `${info.message} ${info.hint}` : info.message, info);
+    throw new lsp.ResponseError(
+      lsp.ErrorCodes.InternalError,
+      info.hint ? `${info.message} ${info.hint}` : info.message,
+      info,
+    );
   } finally {
     for (const s of subscriptions) s?.dispose();
     reporter.done();

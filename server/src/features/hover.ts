@@ -14,7 +14,8 @@ export type HoverTarget =
   | { kind: 'quantizer'; quantizer: DeclaredQuantizer; owner: ModuleClass; range: Range };
 
 function contains(range: Range, pos: Position): boolean {
-  const afterStart = pos.line > range.start.line || (pos.line === range.start.line && pos.character >= range.start.character);
+  const afterStart =
+    pos.line > range.start.line || (pos.line === range.start.line && pos.character >= range.start.character);
   const beforeEnd = pos.line < range.end.line || (pos.line === range.end.line && pos.character <= range.end.character);
   return afterStart && beforeEnd;
 }
@@ -29,13 +30,16 @@ export function targetAt(index: ModelIndex, pos: Position): HoverTarget | undefi
   const found: HoverTarget[] = [];
   for (const owner of index.classes) {
     if (!contains(owner.range, pos)) continue;
-    for (const layer of owner.layers) if (contains(layer.callRange, pos)) found.push({ kind: 'layer', layer, owner, range: layer.callRange });
+    for (const layer of owner.layers)
+      if (contains(layer.callRange, pos)) found.push({ kind: 'layer', layer, owner, range: layer.callRange });
     for (const op of owner.ops) if (contains(op.range, pos)) found.push({ kind: 'op', op, owner, range: op.range });
-    for (const q of owner.quantizers) if (contains(q.range, pos)) found.push({ kind: 'quantizer', quantizer: q, owner, range: q.range });
+    for (const q of owner.quantizers)
+      if (contains(q.range, pos)) found.push({ kind: 'quantizer', quantizer: q, owner, range: q.range });
   }
   for (const func of index.functions) {
     if (!contains(func.range, pos)) continue;
-    for (const layer of func.layers) if (contains(layer.callRange, pos)) found.push({ kind: 'layer', layer, func, range: layer.callRange });
+    for (const layer of func.layers)
+      if (contains(layer.callRange, pos)) found.push({ kind: 'layer', layer, func, range: layer.callRange });
     for (const op of func.ops) if (contains(op.range, pos)) found.push({ kind: 'op', op, range: op.range });
   }
   for (const op of index.topLevelOps) if (contains(op.range, pos)) found.push({ kind: 'op', op, range: op.range });
@@ -78,11 +82,13 @@ const OP_ONNX: Record<string, string> = {
 const WEIGHTED = new Set(['linear', 'conv', 'convtranspose']);
 
 function quantSchemeOfLayer(layer: Layer): string {
-  if (!WEIGHTED.has(layer.kind)) return 'Not a weighted layer: TensorRT runs it in the precision of its neighbours; qdq never quantizes its output.';
+  if (!WEIGHTED.has(layer.kind))
+    return 'Not a weighted layer: TensorRT runs it in the precision of its neighbours; qdq never quantizes its output.';
   const weightAxis = layer.kind === 'convtranspose' ? 1 : 0;
   if (layer.wrapped === 'quant')
     return `**Quantized** (INT8, symmetric): input per-tensor, weight per-channel on axis ${weightAxis}; exports as QuantizeLinear/DequantizeLinear pairs that TensorRT fuses into an INT8 kernel.`;
-  if (layer.wrapped === 'keep_float') return '**Kept in float** (`qdq_quant.keep_float`): TensorRT runs it in FP16/FP32.';
+  if (layer.wrapped === 'keep_float')
+    return '**Kept in float** (`qdq_quant.keep_float`): TensorRT runs it in FP16/FP32.';
   return 'Not quantized. The "Quantize this layer" code action wraps it in `qdq_quant.quant(...)`.';
 }
 
@@ -91,7 +97,11 @@ function quantSchemeOfOp(op: Op): string | undefined {
   const parts = op.operands.map((_, i) => {
     const role = op.operandIsParam[i] ? 'weight' : `operand ${i + 1}`;
     const q = op.operandQuantizers[i];
-    return q ? `${role}: quantized by \`self.${q}\`` : op.operandIsParam[i] ? `${role}: parameter (not an activation)` : `${role}: not quantized`;
+    return q
+      ? `${role}: quantized by \`self.${q}\``
+      : op.operandIsParam[i]
+        ? `${role}: parameter (not an activation)`
+        : `${role}: not quantized`;
   });
   return parts.join('; ');
 }
@@ -100,21 +110,28 @@ function calibrationLines(sites: SiteCalibration[], inSource = true): string[] {
   const all = sites.flatMap((s) => s.quantizers);
   if (all.length === 0) return [];
   // The pipeline quantizes a copy unless told to write: say so, or the figures would seem to contradict the file.
-  const lines = ['', inSource ? '**Calibration**' : '**Calibration** (of the quantized copy the last run used; this file is not quantized)'];
+  const lines = [
+    '',
+    inSource
+      ? '**Calibration**'
+      : '**Calibration** (of the quantized copy the last run used; this file is not quantized)',
+  ];
   const shown = all.slice(0, 6);
   for (const q of shown) {
     const method = q.method ? ` (${q.method})` : '';
     lines.push(`- \`${q.name}\`: ${formatAmax(q)}${method}`);
     for (const p of rangeProblems(q)) lines.push(`  - ⚠ ${p.message}`);
   }
-  if (all.length > shown.length) lines.push(`- ... and ${all.length - shown.length} more (module instances built by this line)`);
+  if (all.length > shown.length)
+    lines.push(`- ... and ${all.length - shown.length} more (module instances built by this line)`);
   return lines;
 }
 
 // The TensorRT knowledge base (server/src/knowledge) is optional for a hover: without it, or when it fails on an
 // odd name, the hover still shows the ONNX op and the quantization state.
 type KnowledgeModule = {
-  describeForHover?: ((subject: string) => string | undefined | null) & ((kind: 'layer' | 'op', name: string) => { onnxOps: string[] } | undefined);
+  describeForHover?: ((subject: string) => string | undefined | null) &
+    ((kind: 'layer' | 'op', name: string) => { onnxOps: string[] } | undefined);
 };
 let knowledgeModule: KnowledgeModule | null | undefined;
 function knowledge(): KnowledgeModule | null {
@@ -152,7 +169,11 @@ export function hoverMarkdown(target: HoverTarget, file: string, store: Calibrat
   const lines: string[] = [];
   if (target.kind === 'layer') {
     const { layer, owner } = target;
-    const where = owner ? `${owner.name}${layer.attr ? '.' + layer.attr : ''}` : target.func ? `${target.func.name}()` : '';
+    const where = owner
+      ? `${owner.name}${layer.attr ? '.' + layer.attr : ''}`
+      : target.func
+        ? `${target.func.name}()`
+        : '';
     lines.push(`**${layer.ctor}**${where ? ` — \`${where}\`` : ''}`);
     const onnx = LAYER_ONNX[layer.ctor] ?? knowledgeOnnx('layer', layer.ctor);
     if (onnx) lines.push(`ONNX: ${onnx}`);
@@ -168,12 +189,21 @@ export function hoverMarkdown(target: HoverTarget, file: string, store: Calibrat
     const scheme = quantSchemeOfOp(op);
     if (scheme) lines.push('', scheme);
     lines.push(...knowledgeLines(op.callee));
-    if (owner) lines.push(...calibrationLines(op.operandQuantizers.flatMap((q) => (q ? store.forPath(file, owner.name, q) : []))));
+    if (owner)
+      lines.push(
+        ...calibrationLines(op.operandQuantizers.flatMap((q) => (q ? store.forPath(file, owner.name, q) : []))),
+      );
   } else {
     const { quantizer, owner } = target;
     lines.push(`**TensorQuantizer** \`${owner.name}.${quantizer.name}\``);
-    lines.push('Per-tensor symmetric INT8 activation quantizer (scale = amax / 127, zero point 0); exports as QuantizeLinear/DequantizeLinear.');
-    lines.push(quantizer.generated ? 'Generated by qdq (`# qdq`): "Remove quantizers" takes it out again.' : 'Written by hand (no `# qdq` marker): qdq does not remove it.');
+    lines.push(
+      'Per-tensor symmetric INT8 activation quantizer (scale = amax / 127, zero point 0); exports as QuantizeLinear/DequantizeLinear.',
+    );
+    lines.push(
+      quantizer.generated
+        ? 'Generated by qdq (`# qdq`): "Remove quantizers" takes it out again.'
+        : 'Written by hand (no `# qdq` marker): qdq does not remove it.',
+    );
     const sites = store.forPath(file, owner.name, quantizer.name);
     lines.push(...(sites.length ? calibrationLines(sites) : ['', 'Not calibrated yet: run **QDQ: Calibrate**.']));
   }
@@ -185,7 +215,10 @@ export function hover(doc: QdqDocument, pos: Position, store: CalibrationStore):
   const target = targetAt(index, pos);
   if (!target) return null;
   const file = uriToPath(doc.uri);
-  return { contents: { kind: lsp.MarkupKind.Markdown, value: hoverMarkdown(target, file, store, doc.getText()) }, range: target.range };
+  return {
+    contents: { kind: lsp.MarkupKind.Markdown, value: hoverMarkdown(target, file, store, doc.getText()) },
+    range: target.range,
+  };
 }
 
 export function uriToPath(uri: string): string {

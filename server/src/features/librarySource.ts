@@ -55,7 +55,8 @@ export function libraryImports(text: string): LibraryImport[] {
   const found: LibraryImport[] = [];
   const add = (module: string, start: number, end: number) => {
     const startLine = lineOf(text, start);
-    if (!found.some((f) => f.module === module && f.startLine === startLine)) found.push({ module, startLine, endLine: lineOf(text, end) });
+    if (!found.some((f) => f.module === module && f.startLine === startLine))
+      found.push({ module, startLine, endLine: lineOf(text, end) });
   };
   // `from transformers[.x] import A, B` or `from ... import (\n A,\n B,\n)`, at any indentation.
   const fromImport = /^[ \t]*from[ \t]+(transformers(?:\.\w+)*)[ \t]+import[ \t]+(\([^)]*\)|[^\n#]*)/gm;
@@ -67,7 +68,11 @@ export function libraryImports(text: string): LibraryImport[] {
       add(from, start, end);
       continue;
     }
-    const names = m[2].replace(/[()\\]/g, ' ').split(',').map((n) => n.trim().split(/\s+/)[0]).filter(Boolean);
+    const names = m[2]
+      .replace(/[()\\]/g, ' ')
+      .split(',')
+      .map((n) => n.trim().split(/\s+/)[0])
+      .filter(Boolean);
     for (const name of names) {
       // `from transformers.models.bert import modeling_bert` names the module itself.
       const sub = `${from}.${name}`;
@@ -92,7 +97,8 @@ function overlaps(imp: LibraryImport, range: Range): boolean {
 /** Code actions for the import lines in the requested range; disabled (with the reason) when untrusted. */
 export function libraryCodeActions(doc: QdqDocument, params: CodeActionParams, trusted: boolean): CodeAction[] {
   const only = params.context.only;
-  if (only && !only.some((k) => ShowQuantizedSourceKind === k || ShowQuantizedSourceKind.startsWith(k + '.'))) return [];
+  if (only && !only.some((k) => ShowQuantizedSourceKind === k || ShowQuantizedSourceKind.startsWith(k + '.')))
+    return [];
   return libraryImports(doc.getText())
     .filter((imp) => overlaps(imp, params.range))
     .map((imp): CodeAction => {
@@ -100,9 +106,16 @@ export function libraryCodeActions(doc: QdqDocument, params: CodeActionParams, t
       const action: CodeAction = {
         title: `Show quantized source of ${imp.module}`,
         kind: ShowQuantizedSourceKind,
-        command: { title: `Show quantized source of ${imp.module}`, command: ShowQuantizedSourceCommand, arguments: [args] },
+        command: {
+          title: `Show quantized source of ${imp.module}`,
+          command: ShowQuantizedSourceCommand,
+          arguments: [args],
+        },
       };
-      if (!trusted) action.disabled = { reason: 'Workspace not trusted: locating the installed module runs the Python interpreter' };
+      if (!trusted)
+        action.disabled = {
+          reason: 'Workspace not trusted: locating the installed module runs the Python interpreter',
+        };
       return action;
     });
 }
@@ -115,13 +128,18 @@ export interface LibrarySourceContext {
 }
 
 /** The request handler: resolve through the interpreter, patch in memory, answer with the text and who was asked. */
-export async function quantizedModuleSource(params: QuantizedModuleSourceParams, ctx: LibrarySourceContext): Promise<QuantizedModuleSourceResult> {
+export async function quantizedModuleSource(
+  params: QuantizedModuleSourceParams,
+  ctx: LibrarySourceContext,
+): Promise<QuantizedModuleSourceResult> {
   if (!params || typeof params.module !== 'string') {
     throw new lsp.ResponseError(lsp.ErrorCodes.InvalidParams, 'qdq/quantizedModuleSource needs {module: string}');
   }
   if (!ctx.trusted()) {
-    throw new lsp.ResponseError(lsp.ErrorCodes.InvalidRequest,
-      `Workspace not trusted: showing the quantized source of ${params.module} runs the Python interpreter to locate it. Trust the workspace to use it.`);
+    throw new lsp.ResponseError(
+      lsp.ErrorCodes.InvalidRequest,
+      `Workspace not trusted: showing the quantized source of ${params.module} runs the Python interpreter to locate it. Trust the workspace to use it.`,
+    );
   }
   // Loaded on demand: the pipeline's interpreter discovery is not needed for analysis.
   const { resolveLibraryModule } = await import('../library/resolve');
@@ -133,18 +151,27 @@ export async function quantizedModuleSource(params: QuantizedModuleSourceParams,
     const patch = libraryPatchOrConfigError(found.module, found.text);
     ctx.log(`qdq: quantized source of ${found.module} from ${found.file} (interpreter ${found.python})`);
     return {
-      module: found.module, file: found.file, python: found.python, text: patch.text, fixes: patch.fixes, sites: patch.sites,
-      message: `Quantized source of ${found.module} (read-only; site-packages is not changed), located with ${found.python} ` +
+      module: found.module,
+      file: found.file,
+      python: found.python,
+      text: patch.text,
+      fixes: patch.fixes,
+      sites: patch.sites,
+      message:
+        `Quantized source of ${found.module} (read-only; site-packages is not changed), located with ${found.python} ` +
         `in ${found.file}: ${patch.sites.layers} layers and ${patch.sites.matmulOperands + patch.sites.residualInputs} activation sites quantized` +
         `${patch.fixes.length ? `, ${patch.fixes.length} TensorRT fix${patch.fixes.length === 1 ? '' : 'es'}` : ''}. ` +
         'Add it to [tool.qdq] patch-modules to run this code in memory.',
     };
   } catch (e) {
-    if (e instanceof QdqError) throw new lsp.ResponseError(lsp.ErrorCodes.InvalidRequest, `${e.message}. ${e.hint}`, { kind: e.kind });
+    if (e instanceof QdqError)
+      throw new lsp.ResponseError(lsp.ErrorCodes.InvalidRequest, `${e.message}. ${e.hint}`, { kind: e.kind });
     throw e;
   }
 }
 
 export function registerLibrarySource(connection: Connection, ctx: LibrarySourceContext): void {
-  connection.onRequest(QuantizedModuleSourceRequest, (params: QuantizedModuleSourceParams) => quantizedModuleSource(params, ctx));
+  connection.onRequest(QuantizedModuleSourceRequest, (params: QuantizedModuleSourceParams) =>
+    quantizedModuleSource(params, ctx),
+  );
 }

@@ -117,7 +117,9 @@ export async function run(command: string, opts: RunOptions): Promise<RunResult>
         quantizers = undefined;
       }
     }
-    quantizers ??= result.report.quantizers.length ? (result.report.quantizers as unknown as CalibratedQuantizer[]) : undefined;
+    quantizers ??= result.report.quantizers.length
+      ? (result.report.quantizers as unknown as CalibratedQuantizer[])
+      : undefined;
     return {
       summary: { reportPath: result.reportPath, outDir: result.outDir, report: result.report },
       quantizers,

@@ -18,14 +18,20 @@ export function helperFileText(): string {
   try {
     return fs.readFileSync(p, 'utf8');
   } catch {
-    throw new Error(`qdq: the runtime helper ${p} is missing, so qdq_quant.py cannot be added to your project; reinstall qdq (the file ships in backend/qdq_backend/).`);
+    throw new Error(
+      `qdq: the runtime helper ${p} is missing, so qdq_quant.py cannot be added to your project; reinstall qdq (the file ships in backend/qdq_backend/).`,
+    );
   }
 }
 
 /** LSP workspace-edit parts that create qdq_quant.py next to the model file, or null when it already exists. */
-export function helperFileEdit(modelFileUri: string):
-  | { uri: string; create: { kind: 'create'; uri: string; options: { ignoreIfExists: true } }; edit: { range: { start: { line: 0; character: 0 }; end: { line: 0; character: 0 } }; newText: string } }
-  | null {
+export function helperFileEdit(
+  modelFileUri: string,
+): {
+  uri: string;
+  create: { kind: 'create'; uri: string; options: { ignoreIfExists: true } };
+  edit: { range: { start: { line: 0; character: 0 }; end: { line: 0; character: 0 } }; newText: string };
+} | null {
   let modelPath: string;
   try {
     modelPath = fileURLToPath(modelFileUri);

@@ -6,7 +6,15 @@ import type { ClassAnchors, InsertAnchor } from '../analysis/model';
 import { WEIGHTED_LAYERS } from '../analysis/canonical';
 import type { FunctionInfo, Layer, ModelIndex, ModuleClass, Op, Span } from '../analysis/types';
 import type { SyntaxNode, Tree } from '../analysis/parser';
-import { OffsetEdit, TextEdit, applyOffsetEdits, lineStartOf, nextLineStart, normalizeEdits, toTextEdits } from './edits';
+import {
+  OffsetEdit,
+  TextEdit,
+  applyOffsetEdits,
+  lineStartOf,
+  nextLineStart,
+  normalizeEdits,
+  toTextEdits,
+} from './edits';
 
 export type QuantizeScope = { kind: 'file' } | { kind: 'class'; name: string } | { kind: 'site'; offset: number };
 
@@ -32,7 +40,14 @@ const KEEP_CALL = 'qdq_quant.keep_float';
 const USES_QDQ = /\bqdq_quant\./;
 const IMPORTS_QDQ = /^[ \t]*(import qdq_quant\b|from [\w.]* ?import [^\n#]*\bqdq_quant\b)/m;
 
-const OP_NAME: Record<string, string> = { matmul: 'matmul', bmm: 'bmm', einsum: 'einsum', linear: 'linear', add: 'add', iadd: 'add' };
+const OP_NAME: Record<string, string> = {
+  matmul: 'matmul',
+  bmm: 'bmm',
+  einsum: 'einsum',
+  linear: 'linear',
+  add: 'add',
+  iadd: 'add',
+};
 
 interface Analysis {
   text: string;
@@ -63,7 +78,8 @@ function within(span: Span, s: Span): boolean {
 
 /** A whole generated line after the statement ending at `offset`, or at the start of the line holding it. */
 function lineInsert(text: string, anchor: InsertAnchor, line: string, eol: string, order = 0): OffsetEdit {
-  if (anchor.kind === 'before') return { start: lineStartOf(text, anchor.offset), end: lineStartOf(text, anchor.offset), text: line + eol, order };
+  if (anchor.kind === 'before')
+    return { start: lineStartOf(text, anchor.offset), end: lineStartOf(text, anchor.offset), text: line + eol, order };
   const off = nextLineStart(text, anchor.offset);
   if (off === text.length && !text.endsWith('\n')) return { start: off, end: off, text: eol + line, order };
   return { start: off, end: off, text: line + eol, order };
@@ -74,9 +90,15 @@ function importEdit(a: Analysis, relative: boolean): OffsetEdit {
   const after = a.index.imports.insertAfterLine;
   if (after < 0) return { start: 0, end: 0, text: line + a.eol, order: -1 };
   const starts = a.lines.starts;
-  if (after + 1 < starts.length) return { start: starts[after + 1], end: starts[after + 1], text: line + a.eol, order: -1 };
+  if (after + 1 < starts.length)
+    return { start: starts[after + 1], end: starts[after + 1], text: line + a.eol, order: -1 };
   const end = a.text.length;
-  return { start: end, end, text: (a.text.endsWith('\n') ? '' : a.eol) + line + (a.text.endsWith('\n') ? a.eol : ''), order: -1 };
+  return {
+    start: end,
+    end,
+    text: (a.text.endsWith('\n') ? '' : a.eol) + line + (a.text.endsWith('\n') ? a.eol : ''),
+    order: -1,
+  };
 }
 
 function indentUnit(indent: string): string {
@@ -144,9 +166,16 @@ function quantizeImpl(text: string, opts: QuantizeOptions): QuantizeResult {
   }
 
   // Helpers with a keep_float call site: quantize their other call sites instead of the helper body.
-  const allLayers: Layer[] = [...index.classes.flatMap((c) => c.layers), ...index.functions.flatMap((f) => f.layers), ...index.topLevelLayers];
-  const keepFloatHelpers = new Set(allLayers.filter((l) => l.inHelper && l.wrapped === 'keep_float').map((l) => l.inHelper!));
-  const helperQuantized = (name: string): boolean => !!fnByName.get(name)?.layers.some((l) => !l.inHelper && l.wrapped === 'quant');
+  const allLayers: Layer[] = [
+    ...index.classes.flatMap((c) => c.layers),
+    ...index.functions.flatMap((f) => f.layers),
+    ...index.topLevelLayers,
+  ];
+  const keepFloatHelpers = new Set(
+    allLayers.filter((l) => l.inHelper && l.wrapped === 'keep_float').map((l) => l.inHelper!),
+  );
+  const helperQuantized = (name: string): boolean =>
+    !!fnByName.get(name)?.layers.some((l) => !l.inHelper && l.wrapped === 'quant');
 
   // 1. Weighted layers: `C(...)` -> `qdq_quant.quant(C(...))`.
   const wrapped = new Set<number>();
@@ -304,7 +333,8 @@ function findMarkerLines(a: Analysis): MarkerLine[] {
     let kind: MarkerLine['kind'] = 'other';
     if (d) kind = 'decl';
     else if (/^(import qdq_quant|from \.* ?import qdq_quant)$/.test(code)) kind = 'import';
-    else if (/^def __init__\(self, \*args, \*\*kwargs\):$|^super\(\)\.__init__\(\*args, \*\*kwargs\)$/.test(code)) kind = 'init';
+    else if (/^def __init__\(self, \*args, \*\*kwargs\):$|^super\(\)\.__init__\(\*args, \*\*kwargs\)$/.test(code))
+      kind = 'init';
     const cls = innermostClass(a.index, hashOffset);
     out.push({ start, end, code, decl: d?.[1], kind, cls });
     void starts;
@@ -314,7 +344,8 @@ function findMarkerLines(a: Analysis): MarkerLine[] {
 
 function innermostClass(index: ModelIndex, offset: number): ModuleClass | undefined {
   let best: ModuleClass | undefined;
-  for (const c of index.classes) if (c.span.start <= offset && offset < c.span.end && (!best || c.span.start >= best.span.start)) best = c;
+  for (const c of index.classes)
+    if (c.span.start <= offset && offset < c.span.end && (!best || c.span.start >= best.span.start)) best = c;
   return best;
 }
 
@@ -391,7 +422,12 @@ function unquantizeImpl(text: string, scope: QuantizeScope): FixResult {
   }
   // A declaration goes when nothing uses it any more (and it was touched or is in scope).
   const remainingUse = (name: string, cls?: ModuleClass): boolean =>
-    usages.some((u) => !removed.has(u) && u.name === name && (u.cls === cls || (u.fn && cls?.delegates.some((d) => d.func === u.fn!.name))));
+    usages.some(
+      (u) =>
+        !removed.has(u) &&
+        u.name === name &&
+        (u.cls === cls || (u.fn && cls?.delegates.some((d) => d.func === u.fn!.name))),
+    );
   const deletedDecls = new Set<MarkerLine>();
   for (const m of markers) {
     if (m.kind !== 'decl') continue;
@@ -402,7 +438,9 @@ function unquantizeImpl(text: string, scope: QuantizeScope): FixResult {
     let del = deletedDecls.has(m);
     if (m.kind === 'init') {
       const classDecls = markers.filter((x) => x.kind === 'decl' && x.cls === m.cls);
-      del = classDecls.every((x) => deletedDecls.has(x)) && (classDecls.length > 0 || selected({ start: m.start, end: m.start }));
+      del =
+        classDecls.every((x) => deletedDecls.has(x)) &&
+        (classDecls.length > 0 || selected({ start: m.start, end: m.start }));
     } else if (m.kind === 'import') {
       const usesLeft = usages.some((u) => !removed.has(u) && !u.name);
       const declsLeft = markers.some((x) => x.kind === 'decl' && !deletedDecls.has(x));
@@ -443,11 +481,17 @@ function keepFloatImpl(text: string, offset: number): FixResult {
   const line = a.lines.positionAt(offset).line;
   const ls = a.lines.starts[line];
   const le = line + 1 < a.lines.starts.length ? a.lines.starts[line + 1] : text.length;
-  const all: Layer[] = [...index.classes.flatMap((c) => c.layers), ...index.functions.flatMap((f) => f.layers), ...index.topLevelLayers];
+  const all: Layer[] = [
+    ...index.classes.flatMap((c) => c.layers),
+    ...index.functions.flatMap((f) => f.layers),
+    ...index.topLevelLayers,
+  ];
   const candidates = all.filter((l) => WEIGHTED_LAYERS.has(l.ctor));
   const outer = (l: Layer): Span => l.wrapperSpan ?? l.callSpan;
   const layer =
-    candidates.filter((l) => outer(l).start <= offset && offset <= outer(l).end).sort((x, y) => outer(y).start - outer(x).start)[0] ??
+    candidates
+      .filter((l) => outer(l).start <= offset && offset <= outer(l).end)
+      .sort((x, y) => outer(y).start - outer(x).start)[0] ??
     candidates.find((l) => outer(l).start >= ls && outer(l).start < le);
   if (!layer) {
     // An op: keeping it in float means removing its quantizers.
@@ -460,7 +504,8 @@ function keepFloatImpl(text: string, offset: number): FixResult {
   } else {
     edits.push({ start: layer.callSpan.start, end: layer.callSpan.start, text: KEEP_CALL + '(' });
     edits.push({ start: layer.callSpan.end, end: layer.callSpan.end, text: ')' });
-    if (index.imports.qdqImportLine === undefined && !IMPORTS_QDQ.test(text)) edits.push(importEdit(a, index.imports.usesRelativeImports));
+    if (index.imports.qdqImportLine === undefined && !IMPORTS_QDQ.test(text))
+      edits.push(importEdit(a, index.imports.usesRelativeImports));
   }
   // A call site of a helper whose body is quantized (conv3x3 returning qdq_quant.quant(nn.Conv2d(...))):
   // quantize the helper's other call sites instead of its body, as quantizeFile does for such helpers,

@@ -22,10 +22,18 @@ export interface TrtFixOptions {
 
 const MAX_ROUNDS = 8;
 
-interface OffsetEdit { start: number; end: number; text: string }
+interface OffsetEdit {
+  start: number;
+  end: number;
+  text: string;
+}
 
 function toOffsets(lines: LineIndex, edits: TextEdit[]): OffsetEdit[] {
-  return edits.map((e) => ({ start: lines.offsetAt(e.range.start), end: lines.offsetAt(e.range.end), text: e.newText }));
+  return edits.map((e) => ({
+    start: lines.offsetAt(e.range.start),
+    end: lines.offsetAt(e.range.end),
+    text: e.newText,
+  }));
 }
 
 function apply(text: string, edits: OffsetEdit[]): string {
@@ -41,13 +49,19 @@ function apply(text: string, edits: OffsetEdit[]): string {
 
 function overlaps(a: OffsetEdit, b: OffsetEdit): boolean {
   if (a.start === a.end && b.start === b.end) return a.start === b.start;
-  return a.start < b.end && b.start < a.end || (a.start === a.end && a.start > b.start && a.start < b.end) || (b.start === b.end && b.start > a.start && b.start < a.end);
+  return (
+    (a.start < b.end && b.start < a.end) ||
+    (a.start === a.end && a.start > b.start && a.start < b.end) ||
+    (b.start === b.end && b.start > a.start && b.start < a.end)
+  );
 }
 
 function safeFixes(text: string, opts: TrtFixOptions): { diags: QdqDiagnostic[]; hadErrors: boolean } {
   const tree = parsePython(text);
   const index = buildModelIndex(tree, text);
-  const diags = runRules(index, tree, text, { trtVersion: opts.trtVersion, only: opts.only }).filter((d) => d.fix?.safety === 'safe');
+  const diags = runRules(index, tree, text, { trtVersion: opts.trtVersion, only: opts.only }).filter(
+    (d) => d.fix?.safety === 'safe',
+  );
   return { diags, hadErrors: tree.rootNode.hasError };
 }
 
@@ -83,8 +97,14 @@ export function applyTrtFixes(original: string, opts: TrtFixOptions = {}): TrtFi
   let edits: TextEdit[] = [];
   if (text !== original) {
     const lines = new LineIndex(original);
-    const offsetEdits: OffsetEdit[] = rounds <= 1 && firstRoundEdits ? [...firstRoundEdits].sort((a, b) => a.start - b.start) : [diffEdit(original, text)];
-    edits = offsetEdits.map((e) => ({ range: { start: lines.positionAt(e.start), end: lines.positionAt(e.end) }, newText: e.text }));
+    const offsetEdits: OffsetEdit[] =
+      rounds <= 1 && firstRoundEdits
+        ? [...firstRoundEdits].sort((a, b) => a.start - b.start)
+        : [diffEdit(original, text)];
+    edits = offsetEdits.map((e) => ({
+      range: { start: lines.positionAt(e.start), end: lines.positionAt(e.end) },
+      newText: e.text,
+    }));
   }
   return { text, edits, applied };
 }

@@ -16,7 +16,12 @@ export interface TrtOperatorInfo {
   note: string;
 }
 
-interface RawOp { supported: boolean; types: string[]; restrictions: string; flags?: string }
+interface RawOp {
+  supported: boolean;
+  types: string[];
+  restrictions: string;
+  flags?: string;
+}
 const OPS_TABLE = (data as unknown as { ops: Record<string, RawOp> }).ops;
 export const TRT_KNOWLEDGE_VERSION: string = (data as unknown as { trtVersion: string }).trtVersion;
 export const TRT_OPSET_RANGE = (data as unknown as { opset: { min: number; max: number } }).opset;
@@ -34,14 +39,23 @@ export function trtOperatorSupport(opType: string): TrtOperatorInfo | undefined 
   const note = raw.supported
     ? `${raw.types.join(', ')}${raw.restrictions ? '. ' + stripTicks(raw.restrictions) : ''}`
     : `not supported by TensorRT ${TRT_KNOWLEDGE_VERSION}${raw.restrictions ? ': ' + stripTicks(raw.restrictions) : ''}`;
-  return { op: key, supported: raw.supported, types: raw.types.slice(), restrictions: raw.restrictions, flags: raw.flags, note };
+  return {
+    op: key,
+    supported: raw.supported,
+    types: raw.types.slice(),
+    restrictions: raw.restrictions,
+    flags: raw.flags,
+    note,
+  };
 }
 
 export function allTrtOperators(): string[] {
   return Object.keys(OPS_TABLE);
 }
 
-function stripTicks(s: string): string { return s.replace(/`/g, ''); }
+function stripTicks(s: string): string {
+  return s.replace(/`/g, '');
+}
 
 // ------------------------------------------------------------------------------------------ PyTorch names
 
@@ -83,13 +97,21 @@ function lookup(kind: 'layer' | 'op', name: string): TorchMapping | undefined {
 function markdownFor(mapping: TorchMapping): string {
   const lines: string[] = [];
   if (!mapping.onnx.length) {
-    lines.push(`**TensorRT ${TRT_KNOWLEDGE_VERSION}:** not exportable to ONNX${mapping.note ? ` (${mapping.note.replace(/^not exportable to ONNX ?/, '').replace(/^\((.*)\)$/, '$1')})` : ''}, so TensorRT never sees it.`);
+    lines.push(
+      `**TensorRT ${TRT_KNOWLEDGE_VERSION}:** not exportable to ONNX${mapping.note ? ` (${mapping.note.replace(/^not exportable to ONNX ?/, '').replace(/^\((.*)\)$/, '$1')})` : ''}, so TensorRT never sees it.`,
+    );
   } else {
     lines.push(`**TensorRT ${TRT_KNOWLEDGE_VERSION}** (ONNX → TensorRT):`);
     for (const op of mapping.onnx) {
       const s = trtOperatorSupport(op);
-      if (!s) { lines.push(`- \`${op}\`: not in TensorRT's operator matrix`); continue; }
-      if (!s.supported) { lines.push(`- \`${op}\`: **not supported**${s.restrictions ? ` (${stripTicks(s.restrictions)})` : ''}`); continue; }
+      if (!s) {
+        lines.push(`- \`${op}\`: not in TensorRT's operator matrix`);
+        continue;
+      }
+      if (!s.supported) {
+        lines.push(`- \`${op}\`: **not supported**${s.restrictions ? ` (${stripTicks(s.restrictions)})` : ''}`);
+        continue;
+      }
       const restr = s.restrictions ? `; ${s.restrictions}` : '';
       lines.push(`- \`${op}\`: supported, ${s.types.join('/')}${restr}`);
     }

@@ -52,10 +52,15 @@ export interface ModuleQuantizeResult {
 }
 
 /** `qdq quantize --module M`: the library source through patchLibrarySource; never written anywhere. */
-export async function quantizeLibraryModule(spec: ModuleSpec & { write?: boolean; trtVersion?: string }, cwd = process.cwd()): Promise<ModuleQuantizeResult> {
+export async function quantizeLibraryModule(
+  spec: ModuleSpec & { write?: boolean; trtVersion?: string },
+  cwd = process.cwd(),
+): Promise<ModuleQuantizeResult> {
   if (spec.write) {
-    throw new InputError(`--write cannot be used with --module: qdq never writes into installed packages (${spec.module}); ` +
-      'add it to [tool.qdq] patch-modules to run the patched code in memory, or drop --write to read it');
+    throw new InputError(
+      `--write cannot be used with --module: qdq never writes into installed packages (${spec.module}); ` +
+        'add it to [tool.qdq] patch-modules to run the patched code in memory, or drop --write to read it',
+    );
   }
   const found = await lookUp(spec, cwd);
   const { libraryPatchOrConfigError } = await import('./patch');
@@ -70,7 +75,8 @@ export async function quantizeLibraryModule(spec: ModuleSpec & { write?: boolean
   const s = patch.sites;
   return {
     text: patch.text,
-    summary: `${found.module}: ${s.layers} layers, ${s.matmulOperands} matmul operands, ${s.residualInputs} residual inputs quantized, ` +
+    summary:
+      `${found.module}: ${s.layers} layers, ${s.matmulOperands} matmul operands, ${s.residualInputs} residual inputs quantized, ` +
       `${patch.fixes.length} TensorRT fix${patch.fixes.length === 1 ? '' : 'es'} (read from ${found.file} with ${found.python}; ` +
       'nothing written: this is the source [tool.qdq] patch-modules runs in memory)',
     details: patch.fixes,

@@ -57,14 +57,21 @@ const KNOWN: Record<string, Expectation> = {
 };
 
 export class LibraryPatchError extends Error {
-  constructor(message: string, readonly hint: string) {
+  constructor(
+    message: string,
+    readonly hint: string,
+  ) {
     super(message);
     this.name = 'LibraryPatchError';
   }
 }
 
 /** patchLibrarySource for the pipeline and the CLI: a version mismatch is a `config` error (message + hint, no stack). */
-export function libraryPatchOrConfigError(module: string, source: string, opts: { trtVersion?: string } = {}): LibraryPatch {
+export function libraryPatchOrConfigError(
+  module: string,
+  source: string,
+  opts: { trtVersion?: string } = {},
+): LibraryPatch {
   try {
     return patchLibrarySource(module, source, opts);
   } catch (e) {
@@ -111,7 +118,8 @@ function checkExpectations(patch: LibraryPatch): void {
   }
   const short: string[] = [];
   for (const key of Object.keys(expected.minimum) as (keyof SiteCounts)[]) {
-    if (sites[key] < expected.minimum[key]) short.push(`${key}: found ${sites[key]}, expected at least ${expected.minimum[key]}`);
+    if (sites[key] < expected.minimum[key])
+      short.push(`${key}: found ${sites[key]}, expected at least ${expected.minimum[key]}`);
   }
   const fixCodes = new Set(patch.fixes.map((line) => line.split(/\s/)[0]));
   for (const code of expected.fixes) if (!fixCodes.has(code)) short.push(`TensorRT fix ${code} was not applied`);

@@ -27,13 +27,23 @@ const LOOKUP = [
   '    print(json.dumps({"error": exc.to_data()}))',
 ].join('\n');
 
-export async function resolveLibraryModule(module: string, opts: { python?: string; cwd?: string; timeoutMs?: number } = {}): Promise<LibraryModuleSource> {
+export async function resolveLibraryModule(
+  module: string,
+  opts: { python?: string; cwd?: string; timeoutMs?: number } = {},
+): Promise<LibraryModuleSource> {
   if (!MODULE_NAME.test(module)) {
-    throw new QdqError('config', `"${module}" is not a Python module name`, 'pass a dotted name such as transformers.models.bert.modeling_bert');
+    throw new QdqError(
+      'config',
+      `"${module}" is not a Python module name`,
+      'pass a dotted name such as transformers.models.bert.modeling_bert',
+    );
   }
   const py = await findInterpreter({ explicit: opts.python, cwd: opts.cwd });
   const backendDir = defaultBackendDir();
-  const env = { ...process.env, PYTHONPATH: process.env.PYTHONPATH ? `${backendDir}:${process.env.PYTHONPATH}` : backendDir };
+  const env = {
+    ...process.env,
+    PYTHONPATH: process.env.PYTHONPATH ? `${backendDir}:${process.env.PYTHONPATH}` : backendDir,
+  };
   const out = await new Promise<string>((resolve, reject) => {
     const child = spawn(py.path, ['-c', LOOKUP, module], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -41,11 +51,22 @@ export async function resolveLibraryModule(module: string, opts: { python?: stri
     const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', (err) => { clearTimeout(timer); reject(err); });
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
     child.on('close', (code) => {
       clearTimeout(timer);
       if (code === 0) resolve(stdout);
-      else reject(new QdqError('import', `looking up ${module} with ${py.path} failed (exit ${code})`, 'check that the library imports in that interpreter', stderr.trim().split('\n').slice(-5).join('\n')));
+      else
+        reject(
+          new QdqError(
+            'import',
+            `looking up ${module} with ${py.path} failed (exit ${code})`,
+            'check that the library imports in that interpreter',
+            stderr.trim().split('\n').slice(-5).join('\n'),
+          ),
+        );
     });
   });
   let answer: { file?: string; error?: { kind: string; message: string; hint: string } };
@@ -54,7 +75,8 @@ export async function resolveLibraryModule(module: string, opts: { python?: stri
   } catch {
     throw new QdqError('internal', `unexpected answer while looking up ${module}: ${out.slice(0, 200)}`, 'report this');
   }
-  if (answer.error) throw new QdqError(answer.error.kind as 'config', `${answer.error.message} (asked ${py.path})`, answer.error.hint);
+  if (answer.error)
+    throw new QdqError(answer.error.kind as 'config', `${answer.error.message} (asked ${py.path})`, answer.error.hint);
   const file = answer.file as string;
   return { module, file, text: fs.readFileSync(file, 'utf8'), python: py.path };
 }

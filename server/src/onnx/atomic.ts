@@ -11,7 +11,11 @@ export function writeFileAtomic(file: string, data: string | Uint8Array): void {
     fs.writeFileSync(tmp, data);
     fs.renameSync(tmp, file);
   } catch (e) {
-    try { fs.unlinkSync(tmp); } catch { /* already gone */ }
+    try {
+      fs.unlinkSync(tmp);
+    } catch {
+      /* already gone */
+    }
     throw e;
   }
 }

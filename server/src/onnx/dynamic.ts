@@ -9,8 +9,23 @@
 // vs FP32 20-23 ms, cosine 0.99999, with no consistent winner: ORT's 'all' optimization level fuses the
 // 'integer' form into the same kernel. 'integer' is the default because it uses standard ONNX ops only.
 import {
-  Model, Node, DataType, indexGraph, constantTensor, tensorToFloat32, dims, attrInt, attrFloat,
-  floatTensor, int8Tensor, makeNode, NameAllocator, removeUnused, topoSort, ensureOpset, intAttr,
+  Model,
+  Node,
+  DataType,
+  indexGraph,
+  constantTensor,
+  tensorToFloat32,
+  dims,
+  attrInt,
+  attrFloat,
+  floatTensor,
+  int8Tensor,
+  makeNode,
+  NameAllocator,
+  removeUnused,
+  topoSort,
+  ensureOpset,
+  intAttr,
 } from './model';
 import { quantizePerColumn, transpose2d } from './quantMath';
 
@@ -34,24 +49,49 @@ export function quantizeDynamic(model: Model, form: DynamicForm = 'integer'): Dy
     if (node.domain && node.domain !== 'ai.onnx') continue;
     const label = node.name || node.output[0];
     const wT = constantTensor(idx, node.input[1]);
-    if (!wT) { result.skipped.push({ node: label, op: node.op_type, reason: 'weight is not a constant (activation x activation)' }); continue; }
-    if (wT.data_type !== DataType.FLOAT) { result.skipped.push({ node: label, op: node.op_type, reason: 'weight is not float32' }); continue; }
+    if (!wT) {
+      result.skipped.push({
+        node: label,
+        op: node.op_type,
+        reason: 'weight is not a constant (activation x activation)',
+      });
+      continue;
+    }
+    if (wT.data_type !== DataType.FLOAT) {
+      result.skipped.push({ node: label, op: node.op_type, reason: 'weight is not float32' });
+      continue;
+    }
     const wDims = dims(wT);
-    if (wDims.length !== 2) { result.skipped.push({ node: label, op: node.op_type, reason: `weight has rank ${wDims.length}, not 2` }); continue; }
+    if (wDims.length !== 2) {
+      result.skipped.push({ node: label, op: node.op_type, reason: `weight has rank ${wDims.length}, not 2` });
+      continue;
+    }
     let w = tensorToFloat32(wT);
     let [k, n] = wDims;
     let alpha = 1;
     let bias: Float32Array | undefined;
     if (node.op_type === 'Gemm') {
-      if (attrInt(node, 'transA', 0) !== 0) { result.skipped.push({ node: label, op: 'Gemm', reason: 'transA=1' }); continue; }
-      if (attrInt(node, 'transB', 0) !== 0) { w = transpose2d(w, k, n); [k, n] = [n, k]; }
+      if (attrInt(node, 'transA', 0) !== 0) {
+        result.skipped.push({ node: label, op: 'Gemm', reason: 'transA=1' });
+        continue;
+      }
+      if (attrInt(node, 'transB', 0) !== 0) {
+        w = transpose2d(w, k, n);
+        [k, n] = [n, k];
+      }
       alpha = attrFloat(node, 'alpha', 1);
       if (node.input[2]) {
         const cT = constantTensor(idx, node.input[2]);
-        if (!cT) { result.skipped.push({ node: label, op: 'Gemm', reason: 'bias is not a constant' }); continue; }
+        if (!cT) {
+          result.skipped.push({ node: label, op: 'Gemm', reason: 'bias is not a constant' });
+          continue;
+        }
         const c = tensorToFloat32(cT);
         const beta = attrFloat(node, 'beta', 1);
-        if (c.length !== n && c.length !== 1) { result.skipped.push({ node: label, op: 'Gemm', reason: 'bias does not broadcast per column' }); continue; }
+        if (c.length !== n && c.length !== 1) {
+          result.skipped.push({ node: label, op: 'Gemm', reason: 'bias does not broadcast per column' });
+          continue;
+        }
         bias = new Float32Array(n);
         for (let j = 0; j < n; j++) bias[j] = beta * (c.length === 1 ? c[0] : c[j]);
       }
@@ -64,17 +104,33 @@ export function quantizeDynamic(model: Model, form: DynamicForm = 'integer'): Dy
     const wzp = names.fresh(`${base}_W_zero_point`);
     g.initializer.push(int8Tensor(wq, [k, n], q), floatTensor(ws, [n], scales), int8Tensor(wzp, [n], new Int8Array(n)));
     let biasName = '';
-    if (bias) { biasName = names.fresh(`${base}_bias`); g.initializer.push(floatTensor(biasName, [n], bias)); }
+    if (bias) {
+      biasName = names.fresh(`${base}_bias`);
+      g.initializer.push(floatTensor(biasName, [n], bias));
+    }
     const out = node.output[0];
     const newNodes: Node[] = [];
     if (form === 'fused') {
       const inputs = [node.input[0], wq, ws, wzp];
       if (biasName) inputs.push(biasName);
-      newNodes.push(makeNode('DynamicQuantizeMatMul', inputs, [out], names.fresh(`${node.name || base}_dynamic`), [], 'com.microsoft'));
+      newNodes.push(
+        makeNode(
+          'DynamicQuantizeMatMul',
+          inputs,
+          [out],
+          names.fresh(`${node.name || base}_dynamic`),
+          [],
+          'com.microsoft',
+        ),
+      );
     } else {
-      const aq = names.fresh(`${base}_A_quantized`), as = names.fresh(`${base}_A_scale`), azp = names.fresh(`${base}_A_zero_point`);
-      const acc = names.fresh(`${base}_int32`), accF = names.fresh(`${base}_int32_float`);
-      const sc = names.fresh(`${base}_scale`), mm = biasName ? names.fresh(`${base}_matmul`) : out;
+      const aq = names.fresh(`${base}_A_quantized`),
+        as = names.fresh(`${base}_A_scale`),
+        azp = names.fresh(`${base}_A_zero_point`);
+      const acc = names.fresh(`${base}_int32`),
+        accF = names.fresh(`${base}_int32_float`);
+      const sc = names.fresh(`${base}_scale`),
+        mm = biasName ? names.fresh(`${base}_matmul`) : out;
       newNodes.push(
         makeNode('DynamicQuantizeLinear', [node.input[0]], [aq, as, azp], names.fresh(`${base}_DynamicQuantizeLinear`)),
         makeNode('MatMulInteger', [aq, wq, azp, wzp], [acc], names.fresh(`${base}_MatMulInteger`)),

@@ -1,12 +1,26 @@
 // Weight folding: FP32 weight -> QuantizeLinear -> DequantizeLinear becomes INT8 initializer -> DequantizeLinear.
 // The file shrinks about 4x and runtimes skip quantizing the weights on every run.
 import {
-  Model, Node, DataType, indexGraph, constantTensor, tensorToFloat32, tensorToInts, dims, num, getAttr,
-  makeTensor, NameAllocator, removeUnused, elementCount,
+  Model,
+  Node,
+  DataType,
+  indexGraph,
+  constantTensor,
+  tensorToFloat32,
+  tensorToInts,
+  dims,
+  num,
+  getAttr,
+  makeTensor,
+  NameAllocator,
+  removeUnused,
+  elementCount,
 } from './model';
 import { roundHalfEven, saturate } from './quantMath';
 
-export interface FoldResult { folded: string[] }
+export interface FoldResult {
+  folded: string[];
+}
 
 export function foldWeights(model: Model): FoldResult {
   const g = model.graph;

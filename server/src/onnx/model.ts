@@ -6,7 +6,13 @@ import * as protobuf from 'protobufjs';
 import { writeFileAtomic } from './atomic';
 
 export const DataType = {
-  FLOAT: 1, UINT8: 2, INT8: 3, INT32: 6, INT64: 7, FLOAT16: 10, DOUBLE: 11,
+  FLOAT: 1,
+  UINT8: 2,
+  INT8: 3,
+  INT32: 6,
+  INT64: 7,
+  FLOAT16: 10,
+  DOUBLE: 11,
 } as const;
 
 export const AttrType = { FLOAT: 1, INT: 2, STRING: 3, TENSOR: 4, FLOATS: 6, INTS: 7 } as const;
@@ -14,25 +20,63 @@ export const AttrType = { FLOAT: 1, INT: 2, STRING: 3, TENSOR: 4, FLOATS: 6, INT
 // Loose structural types for the decoded messages: protobufjs returns message instances whose
 // int64 fields are Long objects; `num()` turns those into numbers where a value is needed.
 export interface Attribute {
-  name: string; type?: number; f?: number; i?: unknown; s?: Uint8Array; t?: Tensor;
-  floats?: number[]; ints?: unknown[]; [k: string]: unknown;
+  name: string;
+  type?: number;
+  f?: number;
+  i?: unknown;
+  s?: Uint8Array;
+  t?: Tensor;
+  floats?: number[];
+  ints?: unknown[];
+  [k: string]: unknown;
 }
 export interface Node {
-  input: string[]; output: string[]; name?: string; op_type: string; domain?: string;
-  attribute: Attribute[]; [k: string]: unknown;
+  input: string[];
+  output: string[];
+  name?: string;
+  op_type: string;
+  domain?: string;
+  attribute: Attribute[];
+  [k: string]: unknown;
 }
 export interface Tensor {
-  name?: string; dims: unknown[]; data_type: number; raw_data?: Uint8Array; float_data?: number[];
-  int32_data?: number[]; int64_data?: unknown[]; double_data?: number[]; data_location?: number;
-  external_data?: unknown[]; [k: string]: unknown;
+  name?: string;
+  dims: unknown[];
+  data_type: number;
+  raw_data?: Uint8Array;
+  float_data?: number[];
+  int32_data?: number[];
+  int64_data?: unknown[];
+  double_data?: number[];
+  data_location?: number;
+  external_data?: unknown[];
+  [k: string]: unknown;
 }
-export interface ValueInfo { name: string; type?: any; [k: string]: unknown }
+export interface ValueInfo {
+  name: string;
+  type?: any;
+  [k: string]: unknown;
+}
 export interface Graph {
-  node: Node[]; initializer: Tensor[]; input: ValueInfo[]; output: ValueInfo[]; value_info: ValueInfo[];
-  name?: string; [k: string]: unknown;
+  node: Node[];
+  initializer: Tensor[];
+  input: ValueInfo[];
+  output: ValueInfo[];
+  value_info: ValueInfo[];
+  name?: string;
+  [k: string]: unknown;
 }
-export interface OpsetId { domain?: string; version: unknown }
-export interface Model { graph: Graph; opset_import: OpsetId[]; ir_version?: unknown; producer_name?: string; [k: string]: unknown }
+export interface OpsetId {
+  domain?: string;
+  version: unknown;
+}
+export interface Model {
+  graph: Graph;
+  opset_import: OpsetId[];
+  ir_version?: unknown;
+  producer_name?: string;
+  [k: string]: unknown;
+}
 
 let modelType: protobuf.Type | undefined;
 
@@ -124,18 +168,26 @@ export function tensorToInts(t: Tensor): number[] {
   if (t.raw_data && t.raw_data.byteLength > 0) {
     const ab = rawCopy(t);
     switch (t.data_type) {
-      case DataType.INT8: return Array.from(new Int8Array(ab));
-      case DataType.UINT8: return Array.from(new Uint8Array(ab));
-      case DataType.INT32: return Array.from(new Int32Array(ab));
-      case DataType.INT64: return Array.from(new BigInt64Array(ab), (b) => Number(b));
+      case DataType.INT8:
+        return Array.from(new Int8Array(ab));
+      case DataType.UINT8:
+        return Array.from(new Uint8Array(ab));
+      case DataType.INT32:
+        return Array.from(new Int32Array(ab));
+      case DataType.INT64:
+        return Array.from(new BigInt64Array(ab), (b) => Number(b));
     }
   }
   if (t.data_type === DataType.INT64) return (t.int64_data || []).map(num);
   return (t.int32_data || []).slice();
 }
 
-export function makeTensor(name: string, dataType: number, shape: number[],
-  data: Float32Array | Int8Array | Uint8Array | Int32Array | BigInt64Array): Tensor {
+export function makeTensor(
+  name: string,
+  dataType: number,
+  shape: number[],
+  data: Float32Array | Int8Array | Uint8Array | Int32Array | BigInt64Array,
+): Tensor {
   const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   return { name, data_type: dataType, dims: shape.slice(), raw_data: Buffer.from(bytes) };
 }
@@ -167,8 +219,14 @@ export function attrFloat(node: Node, name: string, dflt: number): number {
 export function intAttr(name: string, value: number): Attribute {
   return { name, type: AttrType.INT, i: value };
 }
-export function makeNode(opType: string, inputs: string[], outputs: string[], name: string,
-  attributes: Attribute[] = [], domain = ''): Node {
+export function makeNode(
+  opType: string,
+  inputs: string[],
+  outputs: string[],
+  name: string,
+  attributes: Attribute[] = [],
+  domain = '',
+): Node {
   const n: Node = { op_type: opType, input: inputs, output: outputs, name, attribute: attributes };
   if (domain) n.domain = domain;
   return n;
@@ -200,7 +258,8 @@ export function indexGraph(g: Graph): GraphIndex {
     for (const i of n.input) {
       if (!i) continue;
       const list = consumers.get(i);
-      if (list) list.push(n); else consumers.set(i, [n]);
+      if (list) list.push(n);
+      else consumers.set(i, [n]);
     }
   }
   const initializers = new Map<string, Tensor>();
@@ -289,7 +348,10 @@ export function topoSort(g: Graph): void {
       }
     }
     // Inputs produced outside (subgraph captures) would never appear: keep the remaining order.
-    if (!progressed) { out.push(...pending); break; }
+    if (!progressed) {
+      out.push(...pending);
+      break;
+    }
   }
   g.node = out;
 }

@@ -16,14 +16,41 @@
 //  5. a Conv whose input channels keep it off ORT's symmetric integer kernel (a 1- or 3-channel image) gets zero
 //     channels up to a multiple of 4 (ortCpuConvPad.ts).
 import {
-  Model, Node, DataType, indexGraph, constantTensor, dims, num, getAttr, makeTensor, makeNode, NameAllocator,
-  removeUnused, topoSort, intAttr, opsetVersion, onlyReader, scalarQuantParams, tensorToInts, elementCount, tensorToFloat32, floatTensor, int8Tensor, uint8Tensor, Graph, Tensor,
+  Model,
+  Node,
+  DataType,
+  indexGraph,
+  constantTensor,
+  dims,
+  num,
+  getAttr,
+  makeTensor,
+  makeNode,
+  NameAllocator,
+  removeUnused,
+  topoSort,
+  intAttr,
+  opsetVersion,
+  onlyReader,
+  scalarQuantParams,
+  tensorToInts,
+  elementCount,
+  tensorToFloat32,
+  floatTensor,
+  int8Tensor,
+  uint8Tensor,
+  Graph,
+  Tensor,
 } from './model';
 import { rewriteLinearsForOrtCpu, OrtCpuLinearResult, OrtCpuLinearOptions } from './ortCpuLinear';
 import { padConvInputChannels, ConvPadResult } from './ortCpuConvPad';
 
 export interface OrtCpuResult {
-  transposesFolded: number; outputsQuantized: number; dequantizeDuplicated: number; batchNormsFolded: number; addsQuantized: number;
+  transposesFolded: number;
+  outputsQuantized: number;
+  dequantizeDuplicated: number;
+  batchNormsFolded: number;
+  addsQuantized: number;
   /** Q(u8, zp 0) -> DQ -> Relu -> Q(same params) chains whose Relu and requantization were dropped (dropRequantizedRelus). */
   relusDropped: number;
   /** Convs whose input channels were zero-padded to a multiple of 4 for ORT's symmetric kernel (ortCpuConvPad.ts). */
@@ -32,7 +59,11 @@ export interface OrtCpuResult {
   linears: OrtCpuLinearResult;
 }
 
-function permute(data: Int8Array | Uint8Array, shape: number[], perm: number[]): { data: Int8Array | Uint8Array; shape: number[] } {
+function permute(
+  data: Int8Array | Uint8Array,
+  shape: number[],
+  perm: number[],
+): { data: Int8Array | Uint8Array; shape: number[] } {
   const outShape = perm.map((p) => shape[p]);
   const inStrides = shape.map((_, i) => elementCount(shape.slice(i + 1)));
   const out = new (data.constructor as Int8ArrayConstructor)(data.length);
@@ -56,14 +87,23 @@ function permute(data: Int8Array | Uint8Array, shape: number[], perm: number[]):
 export function optimizeForOrtCpu(model: Model, linearOptions: OrtCpuLinearOptions | false = {}): OrtCpuResult {
   const g = model.graph;
   let names = new NameAllocator(g);
-  const result: OrtCpuResult = { transposesFolded: 0, outputsQuantized: 0, dequantizeDuplicated: 0, batchNormsFolded: 0, addsQuantized: 0, relusDropped: 0, convInputsPadded: [],
-    linears: { integer: [], float: [], pairsBypassed: 0 } };
+  const result: OrtCpuResult = {
+    transposesFolded: 0,
+    outputsQuantized: 0,
+    dequantizeDuplicated: 0,
+    batchNormsFolded: 0,
+    addsQuantized: 0,
+    relusDropped: 0,
+    convInputsPadded: [],
+    linears: { integer: [], float: [], pairsBypassed: 0 },
+  };
   result.batchNormsFolded = foldBatchNorms(g, names);
   result.addsQuantized = quantizeReluAdds(g, names);
   if (result.batchNormsFolded) quantizeConvBiases(g, names);
   // Linears (MatMul/Gemm with INT8 weights) -> MatMulIntegerToFloat, small ones and idle Q/DQ pairs -> float.
   // What it leaves DQ-fed (Conv, activation MatMuls big enough for integer) goes through the steps below.
-  if (linearOptions !== false) result.linears = rewriteLinearsForOrtCpu(model, { unsignedActivations: true, ...linearOptions });
+  if (linearOptions !== false)
+    result.linears = rewriteLinearsForOrtCpu(model, { unsignedActivations: true, ...linearOptions });
   names = new NameAllocator(g);
 
   // 1. Fold Transposes of constant quantized weights into the initializer.
@@ -91,8 +131,13 @@ export function optimizeForOrtCpu(model: Model, linearOptions: OrtCpuLinearOptio
     let axis = axisAttr ? num(axisAttr.i) : 1;
     if (axis < 0) axis += shape.length;
     const newAxis = perm.indexOf(axis);
-    const newDq = makeNode('DequantizeLinear', [wName, ...dq.input.slice(1)], [t.output[0]], names.fresh(`${dq.name || 'DequantizeLinear'}_transposed`),
-      perChannel ? [intAttr('axis', newAxis)] : []);
+    const newDq = makeNode(
+      'DequantizeLinear',
+      [wName, ...dq.input.slice(1)],
+      [t.output[0]],
+      names.fresh(`${dq.name || 'DequantizeLinear'}_transposed`),
+      perChannel ? [intAttr('axis', newAxis)] : [],
+    );
     dropped.add(t);
     dropped.add(dq);
     g.node.push(newDq);
@@ -117,7 +162,9 @@ export function optimizeForOrtCpu(model: Model, linearOptions: OrtCpuLinearOptio
       if (dq.op_type !== 'DequantizeLinear') continue;
       for (const reader of idx.consumers.get(dq.output[0]) ?? []) uses.push({ dq, reader });
     }
-    const weighted = uses.filter((u) => u.reader.op_type === 'MatMul' || u.reader.op_type === 'Gemm' || u.reader.op_type === 'Conv');
+    const weighted = uses.filter(
+      (u) => u.reader.op_type === 'MatMul' || u.reader.op_type === 'Gemm' || u.reader.op_type === 'Conv',
+    );
     if (uses.length < 2 || weighted.length === 0) continue;
     // The first use keeps the original pair when it is the only reader of its DQ; every other weighted use gets its own.
     const keep = uses.filter((u) => u.dq === uses[0].dq).length === 1 ? uses[0] : undefined;
@@ -127,13 +174,27 @@ export function optimizeForOrtCpu(model: Model, linearOptions: OrtCpuLinearOptio
     for (const u of weighted) {
       if (u === keep) continue;
       const tag = (u.reader.name || u.reader.op_type).replace(/^\//, '').replace(/\//g, '_');
-      const s1 = names.fresh(`${q.input[1]}_for_${tag}`), z1 = names.fresh(`${q.input[2] || 'zero_point'}_for_${tag}`);
-      g.initializer.push(floatTensor(s1, [1], [scale]),
-        zpType === DataType.INT8 ? int8Tensor(z1, [1], [zp]) : uint8Tensor(z1, [1], [zp]));
-      const qOut = names.fresh(`${q.output[0]}_for_${tag}`), dqOut = names.fresh(`${u.dq.output[0]}_for_${tag}`);
+      const s1 = names.fresh(`${q.input[1]}_for_${tag}`),
+        z1 = names.fresh(`${q.input[2] || 'zero_point'}_for_${tag}`);
+      g.initializer.push(
+        floatTensor(s1, [1], [scale]),
+        zpType === DataType.INT8 ? int8Tensor(z1, [1], [zp]) : uint8Tensor(z1, [1], [zp]),
+      );
+      const qOut = names.fresh(`${q.output[0]}_for_${tag}`),
+        dqOut = names.fresh(`${u.dq.output[0]}_for_${tag}`);
       copies.push(
-        makeNode('QuantizeLinear', [q.input[0], s1, z1], [qOut], names.fresh(`${q.name || 'QuantizeLinear'}_for_${tag}`)),
-        makeNode('DequantizeLinear', [qOut, s1, z1], [dqOut], names.fresh(`${u.dq.name || 'DequantizeLinear'}_for_${tag}`)),
+        makeNode(
+          'QuantizeLinear',
+          [q.input[0], s1, z1],
+          [qOut],
+          names.fresh(`${q.name || 'QuantizeLinear'}_for_${tag}`),
+        ),
+        makeNode(
+          'DequantizeLinear',
+          [qOut, s1, z1],
+          [dqOut],
+          names.fresh(`${u.dq.name || 'DequantizeLinear'}_for_${tag}`),
+        ),
       );
       u.reader.input = u.reader.input.map((i) => (i === u.dq.output[0] ? dqOut : i));
       result.dequantizeDuplicated++;
@@ -159,8 +220,18 @@ export function optimizeForOrtCpu(model: Model, linearOptions: OrtCpuLinearOptio
     const qOut = names.fresh(`${mm.output[0]}_quantized`);
     const dqOut = names.fresh(`${mm.output[0]}_dequantized`);
     inserted.push(
-      makeNode('QuantizeLinear', [mm.output[0], ...q.input.slice(1)], [qOut], names.fresh(`${mm.name || 'MatMul'}_output_QuantizeLinear`)),
-      makeNode('DequantizeLinear', [qOut, ...q.input.slice(1)], [dqOut], names.fresh(`${mm.name || 'MatMul'}_output_DequantizeLinear`)),
+      makeNode(
+        'QuantizeLinear',
+        [mm.output[0], ...q.input.slice(1)],
+        [qOut],
+        names.fresh(`${mm.name || 'MatMul'}_output_QuantizeLinear`),
+      ),
+      makeNode(
+        'DequantizeLinear',
+        [qOut, ...q.input.slice(1)],
+        [dqOut],
+        names.fresh(`${mm.name || 'MatMul'}_output_DequantizeLinear`),
+      ),
     );
     add.input = add.input.map((i) => (i === mm.output[0] ? dqOut : i));
     result.outputsQuantized++;
@@ -180,8 +251,19 @@ export function optimizeForOrtCpu(model: Model, linearOptions: OrtCpuLinearOptio
 
 /** Whether optimizeForOrtCpu changed the graph (then the model file is written again). */
 export function ortCpuRewriteChanged(r: OrtCpuResult): boolean {
-  return r.transposesFolded + r.outputsQuantized + r.dequantizeDuplicated + r.batchNormsFolded + r.addsQuantized + r.relusDropped
-    + r.convInputsPadded.length + r.linears.integer.length + r.linears.float.length + r.linears.pairsBypassed > 0;
+  return (
+    r.transposesFolded +
+      r.outputsQuantized +
+      r.dequantizeDuplicated +
+      r.batchNormsFolded +
+      r.addsQuantized +
+      r.relusDropped +
+      r.convInputsPadded.length +
+      r.linears.integer.length +
+      r.linears.float.length +
+      r.linears.pairsBypassed >
+    0
+  );
 }
 
 /**
@@ -205,7 +287,12 @@ export function ortCpuRewriteChanged(r: OrtCpuResult): boolean {
 function foldBatchNorms(g: Graph, names: NameAllocator): number {
   const idx = indexGraph(g);
   // New initializers go into the index too: a later fold reads the scales an earlier one rewrote.
-  const addInit = (...ts: Tensor[]) => { for (const t of ts) { g.initializer.push(t); idx.initializers.set(t.name || '', t); } };
+  const addInit = (...ts: Tensor[]) => {
+    for (const t of ts) {
+      g.initializer.push(t);
+      idx.initializers.set(t.name || '', t);
+    }
+  };
   const dropped = new Set<Node>();
   const added: Node[] = [];
   let folded = 0;
@@ -218,8 +305,12 @@ function foldBatchNorms(g: Graph, names: NameAllocator): number {
     if (conv?.op_type === 'DequantizeLinear') {
       preDq = conv;
       preQ = idx.producer.get(preDq.input[0]);
-      if (preQ?.op_type !== 'QuantizeLinear' || onlyReader(idx, preDq.output[0], g) !== bn
-        || onlyReader(idx, preQ.output[0], g) !== preDq) continue;
+      if (
+        preQ?.op_type !== 'QuantizeLinear' ||
+        onlyReader(idx, preDq.output[0], g) !== bn ||
+        onlyReader(idx, preQ.output[0], g) !== preDq
+      )
+        continue;
       conv = idx.producer.get(preQ.input[0]);
       if (!conv || onlyReader(idx, conv.output[0], g) !== preQ) continue;
     } else if (!conv || onlyReader(idx, conv.output[0], g) !== bn) continue;
@@ -261,7 +352,11 @@ function foldBatchNorms(g: Graph, names: NameAllocator): number {
     let negatable = true;
     for (let c = 0; c < channels && negatable; c++) {
       if (s[c] >= 0) continue;
-      for (let k = c * perOut; k < (c + 1) * perOut; k++) if (q[k] === -128) { negatable = false; break; }
+      for (let k = c * perOut; k < (c + 1) * perOut; k++)
+        if (q[k] === -128) {
+          negatable = false;
+          break;
+        }
     }
     if (!negatable) continue;
     const newScale = new Float32Array(channels);
@@ -273,7 +368,8 @@ function foldBatchNorms(g: Graph, names: NameAllocator): number {
     if (newScale.some((v) => !(v > 0) || !Number.isFinite(v)) || foldedBias.some((v) => !Number.isFinite(v))) continue;
 
     const base = (conv.name || 'Conv').replace(/^\//, '').replace(/\//g, '_');
-    const wName = names.fresh(`${w.name || base}_bn_folded`), sName = names.fresh(`${base}_weight_scale_bn_folded`);
+    const wName = names.fresh(`${w.name || base}_bn_folded`),
+      sName = names.fresh(`${base}_weight_scale_bn_folded`);
     addInit(makeTensor(wName, DataType.INT8, wShape, q), floatTensor(sName, [channels], newScale));
     dqW.input = [wName, sName];
     dqW.attribute = [intAttr('axis', 0)];
@@ -290,20 +386,25 @@ function foldBatchNorms(g: Graph, names: NameAllocator): number {
       const nextQs = (idx.consumers.get(relu.output[0]) ?? []).filter((n) => n.op_type === 'QuantizeLinear');
       const params = nextQs.map((n) => scalarQuantParams(idx, n));
       const first = params[0];
-      if (first && params.every((p) => p && p.scale === first.scale && p.zp === first.zp && p.zpType === first.zpType)) {
+      if (
+        first &&
+        params.every((p) => p && p.scale === first.scale && p.zp === first.zp && p.zpType === first.zpType)
+      ) {
         outQ = first;
         // A symmetric INT8 quantizer after Relu spends its negative half on nothing. The same range [0, 127 s]
         // as UINT8 with zero point 0 and scale 127 s / 255 has twice the resolution, and ORT then drops the
         // Relu (a Q whose zero point is the lowest level clips at 0 itself) and the DQ -> Q between the convs.
         if (first.zpType === DataType.INT8 && first.zp === 0) {
           outQ = { scale: Math.fround((first.scale * 127) / 255), zp: 0, zpType: DataType.UINT8 };
-          const sName = names.fresh(`${base}_relu_scale`), zName = names.fresh(`${base}_relu_zero_point`);
+          const sName = names.fresh(`${base}_relu_scale`),
+            zName = names.fresh(`${base}_relu_zero_point`);
           addInit(floatTensor(sName, [], [outQ.scale]), uint8Tensor(zName, [], [outQ.zp]));
           for (const nq of nextQs) {
             const old = [nq.input[1], nq.input[2]];
             nq.input = [nq.input[0], sName, zName];
             for (const dq of idx.consumers.get(nq.output[0]) ?? []) {
-              if (dq.op_type === 'DequantizeLinear' && dq.input[1] === old[0] && (dq.input[2] ?? '') === (old[1] ?? '')) dq.input = [dq.input[0], sName, zName];
+              if (dq.op_type === 'DequantizeLinear' && dq.input[1] === old[0] && (dq.input[2] ?? '') === (old[1] ?? ''))
+                dq.input = [dq.input[0], sName, zName];
             }
           }
         }
@@ -313,14 +414,18 @@ function foldBatchNorms(g: Graph, names: NameAllocator): number {
       const [lo, hi] = pre.zpType === DataType.INT8 ? [-128, 127] : [0, 255];
       let amax = 0;
       for (let c = 0; c < channels; c++) {
-        for (const level of [lo, hi]) amax = Math.max(amax, Math.abs(s[c] * (level - pre.zp) * pre.scale + foldedBias[c]));
+        for (const level of [lo, hi])
+          amax = Math.max(amax, Math.abs(s[c] * (level - pre.zp) * pre.scale + foldedBias[c]));
       }
       outQ = { scale: amax / 127, zp: 0, zpType: DataType.INT8 };
     }
     if (outQ && outQ.scale > 0) {
-      const sOut = names.fresh(`${base}_output_scale`), zOut = names.fresh(`${base}_output_zero_point`);
-      addInit(floatTensor(sOut, [], [outQ.scale]),
-        outQ.zpType === DataType.INT8 ? int8Tensor(zOut, [], [outQ.zp]) : uint8Tensor(zOut, [], [outQ.zp]));
+      const sOut = names.fresh(`${base}_output_scale`),
+        zOut = names.fresh(`${base}_output_zero_point`);
+      addInit(
+        floatTensor(sOut, [], [outQ.scale]),
+        outQ.zpType === DataType.INT8 ? int8Tensor(zOut, [], [outQ.zp]) : uint8Tensor(zOut, [], [outQ.zp]),
+      );
       const qOut = names.fresh(`${conv.output[0]}_quantized`);
       added.push(
         makeNode('QuantizeLinear', [conv.output[0], sOut, zOut], [qOut], names.fresh(`${base}_output_QuantizeLinear`)),
@@ -383,12 +488,17 @@ function quantizeReluAdds(g: Graph, names: NameAllocator): number {
       if (!qs.length || !qs.every((n) => n.op_type === 'QuantizeLinear')) continue;
       const params = qs.map((n) => scalarQuantParams(idx, n));
       const first = params[0];
-      if (!first || !params.every((p) => p && p.scale === first.scale && p.zp === first.zp && p.zpType === first.zpType)) continue;
+      if (
+        !first ||
+        !params.every((p) => p && p.scale === first.scale && p.zp === first.zp && p.zpType === first.zpType)
+      )
+        continue;
       if (first.zp !== 0 || !(first.scale > 0)) continue;
       scale = first.zpType === DataType.INT8 ? Math.fround((first.scale * 127) / 255) : first.scale;
     }
     const base = (add.name || 'Add').replace(/^\//, '').replace(/\//g, '_');
-    const sName = names.fresh(`${base}_output_scale`), zName = names.fresh(`${base}_output_zero_point`);
+    const sName = names.fresh(`${base}_output_scale`),
+      zName = names.fresh(`${base}_output_zero_point`);
     const t = [floatTensor(sName, [], [scale]), uint8Tensor(zName, [], [0])];
     g.initializer.push(...t);
     for (const x of t) idx.initializers.set(x.name || '', x);
@@ -397,7 +507,8 @@ function quantizeReluAdds(g: Graph, names: NameAllocator): number {
         const old = [nq.input[1], nq.input[2] ?? ''];
         nq.input = [nq.input[0], sName, zName];
         for (const dq of idx.consumers.get(nq.output[0]) ?? []) {
-          if (dq.op_type === 'DequantizeLinear' && dq.input[1] === old[0] && (dq.input[2] ?? '') === old[1]) dq.input = [dq.input[0], sName, zName];
+          if (dq.op_type === 'DequantizeLinear' && dq.input[1] === old[0] && (dq.input[2] ?? '') === old[1])
+            dq.input = [dq.input[0], sName, zName];
         }
       }
     }
@@ -481,13 +592,24 @@ function quantizeConvBiases(g: Graph, names: NameAllocator): void {
     const channels = bias.length;
     const wScale = tensorToFloat32(wScaleT);
     if (wScale.length !== channels && wScale.length !== 1) continue;
-    const biasScale = Array.from({ length: channels }, (_, c) => Math.fround(inQ.scale * wScale[wScale.length === 1 ? 0 : c]));
+    const biasScale = Array.from({ length: channels }, (_, c) =>
+      Math.fround(inQ.scale * wScale[wScale.length === 1 ? 0 : c]),
+    );
     const biasInt = Array.from(bias, (v, c) => Math.round(v / biasScale[c]));
     if (!biasScale.every((v) => v > 0) || !biasInt.every((v) => Math.abs(v) < 2 ** 31 - 1)) continue;
     const base = (conv.name || 'Conv').replace(/^\//, '').replace(/\//g, '_');
-    const bq = names.fresh(`${base}_bias_int32`), bs = names.fresh(`${base}_bias_scale`), bOut = names.fresh(`${base}_bias`);
-    g.initializer.push(makeTensor(bq, DataType.INT32, [channels], Int32Array.from(biasInt)), floatTensor(bs, [channels], biasScale));
-    g.node.push(makeNode('DequantizeLinear', [bq, bs], [bOut], names.fresh(`${base}_bias_DequantizeLinear`), [intAttr('axis', 0)]));
+    const bq = names.fresh(`${base}_bias_int32`),
+      bs = names.fresh(`${base}_bias_scale`),
+      bOut = names.fresh(`${base}_bias`);
+    g.initializer.push(
+      makeTensor(bq, DataType.INT32, [channels], Int32Array.from(biasInt)),
+      floatTensor(bs, [channels], biasScale),
+    );
+    g.node.push(
+      makeNode('DequantizeLinear', [bq, bs], [bOut], names.fresh(`${base}_bias_DequantizeLinear`), [
+        intAttr('axis', 0),
+      ]),
+    );
     conv.input = [conv.input[0], conv.input[1], bOut];
   }
 }

@@ -15,8 +15,23 @@
 // but ResNet's 3 -> 64 channels 7x7 stride 2 on 224x224 (147 per filter) 1.93 -> 2.41 ms.
 // The rule is for x86 builds of ORT: on ARM64 the symmetric kernel wants 64 input channels.
 import {
-  Graph, Node, DataType, indexGraph, constantTensor, dims, elementCount, getAttr, num, attrInt, tensorToInts, makeTensor,
-  int64Tensor, makeNode, NameAllocator, onlyReader, scalarQuantParams,
+  Graph,
+  Node,
+  DataType,
+  indexGraph,
+  constantTensor,
+  dims,
+  elementCount,
+  getAttr,
+  num,
+  attrInt,
+  tensorToInts,
+  makeTensor,
+  int64Tensor,
+  makeNode,
+  NameAllocator,
+  onlyReader,
+  scalarQuantParams,
 } from './model';
 
 /** Input channels the symmetric kernel takes in steps of; output channels it needs at least, and in steps of. */
@@ -26,7 +41,11 @@ export const CONV_OUTPUT_CHANNEL_ALIGN = 8;
 /** Filters at least this long (input channels x kernel positions) are left as they are; see above. */
 export const CONV_PAD_MAX_FILTER_LENGTH = 64;
 
-export interface ConvPadResult { node: string; from: number; to: number }
+export interface ConvPadResult {
+  node: string;
+  from: number;
+  to: number;
+}
 
 /**
  * Zero-pad the input channels of every DQ-fed Conv (group 1, INT8 weight with zero points 0, activation from a
@@ -37,10 +56,12 @@ export function padConvInputChannels(g: Graph, names: NameAllocator): ConvPadRes
   const padded: ConvPadResult[] = [];
   const added: Node[] = [];
   for (const conv of g.node) {
-    if (conv.op_type !== 'Conv' || (conv.domain && conv.domain !== 'ai.onnx') || attrInt(conv, 'group', 1) !== 1) continue;
+    if (conv.op_type !== 'Conv' || (conv.domain && conv.domain !== 'ai.onnx') || attrInt(conv, 'group', 1) !== 1)
+      continue;
     const xDq = idx.producer.get(conv.input[0]);
     const xQ = xDq?.op_type === 'DequantizeLinear' ? idx.producer.get(xDq.input[0]) : undefined;
-    if (!xDq || xQ?.op_type !== 'QuantizeLinear' || !scalarQuantParams(idx, xDq) || !scalarQuantParams(idx, xQ)) continue;
+    if (!xDq || xQ?.op_type !== 'QuantizeLinear' || !scalarQuantParams(idx, xDq) || !scalarQuantParams(idx, xQ))
+      continue;
     if (constantTensor(idx, xQ.input[0])) continue;
     const wDq = idx.producer.get(conv.input[1]);
     if (wDq?.op_type !== 'DequantizeLinear' || onlyReader(idx, wDq.output[0], g) !== conv) continue;
@@ -64,7 +85,7 @@ export function padConvInputChannels(g: Graph, names: NameAllocator): ConvPadRes
     const q = tensorToInts(w);
     const out = new Int8Array(m * cPadded * kernel);
     for (let o = 0; o < m; o++) {
-      for (let i = 0; i < c * kernel; i++) out[(o * cPadded) * kernel + i] = q[(o * c) * kernel + i];
+      for (let i = 0; i < c * kernel; i++) out[o * cPadded * kernel + i] = q[o * c * kernel + i];
     }
     const base = (conv.name || 'Conv').replace(/^\//, '').replace(/\//g, '_');
     const wName = names.fresh(`${w.name || base}_channels_padded`);
@@ -83,10 +104,23 @@ export function padConvInputChannels(g: Graph, names: NameAllocator): ConvPadRes
     if (onlyReader(idx, xQ.output[0], g) === xDq && onlyReader(idx, xDq.output[0], g) === conv) {
       xQ.input = [paddedValue, ...xQ.input.slice(1)];
     } else {
-      const qOut = names.fresh(`${xQ.output[0]}_channels_padded`), dqOut = names.fresh(`${xDq.output[0]}_channels_padded`);
+      const qOut = names.fresh(`${xQ.output[0]}_channels_padded`),
+        dqOut = names.fresh(`${xDq.output[0]}_channels_padded`);
       added.push(
-        makeNode('QuantizeLinear', [paddedValue, ...xQ.input.slice(1)], [qOut], names.fresh(`${xQ.name || 'QuantizeLinear'}_channels_padded`), xQ.attribute),
-        makeNode('DequantizeLinear', [qOut, ...xDq.input.slice(1)], [dqOut], names.fresh(`${xDq.name || 'DequantizeLinear'}_channels_padded`), xDq.attribute),
+        makeNode(
+          'QuantizeLinear',
+          [paddedValue, ...xQ.input.slice(1)],
+          [qOut],
+          names.fresh(`${xQ.name || 'QuantizeLinear'}_channels_padded`),
+          xQ.attribute,
+        ),
+        makeNode(
+          'DequantizeLinear',
+          [qOut, ...xDq.input.slice(1)],
+          [dqOut],
+          names.fresh(`${xDq.name || 'DequantizeLinear'}_channels_padded`),
+          xDq.attribute,
+        ),
       );
       conv.input = [dqOut, ...conv.input.slice(1)];
     }

@@ -17,9 +17,31 @@
 //  - a Q -> DQ pair that then feeds nothing ORT runs in integer (a float Add, LayerNorm, GELU, Reshape to a
 //    float op, a graph output): it only adds rounding and two passes over the tensor.
 import {
-  Model, Node, Graph, DataType, indexGraph, constantTensor, dims, elementCount, getAttr, num, attrInt, attrFloat,
-  tensorToInts, tensorToFloat32, makeTensor, floatTensor, int8Tensor, uint8Tensor, makeNode, NameAllocator,
-  ensureOpset, GraphIndex, Tensor, topoSort, onlyReader,
+  Model,
+  Node,
+  Graph,
+  DataType,
+  indexGraph,
+  constantTensor,
+  dims,
+  elementCount,
+  getAttr,
+  num,
+  attrInt,
+  attrFloat,
+  tensorToInts,
+  tensorToFloat32,
+  makeTensor,
+  floatTensor,
+  int8Tensor,
+  uint8Tensor,
+  makeNode,
+  NameAllocator,
+  ensureOpset,
+  GraphIndex,
+  Tensor,
+  topoSort,
+  onlyReader,
 } from './model';
 import { inferShapes, matMulMacsPerItem } from './shapes';
 
@@ -44,21 +66,42 @@ export const DEFAULT_MIN_MACS_PER_ITEM = 4096;
 const LAYOUT_OPS = new Set(['Reshape', 'Transpose', 'Flatten', 'Squeeze', 'Unsqueeze']);
 const POOL_OPS = new Set(['MaxPool', 'AveragePool', 'GlobalAveragePool', 'GlobalMaxPool', 'Concat', 'Resize']);
 
-interface QParams { scale: string; zp: string; zpTensor?: Tensor; scalar: boolean }
+interface QParams {
+  scale: string;
+  zp: string;
+  zpTensor?: Tensor;
+  scalar: boolean;
+}
 
 function qParams(idx: GraphIndex, n: Node): QParams | undefined {
   const s = constantTensor(idx, n.input[1]);
   if (!s) return undefined;
   const z = n.input[2] ? constantTensor(idx, n.input[2]) : undefined;
   if (n.input[2] && !z) return undefined;
-  return { scale: n.input[1], zp: n.input[2] ?? '', zpTensor: z, scalar: elementCount(dims(s)) === 1 && (!z || elementCount(dims(z)) === 1) };
+  return {
+    scale: n.input[1],
+    zp: n.input[2] ?? '',
+    zpTensor: z,
+    scalar: elementCount(dims(s)) === 1 && (!z || elementCount(dims(z)) === 1),
+  };
 }
 
-function label(n: Node): string { return n.name || n.output[0]; }
-function base(n: Node): string { return label(n).replace(/^\//, '').replace(/\//g, '_'); }
+function label(n: Node): string {
+  return n.name || n.output[0];
+}
+function base(n: Node): string {
+  return label(n).replace(/^\//, '').replace(/\//g, '_');
+}
 
 /** An INT8 weight [K, N] with per-column (or one) scales, read from INT8 initializer -> DQ [-> Transpose]. */
-interface Weight { q: Int8Array; k: number; n: number; scales: Float32Array; zeros: Int8Array; consumed: Node[] }
+interface Weight {
+  q: Int8Array;
+  k: number;
+  n: number;
+  scales: Float32Array;
+  zeros: Int8Array;
+  consumed: Node[];
+}
 
 function transposeInt8(q: Int8Array, rows: number, cols: number): Int8Array {
   const t = new Int8Array(rows * cols);
@@ -84,12 +127,18 @@ function readWeight(idx: GraphIndex, g: Graph, value: string, transB: boolean): 
     transposed = true;
   }
   const dq = idx.producer.get(v);
-  if (dq?.op_type !== 'DequantizeLinear' || (idx.consumers.get(v) ?? []).length !== 1 || g.output.some((o) => o.name === v)) return undefined;
+  if (
+    dq?.op_type !== 'DequantizeLinear' ||
+    (idx.consumers.get(v) ?? []).length !== 1 ||
+    g.output.some((o) => o.name === v)
+  )
+    return undefined;
   consumed.push(dq);
   const w = constantTensor(idx, dq.input[0]);
   const s = constantTensor(idx, dq.input[1]);
   const z = dq.input[2] ? constantTensor(idx, dq.input[2]) : undefined;
-  if (!w || w.data_type !== DataType.INT8 || !s || (dq.input[2] && (!z || z.data_type !== DataType.INT8))) return undefined;
+  if (!w || w.data_type !== DataType.INT8 || !s || (dq.input[2] && (!z || z.data_type !== DataType.INT8)))
+    return undefined;
   const shape = dims(w);
   if (shape.length !== 2) return undefined;
   // Columns of the [K, N] product are rows of a transposed weight.
@@ -115,7 +164,8 @@ function readWeight(idx: GraphIndex, g: Graph, value: string, transB: boolean): 
 /** Float [K, N] of a weight, for the linears the cost model leaves in float. */
 function dequantize(w: Weight): Float32Array {
   const f = new Float32Array(w.k * w.n);
-  for (let i = 0; i < w.k; i++) for (let j = 0; j < w.n; j++) f[i * w.n + j] = (w.q[i * w.n + j] - w.zeros[j]) * w.scales[j];
+  for (let i = 0; i < w.k; i++)
+    for (let j = 0; j < w.n; j++) f[i * w.n + j] = (w.q[i * w.n + j] - w.zeros[j]) * w.scales[j];
   return f;
 }
 
@@ -132,7 +182,9 @@ export function rewriteLinearsForOrtCpu(model: Model, opts: OrtCpuLinearOptions 
 
   for (const mm of g.node) {
     if ((mm.op_type !== 'MatMul' && mm.op_type !== 'Gemm') || (mm.domain && mm.domain !== 'ai.onnx')) continue;
-    let transB = false, alpha = 1, beta = 1;
+    let transB = false,
+      alpha = 1,
+      beta = 1;
     if (mm.op_type === 'Gemm') {
       if (attrInt(mm, 'transA', 0) !== 0) continue;
       transB = attrInt(mm, 'transB', 0) !== 0;
@@ -151,7 +203,7 @@ export function rewriteLinearsForOrtCpu(model: Model, opts: OrtCpuLinearOptions 
     let biasAdd: Node | undefined;
     if (mm.op_type === 'Gemm' && mm.input[2]) {
       const c = constantTensor(idx, mm.input[2]);
-      if (!c || elementCount(dims(c)) !== w.n && elementCount(dims(c)) !== 1) continue;
+      if (!c || (elementCount(dims(c)) !== w.n && elementCount(dims(c)) !== 1)) continue;
       const cv = tensorToFloat32(c);
       bias = Float32Array.from({ length: w.n }, (_, j) => beta * cv[cv.length === 1 ? 0 : j]);
     } else if (mm.op_type === 'MatMul') {
@@ -159,7 +211,15 @@ export function rewriteLinearsForOrtCpu(model: Model, opts: OrtCpuLinearOptions 
       const add = reader?.op_type === 'Add' ? reader : undefined;
       const other = add ? (add.input[0] === mm.output[0] ? add.input[1] : add.input[0]) : '';
       const c = add ? constantTensor(idx, other) : undefined;
-      if (add && c && c.data_type === DataType.FLOAT && elementCount(dims(c)) === w.n && dims(c).slice(0, -1).every((d) => d === 1)) {
+      if (
+        add &&
+        c &&
+        c.data_type === DataType.FLOAT &&
+        elementCount(dims(c)) === w.n &&
+        dims(c)
+          .slice(0, -1)
+          .every((d) => d === 1)
+      ) {
         bias = tensorToFloat32(c);
         biasAdd = add;
         out = add.output[0];
@@ -182,16 +242,28 @@ export function rewriteLinearsForOrtCpu(model: Model, opts: OrtCpuLinearOptions 
         g.initializer.push(floatTensor(bName, [w.n], bias));
         inputs.push(bName);
       }
-      nodes.push(bias && mm.op_type === 'Gemm'
-        ? makeNode('Gemm', inputs, [out], names.fresh(`${label(mm)}_float`))
-        : makeNode('MatMul', inputs.slice(0, 2), [bias ? names.fresh(`${mm.output[0]}_float`) : out], names.fresh(`${label(mm)}_float`)));
-      if (bias && mm.op_type !== 'Gemm') nodes.push(makeNode('Add', [nodes[0].output[0], inputs[2]], [out], names.fresh(`${label(mm)}_bias_Add`)));
+      nodes.push(
+        bias && mm.op_type === 'Gemm'
+          ? makeNode('Gemm', inputs, [out], names.fresh(`${label(mm)}_float`))
+          : makeNode(
+              'MatMul',
+              inputs.slice(0, 2),
+              [bias ? names.fresh(`${mm.output[0]}_float`) : out],
+              names.fresh(`${label(mm)}_float`),
+            ),
+      );
+      if (bias && mm.op_type !== 'Gemm')
+        nodes.push(makeNode('Add', [nodes[0].output[0], inputs[2]], [out], names.fresh(`${label(mm)}_bias_Add`)));
       replaced.set(mm, nodes);
       for (const n of consumedNodes) dropped.add(n);
-      result.float.push({ node: label(mm), reason: `${macs} multiply-adds per batch item (K ${w.k}, N ${w.n}), below ${minMacs}` });
+      result.float.push({
+        node: label(mm),
+        reason: `${macs} multiply-adds per batch item (K ${w.k}, N ${w.n}), below ${minMacs}`,
+      });
       continue;
     }
-    const wName = names.fresh(`${b}_weight_int8`), sName = names.fresh(`${b}_weight_scale`);
+    const wName = names.fresh(`${b}_weight_int8`),
+      sName = names.fresh(`${b}_weight_scale`);
     g.initializer.push(makeTensor(wName, DataType.INT8, [w.k, w.n], w.q), floatTensor(sName, [w.n], scales));
     const inputs = [aDq.input[0], wName, aParams.scale, sName, aParams.zp];
     if (w.zeros.some((z) => z !== 0) || bias) {
@@ -204,7 +276,9 @@ export function rewriteLinearsForOrtCpu(model: Model, opts: OrtCpuLinearOptions 
       g.initializer.push(floatTensor(bName, [w.n], bias));
       inputs.push(bName);
     }
-    replaced.set(mm, [makeNode('MatMulIntegerToFloat', inputs, [out], names.fresh(`${label(mm)}_integer`), [], 'com.microsoft')]);
+    replaced.set(mm, [
+      makeNode('MatMulIntegerToFloat', inputs, [out], names.fresh(`${label(mm)}_integer`), [], 'com.microsoft'),
+    ]);
     for (const n of consumedNodes) dropped.add(n);
     result.integer.push({ node: label(mm), k: w.k, n: w.n });
   }
@@ -223,8 +297,14 @@ export function rewriteLinearsForOrtCpu(model: Model, opts: OrtCpuLinearOptions 
     const macs = matMulMacsPerItem(shapes, mm.input[0], mm.input[1]);
     if (macs === undefined || macs >= minMacs) continue;
     floatMatMuls.add(mm);
-    mm.input = mm.input.map((i, k) => { const q = idx.producer.get(dqs[k]!.input[0]); return q?.op_type === 'QuantizeLinear' ? q.input[0] : i; });
-    result.float.push({ node: label(mm), reason: `activation x activation MatMul, ${macs} multiply-adds per batch item, below ${minMacs}` });
+    mm.input = mm.input.map((i, k) => {
+      const q = idx.producer.get(dqs[k]!.input[0]);
+      return q?.op_type === 'QuantizeLinear' ? q.input[0] : i;
+    });
+    result.float.push({
+      node: label(mm),
+      reason: `activation x activation MatMul, ${macs} multiply-adds per batch item, below ${minMacs}`,
+    });
   }
 
   removeDead(g);
@@ -240,15 +320,32 @@ function feedsInteger(g: Graph, idx: GraphIndex, floatOps: Set<Node>, value: str
     if (r.domain === 'com.microsoft') return true;
     if (POOL_OPS.has(r.op_type)) return true;
     // A weighted op is integer only when both its operands are dequantized (through layout ops, which ORT moves DQ across).
-    if ((r.op_type === 'Conv' || r.op_type === 'MatMul' || r.op_type === 'Gemm') && !floatOps.has(r) && r.input.slice(0, 2).every((i) => dequantized(idx, i))) return true;
+    if (
+      (r.op_type === 'Conv' || r.op_type === 'MatMul' || r.op_type === 'Gemm') &&
+      !floatOps.has(r) &&
+      r.input.slice(0, 2).every((i) => dequantized(idx, i))
+    )
+      return true;
     // QLinearAdd / QLinearMul: both operands dequantized and the result quantized (and only that).
     const after = idx.consumers.get(r.output[0]) ?? [];
-    if ((r.op_type === 'Add' || r.op_type === 'Mul') && r.input.every((i) => idx.producer.get(i)?.op_type === 'DequantizeLinear')
-      && after.length > 0 && after.every((n) => n.op_type === 'QuantizeLinear') && !g.output.some((o) => o.name === r.output[0])) return true;
+    if (
+      (r.op_type === 'Add' || r.op_type === 'Mul') &&
+      r.input.every((i) => idx.producer.get(i)?.op_type === 'DequantizeLinear') &&
+      after.length > 0 &&
+      after.every((n) => n.op_type === 'QuantizeLinear') &&
+      !g.output.some((o) => o.name === r.output[0])
+    )
+      return true;
     // A requantization (DQ -> Q): integer only when what that Q feeds is.
-    if (r.op_type === 'QuantizeLinear' && (idx.consumers.get(r.output[0]) ?? []).some((n) =>
-      n.op_type !== 'DequantizeLinear' || feedsInteger(g, idx, floatOps, n.output[0], depth + 1))) return true;
-    if (LAYOUT_OPS.has(r.op_type) && r.input[0] === value && feedsInteger(g, idx, floatOps, r.output[0], depth + 1)) return true;
+    if (
+      r.op_type === 'QuantizeLinear' &&
+      (idx.consumers.get(r.output[0]) ?? []).some(
+        (n) => n.op_type !== 'DequantizeLinear' || feedsInteger(g, idx, floatOps, n.output[0], depth + 1),
+      )
+    )
+      return true;
+    if (LAYOUT_OPS.has(r.op_type) && r.input[0] === value && feedsInteger(g, idx, floatOps, r.output[0], depth + 1))
+      return true;
   }
   return false;
 }
@@ -267,7 +364,8 @@ function fedByInteger(idx: GraphIndex, q: Node): boolean {
   if (p.op_type === 'Conv' || p.op_type === 'MatMul' || p.op_type === 'Gemm' || POOL_OPS.has(p.op_type)) {
     return p.input.some((i) => idx.producer.get(i)?.op_type === 'DequantizeLinear');
   }
-  if (p.op_type === 'Add' || p.op_type === 'Mul') return p.input.every((i) => idx.producer.get(i)?.op_type === 'DequantizeLinear');
+  if (p.op_type === 'Add' || p.op_type === 'Mul')
+    return p.input.every((i) => idx.producer.get(i)?.op_type === 'DequantizeLinear');
   return false;
 }
 
@@ -292,12 +390,14 @@ function bypassIdlePairs(g: Graph, floatOps: Set<Node>): number {
       if (isOutput) {
         // Keep the graph output's name: the float value is renamed to it at its producer.
         const prod = idx.producer.get(src);
-        if (!prod || g.output.some((o) => o.name === src) || (idx.consumers.get(src) ?? []).some((n) => n !== q)) continue;
+        if (!prod || g.output.some((o) => o.name === src) || (idx.consumers.get(src) ?? []).some((n) => n !== q))
+          continue;
         prod.output = prod.output.map((o) => (o === src ? dq.output[0] : o));
         q.input[0] = dq.output[0];
         dq.output = [];
       } else {
-        for (const r of idx.consumers.get(dq.output[0]) ?? []) r.input = r.input.map((i) => (i === dq.output[0] ? src : i));
+        for (const r of idx.consumers.get(dq.output[0]) ?? [])
+          r.input = r.input.map((i) => (i === dq.output[0] ? src : i));
       }
       count++;
       changed = true;
@@ -314,7 +414,10 @@ function removeDead(g: Graph): void {
     const used = new Set<string>(g.output.map((o) => o.name));
     for (const n of g.node) for (const i of n.input) if (i) used.add(i);
     const keep = g.node.filter((n) => n.output.some((o) => o && used.has(o)));
-    if (keep.length !== g.node.length) { g.node = keep; again = true; }
+    if (keep.length !== g.node.length) {
+      g.node = keep;
+      again = true;
+    }
   }
   const used = new Set<string>();
   for (const n of g.node) for (const i of n.input) used.add(i);
@@ -339,6 +442,7 @@ function toUnsignedActivations(g: Graph, names: NameAllocator): void {
     g.initializer.push(uint8Tensor(zName, dims(z), [tensorToInts(z)[0] + 128]));
     const old = q.input[2];
     q.input[2] = zName;
-    for (const r of readers) r.input = r.input.map((i, k) => (i === old && (r.op_type !== 'MatMulIntegerToFloat' || k === 4) ? zName : i));
+    for (const r of readers)
+      r.input = r.input.map((i, k) => (i === old && (r.op_type !== 'MatMulIntegerToFloat' || k === 4) ? zName : i));
   }
 }

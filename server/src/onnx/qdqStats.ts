@@ -8,8 +8,15 @@ export const WEIGHTED_OPS = new Set(['Conv', 'ConvTranspose', 'Gemm', 'MatMul'])
 // the weighted op in the sense that matters (e.g. torch's exported `k.transpose(-1, -2)` before a matmul).
 const SHAPE_ONLY = new Set(['Transpose', 'Reshape', 'Flatten', 'Squeeze', 'Unsqueeze', 'Identity', 'Expand']);
 
-export interface SourceSite { file?: string; cls?: string; attr?: string }
-export interface QuantizerInfo { name: string; site?: SourceSite | null }
+export interface SourceSite {
+  file?: string;
+  cls?: string;
+  attr?: string;
+}
+export interface QuantizerInfo {
+  name: string;
+  site?: SourceSite | null;
+}
 
 export interface UnquantizedOp {
   node: string;
@@ -79,7 +86,11 @@ export function qdqStats(model: Model, quantizers: QuantizerInfo[] = []): QdqSta
   const g = model.graph;
   const idx = indexGraph(g);
   const hist: Record<string, number> = {};
-  let pairs = 0, ql = 0, dql = 0, folded = 0, weighted = 0;
+  let pairs = 0,
+    ql = 0,
+    dql = 0,
+    folded = 0,
+    weighted = 0;
   const unq: UnquantizedOp[] = [];
   const siteByModule = new Map<string, SourceSite>();
   for (const q of quantizers) {
@@ -96,7 +107,10 @@ export function qdqStats(model: Model, quantizers: QuantizerInfo[] = []): QdqSta
       if (p && p.op_type === 'QuantizeLinear') pairs++;
       else {
         const c = constantTensor(idx, n.input[0]);
-        if (c && (c.data_type === DataType.INT8 || c.data_type === DataType.UINT8)) { pairs++; folded++; }
+        if (c && (c.data_type === DataType.INT8 || c.data_type === DataType.UINT8)) {
+          pairs++;
+          folded++;
+        }
       }
     }
     // ort-cpu linears (onnx/ortCpuLinear.ts): the activation's Q and the INT8 weight feed the integer kernel
@@ -112,14 +126,22 @@ export function qdqStats(model: Model, quantizers: QuantizerInfo[] = []): QdqSta
       if (missing.length) {
         const module = modulePathFromNodeName(n.name || '') ?? moduleFromWeight(idx, n);
         unq.push({
-          node: n.name || n.output[0], op: n.op_type, module, inputs_not_dq_fed: missing,
-          site: module ? siteByModule.get(module) ?? null : null,
+          node: n.name || n.output[0],
+          op: n.op_type,
+          module,
+          inputs_not_dq_fed: missing,
+          site: module ? (siteByModule.get(module) ?? null) : null,
         });
       }
     }
   }
   return {
-    qdq_pairs: pairs, quantize_linear: ql, dequantize_linear: dql, folded_weights: folded,
-    weighted_ops: weighted, unquantized_weighted_ops: unq, op_histogram: hist,
+    qdq_pairs: pairs,
+    quantize_linear: ql,
+    dequantize_linear: dql,
+    folded_weights: folded,
+    weighted_ops: weighted,
+    unquantized_weighted_ops: unq,
+    op_histogram: hist,
   };
 }

@@ -12,8 +12,26 @@ export interface ShapeInfo {
 }
 
 const SAME_SHAPE = new Set([
-  'QuantizeLinear', 'DequantizeLinear', 'Relu', 'Erf', 'Sqrt', 'Softmax', 'Gelu', 'Tanh', 'Sigmoid', 'Cast', 'Identity',
-  'LayerNormalization', 'BatchNormalization', 'Neg', 'Exp', 'Log', 'Abs', 'Clip', 'LeakyRelu', 'HardSigmoid',
+  'QuantizeLinear',
+  'DequantizeLinear',
+  'Relu',
+  'Erf',
+  'Sqrt',
+  'Softmax',
+  'Gelu',
+  'Tanh',
+  'Sigmoid',
+  'Cast',
+  'Identity',
+  'LayerNormalization',
+  'BatchNormalization',
+  'Neg',
+  'Exp',
+  'Log',
+  'Abs',
+  'Clip',
+  'LeakyRelu',
+  'HardSigmoid',
 ]);
 const BROADCAST = new Set(['Add', 'Sub', 'Mul', 'Div', 'Pow', 'Where', 'Equal', 'Max', 'Min']);
 
@@ -21,7 +39,8 @@ function broadcast(a: number[], b: number[]): number[] {
   const n = Math.max(a.length, b.length);
   const out: number[] = [];
   for (let i = 0; i < n; i++) {
-    const x = a[a.length - n + i] ?? 1, y = b[b.length - n + i] ?? 1;
+    const x = a[a.length - n + i] ?? 1,
+      y = b[b.length - n + i] ?? 1;
     out.push(x === 1 ? y : x);
   }
   return out;
@@ -30,19 +49,29 @@ function broadcast(a: number[], b: number[]): number[] {
 function valueShape(v: any): number[] | undefined {
   const d = v?.type?.tensor_type?.shape?.dim as any[] | undefined;
   if (!d) return undefined;
-  return d.map((x) => (x.dim_value !== undefined && x.dim_value !== null && num(x.dim_value) > 0 ? num(x.dim_value) : 1));
+  return d.map((x) =>
+    x.dim_value !== undefined && x.dim_value !== null && num(x.dim_value) > 0 ? num(x.dim_value) : 1,
+  );
 }
 
 export function inferShapes(g: Graph): ShapeInfo {
   const shapes = new Map<string, number[]>();
   const ints = new Map<string, number[]>();
-  for (const i of g.input) { const s = valueShape(i); if (s) shapes.set(i.name, s); }
+  for (const i of g.input) {
+    const s = valueShape(i);
+    if (s) shapes.set(i.name, s);
+  }
   for (const t of g.initializer) {
     shapes.set(t.name || '', dims(t));
-    if ((t.data_type === DataType.INT64 || t.data_type === DataType.INT32) && dims(t).reduce((a, b) => a * b, 1) <= 16) ints.set(t.name || '', tensorToInts(t));
+    if ((t.data_type === DataType.INT64 || t.data_type === DataType.INT32) && dims(t).reduce((a, b) => a * b, 1) <= 16)
+      ints.set(t.name || '', tensorToInts(t));
   }
   for (const n of g.node) {
-    try { infer(n, shapes, ints); } catch { /* unknown: leave the outputs without a shape */ }
+    try {
+      infer(n, shapes, ints);
+    } catch {
+      /* unknown: leave the outputs without a shape */
+    }
   }
   return { shapes, ints };
 }
@@ -65,7 +94,9 @@ function infer(n: Node, shapes: Map<string, number[]>, ints: Map<string, number[
     const x = s(0);
     if (x) set([x.length], x.slice());
   } else if (op === 'Gather') {
-    const data = iv(0), idx = iv(1), ishape = s(1);
+    const data = iv(0),
+      idx = iv(1),
+      ishape = s(1);
     if (data && idx && ishape && attrInt(n, 'axis', 0) === 0) {
       const vals = idx.map((i) => data[i < 0 ? i + data.length : i]);
       set(ishape, vals);
@@ -95,7 +126,8 @@ function infer(n: Node, shapes: Map<string, number[]>, ints: Map<string, number[
     const vals = n.input.map((_, k) => iv(k));
     set(out, rank === 1 && vals.every(Boolean) ? vals.flatMap((v) => v!) : undefined);
   } else if (op === 'Reshape') {
-    const x = s(0), target = iv(1);
+    const x = s(0),
+      target = iv(1);
     if (!x || !target) return;
     const total = x.reduce((a, b) => a * b, 1);
     const out = target.map((d, i) => (d === 0 ? x[i] : d));
@@ -113,12 +145,14 @@ function infer(n: Node, shapes: Map<string, number[]>, ints: Map<string, number[
     if (axis < 0) axis += x.length;
     set([x.slice(0, axis).reduce((a, b) => a * b, 1), x.slice(axis).reduce((a, b) => a * b, 1)]);
   } else if (op === 'MatMul' || op === 'MatMulIntegerToFloat' || op === 'FusedMatMul') {
-    const a = s(0), b = s(1);
+    const a = s(0),
+      b = s(1);
     if (!a || !b || a.length < 2 || b.length < 2) return;
     const lead = broadcast(a.slice(0, -2), b.slice(0, -2));
     set([...lead, a[a.length - 2], b[b.length - 1]]);
   } else if (op === 'Gemm') {
-    const a = s(0), b = s(1);
+    const a = s(0),
+      b = s(1);
     if (!a || !b) return;
     const m = attrInt(n, 'transA', 0) ? a[1] : a[0];
     const nn = attrInt(n, 'transB', 0) ? b[0] : b[1];
@@ -126,7 +160,9 @@ function infer(n: Node, shapes: Map<string, number[]>, ints: Map<string, number[
   } else if (op === 'ReduceMean' || op === 'ReduceSum' || op === 'ReduceMax') {
     const x = s(0);
     if (!x) return;
-    const axes = (getAttr(n, 'axes')?.ints?.map(num) ?? iv(1) ?? x.map((_, i) => i)).map((a) => (a < 0 ? a + x.length : a));
+    const axes = (getAttr(n, 'axes')?.ints?.map(num) ?? iv(1) ?? x.map((_, i) => i)).map((a) =>
+      a < 0 ? a + x.length : a,
+    );
     const keep = attrInt(n, 'keepdims', 1) !== 0;
     set(keep ? x.map((d, i) => (axes.includes(i) ? 1 : d)) : x.filter((_, i) => !axes.includes(i)));
   } else if (op === 'GlobalAveragePool' || op === 'GlobalMaxPool') {
@@ -144,7 +180,9 @@ function infer(n: Node, shapes: Map<string, number[]>, ints: Map<string, number[
     const dil = getAttr(n, 'dilations')?.ints?.map(num) ?? kernel.map(() => 1);
     const pads = getAttr(n, 'pads')?.ints?.map(num) ?? kernel.map(() => 0).concat(kernel.map(() => 0));
     if (attrInt(n, 'ceil_mode', 0)) return;
-    const out = kernel.map((k, i) => Math.floor((x[2 + i] + pads[i] + pads[i + spatial] - dil[i] * (k - 1) - 1) / strides[i]) + 1);
+    const out = kernel.map(
+      (k, i) => Math.floor((x[2 + i] + pads[i] + pads[i + spatial] - dil[i] * (k - 1) - 1) / strides[i]) + 1,
+    );
     const channels = op === 'Conv' ? s(1)?.[0] : x[1];
     if (channels === undefined) return;
     set([x[0], channels, ...out]);
@@ -159,7 +197,8 @@ function infer(n: Node, shapes: Map<string, number[]>, ints: Map<string, number[
 
 /** Multiply-adds of a MatMul (inputs [..., M, K] x [..., K, N]) per item of the leading batch dimension. */
 export function matMulMacsPerItem(info: ShapeInfo, a: string, b: string): number | undefined {
-  const x = info.shapes.get(a), y = info.shapes.get(b);
+  const x = info.shapes.get(a),
+    y = info.shapes.get(b);
   if (!x || !y || x.length < 2 || y.length < 2) return undefined;
   const lead = broadcast(x.slice(0, -2), y.slice(0, -2));
   // The first dimension is the batch (taken as 1) when there are leading dimensions; a 2-D A is [batch, K].

@@ -2,11 +2,19 @@
 import { Model } from './model';
 import { trtOperatorSupport } from '../knowledge';
 
-export interface TrtOpSupport { supported: boolean; note?: string }
+export interface TrtOpSupport {
+  supported: boolean;
+  note?: string;
+}
 /** The narrow interface this check needs from the knowledge base: one op type in, support out. */
 export type TrtSupportLookup = (opType: string) => TrtOpSupport | undefined;
 
-export interface TrtUnsupportedOp { op: string; nodes: string[]; count: number; note?: string }
+export interface TrtUnsupportedOp {
+  op: string;
+  nodes: string[];
+  count: number;
+  note?: string;
+}
 
 /** Adapts server/src/knowledge's answer (or any {supported, note}-like value) to TrtOpSupport. */
 function normalize(v: unknown): TrtOpSupport | undefined {
@@ -14,8 +22,14 @@ function normalize(v: unknown): TrtOpSupport | undefined {
   if (typeof v === 'boolean') return { supported: v };
   if (typeof v === 'object') {
     const o = v as Record<string, unknown>;
-    const note = typeof o.note === 'string' ? o.note : typeof o.notes === 'string' ? o.notes
-      : typeof o.restrictions === 'string' ? o.restrictions : undefined;
+    const note =
+      typeof o.note === 'string'
+        ? o.note
+        : typeof o.notes === 'string'
+          ? o.notes
+          : typeof o.restrictions === 'string'
+            ? o.restrictions
+            : undefined;
     if (typeof o.supported === 'boolean') return { supported: o.supported, note };
     const status = o.supported ?? o.status ?? o.support;
     if (typeof status === 'string') return { supported: !/^(no|unsupported|none|false)$/i.test(status), note };
@@ -28,7 +42,11 @@ export function defaultTrtLookup(): TrtSupportLookup {
   return (op: string) => normalize(trtOperatorSupport(op));
 }
 
-export interface TrtCheckResult { checked: boolean; unsupported: TrtUnsupportedOp[]; unknown: string[] }
+export interface TrtCheckResult {
+  checked: boolean;
+  unsupported: TrtUnsupportedOp[];
+  unknown: string[];
+}
 
 export function trtCheck(model: Model, lookup: TrtSupportLookup | null = defaultTrtLookup()): TrtCheckResult {
   if (!lookup) return { checked: false, unsupported: [], unknown: [] };

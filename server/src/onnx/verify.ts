@@ -5,10 +5,22 @@ import * as path from 'path';
 import type * as ortTypes from 'onnxruntime-node';
 
 export type TensorData = Float32Array | BigInt64Array;
-export interface EvalInput { name: string; dtype: 'float32' | 'int64'; shape: number[]; data: TensorData }
-export interface EvalBatch { inputs: EvalInput[]; labels?: BigInt64Array }
+export interface EvalInput {
+  name: string;
+  dtype: 'float32' | 'int64';
+  shape: number[];
+  data: TensorData;
+}
+export interface EvalBatch {
+  inputs: EvalInput[];
+  labels?: BigInt64Array;
+}
 
-export interface OutputComparison { name: string; cosine: number; max_abs_diff: number }
+export interface OutputComparison {
+  name: string;
+  cosine: number;
+  max_abs_diff: number;
+}
 export interface VerifyResult {
   outputs: OutputComparison[];
   cosine_min: number;
@@ -38,15 +50,21 @@ export function readEvalFile(evalJson: string): EvalBatch[] {
   const binPath = path.join(path.dirname(evalJson), path.basename(evalJson, '.json') + '.bin');
   const bin = fs.readFileSync(binPath);
   const slice = (offset: number, length: number): ArrayBuffer => {
-    if (offset + length > bin.length) throw new Error(`${binPath} is shorter than ${evalJson} says (${offset}+${length} > ${bin.length})`);
+    if (offset + length > bin.length)
+      throw new Error(`${binPath} is shorter than ${evalJson} says (${offset}+${length} > ${bin.length})`);
     const ab = new ArrayBuffer(length);
     new Uint8Array(ab).set(bin.subarray(offset, offset + length));
     return ab;
   };
   return (meta.batches as any[]).map((b) => ({
     inputs: (b.inputs as any[]).map((i) => ({
-      name: i.name, dtype: i.dtype, shape: i.shape,
-      data: i.dtype === 'int64' ? new BigInt64Array(slice(i.offset, i.length)) : new Float32Array(slice(i.offset, i.length)),
+      name: i.name,
+      dtype: i.dtype,
+      shape: i.shape,
+      data:
+        i.dtype === 'int64'
+          ? new BigInt64Array(slice(i.offset, i.length))
+          : new Float32Array(slice(i.offset, i.length)),
     })),
     labels: b.labels ? new BigInt64Array(slice(b.labels.offset, b.labels.length)) : undefined,
   }));
@@ -54,7 +72,10 @@ export function readEvalFile(evalJson: string): EvalBatch[] {
 
 export async function createSession(file: string, threads = 2): Promise<ortTypes.InferenceSession> {
   return ort().InferenceSession.create(file, {
-    intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all', logSeverityLevel: 3,
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+    graphOptimizationLevel: 'all',
+    logSeverityLevel: 3,
     // Each session has its own intra-op pool, whose idle worker keeps spinning after run() returns. Timing one
     // session right after another then measures it against that spinning thread: on this 2-core machine the
     // dynamic encoder ran 19-23 ms just after an FP32 run instead of 13 ms. Stopping the spin when run() ends
@@ -75,7 +96,10 @@ function feeds(session: ortTypes.InferenceSession, batch: EvalBatch): Record<str
   return out;
 }
 
-export async function runBatch(session: ortTypes.InferenceSession, batch: EvalBatch): Promise<Record<string, ortTypes.Tensor>> {
+export async function runBatch(
+  session: ortTypes.InferenceSession,
+  batch: EvalBatch,
+): Promise<Record<string, ortTypes.Tensor>> {
   return session.run(feeds(session, batch));
 }
 
@@ -90,8 +114,12 @@ function median(xs: number[]): number {
  * untimed run, alternating between the sessions, so that a slow spell of this shared machine falls on both
  * rather than on whichever was timed second.
  */
-export async function pairedMedianLatency(sessions: ortTypes.InferenceSession[], batch: EvalBatch, runs: number,
-  warmup: number): Promise<number[]> {
+export async function pairedMedianLatency(
+  sessions: ortTypes.InferenceSession[],
+  batch: EvalBatch,
+  runs: number,
+  warmup: number,
+): Promise<number[]> {
   const inputs = sessions.map((s) => feeds(s, batch));
   for (const [i, s] of sessions.entries()) for (let w = 0; w < warmup; w++) await s.run(inputs[i]);
   const times: number[][] = sessions.map(() => []);
@@ -110,11 +138,17 @@ export async function pairedMedianLatency(sessions: ortTypes.InferenceSession[],
 }
 
 class Accumulator {
-  dot = 0; na = 0; nb = 0; maxAbs = 0;
+  dot = 0;
+  na = 0;
+  nb = 0;
+  maxAbs = 0;
   add(a: ArrayLike<number>, b: ArrayLike<number>): void {
     for (let i = 0; i < a.length; i++) {
-      const x = a[i], y = b[i];
-      this.dot += x * y; this.na += x * x; this.nb += y * y;
+      const x = a[i],
+        y = b[i];
+      this.dot += x * y;
+      this.na += x * x;
+      this.nb += y * y;
       const d = Math.abs(x - y);
       // NaN in the INT8 output must not hide behind Math.max.
       if (d > this.maxAbs || Number.isNaN(d)) this.maxAbs = Number.isNaN(d) ? Infinity : d;
@@ -137,29 +171,48 @@ function argmaxRows(data: ArrayLike<number>, rows: number, cols: number): number
   return out;
 }
 
-export interface VerifyOptions { latencyRuns?: number; warmup?: number; threads?: number }
+export interface VerifyOptions {
+  latencyRuns?: number;
+  warmup?: number;
+  threads?: number;
+}
 
-export async function verifyModels(fp32File: string, int8File: string, batches: EvalBatch[], opts: VerifyOptions = {}): Promise<VerifyResult> {
+export async function verifyModels(
+  fp32File: string,
+  int8File: string,
+  batches: EvalBatch[],
+  opts: VerifyOptions = {},
+): Promise<VerifyResult> {
   if (batches.length === 0) throw new Error('no evaluation batches to verify with');
   const [a, b] = [await createSession(fp32File, opts.threads ?? 2), await createSession(int8File, opts.threads ?? 2)];
   try {
     const acc = new Map<string, Accumulator>();
-    let agree = 0, rowsSeen = 0, correctA = 0, correctB = 0, labelled = 0, samples = 0;
+    let agree = 0,
+      rowsSeen = 0,
+      correctA = 0,
+      correctB = 0,
+      labelled = 0,
+      samples = 0;
     for (const batch of batches) {
       const [ra, rb] = [await runBatch(a, batch), await runBatch(b, batch)];
       samples += batch.inputs[0]?.shape[0] ?? 1;
       a.outputNames.forEach((name, i) => {
-        const ta = ra[name], tb = rb[name] ?? rb[b.outputNames[i]];
+        const ta = ra[name],
+          tb = rb[name] ?? rb[b.outputNames[i]];
         if (!tb) throw new Error(`INT8 model has no output '${name}'`);
-        const da = ta.data as Float32Array, db = tb.data as Float32Array;
-        if (da.length !== db.length) throw new Error(`output '${name}' has ${da.length} values in FP32 and ${db.length} in INT8`);
+        const da = ta.data as Float32Array,
+          db = tb.data as Float32Array;
+        if (da.length !== db.length)
+          throw new Error(`output '${name}' has ${da.length} values in FP32 and ${db.length} in INT8`);
         const e = acc.get(name) ?? new Accumulator();
         e.add(da, db);
         acc.set(name, e);
         // Classifier heads: the first output shaped [batch, classes].
         if (i === 0 && ta.dims.length === 2 && ta.dims[1] > 1 && ta.type === 'float32') {
-          const rows = ta.dims[0], cols = ta.dims[1];
-          const pa = argmaxRows(da, rows, cols), pb = argmaxRows(db, rows, cols);
+          const rows = ta.dims[0],
+            cols = ta.dims[1];
+          const pa = argmaxRows(da, rows, cols),
+            pb = argmaxRows(db, rows, cols);
           rowsSeen += rows;
           for (let r = 0; r < rows; r++) if (pa[r] === pb[r]) agree++;
           if (batch.labels && batch.labels.length === rows) {
@@ -174,7 +227,8 @@ export async function verifyModels(fp32File: string, int8File: string, batches: 
       });
     }
     const outputs = [...acc.entries()].map(([name, e]) => ({ name, cosine: e.cosine(), max_abs_diff: e.maxAbs }));
-    const runs = opts.latencyRuns ?? 20, warmup = opts.warmup ?? 3;
+    const runs = opts.latencyRuns ?? 20,
+      warmup = opts.warmup ?? 3;
     const [latA, latB] = await pairedMedianLatency([a, b], batches[0], runs, warmup);
     return {
       outputs,

@@ -5,7 +5,12 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { QdqError, QdqErrorKind, CancelToken } from './errors';
 
-export interface ProgressEvent { step: string; done: number; total: number | null; message: string }
+export interface ProgressEvent {
+  step: string;
+  done: number;
+  total: number | null;
+  message: string;
+}
 export type ProgressCallback = (p: ProgressEvent) => void;
 
 export interface BackendOptions {
@@ -26,7 +31,18 @@ interface Pending {
   onProgress?: ProgressCallback;
 }
 
-const KNOWN_KINDS = new Set(['config', 'import', 'user_code', 'no_data', 'shape', 'nan', 'oom', 'cancelled', 'export', 'internal']);
+const KNOWN_KINDS = new Set([
+  'config',
+  'import',
+  'user_code',
+  'no_data',
+  'shape',
+  'nan',
+  'oom',
+  'cancelled',
+  'export',
+  'internal',
+]);
 
 export function repoRoot(): string {
   // Compiled to out/server/src/pipeline; sources live at server/src/pipeline. Both are three levels down.
@@ -50,7 +66,10 @@ export class BackendClient {
   private exitWaiters: (() => void)[] = [];
   private killedForCancel = false;
 
-  private constructor(private readonly child: ChildProcessWithoutNullStreams, private readonly opts: BackendOptions) {
+  private constructor(
+    private readonly child: ChildProcessWithoutNullStreams,
+    private readonly opts: BackendOptions,
+  ) {
     child.stdout.setEncoding('utf8');
     child.stdout.on('data', (chunk: string) => this.onStdout(chunk));
     let errBuf = '';
@@ -75,14 +94,24 @@ export class BackendClient {
     const env = { ...(opts.env ?? process.env) };
     env.PYTHONPATH = env.PYTHONPATH ? `${backendDir}${path.delimiter}${env.PYTHONPATH}` : backendDir;
     env.PYTHONUNBUFFERED = '1';
-    const child = spawn(opts.python, ['-m', 'qdq_backend'], { cwd: opts.projectDir, env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(opts.python, ['-m', 'qdq_backend'], {
+      cwd: opts.projectDir,
+      env,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     return new BackendClient(child, opts);
   }
 
-  get pid(): number | undefined { return this.child.pid; }
-  get alive(): boolean { return this.exited === null; }
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+  get alive(): boolean {
+    return this.exited === null;
+  }
   /** The last lines the backend wrote to stderr (for error reports). */
-  get log(): string[] { return this.stderrTail.slice(); }
+  get log(): string[] {
+    return this.stderrTail.slice();
+  }
 
   private onStderrLine(line: string): void {
     this.stderrTail.push(line);
@@ -111,7 +140,12 @@ export class BackendClient {
     }
     if (msg.method === 'progress' && msg.params) {
       const p = this.pending.get(msg.params.requestId);
-      p?.onProgress?.({ step: msg.params.step, done: msg.params.done, total: msg.params.total ?? null, message: msg.params.message ?? '' });
+      p?.onProgress?.({
+        step: msg.params.step,
+        done: msg.params.done,
+        total: msg.params.total ?? null,
+        message: msg.params.message ?? '',
+      });
       return;
     }
     if (msg.id === undefined || msg.id === null) {
@@ -128,18 +162,39 @@ export class BackendClient {
   private onExit(code: number | null, signal: NodeJS.Signals | null, spawnError?: string): void {
     if (this.exited) return;
     this.exited = { code, signal };
-    const tail = this.stderrTail.filter((l) => l.trim()).slice(-8).join('\n');
+    const tail = this.stderrTail
+      .filter((l) => l.trim())
+      .slice(-8)
+      .join('\n');
     for (const [, p] of this.pending) {
       if (this.killedForCancel) {
-        p.reject(new QdqError('cancelled', `${p.method} cancelled (the backend did not stop within ${Math.round((this.opts.cancelGraceMs ?? 5000) / 1000)} s and was stopped)`, 'run the command again when you are ready'));
+        p.reject(
+          new QdqError(
+            'cancelled',
+            `${p.method} cancelled (the backend did not stop within ${Math.round((this.opts.cancelGraceMs ?? 5000) / 1000)} s and was stopped)`,
+            'run the command again when you are ready',
+          ),
+        );
       } else if (spawnError) {
-        p.reject(new QdqError('interpreter', `cannot start the Python backend with ${this.opts.python}: ${spawnError}`,
-          'check the interpreter path (--python or the qdq.python setting)'));
+        p.reject(
+          new QdqError(
+            'interpreter',
+            `cannot start the Python backend with ${this.opts.python}: ${spawnError}`,
+            'check the interpreter path (--python or the qdq.python setting)',
+          ),
+        );
       } else {
         const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
-        p.reject(new QdqError('backend_died', `the Python backend ${how} during ${p.method}`,
-          signal === 'SIGKILL' ? 'the system may have run out of memory; try fewer or smaller batches' : 'see the backend log above; run again, and report it if it repeats',
-          tail || undefined));
+        p.reject(
+          new QdqError(
+            'backend_died',
+            `the Python backend ${how} during ${p.method}`,
+            signal === 'SIGKILL'
+              ? 'the system may have run out of memory; try fewer or smaller batches'
+              : 'see the backend log above; run again, and report it if it repeats',
+            tail || undefined,
+          ),
+        );
       }
     }
     this.pending.clear();
@@ -151,20 +206,39 @@ export class BackendClient {
     this.child.stdin.write(JSON.stringify(msg) + '\n');
   }
 
-  request<T = unknown>(method: string, params: Record<string, unknown> = {},
-    opts: { onProgress?: ProgressCallback; cancel?: CancelToken } = {}): Promise<T> {
+  request<T = unknown>(
+    method: string,
+    params: Record<string, unknown> = {},
+    opts: { onProgress?: ProgressCallback; cancel?: CancelToken } = {},
+  ): Promise<T> {
     if (this.exited) {
-      return Promise.reject(new QdqError('backend_died', `the Python backend is not running (cannot send ${method})`, 'run the command again'));
+      return Promise.reject(
+        new QdqError(
+          'backend_died',
+          `the Python backend is not running (cannot send ${method})`,
+          'run the command again',
+        ),
+      );
     }
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       let killTimer: NodeJS.Timeout | undefined;
       let unsubscribe: () => void = () => undefined;
-      const finish = () => { if (killTimer) clearTimeout(killTimer); unsubscribe(); };
+      const finish = () => {
+        if (killTimer) clearTimeout(killTimer);
+        unsubscribe();
+      };
       this.pending.set(id, {
-        method, onProgress: opts.onProgress,
-        resolve: (v) => { finish(); resolve(v as T); },
-        reject: (e) => { finish(); reject(e); },
+        method,
+        onProgress: opts.onProgress,
+        resolve: (v) => {
+          finish();
+          resolve(v as T);
+        },
+        reject: (e) => {
+          finish();
+          reject(e);
+        },
       });
       this.send({ jsonrpc: '2.0', id, method, params });
       if (opts.cancel) {
@@ -204,9 +278,19 @@ export class BackendClient {
 
 function toQdqError(error: any, method: string): QdqError {
   const data = error && typeof error.data === 'object' && error.data ? error.data : {};
-  const kind = (typeof data.kind === 'string' && KNOWN_KINDS.has(data.kind) ? data.kind : error?.code === -32601 ? 'protocol' : 'internal') as QdqErrorKind;
+  const kind = (
+    typeof data.kind === 'string' && KNOWN_KINDS.has(data.kind)
+      ? data.kind
+      : error?.code === -32601
+        ? 'protocol'
+        : 'internal'
+  ) as QdqErrorKind;
   const message = typeof data.message === 'string' ? data.message : String(error?.message ?? `${method} failed`);
-  const hint = typeof data.hint === 'string' ? data.hint
-    : kind === 'protocol' ? 'the backend is older or newer than this qdq; reinstall qdq' : 'see the backend log';
+  const hint =
+    typeof data.hint === 'string'
+      ? data.hint
+      : kind === 'protocol'
+        ? 'the backend is older or newer than this qdq; reinstall qdq'
+        : 'see the backend log';
   return new QdqError(kind, message, hint, typeof data.detail === 'string' ? data.detail : undefined);
 }

@@ -10,12 +10,20 @@ import { repoRoot } from './backendClient';
 export type PipelineCommandName = 'calibrate' | 'export' | 'run';
 
 interface Flags {
-  dir?: string; write: boolean; python?: string; method?: Method; batches?: number; target?: Target; dynamic: boolean;
-  percentile?: number; verbose: boolean;
+  dir?: string;
+  write: boolean;
+  python?: string;
+  method?: Method;
+  batches?: number;
+  target?: Target;
+  dynamic: boolean;
+  percentile?: number;
+  verbose: boolean;
 }
 
 const USAGE: Record<PipelineCommandName, string> = {
-  calibrate: 'qdq calibrate [DIR] [--python P] [--method max|entropy|percentile|mse] [--percentile P] [--batches N] [--write]',
+  calibrate:
+    'qdq calibrate [DIR] [--python P] [--method max|entropy|percentile|mse] [--percentile P] [--batches N] [--write]',
   export: 'qdq export [DIR] [--dynamic] [--target tensorrt|ort-cpu] [--python P] [--method M] [--batches N] [--write]',
   run: 'qdq run [DIR] [--write] [--python P] [--method M] [--batches N] [--target tensorrt|ort-cpu] [--dynamic]',
 };
@@ -49,31 +57,44 @@ export function parsePipelineArgs(cmd: PipelineCommandName, argv: string[]): Fla
       return v;
     };
     switch (name) {
-      case 'write': flags.write = true; break;
-      case 'dynamic': flags.dynamic = true; break;
-      case 'verbose': flags.verbose = true; break;
-      case 'python': flags.python = value(); break;
+      case 'write':
+        flags.write = true;
+        break;
+      case 'dynamic':
+        flags.dynamic = true;
+        break;
+      case 'verbose':
+        flags.verbose = true;
+        break;
+      case 'python':
+        flags.python = value();
+        break;
       case 'method': {
         const v = value();
-        if (!['max', 'entropy', 'percentile', 'mse'].includes(v)) throw new Usage(`--method must be max, entropy, percentile or mse (got "${v}")`);
-        flags.method = v as Method; break;
+        if (!['max', 'entropy', 'percentile', 'mse'].includes(v))
+          throw new Usage(`--method must be max, entropy, percentile or mse (got "${v}")`);
+        flags.method = v as Method;
+        break;
       }
       case 'target': {
         const v = value();
         if (v !== 'tensorrt' && v !== 'ort-cpu') throw new Usage(`--target must be tensorrt or ort-cpu (got "${v}")`);
-        flags.target = v; break;
+        flags.target = v;
+        break;
       }
       case 'batches': {
         const v = value();
         const n = Number(v);
         if (!Number.isInteger(n) || n < 1) throw new Usage(`--batches must be a positive integer (got "${v}")`);
-        flags.batches = n; break;
+        flags.batches = n;
+        break;
       }
       case 'percentile': {
         const v = value();
         const n = Number(v);
         if (!(n > 0 && n <= 100)) throw new Usage(`--percentile must be a number in (0, 100] (got "${v}")`);
-        flags.percentile = n; break;
+        flags.percentile = n;
+        break;
       }
     }
   }
@@ -89,10 +110,14 @@ export class ProgressPrinter {
   private drawn = false;
   private timer: NodeJS.Timeout | null = null;
 
-  constructor(private readonly stream: NodeJS.WriteStream | { write(s: string): boolean; isTTY?: boolean; columns?: number },
-    private readonly now: () => number = Date.now) {}
+  constructor(
+    private readonly stream: NodeJS.WriteStream | { write(s: string): boolean; isTTY?: boolean; columns?: number },
+    private readonly now: () => number = Date.now,
+  ) {}
 
-  private get tty(): boolean { return !!(this.stream as NodeJS.WriteStream).isTTY; }
+  private get tty(): boolean {
+    return !!(this.stream as NodeJS.WriteStream).isTTY;
+  }
 
   update(p: PipelineProgress): void {
     if (p.step !== this.step) {
@@ -113,7 +138,7 @@ export class ProgressPrinter {
     if (!p || this.now() - this.stepStart < 1000) return;
     const elapsed = ((this.now() - this.stepStart) / 1000).toFixed(0);
     if (this.tty) {
-      const width = Math.max(40, Math.min(((this.stream as NodeJS.WriteStream).columns ?? 80), 120));
+      const width = Math.max(40, Math.min((this.stream as NodeJS.WriteStream).columns ?? 80, 120));
       let bar = '';
       if (p.total) {
         const frac = Math.max(0, Math.min(1, p.done / p.total));
@@ -146,51 +171,86 @@ export class ProgressPrinter {
   }
 }
 
-const fmt = (v: number | null | undefined, digits = 4) => (v === null || v === undefined ? '-' : Number.isInteger(v) ? String(v) : v.toFixed(digits));
+const fmt = (v: number | null | undefined, digits = 4) =>
+  v === null || v === undefined ? '-' : Number.isInteger(v) ? String(v) : v.toFixed(digits);
 const pct = (v: number | null | undefined) => (v === null || v === undefined ? '-' : `${(100 * v).toFixed(2)}%`);
-const mb = (b: number | undefined) => (b === undefined ? '-' : b > 1e6 ? `${(b / 1e6).toFixed(2)} MB` : `${(b / 1e3).toFixed(1)} kB`);
+const mb = (b: number | undefined) =>
+  b === undefined ? '-' : b > 1e6 ? `${(b / 1e6).toFixed(2)} MB` : `${(b / 1e3).toFixed(1)} kB`;
 
 function table(rows: string[][]): string {
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
-  return rows.map((r, i) => {
-    const line = r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  ');
-    return i === 0 ? `${line}\n${widths.map((w) => '-'.repeat(w)).join('  ')}` : line;
-  }).join('\n');
+  return rows
+    .map((r, i) => {
+      const line = r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  ');
+      return i === 0 ? `${line}\n${widths.map((w) => '-'.repeat(w)).join('  ')}` : line;
+    })
+    .join('\n');
 }
 
 export function formatReport(r: Report, cmd: PipelineCommandName): string {
   const out: string[] = [];
   const acts = r.quantizers.filter((q) => q.axis === null || q.axis === undefined).length;
   out.push(`model ${r.model} (${r.model_class ?? '?'}), python ${r.python.path} (torch ${r.python.torch_version})`);
-  if (r.quantizers.length) out.push(`calibration: ${r.method}${r.percentile ? ` ${r.percentile}` : ''}, ${r.batches_seen ?? '-'} batches of ${r.calibration_data_kind ?? '-'} data; ` +
-    `${r.quantizers.length} quantizers (${acts} activation, ${r.quantizers.length - acts} weight)`);
+  if (r.quantizers.length)
+    out.push(
+      `calibration: ${r.method}${r.percentile ? ` ${r.percentile}` : ''}, ${r.batches_seen ?? '-'} batches of ${r.calibration_data_kind ?? '-'} data; ` +
+        `${r.quantizers.length} quantizers (${acts} activation, ${r.quantizers.length - acts} weight)`,
+    );
   if (cmd !== 'calibrate' && r.qdq_pairs !== null) {
-    out.push(`export: target ${r.target}, opset ${r.opset}, ${r.exporter ?? '-'} exporter; ${r.qdq_pairs} QDQ pairs; ` +
-      `${r.weighted_ops ?? '-'} weighted ops, ${r.unquantized_weighted_ops.length} not DQ-fed`);
+    out.push(
+      `export: target ${r.target}, opset ${r.opset}, ${r.exporter ?? '-'} exporter; ${r.qdq_pairs} QDQ pairs; ` +
+        `${r.weighted_ops ?? '-'} weighted ops, ${r.unquantized_weighted_ops.length} not DQ-fed`,
+    );
   }
   if (r.latency_ms || r.dynamic?.latency_ms) {
     const dyn = r.dynamic?.latency_ms ? r.dynamic : undefined;
     const stat = !!r.latency_ms;
     const rows = [['', 'FP32', ...(stat ? [`INT8 (${r.target})`] : []), ...(dyn ? ['INT8 dynamic'] : [])]];
-    const add = (label: string, a: string, b: string, c: string) => rows.push([label, a, ...(stat ? [b] : []), ...(dyn ? [c] : [])]);
-    if (r.accuracy || dyn?.accuracy) add('top-1 accuracy', pct(r.accuracy?.fp32 ?? dyn?.accuracy?.fp32), pct(r.accuracy?.int8), pct(dyn?.accuracy?.int8));
-    if (r.top1_agreement !== null || (dyn?.top1_agreement ?? null) !== null) add('top-1 agreement', '', pct(r.top1_agreement), pct(dyn?.top1_agreement));
+    const add = (label: string, a: string, b: string, c: string) =>
+      rows.push([label, a, ...(stat ? [b] : []), ...(dyn ? [c] : [])]);
+    if (r.accuracy || dyn?.accuracy)
+      add(
+        'top-1 accuracy',
+        pct(r.accuracy?.fp32 ?? dyn?.accuracy?.fp32),
+        pct(r.accuracy?.int8),
+        pct(dyn?.accuracy?.int8),
+      );
+    if (r.top1_agreement !== null || (dyn?.top1_agreement ?? null) !== null)
+      add('top-1 agreement', '', pct(r.top1_agreement), pct(dyn?.top1_agreement));
     add('cosine vs FP32 (min)', '', fmt(r.cosine_min, 5), fmt(dyn?.cosine_min, 5));
     add('max |diff|', '', fmt(r.max_abs_diff), fmt(dyn?.max_abs_diff));
-    add('latency (median ms)', fmt(r.latency_ms?.fp32 ?? dyn?.latency_ms?.fp32, 2), fmt(r.latency_ms?.int8, 2), fmt(dyn?.latency_ms?.int8, 2));
-    add('file size', mb(r.size_bytes?.fp32 ?? dyn?.size_bytes?.fp32), mb(r.size_bytes?.int8), mb(dyn?.size_bytes?.int8));
+    add(
+      'latency (median ms)',
+      fmt(r.latency_ms?.fp32 ?? dyn?.latency_ms?.fp32, 2),
+      fmt(r.latency_ms?.int8, 2),
+      fmt(dyn?.latency_ms?.int8, 2),
+    );
+    add(
+      'file size',
+      mb(r.size_bytes?.fp32 ?? dyn?.size_bytes?.fp32),
+      mb(r.size_bytes?.int8),
+      mb(dyn?.size_bytes?.int8),
+    );
     out.push('', table(rows));
   }
   if (r.unquantized_weighted_ops.length) {
     out.push('', 'weighted ops not fed by DequantizeLinear:');
     for (const u of r.unquantized_weighted_ops.slice(0, 10)) {
-      const site = u.site ? ` (${u.site.file ? path.basename(u.site.file) : ''} ${u.site.cls ?? ''}.${u.site.attr ?? ''})` : u.module ? ` (module ${u.module})` : '';
+      const site = u.site
+        ? ` (${u.site.file ? path.basename(u.site.file) : ''} ${u.site.cls ?? ''}.${u.site.attr ?? ''})`
+        : u.module
+          ? ` (module ${u.module})`
+          : '';
       out.push(`  ${u.op} ${u.node}${site}`);
     }
-    if (r.unquantized_weighted_ops.length > 10) out.push(`  ... and ${r.unquantized_weighted_ops.length - 10} more (report.json)`);
+    if (r.unquantized_weighted_ops.length > 10)
+      out.push(`  ... and ${r.unquantized_weighted_ops.length - 10} more (report.json)`);
   }
   if (r.tensorrt_unsupported_ops.length) {
-    out.push('', `ops TensorRT's ONNX parser does not support: ${r.tensorrt_unsupported_ops.map((o) => `${o.op} x${o.count}`).join(', ')}`);
+    out.push(
+      '',
+      `ops TensorRT's ONNX parser does not support: ${r.tensorrt_unsupported_ops.map((o) => `${o.op} x${o.count}`).join(', ')}`,
+    );
   }
   for (const n of r.notes) out.push(`note: ${n}`);
   return out.join('\n');
@@ -200,8 +260,14 @@ function defaultProjectDir(): string {
   return path.join(repoRoot(), 'examples', 'digits-cnn');
 }
 
-export async function runPipelineCommand(cmd: PipelineCommandName, argv: string[],
-  io: { out: (s: string) => void; err: NodeJS.WriteStream | { write(s: string): boolean; isTTY?: boolean } } = { out: (s) => process.stdout.write(s), err: process.stderr }): Promise<number> {
+export async function runPipelineCommand(
+  cmd: PipelineCommandName,
+  argv: string[],
+  io: { out: (s: string) => void; err: NodeJS.WriteStream | { write(s: string): boolean; isTTY?: boolean } } = {
+    out: (s) => process.stdout.write(s),
+    err: process.stderr,
+  },
+): Promise<number> {
   let flags: Flags;
   try {
     flags = parsePipelineArgs(cmd, argv);
@@ -214,11 +280,23 @@ export async function runPipelineCommand(cmd: PipelineCommandName, argv: string[
   }
   const projectDir = path.resolve(flags.dir ?? defaultProjectDir());
   if (!fs.existsSync(path.join(projectDir, 'pyproject.toml'))) {
-    io.err.write(`qdq ${cmd}: ${projectDir} has no pyproject.toml\n  hint: pass a project folder with a [tool.qdq] table, e.g. examples/digits-cnn\n`);
+    io.err.write(
+      `qdq ${cmd}: ${projectDir} has no pyproject.toml\n  hint: pass a project folder with a [tool.qdq] table, e.g. examples/digits-cnn\n`,
+    );
     return 1;
   }
-  const overrides: ConfigOverrides = { method: flags.method, batches: flags.batches, target: flags.target, percentile: flags.percentile };
-  const steps: PipelineStep[] = cmd === 'calibrate' ? ['calibrate'] : cmd === 'export' ? ['calibrate', 'export'] : ['calibrate', 'export', 'verify'];
+  const overrides: ConfigOverrides = {
+    method: flags.method,
+    batches: flags.batches,
+    target: flags.target,
+    percentile: flags.percentile,
+  };
+  const steps: PipelineStep[] =
+    cmd === 'calibrate'
+      ? ['calibrate']
+      : cmd === 'export'
+        ? ['calibrate', 'export']
+        : ['calibrate', 'export', 'verify'];
   const cancel = new CancelToken();
   let interrupts = 0;
   const onSigint = () => {
@@ -233,11 +311,20 @@ export async function runPipelineCommand(cmd: PipelineCommandName, argv: string[
   process.on('SIGINT', onSigint);
   const progress = new ProgressPrinter(io.err);
   try {
-    const result = await runPipeline({
-      projectDir, steps, write: flags.write, python: flags.python, overrides,
-      dynamic: cmd === 'run' ? true : flags.dynamic, dynamicOnly: cmd === 'export' && flags.dynamic,
-      onLog: flags.verbose ? (l) => io.err.write(`[backend] ${l}\n`) : undefined,
-    }, (p) => progress.update(p), cancel);
+    const result = await runPipeline(
+      {
+        projectDir,
+        steps,
+        write: flags.write,
+        python: flags.python,
+        overrides,
+        dynamic: cmd === 'run' ? true : flags.dynamic,
+        dynamicOnly: cmd === 'export' && flags.dynamic,
+        onLog: flags.verbose ? (l) => io.err.write(`[backend] ${l}\n`) : undefined,
+      },
+      (p) => progress.update(p),
+      cancel,
+    );
     progress.finishStep();
     io.out(formatReport(result.report, cmd) + '\n');
     io.out(`\nreport: ${result.reportPath}\n`);
@@ -251,7 +338,13 @@ export async function runPipelineCommand(cmd: PipelineCommandName, argv: string[
     }
     io.err.write(`qdq ${cmd}: ${err.message}\n`);
     if (err.detail && (flags.verbose || ['user_code', 'import', 'export', 'backend_died'].includes(err.kind))) {
-      io.err.write(err.detail.split('\n').slice(-15).map((l) => `  | ${l}`).join('\n') + '\n');
+      io.err.write(
+        err.detail
+          .split('\n')
+          .slice(-15)
+          .map((l) => `  | ${l}`)
+          .join('\n') + '\n',
+      );
     }
     if (err.hint) io.err.write(`  hint: ${err.hint}\n`);
     return err.kind === 'internal' ? 2 : 1;

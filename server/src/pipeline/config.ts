@@ -25,51 +25,133 @@ export interface QdqConfig {
 }
 
 /** 0-based line/character (UTF-16), like LSP positions. */
-export interface Range { start: { line: number; character: number }; end: { line: number; character: number } }
-export interface ConfigDiagnostic { key: string; message: string; severity: 'error' | 'warning'; range: Range }
+export interface Range {
+  start: { line: number; character: number };
+  end: { line: number; character: number };
+}
+export interface ConfigDiagnostic {
+  key: string;
+  message: string;
+  severity: 'error' | 'warning';
+  range: Range;
+}
 
 type Check = (v: unknown) => string | null;
-interface KeySpec { key: string; field: keyof QdqConfig; doc: string; check: Check; default?: unknown }
+interface KeySpec {
+  key: string;
+  field: keyof QdqConfig;
+  doc: string;
+  check: Check;
+  default?: unknown;
+}
 
 const SPEC_RE = /^[^:]+\.py:[A-Za-z_][A-Za-z0-9_]*$/;
-const spec = (example: string): Check => (v) =>
-  typeof v === 'string' && SPEC_RE.test(v) ? null : `must be "file.py:function", e.g. "${example}"`;
-const oneOf = (vals: string[]): Check => (v) =>
-  typeof v === 'string' && vals.includes(v) ? null : `must be one of ${vals.map((x) => `"${x}"`).join(', ')}`;
-const intIn = (lo: number, hi: number): Check => (v) =>
-  typeof v === 'number' && Number.isInteger(v) && v >= lo && v <= hi ? null : `must be an integer from ${lo} to ${hi}`;
+const spec =
+  (example: string): Check =>
+  (v) =>
+    typeof v === 'string' && SPEC_RE.test(v) ? null : `must be "file.py:function", e.g. "${example}"`;
+const oneOf =
+  (vals: string[]): Check =>
+  (v) =>
+    typeof v === 'string' && vals.includes(v) ? null : `must be one of ${vals.map((x) => `"${x}"`).join(', ')}`;
+const intIn =
+  (lo: number, hi: number): Check =>
+  (v) =>
+    typeof v === 'number' && Number.isInteger(v) && v >= lo && v <= hi
+      ? null
+      : `must be an integer from ${lo} to ${hi}`;
 
 export const CONFIG_KEYS: KeySpec[] = [
-  { key: 'model', field: 'model', doc: 'file.py:factory, a callable returning the nn.Module', check: spec('model.py:build_model') },
-  { key: 'example-inputs', field: 'exampleInputs', doc: 'file.py:fn returning example inputs', check: spec('data.py:example_inputs') },
   {
-    key: 'input-shapes', field: 'inputShapes', doc: 'shapes of the model inputs, e.g. [[1, 3, 224, 224]]',
-    check: (v) => Array.isArray(v) && v.length > 0 && v.every((s) => Array.isArray(s) && s.length > 0 &&
-      s.every((d) => typeof d === 'number' && Number.isInteger(d) && d > 0)) ? null
-      : 'must be a list of shapes, each a list of positive integers, e.g. [[1, 3, 224, 224]]',
+    key: 'model',
+    field: 'model',
+    doc: 'file.py:factory, a callable returning the nn.Module',
+    check: spec('model.py:build_model'),
   },
-  { key: 'calibration-data', field: 'calibrationData', doc: 'file.py:fn yielding calibration batches', check: spec('data.py:calibration_data') },
-  { key: 'eval-data', field: 'evalData', doc: 'file.py:fn yielding (inputs, labels) batches', check: spec('data.py:eval_data') },
-  { key: 'method', field: 'method', doc: 'calibration method', check: oneOf(['max', 'entropy', 'percentile', 'mse']), default: 'max' },
   {
-    key: 'percentile', field: 'percentile', doc: 'percentile for method = "percentile"', default: 99.99,
-    check: (v) => typeof v === 'number' && v > 0 && v <= 100 ? null : 'must be a number in (0, 100], e.g. 99.99',
+    key: 'example-inputs',
+    field: 'exampleInputs',
+    doc: 'file.py:fn returning example inputs',
+    check: spec('data.py:example_inputs'),
+  },
+  {
+    key: 'input-shapes',
+    field: 'inputShapes',
+    doc: 'shapes of the model inputs, e.g. [[1, 3, 224, 224]]',
+    check: (v) =>
+      Array.isArray(v) &&
+      v.length > 0 &&
+      v.every(
+        (s) =>
+          Array.isArray(s) && s.length > 0 && s.every((d) => typeof d === 'number' && Number.isInteger(d) && d > 0),
+      )
+        ? null
+        : 'must be a list of shapes, each a list of positive integers, e.g. [[1, 3, 224, 224]]',
+  },
+  {
+    key: 'calibration-data',
+    field: 'calibrationData',
+    doc: 'file.py:fn yielding calibration batches',
+    check: spec('data.py:calibration_data'),
+  },
+  {
+    key: 'eval-data',
+    field: 'evalData',
+    doc: 'file.py:fn yielding (inputs, labels) batches',
+    check: spec('data.py:eval_data'),
+  },
+  {
+    key: 'method',
+    field: 'method',
+    doc: 'calibration method',
+    check: oneOf(['max', 'entropy', 'percentile', 'mse']),
+    default: 'max',
+  },
+  {
+    key: 'percentile',
+    field: 'percentile',
+    doc: 'percentile for method = "percentile"',
+    default: 99.99,
+    check: (v) => (typeof v === 'number' && v > 0 && v <= 100 ? null : 'must be a number in (0, 100], e.g. 99.99'),
   },
   { key: 'batches', field: 'batches', doc: 'calibration batches', check: intIn(1, 100000), default: 16 },
-  { key: 'opset', field: 'opset', doc: 'ONNX opset (QuantizeLinear needs 13 or higher)', check: intIn(13, 23), default: 13 },
   {
-    key: 'out-dir', field: 'outDir', doc: 'output folder, relative to the project', default: 'qdq-out',
-    check: (v) => typeof v === 'string' && v.trim() !== '' ? null : 'must be a folder name, e.g. "qdq-out"',
-  },
-  { key: 'target', field: 'target', doc: 'runtime the QDQ placement is for', check: oneOf(['tensorrt', 'ort-cpu']), default: 'tensorrt' },
-  {
-    key: 'dynamic-batch', field: 'dynamicBatch', doc: 'export with a dynamic batch axis', default: true,
-    check: (v) => typeof v === 'boolean' ? null : 'must be true or false',
+    key: 'opset',
+    field: 'opset',
+    doc: 'ONNX opset (QuantizeLinear needs 13 or higher)',
+    check: intIn(13, 23),
+    default: 13,
   },
   {
-    key: 'patch-modules', field: 'patchModules', doc: 'installed library modules to quantize in memory', default: [],
-    check: (v) => Array.isArray(v) && v.every((m) => typeof m === 'string' && /^[A-Za-z_][\w.]*$/.test(m)) ? null
-      : 'must be a list of module names, e.g. ["torchvision.models.resnet"]',
+    key: 'out-dir',
+    field: 'outDir',
+    doc: 'output folder, relative to the project',
+    default: 'qdq-out',
+    check: (v) => (typeof v === 'string' && v.trim() !== '' ? null : 'must be a folder name, e.g. "qdq-out"'),
+  },
+  {
+    key: 'target',
+    field: 'target',
+    doc: 'runtime the QDQ placement is for',
+    check: oneOf(['tensorrt', 'ort-cpu']),
+    default: 'tensorrt',
+  },
+  {
+    key: 'dynamic-batch',
+    field: 'dynamicBatch',
+    doc: 'export with a dynamic batch axis',
+    default: true,
+    check: (v) => (typeof v === 'boolean' ? null : 'must be true or false'),
+  },
+  {
+    key: 'patch-modules',
+    field: 'patchModules',
+    doc: 'installed library modules to quantize in memory',
+    default: [],
+    check: (v) =>
+      Array.isArray(v) && v.every((m) => typeof m === 'string' && /^[A-Za-z_][\w.]*$/.test(m))
+        ? null
+        : 'must be a list of module names, e.g. ["torchvision.models.resnet"]',
   },
 ];
 
@@ -93,7 +175,10 @@ function locateKeys(text: string): { table: Range | null; keys: Map<string, Rang
     const kv = /^(\s*)("?)([A-Za-z0-9_-]+)\2\s*=/.exec(line);
     if (kv) {
       const start = kv[1].length;
-      keys.set(kv[3], { start: { line: i, character: start }, end: { line: i, character: line.replace(/\s*(#.*)?$/, '').length } });
+      keys.set(kv[3], {
+        start: { line: i, character: start },
+        end: { line: i, character: line.replace(/\s*(#.*)?$/, '').length },
+      });
     }
   }
   return { table, keys };
@@ -105,7 +190,11 @@ function lineRange(i: number, line: string): Range {
 
 const WHOLE_FILE: Range = { start: { line: 0, character: 0 }, end: { line: 0, character: 0 } };
 
-export interface ConfigResult { config: QdqConfig | null; diagnostics: ConfigDiagnostic[]; found: boolean }
+export interface ConfigResult {
+  config: QdqConfig | null;
+  diagnostics: ConfigDiagnostic[];
+  found: boolean;
+}
 
 /** Pure: pyproject.toml text in, the config (when valid) and every problem with its range out. */
 export function validateConfigText(text: string): ConfigResult {
@@ -114,12 +203,20 @@ export function validateConfigText(text: string): ConfigResult {
     doc = parseToml(text) as Record<string, unknown>;
   } catch (e) {
     const err = e as TomlError;
-    const line = Math.max(0, (err.line ?? 1) - 1), col = Math.max(0, (err.column ?? 1) - 1);
+    const line = Math.max(0, (err.line ?? 1) - 1),
+      col = Math.max(0, (err.column ?? 1) - 1);
     const msg = String(err.message || e).split('\n')[0];
     return {
-      config: null, found: false,
-      diagnostics: [{ key: '', severity: 'error', message: `pyproject.toml is not valid TOML: ${msg}`,
-        range: { start: { line, character: col }, end: { line, character: col + 1 } } }],
+      config: null,
+      found: false,
+      diagnostics: [
+        {
+          key: '',
+          severity: 'error',
+          message: `pyproject.toml is not valid TOML: ${msg}`,
+          range: { start: { line, character: col }, end: { line, character: col + 1 } },
+        },
+      ],
     };
   }
   const tool = doc.tool as Record<string, unknown> | undefined;
@@ -127,9 +224,17 @@ export function validateConfigText(text: string): ConfigResult {
   const where = locateKeys(text);
   if (!raw || typeof raw !== 'object') {
     return {
-      config: null, found: false,
-      diagnostics: [{ key: '', severity: 'error', range: WHOLE_FILE,
-        message: 'pyproject.toml has no [tool.qdq] table; add one with at least model = "model.py:build_model" and example-inputs or input-shapes' }],
+      config: null,
+      found: false,
+      diagnostics: [
+        {
+          key: '',
+          severity: 'error',
+          range: WHOLE_FILE,
+          message:
+            'pyproject.toml has no [tool.qdq] table; add one with at least model = "model.py:build_model" and example-inputs or input-shapes',
+        },
+      ],
     };
   }
   const diags: ConfigDiagnostic[] = [];
@@ -140,29 +245,51 @@ export function validateConfigText(text: string): ConfigResult {
     const ks = KEY_BY_NAME.get(key) ?? KEY_BY_NAME.get(key.replace(/_/g, '-'));
     if (!ks) {
       const near = CONFIG_KEYS.find((k) => editDistance(k.key, key.replace(/_/g, '-').toLowerCase()) <= 2);
-      diags.push({ key, severity: 'warning', range: rangeOf(key),
-        message: `[tool.qdq] ${key}: unknown key${near ? `; did you mean "${near.key}"?` : `; known keys: ${CONFIG_KEYS.map((k) => k.key).join(', ')}`}` });
+      diags.push({
+        key,
+        severity: 'warning',
+        range: rangeOf(key),
+        message: `[tool.qdq] ${key}: unknown key${near ? `; did you mean "${near.key}"?` : `; known keys: ${CONFIG_KEYS.map((k) => k.key).join(', ')}`}`,
+      });
       continue;
     }
     const problem = ks.check(value);
     if (problem) {
-      diags.push({ key: ks.key, severity: 'error', range: rangeOf(key), message: `[tool.qdq] ${ks.key} ${problem} (got ${JSON.stringify(value)})` });
+      diags.push({
+        key: ks.key,
+        severity: 'error',
+        range: rangeOf(key),
+        message: `[tool.qdq] ${ks.key} ${problem} (got ${JSON.stringify(value)})`,
+      });
       continue;
     }
     out[ks.field] = value;
   }
   const has = (k: string) => raw[k] !== undefined || raw[k.replace(/-/g, '_')] !== undefined;
   if (!has('model')) {
-    diags.push({ key: 'model', severity: 'error', range: where.table ?? WHOLE_FILE,
-      message: '[tool.qdq] model is missing: add model = "model.py:build_model" (a function returning the nn.Module)' });
+    diags.push({
+      key: 'model',
+      severity: 'error',
+      range: where.table ?? WHOLE_FILE,
+      message: '[tool.qdq] model is missing: add model = "model.py:build_model" (a function returning the nn.Module)',
+    });
   }
   if (!has('example-inputs') && !has('input-shapes') && !has('calibration-data')) {
-    diags.push({ key: 'example-inputs', severity: 'error', range: where.table ?? WHOLE_FILE,
-      message: '[tool.qdq] needs the model\'s inputs: add example-inputs = "data.py:example_inputs" or input-shapes = [[1, 3, 224, 224]]' });
+    diags.push({
+      key: 'example-inputs',
+      severity: 'error',
+      range: where.table ?? WHOLE_FILE,
+      message:
+        '[tool.qdq] needs the model\'s inputs: add example-inputs = "data.py:example_inputs" or input-shapes = [[1, 3, 224, 224]]',
+    });
   }
   if (raw.percentile !== undefined && raw.method !== undefined && raw.method !== 'percentile') {
-    diags.push({ key: 'percentile', severity: 'warning', range: rangeOf('percentile'),
-      message: `[tool.qdq] percentile is only used with method = "percentile" (method is "${String(raw.method)}")` });
+    diags.push({
+      key: 'percentile',
+      severity: 'warning',
+      range: rangeOf('percentile'),
+      message: `[tool.qdq] percentile is only used with method = "percentile" (method is "${String(raw.method)}")`,
+    });
   }
   const ok = !diags.some((d) => d.severity === 'error');
   return { config: ok ? (out as unknown as QdqConfig) : null, diagnostics: diags, found: true };
@@ -175,14 +302,21 @@ function editDistance(a: string, b: string): number {
     for (let j = 1; j <= b.length; j++) {
       d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
       // transposed neighbours ("mehtod") count as one edit
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
+        d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
     }
   }
   return d[a.length][b.length];
 }
 
 export class ConfigError extends Error {
-  constructor(message: string, readonly hint: string, readonly diagnostics: ConfigDiagnostic[] = []) { super(message); }
+  constructor(
+    message: string,
+    readonly hint: string,
+    readonly diagnostics: ConfigDiagnostic[] = [],
+  ) {
+    super(message);
+  }
 }
 
 /** Overrides from the command line, already in config form. */
@@ -194,15 +328,20 @@ export function loadConfig(projectDir: string, overrides: ConfigOverrides = {}):
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch {
-    throw new ConfigError(`no pyproject.toml in ${projectDir}`,
-      'run qdq in a project folder, or create pyproject.toml with a [tool.qdq] table (see examples/digits-cnn/pyproject.toml)');
+    throw new ConfigError(
+      `no pyproject.toml in ${projectDir}`,
+      'run qdq in a project folder, or create pyproject.toml with a [tool.qdq] table (see examples/digits-cnn/pyproject.toml)',
+    );
   }
   const r = validateConfigText(text);
   const errors = r.diagnostics.filter((d) => d.severity === 'error');
   if (!r.config || errors.length) {
     const lines = errors.map((d) => `  ${file}:${d.range.start.line + 1}: ${d.message}`);
-    throw new ConfigError(`${file} has ${errors.length} problem${errors.length === 1 ? '' : 's'}:\n${lines.join('\n')}`,
-      'fix the [tool.qdq] entries named above', r.diagnostics);
+    throw new ConfigError(
+      `${file} has ${errors.length} problem${errors.length === 1 ? '' : 's'}:\n${lines.join('\n')}`,
+      'fix the [tool.qdq] entries named above',
+      r.diagnostics,
+    );
   }
   const merged = { ...r.config };
   for (const [k, v] of Object.entries(overrides)) if (v !== undefined) (merged as Record<string, unknown>)[k] = v;

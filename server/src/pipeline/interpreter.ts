@@ -7,9 +7,22 @@ import { QdqError } from './errors';
 
 export type InterpreterSource = 'setting' | 'virtualenv' | 'conda' | 'PATH' | 'system';
 
-export interface Candidate { command: string; source: InterpreterSource; resolved: string | null }
-export interface Interpreter { path: string; source: InterpreterSource; executable: string; pythonVersion: string; torchVersion: string }
-export interface ProbeFailure { candidate: Candidate; reason: string }
+export interface Candidate {
+  command: string;
+  source: InterpreterSource;
+  resolved: string | null;
+}
+export interface Interpreter {
+  path: string;
+  source: InterpreterSource;
+  executable: string;
+  pythonVersion: string;
+  torchVersion: string;
+}
+export interface ProbeFailure {
+  candidate: Candidate;
+  reason: string;
+}
 
 export interface DiscoveryOptions {
   /** `--python` or the editor setting: when given, it is the only candidate. */
@@ -51,41 +64,70 @@ export function candidates(opts: DiscoveryOptions = {}): Candidate[] {
     const key = resolved ?? command;
     if (!list.some((c) => (c.resolved ?? c.command) === key)) list.push({ command, source, resolved });
   };
-  if (env.VIRTUAL_ENV) { const p = path.join(env.VIRTUAL_ENV, 'bin', 'python'); add(p, 'virtualenv', isExecutable(p) ? p : null); }
-  if (env.CONDA_PREFIX) { const p = path.join(env.CONDA_PREFIX, 'bin', 'python'); add(p, 'conda', isExecutable(p) ? p : null); }
+  if (env.VIRTUAL_ENV) {
+    const p = path.join(env.VIRTUAL_ENV, 'bin', 'python');
+    add(p, 'virtualenv', isExecutable(p) ? p : null);
+  }
+  if (env.CONDA_PREFIX) {
+    const p = path.join(env.CONDA_PREFIX, 'bin', 'python');
+    add(p, 'conda', isExecutable(p) ? p : null);
+  }
   for (const name of ['python3', 'python']) add(name, 'PATH', whichOnPath(name, env));
   add('/usr/bin/python3', 'system', isExecutable('/usr/bin/python3') ? '/usr/bin/python3' : null);
   return list;
 }
 
-const PROBE = 'import sys, platform\nprint(sys.executable)\nprint(platform.python_version())\nimport torch\nprint(torch.__version__)';
+const PROBE =
+  'import sys, platform\nprint(sys.executable)\nprint(platform.python_version())\nimport torch\nprint(torch.__version__)';
 
 /** Runs the candidate with a short timeout and no shell; resolves to its versions or to why it cannot serve. */
 export function probe(c: Candidate, opts: DiscoveryOptions = {}): Promise<{ ok: Interpreter } | { reason: string }> {
-  if (!c.resolved) return Promise.resolve({ reason: c.command.includes('/') ? 'does not exist or is not executable' : 'not found on PATH' });
+  if (!c.resolved)
+    return Promise.resolve({
+      reason: c.command.includes('/') ? 'does not exist or is not executable' : 'not found on PATH',
+    });
   const timeoutMs = opts.timeoutMs ?? 30_000;
   return new Promise((resolve) => {
-    let out = '', err = '', done = false;
-    const child = spawn(c.resolved!, ['-c', PROBE], { env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '',
+      err = '',
+      done = false;
+    const child = spawn(c.resolved!, ['-c', PROBE], {
+      env: opts.env ?? process.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const timer = setTimeout(() => {
       if (done) return;
       done = true;
       child.kill('SIGKILL');
       resolve({ reason: `did not answer within ${Math.round(timeoutMs / 1000)} s` });
     }, timeoutMs);
-    child.stdout.on('data', (d) => { out += d; });
-    child.stderr.on('data', (d) => { err += d; });
+    child.stdout.on('data', (d) => {
+      out += d;
+    });
+    child.stderr.on('data', (d) => {
+      err += d;
+    });
     child.on('error', (e) => {
       if (done) return;
-      done = true; clearTimeout(timer);
+      done = true;
+      clearTimeout(timer);
       resolve({ reason: `cannot run: ${e.message}` });
     });
     child.on('close', (code) => {
       if (done) return;
-      done = true; clearTimeout(timer);
+      done = true;
+      clearTimeout(timer);
       const lines = out.trim().split('\n');
       if (code === 0 && lines.length >= 3) {
-        resolve({ ok: { path: c.resolved!, source: c.source, executable: lines[0], pythonVersion: lines[1], torchVersion: lines[2].trim() } });
+        resolve({
+          ok: {
+            path: c.resolved!,
+            source: c.source,
+            executable: lines[0],
+            pythonVersion: lines[1],
+            torchVersion: lines[2].trim(),
+          },
+        });
         return;
       }
       // The last line of a traceback says what went wrong ("ModuleNotFoundError: No module named 'torch'").
@@ -108,10 +150,14 @@ export async function findInterpreter(opts: DiscoveryOptions = {}): Promise<Inte
     failures.push({ candidate: c, reason: r.reason });
   }
   const lines = failures.map((f) => {
-    const shown = f.candidate.resolved && f.candidate.resolved !== f.candidate.command
-      ? `${f.candidate.command} (${f.candidate.resolved})` : f.candidate.command;
+    const shown =
+      f.candidate.resolved && f.candidate.resolved !== f.candidate.command
+        ? `${f.candidate.command} (${f.candidate.resolved})`
+        : f.candidate.command;
     return `  ${shown} [${f.candidate.source}]: ${f.reason}`;
   });
-  const what = opts.explicit ? `the Python interpreter you named cannot import torch` : `no Python interpreter that can import torch was found`;
+  const what = opts.explicit
+    ? `the Python interpreter you named cannot import torch`
+    : `no Python interpreter that can import torch was found`;
   throw new QdqError('interpreter', `${what}; tried:\n${lines.join('\n')}`, INSTALL_HINT);
 }

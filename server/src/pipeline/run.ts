@@ -37,7 +37,17 @@ export interface PipelineOptions {
 }
 
 export interface PipelineProgress {
-  step: 'interpreter' | 'quantize' | 'load' | 'calibrate' | 'histogram' | 'export' | 'fold' | 'dynamic' | 'verify' | 'report';
+  step:
+    | 'interpreter'
+    | 'quantize'
+    | 'load'
+    | 'calibrate'
+    | 'histogram'
+    | 'export'
+    | 'fold'
+    | 'dynamic'
+    | 'verify'
+    | 'report';
   done: number;
   total: number | null;
   message: string;
@@ -76,14 +86,25 @@ export interface Report {
   /** target ort-cpu: what the ORT-specific rewrite changed. */
   ort_cpu_rewrite?: OrtCpuResult;
   dynamic?: {
-    file: string; quantized_ops: number; skipped_ops: { node: string; op: string; reason: string }[];
-    cosine_min?: number; max_abs_diff?: number; top1_agreement?: number | null; accuracy?: { fp32: number; int8: number } | null;
-    latency_ms?: { fp32: number; int8: number }; size_bytes?: { fp32: number; int8: number };
+    file: string;
+    quantized_ops: number;
+    skipped_ops: { node: string; op: string; reason: string }[];
+    cosine_min?: number;
+    max_abs_diff?: number;
+    top1_agreement?: number | null;
+    accuracy?: { fp32: number; int8: number } | null;
+    latency_ms?: { fp32: number; int8: number };
+    size_bytes?: { fp32: number; int8: number };
   };
   notes: string[];
 }
 
-export interface PipelineResult { report: Report; reportPath: string; config: QdqConfig; outDir: string }
+export interface PipelineResult {
+  report: Report;
+  reportPath: string;
+  config: QdqConfig;
+  outDir: string;
+}
 
 function splitSpec(spec: string): { file: string; fn: string } {
   const i = spec.lastIndexOf(':');
@@ -91,28 +112,42 @@ function splitSpec(spec: string): { file: string; fn: string } {
 }
 
 const BACKEND_TO_STEP: Record<string, PipelineProgress['step']> = {
-  load: 'load', calibrate: 'calibrate', histogram: 'histogram', export: 'export',
+  load: 'load',
+  calibrate: 'calibrate',
+  histogram: 'histogram',
+  export: 'export',
 };
 
 /** Source of the model file, quantized (on a copy unless `write`), as the backend should run it. */
-function quantizeModelSource(projectDir: string, cfg: QdqConfig, outDir: string, write: boolean, notes: string[]):
-  { override?: { file: string; source: string }; files: Record<string, string> } {
+function quantizeModelSource(
+  projectDir: string,
+  cfg: QdqConfig,
+  outDir: string,
+  write: boolean,
+  notes: string[],
+): { override?: { file: string; source: string }; files: Record<string, string> } {
   const { file } = splitSpec(cfg.model);
   const modelPath = path.resolve(projectDir, file);
   let original: string;
   try {
     original = fs.readFileSync(modelPath, 'utf8');
   } catch {
-    throw new QdqError('config', `[tool.qdq] model names ${file}, which does not exist in ${projectDir}`,
-      'set model = "path/to/file.py:factory" relative to pyproject.toml');
+    throw new QdqError(
+      'config',
+      `[tool.qdq] model names ${file}, which does not exist in ${projectDir}`,
+      'set model = "path/to/file.py:factory" relative to pyproject.toml',
+    );
   }
   const relativeImport = /^\s*from\s+\.+[\w.]*\s+import\s/m.test(original);
   let q: { text: string };
   try {
     q = quantizeFile(original, { scope: { kind: 'file' }, relativeImport });
   } catch (e) {
-    throw new QdqError('config', `cannot quantize ${file}: ${(e as Error).message}`,
-      'fix the problem named above (a syntax error in the file, for one), or insert the quantizers in the editor');
+    throw new QdqError(
+      'config',
+      `cannot quantize ${file}: ${(e as Error).message}`,
+      'fix the problem named above (a syntax error in the file, for one), or insert the quantizers in the editor',
+    );
   }
   const files: Record<string, string> = {};
   const helperSrc = path.join(defaultBackendDir(), 'qdq_backend', 'qdq_quant.py');
@@ -136,8 +171,12 @@ function quantizeModelSource(projectDir: string, cfg: QdqConfig, outDir: string,
   writeFileAtomic(copy, q.text);
   if (fs.existsSync(helperSrc)) writeFileAtomic(path.join(copyDir, 'qdq_quant.py'), fs.readFileSync(helperSrc));
   files.model_source = copy;
-  if (q.text === original) notes.push(`quantizing ${file} changed nothing (already quantized, or no layers of its own); ran it as written`);
-  else notes.push(`quantized a copy of ${file} (${path.relative(projectDir, copy)}); your file is unchanged (use --write to change it)`);
+  if (q.text === original)
+    notes.push(`quantizing ${file} changed nothing (already quantized, or no layers of its own); ran it as written`);
+  else
+    notes.push(
+      `quantized a copy of ${file} (${path.relative(projectDir, copy)}); your file is unchanged (use --write to change it)`,
+    );
   return { override: { file: modelPath, source: q.text }, files };
 }
 
@@ -146,11 +185,18 @@ function summarizeQuantizer(q: Record<string, unknown>): Record<string, unknown>
   return rest;
 }
 
-export async function runPipeline(opts: PipelineOptions, onProgress: (p: PipelineProgress) => void = () => undefined,
-  cancel: CancelToken = new CancelToken()): Promise<PipelineResult> {
+export async function runPipeline(
+  opts: PipelineOptions,
+  onProgress: (p: PipelineProgress) => void = () => undefined,
+  cancel: CancelToken = new CancelToken(),
+): Promise<PipelineResult> {
   const projectDir = path.resolve(opts.projectDir);
   if (!fs.existsSync(projectDir) || !fs.statSync(projectDir).isDirectory()) {
-    throw new QdqError('config', `project folder ${opts.projectDir} does not exist`, 'pass a folder that holds pyproject.toml with a [tool.qdq] table');
+    throw new QdqError(
+      'config',
+      `project folder ${opts.projectDir} does not exist`,
+      'pass a folder that holds pyproject.toml with a [tool.qdq] table',
+    );
   }
   let cfg: QdqConfig;
   try {
@@ -173,12 +219,19 @@ export async function runPipeline(opts: PipelineOptions, onProgress: (p: Pipelin
   const quantized = quantizeModelSource(projectDir, cfg, outDir, !!opts.write, notes);
   onProgress({ step: 'quantize', done: 1, total: 1, message: 'quantized' });
 
-  onProgress({ step: 'load', done: 0, total: null, message: `starting the backend (${py.executable || py.path}, torch ${py.torchVersion})` });
+  onProgress({
+    step: 'load',
+    done: 0,
+    total: null,
+    message: `starting the backend (${py.executable || py.path}, torch ${py.torchVersion})`,
+  });
   // sys.executable rather than the name probed: skips launcher shims (pyenv) and shows the real interpreter.
   const pythonExe = py.executable && fs.existsSync(py.executable) ? py.executable : py.path;
   const backend = BackendClient.start({ python: pythonExe, projectDir, onLog: opts.onLog });
-  const forward = (p: ProgressEvent) => onProgress({ step: BACKEND_TO_STEP[p.step] ?? 'load', done: p.done, total: p.total, message: p.message });
-  const call = <T>(method: string, params: Record<string, unknown>) => backend.request<T>(method, params, { onProgress: forward, cancel });
+  const forward = (p: ProgressEvent) =>
+    onProgress({ step: BACKEND_TO_STEP[p.step] ?? 'load', done: p.done, total: p.total, message: p.message });
+  const call = <T>(method: string, params: Record<string, unknown>) =>
+    backend.request<T>(method, params, { onProgress: forward, cancel });
   try {
     await call('initialize', {});
     const patchModules: { module: string; source: string }[] = [];
@@ -192,45 +245,80 @@ export async function runPipeline(opts: PipelineOptions, onProgress: (p: Pipelin
         patchModules.push({ module, source: patch.text });
         applied.push(...patch.fixes);
       }
-      notes.push(`patched in memory: ${cfg.patchModules.join(', ')}${applied.length ? ` (TensorRT fixes: ${applied.join('; ')})` : ''}`);
+      notes.push(
+        `patched in memory: ${cfg.patchModules.join(', ')}${applied.length ? ` (TensorRT fixes: ${applied.join('; ')})` : ''}`,
+      );
     }
     onProgress({ step: 'load', done: 0, total: null, message: `loading ${cfg.model}` });
     const loaded = await call<any>('load', {
-      project_dir: projectDir, model: cfg.model, example_inputs: cfg.exampleInputs, input_shapes: cfg.inputShapes,
-      calibration_data: cfg.calibrationData, eval_data: cfg.evalData,
+      project_dir: projectDir,
+      model: cfg.model,
+      example_inputs: cfg.exampleInputs,
+      input_shapes: cfg.inputShapes,
+      calibration_data: cfg.calibrationData,
+      eval_data: cfg.evalData,
       patch_modules: patchModules.length ? patchModules : undefined,
       model_source_override: quantized.override,
     });
     if (loaded.calibration_data_kind === 'random-normal') {
-      notes.push('calibrated on random normal batches of the input shapes (no calibration-data configured): ranges are only indicative');
+      notes.push(
+        'calibrated on random normal batches of the input shapes (no calibration-data configured): ranges are only indicative',
+      );
     }
     // Dynamic-only export still needs the FP32 file from the backend, whose export wants calibrated quantizers:
     // one `max` batch satisfies it cheaply, in a work folder so the real calibration and INT8 model stay as they are.
     const workDir = opts.dynamicOnly ? path.join(outDir, '.dynamic-work') : outDir;
     const calib = await call<any>('calibrate', {
-      method: opts.dynamicOnly ? 'max' : cfg.method, percentile: cfg.percentile,
-      batches: opts.dynamicOnly ? 1 : cfg.batches, out_dir: workDir,
+      method: opts.dynamicOnly ? 'max' : cfg.method,
+      percentile: cfg.percentile,
+      batches: opts.dynamicOnly ? 1 : cfg.batches,
+      out_dir: workDir,
     });
     const quantizers = (calib.quantizers as Record<string, unknown>[]) ?? [];
     const fallbacks = (calib.fallbacks as string[] | undefined) ?? [];
     if (fallbacks.length) {
-      notes.push(`entropy fell back to percentile for ${fallbacks.join(', ')}: its amax clipped a large share of the values (reasons in report.quantizers[].fallback)`);
+      notes.push(
+        `entropy fell back to percentile for ${fallbacks.join(', ')}: its amax clipped a large share of the values (reasons in report.quantizers[].fallback)`,
+      );
     }
     const report: Report = {
-      version: 1, project_dir: projectDir, model: cfg.model, model_class: loaded.model_class ?? null,
+      version: 1,
+      project_dir: projectDir,
+      model: cfg.model,
+      model_class: loaded.model_class ?? null,
       python: { path: pythonExe, python_version: py.pythonVersion, torch_version: py.torchVersion },
-      method: cfg.method, percentile: cfg.method === 'percentile' ? cfg.percentile : null,
-      batches_seen: calib.batches_seen ?? null, calibration_data_kind: loaded.calibration_data_kind ?? null,
-      target: cfg.target, exporter: null, opset: cfg.opset,
+      method: cfg.method,
+      percentile: cfg.method === 'percentile' ? cfg.percentile : null,
+      batches_seen: calib.batches_seen ?? null,
+      calibration_data_kind: loaded.calibration_data_kind ?? null,
+      target: cfg.target,
+      exporter: null,
+      opset: cfg.opset,
       files: { ...quantized.files, calibration: calib.calibration_file },
       quantizers: quantizers.map(summarizeQuantizer),
-      qdq_pairs: null, weighted_ops: null, unquantized_weighted_ops: [], tensorrt_unsupported_ops: [], tensorrt_checked: false,
-      outputs: [], cosine_min: null, max_abs_diff: null, top1_agreement: null, accuracy: null, latency_ms: null, latency_input_shape: null,
-      size_bytes: null, eval_samples: null, notes,
+      qdq_pairs: null,
+      weighted_ops: null,
+      unquantized_weighted_ops: [],
+      tensorrt_unsupported_ops: [],
+      tensorrt_checked: false,
+      outputs: [],
+      cosine_min: null,
+      max_abs_diff: null,
+      top1_agreement: null,
+      accuracy: null,
+      latency_ms: null,
+      latency_input_shape: null,
+      size_bytes: null,
+      eval_samples: null,
+      notes,
     };
     if (wantExport) {
       const exp = await call<any>('export', {
-        out_dir: workDir, opset: cfg.opset, dynamic_batch: cfg.dynamicBatch, target: cfg.target, fold_weights: false,
+        out_dir: workDir,
+        opset: cfg.opset,
+        dynamic_batch: cfg.dynamicBatch,
+        target: cfg.target,
+        fold_weights: false,
       });
       if (opts.dynamicOnly) {
         for (const key of ['fp32_onnx', 'eval_file'] as const) {
@@ -272,23 +360,32 @@ export async function runPipeline(opts: PipelineOptions, onProgress: (p: Pipelin
         if (keptFloat.length) {
           // ort-cpu's cost model leaves ops too small for integer kernels in float on purpose (onnx/ortCpuLinear.ts).
           const onPurpose = new Set(keptFloat.map((f) => f.node));
-          report.unquantized_weighted_ops = stats.unquantized_weighted_ops.filter((u) => !onPurpose.has(u.node.replace(/_float$/, '')));
-          notes.push(`ort-cpu: ${keptFloat.length} ops too small for integer kernels left in float (${keptFloat.map((f) => f.node).join(', ')}; reasons in report.ort_cpu_rewrite)`);
+          report.unquantized_weighted_ops = stats.unquantized_weighted_ops.filter(
+            (u) => !onPurpose.has(u.node.replace(/_float$/, '')),
+          );
+          notes.push(
+            `ort-cpu: ${keptFloat.length} ops too small for integer kernels left in float (${keptFloat.map((f) => f.node).join(', ')}; reasons in report.ort_cpu_rewrite)`,
+          );
         }
         const padded = report.ort_cpu_rewrite?.convInputsPadded ?? [];
         if (padded.length) {
-          notes.push(`ort-cpu: input channels zero-padded for ONNX Runtime's faster integer convolution: ${padded.map((p) => `${p.node} ${p.from} -> ${p.to}`).join(', ')}`);
+          notes.push(
+            `ort-cpu: input channels zero-padded for ONNX Runtime's faster integer convolution: ${padded.map((p) => `${p.node} ${p.from} -> ${p.to}`).join(', ')}`,
+          );
         }
         if (cfg.target === 'ort-cpu') {
           // Its graph is for ONNX Runtime (com.microsoft integer kernels); TensorRT takes the tensorrt target's file.
           report.tensorrt_checked = false;
           report.tensorrt_unsupported_ops = [];
-          notes.push('TensorRT operator check not run: target ort-cpu writes a graph for ONNX Runtime (use --target tensorrt for TensorRT)');
+          notes.push(
+            'TensorRT operator check not run: target ort-cpu writes a graph for ONNX Runtime (use --target tensorrt for TensorRT)',
+          );
         } else {
           const trt = trtCheck(model);
           report.tensorrt_checked = trt.checked;
           report.tensorrt_unsupported_ops = trt.unsupported;
-          if (!trt.checked) notes.push('TensorRT operator check skipped: the operator matrix (server/src/knowledge) is not built');
+          if (!trt.checked)
+            notes.push('TensorRT operator check skipped: the operator matrix (server/src/knowledge) is not built');
         }
       }
       cancel.throwIfCancelled();
@@ -300,7 +397,12 @@ export async function runPipeline(opts: PipelineOptions, onProgress: (p: Pipelin
         writeModel(m, file);
         report.files.dynamic_onnx = file;
         report.dynamic = { file, quantized_ops: dyn.quantized.length, skipped_ops: dyn.skipped };
-        onProgress({ step: 'dynamic', done: 1, total: 1, message: `${dyn.quantized.length} MatMul/Gemm quantized dynamically` });
+        onProgress({
+          step: 'dynamic',
+          done: 1,
+          total: 1,
+          message: `${dyn.quantized.length} MatMul/Gemm quantized dynamically`,
+        });
       }
       await backend.shutdown();
       if (wantVerify || opts.dynamicOnly) {
@@ -310,15 +412,23 @@ export async function runPipeline(opts: PipelineOptions, onProgress: (p: Pipelin
           onProgress({ step: 'verify', done, total, message: 'running FP32 and INT8 with onnxruntime' });
           const v: VerifyResult = await verifyOrExplain(exp.fp32_onnx, exp.int8_onnx, batches(), opts.latencyRuns);
           Object.assign(report, {
-            outputs: v.outputs, cosine_min: v.cosine_min, max_abs_diff: v.max_abs_diff, top1_agreement: v.top1_agreement,
-            accuracy: v.accuracy, latency_ms: { fp32: v.latency_ms.fp32, int8: v.latency_ms.int8 }, size_bytes: v.sizes_bytes,
-            latency_input_shape: v.latency_ms.batch_shape, eval_samples: v.samples,
+            outputs: v.outputs,
+            cosine_min: v.cosine_min,
+            max_abs_diff: v.max_abs_diff,
+            top1_agreement: v.top1_agreement,
+            accuracy: v.accuracy,
+            latency_ms: { fp32: v.latency_ms.fp32, int8: v.latency_ms.int8 },
+            size_bytes: v.sizes_bytes,
+            latency_input_shape: v.latency_ms.batch_shape,
+            eval_samples: v.samples,
           });
           if (cfg.target !== 'ort-cpu' && v.latency_ms.int8 > v.latency_ms.fp32) {
             // The latency row is ONNX Runtime on the CPU, which runs most of the TensorRT form's QDQ pairs as
             // separate ops: without this, the table reads as "INT8 is slower" when TensorRT would fuse them.
-            notes.push(`INT8 (${cfg.target}) ran slower than FP32 here because ONNX Runtime's CPU provider does not fuse that QDQ form; ` +
-              'TensorRT does. For an INT8 model that is faster on ONNX Runtime CPU, export with --target ort-cpu or use the dynamic INT8');
+            notes.push(
+              `INT8 (${cfg.target}) ran slower than FP32 here because ONNX Runtime's CPU provider does not fuse that QDQ form; ` +
+                'TensorRT does. For an INT8 model that is faster on ONNX Runtime CPU, export with --target ort-cpu or use the dynamic INT8',
+            );
           }
           done++;
           cancel.throwIfCancelled();
@@ -327,8 +437,12 @@ export async function runPipeline(opts: PipelineOptions, onProgress: (p: Pipelin
           onProgress({ step: 'verify', done, total, message: 'running FP32 and dynamic INT8 with onnxruntime' });
           const v = await verifyOrExplain(exp.fp32_onnx, report.dynamic.file, batches(), opts.latencyRuns);
           Object.assign(report.dynamic, {
-            cosine_min: v.cosine_min, max_abs_diff: v.max_abs_diff, top1_agreement: v.top1_agreement, accuracy: v.accuracy,
-            latency_ms: { fp32: v.latency_ms.fp32, int8: v.latency_ms.int8 }, size_bytes: v.sizes_bytes,
+            cosine_min: v.cosine_min,
+            max_abs_diff: v.max_abs_diff,
+            top1_agreement: v.top1_agreement,
+            accuracy: v.accuracy,
+            latency_ms: { fp32: v.latency_ms.fp32, int8: v.latency_ms.int8 },
+            size_bytes: v.sizes_bytes,
           });
           done++;
         }
@@ -344,10 +458,19 @@ export async function runPipeline(opts: PipelineOptions, onProgress: (p: Pipelin
       // Keep the static run's results; only the dynamic section is new.
       try {
         const previous = JSON.parse(fs.readFileSync(reportPath, 'utf8'));
-        toWrite = { ...previous, dynamic: report.dynamic, files: { ...previous.files, dynamic_onnx: report.files.dynamic_onnx } };
-      } catch { /* unreadable: replace it */ }
+        toWrite = {
+          ...previous,
+          dynamic: report.dynamic,
+          files: { ...previous.files, dynamic_onnx: report.files.dynamic_onnx },
+        };
+      } catch {
+        /* unreadable: replace it */
+      }
     }
-    writeFileAtomic(reportPath, JSON.stringify(toWrite, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v), 1) + '\n');
+    writeFileAtomic(
+      reportPath,
+      JSON.stringify(toWrite, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v), 1) + '\n',
+    );
     onProgress({ step: 'report', done: 1, total: 1, message: `wrote ${reportPath}` });
     return { report, reportPath, config: cfg, outDir };
   } catch (e) {
@@ -359,11 +482,19 @@ export async function runPipeline(opts: PipelineOptions, onProgress: (p: Pipelin
   }
 }
 
-async function verifyOrExplain(fp32: string, int8: string, batches: EvalBatch[], latencyRuns?: number): Promise<VerifyResult> {
+async function verifyOrExplain(
+  fp32: string,
+  int8: string,
+  batches: EvalBatch[],
+  latencyRuns?: number,
+): Promise<VerifyResult> {
   try {
     return await verifyModels(fp32, int8, batches, { latencyRuns });
   } catch (e) {
-    throw new QdqError('verify', `onnxruntime could not run ${path.basename(int8)} against ${path.basename(fp32)}: ${(e as Error).message}`,
-      'the exported graph may use an operator or type this onnxruntime does not support; see the message above');
+    throw new QdqError(
+      'verify',
+      `onnxruntime could not run ${path.basename(int8)} against ${path.basename(fp32)}: ${(e as Error).message}`,
+      'the exported graph may use an operator or type this onnxruntime does not support; see the message above',
+    );
   }
 }

@@ -9,7 +9,8 @@ import type { SyntaxNode } from './types';
 function producerOffsets(ctx: RuleContext): number[] {
   const text = ctx.text;
   const out: number[] = [];
-  for (const w of BOOL_PRODUCER_WORDS) for (const at of ctx.wordOffsets(w)) if (text.charCodeAt(at - 1) === 46 /* . */) out.push(at);
+  for (const w of BOOL_PRODUCER_WORDS)
+    for (const at of ctx.wordOffsets(w)) if (text.charCodeAt(at - 1) === 46 /* . */) out.push(at);
   for (const at of ctx.scan.boolLiterals) out.push(at);
   for (const at of ctx.scan.comparisons) out.push(at);
   return out.sort((a, b) => a - b);
@@ -27,12 +28,20 @@ const cache = new WeakMap<RuleContext, BoolSites>();
 /** The outermost expression starting at a producer that still is the producer's value: `x.ne(p)`, `a > b`. */
 function producerExpr(node: SyntaxNode): SyntaxNode | null {
   let n: SyntaxNode | null = node;
-  while (n && n.type !== 'call' && n.type !== 'comparison_operator' && n.type !== 'attribute' && n.type !== 'keyword_argument') {
-    if (n.type === 'block' || n.type === 'module' || n.type.endsWith('statement') || n.type === 'function_definition') return null;
+  while (
+    n &&
+    n.type !== 'call' &&
+    n.type !== 'comparison_operator' &&
+    n.type !== 'attribute' &&
+    n.type !== 'keyword_argument'
+  ) {
+    if (n.type === 'block' || n.type === 'module' || n.type.endsWith('statement') || n.type === 'function_definition')
+      return null;
     n = n.parent;
   }
   if (!n) return null;
-  if (n.type === 'attribute' && n.parent?.type === 'call' && n.parent.childForFieldName('function')?.id === n.id) n = n.parent;
+  if (n.type === 'attribute' && n.parent?.type === 'call' && n.parent.childForFieldName('function')?.id === n.id)
+    n = n.parent;
   if (n.type === 'keyword_argument') n = n.parent?.parent ?? null; // dtype=torch.bool -> the factory call
   return n;
 }
@@ -47,7 +56,8 @@ export function boolSites(ctx: RuleContext): BoolSites {
   for (const at of producerOffsets(ctx)) {
     if (!ctx.isCode(at)) continue;
     const tok = ctx.root.descendantForIndex(at, at + 1);
-    if (tok.type === 'comment' || tok.type === 'string_content' || tok.type === 'string_start' || tok.type === 'string') continue;
+    if (tok.type === 'comment' || tok.type === 'string_content' || tok.type === 'string_start' || tok.type === 'string')
+      continue;
     const expr = producerExpr(tok);
     if (!expr || seenExpr.has(expr.id)) continue;
     seenExpr.add(expr.id);

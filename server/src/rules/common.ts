@@ -4,10 +4,10 @@ import { describeKind, inferDtype, isIntegerLike, type DInfo } from './dtype';
 import type { Severity, SyntaxNode } from './types';
 
 export type IntVerdict =
-  | { level: 'known'; info: DInfo }    // the source shows an int/bool/uint8 tensor
-  | { level: 'maybe'; info: DInfo }    // only the name suggests it (input_ids)
-  | { level: 'unknown'; info: DInfo }  // cannot be determined
-  | { level: 'no'; info: DInfo };      // known floating point or a Python scalar
+  | { level: 'known'; info: DInfo } // the source shows an int/bool/uint8 tensor
+  | { level: 'maybe'; info: DInfo } // only the name suggests it (input_ids)
+  | { level: 'unknown'; info: DInfo } // cannot be determined
+  | { level: 'no'; info: DInfo }; // known floating point or a Python scalar
 
 export function intVerdict(ctx: RuleContext, node: SyntaxNode | null): IntVerdict {
   const info = inferDtype(ctx, node);
@@ -27,7 +27,9 @@ export function worstVerdict(vs: IntVerdict[]): IntVerdict | null {
   return best;
 }
 
-export function kindText(v: IntVerdict): string { return describeKind(v.info); }
+export function kindText(v: IntVerdict): string {
+  return describeKind(v.info);
+}
 
 /** One lower severity, for "may be integer" / "could not determine" reports. */
 export function lower(s: Severity): Severity {

@@ -22,8 +22,17 @@ export interface CallSite {
   readonly kwargs: Map<string, SyntaxNode>;
 }
 
-export interface Assign { start: number; end: number; value: SyntaxNode | null; target: SyntaxNode; statement: SyntaxNode }
-export interface Param { node: SyntaxNode; annotation: string | null }
+export interface Assign {
+  start: number;
+  end: number;
+  value: SyntaxNode | null;
+  target: SyntaxNode;
+  statement: SyntaxNode;
+}
+export interface Param {
+  node: SyntaxNode;
+  annotation: string | null;
+}
 
 /**
  * One function body (or the module's top level). Facts about a name are found on demand by searching the
@@ -36,51 +45,163 @@ export interface Scope {
   readonly params: Map<string, Param>;
 }
 
-interface NameFacts { assigns: Assign[]; reads: SyntaxNode[] }
+interface NameFacts {
+  assigns: Assign[];
+  reads: SyntaxNode[];
+}
 
 /** Every callee name any rule starts from. Keep in sync with the rules (each rule lists what it uses). */
 const CALL_WORDS = [
   // TRT001-003
   'cumsum',
   // TRT004-006
-  'nonzero', 'argwhere', 'where', 'masked_select', 'masked_scatter', 'masked_scatter_',
+  'nonzero',
+  'argwhere',
+  'where',
+  'masked_select',
+  'masked_scatter',
+  'masked_scatter_',
   // TRT007-010
-  'unique', 'unique_consecutive', 'bincount', 'histc', 'searchsorted',
+  'unique',
+  'unique_consecutive',
+  'bincount',
+  'histc',
+  'searchsorted',
   // TRT013
-  'export', 'bernoulli', 'bernoulli_', 'dropout',
+  'export',
+  'bernoulli',
+  'bernoulli_',
+  'dropout',
   // TRT017
-  'matmul', 'mm', 'bmm', 'linear', 'einsum',
+  'matmul',
+  'mm',
+  'bmm',
+  'linear',
+  'einsum',
   // TRT022
   'topk',
   // TRT025/026
-  'scatter_add', 'scatter_add_', 'scatter_reduce', 'scatter_reduce_', 'index_add', 'index_add_', 'scatter', 'scatter_',
-  'index_put', 'index_put_',
+  'scatter_add',
+  'scatter_add_',
+  'scatter_reduce',
+  'scatter_reduce_',
+  'index_add',
+  'index_add_',
+  'scatter',
+  'scatter_',
+  'index_put',
+  'index_put_',
   // TRT029
-  'fft', 'ifft', 'rfft', 'irfft', 'fft2', 'ifft2', 'rfft2', 'irfft2', 'fftn', 'ifftn', 'rfftn', 'irfftn', 'hfft', 'ihfft',
+  'fft',
+  'ifft',
+  'rfft',
+  'irfft',
+  'fft2',
+  'ifft2',
+  'rfft2',
+  'irfft2',
+  'fftn',
+  'ifftn',
+  'rfftn',
+  'irfftn',
+  'hfft',
+  'ihfft',
   // TRT030
-  'bitwise_and', 'bitwise_or', 'bitwise_xor', 'bitwise_not', 'bitwise_left_shift', 'bitwise_right_shift',
-  'bitwise_and_', 'bitwise_or_', 'bitwise_xor_', 'bitwise_not_',
+  'bitwise_and',
+  'bitwise_or',
+  'bitwise_xor',
+  'bitwise_not',
+  'bitwise_left_shift',
+  'bitwise_right_shift',
+  'bitwise_and_',
+  'bitwise_or_',
+  'bitwise_xor_',
+  'bitwise_not_',
   // TRT032
   'byte',
   // TRT033
-  'floor', 'ceil', 'round', 'trunc', 'sqrt', 'rsqrt', 'exp', 'expm1', 'exp2', 'log', 'log2', 'log10', 'log1p', 'erf',
-  'erfc', 'erfinv', 'sin', 'cos', 'tan', 'asin', 'acos', 'atan', 'sinh', 'cosh', 'asinh', 'acosh', 'atanh', 'reciprocal',
+  'floor',
+  'ceil',
+  'round',
+  'trunc',
+  'sqrt',
+  'rsqrt',
+  'exp',
+  'expm1',
+  'exp2',
+  'log',
+  'log2',
+  'log10',
+  'log1p',
+  'erf',
+  'erfc',
+  'erfinv',
+  'sin',
+  'cos',
+  'tan',
+  'asin',
+  'acos',
+  'atan',
+  'sinh',
+  'cosh',
+  'asinh',
+  'acosh',
+  'atanh',
+  'reciprocal',
   // TRT049
-  'convert', 'quantize_dynamic', 'convert_fx', 'quantize', 'quantize_qat', 'convert_pt2e',
+  'convert',
+  'quantize_dynamic',
+  'convert_fx',
+  'quantize',
+  'quantize_qat',
+  'convert_pt2e',
   // QDQ lints
-  'TensorQuantizer', 'QuantDescriptor', 'ScaledQuantDescriptor', 'FakeQuantize', 'FusedMovingAvgObsFakeQuantize',
-  'fake_quantize_per_tensor_affine', 'fake_quantize_per_channel_affine', 'disable', 'cat', 'concat', 'concatenate',
-  'MinMaxObserver', 'MovingAverageMinMaxObserver', 'PerChannelMinMaxObserver', 'MovingAveragePerChannelMinMaxObserver',
-  'HistogramObserver', 'QConfig',
+  'TensorQuantizer',
+  'QuantDescriptor',
+  'ScaledQuantDescriptor',
+  'FakeQuantize',
+  'FusedMovingAvgObsFakeQuantize',
+  'fake_quantize_per_tensor_affine',
+  'fake_quantize_per_channel_affine',
+  'disable',
+  'cat',
+  'concat',
+  'concatenate',
+  'MinMaxObserver',
+  'MovingAverageMinMaxObserver',
+  'PerChannelMinMaxObserver',
+  'MovingAveragePerChannelMinMaxObserver',
+  'HistogramObserver',
+  'QConfig',
 ];
 /** Methods whose result is a bool tensor (found by the same '(' scan, for TRT005/TRT031). */
-export const BOOL_PRODUCER_WORDS = ['ne', 'eq', 'gt', 'lt', 'ge', 'le', 'bool', 'logical_and', 'logical_or', 'logical_not', 'logical_xor', 'isnan', 'isinf', 'isfinite', 'isin'];
+export const BOOL_PRODUCER_WORDS = [
+  'ne',
+  'eq',
+  'gt',
+  'lt',
+  'ge',
+  'le',
+  'bool',
+  'logical_and',
+  'logical_or',
+  'logical_not',
+  'logical_xor',
+  'isnan',
+  'isinf',
+  'isfinite',
+  'isin',
+];
 const CALL_WORD_SET = new Set([...CALL_WORDS, ...BOOL_PRODUCER_WORDS]);
 
 /** Names a file may use without importing them (snippets, notebooks' cells, half-written files). */
 const CONVENTIONAL_ALIASES: Record<string, string> = {
-  torch: 'torch', nn: 'torch.nn', F: 'torch.nn.functional', quant_nn: 'pytorch_quantization.nn',
-  qdq_quant: 'qdq_quant', np: 'numpy',
+  torch: 'torch',
+  nn: 'torch.nn',
+  F: 'torch.nn.functional',
+  quant_nn: 'pytorch_quantization.nn',
+  qdq_quant: 'qdq_quant',
+  np: 'numpy',
 };
 
 export class RuleContext {
@@ -90,7 +211,10 @@ export class RuleContext {
   /** The text scans (strings/comments, call triggers, operators, ...), cached per statement across versions. */
   readonly scan: TextScan;
   private aliasKeyText: string | null = null;
-  private readonly defAt = new Map<number, { start: number; end: number; node: SyntaxNode; topStart: number; topEnd: number } | null>();
+  private readonly defAt = new Map<
+    number,
+    { start: number; end: number; node: SyntaxNode; topStart: number; topEnd: number } | null
+  >();
   private readonly callsByName = new Map<string, CallSite[]>();
   private operatorNodes: SyntaxNode[] | null = null;
   private readonly scopes = new Map<number, Scope>();
@@ -105,7 +229,12 @@ export class RuleContext {
    */
   siteFilter: ((offset: number) => boolean) | null = null;
 
-  constructor(readonly tree: Tree, readonly text: string, opts: RuleOptions = {}, readonly index: ModelIndex | null = null) {
+  constructor(
+    readonly tree: Tree,
+    readonly text: string,
+    opts: RuleOptions = {},
+    readonly index: ModelIndex | null = null,
+  ) {
     this.root = tree.rootNode;
     this.trt = parseTrtVersion(opts.trtVersion);
     const layout = statementLayout(index, text);
@@ -113,7 +242,9 @@ export class RuleContext {
     this.readImports();
   }
 
-  trtAtLeast(major: number, minor = 0): boolean { return versionAtLeast(this.trt, major, minor); }
+  trtAtLeast(major: number, minor = 0): boolean {
+    return versionAtLeast(this.trt, major, minor);
+  }
 
   /** False inside string literals and comments (a text-level answer, no tree access). */
   isCode(offset: number): boolean {
@@ -122,7 +253,9 @@ export class RuleContext {
 
   // ---------------------------------------------------------------- text and positions
 
-  src(node: SyntaxNode): string { return this.text.slice(node.startIndex, node.endIndex); }
+  src(node: SyntaxNode): string {
+    return this.text.slice(node.startIndex, node.endIndex);
+  }
 
   range(node: SyntaxNode, endNode: SyntaxNode = node): Range {
     return {
@@ -131,7 +264,9 @@ export class RuleContext {
     };
   }
 
-  replace(node: SyntaxNode, newText: string): TextEdit { return { range: this.range(node), newText }; }
+  replace(node: SyntaxNode, newText: string): TextEdit {
+    return { range: this.range(node), newText };
+  }
   insertBefore(node: SyntaxNode, newText: string): TextEdit {
     const p = { line: node.startPosition.row, character: node.startPosition.column };
     return { range: { start: p, end: p }, newText };
@@ -155,7 +290,11 @@ export class RuleContext {
 
   /** The import aliases as one string (part of cross-run memo keys). */
   aliasKey(): string {
-    if (this.aliasKeyText === null) this.aliasKeyText = [...this.aliases].map(([k, v]) => `${k}=${v}`).sort().join(';');
+    if (this.aliasKeyText === null)
+      this.aliasKeyText = [...this.aliases]
+        .map(([k, v]) => `${k}=${v}`)
+        .sort()
+        .join(';');
     return this.aliasKeyText;
   }
 
@@ -257,9 +396,16 @@ export class RuleContext {
       return (parsed = { args, kwargs });
     };
     return {
-      node: call, name, qualified, receiver,
-      get args() { return parse().args; },
-      get kwargs() { return parse().kwargs; },
+      node: call,
+      name,
+      qualified,
+      receiver,
+      get args() {
+        return parse().args;
+      },
+      get kwargs() {
+        return parse().kwargs;
+      },
     };
   }
 
@@ -321,7 +467,12 @@ export class RuleContext {
       const tok = this.root.descendantForIndex(at, at + candidates[k + 1]);
       const parent = tok.parent;
       if (!parent) continue;
-      if (parent.type !== 'binary_operator' && parent.type !== 'unary_operator' && parent.type !== 'augmented_assignment') continue;
+      if (
+        parent.type !== 'binary_operator' &&
+        parent.type !== 'unary_operator' &&
+        parent.type !== 'augmented_assignment'
+      )
+        continue;
       const op = parent.childForFieldName('operator');
       if (!op || op.startIndex !== at || seen.has(parent.id)) continue;
       seen.add(parent.id);
@@ -334,7 +485,9 @@ export class RuleContext {
   // ---------------------------------------------------------------- scopes
 
   /** The function_definition whose `def` keyword is at `p`, or null (cached; resolved only when asked). */
-  private defNodeAt(p: number): { start: number; end: number; node: SyntaxNode; topStart: number; topEnd: number } | null {
+  private defNodeAt(
+    p: number,
+  ): { start: number; end: number; node: SyntaxNode; topStart: number; topEnd: number } | null {
     let r = this.defAt.get(p);
     if (r !== undefined) return r;
     r = null;
@@ -365,10 +518,17 @@ export class RuleContext {
     // Fast path: code on a line starting at column 0 (not a def header) is module-level code.
     const lineStart = text.lastIndexOf('\n', at - 1) + 1;
     const first = text.charCodeAt(lineStart);
-    if (lineStart < at && first !== 32 && first !== 9 && !text.startsWith('def ', lineStart) && !text.startsWith('async ', lineStart) && this.isCode(lineStart)) {
+    if (
+      lineStart < at &&
+      first !== 32 &&
+      first !== 9 &&
+      !text.startsWith('def ', lineStart) &&
+      !text.startsWith('async ', lineStart) &&
+      this.isCode(lineStart)
+    ) {
       return this.root;
     }
-    for (let from = at; from >= 0; ) {
+    for (let from = at; from >= 0;) {
       const p = text.lastIndexOf('def', from);
       if (p < 0) break;
       const r = this.defNodeAt(p);
@@ -414,23 +574,36 @@ export class RuleContext {
         let nameNode: SyntaxNode | null = null;
         let ann: SyntaxNode | null = null;
         if (p.type === 'identifier') nameNode = p;
-        else if (p.type === 'typed_parameter') { nameNode = p.namedChildren.find((c) => c.type === 'identifier') ?? null; ann = p.childForFieldName('type'); }
-        else if (p.type === 'default_parameter' || p.type === 'typed_default_parameter') { nameNode = p.childForFieldName('name'); ann = p.childForFieldName('type'); }
+        else if (p.type === 'typed_parameter') {
+          nameNode = p.namedChildren.find((c) => c.type === 'identifier') ?? null;
+          ann = p.childForFieldName('type');
+        } else if (p.type === 'default_parameter' || p.type === 'typed_default_parameter') {
+          nameNode = p.childForFieldName('name');
+          ann = p.childForFieldName('type');
+        }
         if (nameNode) params.set(this.src(nameNode), { node: nameNode, annotation: ann ? this.src(ann) : null });
       }
       return params;
     };
     let bodyStart: number | null = null;
     const readBodyStart = (): number => {
-      if (bodyStart === null) bodyStart = scopeNode.type === 'function_definition' ? scopeNode.childForFieldName('body')?.startIndex ?? scopeNode.startIndex : scopeNode.startIndex;
+      if (bodyStart === null)
+        bodyStart =
+          scopeNode.type === 'function_definition'
+            ? (scopeNode.childForFieldName('body')?.startIndex ?? scopeNode.startIndex)
+            : scopeNode.startIndex;
       return bodyStart;
     };
     // Parameters and the body start are read on first use: most lookups are answered by the cross-run memo.
     const s: Scope = {
       node: scopeNode,
-      get start() { return readBodyStart(); },
+      get start() {
+        return readBodyStart();
+      },
       end: scopeNode.endIndex,
-      get params() { return readParams(); },
+      get params() {
+        return readParams();
+      },
     };
     this.scopes.set(scopeNode.id, s);
     return s;
@@ -442,7 +615,8 @@ export class RuleContext {
     const out: Array<[number, number]> = [];
     for (const c of this.root.namedChildren) {
       const t = c.type;
-      if (t === 'function_definition' || t === 'class_definition' || t === 'decorated_definition') out.push([c.startIndex, c.endIndex]);
+      if (t === 'function_definition' || t === 'class_definition' || t === 'decorated_definition')
+        out.push([c.startIndex, c.endIndex]);
     }
     return (this.topLevelDefs = out);
   }
@@ -477,18 +651,53 @@ export class RuleContext {
     const t = p.type;
     if (t === 'attribute' && p.childForFieldName('attribute')?.id === id.id) return;
     if (t === 'keyword_argument' && p.childForFieldName('name')?.id === id.id) return;
-    if (t === 'parameters' || t === 'typed_parameter' || t === 'default_parameter' || t === 'typed_default_parameter' || t === 'lambda_parameters') return;
-    if ((t === 'assignment' || t === 'named_expression') && p.childForFieldName(t === 'assignment' ? 'left' : 'name')?.id === id.id) {
-      facts.assigns.push({ start: p.startIndex, end: p.endIndex, value: p.childForFieldName(t === 'assignment' ? 'right' : 'value'), target: id, statement: p });
+    if (
+      t === 'parameters' ||
+      t === 'typed_parameter' ||
+      t === 'default_parameter' ||
+      t === 'typed_default_parameter' ||
+      t === 'lambda_parameters'
+    )
+      return;
+    if (
+      (t === 'assignment' || t === 'named_expression') &&
+      p.childForFieldName(t === 'assignment' ? 'left' : 'name')?.id === id.id
+    ) {
+      facts.assigns.push({
+        start: p.startIndex,
+        end: p.endIndex,
+        value: p.childForFieldName(t === 'assignment' ? 'right' : 'value'),
+        target: id,
+        statement: p,
+      });
       return;
     }
     if (t === 'augmented_assignment' && p.childForFieldName('left')?.id === id.id) return; // keeps the dtype
     // Tuple targets and loop variables: assigned, value unknown.
     let q: SyntaxNode = id;
-    while (p && (p.type === 'pattern_list' || p.type === 'tuple_pattern' || p.type === 'list_pattern' || p.type === 'tuple' || p.type === 'list')) { q = p; p = p.parent; }
+    while (
+      p &&
+      (p.type === 'pattern_list' ||
+        p.type === 'tuple_pattern' ||
+        p.type === 'list_pattern' ||
+        p.type === 'tuple' ||
+        p.type === 'list')
+    ) {
+      q = p;
+      p = p.parent;
+    }
     if (p && q.id !== id.id) {
-      if ((p.type === 'assignment' && p.childForFieldName('left')?.id === q.id) || ((p.type === 'for_statement' || p.type === 'for_in_clause') && p.childForFieldName('left')?.id === q.id)) {
-        facts.assigns.push({ start: p.startIndex, end: p.type === 'assignment' ? p.endIndex : q.endIndex, value: null, target: id, statement: p });
+      if (
+        (p.type === 'assignment' && p.childForFieldName('left')?.id === q.id) ||
+        ((p.type === 'for_statement' || p.type === 'for_in_clause') && p.childForFieldName('left')?.id === q.id)
+      ) {
+        facts.assigns.push({
+          start: p.startIndex,
+          end: p.type === 'assignment' ? p.endIndex : q.endIndex,
+          value: null,
+          target: id,
+          statement: p,
+        });
         return;
       }
     }
@@ -513,7 +722,8 @@ export class RuleContext {
     // Only places that can bind the name: `name =`, `name: T =`, tuple targets, `for ... in`, `as name`, `name :=`.
     const re = new RegExp(
       `(?<![\\w.])${name}\\s*(?::[^=\\n]+)?:?=(?!=)|(?<![\\w.])${name}\\s*[,)\\]][^=\\n]*=(?!=)|,\\s*[(\\[]?\\s*${name}\\s*[)\\]]?\\s*=(?!=)|\\bfor\\s[^\\n]*?(?<![\\w.])${name}(?!\\w)[^\\n]*?\\sin\\s|\\bas\\s+${name}(?!\\w)`,
-      'g');
+      'g',
+    );
     const nameRe = new RegExp(`(?<![\\w.])${name}(?!\\w)`, 'g');
     const slice = this.text.slice(scope.start, scope.end);
     const skip = scope.node.type === 'module' ? this.topLevelDefRanges() : [];
@@ -571,6 +781,17 @@ export function unparen(node: SyntaxNode): SyntaxNode {
 
 /** Whether `node` can take a method call or subscript without parentheses. */
 export function isPrimary(node: SyntaxNode): boolean {
-  return ['identifier', 'attribute', 'call', 'subscript', 'parenthesized_expression', 'list', 'tuple', 'string', 'true', 'false', 'none'].includes(node.type);
+  return [
+    'identifier',
+    'attribute',
+    'call',
+    'subscript',
+    'parenthesized_expression',
+    'list',
+    'tuple',
+    'string',
+    'true',
+    'false',
+    'none',
+  ].includes(node.type);
 }
-

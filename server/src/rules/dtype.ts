@@ -16,29 +16,190 @@ export interface DInfo {
   why: string;
 }
 
-const UNKNOWN: DInfo = { kind: 'unknown', certain: false, tensor: null, why: 'its element type cannot be determined from the source' };
+const UNKNOWN: DInfo = {
+  kind: 'unknown',
+  certain: false,
+  tensor: null,
+  why: 'its element type cannot be determined from the source',
+};
 const MAX_DEPTH = 24;
 
-const INT_DTYPES = /^(?:torch\.)?(?:int64|long|int32|int|int16|short|int8|LongTensor|IntTensor|ShortTensor|CharTensor)$/;
-const FLOAT_DTYPES = /^(?:torch\.)?(?:float32|float|float16|half|float64|double|bfloat16|FloatTensor|HalfTensor|DoubleTensor|BFloat16Tensor)$/;
+const INT_DTYPES =
+  /^(?:torch\.)?(?:int64|long|int32|int|int16|short|int8|LongTensor|IntTensor|ShortTensor|CharTensor)$/;
+const FLOAT_DTYPES =
+  /^(?:torch\.)?(?:float32|float|float16|half|float64|double|bfloat16|FloatTensor|HalfTensor|DoubleTensor|BFloat16Tensor)$/;
 
-const BOOL_METHODS = new Set(['ne', 'eq', 'gt', 'lt', 'ge', 'le', 'greater', 'less', 'greater_equal', 'less_equal', 'not_equal',
-  'logical_and', 'logical_or', 'logical_not', 'logical_xor', 'isnan', 'isinf', 'isfinite', 'isneginf', 'isposinf', 'isin', 'isclose', 'bool', 'signbit']);
-const INT_RESULT = new Set(['argmax', 'argmin', 'argsort', 'nonzero', 'argwhere', 'bucketize', 'searchsorted', 'randint', 'randperm', 'bincount', 'count_nonzero', 'one_hot']);
-const SAME_AS_RECEIVER = new Set(['clone', 'contiguous', 'view', 'reshape', 'expand', 'expand_as', 'unsqueeze', 'squeeze', 'transpose', 'permute',
-  'flatten', 'repeat', 'repeat_interleave', 'detach', 'flip', 'roll', 'narrow', 'index_select', 'gather', 'tril', 'triu', 'masked_fill', 't', 'cpu',
-  'cuda', 'abs', 'neg', 'clamp', 'clip', 'clamp_min', 'clamp_max', 'view_as', 'reshape_as', 'chunk', 'split', 'unbind', 'cummax', 'cummin',
-  'floor', 'ceil', 'round', 'trunc', 'sign', 'fmod', 'remainder', 'requires_grad_', 'masked_fill_', 'fill_diagonal_', 'movedim', 'swapaxes', 'diagonal', 'squeeze_', 'unsqueeze_']);
-const FLOAT_RESULT = new Set(['sqrt', 'rsqrt', 'exp', 'expm1', 'exp2', 'log', 'log2', 'log10', 'log1p', 'erf', 'erfc', 'erfinv', 'sin', 'cos', 'tan',
-  'asin', 'acos', 'atan', 'sinh', 'cosh', 'tanh', 'sigmoid', 'reciprocal', 'softmax', 'log_softmax', 'mean', 'std', 'var', 'rand', 'randn',
-  'rand_like', 'randn_like', 'linspace', 'logspace', 'float', 'half', 'double', 'bfloat16', 'norm', 'true_divide']);
+const BOOL_METHODS = new Set([
+  'ne',
+  'eq',
+  'gt',
+  'lt',
+  'ge',
+  'le',
+  'greater',
+  'less',
+  'greater_equal',
+  'less_equal',
+  'not_equal',
+  'logical_and',
+  'logical_or',
+  'logical_not',
+  'logical_xor',
+  'isnan',
+  'isinf',
+  'isfinite',
+  'isneginf',
+  'isposinf',
+  'isin',
+  'isclose',
+  'bool',
+  'signbit',
+]);
+const INT_RESULT = new Set([
+  'argmax',
+  'argmin',
+  'argsort',
+  'nonzero',
+  'argwhere',
+  'bucketize',
+  'searchsorted',
+  'randint',
+  'randperm',
+  'bincount',
+  'count_nonzero',
+  'one_hot',
+]);
+const SAME_AS_RECEIVER = new Set([
+  'clone',
+  'contiguous',
+  'view',
+  'reshape',
+  'expand',
+  'expand_as',
+  'unsqueeze',
+  'squeeze',
+  'transpose',
+  'permute',
+  'flatten',
+  'repeat',
+  'repeat_interleave',
+  'detach',
+  'flip',
+  'roll',
+  'narrow',
+  'index_select',
+  'gather',
+  'tril',
+  'triu',
+  'masked_fill',
+  't',
+  'cpu',
+  'cuda',
+  'abs',
+  'neg',
+  'clamp',
+  'clip',
+  'clamp_min',
+  'clamp_max',
+  'view_as',
+  'reshape_as',
+  'chunk',
+  'split',
+  'unbind',
+  'cummax',
+  'cummin',
+  'floor',
+  'ceil',
+  'round',
+  'trunc',
+  'sign',
+  'fmod',
+  'remainder',
+  'requires_grad_',
+  'masked_fill_',
+  'fill_diagonal_',
+  'movedim',
+  'swapaxes',
+  'diagonal',
+  'squeeze_',
+  'unsqueeze_',
+]);
+const FLOAT_RESULT = new Set([
+  'sqrt',
+  'rsqrt',
+  'exp',
+  'expm1',
+  'exp2',
+  'log',
+  'log2',
+  'log10',
+  'log1p',
+  'erf',
+  'erfc',
+  'erfinv',
+  'sin',
+  'cos',
+  'tan',
+  'asin',
+  'acos',
+  'atan',
+  'sinh',
+  'cosh',
+  'tanh',
+  'sigmoid',
+  'reciprocal',
+  'softmax',
+  'log_softmax',
+  'mean',
+  'std',
+  'var',
+  'rand',
+  'randn',
+  'rand_like',
+  'randn_like',
+  'linspace',
+  'logspace',
+  'float',
+  'half',
+  'double',
+  'bfloat16',
+  'norm',
+  'true_divide',
+]);
 const SUM_LIKE = new Set(['cumsum', 'cumprod', 'sum', 'prod', 'nansum']);
-const FACTORIES = new Set(['tensor', 'as_tensor', 'zeros', 'ones', 'full', 'empty', 'arange', 'range', 'eye', 'zeros_like', 'ones_like',
-  'full_like', 'empty_like', 'new_zeros', 'new_ones', 'new_full', 'new_empty', 'new_tensor', 'LongTensor', 'IntTensor', 'BoolTensor', 'ByteTensor', 'FloatTensor']);
+const FACTORIES = new Set([
+  'tensor',
+  'as_tensor',
+  'zeros',
+  'ones',
+  'full',
+  'empty',
+  'arange',
+  'range',
+  'eye',
+  'zeros_like',
+  'ones_like',
+  'full_like',
+  'empty_like',
+  'new_zeros',
+  'new_ones',
+  'new_full',
+  'new_empty',
+  'new_tensor',
+  'LongTensor',
+  'IntTensor',
+  'BoolTensor',
+  'ByteTensor',
+  'FloatTensor',
+]);
 
-function lineOf(node: SyntaxNode): number { return node.startPosition.row + 1; }
+function lineOf(node: SyntaxNode): number {
+  return node.startPosition.row + 1;
+}
 
-function known(kind: DKind, tensor: boolean | null, why: string): DInfo { return { kind, certain: true, tensor, why }; }
+function known(kind: DKind, tensor: boolean | null, why: string): DInfo {
+  return { kind, certain: true, tensor, why };
+}
 
 /** Maps a dtype expression (`torch.long`, `torch.uint8`) to a kind; null when it is not a dtype we know. */
 export function dtypeFromExpr(ctx: RuleContext, node: SyntaxNode | null): DKind | null {
@@ -108,18 +269,26 @@ function memoized(ctx: RuleContext, expr: SyntaxNode, depth: number): DInfo {
 function infer(ctx: RuleContext, raw: SyntaxNode, depth: number): DInfo {
   const expr = unparen(raw);
   switch (expr.type) {
-    case 'integer': return known('int', false, 'it is an integer literal');
-    case 'float': return known('float', false, 'it is a float literal');
-    case 'true': case 'false': return known('bool', false, 'it is a bool literal');
-    case 'identifier': return inferName(ctx, expr, depth);
+    case 'integer':
+      return known('int', false, 'it is an integer literal');
+    case 'float':
+      return known('float', false, 'it is a float literal');
+    case 'true':
+    case 'false':
+      return known('bool', false, 'it is a bool literal');
+    case 'identifier':
+      return inferName(ctx, expr, depth);
     case 'subscript': {
       const value = expr.childForFieldName('value');
-      if (value && value.type === 'attribute' && /\.shape$/.test(ctx.src(value))) return known('int', false, 'it is a shape entry');
-      if (value && value.type === 'call' && /\.size\(\s*\)$/.test(ctx.src(value))) return known('int', false, 'it is a size entry');
+      if (value && value.type === 'attribute' && /\.shape$/.test(ctx.src(value)))
+        return known('int', false, 'it is a shape entry');
+      if (value && value.type === 'call' && /\.size\(\s*\)$/.test(ctx.src(value)))
+        return known('int', false, 'it is a size entry');
       const v = inferDtype(ctx, value, depth + 1);
       return v.tensor === true ? v : UNKNOWN;
     }
-    case 'call': return inferCall(ctx, expr, depth);
+    case 'call':
+      return inferCall(ctx, expr, depth);
     case 'unary_operator': {
       const op = expr.childForFieldName('operator');
       const arg = inferDtype(ctx, expr.childForFieldName('argument'), depth + 1);
@@ -128,11 +297,15 @@ function infer(ctx: RuleContext, raw: SyntaxNode, depth: number): DInfo {
     }
     case 'comparison_operator': {
       const ops = expr.children.filter((c) => !c.isNamed).map((c) => c.type);
-      if (ops.some((o) => o === 'in' || o === 'not in' || o === 'is' || o === 'is not' || o === 'not' )) return known('bool', false, 'it is a Python membership test');
+      if (ops.some((o) => o === 'in' || o === 'not in' || o === 'is' || o === 'is not' || o === 'not'))
+        return known('bool', false, 'it is a Python membership test');
       let tensor: boolean | null = false;
       for (const c of expr.namedChildren) {
         const d = inferDtype(ctx, c, depth + 1);
-        if (d.tensor === true) { tensor = true; break; }
+        if (d.tensor === true) {
+          tensor = true;
+          break;
+        }
         if (d.tensor === null) tensor = null;
       }
       return { kind: 'bool', certain: true, tensor, why: `it is a comparison result (line ${lineOf(expr)})` };
@@ -149,20 +322,30 @@ function infer(ctx: RuleContext, raw: SyntaxNode, depth: number): DInfo {
       const db = inferDtype(ctx, b, depth + 1);
       return da.kind === db.kind && da.kind !== 'unknown' ? da : UNKNOWN;
     }
-    default: return UNKNOWN;
+    default:
+      return UNKNOWN;
   }
 }
 
 function combine(op: string, l: DInfo, r: DInfo): DInfo {
-  const tensor = l.tensor === true || r.tensor === true ? true : l.tensor === false && r.tensor === false ? false : null;
+  const tensor =
+    l.tensor === true || r.tensor === true ? true : l.tensor === false && r.tensor === false ? false : null;
   const certain = l.certain && r.certain;
-  if (op === '/') return { kind: l.kind === 'unknown' && r.kind === 'unknown' ? 'unknown' : 'float', certain, tensor, why: 'it is a true division' };
-  if (l.kind === 'float' || r.kind === 'float') return { kind: 'float', certain, tensor, why: l.kind === 'float' ? l.why : r.why };
+  if (op === '/')
+    return {
+      kind: l.kind === 'unknown' && r.kind === 'unknown' ? 'unknown' : 'float',
+      certain,
+      tensor,
+      why: 'it is a true division',
+    };
+  if (l.kind === 'float' || r.kind === 'float')
+    return { kind: 'float', certain, tensor, why: l.kind === 'float' ? l.why : r.why };
   if (l.kind === 'unknown' || r.kind === 'unknown') {
     // A Python scalar does not change a tensor's integer type (`mask * 2`, `ids + offset`).
     const other = l.kind === 'unknown' ? r : l;
     const unknownSide = l.kind === 'unknown' ? l : r;
-    if ((op === '&' || op === '|' || op === '^') && other.kind === 'bool' && other.tensor === true) return { ...other, certain: false };
+    if ((op === '&' || op === '|' || op === '^') && other.kind === 'bool' && other.tensor === true)
+      return { ...other, certain: false };
     if (other.tensor === true && unknownSide.tensor === false && other.kind !== 'bool') return other;
     return { ...UNKNOWN, tensor };
   }
@@ -173,7 +356,8 @@ function combine(op: string, l: DInfo, r: DInfo): DInfo {
   return { kind: l.kind === 'uint8' || r.kind === 'uint8' ? 'uint8' : 'int', certain, tensor, why: intSide.why };
 }
 
-const ID_LIKE = /^(?:input_ids|token_type_ids|position_ids|decoder_input_ids|labels|indices|idx|ids|\w+_ids|\w+_idx|\w+_indices)$/;
+const ID_LIKE =
+  /^(?:input_ids|token_type_ids|position_ids|decoder_input_ids|labels|indices|idx|ids|\w+_ids|\w+_idx|\w+_indices)$/;
 
 function inferName(ctx: RuleContext, id: SyntaxNode, depth: number): DInfo {
   return inferNameUncached(ctx, id, depth, ctx.scope(id));
@@ -190,12 +374,15 @@ function inferNameUncached(ctx: RuleContext, id: SyntaxNode, depth: number, scop
   const p = scope.params.get(name);
   if (p) {
     const ann = p.annotation ?? '';
-    if (/\b(?:LongTensor|IntTensor|ShortTensor|CharTensor)\b/.test(ann)) return known('int', true, `'${name}' is annotated ${ann}`);
+    if (/\b(?:LongTensor|IntTensor|ShortTensor|CharTensor)\b/.test(ann))
+      return known('int', true, `'${name}' is annotated ${ann}`);
     if (/\bBoolTensor\b/.test(ann)) return known('bool', true, `'${name}' is annotated ${ann}`);
-    if (/\b(?:FloatTensor|HalfTensor|DoubleTensor)\b/.test(ann)) return known('float', true, `'${name}' is annotated ${ann}`);
+    if (/\b(?:FloatTensor|HalfTensor|DoubleTensor)\b/.test(ann))
+      return known('float', true, `'${name}' is annotated ${ann}`);
     if (/^(?:Optional\[)?int\]?$/.test(ann)) return known('int', false, `'${name}' is annotated int`);
     if (/^(?:Optional\[)?float\]?$/.test(ann)) return known('float', false, `'${name}' is annotated float`);
-    if (ID_LIKE.test(name)) return { kind: 'int', certain: false, tensor: true, why: `'${name}' looks like token ids/indices (name only)` };
+    if (ID_LIKE.test(name))
+      return { kind: 'int', certain: false, tensor: true, why: `'${name}' looks like token ids/indices (name only)` };
   }
   return UNKNOWN;
 }
@@ -217,36 +404,66 @@ function inferCall(ctx: RuleContext, call: SyntaxNode, depth: number): DInfo {
   const isMethod = site.receiver !== null;
   const isTorchFn = site.qualified !== null && /^torch(\.|$)/.test(site.qualified);
   if (!isMethod && !isTorchFn) return UNKNOWN;
-  const recv = () => (isMethod ? inferDtype(ctx, site.receiver, depth + 1) : inferDtype(ctx, site.args[0] ?? null, depth + 1));
+  const recv = () =>
+    isMethod ? inferDtype(ctx, site.receiver, depth + 1) : inferDtype(ctx, site.args[0] ?? null, depth + 1);
   const explicit = dtypeKwarg(ctx, site);
 
   if (isMethod) {
     switch (name) {
-      case 'int': case 'long': case 'short': case 'char': return known('int', true, `it comes from \`.${name}()\` on line ${line}`);
-      case 'bool': return known('bool', true, `it comes from \`.bool()\` on line ${line}`);
-      case 'byte': return known('uint8', true, `it comes from \`.byte()\` on line ${line}`);
-      case 'float': case 'half': case 'double': case 'bfloat16': return known('float', true, `it comes from \`.${name}()\``);
-      case 'to': case 'type': {
-        const d = dtypeFromExpr(ctx, site.kwargs.get('dtype') ?? site.args[0] ?? null) ?? dtypeFromExpr(ctx, site.args[1] ?? null);
-        if (d) return known(d, true, `it comes from \`.${name}(${ctx.src(site.kwargs.get('dtype') ?? site.args[0] ?? site.args[1])})\` on line ${line}`);
-        if (name === 'to' && site.args.length === 1 && /device|cuda|cpu|^['"]/.test(ctx.src(site.args[0]))) return recv();
+      case 'int':
+      case 'long':
+      case 'short':
+      case 'char':
+        return known('int', true, `it comes from \`.${name}()\` on line ${line}`);
+      case 'bool':
+        return known('bool', true, `it comes from \`.bool()\` on line ${line}`);
+      case 'byte':
+        return known('uint8', true, `it comes from \`.byte()\` on line ${line}`);
+      case 'float':
+      case 'half':
+      case 'double':
+      case 'bfloat16':
+        return known('float', true, `it comes from \`.${name}()\``);
+      case 'to':
+      case 'type': {
+        const d =
+          dtypeFromExpr(ctx, site.kwargs.get('dtype') ?? site.args[0] ?? null) ??
+          dtypeFromExpr(ctx, site.args[1] ?? null);
+        if (d)
+          return known(
+            d,
+            true,
+            `it comes from \`.${name}(${ctx.src(site.kwargs.get('dtype') ?? site.args[0] ?? site.args[1])})\` on line ${line}`,
+          );
+        if (name === 'to' && site.args.length === 1 && /device|cuda|cpu|^['"]/.test(ctx.src(site.args[0])))
+          return recv();
         return UNKNOWN;
       }
       case 'type_as': {
         const d = inferDtype(ctx, site.args[0] ?? null, depth + 1);
         return d.kind === 'unknown' ? UNKNOWN : { ...d, tensor: true };
       }
-      case 'size': case 'numel': case 'dim': case 'ndimension': case 'nelement': return known('int', false, `it comes from .${name}()`);
-      case 'item': case 'tolist': return UNKNOWN;
+      case 'size':
+      case 'numel':
+      case 'dim':
+      case 'ndimension':
+      case 'nelement':
+        return known('int', false, `it comes from .${name}()`);
+      case 'item':
+      case 'tolist':
+        return UNKNOWN;
     }
   }
-  if (explicit && (FACTORIES.has(name) || SUM_LIKE.has(name) || name === 'to')) return known(explicit, true, `it is created with dtype=${ctx.src(site.kwargs.get('dtype')!)} on line ${line}`);
-  if (BOOL_METHODS.has(name)) return known('bool', true, `it comes from \`${isMethod ? '.' : 'torch.'}${name}(...)\` on line ${line}`);
+  if (explicit && (FACTORIES.has(name) || SUM_LIKE.has(name) || name === 'to'))
+    return known(explicit, true, `it is created with dtype=${ctx.src(site.kwargs.get('dtype')!)} on line ${line}`);
+  if (BOOL_METHODS.has(name))
+    return known('bool', true, `it comes from \`${isMethod ? '.' : 'torch.'}${name}(...)\` on line ${line}`);
   if (INT_RESULT.has(name)) return known('int', true, `it comes from \`${name}(...)\` on line ${line}`);
   if (FLOAT_RESULT.has(name)) return { kind: 'float', certain: true, tensor: true, why: `it comes from ${name}()` };
   if (SUM_LIKE.has(name)) {
     const r = recv();
-    if (r.kind === 'int' || r.kind === 'bool' || r.kind === 'uint8') return { kind: 'int', certain: r.certain, tensor: true, why: r.why };
+    if (r.kind === 'int' || r.kind === 'bool' || r.kind === 'uint8')
+      return { kind: 'int', certain: r.certain, tensor: true, why: r.why };
     return r.kind === 'float' ? r : UNKNOWN;
   }
   if (SAME_AS_RECEIVER.has(name)) {
@@ -263,7 +480,8 @@ function inferCall(ctx: RuleContext, call: SyntaxNode, depth: number): DInfo {
   }
   if ((name === 'cat' || name === 'stack' || name === 'concat') && !isMethod) {
     const first = site.args[0];
-    if (first && (first.type === 'list' || first.type === 'tuple') && first.namedChildCount > 0) return inferDtype(ctx, first.namedChildren[0], depth + 1);
+    if (first && (first.type === 'list' || first.type === 'tuple') && first.namedChildCount > 0)
+      return inferDtype(ctx, first.namedChildren[0], depth + 1);
     return UNKNOWN;
   }
   if (!isMethod && FACTORIES.has(name)) return factoryDtype(ctx, site, depth, line);
@@ -284,13 +502,18 @@ function factoryDtype(ctx: RuleContext, site: CallSite, depth: number, line: num
     }
     return d.kind === 'unknown' ? UNKNOWN : { ...d, tensor: true };
   }
-  if (name === 'zeros' || name === 'ones' || name === 'empty' || name === 'eye') return known('float', true, `torch.${name} defaults to float32`);
+  if (name === 'zeros' || name === 'ones' || name === 'empty' || name === 'eye')
+    return known('float', true, `torch.${name} defaults to float32`);
   if (name === 'full') {
     const f = inferDtype(ctx, site.args[1] ?? site.kwargs.get('fill_value') ?? null, depth + 1);
-    return f.kind === 'unknown' ? UNKNOWN : { ...f, tensor: true, why: `torch.full with a ${f.kind} fill value (line ${line})` };
+    return f.kind === 'unknown'
+      ? UNKNOWN
+      : { ...f, tensor: true, why: `torch.full with a ${f.kind} fill value (line ${line})` };
   }
   if (name === 'arange' || name === 'range') {
-    const bounds = site.args.slice(0, 3).concat(['start', 'end', 'step'].map((k) => site.kwargs.get(k)).filter((x): x is SyntaxNode => !!x));
+    const bounds = site.args
+      .slice(0, 3)
+      .concat(['start', 'end', 'step'].map((k) => site.kwargs.get(k)).filter((x): x is SyntaxNode => !!x));
     if (bounds.length === 0) return UNKNOWN;
     let allInt = true;
     for (const b of bounds) {
@@ -306,7 +529,8 @@ function factoryDtype(ctx: RuleContext, site: CallSite, depth: number, line: num
     const text = ctx.src(data);
     if (/^[\s\d,\[\]()\-]+$/.test(text)) return known('int', true, `torch.${name} of integer literals (line ${line})`);
     if (/^[\s\d.,eE\[\]()\-+]+$/.test(text)) return known('float', true, `torch.${name} of float literals`);
-    if (/^[\s,\[\]()]*(?:True|False)[\sTrueFals,\[\]()]*$/.test(text)) return known('bool', true, `torch.${name} of bools`);
+    if (/^[\s,\[\]()]*(?:True|False)[\sTrueFals,\[\]()]*$/.test(text))
+      return known('bool', true, `torch.${name} of bools`);
     return UNKNOWN;
   }
   return UNKNOWN;

@@ -4,7 +4,14 @@ import type { ModelIndex } from '../analysis/types';
 import type { QdqDiagnostic, Rule, RuleOptions, Tree } from './types';
 import { documentCaches, statementLayout } from '../analysis/model';
 import { inRanges } from './lexer';
-import { isKeepable, keptDiagnostics, sharedKey, spansToCheck, statementOf, type StatementDiagnostics } from './statementCache';
+import {
+  isKeepable,
+  keptDiagnostics,
+  sharedKey,
+  spansToCheck,
+  statementOf,
+  type StatementDiagnostics,
+} from './statementCache';
 import { trt001IntegerCumsum } from './trt001IntegerCumsum';
 import { trt004NonZero } from './trt004NonZero';
 import { trt005BoolMaskIndexing } from './trt005BoolMaskIndexing';
@@ -36,11 +43,32 @@ export type { QdqDiagnostic, QdqFix, Rule, RuleOptions, Severity, TextEdit, Rang
 export { DEFAULT_TRT_VERSION } from './version';
 
 export const allRules: readonly Rule[] = [
-  trt001IntegerCumsum, trt004NonZero, trt005BoolMaskIndexing, trt007Unique, trt008Bincount, trt009Histc, trt010Searchsorted,
-  trt013TrainingExport, trt017IntMatmul, trt022TopK, trt025ScatterReduce, trt026IndexPutAccumulate, trt029Fft, trt030Bitwise,
-  trt031BoolArithmetic, trt032Uint8, trt033IntUnary, trt049TorchAo,
-  qdq001Asymmetric, qdq002Scale, qdq003PerChannelActivation, qdq004WeightAxis, qdq005PartialInputs, qdq006OutputQuantizer,
-  qdq007ResidualInput, qdq010ConcatScales,
+  trt001IntegerCumsum,
+  trt004NonZero,
+  trt005BoolMaskIndexing,
+  trt007Unique,
+  trt008Bincount,
+  trt009Histc,
+  trt010Searchsorted,
+  trt013TrainingExport,
+  trt017IntMatmul,
+  trt022TopK,
+  trt025ScatterReduce,
+  trt026IndexPutAccumulate,
+  trt029Fft,
+  trt030Bitwise,
+  trt031BoolArithmetic,
+  trt032Uint8,
+  trt033IntUnary,
+  trt049TorchAo,
+  qdq001Asymmetric,
+  qdq002Scale,
+  qdq003PerChannelActivation,
+  qdq004WeightAxis,
+  qdq005PartialInputs,
+  qdq006OutputQuantizer,
+  qdq007ResidualInput,
+  qdq010ConcatScales,
 ];
 
 export function ruleByCode(code: string): Rule | undefined {
@@ -60,7 +88,12 @@ export interface RunRulesOptions extends RuleOptions {
  * statements are kept from the last run and only the sites of the other statements are checked
  * (statementCache.ts); the result is the same as a run on the whole file (test/rules/incremental.test.ts).
  */
-export function runRules(index: ModelIndex | null | undefined, tree: Tree, text: string, opts: RunRulesOptions = {}): QdqDiagnostic[] {
+export function runRules(
+  index: ModelIndex | null | undefined,
+  tree: Tree,
+  text: string,
+  opts: RunRulesOptions = {},
+): QdqDiagnostic[] {
   let ctx: RuleContext;
   try {
     ctx = new RuleContext(tree, text, opts, index ?? null);
@@ -90,7 +123,9 @@ export function runRules(index: ModelIndex | null | undefined, tree: Tree, text:
     if (!kept[i]) byStatement[i].push(d);
   }
   caches.ruleDiagnostics = {
-    key, text, byStatement: byStatement.map((ds, i) => (isKeepable(layout.types[i]) ? ds : null)),
+    key,
+    text,
+    byStatement: byStatement.map((ds, i) => (isKeepable(layout.types[i]) ? ds : null)),
   } satisfies StatementDiagnostics;
   return sorted([...byStatement.flat(), ...fileWide]);
 }
@@ -99,7 +134,11 @@ export function runRules(index: ModelIndex | null | undefined, tree: Tree, text:
  * Runs each rule, those of scope 'statement' on the sites `siteFilter` accepts (all when null), those of scope
  * 'file' on all; a rule that throws gives nothing.
  */
-function runEach(ctx: RuleContext, rules: readonly Rule[], siteFilter: ((offset: number) => boolean) | null): { perStatement: QdqDiagnostic[]; fileWide: QdqDiagnostic[] } {
+function runEach(
+  ctx: RuleContext,
+  rules: readonly Rule[],
+  siteFilter: ((offset: number) => boolean) | null,
+): { perStatement: QdqDiagnostic[]; fileWide: QdqDiagnostic[] } {
   const perStatement: QdqDiagnostic[] = [];
   const fileWide: QdqDiagnostic[] = [];
   for (const rule of rules) {
@@ -116,10 +155,21 @@ function runEach(ctx: RuleContext, rules: readonly Rule[], siteFilter: ((offset:
 }
 
 function sorted(ds: QdqDiagnostic[]): QdqDiagnostic[] {
-  return ds.sort((a, b) => a.range.start.line - b.range.start.line || a.range.start.character - b.range.start.character || a.code.localeCompare(b.code));
+  return ds.sort(
+    (a, b) =>
+      a.range.start.line - b.range.start.line ||
+      a.range.start.character - b.range.start.character ||
+      a.code.localeCompare(b.code),
+  );
 }
 
 /** Runs one rule without the safety net (tests use it so that a throwing rule fails loudly). */
-export function runRuleStrict(rule: Rule, index: ModelIndex | null | undefined, tree: Tree, text: string, opts: RuleOptions = {}): QdqDiagnostic[] {
+export function runRuleStrict(
+  rule: Rule,
+  index: ModelIndex | null | undefined,
+  tree: Tree,
+  text: string,
+  opts: RuleOptions = {},
+): QdqDiagnostic[] {
   return rule.check(new RuleContext(tree, text, opts, index ?? null));
 }

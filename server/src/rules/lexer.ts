@@ -32,15 +32,27 @@ export function nonCodeRangesIn(text: string, from: number, to: number): number[
       for (let k = text.indexOf(q, i + 3); k >= 0; k = text.indexOf(q, k + 1)) {
         let bs = 0;
         while (text.charCodeAt(k - 1 - bs) === 92) bs++;
-        if (bs % 2 === 0) { end = k + 3; break; }
+        if (bs % 2 === 0) {
+          end = k + 3;
+          break;
+        }
       }
     } else {
       let j = i + 1;
       while (j < text.length) {
         const ch = text.charCodeAt(j);
-        if (ch === 92 /* \ */) { j += 2; continue; }
-        if (ch === 10 || ch === 13) { end = j; break; }
-        if (text[j] === c) { end = j + 1; break; }
+        if (ch === 92 /* \ */) {
+          j += 2;
+          continue;
+        }
+        if (ch === 10 || ch === 13) {
+          end = j;
+          break;
+        }
+        if (text[j] === c) {
+          end = j + 1;
+          break;
+        }
         j++;
       }
       if (j >= text.length) end = text.length;

@@ -3,7 +3,8 @@ import { quantFacts } from './quantizers';
 import type { CallSite, RuleContext } from './context';
 import type { QdqDiagnostic, Rule } from './types';
 
-const WHY = 'TensorRT only supports symmetric quantization: QuantizeLinear/DequantizeLinear zero points must be all zeros (every version up to 10.15; a UINT8 zero point falls back to INT8 with a warning)';
+const WHY =
+  'TensorRT only supports symmetric quantization: QuantizeLinear/DequantizeLinear zero points must be all zeros (every version up to 10.15; a UINT8 zero point falls back to INT8 with a warning)';
 
 function num(ctx: RuleContext, site: CallSite, kw: string, index: number): number | null {
   const n = site.kwargs.get(kw) ?? site.args[index];
@@ -23,10 +24,26 @@ export const qdq001Asymmetric: Rule = {
     const out: QdqDiagnostic[] = [];
     for (const site of ctx.calls('TensorQuantizer', 'QuantDescriptor', 'ScaledQuantDescriptor')) {
       const u = site.kwargs.get('unsigned');
-      if (u && ctx.src(u) === 'True') out.push(ctx.diag('QDQ001', 'error', u, `unsigned=True quantizes to UINT8 with a non-zero range offset: ${WHY}. Use unsigned=False.`,
-        { title: 'Use unsigned=False (signed INT8)', safety: 'unsafe', edits: [ctx.replace(u, 'False')] }));
+      if (u && ctx.src(u) === 'True')
+        out.push(
+          ctx.diag(
+            'QDQ001',
+            'error',
+            u,
+            `unsigned=True quantizes to UINT8 with a non-zero range offset: ${WHY}. Use unsigned=False.`,
+            { title: 'Use unsigned=False (signed INT8)', safety: 'unsafe', edits: [ctx.replace(u, 'False')] },
+          ),
+        );
     }
-    for (const site of ctx.calls('FakeQuantize', 'FusedMovingAvgObsFakeQuantize', 'MinMaxObserver', 'MovingAverageMinMaxObserver', 'PerChannelMinMaxObserver', 'MovingAveragePerChannelMinMaxObserver', 'HistogramObserver')) {
+    for (const site of ctx.calls(
+      'FakeQuantize',
+      'FusedMovingAvgObsFakeQuantize',
+      'MinMaxObserver',
+      'MovingAverageMinMaxObserver',
+      'PerChannelMinMaxObserver',
+      'MovingAveragePerChannelMinMaxObserver',
+      'HistogramObserver',
+    )) {
       const dtype = site.kwargs.get('dtype');
       const qscheme = site.kwargs.get('qscheme');
       const qmin = num(ctx, site, 'quant_min', -1);
@@ -35,10 +52,25 @@ export const qdq001Asymmetric: Rule = {
       if (dtype && /quint8/.test(ctx.src(dtype))) problems.push('dtype=torch.quint8');
       if (qscheme && /affine/.test(ctx.src(qscheme))) problems.push(`qscheme=${ctx.src(qscheme)}`);
       if (qmin === 0 && qmax !== null && qmax > 0) problems.push(`quant_min=0, quant_max=${qmax}`);
-      if (!dtype && !qscheme && /FakeQuantize$/.test(site.name) && site.name === 'FakeQuantize' && !site.args.length && !site.kwargs.has('observer')) {
+      if (
+        !dtype &&
+        !qscheme &&
+        /FakeQuantize$/.test(site.name) &&
+        site.name === 'FakeQuantize' &&
+        !site.args.length &&
+        !site.kwargs.has('observer')
+      ) {
         problems.push('FakeQuantize() defaults to quint8 with an affine observer');
       }
-      if (problems.length) out.push(ctx.diag('QDQ001', 'error', site.node, `${problems.join('; ')}: ${WHY}. Use dtype=torch.qint8, qscheme=torch.per_tensor_symmetric (or per_channel_symmetric), quant_min=-128, quant_max=127.`));
+      if (problems.length)
+        out.push(
+          ctx.diag(
+            'QDQ001',
+            'error',
+            site.node,
+            `${problems.join('; ')}: ${WHY}. Use dtype=torch.qint8, qscheme=torch.per_tensor_symmetric (or per_channel_symmetric), quant_min=-128, quant_max=127.`,
+          ),
+        );
     }
     for (const site of ctx.calls('fake_quantize_per_tensor_affine', 'fake_quantize_per_channel_affine')) {
       const perChannel = site.name.includes('channel');
@@ -46,8 +78,17 @@ export const qdq001Asymmetric: Rule = {
       const qmin = num(ctx, site, 'quant_min', perChannel ? 4 : 3);
       const qmax = num(ctx, site, 'quant_max', perChannel ? 5 : 4);
       const zpText = zp ? ctx.src(zp).replace(/\s+/g, '') : '';
-      if (/^-?\d+$/.test(zpText) && Number(zpText) !== 0) out.push(ctx.diag('QDQ001', 'error', zp!, `zero_point=${zpText}: ${WHY}. Use zero_point=0.`));
-      else if (qmin === 0 && qmax !== null && qmax > 0) out.push(ctx.diag('QDQ001', 'error', site.node, `quant range [0, ${qmax}] is unsigned/asymmetric: ${WHY}. Use [-128, 127] with zero_point=0.`));
+      if (/^-?\d+$/.test(zpText) && Number(zpText) !== 0)
+        out.push(ctx.diag('QDQ001', 'error', zp!, `zero_point=${zpText}: ${WHY}. Use zero_point=0.`));
+      else if (qmin === 0 && qmax !== null && qmax > 0)
+        out.push(
+          ctx.diag(
+            'QDQ001',
+            'error',
+            site.node,
+            `quant range [0, ${qmax}] is unsigned/asymmetric: ${WHY}. Use [-128, 127] with zero_point=0.`,
+          ),
+        );
     }
     return out;
   },

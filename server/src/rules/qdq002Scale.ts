@@ -16,9 +16,23 @@ export const qdq002Scale: Rule = {
       if (!scale) continue;
       const t = ctx.src(scale).replace(/\s+/g, '');
       if (/^-?\d*\.?\d+(?:e-?\d+)?$/i.test(t) && Number(t) <= 0) {
-        out.push(ctx.diag('QDQ002', 'error', scale, `scale=${t}: TensorRT requires positive Q/DQ scales ("Scale coefficients must all be positive"). Clamp amax to a small positive value.`));
+        out.push(
+          ctx.diag(
+            'QDQ002',
+            'error',
+            scale,
+            `scale=${t}: TensorRT requires positive Q/DQ scales ("Scale coefficients must all be positive"). Clamp amax to a small positive value.`,
+          ),
+        );
       } else if (/\.shape\b|\.size\(/.test(t)) {
-        out.push(ctx.diag('QDQ002', 'error', scale, 'The scale depends on a tensor shape: TensorRT does not support a dynamic-shape scale tensor ("Dynamic shape for scale tensor is not supported"). Use calibrated constant scales.'));
+        out.push(
+          ctx.diag(
+            'QDQ002',
+            'error',
+            scale,
+            'The scale depends on a tensor shape: TensorRT does not support a dynamic-shape scale tensor ("Dynamic shape for scale tensor is not supported"). Use calibrated constant scales.',
+          ),
+        );
       }
     }
     for (const site of ctx.calls('TensorQuantizer', 'QuantDescriptor', 'ScaledQuantDescriptor')) {
@@ -26,7 +40,14 @@ export const qdq002Scale: Rule = {
       if (!amax) continue;
       const t = ctx.src(amax).replace(/\s+/g, '');
       if (/^-?\d*\.?\d+(?:e-?\d+)?$/i.test(t) && Number(t) <= 0) {
-        out.push(ctx.diag('QDQ002', 'error', amax, `amax=${t} gives a scale <= 0: TensorRT requires positive Q/DQ scales ("Scale coefficients must all be positive").`));
+        out.push(
+          ctx.diag(
+            'QDQ002',
+            'error',
+            amax,
+            `amax=${t} gives a scale <= 0: TensorRT requires positive Q/DQ scales ("Scale coefficients must all be positive").`,
+          ),
+        );
       }
     }
     return out;

@@ -17,8 +17,19 @@ export const qdq003PerChannelActivation: Rule = {
       if (!decl || !decl.axis || !app.arg) continue;
       const argText = ctx.src(app.arg);
       if (/(?:^|\.)weight$/.test(argText) || /weight/.test(app.name)) continue;
-      out.push(ctx.diag('QDQ003', 'error', app.call, `\`self.${app.name}\` is per-channel (axis=${ctx.src(decl.axis)}) but quantizes the activation \`${argText.slice(0, 40)}\`: TensorRT supports only per-tensor activation quantization (all versions up to 10.15). Declare it without an axis.`,
-        { title: 'Make the quantizer per-tensor (remove the axis)', safety: 'unsafe', edits: [ctx.replace(decl.axis, 'None')] }));
+      out.push(
+        ctx.diag(
+          'QDQ003',
+          'error',
+          app.call,
+          `\`self.${app.name}\` is per-channel (axis=${ctx.src(decl.axis)}) but quantizes the activation \`${argText.slice(0, 40)}\`: TensorRT supports only per-tensor activation quantization (all versions up to 10.15). Declare it without an axis.`,
+          {
+            title: 'Make the quantizer per-tensor (remove the axis)',
+            safety: 'unsafe',
+            edits: [ctx.replace(decl.axis, 'None')],
+          },
+        ),
+      );
     }
     return out;
   },

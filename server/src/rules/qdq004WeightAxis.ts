@@ -24,10 +24,24 @@ export const qdq004WeightAxis: Rule = {
       const layer = ctx.callSite(layerCall)?.name ?? '';
       const transpose = /Transpose/.test(layer);
       if (!transpose && v !== 0) {
-        out.push(ctx.diag('QDQ004', 'error', axis, `Weight quantizer axis ${v} on ${layer}: TensorRT needs per-channel weight scales along the output channels, axis 0 for Linear/Conv weights ("number of scales is not equal to the number of output channels").`,
-          { title: 'Use axis=(0,)', safety: 'unsafe', edits: [ctx.replace(axis, '(0,)')] }));
+        out.push(
+          ctx.diag(
+            'QDQ004',
+            'error',
+            axis,
+            `Weight quantizer axis ${v} on ${layer}: TensorRT needs per-channel weight scales along the output channels, axis 0 for Linear/Conv weights ("number of scales is not equal to the number of output channels").`,
+            { title: 'Use axis=(0,)', safety: 'unsafe', edits: [ctx.replace(axis, '(0,)')] },
+          ),
+        );
       } else if (transpose && v !== 1) {
-        out.push(ctx.diag('QDQ004', 'warning', axis, `Weight quantizer axis ${v} on ${layer}: ConvTranspose weights are (C_in, C_out/groups, ...), so output channels are axis 1 (inferred from the layout); with axis ${v} the scale count may not match TensorRT's output channels.`));
+        out.push(
+          ctx.diag(
+            'QDQ004',
+            'warning',
+            axis,
+            `Weight quantizer axis ${v} on ${layer}: ConvTranspose weights are (C_in, C_out/groups, ...), so output channels are axis 1 (inferred from the layout); with axis ${v} the scale count may not match TensorRT's output channels.`,
+          ),
+        );
       }
     }
     for (const site of ctx.calls('fake_quantize_per_channel_affine')) {
@@ -36,7 +50,14 @@ export const qdq004WeightAxis: Rule = {
       if (!w || !axis || !/(?:^|\.)weight$/.test(ctx.src(w))) continue;
       const v = axisValue(ctx, axis);
       if (v !== null && v !== 0 && !/transpose/i.test(ctx.src(w))) {
-        out.push(ctx.diag('QDQ004', 'error', axis, `Per-channel weight quantization on axis ${v}: TensorRT needs the output-channel axis (0 for Linear/Conv weights).`));
+        out.push(
+          ctx.diag(
+            'QDQ004',
+            'error',
+            axis,
+            `Per-channel weight quantization on axis ${v}: TensorRT needs the output-channel axis (0 for Linear/Conv weights).`,
+          ),
+        );
       }
     }
     return out;

@@ -23,12 +23,26 @@ export const qdq006OutputQuantizer: Rule = {
       if (site.receiver && ctx.src(site.receiver) === 'self') {
         const layer = facts.layerByKey.get(classKey(app.classNode, site.name));
         if (layer) what = `\`self.${site.name}\``;
-      } else if (site.qualified && /^torch\.nn\.functional\.(linear|conv[123]d|conv_transpose[123]d)$/.test(site.qualified)) {
+      } else if (
+        site.qualified &&
+        /^torch\.nn\.functional\.(linear|conv[123]d|conv_transpose[123]d)$/.test(site.qualified)
+      ) {
         what = `\`${site.qualified.replace('torch.nn.functional', 'F')}\``;
       }
       if (!what) continue;
-      out.push(ctx.diag('QDQ006', 'information', app.call, `\`self.${app.name}\` quantizes the output of ${what}: TensorRT recommends not quantizing outputs of weighted ops (the next layer's input quantizer covers it, and a following SiLU/GELU/Softmax needs the precision).`,
-        { title: `Remove self.${app.name} around the layer output`, safety: 'unsafe', edits: [ctx.replace(app.call, ctx.src(app.arg))] }));
+      out.push(
+        ctx.diag(
+          'QDQ006',
+          'information',
+          app.call,
+          `\`self.${app.name}\` quantizes the output of ${what}: TensorRT recommends not quantizing outputs of weighted ops (the next layer's input quantizer covers it, and a following SiLU/GELU/Softmax needs the precision).`,
+          {
+            title: `Remove self.${app.name} around the layer output`,
+            safety: 'unsafe',
+            edits: [ctx.replace(app.call, ctx.src(app.arg))],
+          },
+        ),
+      );
     }
     return out;
   },

@@ -13,16 +13,24 @@ export const qdq007ResidualInput: Rule = {
     if (!facts || !ctx.index) return [];
     const out: QdqDiagnostic[] = [];
     for (const cls of ctx.index.classes) {
-      const quantized = cls.layers.some((l) => l.wrapped === 'quant' || /Quant(Linear|Conv)/.test(l.ctor))
-        || cls.quantizers.length > 0
-        || facts.layers.some((l) => l.quantized && l.classNode !== null && l.classNode.startIndex === cls.span.start);
+      const quantized =
+        cls.layers.some((l) => l.wrapped === 'quant' || /Quant(Linear|Conv)/.test(l.ctor)) ||
+        cls.quantizers.length > 0 ||
+        facts.layers.some((l) => l.quantized && l.classNode !== null && l.classNode.startIndex === cls.span.start);
       if (!quantized) continue;
       for (const op of cls.ops) {
         if ((op.kind !== 'add' && op.kind !== 'iadd') || !op.residual) continue;
         if (op.quantizedOperands.some(Boolean)) continue;
-        const skip = op.operandSpans.length === 2 ? ctx.text.slice(op.operandSpans[1].start, op.operandSpans[1].end) : 'the skip input';
-        out.push({ code: 'QDQ007', severity: 'information', range: op.range,
-          message: `Residual add in ${cls.name}.${op.method} with the skip input \`${skip.slice(0, 40)}\` unquantized: TensorRT fuses the Add into the preceding Conv/GEMM in INT8 only when the residual input is quantized. Add a residual quantizer (qdq "Quantize" on this line).` });
+        const skip =
+          op.operandSpans.length === 2
+            ? ctx.text.slice(op.operandSpans[1].start, op.operandSpans[1].end)
+            : 'the skip input';
+        out.push({
+          code: 'QDQ007',
+          severity: 'information',
+          range: op.range,
+          message: `Residual add in ${cls.name}.${op.method} with the skip input \`${skip.slice(0, 40)}\` unquantized: TensorRT fuses the Add into the preceding Conv/GEMM in INT8 only when the residual input is quantized. Add a residual quantizer (qdq "Quantize" on this line).`,
+        });
       }
     }
     return out;

@@ -21,9 +21,23 @@ export const qdq010ConcatScales: Rule = {
       if (!quantized.length) continue;
       const distinct = new Set(quantized);
       if (distinct.size > 1) {
-        out.push(ctx.diag('QDQ010', 'warning', list, `The inputs of \`${site.qualified}\` use different quantizers (${[...distinct].map((n) => 'self.' + n).join(', ')}): Concat inputs should share one scale, otherwise TensorRT requantizes or runs the concat in float. Use one quantizer for all inputs.`));
+        out.push(
+          ctx.diag(
+            'QDQ010',
+            'warning',
+            list,
+            `The inputs of \`${site.qualified}\` use different quantizers (${[...distinct].map((n) => 'self.' + n).join(', ')}): Concat inputs should share one scale, otherwise TensorRT requantizes or runs the concat in float. Use one quantizer for all inputs.`,
+          ),
+        );
       } else if (quantized.length < names.length) {
-        out.push(ctx.diag('QDQ010', 'warning', list, `Only some inputs of \`${site.qualified}\` are quantized: Concat inputs should share one scale. Quantize all inputs with \`self.${quantized[0]}\` or none.`));
+        out.push(
+          ctx.diag(
+            'QDQ010',
+            'warning',
+            list,
+            `Only some inputs of \`${site.qualified}\` are quantized: Concat inputs should share one scale. Quantize all inputs with \`self.${quantized[0]}\` or none.`,
+          ),
+        );
       }
     }
     return out;

@@ -5,7 +5,18 @@
 import { unparen, type RuleContext } from './context';
 import type { SyntaxNode } from './types';
 
-const QUANT_MARKER_WORDS = ['qdq_quant', 'pytorch_quantization', 'quant_nn', 'TensorQuantizer', 'QuantDescriptor', 'FakeQuantize', 'fake_quantize_per_', '_quantizer', 'QuantLinear', 'QuantConv'];
+const QUANT_MARKER_WORDS = [
+  'qdq_quant',
+  'pytorch_quantization',
+  'quant_nn',
+  'TensorQuantizer',
+  'QuantDescriptor',
+  'FakeQuantize',
+  'fake_quantize_per_',
+  '_quantizer',
+  'QuantLinear',
+  'QuantConv',
+];
 
 /**
  * Cheap test: does the file show any sign of quantization? Every marker contains "uant", so one indexOf pass
@@ -73,7 +84,12 @@ function selfAttrTarget(ctx: RuleContext, value: SyntaxNode): string | null {
   // Walk out of qdq wrappers: qdq_quant.quant(C(...)) / keep_float(C(...)).
   for (;;) {
     const p = outer.parent;
-    if (p?.type === 'argument_list' && p.parent?.type === 'call' && /(?:^|\.)(?:quant|keep_float)$/.test(ctx.src(p.parent.childForFieldName('function')!))) outer = p.parent;
+    if (
+      p?.type === 'argument_list' &&
+      p.parent?.type === 'call' &&
+      /(?:^|\.)(?:quant|keep_float)$/.test(ctx.src(p.parent.childForFieldName('function')!))
+    )
+      outer = p.parent;
     else break;
   }
   const a = outer.parent;
@@ -85,7 +101,11 @@ function selfAttrTarget(ctx: RuleContext, value: SyntaxNode): string | null {
 
 function isQdqQuantWrapped(ctx: RuleContext, call: SyntaxNode): boolean {
   const p = call.parent;
-  return p?.type === 'argument_list' && p.parent?.type === 'call' && /(?:^|\.)quant$/.test(ctx.src(p.parent.childForFieldName('function')!));
+  return (
+    p?.type === 'argument_list' &&
+    p.parent?.type === 'call' &&
+    /(?:^|\.)quant$/.test(ctx.src(p.parent.childForFieldName('function')!))
+  );
 }
 
 /** The per-channel axis of a TensorQuantizer(...) call: `axis=` kwarg, or the axis of a QuantDescriptor argument. */
@@ -134,7 +154,13 @@ function collect(ctx: RuleContext): QuantFacts {
     const ctor = m[1];
     const kind = /Transpose/.test(ctor) ? 'convtranspose' : /Conv/.test(ctor) ? 'conv' : 'linear';
     const classNode = ctx.enclosing(call, 'class_definition');
-    const layer: LayerDecl = { name, classNode, kind, quantized: ctor.startsWith('Quant') || isQdqQuantWrapped(ctx, call), call };
+    const layer: LayerDecl = {
+      name,
+      classNode,
+      kind,
+      quantized: ctor.startsWith('Quant') || isQdqQuantWrapped(ctx, call),
+      call,
+    };
     facts.layers.push(layer);
     facts.layerByKey.set(classKey(classNode, name), layer);
   }
@@ -144,7 +170,8 @@ function collect(ctx: RuleContext): QuantFacts {
     const selfNode = ctx.root.descendantForIndex(m.index, m.index + 4);
     const attr = selfNode.parent;
     const call = attr?.parent;
-    if (attr?.type !== 'attribute' || call?.type !== 'call' || call.childForFieldName('function')?.id !== attr.id) continue;
+    if (attr?.type !== 'attribute' || call?.type !== 'call' || call.childForFieldName('function')?.id !== attr.id)
+      continue;
     const classNode = ctx.enclosing(call, 'class_definition');
     if (!name.endsWith('quantizer') && !facts.declByKey.has(classKey(classNode, name))) continue;
     const args = call.childForFieldName('arguments');

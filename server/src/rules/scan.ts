@@ -57,7 +57,6 @@ interface PieceScan {
   aliases: [string, string][];
 }
 
-
 /**
  * Text-only filter for operator hits that cannot be tensor ops: decorators (`@` first on its line) and `|`
  * in annotations (`x: int | None`, `def f(...) -> A | B:`). Saves the native node lookups for those.
@@ -67,7 +66,10 @@ function looksLikeTypeOrDecorator(text: string, at: number, op: string): boolean
   const before = text.slice(lineStart, at);
   if (op === '@') return /^[ \t]*$/.test(before);
   if (op !== '|') return false;
-  return /^[ \t]*(?:def[ \t]|async[ \t]|\w+[ \t]*:[^=]*$|[^#]*->)/.test(before) || /\[[^\]]*$/.test(before) && /(?:Optional|Union|List|Dict|Tuple|Callable|Type)\[/.test(before);
+  return (
+    /^[ \t]*(?:def[ \t]|async[ \t]|\w+[ \t]*:[^=]*$|[^#]*->)/.test(before) ||
+    (/\[[^\]]*$/.test(before) && /(?:Optional|Union|List|Dict|Tuple|Callable|Type)\[/.test(before))
+  );
 }
 
 /**
@@ -76,7 +78,12 @@ function looksLikeTypeOrDecorator(text: string, at: number, op: string): boolean
  * would run on to the next hit, possibly at the end of the file); `from` is a line start, so looking back to
  * the start of a line stops at the piece's start either way.
  */
-function scanRange(text: string, from: number, to: number, callWords: ReadonlySet<string>): Omit<PieceScan, 'text'> | null {
+function scanRange(
+  text: string,
+  from: number,
+  to: number,
+  callWords: ReadonlySet<string>,
+): Omit<PieceScan, 'text'> | null {
   const nonCode = nonCodeRangesIn(text, from, to);
   if (nonCode.length && nonCode[nonCode.length - 1] > to) return null;
   const isCode = (at: number) => !inRanges(nonCode, at);
@@ -121,10 +128,12 @@ function scanRange(text: string, from: number, to: number, callWords: ReadonlySe
     const at = m.index;
     const op = m[0];
     const prev = piece.charCodeAt(at - 1);
-    if (prev === 45 /* -> */ || prev === 62 || prev === 60 || piece.charCodeAt(at + op.length) === 62 /* >>> */) continue;
+    if (prev === 45 /* -> */ || prev === 62 || prev === 60 || piece.charCodeAt(at + op.length) === 62 /* >>> */)
+      continue;
     const lineStart = piece.lastIndexOf('\n', at - 1) + 1;
     const line = piece.slice(lineStart, at);
-    if ((ASSIGN_LINE_RE.test(line) || line.lastIndexOf('[') > line.lastIndexOf(']')) && isCode(from + at)) comparisons.push(from + at);
+    if ((ASSIGN_LINE_RE.test(line) || line.lastIndexOf('[') > line.lastIndexOf(']')) && isCode(from + at))
+      comparisons.push(from + at);
   }
 
   const boolLiterals: number[] = [];
@@ -186,8 +195,16 @@ function wholeScan(s: Omit<PieceScan, 'text'>): TextScan {
   }
   const { nonCode, operators, comparisons, boolLiterals, uint8Words, plusAssigns, aliases } = s;
   return {
-    isCode: (offset) => !inRanges(nonCode, offset), nonCodeRanges: () => nonCode,
-    callHits, operators, comparisons, boolLiterals, uint8Words, plusAssigns, aliases, piecewise: false,
+    isCode: (offset) => !inRanges(nonCode, offset),
+    nonCodeRanges: () => nonCode,
+    callHits,
+    operators,
+    comparisons,
+    boolLiterals,
+    uint8Words,
+    plusAssigns,
+    aliases,
+    piecewise: false,
   };
 }
 
@@ -204,8 +221,13 @@ interface PieceCache {
  * document's cache holder (from the model index), when there is one. Without either, one scan of the whole text.
  * `known`: where `text` differs from an earlier version, when the caller has worked it out.
  */
-export function scanText(text: string, callWords: ReadonlySet<string>, starts?: number[], caches?: Record<string, unknown>,
-  known?: { prevText: string; window: ChangedWindow }): TextScan {
+export function scanText(
+  text: string,
+  callWords: ReadonlySet<string>,
+  starts?: number[],
+  caches?: Record<string, unknown>,
+  known?: { prevText: string; window: ChangedWindow },
+): TextScan {
   if (!starts || !caches) return wholeOrNull(text, callWords);
   const prev = caches.ruleScan as PieceCache | undefined;
   if (!prev || prev.callWords !== callWords) {
@@ -226,11 +248,23 @@ export function scanText(text: string, callWords: ReadonlySet<string>, starts?: 
   const oldCuts = prev.cuts;
   const oldCount = prev.pieces.length;
   let head = 0;
-  while (head < count && head < oldCount && cuts[head + 1] <= w.start && oldCuts[head] === cuts[head] && oldCuts[head + 1] === cuts[head + 1]) head++;
+  while (
+    head < count &&
+    head < oldCount &&
+    cuts[head + 1] <= w.start &&
+    oldCuts[head] === cuts[head] &&
+    oldCuts[head + 1] === cuts[head + 1]
+  )
+    head++;
   let tail = 0;
   while (head + tail < count && head + tail < oldCount) {
     const from = cuts[count - 1 - tail];
-    if (from < w.newEnd || oldCuts[oldCount - 1 - tail] !== from - delta || oldCuts[oldCount - tail] !== cuts[count - tail] - delta) break;
+    if (
+      from < w.newEnd ||
+      oldCuts[oldCount - 1 - tail] !== from - delta ||
+      oldCuts[oldCount - tail] !== cuts[count - tail] - delta
+    )
+      break;
     tail++;
   }
   const candidates = prev.pieces.slice(head, oldCount - tail);
@@ -266,10 +300,18 @@ export function scanText(text: string, callWords: ReadonlySet<string>, starts?: 
     },
     nonCodeRanges() {
       const all: number[] = [];
-      used.forEach((piece, i) => { for (const x of piece.nonCode) all.push(x + cuts[i]); });
+      used.forEach((piece, i) => {
+        for (const x of piece.nonCode) all.push(x + cuts[i]);
+      });
       return all;
     },
-    callHits: new Map(), operators: [], comparisons: [], boolLiterals: [], uint8Words: [], plusAssigns: [], aliases: [],
+    callHits: new Map(),
+    operators: [],
+    comparisons: [],
+    boolLiterals: [],
+    uint8Words: [],
+    plusAssigns: [],
+    aliases: [],
     piecewise: true,
   };
   used.forEach((piece, i) => {
@@ -279,10 +321,12 @@ export function scanText(text: string, callWords: ReadonlySet<string>, starts?: 
       if (hits) hits.push(at + from);
       else out.callHits.set(w, [at + from]);
     }
-    for (let k = 0; k < piece.operators.length; k += 2) out.operators.push(piece.operators[k] + from, piece.operators[k + 1]);
+    for (let k = 0; k < piece.operators.length; k += 2)
+      out.operators.push(piece.operators[k] + from, piece.operators[k + 1]);
     for (const x of piece.comparisons) out.comparisons.push(x + from);
     for (const x of piece.boolLiterals) out.boolLiterals.push(x + from);
-    for (let k = 0; k < piece.uint8Words.length; k += 2) out.uint8Words.push(piece.uint8Words[k] + from, piece.uint8Words[k + 1]);
+    for (let k = 0; k < piece.uint8Words.length; k += 2)
+      out.uint8Words.push(piece.uint8Words[k] + from, piece.uint8Words[k + 1]);
     for (const x of piece.plusAssigns) out.plusAssigns.push(x + from);
     for (const a of piece.aliases) out.aliases.push(a);
   });

@@ -41,5 +41,13 @@ function isModuleLike(ctx: RuleContext, site: CallSite): boolean {
   const r = site.receiver!;
   if (r.type !== 'identifier') return false;
   const name = ctx.src(r);
-  return name === 'self' || name === 'np' || name === 'numpy' || name === 'math' || name === 'cls' || name === 'scipy' || ctx.aliases.has(name) && !/^torch/.test(ctx.aliases.get(name)!);
+  return (
+    name === 'self' ||
+    name === 'np' ||
+    name === 'numpy' ||
+    name === 'math' ||
+    name === 'cls' ||
+    name === 'scipy' ||
+    (ctx.aliases.has(name) && !/^torch/.test(ctx.aliases.get(name)!))
+  );
 }

@@ -41,7 +41,9 @@ export function sharedKey(text: string, layout: StatementLayout, options: string
       defs++;
       continue;
     }
-    parts.push(`${defs}:${text.slice(layout.starts[i], i + 1 < layout.starts.length ? layout.starts[i + 1] : text.length)}`);
+    parts.push(
+      `${defs}:${text.slice(layout.starts[i], i + 1 < layout.starts.length ? layout.starts[i + 1] : text.length)}`,
+    );
   }
   return parts.join('\u0000');
 }
@@ -49,7 +51,12 @@ export function sharedKey(text: string, layout: StatementLayout, options: string
 /**
  * For each statement of `layout`, the diagnostics kept from `prev`, or null when the statement must be checked now.
  */
-export function keptDiagnostics(prev: StatementDiagnostics | undefined, key: string, layout: StatementLayout, text: string): (QdqDiagnostic[] | null)[] {
+export function keptDiagnostics(
+  prev: StatementDiagnostics | undefined,
+  key: string,
+  layout: StatementLayout,
+  text: string,
+): (QdqDiagnostic[] | null)[] {
   const n = layout.starts.length;
   // The same version again (code actions, hovers asking for diagnostics): everything holds.
   if (prev && prev.key === key && prev.text === text && prev.byStatement.length === n) return prev.byStatement.slice();
@@ -59,7 +66,8 @@ export function keptDiagnostics(prev: StatementDiagnostics | undefined, key: str
   const old = prev.byStatement;
   for (let i = 0; i < reuse.head && i < n; i++) kept[i] = old[i] ?? null;
   // Statements after the edit keep theirs only when they did not move to other lines (messages name lines).
-  if (reuse.dRow === 0) for (let k = 1; k <= reuse.tail && k <= n && k <= old.length; k++) kept[n - k] = old[old.length - k] ?? null;
+  if (reuse.dRow === 0)
+    for (let k = 1; k <= reuse.tail && k <= n && k <= old.length; k++) kept[n - k] = old[old.length - k] ?? null;
   for (let i = 0; i < n; i++) if (!KEEPABLE_TYPES.has(layout.types[i])) kept[i] = null;
   return kept;
 }

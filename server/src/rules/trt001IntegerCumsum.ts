@@ -8,7 +8,9 @@ Integer input crashed conversion on TensorRT 7.x/8.x (NVIDIA/TensorRT#411, trans
 uses ICumulativeLayer, still documented FP-only. Fix: cast to float before the cumsum and back to an integer after, as
 transformer-deploy does for RoBERTa: \`mask = input_ids.ne(padding_idx).float()\`.`;
 
-function severityFor(ctx: RuleContext) { return ctx.trtAtLeast(10) ? 'warning' as const : 'error' as const; }
+function severityFor(ctx: RuleContext) {
+  return ctx.trtAtLeast(10) ? ('warning' as const) : ('error' as const);
+}
 
 function versionText(ctx: RuleContext): string {
   return ctx.trtAtLeast(10)
@@ -30,13 +32,15 @@ function robertaFix(ctx: RuleContext, site: CallSite, x: SyntaxNode): QdqFix | n
   const value = unparen(assigns[0].value);
   if (value.type !== 'call') return null;
   const castSite = ctx.callSite(value);
-  if (!castSite || !castSite.receiver || (castSite.name !== 'int' && castSite.name !== 'long') || castSite.args.length) return null;
+  if (!castSite || !castSite.receiver || (castSite.name !== 'int' && castSite.name !== 'long') || castSite.args.length)
+    return null;
   const inner = intVerdict(ctx, castSite.receiver);
   if (inner.info.kind !== 'bool' || !inner.info.certain) return null;
   for (const use of ctx.readsOf(scope, name)) {
     if (use.startIndex === x.startIndex) continue;
     const p = use.parent!;
-    const okTypeAs = p.type === 'argument_list' && p.parent?.type === 'call' && ctx.callSite(p.parent)?.name === 'type_as';
+    const okTypeAs =
+      p.type === 'argument_list' && p.parent?.type === 'call' && ctx.callSite(p.parent)?.name === 'type_as';
     const okMul = p.type === 'binary_operator' && ctx.src(p.childForFieldName('operator')!) === '*';
     if (!okTypeAs && !okMul) return null;
   }
@@ -81,11 +85,33 @@ export const trt001IntegerCumsum: Rule = {
       const sev = severityFor(ctx);
       if (v.level === 'known') {
         const fix = robertaFix(ctx, site, x) ?? castFix(ctx, site, x);
-        out.push(ctx.diag('TRT001', sev, site.node, `cumsum over ${v.info.kind === 'bool' ? 'a bool' : 'an integer'} tensor ${quoteSrc(ctx, x)} (${v.info.why}): ${versionText(ctx)}. Cast to float before the cumsum and back after.`, fix ?? undefined));
+        out.push(
+          ctx.diag(
+            'TRT001',
+            sev,
+            site.node,
+            `cumsum over ${v.info.kind === 'bool' ? 'a bool' : 'an integer'} tensor ${quoteSrc(ctx, x)} (${v.info.why}): ${versionText(ctx)}. Cast to float before the cumsum and back after.`,
+            fix ?? undefined,
+          ),
+        );
       } else if (v.level === 'maybe') {
-        out.push(ctx.diag('TRT001', lower(sev), site.node, `cumsum over ${quoteSrc(ctx, x)}, which may be an integer tensor (${v.info.why}): ${versionText(ctx)}. If it is, cast to float before the cumsum.`));
+        out.push(
+          ctx.diag(
+            'TRT001',
+            lower(sev),
+            site.node,
+            `cumsum over ${quoteSrc(ctx, x)}, which may be an integer tensor (${v.info.why}): ${versionText(ctx)}. If it is, cast to float before the cumsum.`,
+          ),
+        );
       } else if (v.level === 'unknown') {
-        out.push(ctx.diag('TRT001', 'hint', site.node, `Could not determine the element type of ${quoteSrc(ctx, x)} passed to cumsum. If it is an integer or bool tensor: ${versionText(ctx)}.`));
+        out.push(
+          ctx.diag(
+            'TRT001',
+            'hint',
+            site.node,
+            `Could not determine the element type of ${quoteSrc(ctx, x)} passed to cumsum. If it is an integer or bool tensor: ${versionText(ctx)}.`,
+          ),
+        );
       }
     }
     return out;

@@ -3,8 +3,12 @@ import type { RuleContext } from './context';
 import type { QdqDiagnostic, Rule, Severity } from './types';
 
 function versions(ctx: RuleContext): { sev: Severity; text: string } {
-  if (!ctx.trtAtLeast(8, 5)) return { sev: 'error', text: `TensorRT ${ctx.trt.text} has no NonZero importer (added in 8.5)` };
-  return { sev: 'warning', text: 'NonZero has a data-dependent output shape: supported only from TensorRT 8.5, not on TensorRT-RTX, and Myelin may reject it ("data-dependent shape")' };
+  if (!ctx.trtAtLeast(8, 5))
+    return { sev: 'error', text: `TensorRT ${ctx.trt.text} has no NonZero importer (added in 8.5)` };
+  return {
+    sev: 'warning',
+    text: 'NonZero has a data-dependent output shape: supported only from TensorRT 8.5, not on TensorRT-RTX, and Myelin may reject it ("data-dependent shape")',
+  };
 }
 
 export const trt004NonZero: Rule = {
@@ -15,7 +19,10 @@ export const trt004NonZero: Rule = {
   check(ctx) {
     const out: QdqDiagnostic[] = [];
     const { sev, text } = versions(ctx);
-    const sites = [...ctx.calls('nonzero', 'argwhere'), ...ctx.callsFiltered(['where'], (at) => oneArgument(ctx.text, at + 5))];
+    const sites = [
+      ...ctx.calls('nonzero', 'argwhere'),
+      ...ctx.callsFiltered(['where'], (at) => oneArgument(ctx.text, at + 5)),
+    ];
     for (const site of sites) {
       const isMethod = site.receiver !== null;
       if (!isMethod && !ctx.isTorch(site)) continue;
@@ -24,7 +31,14 @@ export const trt004NonZero: Rule = {
         if (isMethod || site.args.length !== 1 || site.kwargs.size) continue;
       }
       const what = site.name === 'where' ? '`torch.where(cond)` with one argument' : `\`${site.name}\``;
-      out.push(ctx.diag('TRT004', sev, site.node, `${what} exports as ONNX NonZero. ${text}. Keep shapes static: torch.where(cond, x, fill), multiply by the mask, or topk with a fixed k.`));
+      out.push(
+        ctx.diag(
+          'TRT004',
+          sev,
+          site.node,
+          `${what} exports as ONNX NonZero. ${text}. Keep shapes static: torch.where(cond, x, fill), multiply by the mask, or topk with a fixed k.`,
+        ),
+      );
     }
     return out;
   },

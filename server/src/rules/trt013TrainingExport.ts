@@ -3,7 +3,8 @@
 import type { CallSite, RuleContext } from './context';
 import type { QdqDiagnostic, Rule, SyntaxNode } from './types';
 
-const WHY = 'training-mode Dropout/BatchNormalization (training_mode=1) and Bernoulli are unsupported by every TensorRT version up to 10.15';
+const WHY =
+  'training-mode Dropout/BatchNormalization (training_mode=1) and Bernoulli are unsupported by every TensorRT version up to 10.15';
 
 export const trt013TrainingExport: Rule = {
   code: 'TRT013',
@@ -26,7 +27,14 @@ export const trt013TrainingExport: Rule = {
     }
     for (const site of ctx.calls('bernoulli', 'bernoulli_')) {
       if (site.receiver ? ctx.src(site.receiver) === 'self' : !ctx.isTorch(site)) continue;
-      out.push(ctx.diag('TRT013', 'error', site.node, `\`${site.name}\` exports as ONNX Bernoulli: ${WHY}. Keep stochastic ops out of the engine.`));
+      out.push(
+        ctx.diag(
+          'TRT013',
+          'error',
+          site.node,
+          `\`${site.name}\` exports as ONNX Bernoulli: ${WHY}. Keep stochastic ops out of the engine.`,
+        ),
+      );
     }
     // Only dropout calls that pass a literal True can be training-mode: look for it before any node lookup.
     const dropoutSites = ctx.callsFiltered(['dropout'], (at) => ctx.text.slice(at, at + 240).includes('True'));
@@ -34,8 +42,15 @@ export const trt013TrainingExport: Rule = {
       if (!ctx.isTorch(site, 'torch.nn.functional', 'torch')) continue;
       const t = site.kwargs.get('training') ?? site.args[2];
       if (t && ctx.src(t) === 'True') {
-        out.push(ctx.diag('TRT013', 'error', site.node, `\`dropout(..., training=True)\` exports a training-mode Dropout: ${WHY}. Pass training=self.training so eval export drops it.`,
-          { title: 'Use training=self.training', safety: 'unsafe', edits: [ctx.replace(t, 'self.training')] }));
+        out.push(
+          ctx.diag(
+            'TRT013',
+            'error',
+            site.node,
+            `\`dropout(..., training=True)\` exports a training-mode Dropout: ${WHY}. Pass training=self.training so eval export drops it.`,
+            { title: 'Use training=self.training', safety: 'unsafe', edits: [ctx.replace(t, 'self.training')] },
+          ),
+        );
       }
     }
     return out;
@@ -48,8 +63,15 @@ function checkExport(ctx: RuleContext, site: CallSite, out: QdqDiagnostic[]): vo
     const t = ctx.src(training).replace(/\s+/g, '');
     if (/(?:^|\.)TRAINING$/.test(t) || t === 'True') {
       const fixText = t === 'True' ? 'False' : ctx.src(training).replace(/TRAINING\s*$/, 'EVAL');
-      out.push(ctx.diag('TRT013', 'error', training, `torch.onnx.export(training=${t}) exports Dropout/BatchNormalization in training mode: ${WHY}. Export with TrainingMode.EVAL.`,
-        { title: `Export with ${fixText}`, safety: 'safe', edits: [ctx.replace(training, fixText)] }));
+      out.push(
+        ctx.diag(
+          'TRT013',
+          'error',
+          training,
+          `torch.onnx.export(training=${t}) exports Dropout/BatchNormalization in training mode: ${WHY}. Export with TrainingMode.EVAL.`,
+          { title: `Export with ${fixText}`, safety: 'safe', edits: [ctx.replace(training, fixText)] },
+        ),
+      );
       return;
     }
   }
@@ -68,23 +90,59 @@ function checkExport(ctx: RuleContext, site: CallSite, out: QdqDiagnostic[]): vo
   const indent = ctx.text.slice(ctx.text.lastIndexOf('\n', stmt.startIndex - 1) + 1, stmt.startIndex);
   const canInsert = /^[ \t]*$/.test(indent);
   if (state === 'train') {
-    out.push(ctx.diag('TRT013', 'error', model, `\`${modelText}\` is in training mode (\`.train()\` is called before this export): ${WHY}. Call \`${modelText}.eval()\` before exporting.`,
-      canInsert ? { title: `Call ${modelText}.eval() before the export`, safety: 'safe', edits: [ctx.insertBefore(stmt, `${modelText}.eval()${eolOf(ctx.text)}${indent}`)] } : undefined));
+    out.push(
+      ctx.diag(
+        'TRT013',
+        'error',
+        model,
+        `\`${modelText}\` is in training mode (\`.train()\` is called before this export): ${WHY}. Call \`${modelText}.eval()\` before exporting.`,
+        canInsert
+          ? {
+              title: `Call ${modelText}.eval() before the export`,
+              safety: 'safe',
+              edits: [ctx.insertBefore(stmt, `${modelText}.eval()${eolOf(ctx.text)}${indent}`)],
+            }
+          : undefined,
+      ),
+    );
     return;
   }
   const constructedHere = isConstructedHere(ctx, site.node, model);
   if (constructedHere) {
-    out.push(ctx.diag('TRT013', 'warning', model, `\`${modelText}\` is exported without \`.eval()\`: a freshly built nn.Module is in training mode, and the dynamo exporter (torch.onnx.export's default since torch 2.9) exports it as it is, so Dropout/BatchNorm export in training mode: ${WHY}.`,
-      canInsert ? { title: `Call ${modelText}.eval() before the export`, safety: 'safe', edits: [ctx.insertBefore(stmt, `${modelText}.eval()${eolOf(ctx.text)}${indent}`)] } : undefined));
+    out.push(
+      ctx.diag(
+        'TRT013',
+        'warning',
+        model,
+        `\`${modelText}\` is exported without \`.eval()\`: a freshly built nn.Module is in training mode, and the dynamo exporter (torch.onnx.export's default since torch 2.9) exports it as it is, so Dropout/BatchNorm export in training mode: ${WHY}.`,
+        canInsert
+          ? {
+              title: `Call ${modelText}.eval() before the export`,
+              safety: 'safe',
+              edits: [ctx.insertBefore(stmt, `${modelText}.eval()${eolOf(ctx.text)}${indent}`)],
+            }
+          : undefined,
+      ),
+    );
   } else {
-    out.push(ctx.diag('TRT013', 'hint', model, `Could not determine whether \`${modelText}\` is in eval mode here. Exporting in training mode fails in TensorRT: ${WHY}.`));
+    out.push(
+      ctx.diag(
+        'TRT013',
+        'hint',
+        model,
+        `Could not determine whether \`${modelText}\` is in eval mode here. Exporting in training mode fails in TensorRT: ${WHY}.`,
+      ),
+    );
   }
 }
 
 /** Last `<model>.eval()` / `.train(...)` before `offset` in the file; a heuristic over text, ignoring control flow. */
 function evalState(ctx: RuleContext, modelText: string, offset: number): 'eval' | 'train' | 'none' {
   const esc = modelText.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  const re = new RegExp(`(?:\\b|^)${esc}\\s*\\.\\s*(eval\\s*\\(\\s*\\)|train\\s*\\(\\s*(False)?\\s*\\)|train\\s*\\(\\s*(?:mode\\s*=\\s*)?False\\s*\\))|${esc}\\s*=\\s*[^\\n]*\\.eval\\(\\)`, 'g');
+  const re = new RegExp(
+    `(?:\\b|^)${esc}\\s*\\.\\s*(eval\\s*\\(\\s*\\)|train\\s*\\(\\s*(False)?\\s*\\)|train\\s*\\(\\s*(?:mode\\s*=\\s*)?False\\s*\\))|${esc}\\s*=\\s*[^\\n]*\\.eval\\(\\)`,
+    'g',
+  );
   let state: 'eval' | 'train' | 'none' = 'none';
   let m: RegExpExecArray | null;
   while ((m = re.exec(ctx.text)) && m.index < offset) {

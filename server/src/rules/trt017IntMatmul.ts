@@ -3,7 +3,8 @@ import { intVerdict, quoteSrc, worstVerdict, type IntVerdict } from './common';
 import type { RuleContext } from './context';
 import type { QdqDiagnostic, Rule, SyntaxNode } from './types';
 
-const WHY = 'TensorRT MatMul/Gemm accept FP32/FP16/BF16 only and reject INT32/INT64 inputs ("Found unsupported input type") in every version up to 10.15';
+const WHY =
+  'TensorRT MatMul/Gemm accept FP32/FP16/BF16 only and reject INT32/INT64 inputs ("Found unsupported input type") in every version up to 10.15';
 
 export const trt017IntMatmul: Rule = {
   code: 'TRT017',
@@ -18,8 +19,19 @@ export const trt017IntMatmul: Rule = {
       if (!worst) return;
       const culprit = verdicts.find((x) => x.v === worst)!;
       const desc = (v: IntVerdict) => `${quoteSrc(ctx, culprit.o)} (${v.info.why})`;
-      if (worst.level === 'known') out.push(ctx.diag('TRT017', 'error', node, `${what} on an integer operand ${desc(worst)}: ${WHY}. Cast the operands to float.`));
-      else if (worst.level === 'maybe') out.push(ctx.diag('TRT017', 'hint', node, `${what} operand ${desc(worst)} may be an integer tensor; if so: ${WHY}.`));
+      if (worst.level === 'known')
+        out.push(
+          ctx.diag(
+            'TRT017',
+            'error',
+            node,
+            `${what} on an integer operand ${desc(worst)}: ${WHY}. Cast the operands to float.`,
+          ),
+        );
+      else if (worst.level === 'maybe')
+        out.push(
+          ctx.diag('TRT017', 'hint', node, `${what} operand ${desc(worst)} may be an integer tensor; if so: ${WHY}.`),
+        );
     };
     for (const site of ctx.calls('matmul', 'mm', 'bmm', 'linear')) {
       if (site.receiver) {

@@ -15,15 +15,37 @@ export const trt022TopK: Rule = {
       const kNode = site.receiver ? (site.kwargs.get('k') ?? site.args[0]) : (site.kwargs.get('k') ?? site.args[1]);
       if (kNode && kNode.type === 'integer') {
         const k = Number(ctx.src(kNode).replace(/_/g, ''));
-        if (k >= MAX_K) out.push(ctx.diag('TRT022', 'error', kNode, `topk with k=${k}: TensorRT TopK requires K < ${MAX_K} (all versions up to 10.15). Split the input and merge partial top-k results.`));
+        if (k >= MAX_K)
+          out.push(
+            ctx.diag(
+              'TRT022',
+              'error',
+              kNode,
+              `topk with k=${k}: TensorRT TopK requires K < ${MAX_K} (all versions up to 10.15). Split the input and merge partial top-k results.`,
+            ),
+          );
       } else if (kNode && !ctx.trtAtLeast(8, 6) && kNode.type !== 'identifier') {
-        out.push(ctx.diag('TRT022', 'warning', kNode, `topk with a computed k: TensorRT ${ctx.trt.text} needs K as a build-time constant (dynamic K from 8.6).`));
+        out.push(
+          ctx.diag(
+            'TRT022',
+            'warning',
+            kNode,
+            `topk with a computed k: TensorRT ${ctx.trt.text} needs K as a build-time constant (dynamic K from 8.6).`,
+          ),
+        );
       }
       const sortedIdx = site.receiver ? 3 : 4;
       const sorted = site.kwargs.get('sorted') ?? site.args[sortedIdx];
       if (sorted && ctx.src(sorted) === 'False') {
-        out.push(ctx.diag('TRT022', 'error', sorted, 'topk(sorted=False): TensorRT TopK only supports sorted=1 (all versions up to 10.15). Use sorted=True; the same k elements come back, in descending order.',
-          { title: 'Use sorted=True', safety: 'safe', edits: [ctx.replace(sorted, 'True')] }));
+        out.push(
+          ctx.diag(
+            'TRT022',
+            'error',
+            sorted,
+            'topk(sorted=False): TensorRT TopK only supports sorted=1 (all versions up to 10.15). Use sorted=True; the same k elements come back, in descending order.',
+            { title: 'Use sorted=True', safety: 'safe', edits: [ctx.replace(sorted, 'True')] },
+          ),
+        );
       }
     }
     return out;

@@ -9,7 +9,16 @@ export const trt025ScatterReduce: Rule = {
   check(ctx) {
     const out: QdqDiagnostic[] = [];
     const modern = ctx.trtAtLeast(10);
-    for (const site of ctx.calls('scatter_add', 'scatter_add_', 'scatter_reduce', 'scatter_reduce_', 'index_add', 'index_add_', 'scatter', 'scatter_')) {
+    for (const site of ctx.calls(
+      'scatter_add',
+      'scatter_add_',
+      'scatter_reduce',
+      'scatter_reduce_',
+      'index_add',
+      'index_add_',
+      'scatter',
+      'scatter_',
+    )) {
       if (site.receiver ? ctx.src(site.receiver) === 'self' : !ctx.isTorch(site)) continue;
       if ((site.name === 'scatter' || site.name === 'scatter_') && !site.kwargs.has('reduce')) continue;
       const msg = modern

@@ -2,7 +2,8 @@
 import { inferDtype } from './dtype';
 import type { QdqDiagnostic, Rule } from './types';
 
-const WHY = 'TensorRT ScatterND supports no reduction other than none ("Attribute reduction is not supported", all versions up to 10.15)';
+const WHY =
+  'TensorRT ScatterND supports no reduction other than none ("Attribute reduction is not supported", all versions up to 10.15)';
 
 export const trt026IndexPutAccumulate: Rule = {
   code: 'TRT026',
@@ -14,7 +15,15 @@ export const trt026IndexPutAccumulate: Rule = {
     for (const site of ctx.calls('index_put', 'index_put_')) {
       if (site.receiver ? ctx.src(site.receiver) === 'self' : !ctx.isTorch(site)) continue;
       const acc = site.kwargs.get('accumulate') ?? site.args[site.receiver ? 2 : 3];
-      if (acc && ctx.src(acc) === 'True') out.push(ctx.diag('TRT026', 'error', site.node, `\`${site.name}(..., accumulate=True)\` exports as ScatterND(reduction="add"): ${WHY}. Use a one-hot matmul or scatter into zeros and add.`));
+      if (acc && ctx.src(acc) === 'True')
+        out.push(
+          ctx.diag(
+            'TRT026',
+            'error',
+            site.node,
+            `\`${site.name}(..., accumulate=True)\` exports as ScatterND(reduction="add"): ${WHY}. Use a one-hot matmul or scatter into zeros and add.`,
+          ),
+        );
     }
     // x[idx] += v with a known integer index tensor: the same ScatterND(add) with the dynamo exporter.
     return out.concat(augmentedIndexAdds(ctx));
@@ -36,7 +45,14 @@ function augmentedIndexAdds(ctx: import('./context').RuleContext): QdqDiagnostic
     if (!index || sub.namedChildren.length !== 2) continue;
     const d = inferDtype(ctx, index);
     if (d.kind !== 'int' || d.tensor !== true || !d.certain) continue;
-    out.push(ctx.diag('TRT026', 'warning', sub.parent, `\`x[idx] += v\` with an index tensor (${d.why}) exports as ScatterND(reduction="add") under the dynamo exporter (duplicates accumulate): ${WHY}. Use a one-hot matmul, or the TorchScript exporter at opset 11.`));
+    out.push(
+      ctx.diag(
+        'TRT026',
+        'warning',
+        sub.parent,
+        `\`x[idx] += v\` with an index tensor (${d.why}) exports as ScatterND(reduction="add") under the dynamo exporter (duplicates accumulate): ${WHY}. Use a one-hot matmul, or the TorchScript exporter at opset 11.`,
+      ),
+    );
   }
   return out;
 }

@@ -2,9 +2,28 @@
 import { simpleCallRule } from './simpleCallRule';
 
 export const trt029Fft = simpleCallRule({
-  code: 'TRT029', title: 'FFT', defaultSeverity: 'error',
-  names: ['fft', 'ifft', 'rfft', 'irfft', 'fft2', 'ifft2', 'rfft2', 'irfft2', 'fftn', 'ifftn', 'rfftn', 'irfftn', 'hfft', 'ihfft'],
-  modules: ['torch.fft', 'torch'], methods: false,
+  code: 'TRT029',
+  title: 'FFT',
+  defaultSeverity: 'error',
+  names: [
+    'fft',
+    'ifft',
+    'rfft',
+    'irfft',
+    'fft2',
+    'ifft2',
+    'rfft2',
+    'irfft2',
+    'fftn',
+    'ifftn',
+    'rfftn',
+    'irfftn',
+    'hfft',
+    'ihfft',
+  ],
+  modules: ['torch.fft', 'torch'],
+  methods: false,
   docs: '**TRT029 FFT.** `torch.fft.*` exports as ONNX `DFT` (opset 17+) or not at all; TensorRT does not support DFT (unsupported up to 10.15). Multiply by a precomputed DFT matrix instead.',
-  message: (_ctx, s) => `\`${s.qualified}\` exports as ONNX DFT (or fails to export); TensorRT does not support DFT in any version up to 10.15. Use a matmul with a precomputed DFT matrix.`,
+  message: (_ctx, s) =>
+    `\`${s.qualified}\` exports as ONNX DFT (or fails to export); TensorRT does not support DFT in any version up to 10.15. Use a matmul with a precomputed DFT matrix.`,
 });

@@ -2,7 +2,22 @@
 import { intVerdict, quoteSrc, worstVerdict } from './common';
 import type { QdqDiagnostic, Rule, SyntaxNode } from './types';
 
-const TYPE_NAMES = new Set(['int', 'float', 'str', 'bool', 'bytes', 'list', 'dict', 'tuple', 'set', 'type', 'object', 'None', 'Tensor', 'Any']);
+const TYPE_NAMES = new Set([
+  'int',
+  'float',
+  'str',
+  'bool',
+  'bytes',
+  'list',
+  'dict',
+  'tuple',
+  'set',
+  'type',
+  'object',
+  'None',
+  'Tensor',
+  'Any',
+]);
 const WHY = 'ONNX BitwiseAnd/Or/Xor/Not and BitShift are unsupported by every TensorRT version up to 10.15';
 
 export const trt030Bitwise: Rule = {
@@ -14,18 +29,48 @@ export const trt030Bitwise: Rule = {
     const out: QdqDiagnostic[] = [];
     const judge = (node: SyntaxNode, what: string, operands: SyntaxNode[], unknownToo: boolean) => {
       // Python type unions and flag arithmetic on builtins are not tensor ops.
-      if (operands.some((o) => o.type === 'none' || (o.type === 'identifier' && TYPE_NAMES.has(ctx.src(o))) || o.type === 'subscript' && /^(?:Optional|Union|list|dict|tuple|List|Dict|Tuple|type|Type)\b/.test(ctx.src(o)))) return;
+      if (
+        operands.some(
+          (o) =>
+            o.type === 'none' ||
+            (o.type === 'identifier' && TYPE_NAMES.has(ctx.src(o))) ||
+            (o.type === 'subscript' &&
+              /^(?:Optional|Union|list|dict|tuple|List|Dict|Tuple|type|Type)\b/.test(ctx.src(o))),
+        )
+      )
+        return;
       if (node.parent?.type === 'type') return;
       const v = worstVerdict(operands.map((o) => intVerdict(ctx, o)));
       if (!v) return;
       const idx = operands.findIndex((o) => intVerdict(ctx, o) === v);
       const culprit = operands[idx >= 0 ? idx : 0];
       if (v.level === 'known' && v.info.kind !== 'bool') {
-        out.push(ctx.diag('TRT030', 'error', node, `${what} on the integer tensor ${quoteSrc(ctx, culprit)} (${v.info.why}): ${WHY}. Use bool masks with torch.logical_* or integer arithmetic.`));
+        out.push(
+          ctx.diag(
+            'TRT030',
+            'error',
+            node,
+            `${what} on the integer tensor ${quoteSrc(ctx, culprit)} (${v.info.why}): ${WHY}. Use bool masks with torch.logical_* or integer arithmetic.`,
+          ),
+        );
       } else if (v.level === 'maybe' && v.info.kind !== 'bool') {
-        out.push(ctx.diag('TRT030', 'hint', node, `${what} on ${quoteSrc(ctx, culprit)}, which may be an integer tensor (${v.info.why}); if so: ${WHY}.`));
+        out.push(
+          ctx.diag(
+            'TRT030',
+            'hint',
+            node,
+            `${what} on ${quoteSrc(ctx, culprit)}, which may be an integer tensor (${v.info.why}); if so: ${WHY}.`,
+          ),
+        );
       } else if (v.level === 'unknown' && unknownToo) {
-        out.push(ctx.diag('TRT030', 'hint', node, `Could not determine whether ${quoteSrc(ctx, culprit)} is a bool or an integer tensor. On integers, ${what} fails: ${WHY}; on bool it exports as a supported logical op.`));
+        out.push(
+          ctx.diag(
+            'TRT030',
+            'hint',
+            node,
+            `Could not determine whether ${quoteSrc(ctx, culprit)} is a bool or an integer tensor. On integers, ${what} fails: ${WHY}; on bool it exports as a supported logical op.`,
+          ),
+        );
       }
     };
     for (const op of ctx.operators()) {
@@ -40,7 +85,18 @@ export const trt030Bitwise: Rule = {
         judge(op, `\`${opText}\``, [op.childForFieldName('left')!, op.childForFieldName('right')!], false);
       }
     }
-    for (const site of ctx.calls('bitwise_and', 'bitwise_or', 'bitwise_xor', 'bitwise_not', 'bitwise_left_shift', 'bitwise_right_shift', 'bitwise_and_', 'bitwise_or_', 'bitwise_xor_', 'bitwise_not_')) {
+    for (const site of ctx.calls(
+      'bitwise_and',
+      'bitwise_or',
+      'bitwise_xor',
+      'bitwise_not',
+      'bitwise_left_shift',
+      'bitwise_right_shift',
+      'bitwise_and_',
+      'bitwise_or_',
+      'bitwise_xor_',
+      'bitwise_not_',
+    )) {
       if (site.receiver ? ctx.src(site.receiver) === 'self' : !ctx.isTorch(site)) continue;
       const operands = site.receiver ? [site.receiver, ...site.args.slice(0, 1)] : site.args.slice(0, 2);
       judge(site.node, `\`${site.name}\``, operands, true);

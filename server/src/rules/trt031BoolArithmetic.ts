@@ -5,7 +5,8 @@ import { boolSites, operandParent } from './boolProducers';
 import type { RuleContext } from './context';
 import type { QdqDiagnostic, QdqFix, Rule, SyntaxNode } from './types';
 
-const WHY = 'TensorRT elementwise layers reject BOOL for Add/Sub/Mul/Div/Max/Min/Greater/Less ("Elementwise layer does not support operator ... with type BOOL"), all versions up to 10.15';
+const WHY =
+  'TensorRT elementwise layers reject BOOL for Add/Sub/Mul/Div/Max/Min/Greater/Less ("Elementwise layer does not support operator ... with type BOOL"), all versions up to 10.15';
 const ARITH = new Set(['+', '-', '*', '/', '//', '%', '**']);
 
 function boolTensor(ctx: RuleContext, node: SyntaxNode | null): boolean {
@@ -32,18 +33,41 @@ export const trt031BoolArithmetic: Rule = {
         const r = parent.childForFieldName('right')!;
         if (!boolTensor(ctx, l) || !boolTensor(ctx, r)) continue;
         seen.add(parent.id);
-        out.push(ctx.diag('TRT031', 'error', parent, `\`${op}\` on two bool tensors ${quoteSrc(ctx, l)} and ${quoteSrc(ctx, r)}: ${WHY}.${op === '+' || op === '*' ? ` Use torch.logical_${op === '+' ? 'or' : 'and'} (same result on bool).` : ' Cast to int or float first.'}`, logicalFix(ctx, parent, op, l, r)));
+        out.push(
+          ctx.diag(
+            'TRT031',
+            'error',
+            parent,
+            `\`${op}\` on two bool tensors ${quoteSrc(ctx, l)} and ${quoteSrc(ctx, r)}: ${WHY}.${op === '+' || op === '*' ? ` Use torch.logical_${op === '+' ? 'or' : 'and'} (same result on bool).` : ' Cast to int or float first.'}`,
+            logicalFix(ctx, parent, op, l, r),
+          ),
+        );
       } else if (parent.type === 'augmented_assignment') {
         const op = ctx.src(parent.childForFieldName('operator')!);
         if (op !== '+=' && op !== '*=' && op !== '-=') continue;
-        if (!boolTensor(ctx, parent.childForFieldName('left')) || !boolTensor(ctx, parent.childForFieldName('right'))) continue;
+        if (!boolTensor(ctx, parent.childForFieldName('left')) || !boolTensor(ctx, parent.childForFieldName('right')))
+          continue;
         seen.add(parent.id);
-        out.push(ctx.diag('TRT031', 'error', parent, `\`${op}\` on bool tensors: ${WHY}. Use torch.logical_or / torch.logical_and.`));
+        out.push(
+          ctx.diag(
+            'TRT031',
+            'error',
+            parent,
+            `\`${op}\` on bool tensors: ${WHY}. Use torch.logical_or / torch.logical_and.`,
+          ),
+        );
       } else if (parent.type === 'attribute' && parent.parent?.type === 'call') {
         const method = ctx.src(parent.childForFieldName('attribute')!);
         if (!['max', 'min', 'amax', 'amin'].includes(method) || !boolTensor(ctx, n)) continue;
         seen.add(parent.id);
-        out.push(ctx.diag('TRT031', 'error', parent.parent, `\`.${method}()\` on the bool tensor ${quoteSrc(ctx, n)}: ${WHY}. Use .any()/.all() or cast to int first.`));
+        out.push(
+          ctx.diag(
+            'TRT031',
+            'error',
+            parent.parent,
+            `\`.${method}()\` on the bool tensor ${quoteSrc(ctx, n)}: ${WHY}. Use .any()/.all() or cast to int first.`,
+          ),
+        );
       }
     }
     return out;
@@ -54,5 +78,9 @@ function logicalFix(ctx: RuleContext, b: SyntaxNode, op: string, l: SyntaxNode, 
   if (op !== '+' && op !== '*') return undefined;
   const fn = op === '+' ? 'logical_or' : 'logical_and';
   const torch = [...ctx.aliases].find(([, v]) => v === 'torch')?.[0] ?? 'torch';
-  return { title: `Use ${torch}.${fn} (same result on bool tensors)`, safety: 'safe', edits: [ctx.replace(b, `${torch}.${fn}(${ctx.src(l)}, ${ctx.src(r)})`)] };
+  return {
+    title: `Use ${torch}.${fn} (same result on bool tensors)`,
+    safety: 'safe',
+    edits: [ctx.replace(b, `${torch}.${fn}(${ctx.src(l)}, ${ctx.src(r)})`)],
+  };
 }

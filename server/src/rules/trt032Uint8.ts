@@ -2,7 +2,8 @@
 import { dtypeFromExpr } from './dtype';
 import type { QdqDiagnostic, Rule, SyntaxNode } from './types';
 
-const WHY = 'TensorRT allows UINT8 only as a network input/output type ("Unsupported ONNX data type: UINT8"), in every version up to 10.15';
+const WHY =
+  'TensorRT allows UINT8 only as a network input/output type ("Unsupported ONNX data type: UINT8"), in every version up to 10.15';
 
 export const trt032Uint8: Rule = {
   code: 'TRT032',
@@ -16,8 +17,19 @@ export const trt032Uint8: Rule = {
       if (!site.receiver || site.args.length || ctx.src(site.receiver) === 'self') continue;
       const method = site.node.childForFieldName('function')!.childForFieldName('attribute')!;
       seen.add(site.node.id);
-      out.push(ctx.diag('TRT032', 'error', site.node, `\`.byte()\` makes a uint8 tensor: ${WHY}. Use .bool() for masks (values must be 0/1) or .to(torch.int8).`,
-        { title: 'Use .bool() instead of .byte() (for 0/1 masks)', safety: 'unsafe', edits: [ctx.replace(method, 'bool')] }));
+      out.push(
+        ctx.diag(
+          'TRT032',
+          'error',
+          site.node,
+          `\`.byte()\` makes a uint8 tensor: ${WHY}. Use .bool() for masks (values must be 0/1) or .to(torch.int8).`,
+          {
+            title: 'Use .bool() instead of .byte() (for 0/1 masks)',
+            safety: 'unsafe',
+            edits: [ctx.replace(method, 'bool')],
+          },
+        ),
+      );
     }
     const words = ctx.scan.uint8Words; // [offset, length] pairs of `uint8` / `ByteTensor`
     for (let k = 0; k < words.length; k += 2) {
@@ -34,10 +46,23 @@ export const trt032Uint8: Rule = {
       if (!call || call.type !== 'call' || seen.has(call.id)) continue;
       seen.add(call.id);
       const ident = node.type === 'attribute' ? node.childForFieldName('attribute')! : node;
-      const fix = ctx.src(ident) === 'uint8'
-        ? { title: 'Use torch.bool instead of torch.uint8 (for 0/1 masks)', safety: 'unsafe' as const, edits: [ctx.replace(ident, 'bool')] }
-        : undefined;
-      out.push(ctx.diag('TRT032', 'error', call, `uint8 tensor created here: ${WHY}. Use torch.bool for masks or torch.int8.`, fix));
+      const fix =
+        ctx.src(ident) === 'uint8'
+          ? {
+              title: 'Use torch.bool instead of torch.uint8 (for 0/1 masks)',
+              safety: 'unsafe' as const,
+              edits: [ctx.replace(ident, 'bool')],
+            }
+          : undefined;
+      out.push(
+        ctx.diag(
+          'TRT032',
+          'error',
+          call,
+          `uint8 tensor created here: ${WHY}. Use torch.bool for masks or torch.int8.`,
+          fix,
+        ),
+      );
     }
     return out;
   },

@@ -5,9 +5,18 @@ import type Parser = require('tree-sitter');
 export type SyntaxNode = Parser.SyntaxNode;
 export type Tree = Parser.Tree;
 
-export interface Position { line: number; character: number }
-export interface Range { start: Position; end: Position }
-export interface TextEdit { range: Range; newText: string }
+export interface Position {
+  line: number;
+  character: number;
+}
+export interface Range {
+  start: Position;
+  end: Position;
+}
+export interface TextEdit {
+  range: Range;
+  newText: string;
+}
 
 export type Severity = 'error' | 'warning' | 'information' | 'hint';
 

@@ -2,7 +2,11 @@
 
 export const DEFAULT_TRT_VERSION = '10.15';
 
-export interface TrtVersion { major: number; minor: number; text: string }
+export interface TrtVersion {
+  major: number;
+  minor: number;
+  text: string;
+}
 
 /** Parses "10.15", "8.6.1", "v9" ... ; anything unreadable falls back to the default so a typo never disables rules. */
 export function parseTrtVersion(text: string | undefined): TrtVersion {

@@ -11,10 +11,26 @@ import type { Browser, Page } from 'playwright-core';
 
 export const CHROMIUM = '/usr/bin/chromium';
 /** Flags that let Debian's chromium run headless as root in a container without GPU or network. */
-export const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+export const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
 export function codeServerEntry(repoRoot: string): string {
-  return path.join(repoRoot, 'test', 'editors', 'code-server', 'node_modules', 'code-server', 'out', 'node', 'entry.js');
+  return path.join(
+    repoRoot,
+    'test',
+    'editors',
+    'code-server',
+    'node_modules',
+    'code-server',
+    'out',
+    'node',
+    'entry.js',
+  );
 }
 
 /** Why the code-server tests cannot run here, or undefined when they can. */
@@ -58,7 +74,12 @@ export interface CodeServer {
 }
 
 /** Starts code-server bound to 127.0.0.1 on a free port; every state folder lives under `stateDir`. */
-export async function startCodeServer(repoRoot: string, stateDir: string, env: NodeJS.ProcessEnv = {}, opts: { workspaceTrust?: boolean } = {}): Promise<CodeServer> {
+export async function startCodeServer(
+  repoRoot: string,
+  stateDir: string,
+  env: NodeJS.ProcessEnv = {},
+  opts: { workspaceTrust?: boolean } = {},
+): Promise<CodeServer> {
   const port = await freePort();
   const userData = path.join(stateDir, 'user-data');
   const extensions = path.join(stateDir, 'extensions');
@@ -71,15 +92,43 @@ export async function startCodeServer(repoRoot: string, stateDir: string, env: N
   const trust = opts.workspaceTrust === true;
   fs.writeFileSync(
     path.join(userData, 'User', 'settings.json'),
-    JSON.stringify({ 'security.workspace.trust.enabled': trust, 'security.workspace.trust.startupPrompt': 'never', 'security.workspace.trust.untrustedFiles': 'open', 'workbench.startupEditor': 'none', 'telemetry.telemetryLevel': 'off', 'extensions.autoCheckUpdates': false, 'extensions.autoUpdate': false, 'git.enabled': false, 'git.openRepositoryInParentFolders': 'never' }, null, 2),
+    JSON.stringify(
+      {
+        'security.workspace.trust.enabled': trust,
+        'security.workspace.trust.startupPrompt': 'never',
+        'security.workspace.trust.untrustedFiles': 'open',
+        'workbench.startupEditor': 'none',
+        'telemetry.telemetryLevel': 'off',
+        'extensions.autoCheckUpdates': false,
+        'extensions.autoUpdate': false,
+        'git.enabled': false,
+        'git.openRepositoryInParentFolders': 'never',
+      },
+      null,
+      2,
+    ),
   );
   const log = path.join(stateDir, 'code-server.log');
   const out = fs.openSync(log, 'w');
   const child: ChildProcess = spawn(
     process.execPath,
-    [codeServerEntry(repoRoot), '--config', config, '--user-data-dir', userData, '--extensions-dir', extensions,
-      '--bind-addr', `127.0.0.1:${port}`, '--auth', 'none', '--disable-telemetry', '--disable-update-check',
-      ...(trust ? [] : ['--disable-workspace-trust']), '--disable-getting-started-override'],
+    [
+      codeServerEntry(repoRoot),
+      '--config',
+      config,
+      '--user-data-dir',
+      userData,
+      '--extensions-dir',
+      extensions,
+      '--bind-addr',
+      `127.0.0.1:${port}`,
+      '--auth',
+      'none',
+      '--disable-telemetry',
+      '--disable-update-check',
+      ...(trust ? [] : ['--disable-workspace-trust']),
+      '--disable-getting-started-override',
+    ],
     { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ['ignore', out, out], detached: false },
   );
   fs.closeSync(out);
@@ -131,19 +180,25 @@ export async function openWorkbench(browser: Browser, url: string, consoleErrors
   const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
   page.on('console', (m) => {
     // Offline noise: the marketplace (open-vsx.org) cannot be reached here.
-    if (m.type() === 'error' && !/open-vsx|ENOTFOUND|net::ERR_/.test(m.text())) consoleErrors.push(m.text().slice(0, 300));
+    if (m.type() === 'error' && !/open-vsx|ENOTFOUND|net::ERR_/.test(m.text()))
+      consoleErrors.push(m.text().slice(0, 300));
   });
   await page.goto(url, { waitUntil: 'domcontentloaded' });
   await page.waitForSelector('.monaco-workbench', { timeout: 90_000 });
   return page;
 }
 
-export async function waitFor<T>(what: string, timeoutMs: number, probe: () => T | undefined | Promise<T | undefined>): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  timeoutMs: number,
+  probe: () => T | undefined | Promise<T | undefined>,
+): Promise<T> {
   const start = Date.now();
   for (;;) {
     const value = await probe();
     if (value !== undefined && value !== false) return value;
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out after ${Math.round(timeoutMs / 1000)} s waiting for ${what}`);
+    if (Date.now() - start > timeoutMs)
+      throw new Error(`timed out after ${Math.round(timeoutMs / 1000)} s waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 250));
   }
 }

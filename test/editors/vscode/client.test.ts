@@ -17,13 +17,27 @@ const pkg = JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf
 const sampleReport = {
   qdq_pairs: 14,
   quantizers: [
-    { name: 'stem.0.input_quantizer', site: { file: 'model.py', cls: 'DigitsCNN', attr: 'stem', line: 30 }, axis: null, amax: 16.0, method: 'max' },
-    { name: 'stem.0.weight_quantizer', site: { file: 'model.py', cls: 'DigitsCNN', attr: 'stem', line: 30 }, axis: 0, amax: [0.5, 0.75], method: 'max' },
+    {
+      name: 'stem.0.input_quantizer',
+      site: { file: 'model.py', cls: 'DigitsCNN', attr: 'stem', line: 30 },
+      axis: null,
+      amax: 16.0,
+      method: 'max',
+    },
+    {
+      name: 'stem.0.weight_quantizer',
+      site: { file: 'model.py', cls: 'DigitsCNN', attr: 'stem', line: 30 },
+      axis: 0,
+      amax: [0.5, 0.75],
+      method: 'max',
+    },
     { name: 'fc.<input>_quantizer', site: { file: '/abs/model.py', line: 41 }, axis: null, amax: 0, method: 'max' },
     { name: 'never.calibrated', axis: null, amax: null },
   ],
   unquantized_weighted_ops: [{ node: '/fc/Gemm', op_type: 'Gemm', site: { file: '/abs/model.py', line: 41 } }],
-  tensorrt_unsupported_ops: [{ op_type: 'NonZero', node: '/NonZero', reason: 'not in TensorRT 10.15', site: 'model.py:55' }],
+  tensorrt_unsupported_ops: [
+    { op_type: 'NonZero', node: '/NonZero', reason: 'not in TensorRT 10.15', site: 'model.py:55' },
+  ],
   cosine_min: 0.99871,
   max_abs_diff: 0.0421,
   accuracy: { fp32: 0.9861, int8: 0.9833 },
@@ -45,7 +59,8 @@ test('report page: strict CSP, no script, chart and links back to the source', (
   assert.match(html, /class="bar zero"/);
   assert.match(html, /class="bar weight"/);
   // FP32 vs INT8 figures and counts.
-  for (const figure of ['0.9861', '0.9833', '0.41', '0.37', '14', '0.9987', '0.0421', 'logits']) assert.ok(html.includes(figure), figure);
+  for (const figure of ['0.9861', '0.9833', '0.41', '0.37', '14', '0.9987', '0.0421', 'logits'])
+    assert.ok(html.includes(figure), figure);
   assert.match(html, /Weighted ops left in float \(1\)/);
   assert.match(html, /TensorRT-unsupported ops \(1\)/);
   // Links: command URIs with the file and the line.
@@ -57,7 +72,10 @@ test('report page: strict CSP, no script, chart and links back to the source', (
 });
 
 test('report page escapes names from the model', () => {
-  const html = renderReportHtml({ quantizers: [{ name: '<img src=x onerror=alert(1)>', axis: null, amax: 1 }] }, { cspSource: 'c', nonce: 'n' });
+  const html = renderReportHtml(
+    { quantizers: [{ name: '<img src=x onerror=alert(1)>', axis: null, amax: 1 }] },
+    { cspSource: 'c', nonce: 'n' },
+  );
   assert.doesNotMatch(html, /<img/);
   assert.match(html, /&lt;img src=x/);
 });
@@ -70,9 +88,17 @@ test('report page for an empty or partial report says what is missing instead of
 
 test('source references in the shapes the pipeline writes', () => {
   assert.deepEqual(sourceRefOf('net.py:12'), { file: 'net.py', line: 12 });
-  assert.deepEqual(sourceRefOf({ site: { file: '/a.py', cls: 'A', attr: 'fc' } }), { file: '/a.py', line: undefined, cls: 'A', attr: 'fc' });
+  assert.deepEqual(sourceRefOf({ site: { file: '/a.py', cls: 'A', attr: 'fc' } }), {
+    file: '/a.py',
+    line: undefined,
+    cls: 'A',
+    attr: 'fc',
+  });
   assert.equal(sourceRefOf({ op_type: 'Gemm' }), undefined);
-  assert.match(openSourceUri({ file: '/a b.py', line: 3 }), /^command:qdq\.openSource\?%5B%7B%22file%22%3A%22%2Fa%20b\.py%22/);
+  assert.match(
+    openSourceUri({ file: '/a b.py', line: 3 }),
+    /^command:qdq\.openSource\?%5B%7B%22file%22%3A%22%2Fa%20b\.py%22/,
+  );
 });
 
 test('manifest: the palette commands are the server commands, the settings are the server schema', () => {
@@ -108,42 +134,58 @@ function pythonWithTorch(): string | undefined {
 }
 
 const python = pythonWithTorch();
-test('snippets run as inserted: calibration sets amax, QAT follows the schedule, export writes Q/DQ', { skip: python ? undefined : 'no interpreter with torch (python3, /usr/bin/python3)', timeout: 240_000 }, () => {
-  const snippets = JSON.parse(fs.readFileSync(path.join(repoRoot, 'snippets', 'python.json'), 'utf8')) as Record<string, { body: string[]; prefix: string[] }>;
-  const get = (name: string) => expand(snippets[name].body);
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qdq-snippets-'));
-  fs.copyFileSync(path.join(repoRoot, 'backend', 'qdq_backend', 'qdq_quant.py'), path.join(dir, 'qdq_quant.py'));
-  const script = [
-    'import torch, qdq_quant',
-    'from torch import nn',
-    'torch.manual_seed(0)',
-    'model = nn.Sequential(qdq_quant.quant(nn.Conv2d(3, 4, 3)), nn.ReLU(), nn.Flatten(), qdq_quant.quant(nn.Linear(4 * 222 * 222, 10)))',
-    'data_loader = [(torch.randn(2, 3, 224, 224), torch.randint(0, 10, (2,))) for _ in range(3)]',
-    get('QDQ calibration loop (max)'),
-    'calibrate(model, data_loader)',
-    'qs = [m for m in model.modules() if isinstance(m, qdq_quant.TensorQuantizer)]',
-    'assert all(q.amax is not None for q in qs), [q.amax for q in qs]',
-    'assert model[0].weight_quantizer.amax.shape == (4,), model[0].weight_quantizer.amax.shape',
-    'assert abs(float(model[0].input_quantizer.amax) - max(float(b[0].abs().max()) for b in data_loader)) < 1e-6',
-    'original_epochs, initial_lr, train_loader = 20, 0.1, data_loader',
-    get('QDQ QAT fine-tuning schedule'),
-    'assert qat_epochs == 2 and abs(qat_lr - 0.001) < 1e-12',
-    'assert abs(scheduler.get_last_lr()[0] - 0.001 * 0.01) < 1e-9, scheduler.get_last_lr()',
-    get('QDQ ONNX export'),
-    'print("OK")',
-  ].join('\n');
-  fs.writeFileSync(path.join(dir, 'run.py'), script);
-  const r = spawnSync(python!, ['run.py'], { cwd: dir, encoding: 'utf8' });
-  assert.equal(r.status, 0, `snippet script failed:\n${r.stderr.slice(-3000)}`);
-  assert.match(r.stdout, /OK/);
-  const onnx = fs.readFileSync(path.join(dir, 'model_int8_qdq.onnx'));
-  assert.ok(onnx.includes(Buffer.from('QuantizeLinear')) && onnx.includes(Buffer.from('DequantizeLinear')), 'the export has Q/DQ nodes');
-  fs.rmSync(dir, { recursive: true, force: true });
-});
+test(
+  'snippets run as inserted: calibration sets amax, QAT follows the schedule, export writes Q/DQ',
+  { skip: python ? undefined : 'no interpreter with torch (python3, /usr/bin/python3)', timeout: 240_000 },
+  () => {
+    const snippets = JSON.parse(fs.readFileSync(path.join(repoRoot, 'snippets', 'python.json'), 'utf8')) as Record<
+      string,
+      { body: string[]; prefix: string[] }
+    >;
+    const get = (name: string) => expand(snippets[name].body);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qdq-snippets-'));
+    fs.copyFileSync(path.join(repoRoot, 'backend', 'qdq_backend', 'qdq_quant.py'), path.join(dir, 'qdq_quant.py'));
+    const script = [
+      'import torch, qdq_quant',
+      'from torch import nn',
+      'torch.manual_seed(0)',
+      'model = nn.Sequential(qdq_quant.quant(nn.Conv2d(3, 4, 3)), nn.ReLU(), nn.Flatten(), qdq_quant.quant(nn.Linear(4 * 222 * 222, 10)))',
+      'data_loader = [(torch.randn(2, 3, 224, 224), torch.randint(0, 10, (2,))) for _ in range(3)]',
+      get('QDQ calibration loop (max)'),
+      'calibrate(model, data_loader)',
+      'qs = [m for m in model.modules() if isinstance(m, qdq_quant.TensorQuantizer)]',
+      'assert all(q.amax is not None for q in qs), [q.amax for q in qs]',
+      'assert model[0].weight_quantizer.amax.shape == (4,), model[0].weight_quantizer.amax.shape',
+      'assert abs(float(model[0].input_quantizer.amax) - max(float(b[0].abs().max()) for b in data_loader)) < 1e-6',
+      'original_epochs, initial_lr, train_loader = 20, 0.1, data_loader',
+      get('QDQ QAT fine-tuning schedule'),
+      'assert qat_epochs == 2 and abs(qat_lr - 0.001) < 1e-12',
+      'assert abs(scheduler.get_last_lr()[0] - 0.001 * 0.01) < 1e-9, scheduler.get_last_lr()',
+      get('QDQ ONNX export'),
+      'print("OK")',
+    ].join('\n');
+    fs.writeFileSync(path.join(dir, 'run.py'), script);
+    const r = spawnSync(python!, ['run.py'], { cwd: dir, encoding: 'utf8' });
+    assert.equal(r.status, 0, `snippet script failed:\n${r.stderr.slice(-3000)}`);
+    assert.match(r.stdout, /OK/);
+    const onnx = fs.readFileSync(path.join(dir, 'model_int8_qdq.onnx'));
+    assert.ok(
+      onnx.includes(Buffer.from('QuantizeLinear')) && onnx.includes(Buffer.from('DequantizeLinear')),
+      'the export has Q/DQ nodes',
+    );
+    fs.rmSync(dir, { recursive: true, force: true });
+  },
+);
 
 test('status bar wording for each backend state', () => {
-  assert.equal(describeStatus({ state: 'ready', python: '/usr/bin/python3', torchVersion: '1.13.1' }).text, '$(check) QDQ: torch 1.13.1');
-  assert.match(describeStatus({ state: 'ready', python: '/usr/bin/python3', torchVersion: '1.13.1' }).tooltip, /Python: \/usr\/bin\/python3/);
+  assert.equal(
+    describeStatus({ state: 'ready', python: '/usr/bin/python3', torchVersion: '1.13.1' }).text,
+    '$(check) QDQ: torch 1.13.1',
+  );
+  assert.match(
+    describeStatus({ state: 'ready', python: '/usr/bin/python3', torchVersion: '1.13.1' }).tooltip,
+    /Python: \/usr\/bin\/python3/,
+  );
   assert.equal(describeStatus({ state: 'busy', message: 'QDQ: Calibrating' }).text, '$(sync~spin) QDQ: Calibrating');
   const error = describeStatus({ state: 'error', message: 'no interpreter imports torch' });
   assert.equal(error.warning, true);

@@ -12,7 +12,11 @@ import { test } from 'node:test';
 const repoRoot = process.cwd();
 const vsix = path.join(repoRoot, 'qdq.vsix');
 const unzip = spawnSync('unzip', ['-v'], { encoding: 'utf8' }).status === 0;
-const skip = !fs.existsSync(vsix) ? 'qdq.vsix not built: run npm run package' : !unzip ? 'unzip is not installed' : undefined;
+const skip = !fs.existsSync(vsix)
+  ? 'qdq.vsix not built: run npm run package'
+  : !unzip
+    ? 'unzip is not installed'
+    : undefined;
 
 /** LSP base-protocol framing over the server's stdio. */
 function frame(message: object): string {
@@ -27,7 +31,8 @@ test('qdq.vsix unpacked alone: the server starts and reports TRT004', { skip, ti
     const ext = path.join(dir, 'extension');
     const manifest = JSON.parse(fs.readFileSync(path.join(ext, 'package.json'), 'utf8'));
     assert.ok(fs.existsSync(path.join(ext, manifest.main)), `main ${manifest.main} is packaged`);
-    for (const p of ['out/test', 'test', 'examples', 'client/src']) assert.ok(!fs.existsSync(path.join(ext, p)), `${p} is left out`);
+    for (const p of ['out/test', 'test', 'examples', 'client/src'])
+      assert.ok(!fs.existsSync(path.join(ext, p)), `${p} is left out`);
 
     const model = path.join(dir, 'trt_issue.py');
     fs.copyFileSync(path.join(repoRoot, 'test', 'fixtures', 'editors', 'trt_issue.py'), model);
@@ -40,7 +45,8 @@ test('qdq.vsix unpacked alone: the server starts and reports TRT004', { skip, ti
     let stderr = '';
     server.stderr.on('data', (d) => (stderr += d));
     let buffer = Buffer.alloc(0);
-    const messages: { id?: number; method?: string; params?: { uri?: string; diagnostics?: { code?: string }[] } }[] = [];
+    const messages: { id?: number; method?: string; params?: { uri?: string; diagnostics?: { code?: string }[] } }[] =
+      [];
     server.stdout.on('data', (chunk: Buffer) => {
       buffer = Buffer.concat([buffer, chunk]);
       for (;;) {
@@ -53,18 +59,37 @@ test('qdq.vsix unpacked alone: the server starts and reports TRT004', { skip, ti
       }
     });
     const uri = pathToFileURL(model).toString();
-    server.stdin.write(frame({ id: 1, method: 'initialize', params: { processId: process.pid, rootUri: pathToFileURL(dir).toString(), capabilities: {} } }));
+    server.stdin.write(
+      frame({
+        id: 1,
+        method: 'initialize',
+        params: { processId: process.pid, rootUri: pathToFileURL(dir).toString(), capabilities: {} },
+      }),
+    );
     server.stdin.write(frame({ method: 'initialized', params: {} }));
-    server.stdin.write(frame({ method: 'textDocument/didOpen', params: { textDocument: { uri, languageId: 'python', version: 1, text: fs.readFileSync(model, 'utf8') } } }));
+    server.stdin.write(
+      frame({
+        method: 'textDocument/didOpen',
+        params: { textDocument: { uri, languageId: 'python', version: 1, text: fs.readFileSync(model, 'utf8') } },
+      }),
+    );
     const deadline = Date.now() + 60_000;
     let codes: (string | undefined)[] | undefined;
     while (!codes && Date.now() < deadline && server.exitCode === null) {
-      const published = messages.find((m) => m.method === 'textDocument/publishDiagnostics' && m.params?.uri === uri && (m.params.diagnostics?.length ?? 0) > 0);
+      const published = messages.find(
+        (m) =>
+          m.method === 'textDocument/publishDiagnostics' &&
+          m.params?.uri === uri &&
+          (m.params.diagnostics?.length ?? 0) > 0,
+      );
       codes = published?.params?.diagnostics?.map((d) => d.code);
       await new Promise((r) => setTimeout(r, 100));
     }
     server.kill();
-    assert.ok(codes, `no diagnostics from the packaged server (exit ${server.exitCode}); stderr:\n${stderr.slice(-2000)}`);
+    assert.ok(
+      codes,
+      `no diagnostics from the packaged server (exit ${server.exitCode}); stderr:\n${stderr.slice(-2000)}`,
+    );
     assert.ok(codes.includes('TRT004'), `codes: ${codes.join(', ')}`);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

@@ -81,8 +81,11 @@ async function main(): Promise<number> {
 }
 
 if (require.main === module) {
-  main().then((code) => process.exit(code), (err) => {
-    console.error(`test:vscode: ${(err as Error).message}`);
-    process.exit(1);
-  });
+  main().then(
+    (code) => process.exit(code),
+    (err) => {
+      console.error(`test:vscode: ${(err as Error).message}`);
+      process.exit(1);
+    },
+  );
 }

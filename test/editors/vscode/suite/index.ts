@@ -20,13 +20,23 @@ export async function run(): Promise<void> {
   fs.rmSync(out, { force: true });
   const mocha = new Mocha({ ui: 'tdd', timeout: 600_000, reporter: 'json', reporterOptions: { output: out } });
   // QDQ_TEST_SUITE=untrusted runs the restricted-mode checks (the workspace must be opened untrusted).
-  mocha.addFile(path.join(__dirname, process.env.QDQ_TEST_SUITE === 'untrusted' ? 'untrusted.suite.js' : 'qdq.suite.js'));
+  mocha.addFile(
+    path.join(__dirname, process.env.QDQ_TEST_SUITE === 'untrusted' ? 'untrusted.suite.js' : 'qdq.suite.js'),
+  );
   await new Promise<void>((resolve, reject) => {
     try {
-      mocha.run((failures) => (failures > 0 ? reject(new Error(`${failures} extension-host tests failed (see ${out})`)) : resolve()));
+      mocha.run((failures) =>
+        failures > 0 ? reject(new Error(`${failures} extension-host tests failed (see ${out})`)) : resolve(),
+      );
     } catch (err) {
       // A suite that fails to load never reaches the reporter: leave a results file saying so.
-      fs.writeFileSync(out, JSON.stringify({ stats: { failures: 1, passes: 0 }, failures: [{ title: 'load', err: { message: String(err) } }] }));
+      fs.writeFileSync(
+        out,
+        JSON.stringify({
+          stats: { failures: 1, passes: 0 },
+          failures: [{ title: 'load', err: { message: String(err) } }],
+        }),
+      );
       reject(err);
     }
   });

@@ -9,7 +9,11 @@ import type * as vscodeApi from 'vscode';
 
 const EXTENSION_ID = 'qdq.qdq';
 
-async function poll<T>(what: string, timeoutMs: number, probe: () => T | undefined | Promise<T | undefined>): Promise<T> {
+async function poll<T>(
+  what: string,
+  timeoutMs: number,
+  probe: () => T | undefined | Promise<T | undefined>,
+): Promise<T> {
   const start = Date.now();
   for (;;) {
     const value = await probe();
@@ -46,7 +50,13 @@ if (typeof (globalThis as { suite?: unknown }).suite === 'function') {
       await api.ready;
       assert.equal(api.client()?.isRunning(), true);
       const commands = await vscode.commands.getCommands(true);
-      for (const id of ['qdq.calibrate', 'qdq.export', 'qdq.calibrateAndExport', 'qdq.quantizeFile', 'qdq.showReport']) {
+      for (const id of [
+        'qdq.calibrate',
+        'qdq.export',
+        'qdq.calibrateAndExport',
+        'qdq.quantizeFile',
+        'qdq.showReport',
+      ]) {
         assert.ok(commands.includes(id), `command ${id} is registered`);
       }
     });
@@ -56,9 +66,13 @@ if (typeof (globalThis as { suite?: unknown }).suite === 'function') {
       await vscode.window.showTextDocument(await vscode.workspace.openTextDocument(issueUri));
       const codeOf = (d: vscodeApi.Diagnostic) => (typeof d.code === 'object' ? d.code.value : d.code);
       const diagnostic = await poll('a qdq TRT004 diagnostic', 60_000, () =>
-        vscode.languages.getDiagnostics(issueUri).find((d) => d.source === 'qdq' && codeOf(d) === 'TRT004'));
+        vscode.languages.getDiagnostics(issueUri).find((d) => d.source === 'qdq' && codeOf(d) === 'TRT004'),
+      );
       const text = (await vscode.workspace.openTextDocument(issueUri)).getText();
-      assert.equal(diagnostic.range.start.line, text.split('\n').findIndex((l) => l.includes('keep = torch.nonzero')));
+      assert.equal(
+        diagnostic.range.start.line,
+        text.split('\n').findIndex((l) => l.includes('keep = torch.nonzero')),
+      );
       assert.match(diagnostic.message, /NonZero/);
       await vscode.window.showTextDocument(await vscode.workspace.openTextDocument(modelUri));
     });
@@ -71,21 +85,31 @@ if (typeof (globalThis as { suite?: unknown }).suite === 'function') {
       const pos = doc.positionAt(offset + 3);
       const actions = await poll('quantize code actions', 30_000, async () => {
         const all = await vscode.commands.executeCommand<(vscodeApi.CodeAction | vscodeApi.Command)[]>(
-          'vscode.executeCodeActionProvider', modelUri, new vscode.Range(pos, pos), undefined, 50);
-        const quantize = (all ?? []).filter((a): a is vscodeApi.CodeAction => 'title' in a && /quantiz/i.test(a.title) && !/remove/i.test(a.title));
+          'vscode.executeCodeActionProvider',
+          modelUri,
+          new vscode.Range(pos, pos),
+          undefined,
+          50,
+        );
+        const quantize = (all ?? []).filter(
+          (a): a is vscodeApi.CodeAction => 'title' in a && /quantiz/i.test(a.title) && !/remove/i.test(a.title),
+        );
         return quantize.length ? quantize : undefined;
       });
       const action = actions.find((a) => /^Quantize this layer/.test(a.title)) ?? actions[0];
       assert.match(action.title, /^Quantize this layer: /);
       assert.ok(action.edit, 'the action was resolved with its edit');
       if (action.edit) assert.ok(await vscode.workspace.applyEdit(action.edit), `edit of "${action.title}" applied`);
-      if (action.command) await vscode.commands.executeCommand(action.command.command, ...(action.command.arguments ?? []));
+      if (action.command)
+        await vscode.commands.executeCommand(action.command.command, ...(action.command.arguments ?? []));
       const edited = await vscode.workspace.openTextDocument(modelUri);
-      assert.ok(await edited.save() || !edited.isDirty, 'model saved');
+      assert.ok((await edited.save()) || !edited.isDirty, 'model saved');
       const onDisk = fs.readFileSync(modelPath, 'utf8');
       assert.match(onDisk, /qdq_quant\.quant\(nn\.Conv2d\(/);
       assert.match(onDisk, /^import qdq_quant {2}# qdq$/m);
-      await poll('qdq_quant.py next to the model', 15_000, () => (fs.existsSync(path.join(projectDir, 'qdq_quant.py')) ? true : undefined));
+      await poll('qdq_quant.py next to the model', 15_000, () =>
+        fs.existsSync(path.join(projectDir, 'qdq_quant.py')) ? true : undefined,
+      );
     });
 
     test('QDQ: Quantize File wraps every weighted layer', async () => {
@@ -93,7 +117,9 @@ if (typeof (globalThis as { suite?: unknown }).suite === 'function') {
       const doc = await vscode.workspace.openTextDocument(modelUri);
       if (doc.isDirty) await doc.save();
       const onDisk = fs.readFileSync(modelPath, 'utf8');
-      const bare = onDisk.split('\n').filter((l) => /nn\.(Conv2d|Linear)\(/.test(l) && !/qdq_quant\.(quant|keep_float)\(/.test(l));
+      const bare = onDisk
+        .split('\n')
+        .filter((l) => /nn\.(Conv2d|Linear)\(/.test(l) && !/qdq_quant\.(quant|keep_float)\(/.test(l));
       assert.deepEqual(bare, [], 'no weighted layer left unwrapped');
     });
 
@@ -112,26 +138,35 @@ if (typeof (globalThis as { suite?: unknown }).suite === 'function') {
       assert.deepEqual(report.unquantized_weighted_ops, [], 'every weighted op is fed by DequantizeLinear');
       assert.ok(report.latency_ms && report.latency_ms.fp32 > 0 && report.latency_ms.int8 > 0);
       // With the Python extension (or the test's stand-in for it) installed, its selected interpreter ran the model.
-      if (process.env.QDQ_FAKE_PYTHON) assert.equal(report.python?.path, process.env.QDQ_FAKE_PYTHON, `report.python: ${JSON.stringify(report.python)}`);
+      if (process.env.QDQ_FAKE_PYTHON)
+        assert.equal(
+          report.python?.path,
+          process.env.QDQ_FAKE_PYTHON,
+          `report.python: ${JSON.stringify(report.python)}`,
+        );
     });
 
     test('QDQ: Show Report opens the report view', async () => {
       await vscode.commands.executeCommand('qdq.showReport', { uri: modelUri.toString() });
       await poll('the QDQ Report tab', 15_000, () =>
-        vscode.window.tabGroups.all.some((g) => g.tabs.some((t) => t.label === 'QDQ Report')) ? true : undefined);
+        vscode.window.tabGroups.all.some((g) => g.tabs.some((t) => t.label === 'QDQ Report')) ? true : undefined,
+      );
     });
 
     test('the language server comes back after it is killed', async function () {
       if (process.platform !== 'linux') return this.skip(); // finds the server through /proc
       const serverPids = () =>
-        fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)).filter((pid) => {
-          try {
-            const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-            return cmd.includes('qdq-language-server.js') && cmd.includes(`--clientProcessId=${process.pid}`);
-          } catch {
-            return false;
-          }
-        });
+        fs
+          .readdirSync('/proc')
+          .filter((d) => /^\d+$/.test(d))
+          .filter((pid) => {
+            try {
+              const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+              return cmd.includes('qdq-language-server.js') && cmd.includes(`--clientProcessId=${process.pid}`);
+            } catch {
+              return false;
+            }
+          });
       const before = serverPids();
       assert.equal(before.length, 1, `one server process for this extension host: ${before.join(', ')}`);
       process.kill(Number(before[0]), 'SIGKILL');
@@ -140,13 +175,19 @@ if (typeof (globalThis as { suite?: unknown }).suite === 'function') {
         return now.length ? now : undefined;
       });
       assert.equal(after.length, 1);
-      const api = vscode.extensions.getExtension(EXTENSION_ID)!.exports as { client(): { isRunning(): boolean } | undefined };
+      const api = vscode.extensions.getExtension(EXTENSION_ID)!.exports as {
+        client(): { isRunning(): boolean } | undefined;
+      };
       await poll('the client running again', 30_000, () => (api.client()?.isRunning() ? true : undefined));
       // The restarted server answers: code actions on the (quantized) model.
       const doc = await vscode.workspace.openTextDocument(modelUri);
       const pos = doc.positionAt(doc.getText().indexOf('nn.Conv2d(') + 3);
       await poll('code actions from the restarted server', 30_000, async () => {
-        const all = await vscode.commands.executeCommand<vscodeApi.CodeAction[]>('vscode.executeCodeActionProvider', modelUri, new vscode.Range(pos, pos));
+        const all = await vscode.commands.executeCommand<vscodeApi.CodeAction[]>(
+          'vscode.executeCodeActionProvider',
+          modelUri,
+          new vscode.Range(pos, pos),
+        );
         return all && all.some((a) => /quantizers|float/i.test(a.title)) ? true : undefined;
       });
     });

@@ -5,7 +5,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type * as vscodeApi from 'vscode';
 
-async function poll<T>(what: string, timeoutMs: number, probe: () => T | undefined | Promise<T | undefined>): Promise<T> {
+async function poll<T>(
+  what: string,
+  timeoutMs: number,
+  probe: () => T | undefined | Promise<T | undefined>,
+): Promise<T> {
   const start = Date.now();
   for (;;) {
     const value = await probe();
@@ -29,7 +33,10 @@ if (typeof (globalThis as { suite?: unknown }).suite === 'function') {
       await poll('activation in restricted mode', 60_000, () => (ext.isActive ? true : undefined));
       await (ext.exports as { ready: Promise<void> }).ready;
       await poll('the TRT004 diagnostic', 60_000, () =>
-        vscode.languages.getDiagnostics(issueUri).find((d) => d.source === 'qdq' && (typeof d.code === 'object' ? d.code.value : d.code) === 'TRT004'));
+        vscode.languages
+          .getDiagnostics(issueUri)
+          .find((d) => d.source === 'qdq' && (typeof d.code === 'object' ? d.code.value : d.code) === 'TRT004'),
+      );
       const status = await poll('the untrusted backend status', 30_000, () => {
         const s = (ext.exports as { backendStatus(): { state: string } }).backendStatus();
         return s.state === 'untrusted' ? s : undefined;

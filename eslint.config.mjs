@@ -1,0 +1,16 @@
+// ESLint for the TypeScript sources (flat config). Formatting is prettier's job; this checks correctness.
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+export default tseslint.config(
+  { ignores: ['out/**', 'node_modules/**', 'test/fixtures/**', 'test/golden/**', 'test/editors/code-server/node_modules/**', 'test/editors/code-server/fake-python-extension/**', 'server/src/knowledge/generate-operators.js'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    files: ['**/*.ts'],
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' }],
+      '@typescript-eslint/no-require-imports': 'off',
+    },
+  },
+);
