@@ -17,6 +17,7 @@ import {
   usage,
 } from './flags';
 import { InputError, ModelSource, resolveSource } from './source';
+import { FileWriteError, writeInPlace, writeNewFile } from '../common/files';
 import { quantizeLibraryModule, registerLibraryModules } from '../library/cliResolver';
 
 // `--module M`: installed library modules resolve through the interpreter (server/src/library).
@@ -68,7 +69,7 @@ export async function main(argv: string[], io: CliIO = processIO): Promise<numbe
       io.err(`qdq: ${err.message}\n\n${usage(err.command)}\n`);
       return 2;
     }
-    if (err instanceof InputError) {
+    if (err instanceof InputError || err instanceof FileWriteError) {
       io.err(`qdq: ${err.message}\n`);
       return 2;
     }
@@ -209,12 +210,12 @@ async function rewrite(command: 'quantize' | 'unquantize' | 'fix', argv: string[
     );
     return 0;
   }
-  if (newText !== src.text) writeAtomic(src.path, newText);
+  if (newText !== src.text) writeInPlace(src.path, newText, src.display);
   let helperNote = '';
   if (helperNeeded) {
     const helper = path.join(path.dirname(src.path), HELPER_FILE);
     if (!fs.existsSync(helper)) {
-      writeAtomic(helper, fs.readFileSync(helperTemplatePath(), 'utf8'));
+      writeNewFile(helper, fs.readFileSync(helperTemplatePath(), 'utf8'));
       helperNote = `; added ${path.relative(io.cwd, helper) || helper}`;
     }
   }
@@ -227,27 +228,4 @@ async function rewrite(command: 'quantize' | 'unquantize' | 'fix', argv: string[
 /** The helper module every generated file imports; the backend's copy is the single source (DESIGN.md). */
 export function helperTemplatePath(): string {
   return path.resolve(__dirname, '..', '..', '..', '..', 'backend', 'qdq_backend', HELPER_FILE);
-}
-
-/** Temp file in the same folder, then rename: the user's file is either the old or the new one, never half. */
-export function writeAtomic(file: string, text: string): void {
-  const dir = path.dirname(file);
-  const tmp = path.join(dir, `.${path.basename(file)}.qdq-${process.pid}.tmp`);
-  let mode: number | undefined;
-  try {
-    mode = fs.statSync(file).mode & 0o7777;
-  } catch {
-    mode = undefined;
-  }
-  try {
-    fs.writeFileSync(tmp, text, mode !== undefined ? { mode } : undefined);
-    fs.renameSync(tmp, file);
-  } catch (err) {
-    try {
-      fs.unlinkSync(tmp);
-    } catch {
-      /* never created */
-    }
-    throw err;
-  }
 }

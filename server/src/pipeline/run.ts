@@ -6,7 +6,7 @@ import { loadConfig, ConfigOverrides, QdqConfig, ConfigError } from './config';
 import { findInterpreter, Interpreter } from './interpreter';
 import { BackendClient, defaultBackendDir, ProgressEvent } from './backendClient';
 import { QdqError, CancelToken, asQdqError } from './errors';
-import { writeFileAtomic } from '../onnx/atomic';
+import { FileWriteError, newFileMode, writeInPlace, writeNewFile as writeFileAtomic } from '../common/files';
 import { quantizeFile } from '../fixes';
 import { readModel, writeModel } from '../onnx/model';
 import { foldWeights } from '../onnx/foldWeights';
@@ -153,7 +153,7 @@ function quantizeModelSource(
   const helperSrc = path.join(defaultBackendDir(), 'qdq_backend', 'qdq_quant.py');
   if (write) {
     if (q.text !== original) {
-      writeFileAtomic(modelPath, q.text);
+      writeInPlaceOrConfigError(modelPath, q.text, file);
       notes.push(`quantized ${file} in place (--write)`);
     }
     const helper = path.join(path.dirname(modelPath), 'qdq_quant.py');
@@ -178,6 +178,32 @@ function quantizeModelSource(
       `quantized a copy of ${file} (${path.relative(projectDir, copy)}); your file is unchanged (use --write to change it)`,
     );
   return { override: { file: modelPath, source: q.text }, files };
+}
+
+function writeInPlaceOrConfigError(file: string, text: string, shown: string): void {
+  try {
+    writeInPlace(file, text, shown);
+  } catch (e) {
+    if (e instanceof FileWriteError)
+      throw new QdqError('config', e.message, 'or run without --write: the quantized copy goes to the out-dir');
+    throw e;
+  }
+}
+
+/** The backend writes its outputs 0600 (Python's temp files); every output gets the mode the rest of qdq uses. */
+function sameModeAsOurFiles(outDir: string, files: Record<string, string>): void {
+  const mode = newFileMode();
+  const inside = (f: string) => !path.relative(outDir, f).startsWith('..');
+  for (const f of Object.values(files)) {
+    if (!f || !inside(f)) continue;
+    for (const file of [f, f.replace(/\.json$/, '.bin')]) {
+      try {
+        if ((fs.statSync(file).mode & 0o777) !== mode) fs.chmodSync(file, mode);
+      } catch {
+        /* not written by this run */
+      }
+    }
+  }
 }
 
 function summarizeQuantizer(q: Record<string, unknown>): Record<string, unknown> {
@@ -452,6 +478,7 @@ export async function runPipeline(
       await backend.shutdown();
     }
     cancel.throwIfCancelled();
+    sameModeAsOurFiles(outDir, report.files);
     const reportPath = path.join(outDir, 'report.json');
     let toWrite: unknown = report;
     if (opts.dynamicOnly && fs.existsSync(reportPath)) {
