@@ -244,13 +244,8 @@ export function validateConfigText(text: string): ConfigResult {
   for (const [key, value] of Object.entries(raw)) {
     const ks = KEY_BY_NAME.get(key) ?? KEY_BY_NAME.get(key.replace(/_/g, '-'));
     if (!ks) {
-      const near = CONFIG_KEYS.find((k) => editDistance(k.key, key.replace(/_/g, '-').toLowerCase()) <= 2);
-      diags.push({
-        key,
-        severity: 'warning',
-        range: rangeOf(key),
-        message: `[tool.qdq] ${key}: unknown key${near ? `; did you mean "${near.key}"?` : `; known keys: ${CONFIG_KEYS.map((k) => k.key).join(', ')}`}`,
-      });
+      // An error, not a warning: a misspelt knob ("mehtod") would otherwise run with the default silently.
+      diags.push({ key, severity: 'error', range: rangeOf(key), message: unknownKeyMessage(key) });
       continue;
     }
     const problem = ks.check(value);
@@ -293,6 +288,21 @@ export function validateConfigText(text: string): ConfigResult {
   }
   const ok = !diags.some((d) => d.severity === 'error');
   return { config: ok ? (out as unknown as QdqConfig) : null, diagnostics: diags, found: true };
+}
+
+/** Keys people expect that qdq deliberately does not read from the project file, with where they go instead. */
+const NOT_PROJECT_KEYS: Record<string, string> = {
+  python:
+    'the interpreter is not read from pyproject.toml (a project file must not choose the program qdq runs); ' +
+    'pass --python /path/to/python, or set qdq.pythonInterpreter in the editor',
+};
+
+function unknownKeyMessage(key: string): string {
+  const normal = key.replace(/_/g, '-').toLowerCase();
+  if (NOT_PROJECT_KEYS[normal]) return `[tool.qdq] ${key}: ${NOT_PROJECT_KEYS[normal]}`;
+  const near = CONFIG_KEYS.find((k) => editDistance(k.key, normal) <= 2);
+  const known = CONFIG_KEYS.map((k) => k.key).join(', ');
+  return `[tool.qdq] ${key}: unknown key${near ? `; did you mean "${near.key}"?` : `; known keys: ${known}`}`;
 }
 
 function editDistance(a: string, b: string): number {
