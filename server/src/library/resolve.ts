@@ -6,6 +6,7 @@ import * as fs from 'fs';
 import { defaultBackendDir } from '../pipeline/backendClient';
 import { QdqError } from '../pipeline/errors';
 import { findInterpreter } from '../pipeline/interpreter';
+import { isolatedArgs, neutralCwd, probeEnv } from '../common/pythonIsolation';
 
 export interface LibraryModuleSource {
   module: string;
@@ -45,7 +46,12 @@ export async function resolveLibraryModule(
     PYTHONPATH: process.env.PYTHONPATH ? `${backendDir}:${process.env.PYTHONPATH}` : backendDir,
   };
   const out = await new Promise<string>((resolve, reject) => {
-    const child = spawn(py.path, ['-c', LOOKUP, module], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    // From a neutral folder, the current one off sys.path: `--module pkg.sub` must not run a ./pkg of the workspace.
+    const child = spawn(py.path, isolatedArgs(LOOKUP, module), {
+      cwd: neutralCwd(),
+      env: probeEnv(env),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);

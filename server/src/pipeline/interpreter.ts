@@ -4,6 +4,7 @@ import { spawn } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { QdqError } from './errors';
+import { isolatedArgs, neutralCwd, probeEnv } from '../common/pythonIsolation';
 
 export type InterpreterSource = 'setting' | 'virtualenv' | 'conda' | 'PATH' | 'system';
 
@@ -91,8 +92,9 @@ export function probe(c: Candidate, opts: DiscoveryOptions = {}): Promise<{ ok: 
     let out = '',
       err = '',
       done = false;
-    const child = spawn(c.resolved!, ['-c', PROBE], {
-      env: opts.env ?? process.env,
+    const child = spawn(c.resolved!, isolatedArgs(PROBE), {
+      cwd: neutralCwd(),
+      env: probeEnv(opts.env ?? process.env),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const timer = setTimeout(() => {
