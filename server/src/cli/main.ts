@@ -177,11 +177,13 @@ async function rewrite(command: 'quantize' | 'unquantize' | 'fix', argv: string[
   }
   const src = await resolveSource({ file: parsed.files[0] }, io.cwd);
   const write = parsed.flags.write;
-  if (!src.validUtf8 && write) {
+  if (!src.validUtf8) {
+    // Printed or written, the undecodable bytes would come out as U+FFFD: refuse rather than change them.
     throw new InputError(
-      `${src.display} is not valid UTF-8, so writing it back would change bytes qdq cannot read; convert it to UTF-8 first (nothing was written)`,
+      `${src.display} is not valid UTF-8, so ${write ? 'writing it back' : 'printing it'} would change bytes qdq cannot read; convert it to UTF-8 first (nothing was written)`,
     );
   }
+  refuseSyntaxErrors(src, command);
   let newText: string;
   let helperNeeded = false;
   let summary: string;
@@ -223,6 +225,29 @@ async function rewrite(command: 'quantize' | 'unquantize' | 'fix', argv: string[
     `qdq ${command}: ${summary}${newText !== src.text ? `; wrote ${src.display}` : ''}${helperNote}\n${details.map((d) => `  ${d}\n`).join('')}`,
   );
   return 0;
+}
+
+/** A file that does not parse is never rewritten: say where it breaks instead of "nothing left to quantize". */
+function refuseSyntaxErrors(src: ModelSource, command: string): void {
+  const root = parsePython(src.text).rootNode;
+  if (!root.hasError) return;
+  // The innermost ERROR (or missing) node on the path of the first error: tree-sitter's recovery makes the
+  // outer ones span from the top of the file, the inner one brackets where the parse broke.
+  let node = root;
+  let broken = root;
+  for (;;) {
+    const next = node.children.find((c) => c.hasError || c.isMissing || c.type === 'ERROR');
+    if (!next) break;
+    node = next;
+    if (node.type === 'ERROR' || node.isMissing) broken = node;
+  }
+  const from = broken.startPosition.row + 1;
+  const to = broken.endPosition.row + 1;
+  const at = from === to ? `${from}:${broken.startPosition.column + 1}` : `${to}`;
+  const span = from === to ? '' : ` (the code from line ${from} to ${to} does not parse)`;
+  throw new InputError(
+    `${src.display}:${at}: syntax error${span}, so qdq did not ${command} it; fix the Python syntax first (nothing was changed)`,
+  );
 }
 
 /** The helper module every generated file imports; the backend's copy is the single source (DESIGN.md). */

@@ -18,20 +18,22 @@ interface Flags {
   target?: Target;
   dynamic: boolean;
   percentile?: number;
+  outDir?: string;
   verbose: boolean;
 }
 
 const USAGE: Record<PipelineCommandName, string> = {
   calibrate:
-    'qdq calibrate [DIR] [--python P] [--method max|entropy|percentile|mse] [--percentile P] [--batches N] [--write]',
-  export: 'qdq export [DIR] [--dynamic] [--target tensorrt|ort-cpu] [--python P] [--method M] [--batches N] [--write]',
-  run: 'qdq run [DIR] [--write] [--python P] [--method M] [--batches N] [--target tensorrt|ort-cpu] [--dynamic]',
+    'qdq calibrate [DIR] [--python P] [--method max|entropy|percentile|mse] [--percentile P] [--batches N] [--out-dir D] [--write]',
+  export:
+    'qdq export [DIR] [--dynamic] [--target tensorrt|ort-cpu] [--python P] [--method M] [--batches N] [--out-dir D] [--write]',
+  run: 'qdq run [DIR] [--write] [--python P] [--method M] [--batches N] [--target tensorrt|ort-cpu] [--dynamic] [--out-dir D]',
 };
 
 const ALLOWED: Record<PipelineCommandName, string[]> = {
-  calibrate: ['python', 'method', 'percentile', 'batches', 'write', 'verbose'],
-  export: ['dynamic', 'target', 'python', 'method', 'percentile', 'batches', 'write', 'verbose'],
-  run: ['write', 'python', 'method', 'percentile', 'batches', 'target', 'dynamic', 'verbose'],
+  calibrate: ['python', 'method', 'percentile', 'batches', 'write', 'out-dir', 'verbose'],
+  export: ['dynamic', 'target', 'python', 'method', 'percentile', 'batches', 'write', 'out-dir', 'verbose'],
+  run: ['write', 'python', 'method', 'percentile', 'batches', 'target', 'dynamic', 'out-dir', 'verbose'],
 };
 
 class Usage extends Error {}
@@ -68,6 +70,9 @@ export function parsePipelineArgs(cmd: PipelineCommandName, argv: string[]): Fla
         break;
       case 'python':
         flags.python = value();
+        break;
+      case 'out-dir':
+        flags.outDir = value();
         break;
       case 'method': {
         const v = value();
@@ -290,6 +295,8 @@ export async function runPipelineCommand(
     batches: flags.batches,
     target: flags.target,
     percentile: flags.percentile,
+    // Relative to where the command runs, like any path typed on a command line.
+    outDir: flags.outDir === undefined ? undefined : path.resolve(flags.outDir),
   };
   const steps: PipelineStep[] =
     cmd === 'calibrate'

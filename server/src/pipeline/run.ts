@@ -190,6 +190,69 @@ function writeInPlaceOrConfigError(file: string, text: string, shown: string): v
   }
 }
 
+/**
+ * The output folder, created. The project file may only name a folder inside the project (a cloned repository
+ * must not make qdq write elsewhere); one given on the command line or in the editor settings may be anywhere
+ * but the file system root or a folder that holds the project.
+ */
+function prepareOutDir(projectDir: string, outDirSetting: string, explicit: boolean): string {
+  const outDir = path.resolve(projectDir, outDirSetting);
+  const rel = path.relative(projectDir, outDir);
+  const inside = rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel);
+  const holdsProject = !path.relative(outDir, projectDir).startsWith('..');
+  if (!inside && !explicit)
+    throw new QdqError(
+      'config',
+      `[tool.qdq] out-dir = "${outDirSetting}" is ${rel === '' ? 'the project folder itself' : `outside the project (${outDir})`}; qdq writes only inside the project unless told to`,
+      'name a folder inside the project, e.g. out-dir = "qdq-out", or pass --out-dir on the command line to write elsewhere',
+    );
+  if (holdsProject)
+    throw new QdqError(
+      'config',
+      `out-dir ${outDir} is ${outDir === path.parse(outDir).root ? 'the file system root' : 'a folder that holds the project'}; qdq will not write its outputs there`,
+      'use a folder of its own, e.g. qdq-out inside the project',
+    );
+  let st: fs.Stats | undefined;
+  try {
+    st = fs.statSync(outDir);
+  } catch {
+    st = undefined;
+  }
+  if (st && !st.isDirectory())
+    throw new QdqError(
+      'config',
+      `out-dir ${outDir} is a file, not a folder`,
+      'point out-dir at a folder (it is created when missing), or move that file away',
+    );
+  try {
+    fs.mkdirSync(outDir, { recursive: true });
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new QdqError(
+      'config',
+      `cannot create out-dir ${outDir}: ${err.code === 'ENOTDIR' ? 'a part of that path is a file' : err.code === 'EACCES' ? 'permission denied' : err.message}`,
+      'point out-dir at a folder you can write',
+    );
+  }
+  return outDir;
+}
+
+/**
+ * The backend ending with an exit code and no Python error, while it runs the user's code (load, calibrate,
+ * export), is that code leaving the process (os._exit, a native crash): say so instead of "report it".
+ */
+function explainBackendExit(err: QdqError): QdqError {
+  const m = /exited with code (-?\d+) during (load|calibrate|export)\b/.exec(err.message);
+  if (err.kind !== 'backend_died' || !m) return err;
+  return new QdqError(
+    'backend_died',
+    `the Python backend stopped with exit code ${m[1]} while running your model's code (${m[2]}), without a Python error`,
+    'something in the model or its data functions ended the process: look for os._exit() or sys.exit() in them, ' +
+      'or a native extension that crashed; its last output is above',
+    err.detail,
+  );
+}
+
 /** The backend writes its outputs 0600 (Python's temp files); every output gets the mode the rest of qdq uses. */
 function sameModeAsOurFiles(outDir: string, files: Record<string, string>): void {
   const mode = newFileMode();
@@ -233,8 +296,7 @@ export async function runPipeline(
   }
   const wantVerify = opts.steps.includes('verify');
   const wantExport = wantVerify || opts.steps.includes('export') || !!opts.dynamicOnly;
-  const outDir = path.resolve(projectDir, cfg.outDir);
-  fs.mkdirSync(outDir, { recursive: true });
+  const outDir = prepareOutDir(projectDir, cfg.outDir, opts.overrides?.outDir !== undefined);
   const notes: string[] = [];
 
   onProgress({ step: 'interpreter', done: 0, total: null, message: 'looking for a Python with torch' });
@@ -503,7 +565,7 @@ export async function runPipeline(
   } catch (e) {
     backend.kill();
     if (opts.dynamicOnly) fs.rmSync(path.join(outDir, '.dynamic-work'), { recursive: true, force: true });
-    throw asQdqError(e);
+    throw explainBackendExit(asQdqError(e));
   } finally {
     if (backend.alive) backend.kill();
   }
