@@ -18,7 +18,10 @@ import {
 } from './flags';
 import { InputError, ModelSource, resolveSource } from './source';
 import { FileWriteError, writeInPlace, writeNewFile } from '../common/files';
-import { quantizeLibraryModule, registerLibraryModules } from '../library/cliResolver';
+import { HELPER_FILE, helperTemplatePath } from '../common/paths';
+
+export { HELPER_FILE, helperTemplatePath };
+import { quantizeLibraryModule, registerLibraryModules } from './libraryModules';
 
 // `--module M`: installed library modules resolve through the interpreter (server/src/library).
 registerLibraryModules();
@@ -35,8 +38,6 @@ const processIO: CliIO = {
   err: (t) => process.stderr.write(t),
   cwd: process.cwd(),
 };
-
-export const HELPER_FILE = 'qdq_quant.py';
 
 export async function main(argv: string[], io: CliIO = processIO): Promise<number> {
   const [command, ...rest] = argv;
@@ -248,9 +249,4 @@ function refuseSyntaxErrors(src: ModelSource, command: string): void {
   throw new InputError(
     `${src.display}:${at}: syntax error${span}, so qdq did not ${command} it; fix the Python syntax first (nothing was changed)`,
   );
-}
-
-/** The helper module every generated file imports; the backend's copy is the single source (DESIGN.md). */
-export function helperTemplatePath(): string {
-  return path.resolve(__dirname, '..', '..', '..', '..', 'backend', 'qdq_backend', HELPER_FILE);
 }

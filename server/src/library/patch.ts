@@ -3,7 +3,7 @@
 // memory. Pure: text in, text out; finding and reading the module is resolve.ts's job.
 import { quantizeFile } from '../fixes';
 import { applyTrtFixes } from '../fixes/trtFixes';
-import { QdqError } from '../pipeline/errors';
+import { QdqError } from '../common/errors';
 
 export interface LibraryPatch {
   module: string;

@@ -3,9 +3,9 @@
 // writes to site-packages.
 import { spawn } from 'child_process';
 import * as fs from 'fs';
-import { defaultBackendDir } from '../pipeline/backendClient';
-import { QdqError } from '../pipeline/errors';
-import { findInterpreter } from '../pipeline/interpreter';
+import { defaultBackendDir } from '../common/paths';
+import { QdqError } from '../common/errors';
+import { findInterpreter } from '../common/interpreter';
 import { isolatedArgs, neutralCwd, probeEnv } from '../common/pythonIsolation';
 
 export interface LibraryModuleSource {

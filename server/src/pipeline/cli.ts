@@ -3,9 +3,9 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { runPipeline, PipelineProgress, PipelineStep, Report } from './run';
-import { CancelToken, QdqError, asQdqError } from './errors';
+import { CancelToken, QdqError, asQdqError } from '../common/errors';
 import { ConfigOverrides, Method, Target } from './config';
-import { repoRoot } from './backendClient';
+import { repoRoot } from '../common/paths';
 
 export type PipelineCommandName = 'calibrate' | 'export' | 'run';
 

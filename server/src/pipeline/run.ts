@@ -3,9 +3,10 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { loadConfig, ConfigOverrides, QdqConfig, ConfigError } from './config';
-import { findInterpreter, Interpreter } from './interpreter';
-import { BackendClient, defaultBackendDir, ProgressEvent } from './backendClient';
-import { QdqError, CancelToken, asQdqError } from './errors';
+import { findInterpreter, Interpreter } from '../common/interpreter';
+import { BackendClient, ProgressEvent } from './backendClient';
+import { helperTemplatePath } from '../common/paths';
+import { QdqError, CancelToken, asQdqError } from '../common/errors';
 import { FileWriteError, newFileMode, writeInPlace, writeNewFile as writeFileAtomic } from '../common/files';
 import { quantizeFile } from '../fixes';
 import { readModel, writeModel } from '../onnx/model';
@@ -150,7 +151,7 @@ function quantizeModelSource(
     );
   }
   const files: Record<string, string> = {};
-  const helperSrc = path.join(defaultBackendDir(), 'qdq_backend', 'qdq_quant.py');
+  const helperSrc = helperTemplatePath();
   if (write) {
     if (q.text !== original) {
       writeInPlaceOrConfigError(modelPath, q.text, file);

@@ -2,9 +2,9 @@
 // the interpreter that would run the model) instead of a FILE. check reports the TensorRT diagnostics of the
 // installed code as it is; quantize prints exactly what patch-modules runs (TensorRT fixes + quantizers).
 // Site-packages is never written: --write with --module is refused.
-import type { ModelSource, SourceResolver, SourceSpec } from '../cli/source';
-import { InputError, registerSourceResolver } from '../cli/source';
-import type { LibraryModuleSource } from './resolve';
+import type { ModelSource, SourceResolver, SourceSpec } from './source';
+import { InputError, registerSourceResolver } from './source';
+import type { LibraryModuleSource } from '../library/resolve';
 
 export interface ModuleSpec extends SourceSpec {
   module: string;
@@ -14,8 +14,8 @@ export interface ModuleSpec extends SourceSpec {
 
 async function lookUp(spec: ModuleSpec, cwd: string): Promise<LibraryModuleSource> {
   // Loaded on demand: plain `qdq check FILE` does not pay for interpreter discovery.
-  const { resolveLibraryModule } = await import('./resolve');
-  const { QdqError } = await import('../pipeline/errors');
+  const { resolveLibraryModule } = await import('../library/resolve');
+  const { QdqError } = await import('../common/errors');
   try {
     return await resolveLibraryModule(spec.module, { python: spec.python, cwd });
   } catch (e) {
@@ -63,8 +63,8 @@ export async function quantizeLibraryModule(
     );
   }
   const found = await lookUp(spec, cwd);
-  const { libraryPatchOrConfigError } = await import('./patch');
-  const { QdqError } = await import('../pipeline/errors');
+  const { libraryPatchOrConfigError } = await import('../library/patch');
+  const { QdqError } = await import('../common/errors');
   let patch;
   try {
     patch = libraryPatchOrConfigError(found.module, found.text, { trtVersion: spec.trtVersion });
