@@ -50,13 +50,13 @@ export async function main(argv: string[], io: CliIO = processIO): Promise<numbe
       io.out(`qdq ${packageVersion()}\n`);
       return 0;
     }
-    if ((PIPELINE_COMMANDS as readonly string[]).includes(command))
-      return await runPipeline(command as PipelineCommand, rest);
     if (!(command in CLI_COMMANDS)) throw new UsageError(`unknown command "${command}"`);
     if (rest.includes('--help') || rest.includes('-h')) {
       io.out(usage(command) + '\n');
       return 0;
     }
+    if ((PIPELINE_COMMANDS as readonly string[]).includes(command))
+      return await runPipeline(command as PipelineCommand, rest);
     switch (command as SourceCommand) {
       case 'check':
         return await check(rest, io);

@@ -4,7 +4,9 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { runPipeline, PipelineProgress, PipelineStep, Report } from './run';
 import { CancelToken, QdqError, asQdqError } from '../common/errors';
-import { ConfigOverrides, Method, Target } from './config';
+import { ConfigOverrides } from './config';
+import { Method, Target } from '../common/knobs';
+import { ParsedFlags, UsageError, parseCommandLine, usage } from '../common/commandLine';
 import { repoRoot } from '../common/paths';
 
 export type PipelineCommandName = 'calibrate' | 'export' | 'run';
@@ -22,88 +24,22 @@ interface Flags {
   verbose: boolean;
 }
 
-const USAGE: Record<PipelineCommandName, string> = {
-  calibrate:
-    'qdq calibrate [DIR] [--python P] [--method max|entropy|percentile|mse] [--percentile P] [--batches N] [--out-dir D] [--write]',
-  export:
-    'qdq export [DIR] [--dynamic] [--target tensorrt|ort-cpu] [--python P] [--method M] [--batches N] [--out-dir D] [--write]',
-  run: 'qdq run [DIR] [--write] [--python P] [--method M] [--batches N] [--target tensorrt|ort-cpu] [--dynamic] [--out-dir D]',
-};
-
-const ALLOWED: Record<PipelineCommandName, string[]> = {
-  calibrate: ['python', 'method', 'percentile', 'batches', 'write', 'out-dir', 'verbose'],
-  export: ['dynamic', 'target', 'python', 'method', 'percentile', 'batches', 'write', 'out-dir', 'verbose'],
-  run: ['write', 'python', 'method', 'percentile', 'batches', 'target', 'dynamic', 'out-dir', 'verbose'],
-};
-
-class Usage extends Error {}
-
+/** The command line of a pipeline command, parsed by the one command table (server/src/common/commandLine.ts). */
 export function parsePipelineArgs(cmd: PipelineCommandName, argv: string[]): Flags {
-  const flags: Flags = { write: false, dynamic: false, verbose: false };
-  const allowed = ALLOWED[cmd];
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (!arg.startsWith('--')) {
-      if (arg.startsWith('-') && arg !== '-') throw new Usage(`unknown option "${arg}"`);
-      if (flags.dir !== undefined) throw new Usage(`one project folder only (got "${flags.dir}" and "${arg}")`);
-      flags.dir = arg;
-      continue;
-    }
-    const eq = arg.indexOf('=');
-    const name = arg.slice(2, eq >= 0 ? eq : undefined);
-    if (!allowed.includes(name)) throw new Usage(`unknown option "--${name}" for "qdq ${cmd}"`);
-    const value = (): string => {
-      if (eq >= 0) return arg.slice(eq + 1);
-      const v = argv[++i];
-      if (v === undefined || v.startsWith('--')) throw new Usage(`--${name} needs a value`);
-      return v;
-    };
-    switch (name) {
-      case 'write':
-        flags.write = true;
-        break;
-      case 'dynamic':
-        flags.dynamic = true;
-        break;
-      case 'verbose':
-        flags.verbose = true;
-        break;
-      case 'python':
-        flags.python = value();
-        break;
-      case 'out-dir':
-        flags.outDir = value();
-        break;
-      case 'method': {
-        const v = value();
-        if (!['max', 'entropy', 'percentile', 'mse'].includes(v))
-          throw new Usage(`--method must be max, entropy, percentile or mse (got "${v}")`);
-        flags.method = v as Method;
-        break;
-      }
-      case 'target': {
-        const v = value();
-        if (v !== 'tensorrt' && v !== 'ort-cpu') throw new Usage(`--target must be tensorrt or ort-cpu (got "${v}")`);
-        flags.target = v;
-        break;
-      }
-      case 'batches': {
-        const v = value();
-        const n = Number(v);
-        if (!Number.isInteger(n) || n < 1) throw new Usage(`--batches must be a positive integer (got "${v}")`);
-        flags.batches = n;
-        break;
-      }
-      case 'percentile': {
-        const v = value();
-        const n = Number(v);
-        if (!(n > 0 && n <= 100)) throw new Usage(`--percentile must be a number in (0, 100] (got "${v}")`);
-        flags.percentile = n;
-        break;
-      }
-    }
-  }
-  return flags;
+  const { files, flags } = parseCommandLine(cmd, argv);
+  const exportFlags = cmd === 'calibrate' ? undefined : (flags as ParsedFlags<'export'>);
+  return {
+    dir: files[0],
+    write: flags.write,
+    python: flags.python,
+    method: flags.method,
+    batches: flags.batches,
+    percentile: flags.percentile,
+    outDir: flags['out-dir'],
+    verbose: flags.verbose,
+    target: exportFlags?.target,
+    dynamic: exportFlags?.dynamic ?? false,
+  };
 }
 
 /** Progress on stderr: a redrawn bar on a TTY, plain lines otherwise; only for steps that last over a second. */
@@ -277,8 +213,8 @@ export async function runPipelineCommand(
   try {
     flags = parsePipelineArgs(cmd, argv);
   } catch (e) {
-    if (e instanceof Usage) {
-      io.err.write(`qdq ${cmd}: ${e.message}\nusage: ${USAGE[cmd]}\n`);
+    if (e instanceof UsageError) {
+      io.err.write(`qdq ${cmd}: ${e.message}\n\n${usage(cmd)}\n`);
       return 2;
     }
     throw e;

@@ -5,8 +5,9 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { parse as parseToml, TomlError } from 'smol-toml';
 
-export type Method = 'max' | 'entropy' | 'percentile' | 'mse';
-export type Target = 'tensorrt' | 'ort-cpu';
+import { BATCHES, CALIBRATION_METHODS, Method, PERCENTILE, Target, TARGETS } from '../common/knobs';
+
+export type { Method, Target };
 
 export interface QdqConfig {
   model: string;
@@ -104,17 +105,20 @@ export const CONFIG_KEYS: KeySpec[] = [
     key: 'method',
     field: 'method',
     doc: 'calibration method',
-    check: oneOf(['max', 'entropy', 'percentile', 'mse']),
+    check: oneOf([...CALIBRATION_METHODS]),
     default: 'max',
   },
   {
     key: 'percentile',
     field: 'percentile',
     doc: 'percentile for method = "percentile"',
-    default: 99.99,
-    check: (v) => (typeof v === 'number' && v > 0 && v <= 100 ? null : 'must be a number in (0, 100], e.g. 99.99'),
+    default: PERCENTILE.default,
+    check: (v) =>
+      typeof v === 'number' && v > PERCENTILE.min && v <= PERCENTILE.max
+        ? null
+        : 'must be a number in (0, 100], e.g. 99.99',
   },
-  { key: 'batches', field: 'batches', doc: 'calibration batches', check: intIn(1, 100000), default: 16 },
+  { key: 'batches', field: 'batches', doc: 'calibration batches', check: intIn(BATCHES.min, BATCHES.max), default: 16 },
   {
     key: 'opset',
     field: 'opset',
@@ -133,7 +137,7 @@ export const CONFIG_KEYS: KeySpec[] = [
     key: 'target',
     field: 'target',
     doc: 'runtime the QDQ placement is for',
-    check: oneOf(['tensorrt', 'ort-cpu']),
+    check: oneOf([...TARGETS]),
     default: 'tensorrt',
   },
   {
