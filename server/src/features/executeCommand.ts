@@ -17,9 +17,10 @@ import {
   Commands,
   EditCommandResult,
 } from '../protocol/lsp_ext';
+import { commandSpec, SERVER_COMMAND_IDS } from '../protocol/commands';
 import * as pipeline from './pipelineBridge';
 
-export const COMMAND_IDS = Object.values(Commands);
+export const COMMAND_IDS = SERVER_COMMAND_IDS;
 
 export interface CommandContext {
   connection: Connection;
@@ -32,6 +33,8 @@ export interface CommandContext {
   setPython(p: string | undefined): void;
   status(s?: { state?: 'busy' | 'ready' | 'error'; message?: string; python?: string; torchVersion?: string }): void;
   refreshDiagnostics(): void;
+  /** Absolute paths of the workspace folders (or the root) the client opened. */
+  workspaceFolders(): string[];
   log(msg: string): void;
 }
 
@@ -57,18 +60,42 @@ export function writeHelperFile(dir: string): boolean {
   return true;
 }
 
+function realDir(dir: string): string | undefined {
+  try {
+    return fs.realpathSync(path.resolve(dir));
+  } catch {
+    return undefined;
+  }
+}
+
+function isInside(child: string, parent: string): boolean {
+  const rel = path.relative(parent, child);
+  return rel === '' || (!!rel && !rel.startsWith('..') && !path.isAbsolute(rel));
+}
+
+/**
+ * qdq.writeHelperFile runs without trust (it only writes qdq's own helper), so its `dir` is limited to what the
+ * user opened: the folder of an open document, or a folder inside a workspace folder. Anything else (a path a
+ * hostile project put in a code action's arguments) is refused.
+ */
+export function helperDirAllowed(ctx: Pick<CommandContext, 'documents' | 'workspaceFolders'>, dir: string): string {
+  const real = realDir(dir);
+  const documentDirs = ctx.documents
+    .all()
+    .filter((d) => d.uri.startsWith('file:'))
+    .map((d) => realDir(path.dirname(uriToPath(d.uri))));
+  const folders = ctx.workspaceFolders().map(realDir);
+  if (real && (documentDirs.includes(real) || folders.some((f) => f !== undefined && isInside(real, f)))) return real;
+  throw new lsp.ResponseError(
+    lsp.ErrorCodes.InvalidParams,
+    `qdq.writeHelperFile writes qdq_quant.py only next to an open document or inside a workspace folder; ${dir} is neither.`,
+  );
+}
+
 function firstArg(args: unknown[]): CommandArgs {
   const a = args[0];
   return a && typeof a === 'object' ? (a as CommandArgs) : typeof a === 'string' ? { uri: a } : {};
 }
-
-const BACKEND_COMMANDS = new Set<string>([
-  Commands.calibrate,
-  Commands.export,
-  Commands.calibrateAndExport,
-  Commands.exportDynamic,
-  Commands.selectInterpreter,
-]);
 
 const UNTRUSTED_MESSAGE =
   "This workspace is not trusted, and this command would run the model's Python code. Trust the workspace " +
@@ -82,7 +109,7 @@ export async function executeCommand(
   workDoneToken?: ProgressToken,
 ): Promise<unknown> {
   const arg = firstArg(args);
-  if (BACKEND_COMMANDS.has(command) && !ctx.trusted()) {
+  if (commandSpec(command)?.runsUserCode && !ctx.trusted()) {
     throw new lsp.ResponseError(lsp.ErrorCodes.InvalidRequest, UNTRUSTED_MESSAGE, { kind: 'untrusted' });
   }
   switch (command) {
@@ -91,12 +118,13 @@ export async function executeCommand(
     case Commands.removeAllQuantizers:
       return editCommand(ctx, arg, 'unquantize');
     case Commands.writeHelperFile: {
-      if (!arg.dir) throw new lsp.ResponseError(lsp.ErrorCodes.InvalidParams, 'qdq.writeHelperFile needs {dir}.');
-      return { written: writeHelperFile(arg.dir) };
+      if (typeof arg.dir !== 'string' || !arg.dir)
+        throw new lsp.ResponseError(lsp.ErrorCodes.InvalidParams, 'qdq.writeHelperFile needs {dir}.');
+      return { written: writeHelperFile(helperDirAllowed(ctx, arg.dir)) };
     }
     case Commands.showReport: {
       const file = requireFile(arg, command);
-      return pipeline.readReport(findProjectDir(file), ctx.settings());
+      return pipeline.readReport(findProjectDir(file), ctx.settings(), ctx.log);
     }
     case Commands.selectInterpreter: {
       const python = arg.python;
@@ -170,12 +198,9 @@ async function editCommand(
   return { applied: result.applied, changedLines, message: result.failureReason };
 }
 
-const TITLES: Record<string, string> = {
-  [Commands.calibrate]: 'QDQ: Calibrating',
-  [Commands.export]: 'QDQ: Exporting ONNX',
-  [Commands.calibrateAndExport]: 'QDQ: Calibrate and export',
-  [Commands.exportDynamic]: 'QDQ: Dynamic INT8 export',
-};
+function progressTitle(command: string): string {
+  return commandSpec(command)?.pipeline?.progressTitle ?? command;
+}
 
 async function backendCommand(
   ctx: CommandContext,
@@ -196,8 +221,8 @@ async function backendCommand(
     token.onCancellationRequested(() => abort.abort()),
     serverToken?.onCancellationRequested(() => abort.abort()),
   ];
-  reporter.begin(TITLES[command] ?? command, 0, 'starting the Python backend', true);
-  ctx.status({ state: 'busy', message: TITLES[command] });
+  reporter.begin(progressTitle(command), 0, 'starting the Python backend', true);
+  ctx.status({ state: 'busy', message: progressTitle(command) });
   try {
     const result = await pipeline.run(command, {
       projectDir,
@@ -224,11 +249,13 @@ async function backendCommand(
       ctx.status({ state: 'ready', message: 'cancelled' });
       throw new lsp.ResponseError(
         lsp.LSPErrorCodes.RequestCancelled,
-        `${TITLES[command] ?? command} was cancelled; the backend was stopped.`,
+        `${progressTitle(command)} was cancelled; the backend was stopped.`,
       );
     }
     const info = pipeline.describeError(err);
-    ctx.status({ state: 'error', message: info.message });
+    // A project problem (pyproject.toml, [tool.qdq]) is not a backend problem: the status bar keeps its state.
+    if (info.kind === 'config') ctx.status({ message: `Project configuration: ${info.message}` });
+    else ctx.status({ state: 'error', message: info.message });
     throw new lsp.ResponseError(
       lsp.ErrorCodes.InternalError,
       info.hint ? `${info.message} ${info.hint}` : info.message,

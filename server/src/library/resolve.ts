@@ -43,9 +43,12 @@ export async function resolveLibraryModule(
   const env = {
     ...process.env,
     PYTHONPATH: process.env.PYTHONPATH ? `${backendDir}:${process.env.PYTHONPATH}` : backendDir,
+    // `python -c` puts its current directory first on sys.path: never the user's workspace (a torch.py or
+    // json.py there would run). Python 3.11+ also leaves it out entirely with PYTHONSAFEPATH.
+    PYTHONSAFEPATH: '1',
   };
   const out = await new Promise<string>((resolve, reject) => {
-    const child = spawn(py.path, ['-c', LOOKUP, module], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(py.path, ['-c', LOOKUP, module], { env, cwd: backendDir, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
