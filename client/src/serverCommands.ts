@@ -129,7 +129,7 @@ export class ServerCommands {
   }
 
   private async selectInterpreter(args: CommandArgs, next: Next): Promise<unknown> {
-    const python = args.python ?? (await pickInterpreter(this.log));
+    const python = args.python ?? (await pickInterpreter(this.log, this.client(), args.uri));
     if (!python) return undefined;
     const info = (await next(Commands.selectInterpreter, [{ ...args, python }])) as
       { python: string; torchVersion?: string; problem?: string } | undefined;

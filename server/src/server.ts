@@ -14,6 +14,7 @@ import * as codeActionResolve from './features/methods/codeActionResolve';
 import * as executeCommand from './features/methods/executeCommand';
 import * as report from './features/methods/report';
 import * as quantizedModuleSource from './features/methods/quantizedModuleSource';
+import * as probeInterpreters from './features/methods/probeInterpreters';
 
 const METHODS = [
   initialize,
@@ -26,6 +27,7 @@ const METHODS = [
   executeCommand,
   report,
   quantizedModuleSource,
+  probeInterpreters,
 ];
 
 export function startServer(connection: Connection = lsp.createConnection(lsp.ProposedFeatures.all)): Connection {

@@ -129,6 +129,19 @@ export interface InterpreterInfo {
   problem?: string;
 }
 
+/**
+ * `qdq/probeInterpreters` (client -> server request): each candidate interpreter's full path, Python and torch
+ * versions (or why it cannot serve), for the interpreter picker. Runs the interpreters (not the user's code), so
+ * it is refused in an untrusted workspace. `uri`: a file of the project (its folder is where they are run from).
+ */
+export interface ProbeInterpretersParams {
+  uri?: string;
+  candidates: string[];
+}
+export const ProbeInterpretersRequest = new RequestType<ProbeInterpretersParams, InterpreterInfo[], void>(
+  'qdq/probeInterpreters',
+);
+
 /** Result of qdq.quantizeFile / qdq.removeAllQuantizers: the edit was sent with workspace/applyEdit. */
 export interface EditCommandResult {
   applied: boolean;
