@@ -23,6 +23,7 @@ import {
 } from '../../server/src/protocol/lsp_ext';
 import { onPythonInterpreterChanged, selectedPythonInterpreter } from './python';
 import { ServerCommands } from './serverCommands';
+import { trackFileState } from './fileContext';
 import { openSource, QUANTIZED_SCHEME, quantizedSources, showQuantizedSource, type SourceLink } from './sourceViews';
 import { BackendStatusItem } from './status';
 
@@ -113,6 +114,7 @@ async function wireNotifications(
     });
   });
   if (sub) context.subscriptions.push(sub);
+  trackFileState(languageClient, context.subscriptions);
 }
 
 export async function activate(context: vscode.ExtensionContext): Promise<QdqExtensionApi> {

@@ -42,7 +42,8 @@ export class ServerCommands {
     const spec = commandSpec(command);
     if (!spec?.pipeline) {
       const result = (await next(command, [commandArgs])) as EditCommandResult | undefined;
-      if (result && result.applied === false && result.message)
+      // Refused, or nothing to change ("Nothing left to quantize."): say so instead of doing nothing visible.
+      if (result?.message && (result.applied === false || result.changedLines === 0))
         void vscode.window.showInformationMessage(`QDQ: ${result.message}`);
       return result;
     }

@@ -15,6 +15,7 @@ import * as executeCommand from './features/methods/executeCommand';
 import * as report from './features/methods/report';
 import * as quantizedModuleSource from './features/methods/quantizedModuleSource';
 import * as probeInterpreters from './features/methods/probeInterpreters';
+import * as fileState from './features/methods/fileState';
 
 const METHODS = [
   initialize,
@@ -28,6 +29,7 @@ const METHODS = [
   report,
   quantizedModuleSource,
   probeInterpreters,
+  fileState,
 ];
 
 export function startServer(connection: Connection = lsp.createConnection(lsp.ProposedFeatures.all)): Connection {

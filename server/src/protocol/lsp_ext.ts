@@ -142,6 +142,20 @@ export const ProbeInterpretersRequest = new RequestType<ProbeInterpretersParams,
   'qdq/probeInterpreters',
 );
 
+/**
+ * `qdq/fileState` (client -> server request): whether "Quantize File" and "Remove All Quantizers" would change
+ * the document, so a client offers them only then (VS Code: the context keys qdq.canQuantizeFile and
+ * qdq.canRemoveQuantizers in the palette and editor menus). Null for a document that is not open Python.
+ */
+export interface FileStateParams {
+  textDocument: { uri: string };
+}
+export interface FileStateResult {
+  canQuantize: boolean;
+  canRemove: boolean;
+}
+export const FileStateRequest = new RequestType<FileStateParams, FileStateResult | null, void>('qdq/fileState');
+
 /** Result of qdq.quantizeFile / qdq.removeAllQuantizers: the edit was sent with workspace/applyEdit. */
 export interface EditCommandResult {
   applied: boolean;
