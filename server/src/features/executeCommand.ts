@@ -4,12 +4,11 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { lsp } from './lsp';
-import type { CancellationToken, Connection, ProgressToken, TextDocuments, WorkDoneProgressReporter } from './lsp';
-import type { QdqDocument } from './documents';
-import type { CalibrationStore } from './calibration';
-import { buildWorkspaceEdit, computeFix, EditCapabilities, HELPER_FILE, helperSource } from './codeActions';
+import type { CancellationToken, ProgressToken, WorkDoneProgressReporter } from './lsp';
+import type { Session } from '../session/session';
+import { findProjectDir } from './project';
+import { buildWorkspaceEdit, computeFix, HELPER_FILE, helperSource } from './codeActions';
 import { uriToPath } from './hover';
-import type { QdqSettings } from '../settings';
 import {
   CalibrationUpdatedNotification,
   CalibrationUpdatedParams,
@@ -21,34 +20,6 @@ import { commandSpec, SERVER_COMMAND_IDS } from '../protocol/commands';
 import * as pipeline from './pipelineBridge';
 
 export const COMMAND_IDS = SERVER_COMMAND_IDS;
-
-export interface CommandContext {
-  connection: Connection;
-  documents: TextDocuments<QdqDocument>;
-  calibration: CalibrationStore;
-  editCaps(): EditCapabilities;
-  settings(): QdqSettings;
-  trusted(): boolean;
-  clientPython(): string | undefined;
-  setPython(p: string | undefined): void;
-  status(s?: { state?: 'busy' | 'ready' | 'error'; message?: string; python?: string; torchVersion?: string }): void;
-  refreshDiagnostics(): void;
-  /** Absolute paths of the workspace folders (or the root) the client opened. */
-  workspaceFolders(): string[];
-  log(msg: string): void;
-}
-
-/** The nearest folder upwards that has a pyproject.toml, else the file's own folder. */
-export function findProjectDir(file: string): string {
-  const start = path.dirname(path.resolve(file));
-  let dir = start;
-  for (;;) {
-    if (fs.existsSync(path.join(dir, 'pyproject.toml'))) return dir;
-    const parent = path.dirname(dir);
-    if (parent === dir) return start;
-    dir = parent;
-  }
-}
 
 /** Writes qdq_quant.py into `dir` unless one is there (the user owns it once it exists). */
 export function writeHelperFile(dir: string): boolean {
@@ -78,13 +49,13 @@ function isInside(child: string, parent: string): boolean {
  * user opened: the folder of an open document, or a folder inside a workspace folder. Anything else (a path a
  * hostile project put in a code action's arguments) is refused.
  */
-export function helperDirAllowed(ctx: Pick<CommandContext, 'documents' | 'workspaceFolders'>, dir: string): string {
+export function helperDirAllowed(ctx: Pick<Session, 'documents' | 'workspaceFolders'>, dir: string): string {
   const real = realDir(dir);
   const documentDirs = ctx.documents
     .all()
     .filter((d) => d.uri.startsWith('file:'))
     .map((d) => realDir(path.dirname(uriToPath(d.uri))));
-  const folders = ctx.workspaceFolders().map(realDir);
+  const folders = ctx.workspaceFolders.map(realDir);
   if (real && (documentDirs.includes(real) || folders.some((f) => f !== undefined && isInside(real, f)))) return real;
   throw new lsp.ResponseError(
     lsp.ErrorCodes.InvalidParams,
@@ -102,14 +73,14 @@ const UNTRUSTED_MESSAGE =
   '(Manage Workspace Trust) to calibrate and export; diagnostics, hovers and quantize edits work without it.';
 
 export async function executeCommand(
-  ctx: CommandContext,
+  ctx: Session,
   command: string,
   args: unknown[],
   token: CancellationToken,
   workDoneToken?: ProgressToken,
 ): Promise<unknown> {
   const arg = firstArg(args);
-  if (commandSpec(command)?.runsUserCode && !ctx.trusted()) {
+  if (commandSpec(command)?.runsUserCode && !ctx.trusted) {
     throw new lsp.ResponseError(lsp.ErrorCodes.InvalidRequest, UNTRUSTED_MESSAGE, { kind: 'untrusted' });
   }
   switch (command) {
@@ -124,18 +95,15 @@ export async function executeCommand(
     }
     case Commands.showReport: {
       const file = requireFile(arg, command);
-      return pipeline.readReport(findProjectDir(file), ctx.settings(), ctx.log);
+      return pipeline.readReport(findProjectDir(file), ctx.settings, (m) => ctx.log(m));
     }
     case Commands.selectInterpreter: {
       const python = arg.python;
       const file = arg.uri ? uriToPath(arg.uri) : undefined;
-      const info = await pipeline.probeInterpreter(
-        python ?? pythonFor(ctx),
-        file ? findProjectDir(file) : process.cwd(),
-      );
+      const info = await pipeline.probeInterpreter(python ?? ctx.python(), file ? findProjectDir(file) : process.cwd());
       // Only an interpreter that can run the backend replaces the current one.
-      if (python && !info.problem) ctx.setPython(python);
-      ctx.status({
+      if (python && !info.problem) ctx.clientPython = python;
+      ctx.sendStatus({
         state: info.problem ? 'error' : 'ready',
         python: info.python,
         torchVersion: info.torchVersion,
@@ -165,15 +133,7 @@ function requireFile(arg: CommandArgs, command: string): string {
   return uriToPath(arg.uri);
 }
 
-function pythonFor(ctx: CommandContext): string | undefined {
-  return ctx.settings().pythonInterpreter || ctx.clientPython();
-}
-
-async function editCommand(
-  ctx: CommandContext,
-  arg: CommandArgs,
-  op: 'quantize' | 'unquantize',
-): Promise<EditCommandResult> {
+async function editCommand(ctx: Session, arg: CommandArgs, op: 'quantize' | 'unquantize'): Promise<EditCommandResult> {
   if (!arg.uri) throw new lsp.ResponseError(lsp.ErrorCodes.InvalidParams, 'Pass the document: [{"uri": "..."}].');
   const doc = ctx.documents.get(arg.uri);
   if (!doc) throw new lsp.ResponseError(lsp.ErrorCodes.InvalidParams, `Open ${arg.uri} in the editor first.`);
@@ -184,7 +144,7 @@ async function editCommand(
       changedLines: 0,
       message: op === 'quantize' ? 'Nothing left to quantize.' : 'No quantizers to remove.',
     };
-  const caps = ctx.editCaps();
+  const caps = ctx.features.edits;
   const { edit, command } = buildWorkspaceEdit(doc, fix, caps);
   const result = await ctx.connection.workspace.applyEdit({
     label: op === 'quantize' ? 'Quantize file' : 'Remove quantizers',
@@ -203,7 +163,7 @@ function progressTitle(command: string): string {
 }
 
 async function backendCommand(
-  ctx: CommandContext,
+  ctx: Session,
   command: string,
   arg: CommandArgs,
   token: CancellationToken,
@@ -222,31 +182,31 @@ async function backendCommand(
     serverToken?.onCancellationRequested(() => abort.abort()),
   ];
   reporter.begin(progressTitle(command), 0, 'starting the Python backend', true);
-  ctx.status({ state: 'busy', message: progressTitle(command) });
+  ctx.sendStatus({ state: 'busy', message: progressTitle(command) });
   try {
     const result = await pipeline.run(command, {
       projectDir,
       modelFile: file,
-      settings: ctx.settings(),
-      python: pythonFor(ctx),
+      settings: ctx.settings,
+      python: ctx.python(),
       signal: abort.signal,
       onProgress: (p) => reporter.report(p.percent ?? 0, p.message),
-      log: ctx.log,
+      log: (m) => ctx.log(m),
     });
     if (result.quantizers) {
       ctx.calibration.set({ projectDir, quantizers: result.quantizers });
-      ctx.refreshDiagnostics();
+      ctx.refreshAllDiagnostics();
       const files = [...new Set(result.quantizers.map((q) => q.site?.file).filter((f): f is string => !!f))];
       void ctx.connection.sendNotification(CalibrationUpdatedNotification, {
         projectDir,
         files,
       } satisfies CalibrationUpdatedParams);
     }
-    ctx.status({ state: 'ready', python: result.python, torchVersion: result.torchVersion });
+    ctx.sendStatus({ state: 'ready', python: result.python, torchVersion: result.torchVersion });
     return result.summary;
   } catch (err) {
     if (abort.signal.aborted) {
-      ctx.status({ state: 'ready', message: 'cancelled' });
+      ctx.sendStatus({ state: 'ready', message: 'cancelled' });
       throw new lsp.ResponseError(
         lsp.LSPErrorCodes.RequestCancelled,
         `${progressTitle(command)} was cancelled; the backend was stopped.`,
@@ -254,8 +214,8 @@ async function backendCommand(
     }
     const info = pipeline.describeError(err);
     // A project problem (pyproject.toml, [tool.qdq]) is not a backend problem: the status bar keeps its state.
-    if (info.kind === 'config') ctx.status({ message: `Project configuration: ${info.message}` });
-    else ctx.status({ state: 'error', message: info.message });
+    if (info.kind === 'config') ctx.sendStatus({ message: `Project configuration: ${info.message}` });
+    else ctx.sendStatus({ state: 'error', message: info.message });
     throw new lsp.ResponseError(
       lsp.ErrorCodes.InternalError,
       info.hint ? `${info.message} ${info.hint}` : info.message,

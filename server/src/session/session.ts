@@ -8,7 +8,7 @@ import type { Connection } from '../features/lsp';
 import { QdqDocument, qdqDocumentsConfig } from '../features/documents';
 import { CalibrationStore } from '../features/calibration';
 import type { EditCapabilities } from '../features/codeActions';
-import { findProjectDir } from '../features/executeCommand';
+import { findProjectDir } from '../features/project';
 import { outDirOf } from '../features/pipelineBridge';
 import { defaultSettings, validateSettings, QdqSettings } from '../settings';
 import { BackendStatusNotification, SETTINGS_SECTION, type BackendStatusParams } from '../protocol/lsp_ext';

@@ -1,6 +1,6 @@
 // qdq/probeInterpreters: the picker's candidates with their full path and torch version, probed side by side.
 import { lsp } from '../lsp';
-import { findProjectDir } from '../executeCommand';
+import { findProjectDir } from '../project';
 import { uriToPath } from '../hover';
 import { probeInterpreter } from '../pipelineBridge';
 import type { Session } from '../../session/session';

@@ -1,7 +1,7 @@
 // qdq/report: the last run's report.json for the project of a file (null when nothing ran yet).
 import * as fs from 'fs';
 import * as path from 'path';
-import { findProjectDir } from '../executeCommand';
+import { findProjectDir } from '../project';
 import { uriToPath } from '../hover';
 import { readReport } from '../pipelineBridge';
 import type { Session } from '../../session/session';
