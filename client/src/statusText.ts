@@ -4,8 +4,10 @@ import type { BackendStatusParams } from '../../server/src/protocol/lsp_ext';
 /** What the status bar shows for one backend state: pure, so the wording is easy to check. */
 export function describeStatus(status: BackendStatusParams): { text: string; tooltip: string; warning: boolean } {
   const torch = status.torchVersion ? `torch ${status.torchVersion}` : undefined;
-  const python = status.python ? `Python: ${status.python}` : 'Python: not found yet';
-  const lines = [python, torch ? `PyTorch: ${status.torchVersion}` : 'PyTorch: unknown'];
+  const python = status.python
+    ? `Python: ${status.python}`
+    : 'Python: looked for on the first run (click to choose one now)';
+  const lines = [python, torch ? `PyTorch: ${status.torchVersion}` : 'PyTorch: checked with the interpreter'];
   if (status.message) lines.push(status.message);
   switch (status.state) {
     case 'busy':

@@ -6,9 +6,11 @@
 //    suite's mocha JSON file, because the extension host exits 0 even when run() fails.
 // 2. The real UI: lightbulb quick fix (Ctrl+.) on a Conv2d, then QDQ: Remove All Quantizers from the
 //    palette (F1); the file on disk is checked after each, screenshots go to test-results/code-server/.
+// 3. A failed command (no pyproject.toml): one notification, problem then fix, and its Create pyproject.toml.
 // Skips with the reason when code-server (test/editors/code-server/install.sh) or chromium is missing.
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { spawnSync } from 'node:child_process';
@@ -282,4 +284,60 @@ describe('VS Code extension in code-server 4.100.3', { skip }, () => {
         fs.writeFileSync(path.join(artifacts, 'ui-console-errors.txt'), consoleErrors.join('\n'));
     }
   });
+
+  test(
+    'real UI: a failed command is one message, problem then fix, with Create pyproject.toml',
+    { timeout: 300_000 },
+    async () => {
+      // A project with a model and no pyproject.toml (under the OS temp folder, so no parent folder has one).
+      const workspace = fs.mkdtempSync(path.join(os.tmpdir(), 'qdq-ui-noconfig-'));
+      fs.copyFileSync(path.join(repoRoot, 'examples', 'digits-cnn', 'model.py'), path.join(workspace, 'model.py'));
+      const browser = await launchChromium();
+      const consoleErrors: string[] = [];
+      let shown: import('playwright-core').Page | undefined;
+      try {
+        const page = await openWorkbench(browser, server.url(workspace, repoRoot), consoleErrors);
+        shown = page;
+        const row = page.locator('.explorer-folders-view .monaco-list-row').filter({ hasText: /^model\.py$/ });
+        await row.waitFor({ timeout: 60_000 });
+        await row.click();
+        await page.waitForSelector(
+          '.monaco-editor[data-uri$="model.py"] .view-lines, .tab.active[data-resource-name="model.py"]',
+          {
+            timeout: 60_000,
+          },
+        );
+        await page.click('.monaco-editor .view-lines');
+        await page.keyboard.press('F1');
+        await page.waitForSelector('.quick-input-widget input');
+        await page.keyboard.type('QDQ: Calibrate');
+        await page.waitForTimeout(800);
+        await page.keyboard.press('Enter');
+        const failed = page.locator('.notification-toast').filter({ hasText: 'Calibrate failed' });
+        await failed.first().waitFor({ timeout: 120_000 });
+        await page.waitForTimeout(3000); // a second copy of the error would show up by now
+        await page.screenshot({ path: path.join(artifacts, 'command-error.png') });
+        assert.equal(await failed.count(), 1, 'the error is shown once');
+        assert.equal(await page.locator('.monaco-dialog-box').count(), 0, 'no modal dialog');
+        const text = (await failed.first().innerText()).replace(/\s+/g, ' ');
+        assert.match(text, /Calibrate failed\. No pyproject\.toml in /, text);
+        assert.match(text, /No pyproject\.toml in \S+\. Run /, `the fix is a separate sentence: ${text}`);
+        await failed.first().hover();
+        await failed.first().getByRole('button', { name: 'Create pyproject.toml' }).click();
+        const created = await waitFor('pyproject.toml created', 30_000, () => {
+          const file = path.join(workspace, 'pyproject.toml');
+          return fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : undefined;
+        });
+        assert.match(created, /^\[tool\.qdq\]/m);
+        assert.match(created, /model = "model\.py:build_model"/);
+        await page.screenshot({ path: path.join(artifacts, 'pyproject-created.png') });
+      } catch (err) {
+        await shown?.screenshot({ path: path.join(artifacts, 'command-error-failure.png') }).catch(() => undefined);
+        throw err;
+      } finally {
+        await browser.close();
+        fs.rmSync(workspace, { recursive: true, force: true });
+      }
+    },
+  );
 });

@@ -17,6 +17,7 @@ import type {
   Range,
   Position,
   ClientCapabilities,
+  RequestType,
 } from 'vscode-languageserver-protocol';
 
 export const REPO = process.cwd();
@@ -27,6 +28,8 @@ export interface StartOptions {
   initializationOptions?: unknown;
   /** Settings answered to workspace/configuration (section "qdq"). */
   settings?: Record<string, unknown>;
+  /** Working directory of the server process (VS Code starts it in the first workspace folder). */
+  cwd?: string;
 }
 
 /** Full-featured client capabilities, like VS Code's. */
@@ -83,7 +86,10 @@ export class TestClient {
   ) {}
 
   static async start(opts: StartOptions = {}): Promise<TestClient> {
-    const child = spawn(process.execPath, [SERVER, '--stdio'], { cwd: REPO, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [SERVER, '--stdio'], {
+      cwd: opts.cwd ?? REPO,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     const conn = createMessageConnection(new StreamMessageReader(child.stdout!), new StreamMessageWriter(child.stdin!));
     const client = new TestClient(child, conn);
     child.stderr!.on('data', (d: Buffer) => (client.stderr += d.toString()));
@@ -183,8 +189,11 @@ export class TestClient {
     return this.waitForDiagnostics(uri, (p) => p.version === version);
   }
 
-  request<R>(method: string, params: unknown): Promise<R> {
-    return this.conn.sendRequest(method, params) as Promise<R>;
+  /** Sends a request by method name, or through a typed RequestType of protocol/lsp_ext.ts (then typed both ways). */
+  request<P, R>(type: RequestType<P, R, void>, params: P): Promise<R>;
+  request<R>(method: string | { method: string }, params: unknown): Promise<R>;
+  request<R>(method: string | { method: string }, params: unknown): Promise<R> {
+    return this.conn.sendRequest(typeof method === 'string' ? method : method.method, params) as Promise<R>;
   }
 
   async stop(): Promise<void> {

@@ -1,6 +1,6 @@
 // Calibration results the pipeline saved, indexed by source site, and the range checks on them
 // (amax 0, never reached, extreme outliers against the histogram) that become diagnostics.
-import * as fs from 'fs';
+import { MAX_RESULTS_BYTES, readWorkspaceFileOrLog } from './workspaceFiles';
 import * as path from 'path';
 import { lsp } from './lsp';
 import type { Diagnostic, DiagnosticSeverity } from './lsp';
@@ -55,14 +55,14 @@ export class CalibrationStore {
   }
 
   /** Reads results the pipeline saved in `outDir` (absolute, or relative to the project) when present. */
-  loadFromDisk(projectDir: string, outDir: string): CalibrationRun | undefined {
+  async loadFromDisk(
+    projectDir: string,
+    outDir: string,
+    log: (line: string) => void,
+  ): Promise<CalibrationRun | undefined> {
     for (const candidate of calibrationFileCandidates(projectDir, outDir)) {
-      let raw: string;
-      try {
-        raw = fs.readFileSync(candidate, 'utf8');
-      } catch {
-        continue;
-      }
+      const raw = await readWorkspaceFileOrLog(candidate, MAX_RESULTS_BYTES, log);
+      if (raw === undefined) continue;
       const quantizers = parseQuantizers(raw);
       if (!quantizers) continue;
       const run: CalibrationRun = { projectDir: path.resolve(projectDir), quantizers, source: candidate };

@@ -122,7 +122,8 @@ function classHasWork(c: ModuleClass): { quantize: boolean; remove: boolean } {
   return { quantize, remove };
 }
 
-function fileHasWork(index: ModelIndex): { quantize: boolean; remove: boolean } {
+/** What the file-wide quantize / remove actions (and the palette commands, through qdq/fileState) would change. */
+export function fileHasWork(index: ModelIndex): { quantize: boolean; remove: boolean } {
   let quantize = false;
   let remove = index.imports.qdqImportLine !== undefined;
   for (const c of index.classes) {

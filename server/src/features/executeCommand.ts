@@ -4,12 +4,11 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { lsp } from './lsp';
-import type { CancellationToken, Connection, ProgressToken, TextDocuments, WorkDoneProgressReporter } from './lsp';
-import type { QdqDocument } from './documents';
-import type { CalibrationStore } from './calibration';
-import { buildWorkspaceEdit, computeFix, EditCapabilities, HELPER_FILE, helperSource } from './codeActions';
+import type { CancellationToken, ProgressToken, WorkDoneProgressReporter } from './lsp';
+import type { Session } from '../session/session';
+import { findProjectDir } from './project';
+import { buildWorkspaceEdit, computeFix, HELPER_FILE, helperSource } from './codeActions';
 import { uriToPath } from './hover';
-import type { QdqSettings } from '../settings';
 import {
   CalibrationUpdatedNotification,
   CalibrationUpdatedParams,
@@ -17,35 +16,10 @@ import {
   Commands,
   EditCommandResult,
 } from '../protocol/lsp_ext';
+import { commandSpec, SERVER_COMMAND_IDS } from '../protocol/commands';
 import * as pipeline from './pipelineBridge';
 
-export const COMMAND_IDS = Object.values(Commands);
-
-export interface CommandContext {
-  connection: Connection;
-  documents: TextDocuments<QdqDocument>;
-  calibration: CalibrationStore;
-  editCaps(): EditCapabilities;
-  settings(): QdqSettings;
-  trusted(): boolean;
-  clientPython(): string | undefined;
-  setPython(p: string | undefined): void;
-  status(s?: { state?: 'busy' | 'ready' | 'error'; message?: string; python?: string; torchVersion?: string }): void;
-  refreshDiagnostics(): void;
-  log(msg: string): void;
-}
-
-/** The nearest folder upwards that has a pyproject.toml, else the file's own folder. */
-export function findProjectDir(file: string): string {
-  const start = path.dirname(path.resolve(file));
-  let dir = start;
-  for (;;) {
-    if (fs.existsSync(path.join(dir, 'pyproject.toml'))) return dir;
-    const parent = path.dirname(dir);
-    if (parent === dir) return start;
-    dir = parent;
-  }
-}
+export const COMMAND_IDS = SERVER_COMMAND_IDS;
 
 /** Writes qdq_quant.py into `dir` unless one is there (the user owns it once it exists). */
 export function writeHelperFile(dir: string): boolean {
@@ -57,32 +31,56 @@ export function writeHelperFile(dir: string): boolean {
   return true;
 }
 
+function realDir(dir: string): string | undefined {
+  try {
+    return fs.realpathSync(path.resolve(dir));
+  } catch {
+    return undefined;
+  }
+}
+
+function isInside(child: string, parent: string): boolean {
+  const rel = path.relative(parent, child);
+  return rel === '' || (!!rel && !rel.startsWith('..') && !path.isAbsolute(rel));
+}
+
+/**
+ * qdq.writeHelperFile runs without trust (it only writes qdq's own helper), so its `dir` is limited to what the
+ * user opened: the folder of an open document, or a folder inside a workspace folder. Anything else (a path a
+ * hostile project put in a code action's arguments) is refused.
+ */
+export function helperDirAllowed(ctx: Pick<Session, 'documents' | 'workspaceFolders'>, dir: string): string {
+  const real = realDir(dir);
+  const documentDirs = ctx.documents
+    .all()
+    .filter((d) => d.uri.startsWith('file:'))
+    .map((d) => realDir(path.dirname(uriToPath(d.uri))));
+  const folders = ctx.workspaceFolders.map(realDir);
+  if (real && (documentDirs.includes(real) || folders.some((f) => f !== undefined && isInside(real, f)))) return real;
+  throw new lsp.ResponseError(
+    lsp.ErrorCodes.InvalidParams,
+    `qdq.writeHelperFile writes qdq_quant.py only next to an open document or inside a workspace folder; ${dir} is neither.`,
+  );
+}
+
 function firstArg(args: unknown[]): CommandArgs {
   const a = args[0];
   return a && typeof a === 'object' ? (a as CommandArgs) : typeof a === 'string' ? { uri: a } : {};
 }
-
-const BACKEND_COMMANDS = new Set<string>([
-  Commands.calibrate,
-  Commands.export,
-  Commands.calibrateAndExport,
-  Commands.exportDynamic,
-  Commands.selectInterpreter,
-]);
 
 const UNTRUSTED_MESSAGE =
   "This workspace is not trusted, and this command would run the model's Python code. Trust the workspace " +
   '(Manage Workspace Trust) to calibrate and export; diagnostics, hovers and quantize edits work without it.';
 
 export async function executeCommand(
-  ctx: CommandContext,
+  ctx: Session,
   command: string,
   args: unknown[],
   token: CancellationToken,
   workDoneToken?: ProgressToken,
 ): Promise<unknown> {
   const arg = firstArg(args);
-  if (BACKEND_COMMANDS.has(command) && !ctx.trusted()) {
+  if (commandSpec(command)?.runsUserCode && !ctx.trusted) {
     throw new lsp.ResponseError(lsp.ErrorCodes.InvalidRequest, UNTRUSTED_MESSAGE, { kind: 'untrusted' });
   }
   switch (command) {
@@ -91,23 +89,21 @@ export async function executeCommand(
     case Commands.removeAllQuantizers:
       return editCommand(ctx, arg, 'unquantize');
     case Commands.writeHelperFile: {
-      if (!arg.dir) throw new lsp.ResponseError(lsp.ErrorCodes.InvalidParams, 'qdq.writeHelperFile needs {dir}.');
-      return { written: writeHelperFile(arg.dir) };
+      if (typeof arg.dir !== 'string' || !arg.dir)
+        throw new lsp.ResponseError(lsp.ErrorCodes.InvalidParams, 'qdq.writeHelperFile needs {dir}.');
+      return { written: writeHelperFile(helperDirAllowed(ctx, arg.dir)) };
     }
     case Commands.showReport: {
       const file = requireFile(arg, command);
-      return pipeline.readReport(findProjectDir(file), ctx.settings());
+      return pipeline.readReport(findProjectDir(file), ctx.settings, (m) => ctx.log(m));
     }
     case Commands.selectInterpreter: {
       const python = arg.python;
       const file = arg.uri ? uriToPath(arg.uri) : undefined;
-      const info = await pipeline.probeInterpreter(
-        python ?? pythonFor(ctx),
-        file ? findProjectDir(file) : process.cwd(),
-      );
+      const info = await pipeline.probeInterpreter(python ?? ctx.python(), file ? findProjectDir(file) : process.cwd());
       // Only an interpreter that can run the backend replaces the current one.
-      if (python && !info.problem) ctx.setPython(python);
-      ctx.status({
+      if (python && !info.problem) ctx.clientPython = python;
+      ctx.sendStatus({
         state: info.problem ? 'error' : 'ready',
         python: info.python,
         torchVersion: info.torchVersion,
@@ -137,15 +133,7 @@ function requireFile(arg: CommandArgs, command: string): string {
   return uriToPath(arg.uri);
 }
 
-function pythonFor(ctx: CommandContext): string | undefined {
-  return ctx.settings().pythonInterpreter || ctx.clientPython();
-}
-
-async function editCommand(
-  ctx: CommandContext,
-  arg: CommandArgs,
-  op: 'quantize' | 'unquantize',
-): Promise<EditCommandResult> {
+async function editCommand(ctx: Session, arg: CommandArgs, op: 'quantize' | 'unquantize'): Promise<EditCommandResult> {
   if (!arg.uri) throw new lsp.ResponseError(lsp.ErrorCodes.InvalidParams, 'Pass the document: [{"uri": "..."}].');
   const doc = ctx.documents.get(arg.uri);
   if (!doc) throw new lsp.ResponseError(lsp.ErrorCodes.InvalidParams, `Open ${arg.uri} in the editor first.`);
@@ -156,7 +144,7 @@ async function editCommand(
       changedLines: 0,
       message: op === 'quantize' ? 'Nothing left to quantize.' : 'No quantizers to remove.',
     };
-  const caps = ctx.editCaps();
+  const caps = ctx.features.edits;
   const { edit, command } = buildWorkspaceEdit(doc, fix, caps);
   const result = await ctx.connection.workspace.applyEdit({
     label: op === 'quantize' ? 'Quantize file' : 'Remove quantizers',
@@ -170,15 +158,12 @@ async function editCommand(
   return { applied: result.applied, changedLines, message: result.failureReason };
 }
 
-const TITLES: Record<string, string> = {
-  [Commands.calibrate]: 'QDQ: Calibrating',
-  [Commands.export]: 'QDQ: Exporting ONNX',
-  [Commands.calibrateAndExport]: 'QDQ: Calibrate and export',
-  [Commands.exportDynamic]: 'QDQ: Dynamic INT8 export',
-};
+function progressTitle(command: string): string {
+  return commandSpec(command)?.pipeline?.progressTitle ?? command;
+}
 
 async function backendCommand(
-  ctx: CommandContext,
+  ctx: Session,
   command: string,
   arg: CommandArgs,
   token: CancellationToken,
@@ -196,39 +181,41 @@ async function backendCommand(
     token.onCancellationRequested(() => abort.abort()),
     serverToken?.onCancellationRequested(() => abort.abort()),
   ];
-  reporter.begin(TITLES[command] ?? command, 0, 'starting the Python backend', true);
-  ctx.status({ state: 'busy', message: TITLES[command] });
+  reporter.begin(progressTitle(command), 0, 'starting the Python backend', true);
+  ctx.sendStatus({ state: 'busy', message: progressTitle(command) });
   try {
     const result = await pipeline.run(command, {
       projectDir,
       modelFile: file,
-      settings: ctx.settings(),
-      python: pythonFor(ctx),
+      settings: ctx.settings,
+      python: ctx.python(),
       signal: abort.signal,
       onProgress: (p) => reporter.report(p.percent ?? 0, p.message),
-      log: ctx.log,
+      log: (m) => ctx.log(m),
     });
     if (result.quantizers) {
       ctx.calibration.set({ projectDir, quantizers: result.quantizers });
-      ctx.refreshDiagnostics();
+      ctx.refreshAllDiagnostics();
       const files = [...new Set(result.quantizers.map((q) => q.site?.file).filter((f): f is string => !!f))];
       void ctx.connection.sendNotification(CalibrationUpdatedNotification, {
         projectDir,
         files,
       } satisfies CalibrationUpdatedParams);
     }
-    ctx.status({ state: 'ready', python: result.python, torchVersion: result.torchVersion });
+    ctx.sendStatus({ state: 'ready', python: result.python, torchVersion: result.torchVersion });
     return result.summary;
   } catch (err) {
     if (abort.signal.aborted) {
-      ctx.status({ state: 'ready', message: 'cancelled' });
+      ctx.sendStatus({ state: 'ready', message: 'cancelled' });
       throw new lsp.ResponseError(
         lsp.LSPErrorCodes.RequestCancelled,
-        `${TITLES[command] ?? command} was cancelled; the backend was stopped.`,
+        `${progressTitle(command)} was cancelled; the backend was stopped.`,
       );
     }
     const info = pipeline.describeError(err);
-    ctx.status({ state: 'error', message: info.message });
+    // A project problem (pyproject.toml, [tool.qdq]) is not a backend problem: the status bar keeps its state.
+    if (info.kind === 'config') ctx.sendStatus({ message: `Project configuration: ${info.message}` });
+    else ctx.sendStatus({ state: 'error', message: info.message });
     throw new lsp.ResponseError(
       lsp.ErrorCodes.InternalError,
       info.hint ? `${info.message} ${info.hint}` : info.message,

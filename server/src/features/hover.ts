@@ -137,7 +137,6 @@ let knowledgeModule: KnowledgeModule | null | undefined;
 function knowledge(): KnowledgeModule | null {
   if (knowledgeModule === undefined) {
     try {
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
       knowledgeModule = require('../knowledge') as KnowledgeModule;
     } catch {
       knowledgeModule = null;

@@ -5,11 +5,10 @@
 // so the request is refused in an untrusted workspace; the answer says which interpreter was asked.
 import * as path from 'path';
 import { lsp } from './lsp';
-import type { CodeAction, CodeActionParams, Connection, Range } from './lsp';
+import type { CodeAction, CodeActionParams, Range } from './lsp';
 import type { QdqDocument } from './documents';
 import { uriToPath } from './hover';
 import {
-  QuantizedModuleSourceRequest,
   ShowQuantizedSourceCommand,
   ShowQuantizedSourceKind,
   type QuantizedModuleSourceParams,
@@ -168,10 +167,4 @@ export async function quantizedModuleSource(
       throw new lsp.ResponseError(lsp.ErrorCodes.InvalidRequest, `${e.message}. ${e.hint}`, { kind: e.kind });
     throw e;
   }
-}
-
-export function registerLibrarySource(connection: Connection, ctx: LibrarySourceContext): void {
-  connection.onRequest(QuantizedModuleSourceRequest, (params: QuantizedModuleSourceParams) =>
-    quantizedModuleSource(params, ctx),
-  );
 }

@@ -1,23 +1,22 @@
 // The language server's view of the pipeline (server/src/pipeline): one call per backend command, with an
 // AbortSignal for cancellation and a progress callback that feeds LSP work-done progress.
-import * as fs from 'fs';
 import * as path from 'path';
 import type { QdqSettings } from '../settings';
 import { defaultSettings } from '../settings';
 import type { CalibratedQuantizer } from './calibration';
 import { parseQuantizers } from './calibration';
-import { Commands, InterpreterInfo } from '../protocol/lsp_ext';
-import type { PipelineStep, PipelineProgress } from '../pipeline/run';
-import { loadConfig, ConfigOverrides } from '../pipeline/config';
+import { InterpreterInfo, ReportResult } from '../protocol/lsp_ext';
+import { commandSpec } from '../protocol/commands';
+import type { PipelineProgress } from '../pipeline/run';
+import { validateConfigText, ConfigOverrides } from '../pipeline/config';
+import { MAX_CONFIG_BYTES, MAX_RESULTS_BYTES, readWorkspaceFileOrLog } from './workspaceFiles';
 import { CancelToken, asQdqError } from '../pipeline/errors';
 
 // The orchestrator pulls in onnxruntime and protobuf: loaded on the first backend command, not at server start.
 function pipelineRun(): typeof import('../pipeline/run') {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   return require('../pipeline/run');
 }
 function interpreters(): typeof import('../pipeline/interpreter') {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   return require('../pipeline/interpreter');
 }
 
@@ -46,13 +45,6 @@ export interface ErrorInfo {
   hint?: string;
   detail?: string;
 }
-
-const STEPS: Record<string, { steps: PipelineStep[]; dynamicOnly?: boolean; dynamic?: boolean }> = {
-  [Commands.calibrate]: { steps: ['calibrate'] },
-  [Commands.export]: { steps: ['calibrate', 'export'] },
-  [Commands.calibrateAndExport]: { steps: ['calibrate', 'export', 'verify'] },
-  [Commands.exportDynamic]: { steps: ['export'], dynamicOnly: true },
-};
 
 // Share of the progress bar each pipeline step fills, in the order they run.
 const STEP_SPAN: Record<PipelineProgress['step'], [number, number]> = {
@@ -84,7 +76,7 @@ export function overridesFrom(settings: QdqSettings): ConfigOverrides {
 }
 
 export async function run(command: string, opts: RunOptions): Promise<RunResult> {
-  const plan = STEPS[command];
+  const plan = commandSpec(command)?.pipeline;
   if (!plan) throw new Error(`not a pipeline command: ${command}`);
   const cancel = new CancelToken();
   const onAbort = () => cancel.cancel();
@@ -94,11 +86,10 @@ export async function run(command: string, opts: RunOptions): Promise<RunResult>
     const result = await pipelineRun().runPipeline(
       {
         projectDir: opts.projectDir,
-        steps: plan.steps,
+        steps: [...plan.steps],
         python: opts.python,
         overrides: overridesFrom(opts.settings),
         dynamicOnly: plan.dynamicOnly,
-        dynamic: plan.dynamic,
         onLog: (line) => opts.log(`[backend] ${line}`),
       },
       (p) => {
@@ -111,11 +102,8 @@ export async function run(command: string, opts: RunOptions): Promise<RunResult>
     const calibrationFile = result.report.files?.calibration;
     let quantizers: CalibratedQuantizer[] | undefined;
     if (calibrationFile) {
-      try {
-        quantizers = parseQuantizers(fs.readFileSync(calibrationFile, 'utf8'));
-      } catch {
-        quantizers = undefined;
-      }
+      const text = await readWorkspaceFileOrLog(calibrationFile, MAX_RESULTS_BYTES, opts.log);
+      quantizers = text === undefined ? undefined : parseQuantizers(text);
     }
     quantizers ??= result.report.quantizers.length
       ? (result.report.quantizers as unknown as CalibratedQuantizer[])
@@ -141,21 +129,43 @@ export async function probeInterpreter(python: string | undefined, projectDir: s
   }
 }
 
-/** Output folder of a project: [tool.qdq] out-dir (with the editor override), else the editor setting. */
-export function outDirOf(projectDir: string, settings: QdqSettings): string {
+/**
+ * Output folder of a project: [tool.qdq] out-dir (with the editor override), else the editor setting.
+ * pyproject.toml is read as an untrusted workspace file (regular, size-capped, asynchronous).
+ */
+export async function outDirOf(
+  projectDir: string,
+  settings: QdqSettings,
+  log: (line: string) => void,
+): Promise<string> {
+  const overrides = overridesFrom(settings);
+  if (overrides.outDir) return path.resolve(projectDir, overrides.outDir);
+  const text = await readWorkspaceFileOrLog(path.join(projectDir, 'pyproject.toml'), MAX_CONFIG_BYTES, log);
+  let outDir: string | undefined;
   try {
-    return path.resolve(projectDir, loadConfig(projectDir, overridesFrom(settings)).outDir);
+    const r = text === undefined ? undefined : validateConfigText(text);
+    if (r?.config && !r.diagnostics.some((d) => d.severity === 'error')) outDir = r.config.outDir;
   } catch {
-    return path.resolve(projectDir, settings.outDir);
+    outDir = undefined; // a config the validator cannot read: the editor setting, as when there is none
   }
+  return path.resolve(projectDir, outDir ?? settings.outDir);
 }
 
 /** The saved report of the last run (what QDQ: Show Report displays), or null when nothing ran yet. */
-export function readReport(projectDir: string, settings: QdqSettings): unknown {
-  const file = path.join(outDirOf(projectDir, settings), 'report.json');
+export async function readReport(
+  projectDir: string,
+  settings: QdqSettings,
+  log: (line: string) => void,
+): Promise<ReportResult | null> {
+  const file = path.join(await outDirOf(projectDir, settings, log), 'report.json');
+  const text = await readWorkspaceFileOrLog(file, MAX_RESULTS_BYTES, log);
+  if (text === undefined) return null;
   try {
-    return { reportPath: file, report: JSON.parse(fs.readFileSync(file, 'utf8')) };
+    const report: unknown = JSON.parse(text);
+    if (!report || typeof report !== 'object' || Array.isArray(report)) return null;
+    return { reportPath: file, report: report as Record<string, unknown>, projectDir };
   } catch {
+    log(`qdq: ${file} is not valid JSON: ignored`);
     return null;
   }
 }

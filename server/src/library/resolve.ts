@@ -44,6 +44,9 @@ export async function resolveLibraryModule(
   const env = {
     ...process.env,
     PYTHONPATH: process.env.PYTHONPATH ? `${backendDir}:${process.env.PYTHONPATH}` : backendDir,
+    // `python -c` puts its current directory first on sys.path: never the user's workspace (a torch.py or
+    // json.py there would run). Python 3.11+ also leaves it out entirely with PYTHONSAFEPATH.
+    PYTHONSAFEPATH: '1',
   };
   const out = await new Promise<string>((resolve, reject) => {
     // From a neutral folder, the current one off sys.path: `--module pkg.sub` must not run a ./pkg of the workspace.

@@ -4,9 +4,10 @@
 // Direction is written as "client -> server" or "server -> client". Any LSP client that does not know these
 // messages still gets diagnostics, hovers and code actions: nothing here is required for the core features.
 //
-// Message names are plain strings (with the params type next to them) rather than vscode-jsonrpc
-// NotificationType objects: the server and the client load different copies of vscode-jsonrpc, whose classes
-// are not interchangeable for the type checker, while a method string works with both.
+// Each message is a typed RequestType / NotificationType: handlers receive typed params and senders get typed
+// results with no casts. Client and server resolve to one vscode-languageserver-protocol (package.json pins it),
+// so these objects work with both libraries. `.method` is the wire name, for clients without vscode-jsonrpc.
+import { NotificationType, RequestType } from 'vscode-languageserver-protocol';
 
 /** Settings section read with workspace/configuration (see server/src/settings.ts for the fields). */
 export const SETTINGS_SECTION = 'qdq';
@@ -34,7 +35,7 @@ export interface QdqInitializationOptions {
 export interface SetWorkspaceTrustParams {
   trusted: boolean;
 }
-export const SetWorkspaceTrustNotification = 'qdq/setWorkspaceTrust';
+export const SetWorkspaceTrustNotification = new NotificationType<SetWorkspaceTrustParams>('qdq/setWorkspaceTrust');
 
 /**
  * `qdq/setPythonInterpreter` (client -> server notification): the Python extension's selected interpreter
@@ -43,7 +44,9 @@ export const SetWorkspaceTrustNotification = 'qdq/setWorkspaceTrust';
 export interface SetPythonInterpreterParams {
   path?: string;
 }
-export const SetPythonInterpreterNotification = 'qdq/setPythonInterpreter';
+export const SetPythonInterpreterNotification = new NotificationType<SetPythonInterpreterParams>(
+  'qdq/setPythonInterpreter',
+);
 
 /**
  * `qdq/backendStatus` (server -> client notification): state of the Python backend, for a status bar item.
@@ -58,7 +61,7 @@ export interface BackendStatusParams {
   /** What the backend is doing (busy) or what went wrong (error), one line. */
   message?: string;
 }
-export const BackendStatusNotification = 'qdq/backendStatus';
+export const BackendStatusNotification = new NotificationType<BackendStatusParams>('qdq/backendStatus');
 
 /**
  * `qdq/calibrationUpdated` (server -> client notification): new calibration results were stored for a project,
@@ -70,7 +73,7 @@ export interface CalibrationUpdatedParams {
   /** Files (absolute paths) that have quantizers in the new results. */
   files: string[];
 }
-export const CalibrationUpdatedNotification = 'qdq/calibrationUpdated';
+export const CalibrationUpdatedNotification = new NotificationType<CalibrationUpdatedParams>('qdq/calibrationUpdated');
 
 /**
  * `qdq/report` (client -> server request): the data of the last pipeline run for a project (what
@@ -79,7 +82,16 @@ export const CalibrationUpdatedNotification = 'qdq/calibrationUpdated';
 export interface ReportParams {
   uri: string;
 }
-export const ReportRequest = 'qdq/report';
+/** The answer to qdq/report and qdq.showReport: report.json as written, where it is, and the project it is for. */
+export interface ReportResult {
+  /** report.json's content (docs/backend-protocol.md); the client renders what it finds and names what is missing. */
+  report: Record<string, unknown>;
+  /** Absolute path of report.json. */
+  reportPath: string;
+  /** Absolute path of the project folder (relative source paths in the report are relative to it). */
+  projectDir: string;
+}
+export const ReportRequest = new RequestType<ReportParams, ReportResult | null, void>('qdq/report');
 
 /**
  * Commands the server implements through workspace/executeCommand (client -> server). Argument 0 of every
@@ -116,6 +128,33 @@ export interface InterpreterInfo {
   torchVersion?: string;
   problem?: string;
 }
+
+/**
+ * `qdq/probeInterpreters` (client -> server request): each candidate interpreter's full path, Python and torch
+ * versions (or why it cannot serve), for the interpreter picker. Runs the interpreters (not the user's code), so
+ * it is refused in an untrusted workspace. `uri`: a file of the project (its folder is where they are run from).
+ */
+export interface ProbeInterpretersParams {
+  uri?: string;
+  candidates: string[];
+}
+export const ProbeInterpretersRequest = new RequestType<ProbeInterpretersParams, InterpreterInfo[], void>(
+  'qdq/probeInterpreters',
+);
+
+/**
+ * `qdq/fileState` (client -> server request): whether "Quantize File" and "Remove All Quantizers" would change
+ * the document, so a client offers them only then (VS Code: the context keys qdq.canQuantizeFile and
+ * qdq.canRemoveQuantizers in the palette and editor menus). Null for a document that is not open Python.
+ */
+export interface FileStateParams {
+  textDocument: { uri: string };
+}
+export interface FileStateResult {
+  canQuantize: boolean;
+  canRemove: boolean;
+}
+export const FileStateRequest = new RequestType<FileStateParams, FileStateResult | null, void>('qdq/fileState');
 
 /** Result of qdq.quantizeFile / qdq.removeAllQuantizers: the edit was sent with workspace/applyEdit. */
 export interface EditCommandResult {
@@ -159,6 +198,10 @@ export interface QuantizedModuleSourceResult {
   /** One line for the user: what this is and which interpreter was used. */
   message: string;
 }
-export const QuantizedModuleSourceRequest = 'qdq/quantizedModuleSource';
+export const QuantizedModuleSourceRequest = new RequestType<
+  QuantizedModuleSourceParams,
+  QuantizedModuleSourceResult,
+  void
+>('qdq/quantizedModuleSource');
 export const ShowQuantizedSourceCommand = 'qdq.showQuantizedSource';
 export const ShowQuantizedSourceKind = 'refactor.inspect.qdq.showQuantizedSource';
