@@ -314,12 +314,15 @@ export class BackendClient {
   /** Asks the backend to exit; kills it if it does not within `graceMs`. */
   async shutdown(graceMs = 3000): Promise<void> {
     if (this.exited) return;
+    // Taken now: once the backend exits, a child in a session of its own is re-parented and cannot be found.
+    const below = this.child.pid === undefined ? [] : descendants(this.child.pid);
     const exited = new Promise<void>((r) => this.exitWaiters.push(r));
     this.request('shutdown').catch(() => undefined);
     this.child.stdin.end();
     const timer = setTimeout(() => this.kill(), graceMs);
     await exited;
     clearTimeout(timer);
+    killAll(below);
   }
 
   /** Kills the backend and every process it started: its group, and (Linux) descendants in their own sessions. */
@@ -329,13 +332,7 @@ export class BackendClient {
     const below = descendants(pid);
     if (!this.exited) this.child.kill('SIGKILL');
     killProcessGroup(pid);
-    for (const d of below) {
-      try {
-        process.kill(d, 'SIGKILL');
-      } catch {
-        /* gone already */
-      }
-    }
+    killAll(below);
   }
 
   waitForExit(): Promise<void> {
@@ -353,6 +350,16 @@ function killProcessGroup(pid: number | undefined): void {
     process.kill(-pid, 'SIGKILL');
   } catch {
     /* no such group: nothing left in it */
+  }
+}
+
+function killAll(pids: number[]): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone already */
+    }
   }
 }
 
