@@ -18,7 +18,7 @@ from . import artifacts
 from .artifacts import prepare_out_dir, site_key, write_atomic  # noqa: F401 - their old home; export imports them
 from .errors import QdqError
 from .loader import Project, QuantizerInfo, amax_value, forward_error, quantizer_summary
-from .protocol_types import CALIBRATION_METHODS, CalibrateParams, CalibrateResult, SetMethodParams
+from .protocol_types import CALIBRATION_METHODS, CalibrateParams, CalibrateResult, Quantizer, SetMethodParams
 
 METHODS = CALIBRATION_METHODS
 # Entropy (TensorRT's KL search) treats whatever lies above its amax as a sparse tail to clip. On
@@ -296,7 +296,7 @@ def _apply(
                         f"entropy's amax {float(amax):.4g} clips {clipped:.1%} of the values "
                         f"(more than {ENTROPY_MAX_CLIPPED:.0%}): not the sparse tail the KL search "
                         f"means to clip but a large part of the histogram; used percentile "
-                        f"{percentile:g} ({float(fallback):.4g}) instead"
+                        f"{percentile:g} ({float(fallback) if fallback is not None else float('nan'):.4g}) instead"
                     ),
                 }
                 amax = fallback
@@ -321,7 +321,7 @@ def _result(
     method: str,
     percentile: float,
 ) -> CalibrateResult:
-    listed: List[Dict[str, Any]] = []
+    listed: List[Quantizer] = []
     for q in project.quantizers:
         if q.role == "output" and q.name not in extras:
             continue
@@ -345,7 +345,7 @@ def _result(
         "batches_seen": batches_seen,
         "calibration_data_kind": project.calibration_data_kind,
     }
-    calibration_file = artifacts.write_calibration(out_dir, header, listed)
+    calibration_file = artifacts.write_calibration(out_dir, header, [dict(e) for e in listed])
     fallbacks = [e["name"] for e in listed if e.get("fallback")]
     return {
         "quantizers": listed,

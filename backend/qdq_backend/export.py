@@ -22,7 +22,7 @@ from .artifacts import prepare_out_dir
 from .calibrate import ensure_outputs_calibrated
 from .errors import QdqError, describe
 from .loader import Inputs, Project, QuantizerInfo
-from .protocol_types import EXPORT_TARGETS, ExportParams, ExportResult
+from .protocol_types import EXPORT_TARGETS, ExportParams, ExportResult, QdqNodeCounts
 
 Progress = Callable[[str, int, Optional[int], str], None]
 
@@ -75,7 +75,7 @@ def _params(params: ExportParams) -> Tuple[int, bool, str, bool, int]:
 # -- counting Q/DQ nodes ------------------------------------------------------------------------------
 
 
-def count_qdq(path: str) -> Dict[str, int]:
+def count_qdq(path: str) -> QdqNodeCounts:
     """QuantizeLinear / DequantizeLinear node counts, with onnx when installed, else from the protobuf bytes."""
     onnx = _onnx()
     if onnx is not None:
@@ -256,7 +256,7 @@ def _export_to(
     expected_pairs: int,
     fold_weights: bool,
     quantizers: List[QuantizerInfo],
-) -> Tuple[str, str, Dict[str, int], bool, int]:
+) -> Tuple[str, str, QdqNodeCounts, bool, int]:
     """Export into a temp file, check it, rename into place. Returns (path, exporter, qdq counts, folded)."""
     final = os.path.join(out_dir, final_name)
     attempts = [False, True] if _export_supports("dynamo") else [False]
