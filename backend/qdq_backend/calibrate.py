@@ -8,19 +8,19 @@ Weights are calibrated per channel with max, straight from the weight tensors.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import os
-import tempfile
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 import torch
 
+from . import artifacts
+from .artifacts import prepare_out_dir, site_key, write_atomic  # noqa: F401 - their old home; export imports them
 from .errors import QdqError
 from .loader import Project, QuantizerInfo, amax_value, forward_error, quantizer_summary
+from .protocol_types import CALIBRATION_METHODS, CalibrateParams, CalibrateResult, Quantizer, SetMethodParams
 
-METHODS = ("max", "entropy", "percentile", "mse")
+METHODS = CALIBRATION_METHODS
 # Entropy (TensorRT's KL search) treats whatever lies above its amax as a sparse tail to clip. On
 # a histogram with a second mode (the digits images: a background spike at 0.86 and the ink
 # spread up to 2.0) it can settle between the modes and clip a large share of the values: the
@@ -30,7 +30,7 @@ METHODS = ("max", "entropy", "percentile", "mse")
 # report says so per quantizer ("fallback").
 ENTROPY_MAX_CLIPPED = 0.01
 HIST_SUMMARY_BUCKETS = 64
-CALIBRATION_FILE = "calibration.json"
+CALIBRATION_FILE = artifacts.CALIBRATION_FILE
 
 Progress = Callable[[str, int, Optional[int], str], None]
 
@@ -45,11 +45,11 @@ def _calibrator_classes() -> Tuple[Any, Any]:
     return HistogramCalibrator, MaxCalibrator
 
 
-def _validate_method(params: Dict[str, Any]) -> Tuple[str, float]:
-    method = params.get("method", "percentile")
+def _validate_method(params: Union[CalibrateParams, SetMethodParams]) -> Tuple[str, float]:
+    method = params.method if params.method is not None else "percentile"
     if method not in METHODS:
         raise QdqError("config", f"method = {method!r} is not a calibration method", f"use one of {', '.join(METHODS)}")
-    percentile = params.get("percentile", 99.99)
+    percentile = params.percentile
     if percentile is None:
         percentile = 99.99
     if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not 0 < percentile <= 100:
@@ -296,7 +296,7 @@ def _apply(
                         f"entropy's amax {float(amax):.4g} clips {clipped:.1%} of the values "
                         f"(more than {ENTROPY_MAX_CLIPPED:.0%}): not the sparse tail the KL search "
                         f"means to clip but a large part of the histogram; used percentile "
-                        f"{percentile:g} ({float(fallback):.4g}) instead"
+                        f"{percentile:g} ({float(fallback) if fallback is not None else float('nan'):.4g}) instead"
                     ),
                 }
                 amax = fallback
@@ -320,8 +320,8 @@ def _result(
     seconds: float,
     method: str,
     percentile: float,
-) -> Dict[str, Any]:
-    listed = []
+) -> CalibrateResult:
+    listed: List[Quantizer] = []
     for q in project.quantizers:
         if q.role == "output" and q.name not in extras:
             continue
@@ -337,7 +337,15 @@ def _result(
             if extra.get("hist") is not None:
                 entry["hist"] = extra["hist"]
         listed.append(entry)
-    calibration_file = _write_calibration(project, listed, out_dir, batches_seen, method, percentile)
+    header = {
+        "model": project.factory,
+        "model_class": type(project.model).__name__,
+        "method": method,
+        "percentile": percentile,
+        "batches_seen": batches_seen,
+        "calibration_data_kind": project.calibration_data_kind,
+    }
+    calibration_file = artifacts.write_calibration(out_dir, header, [dict(e) for e in listed])
     fallbacks = [e["name"] for e in listed if e.get("fallback")]
     return {
         "quantizers": listed,
@@ -351,78 +359,24 @@ def _result(
     }
 
 
-def site_key(site: Dict[str, str]) -> str:
-    return f"{site['file']}::{site['cls']}.{site['attr']}"
-
-
-def _write_calibration(
-    project: Project, listed: List[Dict[str, Any]], out_dir: str, batches_seen: int, method: str, percentile: float
-) -> str:
-    sites: Dict[str, Dict[str, Any]] = {}
-    for entry in listed:
-        key = site_key(entry["site"])
-        slot = sites.setdefault(key, {"site": entry["site"], "quantizers": []})
-        slot["quantizers"].append({k: v for k, v in entry.items() if k != "site"})
-    document = {
-        "version": 1,
-        "model": project.factory,
-        "model_class": type(project.model).__name__,
-        "method": method,
-        "percentile": percentile,
-        "batches_seen": batches_seen,
-        "calibration_data_kind": project.calibration_data_kind,
-        "quantizers": listed,
-        "sites": sites,
-    }
-    path = os.path.join(out_dir, CALIBRATION_FILE)
-    write_atomic(path, json.dumps(document, indent=1, allow_nan=False).encode("utf-8"))
-    return path
-
-
-def write_atomic(path: str, data: bytes) -> None:
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def prepare_out_dir(params: Dict[str, Any]) -> str:
-    out_dir = params.get("out_dir")
-    if not isinstance(out_dir, str) or not out_dir:
-        raise QdqError("config", "out_dir is missing", "set out-dir in [tool.qdq] (default: qdq-out)")
-    out_dir = os.path.abspath(out_dir)
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-    except OSError as exc:
-        raise QdqError(
-            "config",
-            f"cannot create the output directory {out_dir}: {exc.strerror}",
-            "choose a writable out-dir in [tool.qdq]",
-        ) from None
-    return out_dir
-
-
 def calibrate(
-    project: Project, params: Dict[str, Any], progress: Progress, check_cancel: Callable[[], None]
-) -> Dict[str, Any]:
+    project: Project,
+    params: Union[CalibrateParams, Mapping[str, Any]],
+    progress: Progress,
+    check_cancel: Callable[[], None],
+) -> CalibrateResult:
+    if not isinstance(params, CalibrateParams):
+        params = CalibrateParams.from_json(params)
     method, percentile = _validate_method(params)
-    batches = params.get("batches", 8)
+    batches = params.batches if params.batches is not None else 8
     if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1:
         raise QdqError(
             "config",
             f"batches = {batches!r} is not a positive integer",
             "set batches = 8 (or another count of calibration batches) in [tool.qdq]",
         )
-    outputs = bool(params.get("outputs", False)) or params.get("target") == "ort-cpu"
-    out_dir = prepare_out_dir(params)
+    outputs = bool(params.outputs) or params.target == "ort-cpu"
+    out_dir = prepare_out_dir(params.out_dir)
     started = time.monotonic()
     # A failed or cancelled calibration leaves the previous amax values (and calibration.json) intact.
     previous = {q.name: q.module.amax for q in project.quantizers}
@@ -452,8 +406,13 @@ def calibrate(
 
 
 def set_method(
-    project: Project, params: Dict[str, Any], progress: Progress, check_cancel: Callable[[], None]
-) -> Dict[str, Any]:
+    project: Project,
+    params: Union[SetMethodParams, Mapping[str, Any]],
+    progress: Progress,
+    check_cancel: Callable[[], None],
+) -> CalibrateResult:
+    if not isinstance(params, SetMethodParams):
+        params = SetMethodParams.from_json(params)
     method, percentile = _validate_method(params)
     state = project.calibration_state
     if not state.get("states"):
@@ -467,9 +426,7 @@ def set_method(
             q.module.amax = previous[q.name]
         raise
     state["method"], state["percentile"] = method, percentile
-    out_dir = params.get("out_dir") or state["out_dir"]
-    if params.get("out_dir"):
-        out_dir = prepare_out_dir(params)
+    out_dir = prepare_out_dir(params.out_dir) if params.out_dir else state["out_dir"]
     return _result(project, extras, out_dir, state["batches_seen"], time.monotonic() - started, method, percentile)
 
 

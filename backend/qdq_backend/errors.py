@@ -9,9 +9,12 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Iterable, List, Optional
 
-KINDS = ("config", "import", "user_code", "no_data", "shape", "nan", "oom", "cancelled", "export", "internal")
+from .protocol_types import ERROR_KINDS, ErrorData
+
+# one home: protocol.schema.json (ErrorKind)
+KINDS = ERROR_KINDS
 
 _BACKEND_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -28,8 +31,8 @@ class QdqError(Exception):
         self.hint = hint
         self.detail = detail
 
-    def to_data(self) -> Dict[str, Any]:
-        data: Dict[str, Any] = {"kind": self.kind, "message": self.message, "hint": self.hint}
+    def to_data(self) -> ErrorData:
+        data: ErrorData = {"kind": self.kind, "message": self.message, "hint": self.hint}
         if self.detail:
             data["detail"] = self.detail
         return data

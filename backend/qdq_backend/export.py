@@ -9,26 +9,28 @@ to a temporary name in out_dir and renamed into place, so a failed export leaves
 from __future__ import annotations
 
 import inspect
-import json
 import os
 import tempfile
 import traceback
 import warnings
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 
-from .calibrate import ensure_outputs_calibrated, prepare_out_dir, write_atomic
+from . import artifacts
+from .artifacts import prepare_out_dir
+from .calibrate import ensure_outputs_calibrated
 from .errors import QdqError, describe
 from .loader import Inputs, Project, QuantizerInfo
+from .protocol_types import EXPORT_TARGETS, ExportParams, ExportResult, QdqNodeCounts
 
 Progress = Callable[[str, int, Optional[int], str], None]
 
 FP32_FILE = "model.fp32.onnx"
 INT8_FILE = "model.int8.onnx"
-EVAL_FILE = "eval.json"
-EVAL_BIN = "eval.bin"
-TARGETS = ("tensorrt", "ort-cpu")
+EVAL_FILE = artifacts.EVAL_FILE
+EVAL_BIN = artifacts.EVAL_BIN
+TARGETS = EXPORT_TARGETS
 DEFAULT_EVAL_BATCHES = 50
 EVAL_BYTES_LIMIT = 64 * 1024 * 1024
 EVAL_BATCHES_WITHOUT_LABELS = 4
@@ -43,8 +45,8 @@ def _onnx():
         return None
 
 
-def _params(params: Dict[str, Any]) -> Tuple[int, bool, str, bool, int]:
-    opset = params.get("opset", 13)
+def _params(params: ExportParams) -> Tuple[int, bool, str, bool, int]:
+    opset = params.opset
     if opset is None:
         opset = 13
     if isinstance(opset, bool) or not isinstance(opset, int) or opset < 13:
@@ -53,19 +55,19 @@ def _params(params: Dict[str, Any]) -> Tuple[int, bool, str, bool, int]:
             f"opset = {opset!r}: QDQ export needs opset 13 or higher",
             "set opset = 13 (or higher) in [tool.qdq]; per-channel QuantizeLinear needs 13",
         )
-    target = params.get("target", "tensorrt") or "tensorrt"
+    target = params.target or "tensorrt"
     if target not in TARGETS:
         raise QdqError("config", f"target = {target!r} is not an export target", f"use one of {', '.join(TARGETS)}")
-    eval_batches = params.get("eval_batches", DEFAULT_EVAL_BATCHES)
+    eval_batches = params.eval_batches if params.eval_batches is not None else DEFAULT_EVAL_BATCHES
     if isinstance(eval_batches, bool) or not isinstance(eval_batches, int) or eval_batches < 1:
         raise QdqError(
             "config", f"eval_batches = {eval_batches!r} is not a positive integer", "pass a count such as 50"
         )
     return (
         opset,
-        bool(params.get("dynamic_batch", False)),
+        bool(params.dynamic_batch),
         target,
-        bool(params.get("fold_weights", False)),
+        bool(params.fold_weights),
         eval_batches,
     )
 
@@ -73,7 +75,7 @@ def _params(params: Dict[str, Any]) -> Tuple[int, bool, str, bool, int]:
 # -- counting Q/DQ nodes ------------------------------------------------------------------------------
 
 
-def count_qdq(path: str) -> Dict[str, int]:
+def count_qdq(path: str) -> QdqNodeCounts:
     """QuantizeLinear / DequantizeLinear node counts, with onnx when installed, else from the protobuf bytes."""
     onnx = _onnx()
     if onnx is not None:
@@ -254,7 +256,7 @@ def _export_to(
     expected_pairs: int,
     fold_weights: bool,
     quantizers: List[QuantizerInfo],
-) -> Tuple[str, str, Dict[str, int], bool, int]:
+) -> Tuple[str, str, QdqNodeCounts, bool, int]:
     """Export into a temp file, check it, rename into place. Returns (path, exporter, qdq counts, folded)."""
     final = os.path.join(out_dir, final_name)
     attempts = [False, True] if _export_supports("dynamo") else [False]
@@ -510,19 +512,21 @@ def _write_eval(
         "labelled": project.eval_source is not None,
         "source": "eval-data" if project.eval_source is not None else project.calibration_data_kind,
     }
-    bin_path = os.path.join(out_dir, EVAL_BIN)
-    json_path = os.path.join(out_dir, EVAL_FILE)
-    write_atomic(bin_path, bytes(blob))
-    write_atomic(json_path, json.dumps(document, indent=1).encode("utf-8"))
+    json_path = artifacts.write_eval(out_dir, document, bytes(blob))
     progress("export", 3, 3, f"wrote {len(meta)} evaluation batches")
     return json_path
 
 
 def export(
-    project: Project, params: Dict[str, Any], progress: Progress, check_cancel: Callable[[], None]
-) -> Dict[str, Any]:
+    project: Project,
+    params: Union[ExportParams, Mapping[str, Any]],
+    progress: Progress,
+    check_cancel: Callable[[], None],
+) -> ExportResult:
+    if not isinstance(params, ExportParams):
+        params = ExportParams.from_json(params)
     opset, dynamic_batch, target, fold_weights, eval_batches = _params(params)
-    out_dir = prepare_out_dir(params)
+    out_dir = prepare_out_dir(params.out_dir)
     quantizers = [q for q in project.quantizers if q.role != "output"]
     if not quantizers:
         raise QdqError(

@@ -14,7 +14,7 @@ import os
 import sys
 import types
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -29,6 +29,7 @@ from .errors import (
     oom_error,
     user_traceback,
 )
+from .protocol_types import LoadParams, LoadResult, Quantizer, SourceOverride, TensorInfo
 
 Progress = Callable[[str, int, Optional[int], str], None]
 Inputs = Tuple[torch.Tensor, ...]
@@ -40,7 +41,8 @@ _DEFAULT_SEED = 0
 @dataclass
 class QuantizerInfo:
     name: str  # module path: "layer1.0.conv1.input_quantizer"
-    module: nn.Module  # the TensorQuantizer
+    # the TensorQuantizer (Any: torch types every Module attribute as Tensor | Module, and this one has amax, axis, ...)
+    module: Any
     role: str  # "input" / "weight" / "output" / "activation"
     parent: Optional[nn.Module]  # the layer holding it (for weight quantizers: the one with .weight)
     site: Dict[str, str]  # {file, cls, attr}
@@ -68,7 +70,7 @@ class Project:
     def calibration_data_kind(self) -> str:
         return "user" if self.calibration_source is not None else "random-normal"
 
-    def inputs_description(self) -> List[Dict[str, Any]]:
+    def inputs_description(self) -> List[TensorInfo]:
         return [
             {"name": n, "shape": list(t.shape), "dtype": dtype_name(t.dtype)}
             for n, t in zip(self.input_names, self.example_inputs)
@@ -327,12 +329,12 @@ def import_file(path: str, override_source: Optional[str], user_roots: List[str]
 
 
 def _resolve(
-    spec: str, key: str, project_dir: str, override: Optional[Dict[str, str]], user_roots: List[str]
+    spec: str, key: str, project_dir: str, override: Optional[SourceOverride], user_roots: List[str]
 ) -> Tuple[Callable[..., Any], str]:
     path, name = parse_spec(spec, key, project_dir)
     source = None
-    if override and os.path.abspath(os.path.join(project_dir, override.get("file", ""))) == path:
-        source = override.get("source")
+    if override and os.path.abspath(os.path.join(project_dir, override.file)) == path:
+        source = override.source
     module = import_file(path, source, user_roots)
     fn = getattr(module, name, None)
     if fn is None:
@@ -517,9 +519,15 @@ def flatten_outputs(value: Any) -> List[torch.Tensor]:
     return []
 
 
-def load(params: Dict[str, Any], progress: Progress, check_cancel: Optional[Callable[[], None]] = None) -> Project:
+def load(
+    params: Union[LoadParams, Mapping[str, Any]],
+    progress: Progress,
+    check_cancel: Optional[Callable[[], None]] = None,
+) -> Project:
+    if not isinstance(params, LoadParams):
+        params = LoadParams.from_json(params)
     check = check_cancel or (lambda: None)
-    project_dir = params.get("project_dir")
+    project_dir = params.project_dir
     if not isinstance(project_dir, str) or not os.path.isdir(project_dir):
         raise QdqError(
             "config",
@@ -527,22 +535,19 @@ def load(params: Dict[str, Any], progress: Progress, check_cancel: Optional[Call
             "run qdq from the directory that holds pyproject.toml, or pass it as DIR",
         )
     project_dir = os.path.abspath(project_dir)
-    if "model" not in params:
+    if params.model is None:
         raise QdqError("config", "no model configured", "set model = \"path/to/file.py:factory\" in [tool.qdq]")
-    override = params.get("model_source_override")
-    if override is not None and not (
-        isinstance(override, dict) and isinstance(override.get("file"), str) and isinstance(override.get("source"), str)
-    ):
-        raise QdqError("config", "model_source_override must be {file, source}", "this is a client bug")
+    model_spec = params.model
+    override = params.model_source_override
     user_roots = [project_dir]
     if override:
-        override_dir = os.path.dirname(os.path.abspath(os.path.join(project_dir, override["file"])))
+        override_dir = os.path.dirname(os.path.abspath(os.path.join(project_dir, override.file)))
         if override_dir not in user_roots:
             user_roots.append(override_dir)
 
     progress("load", 0, 3, "importing the model file")
     _forget_project_modules(project_dir)
-    patches = params.get("patch_modules") or []
+    patches = [{"module": p.module, "source": p.source} for p in params.patch_modules or []]
     if patches:
         try:
             from . import patching  # noqa: WPS433 - written by another part; optional
@@ -554,7 +559,7 @@ def load(params: Dict[str, Any], progress: Progress, check_cancel: Optional[Call
             )
         patching.install(patches)
 
-    factory, model_file = _resolve(params["model"], "model", project_dir, override, user_roots)
+    factory, model_file = _resolve(model_spec, "model", project_dir, override, user_roots)
     check()
     progress("load", 1, 3, "building the model")
     try:
@@ -562,11 +567,11 @@ def load(params: Dict[str, Any], progress: Progress, check_cancel: Optional[Call
     except QdqError:
         raise
     except Exception as exc:  # noqa: BLE001 - user code
-        raise _user_error(exc, f"the model factory {params['model']} raised", user_roots) from None
+        raise _user_error(exc, f"the model factory {model_spec} raised", user_roots) from None
     if not isinstance(model, nn.Module):
         raise QdqError(
             "config",
-            f"the model factory {params['model']} returned {type(model).__name__}, not an nn.Module",
+            f"the model factory {model_spec} returned {type(model).__name__}, not an nn.Module",
             "make the factory return the model (an instance of torch.nn.Module)",
         )
     model.eval()
@@ -576,26 +581,24 @@ def load(params: Dict[str, Any], progress: Progress, check_cancel: Optional[Call
     random_shapes = None
     calibration_source = None
     eval_source = None
-    if params.get("calibration_data"):
-        calibration_source, _ = _resolve(
-            params["calibration_data"], "calibration-data", project_dir, override, user_roots
-        )
-    if params.get("eval_data"):
-        eval_source, _ = _resolve(params["eval_data"], "eval-data", project_dir, override, user_roots)
+    if params.calibration_data:
+        calibration_source, _ = _resolve(params.calibration_data, "calibration-data", project_dir, override, user_roots)
+    if params.eval_data:
+        eval_source, _ = _resolve(params.eval_data, "eval-data", project_dir, override, user_roots)
 
-    if params.get("example_inputs"):
-        fn, _ = _resolve(params["example_inputs"], "example-inputs", project_dir, override, user_roots)
+    if params.example_inputs:
+        fn, _ = _resolve(params.example_inputs, "example-inputs", project_dir, override, user_roots)
         try:
             value = fn()
         except Exception as exc:  # noqa: BLE001 - user code
-            raise _user_error(exc, f"example-inputs {params['example_inputs']} raised", user_roots) from None
-        example = _as_inputs(value, f"example-inputs {params['example_inputs']}")
-    elif params.get("input_shapes") is not None:
-        random_shapes = _shapes(params["input_shapes"])
+            raise _user_error(exc, f"example-inputs {params.example_inputs} raised", user_roots) from None
+        example = _as_inputs(value, f"example-inputs {params.example_inputs}")
+    elif params.input_shapes is not None:
+        random_shapes = _shapes(params.input_shapes)
         generator = torch.Generator().manual_seed(_DEFAULT_SEED)
         example = tuple(torch.randn(s, generator=generator) for s in random_shapes)
     elif calibration_source is not None:
-        example = _first_batch_inputs(calibration_source, params["calibration_data"], user_roots)
+        example = _first_batch_inputs(calibration_source, params.calibration_data or "calibration-data", user_roots)
     else:
         raise QdqError(
             "config",
@@ -606,16 +609,16 @@ def load(params: Dict[str, Any], progress: Progress, check_cancel: Optional[Call
     project = Project(
         project_dir=project_dir,
         model_file=model_file,
-        factory=params["model"],
+        factory=model_spec,
         model=model,
         example_inputs=example,
         input_names=_input_names(model, len(example)),
         output_names=[],
         quantizers=find_quantizers(model, model_file),
         calibration_source=calibration_source,
-        calibration_spec=params.get("calibration_data"),
+        calibration_spec=params.calibration_data,
         eval_source=eval_source,
-        eval_spec=params.get("eval_data"),
+        eval_spec=params.eval_data,
         user_roots=user_roots,
         random_shapes=random_shapes,
     )
@@ -673,13 +676,13 @@ def _first_batch_inputs(source: Callable[[], Any], spec: str, user_roots: List[s
     )
 
 
-def quantizer_summary(q: QuantizerInfo) -> Dict[str, Any]:
+def quantizer_summary(q: QuantizerInfo) -> Quantizer:
     """The protocol's Quantizer object, without amax/method (the calibration adds those)."""
     module = q.module
     axis = getattr(module, "axis", None)
     return {
         "name": q.name,
-        "site": dict(q.site),
+        "site": {"file": q.site["file"], "cls": q.site["cls"], "attr": q.site["attr"]},
         "role": q.role,
         "axis": axis if isinstance(axis, int) else None,
         "amax": amax_value(module),
@@ -700,7 +703,7 @@ def amax_value(module: nn.Module) -> Any:
     return [float(v) for v in values.reshape(-1)]
 
 
-def loaded_result(project: Project) -> Dict[str, Any]:
+def loaded_result(project: Project) -> LoadResult:
     return {
         "model_class": type(project.model).__name__,
         "quantizers": [quantizer_summary(q) for q in project.quantizers if q.role != "output"],

@@ -13,12 +13,30 @@ import json
 import os
 import platform
 import queue
+import signal
 import sys
 import threading
 import time
-from typing import Any, BinaryIO, Callable, Dict, Optional
+from typing import Any, BinaryIO, Callable, Dict, List, Optional
 
 from .errors import Cancelled, QdqError, internal_error, is_oom, oom_error
+from .protocol_types import (
+    METHODS,
+    CalibrateParams,
+    CalibrateResult,
+    ExportParams,
+    ExportResult,
+    InitializeParams,
+    InitializeResult,
+    LoadParams,
+    LoadResult,
+    ModuleSourceParams,
+    ModuleSourceResult,
+    RestoreModulesParams,
+    RestoreModulesResult,
+    SetMethodParams,
+    ShutdownParams,
+)
 
 ERROR_CODE = -32000
 
@@ -30,7 +48,7 @@ class Server:
         self._jobs: "queue.Queue[Optional[Dict[str, Any]]]" = queue.Queue()
         self._cancelled: set = set()
         self._cancel_lock = threading.Lock()
-        self._current: Any = None
+        self._current: Any = None  # id of the request the worker runs, None when idle
         self.project: Any = None
         self.stopping = False
 
@@ -59,6 +77,12 @@ class Server:
     def cancel(self, request_id: Any) -> None:
         with self._cancel_lock:
             self._cancelled.add(request_id)
+
+    def cancel_current(self) -> None:
+        """SIGINT (Ctrl-C reaching this process): the running request ends as `cancelled`, never a traceback."""
+        with self._cancel_lock:
+            if self._current is not None:
+                self._cancelled.add(self._current)
 
     def is_cancelled(self, request_id: Any) -> bool:
         with self._cancel_lock:
@@ -101,40 +125,41 @@ class Server:
             request_id = message["id"]
             method = message["method"]
             params = message.get("params") or {}
+            with self._cancel_lock:
+                self._current = request_id
             try:
-                if self.is_cancelled(request_id):
-                    raise Cancelled(method)
-                handler = HANDLERS.get(method)
-                if handler is None:
-                    self.send(
-                        {
-                            "jsonrpc": "2.0",
-                            "id": request_id,
-                            "error": {"code": -32601, "message": f"method not found: {method}"},
-                        }
-                    )
-                    continue
-                if not isinstance(params, dict):
-                    raise QdqError("config", f"{method}: params must be an object", "this is a client bug")
-                context = Context(self, request_id)
-                result = handler(self, params, context)
-                self._reply(request_id, result)
-            except QdqError as err:
-                self._error(request_id, err)
+                self._run(request_id, method, params)
             except BaseException as exc:  # noqa: BLE001 - every failure becomes an error object
-                if is_oom(exc):
+                if isinstance(exc, QdqError):
+                    self._error(request_id, exc)
+                elif isinstance(exc, KeyboardInterrupt):
+                    self._error(request_id, Cancelled(method))
+                elif is_oom(exc):
                     self._error(request_id, oom_error(exc, method))
                 else:
                     self._error(request_id, internal_error(exc))
-                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                if isinstance(exc, SystemExit):
                     os._exit(1)
             finally:
                 with self._cancel_lock:
                     self._cancelled.discard(request_id)
+                    self._current = None
             if method == "shutdown":
                 self.stopping = True
-                sys.stderr.flush()
-                os._exit(0)
+                leave(0)
+
+    def _run(self, request_id: Any, method: str, params: Any) -> None:
+        """Typed params in (a malformed message is a `protocol` error naming the field), the handler's result out."""
+        if self.is_cancelled(request_id):
+            raise Cancelled(method)
+        handler = HANDLERS.get(method)
+        if handler is None or method not in METHODS:
+            error = {"code": -32601, "message": f"method not found: {method}"}
+            self.send({"jsonrpc": "2.0", "id": request_id, "error": error})
+            return
+        params_class, _result_name = METHODS[method]
+        typed = params_class.from_json(params if params is not None else {}, "params")
+        self._reply(request_id, handler(self, typed, Context(self, request_id)))
 
     def serve(self, stdin: BinaryIO) -> None:
         thread = threading.Thread(target=self.worker, name="qdq-worker", daemon=True)
@@ -142,7 +167,44 @@ class Server:
         for line in stdin:
             self.handle_line(line)
         # stdin closed: the client went away; finish nothing, leave now
-        os._exit(0)
+        leave(0)
+
+
+def _descendants(pid: int) -> List[int]:
+    """Processes started below `pid` (Linux /proc; elsewhere none are found), in any process group or session."""
+    children: Dict[int, List[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                stat = handle.read().decode("utf-8", "replace")
+            ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found: List[int] = []
+    stack = [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def leave(code: int) -> None:
+    """Exit now, taking along what user code started: a child in its own session escapes the client's group kill."""
+    for pid in _descendants(os.getpid()):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    sys.stderr.flush()
+    os._exit(code)
 
 
 class Context:
@@ -177,7 +239,7 @@ class Context:
 # torch is imported inside them, so the reader thread is already answering while torch loads.
 
 
-def _initialize(server: Server, params: Dict[str, Any], ctx: Context) -> Dict[str, Any]:
+def _initialize(server: Server, params: InitializeParams, ctx: Context) -> InitializeResult:
     import torch  # noqa: WPS433
 
     try:
@@ -209,7 +271,7 @@ def _require_project(server: Server, method: str) -> Any:
     return server.project
 
 
-def _load(server: Server, params: Dict[str, Any], ctx: Context) -> Dict[str, Any]:
+def _load(server: Server, params: LoadParams, ctx: Context) -> LoadResult:
     from . import loader  # noqa: WPS433
 
     server.project = None
@@ -218,25 +280,25 @@ def _load(server: Server, params: Dict[str, Any], ctx: Context) -> Dict[str, Any
     return loader.loaded_result(project)
 
 
-def _calibrate(server: Server, params: Dict[str, Any], ctx: Context) -> Dict[str, Any]:
+def _calibrate(server: Server, params: CalibrateParams, ctx: Context) -> CalibrateResult:
     from . import calibrate  # noqa: WPS433
 
     return calibrate.calibrate(_require_project(server, "calibrate"), params, ctx.progress, ctx.check_cancel)
 
 
-def _set_method(server: Server, params: Dict[str, Any], ctx: Context) -> Dict[str, Any]:
+def _set_method(server: Server, params: SetMethodParams, ctx: Context) -> CalibrateResult:
     from . import calibrate  # noqa: WPS433
 
     return calibrate.set_method(_require_project(server, "set_method"), params, ctx.progress, ctx.check_cancel)
 
 
-def _export(server: Server, params: Dict[str, Any], ctx: Context) -> Dict[str, Any]:
+def _export(server: Server, params: ExportParams, ctx: Context) -> ExportResult:
     from . import export  # noqa: WPS433
 
     return export.export(_require_project(server, "export"), params, ctx.progress, ctx.check_cancel)
 
 
-def _restore_modules(server: Server, params: Dict[str, Any], ctx: Context) -> Dict[str, Any]:
+def _restore_modules(server: Server, params: RestoreModulesParams, ctx: Context) -> RestoreModulesResult:
     try:
         from . import patching  # noqa: WPS433
     except ImportError:
@@ -244,20 +306,21 @@ def _restore_modules(server: Server, params: Dict[str, Any], ctx: Context) -> Di
     return {"restored": patching.restore()}
 
 
-def _module_source(server: Server, params: Dict[str, Any], ctx: Context) -> Dict[str, Any]:
+def _module_source(server: Server, params: ModuleSourceParams, ctx: Context) -> ModuleSourceResult:
     from . import patching  # noqa: WPS433
 
-    name = params.get("module")
-    if not isinstance(name, str) or not name:
+    if not params.module:
         raise QdqError("config", "module_source needs {module: str}", "this is a client bug")
-    return patching.module_source(name)
+    source = patching.module_source(params.module)
+    return {"module": source["module"], "file": source["file"], "source": source["source"]}
 
 
-def _shutdown(server: Server, params: Dict[str, Any], ctx: Context) -> None:
+def _shutdown(server: Server, params: ShutdownParams, ctx: Context) -> None:
     return None
 
 
-HANDLERS: Dict[str, Callable[[Server, Dict[str, Any], Context], Any]] = {
+# Each handler takes (server, its typed params, context) and returns its result; the schema's x-methods names both.
+HANDLERS: Dict[str, Callable[[Server, Any, Context], Any]] = {
     "initialize": _initialize,
     "load": _load,
     "calibrate": _calibrate,
@@ -276,7 +339,10 @@ def main() -> None:
     sys.stdout = sys.stderr
     out = io.FileIO(protocol_fd, "w", closefd=True)
     stdin = sys.stdin.buffer
-    server = Server(out)  # type: ignore[arg-type]
+    server = Server(out)
+    # Ctrl-C in a terminal reaches the whole foreground group: cancel the running request instead of a traceback.
+    signal.signal(signal.SIGINT, lambda _sig, _frame: server.cancel_current())
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: leave(143))
     sys.stderr.write(f"qdq backend on {sys.executable} (Python {platform.python_version()})\n")
     sys.stderr.flush()
     server.serve(stdin)

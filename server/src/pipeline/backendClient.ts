@@ -1,16 +1,22 @@
 // The Python backend (`python -m qdq_backend`) as a child process speaking newline-delimited JSON-RPC 2.0
 // over stdin/stdout (docs/backend-protocol.md). stderr is log text.
+// Every message is declared once in backend/qdq_backend/protocol.schema.json and checked here on the way in:
+// a malformed result, progress or error is a `protocol` error naming the field.
 import { spawn, ChildProcessWithoutNullStreams } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { QdqError, QdqErrorKind, CancelToken } from './errors';
+import { findViolation } from './backendProtocol';
+import {
+  BackendMethod,
+  BackendMethods,
+  ERROR_KINDS,
+  ErrorData,
+  Progress,
+  PROTOCOL_SCHEMA,
+} from './backendProtocol.generated';
 
-export interface ProgressEvent {
-  step: string;
-  done: number;
-  total: number | null;
-  message: string;
-}
+export type ProgressEvent = Omit<Progress, 'requestId'>;
 export type ProgressCallback = (p: ProgressEvent) => void;
 
 export interface BackendOptions {
@@ -31,18 +37,27 @@ interface Pending {
   onProgress?: ProgressCallback;
 }
 
-const KNOWN_KINDS = new Set([
-  'config',
-  'import',
-  'user_code',
-  'no_data',
-  'shape',
-  'nan',
-  'oom',
-  'cancelled',
-  'export',
-  'internal',
-]);
+const KNOWN_KINDS = new Set<string>(ERROR_KINDS);
+
+interface RpcMessage {
+  id?: number | null;
+  method?: string;
+  params?: unknown;
+  result?: unknown;
+  error?: { code?: number; message?: string; data?: unknown };
+}
+
+type Params<M extends BackendMethod> = BackendMethods[M]['params'];
+type Result<M extends BackendMethod> = BackendMethods[M]['result'];
+export interface RequestOptions {
+  onProgress?: ProgressCallback;
+  cancel?: CancelToken;
+}
+
+/** The problem with a message from the backend against the schema definition `name`, or null. */
+function violation(name: string, value: unknown, where: string): string | null {
+  return findViolation(PROTOCOL_SCHEMA, name, value, where);
+}
 
 export function repoRoot(): string {
   // Compiled to out/server/src/pipeline; sources live at server/src/pipeline. Both are three levels down.
@@ -81,10 +96,22 @@ export class BackendClient {
       for (const l of lines) this.onStderrLine(l);
     });
     child.on('error', (e) => this.onExit(null, null, e.message));
-    child.on('close', (code, signal) => {
+    const settle = (code: number | null, signal: NodeJS.Signals | null) => {
+      if (this.exited) return;
       if (errBuf) this.onStderrLine(errBuf);
+      errBuf = '';
+      // A process the model started may still hold the pipes open: stop reading rather than wait for their EOF.
+      child.stdout.destroy();
+      child.stderr.destroy();
       this.onExit(code, signal);
+    };
+    child.on('exit', (code, signal) => {
+      // Whatever the backend left in its process group is orphaned work (a model's `sleep 60`, a data loader).
+      killProcessGroup(child.pid);
+      // 'close' normally follows at once (the last replies and log lines read); do not wait past a short drain.
+      setTimeout(() => settle(code, signal), STDIO_DRAIN_MS).unref();
     });
+    child.on('close', (code, signal) => settle(code, signal));
     // A closed pipe after the child died surfaces as EPIPE on stdin; the exit handler reports it.
     child.stdin.on('error', () => undefined);
   }
@@ -98,6 +125,9 @@ export class BackendClient {
       cwd: opts.projectDir,
       env,
       stdio: ['pipe', 'pipe', 'pipe'],
+      // Its own process group (POSIX): a terminal's Ctrl-C reaches only the CLI, which cancels the request over
+      // the protocol, and kill() can end everything the backend started with one signal to the group.
+      detached: process.platform !== 'win32',
     });
     return new BackendClient(child, opts);
   }
@@ -130,24 +160,16 @@ export class BackendClient {
   }
 
   private onMessage(line: string): void {
-    let msg: any;
+    let msg: RpcMessage;
     try {
-      msg = JSON.parse(line);
+      msg = JSON.parse(line) as RpcMessage;
     } catch {
       // Something in the user's code printed to stdout; keep it as log text rather than failing.
       this.onStderrLine(`[stdout] ${line}`);
       return;
     }
-    if (msg.method === 'progress' && msg.params) {
-      const p = this.pending.get(msg.params.requestId);
-      p?.onProgress?.({
-        step: msg.params.step,
-        done: msg.params.done,
-        total: msg.params.total ?? null,
-        message: msg.params.message ?? '',
-      });
-      return;
-    }
+    if (msg === null || typeof msg !== 'object') return this.onStderrLine(`[stdout] ${line}`);
+    if (msg.method === 'progress') return this.onProgressMessage(msg.params);
     if (msg.id === undefined || msg.id === null) {
       if (msg.error) this.onStderrLine(`[backend] ${msg.error.message}`);
       return;
@@ -155,8 +177,18 @@ export class BackendClient {
     const p = this.pending.get(msg.id);
     if (!p) return;
     this.pending.delete(msg.id);
-    if (msg.error) p.reject(toQdqError(msg.error, p.method));
+    if (msg.error) return p.reject(toQdqError(msg.error, p.method));
+    const shape = (PROTOCOL_SCHEMA['x-methods'] as Record<string, { result: string } | undefined>)[p.method];
+    const problem = shape ? violation(shape.result, msg.result ?? null, `${p.method} result`) : null;
+    if (problem) p.reject(protocolError(problem));
     else p.resolve(msg.result);
+  }
+
+  private onProgressMessage(params: unknown): void {
+    const problem = violation('Progress', params, 'progress');
+    if (problem) return this.onStderrLine(`[backend] malformed message: ${problem}`);
+    const { requestId, ...event } = params as Progress;
+    this.pending.get(requestId)?.onProgress?.(event);
   }
 
   private onExit(code: number | null, signal: NodeJS.Signals | null, spawnError?: string): void {
@@ -206,11 +238,35 @@ export class BackendClient {
     this.child.stdin.write(JSON.stringify(msg) + '\n');
   }
 
-  request<T = unknown>(
-    method: string,
-    params: Record<string, unknown> = {},
-    opts: { onProgress?: ProgressCallback; cancel?: CancelToken } = {},
-  ): Promise<T> {
+  // -- one typed method per backend method (the schema's x-methods) -------------------------------------
+  initialize(opts: RequestOptions = {}): Promise<Result<'initialize'>> {
+    return this.call('initialize', {}, opts);
+  }
+  load(params: Params<'load'>, opts: RequestOptions = {}): Promise<Result<'load'>> {
+    return this.call('load', params, opts);
+  }
+  calibrate(params: Params<'calibrate'>, opts: RequestOptions = {}): Promise<Result<'calibrate'>> {
+    return this.call('calibrate', params, opts);
+  }
+  setMethod(params: Params<'set_method'>, opts: RequestOptions = {}): Promise<Result<'set_method'>> {
+    return this.call('set_method', params, opts);
+  }
+  export(params: Params<'export'>, opts: RequestOptions = {}): Promise<Result<'export'>> {
+    return this.call('export', params, opts);
+  }
+  restoreModules(opts: RequestOptions = {}): Promise<Result<'restore_modules'>> {
+    return this.call('restore_modules', {}, opts);
+  }
+  moduleSource(params: Params<'module_source'>, opts: RequestOptions = {}): Promise<Result<'module_source'>> {
+    return this.call('module_source', params, opts);
+  }
+
+  private call<M extends BackendMethod>(method: M, params: Params<M>, opts: RequestOptions): Promise<Result<M>> {
+    return this.request<Result<M>>(method, params as Record<string, unknown>, opts);
+  }
+
+  /** The JSON-RPC transport under the typed methods (and for protocol tests); results of known methods are checked. */
+  request<T = unknown>(method: string, params: Record<string, unknown> = {}, opts: RequestOptions = {}): Promise<T> {
     if (this.exited) {
       return Promise.reject(
         new QdqError(
@@ -258,16 +314,25 @@ export class BackendClient {
   /** Asks the backend to exit; kills it if it does not within `graceMs`. */
   async shutdown(graceMs = 3000): Promise<void> {
     if (this.exited) return;
+    // Taken now: once the backend exits, a child in a session of its own is re-parented and cannot be found.
+    const below = this.child.pid === undefined ? [] : descendants(this.child.pid);
     const exited = new Promise<void>((r) => this.exitWaiters.push(r));
     this.request('shutdown').catch(() => undefined);
     this.child.stdin.end();
     const timer = setTimeout(() => this.kill(), graceMs);
     await exited;
     clearTimeout(timer);
+    killAll(below);
   }
 
+  /** Kills the backend and every process it started: its group, and (Linux) descendants in their own sessions. */
   kill(): void {
+    const pid = this.child.pid;
+    if (pid === undefined) return;
+    const below = descendants(pid);
     if (!this.exited) this.child.kill('SIGKILL');
+    killProcessGroup(pid);
+    killAll(below);
   }
 
   waitForExit(): Promise<void> {
@@ -276,21 +341,83 @@ export class BackendClient {
   }
 }
 
-function toQdqError(error: any, method: string): QdqError {
-  const data = error && typeof error.data === 'object' && error.data ? error.data : {};
-  const kind = (
-    typeof data.kind === 'string' && KNOWN_KINDS.has(data.kind)
-      ? data.kind
-      : error?.code === -32601
-        ? 'protocol'
-        : 'internal'
-  ) as QdqErrorKind;
-  const message = typeof data.message === 'string' ? data.message : String(error?.message ?? `${method} failed`);
-  const hint =
-    typeof data.hint === 'string'
-      ? data.hint
-      : kind === 'protocol'
-        ? 'the backend is older or newer than this qdq; reinstall qdq'
-        : 'see the backend log';
-  return new QdqError(kind, message, hint, typeof data.detail === 'string' ? data.detail : undefined);
+/** How long to keep reading stdout/stderr after the backend exited, for lines still in the pipe. */
+const STDIO_DRAIN_MS = 200;
+
+function killProcessGroup(pid: number | undefined): void {
+  if (pid === undefined || process.platform === 'win32') return;
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    /* no such group: nothing left in it */
+  }
+}
+
+function killAll(pids: number[]): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone already */
+    }
+  }
+}
+
+/** Processes below `pid`, found through /proc (Linux; elsewhere none): those in a new session escape the group. */
+export function descendants(pid: number): number[] {
+  let entries: string[];
+  try {
+    entries = fs.readdirSync('/proc').filter((e) => /^\d+$/.test(e));
+  } catch {
+    return [];
+  }
+  const children = new Map<number, number[]>();
+  for (const e of entries) {
+    try {
+      const stat = fs.readFileSync(`/proc/${e}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(e)]);
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  const found: number[] = [];
+  const stack = [pid];
+  while (stack.length) {
+    for (const c of children.get(stack.pop() as number) ?? []) {
+      found.push(c);
+      stack.push(c);
+    }
+  }
+  return found;
+}
+
+function protocolError(problem: string): QdqError {
+  return new QdqError(
+    'protocol',
+    `malformed message from the Python backend: ${problem}`,
+    'the qdq pipeline and its Python backend disagree on the protocol (a bug in qdq); reinstall qdq, and report it if it repeats',
+  );
+}
+
+function toQdqError(error: NonNullable<RpcMessage['error']>, method: string): QdqError {
+  if (error.code === -32601) {
+    return new QdqError(
+      'protocol',
+      String(error.message ?? `${method} failed`),
+      'the backend is older or newer than this qdq; reinstall qdq',
+    );
+  }
+  if (error.code !== -32000) {
+    return new QdqError(
+      'protocol',
+      `${method}: ${String(error.message ?? 'invalid request')}`,
+      'this is a bug in qdq; report it',
+    );
+  }
+  const problem = violation('ErrorData', error.data, `${method} error.data`);
+  if (problem) return protocolError(problem);
+  const data = error.data as ErrorData;
+  const kind = (KNOWN_KINDS.has(data.kind) ? data.kind : 'internal') as QdqErrorKind;
+  return new QdqError(kind, data.message, data.hint, data.detail);
 }

@@ -319,17 +319,16 @@ export async function runPipeline(
   const backend = BackendClient.start({ python: pythonExe, projectDir, onLog: opts.onLog });
   const forward = (p: ProgressEvent) =>
     onProgress({ step: BACKEND_TO_STEP[p.step] ?? 'load', done: p.done, total: p.total, message: p.message });
-  const call = <T>(method: string, params: Record<string, unknown>) =>
-    backend.request<T>(method, params, { onProgress: forward, cancel });
+  const rpc = { onProgress: forward, cancel };
   try {
-    await call('initialize', {});
+    await backend.initialize(rpc);
     const patchModules: { module: string; source: string }[] = [];
     if (cfg.patchModules.length) {
       // The same passes a user's own file gets (TensorRT fixes, then quantize), checked against what the
       // library module is known to contain (server/src/library/patch.ts).
       const applied: string[] = [];
       for (const module of cfg.patchModules) {
-        const src = await call<{ module: string; file: string; source: string }>('module_source', { module });
+        const src = await backend.moduleSource({ module }, rpc);
         const patch = libraryPatchOrConfigError(module, src.source);
         patchModules.push({ module, source: patch.text });
         applied.push(...patch.fixes);
@@ -339,16 +338,19 @@ export async function runPipeline(
       );
     }
     onProgress({ step: 'load', done: 0, total: null, message: `loading ${cfg.model}` });
-    const loaded = await call<any>('load', {
-      project_dir: projectDir,
-      model: cfg.model,
-      example_inputs: cfg.exampleInputs,
-      input_shapes: cfg.inputShapes,
-      calibration_data: cfg.calibrationData,
-      eval_data: cfg.evalData,
-      patch_modules: patchModules.length ? patchModules : undefined,
-      model_source_override: quantized.override,
-    });
+    const loaded = await backend.load(
+      {
+        project_dir: projectDir,
+        model: cfg.model,
+        example_inputs: cfg.exampleInputs,
+        input_shapes: cfg.inputShapes,
+        calibration_data: cfg.calibrationData,
+        eval_data: cfg.evalData,
+        patch_modules: patchModules.length ? patchModules : undefined,
+        model_source_override: quantized.override,
+      },
+      rpc,
+    );
     if (loaded.calibration_data_kind === 'random-normal') {
       notes.push(
         'calibrated on random normal batches of the input shapes (no calibration-data configured): ranges are only indicative',
@@ -357,13 +359,16 @@ export async function runPipeline(
     // Dynamic-only export still needs the FP32 file from the backend, whose export wants calibrated quantizers:
     // one `max` batch satisfies it cheaply, in a work folder so the real calibration and INT8 model stay as they are.
     const workDir = opts.dynamicOnly ? path.join(outDir, '.dynamic-work') : outDir;
-    const calib = await call<any>('calibrate', {
-      method: opts.dynamicOnly ? 'max' : cfg.method,
-      percentile: cfg.percentile,
-      batches: opts.dynamicOnly ? 1 : cfg.batches,
-      out_dir: workDir,
-    });
-    const quantizers = (calib.quantizers as Record<string, unknown>[]) ?? [];
+    const calib = await backend.calibrate(
+      {
+        method: opts.dynamicOnly ? 'max' : cfg.method,
+        percentile: cfg.percentile,
+        batches: opts.dynamicOnly ? 1 : cfg.batches,
+        out_dir: workDir,
+      },
+      rpc,
+    );
+    const quantizers = calib.quantizers as unknown as Record<string, unknown>[];
     const fallbacks = (calib.fallbacks as string[] | undefined) ?? [];
     if (fallbacks.length) {
       notes.push(
@@ -402,13 +407,16 @@ export async function runPipeline(
       notes,
     };
     if (wantExport) {
-      const exp = await call<any>('export', {
-        out_dir: workDir,
-        opset: cfg.opset,
-        dynamic_batch: cfg.dynamicBatch,
-        target: cfg.target,
-        fold_weights: false,
-      });
+      const exp = await backend.export(
+        {
+          out_dir: workDir,
+          opset: cfg.opset,
+          dynamic_batch: cfg.dynamicBatch,
+          target: cfg.target,
+          fold_weights: false,
+        },
+        rpc,
+      );
       if (opts.dynamicOnly) {
         for (const key of ['fp32_onnx', 'eval_file'] as const) {
           const dest = path.join(outDir, path.basename(exp[key]));
