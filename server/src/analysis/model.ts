@@ -3,7 +3,7 @@
 // top-level statement is one segment, reused between versions of a document while its text stays the same.
 // Pure: tree + text in, data out.
 import type { SyntaxNode, Tree } from './parser';
-import { LineIndex, incrementalOrigin, fastStart, fastRow, isIdentCharCode } from './parser';
+import { LineIndex, isReparsedFrom, fastStart, fastRow, isIdentCharCode } from './parser';
 import { changedWindow, type ChangedWindow } from './textWindow';
 import { modelMatches, type ModelMatch } from './queries';
 import {
@@ -1285,7 +1285,7 @@ function newlinesIn(text: string, from: number, to: number): number {
  */
 function editedSlots(tree: Tree, text: string, lineage: Lineage, prev: SegmentCache): Slots | undefined {
   const oldTree = lineage.tree;
-  if (!oldTree || incrementalOrigin(tree) !== oldTree) return undefined;
+  if (!oldTree || !isReparsedFrom(tree, oldTree)) return undefined;
   const old = lineage.text;
   const oldStarts = lineage.starts;
   const n = oldStarts.length;

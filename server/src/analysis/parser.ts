@@ -67,20 +67,31 @@ export function parsePython(text: string, previous?: { tree: Tree; edit?: Edit }
   if (previous) {
     if (previous.edit) previous.tree.edit(previous.edit);
     const tree = parser.parse(text, previous.tree, PARSE_OPTIONS);
-    ORIGINS.set(tree, previous.tree);
+    ORIGINS.set(tree, treeId(previous.tree));
     return tree;
   }
   return parser.parse(text, null, PARSE_OPTIONS);
 }
 
-const ORIGINS = new WeakMap<Tree, Tree>();
+// Trees are told apart by a number, never by holding the earlier tree: a map from each tree to the tree it came
+// from would chain every version of a document to the one before, and no tree would ever be freed (issue 14 D3).
+const IDS = new WeakMap<Tree, number>();
+const ORIGINS = new WeakMap<Tree, number>();
+let nextId = 1;
+
+function treeId(tree: Tree): number {
+  let id = IDS.get(tree);
+  if (id === undefined) IDS.set(tree, (id = nextId++));
+  return id;
+}
 
 /**
- * The tree `tree` was re-parsed from (edited to match its text), when parsePython made it incrementally: the two
- * can be compared with getChangedRanges. Undefined for a fresh parse.
+ * Whether parsePython made `tree` incrementally from `origin` (edited to match its text), so the two can be
+ * compared with getChangedRanges. False for a fresh parse.
  */
-export function incrementalOrigin(tree: Tree): Tree | undefined {
-  return ORIGINS.get(tree);
+export function isReparsedFrom(tree: Tree, origin: Tree): boolean {
+  const from = ORIGINS.get(tree);
+  return from !== undefined && from === IDS.get(origin);
 }
 
 /** Line start offsets of a text, for offset <-> LSP position conversion (LSP line breaks: \n, \r\n, \r). */
