@@ -8,6 +8,7 @@ export {
   pointToPosition,
   editFor,
   hasSyntaxErrors,
+  analysisText,
 } from './parser';
 export type { Tree, SyntaxNode, Edit } from './parser';
 export { buildModelIndex } from './model';

@@ -3,7 +3,7 @@
 // top-level statement is one segment, reused between versions of a document while its text stays the same.
 // Pure: tree + text in, data out.
 import type { SyntaxNode, Tree } from './parser';
-import { LineIndex, incrementalOrigin, fastStart, fastRow, isIdentCharCode } from './parser';
+import { LineIndex, analysisText, isReparsedFrom, fastStart, fastRow, isIdentCharCode } from './parser';
 import { changedWindow, type ChangedWindow } from './textWindow';
 import { modelMatches, type ModelMatch } from './queries';
 import {
@@ -150,6 +150,7 @@ function nodeSpan(n: SyntaxNode): Span {
  */
 export function buildModelIndex(tree: Tree, text: string, previous?: ModelIndex): ModelIndex {
   const eol = detectEol(text);
+  text = analysisText(text);
   try {
     return buildOrEmpty(tree, text, eol, previous);
   } finally {
@@ -160,7 +161,7 @@ export function buildModelIndex(tree: Tree, text: string, previous?: ModelIndex)
   }
 }
 
-function buildOrEmpty(tree: Tree, text: string, eol: '\n' | '\r\n', previous?: ModelIndex): ModelIndex {
+function buildOrEmpty(tree: Tree, text: string, eol: '\n' | '\r\n' | '\r', previous?: ModelIndex): ModelIndex {
   try {
     return build(tree, text, eol, previous);
   } catch {
@@ -189,9 +190,13 @@ function defaultedParamPattern(name: string): RegExp {
   return re;
 }
 
-export function detectEol(text: string): '\n' | '\r\n' {
-  const nl = text.indexOf('\n');
-  return nl > 0 && text.charCodeAt(nl - 1) === 13 ? '\r\n' : '\n';
+/** The file's line break, by its first one: LF, CRLF or a lone CR (all three end a line for Python and LSP). */
+export function detectEol(text: string): '\n' | '\r\n' | '\r' {
+  const cr = text.indexOf('\r');
+  if (cr < 0) return '\n';
+  const lf = text.indexOf('\n');
+  if (lf >= 0 && lf < cr) return '\n';
+  return text.charCodeAt(cr + 1) === 10 ? '\r\n' : '\r';
 }
 
 function indexSegment(
@@ -1208,7 +1213,7 @@ export interface StatementLayout {
   reuse?: { prevText: string; head: number; tail: number; dRow: number; window: ChangedWindow };
 }
 
-function build(tree: Tree, text: string, eol: '\n' | '\r\n', previous?: ModelIndex): ModelIndex {
+function build(tree: Tree, text: string, eol: '\n' | '\r\n' | '\r', previous?: ModelIndex): ModelIndex {
   currentText = text;
   currentTree = tree;
   textIsInput = (tree as unknown as { input?: unknown }).input === text;
@@ -1285,7 +1290,7 @@ function newlinesIn(text: string, from: number, to: number): number {
  */
 function editedSlots(tree: Tree, text: string, lineage: Lineage, prev: SegmentCache): Slots | undefined {
   const oldTree = lineage.tree;
-  if (!oldTree || incrementalOrigin(tree) !== oldTree) return undefined;
+  if (!oldTree || !isReparsedFrom(tree, oldTree)) return undefined;
   const old = lineage.text;
   const oldStarts = lineage.starts;
   const n = oldStarts.length;
@@ -1390,7 +1395,7 @@ function editedSlots(tree: Tree, text: string, lineage: Lineage, prev: SegmentCa
 function assemble(
   tree: Tree,
   text: string,
-  eol: '\n' | '\r\n',
+  eol: '\n' | '\r\n' | '\r',
   slots: Slots,
   prevLineage: Lineage | undefined,
 ): ModelIndex {
@@ -1535,7 +1540,7 @@ interface Lineage {
  */
 export function statementLayout(index: ModelIndex | null | undefined, text: string): StatementLayout | undefined {
   const lineage = index ? (index as unknown as Record<symbol, Lineage | undefined>)[LINEAGE] : undefined;
-  return lineage && lineage.text === text
+  return lineage && lineage.text === analysisText(text)
     ? { starts: lineage.starts, rows: lineage.rows, types: lineage.types, reuse: lineage.reuse }
     : undefined;
 }

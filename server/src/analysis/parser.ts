@@ -5,7 +5,6 @@
 // points map to LSP positions one to one.
 import Parser = require('tree-sitter');
 // tree-sitter-python has no type declarations; it is a Language object.
-// eslint-disable-next-line @typescript-eslint/no-var-requires
 const Python: Parser.Language = require('tree-sitter-python');
 import type { Position, Range, Span } from './types';
 
@@ -64,23 +63,49 @@ const PARSE_OPTIONS = { bufferSize: 64 * 1024 };
  */
 export function parsePython(text: string, previous?: { tree: Tree; edit?: Edit }): Tree {
   const parser = getParser();
+  const input = analysisText(text);
+  let tree: Tree;
   if (previous) {
     if (previous.edit) previous.tree.edit(previous.edit);
-    const tree = parser.parse(text, previous.tree, PARSE_OPTIONS);
-    ORIGINS.set(tree, previous.tree);
-    return tree;
-  }
-  return parser.parse(text, null, PARSE_OPTIONS);
+    tree = parser.parse(input, previous.tree, PARSE_OPTIONS);
+    ORIGINS.set(tree, treeId(previous.tree));
+  } else tree = parser.parse(input, null, PARSE_OPTIONS);
+  // Node text is read from the tree's input: the document's own text (same length, same offsets).
+  if (input !== text) (tree as unknown as { input: string }).input = text;
+  return tree;
 }
 
-const ORIGINS = new WeakMap<Tree, Tree>();
+/**
+ * The text tree-sitter and the analysis (index, rules) read for `text`. A lone CR ends a line for Python and for
+ * LSP, but tree-sitter's Python grammar takes it for blank space, and the text scans look for LF only, so rows and
+ * statements would differ from the document's lines. Each lone CR becomes LF: one code unit for one, so offsets
+ * are unchanged and tree-sitter rows are LSP lines (issue 14 D4). editFor makes every edit cover a CR whose
+ * loneness it may change.
+ */
+export function analysisText(text: string): string {
+  return text.indexOf('\r') < 0 ? text : text.replace(LONE_CR, '\n');
+}
+const LONE_CR = /\r(?!\n)/g;
+
+// Trees are told apart by a number, never by holding the earlier tree: a map from each tree to the tree it came
+// from would chain every version of a document to the one before, and no tree would ever be freed (issue 14 D3).
+const IDS = new WeakMap<Tree, number>();
+const ORIGINS = new WeakMap<Tree, number>();
+let nextId = 1;
+
+function treeId(tree: Tree): number {
+  let id = IDS.get(tree);
+  if (id === undefined) IDS.set(tree, (id = nextId++));
+  return id;
+}
 
 /**
- * The tree `tree` was re-parsed from (edited to match its text), when parsePython made it incrementally: the two
- * can be compared with getChangedRanges. Undefined for a fresh parse.
+ * Whether parsePython made `tree` incrementally from `origin` (edited to match its text), so the two can be
+ * compared with getChangedRanges. False for a fresh parse.
  */
-export function incrementalOrigin(tree: Tree): Tree | undefined {
-  return ORIGINS.get(tree);
+export function isReparsedFrom(tree: Tree, origin: Tree): boolean {
+  const from = ORIGINS.get(tree);
+  return from !== undefined && from === IDS.get(origin);
 }
 
 /** Line start offsets of a text, for offset <-> LSP position conversion (LSP line breaks: \n, \r\n, \r). */
@@ -149,16 +174,29 @@ export function nodeSpan(node: SyntaxNode): Span {
  */
 export function editFor(oldText: string, range: Range, newText: string, lines?: LineIndex): Edit {
   const idx = lines ?? new LineIndex(oldText);
-  const startIndex = idx.offsetAt(range.start);
+  let startIndex = idx.offsetAt(range.start);
   const oldEndIndex = idx.offsetAt(range.end);
+  // A CR just before the edit is lone or not by what follows it, which the edit may change (analysisText
+  // gives tree-sitter LF for a lone one): the edit then covers it, replacing it by itself.
+  if (startIndex > 0 && oldText.charCodeAt(startIndex - 1) === 13) {
+    startIndex--;
+    newText = '\r' + newText;
+  }
   const start = idx.positionAt(startIndex);
   const oldEnd = idx.positionAt(oldEndIndex);
-  // New end point: walk the inserted text.
+  // New end point: walk the inserted text (line breaks as LSP counts them: LF, CRLF, lone CR).
   let row = start.line;
   let column = start.character;
   for (let i = 0; i < newText.length; i++) {
     const c = newText.charCodeAt(i);
-    if (c === 10) {
+    if (
+      c === 13 &&
+      newText.charCodeAt(i + 1) !== 10 &&
+      (i + 1 < newText.length || !continuesWithLf(oldText, oldEndIndex))
+    ) {
+      row++;
+      column = 0;
+    } else if (c === 10) {
       row++;
       column = 0;
     } else column++;
@@ -171,6 +209,10 @@ export function editFor(oldText: string, range: Range, newText: string, lines?: 
     oldEndPosition: { row: oldEnd.line, column: oldEnd.character },
     newEndPosition: { row, column },
   };
+}
+
+function continuesWithLf(text: string, offset: number): boolean {
+  return text.charCodeAt(offset) === 10;
 }
 
 // The node binding keeps a node's start byte (UTF-16: 2 bytes per code unit) and start row in its transfer

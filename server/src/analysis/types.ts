@@ -151,6 +151,6 @@ export interface ModelIndex {
   topLevelLayers: Layer[];
   /** The tree had ERROR/MISSING nodes (file mid-edit): the index is best-effort. */
   hasSyntaxErrors: boolean;
-  /** `\r\n` when the file uses CRLF line endings, else `\n`. */
-  eol: '\n' | '\r\n';
+  /** The file's line break (by its first one): `\r\n`, a lone `\r`, else `\n`. */
+  eol: '\n' | '\r\n' | '\r';
 }

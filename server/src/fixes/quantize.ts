@@ -1,7 +1,7 @@
 // Quantize / unquantize / keep-float as pure text edits, following the generated-code contract in
 // docs/DESIGN.md: every inserted line ends with `# qdq`, every other insertion is a wrapper call, so removal
 // is exact and needs no stored state.
-import { buildModelIndex, LineIndex, parsePython } from '../analysis';
+import { analysisText, buildModelIndex, LineIndex, parsePython } from '../analysis';
 import type { ClassAnchors, InsertAnchor } from '../analysis/model';
 import { WEIGHTED_LAYERS } from '../analysis/canonical';
 import type { FunctionInfo, Layer, ModelIndex, ModuleClass, Op, Span } from '../analysis/types';
@@ -50,7 +50,10 @@ const OP_NAME: Record<string, string> = {
 };
 
 interface Analysis {
+  /** The text as the analysis reads it (analysisText): where lines and statements are looked for. */
   text: string;
+  /** The document's own text, which the edits apply to (same offsets). */
+  source: string;
   tree: Tree;
   index: ModelIndex;
   eol: string;
@@ -62,7 +65,9 @@ function analyse(text: string): Analysis | null {
     const tree = parsePython(text);
     if (tree.rootNode.hasError) return null; // mid-edit: never rewrite a file that does not parse
     const index = buildModelIndex(tree, text);
-    return { text, tree, index, eol: index.eol, lines: new LineIndex(text) };
+    // Lines are found in the analysis text (a lone CR is LF there, same offsets); edits apply to the source.
+    const scanned = analysisText(text);
+    return { text: scanned, source: text, tree, index, eol: index.eol, lines: new LineIndex(scanned) };
   } catch {
     return null;
   }
@@ -254,7 +259,7 @@ function quantizeImpl(text: string, opts: QuantizeOptions): QuantizeResult {
     if (c.initSpan && anchors.declAnchor) {
       const indent = anchors.declAnchor.indent;
       const lines = names.map((n) => `${indent}self.${n} = qdq_quant.TensorQuantizer()${MARKER}`);
-      edits.push(lineInsert(text, anchors.declAnchor, lines.join(a.eol), a.eol));
+      edits.push(lineInsert(a.text, anchors.declAnchor, lines.join(a.eol), a.eol));
     } else if (anchors.initAnchor) {
       const indent = anchors.initAnchor.indent;
       const inner = indent + indentUnit(indent);
@@ -263,7 +268,7 @@ function quantizeImpl(text: string, opts: QuantizeOptions): QuantizeResult {
         `${inner}super().__init__(*args, **kwargs)${MARKER}`,
         ...names.map((n) => `${inner}self.${n} = qdq_quant.TensorQuantizer()${MARKER}`),
       ];
-      edits.push(lineInsert(text, anchors.initAnchor, lines.join(a.eol), a.eol));
+      edits.push(lineInsert(a.text, anchors.initAnchor, lines.join(a.eol), a.eol));
     }
   }
 
@@ -276,10 +281,10 @@ function quantizeImpl(text: string, opts: QuantizeOptions): QuantizeResult {
 
 function finish(a: Analysis, raw: OffsetEdit[], helperNeeded?: boolean): QuantizeResult {
   const edits = normalizeEdits(raw);
-  const out = applyOffsetEdits(a.text, edits);
+  const out = applyOffsetEdits(a.source, edits);
   // Last line of defence: never hand back source that does not parse (the input did).
-  if (parsePython(out).rootNode.hasError) return unchanged(a.text);
-  return { text: out, edits: toTextEdits(a.text, edits, a.lines), helperNeeded: helperNeeded ?? USES_QDQ.test(out) };
+  if (parsePython(out).rootNode.hasError) return unchanged(a.source);
+  return { text: out, edits: toTextEdits(a.source, edits, a.lines), helperNeeded: helperNeeded ?? USES_QDQ.test(out) };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -323,7 +328,7 @@ function findMarkerLines(a: Analysis): MarkerLine[] {
     const node = tree.rootNode.descendantForIndex(hashOffset, hashOffset + 1);
     if (!node || node.type !== 'comment') continue;
     let start = ls;
-    let end = le;
+    const end = le;
     if (le === text.length && !text.endsWith('\n')) {
       // last line without a line break: also delete the break before it
       start = ls > 0 ? ls - (ls >= 2 && text.charCodeAt(ls - 2) === 13 ? 2 : 1) : 0;

@@ -6,8 +6,8 @@ import type { QdqDiagnostic, Range, RuleOptions, Severity, SyntaxNode, TextEdit,
 import { parseTrtVersion, versionAtLeast, type TrtVersion } from './version';
 import type { ModelIndex } from '../analysis/types';
 import { scanText, type TextScan } from './scan';
-import { documentCaches, statementLayout } from '../analysis/model';
-import { isIdentCharCode } from '../analysis/parser';
+import { detectEol, documentCaches, statementLayout } from '../analysis/model';
+import { analysisText, isIdentCharCode } from '../analysis/parser';
 
 export interface CallSite {
   node: SyntaxNode;
@@ -229,12 +229,19 @@ export class RuleContext {
    */
   siteFilter: ((offset: number) => boolean) | null = null;
 
+  /** The document's text as the analysis reads it (analysisText: a lone CR is LF; offsets are the document's). */
+  readonly text: string;
+  /** The document's line break, for inserted lines. */
+  readonly eol: '\n' | '\r\n' | '\r';
   constructor(
     readonly tree: Tree,
-    readonly text: string,
+    text: string,
     opts: RuleOptions = {},
     readonly index: ModelIndex | null = null,
   ) {
+    this.eol = detectEol(text);
+    text = analysisText(text);
+    this.text = text;
     this.root = tree.rootNode;
     this.trt = parseTrtVersion(opts.trtVersion);
     const layout = statementLayout(index, text);

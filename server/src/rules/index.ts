@@ -100,6 +100,7 @@ export function runRules(
   } catch {
     return [];
   }
+  text = ctx.text;
   const rules = opts.only ? allRules.filter((r) => opts.only!.includes(r.code)) : allRules;
   const layout = opts.only ? undefined : statementLayout(index, text);
   const caches = opts.only ? undefined : documentCaches(index);

@@ -100,7 +100,7 @@ function checkExport(ctx: RuleContext, site: CallSite, out: QdqDiagnostic[]): vo
           ? {
               title: `Call ${modelText}.eval() before the export`,
               safety: 'safe',
-              edits: [ctx.insertBefore(stmt, `${modelText}.eval()${eolOf(ctx.text)}${indent}`)],
+              edits: [ctx.insertBefore(stmt, `${modelText}.eval()${ctx.eol}${indent}`)],
             }
           : undefined,
       ),
@@ -119,7 +119,7 @@ function checkExport(ctx: RuleContext, site: CallSite, out: QdqDiagnostic[]): vo
           ? {
               title: `Call ${modelText}.eval() before the export`,
               safety: 'safe',
-              edits: [ctx.insertBefore(stmt, `${modelText}.eval()${eolOf(ctx.text)}${indent}`)],
+              edits: [ctx.insertBefore(stmt, `${modelText}.eval()${ctx.eol}${indent}`)],
             }
           : undefined,
       ),
@@ -156,9 +156,4 @@ function isConstructedHere(ctx: RuleContext, at: SyntaxNode, model: SyntaxNode):
   const scope = ctx.scope(at);
   const a = ctx.assignmentBefore(scope, ctx.src(model), at.startIndex);
   return !!a && !!a.value && a.value.type === 'call' && !/from_pretrained|\.eval\(\)|jit\.load/.test(ctx.src(a.value));
-}
-
-function eolOf(text: string): string {
-  const nl = text.indexOf('\n');
-  return nl > 0 && text.charCodeAt(nl - 1) === 13 ? '\r\n' : '\n';
 }
