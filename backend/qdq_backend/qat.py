@@ -341,7 +341,7 @@ def fine_tune(
     )
     epoch, skip, global_step, history = 0, 0, 0, []
     if resume is not None:
-        inner.load_state_dict(resume.model_state)
+        load_model_state(inner, resume.model_state)
         _reload_learned(quantizers)
         run.optimizer.load_state_dict(resume.optimizer_state)
         epoch, skip, global_step, history = resume.epoch, resume.step_in_epoch, resume.global_step, list(resume.history)
@@ -400,6 +400,16 @@ def _step(run: _Run, inputs: Inputs, labels: Optional[torch.Tensor], epoch: int,
             if param is not None:
                 param.clamp_(min=_MIN_AMAX)
     return value
+
+
+def load_model_state(model: nn.Module, state: Dict[str, torch.Tensor]) -> None:
+    """Strict, except for the learned-amax parameters (the state carries their values in amax)."""
+    result = model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.endswith(_LEARNED)]
+    if missing or result.unexpected_keys:
+        raise ValueError(
+            f"the saved state does not fit the model: missing {missing[:5]}, unexpected {result.unexpected_keys[:5]}"
+        )
 
 
 def _reload_learned(quantizers: Sequence[nn.Module]) -> None:
