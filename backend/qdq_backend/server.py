@@ -236,6 +236,12 @@ def _export(server: Server, params: Dict[str, Any], ctx: Context) -> Dict[str, A
     return export.export(_require_project(server, "export"), params, ctx.progress, ctx.check_cancel)
 
 
+def _qat(server: Server, params: Dict[str, Any], ctx: Context) -> Dict[str, Any]:
+    from . import qat_run  # noqa: WPS433
+
+    return qat_run.run_qat(_require_project(server, "qat"), params, ctx.progress, ctx.cancelled)
+
+
 def _restore_modules(server: Server, params: Dict[str, Any], ctx: Context) -> Dict[str, Any]:
     try:
         from . import patching  # noqa: WPS433
@@ -263,6 +269,7 @@ HANDLERS: Dict[str, Callable[[Server, Dict[str, Any], Context], Any]] = {
     "calibrate": _calibrate,
     "set_method": _set_method,
     "export": _export,
+    "qat": _qat,
     "restore_modules": _restore_modules,
     "module_source": _module_source,
     "shutdown": _shutdown,
