@@ -332,7 +332,8 @@ export async function runPipeline(
       eval_samples: null,
       notes,
     };
-    if (opts.afterCalibrate) await opts.afterCalibrate({ backend, load: loadParams, config: cfg, outDir, cancel, notes });
+    if (opts.afterCalibrate)
+      await opts.afterCalibrate({ backend, load: loadParams, config: cfg, outDir, cancel, notes });
     if (wantExport) {
       const exp = await call<any>('export', {
         out_dir: workDir,
