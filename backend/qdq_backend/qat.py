@@ -188,7 +188,8 @@ def install_learned_amax(quantizers: Sequence[nn.Module]) -> List[nn.Parameter]:
     for q in quantizers:
         if not learnable(q) or hasattr(q, _LEARNED):
             continue
-        param = nn.Parameter(q.amax.detach().clone().float())
+        amax: torch.Tensor = q.amax  # type: ignore[assignment]
+        param = nn.Parameter(amax.detach().clone().float())
         q.register_parameter(_LEARNED, param)
         q.forward = types.MethodType(_lsq_forward, q)  # instance attribute: the class stays the user's
         params.append(param)
@@ -201,7 +202,8 @@ def sync_learned_amax(quantizers: Sequence[nn.Module]) -> None:
         for q in quantizers:
             param = getattr(q, _LEARNED, None)
             if param is not None:
-                q.amax.copy_(param.detach().clamp(min=_MIN_AMAX))
+                amax: torch.Tensor = q.amax  # type: ignore[assignment]
+                amax.copy_(param.detach().clamp(min=_MIN_AMAX))
 
 
 def remove_learned_amax(quantizers: Sequence[nn.Module]) -> None:
@@ -348,7 +350,8 @@ def fine_tune(
     torch.manual_seed(config.seed + epoch)
     started, done_here = time.monotonic(), 0
     while epoch < config.epochs:
-        epoch_started, losses = time.monotonic(), []
+        epoch_started = time.monotonic()
+        losses: List[float] = []
         model.train()
         for inputs, labels in _shard(train_batches(epoch), coll, steps, skip):
             if coll.any_true(hooks.should_stop()):
@@ -418,4 +421,5 @@ def _reload_learned(quantizers: Sequence[nn.Module]) -> None:
         for q in quantizers:
             param = getattr(q, _LEARNED, None)
             if param is not None:
-                param.copy_(q.amax.detach().reshape(param.shape))
+                amax: torch.Tensor = q.amax  # type: ignore[assignment]
+                param.copy_(amax.detach().reshape(param.shape))

@@ -135,7 +135,7 @@ def measure(project: Project, quantized: bool) -> Optional[float]:
     try:
         if not quantized:
             for m, _ in saved:
-                m.enabled = False
+                setattr(m, "enabled", False)  # noqa: B010 - a TensorQuantizer flag, not a typed nn.Module field
         return qat.accuracy(project.model, eval_batches(project))
     except QdqError:
         raise
