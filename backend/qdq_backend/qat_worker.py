@@ -60,7 +60,9 @@ def _collectives(device: torch.device) -> qat.Collectives:
 
 
 def _device() -> torch.device:
-    if torch.cuda.is_available():
+    """One GPU per process (nccl) when this node has one for each of its processes; else CPU (gloo)."""
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if torch.cuda.is_available() and torch.cuda.device_count() >= per_node:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
         return torch.device("cuda", local)
