@@ -225,6 +225,13 @@ def _start(project: Project, p: QatParams, directory: str, progress: Progress) -
                 f"the checkpoint was trained with {saved}, this run asks for {asdict(p.config)}",
                 "resume with the same epochs / lr / learn-amax, or run without --resume to start over",
             )
+        processes = ckpt.meta.get("processes", 1)
+        if ckpt.state.global_step and processes != p.nproc:
+            raise QdqError(
+                "config",
+                f"the checkpoint is from a run on {processes} process(es), this run asks for {p.nproc}",
+                f"resume with --nproc {processes} (the schedule counts steps per process), or start over",
+            )
         qat.load_model_state(project.model, ckpt.state.model_state)
         progress("qat", ckpt.state.global_step, None, f"resuming from step {ckpt.state.global_step}")
         return ckpt
@@ -236,6 +243,7 @@ def _start(project: Project, p: QatParams, directory: str, progress: Progress) -
         "ptq": measure(project, quantized=True),
         "eval_samples": eval_samples(project),
         "config": asdict(p.config),
+        "processes": p.nproc,
         "model": project.factory,
     }
     state = qat.TrainState(0, 0, 0, qat.model_state(project.model, quantizer_modules(project)), {}, [])

@@ -101,6 +101,9 @@ def test_cancel_saves_the_step_and_resume_finishes(project_dir):
     saved = qat_checkpoint.load(_checkpoint(project_dir))
     assert saved.state.global_step == 30
     project = _calibrated(project_dir)
+    with pytest.raises(QdqError) as info:
+        qat_run.run_qat(project, _params(project_dir, resume=True, nproc=2), lambda *e: None, lambda: False)
+    assert info.value.kind == "config" and "--nproc 1" in info.value.hint
     result = qat_run.run_qat(project, _params(project_dir, resume=True), lambda *e: None, lambda: False)
     assert result["resumed_from_step"] == 30 and result["steps"] == 44
     assert result["ptq"] == saved.meta["ptq"]
