@@ -50,6 +50,7 @@ export async function main(argv: string[], io: CliIO = processIO): Promise<numbe
       io.out(`qdq ${packageVersion()}\n`);
       return 0;
     }
+    if (command === 'qat') return await (await import('../pipeline/qat')).runQatCommand(rest); // docs/qat.md
     if (!(command in CLI_COMMANDS)) throw new UsageError(`unknown command "${command}"`);
     if (rest.includes('--help') || rest.includes('-h')) {
       io.out(usage(command) + '\n');

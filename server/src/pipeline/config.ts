@@ -23,6 +23,12 @@ export interface QdqConfig {
   target: Target;
   dynamicBatch: boolean;
   patchModules: string[];
+  /** QAT (`qdq qat`, docs/qat.md). */
+  trainData?: string;
+  trainStep?: string;
+  epochs?: number;
+  lr?: number;
+  learnAmax?: boolean;
 }
 
 /** 0-based line/character (UTF-16), like LSP positions. */
@@ -156,6 +162,31 @@ export const CONFIG_KEYS: KeySpec[] = [
       Array.isArray(v) && v.every((m) => typeof m === 'string' && /^[A-Za-z_][\w.]*$/.test(m))
         ? null
         : 'must be a list of module names, e.g. ["torchvision.models.resnet"]',
+  },
+  {
+    key: 'train-data',
+    field: 'trainData',
+    doc: 'qdq qat: file.py:fn yielding (inputs, labels) training batches',
+    check: spec('data.py:train_data'),
+  },
+  {
+    key: 'train-step',
+    field: 'trainStep',
+    doc: 'qdq qat: file.py:fn(model, batch) returning the loss (default: cross-entropy)',
+    check: spec('train.py:train_step'),
+  },
+  { key: 'epochs', field: 'epochs', doc: 'qdq qat: epochs (about 10% of the training)', check: intIn(1, 10000) },
+  {
+    key: 'lr',
+    field: 'lr',
+    doc: 'qdq qat: starting learning rate (about 1% of the training one)',
+    check: (v) => (typeof v === 'number' && v > 0 && v <= 10 ? null : 'must be a number in (0, 10], e.g. 1e-4'),
+  },
+  {
+    key: 'learn-amax',
+    field: 'learnAmax',
+    doc: 'qdq qat: learn the quantization ranges (LSQ)',
+    check: (v) => (typeof v === 'boolean' ? null : 'must be true or false'),
   },
 ];
 

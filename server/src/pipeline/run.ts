@@ -35,6 +35,20 @@ export interface PipelineOptions {
   dynamicOnly?: boolean;
   onLog?: (line: string) => void;
   latencyRuns?: number;
+  /** Runs between calibrate and export on the same backend (QAT fine-tunes there: server/src/pipeline/qat.ts). */
+  afterCalibrate?: (step: AfterCalibrate) => Promise<void>;
+  /** How long a cancelled request may take to stop before the backend is killed (BackendClient's default: 5 s). */
+  cancelGraceMs?: number;
+}
+
+/** What an afterCalibrate step gets: the backend, the `load` params it was loaded with, the output folder. */
+export interface AfterCalibrate {
+  backend: BackendClient;
+  load: Record<string, unknown>;
+  config: QdqConfig;
+  outDir: string;
+  cancel: CancelToken;
+  notes: string[];
 }
 
 export interface PipelineProgress {
@@ -316,7 +330,12 @@ export async function runPipeline(
   });
   // sys.executable rather than the name probed: skips launcher shims (pyenv) and shows the real interpreter.
   const pythonExe = py.executable && fs.existsSync(py.executable) ? py.executable : py.path;
-  const backend = BackendClient.start({ python: pythonExe, projectDir, onLog: opts.onLog });
+  const backend = BackendClient.start({
+    python: pythonExe,
+    projectDir,
+    onLog: opts.onLog,
+    cancelGraceMs: opts.cancelGraceMs,
+  });
   const forward = (p: ProgressEvent) =>
     onProgress({ step: BACKEND_TO_STEP[p.step] ?? 'load', done: p.done, total: p.total, message: p.message });
   const rpc = { onProgress: forward, cancel };
@@ -338,19 +357,17 @@ export async function runPipeline(
       );
     }
     onProgress({ step: 'load', done: 0, total: null, message: `loading ${cfg.model}` });
-    const loaded = await backend.load(
-      {
-        project_dir: projectDir,
-        model: cfg.model,
-        example_inputs: cfg.exampleInputs,
-        input_shapes: cfg.inputShapes,
-        calibration_data: cfg.calibrationData,
-        eval_data: cfg.evalData,
-        patch_modules: patchModules.length ? patchModules : undefined,
-        model_source_override: quantized.override,
-      },
-      rpc,
-    );
+    const loadParams = {
+      project_dir: projectDir,
+      model: cfg.model,
+      example_inputs: cfg.exampleInputs,
+      input_shapes: cfg.inputShapes,
+      calibration_data: cfg.calibrationData,
+      eval_data: cfg.evalData,
+      patch_modules: patchModules.length ? patchModules : undefined,
+      model_source_override: quantized.override,
+    };
+    const loaded = await backend.load(loadParams, rpc);
     if (loaded.calibration_data_kind === 'random-normal') {
       notes.push(
         'calibrated on random normal batches of the input shapes (no calibration-data configured): ranges are only indicative',
@@ -406,6 +423,8 @@ export async function runPipeline(
       eval_samples: null,
       notes,
     };
+    if (opts.afterCalibrate)
+      await opts.afterCalibrate({ backend, load: loadParams, config: cfg, outDir, cancel, notes });
     if (wantExport) {
       const exp = await backend.export(
         {
