@@ -48,6 +48,8 @@ export async function main(argv: string[], io: CliIO = processIO): Promise<numbe
       io.out(`qdq ${packageVersion()}\n`);
       return 0;
     }
+    if (command === 'sensitivity' || command === 'tune')
+      return await (await import('../pipeline/sensitivityCli')).runSensitivityCommand(command, rest);
     if ((PIPELINE_COMMANDS as readonly string[]).includes(command))
       return await runPipeline(command as PipelineCommand, rest);
     if (!(command in CLI_COMMANDS)) throw new UsageError(`unknown command "${command}"`);
