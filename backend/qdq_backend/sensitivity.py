@@ -223,51 +223,58 @@ def sqnr_metric(model: nn.Module, batches: Sequence[Inputs], switch: PrecisionSw
     return run
 
 
-class _Counter:
-    """Counts evaluations and reports progress with an ETA from the mean time per evaluation so far."""
+class Runner:
+    """Evaluates the metric for a list of precision assignments (which groups are INT8), with progress and an ETA.
 
-    def __init__(self, metric: Metric, total: int, step: str, progress: Progress, check_cancel: Callable[[], None]):
-        self.metric, self.total, self.step = metric, total, step
+    Every search below asks for its evaluations in batches that do not depend on each other, so a distributed
+    runner (sensitivity_dist.py) can split a batch across processes and return the same list.
+    """
+
+    def __init__(
+        self,
+        switch: PrecisionSwitch,
+        metric: Metric,
+        step: str,
+        progress: Progress,
+        check_cancel: Callable[[], None],
+    ) -> None:
+        self.switch, self.metric, self.step = switch, metric, step
         self.progress, self.check_cancel = progress, check_cancel
+        self.total = 0
         self.done = 0
         self.started = time.monotonic()
 
-    def __call__(self, what: str) -> float:
+    def evaluate(self, int8: Sequence[SiteGroup], what: str) -> float:
         self.check_cancel()
+        self.switch.set_int8(int8)
         value = self.metric()
         self.done += 1
         elapsed = time.monotonic() - self.started
-        eta = elapsed / self.done * max(self.total - self.done, 0)
         total = max(self.total, self.done)
+        eta = elapsed / self.done * (total - self.done)
         self.progress(self.step, self.done, total, f"{what}: {value:.2f} (ETA {eta:.0f} s)")
         return value
 
+    def run(self, configs: Sequence[Tuple[Sequence[SiteGroup], str]]) -> List[float]:
+        return [self.evaluate(int8, what) for int8, what in configs]
 
-def measure_sensitivity(
-    groups: Sequence[SiteGroup],
-    switch: PrecisionSwitch,
-    metric: Metric,
-    metric_name: str,
-    progress: Progress,
-    check_cancel: Callable[[], None],
-) -> SensitivityResult:
+
+def measure_sensitivity(groups: Sequence[SiteGroup], runner: Runner, metric_name: str) -> SensitivityResult:
     """For each group, the metric when only it is INT8 and when only it is float (2 + 2 * len(groups) runs)."""
-    count = _Counter(metric, 2 + 2 * len(groups), "sensitivity", progress, check_cancel)
+    configs: List[Tuple[Sequence[SiteGroup], str]] = [([], "all float"), (list(groups), "all INT8")]
+    for g in groups:
+        configs.append(([g], f"only {g.label} INT8"))
+        configs.append(([o for o in groups if o is not g], f"only {g.label} float"))
+    runner.total = len(configs)
     try:
-        switch.set_int8([])
-        fp32 = count("all float")
-        switch.set_int8(groups)
-        all_int8 = count("all INT8")
-        results = []
-        for g in groups:
-            switch.set_int8([g])
-            only_int8 = count(f"only {g.label} INT8")
-            switch.set_int8([other for other in groups if other is not g])
-            only_float = count(f"only {g.label} float")
-            results.append(GroupSensitivity(group=g, only_int8=only_int8, only_float=only_float))
+        values = runner.run(configs)
     finally:
-        switch.restore()
-    return SensitivityResult(metric_name, fp32, all_int8, results, count.done)
+        runner.switch.restore()
+    results = [
+        GroupSensitivity(group=g, only_int8=values[2 + 2 * i], only_float=values[3 + 2 * i])
+        for i, g in enumerate(groups)
+    ]
+    return SensitivityResult(metric_name, values[0], values[1], results, len(configs))
 
 
 def budget_target(fp32: float, max_drop: float, relative: bool) -> float:
@@ -277,13 +284,10 @@ def budget_target(fp32: float, max_drop: float, relative: bool) -> float:
 
 def tune(
     groups: Sequence[SiteGroup],
-    switch: PrecisionSwitch,
-    metric: Metric,
+    runner: Runner,
     metric_name: str,
     max_drop: float,
     relative: bool,
-    progress: Progress,
-    check_cancel: Callable[[], None],
 ) -> TunePlan:
     """Fewest groups in float with the metric within the budget.
 
@@ -293,36 +297,30 @@ def tune(
     need (last added first), so the plan holds no group that greed picked early and later ones made redundant.
     """
     n = len(groups)
-    count = _Counter(metric, 2 + n, "tune", progress, check_cancel)
     order = {g.label: i for i, g in enumerate(groups)}
+    runner.total = 2 + n
     try:
-        switch.set_int8([])
-        fp32 = count("all float")
+        fp32, all_int8 = runner.run([([], "all float"), (list(groups), "all INT8")])
         target = budget_target(fp32, max_drop, relative)
-        switch.set_int8(groups)
-        all_int8 = current = count("all INT8")
+        current = all_int8
         in_float: List[SiteGroup] = []
         steps: List[TuneStep] = []
         while current < target and len(in_float) < n:
             remaining = [g for g in groups if g not in in_float]
-            count.total = count.done + len(remaining) + len(in_float) + 1
-            scored = []
-            for g in remaining:
-                switch.set_int8([x for x in remaining if x is not g])
-                scored.append((count(f"{g.label} float too"), -order[g.label], g))
-            best_value, _, best = max(scored, key=lambda t: (t[0], t[1]))
+            runner.total = runner.done + len(remaining) + len(in_float) + 1
+            values = runner.run([([x for x in remaining if x is not g], f"{g.label} float too") for g in remaining])
+            best_value, _, best = max(zip(values, [-order[g.label] for g in remaining], remaining))
             in_float.append(best)
             current = best_value
             steps.append(TuneStep([g.label for g in in_float], current))
         for g in list(reversed(in_float)) if current >= target else []:
             trial = [x for x in in_float if x is not g]
-            switch.set_int8([x for x in groups if x not in trial])
-            value = count(f"{g.label} back to INT8")
+            (value,) = runner.run([([x for x in groups if x not in trial], f"{g.label} back to INT8")])
             if value >= target:
                 in_float, current = trial, value
                 steps.append(TuneStep([x.label for x in in_float], current))
     finally:
-        switch.restore()
+        runner.switch.restore()
     return TunePlan(
         metric=metric_name,
         fp32=fp32,
@@ -331,7 +329,7 @@ def tune(
         mixed=current,
         float_groups=sorted(in_float, key=lambda g: order[g.label]),
         steps=steps,
-        evaluations=count.done,
+        evaluations=runner.done,
         within_budget=current >= target,
     )
 

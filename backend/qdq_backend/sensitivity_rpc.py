@@ -13,6 +13,7 @@ from .errors import QdqError
 from .loader import Project
 
 DEFAULT_EVAL_BATCHES = 50
+RunnerClass = Callable[..., sens.Runner]
 
 
 def _sites(project: Project) -> List[sens.Site]:
@@ -77,10 +78,14 @@ def _group_dict(g: sens.SiteGroup) -> Dict[str, Any]:
 
 
 def sensitivity(
-    project: Project, params: Dict[str, Any], progress: sens.Progress, check_cancel: Callable[[], None]
+    project: Project,
+    params: Dict[str, Any],
+    progress: sens.Progress,
+    check_cancel: Callable[[], None],
+    runner_class: RunnerClass = sens.Runner,
 ) -> Dict[str, Any]:
     groups, switch, name, metric, samples = _prepare(project, params)
-    r = sens.measure_sensitivity(groups, switch, metric, name, progress, check_cancel)
+    r = sens.measure_sensitivity(groups, runner_class(switch, metric, "sensitivity", progress, check_cancel), name)
     return {
         "metric": r.metric,
         "samples": samples,
@@ -99,11 +104,16 @@ def _max_drop(params: Dict[str, Any]) -> Tuple[float, bool]:
 
 
 def tune(
-    project: Project, params: Dict[str, Any], progress: sens.Progress, check_cancel: Callable[[], None]
+    project: Project,
+    params: Dict[str, Any],
+    progress: sens.Progress,
+    check_cancel: Callable[[], None],
+    runner_class: RunnerClass = sens.Runner,
 ) -> Dict[str, Any]:
     max_drop, relative = _max_drop(params)
     groups, switch, name, metric, samples = _prepare(project, params)
-    plan = sens.tune(groups, switch, metric, name, max_drop, relative, progress, check_cancel)
+    runner = runner_class(switch, metric, "tune", progress, check_cancel)
+    plan = sens.tune(groups, runner, name, max_drop, relative)
     return {
         "metric": plan.metric,
         "samples": samples,

@@ -115,7 +115,7 @@ def _outlier_setup():
 def test_sensitivity_names_the_layer_with_the_outlier_input():
     model, groups, switch, metric = _outlier_setup()
     events = []
-    r = sens.measure_sensitivity(groups, switch, metric, "top1", lambda *a: events.append(a), _noop)
+    r = sens.measure_sensitivity(groups, sens.Runner(switch, metric, "s", lambda *a: events.append(a), _noop), "top1")
     by_label = {g.group.label: g for g in r.groups}
     assert r.fp32 == 100.0 and r.all_int8 < 90.0
     assert by_label["Outlier.first"].only_int8 < 90.0 < by_label["Outlier.second"].only_int8
@@ -127,7 +127,7 @@ def test_sensitivity_names_the_layer_with_the_outlier_input():
 
 def test_tune_keeps_only_the_sensitive_group_in_float():
     _model, groups, switch, metric = _outlier_setup()
-    plan = sens.tune(groups, switch, metric, "top1", 0.5, False, _noop, _noop)
+    plan = sens.tune(groups, sens.Runner(switch, metric, "t", _noop, _noop), "top1", 0.5, False)
     assert [g.label for g in plan.float_groups] == ["Outlier.first"]
     assert plan.within_budget and plan.mixed >= plan.fp32 - 0.5
     assert plan.all_int8 < plan.mixed
@@ -135,7 +135,7 @@ def test_tune_keeps_only_the_sensitive_group_in_float():
 
 def test_tune_with_a_loose_budget_keeps_nothing_in_float():
     _model, groups, switch, metric = _outlier_setup()
-    plan = sens.tune(groups, switch, metric, "top1", 100.0, False, _noop, _noop)
+    plan = sens.tune(groups, sens.Runner(switch, metric, "t", _noop, _noop), "top1", 100.0, False)
     assert plan.float_groups == [] and plan.mixed == plan.all_int8
 
 
@@ -149,7 +149,7 @@ def test_cancel_stops_the_measurement():
         raise Stop()
 
     with pytest.raises(Stop):
-        sens.measure_sensitivity(groups, switch, metric, "top1", _noop, cancel)
+        sens.measure_sensitivity(groups, sens.Runner(switch, metric, "s", _noop, cancel), "top1")
 
 
 def test_budget_target_absolute_and_relative():
