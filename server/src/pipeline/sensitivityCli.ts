@@ -10,8 +10,8 @@ import { runSensitivity, formatSensitivity } from './sensitivity';
 import { runTune, formatTune } from './tune';
 
 export const SENSITIVITY_USAGE = {
-  sensitivity: 'qdq sensitivity [DIR] [--python P] [--verbose]',
-  tune: 'qdq tune [DIR] [--max-drop P | P%] [--write] [--python P] [--verbose]',
+  sensitivity: 'qdq sensitivity [DIR] [--nproc N] [--python P] [--verbose]',
+  tune: 'qdq tune [DIR] [--max-drop P | P%] [--write] [--nproc N] [--python P] [--verbose]',
 };
 
 interface Flags {
@@ -20,6 +20,7 @@ interface Flags {
   maxDrop?: string;
   write: boolean;
   verbose: boolean;
+  nproc?: number;
 }
 
 function parse(cmd: 'sensitivity' | 'tune', argv: string[]): Flags | string {
@@ -30,11 +31,15 @@ function parse(cmd: 'sensitivity' | 'tune', argv: string[]): Flags | string {
     if (a === '--python') flags.python = value();
     else if (a === '--max-drop' && cmd === 'tune') flags.maxDrop = value();
     else if (a === '--write' && cmd === 'tune') flags.write = true;
-    else if (a === '--verbose' || a === '-v') flags.verbose = true;
+    else if (a === '--nproc') {
+      const n = Number(value());
+      if (!Number.isInteger(n) || n < 1) return '--nproc needs a whole number of processes (1 or more)';
+      flags.nproc = n;
+    } else if (a === '--verbose' || a === '-v') flags.verbose = true;
     else if (a.startsWith('-')) return `unknown flag ${a}`;
     else if (flags.dir === undefined) flags.dir = a;
     else return `unexpected argument ${a}`;
-    if ((a === '--python' || a === '--max-drop') && argv[i] === a) return `${a} needs a value`;
+    if ((a === '--python' || a === '--max-drop' || a === '--nproc') && argv[i] === a) return `${a} needs a value`;
   }
   return flags;
 }
@@ -74,6 +79,7 @@ export async function runSensitivityCommand(
   const opts = {
     projectDir,
     python: flags.python,
+    nproc: flags.nproc,
     onLog: flags.verbose ? (l: string) => io.err.write(`[backend] ${l}\n`) : undefined,
   };
   try {

@@ -4,7 +4,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { QdqError, CancelToken } from './errors';
-import { openSession, metricParams, SensitivityProgress, GroupInfo } from './sensitivity';
+import { openSession, metricParams, SensitivityProgress, GroupInfo, SessionOptions } from './sensitivity';
 import { PipelineOptions } from './run';
 import { keepFloat, quantizeFile } from '../fixes';
 import { writeFileAtomic } from '../onnx/atomic';
@@ -137,7 +137,7 @@ export function applyKeepFloat(
 }
 
 export async function runTune(
-  opts: Pick<PipelineOptions, 'projectDir' | 'python' | 'overrides' | 'onLog' | 'write'> & { maxDrop?: string },
+  opts: SessionOptions & Pick<PipelineOptions, 'write'> & { maxDrop?: string },
   onProgress: (p: SensitivityProgress) => void = () => undefined,
   cancel: CancelToken = new CancelToken(),
 ): Promise<{ report: TuneReport; path: string; notes: string[] }> {
@@ -154,7 +154,7 @@ export async function runTune(
           : `max-accuracy-drop "${raw}" is not points or a percentage`,
         'pass --max-drop 0.5 (points of top-1) or --max-drop 1% (of FP32), or set max-accuracy-drop in [tool.qdq]',
       );
-    const r = await session.call<TuneBackendResult>('tune', {
+    const r = await session.measure<TuneBackendResult>('tune', {
       ...metricParams(session.cfg),
       max_drop: budget.maxDrop,
       relative: budget.relative,
