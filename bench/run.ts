@@ -7,6 +7,7 @@ import { progress, Skip, table, TargetCheck, writeJsonAtomic, fmt } from './stat
 import { benchLanguageServer, LangServerResult } from './langserver';
 import { benchModels, ModelsResult } from './models';
 import { benchCalibration, CalibrationResult } from './calibration';
+import { benchTune, TuneBenchResult } from './tune';
 
 interface Section {
   name: string;
@@ -113,6 +114,18 @@ const sections: Section[] = [
         'histogram pass = entropy, percentile and mse, which share it)'
       );
     },
+  },
+  {
+    name: 'mixed precision',
+    run: benchTune,
+    print: (r: TuneBenchResult) =>
+      table(
+        ['what', 'median s', 'ratio'],
+        [
+          [`qdq run ${r.project}`, r.run_s, '1.00x'],
+          [`qdq tune ${r.project} --max-drop 0.5`, r.tune_s, `${r.ratio.toFixed(2)}x`],
+        ],
+      ) + `\n(whole CLI processes, alternated, median of ${r.runs} each)`,
   },
 ];
 

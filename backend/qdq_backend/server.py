@@ -325,6 +325,18 @@ def _module_source(server: Server, params: ModuleSourceParams, ctx: Context) -> 
     return {"module": source["module"], "file": source["file"], "source": source["source"]}
 
 
+def _sensitivity(server: Server, params: Dict[str, Any], ctx: Context) -> Dict[str, Any]:
+    from . import sensitivity_rpc  # noqa: WPS433
+
+    return sensitivity_rpc.sensitivity(_require_project(server, "sensitivity"), params, ctx.progress, ctx.check_cancel)
+
+
+def _tune(server: Server, params: Dict[str, Any], ctx: Context) -> Dict[str, Any]:
+    from . import sensitivity_rpc  # noqa: WPS433
+
+    return sensitivity_rpc.tune(_require_project(server, "tune"), params, ctx.progress, ctx.check_cancel)
+
+
 def _shutdown(server: Server, params: ShutdownParams, ctx: Context) -> None:
     return None
 
@@ -341,6 +353,8 @@ HANDLERS: Dict[str, Callable[[Server, Any, Context], Any]] = {
     "qat": _qat,
     "restore_modules": _restore_modules,
     "module_source": _module_source,
+    "sensitivity": _sensitivity,
+    "tune": _tune,
     "shutdown": _shutdown,
 }
 

@@ -51,6 +51,8 @@ export async function main(argv: string[], io: CliIO = processIO): Promise<numbe
       return 0;
     }
     if (command === 'qat') return await (await import('../pipeline/qat')).runQatCommand(rest); // docs/qat.md
+    if (command === 'sensitivity' || command === 'tune')
+      return await (await import('../pipeline/sensitivityCli')).runSensitivityCommand(command, rest);
     if (!(command in CLI_COMMANDS)) throw new UsageError(`unknown command "${command}"`);
     if (rest.includes('--help') || rest.includes('-h')) {
       io.out(usage(command) + '\n');

@@ -29,6 +29,8 @@ export interface QdqConfig {
   epochs?: number;
   lr?: number;
   learnAmax?: boolean;
+  /** `qdq tune`'s budget: absolute points (0.5) or relative to FP32 ("1%"). */
+  maxAccuracyDrop?: number | string;
 }
 
 /** 0-based line/character (UTF-16), like LSP positions. */
@@ -131,6 +133,15 @@ export const CONFIG_KEYS: KeySpec[] = [
     doc: 'ONNX opset (QuantizeLinear needs 13 or higher)',
     check: intIn(13, 23),
     default: 13,
+  },
+  {
+    key: 'max-accuracy-drop',
+    field: 'maxAccuracyDrop',
+    doc: 'qdq tune: the largest metric drop allowed, in points (0.5) or relative to FP32 ("1%")',
+    check: (v) =>
+      (typeof v === 'number' && v >= 0) || (typeof v === 'string' && /^\s*\d+(\.\d+)?\s*%\s*$/.test(v))
+        ? null
+        : 'must be points (0.5) or a percentage of FP32 ("1%")',
   },
   {
     key: 'out-dir',

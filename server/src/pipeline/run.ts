@@ -134,7 +134,7 @@ const BACKEND_TO_STEP: Record<string, PipelineProgress['step']> = {
 };
 
 /** Source of the model file, quantized (on a copy unless `write`), as the backend should run it. */
-function quantizeModelSource(
+export function quantizeModelSource(
   projectDir: string,
   cfg: QdqConfig,
   outDir: string,

@@ -1,0 +1,130 @@
+"""The `sensitivity` and `tune` requests: a loaded, calibrated project in, protocol dictionaries out.
+
+The algorithm lives in sensitivity.py (typed, no I/O); this adapter picks the held-out data and the metric and
+turns the typed results into JSON-ready dictionaries.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Tuple
+
+from . import sensitivity as sens
+from .errors import QdqError
+from .loader import Project
+
+DEFAULT_EVAL_BATCHES = 50
+RunnerClass = Callable[..., sens.Runner]
+
+
+def _sites(project: Project) -> List[sens.Site]:
+    return [
+        sens.Site(name=q.name, site=f"{q.site['file']}::{q.site['cls']}.{q.site['attr']}", module=q.module)
+        for q in project.quantizers
+        if getattr(q.module, "enabled", True)
+    ]
+
+
+def _int_param(params: Dict[str, Any], key: str, default: int) -> int:
+    value = params.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise QdqError("config", f"{key} = {value!r} is not a non-negative integer", "pass a count such as 50")
+    return value
+
+
+def _metric(project: Project, params: Dict[str, Any], switch: sens.PrecisionSwitch) -> Tuple[str, sens.Metric, int]:
+    """Top-1 on labelled eval-data; else output SQNR on held-out batches (calibration batches past those calibrated)."""
+    limit = _int_param(params, "eval_batches", DEFAULT_EVAL_BATCHES) or DEFAULT_EVAL_BATCHES
+    if project.eval_source is not None:
+        batches = list(project.eval_batches(limit))
+        labelled = [(inputs, labels) for inputs, labels in batches if labels is not None]
+        if labelled and len(labelled) == len(batches):
+            samples = sum(int(labels.shape[0]) for _, labels in labelled)
+            return "top1", sens.top1_metric(project.model, labelled), samples
+        held_out = [inputs for inputs, _ in batches]
+    else:
+        skip = _int_param(params, "calibration_batches", 0)
+        held_out = list(project.calibration_batches(skip + limit))[skip:]
+    if not held_out:
+        raise QdqError(
+            "config",
+            "no held-out batches to measure sensitivity on (eval-data is not set and the calibration data has no "
+            "batches beyond those calibrated)",
+            "set eval-data in [tool.qdq] (labelled (inputs, labels) batches give top-1), or calibrate on fewer batches",
+        )
+    samples = sum(int(b[0].shape[0]) if b[0].dim() else 1 for b in held_out)
+    return "sqnr_db", sens.sqnr_metric(project.model, held_out, switch), samples
+
+
+def _prepare(
+    project: Project, params: Dict[str, Any]
+) -> Tuple[List[sens.SiteGroup], sens.PrecisionSwitch, str, sens.Metric, int]:
+    if not project.calibration_state and not any(
+        getattr(q.module, "amax", None) is not None for q in project.quantizers
+    ):
+        raise QdqError("config", "sensitivity before calibrate", "send calibrate first (this is a client bug)")
+    sites = _sites(project)
+    if not sites:
+        raise QdqError("config", "the model has no enabled quantizers", "quantize the model first (qdq quantize)")
+    project.model.eval()
+    shared = sens.shared_input_sets(project.model, sites, project.example_inputs)
+    groups = sens.group_sites(sites, shared)
+    switch = sens.PrecisionSwitch(sites, groups)
+    name, metric, samples = _metric(project, params, switch)
+    return groups, switch, name, metric, samples
+
+
+def _group_dict(g: sens.SiteGroup) -> Dict[str, Any]:
+    return {"label": g.label, "sites": list(g.sites), "quantizers": list(g.quantizers)}
+
+
+def sensitivity(
+    project: Project,
+    params: Dict[str, Any],
+    progress: sens.Progress,
+    check_cancel: Callable[[], None],
+    runner_class: RunnerClass = sens.Runner,
+) -> Dict[str, Any]:
+    groups, switch, name, metric, samples = _prepare(project, params)
+    r = sens.measure_sensitivity(groups, runner_class(switch, metric, "sensitivity", progress, check_cancel), name)
+    return {
+        "metric": r.metric,
+        "samples": samples,
+        "fp32": r.fp32,
+        "all_int8": r.all_int8,
+        "evaluations": r.evaluations,
+        "groups": [{**_group_dict(s.group), "only_int8": s.only_int8, "only_float": s.only_float} for s in r.groups],
+    }
+
+
+def _max_drop(params: Dict[str, Any]) -> Tuple[float, bool]:
+    value = params.get("max_drop")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise QdqError("config", f"max_drop = {value!r} is not a non-negative number", "pass --max-drop 0.5 (points)")
+    return float(value), bool(params.get("relative", False))
+
+
+def tune(
+    project: Project,
+    params: Dict[str, Any],
+    progress: sens.Progress,
+    check_cancel: Callable[[], None],
+    runner_class: RunnerClass = sens.Runner,
+) -> Dict[str, Any]:
+    max_drop, relative = _max_drop(params)
+    groups, switch, name, metric, samples = _prepare(project, params)
+    runner = runner_class(switch, metric, "tune", progress, check_cancel)
+    plan = sens.tune(groups, runner, name, max_drop, relative)
+    return {
+        "metric": plan.metric,
+        "samples": samples,
+        "fp32": plan.fp32,
+        "all_int8": plan.all_int8,
+        "target": plan.target,
+        "mixed": plan.mixed,
+        "within_budget": plan.within_budget,
+        "evaluations": plan.evaluations,
+        "groups": len(groups),
+        "float_groups": [_group_dict(g) for g in plan.float_groups],
+        "float_sites": sorted(sens.float_site_set(plan)),
+        "steps": [{"float": s.float_labels, "value": s.value} for s in plan.steps],
+    }

@@ -1,0 +1,249 @@
+// `qdq sensitivity` and `qdq tune`: one load + one calibration (the pipeline's), then the backend's per-group
+// measurements (backend/qdq_backend/sensitivity.py). This file owns the session and sensitivity.json; tune.ts owns
+// the precision plan, its keep_float edits and tune.json.
+import * as fs from 'fs';
+import * as path from 'path';
+import { loadConfig, ConfigError, QdqConfig } from './config';
+import { findInterpreter } from './interpreter';
+import { spawn } from 'child_process';
+import * as readline from 'readline';
+import { BackendClient, ProgressEvent, defaultBackendDir } from './backendClient';
+import { QdqError, CancelToken } from './errors';
+import { quantizeModelSource, PipelineOptions } from './run';
+import { writeFileAtomic } from '../onnx/atomic';
+
+export interface SensitivityProgress {
+  step: 'interpreter' | 'load' | 'calibrate' | 'sensitivity' | 'tune';
+  done: number;
+  total: number | null;
+  message: string;
+}
+
+export interface GroupInfo {
+  label: string;
+  /** Source sites "file::Class.attr", the key a keep_float edit is made from. */
+  sites: string[];
+  quantizers: string[];
+}
+
+export interface SensitivityResult {
+  metric: 'top1' | 'sqnr_db';
+  samples: number;
+  fp32: number;
+  all_int8: number;
+  evaluations: number;
+  groups: (GroupInfo & { only_int8: number; only_float: number })[];
+}
+
+/** A loaded, calibrated model, measured in one backend or (--nproc N) in N torch.distributed workers. */
+export interface Session {
+  projectDir: string;
+  cfg: QdqConfig;
+  outDir: string;
+  modelPath: string;
+  /** Runs `sensitivity` or `tune` with these params and returns the backend's result. */
+  measure<T>(command: 'sensitivity' | 'tune', params: Record<string, unknown>): Promise<T>;
+  close(): Promise<void>;
+}
+
+export type SessionOptions = Pick<PipelineOptions, 'projectDir' | 'python' | 'overrides' | 'onLog'> & {
+  /** Processes for the per-group evaluations (sensitivity_dist.py); 1 runs them in the ordinary backend. */
+  nproc?: number;
+};
+
+function configOf(projectDir: string, opts: SessionOptions): QdqConfig {
+  if (!fs.existsSync(projectDir) || !fs.statSync(projectDir).isDirectory())
+    throw new QdqError('config', `project folder ${projectDir} does not exist`, 'pass a folder with pyproject.toml');
+  try {
+    return loadConfig(projectDir, opts.overrides);
+  } catch (e) {
+    if (e instanceof ConfigError) throw new QdqError('config', e.message, e.hint);
+    throw e;
+  }
+}
+
+interface Prepared {
+  projectDir: string;
+  cfg: QdqConfig;
+  outDir: string;
+  modelPath: string;
+  python: string;
+  load: Record<string, unknown>;
+  calibrate: Record<string, unknown>;
+}
+
+/** Config, interpreter, the quantized copy, and the load/calibrate parameters `qdq run` uses. */
+async function prepare(
+  opts: SessionOptions,
+  onProgress: (p: SensitivityProgress) => void,
+  cancel: CancelToken,
+): Promise<Prepared> {
+  const projectDir = path.resolve(opts.projectDir);
+  const cfg = configOf(projectDir, opts);
+  const outDir = path.resolve(projectDir, cfg.outDir);
+  fs.mkdirSync(outDir, { recursive: true });
+  onProgress({ step: 'interpreter', done: 0, total: null, message: 'looking for a Python with torch' });
+  const py = await findInterpreter({ explicit: opts.python, cwd: projectDir });
+  cancel.throwIfCancelled();
+  const quantized = quantizeModelSource(projectDir, cfg, outDir, false, []);
+  return {
+    projectDir,
+    cfg,
+    outDir,
+    modelPath: path.resolve(projectDir, cfg.model.slice(0, cfg.model.lastIndexOf(':'))),
+    python: py.executable && fs.existsSync(py.executable) ? py.executable : py.path,
+    load: {
+      project_dir: projectDir,
+      model: cfg.model,
+      example_inputs: cfg.exampleInputs,
+      input_shapes: cfg.inputShapes,
+      calibration_data: cfg.calibrationData,
+      eval_data: cfg.evalData,
+      model_source_override: quantized.override,
+    },
+    calibrate: { method: cfg.method, percentile: cfg.percentile, batches: cfg.batches, out_dir: outDir },
+  };
+}
+
+const STEPS = ['calibrate', 'sensitivity', 'tune'];
+const asStep = (step: string) => (STEPS.includes(step) ? step : 'load') as SensitivityProgress['step'];
+
+/** Start the backend, load and calibrate once; or, for nproc > 1, hand the same parameters to the workers. */
+export async function openSession(
+  opts: SessionOptions,
+  onProgress: (p: SensitivityProgress) => void,
+  cancel: CancelToken,
+): Promise<Session> {
+  const p = await prepare(opts, onProgress, cancel);
+  const base = { projectDir: p.projectDir, cfg: p.cfg, outDir: p.outDir, modelPath: p.modelPath };
+  if ((opts.nproc ?? 1) > 1) {
+    const nproc = opts.nproc ?? 1;
+    return {
+      ...base,
+      measure: <T>(command: 'sensitivity' | 'tune', params: Record<string, unknown>) =>
+        runDistributed<T>({ ...p, nproc, command, params, onLog: opts.onLog }, onProgress, cancel),
+      close: async () => undefined,
+    };
+  }
+  const backend = BackendClient.start({ python: p.python, projectDir: p.projectDir, onLog: opts.onLog });
+  const forward = (e: ProgressEvent) =>
+    onProgress({ step: asStep(e.step), done: e.done, total: e.total, message: e.message });
+  const call = <T>(method: string, params: Record<string, unknown>) =>
+    backend.request<T>(method, params, { onProgress: forward, cancel });
+  try {
+    await call('initialize', {});
+    onProgress({ step: 'load', done: 0, total: null, message: `loading ${p.cfg.model}` });
+    await call('load', p.load);
+    await call('calibrate', p.calibrate);
+  } catch (e) {
+    await backend.shutdown().catch(() => undefined);
+    throw e;
+  }
+  return { ...base, measure: call, close: () => backend.shutdown() };
+}
+
+/** N workers of backend/qdq_backend/sensitivity_dist.py: a request file in, a result file out, progress on stderr. */
+async function runDistributed<T>(
+  job: Prepared & {
+    nproc: number;
+    command: string;
+    params: Record<string, unknown>;
+    onLog?: (line: string) => void;
+  },
+  onProgress: (p: SensitivityProgress) => void,
+  cancel: CancelToken,
+): Promise<T> {
+  const work = fs.mkdtempSync(path.join(job.outDir, '.dist-'));
+  const request = path.join(work, 'request.json');
+  const result = path.join(work, 'result.json');
+  const body = { command: job.command, load: job.load, calibrate: job.calibrate, params: job.params };
+  fs.writeFileSync(request, JSON.stringify(body));
+  const backendDir = defaultBackendDir();
+  const env = { ...process.env, PYTHONPATH: [backendDir, process.env.PYTHONPATH].filter(Boolean).join(path.delimiter) };
+  const args = ['-m', 'qdq_backend.sensitivity_dist', '--nproc', String(job.nproc), request, result];
+  onProgress({ step: 'load', done: 0, total: null, message: `starting ${job.nproc} processes` });
+  try {
+    const code = await new Promise<number>((resolve, reject) => {
+      const child = spawn(job.python, args, { cwd: job.projectDir, env, stdio: ['ignore', 'ignore', 'pipe'] });
+      const stop = cancel.onCancel(() => child.kill('SIGTERM'));
+      let tail = '';
+      readline.createInterface({ input: child.stderr }).on('line', (line) => {
+        if (line.startsWith('qdq-progress ')) {
+          const e = JSON.parse(line.slice('qdq-progress '.length)) as ProgressEvent;
+          onProgress({ step: asStep(e.step), done: e.done, total: e.total, message: e.message });
+        } else {
+          tail = (tail + line + '\n').slice(-4000);
+          job.onLog?.(line);
+        }
+      });
+      child.on('error', reject);
+      child.on('close', (c) => {
+        stop();
+        if (cancel.cancelled)
+          reject(new QdqError('cancelled', 'cancelled', 'run the command again when you are ready'));
+        else if (c !== 0 || !fs.existsSync(result))
+          reject(
+            new QdqError(
+              'backend_died',
+              `the ${job.nproc} worker processes failed (exit ${c})`,
+              'run with --verbose, or without --nproc',
+              tail,
+            ),
+          );
+        else resolve(c);
+      });
+    });
+    void code;
+    const out = JSON.parse(fs.readFileSync(result, 'utf8')) as {
+      result?: T;
+      error?: { kind: string; message: string; hint: string };
+    };
+    if (out.error) throw new QdqError(out.error.kind as QdqError['kind'], out.error.message, out.error.hint);
+    return out.result as T;
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** Held-out data for the metric: eval-data, else calibration batches past the ones calibrated on. */
+export function metricParams(cfg: QdqConfig): Record<string, unknown> {
+  return { calibration_batches: cfg.batches };
+}
+
+export async function runSensitivity(
+  opts: SessionOptions,
+  onProgress: (p: SensitivityProgress) => void = () => undefined,
+  cancel: CancelToken = new CancelToken(),
+): Promise<{ result: SensitivityResult; path: string }> {
+  const session = await openSession(opts, onProgress, cancel);
+  try {
+    const result = await session.measure<SensitivityResult>('sensitivity', metricParams(session.cfg));
+    const out = path.join(session.outDir, 'sensitivity.json');
+    writeFileAtomic(out, JSON.stringify({ version: 1, project_dir: session.projectDir, ...result }, null, 2) + '\n');
+    return { result, path: out };
+  } finally {
+    await session.close().catch(() => undefined);
+  }
+}
+
+const metricUnit = (m: string) => (m === 'top1' ? '%' : ' dB');
+
+/** Groups worst first (largest loss when only that group is INT8), as a table for the terminal. */
+export function formatSensitivity(r: SensitivityResult): string {
+  const unit = metricUnit(r.metric);
+  const rows = [...r.groups].sort((a, b) => a.only_int8 - b.only_int8);
+  const width = Math.max(5, ...rows.map((g) => g.label.length));
+  const lines = [
+    `metric: ${r.metric === 'top1' ? 'top-1 on eval-data' : 'output SQNR vs FP32 on held-out batches'} (${r.samples} samples); FP32 ${r.fp32.toFixed(2)}${unit}, all INT8 ${r.all_int8.toFixed(2)}${unit}`,
+    '',
+    `${'group'.padEnd(width)}  ${'only this INT8'.padStart(15)}  ${'only this float'.padStart(15)}`,
+    `${'-'.repeat(width)}  ${'-'.repeat(15)}  ${'-'.repeat(15)}`,
+  ];
+  const delta = (v: number, base: number) => `${(v - base >= 0 ? '+' : '') + (v - base).toFixed(2)}`;
+  for (const g of rows)
+    lines.push(
+      `${g.label.padEnd(width)}  ${delta(g.only_int8, r.fp32).padStart(15)}  ${delta(g.only_float, r.all_int8).padStart(15)}`,
+    );
+  lines.push('', '(only this INT8: change vs all FP32; only this float: change vs all INT8)');
+  return lines.join('\n');
+}
