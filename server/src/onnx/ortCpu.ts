@@ -13,6 +13,8 @@
 //     a residual DQ + DQ -> Add -> Relu [-> MaxPool] -> Q gets a Q after the Add, and so does a last block's
 //     Add -> Relu that goes on in float (see quantizeReluAdds);
 //  4. Q(UINT8, 0) -> DQ -> Relu -> Q(same) chains lose the Relu and the requantization (dropRequantizedRelus);
+//  0b. a grouped Conv doing too few multiply-adds per output value for ORT's integer kernel to pay (depthwise)
+//     runs in float (ortCpuConvCost.ts, with the measured table);
 //  5. a Conv whose input channels keep it off ORT's symmetric integer kernel (a 1- or 3-channel image) gets zero
 //     channels up to a multiple of 4 (ortCpuConvPad.ts).
 import {
@@ -45,6 +47,7 @@ import {
 } from './model';
 import { rewriteLinearsForOrtCpu, OrtCpuLinearResult, OrtCpuLinearOptions } from './ortCpuLinear';
 import { padConvInputChannels, ConvPadResult } from './ortCpuConvPad';
+import { keepCheapConvsFloat } from './ortCpuConvCost';
 
 /** Ranges the backend calibrated for the rewrite (export's result). */
 export interface OrtCpuCalibration {
@@ -115,11 +118,15 @@ export function optimizeForOrtCpu(
   result.batchNormsFolded = bn.folded;
   result.batchNormsCalibrated = bn.calibrated;
   result.addsQuantized = quantizeReluAdds(g, names);
+  // Convs too cheap per output value for ORT's integer kernel (depthwise ones) go float (ortCpuConvCost.ts);
+  // before the linear pass, which then bypasses the Q -> DQ pairs left idle around them.
+  const floatConvs = linearOptions === false ? [] : keepCheapConvsFloat(g, names);
   if (result.batchNormsFolded) quantizeConvBiases(g, names);
   // Linears (MatMul/Gemm with INT8 weights) -> MatMulIntegerToFloat, small ones and idle Q/DQ pairs -> float.
   // What it leaves DQ-fed (Conv, activation MatMuls big enough for integer) goes through the steps below.
   if (linearOptions !== false)
     result.linears = rewriteLinearsForOrtCpu(model, { unsignedActivations: true, ...linearOptions });
+  result.linears.float.push(...floatConvs);
   names = new NameAllocator(g);
 
   // 1. Fold Transposes of constant quantized weights into the initializer.
