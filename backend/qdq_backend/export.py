@@ -19,6 +19,7 @@ import torch
 
 from . import artifacts
 from .artifacts import prepare_out_dir
+from .bn_ranges import batchnorm_output_amax
 from .calibrate import ensure_outputs_calibrated
 from .errors import QdqError, describe
 from .loader import Inputs, Project, QuantizerInfo
@@ -536,8 +537,10 @@ def export(
         )
     if all(q.module.amax is None for q in quantizers):
         raise QdqError("config", "the quantizers are not calibrated", "run calibrate before export")
+    bn_ranges: Dict[str, float] = {}
     if target == "ort-cpu":
         ensure_outputs_calibrated(project, progress, check_cancel)
+        bn_ranges = batchnorm_output_amax(project, check_cancel)
     check_cancel()
 
     model = project.model
@@ -612,4 +615,5 @@ def export(
         "quantizer_calls": expected,
         "weights_folded": folded,
         "torch_version": torch.__version__,
+        "batchnorm_output_amax": bn_ranges,
     }

@@ -310,3 +310,86 @@ test('a last residual block whose sum goes on in float (Add -> Relu -> GlobalAve
   assert.equal(ops.filter((o) => o === 'QLinearAdd').length, 1, ops.join(','));
   assert.ok(!ops.includes('Relu') && !ops.includes('Add'), ops.join(','));
 });
+
+test('a folded BN with no Relu or Q after it takes the calibrated BN range when the backend gives one', () => {
+  // Conv 2's BN feeds the residual Add: no next quantizer to borrow, so the grid's worst case (every value the
+  // unfolded graph could produce) unless the backend calibrated the BN output (bn_ranges.py).
+  const scaleOf = (m: Model) => {
+    const q = m.graph.node.find((n) => n.name === 'c2_Conv_output_QuantizeLinear')!;
+    const t = m.graph.initializer.find((i) => i.name === q.input[1])!;
+    return new Float32Array(new Uint8Array(t.raw_data!).slice().buffer)[0] ?? t.float_data![0];
+  };
+  const grid = buildModel(true);
+  const r0 = optimizeForOrtCpu(grid);
+  assert.equal(r0.batchNormsCalibrated, 0);
+  const calibrated = buildModel(true);
+  const r1 = optimizeForOrtCpu(calibrated, {}, { batchNormOutputAmax: { 'c2.gamma': 3 } });
+  assert.equal(r1.batchNormsCalibrated, 1, JSON.stringify(r1));
+  assert.ok(Math.abs(scaleOf(calibrated) - 3 / 127) < 1e-7, `${scaleOf(calibrated)}`);
+  assert.ok(scaleOf(grid) > 3 / 127, `grid scale ${scaleOf(grid)}`);
+  // A calibrated range wider than the grid's bound is capped by it (nothing beyond it can occur).
+  const wide = buildModel(true);
+  const r2 = optimizeForOrtCpu(wide, {}, { batchNormOutputAmax: { 'c2.gamma': 1e6 } });
+  assert.equal(r2.batchNormsCalibrated, 0);
+  assert.equal(scaleOf(wide), scaleOf(grid));
+});
+
+test('a stem Conv -> BN -> Relu -> MaxPool -> Q takes the next Q range through the MaxPool and loses the Relu', async () => {
+  const dir = tmpDir();
+  const nodes: Node[] = [];
+  const inits: Tensor[] = [
+    floatTensor('x_scale', [], [3 / 127]),
+    int8Tensor('x_zp', [], [0]),
+    floatTensor('a_scale', [], [4 / 127]),
+    int8Tensor('a_zp', [], [0]),
+  ];
+  nodes.push(
+    makeNode('QuantizeLinear', ['x', 'x_scale', 'x_zp'], ['x_q'], 'input_Q'),
+    makeNode('DequantizeLinear', ['x_q', 'x_scale', 'x_zp'], ['x_dq'], 'input_DQ'),
+  );
+  const bn = convBn(
+    nodes,
+    inits,
+    'stem',
+    'x_dq',
+    3,
+    8,
+    [0.005],
+    16 / 127,
+    [1, 1.2, 0.8, 1.1, 0.9, 1.3, 0.7, 1],
+    7,
+    true,
+  );
+  nodes.push(
+    makeNode('Relu', [bn], ['r'], 'stem/Relu'),
+    makeNode('MaxPool', ['r'], ['pooled'], 'stem/MaxPool', [
+      { name: 'kernel_shape', type: 7, ints: [2, 2] },
+      { name: 'strides', type: 7, ints: [2, 2] },
+    ]),
+    makeNode('QuantizeLinear', ['pooled', 'a_scale', 'a_zp'], ['y_q'], 'next/input_Q'),
+    makeNode('DequantizeLinear', ['y_q', 'a_scale', 'a_zp'], ['y'], 'next/input_DQ'),
+  );
+  const model: Model = {
+    ir_version: 8,
+    producer_name: 'qdq-test',
+    opset_import: [{ domain: '', version: 13 }],
+    graph: {
+      name: 'stem',
+      node: nodes,
+      initializer: inits,
+      value_info: [],
+      input: [valueInfo('x', ['batch', 3, 8, 8])],
+      output: [valueInfo('y', ['batch', 8, 4, 4])],
+    },
+  };
+  const { unfolded, folded, m, result } = foldToFiles(dir, 'stem', model);
+  assert.equal(result.batchNormsFolded, 1, JSON.stringify(result));
+  assert.ok(!m.graph.node.some((n) => n.op_type === 'Relu'), 'the Relu after the UINT8 quantizer is gone');
+  // The Conv's output quantizer is the next Q's range as UINT8 (zero point 0), not the grid's worst case.
+  const q = m.graph.node.find((n) => n.name === 'stem_Conv_output_QuantizeLinear')!;
+  const zp = m.graph.initializer.find((i) => i.name === q.input[2])!;
+  assert.equal(zp.data_type, DataType.UINT8);
+  const before = await runModel(unfolded, x, shape);
+  const after = await runModel(folded, x, shape);
+  assert.ok(cosine(before, after) >= 0.999, `cosine ${cosine(before, after)}`);
+});

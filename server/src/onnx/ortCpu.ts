@@ -13,6 +13,8 @@
 //     a residual DQ + DQ -> Add -> Relu [-> MaxPool] -> Q gets a Q after the Add, and so does a last block's
 //     Add -> Relu that goes on in float (see quantizeReluAdds);
 //  4. Q(UINT8, 0) -> DQ -> Relu -> Q(same) chains lose the Relu and the requantization (dropRequantizedRelus);
+//  0b. a grouped Conv doing too few multiply-adds per output value for ORT's integer kernel to pay (depthwise)
+//     runs in float (ortCpuConvCost.ts, with the measured table);
 //  5. a Conv whose input channels keep it off ORT's symmetric integer kernel (a 1- or 3-channel image) gets zero
 //     channels up to a multiple of 4 (ortCpuConvPad.ts).
 import {
@@ -41,15 +43,25 @@ import {
   uint8Tensor,
   Graph,
   Tensor,
+  GraphIndex,
 } from './model';
 import { rewriteLinearsForOrtCpu, OrtCpuLinearResult, OrtCpuLinearOptions } from './ortCpuLinear';
 import { padConvInputChannels, ConvPadResult } from './ortCpuConvPad';
+import { keepCheapConvsFloat } from './ortCpuConvCost';
+
+/** Ranges the backend calibrated for the rewrite (export's result). */
+export interface OrtCpuCalibration {
+  /** BatchNorm weight initializer name -> calibrated amax of the BN output (backend/qdq_backend/bn_ranges.py). */
+  batchNormOutputAmax?: Record<string, number>;
+}
 
 export interface OrtCpuResult {
   transposesFolded: number;
   outputsQuantized: number;
   dequantizeDuplicated: number;
   batchNormsFolded: number;
+  /** Folded BNs whose output quantizer takes the backend's calibrated BN range (else a next Q's or the grid's). */
+  batchNormsCalibrated: number;
   addsQuantized: number;
   /** Q(u8, zp 0) -> DQ -> Relu -> Q(same params) chains whose Relu and requantization were dropped (dropRequantizedRelus). */
   relusDropped: number;
@@ -84,7 +96,11 @@ function permute(
  * `linearOptions` tunes the linear rewrite (ortCpuLinear.ts); `false` skips it, leaving linears in the QDQ form
  * ORT fuses into QLinearMatMul (steps 1-3 below), which was the ort-cpu form before the rewrite.
  */
-export function optimizeForOrtCpu(model: Model, linearOptions: OrtCpuLinearOptions | false = {}): OrtCpuResult {
+export function optimizeForOrtCpu(
+  model: Model,
+  linearOptions: OrtCpuLinearOptions | false = {},
+  calibration: OrtCpuCalibration = {},
+): OrtCpuResult {
   const g = model.graph;
   let names = new NameAllocator(g);
   const result: OrtCpuResult = {
@@ -92,18 +108,25 @@ export function optimizeForOrtCpu(model: Model, linearOptions: OrtCpuLinearOptio
     outputsQuantized: 0,
     dequantizeDuplicated: 0,
     batchNormsFolded: 0,
+    batchNormsCalibrated: 0,
     addsQuantized: 0,
     relusDropped: 0,
     convInputsPadded: [],
     linears: { integer: [], float: [], pairsBypassed: 0 },
   };
-  result.batchNormsFolded = foldBatchNorms(g, names);
+  const bn = foldBatchNorms(g, names, calibration.batchNormOutputAmax);
+  result.batchNormsFolded = bn.folded;
+  result.batchNormsCalibrated = bn.calibrated;
   result.addsQuantized = quantizeReluAdds(g, names);
+  // Convs too cheap per output value for ORT's integer kernel (depthwise ones) go float (ortCpuConvCost.ts);
+  // before the linear pass, which then bypasses the Q -> DQ pairs left idle around them.
+  const floatConvs = linearOptions === false ? [] : keepCheapConvsFloat(g, names);
   if (result.batchNormsFolded) quantizeConvBiases(g, names);
   // Linears (MatMul/Gemm with INT8 weights) -> MatMulIntegerToFloat, small ones and idle Q/DQ pairs -> float.
   // What it leaves DQ-fed (Conv, activation MatMuls big enough for integer) goes through the steps below.
   if (linearOptions !== false)
     result.linears = rewriteLinearsForOrtCpu(model, { unsignedActivations: true, ...linearOptions });
+  result.linears.float.push(...floatConvs);
   names = new NameAllocator(g);
 
   // 1. Fold Transposes of constant quantized weights into the initializer.
@@ -277,14 +300,20 @@ export function ortCpuRewriteChanged(r: OrtCpuResult): boolean {
  * as INT32 later). The weight part is exact.
  * The quantizer torch placed on the Conv output was calibrated before BN, so it no longer fits. Its
  * replacement on the folded output is, in order of preference:
- *  - BN -> Relu -> Q(next layer's input): that Q's range; clipping before the Relu to a range that contains 0
+ *  - BN -> Relu [-> MaxPool] -> Q(next layer's input): that Q's range; clipping before the Relu to a range that contains 0
  *    and then applying Relu gives exactly what Relu then Q gives (for a symmetric INT8 Q both become UINT8,
  *    see below);
- *  - otherwise the exact range BN maps the old quantizer's grid to (every value the unfolded graph could
- *    produce), as a symmetric INT8 quantizer;
+ *  - BN -> Q(next) with no Relu: that Q's range;
+ *  - otherwise the BN output's calibrated range (the backend calibrates it for this, `batchNormAmax`), capped by
+ *    the exact range BN maps the old quantizer's grid to (every value the unfolded graph could produce), as a
+ *    symmetric INT8 quantizer; without calibration, that grid range;
  *  - no quantizer was on the Conv output (target tensorrt): none is added.
  */
-function foldBatchNorms(g: Graph, names: NameAllocator): number {
+function foldBatchNorms(
+  g: Graph,
+  names: NameAllocator,
+  batchNormAmax?: Record<string, number>,
+): { folded: number; calibrated: number } {
   const idx = indexGraph(g);
   // New initializers go into the index too: a later fold reads the scales an earlier one rewrote.
   const addInit = (...ts: Tensor[]) => {
@@ -295,7 +324,8 @@ function foldBatchNorms(g: Graph, names: NameAllocator): number {
   };
   const dropped = new Set<Node>();
   const added: Node[] = [];
-  let folded = 0;
+  let folded = 0,
+    calibratedCount = 0;
   for (const bn of g.node) {
     if (bn.op_type !== 'BatchNormalization' || bn.output.filter(Boolean).length !== 1) continue;
     if (getAttr(bn, 'training_mode') && num(getAttr(bn, 'training_mode')!.i) !== 0) continue;
@@ -382,8 +412,9 @@ function foldBatchNorms(g: Graph, names: NameAllocator): number {
     const y = bn.output[0];
     let outQ: { scale: number; zp: number; zpType: number } | undefined;
     const relu = onlyReader(idx, y, g);
+    let reluIsIdentity = false;
     if (pre && relu?.op_type === 'Relu') {
-      const nextQs = (idx.consumers.get(relu.output[0]) ?? []).filter((n) => n.op_type === 'QuantizeLinear');
+      const nextQs = quantizersAfter(idx, g, relu.output[0]);
       const params = nextQs.map((n) => scalarQuantParams(idx, n));
       const first = params[0];
       if (
@@ -410,12 +441,33 @@ function foldBatchNorms(g: Graph, names: NameAllocator): number {
         }
       }
     }
+    reluIsIdentity = outQ !== undefined && outQ.zpType === DataType.UINT8 && outQ.zp === 0;
+    if (pre && !outQ) {
+      // BN -> Q(next) directly (a downsample branch into its residual quantizer): that Q's grid, which the
+      // next Q then reproduces exactly.
+      const readers = idx.consumers.get(y) ?? [];
+      const direct = readers.map((n) => (n.op_type === 'QuantizeLinear' ? scalarQuantParams(idx, n) : undefined));
+      const d0 = direct[0];
+      if (
+        d0 &&
+        !g.output.some((o) => o.name === y) &&
+        direct.every((p) => p && p.scale === d0.scale && p.zp === d0.zp && p.zpType === d0.zpType)
+      )
+        outQ = d0;
+    }
     if (pre && !outQ) {
       const [lo, hi] = pre.zpType === DataType.INT8 ? [-128, 127] : [0, 255];
       let amax = 0;
       for (let c = 0; c < channels; c++) {
         for (const level of [lo, hi])
           amax = Math.max(amax, Math.abs(s[c] * (level - pre.zp) * pre.scale + foldedBias[c]));
+      }
+      // The grid's range holds every value the unfolded graph could produce, but on a trained resnet18 it is
+      // 1.4-3.1x what the data reaches; the backend's calibrated BN output (bn_ranges.py) is used when known.
+      const calibrated = batchNormAmax?.[bn.input[1]];
+      if (calibrated !== undefined && calibrated > 0 && calibrated < amax) {
+        amax = calibrated;
+        calibratedCount++;
       }
       outQ = { scale: amax / 127, zp: 0, zpType: DataType.INT8 };
     }
@@ -434,6 +486,16 @@ function foldBatchNorms(g: Graph, names: NameAllocator): number {
     } else {
       conv.output = [y];
     }
+    // A Relu after a UINT8 quantizer with zero point 0 sees no negative value: before a MaxPool (which ORT does
+    // not look through to drop it) its reader reads the DQ instead.
+    // With a Q right after the Relu, dropRequantizedRelus takes it out later, with the requantization.
+    const pooled = relu ? (idx.consumers.get(relu.output[0]) ?? []) : [];
+    const beforePool = pooled.length === 1 && pooled[0].op_type === 'MaxPool';
+    if (reluIsIdentity && beforePool && relu && outQ && !g.output.some((o) => o.name === relu.output[0])) {
+      for (const r of idx.consumers.get(relu.output[0]) ?? [])
+        r.input = r.input.map((i) => (i === relu.output[0] ? y : i));
+      dropped.add(relu);
+    }
     dropped.add(bn);
     if (preQ) dropped.add(preQ);
     if (preDq) dropped.add(preDq);
@@ -441,7 +503,21 @@ function foldBatchNorms(g: Graph, names: NameAllocator): number {
   }
   if (dropped.size) g.node = g.node.filter((n) => !dropped.has(n));
   g.node.push(...added);
-  return folded;
+  return { folded, calibrated: calibratedCount };
+}
+
+/**
+ * The quantizers reading `value`, directly or through one MaxPool (max commutes with a monotonic quantizer, so
+ * quantizing before the pool gives what quantizing after it gives); empty when anything else reads it.
+ */
+function quantizersAfter(idx: GraphIndex, g: Graph, value: string): Node[] {
+  let readers = idx.consumers.get(value) ?? [];
+  if (readers.length === 1 && readers[0].op_type === 'MaxPool' && readers[0].output.filter(Boolean).length === 1) {
+    const pooled = readers[0].output[0];
+    if (g.output.some((o) => o.name === pooled)) return [];
+    readers = idx.consumers.get(pooled) ?? [];
+  }
+  return readers.length && readers.every((n) => n.op_type === 'QuantizeLinear') ? readers : [];
 }
 
 /**

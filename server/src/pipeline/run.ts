@@ -462,7 +462,7 @@ export async function runPipeline(
         let rewritten = folded.folded.length > 0;
         if (cfg.target === 'ort-cpu') {
           // The QDQ form ORT's CPU provider fuses into integer kernels (onnx/ortCpu.ts).
-          const o = optimizeForOrtCpu(model);
+          const o = optimizeForOrtCpu(model, {}, { batchNormOutputAmax: exp.batchnorm_output_amax });
           rewritten ||= ortCpuRewriteChanged(o);
           report.ort_cpu_rewrite = o;
         }
