@@ -3,7 +3,6 @@
 // types, onnx's checker with strict shape inference, and onnxruntime agreeing with the FP32 graph.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -29,17 +28,7 @@ import {
 } from '../../server/src/onnx/halfFloat';
 import { verifyModels } from '../../server/src/onnx/verify';
 import { randn } from './helpers';
-
-/** Strict checker run by the onnx package, or a skip reason when python3 has none. */
-export function onnxCheck(file: string): { ok: boolean; message: string } {
-  const r = spawnSync(
-    'python3',
-    ['-c', 'import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)', file],
-    { encoding: 'utf8', timeout: 120_000 },
-  );
-  return { ok: r.status === 0, message: (r.stderr || '').split('\n').slice(-3).join('\n') };
-}
-export const hasOnnx = spawnSync('python3', ['-c', 'import onnx'], { stdio: 'ignore', timeout: 60_000 }).status === 0;
+import { onnxCheck, hasOnnx } from './onnxChecker';
 
 const valueInfo = (name: string, shape: number[]) => ({
   name,
@@ -175,7 +164,7 @@ test('a calibrated range over 65504 and the user marker keep their ops FP32, wit
   const r = strongTyping(m, {
     precision: 'fp16',
     ranges: new Map([['act', 1.2e5]]),
-    fp32Markers: [{ prefix: '/head/', site: 'Net.head' }],
+    fp32Markers: [{ module: 'head', site: 'Net.head' }],
   });
   const byNode = new Map(r.fp32.map((f) => [f.node, f]));
   assert.equal(byNode.get('/act/Relu')?.kind, 'overflow');

@@ -2,6 +2,7 @@
 // The rules follow TensorRT 11's strong typing: the ONNX types are the precisions, so an op FP16 cannot carry
 // (softmax, normalization statistics, exponentials, accumulating reductions) must be FP32 in the file itself.
 import { Graph, Node, GraphIndex } from './model';
+import { modulePathFromNodeName } from './qdqStats';
 
 /** Ops that move or select data without arithmetic: they run in whatever type their data input has. */
 export const FOLLOW_OPS = new Set([
@@ -53,6 +54,12 @@ const FP32_BY_OP: Record<string, string> = {
   CumSum: 'accumulating sum along an axis',
 };
 
+/** A module path ("layers.0.head") whose ops stay FP32, and the source site that said so. */
+export interface Fp32Marker {
+  module: string;
+  site: string;
+}
+
 export type Fp32Reason = { kind: 'rule' | 'overflow' | 'underflow' | 'marker'; reason: string; site?: string };
 
 /**
@@ -88,15 +95,17 @@ export interface RuleInputs {
   tiny: number;
   /** Calibrated amax by value name. */
   ranges: Map<string, number>;
-  /** Node name prefixes the user marked FP32 (keep_float(X, "fp32")), with their source site. */
-  fp32Markers: { prefix: string; site: string }[];
+  /** Modules the user marked FP32 (keep_float(X, "fp32")), with their source site. */
+  fp32Markers: Fp32Marker[];
   layerNormNodes: Set<Node>;
 }
 
 /** The reason a float compute node must stay FP32, or null when the low precision is safe for it. */
 export function fp32Reason(n: Node, r: RuleInputs): Fp32Reason | null {
-  const name = n.name ?? '';
-  const marker = r.fp32Markers.find((m) => m.prefix && name.startsWith(m.prefix));
+  const module = modulePathFromNodeName(n.name ?? '');
+  const marker = module
+    ? r.fp32Markers.find((m) => m.module && (module === m.module || module.startsWith(m.module + '.')))
+    : undefined;
   if (marker) return { kind: 'marker', reason: `keep_float(..., "fp32") at ${marker.site}`, site: marker.site };
   if (r.layerNormNodes.has(n))
     return {

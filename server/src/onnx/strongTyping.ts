@@ -36,6 +36,7 @@ import {
   decomposedLayerNormNodes,
   RuleInputs,
   Fp32Reason,
+  Fp32Marker,
 } from './precisionRules';
 
 export type FloatPrecision = 'fp16' | 'bf16' | 'fp32';
@@ -44,8 +45,8 @@ export interface StrongTypingOptions {
   precision: FloatPrecision;
   /** Calibrated amax by ONNX value name (Q nodes' own scales add to it: amax = scale * 127). */
   ranges?: Map<string, number>;
-  /** Node name prefixes (module paths such as "/layers.0/head/") to keep FP32, with the source site. */
-  fp32Markers?: { prefix: string; site: string }[];
+  /** Modules (keep_float(X, "fp32")) whose ops stay FP32, with the source site. */
+  fp32Markers?: Fp32Marker[];
 }
 
 export interface NodePrecision {

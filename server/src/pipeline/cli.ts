@@ -24,8 +24,9 @@ interface Flags {
 const USAGE: Record<PipelineCommandName, string> = {
   calibrate:
     'qdq calibrate [DIR] [--python P] [--method max|entropy|percentile|mse] [--percentile P] [--batches N] [--write]',
-  export: 'qdq export [DIR] [--dynamic] [--target tensorrt|ort-cpu] [--python P] [--method M] [--batches N] [--write]',
-  run: 'qdq run [DIR] [--write] [--python P] [--method M] [--batches N] [--target tensorrt|ort-cpu] [--dynamic]',
+  export:
+    'qdq export [DIR] [--dynamic] [--target tensorrt|tensorrt10|ort-cpu] [--python P] [--method M] [--batches N] [--write]',
+  run: 'qdq run [DIR] [--write] [--python P] [--method M] [--batches N] [--target tensorrt|tensorrt10|ort-cpu] [--dynamic]',
 };
 
 const ALLOWED: Record<PipelineCommandName, string[]> = {
@@ -78,7 +79,8 @@ export function parsePipelineArgs(cmd: PipelineCommandName, argv: string[]): Fla
       }
       case 'target': {
         const v = value();
-        if (v !== 'tensorrt' && v !== 'ort-cpu') throw new Usage(`--target must be tensorrt or ort-cpu (got "${v}")`);
+        if (v !== 'tensorrt' && v !== 'tensorrt10' && v !== 'ort-cpu')
+          throw new Usage(`--target must be tensorrt, tensorrt10 or ort-cpu (got "${v}")`);
         flags.target = v;
         break;
       }

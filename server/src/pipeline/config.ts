@@ -6,7 +6,9 @@ import * as path from 'path';
 import { parse as parseToml, TomlError } from 'smol-toml';
 
 export type Method = 'max' | 'entropy' | 'percentile' | 'mse';
-export type Target = 'tensorrt' | 'ort-cpu';
+/** tensorrt: TensorRT 11's strongly typed form (INT8 Q/DQ, the rest in float-precision); tensorrt10: FP32 + Q/DQ. */
+export type Target = 'tensorrt' | 'tensorrt10' | 'ort-cpu';
+export type FloatPrecision = 'fp16' | 'bf16' | 'fp32';
 
 export interface QdqConfig {
   model: string;
@@ -20,6 +22,7 @@ export interface QdqConfig {
   opset: number;
   outDir: string;
   target: Target;
+  floatPrecision: FloatPrecision;
   dynamicBatch: boolean;
   patchModules: string[];
 }
@@ -133,8 +136,15 @@ export const CONFIG_KEYS: KeySpec[] = [
     key: 'target',
     field: 'target',
     doc: 'runtime the QDQ placement is for',
-    check: oneOf(['tensorrt', 'ort-cpu']),
+    check: oneOf(['tensorrt', 'tensorrt10', 'ort-cpu']),
     default: 'tensorrt',
+  },
+  {
+    key: 'float-precision',
+    field: 'floatPrecision',
+    doc: 'target tensorrt: precision of the ops not quantized (fp32 islands stay where fp16 is unsafe)',
+    check: oneOf(['fp16', 'bf16', 'fp32']),
+    default: 'fp16',
   },
   {
     key: 'dynamic-batch',
