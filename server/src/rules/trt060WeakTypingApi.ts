@@ -103,6 +103,8 @@ export const trt060WeakTypingApi: Rule = {
   code: 'TRT060',
   title: 'TensorRT 11 migration: weak-typing build API',
   defaultSeverity: 'error',
+  // Text scans over the whole file (cheap regexes): no per-statement caching.
+  scope: 'file',
   docs: "**TRT060 TensorRT 11 migration (Python API).** TensorRT 11 builds strongly typed networks only and removed `BuilderFlag.INT8/FP16/BF16/FP8/INT4/FP4`, the precision-constraint flags, `IBuilderConfig.int8_calibrator`, the `IInt8*Calibrator` classes and `platform_has_fast_*`. INT8 comes from explicit Q/DQ nodes (what qdq exports) and FP16/BF16 from the ONNX types (qdq's `tensorrt` target writes them). The quick fix deletes a `set_flag`/`clear_flag` statement or an `int8_calibrator` assignment that stands on its own line; other uses are reported without a fix. Before 11.0 these are deprecation warnings.",
   check(ctx) {
     const out: QdqDiagnostic[] = [];

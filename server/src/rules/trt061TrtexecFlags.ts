@@ -75,12 +75,14 @@ export const trt061TrtexecFlags: Rule = {
   code: 'TRT061',
   title: 'TensorRT 11 migration: trtexec precision flags',
   defaultSeverity: 'error',
+  // Text scans over the whole file (cheap regexes): no per-statement caching.
+  scope: 'file',
   docs: "**TRT061 TensorRT 11 migration (trtexec).** TensorRT 11's trtexec removed `--int8`, `--fp16`, `--bf16`, `--fp8`, `--int4`, `--best` and `--calib`; `--stronglyTyped` is implicit. In a command string or an argv list that runs `trtexec`, the quick fix removes the flag: the engine's precisions then come from the ONNX file (Q/DQ for INT8, FP16 types from qdq's `tensorrt` target). Before 11.0 these are deprecation warnings.",
   check(ctx) {
     const out: QdqDiagnostic[] = [];
     const seenLists = new Set<number>();
     for (const m of ctx.text.matchAll(/\btrtexec\b/g)) {
-      if (ctx.isCode(m.index!) || (ctx.siteFilter && !ctx.siteFilter(m.index!))) continue;
+      if (ctx.isCode(m.index!)) continue;
       const s = stringNodeAt(ctx, m.index!);
       if (!s) continue;
       if (

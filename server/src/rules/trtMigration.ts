@@ -21,7 +21,7 @@ export function codeMatches(ctx: RuleContext, re: RegExp): RegExpExecArray[] {
   const out: RegExpExecArray[] = [];
   const g = new RegExp(re.source, re.flags.includes('g') ? re.flags : re.flags + 'g');
   for (let m = g.exec(ctx.text); m; m = g.exec(ctx.text)) {
-    if (ctx.isCode(m.index) && (!ctx.siteFilter || ctx.siteFilter(m.index))) out.push(m);
+    if (ctx.isCode(m.index)) out.push(m);
   }
   return out;
 }
