@@ -616,4 +616,14 @@ def export(
         "weights_folded": folded,
         "torch_version": torch.__version__,
         "batchnorm_output_amax": bn_ranges,
+        "fp32_markers": fp32_markers(model),
     }
+
+
+def fp32_markers(model: Any) -> List[Dict[str, str]]:
+    """Modules marked keep_float(X, "fp32"): the TypeScript typing pass keeps their ops FP32."""
+    return [
+        {"module": name, "site": f"{type(model).__name__}.{name}"}
+        for name, m in model.named_modules()
+        if name and getattr(m, "_qdq_float_precision", None) == "fp32"
+    ]

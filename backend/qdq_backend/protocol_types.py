@@ -14,7 +14,7 @@ try:
 except ImportError:  # Python 3.7; torch depends on typing_extensions
     from typing_extensions import TypedDict
 
-SCHEMA_SHA256 = "6163020be3fe5fe6440a972cde1b5e361866633f6cb4888670c58ab12b43d63d"
+SCHEMA_SHA256 = "54d1eb0f5b316b042e72f3c9c17fe6e65121cab121f04ee6e67a230aa1d29857"
 
 ERROR_KINDS = ("config", "import", "user_code", "no_data", "shape", "nan", "oom", "cancelled", "export", "internal", "protocol")
 ErrorKind = str  # one of ERROR_KINDS
@@ -261,7 +261,11 @@ class ExportParams:
 QdqNodeCounts = TypedDict("QdqNodeCounts", {"quantize": int, "dequantize": int})
 
 
-ExportResult = TypedDict("ExportResult", {"fp32_onnx": str, "int8_onnx": str, "exporter": Exporter, "fp32_exporter": Exporter, "eval_file": str, "outputs": List[str], "inputs": List[TensorInfo], "target": ExportTarget, "opset": int, "qdq_nodes": QdqNodeCounts, "quantizer_calls": int, "weights_folded": bool, "torch_version": str})
+_ExportResultRequired = TypedDict("_ExportResultRequired", {"fp32_onnx": str, "int8_onnx": str, "exporter": Exporter, "fp32_exporter": Exporter, "eval_file": str, "outputs": List[str], "inputs": List[TensorInfo], "target": ExportTarget, "opset": int, "qdq_nodes": QdqNodeCounts, "quantizer_calls": int, "weights_folded": bool, "torch_version": str})
+
+class ExportResult(_ExportResultRequired, total=False):
+    batchnorm_output_amax: Dict[str, Any]
+    fp32_markers: List[Dict[str, Any]]
 
 
 @dataclass

@@ -285,13 +285,24 @@ def quant(module):
     return module
 
 
-def keep_float(module):
+_FLOAT_PRECISIONS = (None, "low", "fp16", "bf16", "fp32")
+
+
+def keep_float(module, precision=None):
     """Marks `module` to stay in floating point (quant() and qdq leave it alone).
+
+    `precision` None (the default) means the export's low float precision (FP16 or BF16 on
+    TensorRT 11's strongly typed target); "fp32" keeps the module's ops in FP32 there (the
+    exporter reports it, and qdq's typing pass leaves those ops FP32).
 
     A module that quant() already converted (a quantized helper such as conv3x3 called from a
     keep_float site) keeps its class but has its quantizers switched off, so it runs in float.
     """
+    if precision not in _FLOAT_PRECISIONS:
+        raise ValueError(f'keep_float precision must be None or "fp32", not {precision!r}')
     module._qdq_keep_float = True
+    if precision == "fp32":
+        module._qdq_float_precision = "fp32"
     for child in module.children():
         if isinstance(child, TensorQuantizer):
             child.enabled = False

@@ -94,6 +94,14 @@ def test_keep_float_layer_has_no_quantizers(project):
     assert not [q for q in proj.quantizers if q.name.startswith("fc.")]
 
 
+def test_export_reports_fp32_markers(project):
+    proj, out_dir = project
+    helper = sys.modules[type(proj.model).__module__].qdq_quant  # the project's copy of qdq_quant.py
+    helper.keep_float(proj.model.fc, "fp32")
+    result = _export(proj, out_dir)
+    assert result["fp32_markers"] == [{"module": "fc", "site": "UpDown.fc"}]
+
+
 def test_conv_transpose_weight_is_per_channel_on_axis_1(project):
     proj, out_dir = project
     result = _export(proj, out_dir)

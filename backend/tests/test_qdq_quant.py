@@ -332,3 +332,13 @@ def test_keep_float_on_an_already_quantized_layer_switches_its_quantizers_off():
     quantizers = [m for m in layer.modules() if isinstance(m, qdq_quant.TensorQuantizer)]
     assert quantizers and not any(q.enabled for q in quantizers)
     assert torch.equal(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
+
+
+def test_keep_float_fp32_marks_the_module_and_stays_backward_compatible():
+    low = qdq_quant.keep_float(torch.nn.Linear(4, 3))
+    assert low._qdq_keep_float and not hasattr(low, "_qdq_float_precision")
+    fp32 = qdq_quant.keep_float(torch.nn.Linear(4, 3), "fp32")
+    assert fp32._qdq_keep_float and fp32._qdq_float_precision == "fp32"
+    assert qdq_quant.quant(fp32) is fp32 and type(fp32) is torch.nn.Linear
+    with pytest.raises(ValueError, match='None or "fp32"'):
+        qdq_quant.keep_float(torch.nn.Linear(4, 3), "int4")

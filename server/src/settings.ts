@@ -59,8 +59,8 @@ export const SETTINGS_SCHEMA = {
   },
   trtVersion: {
     type: 'string',
-    default: '10.15',
-    description: 'TensorRT version the diagnostics check against (for example 8.6, 10.0, 10.15).',
+    default: '11.5',
+    description: 'TensorRT version the diagnostics check against (for example 8.6, 10.15, 11.5).',
   },
 } as const satisfies Record<string, Field>;
 

@@ -41,7 +41,7 @@ test('each bad value is named with the key, the fix and its line', () => {
   assert.match(byKey.batches.message, /batches must be an integer from 1/);
   assert.match(byKey.opset.message, /opset must be an integer from 13/);
   assert.equal(byKey.opset.range.start.line, 8);
-  assert.match(byKey.target.message, /"tensorrt", "ort-cpu"/);
+  assert.match(byKey.target.message, /"tensorrt", "tensorrt10", "ort-cpu"/);
 });
 
 test('missing model and inputs, unknown keys and misspellings', () => {

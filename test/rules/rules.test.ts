@@ -160,6 +160,22 @@ const cases: Case[] = [
     negative: 'import torch\nfrom torch import nn\ndef f(model):\n    return model.eval()\n',
   },
   {
+    code: 'TRT060',
+    severity: 'error',
+    covers: 'config.set_flag(trt.BuilderFlag.FP16)',
+    positive:
+      'import tensorrt as trt\ndef build(config):\n    config.set_flag(trt.BuilderFlag.FP16)\n    return config\n',
+    negative:
+      'import tensorrt as trt\ndef build(config):\n    config.set_flag(trt.BuilderFlag.TF32)\n    return config\n',
+  },
+  {
+    code: 'TRT061',
+    severity: 'error',
+    covers: '--int8',
+    positive: 'import subprocess\nsubprocess.run("trtexec --onnx=m.onnx --int8", check=True)\n',
+    negative: 'import subprocess\nsubprocess.run("trtexec --onnx=m.onnx --saveEngine=m.plan", check=True)\n',
+  },
+  {
     code: 'QDQ001',
     severity: 'error',
     covers: 'True',

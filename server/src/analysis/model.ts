@@ -650,7 +650,9 @@ function unwrapQdq(n: SyntaxNode): SyntaxNode | null {
   const f = textOfOpt(n.childForFieldName('function'));
   if (f !== 'qdq_quant.quant' && f !== 'qdq_quant.keep_float') return null;
   const args = n.childForFieldName('arguments');
-  if (!args || args.namedChildCount !== 1) return null;
+  // keep_float(X, "fp32") carries a precision after the layer.
+  const count = args?.namedChildCount ?? 0;
+  if (!args || !(count === 1 || (count === 2 && f === 'qdq_quant.keep_float'))) return null;
   return args.namedChildren[0];
 }
 
@@ -708,10 +710,18 @@ function makeLayer(
   let wrapped: Layer['wrapped'] = null;
   let wrapperSpan;
   const p = gates.wrapper ? callNode.parent : null;
-  if (p && p.type === 'argument_list' && p.namedChildCount === 1 && p.parent?.type === 'call') {
+  let keepFp32 = false;
+  const precisionArg = p?.namedChildCount === 2 && p.namedChildren[0].startIndex === callNode.startIndex;
+  if (p && p.type === 'argument_list' && (p.namedChildCount === 1 || precisionArg) && p.parent?.type === 'call') {
     const f = textOfOpt(p.parent.childForFieldName('function'));
-    if (f === 'qdq_quant.quant' || f === 'qdq_quant.keep_float') {
+    if (f === 'qdq_quant.quant' || (f === 'qdq_quant.keep_float' && !precisionArg)) {
       wrapped = f === 'qdq_quant.quant' ? 'quant' : 'keep_float';
+      outer = p.parent;
+      wrapperSpan = nodeSpan(outer);
+    } else if (f === 'qdq_quant.keep_float') {
+      // keep_float(X, "fp32"): TensorRT 11's strongly typed export keeps the layer in FP32.
+      wrapped = 'keep_float';
+      keepFp32 = /^['"]fp32['"]$/.test(textOfOpt(p.namedChildren[1]) ?? '');
       outer = p.parent;
       wrapperSpan = nodeSpan(outer);
     }
@@ -760,6 +770,7 @@ function makeLayer(
   if (wrapperSpan) layer.wrapperSpan = wrapperSpan;
   if (inHelper) layer.inHelper = inHelper;
   if (container) layer.container = container;
+  if (keepFp32) layer.keepFp32 = true;
   return layer;
 }
 

@@ -34,6 +34,8 @@ export interface Layer {
   wrapped: 'quant' | 'keep_float' | null;
   /** Span of the wrapper call when wrapped. */
   wrapperSpan?: Span;
+  /** `qdq_quant.keep_float(C(...), "fp32")`: TensorRT 11's strongly typed export keeps it in FP32. */
+  keepFp32?: boolean;
   /** Name of the module-level helper function that builds this layer (torchvision's `conv3x3`). */
   inHelper?: string;
   /** Set when the layer sits inside a container call: `nn.Sequential`, `nn.ModuleList`, ... */

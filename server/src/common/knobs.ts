@@ -3,7 +3,7 @@
 export const CALIBRATION_METHODS = ['max', 'entropy', 'percentile', 'mse'] as const;
 export type Method = (typeof CALIBRATION_METHODS)[number];
 
-export const TARGETS = ['tensorrt', 'ort-cpu'] as const;
+export const TARGETS = ['tensorrt', 'tensorrt10', 'ort-cpu'] as const;
 export type Target = (typeof TARGETS)[number];
 
 /** Percentile of |x| kept by method = "percentile": in (0, 100]. */

@@ -8,14 +8,14 @@ import * as path from 'path';
 import { lsp } from './lsp';
 import type { CodeAction, CodeActionParams, Diagnostic, Position, Range, TextEdit, WorkspaceEdit } from './lsp';
 import type { Layer, ModelIndex, ModuleClass, Op } from '../analysis';
-import { quantizeFile, unquantizeFile, keepFloat, helperFileText } from '../fixes';
+import { quantizeFile, unquantizeFile, keepFloat, keepFp32, helperFileText } from '../fixes';
 import type { QdqDocument } from './documents';
 import type { DiagnosticData } from './diagnostics';
 import { uriToPath } from './hover';
 import { CodeActionKinds, Commands, DIAGNOSTIC_SOURCE } from '../protocol/lsp_ext';
 
 export type FixScope = { kind: 'file' } | { kind: 'class'; name: string } | { kind: 'site'; offset: number };
-export type FixOperation = 'quantize' | 'unquantize' | 'keepFloat';
+export type FixOperation = 'quantize' | 'unquantize' | 'keepFloat' | 'keepFp32';
 
 /** CodeAction.data of the actions that codeAction/resolve completes. */
 export interface ActionData {
@@ -207,7 +207,9 @@ export function listCodeActions(doc: QdqDocument, params: CodeActionParams, caps
       if (layer.wrapped === 'quant')
         add(`Keep ${layerLabel(layer)} in float`, CodeActionKinds.keepFloat, 'keepFloat', { kind: 'site', offset });
       add(`Remove quantizers: ${layerLabel(layer)}`, CodeActionKinds.remove, 'unquantize', { kind: 'site', offset });
-    }
+    } // TensorRT 11's strongly typed export runs kept-float layers in FP16 unless marked FP32 (fixes/keepFp32.ts).
+    if (!layer.keepFp32)
+      add(`Keep ${layerLabel(layer)} in FP32`, CodeActionKinds.keepFloat, 'keepFp32', { kind: 'site', offset });
   }
   for (const { op } of opsOnLines(index, params.range)) {
     const offset = op.span.start;
@@ -277,6 +279,11 @@ export function computeFix(text: string, op: FixOperation, scope: FixScope): Fix
   if (op === 'quantize') {
     const r = quantizeFile(text, { scope });
     return { edits: r.edits, helperNeeded: r.helperNeeded };
+  }
+  if (op === 'keepFp32') {
+    if (scope.kind !== 'site') throw new Error('keep in FP32 applies to one layer');
+    const r = keepFp32(text, scope.offset);
+    return { edits: r.edits, helperNeeded: /\bqdq_quant\./.test(r.text) };
   }
   if (op === 'keepFloat') {
     if (scope.kind !== 'site') throw new Error('keep in float applies to one layer');

@@ -1,6 +1,7 @@
 // Public fixes API (see docs/DESIGN.md "Engine APIs"). TensorRT patches (applyTrtFixes) live in trt*.ts,
 // owned by the rules; they are re-exported from here once present.
 export { quantizeFile, unquantizeFile, keepFloat, MARKER } from './quantize';
+export { keepFp32 } from './keepFp32';
 export type { QuantizeOptions, QuantizeResult, QuantizeScope, FixResult } from './quantize';
 export { helperFileText, helperFileEdit, helperSourcePath } from './helperFile';
 export type { TextEdit, OffsetEdit } from './edits';

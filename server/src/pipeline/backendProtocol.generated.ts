@@ -195,6 +195,13 @@ export interface ExportResult {
   quantizer_calls: number;
   weights_folded: boolean;
   torch_version: string;
+  /** ort-cpu: calibrated range of each BatchNorm output, keyed by the BN weight's initializer name */
+  batchnorm_output_amax?: Record<string, never>;
+  /** modules marked keep_float(X, "fp32") */
+  fp32_markers?: ({
+  module: string;
+  site: string;
+})[];
 }
 
 export type RestoreModulesParams = Record<string, never>;
@@ -934,6 +941,32 @@ export const PROTOCOL_SCHEMA: ProtocolSchema = {
         },
         "torch_version": {
           "type": "string"
+        },
+        "batchnorm_output_amax": {
+          "type": "object",
+          "additionalProperties": {
+            "type": "number"
+          },
+          "description": "ort-cpu: calibrated range of each BatchNorm output, keyed by the BN weight's initializer name"
+        },
+        "fp32_markers": {
+          "type": "array",
+          "items": {
+            "type": "object",
+            "properties": {
+              "module": {
+                "type": "string"
+              },
+              "site": {
+                "type": "string"
+              }
+            },
+            "required": [
+              "module",
+              "site"
+            ]
+          },
+          "description": "modules marked keep_float(X, \"fp32\")"
         }
       },
       "required": [

@@ -8,6 +8,7 @@ import { parse as parseToml, TomlError } from 'smol-toml';
 import { BATCHES, CALIBRATION_METHODS, Method, PERCENTILE, Target, TARGETS } from '../common/knobs';
 
 export type { Method, Target };
+export type FloatPrecision = 'fp16' | 'bf16' | 'fp32';
 
 export interface QdqConfig {
   model: string;
@@ -21,6 +22,7 @@ export interface QdqConfig {
   opset: number;
   outDir: string;
   target: Target;
+  floatPrecision: FloatPrecision;
   dynamicBatch: boolean;
   patchModules: string[];
   /** QAT (`qdq qat`, docs/qat.md). */
@@ -156,6 +158,13 @@ export const CONFIG_KEYS: KeySpec[] = [
     doc: 'runtime the QDQ placement is for',
     check: oneOf([...TARGETS]),
     default: 'tensorrt',
+  },
+  {
+    key: 'float-precision',
+    field: 'floatPrecision',
+    doc: 'target tensorrt: precision of the ops not quantized (fp32 islands stay where fp16 is unsafe)',
+    check: oneOf(['fp16', 'bf16', 'fp32']),
+    default: 'fp16',
   },
   {
     key: 'dynamic-batch',

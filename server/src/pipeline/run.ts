@@ -11,6 +11,7 @@ import { FileWriteError, newFileMode, writeInPlace, writeNewFile as writeFileAto
 import { quantizeFile } from '../fixes';
 import { readModel, writeModel } from '../onnx/model';
 import { foldWeights } from '../onnx/foldWeights';
+import { typeForTensorrt, PrecisionReport } from '../onnx/tensorrtExport';
 import { quantizeDynamic } from '../onnx/dynamic';
 import { qdqStats, QuantizerInfo, QdqStats } from '../onnx/qdqStats';
 import { trtCheck } from '../onnx/trtCheck';
@@ -100,6 +101,8 @@ export interface Report {
   eval_samples: number | null;
   /** target ort-cpu: what the ORT-specific rewrite changed. */
   ort_cpu_rewrite?: OrtCpuResult;
+  /** target tensorrt: each layer's precision in the strongly typed graph, and why. */
+  precision?: PrecisionReport;
   dynamic?: {
     file: string;
     quantized_ops: number;
@@ -431,7 +434,8 @@ export async function runPipeline(
           out_dir: workDir,
           opset: cfg.opset,
           dynamic_batch: cfg.dynamicBatch,
-          target: cfg.target,
+          // tensorrt10 exports the same Q/DQ placement; only the typing step differs.
+          target: cfg.target === 'tensorrt10' ? 'tensorrt' : cfg.target,
           fold_weights: false,
         },
         rpc,
@@ -465,6 +469,21 @@ export async function runPipeline(
           const o = optimizeForOrtCpu(model, {}, { batchNormOutputAmax: exp.batchnorm_output_amax });
           rewritten ||= ortCpuRewriteChanged(o);
           report.ort_cpu_rewrite = o;
+        }
+        if (cfg.target === 'tensorrt' && cfg.floatPrecision !== 'fp32') {
+          // TensorRT 11 builds strongly typed: what is not INT8 runs in the graph's own float types (onnx/strongTyping.ts).
+          report.precision = typeForTensorrt(
+            model,
+            cfg.floatPrecision,
+            quantizers as unknown as QuantizerInfo[],
+            exp.fp32_markers ?? [],
+          );
+          rewritten = true;
+          const p = report.precision;
+          notes.push(
+            `tensorrt (strongly typed, ${p.float_precision}): ${Math.round(p.low_share * 100)}% of ${p.float_compute_ops} float compute ops in INT8/${p.float_precision}, ` +
+              `${p.layers.filter((l) => l.precision === 'FP32').length} kept FP32 (reasons in report.precision), ${p.casts} Casts, opset ${p.opset}`,
+          );
         }
         if (rewritten) writeModel(model, exp.int8_onnx);
         onProgress({ step: 'fold', done: 1, total: 1, message: `folded ${folded.folded.length} weights` });

@@ -30,6 +30,8 @@ import { trt030Bitwise } from './trt030Bitwise';
 import { trt031BoolArithmetic } from './trt031BoolArithmetic';
 import { trt032Uint8 } from './trt032Uint8';
 import { trt033IntUnary } from './trt033IntUnary';
+import { trt060WeakTypingApi } from './trt060WeakTypingApi';
+import { trt061TrtexecFlags } from './trt061TrtexecFlags';
 import { qdq001Asymmetric } from './qdq001Asymmetric';
 import { qdq002Scale } from './qdq002Scale';
 import { qdq003PerChannelActivation } from './qdq003PerChannelActivation';
@@ -61,6 +63,8 @@ export const allRules: readonly Rule[] = [
   trt032Uint8,
   trt033IntUnary,
   trt049TorchAo,
+  trt060WeakTypingApi,
+  trt061TrtexecFlags,
   qdq001Asymmetric,
   qdq002Scale,
   qdq003PerChannelActivation,

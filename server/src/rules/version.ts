@@ -1,6 +1,7 @@
 // TensorRT version handling for rules whose severity or message depends on the target version.
 
-export const DEFAULT_TRT_VERSION = '10.15';
+// TensorRT 11.5 (2026-11-18) is the newest release qdq has a source for; `--trt-version 10.x` selects the 10.15 facts.
+export const DEFAULT_TRT_VERSION = '11.5';
 
 export interface TrtVersion {
   major: number;
