@@ -201,7 +201,7 @@ export function parseCommandLine<C extends CommandName>(command: C, argv: string
       throw new UsageError(`--${name} needs a value${f.type === 'enum' ? ` (${f.values.join(' or ')})` : ''}`, command);
     value = value.trim();
     if (f.type === 'enum' && !f.values.includes(value))
-      throw new UsageError(`--${name} must be ${f.values.join(' or ')}, not "${value}"`, command);
+      throw new UsageError(`--${name} must be ${orList(f.values)} (got "${value}")`, command);
     if (name === 'trt-version' && !/^\d+(\.\d+){0,2}$/.test(value))
       throw new UsageError(`--trt-version must look like 8.6 or 10.15, not "${value}"`, command);
     if (f.type === 'number') {
@@ -256,4 +256,9 @@ export function usage(command?: string): string {
     'DIR is a project folder with a pyproject.toml [tool.qdq] table.',
   );
   return lines.join('\n');
+}
+
+/** ['a', 'b', 'c'] -> "a, b or c" */
+function orList(values: readonly string[]): string {
+  return values.length < 2 ? values.join('') : `${values.slice(0, -1).join(', ')} or ${values[values.length - 1]}`;
 }

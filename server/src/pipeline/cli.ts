@@ -214,7 +214,7 @@ export async function runPipelineCommand(
     flags = parsePipelineArgs(cmd, argv);
   } catch (e) {
     if (e instanceof UsageError) {
-      io.err.write(`qdq ${cmd}: ${e.message}\n\n${usage(cmd)}\n`);
+      io.err.write(`qdq ${cmd}: ${e.message}\nusage: ${usage(cmd).split('\n')[1].trim()}\n\n${usage(cmd)}\n`);
       return 2;
     }
     throw e;
