@@ -15,13 +15,15 @@ function attributeAt(ctx: RuleContext, start: number, end: number): SyntaxNode |
 }
 
 /** `config.set_flag(<flag>)` / `clear_flag` as a statement of its own: the statement, else null. */
-function flagStatement(flag: SyntaxNode): SyntaxNode | null {
+function flagStatement(ctx: RuleContext, flag: SyntaxNode): SyntaxNode | null {
   const args = flag.parent;
   if (args?.type !== 'argument_list' || args.namedChildren.length !== 1) return null;
   const call = args.parent;
   const fn = call?.childForFieldName('function');
   if (call?.type !== 'call' || fn?.type !== 'attribute') return null;
-  const method = fn.childForFieldName('attribute')?.text;
+  // ctx.src, not node.text: an incrementally edited tree's node.text can be stale.
+  const attr = fn.childForFieldName('attribute');
+  const method = attr ? ctx.src(attr) : undefined;
   if (method !== 'set_flag' && method !== 'clear_flag') return null;
   return call.parent?.type === 'expression_statement' ? call.parent : null;
 }
@@ -31,7 +33,7 @@ function builderFlags(ctx: RuleContext, out: QdqDiagnostic[]): void {
   for (const m of codeMatches(ctx, re)) {
     const flag = attributeAt(ctx, m.index, m.index + m[0].length);
     if (!flag) continue;
-    const stmt = flagStatement(flag);
+    const stmt = flagStatement(ctx, flag);
     const what = stmt ? ctx.src(stmt) : ctx.src(flag);
     const range = stmt && ctx.trtAtLeast(11) ? wholeLineDeletion(ctx, stmt) : null;
     out.push(
