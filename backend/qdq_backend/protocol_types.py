@@ -14,7 +14,7 @@ try:
 except ImportError:  # Python 3.7; torch depends on typing_extensions
     from typing_extensions import TypedDict
 
-SCHEMA_SHA256 = "54d1eb0f5b316b042e72f3c9c17fe6e65121cab121f04ee6e67a230aa1d29857"
+SCHEMA_SHA256 = "d231971ba9766b05d922ee2911ee3415525e6c12b424aaf6c2663b1c03d7b8b8"
 
 ERROR_KINDS = ("config", "import", "user_code", "no_data", "shape", "nan", "oom", "cancelled", "export", "internal", "protocol")
 ErrorKind = str  # one of ERROR_KINDS
@@ -36,7 +36,7 @@ ExportTarget = str  # one of EXPORT_TARGETS
 QUANTIZER_ROLES = ("input", "weight", "output", "activation")
 QuantizerRole = str  # one of QUANTIZER_ROLES
 
-PROGRESS_STEPS = ("load", "calibrate", "histogram", "export")
+PROGRESS_STEPS = ("load", "calibrate", "histogram", "export", "qat", "qat_epoch", "sensitivity", "tune")
 ProgressStep = str  # one of PROGRESS_STEPS
 
 CALIBRATION_DATA_KINDS = ("user", "random-normal")

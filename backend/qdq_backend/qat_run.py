@@ -18,6 +18,7 @@ import torch
 from . import qat, qat_checkpoint
 from .errors import Cancelled, QdqError
 from .loader import Project, _iterate_user, _resolve, _user_error, split_batch
+from .protocol_types import SourceOverride
 
 Progress = Callable[[str, int, Optional[int], str], None]
 MAX_EVAL_BATCHES = 1_000_000
@@ -91,7 +92,8 @@ class UserTraining:
 
 def user_training(project: Project, p: QatParams) -> UserTraining:
     """Resolves train-data (and train-step); counts the batches of one epoch."""
-    override = p.load.get("model_source_override")
+    raw_override = p.load.get("model_source_override")
+    override = SourceOverride(file=raw_override["file"], source=raw_override["source"]) if raw_override else None
     source, _ = _resolve(p.train_data, "train-data", project.project_dir, override, project.user_roots)
     n_inputs = len(project.example_inputs)
     raw = p.train_step is not None
@@ -255,10 +257,10 @@ def _start(project: Project, p: QatParams, directory: str, progress: Progress) -
 def run_qat(
     project: Project, params: Dict[str, Any], progress: Progress, cancelled: Callable[[], bool]
 ) -> Dict[str, Any]:
-    from .calibrate import prepare_out_dir  # noqa: WPS433
+    from .artifacts import prepare_out_dir  # noqa: WPS433
 
     p = parse_params(params)
-    out_dir = prepare_out_dir({"out_dir": p.out_dir})
+    out_dir = prepare_out_dir(p.out_dir)
     directory = os.path.join(out_dir, "qat")
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, qat_checkpoint.CHECKPOINT)

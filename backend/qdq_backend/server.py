@@ -218,14 +218,15 @@ class Context:
         self._server = server
         self.request_id = request_id
         self._last_sent = 0.0
+        self._last_step = ""
 
     def progress(self, step: str, done: int, total: Optional[int], message: str) -> None:
-        # At most ~20 a second, but always the first and the last of a step.
+        # At most ~20 a second, but always the first and the last of a step and the first after a change of step.
         now = time.monotonic()
         final = total is not None and done >= total
-        if done != 0 and not final and now - self._last_sent < 0.05:
+        if done != 0 and not final and step == self._last_step and now - self._last_sent < 0.05:
             return
-        self._last_sent = now
+        self._last_sent, self._last_step = now, step
         self._server.notify(
             "progress", {"requestId": self.request_id, "step": step, "done": done, "total": total, "message": message}
         )

@@ -89,14 +89,15 @@ test('cancel saves the step and --resume finishes; a failing train-step names it
     runQat(
       options(dir, { epochs: 2 }),
       (p) => {
-        if (/QAT: epoch 2 step 30\//.test(p.message)) cancel.cancel();
+        // progress is throttled to ~20 a second, so the first message of epoch 2 or its end-of-epoch-1 line may be the cue
+        if (/QAT: epoch (1\/2|2 step)/.test(p.message)) cancel.cancel();
       },
       cancel,
     ),
     (e: QdqError) => e.kind === 'cancelled' && /step \d+ of 44/.test(e.message) && /--resume/.test(e.hint),
   );
   const resumed = await runQat(options(dir, { epochs: 2, resume: true }));
-  assert.ok(resumed.qat.resumed_from_step !== null && resumed.qat.resumed_from_step >= 30);
+  assert.ok(resumed.qat.resumed_from_step !== null && resumed.qat.resumed_from_step >= 22);
   assert.equal(resumed.qat.steps, 44);
 
   await assert.rejects(runQat(options(dir, { epochs: 2, trainStep: 'steps.py:failing_step' })), (e: QdqError) => {

@@ -23,7 +23,7 @@ export type ExportTarget = (typeof EXPORT_TARGETS)[number];
 export const QUANTIZER_ROLES = ['input', 'weight', 'output', 'activation'] as const;
 export type QuantizerRole = (typeof QUANTIZER_ROLES)[number];
 
-export const PROGRESS_STEPS = ['load', 'calibrate', 'histogram', 'export'] as const;
+export const PROGRESS_STEPS = ['load', 'calibrate', 'histogram', 'export', 'qat', 'qat_epoch', 'sensitivity', 'tune'] as const;
 export type ProgressStep = (typeof PROGRESS_STEPS)[number];
 
 export const CALIBRATION_DATA_KINDS = ['user', 'random-normal'] as const;
@@ -344,7 +344,11 @@ export const PROTOCOL_SCHEMA: ProtocolSchema = {
         "load",
         "calibrate",
         "histogram",
-        "export"
+        "export",
+        "qat",
+        "qat_epoch",
+        "sensitivity",
+        "tune"
       ]
     },
     "CalibrationDataKind": {
