@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['out/**', 'node_modules/**', 'test/fixtures/**', 'test/golden/**', 'test/editors/code-server/node_modules/**', 'test/editors/code-server/fake-python-extension/**', 'server/src/knowledge/generate-operators.js'] },
+  { ignores: ['out/**', 'node_modules/**', 'test/fixtures/**', 'test/golden/**', 'test/editors/code-server/node_modules/**', 'test/editors/code-server/fake-python-extension/**', 'server/src/knowledge/generate-operators.js', 'test-results/**', '**/qdq-out/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

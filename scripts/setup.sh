@@ -22,9 +22,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 PY=${QDQ_PYTHON:-python3}
-if ! "$PY" -c 'import torch, onnx, onnxscript, sklearn, pytest, transformers, ruff, mypy' >/dev/null 2>&1; then
-  log "pip install torch onnx onnxscript scikit-learn pytest transformers ruff mypy into $("$PY" -c 'import sys; print(sys.executable)')"
-  "$PY" -m pip install -q torch onnx onnxscript scikit-learn pytest transformers ruff mypy
+if ! "$PY" -c 'import torch, onnx, onnxscript, sklearn, pytest, transformers, timm, ruff, mypy' >/dev/null 2>&1; then
+  log "pip install torch onnx onnxscript scikit-learn pytest transformers timm ruff mypy into $("$PY" -c 'import sys; print(sys.executable)')"
+  "$PY" -m pip install -q torch onnx onnxscript scikit-learn pytest transformers timm ruff mypy
 fi
 
 if [ ! -d node_modules/tree-sitter ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
