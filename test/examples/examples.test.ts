@@ -29,7 +29,7 @@ with torch.no_grad():
 print(json.dumps({"accuracy": correct / total, "total": total, "torch": torch.__version__}))
 `;
 
-function run(python: string, args: string[], cwd: string, timeoutMs = 180_000) {
+function run(python: string, args: string[], cwd: string, timeoutMs = 360_000) {
   // argv array, no shell; PYTHONDONTWRITEBYTECODE keeps __pycache__ out of the source tree.
   return spawnSync(python, args, {
     cwd,

@@ -41,6 +41,17 @@ function sleepers(seconds: string): number[] {
   return found;
 }
 
+/** The fixture's children are exec'd asynchronously: on a loaded machine the second may not exist yet. */
+async function awaitSleepers(seconds: string, count: number, limitMs = 15000): Promise<number[]> {
+  const deadline = Date.now() + limitMs;
+  let found = sleepers(seconds);
+  while (found.length < count && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100));
+    found = sleepers(seconds);
+  }
+  return found;
+}
+
 function uniqueSeconds(): string {
   return `${600 + (process.pid % 1000)}.${Date.now() % 100000}`;
 }
@@ -62,7 +73,7 @@ test(
     if (!python) return t.skip(skipReason);
     const seconds = uniqueSeconds();
     const { c } = await startSpawner({ ...process.env, QDQ_TEST_SLEEP: seconds });
-    assert.equal(sleepers(seconds).length, 2, 'the fixture started its two children');
+    assert.equal((await awaitSleepers(seconds, 2)).length, 2, 'the fixture started its two children');
     const started = Date.now();
     await c.shutdown(10_000);
     // Before the fix shutdown waited for the children to close the inherited stderr pipe (the sleep's duration).
@@ -80,7 +91,7 @@ test(
     if (!python) return t.skip(skipReason);
     const seconds = uniqueSeconds();
     const { c } = await startSpawner({ ...process.env, QDQ_TEST_SLEEP: seconds });
-    assert.equal(sleepers(seconds).length, 2);
+    assert.equal((await awaitSleepers(seconds, 2)).length, 2);
     c.kill();
     await c.waitForExit();
     await new Promise((r) => setTimeout(r, 200));
