@@ -73,6 +73,8 @@ test(
     if (!python) return t.skip(skipReason);
     const seconds = uniqueSeconds();
     const { c } = await startSpawner({ ...process.env, QDQ_TEST_SLEEP: seconds });
+    // A failed assertion must not leave the backend (and so this test file's process) running.
+    t.after(() => c.kill());
     assert.equal((await awaitSleepers(seconds, 2)).length, 2, 'the fixture started its two children');
     const started = Date.now();
     await c.shutdown(10_000);
@@ -91,6 +93,7 @@ test(
     if (!python) return t.skip(skipReason);
     const seconds = uniqueSeconds();
     const { c } = await startSpawner({ ...process.env, QDQ_TEST_SLEEP: seconds });
+    t.after(() => c.kill());
     assert.equal((await awaitSleepers(seconds, 2)).length, 2);
     c.kill();
     await c.waitForExit();
