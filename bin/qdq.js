@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-/* global process, require, console */
 // Thin launcher: the CLI lives in server/src/cli (compiled to out/).
 // The exit waits for stdout and stderr to drain: process.exit() right after a large write through a pipe
 // (`qdq quantize big.py | less`) would drop everything past the pipe's 64 KiB buffer, with exit code 0.
@@ -20,7 +19,6 @@ for (const stream of [process.stdout, process.stderr])
     if (err && err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
     throw err;
   });
-// eslint-disable-next-line @typescript-eslint/no-require-imports -- CommonJS launcher of the compiled CLI
 require('../out/server/src/cli/main.js')
   .main(process.argv.slice(2))
   .then(finish, (err) => {

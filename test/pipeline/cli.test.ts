@@ -67,6 +67,7 @@ test('progress: a redrawn bar on a TTY', () => {
   now = 1200;
   p.update({ step: 'calibrate', done: 5, total: 10, message: 'batch 5' });
   p.finishStep();
+  // eslint-disable-next-line no-control-regex -- the progress line starts with the ANSI erase-line escape
   assert.match(chunks[0], /^\r\x1b\[2Kcalibrate \[#{10}\.{10}\] 5\/10 batch 5 \(1s\)$/);
   assert.match(chunks[1], /calibrate done in 1\.2s: batch 5\n$/);
 });

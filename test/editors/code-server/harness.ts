@@ -170,7 +170,6 @@ export async function startCodeServer(
 }
 
 export async function launchChromium(): Promise<Browser> {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { chromium } = require('playwright-core') as typeof import('playwright-core');
   return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
 }

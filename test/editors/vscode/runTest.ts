@@ -52,7 +52,6 @@ async function main(): Promise<number> {
     console.error(`test:vscode: QDQ_VSCODE_EXECUTABLE=${executable} does not exist`);
     return 2;
   }
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { runTests } = require('@vscode/test-electron') as typeof import('@vscode/test-electron');
   const runDir = path.join(repoRoot, 'test-results', 'vscode-desktop');
   const workspace = makeTestWorkspace(repoRoot, path.join(runDir, 'ws'));

@@ -13,7 +13,6 @@ export function resultsFile(): string {
 
 export async function run(): Promise<void> {
   // Loaded lazily: this file is also picked up (and must do nothing) when `node --test out/test/` runs.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const Mocha = require('mocha') as typeof import('mocha');
   const out = resultsFile();
   fs.mkdirSync(path.dirname(out), { recursive: true });

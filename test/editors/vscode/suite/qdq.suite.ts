@@ -24,7 +24,6 @@ async function poll<T>(
 }
 
 if (typeof (globalThis as { suite?: unknown }).suite === 'function') {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const vscode = require('vscode') as typeof vscodeApi;
 
   suite('qdq extension in VS Code', () => {

@@ -20,7 +20,6 @@ async function poll<T>(
 }
 
 if (typeof (globalThis as { suite?: unknown }).suite === 'function') {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const vscode = require('vscode') as typeof vscodeApi;
 
   suite('qdq extension in an untrusted workspace', () => {
