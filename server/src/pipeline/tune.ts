@@ -121,6 +121,9 @@ function nthArgument(text: string, open: number, n: number): number {
   return -1;
 }
 
+/** Operand suffixes of the operation quantizers qdq writes (backend sensitivity.py's _OPERAND, plus _quantizer). */
+const OPERAND = /_(a|b|residual|local|left|right|\d+)_quantizer$/;
+
 /** Quantized source with keep_float on every float site of `file`; sites it cannot place are returned. */
 export function applyKeepFloat(
   quantizedText: string,
@@ -139,7 +142,9 @@ export function applyKeepFloat(
     const dot = rest.indexOf('.');
     const cls = rest.slice(0, dot);
     const attr = rest.slice(dot + 1);
-    const layerKey = `${cls}.${attr.replace(/\.(input|weight|output)_quantizer$/, '')}`;
+    // One key per layer (its input and weight quantizers) and per operation (add0's residual and local operands):
+    // keep_float on an operation removes all its operand quantizers at once.
+    const layerKey = `${cls}.${attr.replace(/\.(input|weight|output)_quantizer$/, '').replace(OPERAND, '')}`;
     if (done.has(layerKey)) continue;
     const offset = siteOffset(text, cls, attr);
     const next = offset < 0 ? null : keepFloat(text, offset);
