@@ -255,7 +255,7 @@ export async function runTune(
     mixedRun = await runPipeline(
       {
         projectDir,
-        python: opts.python,
+        python: opts.python ?? run.report.python.path, // the interpreter the first run found
         overrides: { ...opts.overrides, outDir: path.join(outDir, 'tuned') },
         onLog: opts.onLog,
         steps: ['verify'],
