@@ -6,11 +6,12 @@ turns the typed results into JSON-ready dictionaries.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Dict, List, Tuple
 
 from . import sensitivity as sens
 from .errors import QdqError
-from .loader import Project
+from .loader import Project, _resolve, _user_error
 
 DEFAULT_EVAL_BATCHES = 50
 RunnerClass = Callable[..., sens.Runner]
@@ -31,8 +32,34 @@ def _int_param(params: Dict[str, Any], key: str, default: int) -> int:
     return value
 
 
+def _user_metric(project: Project, spec: Any) -> sens.Metric:
+    """`[tool.qdq] metric = "file.py:fn"`: fn(model) -> a number, higher is better, on the user's own held-out data."""
+    if not isinstance(spec, str) or ":" not in spec:
+        raise QdqError("config", f"metric = {spec!r} is not file.py:function", 'set metric = "metric.py:score"')
+    fn, _ = _resolve(spec, "metric", project.project_dir, None, project.user_roots)
+
+    def run() -> float:
+        try:
+            value = fn(project.model)
+        except Exception as exc:  # noqa: BLE001 - user code
+            raise _user_error(exc, f"metric {spec} raised", project.user_roots) from None
+        number = float(value.item()) if hasattr(value, "item") else value
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
+            raise QdqError(
+                "config",
+                f"metric {spec} returned {value!r}, not a finite number",
+                "return one float, higher is better (e.g. accuracy in percent, or -loss)",
+            )
+        return float(number)
+
+    return run
+
+
 def _metric(project: Project, params: Dict[str, Any], switch: sens.PrecisionSwitch) -> Tuple[str, sens.Metric, int]:
-    """Top-1 on labelled eval-data; else output SQNR on held-out batches (calibration batches past those calibrated)."""
+    """The user's metric function if set; top-1 on labelled eval-data; else output SQNR on held-out batches
+    (eval-data inputs, or calibration batches past those calibrated: never the calibrated ones)."""
+    if params.get("metric"):
+        return str(params["metric"]), _user_metric(project, params["metric"]), 0
     limit = _int_param(params, "eval_batches", DEFAULT_EVAL_BATCHES) or DEFAULT_EVAL_BATCHES
     if project.eval_source is not None:
         batches = list(project.eval_batches(limit))

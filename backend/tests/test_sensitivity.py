@@ -194,3 +194,44 @@ def test_sensitivity_and_tune_requests(backend, tmp_path):
     with pytest.raises(RpcError) as err:
         backend.call("tune", {"max_drop": "half"})
     assert "max_drop" in str(err.value)
+
+
+SCORE = """
+import torch
+from model import eval_data
+
+
+def accuracy(model):
+    correct = total = 0
+    with torch.no_grad():
+        for x, y in eval_data():
+            correct += int((model(x).argmax(dim=-1) == y).sum())
+            total += int(y.numel())
+    return torch.tensor(100.0 * correct / total)  # a 0-d tensor is fine too
+
+
+def not_a_number(model):
+    return "high"
+"""
+
+
+def test_user_metric_function_is_what_sensitivity_and_tune_measure(backend, tmp_path):
+    """[tool.qdq] metric = "file.py:fn": fn(model) -> number, higher is better, called for every evaluation."""
+    with open(os.path.join(str(tmp_path), "convnet", "score.py"), "w") as f:
+        f.write(SCORE)
+    backend.call("calibrate", {"method": "max", "batches": 4, "out_dir": str(tmp_path / "out")})
+    r = backend.call("sensitivity", {"metric": "score.py:accuracy"})
+    plain = backend.call("sensitivity", {"eval_batches": 50})
+    assert r["metric"] == "score.py:accuracy" and plain["metric"] == "top1"
+    # the same measurements as the built-in top-1 on the same labelled batches, through the user's function
+    # (the 0-d float32 tensor it returns rounds in the 7th digit)
+    assert [r["fp32"], r["all_int8"]] == pytest.approx([plain["fp32"], plain["all_int8"]], abs=1e-4)
+    assert [g["only_int8"] for g in r["groups"]] == pytest.approx([g["only_int8"] for g in plain["groups"]], abs=1e-4)
+    t = backend.call("tune", {"metric": "score.py:accuracy", "max_drop": 1000.0})
+    assert t["metric"] == "score.py:accuracy" and t["float_sites"] == []
+    with pytest.raises(RpcError) as err:
+        backend.call("sensitivity", {"metric": "score.py:not_a_number"})
+    assert "not a finite number" in str(err.value)
+    with pytest.raises(RpcError) as err:
+        backend.call("sensitivity", {"metric": "score.py:missing"})
+    assert "has no 'missing'" in str(err.value)

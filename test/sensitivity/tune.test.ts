@@ -62,3 +62,16 @@ test('an op site (residual add) loses its quantizer; sites in other files are re
   assert.deepEqual(r.missing, ['/elsewhere/other.py::Other.fc.input_quantizer']);
   assert.ok(!r.text.includes('self.add0_residual_quantizer('));
 });
+
+test('both operands of one residual add are one edit: nothing reported missing (digits-transformer)', () => {
+  const file = path.join(ROOT, 'examples', 'digits-transformer', 'model.py');
+  const text = quantizeFile(fs.readFileSync(file, 'utf8'), { scope: { kind: 'file' } }).text;
+  assert.ok(text.includes('self.add0_residual_quantizer(') && text.includes('self.add0_local_quantizer('));
+  const r = applyKeepFloat(text, file, [
+    `${file}::EncoderLayer.add0_local_quantizer`,
+    `${file}::EncoderLayer.add0_residual_quantizer`,
+  ]);
+  assert.deepEqual(r.missing, []);
+  assert.ok(!r.text.includes('self.add0_residual_quantizer(') && !r.text.includes('self.add0_local_quantizer('));
+  assert.ok(r.text.includes('self.add1_residual_quantizer('), 'the other add keeps its quantizers');
+});

@@ -229,6 +229,20 @@ export function parseCommandLine<C extends CommandName>(command: C, argv: string
   return { command, files, flags: flags as ParsedFlags<C> };
 }
 
+/** Commands with their own flag parsers (server/src/pipeline/sensitivityCli.ts); their usage lines live here. */
+export const SENSITIVITY_USAGE = {
+  sensitivity: {
+    usage: 'qdq sensitivity [DIR] [--nproc N] [--python P] [--verbose]',
+    summary:
+      'per source layer group: the metric with only it INT8 and with only it in float (<out-dir>/sensitivity.json)',
+  },
+  tune: {
+    usage: 'qdq tune [DIR] [--max-drop P | P%] [--write] [--nproc N] [--python P] [--verbose]',
+    summary:
+      'the fewest groups kept in float within the accuracy budget, as keep_float lines; all FP32 / mixed / all INT8 table (<out-dir>/tune.json)',
+  },
+} as const;
+
 export function usage(command?: string): string {
   const lines: string[] = [];
   const cmds = Object.entries(CLI_COMMANDS) as [string, CommandSpec][];
@@ -249,6 +263,7 @@ export function usage(command?: string): string {
   }
   lines.push('qdq: source-level INT8 quantization for PyTorch models', '', 'Usage:');
   for (const [n, s] of cmds) describe(n, s);
+  for (const u of Object.values(SENSITIVITY_USAGE)) lines.push(`  ${u.usage}`, `      ${u.summary}`);
   lines.push('  qdq help [COMMAND]', "      this text, or one command's (also: qdq COMMAND --help)");
   lines.push(
     '',

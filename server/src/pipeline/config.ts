@@ -33,6 +33,8 @@ export interface QdqConfig {
   learnAmax?: boolean;
   /** `qdq tune`'s budget: absolute points (0.5) or relative to FP32 ("1%"). */
   maxAccuracyDrop?: number | string;
+  /** `qdq sensitivity`/`tune`: "file.py:fn", fn(model) -> a number, higher is better; default top-1 or SQNR. */
+  metric?: string;
 }
 
 /** 0-based line/character (UTF-16), like LSP positions. */
@@ -135,6 +137,12 @@ export const CONFIG_KEYS: KeySpec[] = [
     doc: 'ONNX opset (QuantizeLinear needs 13 or higher)',
     check: intIn(13, 23),
     default: 13,
+  },
+  {
+    key: 'metric',
+    field: 'metric',
+    doc: 'qdq sensitivity/tune: file.py:fn, fn(model) -> a number, higher is better (default: top-1 on eval-data)',
+    check: spec('metric.py:score'),
   },
   {
     key: 'max-accuracy-drop',

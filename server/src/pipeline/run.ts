@@ -38,6 +38,8 @@ export interface PipelineOptions {
   latencyRuns?: number;
   /** Runs between calibrate and export on the same backend (QAT fine-tunes there: server/src/pipeline/qat.ts). */
   afterCalibrate?: (step: AfterCalibrate) => Promise<void>;
+  /** Already quantized text of the model file to run instead of quantizing the file (qdq tune's mixed plan). */
+  modelSource?: string;
   /** How long a cancelled request may take to stop before the backend is killed (BackendClient's default: 5 s). */
   cancelGraceMs?: number;
 }
@@ -322,7 +324,13 @@ export async function runPipeline(
   cancel.throwIfCancelled();
 
   onProgress({ step: 'quantize', done: 0, total: 1, message: `quantizing ${splitSpec(cfg.model).file}` });
-  const quantized = quantizeModelSource(projectDir, cfg, outDir, !!opts.write, notes);
+  const quantized =
+    opts.modelSource === undefined
+      ? quantizeModelSource(projectDir, cfg, outDir, !!opts.write, notes)
+      : {
+          override: { file: path.resolve(projectDir, splitSpec(cfg.model).file), source: opts.modelSource },
+          files: {} as Record<string, string>,
+        };
   onProgress({ step: 'quantize', done: 1, total: 1, message: 'quantized' });
 
   onProgress({

@@ -13,7 +13,7 @@ import { quantizeModelSource, PipelineOptions } from './run';
 import { writeFileAtomic } from '../onnx/atomic';
 
 export interface SensitivityProgress {
-  step: 'interpreter' | 'load' | 'calibrate' | 'sensitivity' | 'tune';
+  step: 'interpreter' | 'load' | 'calibrate' | 'sensitivity' | 'tune' | 'latency';
   done: number;
   total: number | null;
   message: string;
@@ -27,7 +27,8 @@ export interface GroupInfo {
 }
 
 export interface SensitivityResult {
-  metric: 'top1' | 'sqnr_db';
+  /** 'top1', 'sqnr_db', or the `[tool.qdq] metric` spec of the user's function. */
+  metric: string;
   samples: number;
   fp32: number;
   all_int8: number;
@@ -51,7 +52,7 @@ export type SessionOptions = Pick<PipelineOptions, 'projectDir' | 'python' | 'ov
   nproc?: number;
 };
 
-function configOf(projectDir: string, opts: SessionOptions): QdqConfig {
+export function configOf(projectDir: string, opts: SessionOptions): QdqConfig {
   if (!fs.existsSync(projectDir) || !fs.statSync(projectDir).isDirectory())
     throw new QdqError('config', `project folder ${projectDir} does not exist`, 'pass a folder with pyproject.toml');
   try {
@@ -207,7 +208,7 @@ async function runDistributed<T>(
 
 /** Held-out data for the metric: eval-data, else calibration batches past the ones calibrated on. */
 export function metricParams(cfg: QdqConfig): Record<string, unknown> {
-  return { calibration_batches: cfg.batches };
+  return { calibration_batches: cfg.batches, ...(cfg.metric ? { metric: cfg.metric } : {}) };
 }
 
 export async function runSensitivity(
@@ -226,7 +227,14 @@ export async function runSensitivity(
   }
 }
 
-const metricUnit = (m: string) => (m === 'top1' ? '%' : ' dB');
+export const metricUnit = (m: string) => (m === 'top1' ? '%' : m === 'sqnr_db' ? ' dB' : '');
+
+/** How the terminal names the metric: the default ones in words, the user's function by its spec. */
+export function metricName(m: string, samples: number): string {
+  if (m === 'top1') return `top-1 on eval-data (${samples} held-out samples)`;
+  if (m === 'sqnr_db') return `output SQNR vs FP32 on held-out batches (${samples} samples)`;
+  return `${m} ([tool.qdq] metric, higher is better)`;
+}
 
 /** Groups worst first (largest loss when only that group is INT8), as a table for the terminal. */
 export function formatSensitivity(r: SensitivityResult): string {
@@ -234,7 +242,7 @@ export function formatSensitivity(r: SensitivityResult): string {
   const rows = [...r.groups].sort((a, b) => a.only_int8 - b.only_int8);
   const width = Math.max(5, ...rows.map((g) => g.label.length));
   const lines = [
-    `metric: ${r.metric === 'top1' ? 'top-1 on eval-data' : 'output SQNR vs FP32 on held-out batches'} (${r.samples} samples); FP32 ${r.fp32.toFixed(2)}${unit}, all INT8 ${r.all_int8.toFixed(2)}${unit}`,
+    `metric: ${metricName(r.metric, r.samples)}; FP32 ${r.fp32.toFixed(2)}${unit}, all INT8 ${r.all_int8.toFixed(2)}${unit}`,
     '',
     `${'group'.padEnd(width)}  ${'only this INT8'.padStart(15)}  ${'only this float'.padStart(15)}`,
     `${'-'.repeat(width)}  ${'-'.repeat(15)}  ${'-'.repeat(15)}`,

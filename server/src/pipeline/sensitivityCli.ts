@@ -8,11 +8,7 @@ import { PipelineProgress } from './run';
 type PipelineProgressLike = { step: string; done: number; total: number | null; message: string };
 import { runSensitivity, formatSensitivity } from './sensitivity';
 import { runTune, formatTune } from './tune';
-
-export const SENSITIVITY_USAGE = {
-  sensitivity: 'qdq sensitivity [DIR] [--nproc N] [--python P] [--verbose]',
-  tune: 'qdq tune [DIR] [--max-drop P | P%] [--write] [--nproc N] [--python P] [--verbose]',
-};
+import { SENSITIVITY_USAGE } from '../common/commandLine';
 
 interface Flags {
   dir?: string;
@@ -53,12 +49,12 @@ export async function runSensitivityCommand(
   },
 ): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
-    io.out(`usage: ${SENSITIVITY_USAGE[cmd]}\n`);
+    io.out(`usage: ${SENSITIVITY_USAGE[cmd].usage}\n`);
     return 0;
   }
   const flags = parse(cmd, argv);
   if (typeof flags === 'string') {
-    io.err.write(`qdq ${cmd}: ${flags}\nusage: ${SENSITIVITY_USAGE[cmd]}\n`);
+    io.err.write(`qdq ${cmd}: ${flags}\nusage: ${SENSITIVITY_USAGE[cmd].usage}\n`);
     return 2;
   }
   const projectDir = path.resolve(flags.dir ?? '.');

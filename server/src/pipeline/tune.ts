@@ -4,8 +4,17 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { QdqError, CancelToken } from './errors';
-import { openSession, metricParams, SensitivityProgress, GroupInfo, SessionOptions } from './sensitivity';
-import { PipelineOptions } from './run';
+import {
+  openSession,
+  metricParams,
+  SensitivityProgress,
+  GroupInfo,
+  SessionOptions,
+  configOf,
+  metricUnit,
+  metricName,
+} from './sensitivity';
+import { PipelineOptions, PipelineResult, runPipeline } from './run';
 import { keepFloat, quantizeFile } from '../fixes';
 import { writeFileAtomic } from '../onnx/atomic';
 
@@ -15,7 +24,7 @@ export interface Budget {
 }
 
 export interface TuneBackendResult {
-  metric: 'top1' | 'sqnr_db';
+  metric: string;
   samples: number;
   fp32: number;
   all_int8: number;
@@ -34,11 +43,19 @@ export interface TuneReport {
   project_dir: string;
   metric: string;
   samples: number;
+  /** The export target the latencies were measured for (tensorrt, tensorrt10 or ort-cpu: [tool.qdq] target). */
+  target: string;
   budget: { max_drop: number; relative: boolean; target: number };
-  /** latency_ms is null: tune measures in PyTorch fake-quant and exports nothing (qdq run measures latency). */
+  /**
+   * accuracy: the metric in PyTorch fake-quant on the held-out data (what the search optimizes). latency_ms:
+   * ONNX Runtime on this machine's CPU, median, on the exported FP32 / all-INT8 / mixed models of `target`
+   * (measured like qdq run; null when the pipeline could not measure it).
+   */
   fp32: { accuracy: number; latency_ms: number | null };
   all_int8: { accuracy: number; latency_ms: number | null };
   mixed: { accuracy: number; latency_ms: number | null; float_sites: string[]; float_groups: string[] };
+  /** Top-1 in percent of the exported models in ONNX Runtime on eval-data (null without labels). */
+  onnxruntime_top1: { fp32: number | null; all_int8: number | null; mixed: number | null };
   within_budget: boolean;
   evaluations: number;
   groups: number;
@@ -104,6 +121,9 @@ function nthArgument(text: string, open: number, n: number): number {
   return -1;
 }
 
+/** Operand suffixes of the operation quantizers qdq writes (backend sensitivity.py's _OPERAND, plus _quantizer). */
+const OPERAND = /_(a|b|residual|local|left|right|\d+)_quantizer$/;
+
 /** Quantized source with keep_float on every float site of `file`; sites it cannot place are returned. */
 export function applyKeepFloat(
   quantizedText: string,
@@ -122,7 +142,9 @@ export function applyKeepFloat(
     const dot = rest.indexOf('.');
     const cls = rest.slice(0, dot);
     const attr = rest.slice(dot + 1);
-    const layerKey = `${cls}.${attr.replace(/\.(input|weight|output)_quantizer$/, '')}`;
+    // One key per layer (its input and weight quantizers) and per operation (add0's residual and local operands):
+    // keep_float on an operation removes all its operand quantizers at once.
+    const layerKey = `${cls}.${attr.replace(/\.(input|weight|output)_quantizer$/, '').replace(OPERAND, '')}`;
     if (done.has(layerKey)) continue;
     const offset = siteOffset(text, cls, attr);
     const next = offset < 0 ? null : keepFloat(text, offset);
@@ -136,88 +158,165 @@ export function applyKeepFloat(
   return { text, missing };
 }
 
+const percent = (fraction: number | undefined) => (fraction === undefined ? null : 100 * fraction);
+
+type TuneOptions = SessionOptions & Pick<PipelineOptions, 'write'> & { maxDrop?: string };
+
+/** The budget from the flag or `[tool.qdq] max-accuracy-drop`, checked before any work starts. */
+function budgetOf(raw: string | number | undefined): Budget {
+  const budget = parseBudget(raw);
+  if (!budget)
+    throw new QdqError(
+      'config',
+      raw === undefined
+        ? 'qdq tune needs an accuracy budget'
+        : `max-accuracy-drop "${raw}" is not points or a percentage`,
+      'pass --max-drop 0.5 (points of top-1) or --max-drop 1% (of FP32), or set max-accuracy-drop in [tool.qdq]',
+    );
+  return budget;
+}
+
+const PIPELINE_STEPS: Record<string, SensitivityProgress['step']> = {
+  interpreter: 'interpreter',
+  quantize: 'load',
+  load: 'load',
+  calibrate: 'calibrate',
+  histogram: 'calibrate',
+  tune: 'tune',
+};
+
+/**
+ * The search plus the all-INT8 latency in one `qdq run` pipeline: the tune request runs on that pipeline's backend
+ * right after its calibration (afterCalibrate), so load and calibration happen once and the exported, verified
+ * model is the all-INT8 one. With --nproc N the search runs in N workers first, then the pipeline.
+ */
+async function searchAndRunAllInt8(
+  opts: TuneOptions,
+  params: Record<string, unknown>,
+  onProgress: (p: SensitivityProgress) => void,
+  cancel: CancelToken,
+): Promise<{ r: TuneBackendResult; run: PipelineResult }> {
+  const forward = (p: { step: string; done: number; total: number | null; message: string }) =>
+    onProgress({ step: PIPELINE_STEPS[p.step] ?? 'latency', done: p.done, total: p.total, message: p.message });
+  const pipeline: PipelineOptions = {
+    projectDir: opts.projectDir,
+    python: opts.python,
+    overrides: opts.overrides,
+    onLog: opts.onLog,
+    steps: ['verify'],
+  };
+  let r: TuneBackendResult | undefined;
+  if ((opts.nproc ?? 1) > 1) {
+    const session = await openSession(opts, onProgress, cancel);
+    try {
+      r = await session.measure<TuneBackendResult>('tune', params);
+    } finally {
+      await session.close().catch(() => undefined);
+    }
+  } else {
+    pipeline.afterCalibrate = async (step) => {
+      r = await step.backend.request<TuneBackendResult>('tune', params, { onProgress: forward, cancel: step.cancel });
+    };
+  }
+  const run = await runPipeline(pipeline, forward, cancel);
+  if (!r) throw new QdqError('internal', 'the tune search returned nothing', 'report this as a bug');
+  return { r, run };
+}
+
 export async function runTune(
-  opts: SessionOptions & Pick<PipelineOptions, 'write'> & { maxDrop?: string },
+  opts: TuneOptions,
   onProgress: (p: SensitivityProgress) => void = () => undefined,
   cancel: CancelToken = new CancelToken(),
 ): Promise<{ report: TuneReport; path: string; notes: string[] }> {
-  const session = await openSession(opts, onProgress, cancel);
+  const projectDir = path.resolve(opts.projectDir);
+  const cfg = configOf(projectDir, opts);
+  const budget = budgetOf(opts.maxDrop ?? cfg.maxAccuracyDrop);
+  const params = { ...metricParams(cfg), max_drop: budget.maxDrop, relative: budget.relative };
+  const { r, run } = await searchAndRunAllInt8(opts, params, onProgress, cancel);
+  const outDir = run.outDir;
+  const modelPath = path.resolve(projectDir, cfg.model.slice(0, cfg.model.lastIndexOf(':')));
   const notes: string[] = [];
-  try {
-    const raw = opts.maxDrop ?? session.cfg.maxAccuracyDrop;
-    const budget = parseBudget(raw);
-    if (!budget)
-      throw new QdqError(
-        'config',
-        raw === undefined
-          ? 'qdq tune needs an accuracy budget'
-          : `max-accuracy-drop "${raw}" is not points or a percentage`,
-        'pass --max-drop 0.5 (points of top-1) or --max-drop 1% (of FP32), or set max-accuracy-drop in [tool.qdq]',
-      );
-    const r = await session.measure<TuneBackendResult>('tune', {
-      ...metricParams(session.cfg),
-      max_drop: budget.maxDrop,
-      relative: budget.relative,
-    });
-    let modelFile: string | null = null;
-    if (r.float_sites.length) {
-      const original = fs.readFileSync(session.modelPath, 'utf8');
-      const relativeImport = /^\s*from\s+\.+[\w.]*\s+import\s/m.test(original);
-      const quantized = quantizeFile(original, { scope: { kind: 'file' }, relativeImport }).text;
-      const edited = applyKeepFloat(quantized, session.modelPath, r.float_sites);
-      if (edited.missing.length) notes.push(`could not place keep_float for: ${edited.missing.join(', ')}`);
-      modelFile = opts.write ? session.modelPath : path.join(session.outDir, 'tuned', path.basename(session.modelPath));
-      writeFileAtomic(modelFile, edited.text);
-      notes.push(
-        opts.write
-          ? `wrote keep_float for ${r.float_groups.length} group(s) into ${path.relative(session.projectDir, modelFile)}`
-          : `wrote the plan into a copy, ${path.relative(session.projectDir, modelFile)}; your file is unchanged (use --write to change it)`,
-      );
-    } else if (r.within_budget) {
-      notes.push('all INT8 is already within the budget: nothing kept in float');
-    }
-    if (!r.within_budget) notes.push('the budget cannot be met even with every group in float');
-    const report: TuneReport = {
-      version: 1,
-      project_dir: session.projectDir,
-      metric: r.metric,
-      samples: r.samples,
-      budget: { max_drop: budget.maxDrop, relative: budget.relative, target: r.target },
-      fp32: { accuracy: r.fp32, latency_ms: null },
-      all_int8: { accuracy: r.all_int8, latency_ms: null },
-      mixed: {
-        accuracy: r.mixed,
-        latency_ms: null,
-        float_sites: r.float_sites,
-        float_groups: r.float_groups.map((g) => g.label),
+  let modelFile: string | null = null;
+  let mixedRun: PipelineResult | null = null;
+  if (r.float_sites.length) {
+    const original = fs.readFileSync(modelPath, 'utf8');
+    const relativeImport = /^\s*from\s+\.+[\w.]*\s+import\s/m.test(original);
+    const quantized = quantizeFile(original, { scope: { kind: 'file' }, relativeImport }).text;
+    const edited = applyKeepFloat(quantized, modelPath, r.float_sites);
+    if (edited.missing.length) notes.push(`could not place keep_float for: ${edited.missing.join(', ')}`);
+    modelFile = opts.write ? modelPath : path.join(outDir, 'tuned', path.basename(modelPath));
+    writeFileAtomic(modelFile, edited.text);
+    notes.push(
+      opts.write
+        ? `wrote keep_float for ${r.float_groups.length} group(s) into ${path.relative(projectDir, modelFile)}`
+        : `wrote the plan into a copy, ${path.relative(projectDir, modelFile)}; your file is unchanged (use --write to change it)`,
+    );
+    // The mixed model's latency: the same pipeline on the edited source, its outputs in <out-dir>/tuned.
+    mixedRun = await runPipeline(
+      {
+        projectDir,
+        python: opts.python ?? run.report.python.path, // the interpreter the first run found
+        overrides: { ...opts.overrides, outDir: path.join(outDir, 'tuned') },
+        onLog: opts.onLog,
+        steps: ['verify'],
+        modelSource: edited.text,
       },
-      within_budget: r.within_budget,
-      evaluations: r.evaluations,
-      groups: r.groups,
-      model_file: modelFile,
-      steps: r.steps,
-    };
-    const out = path.join(session.outDir, 'tune.json');
-    writeFileAtomic(out, JSON.stringify(report, null, 2) + '\n');
-    return { report, path: out, notes };
-  } finally {
-    await session.close().catch(() => undefined);
+      (p) => onProgress({ step: 'latency', done: p.done, total: p.total, message: `mixed: ${p.message}` }),
+      cancel,
+    );
+  } else if (r.within_budget) {
+    notes.push('all INT8 is already within the budget: nothing kept in float');
   }
+  if (!r.within_budget) notes.push('the budget cannot be met even with every group in float');
+  const lat = run.report.latency_ms;
+  if (lat && run.config.target !== 'ort-cpu' && lat.int8 > lat.fp32)
+    notes.push(
+      `the latencies are ONNX Runtime's CPU provider, which does not fuse the ${run.config.target} QDQ form (TensorRT does); set target = "ort-cpu" for CPU latencies`,
+    );
+  const report: TuneReport = {
+    version: 1,
+    project_dir: projectDir,
+    metric: r.metric,
+    samples: r.samples,
+    target: run.config.target,
+    budget: { max_drop: budget.maxDrop, relative: budget.relative, target: r.target },
+    fp32: { accuracy: r.fp32, latency_ms: lat?.fp32 ?? null },
+    all_int8: { accuracy: r.all_int8, latency_ms: lat?.int8 ?? null },
+    mixed: {
+      accuracy: r.mixed,
+      latency_ms: mixedRun ? (mixedRun.report.latency_ms?.int8 ?? null) : (lat?.int8 ?? null),
+      float_sites: r.float_sites,
+      float_groups: r.float_groups.map((g) => g.label),
+    },
+    onnxruntime_top1: {
+      fp32: percent(run.report.accuracy?.fp32),
+      all_int8: percent(run.report.accuracy?.int8),
+      mixed: percent((mixedRun ?? run).report.accuracy?.int8),
+    },
+    within_budget: r.within_budget,
+    evaluations: r.evaluations,
+    groups: r.groups,
+    model_file: modelFile,
+    steps: r.steps,
+  };
+  const out = path.join(outDir, 'tune.json');
+  writeFileAtomic(out, JSON.stringify(report, null, 2) + '\n');
+  return { report, path: out, notes };
 }
 
 export function formatTune(r: TuneReport): string {
-  const unit = r.metric === 'top1' ? '%' : ' dB';
+  const unit = metricUnit(r.metric);
   const row = (name: string, v: { accuracy: number; latency_ms: number | null }, extra = '') =>
     `${name.padEnd(10)}  ${(v.accuracy.toFixed(2) + unit).padStart(10)}  ${(v.latency_ms === null ? '-' : v.latency_ms.toFixed(2)).padStart(12)}  ${extra}`;
   return [
-    `metric: ${r.metric === 'top1' ? 'top-1 on eval-data' : 'output SQNR vs FP32'} (${r.samples} held-out samples); budget: ${r.budget.relative ? `${r.budget.max_drop}% of FP32` : `${r.budget.max_drop} points`} (target ${r.budget.target.toFixed(2)}${unit})`,
+    `metric: ${metricName(r.metric, r.samples)}; budget: ${r.budget.relative ? `${r.budget.max_drop}% of FP32` : `${r.budget.max_drop} points`} (target ${r.budget.target.toFixed(2)}${unit})`,
     '',
-    `${'precision'.padEnd(10)}  ${(r.metric === 'top1' ? 'top-1' : 'SQNR').padStart(10)}  ${'latency ms'.padStart(12)}  float groups`,
+    `${'precision'.padEnd(10)}  ${(r.metric === 'top1' ? 'top-1' : r.metric === 'sqnr_db' ? 'SQNR' : 'metric').padStart(10)}  ${'latency ms'.padStart(12)}  float groups`,
     `${'-'.repeat(10)}  ${'-'.repeat(10)}  ${'-'.repeat(12)}  ${'-'.repeat(12)}`,
     row('all FP32', r.fp32, `all ${r.groups}`),
     row('mixed', r.mixed, r.mixed.float_groups.length ? r.mixed.float_groups.join(', ') : 'none'),
     row('all INT8', r.all_int8, 'none'),
     '',
-    `(${r.evaluations} evaluations; latency: see qdq run, tune measures in PyTorch fake-quant)`,
+    `(${r.evaluations} evaluations in PyTorch fake-quant; latency: ONNX Runtime on this CPU, median, ${r.target} export)`,
   ].join('\n');
 }
