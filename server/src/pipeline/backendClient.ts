@@ -7,6 +7,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { QdqError, QdqErrorKind, CancelToken } from './errors';
 import { findViolation } from './backendProtocol';
+import { defaultBackendDir } from '../common/paths';
 import {
   BackendMethod,
   BackendMethods,
@@ -57,19 +58,6 @@ export interface RequestOptions {
 /** The problem with a message from the backend against the schema definition `name`, or null. */
 function violation(name: string, value: unknown, where: string): string | null {
   return findViolation(PROTOCOL_SCHEMA, name, value, where);
-}
-
-export function repoRoot(): string {
-  // Compiled to out/server/src/pipeline; sources live at server/src/pipeline. Both are three levels down.
-  for (const up of ['../../../..', '../../..']) {
-    const r = path.resolve(__dirname, up);
-    if (fs.existsSync(path.join(r, 'package.json')) && fs.existsSync(path.join(r, 'backend'))) return r;
-  }
-  return path.resolve(__dirname, '../../../..');
-}
-
-export function defaultBackendDir(): string {
-  return path.join(repoRoot(), 'backend');
 }
 
 export class BackendClient {
@@ -260,12 +248,25 @@ export class BackendClient {
   moduleSource(params: Params<'module_source'>, opts: RequestOptions = {}): Promise<Result<'module_source'>> {
     return this.call('module_source', params, opts);
   }
-
-  private call<M extends BackendMethod>(method: M, params: Params<M>, opts: RequestOptions): Promise<Result<M>> {
-    return this.request<Result<M>>(method, params as Record<string, unknown>, opts);
+  qat(params: Params<'qat'>, opts: RequestOptions = {}): Promise<Result<'qat'>> {
+    return this.call('qat', params, opts);
+  }
+  sensitivity(params: Params<'sensitivity'>, opts: RequestOptions = {}): Promise<Result<'sensitivity'>> {
+    return this.call('sensitivity', params, opts);
+  }
+  tune(params: Params<'tune'>, opts: RequestOptions = {}): Promise<Result<'tune'>> {
+    return this.call('tune', params, opts);
   }
 
-  /** The JSON-RPC transport under the typed methods (and for protocol tests); results of known methods are checked. */
+  /** Any method by name, typed by the schema (`x-methods`): for callers that pick the method at run time. */
+  call<M extends BackendMethod>(method: M, params: Params<M>, opts: RequestOptions = {}): Promise<Result<M>> {
+    return this.request<Result<M>>(method, params as unknown as Record<string, unknown>, opts);
+  }
+
+  /**
+   * The JSON-RPC transport under the typed methods, for protocol tests that send what the schema does not allow;
+   * results of known methods are checked against the schema. Pipeline code calls the typed methods instead.
+   */
   request<T = unknown>(method: string, params: Record<string, unknown> = {}, opts: RequestOptions = {}): Promise<T> {
     if (this.exited) {
       return Promise.reject(

@@ -5,6 +5,7 @@ import * as path from 'path';
 import { loadConfig, ConfigOverrides, QdqConfig, ConfigError } from './config';
 import { findInterpreter, Interpreter } from '../common/interpreter';
 import { BackendClient, ProgressEvent } from './backendClient';
+import type { LoadParams } from './backendProtocol.generated';
 import { helperTemplatePath } from '../common/paths';
 import { QdqError, CancelToken, asQdqError } from '../common/errors';
 import { FileWriteError, newFileMode, writeInPlace, writeNewFile as writeFileAtomic } from '../common/files';
@@ -45,7 +46,7 @@ export interface PipelineOptions {
 /** What an afterCalibrate step gets: the backend, the `load` params it was loaded with, the output folder. */
 export interface AfterCalibrate {
   backend: BackendClient;
-  load: Record<string, unknown>;
+  load: LoadParams;
   config: QdqConfig;
   outDir: string;
   cancel: CancelToken;
@@ -360,7 +361,7 @@ export async function runPipeline(
       );
     }
     onProgress({ step: 'load', done: 0, total: null, message: `loading ${cfg.model}` });
-    const loadParams = {
+    const loadParams: LoadParams = {
       project_dir: projectDir,
       model: cfg.model,
       example_inputs: cfg.exampleInputs,

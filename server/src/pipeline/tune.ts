@@ -4,7 +4,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { QdqError, CancelToken } from './errors';
-import { openSession, metricParams, SensitivityProgress, GroupInfo, SessionOptions } from './sensitivity';
+import { openSession, metricParams, SensitivityProgress, SessionOptions, TuneResult } from './sensitivity';
 import { PipelineOptions } from './run';
 import { keepFloat, quantizeFile } from '../fixes';
 import { writeFileAtomic } from '../onnx/atomic';
@@ -14,20 +14,8 @@ export interface Budget {
   relative: boolean;
 }
 
-export interface TuneBackendResult {
-  metric: 'top1' | 'sqnr_db';
-  samples: number;
-  fp32: number;
-  all_int8: number;
-  target: number;
-  mixed: number;
-  within_budget: boolean;
-  evaluations: number;
-  groups: number;
-  float_groups: GroupInfo[];
-  float_sites: string[];
-  steps: { float: string[]; value: number }[];
-}
+/** The backend's `tune` result (declared in backend/qdq_backend/protocol.schema.json). */
+export type TuneBackendResult = TuneResult;
 
 export interface TuneReport {
   version: 1;
@@ -154,7 +142,7 @@ export async function runTune(
           : `max-accuracy-drop "${raw}" is not points or a percentage`,
         'pass --max-drop 0.5 (points of top-1) or --max-drop 1% (of FP32), or set max-accuracy-drop in [tool.qdq]',
       );
-    const r = await session.measure<TuneBackendResult>('tune', {
+    const r = await session.tune({
       ...metricParams(session.cfg),
       max_drop: budget.maxDrop,
       relative: budget.relative,
