@@ -141,21 +141,19 @@ export function quantizeFile(text: string, opts: QuantizeOptions = {}): Quantize
   }
 }
 
-function quantizeImpl(text: string, opts: QuantizeOptions): QuantizeResult {
-  const a = analyse(text);
-  if (!a) return unchanged(text);
+/** The classes, helper functions and spans a quantize scope covers; null when the named class is not there. */
+function scopeOf(
+  a: Analysis,
+  scope: NonNullable<QuantizeOptions['scope']>,
+): { inScope: (s: Span) => boolean; scopeClasses: ModuleClass[]; scopeFunctions: FunctionInfo[] } | null {
   const { index } = a;
-  const scope = opts.scope ?? { kind: 'file' };
-  const edits: OffsetEdit[] = [];
-  const fnByName = new Map(index.functions.map((f) => [f.name, f] as const));
-
-  // Which code is in scope.
+  const text = a.source;
   let inScope: (s: Span) => boolean = () => true;
   let scopeClasses: ModuleClass[] = index.classes.filter((c) => c.isModule);
   let scopeFunctions: FunctionInfo[] = index.functions;
   if (scope.kind === 'class') {
     const cls = index.classes.find((c) => c.name === scope.name);
-    if (!cls) return unchanged(text);
+    if (!cls) return null;
     const helperNames = new Set(cls.layers.map((l) => l.inHelper).filter((x): x is string => !!x));
     for (const d of cls.delegates) helperNames.add(d.func);
     scopeFunctions = index.functions.filter((f) => helperNames.has(f.name));
@@ -169,6 +167,42 @@ function quantizeImpl(text: string, opts: QuantizeOptions): QuantizeResult {
     const le = line + 1 < a.lines.starts.length ? a.lines.starts[line + 1] : text.length;
     inScope = (s) => (s.start <= off && off <= s.end) || (s.start >= ls && s.start < le);
   }
+  return { inScope, scopeClasses, scopeFunctions };
+}
+
+/** The `# qdq` lines declaring a class's new activation quantizers (an `__init__` of their own when it has none). */
+function declarationEdit(a: Analysis, c: ModuleClass, names: string[]): OffsetEdit | null {
+  const anchors = c as ModuleClass & ClassAnchors;
+  if (c.initSpan && anchors.declAnchor) {
+    const indent = anchors.declAnchor.indent;
+    const lines = names.map((n) => `${indent}self.${n} = qdq_quant.TensorQuantizer()${MARKER}`);
+    return lineInsert(a.text, anchors.declAnchor, lines.join(a.eol), a.eol);
+  }
+  if (anchors.initAnchor) {
+    const indent = anchors.initAnchor.indent;
+    const inner = indent + indentUnit(indent);
+    const lines = [
+      `${indent}def __init__(self, *args, **kwargs):${MARKER}`,
+      `${inner}super().__init__(*args, **kwargs)${MARKER}`,
+      ...names.map((n) => `${inner}self.${n} = qdq_quant.TensorQuantizer()${MARKER}`),
+    ];
+    return lineInsert(a.text, anchors.initAnchor, lines.join(a.eol), a.eol);
+  }
+  return null;
+}
+
+function quantizeImpl(text: string, opts: QuantizeOptions): QuantizeResult {
+  const a = analyse(text);
+  if (!a) return unchanged(text);
+  const { index } = a;
+  const scope = opts.scope ?? { kind: 'file' };
+  const edits: OffsetEdit[] = [];
+  const fnByName = new Map(index.functions.map((f) => [f.name, f] as const));
+
+  // Which code is in scope.
+  const inScopeOf = scopeOf(a, scope);
+  if (!inScopeOf) return unchanged(text);
+  const { inScope, scopeClasses, scopeFunctions } = inScopeOf;
 
   // Helpers with a keep_float call site: quantize their other call sites instead of the helper body.
   const allLayers: Layer[] = [
@@ -255,21 +289,8 @@ function quantizeImpl(text: string, opts: QuantizeOptions): QuantizeResult {
     if (selected) quantizeOps(f.ops, owners, f.ops);
   }
   for (const [c, names] of declsByClass) {
-    const anchors = c as ModuleClass & ClassAnchors;
-    if (c.initSpan && anchors.declAnchor) {
-      const indent = anchors.declAnchor.indent;
-      const lines = names.map((n) => `${indent}self.${n} = qdq_quant.TensorQuantizer()${MARKER}`);
-      edits.push(lineInsert(a.text, anchors.declAnchor, lines.join(a.eol), a.eol));
-    } else if (anchors.initAnchor) {
-      const indent = anchors.initAnchor.indent;
-      const inner = indent + indentUnit(indent);
-      const lines = [
-        `${indent}def __init__(self, *args, **kwargs):${MARKER}`,
-        `${inner}super().__init__(*args, **kwargs)${MARKER}`,
-        ...names.map((n) => `${inner}self.${n} = qdq_quant.TensorQuantizer()${MARKER}`),
-      ];
-      edits.push(lineInsert(a.text, anchors.initAnchor, lines.join(a.eol), a.eol));
-    }
+    const edit = declarationEdit(a, c, names);
+    if (edit) edits.push(edit);
   }
 
   if (!edits.length) return unchanged(text);
