@@ -4,10 +4,9 @@
 // a malformed result, progress or error is a `protocol` error naming the field.
 import { spawn, ChildProcessWithoutNullStreams } from 'child_process';
 import * as fs from 'fs';
-import * as path from 'path';
 import { QdqError, QdqErrorKind, CancelToken } from './errors';
 import { findViolation } from './backendProtocol';
-import { defaultBackendDir } from '../common/paths';
+import { defaultBackendDir, withBackendOnPath } from '../common/paths';
 import {
   BackendMethod,
   BackendMethods,
@@ -105,9 +104,7 @@ export class BackendClient {
   }
 
   static start(opts: BackendOptions): BackendClient {
-    const backendDir = opts.backendDir ?? defaultBackendDir();
-    const env = { ...(opts.env ?? process.env) };
-    env.PYTHONPATH = env.PYTHONPATH ? `${backendDir}${path.delimiter}${env.PYTHONPATH}` : backendDir;
+    const env = withBackendOnPath(opts.env ?? process.env, opts.backendDir ?? defaultBackendDir());
     env.PYTHONUNBUFFERED = '1';
     const child = spawn(opts.python, ['-m', 'qdq_backend'], {
       cwd: opts.projectDir,

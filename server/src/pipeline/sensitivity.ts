@@ -8,7 +8,7 @@ import { findInterpreter } from './interpreter';
 import { spawn } from 'child_process';
 import * as readline from 'readline';
 import { BackendClient, ProgressEvent } from './backendClient';
-import { defaultBackendDir } from '../common/paths';
+import { withBackendOnPath } from '../common/paths';
 import { findViolation } from './backendProtocol';
 import {
   CalibrateParams,
@@ -193,8 +193,7 @@ async function runDistributed<C extends DistributedCommand>(
   const result = path.join(work, 'result.json');
   const body = { command: what.command, load: job.load, calibrate: job.calibrate, params: what.params };
   fs.writeFileSync(request, JSON.stringify(body));
-  const backendDir = defaultBackendDir();
-  const env = { ...process.env, PYTHONPATH: [backendDir, process.env.PYTHONPATH].filter(Boolean).join(path.delimiter) };
+  const env = withBackendOnPath(process.env);
   const args = ['-m', 'qdq_backend.sensitivity_dist', '--nproc', String(job.nproc), request, result];
   onProgress({ step: 'load', done: 0, total: null, message: `starting ${job.nproc} processes` });
   try {
