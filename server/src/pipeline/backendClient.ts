@@ -315,7 +315,7 @@ export class BackendClient {
     // Taken now: once the backend exits, a child in a session of its own is re-parented and cannot be found.
     const below = this.child.pid === undefined ? [] : descendants(this.child.pid);
     const exited = new Promise<void>((r) => this.exitWaiters.push(r));
-    this.request('shutdown').catch(() => undefined);
+    this.call('shutdown', {}).catch(() => undefined);
     this.child.stdin.end();
     const timer = setTimeout(() => this.kill(), graceMs);
     await exited;
