@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import torch
 
-from . import artifacts
+from . import artifacts, knobs
 from .artifacts import prepare_out_dir, site_key, write_atomic  # noqa: F401 - their old home; export imports them
 from .errors import QdqError
 from .loader import Project, QuantizerInfo, amax_value, forward_error, quantizer_summary
@@ -46,13 +46,14 @@ def _calibrator_classes() -> Tuple[Any, Any]:
 
 
 def _validate_method(params: Union[CalibrateParams, SetMethodParams]) -> Tuple[str, float]:
-    method = params.method if params.method is not None else "percentile"
+    method = params.method if params.method is not None else knobs.METHOD_DEFAULT
     if method not in METHODS:
         raise QdqError("config", f"method = {method!r} is not a calibration method", f"use one of {', '.join(METHODS)}")
     percentile = params.percentile
     if percentile is None:
-        percentile = 99.99
-    if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not 0 < percentile <= 100:
+        percentile = knobs.PERCENTILE_DEFAULT
+    in_range = knobs.PERCENTILE_MIN_EXCLUSIVE < percentile <= knobs.PERCENTILE_MAX
+    if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not in_range:
         raise QdqError(
             "config",
             f"percentile = {percentile!r} is not in (0, 100]",
@@ -368,12 +369,12 @@ def calibrate(
     if not isinstance(params, CalibrateParams):
         params = CalibrateParams.from_json(params)
     method, percentile = _validate_method(params)
-    batches = params.batches if params.batches is not None else 8
-    if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1:
+    batches = params.batches if params.batches is not None else knobs.BATCHES_DEFAULT
+    if isinstance(batches, bool) or not isinstance(batches, int) or batches < knobs.BATCHES_MIN:
         raise QdqError(
             "config",
             f"batches = {batches!r} is not a positive integer",
-            "set batches = 8 (or another count of calibration batches) in [tool.qdq]",
+            f"set batches = {knobs.BATCHES_DEFAULT} (or another count of calibration batches) in [tool.qdq]",
         )
     outputs = bool(params.outputs) or params.target == "ort-cpu"
     out_dir = prepare_out_dir(params.out_dir)

@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 
-from . import artifacts
+from . import artifacts, knobs
 from .artifacts import prepare_out_dir
 from .bn_ranges import batchnorm_output_amax
 from .calibrate import ensure_outputs_calibrated
@@ -32,7 +32,7 @@ INT8_FILE = "model.int8.onnx"
 EVAL_FILE = artifacts.EVAL_FILE
 EVAL_BIN = artifacts.EVAL_BIN
 TARGETS = EXPORT_TARGETS
-DEFAULT_EVAL_BATCHES = 50
+DEFAULT_EVAL_BATCHES = knobs.EVAL_BATCHES_DEFAULT
 EVAL_BYTES_LIMIT = 64 * 1024 * 1024
 EVAL_BATCHES_WITHOUT_LABELS = 4
 
@@ -49,8 +49,8 @@ def _onnx():
 def _params(params: ExportParams) -> Tuple[int, bool, str, bool, int]:
     opset = params.opset
     if opset is None:
-        opset = 13
-    if isinstance(opset, bool) or not isinstance(opset, int) or opset < 13:
+        opset = knobs.OPSET_DEFAULT
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset < knobs.OPSET_MIN:
         raise QdqError(
             "config",
             f"opset = {opset!r}: QDQ export needs opset 13 or higher",

@@ -7,6 +7,7 @@ A malformed message is a `protocol` error that names the field, never a crash in
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import Any, Dict, List, Optional
@@ -108,3 +109,16 @@ def validate(name: str, value: Any, path: str, check_enums: bool = True) -> None
             "the qdq pipeline and its Python backend disagree on the protocol (a bug in qdq); reinstall qdq, "
             "and report it if it repeats",
         )
+
+
+def to_json(value: Any) -> Any:
+    """A generated params dataclass (protocol_types.py) back to its JSON form, absent fields left out: what the
+    backend hands on to a process of its own (the torchrun workers), which parses it again with from_json."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = ((f.name, getattr(value, f.name)) for f in dataclasses.fields(value))
+        return {name: to_json(item) for name, item in fields if item is not None}
+    if isinstance(value, (list, tuple)):
+        return [to_json(item) for item in value]
+    if isinstance(value, dict):
+        return {key: to_json(item) for key, item in value.items()}
+    return value

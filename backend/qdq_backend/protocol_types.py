@@ -14,7 +14,7 @@ try:
 except ImportError:  # Python 3.7; torch depends on typing_extensions
     from typing_extensions import TypedDict
 
-SCHEMA_SHA256 = "d231971ba9766b05d922ee2911ee3415525e6c12b424aaf6c2663b1c03d7b8b8"
+SCHEMA_SHA256 = "17d5faa3de7c42fced98c7979e90dbf07c13e86aa86ff6fc70c9de30b0cc4d38"
 
 ERROR_KINDS = ("config", "import", "user_code", "no_data", "shape", "nan", "oom", "cancelled", "export", "internal", "protocol")
 ErrorKind = str  # one of ERROR_KINDS
@@ -306,6 +306,115 @@ ModuleSourceResult = TypedDict("ModuleSourceResult", {"module": str, "file": str
 
 
 @dataclass
+class QatParams:
+    """Fine-tune the loaded, calibrated model (docs/qat.md); nproc > 1 trains under torchrun, each process loading `load`."""
+
+    out_dir: str
+    train_data: Optional[str] = None
+    train_step: Optional[str] = None
+    epochs: Optional[int] = None
+    lr: Optional[float] = None
+    learn_amax: Optional[bool] = None
+    nproc: Optional[int] = None
+    resume: Optional[bool] = None
+    torchrun_args: Optional[List[str]] = None
+    load: Optional[LoadParams] = None
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "params") -> "QatParams":
+        """Checked against the schema's QatParams: a malformed message is a `protocol` error naming the field."""
+        validate("QatParams", data, where, check_enums=False)
+        return cls._build(data)
+
+    @classmethod
+    def _build(cls, data: Mapping[str, Any]) -> "QatParams":
+        return cls(
+            out_dir=data["out_dir"],
+            train_data=data.get("train_data"),
+            train_step=data.get("train_step"),
+            epochs=data.get("epochs"),
+            lr=data.get("lr"),
+            learn_amax=data.get("learn_amax"),
+            nproc=data.get("nproc"),
+            resume=data.get("resume"),
+            torchrun_args=data.get("torchrun_args"),
+            load=None if data.get("load") is None else LoadParams._build(data["load"]),
+        )
+
+
+QatEpoch = TypedDict("QatEpoch", {"epoch": int, "loss": float, "accuracy": Optional[float], "seconds": float})
+
+
+QatSeconds = TypedDict("QatSeconds", {"measure_ptq": float, "train": float, "total": float})
+
+
+QatResult = TypedDict("QatResult", {"fp32": Optional[float], "ptq": Optional[float], "qat": Optional[float], "eval_samples": Optional[int], "epochs": int, "lr": float, "learn_amax": bool, "processes": int, "steps": int, "train_batches": int, "resumed_from_step": Optional[int], "history": List[QatEpoch], "checkpoint": str, "seconds": QatSeconds})
+
+SensitivityMetric = str
+
+
+@dataclass
+class SensitivityParams:
+    calibration_batches: Optional[int] = None
+    eval_batches: Optional[int] = None
+    metric: Optional[str] = None
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "params") -> "SensitivityParams":
+        """Checked against the schema's SensitivityParams: a malformed message is a `protocol` error naming the field."""
+        validate("SensitivityParams", data, where, check_enums=False)
+        return cls._build(data)
+
+    @classmethod
+    def _build(cls, data: Mapping[str, Any]) -> "SensitivityParams":
+        return cls(
+            calibration_batches=data.get("calibration_batches"),
+            eval_batches=data.get("eval_batches"),
+            metric=data.get("metric"),
+        )
+
+
+SiteGroup = TypedDict("SiteGroup", {"label": str, "sites": List[str], "quantizers": List[str]})
+
+
+GroupSensitivity = TypedDict("GroupSensitivity", {"label": str, "sites": List[str], "quantizers": List[str], "only_int8": float, "only_float": float})
+
+
+SensitivityResult = TypedDict("SensitivityResult", {"metric": SensitivityMetric, "samples": int, "fp32": float, "all_int8": float, "evaluations": int, "groups": List[GroupSensitivity]})
+
+
+@dataclass
+class TuneParams:
+    max_drop: float
+    relative: Optional[bool] = None
+    calibration_batches: Optional[int] = None
+    eval_batches: Optional[int] = None
+    metric: Optional[str] = None
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "params") -> "TuneParams":
+        """Checked against the schema's TuneParams: a malformed message is a `protocol` error naming the field."""
+        validate("TuneParams", data, where, check_enums=False)
+        return cls._build(data)
+
+    @classmethod
+    def _build(cls, data: Mapping[str, Any]) -> "TuneParams":
+        return cls(
+            max_drop=data["max_drop"],
+            relative=data.get("relative"),
+            calibration_batches=data.get("calibration_batches"),
+            eval_batches=data.get("eval_batches"),
+            metric=data.get("metric"),
+        )
+
+
+TuneStep = TypedDict("TuneStep", {"float": List[str], "value": float})
+
+
+TuneResult = TypedDict("TuneResult", {"metric": SensitivityMetric, "samples": int, "fp32": float, "all_int8": float, "target": float, "mixed": float, "within_budget": bool, "evaluations": int, "groups": int, "float_groups": List[SiteGroup], "float_sites": List[str], "steps": List[TuneStep]})
+
+
+@dataclass
 class ShutdownParams:
 
     @classmethod
@@ -330,5 +439,8 @@ METHODS: Dict[str, Any] = {
     "export": (ExportParams, "ExportResult"),
     "restore_modules": (RestoreModulesParams, "RestoreModulesResult"),
     "module_source": (ModuleSourceParams, "ModuleSourceResult"),
+    "qat": (QatParams, "QatResult"),
+    "sensitivity": (SensitivityParams, "SensitivityResult"),
+    "tune": (TuneParams, "TuneResult"),
     "shutdown": (ShutdownParams, "ShutdownResult"),
 }

@@ -25,6 +25,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional
 from . import qat, qat_checkpoint
 from .errors import QdqError
 from .loader import Project
+from .protocol import to_json
 
 EVENT_PREFIX = "@qdq-qat "
 SPEC_FILE = "spec.json"
@@ -33,8 +34,10 @@ _BACKEND_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def worker_spec(p: Any, directory: str) -> Dict[str, Any]:
+    """The spec file each torchrun process reads: its `load` and `qat` parts in the protocol's JSON form."""
+    load = to_json(p.load)
     return {
-        "load": p.load,
+        "load": load,
         "qat": {
             "out_dir": p.out_dir,
             "train_data": p.train_data,
@@ -43,7 +46,7 @@ def worker_spec(p: Any, directory: str) -> Dict[str, Any]:
             "lr": p.config.lr,
             "learn_amax": p.config.learn_amax,
             "nproc": p.nproc,
-            "load": p.load,
+            "load": load,
         },
         "config": asdict(p.config),
         "checkpoint": os.path.join(directory, qat_checkpoint.CHECKPOINT),

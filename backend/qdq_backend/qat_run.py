@@ -11,14 +11,14 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Iterable, List, Mapping, Optional, Union
 
 import torch
 
-from . import qat, qat_checkpoint
+from . import knobs, qat, qat_checkpoint
 from .errors import Cancelled, QdqError
 from .loader import Project, _iterate_user, _resolve, _user_error, split_batch
-from .protocol_types import SourceOverride
+from .protocol_types import LoadParams, QatEpoch, QatParams, QatResult
 
 Progress = Callable[[str, int, Optional[int], str], None]
 MAX_EVAL_BATCHES = 1_000_000
@@ -26,57 +26,54 @@ STOP_FILE = "stop"
 
 
 @dataclass(frozen=True)
-class QatParams:
+class QatJob:
+    """The `qat` request's params (protocol_types.QatParams) with defaults applied and ranges checked."""
+
     out_dir: str
     train_data: str
     train_step: Optional[str]
     config: qat.QatConfig
     nproc: int
     resume: bool
-    load: Dict[str, Any]  # the `load` request's params: what each torchrun worker loads
+    load: Optional[LoadParams]  # the `load` request's params: what each torchrun worker loads
     torchrun_args: List[str]
 
 
-def _number(params: Dict[str, Any], key: str, default: float, lo: float, hi: float, hint: str) -> float:
-    value = params.get(key, default)
-    if value is None:
-        value = default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo < value <= hi:
-        raise QdqError("config", f"{key.replace('_', '-')} = {value!r} is out of range", hint)
+def _in_range(key: str, value: Optional[float], default: float, lo: float, hi: float, hint: str) -> float:
+    value = default if value is None else value
+    if not lo < value <= hi:
+        raise QdqError("config", f"{key} = {value!r} is out of range", hint)
     return float(value)
 
 
-def parse_params(params: Dict[str, Any]) -> QatParams:
-    train_data = params.get("train_data")
-    if not isinstance(train_data, str) or not train_data:
+def parse_params(params: Union[QatParams, Mapping[str, Any]]) -> QatJob:
+    """Typed params (a mapping is checked against the schema first: the torchrun workers' spec file) to a QatJob."""
+    if not isinstance(params, QatParams):
+        params = QatParams.from_json(params)
+    if not params.train_data:
         raise QdqError(
             "config",
             "QAT needs training data: train-data is not set",
             'add train-data = "data.py:train_data" to [tool.qdq], a function yielding (inputs, labels) batches',
         )
-    epochs = _number(params, "epochs", 1, 0, 10_000, "set epochs to a positive integer (about 10% of the training)")
-    if epochs != int(epochs):
-        raise QdqError("config", f"epochs = {epochs!r} is not an integer", "set epochs = 1 (or another whole number)")
-    lr = _number(params, "lr", 1e-4, 0, 10, "set lr to about 1% of the original initial learning rate, e.g. 1e-4")
-    nproc = params.get("nproc", 1) or 1
-    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
+    epochs = _in_range(
+        "epochs", params.epochs, 1, 0, 10_000, "set epochs to a positive integer (about 10% of the training)"
+    )
+    lr = _in_range("lr", params.lr, 1e-4, 0, 10, "set lr to about 1% of the original initial learning rate, e.g. 1e-4")
+    nproc = params.nproc or 1
+    if nproc < 1:
         raise QdqError("config", f"nproc = {nproc!r} is not a positive integer", "pass --nproc 2 (processes per node)")
-    extra = params.get("torchrun_args") or []
-    if not isinstance(extra, list) or not all(isinstance(a, str) for a in extra):
-        raise QdqError("config", "torchrun_args must be a list of strings", "this is a client bug")
-    load = params.get("load") or {}
-    if nproc > 1 and not load.get("model"):
+    if nproc > 1 and (params.load is None or not params.load.model):
         raise QdqError("config", "qat with nproc > 1 needs the load params", "this is a client bug")
-    step = params.get("train_step")
-    return QatParams(
-        out_dir=str(params.get("out_dir") or "qdq-out"),
-        train_data=train_data,
-        train_step=step if isinstance(step, str) and step else None,
-        config=qat.QatConfig(epochs=int(epochs), lr=lr, learn_amax=bool(params.get("learn_amax", False))),
+    return QatJob(
+        out_dir=params.out_dir or knobs.OUT_DIR_DEFAULT,
+        train_data=params.train_data,
+        train_step=params.train_step or None,
+        config=qat.QatConfig(epochs=int(epochs), lr=lr, learn_amax=bool(params.learn_amax)),
         nproc=nproc,
-        resume=bool(params.get("resume", False)),
-        load=load,
-        torchrun_args=extra,
+        resume=bool(params.resume),
+        load=params.load,
+        torchrun_args=list(params.torchrun_args or []),
     )
 
 
@@ -90,10 +87,9 @@ class UserTraining:
     step_loss: qat.StepLoss
 
 
-def user_training(project: Project, p: QatParams) -> UserTraining:
+def user_training(project: Project, p: QatJob) -> UserTraining:
     """Resolves train-data (and train-step); counts the batches of one epoch."""
-    raw_override = p.load.get("model_source_override")
-    override = SourceOverride(file=raw_override["file"], source=raw_override["source"]) if raw_override else None
+    override = p.load.model_source_override if p.load is not None else None
     source, _ = _resolve(p.train_data, "train-data", project.project_dir, override, project.user_roots)
     n_inputs = len(project.example_inputs)
     raw = p.train_step is not None
@@ -208,7 +204,7 @@ def progress_hooks(
 # -- the request ---------------------------------------------------------------------------------------------
 
 
-def _start(project: Project, p: QatParams, directory: str, progress: Progress) -> qat_checkpoint.Checkpoint:
+def _start(project: Project, p: QatJob, directory: str, progress: Progress) -> qat_checkpoint.Checkpoint:
     """The checkpoint to train from: the last one (resume), or the calibrated model as step 0."""
     path = os.path.join(directory, qat_checkpoint.CHECKPOINT)
     if p.resume:
@@ -255,8 +251,8 @@ def _start(project: Project, p: QatParams, directory: str, progress: Progress) -
 
 
 def run_qat(
-    project: Project, params: Dict[str, Any], progress: Progress, cancelled: Callable[[], bool]
-) -> Dict[str, Any]:
+    project: Project, params: Union[QatParams, Mapping[str, Any]], progress: Progress, cancelled: Callable[[], bool]
+) -> QatResult:
     from .artifacts import prepare_out_dir  # noqa: WPS433
 
     p = parse_params(params)
@@ -278,7 +274,7 @@ def run_qat(
     train_seconds = time.monotonic() - trained_at
     qat.load_model_state(project.model, final.model_state)
     project.model.eval()
-    result = {
+    result: QatResult = {
         "fp32": start.meta.get("fp32"),
         "ptq": start.meta.get("ptq"),
         "qat": measure(project, quantized=True),
@@ -290,7 +286,7 @@ def run_qat(
         "steps": final.global_step,
         "train_batches": training.count,
         "resumed_from_step": start.state.global_step if p.resume else None,
-        "history": final.history,
+        "history": [_epoch(entry) for entry in final.history],
         "checkpoint": path,
         "seconds": {
             "measure_ptq": round(measured, 3),
@@ -301,9 +297,20 @@ def run_qat(
     return result
 
 
+def _epoch(entry: Mapping[str, Any]) -> QatEpoch:
+    """One history entry of qat.fine_tune, as the schema's QatEpoch."""
+    accuracy = entry.get("accuracy")
+    return {
+        "epoch": int(entry["epoch"]),
+        "loss": float(entry["loss"]),
+        "accuracy": None if accuracy is None else float(accuracy),
+        "seconds": float(entry["seconds"]),
+    }
+
+
 def _train_here(
     project: Project,
-    p: QatParams,
+    p: QatJob,
     training: UserTraining,
     start: qat_checkpoint.Checkpoint,
     path: str,

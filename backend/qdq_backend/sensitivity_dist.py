@@ -33,6 +33,7 @@ import torch.distributed as dist
 from . import calibrate, loader, sensitivity_rpc
 from . import sensitivity as sens
 from .errors import QdqError
+from .protocol_types import CalibrateParams, LoadParams, SensitivityParams, TuneParams
 
 
 class DistributedRunner(sens.Runner):
@@ -64,7 +65,7 @@ def _noop(*_args: Any) -> None:
     return None
 
 
-def _share_calibration(project: loader.Project, params: Dict[str, Any], rank: int) -> None:
+def _share_calibration(project: loader.Project, params: CalibrateParams, rank: int) -> None:
     """Rank 0 calibrates (writing the usual calibration file); the others receive its ranges."""
     amax: List[Optional[Dict[str, Any]]] = [None]
     if rank == 0:
@@ -78,12 +79,23 @@ def _share_calibration(project: loader.Project, params: Dict[str, Any], rank: in
                 q.module.set_amax(value)
 
 
-def run(request: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+def run(request: Dict[str, Any]) -> Optional[Any]:
+    """The RPC shell of the N-process form: the request file's parts parsed into the schema's types, then the same
+    adapters as the `sensitivity` and `tune` requests."""
     rank = dist.get_rank()
-    project = loader.load(request["load"], _noop, None)
-    _share_calibration(project, request["calibrate"], rank)
-    handler = sensitivity_rpc.sensitivity if request["command"] == "sensitivity" else sensitivity_rpc.tune
-    result = handler(project, request["params"], _progress(rank), _noop, DistributedRunner)
+    command = request.get("command")
+    if command not in ("sensitivity", "tune"):
+        raise QdqError("protocol", f"request.command: expected sensitivity or tune, got {command!r}", "a qdq bug")
+    project = loader.load(LoadParams.from_json(request.get("load"), "request.load"), _noop, None)
+    _share_calibration(project, CalibrateParams.from_json(request.get("calibrate"), "request.calibrate"), rank)
+    progress = _progress(rank)
+    result: Any
+    if command == "sensitivity":
+        params = SensitivityParams.from_json(request.get("params"), "request.params")
+        result = sensitivity_rpc.sensitivity(project, params, progress, _noop, DistributedRunner)
+    else:
+        tune_params = TuneParams.from_json(request.get("params"), "request.params")
+        result = sensitivity_rpc.tune(project, tune_params, progress, _noop, DistributedRunner)
     return result if rank == 0 else None
 
 

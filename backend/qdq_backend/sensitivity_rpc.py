@@ -1,19 +1,22 @@
-"""The `sensitivity` and `tune` requests: a loaded, calibrated project in, protocol dictionaries out.
+"""The `sensitivity` and `tune` requests: a loaded, calibrated project and typed params in, protocol results out.
 
 The algorithm lives in sensitivity.py (typed, no I/O); this adapter picks the held-out data and the metric and
-turns the typed results into JSON-ready dictionaries.
+turns the typed results into the schema's result dictionaries. The params arrive as the generated dataclasses
+(protocol_types.py, parsed and checked by the RPC shell: server.py, or sensitivity_dist.py for N processes).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, List, Optional, Tuple, Union
 
+from . import knobs
 from . import sensitivity as sens
 from .errors import QdqError
 from .loader import Project, _resolve, _user_error
+from .protocol_types import GroupSensitivity, SensitivityParams, SensitivityResult, SiteGroup, TuneParams, TuneResult
 
-DEFAULT_EVAL_BATCHES = 50
+DEFAULT_EVAL_BATCHES = knobs.EVAL_BATCHES_DEFAULT
 RunnerClass = Callable[..., sens.Runner]
 
 
@@ -25,9 +28,14 @@ def _sites(project: Project) -> List[sens.Site]:
     ]
 
 
-def _int_param(params: Dict[str, Any], key: str, default: int) -> int:
-    value = params.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+MetricParams = Union[SensitivityParams, TuneParams]
+
+
+def _count(key: str, value: Optional[int], default: int) -> int:
+    """A batch count of the params (the schema made it an integer or absent): negative is a config error."""
+    if value is None:
+        return default
+    if value < 0:
         raise QdqError("config", f"{key} = {value!r} is not a non-negative integer", "pass a count such as 50")
     return value
 
@@ -55,12 +63,12 @@ def _user_metric(project: Project, spec: Any) -> sens.Metric:
     return run
 
 
-def _metric(project: Project, params: Dict[str, Any], switch: sens.PrecisionSwitch) -> Tuple[str, sens.Metric, int]:
+def _metric(project: Project, params: MetricParams, switch: sens.PrecisionSwitch) -> Tuple[str, sens.Metric, int]:
     """The user's metric function if set; top-1 on labelled eval-data; else output SQNR on held-out batches
     (eval-data inputs, or calibration batches past those calibrated: never the calibrated ones)."""
-    if params.get("metric"):
-        return str(params["metric"]), _user_metric(project, params["metric"]), 0
-    limit = _int_param(params, "eval_batches", DEFAULT_EVAL_BATCHES) or DEFAULT_EVAL_BATCHES
+    if params.metric:
+        return params.metric, _user_metric(project, params.metric), 0
+    limit = _count("eval_batches", params.eval_batches, DEFAULT_EVAL_BATCHES) or DEFAULT_EVAL_BATCHES
     if project.eval_source is not None:
         batches = list(project.eval_batches(limit))
         labelled = [(inputs, labels) for inputs, labels in batches if labels is not None]
@@ -69,7 +77,7 @@ def _metric(project: Project, params: Dict[str, Any], switch: sens.PrecisionSwit
             return "top1", sens.top1_metric(project.model, labelled), samples
         held_out = [inputs for inputs, _ in batches]
     else:
-        skip = _int_param(params, "calibration_batches", 0)
+        skip = _count("calibration_batches", params.calibration_batches, 0)
         held_out = list(project.calibration_batches(skip + limit))[skip:]
     if not held_out:
         raise QdqError(
@@ -83,7 +91,7 @@ def _metric(project: Project, params: Dict[str, Any], switch: sens.PrecisionSwit
 
 
 def _prepare(
-    project: Project, params: Dict[str, Any]
+    project: Project, params: MetricParams
 ) -> Tuple[List[sens.SiteGroup], sens.PrecisionSwitch, str, sens.Metric, int]:
     if not project.calibration_state and not any(
         getattr(q.module, "amax", None) is not None for q in project.quantizers
@@ -100,17 +108,28 @@ def _prepare(
     return groups, switch, name, metric, samples
 
 
-def _group_dict(g: sens.SiteGroup) -> Dict[str, Any]:
+def _group_dict(g: sens.SiteGroup) -> SiteGroup:
     return {"label": g.label, "sites": list(g.sites), "quantizers": list(g.quantizers)}
+
+
+def _group_sensitivity(s: sens.GroupSensitivity) -> GroupSensitivity:
+    g = s.group
+    return {
+        "label": g.label,
+        "sites": list(g.sites),
+        "quantizers": list(g.quantizers),
+        "only_int8": s.only_int8,
+        "only_float": s.only_float,
+    }
 
 
 def sensitivity(
     project: Project,
-    params: Dict[str, Any],
+    params: SensitivityParams,
     progress: sens.Progress,
     check_cancel: Callable[[], None],
     runner_class: RunnerClass = sens.Runner,
-) -> Dict[str, Any]:
+) -> SensitivityResult:
     groups, switch, name, metric, samples = _prepare(project, params)
     r = sens.measure_sensitivity(groups, runner_class(switch, metric, "sensitivity", progress, check_cancel), name)
     return {
@@ -119,24 +138,24 @@ def sensitivity(
         "fp32": r.fp32,
         "all_int8": r.all_int8,
         "evaluations": r.evaluations,
-        "groups": [{**_group_dict(s.group), "only_int8": s.only_int8, "only_float": s.only_float} for s in r.groups],
+        "groups": [_group_sensitivity(s) for s in r.groups],
     }
 
 
-def _max_drop(params: Dict[str, Any]) -> Tuple[float, bool]:
-    value = params.get("max_drop")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+def _max_drop(params: TuneParams) -> Tuple[float, bool]:
+    value = params.max_drop
+    if not value >= 0:  # the schema made it a number; NaN and negatives are still not a budget
         raise QdqError("config", f"max_drop = {value!r} is not a non-negative number", "pass --max-drop 0.5 (points)")
-    return float(value), bool(params.get("relative", False))
+    return float(value), bool(params.relative)
 
 
 def tune(
     project: Project,
-    params: Dict[str, Any],
+    params: TuneParams,
     progress: sens.Progress,
     check_cancel: Callable[[], None],
     runner_class: RunnerClass = sens.Runner,
-) -> Dict[str, Any]:
+) -> TuneResult:
     max_drop, relative = _max_drop(params)
     groups, switch, name, metric, samples = _prepare(project, params)
     runner = runner_class(switch, metric, "tune", progress, check_cancel)

@@ -32,10 +32,16 @@ from .protocol_types import (
     LoadResult,
     ModuleSourceParams,
     ModuleSourceResult,
+    QatParams,
+    QatResult,
     RestoreModulesParams,
     RestoreModulesResult,
+    SensitivityParams,
+    SensitivityResult,
     SetMethodParams,
     ShutdownParams,
+    TuneParams,
+    TuneResult,
 )
 
 ERROR_CODE = -32000
@@ -153,10 +159,6 @@ class Server:
         if self.is_cancelled(request_id):
             raise Cancelled(method)
         handler = HANDLERS.get(method)
-        if handler is not None and method in UNTYPED_METHODS:
-            # not yet in protocol.schema.json (qat, sensitivity, tune): their modules check their own params
-            self._reply(request_id, handler(self, params if params is not None else {}, Context(self, request_id)))
-            return
         if handler is None or method not in METHODS:
             error = {"code": -32601, "message": f"method not found: {method}"}
             self.send({"jsonrpc": "2.0", "id": request_id, "error": error})
@@ -303,7 +305,7 @@ def _export(server: Server, params: ExportParams, ctx: Context) -> ExportResult:
     return export.export(_require_project(server, "export"), params, ctx.progress, ctx.check_cancel)
 
 
-def _qat(server: Server, params: Dict[str, Any], ctx: Context) -> Dict[str, Any]:
+def _qat(server: Server, params: QatParams, ctx: Context) -> QatResult:
     from . import qat_run  # noqa: WPS433
 
     return qat_run.run_qat(_require_project(server, "qat"), params, ctx.progress, ctx.cancelled)
@@ -326,13 +328,13 @@ def _module_source(server: Server, params: ModuleSourceParams, ctx: Context) -> 
     return {"module": source["module"], "file": source["file"], "source": source["source"]}
 
 
-def _sensitivity(server: Server, params: Dict[str, Any], ctx: Context) -> Dict[str, Any]:
+def _sensitivity(server: Server, params: SensitivityParams, ctx: Context) -> SensitivityResult:
     from . import sensitivity_rpc  # noqa: WPS433
 
     return sensitivity_rpc.sensitivity(_require_project(server, "sensitivity"), params, ctx.progress, ctx.check_cancel)
 
 
-def _tune(server: Server, params: Dict[str, Any], ctx: Context) -> Dict[str, Any]:
+def _tune(server: Server, params: TuneParams, ctx: Context) -> TuneResult:
     from . import sensitivity_rpc  # noqa: WPS433
 
     return sensitivity_rpc.tune(_require_project(server, "tune"), params, ctx.progress, ctx.check_cancel)
@@ -343,7 +345,6 @@ def _shutdown(server: Server, params: ShutdownParams, ctx: Context) -> None:
 
 
 # Each handler takes (server, its typed params, context) and returns its result; the schema's x-methods names both.
-UNTYPED_METHODS = ("qat", "sensitivity", "tune")
 
 HANDLERS: Dict[str, Callable[[Server, Any, Context], Any]] = {
     "initialize": _initialize,

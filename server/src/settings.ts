@@ -1,6 +1,18 @@
 // The editor settings of qdq (section "qdq"), described once: the schema gives the TypeScript type, the
 // validation of what workspace/configuration returns, and the `contributes.configuration` block of the
-// VS Code extension (settingsContribution()).
+// VS Code extension (settingsContribution(), written into package.json by client/src/syncManifest.ts).
+// The calibration and export knobs take their values, ranges and defaults from common/knobs.ts, the home
+// [tool.qdq] and the CLI flags read them from too.
+import {
+  BATCHES,
+  DEFAULT_TRT_VERSION,
+  METHOD,
+  OPSET,
+  OUT_DIR,
+  PERCENTILE,
+  describeRange,
+  inRange,
+} from './common/knobs';
 
 type StringField = { type: 'string'; default: string; description: string };
 type EnumField<E extends string> = { type: 'enum'; values: readonly E[]; default: E; description: string };
@@ -8,6 +20,8 @@ type NumberField = {
   type: 'number';
   default: number;
   min: number;
+  /** The range is open at min (percentile: (0, 100]). */
+  minExclusive?: boolean;
   max: number;
   integer?: boolean;
   description: string;
@@ -25,41 +39,42 @@ export const SETTINGS_SCHEMA = {
   },
   calibrationMethod: {
     type: 'enum',
-    values: ['max', 'entropy', 'percentile', 'mse'] as const,
-    default: 'max',
+    values: METHOD.values,
+    default: METHOD.default,
     description: 'How activation ranges (amax) are chosen from the calibration data.',
   },
   percentile: {
     type: 'number',
-    default: 99.99,
-    min: 50,
-    max: 100,
+    default: PERCENTILE.default,
+    min: PERCENTILE.min,
+    minExclusive: PERCENTILE.minExclusive,
+    max: PERCENTILE.max,
     description: 'Percentile of |x| used as amax when calibrationMethod is "percentile".',
   },
   calibrationBatches: {
     type: 'number',
     integer: true,
-    default: 16,
-    min: 1,
-    max: 100000,
+    default: BATCHES.default,
+    min: BATCHES.min,
+    max: BATCHES.max,
     description: 'Number of calibration batches to run through the model.',
   },
   opset: {
     type: 'number',
     integer: true,
-    default: 13,
-    min: 13,
-    max: 23,
+    default: OPSET.default,
+    min: OPSET.min,
+    max: OPSET.max,
     description: 'ONNX opset of the exported model (per-channel QDQ needs at least 13).',
   },
   outDir: {
     type: 'string',
-    default: 'qdq-out',
+    default: OUT_DIR.default,
     description: 'Output folder for calibration results, ONNX files and the report, relative to the project.',
   },
   trtVersion: {
     type: 'string',
-    default: '11.5',
+    default: DEFAULT_TRT_VERSION,
     description: 'TensorRT version the diagnostics check against (for example 8.6, 10.15, 11.5).',
   },
 } as const satisfies Record<string, Field>;
@@ -120,8 +135,7 @@ function checkValue(field: Field, value: unknown): string | undefined {
     case 'number':
       if (typeof value !== 'number' || !Number.isFinite(value)) return `expected a number, got ${describe(value)}`;
       if (field.integer && !Number.isInteger(value)) return `expected a whole number, got ${value}`;
-      if (value < field.min || value > field.max)
-        return `expected a value from ${field.min} to ${field.max}, got ${value}`;
+      if (!inRange(value, field)) return `expected a value in ${describeRange(field)}, got ${value}`;
       return undefined;
   }
 }
@@ -140,7 +154,11 @@ export function settingsContribution(): Record<string, Record<string, unknown>> 
     const entry: Record<string, unknown> = { description: field.description, default: field.default };
     if (field.type === 'enum') Object.assign(entry, { type: 'string', enum: [...field.values] });
     else if (field.type === 'number')
-      Object.assign(entry, { type: field.integer ? 'integer' : 'number', minimum: field.min, maximum: field.max });
+      Object.assign(entry, {
+        type: field.integer ? 'integer' : 'number',
+        ...(field.minExclusive ? { exclusiveMinimum: field.min } : { minimum: field.min }),
+        maximum: field.max,
+      });
     else entry.type = 'string';
     if (key === 'pythonInterpreter') entry.scope = 'machine-overridable';
     properties[`qdq.${key}`] = entry;

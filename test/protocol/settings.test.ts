@@ -42,7 +42,7 @@ test('each bad value falls back to its default with a message naming the setting
     r.problems[0],
     /qdq\.calibrationMethod: expected one of max, entropy, percentile, mse, got "minmax"; using "max"/,
   );
-  assert.match(r.problems[1], /qdq\.percentile: expected a value from 50 to 100, got 120/);
+  assert.match(r.problems[1], /qdq\.percentile: expected a value in \(0, 100\], got 120/);
   assert.match(r.problems[2], /qdq\.calibrationBatches: expected a whole number, got 2\.5/);
   assert.match(r.problems[3], /qdq\.opset: expected a number, got "17"/);
   assert.match(r.problems[4], /qdq\.outDir: expected a string, got number 3/);

@@ -199,34 +199,36 @@ export function detectEol(text: string): '\n' | '\r\n' | '\r' {
   return text.charCodeAt(cr + 1) === 10 ? '\r\n' : '\r';
 }
 
-function indexSegment(
-  matches: ModelMatch[],
-  start: number,
-  segEnd: number,
-  row: number,
-  text: string,
-  imports: ImportInfo,
-  fnNames: Set<string>,
-  key: string,
-): Segment {
-  lines = new SegmentLines(text, start, segEnd, row, start - lineStartOf(text, start));
-  // layerParamDefault walks the tree up to the enclosing def for every plain-name call (print, len, super...);
-  // a name that never appears before `=` (optionally after `name:`, comments, continuations) in this statement cannot be a parameter
-  // with a default, so most calls skip the walk.
-  const segText = text.slice(start, segEnd);
-  const defaultedName = new Map<string, boolean>();
-  const mayBeDefaultedParam = (name: string): boolean => {
-    let known = defaultedName.get(name);
-    if (known === undefined) {
-      known = defaultedParamPattern(name).test(segText);
-      defaultedName.set(name, known);
-    }
-    return known;
-  };
-  const segGates = layerGates(segText);
-  const canon = (n: SyntaxNode | null): string =>
-    n && (n.type === 'attribute' || n.type === 'identifier') ? canonicalName(textOf(n), imports) : '';
+/** Everything indexSegment builds for one statement, shared by its steps. */
+interface SegmentBuild {
+  text: string;
+  imports: ImportInfo;
+  fnNames: Set<string>;
+  segGates: LayerGates;
+  mayBeDefaultedParam: (name: string) => boolean;
+  canon: (n: SyntaxNode | null) => string;
+  classes: ModuleClass[];
+  classFrames: Extract<Frame, { kind: 'class' }>[];
+  functions: FunctionInfo[];
+  functionScopes: Map<FunctionInfo, Scope>;
+  helperCalls: Segment['helperCalls'];
+  topLevelOps: Op[];
+  topLevelLayers: Layer[];
+  pendingAdds: PendingAdd[];
+  stack: Frame[];
+}
 
+interface ItemPlace {
+  top: Frame | undefined;
+  cls: ModuleClass | undefined;
+  classFrame: Extract<Frame, { kind: 'class' }> | undefined;
+  method: string | undefined;
+  fn: FunctionInfo | undefined;
+  scope: Scope | undefined;
+}
+
+/** The statement's query matches as containers (classes, defs) and items (calls, ops, assignments), in order. */
+function sortedItems(matches: ModelMatch[]): { containers: Item[]; items: Item[] } {
   const containers: Item[] = [];
   const items: Item[] = [];
   for (const m of matches) {
@@ -260,96 +262,267 @@ function indexSegment(
   }
   containers.sort((a, b) => a.start - b.start);
   items.sort((a, b) => a.start - b.start);
+  return { containers, items };
+}
 
-  const classes: ModuleClass[] = [];
-  const classFrames: Extract<Frame, { kind: 'class' }>[] = [];
-  const functions: FunctionInfo[] = [];
-  const functionScopes = new Map<FunctionInfo, Scope>();
-  const helperCalls: Segment['helperCalls'] = [];
-  const topLevelOps: Op[] = [];
-  const topLevelLayers: Layer[] = [];
-  const pendingAdds: PendingAdd[] = [];
-  const stack: Frame[] = [];
-  let ci = 0;
-
-  const openContainer = (it: Item): void => {
-    const node = it.node;
-    if (it.kind === 'class') {
-      const name = textOfOpt(it.caps['class.name']) ?? '';
-      const bases: string[] = [];
-      const sup = node.childForFieldName('superclasses');
-      if (sup)
-        for (const b of sup.namedChildren) if (b.type === 'identifier' || b.type === 'attribute') bases.push(textOf(b));
-      const cls: ModuleClass = {
-        name,
-        range: nodeRange(node),
-        span: nodeSpan(node),
-        bases,
-        isModule: false,
-        layers: [],
-        ops: [],
-        quantizers: [],
-        parameters: [],
-        delegates: [],
-      };
-      classes.push(cls);
-      const frame = {
-        kind: 'class' as const,
-        end: node.endIndex,
-        cls,
-        node,
-        bases: bases.map((b) => canonicalName(b, imports)),
-      };
-      classFrames.push(frame);
-      stack.push(frame);
-      return;
-    }
-    // function_definition: a method when the innermost open container is a class, a module-level function
-    // when nothing is open; nested functions are not containers.
-    const name = textOfOpt(it.caps['function.name']) ?? '';
-    const top = stack[stack.length - 1];
-    const end = node.endIndex;
-    const scope: Scope = { node, start: it.start, end };
-    if (top && top.kind === 'class') {
-      const cls = top.cls;
-      // Quantizers are reached through `self`: not in @staticmethods or methods whose first parameter is not self.
-      if (/^(async\s+)?def\s+\w+\s*\(\s*self\b/.test(text.slice(it.start, it.start + 300))) scope.owner = 'self';
-      const span = { start: it.start, end };
-      if (name === '__init__') {
-        cls.initSpan = span;
-        cls.initRange = lines.rangeOf(span);
-        const anchor = initDeclAnchor(node, text);
-        if (anchor) {
-          (cls as ModuleClass & ClassAnchors).declAnchor = anchor.anchor;
-          if (anchor.superLine !== undefined) cls.superInitLine = anchor.superLine;
-        }
-      } else if (name === 'forward') {
-        cls.forwardSpan = span;
-        cls.forwardRange = lines.rangeOf(span);
+/** A class or module-level def opens a frame on the stack (methods record __init__/forward spans on their class). */
+function openContainer(b: SegmentBuild, it: Item): void {
+  const { classes, classFrames, functions, functionScopes, stack, text, imports } = b;
+  const node = it.node;
+  if (it.kind === 'class') {
+    const name = textOfOpt(it.caps['class.name']) ?? '';
+    const bases: string[] = [];
+    const sup = node.childForFieldName('superclasses');
+    if (sup)
+      for (const b of sup.namedChildren) if (b.type === 'identifier' || b.type === 'attribute') bases.push(textOf(b));
+    const cls: ModuleClass = {
+      name,
+      range: nodeRange(node),
+      span: nodeSpan(node),
+      bases,
+      isModule: false,
+      layers: [],
+      ops: [],
+      quantizers: [],
+      parameters: [],
+      delegates: [],
+    };
+    classes.push(cls);
+    const frame = {
+      kind: 'class' as const,
+      end: node.endIndex,
+      cls,
+      node,
+      bases: bases.map((b) => canonicalName(b, imports)),
+    };
+    classFrames.push(frame);
+    stack.push(frame);
+    return;
+  }
+  // function_definition: a method when the innermost open container is a class, a module-level function
+  // when nothing is open; nested functions are not containers.
+  const name = textOfOpt(it.caps['function.name']) ?? '';
+  const top = stack[stack.length - 1];
+  const end = node.endIndex;
+  const scope: Scope = { node, start: it.start, end };
+  if (top && top.kind === 'class') {
+    const cls = top.cls;
+    // Quantizers are reached through `self`: not in @staticmethods or methods whose first parameter is not self.
+    if (/^(async\s+)?def\s+\w+\s*\(\s*self\b/.test(text.slice(it.start, it.start + 300))) scope.owner = 'self';
+    const span = { start: it.start, end };
+    if (name === '__init__') {
+      cls.initSpan = span;
+      cls.initRange = lines.rangeOf(span);
+      const anchor = initDeclAnchor(node, text);
+      if (anchor) {
+        (cls as ModuleClass & ClassAnchors).declAnchor = anchor.anchor;
+        if (anchor.superLine !== undefined) cls.superInitLine = anchor.superLine;
       }
-      stack.push({ kind: 'method', end, cls, name, scope });
-      return;
+    } else if (name === 'forward') {
+      cls.forwardSpan = span;
+      cls.forwardRange = lines.rangeOf(span);
     }
-    if (!top) {
-      readParams(scope);
-      // A function receiving a module (HF's eager_attention_forward(module, ...)) reaches quantizers through it.
-      if (scope.firstParam === 'module' || scope.moduleTyped) scope.owner = scope.firstParam;
-      const span = { start: it.start, end };
-      const fn: FunctionInfo = {
-        name,
-        range: lines.rangeOf(span),
-        span,
-        params: [...scope.params!],
-        returnsLayer: false,
-        layers: [],
-        ops: [],
-      };
-      functions.push(fn);
-      functionScopes.set(fn, scope);
-      stack.push({ kind: 'function', end, fn, scope });
+    stack.push({ kind: 'method', end, cls, name, scope });
+    return;
+  }
+  if (!top) {
+    readParams(scope);
+    // A function receiving a module (HF's eager_attention_forward(module, ...)) reaches quantizers through it.
+    if (scope.firstParam === 'module' || scope.moduleTyped) scope.owner = scope.firstParam;
+    const span = { start: it.start, end };
+    const fn: FunctionInfo = {
+      name,
+      range: lines.rangeOf(span),
+      span,
+      params: [...scope.params!],
+      returnsLayer: false,
+      layers: [],
+      ops: [],
+    };
+    functions.push(fn);
+    functionScopes.set(fn, scope);
+    stack.push({ kind: 'function', end, fn, scope });
+  }
+  // Nested functions are not containers: their contents belong to the enclosing method/function.
+}
+
+/** Where an item sits: the class, method or module-level function open on the stack. */
+function placeOf(stack: Frame[]): ItemPlace {
+  const top = stack[stack.length - 1];
+  let cls: ModuleClass | undefined;
+  let classFrame: Extract<Frame, { kind: 'class' }> | undefined;
+  let method: string | undefined;
+  let fn: FunctionInfo | undefined;
+  let scope: Scope | undefined;
+  if (top) {
+    if (top.kind === 'method') {
+      cls = top.cls;
+      method = top.name;
+      scope = top.scope;
+      const below = stack[stack.length - 2];
+      if (below && below.kind === 'class') classFrame = below;
+    } else if (top.kind === 'function') {
+      fn = top.fn;
+      method = top.fn.name;
+      scope = top.scope;
+    } else {
+      cls = top.cls;
+      classFrame = top;
     }
-    // Nested functions are not containers: their contents belong to the enclosing method/function.
+  }
+  return { top, cls, classFrame, method, fn, scope };
+}
+
+/** One call, op, return or `self.x = ...` of the statement, recorded on the class/function it sits in. */
+function indexItem(b: SegmentBuild, it: Item, place: ItemPlace): void {
+  const { top, cls, method, fn, scope } = place;
+  const { imports, text, fnNames, segGates, mayBeDefaultedParam, canon, classes, functions, helperCalls } = b;
+  const { topLevelOps, topLevelLayers, pendingAdds } = b;
+  const addOp = (op: Op): void => {
+    if (cls) cls.ops.push(op);
+    else if (fn) fn.ops.push(op);
+    else topLevelOps.push(op);
   };
+  const addLayer = (layer: Layer): void => {
+    if (cls) cls.layers.push(layer);
+    else if (fn) fn.layers.push(layer);
+    else topLevelLayers.push(layer);
+  };
+
+  switch (it.kind) {
+    case 'return': {
+      if (!fn || top?.kind !== 'function') break;
+      let value = it.node.namedChildren[0];
+      if (!value) break;
+      value = unwrapQdq(value) ?? value;
+      if (value.type === 'call') {
+        const c = canon(value.childForFieldName('function'));
+        if (isLayerCtor(c) && !CONTAINERS.has(c)) {
+          fn.returnsLayer = true;
+          fn.returnedCtor = c;
+        }
+      }
+      break;
+    }
+    case 'call': {
+      const isName = it.callee!.isName;
+      const calleeText = it.callee!.text;
+      const c = canonicalName(calleeText, imports);
+      if (c === 'qdq_quant.quant' || c === 'qdq_quant.keep_float') break;
+      if (isLayerCtor(c)) {
+        addLayer(makeLayer(it.node, it.node.childForFieldName('arguments'), c, undefined, segGates));
+        break;
+      }
+      // A layer-class parameter called in the body, as torchvision's ConvNormActivation does with
+      // `conv_layer: Callable[..., nn.Module] = torch.nn.Conv2d`: its default names the layer built.
+      const fromParam =
+        isName && mayBeDefaultedParam(calleeText) ? layerParamDefault(it.node, calleeText, imports) : null;
+      if (fromParam) {
+        addLayer(makeLayer(it.node, it.node.childForFieldName('arguments'), fromParam, undefined, segGates));
+        break;
+      }
+      if (isName && fnNames.has(calleeText)) {
+        const layer = makeLayer(it.node, it.node.childForFieldName('arguments'), '', calleeText, segGates);
+        helperCalls.push({
+          name: calleeText,
+          layer,
+          cls: cls ? classes.indexOf(cls) : undefined,
+          fn: fn ? functions.indexOf(fn) : undefined,
+        });
+      }
+      addOp(callOp(it.node, it.calleeNode!, calleeText, isName, c, method ?? '', scope, cls));
+      break;
+    }
+    case 'op.matmul': {
+      const l = it.node.childForFieldName('left');
+      const r = it.node.childForFieldName('right');
+      const op = baseOp('matmul', '@', it.node, method ?? '', scope);
+      if (l && r) setOperands(op, [l, r], cls);
+      addOp(op);
+      break;
+    }
+    case 'op.add':
+    case 'op.iadd': {
+      const augmented = it.kind === 'op.iadd';
+      const op = baseOp(augmented ? 'iadd' : 'add', augmented ? '+=' : '+', it.node, method ?? '', scope);
+      addOp(op);
+      if (scope && method !== '__init__') pendingAdds.push({ op, node: it.node, scope, cls, fn, augmented });
+      break;
+    }
+    case 'assign.self': {
+      const obj = textOf(it.caps['assign.obj']);
+      const attr = textOf(it.caps['assign.attr']);
+      const value = it.caps['assign.value'];
+      if (!cls || obj !== 'self') break;
+      if (value.type === 'call') {
+        const callee = value.childForFieldName('function');
+        const c = canon(callee);
+        if (c === 'nn.Parameter' || c === 'nn.parameter.Parameter' || c === 'torch.Parameter')
+          cls.parameters.push(attr);
+        else if (callee && /(^|\.)TensorQuantizer$/.test(textOf(callee))) {
+          const q: DeclaredQuantizer = {
+            name: attr,
+            range: nodeRange(it.node),
+            span: nodeSpan(it.node),
+            generated: endsWithMarker(it.node, text),
+          };
+          cls.quantizers.push(q);
+        }
+      }
+      break;
+    }
+  }
+}
+
+function indexSegment(
+  matches: ModelMatch[],
+  start: number,
+  segEnd: number,
+  row: number,
+  text: string,
+  imports: ImportInfo,
+  fnNames: Set<string>,
+  key: string,
+): Segment {
+  lines = new SegmentLines(text, start, segEnd, row, start - lineStartOf(text, start));
+  // layerParamDefault walks the tree up to the enclosing def for every plain-name call (print, len, super...);
+  // a name that never appears before `=` (optionally after `name:`, comments, continuations) in this statement cannot be a parameter
+  // with a default, so most calls skip the walk.
+  const segText = text.slice(start, segEnd);
+  const defaultedName = new Map<string, boolean>();
+  const mayBeDefaultedParam = (name: string): boolean => {
+    let known = defaultedName.get(name);
+    if (known === undefined) {
+      known = defaultedParamPattern(name).test(segText);
+      defaultedName.set(name, known);
+    }
+    return known;
+  };
+  const segGates = layerGates(segText);
+  const canon = (n: SyntaxNode | null): string =>
+    n && (n.type === 'attribute' || n.type === 'identifier') ? canonicalName(textOf(n), imports) : '';
+
+  const { containers, items } = sortedItems(matches);
+
+  const b: SegmentBuild = {
+    text,
+    imports,
+    fnNames,
+    segGates,
+    mayBeDefaultedParam,
+    canon,
+    classes: [],
+    classFrames: [],
+    functions: [],
+    functionScopes: new Map(),
+    helperCalls: [],
+    topLevelOps: [],
+    topLevelLayers: [],
+    pendingAdds: [],
+    stack: [],
+  };
+  const { classFrames, functions, functionScopes, helperCalls, topLevelOps, topLevelLayers, pendingAdds, stack } = b;
+  let ci = 0;
 
   for (const it of items) {
     const start = it.start;
@@ -357,131 +530,16 @@ function indexSegment(
     while (ci < containers.length && containers[ci].start <= start) {
       const c = containers[ci++];
       while (stack.length && stack[stack.length - 1].end <= c.start) stack.pop();
-      openContainer(c);
+      openContainer(b, c);
     }
     while (stack.length && stack[stack.length - 1].end <= start) stack.pop();
-    const top = stack[stack.length - 1];
-    let cls: ModuleClass | undefined;
-    let classFrame: Extract<Frame, { kind: 'class' }> | undefined;
-    let method: string | undefined;
-    let fn: FunctionInfo | undefined;
-    let scope: Scope | undefined;
-    if (top) {
-      if (top.kind === 'method') {
-        cls = top.cls;
-        method = top.name;
-        scope = top.scope;
-        const below = stack[stack.length - 2];
-        if (below && below.kind === 'class') classFrame = below;
-      } else if (top.kind === 'function') {
-        fn = top.fn;
-        method = top.fn.name;
-        scope = top.scope;
-      } else {
-        cls = top.cls;
-        classFrame = top;
-      }
-    }
-    const addOp = (op: Op): void => {
-      if (cls) cls.ops.push(op);
-      else if (fn) fn.ops.push(op);
-      else topLevelOps.push(op);
-    };
-    const addLayer = (layer: Layer): void => {
-      if (cls) cls.layers.push(layer);
-      else if (fn) fn.layers.push(layer);
-      else topLevelLayers.push(layer);
-    };
-
-    switch (it.kind) {
-      case 'return': {
-        if (!fn || top?.kind !== 'function') break;
-        let value = it.node.namedChildren[0];
-        if (!value) break;
-        value = unwrapQdq(value) ?? value;
-        if (value.type === 'call') {
-          const c = canon(value.childForFieldName('function'));
-          if (isLayerCtor(c) && !CONTAINERS.has(c)) {
-            fn.returnsLayer = true;
-            fn.returnedCtor = c;
-          }
-        }
-        break;
-      }
-      case 'call': {
-        const isName = it.callee!.isName;
-        const calleeText = it.callee!.text;
-        const c = canonicalName(calleeText, imports);
-        if (c === 'qdq_quant.quant' || c === 'qdq_quant.keep_float') break;
-        if (isLayerCtor(c)) {
-          addLayer(makeLayer(it.node, it.node.childForFieldName('arguments'), c, undefined, segGates));
-          break;
-        }
-        // A layer-class parameter called in the body, as torchvision's ConvNormActivation does with
-        // `conv_layer: Callable[..., nn.Module] = torch.nn.Conv2d`: its default names the layer built.
-        const fromParam =
-          isName && mayBeDefaultedParam(calleeText) ? layerParamDefault(it.node, calleeText, imports) : null;
-        if (fromParam) {
-          addLayer(makeLayer(it.node, it.node.childForFieldName('arguments'), fromParam, undefined, segGates));
-          break;
-        }
-        if (isName && fnNames.has(calleeText)) {
-          const layer = makeLayer(it.node, it.node.childForFieldName('arguments'), '', calleeText, segGates);
-          helperCalls.push({
-            name: calleeText,
-            layer,
-            cls: cls ? classes.indexOf(cls) : undefined,
-            fn: fn ? functions.indexOf(fn) : undefined,
-          });
-        }
-        addOp(callOp(it.node, it.calleeNode!, calleeText, isName, c, method ?? '', scope, cls));
-        break;
-      }
-      case 'op.matmul': {
-        const l = it.node.childForFieldName('left');
-        const r = it.node.childForFieldName('right');
-        const op = baseOp('matmul', '@', it.node, method ?? '', scope);
-        if (l && r) setOperands(op, [l, r], cls);
-        addOp(op);
-        break;
-      }
-      case 'op.add':
-      case 'op.iadd': {
-        const augmented = it.kind === 'op.iadd';
-        const op = baseOp(augmented ? 'iadd' : 'add', augmented ? '+=' : '+', it.node, method ?? '', scope);
-        addOp(op);
-        if (scope && method !== '__init__') pendingAdds.push({ op, node: it.node, scope, cls, fn, augmented });
-        break;
-      }
-      case 'assign.self': {
-        const obj = textOf(it.caps['assign.obj']);
-        const attr = textOf(it.caps['assign.attr']);
-        const value = it.caps['assign.value'];
-        if (!cls || obj !== 'self') break;
-        if (value.type === 'call') {
-          const callee = value.childForFieldName('function');
-          const c = canon(callee);
-          if (c === 'nn.Parameter' || c === 'nn.parameter.Parameter' || c === 'torch.Parameter')
-            cls.parameters.push(attr);
-          else if (callee && /(^|\.)TensorQuantizer$/.test(textOf(callee))) {
-            const q: DeclaredQuantizer = {
-              name: attr,
-              range: nodeRange(it.node),
-              span: nodeSpan(it.node),
-              generated: endsWithMarker(it.node, text),
-            };
-            cls.quantizers.push(q);
-          }
-        }
-        break;
-      }
-    }
+    indexItem(b, it, placeOf(stack));
   }
   // Containers after the last item (empty classes/functions).
   while (ci < containers.length) {
     const c = containers[ci++];
     while (stack.length && stack[stack.length - 1].end <= c.start) stack.pop();
-    openContainer(c);
+    openContainer(b, c);
   }
 
   // Where a generated __init__ would go, for classes without one.
@@ -1403,6 +1461,48 @@ function editedSlots(tree: Tree, text: string, lineage: Lineage, prev: SegmentCa
 }
 
 /** The index from the per-statement segments: fresh top-level objects, then what spans statements. */
+/**
+ * Module-ness: nn.* bases, local module classes (to a fixed point), or imported bases with a forward method; a
+ * module class without an __init__ gets the anchor a generated one would use.
+ */
+function markModuleClasses(
+  classes: ModuleClass[],
+  classBases: Map<ModuleClass, string[]>,
+  initAnchors: Map<ModuleClass, InsertAnchor | undefined>,
+): void {
+  // Module-ness: nn.* bases, local module classes (to a fixed point), or imported bases with a forward method.
+  const byName = new Map<string, ModuleClass>();
+  for (const cls of classes) byName.set(cls.name, cls);
+  for (const cls of classes)
+    if (classBases.get(cls)!.some((b) => isLayerCtor(b) || b === 'nn.Module')) cls.isModule = true;
+  const propagate = (): void => {
+    for (let changed = true; changed;) {
+      changed = false;
+      for (const cls of classes) {
+        if (!cls.isModule && cls.bases.some((b) => byName.get(b)?.isModule)) {
+          cls.isModule = true;
+          changed = true;
+        }
+      }
+    }
+  };
+  propagate();
+  // Bases imported from elsewhere (HF's PreTrainedModel, GradientCheckpointingLayer): a module when the class
+  // has a forward or the base's name says so.
+  for (const cls of classes) {
+    if (cls.isModule) continue;
+    const foreign = cls.bases.filter((b) => !byName.has(b) && b !== 'object');
+    if (foreign.length && (cls.forwardRange || foreign.some((b) => /(Model|Module|Layer|Block)$/.test(b))))
+      cls.isModule = true;
+  }
+  propagate();
+  for (const cls of classes) {
+    const anchors = cls as ModuleClass & ClassAnchors;
+    if (cls.isModule && !cls.initSpan) anchors.initAnchor = initAnchors.get(cls);
+    else delete anchors.initAnchor;
+  }
+}
+
 function assemble(
   tree: Tree,
   text: string,
@@ -1449,37 +1549,7 @@ function assemble(
     for (const l of seg.topLevelLayers) topLevelLayers.push(moved ? shiftLayer(l, dOff, dRow) : l);
   }
 
-  // Module-ness: nn.* bases, local module classes (to a fixed point), or imported bases with a forward method.
-  const byName = new Map<string, ModuleClass>();
-  for (const cls of classes) byName.set(cls.name, cls);
-  for (const cls of classes)
-    if (classBases.get(cls)!.some((b) => isLayerCtor(b) || b === 'nn.Module')) cls.isModule = true;
-  const propagate = (): void => {
-    for (let changed = true; changed;) {
-      changed = false;
-      for (const cls of classes) {
-        if (!cls.isModule && cls.bases.some((b) => byName.get(b)?.isModule)) {
-          cls.isModule = true;
-          changed = true;
-        }
-      }
-    }
-  };
-  propagate();
-  // Bases imported from elsewhere (HF's PreTrainedModel, GradientCheckpointingLayer): a module when the class
-  // has a forward or the base's name says so.
-  for (const cls of classes) {
-    if (cls.isModule) continue;
-    const foreign = cls.bases.filter((b) => !byName.has(b) && b !== 'object');
-    if (foreign.length && (cls.forwardRange || foreign.some((b) => /(Model|Module|Layer|Block)$/.test(b))))
-      cls.isModule = true;
-  }
-  propagate();
-  for (const cls of classes) {
-    const anchors = cls as ModuleClass & ClassAnchors;
-    if (cls.isModule && !cls.initSpan) anchors.initAnchor = initAnchors.get(cls);
-    else delete anchors.initAnchor;
-  }
+  markModuleClasses(classes, classBases, initAnchors);
 
   // Layers built by module-level helper functions (torchvision's conv3x3/conv1x1).
   const fnByName = new Map<string, FunctionInfo>();

@@ -1,6 +1,17 @@
 // The `qdq` command line, described once: each command's arguments and flags (source commands and pipeline
 // commands alike), from which come the parser's validation, the typed result, and the help text.
-import { BATCHES, CALIBRATION_METHODS, PERCENTILE, TARGETS } from './knobs';
+import {
+  BATCHES,
+  CALIBRATION_METHODS,
+  DEFAULT_TRT_VERSION,
+  describeRange,
+  inRange,
+  METHOD,
+  OUT_DIR,
+  PERCENTILE,
+  TARGET,
+  TARGETS,
+} from './knobs';
 
 type FlagSpec =
   | { type: 'boolean'; description: string }
@@ -18,7 +29,7 @@ export interface CommandSpec {
 const TRT_VERSION: FlagSpec = {
   type: 'string',
   value: 'V',
-  description: 'TensorRT version to check against (default 10.15)',
+  description: `TensorRT version to check against (default ${DEFAULT_TRT_VERSION})`,
 };
 const WRITE: FlagSpec = {
   type: 'boolean',
@@ -48,13 +59,13 @@ const PIPELINE_COMMON = {
   method: {
     type: 'enum',
     values: CALIBRATION_METHODS,
-    description: 'calibration method (default: [tool.qdq] method, else max)',
+    description: `calibration method (default: [tool.qdq] method, else ${METHOD.default})`,
   },
   percentile: {
     type: 'number',
     value: 'P',
     integer: false,
-    check: (n) => (n > PERCENTILE.min && n <= PERCENTILE.max ? null : 'must be a number in (0, 100]'),
+    check: (n) => (inRange(n, PERCENTILE) ? null : `must be a number in ${describeRange(PERCENTILE)}`),
     description: 'percentile for --method percentile',
   },
   batches: {
@@ -62,18 +73,22 @@ const PIPELINE_COMMON = {
     value: 'N',
     integer: true,
     check: (n) => (Number.isInteger(n) && n >= BATCHES.min && n <= BATCHES.max ? null : 'must be a positive integer'),
-    description: 'calibration batches (default: [tool.qdq] batches)',
+    description: `calibration batches (default: [tool.qdq] batches, else ${BATCHES.default})`,
   },
   write: { type: 'boolean', description: 'quantize the model file in place instead of a copy in the out-dir' },
   'out-dir': {
     type: 'string',
     value: 'D',
-    description: 'output folder (may be outside the project; default: [tool.qdq] out-dir, else qdq-out)',
+    description: `output folder (may be outside the project; default: [tool.qdq] out-dir, else ${OUT_DIR.default})`,
   },
   verbose: { type: 'boolean', description: "print the backend's log" },
 } as const satisfies Record<string, FlagSpec>;
 const EXPORT_FLAGS = {
-  target: { type: 'enum', values: TARGETS, description: 'runtime the QDQ placement is for (default tensorrt)' },
+  target: {
+    type: 'enum',
+    values: TARGETS,
+    description: `runtime the QDQ placement is for (default: [tool.qdq] target, else ${TARGET.default})`,
+  },
   dynamic: { type: 'boolean', description: 'also write the dynamic-quantization INT8 model' },
 } as const satisfies Record<string, FlagSpec>;
 const PROJECT_DIR = {

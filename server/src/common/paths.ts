@@ -16,6 +16,11 @@ export function defaultBackendDir(): string {
   return path.join(repoRoot(), 'backend');
 }
 
+/** `env` with the backend package first on PYTHONPATH: how every process qdq starts finds `qdq_backend`. */
+export function withBackendOnPath(env: NodeJS.ProcessEnv, backendDir = defaultBackendDir()): NodeJS.ProcessEnv {
+  return { ...env, PYTHONPATH: env.PYTHONPATH ? `${backendDir}${path.delimiter}${env.PYTHONPATH}` : backendDir };
+}
+
 /** The helper module every generated file imports; the backend's copy is the single source (DESIGN.md). */
 export const HELPER_FILE = 'qdq_quant.py';
 export function helperTemplatePath(): string {

@@ -8,7 +8,8 @@ import * as path from 'path';
 import { lsp } from './lsp';
 import type { CodeAction, CodeActionParams, Diagnostic, Position, Range, TextEdit, WorkspaceEdit } from './lsp';
 import type { Layer, ModelIndex, ModuleClass, Op } from '../analysis';
-import { quantizeFile, unquantizeFile, keepFloat, keepFp32, helperFileText } from '../fixes';
+import { quantizeFile, unquantizeFile, keepFloat, keepFp32, helperFileText, quantizableSites } from '../fixes';
+import type { QuantizableSites } from '../fixes';
 import type { QdqDocument } from './documents';
 import type { DiagnosticData } from './diagnostics';
 import { uriToPath } from './hover';
@@ -46,7 +47,6 @@ export function helperUri(docUri: string): string {
 }
 
 const WEIGHTED = new Set(['linear', 'conv', 'convtranspose']);
-const QUANTIZABLE_OPS = new Set(['matmul', 'bmm', 'einsum', 'add', 'iadd', 'linear']);
 
 function overlapsLines(a: Range, b: Range): boolean {
   return a.start.line <= b.end.line && b.start.line <= a.end.line;
@@ -79,24 +79,14 @@ function layersOnLines(index: ModelIndex, range: Range): LayerAt[] {
   return out.sort((a, b) => a.layer.callSpan.start - b.layer.callSpan.start);
 }
 
-/** Activation operands TensorRT wants quantized: matmul/bmm/einsum operands, the residual side of adds. */
-function quantizableOperands(op: Op): number[] {
-  if (!QUANTIZABLE_OPS.has(op.kind)) return [];
-  if ((op.kind === 'add' || op.kind === 'iadd') && !op.residual) return [];
-  const out: number[] = [];
-  op.operands.forEach((_, i) => {
-    if (!op.operandIsParam[i]) out.push(i);
-  });
-  return out;
-}
-
-function opsOnLines(index: ModelIndex, range: Range): OpAt[] {
+/** Ops on the selected lines that the fix engine would quantize, or that carry quantizers to remove. */
+function opsOnLines(index: ModelIndex, sites: QuantizableSites, range: Range): OpAt[] {
   const out: OpAt[] = [];
+  const relevant = (op: Op) => sites.opOperands(op).length > 0 || op.quantizedOperands.some(Boolean);
   for (const owner of index.classes)
-    for (const op of owner.ops)
-      if (quantizableOperands(op).length && overlapsLines(op.range, range)) out.push({ op, owner });
+    for (const op of owner.ops) if (relevant(op) && overlapsLines(op.range, range)) out.push({ op, owner });
   for (const f of index.functions)
-    for (const op of f.ops) if (quantizableOperands(op).length && overlapsLines(op.range, range)) out.push({ op });
+    for (const op of f.ops) if (relevant(op) && overlapsLines(op.range, range)) out.push({ op });
   return out;
 }
 
@@ -107,16 +97,16 @@ function classAt(index: ModelIndex, pos: Position): ModuleClass | undefined {
   return best;
 }
 
-function classHasWork(c: ModuleClass): { quantize: boolean; remove: boolean } {
+function classHasWork(c: ModuleClass, sites: QuantizableSites): { quantize: boolean; remove: boolean } {
   let quantize = false;
   let remove = c.quantizers.some((q) => q.generated);
   for (const l of c.layers) {
     if (!WEIGHTED.has(l.kind)) continue;
-    if (l.wrapped === null) quantize = true;
+    if (l.wrapped === null) quantize ||= sites.layerWraps(l, 'class');
     else remove = true;
   }
   for (const op of c.ops) {
-    for (const i of quantizableOperands(op)) if (!op.quantizedOperands[i]) quantize = true;
+    if (sites.opOperands(op).length) quantize = true;
     if (op.quantizedOperands.some(Boolean)) remove = true;
   }
   return { quantize, remove };
@@ -124,17 +114,18 @@ function classHasWork(c: ModuleClass): { quantize: boolean; remove: boolean } {
 
 /** What the file-wide quantize / remove actions (and the palette commands, through qdq/fileState) would change. */
 export function fileHasWork(index: ModelIndex): { quantize: boolean; remove: boolean } {
+  const sites = quantizableSites(index);
   let quantize = false;
   let remove = index.imports.qdqImportLine !== undefined;
   for (const c of index.classes) {
-    const w = classHasWork(c);
+    const w = classHasWork(c, sites);
     quantize ||= w.quantize;
     remove ||= w.remove;
   }
   for (const f of index.functions)
     for (const l of f.layers) {
       if (!WEIGHTED.has(l.kind)) continue;
-      if (l.wrapped === null) quantize = true;
+      if (l.wrapped === null) quantize ||= sites.layerWraps(l, 'file');
       else remove = true;
     }
   return { quantize, remove };
@@ -191,6 +182,8 @@ export function listCodeActions(doc: QdqDocument, params: CodeActionParams, caps
   }
 
   const index = doc.getIndex();
+  // The fix engine says which sites its quantize pass wraps; this module only renders that.
+  const sites = quantizableSites(index);
   const pending: { title: string; kind: string; data: ActionData; preferred?: boolean }[] = [];
   const add = (title: string, kind: string, op: FixOperation, scope: FixScope, preferred?: boolean) => {
     if (wants(kind))
@@ -201,7 +194,11 @@ export function listCodeActions(doc: QdqDocument, params: CodeActionParams, caps
   for (const { layer } of layersOnLines(index, params.range)) {
     const offset = layer.callSpan.start;
     if (layer.wrapped === null) {
-      add(`Quantize this layer: ${layerLabel(layer)}`, CodeActionKinds.quantize, 'quantize', { kind: 'site', offset });
+      if (sites.layerWraps(layer, 'site'))
+        add(`Quantize this layer: ${layerLabel(layer)}`, CodeActionKinds.quantize, 'quantize', {
+          kind: 'site',
+          offset,
+        });
       add(`Keep ${layerLabel(layer)} in float`, CodeActionKinds.keepFloat, 'keepFloat', { kind: 'site', offset });
     } else {
       if (layer.wrapped === 'quant')
@@ -211,10 +208,9 @@ export function listCodeActions(doc: QdqDocument, params: CodeActionParams, caps
     if (!layer.keepFp32)
       add(`Keep ${layerLabel(layer)} in FP32`, CodeActionKinds.keepFloat, 'keepFp32', { kind: 'site', offset });
   }
-  for (const { op } of opsOnLines(index, params.range)) {
+  for (const { op } of opsOnLines(index, sites, params.range)) {
     const offset = op.span.start;
-    const idx = quantizableOperands(op);
-    if (idx.some((i) => !op.quantizedOperands[i]))
+    if (sites.opOperands(op).length)
       add(`Quantize this op: ${opLabel(op)}`, CodeActionKinds.quantize, 'quantize', { kind: 'site', offset });
     if (op.quantizedOperands.some(Boolean))
       add(`Remove quantizers: ${opLabel(op)}`, CodeActionKinds.remove, 'unquantize', { kind: 'site', offset });
@@ -223,7 +219,7 @@ export function listCodeActions(doc: QdqDocument, params: CodeActionParams, caps
   // 3. The enclosing class, 4. the file.
   const klass = classAt(index, params.range.start);
   if (klass) {
-    const work = classHasWork(klass);
+    const work = classHasWork(klass, sites);
     if (work.quantize)
       add(`Quantize class ${klass.name}`, CodeActionKinds.quantize, 'quantize', { kind: 'class', name: klass.name });
     if (work.remove)

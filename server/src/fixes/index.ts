@@ -1,8 +1,8 @@
 // Public fixes API (see docs/DESIGN.md "Engine APIs"). TensorRT patches (applyTrtFixes) live in trt*.ts,
 // owned by the rules; they are re-exported from here once present.
-export { quantizeFile, unquantizeFile, keepFloat, MARKER } from './quantize';
+export { quantizeFile, unquantizeFile, keepFloat, quantizableSites, MARKER } from './quantize';
 export { keepFp32 } from './keepFp32';
-export type { QuantizeOptions, QuantizeResult, QuantizeScope, FixResult } from './quantize';
+export type { QuantizeOptions, QuantizeResult, QuantizeScope, FixResult, QuantizableSites } from './quantize';
 export { helperFileText, helperFileEdit, helperSourcePath } from './helperFile';
 export type { TextEdit, OffsetEdit } from './edits';
 export { applyOffsetEdits, normalizeEdits, toTextEdits } from './edits';

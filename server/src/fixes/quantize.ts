@@ -115,6 +115,62 @@ function ownersOf(index: ModelIndex, func: string): ModuleClass[] {
   return index.classes.filter((c) => c.isModule && c.delegates.some((d) => d.func === func));
 }
 
+/** A quantizer declaration line can be placed in each owner (after super().__init__, or in a new __init__). */
+function ownersCanDeclare(owners: ModuleClass[]): boolean {
+  const canDeclare = (c: ModuleClass): boolean => {
+    const anchors = c as ModuleClass & ClassAnchors;
+    return c.initSpan ? !!anchors.declAnchor : !!anchors.initAnchor;
+  };
+  return owners.length > 0 && owners.every(canDeclare);
+}
+
+/**
+ * Which sites the quantize pass wraps: the one home of that decision. quantizeFile applies it; the editor's code
+ * actions (features/codeActions.ts) offer "Quantize this layer/op" only where it holds, so a listed action never
+ * resolves to no edit.
+ */
+export interface QuantizableSites {
+  allLayers: Layer[];
+  /** The pass wraps this weighted layer under a scope of this kind (when the layer is in the scope). */
+  layerWraps(l: Layer, scopeKind: QuantizeScope['kind']): boolean;
+  /** The activation operands the pass wraps in this op (a `site` or wider scope over it); empty: none. */
+  opOperands(op: Op): number[];
+}
+
+export function quantizableSites(index: ModelIndex): QuantizableSites {
+  const fnByName = new Map(index.functions.map((f) => [f.name, f] as const));
+  const allLayers: Layer[] = [
+    ...index.classes.flatMap((c) => c.layers),
+    ...index.functions.flatMap((f) => f.layers),
+    ...index.topLevelLayers,
+  ];
+  // Helpers with a keep_float call site: quantize their other call sites instead of the helper body.
+  const keepFloatHelpers = new Set(
+    allLayers.filter((l) => l.inHelper && l.wrapped === 'keep_float').map((l) => l.inHelper!),
+  );
+  const helperQuantized = (name: string): boolean =>
+    !!fnByName.get(name)?.layers.some((l) => !l.inHelper && l.wrapped === 'quant');
+  const layerWraps = (l: Layer, scopeKind: QuantizeScope['kind']): boolean => {
+    if (!WEIGHTED_LAYERS.has(l.ctor) || l.wrapped) return false;
+    if (!l.inHelper) {
+      // A ctor inside a helper whose call sites include a keep_float one is handled at the call sites.
+      const owner = index.functions.find((f) => f.layers.includes(l));
+      return !(owner && keepFloatHelpers.has(owner.name));
+    }
+    const siteOnly = scopeKind === 'site' || keepFloatHelpers.has(l.inHelper);
+    return siteOnly && !helperQuantized(l.inHelper);
+  };
+  const opOperands = (op: Op): number[] => {
+    const which = quantizableOperands(op);
+    if (!which.length) return [];
+    const cls = index.classes.find((c) => c.ops.includes(op));
+    if (cls) return cls.isModule && ownersCanDeclare([cls]) ? which : [];
+    const fn = index.functions.find((f) => f.ops.includes(op));
+    return fn && ownersCanDeclare(ownersOf(index, fn.name)) ? which : [];
+  };
+  return { allLayers, layerWraps, opOperands };
+}
+
 function quantizableOperands(op: Op): number[] {
   if (!(op.kind in OP_NAME) || op.operandSpans.length === 0) return [];
   if ((op.kind === 'add' || op.kind === 'iadd') && !op.residual) return [];
@@ -141,21 +197,19 @@ export function quantizeFile(text: string, opts: QuantizeOptions = {}): Quantize
   }
 }
 
-function quantizeImpl(text: string, opts: QuantizeOptions): QuantizeResult {
-  const a = analyse(text);
-  if (!a) return unchanged(text);
+/** The classes, helper functions and spans a quantize scope covers; null when the named class is not there. */
+function scopeOf(
+  a: Analysis,
+  scope: NonNullable<QuantizeOptions['scope']>,
+): { inScope: (s: Span) => boolean; scopeClasses: ModuleClass[]; scopeFunctions: FunctionInfo[] } | null {
   const { index } = a;
-  const scope = opts.scope ?? { kind: 'file' };
-  const edits: OffsetEdit[] = [];
-  const fnByName = new Map(index.functions.map((f) => [f.name, f] as const));
-
-  // Which code is in scope.
+  const text = a.source;
   let inScope: (s: Span) => boolean = () => true;
   let scopeClasses: ModuleClass[] = index.classes.filter((c) => c.isModule);
   let scopeFunctions: FunctionInfo[] = index.functions;
   if (scope.kind === 'class') {
     const cls = index.classes.find((c) => c.name === scope.name);
-    if (!cls) return unchanged(text);
+    if (!cls) return null;
     const helperNames = new Set(cls.layers.map((l) => l.inHelper).filter((x): x is string => !!x));
     for (const d of cls.delegates) helperNames.add(d.func);
     scopeFunctions = index.functions.filter((f) => helperNames.has(f.name));
@@ -169,18 +223,44 @@ function quantizeImpl(text: string, opts: QuantizeOptions): QuantizeResult {
     const le = line + 1 < a.lines.starts.length ? a.lines.starts[line + 1] : text.length;
     inScope = (s) => (s.start <= off && off <= s.end) || (s.start >= ls && s.start < le);
   }
+  return { inScope, scopeClasses, scopeFunctions };
+}
 
-  // Helpers with a keep_float call site: quantize their other call sites instead of the helper body.
-  const allLayers: Layer[] = [
-    ...index.classes.flatMap((c) => c.layers),
-    ...index.functions.flatMap((f) => f.layers),
-    ...index.topLevelLayers,
-  ];
-  const keepFloatHelpers = new Set(
-    allLayers.filter((l) => l.inHelper && l.wrapped === 'keep_float').map((l) => l.inHelper!),
-  );
-  const helperQuantized = (name: string): boolean =>
-    !!fnByName.get(name)?.layers.some((l) => !l.inHelper && l.wrapped === 'quant');
+/** The `# qdq` lines declaring a class's new activation quantizers (an `__init__` of their own when it has none). */
+function declarationEdit(a: Analysis, c: ModuleClass, names: string[]): OffsetEdit | null {
+  const anchors = c as ModuleClass & ClassAnchors;
+  if (c.initSpan && anchors.declAnchor) {
+    const indent = anchors.declAnchor.indent;
+    const lines = names.map((n) => `${indent}self.${n} = qdq_quant.TensorQuantizer()${MARKER}`);
+    return lineInsert(a.text, anchors.declAnchor, lines.join(a.eol), a.eol);
+  }
+  if (anchors.initAnchor) {
+    const indent = anchors.initAnchor.indent;
+    const inner = indent + indentUnit(indent);
+    const lines = [
+      `${indent}def __init__(self, *args, **kwargs):${MARKER}`,
+      `${inner}super().__init__(*args, **kwargs)${MARKER}`,
+      ...names.map((n) => `${inner}self.${n} = qdq_quant.TensorQuantizer()${MARKER}`),
+    ];
+    return lineInsert(a.text, anchors.initAnchor, lines.join(a.eol), a.eol);
+  }
+  return null;
+}
+
+function quantizeImpl(text: string, opts: QuantizeOptions): QuantizeResult {
+  const a = analyse(text);
+  if (!a) return unchanged(text);
+  const { index } = a;
+  const scope = opts.scope ?? { kind: 'file' };
+  const edits: OffsetEdit[] = [];
+
+  // Which code is in scope.
+  const inScopeOf = scopeOf(a, scope);
+  if (!inScopeOf) return unchanged(text);
+  const { inScope, scopeClasses, scopeFunctions } = inScopeOf;
+
+  const sites = quantizableSites(index);
+  const allLayers = sites.allLayers;
 
   // 1. Weighted layers: `C(...)` -> `qdq_quant.quant(C(...))`.
   const wrapped = new Set<number>();
@@ -191,19 +271,12 @@ function quantizeImpl(text: string, opts: QuantizeOptions): QuantizeResult {
     edits.push({ start: l.callSpan.end, end: l.callSpan.end, text: ')', order: 0 });
   };
   for (const l of allLayers) {
-    if (!WEIGHTED_LAYERS.has(l.ctor) || l.wrapped) continue;
-    if (!inScope(l.callSpan)) continue;
-    if (!l.inHelper) {
-      // A ctor inside a helper whose call sites include a keep_float one is handled at the call sites.
+    if (!inScope(l.callSpan) || !sites.layerWraps(l, scope.kind)) continue;
+    if (!l.inHelper && scope.kind === 'class') {
       const owner = index.functions.find((f) => f.layers.includes(l));
-      if (owner && keepFloatHelpers.has(owner.name)) continue;
-      if (scope.kind === 'class' && owner && !scopeFunctions.includes(owner)) continue;
-      wrap(l);
-    } else {
-      const helper = l.inHelper;
-      const siteOnly = scope.kind === 'site' || keepFloatHelpers.has(helper);
-      if (siteOnly && !helperQuantized(helper)) wrap(l);
+      if (owner && !scopeFunctions.includes(owner)) continue;
     }
+    wrap(l);
   }
 
   // 2. Activation quantizers for functional ops (matmul/@/bmm/einsum operands, residual adds).
@@ -222,7 +295,7 @@ function quantizeImpl(text: string, opts: QuantizeOptions): QuantizeResult {
     for (const op of ops) {
       const which = quantizableOperands(op);
       if (!which.length || !inScope(op.span)) continue;
-      if (!owners.length || owners.some((c) => !canDeclare(c))) continue;
+      if (!ownersCanDeclare(owners)) continue;
       const base = OP_NAME[op.kind];
       const used = usedNames(owners, extraOps);
       let n = 0;
@@ -243,10 +316,6 @@ function quantizeImpl(text: string, opts: QuantizeOptions): QuantizeResult {
       }
     }
   };
-  const canDeclare = (c: ModuleClass): boolean => {
-    const anchors = c as ModuleClass & ClassAnchors;
-    return c.initSpan ? !!anchors.declAnchor : !!anchors.initAnchor;
-  };
   for (const c of scopeClasses) quantizeOps(c.ops, [c], []);
   for (const f of index.functions) {
     if (!f.ops.some((o) => o.owner)) continue;
@@ -255,21 +324,8 @@ function quantizeImpl(text: string, opts: QuantizeOptions): QuantizeResult {
     if (selected) quantizeOps(f.ops, owners, f.ops);
   }
   for (const [c, names] of declsByClass) {
-    const anchors = c as ModuleClass & ClassAnchors;
-    if (c.initSpan && anchors.declAnchor) {
-      const indent = anchors.declAnchor.indent;
-      const lines = names.map((n) => `${indent}self.${n} = qdq_quant.TensorQuantizer()${MARKER}`);
-      edits.push(lineInsert(a.text, anchors.declAnchor, lines.join(a.eol), a.eol));
-    } else if (anchors.initAnchor) {
-      const indent = anchors.initAnchor.indent;
-      const inner = indent + indentUnit(indent);
-      const lines = [
-        `${indent}def __init__(self, *args, **kwargs):${MARKER}`,
-        `${inner}super().__init__(*args, **kwargs)${MARKER}`,
-        ...names.map((n) => `${inner}self.${n} = qdq_quant.TensorQuantizer()${MARKER}`),
-      ];
-      edits.push(lineInsert(a.text, anchors.initAnchor, lines.join(a.eol), a.eol));
-    }
+    const edit = declarationEdit(a, c, names);
+    if (edit) edits.push(edit);
   }
 
   if (!edits.length) return unchanged(text);

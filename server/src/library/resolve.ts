@@ -3,7 +3,7 @@
 // writes to site-packages.
 import { spawn } from 'child_process';
 import * as fs from 'fs';
-import { defaultBackendDir } from '../common/paths';
+import { withBackendOnPath } from '../common/paths';
 import { QdqError } from '../common/errors';
 import { findInterpreter } from '../common/interpreter';
 import { isolatedArgs, neutralCwd, probeEnv } from '../common/pythonIsolation';
@@ -40,10 +40,8 @@ export async function resolveLibraryModule(
     );
   }
   const py = await findInterpreter({ explicit: opts.python, cwd: opts.cwd });
-  const backendDir = defaultBackendDir();
   const env = {
-    ...process.env,
-    PYTHONPATH: process.env.PYTHONPATH ? `${backendDir}:${process.env.PYTHONPATH}` : backendDir,
+    ...withBackendOnPath(process.env),
     // `python -c` puts its current directory first on sys.path: never the user's workspace (a torch.py or
     // json.py there would run). Python 3.11+ also leaves it out entirely with PYTHONSAFEPATH.
     PYTHONSAFEPATH: '1',

@@ -130,7 +130,27 @@ export function optimizeForOrtCpu(
   names = new NameAllocator(g);
 
   // 1. Fold Transposes of constant quantized weights into the initializer.
-  let idx = indexGraph(g);
+  result.transposesFolded = foldWeightTransposes(g, names);
+  // 3 (before 2, which looks for DQ-fed MatMuls). One Q -> DQ pair per weighted reader of an activation.
+  result.dequantizeDuplicated = pairPerWeightedReader(g, names);
+  // 2. Quantize MatMul outputs that reach their Q only through a bias Add.
+  result.outputsQuantized = quantizeBiasedMatMulOutputs(g, names);
+  // 4. After the copies of step 3, so each reader keeps its own DQ.
+  result.relusDropped = dropRequantizedRelus(g);
+  // 5. Last: it pads the input of the Q -> DQ pair each Conv ends up with.
+  // Pad takes its pads as an input from opset 11 (the exporter writes 13 or later).
+  if (opsetVersion(model) >= 11) result.convInputsPadded = padConvInputChannels(g, names);
+  if (ortCpuRewriteChanged(result)) {
+    removeUnused(g);
+    topoSort(g);
+  }
+  return result;
+}
+
+/** Step 1 of optimizeForOrtCpu: Transposes of constant INT8 weights folded into the initializer; how many. */
+function foldWeightTransposes(g: Graph, names: NameAllocator): number {
+  let count = 0;
+  const idx = indexGraph(g);
   const dropped = new Set<Node>();
   for (const t of g.node) {
     if (t.op_type !== 'Transpose') continue;
@@ -164,16 +184,22 @@ export function optimizeForOrtCpu(
     dropped.add(t);
     dropped.add(dq);
     g.node.push(newDq);
-    result.transposesFolded++;
+    count++;
   }
   if (dropped.size) g.node = g.node.filter((n) => !dropped.has(n));
 
+  return count;
+}
+
+/** Step 3 of optimizeForOrtCpu: each weighted reader of a quantized activation gets its own Q -> DQ pair; how many. */
+function pairPerWeightedReader(g: Graph, names: NameAllocator): number {
+  let count = 0;
   // 3 (before 2, which looks for DQ-fed MatMuls). One Q -> DQ pair per weighted reader of an activation.
   // Measured with onnxruntime-node 1.30: two MatMuls reading one Q (through one shared DQ or two DQs) fuse
   // into neither; each with its own Q -> DQ fuses into QLinearMatMul. Identical copies would be merged back
   // by ORT (scalar constant sharing, then common-subexpression elimination), so each copy's scale and zero
   // point are stored as 1-element tensors: still per-tensor quantization, but not mergeable.
-  idx = indexGraph(g);
+  const idx = indexGraph(g);
   const copies: Node[] = [];
   for (const q of g.node) {
     if (q.op_type !== 'QuantizeLinear') continue;
@@ -220,13 +246,18 @@ export function optimizeForOrtCpu(
         ),
       );
       u.reader.input = u.reader.input.map((i) => (i === u.dq.output[0] ? dqOut : i));
-      result.dequantizeDuplicated++;
+      count++;
     }
   }
   g.node.push(...copies);
 
-  // 2. Quantize MatMul outputs that reach their Q only through a bias Add.
-  idx = indexGraph(g);
+  return count;
+}
+
+/** Step 2 of optimizeForOrtCpu: MatMul outputs that reach their Q only through a bias Add get a Q -> DQ; how many. */
+function quantizeBiasedMatMulOutputs(g: Graph, names: NameAllocator): number {
+  let count = 0;
+  const idx = indexGraph(g);
   const inserted: Node[] = [];
   for (const mm of g.node) {
     if (mm.op_type !== 'MatMul') continue;
@@ -257,19 +288,10 @@ export function optimizeForOrtCpu(
       ),
     );
     add.input = add.input.map((i) => (i === mm.output[0] ? dqOut : i));
-    result.outputsQuantized++;
+    count++;
   }
   g.node.push(...inserted);
-  // 4. After the copies of step 3, so each reader keeps its own DQ.
-  result.relusDropped = dropRequantizedRelus(g);
-  // 5. Last: it pads the input of the Q -> DQ pair each Conv ends up with.
-  // Pad takes its pads as an input from opset 11 (the exporter writes 13 or later).
-  if (opsetVersion(model) >= 11) result.convInputsPadded = padConvInputChannels(g, names);
-  if (ortCpuRewriteChanged(result)) {
-    removeUnused(g);
-    topoSort(g);
-  }
-  return result;
+  return count;
 }
 
 /** Whether optimizeForOrtCpu changed the graph (then the model file is written again). */
@@ -309,6 +331,169 @@ export function ortCpuRewriteChanged(r: OrtCpuResult): boolean {
  *    symmetric INT8 quantizer; without calibration, that grid range;
  *  - no quantizer was on the Conv output (target tensorrt): none is added.
  */
+type QuantParams = { scale: number; zp: number; zpType: number };
+
+/**
+ * foldBatchNorms, one Conv: the BN's scale folded into the INT8 weight's per-channel scales (a negative one negates
+ * the channel) and its shift into an FP32 bias; null (nothing changed) when the Conv's weight or the BN's
+ * parameters are not the constants this needs.
+ */
+function foldWeightsAndBias(
+  idx: GraphIndex,
+  g: Graph,
+  names: NameAllocator,
+  addInit: (...ts: Tensor[]) => void,
+  conv: Node,
+  bn: Node,
+): { channels: number; s: number[]; foldedBias: number[]; base: string } | null {
+  // Weight: INT8 initializer -> DQ (per-tensor, or per-channel on axis 0) read only by this Conv.
+  const dqW = idx.producer.get(conv.input[1]);
+  if (dqW?.op_type !== 'DequantizeLinear' || onlyReader(idx, dqW.output[0], g) !== conv) return null;
+  const w = constantTensor(idx, dqW.input[0]);
+  const wScaleT = constantTensor(idx, dqW.input[1]);
+  const wZpT = dqW.input[2] ? constantTensor(idx, dqW.input[2]) : undefined;
+  if (!w || w.data_type !== DataType.INT8 || !wScaleT || (dqW.input[2] && !wZpT)) return null;
+  const wShape = dims(w);
+  const channels = wShape[0];
+  const perChannel = elementCount(dims(wScaleT)) > 1;
+  if (perChannel) {
+    const axisAttr = getAttr(dqW, 'axis');
+    const axis = axisAttr ? num(axisAttr.i) : 1;
+    if ((axis !== 0 && axis !== -wShape.length) || elementCount(dims(wScaleT)) !== channels) return null;
+  }
+  if (wZpT && tensorToInts(wZpT).some((z) => z !== 0)) return null;
+  // BN and bias parameters: constants of C elements.
+  const params = bn.input.slice(1, 5).map((n) => constantTensor(idx, n));
+  if (params.some((t) => !t || elementCount(dims(t)) !== channels)) return null;
+  const [gamma, beta, mean, variance] = params.map((t) => tensorToFloat32(t!));
+  let bias: Float32Array = new Float32Array(channels);
+  if (conv.input[2]) {
+    const b = constantTensor(idx, conv.input[2]);
+    if (!b || b.data_type !== DataType.FLOAT || elementCount(dims(b)) !== channels) return null;
+    bias = tensorToFloat32(b);
+  }
+  const eps = getAttr(bn, 'epsilon')?.f ?? 1e-5;
+  const wScaleIn = tensorToFloat32(wScaleT);
+  const q = Int8Array.from(tensorToInts(w));
+  const perOut = q.length / channels;
+  const s = Array.from(gamma, (gm, c) => gm / Math.sqrt(variance[c] + eps));
+  // Negating a channel is exact only without -128 in it (symmetric weights never use it).
+  let negatable = true;
+  for (let c = 0; c < channels && negatable; c++) {
+    if (s[c] >= 0) continue;
+    for (let k = c * perOut; k < (c + 1) * perOut; k++)
+      if (q[k] === -128) {
+        negatable = false;
+        break;
+      }
+  }
+  if (!negatable) return null;
+  const newScale = new Float32Array(channels);
+  for (let c = 0; c < channels; c++) {
+    newScale[c] = (perChannel ? wScaleIn[c] : wScaleIn[0]) * Math.abs(s[c]);
+    if (s[c] < 0) for (let k = c * perOut; k < (c + 1) * perOut; k++) q[k] = -q[k];
+  }
+  const foldedBias = Array.from(s, (sc, c) => (bias[c] - mean[c]) * sc + beta[c]);
+  if (newScale.some((v) => !(v > 0) || !Number.isFinite(v)) || foldedBias.some((v) => !Number.isFinite(v))) return null;
+
+  const base = (conv.name || 'Conv').replace(/^\//, '').replace(/\//g, '_');
+  const wName = names.fresh(`${w.name || base}_bn_folded`),
+    sName = names.fresh(`${base}_weight_scale_bn_folded`);
+  addInit(makeTensor(wName, DataType.INT8, wShape, q), floatTensor(sName, [channels], newScale));
+  dqW.input = [wName, sName];
+  dqW.attribute = [intAttr('axis', 0)];
+  // FP32 here; quantizeConvBiases turns it into INT32 -> DQ once every input scale is final.
+  const bName = names.fresh(`${base}_bias_bn_folded`);
+  addInit(floatTensor(bName, [channels], foldedBias));
+  conv.input = [conv.input[0], conv.input[1], bName];
+  return { channels, s, foldedBias, base };
+}
+
+/**
+ * foldBatchNorms, one Conv: the quantizer its folded output gets: the next quantizer's grid after a Relu (as UINT8
+ * when that one is symmetric INT8), a quantizer read directly, or a grid holding every value the folded Conv can
+ * produce (narrowed to the calibrated BN output when the backend measured it).
+ */
+function foldedOutputQuantizer(
+  idx: GraphIndex,
+  g: Graph,
+  names: NameAllocator,
+  addInit: (...ts: Tensor[]) => void,
+  at: {
+    bn: Node;
+    pre: QuantParams | undefined;
+    base: string;
+    channels: number;
+    s: number[];
+    foldedBias: number[];
+    batchNormAmax?: Record<string, number>;
+  },
+): { outQ: QuantParams | undefined; relu: Node | undefined; reluIsIdentity: boolean; calibrated: boolean } {
+  const { bn, pre, base, channels, s, foldedBias, batchNormAmax } = at;
+  let usedCalibration = false;
+  // The quantizer on the folded output (see above).
+  const y = bn.output[0];
+  let outQ: { scale: number; zp: number; zpType: number } | undefined;
+  const relu = onlyReader(idx, y, g);
+  let reluIsIdentity = false;
+  if (pre && relu?.op_type === 'Relu') {
+    const nextQs = quantizersAfter(idx, g, relu.output[0]);
+    const params = nextQs.map((n) => scalarQuantParams(idx, n));
+    const first = params[0];
+    if (first && params.every((p) => p && p.scale === first.scale && p.zp === first.zp && p.zpType === first.zpType)) {
+      outQ = first;
+      // A symmetric INT8 quantizer after Relu spends its negative half on nothing. The same range [0, 127 s]
+      // as UINT8 with zero point 0 and scale 127 s / 255 has twice the resolution, and ORT then drops the
+      // Relu (a Q whose zero point is the lowest level clips at 0 itself) and the DQ -> Q between the convs.
+      if (first.zpType === DataType.INT8 && first.zp === 0) {
+        outQ = { scale: Math.fround((first.scale * 127) / 255), zp: 0, zpType: DataType.UINT8 };
+        const sName = names.fresh(`${base}_relu_scale`),
+          zName = names.fresh(`${base}_relu_zero_point`);
+        addInit(floatTensor(sName, [], [outQ.scale]), uint8Tensor(zName, [], [outQ.zp]));
+        for (const nq of nextQs) {
+          const old = [nq.input[1], nq.input[2]];
+          nq.input = [nq.input[0], sName, zName];
+          for (const dq of idx.consumers.get(nq.output[0]) ?? []) {
+            if (dq.op_type === 'DequantizeLinear' && dq.input[1] === old[0] && (dq.input[2] ?? '') === (old[1] ?? ''))
+              dq.input = [dq.input[0], sName, zName];
+          }
+        }
+      }
+    }
+  }
+  reluIsIdentity = outQ !== undefined && outQ.zpType === DataType.UINT8 && outQ.zp === 0;
+  if (pre && !outQ) {
+    // BN -> Q(next) directly (a downsample branch into its residual quantizer): that Q's grid, which the
+    // next Q then reproduces exactly.
+    const readers = idx.consumers.get(y) ?? [];
+    const direct = readers.map((n) => (n.op_type === 'QuantizeLinear' ? scalarQuantParams(idx, n) : undefined));
+    const d0 = direct[0];
+    if (
+      d0 &&
+      !g.output.some((o) => o.name === y) &&
+      direct.every((p) => p && p.scale === d0.scale && p.zp === d0.zp && p.zpType === d0.zpType)
+    )
+      outQ = d0;
+  }
+  if (pre && !outQ) {
+    const [lo, hi] = pre.zpType === DataType.INT8 ? [-128, 127] : [0, 255];
+    let amax = 0;
+    for (let c = 0; c < channels; c++) {
+      for (const level of [lo, hi])
+        amax = Math.max(amax, Math.abs(s[c] * (level - pre.zp) * pre.scale + foldedBias[c]));
+    }
+    // The grid's range holds every value the unfolded graph could produce, but on a trained resnet18 it is
+    // 1.4-3.1x what the data reaches; the backend's calibrated BN output (bn_ranges.py) is used when known.
+    const measured = batchNormAmax?.[bn.input[1]];
+    if (measured !== undefined && measured > 0 && measured < amax) {
+      amax = measured;
+      usedCalibration = true;
+    }
+    outQ = { scale: amax / 127, zp: 0, zpType: DataType.INT8 };
+  }
+  return { outQ, relu, reluIsIdentity, calibrated: usedCalibration };
+}
+
 function foldBatchNorms(
   g: Graph,
   names: NameAllocator,
@@ -347,130 +532,21 @@ function foldBatchNorms(
     if (conv.op_type !== 'Conv' || dropped.has(conv)) continue;
     const pre = preQ ? scalarQuantParams(idx, preQ) : undefined;
     if (preQ && !pre) continue;
-    // Weight: INT8 initializer -> DQ (per-tensor, or per-channel on axis 0) read only by this Conv.
-    const dqW = idx.producer.get(conv.input[1]);
-    if (dqW?.op_type !== 'DequantizeLinear' || onlyReader(idx, dqW.output[0], g) !== conv) continue;
-    const w = constantTensor(idx, dqW.input[0]);
-    const wScaleT = constantTensor(idx, dqW.input[1]);
-    const wZpT = dqW.input[2] ? constantTensor(idx, dqW.input[2]) : undefined;
-    if (!w || w.data_type !== DataType.INT8 || !wScaleT || (dqW.input[2] && !wZpT)) continue;
-    const wShape = dims(w);
-    const channels = wShape[0];
-    const perChannel = elementCount(dims(wScaleT)) > 1;
-    if (perChannel) {
-      const axisAttr = getAttr(dqW, 'axis');
-      const axis = axisAttr ? num(axisAttr.i) : 1;
-      if ((axis !== 0 && axis !== -wShape.length) || elementCount(dims(wScaleT)) !== channels) continue;
-    }
-    if (wZpT && tensorToInts(wZpT).some((z) => z !== 0)) continue;
-    // BN and bias parameters: constants of C elements.
-    const params = bn.input.slice(1, 5).map((n) => constantTensor(idx, n));
-    if (params.some((t) => !t || elementCount(dims(t)) !== channels)) continue;
-    const [gamma, beta, mean, variance] = params.map((t) => tensorToFloat32(t!));
-    let bias: Float32Array = new Float32Array(channels);
-    if (conv.input[2]) {
-      const b = constantTensor(idx, conv.input[2]);
-      if (!b || b.data_type !== DataType.FLOAT || elementCount(dims(b)) !== channels) continue;
-      bias = tensorToFloat32(b);
-    }
-    const eps = getAttr(bn, 'epsilon')?.f ?? 1e-5;
-    const wScaleIn = tensorToFloat32(wScaleT);
-    const q = Int8Array.from(tensorToInts(w));
-    const perOut = q.length / channels;
-    const s = Array.from(gamma, (gm, c) => gm / Math.sqrt(variance[c] + eps));
-    // Negating a channel is exact only without -128 in it (symmetric weights never use it).
-    let negatable = true;
-    for (let c = 0; c < channels && negatable; c++) {
-      if (s[c] >= 0) continue;
-      for (let k = c * perOut; k < (c + 1) * perOut; k++)
-        if (q[k] === -128) {
-          negatable = false;
-          break;
-        }
-    }
-    if (!negatable) continue;
-    const newScale = new Float32Array(channels);
-    for (let c = 0; c < channels; c++) {
-      newScale[c] = (perChannel ? wScaleIn[c] : wScaleIn[0]) * Math.abs(s[c]);
-      if (s[c] < 0) for (let k = c * perOut; k < (c + 1) * perOut; k++) q[k] = -q[k];
-    }
-    const foldedBias = Array.from(s, (sc, c) => (bias[c] - mean[c]) * sc + beta[c]);
-    if (newScale.some((v) => !(v > 0) || !Number.isFinite(v)) || foldedBias.some((v) => !Number.isFinite(v))) continue;
-
-    const base = (conv.name || 'Conv').replace(/^\//, '').replace(/\//g, '_');
-    const wName = names.fresh(`${w.name || base}_bn_folded`),
-      sName = names.fresh(`${base}_weight_scale_bn_folded`);
-    addInit(makeTensor(wName, DataType.INT8, wShape, q), floatTensor(sName, [channels], newScale));
-    dqW.input = [wName, sName];
-    dqW.attribute = [intAttr('axis', 0)];
-    // FP32 here; quantizeConvBiases turns it into INT32 -> DQ once every input scale is final.
-    const bName = names.fresh(`${base}_bias_bn_folded`);
-    addInit(floatTensor(bName, [channels], foldedBias));
-    conv.input = [conv.input[0], conv.input[1], bName];
-
-    // The quantizer on the folded output (see above).
+    const folding = foldWeightsAndBias(idx, g, names, addInit, conv, bn);
+    if (!folding) continue;
+    const { channels, s, foldedBias, base } = folding;
     const y = bn.output[0];
-    let outQ: { scale: number; zp: number; zpType: number } | undefined;
-    const relu = onlyReader(idx, y, g);
-    let reluIsIdentity = false;
-    if (pre && relu?.op_type === 'Relu') {
-      const nextQs = quantizersAfter(idx, g, relu.output[0]);
-      const params = nextQs.map((n) => scalarQuantParams(idx, n));
-      const first = params[0];
-      if (
-        first &&
-        params.every((p) => p && p.scale === first.scale && p.zp === first.zp && p.zpType === first.zpType)
-      ) {
-        outQ = first;
-        // A symmetric INT8 quantizer after Relu spends its negative half on nothing. The same range [0, 127 s]
-        // as UINT8 with zero point 0 and scale 127 s / 255 has twice the resolution, and ORT then drops the
-        // Relu (a Q whose zero point is the lowest level clips at 0 itself) and the DQ -> Q between the convs.
-        if (first.zpType === DataType.INT8 && first.zp === 0) {
-          outQ = { scale: Math.fround((first.scale * 127) / 255), zp: 0, zpType: DataType.UINT8 };
-          const sName = names.fresh(`${base}_relu_scale`),
-            zName = names.fresh(`${base}_relu_zero_point`);
-          addInit(floatTensor(sName, [], [outQ.scale]), uint8Tensor(zName, [], [outQ.zp]));
-          for (const nq of nextQs) {
-            const old = [nq.input[1], nq.input[2]];
-            nq.input = [nq.input[0], sName, zName];
-            for (const dq of idx.consumers.get(nq.output[0]) ?? []) {
-              if (dq.op_type === 'DequantizeLinear' && dq.input[1] === old[0] && (dq.input[2] ?? '') === (old[1] ?? ''))
-                dq.input = [dq.input[0], sName, zName];
-            }
-          }
-        }
-      }
-    }
-    reluIsIdentity = outQ !== undefined && outQ.zpType === DataType.UINT8 && outQ.zp === 0;
-    if (pre && !outQ) {
-      // BN -> Q(next) directly (a downsample branch into its residual quantizer): that Q's grid, which the
-      // next Q then reproduces exactly.
-      const readers = idx.consumers.get(y) ?? [];
-      const direct = readers.map((n) => (n.op_type === 'QuantizeLinear' ? scalarQuantParams(idx, n) : undefined));
-      const d0 = direct[0];
-      if (
-        d0 &&
-        !g.output.some((o) => o.name === y) &&
-        direct.every((p) => p && p.scale === d0.scale && p.zp === d0.zp && p.zpType === d0.zpType)
-      )
-        outQ = d0;
-    }
-    if (pre && !outQ) {
-      const [lo, hi] = pre.zpType === DataType.INT8 ? [-128, 127] : [0, 255];
-      let amax = 0;
-      for (let c = 0; c < channels; c++) {
-        for (const level of [lo, hi])
-          amax = Math.max(amax, Math.abs(s[c] * (level - pre.zp) * pre.scale + foldedBias[c]));
-      }
-      // The grid's range holds every value the unfolded graph could produce, but on a trained resnet18 it is
-      // 1.4-3.1x what the data reaches; the backend's calibrated BN output (bn_ranges.py) is used when known.
-      const calibrated = batchNormAmax?.[bn.input[1]];
-      if (calibrated !== undefined && calibrated > 0 && calibrated < amax) {
-        amax = calibrated;
-        calibratedCount++;
-      }
-      outQ = { scale: amax / 127, zp: 0, zpType: DataType.INT8 };
-    }
+    const out = foldedOutputQuantizer(idx, g, names, addInit, {
+      bn,
+      pre,
+      base,
+      channels,
+      s,
+      foldedBias,
+      batchNormAmax,
+    });
+    const { outQ, relu, reluIsIdentity } = out;
+    if (out.calibrated) calibratedCount++;
     if (outQ && outQ.scale > 0) {
       const sOut = names.fresh(`${base}_output_scale`),
         zOut = names.fresh(`${base}_output_zero_point`);

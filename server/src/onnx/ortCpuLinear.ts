@@ -169,6 +169,108 @@ function dequantize(w: Weight): Float32Array {
   return f;
 }
 
+/** A linear's bias: Gemm's C (times beta), or a constant [N] Add that is the MatMul's only reader; null: unusable C. */
+function linearBias(
+  idx: GraphIndex,
+  g: Graph,
+  mm: Node,
+  n: number,
+  beta: number,
+): { bias: Float32Array | undefined; out: string; biasAdd: Node | undefined } | null {
+  let bias: Float32Array | undefined;
+  let out = mm.output[0];
+  let biasAdd: Node | undefined;
+  if (mm.op_type === 'Gemm' && mm.input[2]) {
+    const c = constantTensor(idx, mm.input[2]);
+    if (!c || (elementCount(dims(c)) !== n && elementCount(dims(c)) !== 1)) return null;
+    const cv = tensorToFloat32(c);
+    bias = Float32Array.from({ length: n }, (_, j) => beta * cv[cv.length === 1 ? 0 : j]);
+  } else if (mm.op_type === 'MatMul') {
+    const reader = onlyReader(idx, mm.output[0], g);
+    const add = reader?.op_type === 'Add' ? reader : undefined;
+    const other = add ? (add.input[0] === mm.output[0] ? add.input[1] : add.input[0]) : '';
+    const c = add ? constantTensor(idx, other) : undefined;
+    if (
+      add &&
+      c &&
+      c.data_type === DataType.FLOAT &&
+      elementCount(dims(c)) === n &&
+      dims(c)
+        .slice(0, -1)
+        .every((d) => d === 1)
+    ) {
+      bias = tensorToFloat32(c);
+      biasAdd = add;
+      out = add.output[0];
+    }
+  }
+  return { bias, out, biasAdd };
+}
+
+/** The float form of a linear too small for integer kernels: its weight dequantized ahead of time. */
+function floatLinear(
+  g: Graph,
+  names: NameAllocator,
+  mm: Node,
+  w: Weight,
+  activation: string,
+  bias: Float32Array | undefined,
+  out: string,
+): Node[] {
+  const b = base(mm);
+  const wf = dequantize(w);
+  const wName = names.fresh(`${b}_weight_float`);
+  g.initializer.push(floatTensor(wName, [w.k, w.n], wf));
+  const nodes: Node[] = [];
+  const inputs = [activation, wName];
+  if (bias) {
+    const bName = names.fresh(`${b}_bias`);
+    g.initializer.push(floatTensor(bName, [w.n], bias));
+    inputs.push(bName);
+  }
+  nodes.push(
+    bias && mm.op_type === 'Gemm'
+      ? makeNode('Gemm', inputs, [out], names.fresh(`${label(mm)}_float`))
+      : makeNode(
+          'MatMul',
+          inputs.slice(0, 2),
+          [bias ? names.fresh(`${mm.output[0]}_float`) : out],
+          names.fresh(`${label(mm)}_float`),
+        ),
+  );
+  if (bias && mm.op_type !== 'Gemm')
+    nodes.push(makeNode('Add', [nodes[0].output[0], inputs[2]], [out], names.fresh(`${label(mm)}_bias_Add`)));
+  return nodes;
+}
+
+/** Activation x activation MatMuls doing too little work for integer: their inputs read before the Q. */
+function floatSmallActivationMatMuls(
+  g: Graph,
+  shapes: ReturnType<typeof inferShapes>,
+  minMacs: number,
+  result: OrtCpuLinearResult,
+): Set<Node> {
+  const idx = indexGraph(g);
+  const floatMatMuls = new Set<Node>();
+  for (const mm of g.node) {
+    if (mm.op_type !== 'MatMul' || (mm.domain && mm.domain !== 'ai.onnx')) continue;
+    const dqs = mm.input.map((i) => idx.producer.get(i));
+    if (!dqs.every((d) => d?.op_type === 'DequantizeLinear' && !constantTensor(idx, d.input[0]))) continue;
+    const macs = matMulMacsPerItem(shapes, mm.input[0], mm.input[1]);
+    if (macs === undefined || macs >= minMacs) continue;
+    floatMatMuls.add(mm);
+    mm.input = mm.input.map((i, k) => {
+      const q = idx.producer.get(dqs[k]!.input[0]);
+      return q?.op_type === 'QuantizeLinear' ? q.input[0] : i;
+    });
+    result.float.push({
+      node: label(mm),
+      reason: `activation x activation MatMul, ${macs} multiply-adds per batch item, below ${minMacs}`,
+    });
+  }
+  return floatMatMuls;
+}
+
 export function rewriteLinearsForOrtCpu(model: Model, opts: OrtCpuLinearOptions = {}): OrtCpuLinearResult {
   const g = model.graph;
   const names = new NameAllocator(g);
@@ -176,7 +278,7 @@ export function rewriteLinearsForOrtCpu(model: Model, opts: OrtCpuLinearOptions 
   const minMacs = opts.minMacsPerItem ?? DEFAULT_MIN_MACS_PER_ITEM;
   topoSort(g); // earlier passes append nodes; shapes are worked out in order
   const shapes = inferShapes(g);
-  let idx = indexGraph(g);
+  const idx = indexGraph(g);
   const replaced = new Map<Node, Node[]>();
   const dropped = new Set<Node>();
 
@@ -197,34 +299,9 @@ export function rewriteLinearsForOrtCpu(model: Model, opts: OrtCpuLinearOptions 
     const aQ = aDq?.op_type === 'DequantizeLinear' ? idx.producer.get(aDq.input[0]) : undefined;
     const aParams = aDq && aQ?.op_type === 'QuantizeLinear' ? qParams(idx, aDq) : undefined;
     if (!aDq || !aParams || !aParams.scalar) continue;
-    // Bias: Gemm's C, or a constant [N] Add that is the MatMul's only reader.
-    let bias: Float32Array | undefined;
-    let out = mm.output[0];
-    let biasAdd: Node | undefined;
-    if (mm.op_type === 'Gemm' && mm.input[2]) {
-      const c = constantTensor(idx, mm.input[2]);
-      if (!c || (elementCount(dims(c)) !== w.n && elementCount(dims(c)) !== 1)) continue;
-      const cv = tensorToFloat32(c);
-      bias = Float32Array.from({ length: w.n }, (_, j) => beta * cv[cv.length === 1 ? 0 : j]);
-    } else if (mm.op_type === 'MatMul') {
-      const reader = onlyReader(idx, mm.output[0], g);
-      const add = reader?.op_type === 'Add' ? reader : undefined;
-      const other = add ? (add.input[0] === mm.output[0] ? add.input[1] : add.input[0]) : '';
-      const c = add ? constantTensor(idx, other) : undefined;
-      if (
-        add &&
-        c &&
-        c.data_type === DataType.FLOAT &&
-        elementCount(dims(c)) === w.n &&
-        dims(c)
-          .slice(0, -1)
-          .every((d) => d === 1)
-      ) {
-        bias = tensorToFloat32(c);
-        biasAdd = add;
-        out = add.output[0];
-      }
-    }
+    const withBias = linearBias(idx, g, mm, w.n, beta);
+    if (!withBias) continue;
+    const { bias, out, biasAdd } = withBias;
     const scales = alpha === 1 ? w.scales : w.scales.map((s) => s * alpha);
     const b = base(mm);
     const consumedNodes = [...w.consumed, ...(biasAdd ? [biasAdd] : [])];
@@ -232,29 +309,7 @@ export function rewriteLinearsForOrtCpu(model: Model, opts: OrtCpuLinearOptions 
     const macs = a ? (a.length >= 3 ? a[a.length - 2] : 1) * w.k * w.n : undefined;
     if (macs !== undefined && macs < minMacs) {
       // Float: the weight dequantized ahead of time, the activation read before its Q.
-      const wf = dequantize({ ...w, scales });
-      const wName = names.fresh(`${b}_weight_float`);
-      g.initializer.push(floatTensor(wName, [w.k, w.n], wf));
-      const nodes: Node[] = [];
-      const inputs = [aQ!.input[0], wName];
-      if (bias) {
-        const bName = names.fresh(`${b}_bias`);
-        g.initializer.push(floatTensor(bName, [w.n], bias));
-        inputs.push(bName);
-      }
-      nodes.push(
-        bias && mm.op_type === 'Gemm'
-          ? makeNode('Gemm', inputs, [out], names.fresh(`${label(mm)}_float`))
-          : makeNode(
-              'MatMul',
-              inputs.slice(0, 2),
-              [bias ? names.fresh(`${mm.output[0]}_float`) : out],
-              names.fresh(`${label(mm)}_float`),
-            ),
-      );
-      if (bias && mm.op_type !== 'Gemm')
-        nodes.push(makeNode('Add', [nodes[0].output[0], inputs[2]], [out], names.fresh(`${label(mm)}_bias_Add`)));
-      replaced.set(mm, nodes);
+      replaced.set(mm, floatLinear(g, names, mm, { ...w, scales }, aQ!.input[0], bias, out));
       for (const n of consumedNodes) dropped.add(n);
       result.float.push({
         node: label(mm),
@@ -288,24 +343,7 @@ export function rewriteLinearsForOrtCpu(model: Model, opts: OrtCpuLinearOptions 
   }
 
   // Activation x activation MatMuls too small for integer: read their inputs before the Q.
-  idx = indexGraph(g);
-  const floatMatMuls = new Set<Node>();
-  for (const mm of g.node) {
-    if (mm.op_type !== 'MatMul' || (mm.domain && mm.domain !== 'ai.onnx')) continue;
-    const dqs = mm.input.map((i) => idx.producer.get(i));
-    if (!dqs.every((d) => d?.op_type === 'DequantizeLinear' && !constantTensor(idx, d.input[0]))) continue;
-    const macs = matMulMacsPerItem(shapes, mm.input[0], mm.input[1]);
-    if (macs === undefined || macs >= minMacs) continue;
-    floatMatMuls.add(mm);
-    mm.input = mm.input.map((i, k) => {
-      const q = idx.producer.get(dqs[k]!.input[0]);
-      return q?.op_type === 'QuantizeLinear' ? q.input[0] : i;
-    });
-    result.float.push({
-      node: label(mm),
-      reason: `activation x activation MatMul, ${macs} multiply-adds per batch item, below ${minMacs}`,
-    });
-  }
+  const floatMatMuls = floatSmallActivationMatMuls(g, shapes, minMacs, result);
 
   removeDead(g);
   result.pairsBypassed = bypassIdlePairs(g, floatMatMuls);

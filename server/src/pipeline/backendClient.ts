@@ -4,9 +4,9 @@
 // a malformed result, progress or error is a `protocol` error naming the field.
 import { spawn, ChildProcessWithoutNullStreams } from 'child_process';
 import * as fs from 'fs';
-import * as path from 'path';
 import { QdqError, QdqErrorKind, CancelToken } from './errors';
 import { findViolation } from './backendProtocol';
+import { defaultBackendDir, withBackendOnPath } from '../common/paths';
 import {
   BackendMethod,
   BackendMethods,
@@ -59,19 +59,6 @@ function violation(name: string, value: unknown, where: string): string | null {
   return findViolation(PROTOCOL_SCHEMA, name, value, where);
 }
 
-export function repoRoot(): string {
-  // Compiled to out/server/src/pipeline; sources live at server/src/pipeline. Both are three levels down.
-  for (const up of ['../../../..', '../../..']) {
-    const r = path.resolve(__dirname, up);
-    if (fs.existsSync(path.join(r, 'package.json')) && fs.existsSync(path.join(r, 'backend'))) return r;
-  }
-  return path.resolve(__dirname, '../../../..');
-}
-
-export function defaultBackendDir(): string {
-  return path.join(repoRoot(), 'backend');
-}
-
 export class BackendClient {
   private nextId = 1;
   private pending = new Map<number, Pending>();
@@ -117,9 +104,7 @@ export class BackendClient {
   }
 
   static start(opts: BackendOptions): BackendClient {
-    const backendDir = opts.backendDir ?? defaultBackendDir();
-    const env = { ...(opts.env ?? process.env) };
-    env.PYTHONPATH = env.PYTHONPATH ? `${backendDir}${path.delimiter}${env.PYTHONPATH}` : backendDir;
+    const env = withBackendOnPath(opts.env ?? process.env, opts.backendDir ?? defaultBackendDir());
     env.PYTHONUNBUFFERED = '1';
     const child = spawn(opts.python, ['-m', 'qdq_backend'], {
       cwd: opts.projectDir,
@@ -260,12 +245,25 @@ export class BackendClient {
   moduleSource(params: Params<'module_source'>, opts: RequestOptions = {}): Promise<Result<'module_source'>> {
     return this.call('module_source', params, opts);
   }
-
-  private call<M extends BackendMethod>(method: M, params: Params<M>, opts: RequestOptions): Promise<Result<M>> {
-    return this.request<Result<M>>(method, params as Record<string, unknown>, opts);
+  qat(params: Params<'qat'>, opts: RequestOptions = {}): Promise<Result<'qat'>> {
+    return this.call('qat', params, opts);
+  }
+  sensitivity(params: Params<'sensitivity'>, opts: RequestOptions = {}): Promise<Result<'sensitivity'>> {
+    return this.call('sensitivity', params, opts);
+  }
+  tune(params: Params<'tune'>, opts: RequestOptions = {}): Promise<Result<'tune'>> {
+    return this.call('tune', params, opts);
   }
 
-  /** The JSON-RPC transport under the typed methods (and for protocol tests); results of known methods are checked. */
+  /** Any method by name, typed by the schema (`x-methods`): for callers that pick the method at run time. */
+  call<M extends BackendMethod>(method: M, params: Params<M>, opts: RequestOptions = {}): Promise<Result<M>> {
+    return this.request<Result<M>>(method, params as unknown as Record<string, unknown>, opts);
+  }
+
+  /**
+   * The JSON-RPC transport under the typed methods, for protocol tests that send what the schema does not allow;
+   * results of known methods are checked against the schema. Pipeline code calls the typed methods instead.
+   */
   request<T = unknown>(method: string, params: Record<string, unknown> = {}, opts: RequestOptions = {}): Promise<T> {
     if (this.exited) {
       return Promise.reject(
@@ -317,7 +315,7 @@ export class BackendClient {
     // Taken now: once the backend exits, a child in a session of its own is re-parented and cannot be found.
     const below = this.child.pid === undefined ? [] : descendants(this.child.pid);
     const exited = new Promise<void>((r) => this.exitWaiters.push(r));
-    this.request('shutdown').catch(() => undefined);
+    this.call('shutdown', {}).catch(() => undefined);
     this.child.stdin.end();
     const timer = setTimeout(() => this.kill(), graceMs);
     await exited;

@@ -137,7 +137,7 @@ export interface CalibrateParams {
   method?: CalibrationMethod;
   /** in (0, 100]; default 99.99 */
   percentile?: number | null;
-  /** at least 1; default 8 */
+  /** at least 1; default 16 (server/src/common/knobs.ts) */
   batches?: number;
   out_dir: string;
   /** also calibrate the weighted layers' output quantizers */
@@ -220,6 +220,128 @@ export interface ModuleSourceResult {
   source: string;
 }
 
+/** Fine-tune the loaded, calibrated model (docs/qat.md); nproc > 1 trains under torchrun, each process loading `load`. */
+export interface QatParams {
+  out_dir: string;
+  /** file.py:fn yielding (inputs, labels) batches; absent is a config error naming train-data */
+  train_data?: string | null;
+  /** file.py:fn(model, batch) -> loss; default cross-entropy */
+  train_step?: string | null;
+  /** 1 to 10000; default 1 */
+  epochs?: number | null;
+  /** in (0, 10]; default 1e-4 */
+  lr?: number | null;
+  learn_amax?: boolean;
+  /** processes per node; default 1 (train inside the backend) */
+  nproc?: number;
+  resume?: boolean;
+  /** rendezvous flags for several nodes */
+  torchrun_args?: string[];
+  /** the load request's params: what each torchrun process loads (needed when nproc > 1) */
+  load?: LoadParams | null;
+}
+
+export interface QatEpoch {
+  epoch: number;
+  loss: number;
+  accuracy: number | null;
+  seconds: number;
+}
+
+export interface QatSeconds {
+  measure_ptq: number;
+  train: number;
+  total: number;
+}
+
+/** Top-1 as fractions on eval-data (null without eval-data), the schedule, the checkpoint, timings. */
+export interface QatResult {
+  fp32: number | null;
+  ptq: number | null;
+  qat: number | null;
+  eval_samples: number | null;
+  epochs: number;
+  lr: number;
+  learn_amax: boolean;
+  processes: number;
+  steps: number;
+  train_batches: number;
+  resumed_from_step: number | null;
+  history: QatEpoch[];
+  checkpoint: string;
+  seconds: QatSeconds;
+}
+
+/** top1: top-1 on labelled eval-data (percent); sqnr_db: output SQNR vs FP32 on held-out batches; otherwise the [tool.qdq] metric spec (file.py:fn) whose function gave the numbers. */
+export type SensitivityMetric = string;
+
+export interface SensitivityParams {
+  /** batches calibrated on: held-out batches start after them (no eval-data); default 0 */
+  calibration_batches?: number;
+  /** held-out batches to measure on; 0 or absent: 50 */
+  eval_batches?: number;
+  /** [tool.qdq] metric = "file.py:fn": fn(model) returns a number, higher is better; absent: top1 or sqnr_db */
+  metric?: string;
+}
+
+/** Quantizers that share an input (so switch precision together), with their source sites file::Class.attr. */
+export interface SiteGroup {
+  label: string;
+  sites: string[];
+  quantizers: string[];
+}
+
+/** A SiteGroup with the metric when only it is INT8 and when only it is float. */
+export interface GroupSensitivity {
+  label: string;
+  sites: string[];
+  quantizers: string[];
+  only_int8: number;
+  only_float: number;
+}
+
+export interface SensitivityResult {
+  metric: SensitivityMetric;
+  samples: number;
+  fp32: number;
+  all_int8: number;
+  evaluations: number;
+  groups: GroupSensitivity[];
+}
+
+export interface TuneParams {
+  /** the accuracy budget: points of the metric, or percent of FP32 when relative */
+  max_drop: number;
+  relative?: boolean;
+  /** as in SensitivityParams */
+  calibration_batches?: number;
+  /** as in SensitivityParams */
+  eval_batches?: number;
+  /** as in SensitivityParams */
+  metric?: string;
+}
+
+export interface TuneStep {
+  float: string[];
+  value: number;
+}
+
+/** The fewest groups kept in float so the metric stays within the budget, and the search's steps. */
+export interface TuneResult {
+  metric: SensitivityMetric;
+  samples: number;
+  fp32: number;
+  all_int8: number;
+  target: number;
+  mixed: number;
+  within_budget: boolean;
+  evaluations: number;
+  groups: number;
+  float_groups: SiteGroup[];
+  float_sites: string[];
+  steps: TuneStep[];
+}
+
 export type ShutdownParams = Record<string, never>;
 
 export type ShutdownResult = null;
@@ -233,6 +355,9 @@ export interface BackendMethods {
   export: { params: ExportParams; result: ExportResult };
   restore_modules: { params: RestoreModulesParams; result: RestoreModulesResult };
   module_source: { params: ModuleSourceParams; result: ModuleSourceResult };
+  qat: { params: QatParams; result: QatResult };
+  sensitivity: { params: SensitivityParams; result: SensitivityResult };
+  tune: { params: TuneParams; result: TuneResult };
   shutdown: { params: ShutdownParams; result: ShutdownResult };
 }
 
@@ -267,6 +392,18 @@ export const PROTOCOL_SCHEMA: ProtocolSchema = {
     "module_source": {
       "params": "ModuleSourceParams",
       "result": "ModuleSourceResult"
+    },
+    "qat": {
+      "params": "QatParams",
+      "result": "QatResult"
+    },
+    "sensitivity": {
+      "params": "SensitivityParams",
+      "result": "SensitivityResult"
+    },
+    "tune": {
+      "params": "TuneParams",
+      "result": "TuneResult"
     },
     "shutdown": {
       "params": "ShutdownParams",
@@ -755,7 +892,7 @@ export const PROTOCOL_SCHEMA: ProtocolSchema = {
         },
         "batches": {
           "type": "integer",
-          "description": "at least 1; default 8"
+          "description": "at least 1; default 16 (server/src/common/knobs.ts)"
         },
         "out_dir": {
           "type": "string"
@@ -1037,6 +1174,429 @@ export const PROTOCOL_SCHEMA: ProtocolSchema = {
         "module",
         "file",
         "source"
+      ]
+    },
+    "QatParams": {
+      "description": "Fine-tune the loaded, calibrated model (docs/qat.md); nproc > 1 trains under torchrun, each process loading `load`.",
+      "type": "object",
+      "properties": {
+        "out_dir": {
+          "type": "string"
+        },
+        "train_data": {
+          "type": [
+            "string",
+            "null"
+          ],
+          "description": "file.py:fn yielding (inputs, labels) batches; absent is a config error naming train-data"
+        },
+        "train_step": {
+          "type": [
+            "string",
+            "null"
+          ],
+          "description": "file.py:fn(model, batch) -> loss; default cross-entropy"
+        },
+        "epochs": {
+          "type": [
+            "integer",
+            "null"
+          ],
+          "description": "1 to 10000; default 1"
+        },
+        "lr": {
+          "type": [
+            "number",
+            "null"
+          ],
+          "description": "in (0, 10]; default 1e-4"
+        },
+        "learn_amax": {
+          "type": "boolean"
+        },
+        "nproc": {
+          "type": "integer",
+          "description": "processes per node; default 1 (train inside the backend)"
+        },
+        "resume": {
+          "type": "boolean"
+        },
+        "torchrun_args": {
+          "type": "array",
+          "items": {
+            "type": "string"
+          },
+          "description": "rendezvous flags for several nodes"
+        },
+        "load": {
+          "anyOf": [
+            {
+              "$ref": "#/definitions/LoadParams"
+            },
+            {
+              "type": "null"
+            }
+          ],
+          "description": "the load request's params: what each torchrun process loads (needed when nproc > 1)"
+        }
+      },
+      "required": [
+        "out_dir"
+      ],
+      "additionalProperties": false
+    },
+    "QatEpoch": {
+      "type": "object",
+      "properties": {
+        "epoch": {
+          "type": "integer"
+        },
+        "loss": {
+          "type": "number"
+        },
+        "accuracy": {
+          "type": [
+            "number",
+            "null"
+          ]
+        },
+        "seconds": {
+          "type": "number"
+        }
+      },
+      "required": [
+        "epoch",
+        "loss",
+        "accuracy",
+        "seconds"
+      ]
+    },
+    "QatSeconds": {
+      "type": "object",
+      "properties": {
+        "measure_ptq": {
+          "type": "number"
+        },
+        "train": {
+          "type": "number"
+        },
+        "total": {
+          "type": "number"
+        }
+      },
+      "required": [
+        "measure_ptq",
+        "train",
+        "total"
+      ]
+    },
+    "QatResult": {
+      "description": "Top-1 as fractions on eval-data (null without eval-data), the schedule, the checkpoint, timings.",
+      "type": "object",
+      "properties": {
+        "fp32": {
+          "type": [
+            "number",
+            "null"
+          ]
+        },
+        "ptq": {
+          "type": [
+            "number",
+            "null"
+          ]
+        },
+        "qat": {
+          "type": [
+            "number",
+            "null"
+          ]
+        },
+        "eval_samples": {
+          "type": [
+            "integer",
+            "null"
+          ]
+        },
+        "epochs": {
+          "type": "integer"
+        },
+        "lr": {
+          "type": "number"
+        },
+        "learn_amax": {
+          "type": "boolean"
+        },
+        "processes": {
+          "type": "integer"
+        },
+        "steps": {
+          "type": "integer"
+        },
+        "train_batches": {
+          "type": "integer"
+        },
+        "resumed_from_step": {
+          "type": [
+            "integer",
+            "null"
+          ]
+        },
+        "history": {
+          "type": "array",
+          "items": {
+            "$ref": "#/definitions/QatEpoch"
+          }
+        },
+        "checkpoint": {
+          "type": "string"
+        },
+        "seconds": {
+          "$ref": "#/definitions/QatSeconds"
+        }
+      },
+      "required": [
+        "fp32",
+        "ptq",
+        "qat",
+        "eval_samples",
+        "epochs",
+        "lr",
+        "learn_amax",
+        "processes",
+        "steps",
+        "train_batches",
+        "resumed_from_step",
+        "history",
+        "checkpoint",
+        "seconds"
+      ]
+    },
+    "SensitivityMetric": {
+      "description": "top1: top-1 on labelled eval-data (percent); sqnr_db: output SQNR vs FP32 on held-out batches; otherwise the [tool.qdq] metric spec (file.py:fn) whose function gave the numbers.",
+      "type": "string"
+    },
+    "SensitivityParams": {
+      "type": "object",
+      "properties": {
+        "calibration_batches": {
+          "type": "integer",
+          "description": "batches calibrated on: held-out batches start after them (no eval-data); default 0"
+        },
+        "eval_batches": {
+          "type": "integer",
+          "description": "held-out batches to measure on; 0 or absent: 50"
+        },
+        "metric": {
+          "type": "string",
+          "description": "[tool.qdq] metric = \"file.py:fn\": fn(model) returns a number, higher is better; absent: top1 or sqnr_db"
+        }
+      },
+      "additionalProperties": false
+    },
+    "SiteGroup": {
+      "description": "Quantizers that share an input (so switch precision together), with their source sites file::Class.attr.",
+      "type": "object",
+      "properties": {
+        "label": {
+          "type": "string"
+        },
+        "sites": {
+          "type": "array",
+          "items": {
+            "type": "string"
+          }
+        },
+        "quantizers": {
+          "type": "array",
+          "items": {
+            "type": "string"
+          }
+        }
+      },
+      "required": [
+        "label",
+        "sites",
+        "quantizers"
+      ]
+    },
+    "GroupSensitivity": {
+      "description": "A SiteGroup with the metric when only it is INT8 and when only it is float.",
+      "type": "object",
+      "properties": {
+        "label": {
+          "type": "string"
+        },
+        "sites": {
+          "type": "array",
+          "items": {
+            "type": "string"
+          }
+        },
+        "quantizers": {
+          "type": "array",
+          "items": {
+            "type": "string"
+          }
+        },
+        "only_int8": {
+          "type": "number"
+        },
+        "only_float": {
+          "type": "number"
+        }
+      },
+      "required": [
+        "label",
+        "sites",
+        "quantizers",
+        "only_int8",
+        "only_float"
+      ]
+    },
+    "SensitivityResult": {
+      "type": "object",
+      "properties": {
+        "metric": {
+          "$ref": "#/definitions/SensitivityMetric"
+        },
+        "samples": {
+          "type": "integer"
+        },
+        "fp32": {
+          "type": "number"
+        },
+        "all_int8": {
+          "type": "number"
+        },
+        "evaluations": {
+          "type": "integer"
+        },
+        "groups": {
+          "type": "array",
+          "items": {
+            "$ref": "#/definitions/GroupSensitivity"
+          }
+        }
+      },
+      "required": [
+        "metric",
+        "samples",
+        "fp32",
+        "all_int8",
+        "evaluations",
+        "groups"
+      ]
+    },
+    "TuneParams": {
+      "type": "object",
+      "properties": {
+        "max_drop": {
+          "type": "number",
+          "description": "the accuracy budget: points of the metric, or percent of FP32 when relative"
+        },
+        "relative": {
+          "type": "boolean"
+        },
+        "calibration_batches": {
+          "type": "integer",
+          "description": "as in SensitivityParams"
+        },
+        "eval_batches": {
+          "type": "integer",
+          "description": "as in SensitivityParams"
+        },
+        "metric": {
+          "type": "string",
+          "description": "as in SensitivityParams"
+        }
+      },
+      "required": [
+        "max_drop"
+      ],
+      "additionalProperties": false
+    },
+    "TuneStep": {
+      "type": "object",
+      "properties": {
+        "float": {
+          "type": "array",
+          "items": {
+            "type": "string"
+          }
+        },
+        "value": {
+          "type": "number"
+        }
+      },
+      "required": [
+        "float",
+        "value"
+      ]
+    },
+    "TuneResult": {
+      "description": "The fewest groups kept in float so the metric stays within the budget, and the search's steps.",
+      "type": "object",
+      "properties": {
+        "metric": {
+          "$ref": "#/definitions/SensitivityMetric"
+        },
+        "samples": {
+          "type": "integer"
+        },
+        "fp32": {
+          "type": "number"
+        },
+        "all_int8": {
+          "type": "number"
+        },
+        "target": {
+          "type": "number"
+        },
+        "mixed": {
+          "type": "number"
+        },
+        "within_budget": {
+          "type": "boolean"
+        },
+        "evaluations": {
+          "type": "integer"
+        },
+        "groups": {
+          "type": "integer"
+        },
+        "float_groups": {
+          "type": "array",
+          "items": {
+            "$ref": "#/definitions/SiteGroup"
+          }
+        },
+        "float_sites": {
+          "type": "array",
+          "items": {
+            "type": "string"
+          }
+        },
+        "steps": {
+          "type": "array",
+          "items": {
+            "$ref": "#/definitions/TuneStep"
+          }
+        }
+      },
+      "required": [
+        "metric",
+        "samples",
+        "fp32",
+        "all_int8",
+        "target",
+        "mixed",
+        "within_budget",
+        "evaluations",
+        "groups",
+        "float_groups",
+        "float_sites",
+        "steps"
       ]
     },
     "ShutdownParams": {

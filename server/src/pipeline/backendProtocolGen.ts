@@ -6,10 +6,14 @@ import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import type { ProtocolSchema, SchemaNode } from './backendProtocol';
+import { repoRoot } from '../common/paths';
+import { pythonKnobsSource } from '../common/knobs';
 
 export const SCHEMA_FILE = path.join('backend', 'qdq_backend', 'protocol.schema.json');
 export const TS_FILE = path.join('server', 'src', 'pipeline', 'backendProtocol.generated.ts');
 export const PY_FILE = path.join('backend', 'qdq_backend', 'protocol_types.py');
+/** The knobs' defaults for the backend (server/src/common/knobs.ts is their home). */
+export const KNOBS_FILE = path.join('backend', 'qdq_backend', 'knobs.py');
 
 const refName = (ref: string) => ref.replace(/^#\/definitions\//, '');
 
@@ -257,16 +261,17 @@ export function pythonSource(schema: ProtocolSchema, schemaText: string): string
   return out.join('\n').replace(/\n{3,}/g, '\n\n\n') + '\n';
 }
 
-export function generate(repoRoot: string): { ts: string; py: string } {
+export function generate(repoRoot: string): { ts: string; py: string; knobs: string } {
   const text = fs.readFileSync(path.join(repoRoot, SCHEMA_FILE), 'utf8');
   const schema = JSON.parse(text) as ProtocolSchema;
-  return { ts: typescriptSource(schema), py: pythonSource(schema, text) };
+  return { ts: typescriptSource(schema), py: pythonSource(schema, text), knobs: pythonKnobsSource() };
 }
 
 if (require.main === module) {
-  const root = path.resolve(__dirname, '../../../..');
-  const { ts, py } = generate(root);
+  const root = repoRoot();
+  const { ts, py, knobs } = generate(root);
   fs.writeFileSync(path.join(root, TS_FILE), ts);
   fs.writeFileSync(path.join(root, PY_FILE), py);
-  process.stdout.write(`wrote ${TS_FILE} and ${PY_FILE}\n`);
+  fs.writeFileSync(path.join(root, KNOBS_FILE), knobs);
+  process.stdout.write(`wrote ${TS_FILE}, ${PY_FILE} and ${KNOBS_FILE}\n`);
 }

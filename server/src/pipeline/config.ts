@@ -5,7 +5,20 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { parse as parseToml, TomlError } from 'smol-toml';
 
-import { BATCHES, CALIBRATION_METHODS, Method, PERCENTILE, Target, TARGETS } from '../common/knobs';
+import {
+  BATCHES,
+  CALIBRATION_METHODS,
+  describeRange,
+  inRange,
+  METHOD,
+  Method,
+  OPSET,
+  OUT_DIR,
+  PERCENTILE,
+  Target,
+  TARGET,
+  TARGETS,
+} from '../common/knobs';
 
 export type { Method, Target };
 export type FloatPrecision = 'fp16' | 'bf16' | 'fp32';
@@ -118,7 +131,7 @@ export const CONFIG_KEYS: KeySpec[] = [
     field: 'method',
     doc: 'calibration method',
     check: oneOf([...CALIBRATION_METHODS]),
-    default: 'max',
+    default: METHOD.default,
   },
   {
     key: 'percentile',
@@ -126,17 +139,23 @@ export const CONFIG_KEYS: KeySpec[] = [
     doc: 'percentile for method = "percentile"',
     default: PERCENTILE.default,
     check: (v) =>
-      typeof v === 'number' && v > PERCENTILE.min && v <= PERCENTILE.max
+      typeof v === 'number' && inRange(v, PERCENTILE)
         ? null
-        : 'must be a number in (0, 100], e.g. 99.99',
+        : `must be a number in ${describeRange(PERCENTILE)}, e.g. ${PERCENTILE.default}`,
   },
-  { key: 'batches', field: 'batches', doc: 'calibration batches', check: intIn(BATCHES.min, BATCHES.max), default: 16 },
+  {
+    key: 'batches',
+    field: 'batches',
+    doc: 'calibration batches',
+    check: intIn(BATCHES.min, BATCHES.max),
+    default: BATCHES.default,
+  },
   {
     key: 'opset',
     field: 'opset',
     doc: 'ONNX opset (QuantizeLinear needs 13 or higher)',
-    check: intIn(13, 23),
-    default: 13,
+    check: intIn(OPSET.min, OPSET.max),
+    default: OPSET.default,
   },
   {
     key: 'metric',
@@ -157,7 +176,7 @@ export const CONFIG_KEYS: KeySpec[] = [
     key: 'out-dir',
     field: 'outDir',
     doc: 'output folder, relative to the project',
-    default: 'qdq-out',
+    default: OUT_DIR.default,
     check: (v) => (typeof v === 'string' && v.trim() !== '' ? null : 'must be a folder name, e.g. "qdq-out"'),
   },
   {
@@ -165,7 +184,7 @@ export const CONFIG_KEYS: KeySpec[] = [
     field: 'target',
     doc: 'runtime the QDQ placement is for',
     check: oneOf([...TARGETS]),
-    default: 'tensorrt',
+    default: TARGET.default,
   },
   {
     key: 'float-precision',

@@ -8,6 +8,7 @@ import { runPipeline, AfterCalibrate, PipelineProgress, Report } from './run';
 import { CancelToken, QdqError, asQdqError } from './errors';
 import { writeFileAtomic } from '../onnx/atomic';
 import { ProgressPrinter } from './cli';
+import type { QatResult } from './backendProtocol.generated';
 
 export interface QatOptions {
   projectDir: string;
@@ -25,23 +26,8 @@ export interface QatOptions {
   onLog?: (line: string) => void;
 }
 
-/** The backend's `qat` result (backend/qdq_backend/qat_run.py). */
-export interface QatResult {
-  fp32: number | null;
-  ptq: number | null;
-  qat: number | null;
-  eval_samples: number | null;
-  epochs: number;
-  lr: number;
-  learn_amax: boolean;
-  processes: number;
-  steps: number;
-  train_batches: number;
-  resumed_from_step: number | null;
-  history: { epoch: number; loss: number; accuracy: number | null; seconds: number }[];
-  checkpoint: string;
-  seconds: { measure_ptq: number; train: number; total: number };
-}
+/** The backend's `qat` result (declared in backend/qdq_backend/protocol.schema.json). */
+export type { QatResult };
 
 export interface QatReport extends QatResult {
   version: 1;
@@ -71,8 +57,7 @@ export async function runQat(
         `qdq qat needs training data: [tool.qdq] has no train-data`,
         'add train-data = "data.py:train_data" (a function yielding (inputs, labels) batches), or pass --train-data',
       );
-    result = await step.backend.request<QatResult>(
-      'qat',
+    result = await step.backend.qat(
       {
         out_dir: step.outDir,
         train_data: trainData,

@@ -4,7 +4,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { loadConfig, ConfigOverrides, QdqConfig, ConfigError } from './config';
 import { findInterpreter, Interpreter } from '../common/interpreter';
-import { BackendClient, ProgressEvent } from './backendClient';
+import { BackendClient, ProgressEvent, RequestOptions } from './backendClient';
+import type { CalibrateResult, ExportResult, LoadParams, LoadResult, PatchModule } from './backendProtocol.generated';
 import { helperTemplatePath } from '../common/paths';
 import { QdqError, CancelToken, asQdqError } from '../common/errors';
 import { FileWriteError, newFileMode, writeInPlace, writeNewFile as writeFileAtomic } from '../common/files';
@@ -47,7 +48,7 @@ export interface PipelineOptions {
 /** What an afterCalibrate step gets: the backend, the `load` params it was loaded with, the output folder. */
 export interface AfterCalibrate {
   backend: BackendClient;
-  load: Record<string, unknown>;
+  load: LoadParams;
   config: QdqConfig;
   outDir: string;
   cancel: CancelToken;
@@ -294,11 +295,8 @@ function summarizeQuantizer(q: Record<string, unknown>): Record<string, unknown>
   return rest;
 }
 
-export async function runPipeline(
-  opts: PipelineOptions,
-  onProgress: (p: PipelineProgress) => void = () => undefined,
-  cancel: CancelToken = new CancelToken(),
-): Promise<PipelineResult> {
+/** The project folder and its [tool.qdq] config, or a `config` error saying what to fix. */
+function projectConfig(opts: PipelineOptions): { projectDir: string; cfg: QdqConfig } {
   const projectDir = path.resolve(opts.projectDir);
   if (!fs.existsSync(projectDir) || !fs.statSync(projectDir).isDirectory()) {
     throw new QdqError(
@@ -307,13 +305,35 @@ export async function runPipeline(
       'pass a folder that holds pyproject.toml with a [tool.qdq] table',
     );
   }
-  let cfg: QdqConfig;
   try {
-    cfg = loadConfig(projectDir, opts.overrides);
+    return { projectDir, cfg: loadConfig(projectDir, opts.overrides) };
   } catch (e) {
     if (e instanceof ConfigError) throw new QdqError('config', e.message, e.hint);
     throw e;
   }
+}
+
+/** What the steps of one run share: the config, the backend and its request options, the report being filled. */
+interface Run {
+  opts: PipelineOptions;
+  cfg: QdqConfig;
+  projectDir: string;
+  outDir: string;
+  /** Where the backend writes: outDir, or a work folder for a dynamic-only run (removed afterwards). */
+  workDir: string;
+  backend: BackendClient;
+  rpc: RequestOptions;
+  notes: string[];
+  onProgress: (p: PipelineProgress) => void;
+  cancel: CancelToken;
+}
+
+export async function runPipeline(
+  opts: PipelineOptions,
+  onProgress: (p: PipelineProgress) => void = () => undefined,
+  cancel: CancelToken = new CancelToken(),
+): Promise<PipelineResult> {
+  const { projectDir, cfg } = projectConfig(opts);
   const wantVerify = opts.steps.includes('verify');
   const wantExport = wantVerify || opts.steps.includes('export') || !!opts.dynamicOnly;
   const outDir = prepareOutDir(projectDir, cfg.outDir, opts.overrides?.outDir !== undefined);
@@ -349,272 +369,31 @@ export async function runPipeline(
   });
   const forward = (p: ProgressEvent) =>
     onProgress({ step: BACKEND_TO_STEP[p.step] ?? 'load', done: p.done, total: p.total, message: p.message });
-  const rpc = { onProgress: forward, cancel };
+  // Dynamic-only export still needs the FP32 file from the backend, whose export wants calibrated quantizers:
+  // one `max` batch satisfies it cheaply, in a work folder so the real calibration and INT8 model stay as they are.
+  const workDir = opts.dynamicOnly ? path.join(outDir, '.dynamic-work') : outDir;
+  const run: Run = {
+    opts,
+    cfg,
+    projectDir,
+    outDir,
+    workDir,
+    backend,
+    rpc: { onProgress: forward, cancel },
+    notes,
+    onProgress,
+    cancel,
+  };
   try {
-    await backend.initialize(rpc);
-    const patchModules: { module: string; source: string }[] = [];
-    if (cfg.patchModules.length) {
-      // The same passes a user's own file gets (TensorRT fixes, then quantize), checked against what the
-      // library module is known to contain (server/src/library/patch.ts).
-      const applied: string[] = [];
-      for (const module of cfg.patchModules) {
-        const src = await backend.moduleSource({ module }, rpc);
-        const patch = libraryPatchOrConfigError(module, src.source);
-        patchModules.push({ module, source: patch.text });
-        applied.push(...patch.fixes);
-      }
-      notes.push(
-        `patched in memory: ${cfg.patchModules.join(', ')}${applied.length ? ` (TensorRT fixes: ${applied.join('; ')})` : ''}`,
-      );
-    }
-    onProgress({ step: 'load', done: 0, total: null, message: `loading ${cfg.model}` });
-    const loadParams = {
-      project_dir: projectDir,
-      model: cfg.model,
-      example_inputs: cfg.exampleInputs,
-      input_shapes: cfg.inputShapes,
-      calibration_data: cfg.calibrationData,
-      eval_data: cfg.evalData,
-      patch_modules: patchModules.length ? patchModules : undefined,
-      model_source_override: quantized.override,
-    };
-    const loaded = await backend.load(loadParams, rpc);
-    if (loaded.calibration_data_kind === 'random-normal') {
-      notes.push(
-        'calibrated on random normal batches of the input shapes (no calibration-data configured): ranges are only indicative',
-      );
-    }
-    // Dynamic-only export still needs the FP32 file from the backend, whose export wants calibrated quantizers:
-    // one `max` batch satisfies it cheaply, in a work folder so the real calibration and INT8 model stay as they are.
-    const workDir = opts.dynamicOnly ? path.join(outDir, '.dynamic-work') : outDir;
-    const calib = await backend.calibrate(
-      {
-        method: opts.dynamicOnly ? 'max' : cfg.method,
-        percentile: cfg.percentile,
-        batches: opts.dynamicOnly ? 1 : cfg.batches,
-        out_dir: workDir,
-      },
-      rpc,
-    );
-    const quantizers = calib.quantizers as unknown as Record<string, unknown>[];
-    const fallbacks = (calib.fallbacks as string[] | undefined) ?? [];
-    if (fallbacks.length) {
-      notes.push(
-        `entropy fell back to percentile for ${fallbacks.join(', ')}: its amax clipped a large share of the values (reasons in report.quantizers[].fallback)`,
-      );
-    }
-    const report: Report = {
-      version: 1,
-      project_dir: projectDir,
-      model: cfg.model,
-      model_class: loaded.model_class ?? null,
-      python: { path: pythonExe, python_version: py.pythonVersion, torch_version: py.torchVersion },
-      method: cfg.method,
-      percentile: cfg.method === 'percentile' ? cfg.percentile : null,
-      batches_seen: calib.batches_seen ?? null,
-      calibration_data_kind: loaded.calibration_data_kind ?? null,
-      target: cfg.target,
-      exporter: null,
-      opset: cfg.opset,
-      files: { ...quantized.files, calibration: calib.calibration_file },
-      quantizers: quantizers.map(summarizeQuantizer),
-      qdq_pairs: null,
-      weighted_ops: null,
-      unquantized_weighted_ops: [],
-      tensorrt_unsupported_ops: [],
-      tensorrt_checked: false,
-      outputs: [],
-      cosine_min: null,
-      max_abs_diff: null,
-      top1_agreement: null,
-      accuracy: null,
-      latency_ms: null,
-      latency_input_shape: null,
-      size_bytes: null,
-      eval_samples: null,
-      notes,
-    };
+    await backend.initialize(run.rpc);
+    const { loadParams, loaded, calib } = await loadAndCalibrate(run, quantized.override);
+    const report = initialReport(run, { path: pythonExe, py }, quantized.files, loaded, calib);
     if (opts.afterCalibrate)
       await opts.afterCalibrate({ backend, load: loadParams, config: cfg, outDir, cancel, notes });
-    if (wantExport) {
-      const exp = await backend.export(
-        {
-          out_dir: workDir,
-          opset: cfg.opset,
-          dynamic_batch: cfg.dynamicBatch,
-          // tensorrt10 exports the same Q/DQ placement; only the typing step differs.
-          target: cfg.target === 'tensorrt10' ? 'tensorrt' : cfg.target,
-          fold_weights: false,
-        },
-        rpc,
-      );
-      if (opts.dynamicOnly) {
-        for (const key of ['fp32_onnx', 'eval_file'] as const) {
-          const dest = path.join(outDir, path.basename(exp[key]));
-          fs.renameSync(exp[key], dest);
-          if (key === 'eval_file') fs.renameSync(exp[key].replace(/\.json$/, '.bin'), dest.replace(/\.json$/, '.bin'));
-          exp[key] = dest;
-        }
-        fs.rmSync(workDir, { recursive: true, force: true });
-        report.files.calibration = '';
-        report.quantizers = [];
-        report.batches_seen = null;
-        notes.push('dynamic quantization only: no calibration data used');
-      }
-      report.exporter = exp.exporter ?? null;
-      report.files.fp32_onnx = exp.fp32_onnx;
-      report.files.eval = exp.eval_file;
-      let evalBatches: EvalBatch[] | null = null;
-      const batches = () => (evalBatches ??= readEvalFile(exp.eval_file));
-      if (!opts.dynamicOnly) {
-        report.files.int8_onnx = exp.int8_onnx;
-        onProgress({ step: 'fold', done: 0, total: 1, message: 'folding weights into INT8 initializers' });
-        const model = readModel(exp.int8_onnx);
-        const folded = foldWeights(model);
-        let rewritten = folded.folded.length > 0;
-        if (cfg.target === 'ort-cpu') {
-          // The QDQ form ORT's CPU provider fuses into integer kernels (onnx/ortCpu.ts).
-          const o = optimizeForOrtCpu(model, {}, { batchNormOutputAmax: exp.batchnorm_output_amax });
-          rewritten ||= ortCpuRewriteChanged(o);
-          report.ort_cpu_rewrite = o;
-        }
-        if (cfg.target === 'tensorrt' && cfg.floatPrecision !== 'fp32') {
-          // TensorRT 11 builds strongly typed: what is not INT8 runs in the graph's own float types (onnx/strongTyping.ts).
-          report.precision = typeForTensorrt(
-            model,
-            cfg.floatPrecision,
-            quantizers as unknown as QuantizerInfo[],
-            exp.fp32_markers ?? [],
-          );
-          rewritten = true;
-          const p = report.precision;
-          notes.push(
-            `tensorrt (strongly typed, ${p.float_precision}): ${Math.round(p.low_share * 100)}% of ${p.float_compute_ops} float compute ops in INT8/${p.float_precision}, ` +
-              `${p.layers.filter((l) => l.precision === 'FP32').length} kept FP32 (reasons in report.precision), ${p.casts} Casts, opset ${p.opset}`,
-          );
-        }
-        if (rewritten) writeModel(model, exp.int8_onnx);
-        onProgress({ step: 'fold', done: 1, total: 1, message: `folded ${folded.folded.length} weights` });
-        const stats = qdqStats(model, quantizers as unknown as QuantizerInfo[]);
-        report.qdq_pairs = stats.qdq_pairs;
-        report.weighted_ops = stats.weighted_ops;
-        report.unquantized_weighted_ops = stats.unquantized_weighted_ops;
-        const keptFloat = report.ort_cpu_rewrite?.linears.float ?? [];
-        if (keptFloat.length) {
-          // ort-cpu's cost model leaves ops too small for integer kernels in float on purpose (onnx/ortCpuLinear.ts).
-          const onPurpose = new Set(keptFloat.map((f) => f.node));
-          report.unquantized_weighted_ops = stats.unquantized_weighted_ops.filter(
-            (u) => !onPurpose.has(u.node.replace(/_float$/, '')),
-          );
-          notes.push(
-            `ort-cpu: ${keptFloat.length} ops too small for integer kernels left in float (${keptFloat.map((f) => f.node).join(', ')}; reasons in report.ort_cpu_rewrite)`,
-          );
-        }
-        const padded = report.ort_cpu_rewrite?.convInputsPadded ?? [];
-        if (padded.length) {
-          notes.push(
-            `ort-cpu: input channels zero-padded for ONNX Runtime's faster integer convolution: ${padded.map((p) => `${p.node} ${p.from} -> ${p.to}`).join(', ')}`,
-          );
-        }
-        if (cfg.target === 'ort-cpu') {
-          // Its graph is for ONNX Runtime (com.microsoft integer kernels); TensorRT takes the tensorrt target's file.
-          report.tensorrt_checked = false;
-          report.tensorrt_unsupported_ops = [];
-          notes.push(
-            'TensorRT operator check not run: target ort-cpu writes a graph for ONNX Runtime (use --target tensorrt for TensorRT)',
-          );
-        } else {
-          const trt = trtCheck(model);
-          report.tensorrt_checked = trt.checked;
-          report.tensorrt_unsupported_ops = trt.unsupported;
-          if (!trt.checked)
-            notes.push('TensorRT operator check skipped: the operator matrix (server/src/knowledge) is not built');
-        }
-      }
-      cancel.throwIfCancelled();
-      if (opts.dynamic || opts.dynamicOnly || wantVerify) {
-        onProgress({ step: 'dynamic', done: 0, total: 1, message: 'dynamic quantization of the FP32 model' });
-        const m = readModel(exp.fp32_onnx);
-        const dyn = quantizeDynamic(m);
-        const file = path.join(outDir, 'model.dynamic.onnx');
-        writeModel(m, file);
-        report.files.dynamic_onnx = file;
-        report.dynamic = { file, quantized_ops: dyn.quantized.length, skipped_ops: dyn.skipped };
-        onProgress({
-          step: 'dynamic',
-          done: 1,
-          total: 1,
-          message: `${dyn.quantized.length} MatMul/Gemm quantized dynamically`,
-        });
-      }
-      await backend.shutdown();
-      if (wantVerify || opts.dynamicOnly) {
-        const total = (opts.dynamicOnly ? 0 : 1) + (report.dynamic ? 1 : 0);
-        let done = 0;
-        if (!opts.dynamicOnly) {
-          onProgress({ step: 'verify', done, total, message: 'running FP32 and INT8 with onnxruntime' });
-          const v: VerifyResult = await verifyOrExplain(exp.fp32_onnx, exp.int8_onnx, batches(), opts.latencyRuns);
-          Object.assign(report, {
-            outputs: v.outputs,
-            cosine_min: v.cosine_min,
-            max_abs_diff: v.max_abs_diff,
-            top1_agreement: v.top1_agreement,
-            accuracy: v.accuracy,
-            latency_ms: { fp32: v.latency_ms.fp32, int8: v.latency_ms.int8 },
-            size_bytes: v.sizes_bytes,
-            latency_input_shape: v.latency_ms.batch_shape,
-            eval_samples: v.samples,
-          });
-          if (cfg.target !== 'ort-cpu' && v.latency_ms.int8 > v.latency_ms.fp32) {
-            // The latency row is ONNX Runtime on the CPU, which runs most of the TensorRT form's QDQ pairs as
-            // separate ops: without this, the table reads as "INT8 is slower" when TensorRT would fuse them.
-            notes.push(
-              `INT8 (${cfg.target}) ran slower than FP32 here because ONNX Runtime's CPU provider does not fuse that QDQ form; ` +
-                'TensorRT does. For an INT8 model that is faster on ONNX Runtime CPU, export with --target ort-cpu or use the dynamic INT8',
-            );
-          }
-          done++;
-          cancel.throwIfCancelled();
-        }
-        if (report.dynamic) {
-          onProgress({ step: 'verify', done, total, message: 'running FP32 and dynamic INT8 with onnxruntime' });
-          const v = await verifyOrExplain(exp.fp32_onnx, report.dynamic.file, batches(), opts.latencyRuns);
-          Object.assign(report.dynamic, {
-            cosine_min: v.cosine_min,
-            max_abs_diff: v.max_abs_diff,
-            top1_agreement: v.top1_agreement,
-            accuracy: v.accuracy,
-            latency_ms: { fp32: v.latency_ms.fp32, int8: v.latency_ms.int8 },
-            size_bytes: v.sizes_bytes,
-          });
-          done++;
-        }
-        onProgress({ step: 'verify', done: total, total, message: 'verified' });
-      }
-    } else {
-      await backend.shutdown();
-    }
+    if (wantExport) await exportAndVerify(run, report, calib.quantizers as unknown as QuantizerInfo[], wantVerify);
+    else await backend.shutdown();
     cancel.throwIfCancelled();
-    sameModeAsOurFiles(outDir, report.files);
-    const reportPath = path.join(outDir, 'report.json');
-    let toWrite: unknown = report;
-    if (opts.dynamicOnly && fs.existsSync(reportPath)) {
-      // Keep the static run's results; only the dynamic section is new.
-      try {
-        const previous = JSON.parse(fs.readFileSync(reportPath, 'utf8'));
-        toWrite = {
-          ...previous,
-          dynamic: report.dynamic,
-          files: { ...previous.files, dynamic_onnx: report.files.dynamic_onnx },
-        };
-      } catch {
-        /* unreadable: replace it */
-      }
-    }
-    writeFileAtomic(
-      reportPath,
-      JSON.stringify(toWrite, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v), 1) + '\n',
-    );
+    const reportPath = writeReport(run, report);
     onProgress({ step: 'report', done: 1, total: 1, message: `wrote ${reportPath}` });
     return { report, reportPath, config: cfg, outDir };
   } catch (e) {
@@ -624,6 +403,308 @@ export async function runPipeline(
   } finally {
     if (backend.alive) backend.kill();
   }
+}
+
+/** [tool.qdq] patch-modules: each installed module's source with the passes a user's own file gets. */
+async function patchedModules(run: Run): Promise<PatchModule[]> {
+  const { cfg, backend, rpc, notes } = run;
+  const patchModules: PatchModule[] = [];
+  if (!cfg.patchModules.length) return patchModules;
+  // The same passes a user's own file gets (TensorRT fixes, then quantize), checked against what the
+  // library module is known to contain (server/src/library/patch.ts).
+  const applied: string[] = [];
+  for (const module of cfg.patchModules) {
+    const src = await backend.moduleSource({ module }, rpc);
+    const patch = libraryPatchOrConfigError(module, src.source);
+    patchModules.push({ module, source: patch.text });
+    applied.push(...patch.fixes);
+  }
+  notes.push(
+    `patched in memory: ${cfg.patchModules.join(', ')}${applied.length ? ` (TensorRT fixes: ${applied.join('; ')})` : ''}`,
+  );
+  return patchModules;
+}
+
+/** The backend's `load` of the quantized source, then `calibrate` (one max batch for a dynamic-only run). */
+async function loadAndCalibrate(
+  run: Run,
+  override: LoadParams['model_source_override'],
+): Promise<{ loadParams: LoadParams; loaded: LoadResult; calib: CalibrateResult }> {
+  const { cfg, opts, backend, rpc, notes } = run;
+  const patchModules = await patchedModules(run);
+  run.onProgress({ step: 'load', done: 0, total: null, message: `loading ${cfg.model}` });
+  const loadParams: LoadParams = {
+    project_dir: run.projectDir,
+    model: cfg.model,
+    example_inputs: cfg.exampleInputs,
+    input_shapes: cfg.inputShapes,
+    calibration_data: cfg.calibrationData,
+    eval_data: cfg.evalData,
+    patch_modules: patchModules.length ? patchModules : undefined,
+    model_source_override: override,
+  };
+  const loaded = await backend.load(loadParams, rpc);
+  if (loaded.calibration_data_kind === 'random-normal') {
+    notes.push(
+      'calibrated on random normal batches of the input shapes (no calibration-data configured): ranges are only indicative',
+    );
+  }
+  const calib = await backend.calibrate(
+    {
+      method: opts.dynamicOnly ? 'max' : cfg.method,
+      percentile: cfg.percentile,
+      batches: opts.dynamicOnly ? 1 : cfg.batches,
+      out_dir: run.workDir,
+    },
+    rpc,
+  );
+  const fallbacks = (calib.fallbacks as string[] | undefined) ?? [];
+  if (fallbacks.length) {
+    notes.push(
+      `entropy fell back to percentile for ${fallbacks.join(', ')}: its amax clipped a large share of the values (reasons in report.quantizers[].fallback)`,
+    );
+  }
+  return { loadParams, loaded, calib };
+}
+
+/** The report as it stands after calibration; the export and verify steps fill in the rest. */
+function initialReport(
+  run: Run,
+  python: { path: string; py: Interpreter },
+  files: Record<string, string>,
+  loaded: LoadResult,
+  calib: CalibrateResult,
+): Report {
+  const { cfg } = run;
+  const quantizers = calib.quantizers as unknown as Record<string, unknown>[];
+  return {
+    version: 1,
+    project_dir: run.projectDir,
+    model: cfg.model,
+    model_class: loaded.model_class ?? null,
+    python: { path: python.path, python_version: python.py.pythonVersion, torch_version: python.py.torchVersion },
+    method: cfg.method,
+    percentile: cfg.method === 'percentile' ? cfg.percentile : null,
+    batches_seen: calib.batches_seen ?? null,
+    calibration_data_kind: loaded.calibration_data_kind ?? null,
+    target: cfg.target,
+    exporter: null,
+    opset: cfg.opset,
+    files: { ...files, calibration: calib.calibration_file },
+    quantizers: quantizers.map(summarizeQuantizer),
+    qdq_pairs: null,
+    weighted_ops: null,
+    unquantized_weighted_ops: [],
+    tensorrt_unsupported_ops: [],
+    tensorrt_checked: false,
+    outputs: [],
+    cosine_min: null,
+    max_abs_diff: null,
+    top1_agreement: null,
+    accuracy: null,
+    latency_ms: null,
+    latency_input_shape: null,
+    size_bytes: null,
+    eval_samples: null,
+    notes: run.notes,
+  };
+}
+
+/** Export, the INT8 model's TypeScript passes, dynamic quantization, the backend's shutdown, then verification. */
+async function exportAndVerify(
+  run: Run,
+  report: Report,
+  quantizers: QuantizerInfo[],
+  wantVerify: boolean,
+): Promise<void> {
+  const { opts, cfg, backend, cancel, onProgress } = run;
+  const exp = await backend.export(
+    {
+      out_dir: run.workDir,
+      opset: cfg.opset,
+      dynamic_batch: cfg.dynamicBatch,
+      // tensorrt10 exports the same Q/DQ placement; only the typing step differs.
+      target: cfg.target === 'tensorrt10' ? 'tensorrt' : cfg.target,
+      fold_weights: false,
+    },
+    run.rpc,
+  );
+  if (opts.dynamicOnly) keepDynamicOnlyFiles(run, report, exp);
+  report.exporter = exp.exporter ?? null;
+  report.files.fp32_onnx = exp.fp32_onnx;
+  report.files.eval = exp.eval_file;
+  if (!opts.dynamicOnly) {
+    report.files.int8_onnx = exp.int8_onnx;
+    finishInt8Model(run, report, exp, quantizers);
+  }
+  cancel.throwIfCancelled();
+  if (opts.dynamic || opts.dynamicOnly || wantVerify) {
+    onProgress({ step: 'dynamic', done: 0, total: 1, message: 'dynamic quantization of the FP32 model' });
+    const m = readModel(exp.fp32_onnx);
+    const dyn = quantizeDynamic(m);
+    const file = path.join(run.outDir, 'model.dynamic.onnx');
+    writeModel(m, file);
+    report.files.dynamic_onnx = file;
+    report.dynamic = { file, quantized_ops: dyn.quantized.length, skipped_ops: dyn.skipped };
+    onProgress({
+      step: 'dynamic',
+      done: 1,
+      total: 1,
+      message: `${dyn.quantized.length} MatMul/Gemm quantized dynamically`,
+    });
+  }
+  await backend.shutdown();
+  if (wantVerify || opts.dynamicOnly) await verifyStep(run, report, exp);
+}
+
+/** A dynamic-only run keeps the FP32 model and the eval data from its work folder, and no calibration. */
+function keepDynamicOnlyFiles(run: Run, report: Report, exp: ExportResult): void {
+  for (const key of ['fp32_onnx', 'eval_file'] as const) {
+    const dest = path.join(run.outDir, path.basename(exp[key]));
+    fs.renameSync(exp[key], dest);
+    if (key === 'eval_file') fs.renameSync(exp[key].replace(/\.json$/, '.bin'), dest.replace(/\.json$/, '.bin'));
+    exp[key] = dest;
+  }
+  fs.rmSync(run.workDir, { recursive: true, force: true });
+  report.files.calibration = '';
+  report.quantizers = [];
+  report.batches_seen = null;
+  run.notes.push('dynamic quantization only: no calibration data used');
+}
+
+/** The INT8 model's TypeScript passes: weights folded, the target's rewrite or typing, QDQ stats, TensorRT check. */
+function finishInt8Model(run: Run, report: Report, exp: ExportResult, quantizers: QuantizerInfo[]): void {
+  const { cfg, notes, onProgress } = run;
+  onProgress({ step: 'fold', done: 0, total: 1, message: 'folding weights into INT8 initializers' });
+  const model = readModel(exp.int8_onnx);
+  const folded = foldWeights(model);
+  let rewritten = folded.folded.length > 0;
+  if (cfg.target === 'ort-cpu') {
+    // The QDQ form ORT's CPU provider fuses into integer kernels (onnx/ortCpu.ts).
+    const o = optimizeForOrtCpu(model, {}, { batchNormOutputAmax: exp.batchnorm_output_amax });
+    rewritten ||= ortCpuRewriteChanged(o);
+    report.ort_cpu_rewrite = o;
+  }
+  if (cfg.target === 'tensorrt' && cfg.floatPrecision !== 'fp32') {
+    // TensorRT 11 builds strongly typed: what is not INT8 runs in the graph's own float types (onnx/strongTyping.ts).
+    report.precision = typeForTensorrt(model, cfg.floatPrecision, quantizers, exp.fp32_markers ?? []);
+    rewritten = true;
+    const p = report.precision;
+    notes.push(
+      `tensorrt (strongly typed, ${p.float_precision}): ${Math.round(p.low_share * 100)}% of ${p.float_compute_ops} float compute ops in INT8/${p.float_precision}, ` +
+        `${p.layers.filter((l) => l.precision === 'FP32').length} kept FP32 (reasons in report.precision), ${p.casts} Casts, opset ${p.opset}`,
+    );
+  }
+  if (rewritten) writeModel(model, exp.int8_onnx);
+  onProgress({ step: 'fold', done: 1, total: 1, message: `folded ${folded.folded.length} weights` });
+  const stats = qdqStats(model, quantizers);
+  report.qdq_pairs = stats.qdq_pairs;
+  report.weighted_ops = stats.weighted_ops;
+  report.unquantized_weighted_ops = stats.unquantized_weighted_ops;
+  const keptFloat = report.ort_cpu_rewrite?.linears.float ?? [];
+  if (keptFloat.length) {
+    // ort-cpu's cost model leaves ops too small for integer kernels in float on purpose (onnx/ortCpuLinear.ts).
+    const onPurpose = new Set(keptFloat.map((f) => f.node));
+    report.unquantized_weighted_ops = stats.unquantized_weighted_ops.filter(
+      (u) => !onPurpose.has(u.node.replace(/_float$/, '')),
+    );
+    notes.push(
+      `ort-cpu: ${keptFloat.length} ops too small for integer kernels left in float (${keptFloat.map((f) => f.node).join(', ')}; reasons in report.ort_cpu_rewrite)`,
+    );
+  }
+  const padded = report.ort_cpu_rewrite?.convInputsPadded ?? [];
+  if (padded.length) {
+    notes.push(
+      `ort-cpu: input channels zero-padded for ONNX Runtime's faster integer convolution: ${padded.map((p) => `${p.node} ${p.from} -> ${p.to}`).join(', ')}`,
+    );
+  }
+  if (cfg.target === 'ort-cpu') {
+    // Its graph is for ONNX Runtime (com.microsoft integer kernels); TensorRT takes the tensorrt target's file.
+    report.tensorrt_checked = false;
+    report.tensorrt_unsupported_ops = [];
+    notes.push(
+      'TensorRT operator check not run: target ort-cpu writes a graph for ONNX Runtime (use --target tensorrt for TensorRT)',
+    );
+  } else {
+    const trt = trtCheck(model);
+    report.tensorrt_checked = trt.checked;
+    report.tensorrt_unsupported_ops = trt.unsupported;
+    if (!trt.checked)
+      notes.push('TensorRT operator check skipped: the operator matrix (server/src/knowledge) is not built');
+  }
+}
+
+/** FP32 vs INT8 (and vs the dynamic INT8) with onnxruntime-node on the exported eval batches. */
+async function verifyStep(run: Run, report: Report, exp: ExportResult): Promise<void> {
+  const { opts, cfg, cancel, onProgress } = run;
+  let evalBatches: EvalBatch[] | null = null;
+  const batches = () => (evalBatches ??= readEvalFile(exp.eval_file));
+  const total = (opts.dynamicOnly ? 0 : 1) + (report.dynamic ? 1 : 0);
+  let done = 0;
+  if (!opts.dynamicOnly) {
+    onProgress({ step: 'verify', done, total, message: 'running FP32 and INT8 with onnxruntime' });
+    const v: VerifyResult = await verifyOrExplain(exp.fp32_onnx, exp.int8_onnx, batches(), opts.latencyRuns);
+    Object.assign(report, {
+      outputs: v.outputs,
+      cosine_min: v.cosine_min,
+      max_abs_diff: v.max_abs_diff,
+      top1_agreement: v.top1_agreement,
+      accuracy: v.accuracy,
+      latency_ms: { fp32: v.latency_ms.fp32, int8: v.latency_ms.int8 },
+      size_bytes: v.sizes_bytes,
+      latency_input_shape: v.latency_ms.batch_shape,
+      eval_samples: v.samples,
+    });
+    if (cfg.target !== 'ort-cpu' && v.latency_ms.int8 > v.latency_ms.fp32) {
+      // The latency row is ONNX Runtime on the CPU, which runs most of the TensorRT form's QDQ pairs as
+      // separate ops: without this, the table reads as "INT8 is slower" when TensorRT would fuse them.
+      run.notes.push(
+        `INT8 (${cfg.target}) ran slower than FP32 here because ONNX Runtime's CPU provider does not fuse that QDQ form; ` +
+          'TensorRT does. For an INT8 model that is faster on ONNX Runtime CPU, export with --target ort-cpu or use the dynamic INT8',
+      );
+    }
+    done++;
+    cancel.throwIfCancelled();
+  }
+  if (report.dynamic) {
+    onProgress({ step: 'verify', done, total, message: 'running FP32 and dynamic INT8 with onnxruntime' });
+    const v = await verifyOrExplain(exp.fp32_onnx, report.dynamic.file, batches(), opts.latencyRuns);
+    Object.assign(report.dynamic, {
+      cosine_min: v.cosine_min,
+      max_abs_diff: v.max_abs_diff,
+      top1_agreement: v.top1_agreement,
+      accuracy: v.accuracy,
+      latency_ms: { fp32: v.latency_ms.fp32, int8: v.latency_ms.int8 },
+      size_bytes: v.sizes_bytes,
+    });
+    done++;
+  }
+  onProgress({ step: 'verify', done: total, total, message: 'verified' });
+}
+
+/** report.json, atomically; a dynamic-only run keeps the static run's results and replaces its dynamic section. */
+function writeReport(run: Run, report: Report): string {
+  sameModeAsOurFiles(run.outDir, report.files);
+  const reportPath = path.join(run.outDir, 'report.json');
+  let toWrite: unknown = report;
+  if (run.opts.dynamicOnly && fs.existsSync(reportPath)) {
+    // Keep the static run's results; only the dynamic section is new.
+    try {
+      const previous = JSON.parse(fs.readFileSync(reportPath, 'utf8'));
+      toWrite = {
+        ...previous,
+        dynamic: report.dynamic,
+        files: { ...previous.files, dynamic_onnx: report.files.dynamic_onnx },
+      };
+    } catch {
+      /* unreadable: replace it */
+    }
+  }
+  writeFileAtomic(
+    reportPath,
+    JSON.stringify(toWrite, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v), 1) + '\n',
+  );
+  return reportPath;
 }
 
 async function verifyOrExplain(

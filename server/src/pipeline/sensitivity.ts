@@ -7,7 +7,20 @@ import { loadConfig, ConfigError, QdqConfig } from './config';
 import { findInterpreter } from './interpreter';
 import { spawn } from 'child_process';
 import * as readline from 'readline';
-import { BackendClient, ProgressEvent, defaultBackendDir } from './backendClient';
+import { BackendClient, ProgressEvent } from './backendClient';
+import { withBackendOnPath } from '../common/paths';
+import { findViolation } from './backendProtocol';
+import {
+  CalibrateParams,
+  ERROR_KINDS,
+  LoadParams,
+  PROTOCOL_SCHEMA,
+  SensitivityParams,
+  SensitivityResult,
+  SiteGroup,
+  TuneParams,
+  TuneResult,
+} from './backendProtocol.generated';
 import { QdqError, CancelToken } from './errors';
 import { quantizeModelSource, PipelineOptions } from './run';
 import { writeFileAtomic } from '../onnx/atomic';
@@ -19,22 +32,9 @@ export interface SensitivityProgress {
   message: string;
 }
 
-export interface GroupInfo {
-  label: string;
-  /** Source sites "file::Class.attr", the key a keep_float edit is made from. */
-  sites: string[];
-  quantizers: string[];
-}
-
-export interface SensitivityResult {
-  /** 'top1', 'sqnr_db', or the `[tool.qdq] metric` spec of the user's function. */
-  metric: string;
-  samples: number;
-  fp32: number;
-  all_int8: number;
-  evaluations: number;
-  groups: (GroupInfo & { only_int8: number; only_float: number })[];
-}
+/** A group of sites that switch precision together; the backend's SiteGroup (protocol.schema.json). */
+export type GroupInfo = SiteGroup;
+export type { SensitivityResult, TuneResult };
 
 /** A loaded, calibrated model, measured in one backend or (--nproc N) in N torch.distributed workers. */
 export interface Session {
@@ -42,8 +42,10 @@ export interface Session {
   cfg: QdqConfig;
   outDir: string;
   modelPath: string;
-  /** Runs `sensitivity` or `tune` with these params and returns the backend's result. */
-  measure<T>(command: 'sensitivity' | 'tune', params: Record<string, unknown>): Promise<T>;
+  /** The backend's `sensitivity` request (or its N-process form) on the calibrated model. */
+  sensitivity(params: SensitivityParams): Promise<SensitivityResult>;
+  /** The backend's `tune` request (or its N-process form) on the calibrated model. */
+  tune(params: TuneParams): Promise<TuneResult>;
   close(): Promise<void>;
 }
 
@@ -69,8 +71,8 @@ interface Prepared {
   outDir: string;
   modelPath: string;
   python: string;
-  load: Record<string, unknown>;
-  calibrate: Record<string, unknown>;
+  load: LoadParams;
+  calibrate: CalibrateParams;
 }
 
 /** Config, interpreter, the quantized copy, and the load/calibrate parameters `qdq run` uses. */
@@ -118,49 +120,80 @@ export async function openSession(
   const p = await prepare(opts, onProgress, cancel);
   const base = { projectDir: p.projectDir, cfg: p.cfg, outDir: p.outDir, modelPath: p.modelPath };
   if ((opts.nproc ?? 1) > 1) {
-    const nproc = opts.nproc ?? 1;
+    const job = { ...p, nproc: opts.nproc ?? 1, onLog: opts.onLog };
     return {
       ...base,
-      measure: <T>(command: 'sensitivity' | 'tune', params: Record<string, unknown>) =>
-        runDistributed<T>({ ...p, nproc, command, params, onLog: opts.onLog }, onProgress, cancel),
+      sensitivity: (params) => runDistributed(job, { command: 'sensitivity', params }, onProgress, cancel),
+      tune: (params) => runDistributed(job, { command: 'tune', params }, onProgress, cancel),
       close: async () => undefined,
     };
   }
   const backend = BackendClient.start({ python: p.python, projectDir: p.projectDir, onLog: opts.onLog });
   const forward = (e: ProgressEvent) =>
     onProgress({ step: asStep(e.step), done: e.done, total: e.total, message: e.message });
-  const call = <T>(method: string, params: Record<string, unknown>) =>
-    backend.request<T>(method, params, { onProgress: forward, cancel });
+  const rpc = { onProgress: forward, cancel };
   try {
-    await call('initialize', {});
+    await backend.initialize(rpc);
     onProgress({ step: 'load', done: 0, total: null, message: `loading ${p.cfg.model}` });
-    await call('load', p.load);
-    await call('calibrate', p.calibrate);
+    await backend.load(p.load, rpc);
+    await backend.calibrate(p.calibrate, rpc);
   } catch (e) {
     await backend.shutdown().catch(() => undefined);
     throw e;
   }
-  return { ...base, measure: call, close: () => backend.shutdown() };
+  return {
+    ...base,
+    sensitivity: (params) => backend.sensitivity(params, rpc),
+    tune: (params) => backend.tune(params, rpc),
+    close: () => backend.shutdown(),
+  };
+}
+
+/** What the N-process form measures: one of the backend's requests, with the params the schema declares for it. */
+type DistributedCommand =
+  { command: 'sensitivity'; params: SensitivityParams } | { command: 'tune'; params: TuneParams };
+type DistributedResult<C extends DistributedCommand> = C extends { command: 'sensitivity' }
+  ? SensitivityResult
+  : TuneResult;
+
+/** The workers' result file, checked like a backend reply: the request's result, or the backend's error data. */
+function readDistributedResult<C extends DistributedCommand>(
+  file: string,
+  command: C['command'],
+): DistributedResult<C> {
+  const out = JSON.parse(fs.readFileSync(file, 'utf8')) as { result?: unknown; error?: unknown };
+  const bad = (problem: string) =>
+    new QdqError(
+      'protocol',
+      `malformed result from the sensitivity workers: ${problem}`,
+      'the qdq pipeline and its Python backend disagree on the protocol (a bug in qdq); reinstall qdq',
+    );
+  if (out.error !== undefined) {
+    const problem = findViolation(PROTOCOL_SCHEMA, 'ErrorData', out.error, 'error');
+    if (problem) throw bad(problem);
+    const e = out.error as { kind: string; message: string; hint: string; detail?: string };
+    const kind = (ERROR_KINDS as readonly string[]).includes(e.kind) ? (e.kind as QdqError['kind']) : 'internal';
+    throw new QdqError(kind, e.message, e.hint, e.detail);
+  }
+  const shape = PROTOCOL_SCHEMA['x-methods'][command].result;
+  const problem = findViolation(PROTOCOL_SCHEMA, shape, out.result, `${command} result`);
+  if (problem) throw bad(problem);
+  return out.result as DistributedResult<C>;
 }
 
 /** N workers of backend/qdq_backend/sensitivity_dist.py: a request file in, a result file out, progress on stderr. */
-async function runDistributed<T>(
-  job: Prepared & {
-    nproc: number;
-    command: string;
-    params: Record<string, unknown>;
-    onLog?: (line: string) => void;
-  },
+async function runDistributed<C extends DistributedCommand>(
+  job: Prepared & { nproc: number; onLog?: (line: string) => void },
+  what: C,
   onProgress: (p: SensitivityProgress) => void,
   cancel: CancelToken,
-): Promise<T> {
+): Promise<DistributedResult<C>> {
   const work = fs.mkdtempSync(path.join(job.outDir, '.dist-'));
   const request = path.join(work, 'request.json');
   const result = path.join(work, 'result.json');
-  const body = { command: job.command, load: job.load, calibrate: job.calibrate, params: job.params };
+  const body = { command: what.command, load: job.load, calibrate: job.calibrate, params: what.params };
   fs.writeFileSync(request, JSON.stringify(body));
-  const backendDir = defaultBackendDir();
-  const env = { ...process.env, PYTHONPATH: [backendDir, process.env.PYTHONPATH].filter(Boolean).join(path.delimiter) };
+  const env = withBackendOnPath(process.env);
   const args = ['-m', 'qdq_backend.sensitivity_dist', '--nproc', String(job.nproc), request, result];
   onProgress({ step: 'load', done: 0, total: null, message: `starting ${job.nproc} processes` });
   try {
@@ -195,19 +228,14 @@ async function runDistributed<T>(
       });
     });
     void code;
-    const out = JSON.parse(fs.readFileSync(result, 'utf8')) as {
-      result?: T;
-      error?: { kind: string; message: string; hint: string };
-    };
-    if (out.error) throw new QdqError(out.error.kind as QdqError['kind'], out.error.message, out.error.hint);
-    return out.result as T;
+    return readDistributedResult<C>(result, what.command);
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }
 }
 
 /** Held-out data for the metric: eval-data, else calibration batches past the ones calibrated on. */
-export function metricParams(cfg: QdqConfig): Record<string, unknown> {
+export function metricParams(cfg: QdqConfig): SensitivityParams {
   return { calibration_batches: cfg.batches, ...(cfg.metric ? { metric: cfg.metric } : {}) };
 }
 
@@ -218,7 +246,7 @@ export async function runSensitivity(
 ): Promise<{ result: SensitivityResult; path: string }> {
   const session = await openSession(opts, onProgress, cancel);
   try {
-    const result = await session.measure<SensitivityResult>('sensitivity', metricParams(session.cfg));
+    const result = await session.sensitivity(metricParams(session.cfg));
     const out = path.join(session.outDir, 'sensitivity.json');
     writeFileAtomic(out, JSON.stringify({ version: 1, project_dir: session.projectDir, ...result }, null, 2) + '\n');
     return { result, path: out };

@@ -13,7 +13,9 @@ import {
   configOf,
   metricUnit,
   metricName,
+  TuneResult,
 } from './sensitivity';
+import type { TuneParams } from './backendProtocol.generated';
 import { PipelineOptions, PipelineResult, runPipeline } from './run';
 import { keepFloat, quantizeFile } from '../fixes';
 import { writeFileAtomic } from '../onnx/atomic';
@@ -23,20 +25,8 @@ export interface Budget {
   relative: boolean;
 }
 
-export interface TuneBackendResult {
-  metric: string;
-  samples: number;
-  fp32: number;
-  all_int8: number;
-  target: number;
-  mixed: number;
-  within_budget: boolean;
-  evaluations: number;
-  groups: number;
-  float_groups: GroupInfo[];
-  float_sites: string[];
-  steps: { float: string[]; value: number }[];
-}
+/** The backend's `tune` result (declared in backend/qdq_backend/protocol.schema.json). */
+export type TuneBackendResult = TuneResult;
 
 export interface TuneReport {
   version: 1;
@@ -192,7 +182,7 @@ const PIPELINE_STEPS: Record<string, SensitivityProgress['step']> = {
  */
 async function searchAndRunAllInt8(
   opts: TuneOptions,
-  params: Record<string, unknown>,
+  params: TuneParams,
   onProgress: (p: SensitivityProgress) => void,
   cancel: CancelToken,
 ): Promise<{ r: TuneBackendResult; run: PipelineResult }> {
@@ -209,13 +199,13 @@ async function searchAndRunAllInt8(
   if ((opts.nproc ?? 1) > 1) {
     const session = await openSession(opts, onProgress, cancel);
     try {
-      r = await session.measure<TuneBackendResult>('tune', params);
+      r = await session.tune(params);
     } finally {
       await session.close().catch(() => undefined);
     }
   } else {
     pipeline.afterCalibrate = async (step) => {
-      r = await step.backend.request<TuneBackendResult>('tune', params, { onProgress: forward, cancel: step.cancel });
+      r = await step.backend.tune(params, { onProgress: forward, cancel: step.cancel });
     };
   }
   const run = await runPipeline(pipeline, forward, cancel);
@@ -231,7 +221,7 @@ export async function runTune(
   const projectDir = path.resolve(opts.projectDir);
   const cfg = configOf(projectDir, opts);
   const budget = budgetOf(opts.maxDrop ?? cfg.maxAccuracyDrop);
-  const params = { ...metricParams(cfg), max_drop: budget.maxDrop, relative: budget.relative };
+  const params: TuneParams = { ...metricParams(cfg), max_drop: budget.maxDrop, relative: budget.relative };
   const { r, run } = await searchAndRunAllInt8(opts, params, onProgress, cancel);
   const outDir = run.outDir;
   const modelPath = path.resolve(projectDir, cfg.model.slice(0, cfg.model.lastIndexOf(':')));

@@ -1,7 +1,9 @@
 // TensorRT version handling for rules whose severity or message depends on the target version.
 
 // TensorRT 11.5 (2026-11-18) is the newest release qdq has a source for; `--trt-version 10.x` selects the 10.15 facts.
-export const DEFAULT_TRT_VERSION = '11.5';
+// The default lives with the other knobs (common/knobs.ts), so the CLI help and the editor setting say the same.
+import { DEFAULT_TRT_VERSION } from '../common/knobs';
+export { DEFAULT_TRT_VERSION };
 
 export interface TrtVersion {
   major: number;
