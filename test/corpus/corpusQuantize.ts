@@ -6,6 +6,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { parsePython } from '../../server/src/analysis';
 import { quantizeFile, unquantizeFile } from '../../server/src/fixes';
+import { importedWeightedLayers } from '../../server/src/fixes/importedLayers';
 
 export interface CorpusFileResult {
   module: string;
@@ -30,7 +31,7 @@ const QUANTIZER_CALL = /\b(?:self|module)\.([a-z]+)\d+_\w+?_quantizer\(/g;
 export function quantizeCorpusFile(file: string, sitePackages: string, outDir?: string): CorpusFileResult {
   const text = fs.readFileSync(file, 'utf8');
   // Library modules: the backend serves qdq_quant as a top-level module (as library/patch.ts does).
-  const q = quantizeFile(text, { relativeImport: false });
+  const q = quantizeFile(text, { relativeImport: false, externalLayers: importedWeightedLayers(file, text) });
   const back = unquantizeFile(q.text).text;
   const module = moduleNameOf(file, sitePackages);
   const opWraps: Record<string, number> = {};

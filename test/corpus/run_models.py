@@ -117,7 +117,8 @@ def _weighted(model):
         w = getattr(m, "_parameters", {}).get("weight")
         if w is None or w.dim() < 2:
             continue
-        if isinstance(m, (torch.nn.Linear, torch.nn.modules.conv._ConvNd)) or type(m).__name__ == "Conv1D":
+        hf_conv1d = any(c.__name__ == "Conv1D" for c in type(m).__mro__)
+        if isinstance(m, (torch.nn.Linear, torch.nn.modules.conv._ConvNd)) or hf_conv1d:
             yield name, m
 
 

@@ -4,6 +4,8 @@
 import { analysisText, buildModelIndex, LineIndex, parsePython } from '../analysis';
 import type { ClassAnchors, InsertAnchor } from '../analysis/model';
 import { WEIGHTED_LAYERS } from '../analysis/canonical';
+import { operandFilter } from './operandFilter';
+import { indirectWeightedCalls, isWeightedCtor, type WeightedNames } from '../analysis/weightedCalls';
 import type { FunctionInfo, Layer, ModelIndex, ModuleClass, Op, Span } from '../analysis/types';
 import type { SyntaxNode, Tree } from '../analysis/parser';
 import {
@@ -22,6 +24,11 @@ export interface QuantizeOptions {
   scope?: QuantizeScope;
   /** Use `from . import qdq_quant`; default: when the file already uses relative imports. */
   relativeImport?: boolean;
+  /**
+   * Names the file imports that build weighted layers in other modules (fixes/importedLayers.ts resolves
+   * them from the file's path): `from timm.layers import Linear` -> `{Linear: 'nn.Linear'}`.
+   */
+  externalLayers?: WeightedNames;
 }
 
 export interface FixResult {
@@ -206,6 +213,12 @@ function quantizeImpl(text: string, opts: QuantizeOptions): QuantizeResult {
     }
   }
 
+  // 1b. Weighted layers built through aliases, subclasses, factories of other modules, HF's Conv1D.
+  const known = new Set(allLayers.map((l) => l.callSpan.start));
+  for (const l of indirectWeightedCalls(a.tree, a.text, index.imports, known, opts.externalLayers)) {
+    if (!l.wrapped && inScope(l.callSpan)) wrap(l);
+  }
+
   // 2. Activation quantizers for functional ops (matmul/@/bmm/einsum operands, residual adds).
   const declsByClass = new Map<ModuleClass, string[]>();
   const usedNames = (classes: ModuleClass[], extraOps: Op[]): Set<string> => {
@@ -218,10 +231,13 @@ function quantizeImpl(text: string, opts: QuantizeOptions): QuantizeResult {
     for (const op of extraOps) for (const q of op.operandQuantizers) if (q) names.add(q);
     return names;
   };
+  // Ints, bools, tuples, masks and biases keep no quantizer (operandFilter.ts says why).
+  const filter = operandFilter(a.tree, a.source);
   const quantizeOps = (ops: Op[], owners: ModuleClass[], extraOps: Op[]): void => {
     for (const op of ops) {
       const which = quantizableOperands(op);
       if (!which.length || !inScope(op.span)) continue;
+      if (filter.skipReason(op)) continue;
       if (!owners.length || owners.some((c) => !canDeclare(c))) continue;
       const base = OP_NAME[op.kind];
       const used = usedNames(owners, extraOps);
@@ -491,7 +507,11 @@ function keepFloatImpl(text: string, offset: number): FixResult {
     ...index.functions.flatMap((f) => f.layers),
     ...index.topLevelLayers,
   ];
-  const candidates = all.filter((l) => WEIGHTED_LAYERS.has(l.ctor));
+  const known = new Set(all.map((l) => l.callSpan.start));
+  const candidates = [
+    ...all.filter((l) => WEIGHTED_LAYERS.has(l.ctor)),
+    ...indirectWeightedCalls(a.tree, a.text, index.imports, known).filter((l) => isWeightedCtor(l.ctor)),
+  ];
   const outer = (l: Layer): Span => l.wrapperSpan ?? l.callSpan;
   const layer =
     candidates
