@@ -9,26 +9,52 @@ import type { Op, Span } from '../analysis/types';
 import { RuleContext } from '../rules/context';
 import { inferDtype } from '../rules/dtype';
 
-/** The base name of an operand once views, casts and indexing are looked through: `causal_mask.to(x)[..., :n]`. */
-function baseName(n: SyntaxNode): string {
-  for (let depth = 0; depth < 12; depth++) {
-    if (n.type === 'parenthesized_expression' && n.namedChildren[0]) n = n.namedChildren[0];
-    else if (n.type === 'subscript') n = n.childForFieldName('value') ?? n;
-    else if (n.type === 'call') {
+/**
+ * The names an operand is made of once views, casts and indexing are looked through:
+ * `causal_mask.to(x)[..., :n]` -> causal_mask, `self.get_rel_pos_bias()` -> get_rel_pos_bias,
+ * `(1.0 - to_mask) * penalty` -> to_mask, penalty. A module call's arguments are not looked into
+ * (`self.attn(x, attn_mask=m)` is the attention branch, named attn).
+ */
+function baseNames(n: SyntaxNode, out: string[] = [], depth = 0): string[] {
+  if (depth > 12) return out;
+  switch (n.type) {
+    case 'parenthesized_expression':
+      if (n.namedChildren[0]) baseNames(n.namedChildren[0], out, depth + 1);
+      break;
+    case 'subscript':
+      baseNames(n.childForFieldName('value') ?? n, out, depth + 1);
+      break;
+    case 'binary_operator': {
+      const op = n.childForFieldName('operator')?.text ?? '';
+      if (op === '*' || op === '-' || op === '/') {
+        for (const side of [n.childForFieldName('left'), n.childForFieldName('right')])
+          if (side) baseNames(side, out, depth + 1);
+      }
+      break;
+    }
+    case 'call': {
       const f = n.childForFieldName('function');
-      if (f?.type !== 'attribute' || !VIEW_METHODS.test(f.childForFieldName('attribute')?.text ?? '')) break;
-      n = f.childForFieldName('object') ?? n;
-    } else break;
+      const method = f?.type === 'attribute' ? (f.childForFieldName('attribute')?.text ?? '') : '';
+      if (f?.type === 'attribute' && VIEW_METHODS.test(method))
+        baseNames(f.childForFieldName('object') ?? f, out, depth + 1);
+      else if (method) out.push(method);
+      else if (f?.type === 'identifier') out.push(f.text);
+      break;
+    }
+    case 'identifier':
+      out.push(n.text);
+      break;
+    case 'attribute':
+      out.push(n.childForFieldName('attribute')?.text ?? '');
+      break;
   }
-  if (n.type === 'identifier') return n.text;
-  if (n.type === 'attribute') return n.childForFieldName('attribute')?.text ?? '';
-  return '';
+  return out;
 }
 
 const VIEW_METHODS =
   /^(to|type|type_as|float|half|bfloat16|view|reshape|expand|expand_as|unsqueeze|squeeze|permute|transpose|contiguous|clone|detach|repeat|flatten|narrow|masked_fill)$/;
 /** Additive masks and biases, position terms: added to activations, not a second activation path. */
-const MASK_OR_BIAS = /mask|bias|(^|_)pos(_|$)|position|alibi|rel_|relative/i;
+const MASK_OR_BIAS = /mask|bias|(^|_)(pos|rel)(_|$)|position|alibi|relative/i;
 const SEQUENCE_TYPES = new Set(['tuple', 'list', 'list_comprehension', 'generator_expression', 'dictionary']);
 
 export interface OperandFilter {
@@ -57,10 +83,9 @@ export function operandFilter(tree: Tree, text: string): OperandFilter {
       if (d.tensor === false && d.kind !== 'unknown') return 'a Python scalar';
     }
     if (op.kind === 'add' || op.kind === 'iadd') {
-      for (const side of sides) {
-        const name = baseName(side);
-        if (name && MASK_OR_BIAS.test(name)) return `an additive mask or bias (\`${name}\`)`;
-      }
+      for (const side of sides)
+        for (const name of baseNames(side))
+          if (MASK_OR_BIAS.test(name)) return `an additive mask or bias (\`${name}\`)`;
     }
     return null;
   };
