@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 PY="${1:-python3}"
 SITE="$("$PY" -c 'import os, timm; print(os.path.dirname(os.path.dirname(timm.__file__)))')"
 OUT="${QDQ_CORPUS_OUT:-$(mktemp -d)}"
+mkdir -p "$OUT"
 [ -f out/test/corpus/corpusQuantize.js ] || npx tsc -p .
 rc=0
 # In groups: one node process per group keeps the parse trees' native memory bounded.
