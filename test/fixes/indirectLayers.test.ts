@@ -8,6 +8,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { keepFloat, quantizeFile, unquantizeFile } from '../../server/src/fixes';
 import { importedWeightedLayers } from '../../server/src/fixes/importedLayers';
+import { floatWeightedLayers } from '../../server/src/fixes/floatLayers';
 
 function quantized(src: string, opts: Parameters<typeof quantizeFile>[1] = {}): string {
   const out = quantizeFile(src, opts).text;
@@ -130,4 +131,35 @@ test('ints, sizes, masks, biases and position terms get no quantizer; residuals 
     ),
     out,
   );
+});
+
+test('what stays float is named with its line and reason', () => {
+  const src = [
+    'import torch.nn as nn',
+    'from somewhere_unreadable import ConvLayer',
+    '',
+    '',
+    'class Block(nn.Module):',
+    '    def __init__(self, dim, conv_layer, linear_layer=nn.Linear):',
+    '        super().__init__()',
+    '        self.a = conv_layer(dim, dim, 1)',
+    '        self.b = linear_layer(dim, dim)',
+    '        self.c = ConvLayer(dim, dim)',
+    '        self.d = nn.Linear(dim, dim)',
+    '',
+  ].join('\n');
+  const q = quantizeFile(src).text;
+  const kept = keepFloat(q, q.indexOf('nn.Linear(dim, dim)')).text;
+  const float = floatWeightedLayers(kept);
+  assert.deepEqual(
+    float.map((f) => [f.line, f.cls, f.attr, f.callee]),
+    [
+      [9, 'Block', 'a', 'conv_layer'],
+      [11, 'Block', 'c', 'ConvLayer'],
+      [12, 'Block', 'd', 'nn.Linear'],
+    ],
+  );
+  assert.match(float[0].reason, /parameter `conv_layer`, whose class is known only at run time/);
+  assert.match(float[1].reason, /imported from somewhere_unreadable/);
+  assert.match(float[2].reason, /keep_float/);
 });
