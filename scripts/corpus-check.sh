@@ -27,15 +27,8 @@ for (const f of fs.readdirSync(dir).filter((f) => f.startsWith("summary-"))) {
 console.log(`quantized ${t.files} files: ${t.layerWraps} weighted layers wrapped, operand quantizers ${JSON.stringify(t.opWraps)}`);
 console.log(t.bad.length ? `NOT OK: ${t.bad.join("; ")}` : "every file parses after quantize and unquantizes byte for byte");
 ' "$OUT"
-"$PY" test/corpus/run_models.py "$OUT" | tee "$OUT/models.jsonl" | "$PY" -c '
-import json, sys
-for line in sys.stdin:
-    r = json.loads(line)
-    state = "ok  " if r["ok"] else "FAIL"
-    extra = r.get("error", "") or f"cosine {r.get(\"cosine\")}"
-    print(f"{state} {r[\"model\"]:18} weighted layers {r.get(\"quantized\", \"-\")}/{r.get(\"weighted\", \"-\")} quantized, "
-          f"{r.get(\"quantizers\", \"-\")} quantizers, non-tensor inputs {len(r.get(\"non_tensor_inputs\") or {})}; {extra}")
-' || rc=1
+"$PY" test/corpus/run_models.py "$OUT" > "$OUT/models.jsonl" || rc=1
+"$PY" test/corpus/run_models.py --summarize "$OUT/models.jsonl"
 grep -q '"ok": false' "$OUT/models.jsonl" && rc=1
 echo "quantized sources and results in $OUT"
 exit $rc

@@ -196,7 +196,25 @@ def run_one(key, quantized_dir):
     return out
 
 
+def summarize(path):
+    """One line per model from a results file (JSON lines), for scripts/corpus-check.sh."""
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if not line.startswith("{"):
+                continue
+            r = json.loads(line)
+            extra = r.get("error") or f"cosine {r.get('cosine')}"
+            print(
+                f"{'ok  ' if r['ok'] else 'FAIL'} {r['model']:18} weighted layers {r.get('quantized', '-')}/"
+                f"{r.get('weighted', '-')} quantized, {r.get('quantizers', '-')} quantizers, "
+                f"non-float inputs to quantizers {len(r.get('non_tensor_inputs') or {})}; {extra}"
+            )
+    return 0
+
+
 def main(argv):
+    if argv[:1] == ["--summarize"]:
+        return summarize(argv[1])
     quantized_dir = argv[0]
     keys = argv[1:] or list(MODELS)
     failed = 0
