@@ -310,11 +310,15 @@ def _subclass_drop_in(cls, axis):
     """The quantized drop-in for a weighted layer class outside torch.nn (made once per class)."""
     drop_in = _SUBCLASS_DROP_INS.get(cls)
     if drop_in is None:
+        # A module-level name of its own (QuantLinear_1 when two libraries both have a Linear), so that
+        # pickle (torch.save of a whole model) finds the class here by name.
+        name = "Quant" + cls.__name__
+        if name in globals():
+            name = next(f"{name}_{i}" for i in range(1, 10_000) if f"{name}_{i}" not in globals())
         drop_in = type(
-            "Quant" + cls.__name__,
-            (_QuantSubclassMixin, cls),
-            {"_weight_axis": axis, "__module__": __name__, "__qualname__": "Quant" + cls.__name__},
+            name, (_QuantSubclassMixin, cls), {"_weight_axis": axis, "__module__": __name__, "__qualname__": name}
         )
+        globals()[name] = drop_in
         _SUBCLASS_DROP_INS[cls] = drop_in
     return drop_in
 

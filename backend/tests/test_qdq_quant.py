@@ -118,6 +118,8 @@ def test_subclass_keeps_its_forward():
     assert not torch.equal(out, ref) and torch.allclose(out, ref, atol=0.1)
     assert isinstance(mine.weight, nn.Parameter)  # the float weight is back after the call
     assert quant(q) is q and type(quant(PadConv(1, 1, 1))) is type(q)  # one drop-in class per class
+    # torch.save(model) pickles classes by name: the drop-in is found in qdq_quant like the built-in ones.
+    assert getattr(qdq_quant, type(q).__qualname__) is type(q)
 
 
 def test_hf_conv1d_weight_axis_is_1():
@@ -140,6 +142,16 @@ def test_hf_conv1d_weight_axis_is_1():
     layer.weight_quantizer.set_amax(layer.weight.detach().abs().amax(dim=0))
     assert layer.weight_quantizer.amax.shape == (6,)  # one scale per output channel
     assert torch.allclose(layer(x), ref, atol=0.1)
+
+    # Exported, the weight's QuantizeLinear/DequantizeLinear carry axis 1 on the [in, out] initializer.
+    onnx = pytest.importorskip("onnx")
+    buf = io.BytesIO()
+    kwargs = {"dynamo": False} if "dynamo" in torch.onnx.export.__code__.co_varnames else {}
+    torch.onnx.export(layer, (x,), buf, opset_version=13, **kwargs)
+    graph = onnx.load_from_string(buf.getvalue()).graph
+    weight_q = [n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "weight"]
+    assert len(weight_q) == 1
+    assert [a.i for a in weight_q[0].attribute if a.name == "axis"] == [1]
 
 
 def test_tensor_quantizer_forward_modes():
