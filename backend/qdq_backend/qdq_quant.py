@@ -255,8 +255,8 @@ class QuantConvTranspose3d(_QuantConvTransposeNd, nn.ConvTranspose3d):
     pass
 
 
-# Exact float class -> drop-in subclass. Exact, so a user's own subclass of nn.Conv2d
-# (whose forward quant() cannot know) is left alone rather than silently changed.
+# Exact float class -> drop-in subclass. Exact: a subclass of nn.Conv2d has a forward of its
+# own, which these drop-ins would replace; it gets one from _subclass_drop_in instead.
 _QUANT_CLASSES = {
     nn.Linear: QuantLinear,
     nn.Conv1d: QuantConv1d,
@@ -268,16 +268,78 @@ _QUANT_CLASSES = {
 }
 
 
+class _QuantSubclassMixin(_QuantMixin):
+    """Drop-in for a subclass of a weighted layer (timm's Linear, Conv2dSame, HF's Conv1D).
+
+    Its own forward runs unchanged: the input is quantized on the way in, and for the
+    duration of the call `self.weight` reads the fake-quantized weight, so whatever the
+    subclass does with its weight sees the INT8 values.
+    """
+
+    def forward(self, input, *args, **kwargs):
+        params = self._parameters
+        weight = params["weight"]
+        params["weight"] = self._quantized_weight()
+        try:
+            out = super().forward(self.input_quantizer(input), *args, **kwargs)
+        finally:
+            params["weight"] = weight
+        return self.output_quantizer(out)
+
+
+_SUBCLASS_DROP_INS = {}
+
+
+def _weight_axis_of(module):
+    """Output-channel axis of the weight, or None when `module` is no weighted layer quant() knows."""
+    if isinstance(module, (_QuantMixin, TensorQuantizer)):
+        return None
+    if isinstance(module, nn.modules.conv._ConvTransposeNd):
+        return 1
+    if isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):
+        return 0
+    # Hugging Face's Conv1D (GPT-2 and relatives): a linear layer with its weight stored transposed,
+    # [in, out], so the output channels are axis 1.
+    weight = getattr(module, "_parameters", {}).get("weight")
+    if type(module).__name__ == "Conv1D" and hasattr(module, "nf") and weight is not None and weight.dim() == 2:
+        return 1
+    return None
+
+
+def _subclass_drop_in(cls, axis):
+    """The quantized drop-in for a weighted layer class outside torch.nn (made once per class)."""
+    drop_in = _SUBCLASS_DROP_INS.get(cls)
+    if drop_in is None:
+        # A module-level name of its own (QuantLinear_1 when two libraries both have a Linear), so that
+        # pickle (torch.save of a whole model) finds the class here by name.
+        name = "Quant" + cls.__name__
+        if name in globals():
+            name = next(f"{name}_{i}" for i in range(1, 10_000) if f"{name}_{i}" not in globals())
+        drop_in = type(
+            name, (_QuantSubclassMixin, cls), {"_weight_axis": axis, "__module__": __name__, "__qualname__": name}
+        )
+        globals()[name] = drop_in
+        _SUBCLASS_DROP_INS[cls] = drop_in
+    return drop_in
+
+
 def quant(module):
     """Returns `module` turned into its quantized drop-in (same object, same weights).
 
     nn.Linear / Conv1d-3d / ConvTranspose1d-3d become QuantLinear / QuantConv2d / ...,
-    which are still instances of the float class. Anything else, a module marked with
+    which are still instances of the float class. A subclass of one of them from another
+    library (timm's Linear, Conv2dSame) or Hugging Face's Conv1D gets a drop-in subclass
+    of its own class that keeps its forward. Anything else, a module marked with
     keep_float(), or one already quantized, is returned unchanged.
     """
-    quant_class = _QUANT_CLASSES.get(type(module))
-    if quant_class is None or getattr(module, "_qdq_keep_float", False):
+    if getattr(module, "_qdq_keep_float", False):
         return module
+    quant_class = _QUANT_CLASSES.get(type(module))
+    if quant_class is None:
+        axis = _weight_axis_of(module)
+        if axis is None:
+            return module
+        quant_class = _subclass_drop_in(type(module), axis)
     # Changing the class in place keeps parameters, hooks, device and any attribute the
     # user set; only forward() and the quantizer submodules are new.
     module.__class__ = quant_class

@@ -94,14 +94,64 @@ def test_quant_leaves_others_alone():
     relu = nn.ReLU()
     assert quant(relu) is relu and type(relu) is nn.ReLU
 
-    class MyConv(nn.Conv2d):  # a subclass with its own forward is not silently replaced
-        pass
-
-    mine = MyConv(1, 1, 1)
-    assert type(quant(mine)) is MyConv
     head = keep_float(nn.Linear(3, 3))
     assert head._qdq_keep_float is True
     assert type(quant(head)) is nn.Linear
+
+
+def test_subclass_keeps_its_forward():
+    # timm's Conv2dSame pads in its own forward: the drop-in must keep that, with the INT8 weight.
+    class PadConv(nn.Conv2d):
+        def forward(self, x):
+            return super().forward(torch.nn.functional.pad(x, (1, 1, 1, 1)))
+
+    torch.manual_seed(0)
+    mine = PadConv(2, 3, 3)
+    x = torch.randn(1, 2, 5, 5)
+    ref = mine(x)
+    q = quant(mine)
+    assert q is mine and isinstance(q, PadConv) and type(q) is not PadConv
+    assert q.weight_quantizer.axis == 0 and q(x).shape == ref.shape == (1, 3, 5, 5)
+    q.input_quantizer.set_amax(x.abs().max())
+    q.weight_quantizer.set_amax(mine.weight.detach().abs().amax(dim=(1, 2, 3)))
+    out = q(x)
+    assert not torch.equal(out, ref) and torch.allclose(out, ref, atol=0.1)
+    assert isinstance(mine.weight, nn.Parameter)  # the float weight is back after the call
+    assert quant(q) is q and type(quant(PadConv(1, 1, 1))) is type(q)  # one drop-in class per class
+    # torch.save(model) pickles classes by name: the drop-in is found in qdq_quant like the built-in ones.
+    assert getattr(qdq_quant, type(q).__qualname__) is type(q)
+
+
+def test_hf_conv1d_weight_axis_is_1():
+    class Conv1D(nn.Module):  # Hugging Face's layout: weight [in, out], y = x @ W + b
+        def __init__(self, nf, nx):
+            super().__init__()
+            self.nf = nf
+            self.weight = nn.Parameter(torch.randn(nx, nf))
+            self.bias = nn.Parameter(torch.zeros(nf))
+
+        def forward(self, x):
+            return torch.addmm(self.bias, x.view(-1, x.size(-1)), self.weight).view(*x.shape[:-1], self.nf)
+
+    layer = Conv1D(6, 4)
+    x = torch.randn(2, 4)
+    ref = layer(x)
+    quant(layer)
+    assert layer.weight_quantizer.axis == 1
+    layer.input_quantizer.set_amax(x.abs().max())
+    layer.weight_quantizer.set_amax(layer.weight.detach().abs().amax(dim=0))
+    assert layer.weight_quantizer.amax.shape == (6,)  # one scale per output channel
+    assert torch.allclose(layer(x), ref, atol=0.1)
+
+    # Exported, the weight's QuantizeLinear/DequantizeLinear carry axis 1 on the [in, out] initializer.
+    onnx = pytest.importorskip("onnx")
+    buf = io.BytesIO()
+    kwargs = {"dynamo": False} if "dynamo" in torch.onnx.export.__code__.co_varnames else {}
+    torch.onnx.export(layer, (x,), buf, opset_version=13, **kwargs)
+    graph = onnx.load_from_string(buf.getvalue()).graph
+    weight_q = [n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "weight"]
+    assert len(weight_q) == 1
+    assert [a.i for a in weight_q[0].attribute if a.name == "axis"] == [1]
 
 
 def test_tensor_quantizer_forward_modes():

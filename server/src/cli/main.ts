@@ -7,6 +7,8 @@ import * as path from 'path';
 import { parsePython, buildModelIndex } from '../analysis';
 import { runRules } from '../rules';
 import { quantizeFile, unquantizeFile, applyTrtFixes } from '../fixes';
+import { floatWeightedLayers } from '../fixes/floatLayers';
+import { importedWeightedLayers } from '../fixes/importedLayers';
 import {
   CLI_COMMANDS,
   PIPELINE_COMMANDS,
@@ -193,10 +195,15 @@ async function rewrite(command: 'quantize' | 'unquantize' | 'fix', argv: string[
   let summary: string;
   let details: string[] = [];
   if (command === 'quantize') {
-    const r = quantizeFile(src.text, { scope: { kind: 'file' } });
+    // Layer classes and factories the file imports from modules on disk (timm's Linear, create_conv2d).
+    const externalLayers = importedWeightedLayers(src.path, src.text);
+    const r = quantizeFile(src.text, { scope: { kind: 'file' }, externalLayers });
     newText = r.text;
     helperNeeded = r.helperNeeded;
     summary = r.edits.length ? `${r.edits.length} edit${r.edits.length === 1 ? '' : 's'}` : 'nothing left to quantize';
+    details = floatWeightedLayers(newText, externalLayers).map(
+      (f) => `left in float: line ${f.line} ${f.cls ? f.cls + '.' : ''}${f.attr ?? ''} = ${f.callee}(...): ${f.reason}`,
+    );
   } else if (command === 'unquantize') {
     const r = unquantizeFile(src.text);
     newText = r.text;

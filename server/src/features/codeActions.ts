@@ -9,6 +9,7 @@ import { lsp } from './lsp';
 import type { CodeAction, CodeActionParams, Diagnostic, Position, Range, TextEdit, WorkspaceEdit } from './lsp';
 import type { Layer, ModelIndex, ModuleClass, Op } from '../analysis';
 import { quantizeFile, unquantizeFile, keepFloat, keepFp32, helperFileText, quantizableSites } from '../fixes';
+import { operandFilter } from '../fixes/operandFilter';
 import type { QuantizableSites } from '../fixes';
 import type { QdqDocument } from './documents';
 import type { DiagnosticData } from './diagnostics';
@@ -183,7 +184,8 @@ export function listCodeActions(doc: QdqDocument, params: CodeActionParams, caps
 
   const index = doc.getIndex();
   // The fix engine says which sites its quantize pass wraps; this module only renders that.
-  const sites = quantizableSites(index);
+  const filter = operandFilter(doc.getTree(), doc.getText());
+  const sites = quantizableSites(index, (op) => filter.skipReason(op));
   const pending: { title: string; kind: string; data: ActionData; preferred?: boolean }[] = [];
   const add = (title: string, kind: string, op: FixOperation, scope: FixScope, preferred?: boolean) => {
     if (wants(kind))

@@ -4,6 +4,8 @@
 import { analysisText, buildModelIndex, LineIndex, parsePython } from '../analysis';
 import type { ClassAnchors, InsertAnchor } from '../analysis/model';
 import { WEIGHTED_LAYERS } from '../analysis/canonical';
+import { operandFilter } from './operandFilter';
+import { indirectWeightedCalls, isWeightedCtor, type WeightedNames } from '../analysis/weightedCalls';
 import type { FunctionInfo, Layer, ModelIndex, ModuleClass, Op, Span } from '../analysis/types';
 import type { SyntaxNode, Tree } from '../analysis/parser';
 import {
@@ -22,6 +24,11 @@ export interface QuantizeOptions {
   scope?: QuantizeScope;
   /** Use `from . import qdq_quant`; default: when the file already uses relative imports. */
   relativeImport?: boolean;
+  /**
+   * Names the file imports that build weighted layers in other modules (fixes/importedLayers.ts resolves
+   * them from the file's path): `from timm.layers import Linear` -> `{Linear: 'nn.Linear'}`.
+   */
+  externalLayers?: WeightedNames;
 }
 
 export interface FixResult {
@@ -137,7 +144,8 @@ export interface QuantizableSites {
   opOperands(op: Op): number[];
 }
 
-export function quantizableSites(index: ModelIndex): QuantizableSites {
+/** `skipOperands` says why an op's operands keep no quantizer (ints, masks, biases: fixes/operandFilter.ts). */
+export function quantizableSites(index: ModelIndex, skipOperands?: (op: Op) => string | null): QuantizableSites {
   const fnByName = new Map(index.functions.map((f) => [f.name, f] as const));
   const allLayers: Layer[] = [
     ...index.classes.flatMap((c) => c.layers),
@@ -162,7 +170,7 @@ export function quantizableSites(index: ModelIndex): QuantizableSites {
   };
   const opOperands = (op: Op): number[] => {
     const which = quantizableOperands(op);
-    if (!which.length) return [];
+    if (!which.length || skipOperands?.(op)) return [];
     const cls = index.classes.find((c) => c.ops.includes(op));
     if (cls) return cls.isModule && ownersCanDeclare([cls]) ? which : [];
     const fn = index.functions.find((f) => f.ops.includes(op));
@@ -259,7 +267,9 @@ function quantizeImpl(text: string, opts: QuantizeOptions): QuantizeResult {
   if (!inScopeOf) return unchanged(text);
   const { inScope, scopeClasses, scopeFunctions } = inScopeOf;
 
-  const sites = quantizableSites(index);
+  // Ints, bools, tuples, masks and biases keep no quantizer (operandFilter.ts says why).
+  const filter = operandFilter(a.tree, a.source);
+  const sites = quantizableSites(index, (op) => filter.skipReason(op));
   const allLayers = sites.allLayers;
 
   // 1. Weighted layers: `C(...)` -> `qdq_quant.quant(C(...))`.
@@ -279,6 +289,12 @@ function quantizeImpl(text: string, opts: QuantizeOptions): QuantizeResult {
     wrap(l);
   }
 
+  // 1b. Weighted layers built through aliases, subclasses, factories of other modules, HF's Conv1D.
+  const known = new Set(allLayers.map((l) => l.callSpan.start));
+  for (const l of indirectWeightedCalls(a.tree, a.text, index.imports, known, opts.externalLayers)) {
+    if (!l.wrapped && inScope(l.callSpan)) wrap(l);
+  }
+
   // 2. Activation quantizers for functional ops (matmul/@/bmm/einsum operands, residual adds).
   const declsByClass = new Map<ModuleClass, string[]>();
   const usedNames = (classes: ModuleClass[], extraOps: Op[]): Set<string> => {
@@ -295,6 +311,7 @@ function quantizeImpl(text: string, opts: QuantizeOptions): QuantizeResult {
     for (const op of ops) {
       const which = quantizableOperands(op);
       if (!which.length || !inScope(op.span)) continue;
+      if (filter.skipReason(op)) continue;
       if (!ownersCanDeclare(owners)) continue;
       const base = OP_NAME[op.kind];
       const used = usedNames(owners, extraOps);
@@ -547,7 +564,11 @@ function keepFloatImpl(text: string, offset: number): FixResult {
     ...index.functions.flatMap((f) => f.layers),
     ...index.topLevelLayers,
   ];
-  const candidates = all.filter((l) => WEIGHTED_LAYERS.has(l.ctor));
+  const known = new Set(all.map((l) => l.callSpan.start));
+  const candidates = [
+    ...all.filter((l) => WEIGHTED_LAYERS.has(l.ctor)),
+    ...indirectWeightedCalls(a.tree, a.text, index.imports, known).filter((l) => isWeightedCtor(l.ctor)),
+  ];
   const outer = (l: Layer): Span => l.wrapperSpan ?? l.callSpan;
   const layer =
     candidates

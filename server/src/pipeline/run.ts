@@ -10,6 +10,8 @@ import { helperTemplatePath } from '../common/paths';
 import { QdqError, CancelToken, asQdqError } from '../common/errors';
 import { FileWriteError, newFileMode, writeInPlace, writeNewFile as writeFileAtomic } from '../common/files';
 import { quantizeFile } from '../fixes';
+import { floatWeightedLayers } from '../fixes/floatLayers';
+import { importedWeightedLayers } from '../fixes/importedLayers';
 import { readModel, writeModel } from '../onnx/model';
 import { foldWeights } from '../onnx/foldWeights';
 import { typeForTensorrt, PrecisionReport } from '../onnx/tensorrtExport';
@@ -161,8 +163,10 @@ export function quantizeModelSource(
   }
   const relativeImport = /^\s*from\s+\.+[\w.]*\s+import\s/m.test(original);
   let q: { text: string };
+  // Layer classes and factories the model file imports from modules on disk (timm's Linear, create_conv2d).
+  const externalLayers = importedWeightedLayers(modelPath, original);
   try {
-    q = quantizeFile(original, { scope: { kind: 'file' }, relativeImport });
+    q = quantizeFile(original, { scope: { kind: 'file' }, relativeImport, externalLayers });
   } catch (e) {
     throw new QdqError(
       'config',
@@ -170,6 +174,10 @@ export function quantizeModelSource(
       'fix the problem named above (a syntax error in the file, for one), or insert the quantizers in the editor',
     );
   }
+  for (const f of floatWeightedLayers(q.text, externalLayers))
+    notes.push(
+      `left in float: ${file}:${f.line} ${f.cls ? f.cls + '.' : ''}${f.attr ?? ''} = ${f.callee}(...): ${f.reason}`,
+    );
   const files: Record<string, string> = {};
   const helperSrc = helperTemplatePath();
   if (write) {

@@ -1,0 +1,131 @@
+// Names a model file imports that build weighted layers elsewhere: `from timm.layers import Linear` (a
+// subclass of nn.Linear), `from .create_conv2d import create_conv2d` (a factory returning a Conv2d). The
+// imported module is found next to the file (relative imports) or under the folder that holds the file's
+// top-level package (absolute ones), read and analysed like the file itself; nothing is imported or run.
+// What cannot be found this way is left to the run-time report of weighted layers left in float.
+import * as fs from 'fs';
+import * as path from 'path';
+import { parsePython } from '../analysis';
+import { scanImports } from '../analysis/canonical';
+import { exportedWeightedNames, fromImports, type FromImport, type WeightedNames } from '../analysis/weightedCalls';
+
+// Import chains are followed to the end (a cycle sees the module being worked out as exporting nothing);
+// the cap only bounds the stack.
+const MAX_DEPTH = 40;
+const cache = new Map<string, ModuleFacts>();
+
+/** The folder sys.path would hold for `file`: the parent of its outermost package (folders with __init__.py). */
+function importRoot(file: string): string {
+  let dir = path.dirname(file);
+  while (fs.existsSync(path.join(dir, '__init__.py'))) {
+    const up = path.dirname(dir);
+    if (up === dir) break;
+    dir = up;
+  }
+  return dir;
+}
+
+/** The source file of module `mod` as imported from `file`, or undefined. */
+export function resolveModuleFile(file: string, mod: string): string | undefined {
+  const dots = /^\.*/.exec(mod)![0].length;
+  const rest = mod.slice(dots).split('.').filter(Boolean);
+  if (!dots && (rest[0] === 'torch' || rest[0] === 'typing' || rest[0] === 'functools')) return undefined;
+  let base: string;
+  if (dots) {
+    base = path.dirname(file);
+    for (let i = 1; i < dots; i++) base = path.dirname(base);
+  } else base = importRoot(file);
+  const stem = path.join(base, ...rest);
+  for (const candidate of [stem + '.py', path.join(stem, '__init__.py')])
+    if (fs.existsSync(candidate) && fs.statSync(candidate).isFile()) return candidate;
+  return undefined;
+}
+
+interface ModuleFacts {
+  mtimeMs: number;
+  text: string;
+  imports: FromImport[];
+  /** Everything the module defines or re-exports that builds weighted layers; worked out on first need. */
+  exports?: WeightedNames;
+}
+
+function facts(file: string): ModuleFacts | undefined {
+  let stat: fs.Stats;
+  try {
+    stat = fs.statSync(file);
+  } catch {
+    return undefined;
+  }
+  const hit = cache.get(file);
+  if (hit && hit.mtimeMs === stat.mtimeMs) return hit;
+  const text = fs.readFileSync(file, 'utf8');
+  const f: ModuleFacts = { mtimeMs: stat.mtimeMs, text, imports: fromImports(parsePython(text)) };
+  cache.set(file, f);
+  return f;
+}
+
+/** Can `name` build something in `text`: called, or named as a base class or a value (`x = name`)? */
+function usedAsCtor(text: string, name: string): boolean {
+  return new RegExp(`(?<![\\w.])${name.replace(/[.$]/g, '\\$&')}\\s*[(),=\\n]`).test(text);
+}
+
+/** The weighted layer `name` stands for in module `file` (defined there or re-exported), or undefined. */
+function exported(file: string, name: string, depth: number): string | undefined {
+  const f = facts(file);
+  if (!f || depth > MAX_DEPTH) return undefined;
+  const imp = f.imports.find((i) => i.local === name);
+  if (imp) {
+    // A re-export (`from .linear import Linear` in a package __init__): follow only this name.
+    const target = resolveModuleFile(file, imp.module);
+    return target && path.resolve(target) !== path.resolve(file) ? exported(target, imp.name, depth + 1) : undefined;
+  }
+  if (!f.exports) {
+    f.exports = {}; // an import cycle back here sees nothing rather than recursing
+    const tree = parsePython(f.text);
+    const external = importedNames(file, f.text, f.imports, depth + 1, buildsThrough);
+    f.exports = exportedWeightedNames(tree, scanImports(tree.rootNode), external);
+  }
+  return f.exports[name];
+}
+
+/**
+ * Can what module `text` exports be built through `name`: a base class (`class Linear(nn.Linear)`), a returned
+ * call (`return create_conv2d_pad(...)`, `m = CondConv2d(...)` ... `return m`), an alias (`X = name`,
+ * `partial(name, ...)`)? Only such imports are followed when working out a module's exports, so that a lookup
+ * reads the modules on the way to the layer, not every module the library imports.
+ */
+function buildsThrough(text: string, name: string): boolean {
+  const n = name.replace(/[.$]/g, '\\$&');
+  if (new RegExp(`^[ \\t]*class\\s+\\w+\\s*\\([^)]*(?<![\\w.])${n}\\b`, 'm').test(text)) return true;
+  if (new RegExp(`return\\s+${n}\\s*\\(|partial\\(\\s*${n}\\b|=\\s*${n}\\s*$`, 'm').test(text)) return true;
+  for (const m of text.matchAll(new RegExp(`^[ \\t]*(\\w+)\\s*=\\s*${n}\\s*\\(`, 'gm')))
+    if (new RegExp(`return\\s+${m[1]}\\s*$`, 'm').test(text)) return true;
+  return false;
+}
+
+function importedNames(
+  file: string,
+  text: string,
+  imports: FromImport[],
+  depth: number,
+  wanted: (text: string, name: string) => boolean = usedAsCtor,
+): WeightedNames {
+  const out: WeightedNames = {};
+  for (const imp of imports) {
+    if (!wanted(text, imp.local)) continue;
+    const target = resolveModuleFile(file, imp.module);
+    if (!target || path.resolve(target) === path.resolve(file)) continue;
+    const ctor = exported(target, imp.name, depth);
+    if (ctor) out[imp.local] = ctor;
+  }
+  return out;
+}
+
+/** Local name -> canonical weighted layer, for names `file` imports from modules that define such layers. */
+export function importedWeightedLayers(file: string, text: string): WeightedNames {
+  try {
+    return importedNames(file, text, fromImports(parsePython(text)), 0);
+  } catch {
+    return {};
+  }
+}
