@@ -1,5 +1,5 @@
 // TRT033: FP-only unary math on integer tensors (floor/ceil/round/sqrt/exp/log/erf/trig/reciprocal).
-import { intVerdict, quoteSrc } from './common';
+import { intVerdict, quoteSrc, trtScope } from './common';
 import { isPrimary, type CallSite, type RuleContext } from './context';
 import type { QdqDiagnostic, QdqFix, Rule, SyntaxNode } from './types';
 
@@ -33,8 +33,8 @@ const FLOAT_PROMOTING = new Set([
   'reciprocal',
 ]);
 
-const WHY =
-  'TensorRT unary layers accept FP32/FP16/BF16 only for these ops and reject INT32/INT64/BOOL ("does not support the given operator ... input data type INT32"), all versions up to 10.15';
+const why = (ctx: RuleContext) =>
+  `TensorRT unary layers accept FP32/FP16/BF16 only for these ops and reject INT32/INT64/BOOL ("does not support the given operator ... input data type INT32"), ${trtScope(ctx)}`;
 
 export const trt033IntUnary: Rule = {
   code: 'TRT033',
@@ -56,7 +56,7 @@ export const trt033IntUnary: Rule = {
             'TRT033',
             'error',
             site.node,
-            `\`${site.name}\` on the ${v.info.kind === 'bool' ? 'bool' : 'integer'} tensor ${quoteSrc(ctx, x)} (${v.info.why}): ${WHY}.`,
+            `\`${site.name}\` on the ${v.info.kind === 'bool' ? 'bool' : 'integer'} tensor ${quoteSrc(ctx, x)} (${v.info.why}): ${why(ctx)}.`,
             fixFor(ctx, site, x, isMethod) ?? undefined,
           ),
         );
@@ -66,7 +66,7 @@ export const trt033IntUnary: Rule = {
             'TRT033',
             'hint',
             site.node,
-            `\`${site.name}\` on ${quoteSrc(ctx, x)}, which may be an integer tensor (${v.info.why}); if so: ${WHY}.`,
+            `\`${site.name}\` on ${quoteSrc(ctx, x)}, which may be an integer tensor (${v.info.why}); if so: ${why(ctx)}.`,
           ),
         );
       }

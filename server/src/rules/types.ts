@@ -37,7 +37,7 @@ export interface QdqDiagnostic {
 }
 
 export interface RuleOptions {
-  /** TensorRT version the engine is built with, e.g. "10.15" or "8.6". Default "10.15". */
+  /** TensorRT version the engine is built with, e.g. "11.5", "10.15" or "8.6". Default DEFAULT_TRT_VERSION (11.x). */
   trtVersion?: string;
 }
 
