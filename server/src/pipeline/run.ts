@@ -9,7 +9,7 @@ import { helperTemplatePath } from '../common/paths';
 import { QdqError, CancelToken, asQdqError } from '../common/errors';
 import { FileWriteError, newFileMode, writeInPlace, writeNewFile as writeFileAtomic } from '../common/files';
 import { quantizeFile } from '../fixes';
-import { readModel, writeModel } from '../onnx/model';
+import { opsetVersion, readModel, writeModel } from '../onnx/model';
 import { foldWeights } from '../onnx/foldWeights';
 import { typeForTensorrt, PrecisionReport } from '../onnx/tensorrtExport';
 import { quantizeDynamic } from '../onnx/dynamic';
@@ -486,6 +486,8 @@ export async function runPipeline(
           );
         }
         if (rewritten) writeModel(model, exp.int8_onnx);
+        // The opset actually written: typing raises it (19 for FP16 scales) and a dynamo fallback exports 18.
+        report.opset = opsetVersion(model);
         onProgress({ step: 'fold', done: 1, total: 1, message: `folded ${folded.folded.length} weights` });
         const stats = qdqStats(model, quantizers as unknown as QuantizerInfo[]);
         report.qdq_pairs = stats.qdq_pairs;
@@ -527,6 +529,7 @@ export async function runPipeline(
       if (opts.dynamic || opts.dynamicOnly || wantVerify) {
         onProgress({ step: 'dynamic', done: 0, total: 1, message: 'dynamic quantization of the FP32 model' });
         const m = readModel(exp.fp32_onnx);
+        if (opts.dynamicOnly) report.opset = opsetVersion(m);
         const dyn = quantizeDynamic(m);
         const file = path.join(outDir, 'model.dynamic.onnx');
         writeModel(m, file);
