@@ -12,6 +12,8 @@ export const trt013TrainingExport: Rule = {
   title: 'Training-mode export',
   defaultSeverity: 'error',
   scope: 'file',
+  // bernoulli and dropout(training=True) are graph ops; the export checks are about the export call itself.
+  traced: (d) => /^`(?:bernoulli|dropout)/.test(d.message),
   docs: '**TRT013 training-mode export.** Exporting with `training=TrainingMode.TRAINING`, exporting a model that was never put in `eval()`, `torch.bernoulli` and `F.dropout(training=True)` produce Dropout(training_mode=1), BatchNormalization(training_mode=1) or Bernoulli nodes, which TensorRT rejects ("does not support training_mode == 1"). Export in `model.eval()`, with `training=TrainingMode.EVAL`.',
   check(ctx) {
     const out: QdqDiagnostic[] = [];

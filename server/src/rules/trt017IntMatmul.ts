@@ -10,6 +10,7 @@ export const trt017IntMatmul: Rule = {
   code: 'TRT017',
   title: 'Integer matmul',
   defaultSeverity: 'error',
+  traced: true,
   docs: '**TRT017 integer matmul.** `torch.matmul`, `@`, `torch.mm`, `torch.bmm` and `F.linear` on integer tensors export as MatMul/Gemm with INT inputs, which the TensorRT importer rejects ("Found unsupported input type of INT32"). Cast the operands to float, or use Q/DQ quantizers for INT8 math.',
   check(ctx) {
     const out: QdqDiagnostic[] = [];

@@ -8,6 +8,7 @@ export const trt022TopK: Rule = {
   code: 'TRT022',
   title: 'TopK limits',
   defaultSeverity: 'error',
+  traced: true,
   docs: `**TRT022 TopK.** TensorRT's TopK requires \`K < ${MAX_K}\` and \`sorted=1\` (every version through 11.x); a K computed at run time is only accepted from 8.6. Keep k small and \`sorted=True\`; for a larger k, split the input and merge.`,
   check(ctx) {
     const out: QdqDiagnostic[] = [];

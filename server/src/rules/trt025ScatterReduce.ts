@@ -5,6 +5,7 @@ export const trt025ScatterReduce: Rule = {
   code: 'TRT025',
   title: 'Scatter with reduction',
   defaultSeverity: 'warning',
+  traced: true,
   docs: "**TRT025 scatter reductions.** `scatter_add`, `scatter_reduce`, `index_add` and `scatter(..., reduce=...)` export (opset 16+) as ScatterElements with a `reduction` attribute: unsupported before TensorRT 10.0 and reported silently wrong on 8.6 (NVIDIA/TensorRT#3750). Validate the engine's numerics on 10.x and 11.x, or use a one-hot matmul (`F.one_hot(idx, n).float().T @ src`).",
   check(ctx) {
     const out: QdqDiagnostic[] = [];

@@ -11,6 +11,7 @@ export const trt026IndexPutAccumulate: Rule = {
   code: 'TRT026',
   title: 'index_put with accumulate',
   defaultSeverity: 'error',
+  traced: true,
   docs: '**TRT026 accumulating index_put.** `x.index_put_(idx, v, accumulate=True)` (and `x[idx] += v` with an index tensor under the dynamo exporter) exports as ScatterND(reduction="add"), which TensorRT rejects. Use a one-hot matmul, or scatter into zeros and add.',
   check(ctx) {
     const out: QdqDiagnostic[] = [];

@@ -25,6 +25,7 @@ export const trt030Bitwise: Rule = {
   code: 'TRT030',
   title: 'Bitwise ops on integers',
   defaultSeverity: 'error',
+  traced: true,
   docs: '**TRT030 bitwise ops.** `&`, `|`, `^`, `~`, `<<`, `>>` and `torch.bitwise_*` on integer tensors export as BitwiseAnd/Or/Xor/Not and BitShift, which TensorRT does not support. On bool tensors they export as And/Or/Xor/Not, which are fine: keep masks as bool and use `torch.logical_*`. In-place `&=` on tensors does not even export (aten::__iand_).',
   check(ctx) {
     const out: QdqDiagnostic[] = [];

@@ -18,6 +18,7 @@ export const trt031BoolArithmetic: Rule = {
   code: 'TRT031',
   title: 'Arithmetic on bool tensors',
   defaultSeverity: 'error',
+  traced: true,
   docs: '**TRT031 bool arithmetic.** `mask_a + mask_b`, `mask * mask`, `mask.max()` on bool tensors export as Add/Mul/Max on BOOL, which TensorRT rejects. For bool tensors `+` is a logical or and `*` a logical and, so `torch.logical_or`/`torch.logical_and` give the same result with supported Or/And ops.',
   check(ctx) {
     const out: QdqDiagnostic[] = [];

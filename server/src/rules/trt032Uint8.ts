@@ -11,6 +11,7 @@ export const trt032Uint8: Rule = {
   code: 'TRT032',
   title: 'uint8 intermediate tensors',
   defaultSeverity: 'error',
+  traced: true,
   docs: '**TRT032 uint8.** `.byte()`, `.to(torch.uint8)` and `dtype=torch.uint8` create UINT8 intermediates (ONNX Cast to UINT8), which TensorRT only accepts at network inputs/outputs. Use `torch.bool` for masks (what HF did for DeBERTa, transformers#23683) or `torch.int8`.',
   check(ctx) {
     const out: QdqDiagnostic[] = [];

@@ -40,6 +40,7 @@ export const trt033IntUnary: Rule = {
   code: 'TRT033',
   title: 'Float-only unary op on integers',
   defaultSeverity: 'error',
+  traced: true,
   docs: '**TRT033 unary math on integers.** `torch.floor/ceil/round/sqrt/exp/log/erf/sin/cos/reciprocal` (and methods) on integer tensors export Floor/Ceil/Sqrt/... on INT, which TensorRT rejects. floor/ceil/round/trunc of an integer tensor is the tensor itself, so the call can go; the others promote to float in PyTorch, so an explicit `.float()` on the input gives the same result.',
   check(ctx) {
     const out: QdqDiagnostic[] = [];
