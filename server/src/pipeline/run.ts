@@ -10,6 +10,7 @@ import { QdqError, CancelToken, asQdqError } from '../common/errors';
 import { FileWriteError, newFileMode, writeInPlace, writeNewFile as writeFileAtomic } from '../common/files';
 import { quantizeFile } from '../fixes';
 import { opsetVersion, readModel, writeModel } from '../onnx/model';
+import { graphHazards, type GraphHazard } from '../onnx/deploymentHazards';
 import { foldWeights } from '../onnx/foldWeights';
 import { typeForTensorrt, PrecisionReport } from '../onnx/tensorrtExport';
 import { quantizeDynamic } from '../onnx/dynamic';
@@ -103,6 +104,8 @@ export interface Report {
   ort_cpu_rewrite?: OrtCpuResult;
   /** target tensorrt: each layer's precision in the strongly typed graph, and why. */
   precision?: PrecisionReport;
+  /** TRT062-TRT065 found on the exported graph (targets tensorrt/tensorrt10), with the source sites (onnx/deploymentHazards.ts). */
+  deployment_hazards?: GraphHazard[];
   dynamic?: {
     file: string;
     quantized_ops: number;
@@ -470,6 +473,11 @@ export async function runPipeline(
           rewritten ||= ortCpuRewriteChanged(o);
           report.ort_cpu_rewrite = o;
         }
+        if (cfg.target !== 'ort-cpu') {
+          // Before typing: the graph as exported (its opset tells whether LayerNorm came out decomposed).
+          report.deployment_hazards = graphHazards(model, quantizers as unknown as QuantizerInfo[]);
+          notes.push(...hazardNotes(report.deployment_hazards));
+        }
         if (cfg.target === 'tensorrt' && cfg.floatPrecision !== 'fp32') {
           // TensorRT 11 builds strongly typed: what is not INT8 runs in the graph's own float types (onnx/strongTyping.ts).
           report.precision = typeForTensorrt(
@@ -619,6 +627,22 @@ export async function runPipeline(
   } finally {
     if (backend.alive) backend.kill();
   }
+}
+
+/** One note per hazard code: how many, the first few nodes and where their quantizers are in the source. */
+export function hazardNotes(hazards: GraphHazard[]): string[] {
+  const byCode = new Map<string, GraphHazard[]>();
+  for (const h of hazards) byCode.set(h.code, [...(byCode.get(h.code) ?? []), h]);
+  return [...byCode].map(([code, list]) => {
+    const shown = list.slice(0, 3).map((h) => {
+      const where = h.site
+        ? ` (${h.site.file ? path.basename(h.site.file) : ''} ${h.site.cls ?? ''}.${h.site.attr ?? ''})`
+        : '';
+      return `${h.node}${where}: ${h.message}`;
+    });
+    const more = list.length > 3 ? `; and ${list.length - 3} more (report.deployment_hazards)` : '';
+    return `${code} on the exported graph: ${shown.join('; ')}${more}`;
+  });
 }
 
 async function verifyOrExplain(
