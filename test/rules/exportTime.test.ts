@@ -33,6 +33,8 @@ test('timm-like: drop path, dropout guard, build-time helpers, aux loss and modu
   hint('TRT066', 'order = torch.argsort(torch.arange', /build time \(__init__\)/);
   hint('TRT008', 'torch.bincount(choice.flatten())', /the loss `balance_loss`/);
   hint('TRT066', 'PERMUTATION = torch.argsort', /module level/);
+  // A helper only a guarded forward calls inherits the guard.
+  hint('TRT013', 'torch.empty_like(x).bernoulli_(gamma)', /runs only while training .*\(through its callers\)/);
   // The forward's own argsort is exported: it keeps its severity.
   const kept = at(text, found, 'TRT066', 'keep = torch.argsort(scores');
   assert.equal(kept.severity, 'information');
@@ -45,6 +47,10 @@ test('transformers-like: the router loss under `if self.training` is a hint, the
   const masked = at(text, found, 'TRT005', 'kept = logits[mask.bool()]');
   assert.equal(masked.severity, 'hint', masked.message);
   assert.match(masked.message, /the loss `router_z_loss`/);
+  // A module-level loss function called under a flag (not every run) is training code too.
+  const histc = at(text, found, 'TRT009', 'torch.histc(selected.float()');
+  assert.equal(histc.severity, 'hint', histc.message);
+  assert.match(histc.message, /the loss `load_balancing_loss_func`/);
   const positions = at(text, found, 'TRT001', 'positions = attention_mask.long().cumsum(-1)');
   assert.equal(positions.severity, 'warning');
   assert.ok(positions.fix, 'the exported cumsum keeps its fix');

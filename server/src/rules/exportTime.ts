@@ -5,7 +5,7 @@
 import { unparen, type RuleContext } from './context';
 import type { QdqDiagnostic, Rule, SyntaxNode } from './types';
 
-const LOSS_NAME = /(?:^|_)loss(?:es)?$|^aux_|_aux$|^(?:compute|get|calc)_\w*loss/;
+const LOSS_NAME = /(?:^|_)loss(?:es)?(?:_func|_fn)?$|^aux_|_aux$|^(?:compute|get|calc)_\w*loss/;
 
 function isTrainingFlag(ctx: RuleContext, node: SyntaxNode): boolean {
   const n = unparen(node);
@@ -66,19 +66,39 @@ function decorators(ctx: RuleContext, fn: SyntaxNode): string[] {
   return d ? d.namedChildren.filter((c) => c.type === 'decorator').map((c) => ctx.src(c)) : [];
 }
 
-/** `self.<name>(` / `cls.<name>(` / `<Class>.<name>(` call sites inside `scope`. */
-function callsOf(ctx: RuleContext, scope: SyntaxNode, name: string): SyntaxNode[] {
+/** Calls of `name`: `self.<name>(` / `cls.<name>(` / `<Class>.<name>(`, and bare `<name>(` when `bare`. */
+function callsOf(ctx: RuleContext, scope: SyntaxNode, name: string, bare = false): SyntaxNode[] {
   const out: SyntaxNode[] = [];
-  const re = new RegExp(`\\.\\s*${name}\\s*\\(`, 'g');
+  const re = new RegExp(bare ? `(?<![\\w.])${name}\\s*\\(|\\.\\s*${name}\\s*\\(` : `\\.\\s*${name}\\s*\\(`, 'g');
   const text = ctx.text.slice(scope.startIndex, scope.endIndex);
   for (let m = re.exec(text); m; m = re.exec(text)) {
     const at = scope.startIndex + m.index + m[0].indexOf(name);
     if (!ctx.isCode(at)) continue;
     const id = ctx.root.descendantForIndex(at, at + name.length);
-    const call = id.parent?.parent;
-    if (id.parent?.type === 'attribute' && call?.type === 'call') out.push(call);
+    if (id.type !== 'identifier') continue;
+    const fn = id.parent?.type === 'attribute' ? id.parent : id;
+    const call = fn.parent;
+    if (call?.type === 'call' && call.childForFieldName('function')?.id === fn.id) out.push(call);
   }
   return out;
+}
+
+/** A call that runs whenever its function does: no `if`, conditional expression or loop between them. */
+function unconditional(call: SyntaxNode): boolean {
+  for (let n = call.parent; n && n.type !== 'function_definition'; n = n.parent)
+    if (
+      [
+        'if_statement',
+        'elif_clause',
+        'else_clause',
+        'conditional_expression',
+        'for_statement',
+        'while_statement',
+        'try_statement',
+      ].includes(n.type)
+    )
+      return false;
+  return true;
 }
 
 function methodNamed(cls: SyntaxNode, ctx: RuleContext, name: string): SyntaxNode | null {
@@ -132,11 +152,21 @@ function functionNotExported(ctx: RuleContext, fn: SyntaxNode, depth: number): s
     if (init && calls.length && calls.every((c) => c.startIndex >= init.startIndex && c.endIndex <= init.endIndex))
       return `runs at build time (a helper only __init__ calls)`;
   }
-  if (LOSS_NAME.test(name) && depth < 3) {
-    // An auxiliary loss: training code, unless the forward calls it outside a training branch.
-    const calls = cls ? callsOf(ctx, cls, name) : [];
-    if (calls.every((c) => notExported(ctx, c, depth + 1) !== null))
+  const moduleLevel = fn.parent?.type === 'module' || fn.parent?.parent?.type === 'module';
+  const calls =
+    depth < 3 ? (moduleLevel ? callsOf(ctx, ctx.root, name, true) : cls ? callsOf(ctx, cls, name) : []) : [];
+  if (LOSS_NAME.test(name)) {
+    // An auxiliary loss: training code (losses are computed under a training, labels or flag condition), unless some
+    // caller computes it on every run.
+    if (!calls.some((c) => unconditional(c) && notExported(ctx, c, depth + 1) === null))
       return `runs only while training (the loss \`${name}\`)`;
+    return null;
+  }
+  // A helper every caller of which never reaches the export (timm's drop_block_2d behind the forward's guard).
+  if (calls.length && calls.every((c) => c.startIndex < fn.startIndex || c.endIndex > fn.endIndex)) {
+    const whys = calls.map((c) => notExported(ctx, c, depth + 1));
+    if (whys.every((w) => w !== null))
+      return `${whys[0]!.replace(/ \(through its callers\)$/, '')} (through its callers)`;
   }
   return null;
 }
