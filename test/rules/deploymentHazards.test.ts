@@ -5,6 +5,8 @@ import assert from 'node:assert/strict';
 import { diagnose, diagnoseAll, py, textAt } from './helpers';
 import { LineIndex } from '../../server/src/analysis/parser';
 import type { QdqDiagnostic } from '../../server/src/rules/types';
+import { trtOperatorSupport } from '../../server/src/knowledge';
+import { MAX_K } from '../../server/src/rules/trt022TopK';
 
 /** The text after a diagnostic's fix (edits applied back to front). */
 function applyFix(text: string, d: QdqDiagnostic): string {
@@ -122,6 +124,10 @@ test('TRT066: severity by target (a K from the shape needs 8.6); list.sort() sta
     ],
   );
   assert.ok(diagnose('TRT066', text, { trtVersion: '8.5' }).every((d) => d.severity === 'error'));
+  // The K limit in the messages is the one of the 11.x and 10.x operator matrices.
+  for (const v of ['11.5', '10.15'])
+    assert.match(trtOperatorSupport('TopK', v)!.restrictions, new RegExp(`less than ${MAX_K}\\b`));
+  assert.match(diagnose('TRT066', text)[0].message, new RegExp(`K < ${MAX_K}`));
 });
 
 test('TRT067: the dtype fix accumulates in float32 and casts back; TRT001 stays quiet on both sites', () => {

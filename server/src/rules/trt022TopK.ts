@@ -2,7 +2,7 @@
 import { trtScope } from './common';
 import type { QdqDiagnostic, Rule } from './types';
 
-const MAX_K = 3840;
+export const MAX_K = 3840;
 
 export const trt022TopK: Rule = {
   code: 'TRT022',

@@ -1,14 +1,7 @@
 // TRT066: sort / argsort / msort: ONNX TopK over the whole axis (K = the axis length, read from the shape).
-import { trtOperatorSupport } from '../knowledge';
 import { trtScope } from './common';
-import type { RuleContext } from './context';
+import { MAX_K } from './trt022TopK';
 import type { QdqDiagnostic, Rule } from './types';
-
-/** TopK's K limit from the target's operator matrix ("`K` input must be less than 3840"). */
-function kLimit(ctx: RuleContext): number | null {
-  const m = /less than (\d+)/.exec(trtOperatorSupport('TopK', ctx.trt.text)?.restrictions ?? '');
-  return m ? Number(m[1]) : null;
-}
 
 export const trt066SortTopK: Rule = {
   code: 'TRT066',
@@ -18,7 +11,8 @@ export const trt066SortTopK: Rule = {
   docs: "**TRT066 sort and argsort.** ONNX has no Sort: `torch.sort`, `argsort` and `msort` export as `TopK` with K = the length of the sorted axis, taken from the tensor's shape at run time. TensorRT's TopK needs K below 3840 (every version through 11.x), so the engine builds only while that axis is shorter; a K read from the shape needs TensorRT 8.6 or later. When only the largest or smallest k entries are used, call `topk(k)` with a constant k; to sort a long axis, sort outside the engine.",
   check(ctx) {
     const out: QdqDiagnostic[] = [];
-    const limit = kLimit(ctx);
+    // TopK's K limit of the 11.x (and 10.x) matrix; test/rules/deploymentHazards.test.ts ties it to the matrix.
+    const limit = MAX_K;
     for (const site of ctx.calls('sort', 'argsort', 'msort')) {
       if (site.receiver) {
         const r = ctx.src(site.receiver);
@@ -34,7 +28,7 @@ export const trt066SortTopK: Rule = {
       const what = `\`${site.name}\` exports as TopK over the whole axis (K = the axis length, from the shape at run time)`;
       const msg = dynamicK
         ? `${what}: TensorRT ${ctx.trt.text} needs K as a build-time constant (a K from the shape needs 8.6+). Use topk with a constant k, or sort outside the engine.`
-        : `${what}: TensorRT's TopK needs K < ${limit ?? 3840} (${trtScope(ctx)}), so the engine builds only while that axis is shorter than ${limit ?? 3840}. If only the first k entries are used, call topk(k) with a constant k.`;
+        : `${what}: TensorRT's TopK needs K < ${limit} (${trtScope(ctx)}), so the engine builds only while that axis is shorter than ${limit}. If only the first k entries are used, call topk(k) with a constant k.`;
       out.push(ctx.diag('TRT066', dynamicK ? 'error' : 'information', site.node, msg));
     }
     return out;
