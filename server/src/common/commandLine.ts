@@ -18,7 +18,7 @@ export interface CommandSpec {
 const TRT_VERSION: FlagSpec = {
   type: 'string',
   value: 'V',
-  description: 'TensorRT version to check against (default 11.x; 10.x for the TensorRT 10 facts)',
+  description: 'TensorRT version to check against (default 10.15)',
 };
 const WRITE: FlagSpec = {
   type: 'boolean',
