@@ -14,8 +14,7 @@ import {
   int64Tensor,
   intAttr,
 } from '../../server/src/onnx/model';
-import { graphHazards } from '../../server/src/onnx/deploymentHazards';
-import { hazardNotes } from '../../server/src/pipeline/run';
+import { graphHazards, hazardNotes } from '../../server/src/onnx/deploymentHazards';
 
 function valueInfo(name: string, shape: number[]) {
   return {

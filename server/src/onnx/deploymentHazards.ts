@@ -6,6 +6,7 @@
 import { Model, Node, Graph, GraphIndex, indexGraph, dims, getAttr, num, opsetVersion } from './model';
 import { inferShapes, ShapeInfo } from './shapes';
 import { decomposedLayerNormNodes } from './precisionRules';
+import * as path from 'path';
 import { modulePathFromNodeName, QuantizerInfo, SourceSite } from './qdqStats';
 
 export interface GraphHazard {
@@ -120,4 +121,20 @@ export function graphHazards(model: Model, quantizers: QuantizerInfo[] = []): Gr
       `${decomposed.length} LayerNorm${decomposed.length > 1 ? 's' : ''} exported decomposed (opset ${opset} at export < 17): the Pow overflows FP16, so those paths stay FP32; export with opset >= 17`,
     );
   return out;
+}
+
+/** One note per hazard code: how many, the first few nodes and where their quantizers are in the source. */
+export function hazardNotes(hazards: GraphHazard[]): string[] {
+  const byCode = new Map<string, GraphHazard[]>();
+  for (const h of hazards) byCode.set(h.code, [...(byCode.get(h.code) ?? []), h]);
+  return [...byCode].map(([code, list]) => {
+    const shown = list.slice(0, 3).map((h) => {
+      const where = h.site
+        ? ` (${h.site.file ? path.basename(h.site.file) : ''} ${h.site.cls ?? ''}.${h.site.attr ?? ''})`
+        : '';
+      return `${h.node}${where}: ${h.message}`;
+    });
+    const more = list.length > 3 ? `; and ${list.length - 3} more (report.deployment_hazards)` : '';
+    return `${code} on the exported graph: ${shown.join('; ')}${more}`;
+  });
 }

@@ -10,7 +10,7 @@ import { QdqError, CancelToken, asQdqError } from '../common/errors';
 import { FileWriteError, newFileMode, writeInPlace, writeNewFile as writeFileAtomic } from '../common/files';
 import { quantizeFile } from '../fixes';
 import { opsetVersion, readModel, writeModel } from '../onnx/model';
-import { graphHazards, type GraphHazard } from '../onnx/deploymentHazards';
+import { graphHazards, hazardNotes, type GraphHazard } from '../onnx/deploymentHazards';
 import { foldWeights } from '../onnx/foldWeights';
 import { typeForTensorrt, PrecisionReport } from '../onnx/tensorrtExport';
 import { quantizeDynamic } from '../onnx/dynamic';
@@ -627,22 +627,6 @@ export async function runPipeline(
   } finally {
     if (backend.alive) backend.kill();
   }
-}
-
-/** One note per hazard code: how many, the first few nodes and where their quantizers are in the source. */
-export function hazardNotes(hazards: GraphHazard[]): string[] {
-  const byCode = new Map<string, GraphHazard[]>();
-  for (const h of hazards) byCode.set(h.code, [...(byCode.get(h.code) ?? []), h]);
-  return [...byCode].map(([code, list]) => {
-    const shown = list.slice(0, 3).map((h) => {
-      const where = h.site
-        ? ` (${h.site.file ? path.basename(h.site.file) : ''} ${h.site.cls ?? ''}.${h.site.attr ?? ''})`
-        : '';
-      return `${h.node}${where}: ${h.message}`;
-    });
-    const more = list.length > 3 ? `; and ${list.length - 3} more (report.deployment_hazards)` : '';
-    return `${code} on the exported graph: ${shown.join('; ')}${more}`;
-  });
 }
 
 async function verifyOrExplain(
