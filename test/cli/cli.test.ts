@@ -96,6 +96,20 @@ test('check --trt-version reaches the rules', () => {
   assert.equal(r.code, 1);
 });
 
+test('check defaults to TensorRT 11.x: a TensorRT 10 build script gets the migration errors (warnings on 10.x)', () => {
+  write(
+    'build_engine.py',
+    'import tensorrt as trt\n\ndef build(builder, network):\n    config = builder.create_builder_config()\n    config.set_flag(trt.BuilderFlag.FP16)\n    return builder.build_serialized_network(network, config)\n',
+  );
+  const r = qdq(['check', 'build_engine.py']);
+  assert.match(r.stderr, /checked against TensorRT 11\.\d+/);
+  assert.match(r.stdout, /error TRT060 .*removed in TensorRT 11/);
+  assert.equal(r.code, 1);
+  const on10 = qdq(['check', 'build_engine.py', '--trt-version=10.15']);
+  assert.match(on10.stdout, /warning TRT060 .*deprecated/);
+  assert.equal(on10.code, 0);
+});
+
 test('bad input: missing file, folder, not Python, binary, unknown flag, bad values -> exit 2 with a message and no stack', () => {
   write('data.txt', 'hello');
   write('blob.py', Buffer.from([0x89, 0x50, 0x4e, 0x47, 0, 0, 1]));

@@ -8,7 +8,8 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { readModel, DataType } from '../../server/src/onnx/model';
+import { readModel, DataType, opsetVersion } from '../../server/src/onnx/model';
+import { formatReport } from '../../server/src/pipeline/cli';
 import { auditPrecision } from '../../server/src/onnx/precisionAudit';
 import { verifyModels, readEvalFile } from '../../server/src/onnx/verify';
 import { runPipeline } from '../../server/src/pipeline/run';
@@ -39,6 +40,22 @@ async function checkTyped(project: string, minShare: number): Promise<void> {
     assert.ok(p, 'target tensorrt reports per-layer precision');
     assert.equal(p.float_precision, 'fp16');
     const m = readModel(report.files.int8_onnx);
+    const a0 = readModel(report.files.fp32_onnx).graph.node;
+    // The report and the CLI's export line give the opset written (typing raises it to 19), not the configured one.
+    assert.ok(opsetVersion(m) >= 19, `typed graph at opset ${opsetVersion(m)}`);
+    assert.equal(report.opset, opsetVersion(m));
+    assert.match(formatReport(report, 'export'), new RegExp(`export: target tensorrt, opset ${opsetVersion(m)},`));
+    // Deployment hazards on the exported graph: attention's rank-4 MatMuls are no TRT063 (no weight); the configs
+    // export at opset 13, so a model with LayerNorm gets TRT064.
+    const hazards = report.deployment_hazards ?? [];
+    assert.deepEqual(
+      hazards.filter((h) => h.code === 'TRT063'),
+      [],
+    );
+    assert.equal(
+      hazards.some((h) => h.code === 'TRT064'),
+      a0.some((n) => n.op_type === 'Pow'),
+    );
     const a = auditPrecision(m);
     assert.ok(a.low_share >= minShare, `${a.low_precision_ops}/${a.float_compute_ops} float compute ops low`);
     assert.ok(a.scales_ok, JSON.stringify(a.scales.filter((s) => !s.ok)));
@@ -89,7 +106,10 @@ test(
     const { out, report } = await exportTyped('examples/digits-cnn', 'tensorrt10');
     try {
       assert.equal(report.precision, undefined);
-      const a = auditPrecision(readModel(report.files.int8_onnx));
+      const m = readModel(report.files.int8_onnx);
+      assert.equal(report.opset, opsetVersion(m));
+      assert.match(formatReport(report, 'export'), new RegExp(`opset ${opsetVersion(m)},`));
+      const a = auditPrecision(m);
       assert.deepEqual(
         a.layers.filter((l) => l.precision !== 'INT8' && l.precision !== 'FP32'),
         [],

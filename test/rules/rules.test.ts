@@ -176,6 +176,109 @@ const cases: Case[] = [
     negative: 'import subprocess\nsubprocess.run("trtexec --onnx=m.onnx --saveEngine=m.plan", check=True)\n',
   },
   {
+    code: 'TRT062',
+    severity: 'warning',
+    covers: 'nn.Conv2d(3, 64, 7, stride=2)',
+    positive: py`
+      import torch.nn as nn
+      import qdq_quant  # qdq
+      class Stem(nn.Module):
+          def __init__(self):
+              super().__init__()
+              self.conv = qdq_quant.quant(nn.Conv2d(3, 64, 7, stride=2))
+    `,
+    negative: py`
+      import torch.nn as nn
+      import qdq_quant  # qdq
+      class Stem(nn.Module):
+          def __init__(self):
+              super().__init__()
+              self.conv = qdq_quant.keep_float(nn.Conv2d(3, 64, 7, stride=2))
+              self.conv2 = qdq_quant.quant(nn.Conv2d(64, 64, 3))
+    `,
+  },
+  {
+    code: 'TRT063',
+    severity: 'warning',
+    covers: 'self.fc(x)',
+    positive: py`
+      import torch.nn as nn
+      import qdq_quant  # qdq
+      class Block(nn.Module):
+          def __init__(self, dim):
+              super().__init__()
+              self.fc = qdq_quant.quant(nn.Linear(dim, dim))
+          def forward(self, x):
+              x = x.permute(0, 2, 3, 1)
+              return self.fc(x)
+    `,
+    negative: py`
+      import torch.nn as nn
+      import qdq_quant  # qdq
+      class Block(nn.Module):
+          def __init__(self, dim):
+              super().__init__()
+              self.fc = qdq_quant.quant(nn.Linear(dim, dim))
+          def forward(self, x):
+              x = x.flatten(2).transpose(1, 2)
+              return self.fc(x)
+    `,
+  },
+  {
+    code: 'TRT064',
+    severity: 'warning',
+    covers: '13',
+    positive: py`
+      import torch
+      import torch.nn as nn
+      m = nn.Sequential(nn.Linear(8, 8), nn.LayerNorm(8)).eval()
+      torch.onnx.export(m, torch.randn(1, 8), "m.onnx", opset_version=13)
+    `,
+    negative: py`
+      import torch
+      import torch.nn as nn
+      m = nn.Sequential(nn.Linear(8, 8), nn.LayerNorm(8)).eval()
+      torch.onnx.export(m, torch.randn(1, 8), "m.onnx", opset_version=17)
+      n = nn.Sequential(nn.Linear(8, 8)).eval()
+    `,
+  },
+  {
+    code: 'TRT065',
+    severity: 'information',
+    covers: 'nn.Linear(256, 3)',
+    positive: py`
+      import torch.nn as nn
+      import qdq_quant  # qdq
+      class Head(nn.Module):
+          def __init__(self):
+              super().__init__()
+              self.head = qdq_quant.quant(nn.Linear(256, 3))
+    `,
+    negative: py`
+      import torch.nn as nn
+      import qdq_quant  # qdq
+      class Head(nn.Module):
+          def __init__(self):
+              super().__init__()
+              self.fc = qdq_quant.quant(nn.Linear(256, 16))
+              self.head = nn.Linear(256, 3)
+    `,
+  },
+  {
+    code: 'TRT066',
+    severity: 'information',
+    covers: 'torch.argsort(scores, dim=1)',
+    positive: 'import torch\ndef f(scores):\n    return torch.argsort(scores, dim=1)\n',
+    negative: 'import torch\ndef f(scores, names):\n    names.sort()\n    return torch.topk(scores, 5, dim=1)\n',
+  },
+  {
+    code: 'TRT067',
+    severity: 'warning',
+    covers: 'mask.cumsum(-1, dtype=torch.int64)',
+    positive: 'import torch\ndef f(mask):\n    return mask.cumsum(-1, dtype=torch.int64)\n',
+    negative: 'import torch\ndef f(mask, x):\n    return mask.cumsum(-1, dtype=torch.float32), x.flip(-1).cumsum(-1)\n',
+  },
+  {
     code: 'QDQ001',
     severity: 'error',
     covers: 'True',

@@ -5,7 +5,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { parsePython, buildModelIndex } from '../analysis';
-import { runRules } from '../rules';
+import { DEFAULT_TRT_VERSION, runRules } from '../rules';
 import { quantizeFile, unquantizeFile, applyTrtFixes } from '../fixes';
 import { floatWeightedLayers } from '../fixes/floatLayers';
 import { importedWeightedLayers } from '../fixes/importedLayers';
@@ -122,7 +122,7 @@ interface CheckedDiagnostic {
 
 async function check(argv: string[], io: CliIO): Promise<number> {
   const { files, flags } = parseCommandLine('check', argv);
-  const trtVersion = flags['trt-version'] ?? '10.15';
+  const trtVersion = flags['trt-version'] ?? DEFAULT_TRT_VERSION;
   // Read every file first, so a typo in the last argument fails before any output.
   const sources: ModelSource[] = [];
   for (const f of files) sources.push(await resolveSource({ file: f }, io.cwd));

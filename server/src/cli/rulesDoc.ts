@@ -4,6 +4,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { allRules } from '../rules';
+import { CALIBRATION_CHECKS } from '../rules/calibrationChecks';
 
 export function rulesMarkdown(): string {
   const lines = [
@@ -21,6 +22,20 @@ export function rulesMarkdown(): string {
   for (const r of allRules) {
     lines.push('', `<a id="${r.code.toLowerCase()}"></a>`, '', `## ${r.code}: ${r.title}`, '', r.docs.trim());
   }
+  lines.push(
+    '',
+    '# Calibration checks',
+    '',
+    "Reported from a calibration run's results (the project's `<out-dir>/calibration.json`), on the layer or quantizer",
+    'line, and shown in its hover.',
+    '',
+    '| code | check | severity |',
+    '|---|---|---|',
+  );
+  for (const c of CALIBRATION_CHECKS)
+    lines.push(`| [${c.code}](#${c.code.toLowerCase()}) | ${c.title} | ${c.defaultSeverity} |`);
+  for (const c of CALIBRATION_CHECKS)
+    lines.push('', `<a id="${c.code.toLowerCase()}"></a>`, '', `## ${c.code}: ${c.title}`, '', c.docs.trim());
   return lines.join('\n') + '\n';
 }
 

@@ -6,13 +6,16 @@ import { lsp } from './lsp';
 import type { Diagnostic, DiagnosticSeverity } from './lsp';
 import type { Layer, ModelIndex, ModuleClass, Range } from '../analysis';
 import { DIAGNOSTIC_SOURCE } from '../protocol/lsp_ext';
+import { ruleDocHref } from './diagnostics';
+import { amaxNumbers, deadChannels, quoteNonFiniteTokens } from '../rules/calibrationChecks';
 
 /** One quantizer as the backend reports it (docs/backend-protocol.md, `Quantizer`). */
 export interface CalibratedQuantizer {
   name: string;
   site: { file: string; cls: string; attr: string } | null;
   axis: number | null;
-  amax: number | number[] | null;
+  /** Non-finite values arrive as "NaN"/"Infinity" strings (report.json) or bare tokens (parseQuantizers quotes them). */
+  amax: number | string | (number | string)[] | null;
   method: string | null;
   num_bits?: number;
   hist?: { bins: number[]; edges_max: number };
@@ -122,7 +125,11 @@ export function parseQuantizers(raw: string): CalibratedQuantizer[] | undefined 
   try {
     json = JSON.parse(raw);
   } catch {
-    return undefined;
+    try {
+      json = JSON.parse(quoteNonFiniteTokens(raw)); // a writer that put NaN/Infinity in the JSON
+    } catch {
+      return undefined;
+    }
   }
   const pick = (v: unknown): unknown => {
     if (Array.isArray(v)) return v;
@@ -143,8 +150,7 @@ export function parseQuantizers(raw: string): CalibratedQuantizer[] | undefined 
 
 /** Largest |amax| of a quantizer (per-channel: the largest channel), null when it has none. */
 export function amaxValues(q: CalibratedQuantizer): number[] | null {
-  if (q.amax === null || q.amax === undefined) return null;
-  return Array.isArray(q.amax) ? q.amax : [q.amax];
+  return amaxNumbers(q.amax);
 }
 
 export function formatAmax(q: CalibratedQuantizer): string {
@@ -199,7 +205,20 @@ export function rangeProblems(q: CalibratedQuantizer): RangeProblem[] {
     });
     return problems;
   }
-  const zeros = values.filter((v) => v === 0).length;
+  const { zero: zeros, nonFinite } = deadChannels(values);
+  if (nonFinite > 0) {
+    const all = nonFinite + zeros === values.length;
+    problems.push({
+      code: 'QDQ-CAL001',
+      severity: all ? lsp.DiagnosticSeverity.Error : lsp.DiagnosticSeverity.Warning,
+      message:
+        (values.length === 1
+          ? `${q.name} has amax ${values[0]}: a dead quantizer, its scale is not a number and the layer's output is garbage. `
+          : `${q.name} has a NaN or infinite amax on ${nonFinite} of ${values.length} channels: those channels are dead (their scale is not a number). `) +
+        'NaN/inf came out of the model during calibration (an overflow, a division by zero): fix it at its source, or remove the quantizer.',
+    });
+    return problems;
+  }
   if (zeros === values.length) {
     problems.push({
       code: 'QDQ-CAL001',
@@ -322,6 +341,7 @@ export function calibrationDiagnostics(
           range,
           severity: p.severity,
           code: p.code,
+          codeDescription: { href: ruleDocHref(p.code) },
           source: DIAGNOSTIC_SOURCE,
           message: p.message + instances,
         });

@@ -12,7 +12,8 @@ import { FileWriteError, newFileMode, writeInPlace, writeNewFile as writeFileAto
 import { quantizeFile } from '../fixes';
 import { floatWeightedLayers } from '../fixes/floatLayers';
 import { importedWeightedLayers } from '../fixes/importedLayers';
-import { readModel, writeModel } from '../onnx/model';
+import { opsetVersion, readModel, writeModel } from '../onnx/model';
+import { graphHazards, hazardNotes, type GraphHazard } from '../onnx/deploymentHazards';
 import { foldWeights } from '../onnx/foldWeights';
 import { typeForTensorrt, PrecisionReport } from '../onnx/tensorrtExport';
 import { quantizeDynamic } from '../onnx/dynamic';
@@ -108,6 +109,8 @@ export interface Report {
   ort_cpu_rewrite?: OrtCpuResult;
   /** target tensorrt: each layer's precision in the strongly typed graph, and why. */
   precision?: PrecisionReport;
+  /** TRT062-TRT065 found on the exported graph (targets tensorrt/tensorrt10), with the source sites (onnx/deploymentHazards.ts). */
+  deployment_hazards?: GraphHazard[];
   dynamic?: {
     file: string;
     quantized_ops: number;
@@ -549,6 +552,7 @@ async function exportAndVerify(
   if (opts.dynamic || opts.dynamicOnly || wantVerify) {
     onProgress({ step: 'dynamic', done: 0, total: 1, message: 'dynamic quantization of the FP32 model' });
     const m = readModel(exp.fp32_onnx);
+    if (opts.dynamicOnly) report.opset = opsetVersion(m);
     const dyn = quantizeDynamic(m);
     const file = path.join(run.outDir, 'model.dynamic.onnx');
     writeModel(m, file);
@@ -593,6 +597,11 @@ function finishInt8Model(run: Run, report: Report, exp: ExportResult, quantizers
     rewritten ||= ortCpuRewriteChanged(o);
     report.ort_cpu_rewrite = o;
   }
+  if (cfg.target !== 'ort-cpu') {
+    // Before typing: the graph as exported (its opset tells whether LayerNorm came out decomposed).
+    report.deployment_hazards = graphHazards(model, quantizers);
+    notes.push(...hazardNotes(report.deployment_hazards));
+  }
   if (cfg.target === 'tensorrt' && cfg.floatPrecision !== 'fp32') {
     // TensorRT 11 builds strongly typed: what is not INT8 runs in the graph's own float types (onnx/strongTyping.ts).
     report.precision = typeForTensorrt(model, cfg.floatPrecision, quantizers, exp.fp32_markers ?? []);
@@ -604,6 +613,8 @@ function finishInt8Model(run: Run, report: Report, exp: ExportResult, quantizers
     );
   }
   if (rewritten) writeModel(model, exp.int8_onnx);
+  // The opset actually written: typing raises it (19 for FP16 scales) and a dynamo fallback exports 18.
+  report.opset = opsetVersion(model);
   onProgress({ step: 'fold', done: 1, total: 1, message: `folded ${folded.folded.length} weights` });
   const stats = qdqStats(model, quantizers);
   report.qdq_pairs = stats.qdq_pairs;

@@ -40,3 +40,14 @@ export function quoteSrc(ctx: RuleContext, node: SyntaxNode, max = 60): string {
   const t = ctx.src(node).replace(/\s+/g, ' ');
   return '`' + (t.length > max ? t.slice(0, max - 1) + '…' : t) + '`';
 }
+
+/**
+ * The versions a documented TensorRT limit is stated for, phrased for the target: the 11.x line for the default
+ * target, "every version up to 10.15" for a 10.x target (the 10.15 matrix is the newest 10.x one qdq has), the
+ * target itself for older ones. Messages never cite 10.x facts to an 11.x user (test/rules/trt11.test.ts).
+ */
+export function trtScope(ctx: RuleContext): string {
+  if (ctx.trtAtLeast(11)) return `in TensorRT ${ctx.trt.major}.x, target ${ctx.trt.text}`;
+  if (ctx.trtAtLeast(10)) return 'in every TensorRT version up to 10.15';
+  return `in TensorRT ${ctx.trt.text}`;
+}

@@ -80,6 +80,10 @@ const CALL_WORDS = [
   'einsum',
   // TRT022
   'topk',
+  // TRT066
+  'sort',
+  'argsort',
+  'msort',
   // TRT025/026
   'scatter_add',
   'scatter_add_',

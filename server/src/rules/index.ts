@@ -4,6 +4,7 @@ import type { ModelIndex } from '../analysis/types';
 import type { QdqDiagnostic, Rule, RuleOptions, Tree } from './types';
 import { documentCaches, statementLayout } from '../analysis/model';
 import { inRanges } from './lexer';
+import { downgradeUnexported } from './exportTime';
 import {
   isKeepable,
   keptDiagnostics,
@@ -32,6 +33,12 @@ import { trt032Uint8 } from './trt032Uint8';
 import { trt033IntUnary } from './trt033IntUnary';
 import { trt060WeakTypingApi } from './trt060WeakTypingApi';
 import { trt061TrtexecFlags } from './trt061TrtexecFlags';
+import { trt062FirstConvInt8 } from './trt062FirstConvInt8';
+import { trt063Rank4QuantizedInput } from './trt063Rank4QuantizedInput';
+import { trt064LayerNormOpset } from './trt064LayerNormOpset';
+import { trt065SmallGemm } from './trt065SmallGemm';
+import { trt066SortTopK } from './trt066SortTopK';
+import { trt067IntegerCumsumDtype } from './trt067IntegerCumsumDtype';
 import { qdq001Asymmetric } from './qdq001Asymmetric';
 import { qdq002Scale } from './qdq002Scale';
 import { qdq003PerChannelActivation } from './qdq003PerChannelActivation';
@@ -65,6 +72,12 @@ export const allRules: readonly Rule[] = [
   trt049TorchAo,
   trt060WeakTypingApi,
   trt061TrtexecFlags,
+  trt062FirstConvInt8,
+  trt063Rank4QuantizedInput,
+  trt064LayerNormOpset,
+  trt065SmallGemm,
+  trt066SortTopK,
+  trt067IntegerCumsumDtype,
   qdq001Asymmetric,
   qdq002Scale,
   qdq003PerChannelActivation,
@@ -113,7 +126,7 @@ export function runRules(
     // statement: nothing is kept from this run.
     if (caches) delete caches.ruleDiagnostics;
     const { perStatement, fileWide } = runEach(ctx, rules, null);
-    return sorted([...perStatement, ...fileWide]);
+    return sorted(safeDowngrade(ctx, rules, [...perStatement, ...fileWide]));
   }
 
   const key = sharedKey(text, layout, ctx.trt.text, ctx.aliasKey());
@@ -132,7 +145,8 @@ export function runRules(
     text,
     byStatement: byStatement.map((ds, i) => (isKeepable(layout.types[i]) ? ds : null)),
   } satisfies StatementDiagnostics;
-  return sorted([...byStatement.flat(), ...fileWide]);
+  // After the cache: it keeps each rule's own findings; whether code reaches the export is decided on every run.
+  return sorted(safeDowngrade(ctx, rules, [...byStatement.flat(), ...fileWide]));
 }
 
 /**
@@ -176,5 +190,14 @@ export function runRuleStrict(
   text: string,
   opts: RuleOptions = {},
 ): QdqDiagnostic[] {
-  return rule.check(new RuleContext(tree, text, opts, index ?? null));
+  const ctx = new RuleContext(tree, text, opts, index ?? null);
+  return downgradeUnexported(ctx, [rule], rule.check(ctx));
+}
+
+function safeDowngrade(ctx: RuleContext, rules: readonly Rule[], found: QdqDiagnostic[]): QdqDiagnostic[] {
+  try {
+    return downgradeUnexported(ctx, rules, found);
+  } catch {
+    return found; // see runRules: odd input never takes the server down
+  }
 }

@@ -1,10 +1,11 @@
 // QDQ001: asymmetric / unsigned fake quantization (zero point != 0).
 import { quantFacts } from './quantizers';
+import { trtScope } from './common';
 import type { CallSite, RuleContext } from './context';
 import type { QdqDiagnostic, Rule } from './types';
 
-const WHY =
-  'TensorRT only supports symmetric quantization: QuantizeLinear/DequantizeLinear zero points must be all zeros (every version up to 10.15; a UINT8 zero point falls back to INT8 with a warning)';
+const why = (ctx: RuleContext) =>
+  `TensorRT only supports symmetric quantization: QuantizeLinear/DequantizeLinear zero points must be all zeros (${trtScope(ctx)}; a UINT8 zero point falls back to INT8 with a warning)`;
 
 function num(ctx: RuleContext, site: CallSite, kw: string, index: number): number | null {
   const n = site.kwargs.get(kw) ?? site.args[index];
@@ -30,7 +31,7 @@ export const qdq001Asymmetric: Rule = {
             'QDQ001',
             'error',
             u,
-            `unsigned=True quantizes to UINT8 with a non-zero range offset: ${WHY}. Use unsigned=False.`,
+            `unsigned=True quantizes to UINT8 with a non-zero range offset: ${why(ctx)}. Use unsigned=False.`,
             { title: 'Use unsigned=False (signed INT8)', safety: 'unsafe', edits: [ctx.replace(u, 'False')] },
           ),
         );
@@ -68,7 +69,7 @@ export const qdq001Asymmetric: Rule = {
             'QDQ001',
             'error',
             site.node,
-            `${problems.join('; ')}: ${WHY}. Use dtype=torch.qint8, qscheme=torch.per_tensor_symmetric (or per_channel_symmetric), quant_min=-128, quant_max=127.`,
+            `${problems.join('; ')}: ${why(ctx)}. Use dtype=torch.qint8, qscheme=torch.per_tensor_symmetric (or per_channel_symmetric), quant_min=-128, quant_max=127.`,
           ),
         );
     }
@@ -79,14 +80,14 @@ export const qdq001Asymmetric: Rule = {
       const qmax = num(ctx, site, 'quant_max', perChannel ? 5 : 4);
       const zpText = zp ? ctx.src(zp).replace(/\s+/g, '') : '';
       if (/^-?\d+$/.test(zpText) && Number(zpText) !== 0)
-        out.push(ctx.diag('QDQ001', 'error', zp!, `zero_point=${zpText}: ${WHY}. Use zero_point=0.`));
+        out.push(ctx.diag('QDQ001', 'error', zp!, `zero_point=${zpText}: ${why(ctx)}. Use zero_point=0.`));
       else if (qmin === 0 && qmax !== null && qmax > 0)
         out.push(
           ctx.diag(
             'QDQ001',
             'error',
             site.node,
-            `quant range [0, ${qmax}] is unsigned/asymmetric: ${WHY}. Use [-128, 127] with zero_point=0.`,
+            `quant range [0, ${qmax}] is unsigned/asymmetric: ${why(ctx)}. Use [-128, 127] with zero_point=0.`,
           ),
         );
     }

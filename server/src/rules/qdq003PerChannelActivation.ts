@@ -1,5 +1,6 @@
 // QDQ003: a per-channel quantizer applied to an activation.
 import { quantFacts, classKey } from './quantizers';
+import { trtScope } from './common';
 import type { QdqDiagnostic, Rule } from './types';
 
 export const qdq003PerChannelActivation: Rule = {
@@ -22,7 +23,7 @@ export const qdq003PerChannelActivation: Rule = {
           'QDQ003',
           'error',
           app.call,
-          `\`self.${app.name}\` is per-channel (axis=${ctx.src(decl.axis)}) but quantizes the activation \`${argText.slice(0, 40)}\`: TensorRT supports only per-tensor activation quantization (all versions up to 10.15). Declare it without an axis.`,
+          `\`self.${app.name}\` is per-channel (axis=${ctx.src(decl.axis)}) but quantizes the activation \`${argText.slice(0, 40)}\`: TensorRT supports only per-tensor activation quantization (${trtScope(ctx)}). Declare it without an axis.`,
           {
             title: 'Make the quantizer per-tensor (remove the axis)',
             safety: 'unsafe',

@@ -14,6 +14,8 @@ export interface SimpleCallRuleSpec {
   methods: boolean;
   message(ctx: RuleContext, site: CallSite): string | null;
   severity?(ctx: RuleContext, site: CallSite): Severity;
+  /** See Rule.traced. */
+  traced?: boolean;
 }
 
 export function simpleCallRule(spec: SimpleCallRuleSpec): Rule {
@@ -22,6 +24,7 @@ export function simpleCallRule(spec: SimpleCallRuleSpec): Rule {
     title: spec.title,
     defaultSeverity: spec.defaultSeverity,
     docs: spec.docs,
+    traced: spec.traced,
     check(ctx) {
       const out: QdqDiagnostic[] = [];
       for (const site of ctx.calls(...spec.names)) {

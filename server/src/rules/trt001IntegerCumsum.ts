@@ -1,11 +1,12 @@
 // TRT001: cumsum over an integer or bool tensor (HF RoBERTa-family create_position_ids_from_input_ids).
 import { isPrimary, unparen, type CallSite, type RuleContext } from './context';
-import { intVerdict, lower, quoteSrc } from './common';
+import { intVerdict, lower, quoteSrc, trtScope } from './common';
+import { isReversedMaskCumsum } from './trt067IntegerCumsumDtype';
 import type { QdqDiagnostic, QdqFix, Rule, SyntaxNode } from './types';
 
-const docs = `**TRT001 integer cumsum.** ONNX \`CumSum\` is documented for FP32/FP16/BF16 only in every TensorRT version up to 10.15.
-Integer input crashed conversion on TensorRT 7.x/8.x (NVIDIA/TensorRT#411, transformer-deploy's RoBERTa patch); from 10.8 CumSum
-uses ICumulativeLayer, still documented FP-only. Fix: cast to float before the cumsum and back to an integer after, as
+const docs = `**TRT001 integer cumsum.** ONNX \`CumSum\` is documented for FP32/FP16/BF16 only in every TensorRT version through 11.x.
+Integer input crashed conversion on TensorRT 7.x/8.x (NVIDIA/TensorRT#411, transformer-deploy's RoBERTa patch); the later
+ICumulativeLayer importer is still documented FP-only. Fix: cast to float before the cumsum and back to an integer after, as
 transformer-deploy does for RoBERTa: \`mask = input_ids.ne(padding_idx).float()\`.`;
 
 function severityFor(ctx: RuleContext) {
@@ -14,7 +15,7 @@ function severityFor(ctx: RuleContext) {
 
 function versionText(ctx: RuleContext): string {
   return ctx.trtAtLeast(10)
-    ? `TensorRT documents CumSum for FP32/FP16/BF16 only (all versions up to 10.15, target ${ctx.trt.text}); integer CumSum crashed conversion on 7.x-8.x`
+    ? `TensorRT documents CumSum for FP32/FP16/BF16 only (${trtScope(ctx)}); integer CumSum crashed conversion on 7.x-8.x`
     : `TensorRT ${ctx.trt.text} rejects integer CumSum (FP32/FP16/BF16 only; conversion crashes on 7.x-8.x)`;
 }
 
@@ -70,6 +71,7 @@ export const trt001IntegerCumsum: Rule = {
   code: 'TRT001',
   title: 'Integer cumsum',
   defaultSeverity: 'warning',
+  traced: true,
   docs,
   check(ctx) {
     const out: QdqDiagnostic[] = [];
@@ -79,8 +81,9 @@ export const trt001IntegerCumsum: Rule = {
       if (site.name !== 'cumsum' || site.node.parent?.type === 'decorator') continue;
       const x = isMethod ? site.receiver! : ctx.arg(site, 0, 'input');
       if (!x) continue;
+      // A literal dtype decides the CumSum's type: float is fine, integer is TRT067's finding.
       const explicitDtype = site.kwargs.get('dtype');
-      if (explicitDtype && /float|half|bfloat16|double/.test(ctx.src(explicitDtype))) continue;
+      if (explicitDtype && /float|half|bfloat16|double|int|long|short|bool/.test(ctx.src(explicitDtype))) continue;
       const v = intVerdict(ctx, x);
       const sev = severityFor(ctx);
       if (v.level === 'known') {
@@ -94,7 +97,7 @@ export const trt001IntegerCumsum: Rule = {
             fix ?? undefined,
           ),
         );
-      } else if (v.level === 'maybe') {
+      } else if (v.level === 'maybe' && !isReversedMaskCumsum(ctx, site)) {
         out.push(
           ctx.diag(
             'TRT001',
@@ -103,7 +106,7 @@ export const trt001IntegerCumsum: Rule = {
             `cumsum over ${quoteSrc(ctx, x)}, which may be an integer tensor (${v.info.why}): ${versionText(ctx)}. If it is, cast to float before the cumsum.`,
           ),
         );
-      } else if (v.level === 'unknown') {
+      } else if (v.level === 'unknown' && !isReversedMaskCumsum(ctx, site)) {
         out.push(
           ctx.diag(
             'TRT001',

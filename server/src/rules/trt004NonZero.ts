@@ -15,6 +15,7 @@ export const trt004NonZero: Rule = {
   code: 'TRT004',
   title: 'NonZero (data-dependent shape)',
   defaultSeverity: 'warning',
+  traced: true,
   docs: '**TRT004 NonZero.** `torch.nonzero`, `x.nonzero()`, `torch.argwhere` and one-argument `torch.where(cond)` export as ONNX `NonZero`, whose output shape depends on the data. Unsupported before TensorRT 8.5 and on TensorRT-RTX; later versions may still fail with "data-dependent shape". Keep shapes static: `torch.where(cond, x, fill)`, multiply by the mask, or a fixed-K `topk`.',
   check(ctx) {
     const out: QdqDiagnostic[] = [];

@@ -18,6 +18,7 @@ export const trt005BoolMaskIndexing: Rule = {
   code: 'TRT005',
   title: 'Boolean-mask indexing',
   defaultSeverity: 'warning',
+  traced: true,
   docs: '**TRT005 boolean-mask indexing.** `x[mask]` with a bool mask and `torch.masked_select` export as ONNX `NonZero` + `GatherND`: a data-dependent output shape (unsupported before TensorRT 8.5 and on TensorRT-RTX). Keep the shape static with `torch.where(mask, x, fill)` or `x * mask`.',
   check(ctx) {
     const out: QdqDiagnostic[] = [];

@@ -1,5 +1,6 @@
 // TRT007: torch.unique / unique_consecutive (ONNX Unique, unsupported by TensorRT).
 import { simpleCallRule } from './simpleCallRule';
+import { trtScope } from './common';
 
 export const trt007Unique = simpleCallRule({
   code: 'TRT007',
@@ -8,7 +9,8 @@ export const trt007Unique = simpleCallRule({
   names: ['unique', 'unique_consecutive'],
   modules: ['torch'],
   methods: true,
-  docs: '**TRT007 unique.** `torch.unique`/`unique_consecutive` export as ONNX `Unique`, which no TensorRT version supports (unsupported in 10.15; NVIDIA/TensorRT#3019). Compute it outside the engine, or use a fixed-size one-hot/bucket formulation.',
-  message: (_ctx, s) =>
-    `\`${s.name}\` exports as ONNX Unique, which no TensorRT version imports (unsupported up to 10.15). Compute it outside the engine or use a fixed-size one-hot/bucket formulation.`,
+  traced: true,
+  docs: '**TRT007 unique.** `torch.unique`/`unique_consecutive` export as ONNX `Unique`, which no TensorRT version supports (unsupported through 11.x; NVIDIA/TensorRT#3019). Compute it outside the engine, or use a fixed-size one-hot/bucket formulation.',
+  message: (ctx, s) =>
+    `\`${s.name}\` exports as ONNX Unique, which no TensorRT version imports (unsupported ${trtScope(ctx)}). Compute it outside the engine or use a fixed-size one-hot/bucket formulation.`,
 });

@@ -1,16 +1,19 @@
 // TRT013: training-mode export (torch.onnx.export(training=TRAINING), model never put in eval), bernoulli,
 // dropout(training=True).
 import type { CallSite, RuleContext } from './context';
+import { trtScope } from './common';
 import type { QdqDiagnostic, Rule, SyntaxNode } from './types';
 
-const WHY =
-  'training-mode Dropout/BatchNormalization (training_mode=1) and Bernoulli are unsupported by every TensorRT version up to 10.15';
+const why = (ctx: RuleContext) =>
+  `training-mode Dropout/BatchNormalization (training_mode=1) and Bernoulli are unsupported ${trtScope(ctx)}`;
 
 export const trt013TrainingExport: Rule = {
   code: 'TRT013',
   title: 'Training-mode export',
   defaultSeverity: 'error',
   scope: 'file',
+  // bernoulli and dropout(training=True) are graph ops; the export checks are about the export call itself.
+  traced: (d) => /^`(?:bernoulli|dropout)/.test(d.message),
   docs: '**TRT013 training-mode export.** Exporting with `training=TrainingMode.TRAINING`, exporting a model that was never put in `eval()`, `torch.bernoulli` and `F.dropout(training=True)` produce Dropout(training_mode=1), BatchNormalization(training_mode=1) or Bernoulli nodes, which TensorRT rejects ("does not support training_mode == 1"). Export in `model.eval()`, with `training=TrainingMode.EVAL`.',
   check(ctx) {
     const out: QdqDiagnostic[] = [];
@@ -32,7 +35,7 @@ export const trt013TrainingExport: Rule = {
           'TRT013',
           'error',
           site.node,
-          `\`${site.name}\` exports as ONNX Bernoulli: ${WHY}. Keep stochastic ops out of the engine.`,
+          `\`${site.name}\` exports as ONNX Bernoulli: ${why(ctx)}. Keep stochastic ops out of the engine.`,
         ),
       );
     }
@@ -47,7 +50,7 @@ export const trt013TrainingExport: Rule = {
             'TRT013',
             'error',
             site.node,
-            `\`dropout(..., training=True)\` exports a training-mode Dropout: ${WHY}. Pass training=self.training so eval export drops it.`,
+            `\`dropout(..., training=True)\` exports a training-mode Dropout: ${why(ctx)}. Pass training=self.training so eval export drops it.`,
             { title: 'Use training=self.training', safety: 'unsafe', edits: [ctx.replace(t, 'self.training')] },
           ),
         );
@@ -68,7 +71,7 @@ function checkExport(ctx: RuleContext, site: CallSite, out: QdqDiagnostic[]): vo
           'TRT013',
           'error',
           training,
-          `torch.onnx.export(training=${t}) exports Dropout/BatchNormalization in training mode: ${WHY}. Export with TrainingMode.EVAL.`,
+          `torch.onnx.export(training=${t}) exports Dropout/BatchNormalization in training mode: ${why(ctx)}. Export with TrainingMode.EVAL.`,
           { title: `Export with ${fixText}`, safety: 'safe', edits: [ctx.replace(training, fixText)] },
         ),
       );
@@ -95,7 +98,7 @@ function checkExport(ctx: RuleContext, site: CallSite, out: QdqDiagnostic[]): vo
         'TRT013',
         'error',
         model,
-        `\`${modelText}\` is in training mode (\`.train()\` is called before this export): ${WHY}. Call \`${modelText}.eval()\` before exporting.`,
+        `\`${modelText}\` is in training mode (\`.train()\` is called before this export): ${why(ctx)}. Call \`${modelText}.eval()\` before exporting.`,
         canInsert
           ? {
               title: `Call ${modelText}.eval() before the export`,
@@ -114,7 +117,7 @@ function checkExport(ctx: RuleContext, site: CallSite, out: QdqDiagnostic[]): vo
         'TRT013',
         'warning',
         model,
-        `\`${modelText}\` is exported without \`.eval()\`: a freshly built nn.Module is in training mode, and the dynamo exporter (torch.onnx.export's default since torch 2.9) exports it as it is, so Dropout/BatchNorm export in training mode: ${WHY}.`,
+        `\`${modelText}\` is exported without \`.eval()\`: a freshly built nn.Module is in training mode, and the dynamo exporter (torch.onnx.export's default since torch 2.9) exports it as it is, so Dropout/BatchNorm export in training mode: ${why(ctx)}.`,
         canInsert
           ? {
               title: `Call ${modelText}.eval() before the export`,
@@ -130,7 +133,7 @@ function checkExport(ctx: RuleContext, site: CallSite, out: QdqDiagnostic[]): vo
         'TRT013',
         'hint',
         model,
-        `Could not determine whether \`${modelText}\` is in eval mode here. Exporting in training mode fails in TensorRT: ${WHY}.`,
+        `Could not determine whether \`${modelText}\` is in eval mode here. Exporting in training mode fails in TensorRT: ${why(ctx)}.`,
       ),
     );
   }

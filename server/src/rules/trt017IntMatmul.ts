@@ -1,15 +1,16 @@
 // TRT017: matmul / @ / mm / bmm / F.linear on integer tensors.
-import { intVerdict, quoteSrc, worstVerdict, type IntVerdict } from './common';
+import { intVerdict, quoteSrc, trtScope, worstVerdict, type IntVerdict } from './common';
 import type { RuleContext } from './context';
 import type { QdqDiagnostic, Rule, SyntaxNode } from './types';
 
-const WHY =
-  'TensorRT MatMul/Gemm accept FP32/FP16/BF16 only and reject INT32/INT64 inputs ("Found unsupported input type") in every version up to 10.15';
+const why = (ctx: RuleContext) =>
+  `TensorRT MatMul/Gemm accept FP32/FP16/BF16 only and reject INT32/INT64 inputs ("Found unsupported input type") ${trtScope(ctx)}`;
 
 export const trt017IntMatmul: Rule = {
   code: 'TRT017',
   title: 'Integer matmul',
   defaultSeverity: 'error',
+  traced: true,
   docs: '**TRT017 integer matmul.** `torch.matmul`, `@`, `torch.mm`, `torch.bmm` and `F.linear` on integer tensors export as MatMul/Gemm with INT inputs, which the TensorRT importer rejects ("Found unsupported input type of INT32"). Cast the operands to float, or use Q/DQ quantizers for INT8 math.',
   check(ctx) {
     const out: QdqDiagnostic[] = [];
@@ -25,12 +26,17 @@ export const trt017IntMatmul: Rule = {
             'TRT017',
             'error',
             node,
-            `${what} on an integer operand ${desc(worst)}: ${WHY}. Cast the operands to float.`,
+            `${what} on an integer operand ${desc(worst)}: ${why(ctx)}. Cast the operands to float.`,
           ),
         );
       else if (worst.level === 'maybe')
         out.push(
-          ctx.diag('TRT017', 'hint', node, `${what} operand ${desc(worst)} may be an integer tensor; if so: ${WHY}.`),
+          ctx.diag(
+            'TRT017',
+            'hint',
+            node,
+            `${what} operand ${desc(worst)} may be an integer tensor; if so: ${why(ctx)}.`,
+          ),
         );
     };
     for (const site of ctx.calls('matmul', 'mm', 'bmm', 'linear')) {

@@ -1,13 +1,15 @@
 // TRT022: topk with k >= 3840 or sorted=False.
+import { trtScope } from './common';
 import type { QdqDiagnostic, Rule } from './types';
 
-const MAX_K = 3840;
+export const MAX_K = 3840;
 
 export const trt022TopK: Rule = {
   code: 'TRT022',
   title: 'TopK limits',
   defaultSeverity: 'error',
-  docs: `**TRT022 TopK.** TensorRT's TopK requires \`K < ${MAX_K}\` and \`sorted=1\` (all versions up to 10.15); a K computed at run time is only accepted from 8.6. Keep k small and \`sorted=True\`; for a larger k, split the input and merge.`,
+  traced: true,
+  docs: `**TRT022 TopK.** TensorRT's TopK requires \`K < ${MAX_K}\` and \`sorted=1\` (every version through 11.x); a K computed at run time is only accepted from 8.6. Keep k small and \`sorted=True\`; for a larger k, split the input and merge.`,
   check(ctx) {
     const out: QdqDiagnostic[] = [];
     for (const site of ctx.calls('topk')) {
@@ -21,7 +23,7 @@ export const trt022TopK: Rule = {
               'TRT022',
               'error',
               kNode,
-              `topk with k=${k}: TensorRT TopK requires K < ${MAX_K} (all versions up to 10.15). Split the input and merge partial top-k results.`,
+              `topk with k=${k}: TensorRT TopK requires K < ${MAX_K} (${trtScope(ctx)}). Split the input and merge partial top-k results.`,
             ),
           );
       } else if (kNode && !ctx.trtAtLeast(8, 6) && kNode.type !== 'identifier') {
@@ -42,7 +44,7 @@ export const trt022TopK: Rule = {
             'TRT022',
             'error',
             sorted,
-            'topk(sorted=False): TensorRT TopK only supports sorted=1 (all versions up to 10.15). Use sorted=True; the same k elements come back, in descending order.',
+            `topk(sorted=False): TensorRT TopK only supports sorted=1 (${trtScope(ctx)}). Use sorted=True; the same k elements come back, in descending order.`,
             { title: 'Use sorted=True', safety: 'safe', edits: [ctx.replace(sorted, 'True')] },
           ),
         );

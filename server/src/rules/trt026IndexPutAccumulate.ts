@@ -1,14 +1,17 @@
 // TRT026: index_put(accumulate=True): ScatterND(reduction=add) under the dynamo exporter.
 import { inferDtype } from './dtype';
+import { trtScope } from './common';
+import type { RuleContext } from './context';
 import type { QdqDiagnostic, Rule } from './types';
 
-const WHY =
-  'TensorRT ScatterND supports no reduction other than none ("Attribute reduction is not supported", all versions up to 10.15)';
+const why = (ctx: RuleContext) =>
+  `TensorRT ScatterND supports no reduction other than none ("Attribute reduction is not supported", ${trtScope(ctx)})`;
 
 export const trt026IndexPutAccumulate: Rule = {
   code: 'TRT026',
   title: 'index_put with accumulate',
   defaultSeverity: 'error',
+  traced: true,
   docs: '**TRT026 accumulating index_put.** `x.index_put_(idx, v, accumulate=True)` (and `x[idx] += v` with an index tensor under the dynamo exporter) exports as ScatterND(reduction="add"), which TensorRT rejects. Use a one-hot matmul, or scatter into zeros and add.',
   check(ctx) {
     const out: QdqDiagnostic[] = [];
@@ -21,7 +24,7 @@ export const trt026IndexPutAccumulate: Rule = {
             'TRT026',
             'error',
             site.node,
-            `\`${site.name}(..., accumulate=True)\` exports as ScatterND(reduction="add"): ${WHY}. Use a one-hot matmul or scatter into zeros and add.`,
+            `\`${site.name}(..., accumulate=True)\` exports as ScatterND(reduction="add"): ${why(ctx)}. Use a one-hot matmul or scatter into zeros and add.`,
           ),
         );
     }
@@ -50,7 +53,7 @@ function augmentedIndexAdds(ctx: import('./context').RuleContext): QdqDiagnostic
         'TRT026',
         'warning',
         sub.parent,
-        `\`x[idx] += v\` with an index tensor (${d.why}) exports as ScatterND(reduction="add") under the dynamo exporter (duplicates accumulate): ${WHY}. Use a one-hot matmul, or the TorchScript exporter at opset 11.`,
+        `\`x[idx] += v\` with an index tensor (${d.why}) exports as ScatterND(reduction="add") under the dynamo exporter (duplicates accumulate): ${why(ctx)}. Use a one-hot matmul, or the TorchScript exporter at opset 11.`,
       ),
     );
   }

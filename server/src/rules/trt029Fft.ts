@@ -1,5 +1,6 @@
 // TRT029: torch.fft.* (ONNX DFT, unsupported by TensorRT).
 import { simpleCallRule } from './simpleCallRule';
+import { trtScope } from './common';
 
 export const trt029Fft = simpleCallRule({
   code: 'TRT029',
@@ -23,7 +24,8 @@ export const trt029Fft = simpleCallRule({
   ],
   modules: ['torch.fft', 'torch'],
   methods: false,
-  docs: '**TRT029 FFT.** `torch.fft.*` exports as ONNX `DFT` (opset 17+) or not at all; TensorRT does not support DFT (unsupported up to 10.15). Multiply by a precomputed DFT matrix instead.',
-  message: (_ctx, s) =>
-    `\`${s.qualified}\` exports as ONNX DFT (or fails to export); TensorRT does not support DFT in any version up to 10.15. Use a matmul with a precomputed DFT matrix.`,
+  traced: true,
+  docs: '**TRT029 FFT.** `torch.fft.*` exports as ONNX `DFT` (opset 17+) or not at all; TensorRT does not support DFT (unsupported through 11.x). Multiply by a precomputed DFT matrix instead.',
+  message: (ctx, s) =>
+    `\`${s.qualified}\` exports as ONNX DFT (or fails to export); TensorRT does not support DFT (${trtScope(ctx)}). Use a matmul with a precomputed DFT matrix.`,
 });

@@ -1,5 +1,6 @@
 // TRT030: bitwise operators / torch.bitwise_* on integer tensors (BitwiseAnd/Or/Xor/Not, BitShift).
-import { intVerdict, quoteSrc, worstVerdict } from './common';
+import { intVerdict, quoteSrc, trtScope, worstVerdict } from './common';
+import type { RuleContext } from './context';
 import type { QdqDiagnostic, Rule, SyntaxNode } from './types';
 
 const TYPE_NAMES = new Set([
@@ -18,12 +19,13 @@ const TYPE_NAMES = new Set([
   'Tensor',
   'Any',
 ]);
-const WHY = 'ONNX BitwiseAnd/Or/Xor/Not and BitShift are unsupported by every TensorRT version up to 10.15';
+const why = (ctx: RuleContext) => `ONNX BitwiseAnd/Or/Xor/Not and BitShift are unsupported ${trtScope(ctx)}`;
 
 export const trt030Bitwise: Rule = {
   code: 'TRT030',
   title: 'Bitwise ops on integers',
   defaultSeverity: 'error',
+  traced: true,
   docs: '**TRT030 bitwise ops.** `&`, `|`, `^`, `~`, `<<`, `>>` and `torch.bitwise_*` on integer tensors export as BitwiseAnd/Or/Xor/Not and BitShift, which TensorRT does not support. On bool tensors they export as And/Or/Xor/Not, which are fine: keep masks as bool and use `torch.logical_*`. In-place `&=` on tensors does not even export (aten::__iand_).',
   check(ctx) {
     const out: QdqDiagnostic[] = [];
@@ -50,7 +52,7 @@ export const trt030Bitwise: Rule = {
             'TRT030',
             'error',
             node,
-            `${what} on the integer tensor ${quoteSrc(ctx, culprit)} (${v.info.why}): ${WHY}. Use bool masks with torch.logical_* or integer arithmetic.`,
+            `${what} on the integer tensor ${quoteSrc(ctx, culprit)} (${v.info.why}): ${why(ctx)}. Use bool masks with torch.logical_* or integer arithmetic.`,
           ),
         );
       } else if (v.level === 'maybe' && v.info.kind !== 'bool') {
@@ -59,7 +61,7 @@ export const trt030Bitwise: Rule = {
             'TRT030',
             'hint',
             node,
-            `${what} on ${quoteSrc(ctx, culprit)}, which may be an integer tensor (${v.info.why}); if so: ${WHY}.`,
+            `${what} on ${quoteSrc(ctx, culprit)}, which may be an integer tensor (${v.info.why}); if so: ${why(ctx)}.`,
           ),
         );
       } else if (v.level === 'unknown' && unknownToo) {
@@ -68,7 +70,7 @@ export const trt030Bitwise: Rule = {
             'TRT030',
             'hint',
             node,
-            `Could not determine whether ${quoteSrc(ctx, culprit)} is a bool or an integer tensor. On integers, ${what} fails: ${WHY}; on bool it exports as a supported logical op.`,
+            `Could not determine whether ${quoteSrc(ctx, culprit)} is a bool or an integer tensor. On integers, ${what} fails: ${why(ctx)}; on bool it exports as a supported logical op.`,
           ),
         );
       }

@@ -1,12 +1,12 @@
 // TRT031: arithmetic and max/min on bool tensors.
 import { inferDtype } from './dtype';
-import { quoteSrc } from './common';
+import { quoteSrc, trtScope } from './common';
 import { boolSites, operandParent } from './boolProducers';
 import type { RuleContext } from './context';
 import type { QdqDiagnostic, QdqFix, Rule, SyntaxNode } from './types';
 
-const WHY =
-  'TensorRT elementwise layers reject BOOL for Add/Sub/Mul/Div/Max/Min/Greater/Less ("Elementwise layer does not support operator ... with type BOOL"), all versions up to 10.15';
+const why = (ctx: RuleContext) =>
+  `TensorRT elementwise layers reject BOOL for Add/Sub/Mul/Div/Max/Min/Greater/Less ("Elementwise layer does not support operator ... with type BOOL"), ${trtScope(ctx)}`;
 const ARITH = new Set(['+', '-', '*', '/', '//', '%', '**']);
 
 function boolTensor(ctx: RuleContext, node: SyntaxNode | null): boolean {
@@ -18,6 +18,7 @@ export const trt031BoolArithmetic: Rule = {
   code: 'TRT031',
   title: 'Arithmetic on bool tensors',
   defaultSeverity: 'error',
+  traced: true,
   docs: '**TRT031 bool arithmetic.** `mask_a + mask_b`, `mask * mask`, `mask.max()` on bool tensors export as Add/Mul/Max on BOOL, which TensorRT rejects. For bool tensors `+` is a logical or and `*` a logical and, so `torch.logical_or`/`torch.logical_and` give the same result with supported Or/And ops.',
   check(ctx) {
     const out: QdqDiagnostic[] = [];
@@ -38,7 +39,7 @@ export const trt031BoolArithmetic: Rule = {
             'TRT031',
             'error',
             parent,
-            `\`${op}\` on two bool tensors ${quoteSrc(ctx, l)} and ${quoteSrc(ctx, r)}: ${WHY}.${op === '+' || op === '*' ? ` Use torch.logical_${op === '+' ? 'or' : 'and'} (same result on bool).` : ' Cast to int or float first.'}`,
+            `\`${op}\` on two bool tensors ${quoteSrc(ctx, l)} and ${quoteSrc(ctx, r)}: ${why(ctx)}.${op === '+' || op === '*' ? ` Use torch.logical_${op === '+' ? 'or' : 'and'} (same result on bool).` : ' Cast to int or float first.'}`,
             logicalFix(ctx, parent, op, l, r),
           ),
         );
@@ -53,7 +54,7 @@ export const trt031BoolArithmetic: Rule = {
             'TRT031',
             'error',
             parent,
-            `\`${op}\` on bool tensors: ${WHY}. Use torch.logical_or / torch.logical_and.`,
+            `\`${op}\` on bool tensors: ${why(ctx)}. Use torch.logical_or / torch.logical_and.`,
           ),
         );
       } else if (parent.type === 'attribute' && parent.parent?.type === 'call') {
@@ -65,7 +66,7 @@ export const trt031BoolArithmetic: Rule = {
             'TRT031',
             'error',
             parent.parent,
-            `\`.${method}()\` on the bool tensor ${quoteSrc(ctx, n)}: ${WHY}. Use .any()/.all() or cast to int first.`,
+            `\`.${method}()\` on the bool tensor ${quoteSrc(ctx, n)}: ${why(ctx)}. Use .any()/.all() or cast to int first.`,
           ),
         );
       }

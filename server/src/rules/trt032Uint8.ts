@@ -1,14 +1,17 @@
 // TRT032: .byte() / torch.uint8 intermediates: Cast(to=UINT8).
 import { dtypeFromExpr } from './dtype';
+import { trtScope } from './common';
+import type { RuleContext } from './context';
 import type { QdqDiagnostic, Rule, SyntaxNode } from './types';
 
-const WHY =
-  'TensorRT allows UINT8 only as a network input/output type ("Unsupported ONNX data type: UINT8"), in every version up to 10.15';
+const why = (ctx: RuleContext) =>
+  `TensorRT allows UINT8 only as a network input/output type ("Unsupported ONNX data type: UINT8"), ${trtScope(ctx)}`;
 
 export const trt032Uint8: Rule = {
   code: 'TRT032',
   title: 'uint8 intermediate tensors',
   defaultSeverity: 'error',
+  traced: true,
   docs: '**TRT032 uint8.** `.byte()`, `.to(torch.uint8)` and `dtype=torch.uint8` create UINT8 intermediates (ONNX Cast to UINT8), which TensorRT only accepts at network inputs/outputs. Use `torch.bool` for masks (what HF did for DeBERTa, transformers#23683) or `torch.int8`.',
   check(ctx) {
     const out: QdqDiagnostic[] = [];
@@ -22,7 +25,7 @@ export const trt032Uint8: Rule = {
           'TRT032',
           'error',
           site.node,
-          `\`.byte()\` makes a uint8 tensor: ${WHY}. Use .bool() for masks (values must be 0/1) or .to(torch.int8).`,
+          `\`.byte()\` makes a uint8 tensor: ${why(ctx)}. Use .bool() for masks (values must be 0/1) or .to(torch.int8).`,
           {
             title: 'Use .bool() instead of .byte() (for 0/1 masks)',
             safety: 'unsafe',
@@ -59,7 +62,7 @@ export const trt032Uint8: Rule = {
           'TRT032',
           'error',
           call,
-          `uint8 tensor created here: ${WHY}. Use torch.bool for masks or torch.int8.`,
+          `uint8 tensor created here: ${why(ctx)}. Use torch.bool for masks or torch.int8.`,
           fix,
         ),
       );

@@ -1,5 +1,5 @@
 // TRT033: FP-only unary math on integer tensors (floor/ceil/round/sqrt/exp/log/erf/trig/reciprocal).
-import { intVerdict, quoteSrc } from './common';
+import { intVerdict, quoteSrc, trtScope } from './common';
 import { isPrimary, type CallSite, type RuleContext } from './context';
 import type { QdqDiagnostic, QdqFix, Rule, SyntaxNode } from './types';
 
@@ -33,13 +33,14 @@ const FLOAT_PROMOTING = new Set([
   'reciprocal',
 ]);
 
-const WHY =
-  'TensorRT unary layers accept FP32/FP16/BF16 only for these ops and reject INT32/INT64/BOOL ("does not support the given operator ... input data type INT32"), all versions up to 10.15';
+const why = (ctx: RuleContext) =>
+  `TensorRT unary layers accept FP32/FP16/BF16 only for these ops and reject INT32/INT64/BOOL ("does not support the given operator ... input data type INT32"), ${trtScope(ctx)}`;
 
 export const trt033IntUnary: Rule = {
   code: 'TRT033',
   title: 'Float-only unary op on integers',
   defaultSeverity: 'error',
+  traced: true,
   docs: '**TRT033 unary math on integers.** `torch.floor/ceil/round/sqrt/exp/log/erf/sin/cos/reciprocal` (and methods) on integer tensors export Floor/Ceil/Sqrt/... on INT, which TensorRT rejects. floor/ceil/round/trunc of an integer tensor is the tensor itself, so the call can go; the others promote to float in PyTorch, so an explicit `.float()` on the input gives the same result.',
   check(ctx) {
     const out: QdqDiagnostic[] = [];
@@ -56,7 +57,7 @@ export const trt033IntUnary: Rule = {
             'TRT033',
             'error',
             site.node,
-            `\`${site.name}\` on the ${v.info.kind === 'bool' ? 'bool' : 'integer'} tensor ${quoteSrc(ctx, x)} (${v.info.why}): ${WHY}.`,
+            `\`${site.name}\` on the ${v.info.kind === 'bool' ? 'bool' : 'integer'} tensor ${quoteSrc(ctx, x)} (${v.info.why}): ${why(ctx)}.`,
             fixFor(ctx, site, x, isMethod) ?? undefined,
           ),
         );
@@ -66,7 +67,7 @@ export const trt033IntUnary: Rule = {
             'TRT033',
             'hint',
             site.node,
-            `\`${site.name}\` on ${quoteSrc(ctx, x)}, which may be an integer tensor (${v.info.why}); if so: ${WHY}.`,
+            `\`${site.name}\` on ${quoteSrc(ctx, x)}, which may be an integer tensor (${v.info.why}); if so: ${why(ctx)}.`,
           ),
         );
       }

@@ -37,7 +37,7 @@ export interface QdqDiagnostic {
 }
 
 export interface RuleOptions {
-  /** TensorRT version the engine is built with, e.g. "10.15" or "8.6". Default "10.15". */
+  /** TensorRT version the engine is built with, e.g. "11.5", "10.15" or "8.6". Default DEFAULT_TRT_VERSION (11.x). */
   trtVersion?: string;
 }
 
@@ -56,5 +56,10 @@ export interface Rule {
    * the rule runs on the whole file every time.
    */
   scope?: 'statement' | 'file';
+  /**
+   * The findings are ops of the exported graph: where they sit in code that never reaches the export (training-only
+   * branches and losses, __init__, module level) they become hints (exportTime.ts). A function picks which findings.
+   */
+  traced?: boolean | ((d: QdqDiagnostic) => boolean);
   check(ctx: import('./context').RuleContext): QdqDiagnostic[];
 }
