@@ -19,6 +19,7 @@ from .artifacts import prepare_out_dir, site_key, write_atomic  # noqa: F401 - t
 from .errors import QdqError
 from .loader import Project, QuantizerInfo, amax_value, forward_error, quantizer_summary
 from .protocol_types import CALIBRATION_METHODS, CalibrateParams, CalibrateResult, Quantizer, SetMethodParams
+from .quant_error import hist_sqnr_db, method_choices, weight_sqnr_db
 
 METHODS = CALIBRATION_METHODS
 # Entropy (TensorRT's KL search) treats whatever lies above its amax as a sparse tail to clip. On
@@ -301,8 +302,27 @@ def _apply(
                 }
                 amax = fallback
         q.module.set_amax(amax)
+        _score(q, state, extras[q.name], amax, method, percentile)
         progress("histogram", index + 1, total, f"{method}: {q.name}")
     return extras
+
+
+def _score(
+    q: QuantizerInfo, state: Dict[str, Any], extra: Dict[str, Any], amax: Any, method: str, percentile: float
+) -> None:
+    """The error the chosen amax adds (SQNR) and what every other method would have picked, from the histogram."""
+    num_bits = int(getattr(q.module, "num_bits", 8))
+    unsigned = bool(getattr(q.module, "unsigned", False))
+    hist = state["hist"]
+    extra["sqnr_db"] = hist_sqnr_db(hist, amax, num_bits, unsigned)
+    chosen = {method: amax}
+    extra["methods"] = method_choices(
+        hist,
+        list(METHODS),
+        lambda m: chosen[m] if m in chosen else _compute(state, m, percentile),
+        num_bits,
+        unsigned,
+    )
 
 
 def _calibrate_weights(project: Project) -> None:
@@ -329,6 +349,13 @@ def _result(
         entry["amax"] = amax_value(q.module)
         if q.role == "weight":
             entry["method"] = "max" if entry["amax"] is not None else None
+            amax = getattr(q.module, "amax", None)
+            entry["sqnr_db"] = weight_sqnr_db(
+                getattr(q.parent, "weight", None),
+                amax if entry["amax"] is not None else None,
+                getattr(q.module, "axis", None),
+                int(getattr(q.module, "num_bits", 8)),
+            )
         else:
             extra = extras.get(q.name, {})
             entry["method"] = extra.get("method")
@@ -336,6 +363,9 @@ def _result(
                 entry["fallback"] = extra["fallback"]
             if extra.get("hist") is not None:
                 entry["hist"] = extra["hist"]
+            for key in ("sqnr_db", "methods"):
+                if extra.get(key) is not None:
+                    entry[key] = extra[key]  # type: ignore[literal-required]
         listed.append(entry)
     header = {
         "model": project.factory,

@@ -14,7 +14,7 @@ try:
 except ImportError:  # Python 3.7; torch depends on typing_extensions
     from typing_extensions import TypedDict
 
-SCHEMA_SHA256 = "d231971ba9766b05d922ee2911ee3415525e6c12b424aaf6c2663b1c03d7b8b8"
+SCHEMA_SHA256 = "bf91b10eb95270aa3192b266ff2e7350de951db66880547720d6d74380aa9e1e"
 
 ERROR_KINDS = ("config", "import", "user_code", "no_data", "shape", "nan", "oom", "cancelled", "export", "internal", "protocol")
 ErrorKind = str  # one of ERROR_KINDS
@@ -52,6 +52,9 @@ Site = TypedDict("Site", {"file": str, "cls": str, "attr": str})
 Histogram = TypedDict("Histogram", {"bins": List[float], "edges_max": float})
 
 
+MethodChoice = TypedDict("MethodChoice", {"method": CalibrationMethod, "amax": float, "sqnr_db": Optional[float], "clipped": float})
+
+
 Fallback = TypedDict("Fallback", {"from": CalibrationMethod, "amax": float, "clipped": float, "reason": str})
 
 
@@ -62,6 +65,8 @@ class Quantizer(_QuantizerRequired, total=False):
 
     hist: Histogram
     fallback: Fallback
+    sqnr_db: Optional[float]
+    methods: List[MethodChoice]
 
 
 TensorInfo = TypedDict("TensorInfo", {"name": str, "shape": List[int], "dtype": str})
@@ -239,6 +244,8 @@ class ExportParams:
     target: Optional[str] = None
     fold_weights: Optional[bool] = None
     eval_batches: Optional[int] = None
+    int8_only: Optional[bool] = None
+    int8_file: Optional[str] = None
 
     @classmethod
     def from_json(cls, data: Any, where: str = "params") -> "ExportParams":
@@ -255,6 +262,8 @@ class ExportParams:
             target=data.get("target"),
             fold_weights=data.get("fold_weights"),
             eval_batches=data.get("eval_batches"),
+            int8_only=data.get("int8_only"),
+            int8_file=data.get("int8_file"),
         )
 
 

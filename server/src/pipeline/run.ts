@@ -16,7 +16,10 @@ import { quantizeDynamic } from '../onnx/dynamic';
 import { qdqStats, QuantizerInfo, QdqStats } from '../onnx/qdqStats';
 import { trtCheck } from '../onnx/trtCheck';
 import { optimizeForOrtCpu, ortCpuRewriteChanged, OrtCpuResult } from '../onnx/ortCpu';
-import { readEvalFile, verifyModels, VerifyResult, EvalBatch } from '../onnx/verify';
+import { readEvalFile, EvalBatch } from '../onnx/verify';
+import { verifyForms, FormToVerify, FormsVerification } from '../onnx/verifyForms';
+import { formsReport, FormsReport, readEvalMeta } from './report';
+import { exportOrtCpuForm, removeStaleOrtCpuForm } from './forms';
 import { libraryPatchOrConfigError } from '../library/patch';
 
 export type PipelineStep = 'calibrate' | 'export' | 'verify';
@@ -114,6 +117,8 @@ export interface Report {
     latency_ms?: { fp32: number; int8: number };
     size_bytes?: { fp32: number; int8: number };
   };
+  /** FP32 and every INT8 form side by side, where they were measured, and the headline (pipeline/report.ts). */
+  compare?: FormsReport;
   notes: string[];
 }
 
@@ -314,6 +319,9 @@ export async function runPipeline(
   }
   const wantVerify = opts.steps.includes('verify');
   const wantExport = wantVerify || opts.steps.includes('export') || !!opts.dynamicOnly;
+  // No target chosen: the TensorRT form and the one ONNX Runtime's CPU provider fuses, both exported and timed,
+  // from one calibration pass (which then covers the ort-cpu output quantizers too).
+  const bothForms = !cfg.targetGiven && cfg.target === 'tensorrt' && wantExport && !opts.dynamicOnly;
   const outDir = prepareOutDir(projectDir, cfg.outDir, opts.overrides?.outDir !== undefined);
   const notes: string[] = [];
 
@@ -385,6 +393,7 @@ export async function runPipeline(
         percentile: cfg.percentile,
         batches: opts.dynamicOnly ? 1 : cfg.batches,
         out_dir: workDir,
+        outputs: bothForms || cfg.target === 'ort-cpu',
       },
       rpc,
     );
@@ -522,6 +531,13 @@ export async function runPipeline(
           if (!trt.checked)
             notes.push('TensorRT operator check skipped: the operator matrix (server/src/knowledge) is not built');
         }
+        if (!bothForms) removeStaleOrtCpuForm(outDir);
+        if (bothForms) {
+          onProgress({ step: 'export', done: 0, total: 1, message: 'exporting the ort-cpu form of the INT8 model' });
+          const second = await exportOrtCpuForm(backend, rpc, outDir, cfg);
+          report.files.int8_ort_cpu_onnx = second.file;
+          report.ort_cpu_rewrite = second.rewrite;
+        }
       }
       cancel.throwIfCancelled();
       if (opts.dynamic || opts.dynamicOnly || wantVerify) {
@@ -543,44 +559,19 @@ export async function runPipeline(
       if (wantVerify || opts.dynamicOnly) {
         const total = (opts.dynamicOnly ? 0 : 1) + (report.dynamic ? 1 : 0);
         let done = 0;
-        if (!opts.dynamicOnly) {
-          onProgress({ step: 'verify', done, total, message: 'running FP32 and INT8 with onnxruntime' });
-          const v: VerifyResult = await verifyOrExplain(exp.fp32_onnx, exp.int8_onnx, batches(), opts.latencyRuns);
-          Object.assign(report, {
-            outputs: v.outputs,
-            cosine_min: v.cosine_min,
-            max_abs_diff: v.max_abs_diff,
-            top1_agreement: v.top1_agreement,
-            accuracy: v.accuracy,
-            latency_ms: { fp32: v.latency_ms.fp32, int8: v.latency_ms.int8 },
-            size_bytes: v.sizes_bytes,
-            latency_input_shape: v.latency_ms.batch_shape,
-            eval_samples: v.samples,
-          });
-          if (cfg.target !== 'ort-cpu' && v.latency_ms.int8 > v.latency_ms.fp32) {
-            // The latency row is ONNX Runtime on the CPU, which runs most of the TensorRT form's QDQ pairs as
-            // separate ops: without this, the table reads as "INT8 is slower" when TensorRT would fuse them.
-            notes.push(
-              `INT8 (${cfg.target}) ran slower than FP32 here because ONNX Runtime's CPU provider does not fuse that QDQ form; ` +
-                'TensorRT does. For an INT8 model that is faster on ONNX Runtime CPU, export with --target ort-cpu or use the dynamic INT8',
-            );
-          }
-          done++;
-          cancel.throwIfCancelled();
-        }
-        if (report.dynamic) {
-          onProgress({ step: 'verify', done, total, message: 'running FP32 and dynamic INT8 with onnxruntime' });
-          const v = await verifyOrExplain(exp.fp32_onnx, report.dynamic.file, batches(), opts.latencyRuns);
-          Object.assign(report.dynamic, {
-            cosine_min: v.cosine_min,
-            max_abs_diff: v.max_abs_diff,
-            top1_agreement: v.top1_agreement,
-            accuracy: v.accuracy,
-            latency_ms: { fp32: v.latency_ms.fp32, int8: v.latency_ms.int8 },
-            size_bytes: v.sizes_bytes,
-          });
-          done++;
-        }
+        const forms: FormToVerify[] = [];
+        if (!opts.dynamicOnly) forms.push({ name: cfg.target, file: exp.int8_onnx });
+        if (report.files.int8_ort_cpu_onnx) forms.push({ name: 'ort-cpu', file: report.files.int8_ort_cpu_onnx });
+        if (report.dynamic) forms.push({ name: 'dynamic', file: report.dynamic.file });
+        onProgress({
+          step: 'verify',
+          done,
+          total,
+          message: `running FP32 and ${forms.map((f) => f.name).join(', ')} with onnxruntime`,
+        });
+        const v = await verifyFormsOrExplain(exp.fp32_onnx, forms, batches(), opts.latencyRuns);
+        applyVerification(report, v, readEvalMeta(exp.eval_file), !opts.dynamicOnly, notes);
+        done = total;
         onProgress({ step: 'verify', done: total, total, message: 'verified' });
       }
     } else {
@@ -618,19 +609,66 @@ export async function runPipeline(
   }
 }
 
-async function verifyOrExplain(
+async function verifyFormsOrExplain(
   fp32: string,
-  int8: string,
+  forms: FormToVerify[],
   batches: EvalBatch[],
   latencyRuns?: number,
-): Promise<VerifyResult> {
+): Promise<FormsVerification> {
   try {
-    return await verifyModels(fp32, int8, batches, { latencyRuns });
+    return await verifyForms(fp32, forms, batches, { latencyRuns });
   } catch (e) {
     throw new QdqError(
       'verify',
-      `onnxruntime could not run ${path.basename(int8)} against ${path.basename(fp32)}: ${(e as Error).message}`,
+      `onnxruntime could not run ${forms.map((f) => path.basename(f.file)).join(', ')} against ${path.basename(fp32)}: ${(e as Error).message}`,
       'the exported graph may use an operator or type this onnxruntime does not support; see the message above',
     );
   }
+}
+
+/**
+ * The verification's figures into the report: the side-by-side section, and the older flat fields (accuracy,
+ * cosine_min, latency_ms, ...) for the primary form (the target) and the dynamic one, which readers of report.json
+ * written before the forms existed still use.
+ */
+function applyVerification(
+  report: Report,
+  v: FormsVerification,
+  meta: ReturnType<typeof readEvalMeta>,
+  hasStatic: boolean,
+  notes: string[],
+): void {
+  const compare = formsReport(v, meta);
+  report.compare = compare;
+  const pairOf = (f: (typeof v.forms)[number]) => ({
+    cosine_min: f.cosine_pooled,
+    max_abs_diff: f.max_abs_diff,
+    top1_agreement: f.top1_agreement,
+    accuracy: f.accuracy !== null && v.fp32.accuracy !== null ? { fp32: v.fp32.accuracy, int8: f.accuracy } : null,
+    latency_ms: { fp32: v.fp32.latency_ms, int8: f.latency_ms },
+    size_bytes: { fp32: v.fp32.size_bytes, int8: f.size_bytes },
+  });
+  if (hasStatic) {
+    const primary = v.forms[0];
+    Object.assign(report, pairOf(primary), {
+      outputs: primary.outputs,
+      latency_input_shape: v.latency_batch_shape,
+      eval_samples: v.samples,
+    });
+    const ortCpu = v.forms.find((f) => f.name === 'ort-cpu');
+    if (report.target !== 'ort-cpu' && primary.latency_ms > v.fp32.latency_ms) {
+      // ONNX Runtime on the CPU runs most of the TensorRT form's QDQ pairs as separate ops: without this, the
+      // table reads as "INT8 is slower" when TensorRT would fuse them.
+      notes.push(
+        `INT8 (${report.target}) ran slower than FP32 here because ONNX Runtime's CPU provider does not fuse that QDQ form; TensorRT does. ` +
+          (ortCpu
+            ? `The ort-cpu form, written beside it for ONNX Runtime CPU, took ${ortCpu.latency_ms.toFixed(2)} ms (FP32 ${v.fp32.latency_ms.toFixed(2)} ms)`
+            : 'For an INT8 model that is faster on ONNX Runtime CPU, export with --target ort-cpu or use the dynamic INT8'),
+      );
+    }
+  }
+  const dyn = v.forms.find((f) => f.name === 'dynamic');
+  if (dyn && report.dynamic) Object.assign(report.dynamic, pairOf(dyn));
+  if (!compare.measured_on.held_out || compare.measured_on.source !== 'eval-data')
+    notes.push(`accuracy and similarity ${compare.measured_on.text}`);
 }
