@@ -20,6 +20,7 @@ import { readEvalFile, EvalBatch } from '../onnx/verify';
 import { verifyForms, FormToVerify, FormsVerification } from '../onnx/verifyForms';
 import { formsReport, FormsReport, readEvalMeta } from './report';
 import { exportOrtCpuForm, removeStaleOrtCpuForm } from './forms';
+import { addQuantizerLines } from './sourceLines';
 import { libraryPatchOrConfigError } from '../library/patch';
 
 export type PipelineStep = 'calibrate' | 'export' | 'verify';
@@ -148,7 +149,12 @@ export function quantizeModelSource(
   outDir: string,
   write: boolean,
   notes: string[],
-): { override?: { file: string; source: string }; files: Record<string, string> } {
+): {
+  override?: { file: string; source: string };
+  files: Record<string, string>;
+  /** The model file before and after quantizing (for the quantizers' source lines). */
+  texts?: { file: string; original: string; quantized: string };
+} {
   const { file } = splitSpec(cfg.model);
   const modelPath = path.resolve(projectDir, file);
   let original: string;
@@ -185,7 +191,7 @@ export function quantizeModelSource(
       files.helper = helper;
     }
     files.model_source = modelPath;
-    return { files };
+    return { files, texts: { file: modelPath, original: q.text, quantized: q.text } };
   }
   // On a copy: the user's file stays untouched; the quantized text goes to the backend and, for reading,
   // into <out-dir>/quantized/ next to its own qdq_quant.py.
@@ -200,7 +206,11 @@ export function quantizeModelSource(
     notes.push(
       `quantized a copy of ${file} (${path.relative(projectDir, copy)}); your file is unchanged (use --write to change it)`,
     );
-  return { override: { file: modelPath, source: q.text }, files };
+  return {
+    override: { file: modelPath, source: q.text },
+    files,
+    texts: { file: modelPath, original, quantized: q.text },
+  };
 }
 
 function writeInPlaceOrConfigError(file: string, text: string, shown: string): void {
@@ -398,6 +408,8 @@ export async function runPipeline(
       rpc,
     );
     const quantizers = calib.quantizers as unknown as Record<string, unknown>[];
+    const texts = quantized.texts;
+    if (texts) addQuantizerLines(quantizers, texts.file, texts.original, texts.quantized);
     const fallbacks = (calib.fallbacks as string[] | undefined) ?? [];
     if (fallbacks.length) {
       notes.push(
