@@ -173,6 +173,8 @@ export class ServerCommands {
       nonce: crypto.randomBytes(16).toString('base64'),
       reportPath: report.reportPath,
       projectDir: report.projectDir,
+      qat: report.qat,
+      tune: report.tune,
     });
     this.reportPanel.reveal(undefined, true);
     return report;

@@ -126,8 +126,8 @@ export function formsReport(v: FormsVerification, meta: ReturnType<typeof readEv
   const ms = (x: number) => `${x.toFixed(x < 10 ? 2 : 1)} ms`;
   const here =
     speedup >= 1
-      ? `fastest here: INT8 ${fastest.name} ${ms(fastest.latency_ms)} vs FP32 ${ms(v.fp32.latency_ms)} (${speedup.toFixed(2)}x) on ONNX Runtime CPU`
-      : `no INT8 form beats FP32 on ONNX Runtime CPU here: the fastest, ${fastest.name}, takes ${ms(fastest.latency_ms)} vs FP32 ${ms(v.fp32.latency_ms)}`;
+      ? `Fastest here: INT8 ${fastest.name} ${ms(fastest.latency_ms)} vs FP32 ${ms(v.fp32.latency_ms)} (${speedup.toFixed(2)}x) on ONNX Runtime CPU`
+      : `No INT8 form beats FP32 on ONNX Runtime CPU here: the fastest, ${fastest.name}, takes ${ms(fastest.latency_ms)} vs FP32 ${ms(v.fp32.latency_ms)}`;
   const forTrt = trt
     ? `; for TensorRT deploy ${trt.name} (${trt.file.split(/[\\/]/).pop()}), whose CPU time says nothing of its TensorRT speed`
     : '';

@@ -302,9 +302,9 @@ function sameModeAsOurFiles(outDir: string, files: Record<string, string>): void
   }
 }
 
+/** The quantizer records as report.json keeps them: the 64-bucket histogram stays, for the calibration explorer. */
 function summarizeQuantizer(q: Record<string, unknown>): Record<string, unknown> {
-  const { hist: _hist, ...rest } = q;
-  return rest;
+  return { ...q };
 }
 
 export async function runPipeline(

@@ -90,6 +90,9 @@ export interface ReportResult {
   reportPath: string;
   /** Absolute path of the project folder (relative source paths in the report are relative to it). */
   projectDir: string;
+  /** qat.json and tune.json of the same out-dir, when `qdq qat` / `qdq tune` wrote them. */
+  qat?: Record<string, unknown>;
+  tune?: Record<string, unknown>;
 }
 export const ReportRequest = new RequestType<ReportParams, ReportResult | null, void>('qdq/report');
 
