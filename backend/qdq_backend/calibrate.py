@@ -411,7 +411,12 @@ def calibrate(
     # A failed or cancelled calibration leaves the previous amax values (and calibration.json) intact.
     previous = {q.name: q.module.amax for q in project.quantizers}
     try:
-        states, seen = collect(project, batches, outputs, progress, check_cancel)
+        if params.reuse_histograms:
+            states, seen, outputs = _saved_states(project, out_dir, batches, outputs)
+            progress("calibrate", seen, seen, f"reused the histograms of {seen} calibration batches")
+        else:
+            states, seen = collect(project, batches, outputs, progress, check_cancel)
+            _save_states(project, out_dir, states, seen, batches)
         if not outputs:
             # ranges from an earlier run on other data would be stale; export recalibrates them when needed
             for q in project.quantizers:
@@ -433,6 +438,60 @@ def calibrate(
         "outputs": outputs,
     }
     return _result(project, extras, out_dir, seen, time.monotonic() - started, method, percentile)
+
+
+def _fingerprint(project: Project, batches: int) -> Dict[str, Any]:
+    """What the histograms depend on besides the model's quantizers: the model, its calibration data and count."""
+    return {"model": project.factory, "calibration_data": project.calibration_spec, "batches": batches}
+
+
+def _save_states(project: Project, out_dir: str, states: Dict[str, Dict[str, Any]], seen: int, batches: int) -> None:
+    quantizers = {}
+    for name, state in states.items():
+        q = next(q for q in project.quantizers if q.name == name)
+        quantizers[name] = {
+            **state["hist"].state(),
+            "calls": int(state.get("calls", 0)),
+            "num_bits": int(getattr(q.module, "num_bits", 8)),
+            "unsigned": bool(getattr(q.module, "unsigned", False)),
+        }
+    artifacts.write_histograms(
+        out_dir, {"version": 1, **_fingerprint(project, batches), "batches_seen": seen, "quantizers": quantizers}
+    )
+
+
+def _saved_states(
+    project: Project, out_dir: str, batches: int, outputs: bool
+) -> Tuple[Dict[str, Dict[str, Any]], int, bool]:
+    """The histograms the last calibration saved, checked against this model and calibration setting."""
+    HistogramCalibrator, _ = _calibrator_classes()
+    document = artifacts.read_histograms(out_dir)
+    expected = _fingerprint(project, batches)
+    changed = [k for k, v in expected.items() if document.get(k) != v]
+    saved = document["quantizers"]
+    wanted = [q.name for q in _activation_quantizers(project, outputs)]
+    missing = [n for n in wanted if n not in saved]
+    if changed or missing:
+        what = (
+            f"{', '.join(changed)} changed since"
+            if changed
+            else f"{len(missing)} quantizers ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}) are not in"
+        )
+        raise QdqError(
+            "config",
+            f"the saved calibration histograms do not fit this run: {what} the calibration that saved them",
+            "calibrate again (without reusing histograms) to collect new ones",
+        )
+    states: Dict[str, Dict[str, Any]] = {}
+    for name, state in saved.items():
+        if not isinstance(state, dict):
+            continue
+        hist = HistogramCalibrator.restore(
+            state, num_bits=int(state.get("num_bits", 8)), unsigned=bool(state.get("unsigned", False))
+        )
+        states[name] = {"hist": hist, "calls": int(state.get("calls", 1))}
+    has_outputs = any(q.role == "output" and q.name in states for q in project.quantizers)
+    return states, int(document.get("batches_seen", 0)), outputs or has_outputs
 
 
 def set_method(

@@ -14,7 +14,7 @@ try:
 except ImportError:  # Python 3.7; torch depends on typing_extensions
     from typing_extensions import TypedDict
 
-SCHEMA_SHA256 = "bf91b10eb95270aa3192b266ff2e7350de951db66880547720d6d74380aa9e1e"
+SCHEMA_SHA256 = "3a49a270c7f0d5610800d03f9d4499af15ae4719400091072498c9d96e7c983e"
 
 ERROR_KINDS = ("config", "import", "user_code", "no_data", "shape", "nan", "oom", "cancelled", "export", "internal", "protocol")
 ErrorKind = str  # one of ERROR_KINDS
@@ -193,6 +193,7 @@ class CalibrateParams:
     batches: Optional[int] = None
     outputs: Optional[bool] = None
     target: Optional[str] = None
+    reuse_histograms: Optional[bool] = None
 
     @classmethod
     def from_json(cls, data: Any, where: str = "params") -> "CalibrateParams":
@@ -209,6 +210,7 @@ class CalibrateParams:
             batches=data.get("batches"),
             outputs=data.get("outputs"),
             target=data.get("target"),
+            reuse_histograms=data.get("reuse_histograms"),
         )
 
 

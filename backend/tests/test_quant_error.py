@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch")
 
 from qdq_backend import calibrate, export, loader  # noqa: E402
 from qdq_backend.calib import HistogramCalibrator  # noqa: E402
+from qdq_backend.errors import QdqError  # noqa: E402
 from qdq_backend.quant_error import SQNR_CAP_DB, hist_sqnr_db, weight_sqnr_db  # noqa: E402
 from qdq_backend.tensor_quant import fake_tensor_quant  # noqa: E402
 from test_export import HELPER, MODEL, isolated_imports  # noqa: E402,F401 - the fixture is used by name
@@ -106,3 +107,35 @@ def test_second_form_writes_only_its_int8_file_and_eval_batches_are_held_out(pro
     assert evaluated and all(not torch.equal(e, c) for e in evaluated for c in calibration)
     with pytest.raises(Exception, match="plain .onnx file name"):
         export.export(proj, {"out_dir": out_dir, "int8_only": True, "int8_file": "../x.onnx"}, _noop, _noop)
+
+
+def test_another_method_from_the_saved_histograms_without_a_pass(project, monkeypatch):
+    proj, out_dir = project
+    first = calibrate.calibrate(proj, {"method": "entropy", "batches": 3, "out_dir": out_dir}, _noop, _noop)
+    assert os.path.exists(os.path.join(out_dir, "histograms.json"))
+    mse_by_name = {
+        q["name"]: next(m["amax"] for m in q["methods"] if m["method"] == "mse")
+        for q in first["quantizers"]
+        if q.get("methods")
+    }
+
+    def no_pass(*args, **kwargs):
+        raise AssertionError("reusing histograms must not run the calibration data again")
+
+    monkeypatch.setattr(calibrate, "collect", no_pass)
+    again = calibrate.calibrate(
+        proj, {"method": "mse", "batches": 3, "out_dir": out_dir, "reuse_histograms": True}, _noop, _noop
+    )
+    assert again["method"] == "mse" and again["batches_seen"] == 3
+    for q in again["quantizers"]:
+        if q["name"] in mse_by_name:
+            assert math.isclose(q["amax"], mse_by_name[q["name"]], rel_tol=1e-6), q["name"]
+            assert q["method"] == "mse"
+    with pytest.raises(QdqError, match="batches changed"):
+        calibrate.calibrate(
+            proj, {"method": "mse", "batches": 4, "out_dir": out_dir, "reuse_histograms": True}, _noop, _noop
+        )
+    with pytest.raises(QdqError, match="no saved calibration histograms"):
+        calibrate.calibrate(
+            proj, {"method": "mse", "batches": 3, "out_dir": out_dir + "-empty", "reuse_histograms": True}, _noop, _noop
+        )

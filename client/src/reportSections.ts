@@ -213,7 +213,8 @@ export function explorerSection(quantizers: Json[], method: unknown, projectDir?
   return (
     `<p class="muted">Each activation quantizer's calibration histogram of |x| (counts on a square-root scale) with the amax ` +
     `max, entropy, percentile and mse pick from the same data; this run used <b>${escapeHtml(String(method ?? '?'))}</b>. ` +
-    `Worst SQNR first. To switch, set method in [tool.qdq] (or the qdq.calibrationMethod setting) and run again.</p>` +
+    `Worst SQNR first. To switch without a new pass over the data: <code>qdq run &lt;project&gt; --method mse --reuse-histograms</code> ` +
+    `(amax from the histograms this calibration saved in histograms.json), or set method in [tool.qdq] and run again.</p>` +
     items
   );
 }

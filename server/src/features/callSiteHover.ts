@@ -35,12 +35,13 @@ function quantizerCall(attr: string, op: Op, owner: ModuleClass, file: string, s
   const uses = owner.ops.filter((o) => o !== op && o.operandQuantizers.includes(attr));
   const lines = [
     `**TensorQuantizer** \`${owner.name}.${attr}\`, called here`,
+    '',
     'Quantizes its argument to INT8 (per tensor, symmetric: scale = amax / 127) before the operation that reads it; exports as QuantizeLinear/DequantizeLinear.',
   ];
   for (const u of uses) {
     const i = u.operandQuantizers.indexOf(attr);
     const role = u.operandRoles?.[i] ?? (u.kind === 'matmul' || u.kind === 'bmm' ? (i === 0 ? 'a' : 'b') : `${i + 1}`);
-    lines.push(`Feeds operand \`${role}\` of \`${u.callee}\` (${u.kind}) on line ${u.range.start.line + 1}.`);
+    lines.push('', `Feeds operand \`${role}\` of \`${u.callee}\` (${u.kind}) on line ${u.range.start.line + 1}.`);
   }
   const own = store
     .forFile(file)
@@ -62,6 +63,7 @@ function layerCall(layer: Layer, owner: ModuleClass, file: string, store: Calibr
         : 'not quantized';
   const lines = [
     `**${layer.ctor}** \`${owner.name}.${layer.attr}\`, called here`,
+    '',
     `Built on line ${layer.callRange.start.line + 1}; ${state}.`,
   ];
   const amax = amaxLines(store, file, owner.name, new RegExp(`(^|\\.)${layer.attr}\\.\\w+_quantizer$`));
@@ -78,7 +80,7 @@ function submoduleCall(
   store: CalibrationStore,
 ): string[] {
   const cls = index.classes.find((c) => c.name === ctor.split('.').pop());
-  const lines = [`**${ctor}** \`${owner.name}.${attr}\`, called here`];
+  const lines = [`**${ctor}** \`${owner.name}.${attr}\`, called here`, ''];
   if (!cls) {
     lines.push('A module built outside this file: qdq sees its quantizers only through calibration.');
   } else {

@@ -156,6 +156,8 @@ export interface CalibrateParams {
   outputs?: boolean;
   /** ort-cpu implies outputs */
   target?: string | null;
+  /** compute amax from the histograms the last calibrate saved in out_dir (histograms.json) instead of a pass over the data; a config error when they do not fit this model and calibration setting */
+  reuse_histograms?: boolean;
 }
 
 export interface SetMethodParams {
@@ -828,6 +830,10 @@ export const PROTOCOL_SCHEMA: ProtocolSchema = {
           ],
           "x-values": "ExportTarget",
           "description": "ort-cpu implies outputs"
+        },
+        "reuse_histograms": {
+          "type": "boolean",
+          "description": "compute amax from the histograms the last calibrate saved in out_dir (histograms.json) instead of a pass over the data; a config error when they do not fit this model and calibration setting"
         }
       },
       "required": [

@@ -22,6 +22,7 @@ interface Flags {
   percentile?: number;
   outDir?: string;
   verbose: boolean;
+  reuseHistograms: boolean;
 }
 
 /** The command line of a pipeline command, parsed by the one command table (server/src/common/commandLine.ts). */
@@ -37,6 +38,7 @@ export function parsePipelineArgs(cmd: PipelineCommandName, argv: string[]): Fla
     percentile: flags.percentile,
     outDir: flags['out-dir'],
     verbose: flags.verbose,
+    reuseHistograms: flags['reuse-histograms'],
     target: exportFlags?.target,
     dynamic: exportFlags?.dynamic ?? false,
   };
@@ -289,6 +291,7 @@ export async function runPipelineCommand(
         overrides,
         dynamic: cmd === 'run' ? true : flags.dynamic,
         dynamicOnly: cmd === 'export' && flags.dynamic,
+        reuseHistograms: flags.reuseHistograms,
         onLog: flags.verbose ? (l) => io.err.write(`[backend] ${l}\n`) : undefined,
       },
       (p) => progress.update(p),

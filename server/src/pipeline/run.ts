@@ -42,6 +42,8 @@ export interface PipelineOptions {
   latencyRuns?: number;
   /** Runs between calibrate and export on the same backend (QAT fine-tunes there: server/src/pipeline/qat.ts). */
   afterCalibrate?: (step: AfterCalibrate) => Promise<void>;
+  /** amax from the histograms the last calibration saved in the out-dir (another method, no pass over the data). */
+  reuseHistograms?: boolean;
   /** How long a cancelled request may take to stop before the backend is killed (BackendClient's default: 5 s). */
   cancelGraceMs?: number;
 }
@@ -404,10 +406,15 @@ export async function runPipeline(
         batches: opts.dynamicOnly ? 1 : cfg.batches,
         out_dir: workDir,
         outputs: bothForms || cfg.target === 'ort-cpu',
+        reuse_histograms: opts.reuseHistograms && !opts.dynamicOnly ? true : undefined,
       },
       rpc,
     );
     const quantizers = calib.quantizers as unknown as Record<string, unknown>[];
+    if (opts.reuseHistograms && !opts.dynamicOnly)
+      notes.push(
+        `amax by ${cfg.method} from the histograms saved by the last calibration (${calib.batches_seen} batches): no new pass over the data`,
+      );
     const texts = quantized.texts;
     if (texts) addQuantizerLines(quantizers, texts.file, texts.original, texts.quantized);
     const fallbacks = (calib.fallbacks as string[] | undefined) ?? [];
@@ -429,7 +436,13 @@ export async function runPipeline(
       target: cfg.target,
       exporter: null,
       opset: cfg.opset,
-      files: { ...quantized.files, calibration: calib.calibration_file },
+      files: {
+        ...quantized.files,
+        calibration: calib.calibration_file,
+        ...(fs.existsSync(path.join(workDir, 'histograms.json'))
+          ? { histograms: path.join(workDir, 'histograms.json') }
+          : {}),
+      },
       quantizers: quantizers.map(summarizeQuantizer),
       qdq_pairs: null,
       weighted_ops: null,
