@@ -469,7 +469,9 @@ def _saved_states(
     expected = _fingerprint(project, batches)
     changed = [k for k, v in expected.items() if document.get(k) != v]
     saved = document["quantizers"]
-    wanted = [q.name for q in _activation_quantizers(project, outputs)]
+    # Output quantizers (ort-cpu) may be missing from a calibration for another target: export then calibrates
+    # them itself; every other activation quantizer must be there.
+    wanted = [q.name for q in _activation_quantizers(project, False)]
     missing = [n for n in wanted if n not in saved]
     if changed or missing:
         what = (
@@ -490,8 +492,8 @@ def _saved_states(
             state, num_bits=int(state.get("num_bits", 8)), unsigned=bool(state.get("unsigned", False))
         )
         states[name] = {"hist": hist, "calls": int(state.get("calls", 1))}
-    has_outputs = any(q.role == "output" and q.name in states for q in project.quantizers)
-    return states, int(document.get("batches_seen", 0)), outputs or has_outputs
+    has_outputs = all(q.name in states for q in project.quantizers if q.role == "output")
+    return states, int(document.get("batches_seen", 0)), has_outputs
 
 
 def set_method(

@@ -216,7 +216,7 @@ ${Array.isArray(r.notes) && r.notes.length ? `<h2>Notes</h2><ul>${r.notes.map((n
 <h2>Per-layer error</h2>
 ${errorSection(quantizers, projectDir)}
 <h2>Calibration explorer</h2>
-${explorerSection(quantizers, r.method, projectDir)}
+${explorerSection(quantizers, r.method, projectDir, isObject(r.files) && typeof r.files.histograms === 'string')}
 <h2>Per-output similarity (${escapeHtml(String(r.target ?? 'INT8'))})</h2>
 ${table(['Output', 'Cosine (pooled)', 'Max |diff|'], outputRows)}
 <h2>Weighted ops left in float (${unquantized.length})</h2>

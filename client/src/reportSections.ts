@@ -181,8 +181,27 @@ export function histogramSvg(q: Json): string {
   );
 }
 
+/** `command:` URI of qdq.useCalibrationMethod for the project: amax by `method` from the saved histograms. */
+export function useMethodUri(projectDir: string, method: string): string {
+  const uri = 'file://' + projectDir.split(/[\\/]/).map(encodeURIComponent).join('/') + '/pyproject.toml';
+  return `command:qdq.useCalibrationMethod?${encodeURIComponent(JSON.stringify([{ uri, method }]))}`;
+}
+
+/** Links that re-export with each other method from the saved histograms (no new pass over the data). */
+function switchLinks(method: unknown, projectDir: string): string {
+  const links = ['max', 'entropy', 'percentile', 'mse']
+    .filter((m) => m !== method)
+    .map((m) => `<a href="${escapeHtml(useMethodUri(projectDir, m))}">${m}</a>`);
+  return `<p class="switch">Export and verify again with ${links.join(' · ')} <span class="muted">(amax from the saved histograms: no new pass over the calibration data; this report then refreshes)</span></p>`;
+}
+
 /** Calibration explorer: per activation quantizer, what it saw and what every method would pick. */
-export function explorerSection(quantizers: Json[], method: unknown, projectDir?: string): string {
+export function explorerSection(
+  quantizers: Json[],
+  method: unknown,
+  projectDir?: string,
+  histogramsSaved = false,
+): string {
   const withHist = quantizers.filter((q) => isObject(q.hist) && Array.isArray(q.methods));
   if (!withHist.length) return '<p class="muted">No calibration histograms in this report.</p>';
   const items = withHist
@@ -213,8 +232,8 @@ export function explorerSection(quantizers: Json[], method: unknown, projectDir?
   return (
     `<p class="muted">Each activation quantizer's calibration histogram of |x| (counts on a square-root scale) with the amax ` +
     `max, entropy, percentile and mse pick from the same data; this run used <b>${escapeHtml(String(method ?? '?'))}</b>. ` +
-    `Worst SQNR first. To switch without a new pass over the data: <code>qdq run &lt;project&gt; --method mse --reuse-histograms</code> ` +
-    `(amax from the histograms this calibration saved in histograms.json), or set method in [tool.qdq] and run again.</p>` +
+    `Worst SQNR first. On the command line: <code>qdq run &lt;project&gt; --method mse --reuse-histograms</code>.</p>` +
+    (histogramsSaved && projectDir ? switchLinks(method, projectDir) : '') +
     items
   );
 }

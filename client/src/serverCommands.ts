@@ -163,7 +163,7 @@ export class ServerCommands {
     if (!this.reportPanel) {
       this.reportPanel = vscode.window.createWebviewPanel('qdq.report', 'QDQ Report', vscode.ViewColumn.Beside, {
         enableScripts: false,
-        enableCommandUris: ['qdq.openSource'],
+        enableCommandUris: ['qdq.openSource', 'qdq.useCalibrationMethod'],
         localResourceRoots: [],
       });
       this.reportPanel.onDidDispose(() => (this.reportPanel = undefined));

@@ -88,11 +88,7 @@ function installFakePythonExtension(stateDir: string): string | undefined {
  * The report view as the place to decide (issue 19): the forms side by side, the per-layer error and the
  * calibration explorer are there, in the default dark theme and in the light one, each screenshotted.
  */
-async function reportScreenshots(
-  page: import('playwright-core').Page,
-  frame: import('playwright-core').Frame,
-  text: string,
-): Promise<void> {
+async function reportScreenshots(page: import('playwright-core').Page, text: string): Promise<void> {
   for (const part of [
     'INT8 tensorrt',
     'INT8 ort-cpu',
@@ -104,25 +100,38 @@ async function reportScreenshots(
     assert.ok(text.includes(part), `the report shows ${part}`);
   assert.match(text, /(Fastest here|No INT8 form beats FP32)/);
   assert.match(text, /measured on \d+ batches/);
-  // The report alone on the screen: the side bar hidden, its editor group maximized.
+  // The report alone on the screen: the side bar hidden, its editor group maximized. Moving the webview reloads
+  // its frame, so the frame is looked up again before each use.
   await page.keyboard.press('Control+B');
   await palette(page, 'View: Toggle Maximized Editor Group');
-  await page.waitForTimeout(1000);
+  await page.waitForTimeout(1500);
+  const reportFrame = () =>
+    waitFor('the report frame', 30_000, async () => {
+      for (const frame of page.frames()) {
+        const t = await frame.evaluate<string>('document.body ? document.body.innerText : ""').catch(() => '');
+        if (t.includes('FP32 and INT8 side by side')) return frame;
+      }
+      return undefined;
+    });
   const scrollTo = async (heading: string) => {
+    const frame = await reportFrame();
     await frame.evaluate(
-      `(() => { const h = [...document.querySelectorAll('h2')].find((e) => e.textContent.startsWith(${JSON.stringify(heading)})); if (h) h.scrollIntoView(); })()`,
+      `(() => { document.querySelectorAll('details').forEach((d, i) => { d.open = i < 2; }); const h = [...document.querySelectorAll('h2')].find((e) => e.textContent.startsWith(${JSON.stringify(heading)})); if (h) h.scrollIntoView(); })()`,
     );
-    await page.waitForTimeout(400);
+    await page.waitForTimeout(500);
   };
-  await frame.evaluate(`document.querySelectorAll('details').forEach((d, i) => { d.open = i < 2; })`);
-  for (const theme of ['dark', 'light']) {
-    if (theme === 'light') {
-      await palette(page, 'Preferences: Color Theme');
-      await page.keyboard.type('Light Modern');
-      await page.waitForTimeout(800);
-      await page.keyboard.press('Enter');
-      await page.waitForTimeout(2000);
-    }
+  const useTheme = async (name: string) => {
+    await palette(page, 'Preferences: Color Theme');
+    await page.keyboard.type(name);
+    await page.waitForTimeout(800);
+    await page.keyboard.press('Enter');
+    await page.waitForTimeout(2000);
+  };
+  for (const [theme, name] of [
+    ['dark', 'Dark Modern'],
+    ['light', 'Light Modern'],
+  ]) {
+    await useTheme(name);
     await scrollTo('FP32 and INT8');
     await shoot(page, `report-${theme}.png`);
     await scrollTo('Per-layer error');
@@ -130,10 +139,6 @@ async function reportScreenshots(
     await scrollTo('Calibration explorer');
     await shoot(page, `report-explorer-${theme}.png`);
   }
-  await palette(page, 'Preferences: Color Theme');
-  await page.keyboard.type('Dark Modern');
-  await page.waitForTimeout(800);
-  await page.keyboard.press('Enter');
   await palette(page, 'View: Toggle Maximized Editor Group');
   await page.keyboard.press('Control+B');
   await page.waitForTimeout(500);
@@ -360,7 +365,7 @@ describe('VS Code extension in code-server 4.100.3', { skip }, () => {
         assert.ok(reportFrame.text.includes(`QDQ pairs: ${expectedPairs}`), reportFrame.text.slice(0, 500));
         assert.equal((await reportFrame.frame.locator('svg.chart rect').count()) > 0, true, 'the range chart is drawn');
         await page.screenshot({ path: path.join(artifacts, 'report.png') });
-        await reportScreenshots(page, reportFrame.frame, reportFrame.text);
+        await reportScreenshots(page, reportFrame.text);
       }
 
       // A long command shows a cancellable notification; Cancel stops it before anything is written.

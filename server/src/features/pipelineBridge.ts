@@ -9,6 +9,7 @@ import { InterpreterInfo, ReportResult } from '../protocol/lsp_ext';
 import { commandSpec } from '../protocol/commands';
 import type { PipelineProgress } from '../pipeline/run';
 import { validateConfigText, ConfigOverrides } from '../pipeline/config';
+import type { Method } from '../common/knobs';
 import { MAX_CONFIG_BYTES, MAX_RESULTS_BYTES, readWorkspaceFileOrLog } from './workspaceFiles';
 import { CancelToken, asQdqError } from '../pipeline/errors';
 
@@ -26,6 +27,8 @@ export interface RunOptions {
   settings: QdqSettings;
   python?: string;
   signal: AbortSignal;
+  /** qdq.useCalibrationMethod: the method to compute amax with (from the saved histograms). */
+  method?: Method;
   onProgress(p: { percent?: number; message: string }): void;
   log(msg: string): void;
 }
@@ -88,8 +91,9 @@ export async function run(command: string, opts: RunOptions): Promise<RunResult>
         projectDir: opts.projectDir,
         steps: [...plan.steps],
         python: opts.python,
-        overrides: overridesFrom(opts.settings),
+        overrides: { ...overridesFrom(opts.settings), ...(opts.method ? { method: opts.method } : {}) },
         dynamicOnly: plan.dynamicOnly,
+        reuseHistograms: plan.reuseHistograms,
         onLog: (line) => opts.log(`[backend] ${line}`),
       },
       (p) => {

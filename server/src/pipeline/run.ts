@@ -405,7 +405,9 @@ export async function runPipeline(
         percentile: cfg.percentile,
         batches: opts.dynamicOnly ? 1 : cfg.batches,
         out_dir: workDir,
-        outputs: bothForms || cfg.target === 'ort-cpu',
+        // With no target chosen, a calibrate-only run keeps the ort-cpu output ranges too (same pass), so that a
+        // later export can reuse its histograms for both forms.
+        outputs: bothForms || cfg.target === 'ort-cpu' || (!cfg.targetGiven && !opts.dynamicOnly),
         reuse_histograms: opts.reuseHistograms && !opts.dynamicOnly ? true : undefined,
       },
       rpc,

@@ -201,6 +201,20 @@ test('report page: per-layer error worst first, each bar linked to its source li
   assert.match(explorer, /mse <b class="tag">least error<\/b>/);
   assert.match(explorer, /entropy <b class="tag">used<\/b>/);
   assert.match(explorer, /mse would add less error/);
+  assert.doesNotMatch(explorer, /qdq\.useCalibrationMethod/, 'no switch links without saved histograms');
+  const saved = renderReportHtml(
+    { ...formsReport, project_dir: '/p q', files: { histograms: '/p q/qdq-out/histograms.json' } },
+    { cspSource: 'c', nonce: 'n' },
+  );
+  const switches = [...saved.matchAll(/href="command:qdq\.useCalibrationMethod\?([^"]+)"/g)].map(
+    (m) => JSON.parse(decodeURIComponent(m[1].replace(/&amp;/g, '&')))[0],
+  );
+  assert.deepEqual(
+    switches.map((a) => a.method),
+    ['max', 'percentile', 'mse'],
+    'every method but the one used',
+  );
+  assert.equal(switches[0].uri, 'file:///p%20q/pyproject.toml');
 });
 
 test('report page: qat.json and tune.json side by side when present', () => {
