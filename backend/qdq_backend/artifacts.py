@@ -16,6 +16,7 @@ from .errors import QdqError
 CALIBRATION_FILE = "calibration.json"
 EVAL_FILE = "eval.json"
 EVAL_BIN = "eval.bin"
+HISTOGRAMS_FILE = "histograms.json"
 
 
 def write_atomic(path: str, data: bytes) -> None:
@@ -72,3 +73,29 @@ def write_eval(out_dir: str, document: Dict[str, Any], blob: bytes) -> str:
     write_atomic(bin_path, blob)
     write_atomic(json_path, json.dumps(document, indent=1).encode("utf-8"))
     return json_path
+
+
+def write_histograms(out_dir: str, document: Dict[str, Any]) -> str:
+    """histograms.json: each activation quantizer's calibration histogram, for another method without a new pass."""
+    path = os.path.join(out_dir, HISTOGRAMS_FILE)
+    write_atomic(path, json.dumps(document, separators=(",", ":")).encode("utf-8"))
+    return path
+
+
+def read_histograms(out_dir: str) -> Dict[str, Any]:
+    """The saved histograms; a `config` error naming the fix when there are none or they cannot be read."""
+    path = os.path.join(out_dir, HISTOGRAMS_FILE)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            document = json.load(handle)
+    except FileNotFoundError:
+        raise QdqError(
+            "config",
+            f"no saved calibration histograms in {out_dir}",
+            "calibrate once without reusing histograms (qdq calibrate, or QDQ: Calibrate); later runs can then switch method",
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise QdqError("config", f"cannot read {path}: {exc}", "calibrate again to rewrite it") from None
+    if not isinstance(document, dict) or not isinstance(document.get("quantizers"), dict):
+        raise QdqError("config", f"{path} is not a histograms file qdq wrote", "calibrate again to rewrite it")
+    return document

@@ -19,6 +19,7 @@ from .artifacts import prepare_out_dir, site_key, write_atomic  # noqa: F401 - t
 from .errors import QdqError
 from .loader import Project, QuantizerInfo, amax_value, forward_error, quantizer_summary
 from .protocol_types import CALIBRATION_METHODS, CalibrateParams, CalibrateResult, Quantizer, SetMethodParams
+from .quant_error import hist_sqnr_db, method_choices, weight_sqnr_db
 
 METHODS = CALIBRATION_METHODS
 # Entropy (TensorRT's KL search) treats whatever lies above its amax as a sparse tail to clip. On
@@ -302,8 +303,27 @@ def _apply(
                 }
                 amax = fallback
         q.module.set_amax(amax)
+        _score(q, state, extras[q.name], amax, method, percentile)
         progress("histogram", index + 1, total, f"{method}: {q.name}")
     return extras
+
+
+def _score(
+    q: QuantizerInfo, state: Dict[str, Any], extra: Dict[str, Any], amax: Any, method: str, percentile: float
+) -> None:
+    """The error the chosen amax adds (SQNR) and what every other method would have picked, from the histogram."""
+    num_bits = int(getattr(q.module, "num_bits", 8))
+    unsigned = bool(getattr(q.module, "unsigned", False))
+    hist = state["hist"]
+    extra["sqnr_db"] = hist_sqnr_db(hist, amax, num_bits, unsigned)
+    chosen = {method: amax}
+    extra["methods"] = method_choices(
+        hist,
+        list(METHODS),
+        lambda m: chosen[m] if m in chosen else _compute(state, m, percentile),
+        num_bits,
+        unsigned,
+    )
 
 
 def _calibrate_weights(project: Project) -> None:
@@ -330,6 +350,13 @@ def _result(
         entry["amax"] = amax_value(q.module)
         if q.role == "weight":
             entry["method"] = "max" if entry["amax"] is not None else None
+            amax = getattr(q.module, "amax", None)
+            entry["sqnr_db"] = weight_sqnr_db(
+                getattr(q.parent, "weight", None),
+                amax if entry["amax"] is not None else None,
+                getattr(q.module, "axis", None),
+                int(getattr(q.module, "num_bits", 8)),
+            )
         else:
             extra = extras.get(q.name, {})
             entry["method"] = extra.get("method")
@@ -337,6 +364,9 @@ def _result(
                 entry["fallback"] = extra["fallback"]
             if extra.get("hist") is not None:
                 entry["hist"] = extra["hist"]
+            for key in ("sqnr_db", "methods"):
+                if extra.get(key) is not None:
+                    entry[key] = extra[key]  # type: ignore[literal-required]
         listed.append(entry)
     header = {
         "model": project.factory,
@@ -382,7 +412,12 @@ def calibrate(
     # A failed or cancelled calibration leaves the previous amax values (and calibration.json) intact.
     previous = {q.name: q.module.amax for q in project.quantizers}
     try:
-        states, seen = collect(project, batches, outputs, progress, check_cancel)
+        if params.reuse_histograms:
+            states, seen, outputs = _saved_states(project, out_dir, batches, outputs)
+            progress("calibrate", seen, seen, f"reused the histograms of {seen} calibration batches")
+        else:
+            states, seen = collect(project, batches, outputs, progress, check_cancel)
+            _save_states(project, out_dir, states, seen, batches)
         if not outputs:
             # ranges from an earlier run on other data would be stale; export recalibrates them when needed
             for q in project.quantizers:
@@ -404,6 +439,62 @@ def calibrate(
         "outputs": outputs,
     }
     return _result(project, extras, out_dir, seen, time.monotonic() - started, method, percentile)
+
+
+def _fingerprint(project: Project, batches: int) -> Dict[str, Any]:
+    """What the histograms depend on besides the model's quantizers: the model, its calibration data and count."""
+    return {"model": project.factory, "calibration_data": project.calibration_spec, "batches": batches}
+
+
+def _save_states(project: Project, out_dir: str, states: Dict[str, Dict[str, Any]], seen: int, batches: int) -> None:
+    quantizers = {}
+    for name, state in states.items():
+        q = next(q for q in project.quantizers if q.name == name)
+        quantizers[name] = {
+            **state["hist"].state(),
+            "calls": int(state.get("calls", 0)),
+            "num_bits": int(getattr(q.module, "num_bits", 8)),
+            "unsigned": bool(getattr(q.module, "unsigned", False)),
+        }
+    artifacts.write_histograms(
+        out_dir, {"version": 1, **_fingerprint(project, batches), "batches_seen": seen, "quantizers": quantizers}
+    )
+
+
+def _saved_states(
+    project: Project, out_dir: str, batches: int, outputs: bool
+) -> Tuple[Dict[str, Dict[str, Any]], int, bool]:
+    """The histograms the last calibration saved, checked against this model and calibration setting."""
+    HistogramCalibrator, _ = _calibrator_classes()
+    document = artifacts.read_histograms(out_dir)
+    expected = _fingerprint(project, batches)
+    changed = [k for k, v in expected.items() if document.get(k) != v]
+    saved = document["quantizers"]
+    # Output quantizers (ort-cpu) may be missing from a calibration for another target: export then calibrates
+    # them itself; every other activation quantizer must be there.
+    wanted = [q.name for q in _activation_quantizers(project, False)]
+    missing = [n for n in wanted if n not in saved]
+    if changed or missing:
+        what = (
+            f"{', '.join(changed)} changed since"
+            if changed
+            else f"{len(missing)} quantizers ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}) are not in"
+        )
+        raise QdqError(
+            "config",
+            f"the saved calibration histograms do not fit this run: {what} the calibration that saved them",
+            "calibrate again (without reusing histograms) to collect new ones",
+        )
+    states: Dict[str, Dict[str, Any]] = {}
+    for name, state in saved.items():
+        if not isinstance(state, dict):
+            continue
+        hist = HistogramCalibrator.restore(
+            state, num_bits=int(state.get("num_bits", 8)), unsigned=bool(state.get("unsigned", False))
+        )
+        states[name] = {"hist": hist, "calls": int(state.get("calls", 1))}
+    has_outputs = all(q.name in states for q in project.quantizers if q.role == "output")
+    return states, int(document.get("batches_seen", 0)), has_outputs
 
 
 def set_method(

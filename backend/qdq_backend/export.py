@@ -452,6 +452,22 @@ def _rechunk(
     return out
 
 
+def _held_out_batches(project: Project, count: int) -> Tuple[List[Tuple[Inputs, Optional[torch.Tensor]]], bool]:
+    """Without eval-data: the calibration data's batches after the ones calibration used (held out), when it has
+    that many more; else its first batches, which calibration saw (the report then says so)."""
+    used = int(project.calibration_state.get("batches_seen") or 0)
+    first: List[Tuple[Inputs, Optional[torch.Tensor]]] = []
+    later: List[Tuple[Inputs, Optional[torch.Tensor]]] = []
+    for index, inputs in enumerate(project.calibration_batches(used + count)):
+        if index >= used:
+            later.append((inputs, None))
+        elif index < count:
+            first.append((inputs, None))  # kept only in case the data ends before any held-out batch
+    if later:
+        return later, True
+    return (first or [(project.example_inputs, None)]), False
+
+
 def _write_eval(
     project: Project,
     out_dir: str,
@@ -461,6 +477,7 @@ def _write_eval(
     check_cancel: Callable[[], None],
 ) -> str:
     batches: List[Tuple[Inputs, Optional[torch.Tensor]]] = []
+    held_out = True
     if project.eval_source is not None:
         size = 0
         for inputs, labels in project.eval_batches(limit):
@@ -476,9 +493,7 @@ def _write_eval(
                 "make it yield (inputs, labels) batches, or remove eval-data",
             )
     else:
-        batches = [(inputs, None) for inputs in project.calibration_batches(min(limit, EVAL_BATCHES_WITHOUT_LABELS))]
-        if not batches:
-            batches = [(project.example_inputs, None)]
+        batches, held_out = _held_out_batches(project, min(limit, EVAL_BATCHES_WITHOUT_LABELS))
     example = project.example_inputs
     if not dynamic_batch:
         fixed = all(
@@ -512,10 +527,21 @@ def _write_eval(
         "batches": meta,
         "labelled": project.eval_source is not None,
         "source": "eval-data" if project.eval_source is not None else project.calibration_data_kind,
+        # without eval-data: whether these batches came after the ones calibration used (held out) or are them
+        "held_out": project.eval_source is not None or held_out,
+        "calibration_batches_used": int(project.calibration_state.get("batches_seen") or 0),
     }
     json_path = artifacts.write_eval(out_dir, document, bytes(blob))
     progress("export", 3, 3, f"wrote {len(meta)} evaluation batches")
     return json_path
+
+
+def _int8_file_name(name: Optional[str]) -> str:
+    if not name:
+        return INT8_FILE
+    if os.path.basename(name) != name or not name.endswith(".onnx"):
+        raise QdqError("config", f"int8_file {name!r} is not a plain .onnx file name", "pass e.g. model.int8.onnx")
+    return name
 
 
 def export(
@@ -552,22 +578,24 @@ def export(
         for q in project.quantizers:
             q.module.calibrator = None
             q.module.enabled = False
-        progress("export", 0, 3, "exporting the FP32 model")
-        fp32, fp32_exporter, _, _, _ = _export_to(
-            out_dir,
-            FP32_FILE,
-            model,
-            args,
-            opset,
-            dynamic_batch,
-            project.input_names,
-            project.output_names,
-            0,
-            False,
-            project.quantizers,
-        )
-        written.append(fp32)
-        check_cancel()
+        fp32, fp32_exporter = "", None
+        if not params.int8_only:
+            progress("export", 0, 3, "exporting the FP32 model")
+            fp32, fp32_exporter, _, _, _ = _export_to(
+                out_dir,
+                FP32_FILE,
+                model,
+                args,
+                opset,
+                dynamic_batch,
+                project.input_names,
+                project.output_names,
+                0,
+                False,
+                project.quantizers,
+            )
+            written.append(fp32)
+            check_cancel()
         active = []
         for q in project.quantizers:
             on = q.role != "output" or target == "ort-cpu"
@@ -578,7 +606,7 @@ def export(
         progress("export", 1, 3, f"exporting the INT8 QDQ model ({len(active)} quantizers, target {target})")
         int8, exporter, counts, folded, actual_opset = _export_to(
             out_dir,
-            INT8_FILE,
+            _int8_file_name(params.int8_file),
             model,
             args,
             opset,
@@ -591,8 +619,10 @@ def export(
         )
         written.append(int8)
         check_cancel()
-        progress("export", 2, 3, "writing the evaluation inputs")
-        eval_file = _write_eval(project, out_dir, dynamic_batch, eval_batches, progress, check_cancel)
+        eval_file = ""
+        if not params.int8_only:
+            progress("export", 2, 3, "writing the evaluation inputs")
+            eval_file = _write_eval(project, out_dir, dynamic_batch, eval_batches, progress, check_cancel)
     except BaseException:
         # all or nothing: a failed or cancelled export leaves none of this run's files
         for path in written:
@@ -605,7 +635,7 @@ def export(
         "fp32_onnx": fp32,
         "int8_onnx": int8,
         "exporter": exporter,
-        "fp32_exporter": fp32_exporter,
+        "fp32_exporter": fp32_exporter or exporter,
         "eval_file": eval_file,
         "outputs": list(project.output_names),
         "inputs": project.inputs_description(),

@@ -14,7 +14,7 @@ try:
 except ImportError:  # Python 3.7; torch depends on typing_extensions
     from typing_extensions import TypedDict
 
-SCHEMA_SHA256 = "17d5faa3de7c42fced98c7979e90dbf07c13e86aa86ff6fc70c9de30b0cc4d38"
+SCHEMA_SHA256 = "f4c9d4802b3ffc222d07fc5f917f40dcd71671c9e5e48aaea16fcc0dc6728ca0"
 
 ERROR_KINDS = ("config", "import", "user_code", "no_data", "shape", "nan", "oom", "cancelled", "export", "internal", "protocol")
 ErrorKind = str  # one of ERROR_KINDS
@@ -52,6 +52,9 @@ Site = TypedDict("Site", {"file": str, "cls": str, "attr": str})
 Histogram = TypedDict("Histogram", {"bins": List[float], "edges_max": float})
 
 
+MethodChoice = TypedDict("MethodChoice", {"method": CalibrationMethod, "amax": float, "sqnr_db": Optional[float], "clipped": float})
+
+
 Fallback = TypedDict("Fallback", {"from": CalibrationMethod, "amax": float, "clipped": float, "reason": str})
 
 
@@ -62,6 +65,8 @@ class Quantizer(_QuantizerRequired, total=False):
 
     hist: Histogram
     fallback: Fallback
+    sqnr_db: Optional[float]
+    methods: List[MethodChoice]
 
 
 TensorInfo = TypedDict("TensorInfo", {"name": str, "shape": List[int], "dtype": str})
@@ -188,6 +193,7 @@ class CalibrateParams:
     batches: Optional[int] = None
     outputs: Optional[bool] = None
     target: Optional[str] = None
+    reuse_histograms: Optional[bool] = None
 
     @classmethod
     def from_json(cls, data: Any, where: str = "params") -> "CalibrateParams":
@@ -204,6 +210,7 @@ class CalibrateParams:
             batches=data.get("batches"),
             outputs=data.get("outputs"),
             target=data.get("target"),
+            reuse_histograms=data.get("reuse_histograms"),
         )
 
 
@@ -239,6 +246,8 @@ class ExportParams:
     target: Optional[str] = None
     fold_weights: Optional[bool] = None
     eval_batches: Optional[int] = None
+    int8_only: Optional[bool] = None
+    int8_file: Optional[str] = None
 
     @classmethod
     def from_json(cls, data: Any, where: str = "params") -> "ExportParams":
@@ -255,6 +264,8 @@ class ExportParams:
             target=data.get("target"),
             fold_weights=data.get("fold_weights"),
             eval_batches=data.get("eval_batches"),
+            int8_only=data.get("int8_only"),
+            int8_file=data.get("int8_file"),
         )
 
 

@@ -196,7 +196,7 @@ def test_exporter_that_drops_qdq_is_rejected_and_leaves_no_file(project, monkeyp
     with pytest.raises(QdqError) as info:
         _export(proj, out_dir)
     assert info.value.kind == "export" and "expected at least" in info.value.message
-    assert sorted(os.listdir(out_dir)) == ["calibration.json"]
+    assert sorted(os.listdir(out_dir)) == ["calibration.json", "histograms.json"]  # calibrate's, untouched
 
 
 def test_dynamo_fallback_produces_qdq(project, monkeypatch):

@@ -198,7 +198,7 @@ def test_failed_calibration_keeps_the_previous_one(backend, project):
     _check(_calibrate_error(backend, out_dir, method="bogus"), "config")
     with open(good["calibration_file"], "rb") as handle:
         assert handle.read() == before
-    assert sorted(os.listdir(out_dir)) == ["calibration.json"]
+    assert sorted(os.listdir(out_dir)) == ["calibration.json", "histograms.json"]
 
 
 def test_failed_export_leaves_no_file(backend, project):
@@ -225,7 +225,7 @@ def test_failed_export_leaves_no_file(backend, project):
         "export",
     )
     assert "svd" in data["detail"].lower()
-    assert sorted(os.listdir(out_dir)) == ["calibration.json"]
+    assert sorted(os.listdir(out_dir)) == ["calibration.json", "histograms.json"]
 
 
 def test_out_of_memory_mid_calibration(backend, project):

@@ -1,15 +1,13 @@
 // HTML for the QDQ report webview, built from the report.json of the last pipeline run.
 // Pure (no vscode import) so the rendering is tested under plain node. The page runs no script at all:
-// the chart is inline SVG, links back to the source are command URIs, and the CSP allows only styles
+// the charts are inline SVG, links back to the source are command URIs, and the CSP allows only styles
 // from the page itself (by nonce) and images from the webview's own origin.
+import { escapeHtml, fmt, isObject, Json, ms, num, pct, size, xAxis } from './reportFormat';
+import { sourceLink } from './reportLinks';
+import { errorSection, explorerSection, formsSection, trainingSection } from './reportSections';
 
-/** Where a finding came from in the user's source, as far as the pipeline could trace it. */
-export interface SourceRef {
-  file?: string;
-  line?: number; // 1-based
-  cls?: string;
-  attr?: string;
-}
+export { escapeHtml } from './reportFormat';
+export { openSourceUri, sourceRefOf, type SourceRef } from './reportLinks';
 
 export interface ReportHtmlOptions {
   /** `webview.cspSource` */
@@ -20,60 +18,9 @@ export interface ReportHtmlOptions {
   reportPath?: string;
   /** Project directory, to resolve relative source file names. */
   projectDir?: string;
-}
-
-type Json = Record<string, unknown>;
-
-const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
-const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
-
-export function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
-}
-
-function fmt(v: unknown, digits = 4): string {
-  const n = num(v);
-  if (n !== undefined) return Number.isInteger(n) ? String(n) : n.toPrecision(digits);
-  if (v === null || v === undefined) return '–';
-  if (typeof v === 'string') return escapeHtml(v);
-  return escapeHtml(JSON.stringify(v));
-}
-
-/** A source reference from the shapes the pipeline uses: {site:{file,cls,attr,line}}, {file,line}, "file:line". */
-export function sourceRefOf(entry: unknown): SourceRef | undefined {
-  if (typeof entry === 'string') {
-    const m = /^(.*\.py):(\d+)/.exec(entry);
-    return m ? { file: m[1], line: Number(m[2]) } : undefined;
-  }
-  if (!isObject(entry)) return undefined;
-  const inner = isObject(entry.site) ? entry.site : isObject(entry.source) ? entry.source : entry;
-  const file = typeof inner.file === 'string' ? inner.file : typeof inner.path === 'string' ? inner.path : undefined;
-  if (!file) return typeof entry.site === 'string' ? sourceRefOf(entry.site) : undefined;
-  const line = num(inner.line) ?? num(entry.line);
-  return {
-    file,
-    line,
-    cls: typeof inner.cls === 'string' ? inner.cls : undefined,
-    attr: typeof inner.attr === 'string' ? inner.attr : undefined,
-  };
-}
-
-/** `command:` URI that opens `ref` at its line through the extension's qdq.openSource command. */
-export function openSourceUri(ref: SourceRef, projectDir?: string): string {
-  const args = [{ file: ref.file, line: ref.line, cls: ref.cls, attr: ref.attr, projectDir }];
-  return `command:qdq.openSource?${encodeURIComponent(JSON.stringify(args))}`;
-}
-
-function sourceLink(entry: unknown, projectDir?: string): string {
-  const ref = sourceRefOf(entry);
-  if (!ref || !ref.file) return '<span class="muted">source not traced</span>';
-  const base = ref.file.split(/[\\/]/).pop() ?? ref.file;
-  const where = ref.line
-    ? `${base}:${ref.line}`
-    : ref.cls
-      ? `${base} (${ref.cls}${ref.attr ? '.' + ref.attr : ''})`
-      : base;
-  return `<a href="${escapeHtml(openSourceUri(ref, projectDir))}" title="${escapeHtml(ref.file)}">${escapeHtml(where)}</a>`;
+  /** qat.json and tune.json of the same out-dir, shown beside the run's figures when present. */
+  qat?: unknown;
+  tune?: unknown;
 }
 
 function opName(entry: unknown): string {
@@ -99,7 +46,7 @@ export function amaxOf(q: Json): number | undefined {
   return num(q.amax);
 }
 
-/** Horizontal bar chart of per-quantizer amax, log-scaled, as inline SVG. */
+/** Horizontal bar chart of per-quantizer amax, on a linear scale with round ticks, as inline SVG. */
 export function rangeChartSvg(quantizers: Json[]): string {
   const rows = quantizers
     .map((q) => ({ name: String(q.name ?? q.site ?? '?'), amax: amaxOf(q), axis: q.axis }))
@@ -108,29 +55,24 @@ export function rangeChartSvg(quantizers: Json[]): string {
   const rowHeight = 18;
   const labelWidth = 320;
   const barWidth = 360;
-  const positive = rows.map((r) => r.amax).filter((a) => a > 0);
-  const lo = positive.length ? Math.log10(Math.min(...positive)) - 0.5 : -1;
-  const hi = positive.length ? Math.log10(Math.max(...positive)) + 0.1 : 1;
-  const scale = (a: number) => (a > 0 ? Math.max(2, ((Math.log10(a) - lo) / (hi - lo || 1)) * barWidth) : 0);
-  const height = rows.length * rowHeight + 24;
+  const max = Math.max(...rows.map((r) => r.amax), 0) * 1.05 || 1;
   const bars = rows
     .map((r, i) => {
       const y = i * rowHeight;
-      const w = scale(r.amax);
+      const w = r.amax > 0 ? Math.max(1, (r.amax / max) * barWidth) : 0;
       const cls = r.amax <= 0 ? 'bar zero' : r.axis === null || r.axis === undefined ? 'bar act' : 'bar weight';
       return (
         `<text x="${labelWidth - 6}" y="${y + 13}" text-anchor="end" class="label">${escapeHtml(r.name)}</text>` +
         `<rect x="${labelWidth}" y="${y + 3}" width="${w.toFixed(1)}" height="${rowHeight - 6}" class="${cls}"><title>${escapeHtml(r.name)}: amax ${fmt(r.amax)}</title></rect>` +
-        `<text x="${labelWidth + w + 4}" y="${y + 13}" class="value">${fmt(r.amax, 3)}</text>`
+        `<text x="${(labelWidth + w + 4).toFixed(1)}" y="${y + 13}" class="value">${fmt(r.amax, 3)}</text>`
       );
     })
     .join('');
-  const axisY = rows.length * rowHeight + 14;
+  const bottom = rows.length * rowHeight + 2;
   return (
-    `<svg class="chart" role="img" aria-label="Calibrated amax per quantizer (log scale)" width="${labelWidth + barWidth + 80}" height="${height}" xmlns="http://www.w3.org/2000/svg">` +
+    `<svg class="chart" role="img" aria-label="Calibrated amax per quantizer (linear scale)" width="${labelWidth + barWidth + 80}" height="${bottom + 18}" xmlns="http://www.w3.org/2000/svg">` +
+    xAxis(labelWidth, barWidth, 0, bottom, max, '') +
     bars +
-    `<text x="${labelWidth}" y="${axisY}" class="value">10^${lo.toFixed(1)}</text>` +
-    `<text x="${labelWidth + barWidth}" y="${axisY}" text-anchor="end" class="value">10^${hi.toFixed(1)} (log scale)</text>` +
     `</svg>`
   );
 }
@@ -148,6 +90,76 @@ function pair(v: unknown, key: 'fp32' | 'int8'): unknown {
   return isObject(v) ? v[key] : undefined;
 }
 
+/** A report written before report.compare existed: FP32 vs the target's INT8 and the dynamic INT8, formatted. */
+function legacySummary(r: Json): string {
+  const dyn = isObject(r.dynamic) ? r.dynamic : undefined;
+  const cols = [`INT8 (${escapeHtml(String(r.target ?? 'static'))})`, ...(dyn ? ['INT8 dynamic'] : [])];
+  const row = (label: string, fp32: string, stat: string, dynamic: string) =>
+    `<tr><th>${label}</th><td>${fp32}</td><td>${stat}</td>${dyn ? `<td>${dynamic}</td>` : ''}</tr>`;
+  const acc =
+    r.accuracy !== undefined && r.accuracy !== null
+      ? row(
+          'Top-1 accuracy',
+          pct(pair(r.accuracy, 'fp32')),
+          pct(pair(r.accuracy, 'int8')),
+          pct(pair(dyn?.accuracy, 'int8')),
+        )
+      : `<tr><th>Top-1 accuracy</th><td colspan="${cols.length + 1}" class="muted">no labelled eval data</td></tr>`;
+  return (
+    `<table class="summary"><thead><tr><th></th><th>FP32</th>${cols.map((c) => `<th>${c}</th>`).join('')}</tr></thead><tbody>` +
+    acc +
+    row('Top-1 agreement with FP32', '', pct(r.top1_agreement), pct(dyn?.top1_agreement)) +
+    row('Cosine vs FP32 (pooled)', '', fmt(r.cosine_min, 5), fmt(dyn?.cosine_min, 5)) +
+    row(
+      'Latency (median)',
+      ms(pair(r.latency_ms, 'fp32')),
+      ms(pair(r.latency_ms, 'int8')),
+      ms(pair(dyn?.latency_ms, 'int8')),
+    ) +
+    (r.size_bytes !== undefined
+      ? row(
+          'Model size',
+          size(pair(r.size_bytes, 'fp32')),
+          size(pair(r.size_bytes, 'int8')),
+          size(pair(dyn?.size_bytes, 'int8')),
+        )
+      : '') +
+    `</tbody></table>`
+  );
+}
+
+const STYLE = `
+body { font-family: var(--vscode-font-family); font-size: var(--vscode-font-size, 13px); color: var(--vscode-foreground); padding: 0 1rem 2rem; max-width: 1100px; }
+h1 { font-size: 1.5em; margin-bottom: .2em; } h2 { font-size: 1.2em; margin-top: 1.6em; border-bottom: 1px solid var(--vscode-panel-border, #8884); }
+table { border-collapse: collapse; margin: .5rem 0 1rem; }
+th, td { border-bottom: 1px solid var(--vscode-panel-border, #8884); padding: 3px 10px; text-align: left; vertical-align: top; }
+table.forms td, table.summary td, td.num { text-align: right; font-variant-numeric: tabular-nums; }
+table.forms th { white-space: nowrap; }
+.muted { opacity: .7; }
+.headline { font-size: 1.15em; font-weight: 600; }
+.warn { color: var(--vscode-editorWarning-foreground, #cca700); }
+.delta { font-size: .85em; margin-left: .3em; white-space: nowrap; }
+.delta.better { color: var(--vscode-charts-green, #388a34); } .delta.worse { color: var(--vscode-charts-red, #e51400); } .delta.same { opacity: .7; }
+.tag { font-size: .75em; padding: 0 .35em; border-radius: 3px; background: var(--vscode-badge-background, #4d4d4d); color: var(--vscode-badge-foreground, #fff); }
+.chart .label, .chart .value { font-size: 11px; fill: var(--vscode-foreground); }
+.chart .grid { stroke: var(--vscode-panel-border, #8886); stroke-width: 1; }
+.bar.act { fill: var(--vscode-charts-blue, #3794ff); }
+.bar.weight { fill: var(--vscode-charts-green, #89d185); }
+.bar.zero { fill: var(--vscode-charts-red, #f14c4c); }
+.bar.fp32 { fill: var(--vscode-charts-foreground, #888); }
+.bar.best { fill: var(--vscode-charts-green, #89d185); }
+.bar.hist { fill: var(--vscode-charts-blue, #3794ff); opacity: .75; }
+.amax { stroke-width: 2; }
+.m-max { stroke: var(--vscode-charts-red, #f14c4c); fill: var(--vscode-charts-red, #f14c4c); color: var(--vscode-charts-red, #f14c4c); }
+.m-entropy { stroke: var(--vscode-charts-purple, #b180d7); fill: var(--vscode-charts-purple, #b180d7); color: var(--vscode-charts-purple, #b180d7); }
+.m-percentile { stroke: var(--vscode-charts-orange, #d18616); fill: var(--vscode-charts-orange, #d18616); color: var(--vscode-charts-orange, #d18616); }
+.m-mse { stroke: var(--vscode-charts-green, #89d185); fill: var(--vscode-charts-green, #89d185); color: var(--vscode-charts-green, #89d185); }
+svg.inline { vertical-align: middle; }
+details { margin: .2rem 0; } summary { cursor: pointer; } .explorer { margin: .3rem 0 1rem 1.2rem; }
+tr.chosen td { font-weight: 600; }
+a { color: var(--vscode-textLink-foreground); }
+`;
+
 /** The whole report page. `report` is report.json as written by the pipeline (unknown fields are ignored). */
 export function renderReportHtml(report: unknown, opts: ReportHtmlOptions): string {
   const r: Json = isObject(report) ? report : {};
@@ -159,37 +171,22 @@ export function renderReportHtml(report: unknown, opts: ReportHtmlOptions): stri
   const outputs = Array.isArray(r.outputs) ? (r.outputs.filter(isObject) as Json[]) : [];
   const projectDir = typeof r.project_dir === 'string' ? r.project_dir : opts.projectDir;
 
-  const accRow = (label: string, v: unknown, unit = '') =>
-    `<tr><th>${label}</th><td>${fmt(pair(v, 'fp32'))}${unit}</td><td>${fmt(pair(v, 'int8'))}${unit}</td></tr>`;
-  const summary =
-    `<table class="summary"><thead><tr><th></th><th>FP32</th><th>INT8</th></tr></thead><tbody>` +
-    (r.accuracy !== undefined && r.accuracy !== null
-      ? accRow('Top-1 accuracy', r.accuracy)
-      : '<tr><th>Top-1 accuracy</th><td colspan="2" class="muted">no labelled eval data</td></tr>') +
-    accRow('Latency (median)', r.latency_ms, ' ms') +
-    (r.size_bytes !== undefined ? accRow('Model size', r.size_bytes, ' bytes') : '') +
-    `</tbody></table>` +
+  const facts =
     `<ul class="facts">` +
-    `<li>QDQ pairs: <b>${fmt(r.qdq_pairs)}</b></li>` +
-    `<li>Quantizers: <b>${fmt(quantizerCount)}</b></li>` +
-    `<li>Lowest cosine similarity (INT8 vs FP32): <b>${fmt(r.cosine_min)}</b></li>` +
-    `<li>Max absolute difference: <b>${fmt(r.max_abs_diff)}</b></li>` +
-    (r.top1_agreement !== undefined ? `<li>Top-1 agreement (INT8 vs FP32): <b>${fmt(r.top1_agreement)}</b></li>` : '') +
+    `<li>QDQ pairs: <b>${fmt(r.qdq_pairs)}</b>, quantizers: <b>${fmt(quantizerCount)}</b></li>` +
     (typeof r.model === 'string'
       ? `<li>Model: <b>${fmt(r.model)}</b>${typeof r.exporter === 'string' ? `, exported with the ${fmt(r.exporter)} exporter` : ''}${r.opset !== undefined ? `, opset ${fmt(r.opset)}` : ''}</li>`
       : '') +
     (isObject(r.python) ? `<li>Python: ${fmt(r.python.path)} (torch ${fmt(r.python.torch_version)})</li>` : '') +
     (typeof r.calibration_method === 'string' || typeof r.method === 'string'
-      ? `<li>Calibration: <b>${fmt(r.calibration_method ?? r.method)}</b></li>`
+      ? `<li>Calibration: <b>${fmt(r.calibration_method ?? r.method)}</b>${num(r.batches_seen) !== undefined ? ` on ${fmt(r.batches_seen)} batches of ${fmt(r.calibration_data_kind)} data` : ''}</li>`
       : '') +
     `</ul>`;
+  const forms = formsSection(r);
+  const summary = forms ?? legacySummary(r);
+  const training = trainingSection(opts.qat, opts.tune);
 
-  const outputRows = outputs.map((o) => [
-    fmt(o.name),
-    fmt(o.cosine ?? o.cosine_similarity),
-    fmt(o.max_abs_diff),
-    fmt(o.top1_agreement),
-  ]);
+  const outputRows = outputs.map((o) => [fmt(o.name), fmt(o.cosine ?? o.cosine_similarity, 5), fmt(o.max_abs_diff, 3)]);
   const unquantizedRows = unquantized.map((op) => [opName(op), sourceLink(op, projectDir)]);
   const unsupportedRows = unsupported.map((op) => [opName(op), sourceLink(op, projectDir)]);
   const quantizerRows = quantizers.map((q) => [
@@ -197,6 +194,9 @@ export function renderReportHtml(report: unknown, opts: ReportHtmlOptions): stri
     fmt(q.method),
     fmt(amaxOf(q)),
     q.axis === null || q.axis === undefined ? 'per tensor' : `per channel (axis ${fmt(q.axis)})`,
+    num(q.sqnr_db) === undefined
+      ? ''
+      : `${(q.sqnr_db as number) >= 300 ? 'exact' : `${(q.sqnr_db as number).toFixed(1)} dB`}`,
     sourceLink(q, projectDir),
   ]);
 
@@ -205,32 +205,27 @@ export function renderReportHtml(report: unknown, opts: ReportHtmlOptions): stri
 <meta http-equiv="Content-Security-Policy" content="${csp}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>QDQ report</title>
-<style nonce="${opts.nonce}">
-body { font-family: var(--vscode-font-family); color: var(--vscode-foreground); padding: 0 1rem 2rem; }
-table { border-collapse: collapse; margin: .5rem 0 1rem; }
-th, td { border-bottom: 1px solid var(--vscode-panel-border, #8884); padding: 2px 10px; text-align: left; }
-.muted { opacity: .7; }
-.chart .label, .chart .value { font-size: 11px; fill: var(--vscode-foreground); }
-.bar.act { fill: var(--vscode-charts-blue, #3794ff); }
-.bar.weight { fill: var(--vscode-charts-green, #89d185); }
-.bar.zero { fill: var(--vscode-charts-red, #f14c4c); }
-a { color: var(--vscode-textLink-foreground); }
-</style></head><body>
+<style nonce="${opts.nonce}">${STYLE}</style></head><body>
 <h1>QDQ report</h1>
 ${opts.reportPath ? `<p class="muted">${escapeHtml(opts.reportPath)}</p>` : ''}
-<h2>FP32 vs INT8</h2>
+<h2>FP32 and INT8 side by side</h2>
 ${summary}
+${facts}
+${training ? `<h2>Training and tuning</h2>${training}` : ''}
 ${Array.isArray(r.notes) && r.notes.length ? `<h2>Notes</h2><ul>${r.notes.map((n) => `<li>${fmt(n)}</li>`).join('')}</ul>` : ''}
-${isObject(r.dynamic) ? `<h2>Dynamic INT8 (onnxruntime CPU)</h2><ul class="facts"><li>Quantized ops: <b>${fmt(r.dynamic.quantized_ops)}</b></li><li>Lowest cosine: <b>${fmt(r.dynamic.cosine_min)}</b></li><li>Top-1 agreement: <b>${fmt(r.dynamic.top1_agreement)}</b></li></ul>` : ''}
-<h2>Per-output similarity</h2>
-${table(['Output', 'Cosine', 'Max |diff|', 'Top-1 agreement'], outputRows)}
+<h2>Per-layer error</h2>
+${errorSection(quantizers, projectDir)}
+<h2>Calibration explorer</h2>
+${explorerSection(quantizers, r.method, projectDir, isObject(r.files) && typeof r.files.histograms === 'string')}
+<h2>Per-output similarity (${escapeHtml(String(r.target ?? 'INT8'))})</h2>
+${table(['Output', 'Cosine (pooled)', 'Max |diff|'], outputRows)}
 <h2>Weighted ops left in float (${unquantized.length})</h2>
 ${table(['Op', 'Source'], unquantizedRows)}
 <h2>TensorRT-unsupported ops (${unsupported.length})</h2>
 ${table(['Op', 'Source'], unsupportedRows)}
 <h2>Quantizer ranges</h2>
-<p class="muted">Blue: activations (per tensor), green: weights (largest channel amax), red: amax 0.</p>
+<p class="muted">Blue: activations (per tensor), green: weights (largest channel amax), red: amax 0. Linear scale.</p>
 ${rangeChartSvg(quantizers)}
-${table(['Quantizer', 'Method', 'amax', 'Granularity', 'Source'], quantizerRows)}
+${table(['Quantizer', 'Method', 'amax', 'Granularity', 'SQNR', 'Source'], quantizerRows)}
 </body></html>`;
 }

@@ -163,7 +163,7 @@ export class ServerCommands {
     if (!this.reportPanel) {
       this.reportPanel = vscode.window.createWebviewPanel('qdq.report', 'QDQ Report', vscode.ViewColumn.Beside, {
         enableScripts: false,
-        enableCommandUris: ['qdq.openSource'],
+        enableCommandUris: ['qdq.openSource', 'qdq.useCalibrationMethod'],
         localResourceRoots: [],
       });
       this.reportPanel.onDidDispose(() => (this.reportPanel = undefined));
@@ -173,6 +173,8 @@ export class ServerCommands {
       nonce: crypto.randomBytes(16).toString('base64'),
       reportPath: report.reportPath,
       projectDir: report.projectDir,
+      qat: report.qat,
+      tune: report.tune,
     });
     this.reportPanel.reveal(undefined, true);
     return report;

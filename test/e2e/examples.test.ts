@@ -20,12 +20,40 @@ function checkStatic(r: any, name: string, minCosine = 0.99): void {
   assert.ok(r.dynamic && r.dynamic.cosine_min >= minCosine, `${name}: dynamic cosine ${r.dynamic?.cosine_min}`);
   // The default target is tensorrt; when ONNX Runtime (which does not fuse that form) times it slower than FP32,
   // the report says why and what to use for CPU instead, and says nothing of the kind otherwise.
-  const slowerNote = (r.notes as string[]).some((n) => /ran slower than FP32 .*--target ort-cpu/.test(n));
+  const slowerNote = (r.notes as string[]).some((n) =>
+    /ran slower than FP32 .*(--target ort-cpu|The ort-cpu form, written beside it)/.test(n),
+  );
   assert.equal(
     slowerNote,
     r.target !== 'ort-cpu' && r.latency_ms.int8 > r.latency_ms.fp32,
     `${name}: INT8 ${r.latency_ms.int8} ms vs FP32 ${r.latency_ms.fp32} ms, notes ${JSON.stringify(r.notes)}`,
   );
+}
+
+/** No target chosen: both INT8 forms exported and timed beside FP32 and dynamic, from one calibration. */
+function checkForms(r: any, name: string): void {
+  const c = r.compare;
+  assert.deepEqual(
+    c.forms.map((f: any) => f.name),
+    ['tensorrt', 'ort-cpu', 'dynamic'],
+    `${name}: every form side by side`,
+  );
+  assert.ok(fs.existsSync(r.files.int8_ort_cpu_onnx), 'the ort-cpu form is written beside model.int8.onnx');
+  assert.equal(c.measured_on.source, 'eval-data');
+  assert.ok(c.measured_on.labelled_samples > 0 && c.measured_on.samples >= c.measured_on.labelled_samples);
+  for (const f of c.forms) {
+    assert.ok(f.cosine.worst_sample <= f.cosine.worst_batch + 1e-9, `${f.name}: a sample is no better than its batch`);
+    assert.ok(f.cosine.worst_batch <= f.cosine.pooled + 1e-6 || c.measured_on.batches === 1, f.name);
+    assert.ok(f.latency_ms > 0 && f.size_bytes > 0 && f.accuracy !== null);
+    assert.ok(Math.abs(f.delta.latency_ratio - f.latency_ms / c.fp32.latency_ms) < 1e-9);
+  }
+  const fastest = c.forms.reduce((a: any, b: any) => (b.latency_ms < a.latency_ms ? b : a));
+  assert.equal(c.headline.fastest, fastest.name);
+  assert.equal(c.headline.for_tensorrt, 'tensorrt');
+  assert.match(c.headline.text, new RegExp(`${fastest.name}.*for TensorRT deploy tensorrt`));
+  // the flat fields stay those of the target's form
+  assert.equal(r.latency_ms.int8, c.forms[0].latency_ms);
+  assert.equal(r.dynamic.latency_ms.int8, c.forms[2].latency_ms);
 }
 
 for (const [example, method] of [
@@ -45,6 +73,7 @@ for (const [example, method] of [
       assert.ok(r.accuracy, 'eval-data has labels');
       assert.ok(r.accuracy.fp32 - r.accuracy.int8 <= 0.01, `FP32 ${r.accuracy.fp32} vs INT8 ${r.accuracy.int8}`);
       assert.equal(r.method, method);
+      checkForms(r, example);
       // The user's model file is untouched without --write.
       assert.equal(
         fs.readFileSync(path.join(dir, 'model.py'), 'utf8'),
@@ -169,7 +198,37 @@ test(
     assert.equal(run.code, 0, run.stderr);
     const r = readReport(dir);
     assert.equal(r.target, 'ort-cpu');
+    assert.deepEqual(
+      r.compare.forms.map((f: any) => f.name),
+      ['ort-cpu', 'dynamic'],
+      'a chosen target is the one static form',
+    );
     assert.ok(r.ort_cpu_rewrite.linears.integer.length > 0, JSON.stringify(r.ort_cpu_rewrite));
     checkStatic(r, 'digits-transformer ort-cpu');
+  },
+);
+
+test(
+  'qdq run without eval-data: figures on calibration-data batches held out from calibration, and the report says so',
+  { skip: torchPy ? false : 'needs a Python with torch and scikit-learn' },
+  async () => {
+    const dir = copyProject(path.join(repoRoot, 'examples', 'digits-cnn'));
+    const toml = path.join(dir, 'pyproject.toml');
+    fs.writeFileSync(toml, fs.readFileSync(toml, 'utf8').replace(/^eval-data\s*=.*$/m, ''));
+    const run = await runQdq(['run', dir, '--batches', '3', '--python', torchPy!]);
+    assert.equal(run.code, 0, run.stderr + run.stdout);
+    const r = readReport(dir);
+    const m = r.compare.measured_on;
+    assert.equal(m.source, 'calibration-data');
+    assert.equal(m.held_out, true);
+    assert.equal(m.calibration_batches_used, 3);
+    assert.equal(m.labelled_samples, 0);
+    assert.ok(r.compare.forms.every((f: any) => f.accuracy === null && f.top1_agreement !== null));
+    assert.match(m.text, /held out from calibration \(the 3 batches before them calibrated\)/);
+    assert.ok(
+      r.notes.some((n: string) => n.includes(m.text)),
+      'the note says where the figures come from',
+    );
+    assert.match(run.stdout, /held out from calibration/);
   },
 );

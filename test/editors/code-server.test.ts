@@ -27,6 +27,19 @@ import { makeTestWorkspace, readSuiteResults } from './vscode/runTest';
 
 const repoRoot = process.cwd();
 const artifacts = path.join(repoRoot, 'test-results', 'code-server');
+// QDQ_UPDATE_SCREENSHOTS=1: the screenshots the docs show are copied into docs/screenshots/ as well.
+const docsShots = process.env.QDQ_UPDATE_SCREENSHOTS ? path.join(repoRoot, 'docs', 'screenshots') : undefined;
+
+/** A screenshot into test-results/code-server/ (and docs/screenshots/ when updating them). */
+async function shoot(page: import('playwright-core').Page, name: string): Promise<void> {
+  const file = path.join(artifacts, name);
+  await page.screenshot({ path: file });
+  if (docsShots) {
+    fs.mkdirSync(docsShots, { recursive: true });
+    fs.copyFileSync(file, path.join(docsShots, name));
+  }
+}
+
 const skip =
   codeServerUnavailable(repoRoot) ??
   (fs.existsSync(path.join(repoRoot, 'out', 'server', 'src', 'server.js'))
@@ -61,6 +74,74 @@ function installFakePythonExtension(stateDir: string): string | undefined {
   );
   assert.equal(installed.status, 0, `installing the Python extension stand-in: ${installed.stderr}${installed.stdout}`);
   return python;
+}
+
+/**
+ * The report view as the place to decide (issue 19): the forms side by side, the per-layer error and the
+ * calibration explorer are there, in the dark theme and in the light one, each screenshotted.
+ */
+async function reportScreenshots(page: import('playwright-core').Page, text: string): Promise<void> {
+  for (const part of [
+    'INT8 tensorrt',
+    'INT8 ort-cpu',
+    'INT8 dynamic',
+    'Cosine, worst sample',
+    'Per-layer error',
+    'Calibration explorer',
+  ])
+    assert.ok(text.includes(part), `the report shows ${part}`);
+  assert.match(text, /(Fastest here|No INT8 form beats FP32)/);
+  assert.match(text, /measured on \d+ batches/);
+  // A wider window gives the report (beside the editor) room without moving the webview (which reloads its frame).
+  const viewport = page.viewportSize();
+  await page.setViewportSize({ width: 2200, height: 1100 });
+  const reportFrame = () =>
+    waitFor('the report frame', 30_000, async () => {
+      for (const frame of page.frames()) {
+        const t = await frame.evaluate<string>('document.body ? document.body.innerText : ""').catch(() => '');
+        if (t.includes('FP32 and INT8 side by side')) return frame;
+      }
+      return undefined;
+    });
+  const scrollTo = async (heading: string) => {
+    const frame = await reportFrame();
+    await frame.evaluate(
+      `(() => { document.querySelectorAll('details').forEach((d, i) => { d.open = i < 2; }); const h = [...document.querySelectorAll('h2')].find((e) => e.textContent.startsWith(${JSON.stringify(heading)})); if (h) h.scrollIntoView(); })()`,
+    );
+    await page.waitForTimeout(500);
+  };
+  // Ctrl+K Ctrl+T opens the theme picker itself (typing its title in the palette can pick the marketplace one).
+  const useTheme = async (name: string) => {
+    await page.click('.monaco-editor .view-lines');
+    await page.keyboard.press('Control+K');
+    await page.keyboard.press('Control+T');
+    await page.waitForSelector('.quick-input-widget input');
+    await page.keyboard.type(name);
+    await page.waitForTimeout(800);
+    await page.keyboard.press('Enter');
+    await page.waitForTimeout(2500);
+  };
+  const wasDark = await page.evaluate<boolean>("!!document.querySelector('.monaco-workbench.vs-dark')");
+  try {
+    for (const [theme, name] of [
+      ['dark', 'Dark Modern'],
+      ['light', 'Light Modern'],
+    ]) {
+      await useTheme(name);
+      const dark = await page.evaluate<boolean>("!!document.querySelector('.monaco-workbench.vs-dark')");
+      assert.equal(dark, theme === 'dark', `the workbench is in the ${theme} theme`);
+      await scrollTo('FP32 and INT8');
+      await shoot(page, `report-${theme}.png`);
+      await scrollTo('Per-layer error');
+      await shoot(page, `report-error-${theme}.png`);
+      await scrollTo('Calibration explorer');
+      await shoot(page, `report-explorer-${theme}.png`);
+    }
+  } finally {
+    if (wasDark) await useTheme('Dark Modern').catch(() => undefined);
+    if (viewport) await page.setViewportSize(viewport);
+    await page.waitForTimeout(1000);
+  }
 }
 
 describe('VS Code extension in code-server 4.100.3', { skip }, () => {
@@ -174,7 +255,7 @@ describe('VS Code extension in code-server 4.100.3', { skip }, () => {
         async () =>
           (await page.locator('.monaco-editor .squiggly-warning, .monaco-editor .squiggly-error').count()) > 0,
       );
-      await page.screenshot({ path: path.join(artifacts, 'diagnostic.png') });
+      await shoot(page, 'diagnostic.png');
       await openFromExplorer('model.py');
       await page.waitForTimeout(500);
 
@@ -202,7 +283,7 @@ describe('VS Code extension in code-server 4.100.3', { skip }, () => {
         await page.keyboard.press('Escape');
         return false;
       });
-      await page.screenshot({ path: path.join(artifacts, 'quickfix-menu.png') });
+      await shoot(page, 'quickfix-menu.png');
       // Choose it with the keyboard, as a user does (the menu's pointer block swallows synthetic clicks).
       const focused = page.locator('.action-widget .monaco-list-row.focused');
       for (let i = 0; i < 10 && !/Quantize this layer/.test((await focused.textContent().catch(() => '')) ?? ''); i++) {
@@ -221,7 +302,34 @@ describe('VS Code extension in code-server 4.100.3', { skip }, () => {
       await waitFor('qdq_quant.py next to the model', 15_000, () =>
         fs.existsSync(path.join(workspace, 'qdq_quant.py')),
       );
-      await page.screenshot({ path: path.join(artifacts, 'after-quickfix.png') });
+      await shoot(page, 'after-quickfix.png');
+
+      // A hover on a call of a member (issue 19 item 5): what `self.block1` is, not "(call)".
+      const qLines = quantized.split('\n');
+      const callLine = qLines.findIndex((l) => l.includes('self.block1(x)'));
+      assert.ok(callLine >= 0);
+      await page.click('.monaco-editor .view-lines');
+      await page.keyboard.press('Control+G');
+      await page.waitForSelector('.quick-input-widget input');
+      await page.keyboard.type(`${callLine + 1}:${qLines[callLine].indexOf('block1') + 3}`);
+      await page.keyboard.press('Enter');
+      await page.waitForTimeout(500);
+      const hoverText = await waitFor('the call-site hover', 30_000, async () => {
+        await page.keyboard.press('Control+K');
+        await page.keyboard.press('Control+I');
+        await page.waitForTimeout(800);
+        const t = (
+          await page
+            .locator('.monaco-hover')
+            .allInnerTexts()
+            .catch(() => [] as string[])
+        ).join('\n');
+        return /called here/.test(t) ? t : undefined;
+      });
+      assert.match(hoverText, /ResidualBlock/);
+      assert.match(hoverText, /An instance of/);
+      await shoot(page, 'hover-call-site.png');
+      await page.keyboard.press('Escape');
 
       // A command from the palette: removal restores the original byte for byte.
       await page.keyboard.press('F1');
@@ -249,7 +357,7 @@ describe('VS Code extension in code-server 4.100.3', { skip }, () => {
         const reportFrame = await waitFor('the report webview content', 30_000, async () => {
           for (const frame of page.frames()) {
             const text = await frame.evaluate<string>('document.body ? document.body.innerText : ""').catch(() => '');
-            if (text.includes('FP32 vs INT8')) return { frame, text };
+            if (text.includes('FP32 and INT8 side by side')) return { frame, text };
           }
           return undefined;
         });
@@ -257,6 +365,7 @@ describe('VS Code extension in code-server 4.100.3', { skip }, () => {
         assert.ok(reportFrame.text.includes(`QDQ pairs: ${expectedPairs}`), reportFrame.text.slice(0, 500));
         assert.equal((await reportFrame.frame.locator('svg.chart rect').count()) > 0, true, 'the range chart is drawn');
         await page.screenshot({ path: path.join(artifacts, 'report.png') });
+        await reportScreenshots(page, reportFrame.text);
       }
 
       // A long command shows a cancellable notification; Cancel stops it before anything is written.
@@ -316,7 +425,7 @@ describe('VS Code extension in code-server 4.100.3', { skip }, () => {
         const failed = page.locator('.notification-toast').filter({ hasText: 'Calibrate failed' });
         await failed.first().waitFor({ timeout: 120_000 });
         await page.waitForTimeout(3000); // a second copy of the error would show up by now
-        await page.screenshot({ path: path.join(artifacts, 'command-error.png') });
+        await shoot(page, 'command-error.png');
         assert.equal(await failed.count(), 1, 'the error is shown once');
         assert.equal(await page.locator('.monaco-dialog-box').count(), 0, 'no modal dialog');
         const text = (await failed.first().innerText()).replace(/\s+/g, ' ');

@@ -120,6 +120,29 @@ test(
         arguments: [{ uri, python: path.join(tmp, 'no-such-python') }],
       });
       assert.match(bad.problem ?? '', /cannot import torch|not found|no such/i);
+
+      // The report's calibration explorer: another method from the saved histograms, exported and verified.
+      const switched = await client.request<{ report: { method: string; notes: string[]; compare?: unknown } }>(
+        'workspace/executeCommand',
+        { command: 'qdq.useCalibrationMethod', arguments: [{ uri, method: 'mse' }] },
+      );
+      assert.equal(switched.report.method, 'mse');
+      assert.ok(switched.report.compare, 'exported and verified');
+      assert.ok(
+        switched.report.notes.some((n) =>
+          /from the histograms saved by the last calibration \(2 batches\): no new pass/.test(n),
+        ),
+        JSON.stringify(switched.report.notes),
+      );
+      await assert.rejects(
+        client.request('workspace/executeCommand', {
+          command: 'qdq.useCalibrationMethod',
+          arguments: [{ uri, method: 'kl' }],
+        }),
+        /needs method: one of max, entropy, percentile, mse/,
+      );
+      // The next test checks that a cancelled run exports nothing.
+      fs.rmSync(path.join(project, 'qdq-out'), { recursive: true, force: true });
     } finally {
       await client.stop();
     }

@@ -25,6 +25,12 @@ test('qdq/report answers for a file of the project and for the project folder, w
     const fromFolder = await client.request(ReportRequest, { uri: fileUri(project) });
     assert.equal(fromFolder?.projectDir, project, 'the folder is the project, not its parent');
     assert.deepEqual(fromFolder?.report, { qdq_pairs: 2 }, 'the report as it is now');
+    assert.equal(fromFolder?.qat, undefined, 'no qat.json: no qat field');
+    fs.writeFileSync(path.join(project, 'qdq-out', 'qat.json'), JSON.stringify({ fp32: 0.9, ptq: 0.8, qat: 0.88 }));
+    fs.writeFileSync(path.join(project, 'qdq-out', 'tune.json'), JSON.stringify({ metric: 'top1' }));
+    const withTraining = await client.request(ReportRequest, { uri: fileUri(project) });
+    assert.deepEqual(withTraining?.qat, { fp32: 0.9, ptq: 0.8, qat: 0.88 }, 'qat.json beside the report');
+    assert.deepEqual(withTraining?.tune, { metric: 'top1' });
   } finally {
     await client.stop();
     fs.rmSync(root, { recursive: true, force: true });

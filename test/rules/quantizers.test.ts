@@ -114,6 +114,69 @@ describe('QDQ lints', () => {
     assert.match(ds[0].message, /input_tensor/);
   });
 
+  it('QDQ007 names the skip operand of `out + x` and `out += identity` (never a placeholder in backticks)', () => {
+    for (const [line, skip] of [
+      ['out = out + x', 'x'],
+      ['out += identity', 'identity'],
+    ]) {
+      const text = py`
+        from torch import nn
+        import qdq_quant  # qdq
+        class Block(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = qdq_quant.quant(nn.Conv2d(4, 4, 3, padding=1))
+            def forward(self, x):
+                identity = x
+                out = self.conv(x)
+                ${line}
+                return out
+      `;
+      const ds = diagnose('QDQ007', text);
+      assert.equal(ds.length, 1, line);
+      assert.match(ds[0].message, new RegExp(`with the skip input \`${skip}\` unquantized`), ds[0].message);
+      assert.doesNotMatch(ds[0].message, /`the skip input`/);
+    }
+  });
+
+  it('QDQ008: a declared quantizer nothing calls, and a called one nothing declares', () => {
+    const text = py`
+      import torch
+      from torch import nn
+      import qdq_quant  # qdq
+      class Attn(nn.Module):
+          def __init__(self):
+              super().__init__()
+              self.matmul0_a_quantizer = qdq_quant.TensorQuantizer()  # qdq
+              self.matmul0_b_quantizer = qdq_quant.TensorQuantizer()  # qdq
+          def forward(self, q, k):
+              # self.matmul0_b_quantizer(k) was here
+              s = torch.matmul(self.matmul0_a_quantizer(q), k)
+              return self.add0_residual_quantizer(s) + q
+    `;
+    const ds = diagnose('QDQ008', text);
+    assert.equal(ds.length, 2, JSON.stringify(ds.map((d) => d.message)));
+    const orphan = ds.find((d) => d.message.includes('matmul0_b_quantizer'))!;
+    assert.match(orphan.message, /declared in Attn but nothing calls it/);
+    assert.equal(orphan.range.start.line, 7);
+    assert.deepEqual(orphan.fix?.edits, [
+      { range: { start: { line: 7, character: 0 }, end: { line: 8, character: 0 } }, newText: '' },
+    ]);
+    const missing = ds.find((d) => d.message.includes('add0_residual_quantizer'))!;
+    assert.match(missing.message, /called in Attn but never declared: the model fails with AttributeError/);
+    assert.equal(missing.range.start.line, 11);
+  });
+
+  it('QDQ008 stays silent on what qdq quantize writes', () => {
+    const fs = require('node:fs') as typeof import('node:fs');
+    const { quantizeFile } = require('../../server/src/fixes') as typeof import('../../server/src/fixes');
+    for (const example of ['digits-transformer', 'digits-cnn']) {
+      const text = fs.readFileSync(`examples/${example}/model.py`, 'utf8');
+      const quantized = quantizeFile(text, { scope: { kind: 'file' } }).text;
+      assert.deepEqual(diagnose('QDQ008', quantized), [], example);
+    }
+  });
+
   it('QDQ010: a concat mixing quantized and float inputs', () => {
     const text = py`
       import torch

@@ -384,6 +384,33 @@ const cases: Case[] = [
     `,
   },
   {
+    code: 'QDQ008',
+    severity: 'warning',
+    covers: 'self.matmul0_a_quantizer = qdq_quant.TensorQuantizer()',
+    positive: py`
+      import torch
+      from torch import nn
+      import qdq_quant  # qdq
+      class Attn(nn.Module):
+          def __init__(self):
+              super().__init__()
+              self.matmul0_a_quantizer = qdq_quant.TensorQuantizer()  # qdq
+          def forward(self, q, k):
+              return torch.matmul(q, k)
+    `,
+    negative: py`
+      import torch
+      from torch import nn
+      import qdq_quant  # qdq
+      class Attn(nn.Module):
+          def __init__(self):
+              super().__init__()
+              self.matmul0_a_quantizer = qdq_quant.TensorQuantizer()  # qdq
+          def forward(self, q, k):
+              return torch.matmul(self.matmul0_a_quantizer(q), k)
+    `,
+  },
+  {
     code: 'QDQ007',
     severity: 'information',
     covers: 'out += identity',

@@ -533,6 +533,34 @@ class HistogramCalibrator:
         counts = padded.reshape(buckets, per_bucket).sum(dim=1)
         return {"bins": [float(c) for c in counts], "edges_max": self._width * per_bucket * buckets}
 
+    # ---- saving ---------------------------------------------------------------------------
+    def state(self):
+        """What the amax methods read (counts, bin width, exact max, values seen), as plain data, so a later
+        process can pick another method without a new pass over the data (restore())."""
+        hist = self.hist
+        return {
+            "counts": [] if hist is None else [int(c) for c in hist.tolist()],
+            "width": self._width,
+            "max": float(self._max),
+            "count": int(self._count),
+            "batches": int(self.batches),
+        }
+
+    @classmethod
+    def restore(cls, state, num_bits=8, unsigned=False):
+        """A calibrator holding a saved state(); only for computing amax (collecting more data would start a new
+        range from it, as after any batch)."""
+        cal = cls(num_bits=num_bits, unsigned=unsigned)
+        counts = state.get("counts") or []
+        if counts:
+            cal._hist = torch.tensor(counts, dtype=torch.int64)
+            cal._width = float(state["width"])
+        cal._max = float(state.get("max", 0.0))
+        cal._count = int(state.get("count", 0))
+        cal.batches = int(state.get("batches", 0))
+        cal._token = object() if cal._count else None
+        return cal
+
     def __repr__(self):
         n = 0 if self._hist is None else self._hist.numel()
         return f"HistogramCalibrator(bins={n}, max={self._max:.4g}, batches={self.batches})"

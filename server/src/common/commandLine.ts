@@ -82,6 +82,11 @@ const PIPELINE_COMMON = {
     description: `output folder (may be outside the project; default: [tool.qdq] out-dir, else ${OUT_DIR.default})`,
   },
   verbose: { type: 'boolean', description: "print the backend's log" },
+  'reuse-histograms': {
+    type: 'boolean',
+    description:
+      "amax from the last calibration's saved histograms (another --method without a new pass over the data)",
+  },
 } as const satisfies Record<string, FlagSpec>;
 const EXPORT_FLAGS = {
   target: {

@@ -18,6 +18,7 @@ import {
 } from '../protocol/lsp_ext';
 import { commandSpec, SERVER_COMMAND_IDS } from '../protocol/commands';
 import * as pipeline from './pipelineBridge';
+import { CALIBRATION_METHODS, type Method } from '../common/knobs';
 
 export const COMMAND_IDS = SERVER_COMMAND_IDS;
 
@@ -115,6 +116,7 @@ export async function executeCommand(
     case Commands.export:
     case Commands.calibrateAndExport:
     case Commands.exportDynamic:
+    case Commands.useCalibrationMethod:
       return backendCommand(ctx, command, arg, token, workDoneToken);
     default:
       throw new lsp.ResponseError(
@@ -158,6 +160,18 @@ async function editCommand(ctx: Session, arg: CommandArgs, op: 'quantize' | 'unq
   return { applied: result.applied, changedLines, message: result.failureReason };
 }
 
+/** qdq.useCalibrationMethod's method, checked (it comes from a link in the report page). */
+function methodArg(command: string, arg: CommandArgs): Method | undefined {
+  if (!commandSpec(command)?.pipeline?.reuseHistograms) return undefined;
+  const m = CALIBRATION_METHODS.find((x) => x === arg.method);
+  if (!m)
+    throw new lsp.ResponseError(
+      lsp.ErrorCodes.InvalidParams,
+      `${command} needs method: one of ${CALIBRATION_METHODS.join(', ')} (got ${JSON.stringify(arg.method)})`,
+    );
+  return m;
+}
+
 function progressTitle(command: string): string {
   return commandSpec(command)?.pipeline?.progressTitle ?? command;
 }
@@ -189,6 +203,7 @@ async function backendCommand(
       modelFile: file,
       settings: ctx.settings,
       python: ctx.python(),
+      method: methodArg(command, arg),
       signal: abort.signal,
       onProgress: (p) => reporter.report(p.percent ?? 0, p.message),
       log: (m) => ctx.log(m),

@@ -7,6 +7,7 @@ import type { Hover, Position } from './lsp';
 import type { Layer, ModelIndex, ModuleClass, Op, DeclaredQuantizer, Range, FunctionInfo } from '../analysis';
 import type { QdqDocument } from './documents';
 import { CalibrationStore, formatAmax, SiteCalibration, rangeProblems, layerPath } from './calibration';
+import { callSiteMarkdown } from './callSiteHover';
 
 export type HoverTarget =
   | { kind: 'layer'; layer: Layer; owner?: ModuleClass; func?: FunctionInfo; range: Range }
@@ -164,7 +165,17 @@ function knowledgeLines(subject: string): string[] {
   }
 }
 
-export function hoverMarkdown(target: HoverTarget, file: string, store: CalibrationStore, text: string): string {
+export function hoverMarkdown(
+  target: HoverTarget,
+  file: string,
+  store: CalibrationStore,
+  text: string,
+  index?: ModelIndex,
+): string {
+  if (target.kind === 'op' && index) {
+    const call = callSiteMarkdown(target.op, target.owner, index, file, store, text);
+    if (call) return call;
+  }
   const lines: string[] = [];
   if (target.kind === 'layer') {
     const { layer, owner } = target;
@@ -215,7 +226,7 @@ export function hover(doc: QdqDocument, pos: Position, store: CalibrationStore):
   if (!target) return null;
   const file = uriToPath(doc.uri);
   return {
-    contents: { kind: lsp.MarkupKind.Markdown, value: hoverMarkdown(target, file, store, doc.getText()) },
+    contents: { kind: lsp.MarkupKind.Markdown, value: hoverMarkdown(target, file, store, doc.getText(), index) },
     range: target.range,
   };
 }

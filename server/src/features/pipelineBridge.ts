@@ -9,6 +9,7 @@ import { InterpreterInfo, ReportResult } from '../protocol/lsp_ext';
 import { commandSpec } from '../protocol/commands';
 import type { PipelineProgress } from '../pipeline/run';
 import { validateConfigText, ConfigOverrides } from '../pipeline/config';
+import type { Method } from '../common/knobs';
 import { MAX_CONFIG_BYTES, MAX_RESULTS_BYTES, readWorkspaceFileOrLog } from './workspaceFiles';
 import { CancelToken, asQdqError } from '../pipeline/errors';
 
@@ -26,6 +27,8 @@ export interface RunOptions {
   settings: QdqSettings;
   python?: string;
   signal: AbortSignal;
+  /** qdq.useCalibrationMethod: the method to compute amax with (from the saved histograms). */
+  method?: Method;
   onProgress(p: { percent?: number; message: string }): void;
   log(msg: string): void;
 }
@@ -88,8 +91,9 @@ export async function run(command: string, opts: RunOptions): Promise<RunResult>
         projectDir: opts.projectDir,
         steps: [...plan.steps],
         python: opts.python,
-        overrides: overridesFrom(opts.settings),
+        overrides: { ...overridesFrom(opts.settings), ...(opts.method ? { method: opts.method } : {}) },
         dynamicOnly: plan.dynamicOnly,
+        reuseHistograms: plan.reuseHistograms,
         onLog: (line) => opts.log(`[backend] ${line}`),
       },
       (p) => {
@@ -157,13 +161,29 @@ export async function readReport(
   settings: QdqSettings,
   log: (line: string) => void,
 ): Promise<ReportResult | null> {
-  const file = path.join(await outDirOf(projectDir, settings, log), 'report.json');
-  const text = await readWorkspaceFileOrLog(file, MAX_RESULTS_BYTES, log);
+  const outDir = await outDirOf(projectDir, settings, log);
+  const file = path.join(outDir, 'report.json');
+  const report = await readJsonObject(file, log);
+  if (!report) return null;
+  const result: ReportResult = { reportPath: file, report, projectDir };
+  // QAT and tune results of the same out-dir sit beside the run's figures in the report view.
+  const qat = await readJsonObject(path.join(outDir, 'qat.json'), log, true);
+  const tune = await readJsonObject(path.join(outDir, 'tune.json'), log, true);
+  if (qat) result.qat = qat;
+  if (tune) result.tune = tune;
+  return result;
+}
+
+async function readJsonObject(
+  file: string,
+  log: (line: string) => void,
+  optional = false,
+): Promise<Record<string, unknown> | null> {
+  const text = await readWorkspaceFileOrLog(file, MAX_RESULTS_BYTES, optional ? () => undefined : log);
   if (text === undefined) return null;
   try {
-    const report: unknown = JSON.parse(text);
-    if (!report || typeof report !== 'object' || Array.isArray(report)) return null;
-    return { reportPath: file, report: report as Record<string, unknown>, projectDir };
+    const value: unknown = JSON.parse(text);
+    return value && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
   } catch {
     log(`qdq: ${file} is not valid JSON: ignored`);
     return null;

@@ -45,6 +45,14 @@ export interface Histogram {
   edges_max: number;
 }
 
+/** One calibration method's amax on a quantizer's histogram, its SQNR (dB) and the share of values it clips. */
+export interface MethodChoice {
+  method: CalibrationMethod;
+  amax: number;
+  sqnr_db: number | null;
+  clipped: number;
+}
+
 /** Entropy's amax clipped too much: the percentile amax was used instead. */
 export interface Fallback {
   from: CalibrationMethod;
@@ -65,6 +73,10 @@ export interface Quantizer {
   num_bits: number;
   hist?: Histogram;
   fallback?: Fallback;
+  /** error the quantizer adds: SQNR (dB) of the fake-quantized vs float values seen in calibration (activations: from the histogram; weights: exact); 300 = exact */
+  sqnr_db?: number | null;
+  /** activations: the amax every method would pick on the same histogram */
+  methods?: MethodChoice[];
 }
 
 export interface TensorInfo {
@@ -144,6 +156,8 @@ export interface CalibrateParams {
   outputs?: boolean;
   /** ort-cpu implies outputs */
   target?: string | null;
+  /** compute amax from the histograms the last calibrate saved in out_dir (histograms.json) instead of a pass over the data; a config error when they do not fit this model and calibration setting */
+  reuse_histograms?: boolean;
 }
 
 export interface SetMethodParams {
@@ -173,6 +187,10 @@ export interface ExportParams {
   fold_weights?: boolean;
   /** at least 1; default 50 */
   eval_batches?: number;
+  /** write only the INT8 model (a second form of a run that already wrote FP32 and the evaluation inputs); fp32_onnx and eval_file come back empty */
+  int8_only?: boolean;
+  /** file name of the INT8 model in out_dir; default model.int8.onnx */
+  int8_file?: string;
 }
 
 export interface QdqNodeCounts {
@@ -539,6 +557,33 @@ export const PROTOCOL_SCHEMA: ProtocolSchema = {
         "edges_max"
       ]
     },
+    "MethodChoice": {
+      "description": "One calibration method's amax on a quantizer's histogram, its SQNR (dB) and the share of values it clips.",
+      "type": "object",
+      "properties": {
+        "method": {
+          "$ref": "#/definitions/CalibrationMethod"
+        },
+        "amax": {
+          "type": "number"
+        },
+        "sqnr_db": {
+          "type": [
+            "number",
+            "null"
+          ]
+        },
+        "clipped": {
+          "type": "number"
+        }
+      },
+      "required": [
+        "method",
+        "amax",
+        "sqnr_db",
+        "clipped"
+      ]
+    },
     "Fallback": {
       "description": "Entropy's amax clipped too much: the percentile amax was used instead.",
       "type": "object",
@@ -617,6 +662,20 @@ export const PROTOCOL_SCHEMA: ProtocolSchema = {
         },
         "fallback": {
           "$ref": "#/definitions/Fallback"
+        },
+        "sqnr_db": {
+          "type": [
+            "number",
+            "null"
+          ],
+          "description": "error the quantizer adds: SQNR (dB) of the fake-quantized vs float values seen in calibration (activations: from the histogram; weights: exact); 300 = exact"
+        },
+        "methods": {
+          "type": "array",
+          "items": {
+            "$ref": "#/definitions/MethodChoice"
+          },
+          "description": "activations: the amax every method would pick on the same histogram"
         }
       },
       "required": [
@@ -908,6 +967,10 @@ export const PROTOCOL_SCHEMA: ProtocolSchema = {
           ],
           "x-values": "ExportTarget",
           "description": "ort-cpu implies outputs"
+        },
+        "reuse_histograms": {
+          "type": "boolean",
+          "description": "compute amax from the histograms the last calibrate saved in out_dir (histograms.json) instead of a pass over the data; a config error when they do not fit this model and calibration setting"
         }
       },
       "required": [
@@ -1012,6 +1075,14 @@ export const PROTOCOL_SCHEMA: ProtocolSchema = {
         "eval_batches": {
           "type": "integer",
           "description": "at least 1; default 50"
+        },
+        "int8_only": {
+          "type": "boolean",
+          "description": "write only the INT8 model (a second form of a run that already wrote FP32 and the evaluation inputs); fp32_onnx and eval_file come back empty"
+        },
+        "int8_file": {
+          "type": "string",
+          "description": "file name of the INT8 model in out_dir; default model.int8.onnx"
         }
       },
       "required": [

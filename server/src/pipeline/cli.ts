@@ -22,6 +22,7 @@ interface Flags {
   percentile?: number;
   outDir?: string;
   verbose: boolean;
+  reuseHistograms: boolean;
 }
 
 /** The command line of a pipeline command, parsed by the one command table (server/src/common/commandLine.ts). */
@@ -37,6 +38,7 @@ export function parsePipelineArgs(cmd: PipelineCommandName, argv: string[]): Fla
     percentile: flags.percentile,
     outDir: flags['out-dir'],
     verbose: flags.verbose,
+    reuseHistograms: flags['reuse-histograms'],
     target: exportFlags?.target,
     dynamic: exportFlags?.dynamic ?? false,
   };
@@ -128,6 +130,30 @@ function table(rows: string[][]): string {
     .join('\n');
 }
 
+/** FP32 and every INT8 form side by side (report.compare), with deltas, the headline and where it was measured. */
+function compareTable(c: NonNullable<Report['compare']>): string {
+  const rows = [['', 'FP32', ...c.forms.map((f) => `INT8 ${f.name}`)]];
+  const add = (label: string, fp32: string, per: (f: (typeof c.forms)[number]) => string) =>
+    rows.push([label, fp32, ...c.forms.map(per)]);
+  const signed = (x: number) => `${x >= 0 ? '+' : ''}${(100 * x).toFixed(2)}`;
+  if (c.fp32.accuracy !== null)
+    add('top-1 accuracy', pct(c.fp32.accuracy), (f) =>
+      f.accuracy === null ? '-' : `${pct(f.accuracy)} (${signed(f.delta.accuracy ?? 0)})`,
+    );
+  if (c.forms.some((f) => f.top1_agreement !== null)) add('top-1 agreement', '', (f) => pct(f.top1_agreement));
+  add('cosine, pooled', '', (f) => fmt(f.cosine.pooled, 5));
+  add('cosine, worst batch', '', (f) => fmt(f.cosine.worst_batch, 5));
+  add('cosine, worst sample', '', (f) => fmt(f.cosine.worst_sample, 5));
+  add('max |diff|', '', (f) => fmt(f.max_abs_diff));
+  add(
+    'latency (median ms)',
+    fmt(c.fp32.latency_ms, 2),
+    (f) => `${fmt(f.latency_ms, 2)} (${fmt(f.delta.latency_ratio, 2)}x)`,
+  );
+  add('file size', mb(c.fp32.size_bytes), (f) => `${mb(f.size_bytes)} (${fmt(f.delta.size_ratio, 2)}x)`);
+  return `${c.headline.text}\n${c.measured_on.text}\n\n${table(rows)}`;
+}
+
 export function formatReport(r: Report, cmd: PipelineCommandName): string {
   const out: string[] = [];
   const acts = r.quantizers.filter((q) => q.axis === null || q.axis === undefined).length;
@@ -143,7 +169,9 @@ export function formatReport(r: Report, cmd: PipelineCommandName): string {
         `${r.weighted_ops ?? '-'} weighted ops, ${r.unquantized_weighted_ops.length} not DQ-fed`,
     );
   }
-  if (r.latency_ms || r.dynamic?.latency_ms) {
+  if (r.compare) {
+    out.push('', compareTable(r.compare));
+  } else if (r.latency_ms || r.dynamic?.latency_ms) {
     const dyn = r.dynamic?.latency_ms ? r.dynamic : undefined;
     const stat = !!r.latency_ms;
     const rows = [['', 'FP32', ...(stat ? [`INT8 (${r.target})`] : []), ...(dyn ? ['INT8 dynamic'] : [])]];
@@ -263,6 +291,7 @@ export async function runPipelineCommand(
         overrides,
         dynamic: cmd === 'run' ? true : flags.dynamic,
         dynamicOnly: cmd === 'export' && flags.dynamic,
+        reuseHistograms: flags.reuseHistograms,
         onLog: flags.verbose ? (l) => io.err.write(`[backend] ${l}\n`) : undefined,
       },
       (p) => progress.update(p),

@@ -35,6 +35,8 @@ export interface QdqConfig {
   opset: number;
   outDir: string;
   target: Target;
+  /** Whether target was set (in [tool.qdq] or by an override); when not, `qdq run` exports and times both forms. */
+  targetGiven?: boolean;
   floatPrecision: FloatPrecision;
   dynamicBatch: boolean;
   patchModules: string[];
@@ -368,6 +370,7 @@ export function validateConfigText(text: string): ConfigResult {
       message: `[tool.qdq] percentile is only used with method = "percentile" (method is "${String(raw.method)}")`,
     });
   }
+  out.targetGiven = has('target');
   const ok = !diags.some((d) => d.severity === 'error');
   return { config: ok ? (out as unknown as QdqConfig) : null, diagnostics: diags, found: true };
 }
@@ -437,5 +440,6 @@ export function loadConfig(projectDir: string, overrides: ConfigOverrides = {}):
   }
   const merged = { ...r.config };
   for (const [k, v] of Object.entries(overrides)) if (v !== undefined) (merged as Record<string, unknown>)[k] = v;
+  if (overrides.target !== undefined) merged.targetGiven = true;
   return merged;
 }

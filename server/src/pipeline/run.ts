@@ -20,7 +20,11 @@ import { quantizeDynamic } from '../onnx/dynamic';
 import { qdqStats, QuantizerInfo, QdqStats } from '../onnx/qdqStats';
 import { trtCheck } from '../onnx/trtCheck';
 import { optimizeForOrtCpu, ortCpuRewriteChanged, OrtCpuResult } from '../onnx/ortCpu';
-import { readEvalFile, verifyModels, VerifyResult, EvalBatch } from '../onnx/verify';
+import { readEvalFile, EvalBatch } from '../onnx/verify';
+import { verifyForms, FormToVerify, FormsVerification } from '../onnx/verifyForms';
+import { formsReport, FormsReport, readEvalMeta } from './report';
+import { exportOrtCpuForm, removeStaleOrtCpuForm } from './forms';
+import { addQuantizerLines } from './sourceLines';
 import { libraryPatchOrConfigError } from '../library/patch';
 
 export type PipelineStep = 'calibrate' | 'export' | 'verify';
@@ -44,6 +48,8 @@ export interface PipelineOptions {
   afterCalibrate?: (step: AfterCalibrate) => Promise<void>;
   /** Already quantized text of the model file to run instead of quantizing the file (qdq tune's mixed plan). */
   modelSource?: string;
+  /** amax from the histograms the last calibration saved in the out-dir (another method, no pass over the data). */
+  reuseHistograms?: boolean;
   /** How long a cancelled request may take to stop before the backend is killed (BackendClient's default: 5 s). */
   cancelGraceMs?: number;
 }
@@ -122,6 +128,8 @@ export interface Report {
     latency_ms?: { fp32: number; int8: number };
     size_bytes?: { fp32: number; int8: number };
   };
+  /** FP32 and every INT8 form side by side, where they were measured, and the headline (pipeline/report.ts). */
+  compare?: FormsReport;
   notes: string[];
 }
 
@@ -151,7 +159,12 @@ export function quantizeModelSource(
   outDir: string,
   write: boolean,
   notes: string[],
-): { override?: { file: string; source: string }; files: Record<string, string> } {
+): {
+  override?: { file: string; source: string };
+  files: Record<string, string>;
+  /** The model file before and after quantizing (for the quantizers' source lines). */
+  texts?: { file: string; original: string; quantized: string };
+} {
   const { file } = splitSpec(cfg.model);
   const modelPath = path.resolve(projectDir, file);
   let original: string;
@@ -194,7 +207,7 @@ export function quantizeModelSource(
       files.helper = helper;
     }
     files.model_source = modelPath;
-    return { files };
+    return { files, texts: { file: modelPath, original: q.text, quantized: q.text } };
   }
   // On a copy: the user's file stays untouched; the quantized text goes to the backend and, for reading,
   // into <out-dir>/quantized/ next to its own qdq_quant.py.
@@ -209,7 +222,11 @@ export function quantizeModelSource(
     notes.push(
       `quantized a copy of ${file} (${path.relative(projectDir, copy)}); your file is unchanged (use --write to change it)`,
     );
-  return { override: { file: modelPath, source: q.text }, files };
+  return {
+    override: { file: modelPath, source: q.text },
+    files,
+    texts: { file: modelPath, original, quantized: q.text },
+  };
 }
 
 function writeInPlaceOrConfigError(file: string, text: string, shown: string): void {
@@ -301,9 +318,9 @@ function sameModeAsOurFiles(outDir: string, files: Record<string, string>): void
   }
 }
 
+/** The quantizer records as report.json keeps them: the 64-bucket histogram stays, for the calibration explorer. */
 function summarizeQuantizer(q: Record<string, unknown>): Record<string, unknown> {
-  const { hist: _hist, ...rest } = q;
-  return rest;
+  return { ...q };
 }
 
 /** The project folder and its [tool.qdq] config, or a `config` error saying what to fix. */
@@ -334,6 +351,8 @@ interface Run {
   workDir: string;
   backend: BackendClient;
   rpc: RequestOptions;
+  /** No target chosen: the TensorRT form and the ort-cpu form, both exported and timed, from one calibration. */
+  bothForms: boolean;
   notes: string[];
   onProgress: (p: PipelineProgress) => void;
   cancel: CancelToken;
@@ -347,6 +366,9 @@ export async function runPipeline(
   const { projectDir, cfg } = projectConfig(opts);
   const wantVerify = opts.steps.includes('verify');
   const wantExport = wantVerify || opts.steps.includes('export') || !!opts.dynamicOnly;
+  // No target chosen: the TensorRT form and the one ONNX Runtime's CPU provider fuses, both exported and timed,
+  // from one calibration pass (which then covers the ort-cpu output quantizers too).
+  const bothForms = !cfg.targetGiven && cfg.target === 'tensorrt' && wantExport && !opts.dynamicOnly;
   const outDir = prepareOutDir(projectDir, cfg.outDir, opts.overrides?.outDir !== undefined);
   const notes: string[] = [];
 
@@ -391,6 +413,7 @@ export async function runPipeline(
     workDir,
     backend,
     rpc: { onProgress: forward, cancel },
+    bothForms,
     notes,
     onProgress,
     cancel,
@@ -398,6 +421,14 @@ export async function runPipeline(
   try {
     await backend.initialize(run.rpc);
     const { loadParams, loaded, calib } = await loadAndCalibrate(run, quantized.override);
+    const texts = quantized.texts;
+    if (texts)
+      addQuantizerLines(
+        calib.quantizers as unknown as Record<string, unknown>[],
+        texts.file,
+        texts.original,
+        texts.quantized,
+      );
     const report = initialReport(run, { path: pythonExe, py }, quantized.files, loaded, calib);
     if (opts.afterCalibrate)
       await opts.afterCalibrate({ backend, load: loadParams, config: cfg, outDir, cancel, notes });
@@ -466,9 +497,17 @@ async function loadAndCalibrate(
       percentile: cfg.percentile,
       batches: opts.dynamicOnly ? 1 : cfg.batches,
       out_dir: run.workDir,
+      // With no target chosen, a calibrate-only run keeps the ort-cpu output ranges too (same pass), so that a
+      // later export can reuse its histograms for both forms.
+      outputs: run.bothForms || cfg.target === 'ort-cpu' || (!cfg.targetGiven && !opts.dynamicOnly),
+      reuse_histograms: opts.reuseHistograms && !opts.dynamicOnly ? true : undefined,
     },
     rpc,
   );
+  if (opts.reuseHistograms && !opts.dynamicOnly)
+    notes.push(
+      `amax by ${cfg.method} from the histograms saved by the last calibration (${calib.batches_seen} batches): no new pass over the data`,
+    );
   const fallbacks = (calib.fallbacks as string[] | undefined) ?? [];
   if (fallbacks.length) {
     notes.push(
@@ -501,7 +540,13 @@ function initialReport(
     target: cfg.target,
     exporter: null,
     opset: cfg.opset,
-    files: { ...files, calibration: calib.calibration_file },
+    files: {
+      ...files,
+      calibration: calib.calibration_file,
+      ...(fs.existsSync(path.join(run.workDir, 'histograms.json'))
+        ? { histograms: path.join(run.workDir, 'histograms.json') }
+        : {}),
+    },
     quantizers: quantizers.map(summarizeQuantizer),
     qdq_pairs: null,
     weighted_ops: null,
@@ -547,6 +592,13 @@ async function exportAndVerify(
   if (!opts.dynamicOnly) {
     report.files.int8_onnx = exp.int8_onnx;
     finishInt8Model(run, report, exp, quantizers);
+    if (!run.bothForms) removeStaleOrtCpuForm(run.outDir);
+    else {
+      onProgress({ step: 'export', done: 0, total: 1, message: 'exporting the ort-cpu form of the INT8 model' });
+      const second = await exportOrtCpuForm(backend, run.rpc, run.outDir, cfg);
+      report.files.int8_ort_cpu_onnx = second.file;
+      report.ort_cpu_rewrite = second.rewrite;
+    }
   }
   cancel.throwIfCancelled();
   if (opts.dynamic || opts.dynamicOnly || wantVerify) {
@@ -653,51 +705,23 @@ function finishInt8Model(run: Run, report: Report, exp: ExportResult, quantizers
   }
 }
 
-/** FP32 vs INT8 (and vs the dynamic INT8) with onnxruntime-node on the exported eval batches. */
+/** FP32 against every INT8 form (target, ort-cpu beside it, dynamic) with onnxruntime-node, timed together. */
 async function verifyStep(run: Run, report: Report, exp: ExportResult): Promise<void> {
-  const { opts, cfg, cancel, onProgress } = run;
-  let evalBatches: EvalBatch[] | null = null;
-  const batches = () => (evalBatches ??= readEvalFile(exp.eval_file));
+  const { opts, cfg, onProgress } = run;
   const total = (opts.dynamicOnly ? 0 : 1) + (report.dynamic ? 1 : 0);
-  let done = 0;
-  if (!opts.dynamicOnly) {
-    onProgress({ step: 'verify', done, total, message: 'running FP32 and INT8 with onnxruntime' });
-    const v: VerifyResult = await verifyOrExplain(exp.fp32_onnx, exp.int8_onnx, batches(), opts.latencyRuns);
-    Object.assign(report, {
-      outputs: v.outputs,
-      cosine_min: v.cosine_min,
-      max_abs_diff: v.max_abs_diff,
-      top1_agreement: v.top1_agreement,
-      accuracy: v.accuracy,
-      latency_ms: { fp32: v.latency_ms.fp32, int8: v.latency_ms.int8 },
-      size_bytes: v.sizes_bytes,
-      latency_input_shape: v.latency_ms.batch_shape,
-      eval_samples: v.samples,
-    });
-    if (cfg.target !== 'ort-cpu' && v.latency_ms.int8 > v.latency_ms.fp32) {
-      // The latency row is ONNX Runtime on the CPU, which runs most of the TensorRT form's QDQ pairs as
-      // separate ops: without this, the table reads as "INT8 is slower" when TensorRT would fuse them.
-      run.notes.push(
-        `INT8 (${cfg.target}) ran slower than FP32 here because ONNX Runtime's CPU provider does not fuse that QDQ form; ` +
-          'TensorRT does. For an INT8 model that is faster on ONNX Runtime CPU, export with --target ort-cpu or use the dynamic INT8',
-      );
-    }
-    done++;
-    cancel.throwIfCancelled();
-  }
-  if (report.dynamic) {
-    onProgress({ step: 'verify', done, total, message: 'running FP32 and dynamic INT8 with onnxruntime' });
-    const v = await verifyOrExplain(exp.fp32_onnx, report.dynamic.file, batches(), opts.latencyRuns);
-    Object.assign(report.dynamic, {
-      cosine_min: v.cosine_min,
-      max_abs_diff: v.max_abs_diff,
-      top1_agreement: v.top1_agreement,
-      accuracy: v.accuracy,
-      latency_ms: { fp32: v.latency_ms.fp32, int8: v.latency_ms.int8 },
-      size_bytes: v.sizes_bytes,
-    });
-    done++;
-  }
+  const forms: FormToVerify[] = [];
+  if (!opts.dynamicOnly) forms.push({ name: cfg.target, file: exp.int8_onnx });
+  if (report.files.int8_ort_cpu_onnx) forms.push({ name: 'ort-cpu', file: report.files.int8_ort_cpu_onnx });
+  if (report.dynamic) forms.push({ name: 'dynamic', file: report.dynamic.file });
+  onProgress({
+    step: 'verify',
+    done: 0,
+    total,
+    message: `running FP32 and ${forms.map((f) => f.name).join(', ')} with onnxruntime`,
+  });
+  const batches: EvalBatch[] = readEvalFile(exp.eval_file);
+  const v = await verifyFormsOrExplain(exp.fp32_onnx, forms, batches, opts.latencyRuns);
+  applyVerification(report, v, readEvalMeta(exp.eval_file), !opts.dynamicOnly, run.notes);
   onProgress({ step: 'verify', done: total, total, message: 'verified' });
 }
 
@@ -726,19 +750,66 @@ function writeReport(run: Run, report: Report): string {
   return reportPath;
 }
 
-async function verifyOrExplain(
+async function verifyFormsOrExplain(
   fp32: string,
-  int8: string,
+  forms: FormToVerify[],
   batches: EvalBatch[],
   latencyRuns?: number,
-): Promise<VerifyResult> {
+): Promise<FormsVerification> {
   try {
-    return await verifyModels(fp32, int8, batches, { latencyRuns });
+    return await verifyForms(fp32, forms, batches, { latencyRuns });
   } catch (e) {
     throw new QdqError(
       'verify',
-      `onnxruntime could not run ${path.basename(int8)} against ${path.basename(fp32)}: ${(e as Error).message}`,
+      `onnxruntime could not run ${forms.map((f) => path.basename(f.file)).join(', ')} against ${path.basename(fp32)}: ${(e as Error).message}`,
       'the exported graph may use an operator or type this onnxruntime does not support; see the message above',
     );
   }
+}
+
+/**
+ * The verification's figures into the report: the side-by-side section, and the older flat fields (accuracy,
+ * cosine_min, latency_ms, ...) for the primary form (the target) and the dynamic one, which readers of report.json
+ * written before the forms existed still use.
+ */
+function applyVerification(
+  report: Report,
+  v: FormsVerification,
+  meta: ReturnType<typeof readEvalMeta>,
+  hasStatic: boolean,
+  notes: string[],
+): void {
+  const compare = formsReport(v, meta);
+  report.compare = compare;
+  const pairOf = (f: (typeof v.forms)[number]) => ({
+    cosine_min: f.cosine_pooled,
+    max_abs_diff: f.max_abs_diff,
+    top1_agreement: f.top1_agreement,
+    accuracy: f.accuracy !== null && v.fp32.accuracy !== null ? { fp32: v.fp32.accuracy, int8: f.accuracy } : null,
+    latency_ms: { fp32: v.fp32.latency_ms, int8: f.latency_ms },
+    size_bytes: { fp32: v.fp32.size_bytes, int8: f.size_bytes },
+  });
+  if (hasStatic) {
+    const primary = v.forms[0];
+    Object.assign(report, pairOf(primary), {
+      outputs: primary.outputs,
+      latency_input_shape: v.latency_batch_shape,
+      eval_samples: v.samples,
+    });
+    const ortCpu = v.forms.find((f) => f.name === 'ort-cpu');
+    if (report.target !== 'ort-cpu' && primary.latency_ms > v.fp32.latency_ms) {
+      // ONNX Runtime on the CPU runs most of the TensorRT form's QDQ pairs as separate ops: without this, the
+      // table reads as "INT8 is slower" when TensorRT would fuse them.
+      notes.push(
+        `INT8 (${report.target}) ran slower than FP32 here because ONNX Runtime's CPU provider does not fuse that QDQ form; TensorRT does. ` +
+          (ortCpu
+            ? `The ort-cpu form, written beside it for ONNX Runtime CPU, took ${ortCpu.latency_ms.toFixed(2)} ms (FP32 ${v.fp32.latency_ms.toFixed(2)} ms)`
+            : 'For an INT8 model that is faster on ONNX Runtime CPU, export with --target ort-cpu or use the dynamic INT8'),
+      );
+    }
+  }
+  const dyn = v.forms.find((f) => f.name === 'dynamic');
+  if (dyn && report.dynamic) Object.assign(report.dynamic, pairOf(dyn));
+  if (!compare.measured_on.held_out || compare.measured_on.source !== 'eval-data')
+    notes.push(`accuracy and similarity ${compare.measured_on.text}`);
 }

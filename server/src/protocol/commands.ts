@@ -18,7 +18,7 @@ export interface CommandSpec {
   /** Runs the user's Python code or an interpreter: refused in an untrusted workspace. */
   runsUserCode: boolean;
   /** Backend commands: the pipeline steps, in order, and the work-done progress title. */
-  pipeline?: { steps: readonly CommandStep[]; dynamicOnly?: boolean; progressTitle: string };
+  pipeline?: { steps: readonly CommandStep[]; dynamicOnly?: boolean; reuseHistograms?: boolean; progressTitle: string };
   /** Not contributed to the palette (run by code actions or links only). */
   hidden?: boolean;
   /** Not in the manifest at all (internal to the server). */
@@ -73,6 +73,19 @@ export const COMMANDS: readonly CommandSpec[] = [
     runsUserCode: false,
   },
   { id: Commands.showReport, title: 'Show Report', icon: '$(graph)', handler: 'server', runsUserCode: false },
+  {
+    id: Commands.useCalibrationMethod,
+    title: 'Export with Another Calibration Method',
+    handler: 'server',
+    runsUserCode: true,
+    // from the report's calibration explorer, which names the method; no pass over the data
+    pipeline: {
+      steps: ['calibrate', 'export', 'verify'],
+      reuseHistograms: true,
+      progressTitle: 'QDQ: Exporting with another calibration method',
+    },
+    hidden: true,
+  },
   {
     id: Commands.selectInterpreter,
     title: 'Select Python Interpreter',

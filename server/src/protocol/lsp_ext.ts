@@ -90,6 +90,9 @@ export interface ReportResult {
   reportPath: string;
   /** Absolute path of the project folder (relative source paths in the report are relative to it). */
   projectDir: string;
+  /** qat.json and tune.json of the same out-dir, when `qdq qat` / `qdq tune` wrote them. */
+  qat?: Record<string, unknown>;
+  tune?: Record<string, unknown>;
 }
 export const ReportRequest = new RequestType<ReportParams, ReportResult | null, void>('qdq/report');
 
@@ -106,6 +109,8 @@ export const Commands = {
   quantizeFile: 'qdq.quantizeFile',
   removeAllQuantizers: 'qdq.removeAllQuantizers',
   showReport: 'qdq.showReport',
+  /** The report's calibration explorer: amax by `method` from the saved histograms, then export and verify. */
+  useCalibrationMethod: 'qdq.useCalibrationMethod',
   selectInterpreter: 'qdq.selectInterpreter',
   /** Internal: run by a code action after its edit when the client cannot create files itself. */
   writeHelperFile: 'qdq.writeHelperFile',
@@ -119,6 +124,8 @@ export interface CommandArgs {
   python?: string;
   /** qdq.writeHelperFile: directory that gets qdq_quant.py. */
   dir?: string;
+  /** qdq.useCalibrationMethod: max | entropy | percentile | mse. */
+  method?: string;
 }
 
 /** Result of qdq.selectInterpreter: what the backend reported about the interpreter. */

@@ -46,6 +46,7 @@ import { qdq004WeightAxis } from './qdq004WeightAxis';
 import { qdq005PartialInputs } from './qdq005PartialInputs';
 import { qdq006OutputQuantizer } from './qdq006OutputQuantizer';
 import { qdq007ResidualInput } from './qdq007ResidualInput';
+import { qdq008OrphanQuantizer } from './qdq008OrphanQuantizer';
 import { qdq010ConcatScales } from './qdq010ConcatScales';
 
 export type { QdqDiagnostic, QdqFix, Rule, RuleOptions, Severity, TextEdit, Range, Position } from './types';
@@ -85,6 +86,7 @@ export const allRules: readonly Rule[] = [
   qdq005PartialInputs,
   qdq006OutputQuantizer,
   qdq007ResidualInput,
+  qdq008OrphanQuantizer,
   qdq010ConcatScales,
 ];
 

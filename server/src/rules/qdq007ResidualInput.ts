@@ -21,15 +21,25 @@ export const qdq007ResidualInput: Rule = {
       for (const op of cls.ops) {
         if ((op.kind !== 'add' && op.kind !== 'iadd') || !op.residual) continue;
         if (op.quantizedOperands.some(Boolean)) continue;
-        const skip =
-          op.operandSpans.length === 2
-            ? ctx.text.slice(op.operandSpans[1].start, op.operandSpans[1].end)
-            : 'the skip input';
+        // The analysis records the skip operand alone (`out + x`, `out += x`: [x]) or both with their roles
+        // (`norm(a + b)`); with neither, no name at all: a made-up placeholder in backticks reads as code.
+        const at = op.operandRoles
+          ? op.operandRoles.indexOf('residual')
+          : op.operandSpans.length === 1
+            ? 0
+            : op.operandSpans.length === 2
+              ? 1
+              : -1;
+        const span = at >= 0 ? op.operandSpans[at] : undefined;
+        const skipText = span ? ctx.text.slice(span.start, span.end).replace(/\s+/g, ' ').trim() : '';
+        const skip = skipText
+          ? `the skip input \`${skipText.length > 40 ? skipText.slice(0, 39) + '…' : skipText}\``
+          : 'its skip input';
         out.push({
           code: 'QDQ007',
           severity: 'information',
           range: op.range,
-          message: `Residual add in ${cls.name}.${op.method} with the skip input \`${skip.slice(0, 40)}\` unquantized: TensorRT fuses the Add into the preceding Conv/GEMM in INT8 only when the residual input is quantized. Add a residual quantizer (qdq "Quantize" on this line).`,
+          message: `Residual add in ${cls.name}.${op.method} with ${skip} unquantized: TensorRT fuses the Add into the preceding Conv/GEMM in INT8 only when the residual input is quantized. Add a residual quantizer (qdq "Quantize" on this line).`,
         });
       }
     }

@@ -59,8 +59,10 @@ test('report page: strict CSP, no script, chart and links back to the source', (
   assert.match(html, /class="bar zero"/);
   assert.match(html, /class="bar weight"/);
   // FP32 vs INT8 figures and counts.
-  for (const figure of ['0.9861', '0.9833', '0.41', '0.37', '14', '0.9987', '0.0421', 'logits'])
+  for (const figure of ['98.61%', '98.33%', '0.41 ms', '0.37 ms', '14', '0.99871', '0.0421', 'logits'])
     assert.ok(html.includes(figure), figure);
+  assert.doesNotMatch(html, /log scale/, 'the range chart is linear');
+  assert.ok((html.match(/class="grid"/g) ?? []).length >= 4, 'with enough ticks to read it');
   assert.match(html, /Weighted ops left in float \(1\)/);
   assert.match(html, /TensorRT-unsupported ops \(1\)/);
   // Links: command URIs with the file and the line.
@@ -69,6 +71,170 @@ test('report page: strict CSP, no script, chart and links back to the source', (
   const args = links.map((l) => JSON.parse(decodeURIComponent(l.slice('command:qdq.openSource?'.length)))[0]);
   assert.ok(args.some((a) => a.file === '/abs/model.py' && a.line === 41));
   assert.ok(args.some((a) => a.file === 'model.py' && a.line === 55 && a.projectDir === '/proj'));
+});
+
+const formsReport = {
+  method: 'entropy',
+  target: 'tensorrt',
+  compare: {
+    measured_on: {
+      source: 'calibration-data',
+      held_out: true,
+      batches: 4,
+      samples: 128,
+      labelled_samples: 0,
+      calibration_batches_used: 8,
+      text: 'measured on 4 batches (128 samples) of calibration-data held out from calibration',
+    },
+    fp32: { file: '/o/model.fp32.onnx', accuracy: 0.9556, latency_ms: 0.44, size_bytes: 118_700 },
+    forms: [
+      ['tensorrt', 0.9528, 4.66, 45_300],
+      ['ort-cpu', 0.9561, 0.31, 44_100],
+      ['dynamic', 0.9556, 0.47, 118_200],
+    ].map(([name, accuracy, latency, bytes]) => ({
+      name,
+      file: `/o/${name}.onnx`,
+      runtime: `runtime of ${name}`,
+      accuracy,
+      top1_agreement: 0.875,
+      cosine: { pooled: 0.9991, worst_batch: 0.9987, worst_sample: 0.9712 },
+      max_abs_diff: 0.2,
+      latency_ms: latency,
+      size_bytes: bytes,
+      delta: {
+        accuracy: (accuracy as number) - 0.9556,
+        latency_ratio: (latency as number) / 0.44,
+        size_ratio: (bytes as number) / 118_700,
+      },
+    })),
+    latency: { batch_shape: [32, 1, 8, 8], runs: 20 },
+    headline: {
+      fastest: 'ort-cpu',
+      fastest_speedup: 1.42,
+      for_tensorrt: 'tensorrt',
+      text: 'Fastest here: INT8 ort-cpu; for TensorRT deploy tensorrt',
+    },
+  },
+  quantizers: [
+    {
+      name: 'head.input_quantizer',
+      role: 'input',
+      site: { file: '/p/model.py', cls: 'Net', attr: 'head.input_quantizer', line: 12 },
+      axis: null,
+      amax: 4,
+      method: 'entropy',
+      sqnr_db: 31.5,
+      hist: { bins: [10, 5, 2, 1], edges_max: 5 },
+      methods: [
+        { method: 'max', amax: 5, sqnr_db: 30.1, clipped: 0 },
+        { method: 'entropy', amax: 4, sqnr_db: 31.5, clipped: 0.0001 },
+        { method: 'percentile', amax: 3.9, sqnr_db: 31.4, clipped: 0.0002 },
+        { method: 'mse', amax: 3.5, sqnr_db: 33.0, clipped: 0.001 },
+      ],
+    },
+    {
+      name: 'matmul0_a_quantizer',
+      role: 'activation',
+      site: { file: '/p/model.py', cls: 'Attn', attr: 'matmul0_a_quantizer', line: 31 },
+      axis: null,
+      amax: 2,
+      method: 'entropy',
+      sqnr_db: 12.25,
+    },
+    {
+      name: 'head.weight_quantizer',
+      role: 'weight',
+      site: { file: '/p/model.py', line: 12 },
+      axis: 0,
+      amax: [1],
+      sqnr_db: 300,
+    },
+  ],
+};
+
+test('report page: every form side by side with deltas, the headline and where it was measured', () => {
+  const html = renderReportHtml(formsReport, { cspSource: 'c', nonce: 'n' });
+  assert.match(html, /Fastest here: INT8 ort-cpu; for TensorRT deploy tensorrt/);
+  assert.match(html, /measured on 4 batches \(128 samples\) of calibration-data held out from calibration/);
+  for (const col of ['INT8 tensorrt', 'INT8 ort-cpu', 'INT8 dynamic']) assert.ok(html.includes(`<th>${col}</th>`), col);
+  // percentages, points, kB, ms and ratios; no raw fractions or bytes
+  for (const figure of [
+    '95.56%',
+    '95.28%',
+    '−0.28 pts',
+    '+0.05 pts',
+    '87.50%',
+    '118.7 kB',
+    '45.3 kB',
+    '4.66 ms',
+    '10.59× FP32',
+    '0.70× FP32',
+  ])
+    assert.ok(html.includes(figure), figure);
+  assert.ok(!html.includes('118700') && !html.includes('0.9556<'), 'no raw bytes or fractions');
+  for (const c of ['0.99910', '0.99870', '0.97120']) assert.ok(html.includes(c), `cosine ${c}`);
+  assert.match(html, /0\.31 ms <span class="delta better">0\.70× FP32<\/span> <b class="tag">fastest<\/b>/);
+  assert.ok((html.match(/class="bar (fp32|act|best)"/g) ?? []).length >= 4, 'a latency bar per model');
+});
+
+test('report page: per-layer error worst first, each bar linked to its source line; the calibration explorer', () => {
+  const html = renderReportHtml(formsReport, { cspSource: 'c', nonce: 'n', projectDir: '/p' });
+  const error = html.slice(html.indexOf('<h2>Per-layer error'), html.indexOf('<h2>Calibration explorer'));
+  const order = ['matmul0_a_quantizer', 'head.input_quantizer', 'head.weight_quantizer'].map((n) =>
+    error.indexOf(`>${n}</a>`),
+  );
+  assert.ok(order.every((i) => i > 0) && order[0] < order[1] && order[1] < order[2], `worst first: ${order}`);
+  assert.match(error, /12\.3 dB/);
+  assert.match(error, /class="bar zero"/, 'under 20 dB in red');
+  assert.match(error, />exact</);
+  const links = [...error.matchAll(/href="command:qdq\.openSource\?([^"]+)"/g)].map(
+    (m) => JSON.parse(decodeURIComponent(m[1].replace(/&amp;/g, '&')))[0],
+  );
+  assert.ok(
+    links.some((a) => a.attr === 'matmul0_a_quantizer' && a.line === 31),
+    'the matmul quantizer opens its line',
+  );
+  const explorer = html.slice(html.indexOf('<h2>Calibration explorer'), html.indexOf('<h2>Per-output'));
+  assert.equal((explorer.match(/<details>/g) ?? []).length, 1, 'one quantizer has a histogram');
+  assert.equal((explorer.match(/class="bar hist"/g) ?? []).length, 4, 'its 4 buckets');
+  assert.equal((explorer.match(/class="amax m-/g) ?? []).length, 4, "every method's amax");
+  assert.match(explorer, /mse <b class="tag">least error<\/b>/);
+  assert.match(explorer, /entropy <b class="tag">used<\/b>/);
+  assert.match(explorer, /mse would add less error/);
+  assert.doesNotMatch(explorer, /qdq\.useCalibrationMethod/, 'no switch links without saved histograms');
+  const saved = renderReportHtml(
+    { ...formsReport, project_dir: '/p q', files: { histograms: '/p q/qdq-out/histograms.json' } },
+    { cspSource: 'c', nonce: 'n' },
+  );
+  const switches = [...saved.matchAll(/href="command:qdq\.useCalibrationMethod\?([^"]+)"/g)].map(
+    (m) => JSON.parse(decodeURIComponent(m[1].replace(/&amp;/g, '&')))[0],
+  );
+  assert.deepEqual(
+    switches.map((a) => a.method),
+    ['max', 'percentile', 'mse'],
+    'every method but the one used',
+  );
+  assert.equal(switches[0].uri, 'file:///p%20q/pyproject.toml');
+});
+
+test('report page: qat.json and tune.json side by side when present', () => {
+  const html = renderReportHtml(formsReport, {
+    cspSource: 'c',
+    nonce: 'n',
+    qat: { fp32: 0.98, ptq: 0.9, qat: 0.97, eval_samples: 397, epochs: 2, lr: 0.0001, processes: 1 },
+    tune: {
+      metric: 'top1',
+      samples: 300,
+      fp32: { accuracy: 0.95 },
+      all_int8: { accuracy: 0.9 },
+      mixed: { accuracy: 0.948, float_groups: ['attn.matmul'] },
+      within_budget: true,
+    },
+  });
+  assert.match(html, /<h3>Quantization-aware training \(qat\.json\)<\/h3>/);
+  for (const f of ['98.00%', '90.00%', '−8.00 pts', '97.00%', '−1.00 pts', '94.80%', '−0.20 pts', 'attn.matmul'])
+    assert.ok(html.includes(f), f);
+  assert.doesNotMatch(renderReportHtml(formsReport, { cspSource: 'c', nonce: 'n' }), /Training and tuning/);
 });
 
 test('report page escapes names from the model', () => {
