@@ -65,6 +65,9 @@ class Project:
     user_roots: List[str]
     random_shapes: Optional[List[List[int]]] = None
     calibration_state: Dict[str, Any] = field(default_factory=dict)
+    # installed modules defining the model's classes (auto patch-modules) and what load changed on the model
+    library_modules: List[str] = field(default_factory=list)
+    load_notes: List[str] = field(default_factory=list)
 
     @property
     def calibration_data_kind(self) -> str:
@@ -548,16 +551,12 @@ def load(
     progress("load", 0, 3, "importing the model file")
     _forget_project_modules(project_dir)
     patches = [{"module": p.module, "source": p.source} for p in params.patch_modules or []]
+    from . import patching  # noqa: WPS433 - on demand
+
     if patches:
-        try:
-            from . import patching  # noqa: WPS433 - written by another part; optional
-        except ImportError:
-            patching = None  # type: ignore[assignment]
-        if patching is None:
-            raise QdqError(
-                "config", "patch-modules is not supported by this backend", "remove patch-modules from [tool.qdq]"
-            )
         patching.install(patches)
+    elif patching.installed():
+        patching.restore()  # a load without patches builds the library's own classes
 
     factory, model_file = _resolve(model_spec, "model", project_dir, override, user_roots)
     check()
@@ -575,8 +574,9 @@ def load(
             "make the factory return the model (an instance of torch.nn.Module)",
         )
     model.eval()
-    if patches:
-        patching.check_model(model)  # library models: the patched (eager) attention must be the one that runs
+    # library models: the patched attention must take its explicit-matmul path (notes say what was switched)
+    load_notes = patching.prepare_model(model) if patches else []
+    library_modules = [] if patches else patching.library_modules(model)
 
     random_shapes = None
     calibration_source = None
@@ -621,6 +621,8 @@ def load(
         eval_spec=params.eval_data,
         user_roots=user_roots,
         random_shapes=random_shapes,
+        library_modules=library_modules,
+        load_notes=load_notes,
     )
 
     check()
@@ -710,4 +712,6 @@ def loaded_result(project: Project) -> LoadResult:
         "inputs": project.inputs_description(),
         "calibration_data_kind": project.calibration_data_kind,
         "eval_data": project.eval_source is not None,
+        "library_modules": project.library_modules,
+        "notes": project.load_notes,
     }

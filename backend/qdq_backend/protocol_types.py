@@ -14,7 +14,7 @@ try:
 except ImportError:  # Python 3.7; torch depends on typing_extensions
     from typing_extensions import TypedDict
 
-SCHEMA_SHA256 = "d231971ba9766b05d922ee2911ee3415525e6c12b424aaf6c2663b1c03d7b8b8"
+SCHEMA_SHA256 = "b16994a00603b97cca1e3920048f6223d568ed8e65d9319477be2b3a7fed97b2"
 
 ERROR_KINDS = ("config", "import", "user_code", "no_data", "shape", "nan", "oom", "cancelled", "export", "internal", "protocol")
 ErrorKind = str  # one of ERROR_KINDS
@@ -177,7 +177,11 @@ class LoadParams:
         )
 
 
-LoadResult = TypedDict("LoadResult", {"model_class": str, "quantizers": List[Quantizer], "inputs": List[TensorInfo], "calibration_data_kind": CalibrationDataKind, "eval_data": bool})
+_LoadResultRequired = TypedDict("_LoadResultRequired", {"model_class": str, "quantizers": List[Quantizer], "inputs": List[TensorInfo], "calibration_data_kind": CalibrationDataKind, "eval_data": bool})
+
+class LoadResult(_LoadResultRequired, total=False):
+    library_modules: List[str]
+    notes: List[str]
 
 
 @dataclass

@@ -130,6 +130,10 @@ export interface LoadResult {
   inputs: TensorInfo[];
   calibration_data_kind: CalibrationDataKind;
   eval_data: boolean;
+  /** Installed modules that define the model's classes: what qdq patches when patch-modules is unset. */
+  library_modules?: string[];
+  /** What load changed on the model, e.g. fused attention switched to its explicit-matmul path. */
+  notes?: string[];
 }
 
 export interface CalibrateParams {
@@ -728,6 +732,20 @@ export const PROTOCOL_SCHEMA: ProtocolSchema = {
         },
         "eval_data": {
           "type": "boolean"
+        },
+        "library_modules": {
+          "description": "Installed modules that define the model's classes: what qdq patches when patch-modules is unset.",
+          "type": "array",
+          "items": {
+            "type": "string"
+          }
+        },
+        "notes": {
+          "description": "What load changed on the model, e.g. fused attention switched to its explicit-matmul path.",
+          "type": "array",
+          "items": {
+            "type": "string"
+          }
         }
       },
       "required": [

@@ -17,7 +17,7 @@ import { qdqStats, QuantizerInfo, QdqStats } from '../onnx/qdqStats';
 import { trtCheck } from '../onnx/trtCheck';
 import { optimizeForOrtCpu, ortCpuRewriteChanged, OrtCpuResult } from '../onnx/ortCpu';
 import { readEvalFile, verifyModels, VerifyResult, EvalBatch } from '../onnx/verify';
-import { libraryPatchOrConfigError } from '../library/patch';
+import { patchModules, patchNote, planPatches } from '../library/auto';
 
 export type PipelineStep = 'calibrate' | 'export' | 'verify';
 
@@ -114,6 +114,8 @@ export interface Report {
     latency_ms?: { fp32: number; int8: number };
     size_bytes?: { fp32: number; int8: number };
   };
+  /** Installed library modules patched in memory (automatically found or from patch-modules). */
+  patched_modules?: string[];
   notes: string[];
 }
 
@@ -344,21 +346,11 @@ export async function runPipeline(
   const rpc = { onProgress: forward, cancel };
   try {
     await backend.initialize(rpc);
-    const patchModules: { module: string; source: string }[] = [];
-    if (cfg.patchModules.length) {
-      // The same passes a user's own file gets (TensorRT fixes, then quantize), checked against what the
-      // library module is known to contain (server/src/library/patch.ts).
-      const applied: string[] = [];
-      for (const module of cfg.patchModules) {
-        const src = await backend.moduleSource({ module }, rpc);
-        const patch = libraryPatchOrConfigError(module, src.source);
-        patchModules.push({ module, source: patch.text });
-        applied.push(...patch.fixes);
-      }
-      notes.push(
-        `patched in memory: ${cfg.patchModules.join(', ')}${applied.length ? ` (TensorRT fixes: ${applied.join('; ')})` : ''}`,
-      );
-    }
+    // Library models: the listed modules are patched before the first load; unset, the load says which
+    // installed modules define the model's classes and the model is loaded again patched (library/auto.ts).
+    const source = async (module: string) => (await backend.moduleSource({ module }, rpc)).source;
+    const firstPlan = planPatches(cfg.patchModules, []);
+    let patched = firstPlan.automatic ? null : await patchModules(firstPlan, source);
     onProgress({ step: 'load', done: 0, total: null, message: `loading ${cfg.model}` });
     const loadParams = {
       project_dir: projectDir,
@@ -367,10 +359,29 @@ export async function runPipeline(
       input_shapes: cfg.inputShapes,
       calibration_data: cfg.calibrationData,
       eval_data: cfg.evalData,
-      patch_modules: patchModules.length ? patchModules : undefined,
+      patch_modules: patched?.patches.length
+        ? patched.patches.map((p) => ({ module: p.module, source: p.text }))
+        : undefined,
       model_source_override: quantized.override,
     };
-    const loaded = await backend.load(loadParams, rpc);
+    let loaded = await backend.load(loadParams, rpc);
+    let plan = firstPlan;
+    if (firstPlan.automatic && loaded.library_modules?.length) {
+      plan = planPatches(cfg.patchModules, loaded.library_modules);
+      patched = await patchModules(plan, source);
+      if (patched.patches.length) {
+        onProgress({
+          step: 'load',
+          done: 0,
+          total: null,
+          message: `loading ${cfg.model} with patched library modules`,
+        });
+        loadParams.patch_modules = patched.patches.map((p) => ({ module: p.module, source: p.text }));
+        loaded = await backend.load(loadParams, rpc);
+      }
+    }
+    if (patched && (patched.patches.length || patched.skipped.length)) notes.push(patchNote(plan, patched));
+    notes.push(...(loaded.notes ?? []));
     if (loaded.calibration_data_kind === 'random-normal') {
       notes.push(
         'calibrated on random normal batches of the input shapes (no calibration-data configured): ranges are only indicative',
@@ -424,6 +435,7 @@ export async function runPipeline(
       latency_input_shape: null,
       size_bytes: null,
       eval_samples: null,
+      patched_modules: patched?.patches.map((p) => p.module) ?? [],
       notes,
     };
     if (opts.afterCalibrate)
