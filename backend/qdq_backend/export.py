@@ -8,12 +8,13 @@ to a temporary name in out_dir and renamed into place, so a failed export leaves
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import tempfile
 import traceback
 import warnings
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 import torch
 
@@ -22,7 +23,7 @@ from .artifacts import prepare_out_dir
 from .bn_ranges import batchnorm_output_amax
 from .calibrate import ensure_outputs_calibrated
 from .errors import QdqError, describe
-from .loader import Inputs, Project, QuantizerInfo
+from .loader import Inputs, Project, QuantizerInfo, flatten_outputs
 from .protocol_types import EXPORT_TARGETS, ExportParams, ExportResult, QdqNodeCounts
 
 Progress = Callable[[str, int, Optional[int], str], None]
@@ -127,8 +128,37 @@ def _run_exporter(
         raise RuntimeError("this torch has no dynamo-based ONNX exporter")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TracerWarnings and deprecation notices: noise for the user
-        with torch.no_grad():
+        # dynamo derives dynamic_shapes from forward's parameter names: it keeps the model's own forward
+        with torch.no_grad(), contextlib.nullcontext() if dynamo else _positional_tensor_forward(model):
             torch.onnx.export(model, args, path, **kwargs)
+
+
+@contextlib.contextmanager
+def _positional_tensor_forward(model: torch.nn.Module) -> Iterator[None]:
+    """Export through ``forward(*inputs)`` returning only tensors.
+
+    The TorchScript exporter fills every parameter of ``forward``'s signature that the inputs do not reach
+    with its default, positionally: transformers 5's forward decorators then pass ``use_cache`` a second
+    time ("got multiple values for argument 'use_cache'"). Outputs such as a DynamicCache are no tensors
+    and neither exporter can write them. The instance attribute leaves module names (and so ONNX node
+    names) as they are; the previous one (keyword inputs) is put back afterwards.
+    """
+    had = "forward" in model.__dict__
+    previous = model.__dict__.get("forward")
+    inner = model.forward
+
+    def tensor_forward(*inputs: Any) -> Any:
+        outputs = flatten_outputs(inner(*inputs))
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+    model.forward = tensor_forward  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        if had:
+            model.forward = previous  # type: ignore[method-assign]
+        else:
+            del model.forward
 
 
 class _DecomposedQdq:
@@ -386,32 +416,86 @@ class _QuantizerState:
             module.calibrator = calibrator
 
 
-def _count_calls(project: Project, active: List[QuantizerInfo]) -> int:
-    """Quantizer calls in one forward on non-constant tensors: each becomes one Q/DQ pair in the graph.
+def _count_calls(project: Project, active: List[QuantizerInfo]) -> Tuple[int, List[str]]:
+    """Quantizer calls in one forward on weights or on tensors computed from the inputs: each becomes one
+    Q/DQ pair in the graph.
 
-    The exporter folds Q/DQ of a pure constant (say torch.eye) away, so those calls do not count; a
-    tensor is non-constant when it depends on an input or a parameter, i.e. when it requires grad here.
+    The exporter folds Q/DQ of a constant away: torch.eye, but also a parameter looked up at constant
+    indices (position embeddings at a buffer's position ids, Swin's relative position bias), so those calls
+    do not count. Dependence on the inputs is tracked with autograd: float inputs require grad, parameters
+    do not, and an embedding whose indices are an (integer) model input starts a dependent tensor.
     """
-    # Two quantizers with the same range on the same tensor may be merged by the exporter: count once.
-    seen = set()
+    calls: List[Tuple[Any, Any, torch.Tensor]] = []  # (input id, amax key, output)
+    names = {id(q.module): q.name for q in active}
+    called: List[Tuple[str, torch.Tensor]] = []
 
-    def hook(module: Any, inputs: Any, output: Any) -> None:
+    def hook(module: Any, inputs: Any, output: Any) -> Any:
         x = inputs[0] if inputs else None
-        if isinstance(x, torch.Tensor) and x.requires_grad:
+        if not isinstance(x, torch.Tensor) or not isinstance(output, torch.Tensor):
+            return output
+        if isinstance(x, torch.nn.Parameter) and not output.requires_grad:
+            output = output.detach().requires_grad_(True)  # a weight: a leaf the outputs may reach
+        if output.requires_grad:
             amax = module.amax
-            seen.add((id(x), tuple(amax.reshape(-1).tolist()) if isinstance(amax, torch.Tensor) else None))
+            calls.append((id(x), tuple(amax.reshape(-1).tolist()) if isinstance(amax, torch.Tensor) else None, output))
+            called.append((names[id(module)], output))
+        return output
 
-    handles = [q.module.register_forward_hook(hook) for q in active]
     args = tuple(
         t.detach().clone().requires_grad_(True) if t.is_floating_point() else t for t in project.example_inputs
     )
+    integer_inputs = {t.data_ptr() for t in args if not t.is_floating_point()}
+
+    def embedding_hook(module: Any, inputs: Any, output: Any) -> Any:
+        x = inputs[0] if inputs else None
+        if isinstance(x, torch.Tensor) and x.data_ptr() in integer_inputs and isinstance(output, torch.Tensor):
+            return output.detach().requires_grad_(True)
+        return output
+
+    handles = [q.module.register_forward_hook(hook) for q in active]
+    handles += [
+        m.register_forward_hook(embedding_hook) for m in project.model.modules() if isinstance(m, torch.nn.Embedding)
+    ]
+    params = [p for p in project.model.parameters() if p.requires_grad]
     try:
+        for p in params:
+            p.requires_grad_(False)
         with torch.enable_grad():
-            project.model(*args)
+            outputs = flatten_outputs(project.model(*args))
     finally:
+        for p in params:
+            p.requires_grad_(True)
         for h in handles:
             h.remove()
-    return len(seen)
+    nodes, leaves = _autograd_reach(outputs)
+
+    # A call whose result the outputs do not use (BERT's pooler under last_hidden_state) is dead code the
+    # exporter drops; two quantizers with the same range on the same tensor may be merged: count once.
+    def used(out: torch.Tensor) -> bool:
+        return (out.grad_fn is not None and out.grad_fn in nodes) or (out.grad_fn is None and id(out) in leaves)
+
+    live = {(x, amax) for x, amax, out in calls if used(out)}
+    used_names = {name for name, out in called if used(out)}
+    unused = sorted({name for name, _ in called} - used_names)
+    return len(live), unused
+
+
+def _autograd_reach(outputs: List[torch.Tensor]) -> Tuple[set, set]:
+    """The autograd nodes the outputs depend on, and the ids of the leaf tensors among them."""
+    nodes: set = set()
+    leaves: set = set()
+    stack = [t.grad_fn for t in outputs if isinstance(t, torch.Tensor) and t.grad_fn is not None]
+    leaves.update(id(t) for t in outputs if isinstance(t, torch.Tensor) and t.grad_fn is None and t.requires_grad)
+    while stack:
+        node = stack.pop()
+        if node is None or node in nodes:
+            continue
+        nodes.add(node)
+        variable = getattr(node, "variable", None)  # AccumulateGrad holds its leaf
+        if isinstance(variable, torch.Tensor):
+            leaves.add(id(variable))
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return nodes, leaves
 
 
 # -- evaluation inputs ---------------------------------------------------------------------------------------
@@ -574,7 +658,7 @@ def export(
             q.module.enabled = on
             if on and q.module.amax is not None:
                 active.append(q)
-        expected = _count_calls(project, active)
+        expected, unused = _count_calls(project, active)
         progress("export", 1, 3, f"exporting the INT8 QDQ model ({len(active)} quantizers, target {target})")
         int8, exporter, counts, folded, actual_opset = _export_to(
             out_dir,
@@ -617,6 +701,7 @@ def export(
         "torch_version": torch.__version__,
         "batchnorm_output_amax": bn_ranges,
         "fp32_markers": fp32_markers(model),
+        "unused_quantizers": unused,
     }
 
 

@@ -378,15 +378,20 @@ _NEVER = {"torch", "builtins", "qdq_quant", "qdq_backend", "typing", "functools"
 
 
 def library_modules(model: Any) -> List[str]:
-    """Installed modules that define the classes of the model's submodules (and their bases up to nn.Module),
-    in the order first met walking the model. These are what `qdq run` patches when patch-modules is unset."""
+    """Installed modules that define the classes of the model's submodules with weights or children (and the
+    bases whose forward they run), in the order first met walking the model. These are what `qdq run` patches
+    when patch-modules is unset."""
     from .errors import is_library_path  # noqa: WPS433
 
     found: List[str] = []
     if not hasattr(model, "modules"):
         return found
     for sub in model.modules():
+        if not any(True for _ in sub.children()) and not any(True for _ in sub.parameters(recurse=False)):
+            continue  # activations, dropout, identity: nothing to quantize, and formulas are no residuals
         for cls in type(sub).__mro__:
+            if cls is not type(sub) and "forward" not in vars(cls):
+                continue  # base classes that only add loading/saving (PreTrainedModel, mixins)
             name = getattr(cls, "__module__", "") or ""
             if name.split(".")[0] in _NEVER or name in found or "qdq_quant" in name:
                 continue

@@ -14,7 +14,7 @@ try:
 except ImportError:  # Python 3.7; torch depends on typing_extensions
     from typing_extensions import TypedDict
 
-SCHEMA_SHA256 = "b16994a00603b97cca1e3920048f6223d568ed8e65d9319477be2b3a7fed97b2"
+SCHEMA_SHA256 = "c01cc0be15f4948f352f1a54585ded2ba3780ad594ced7d9a438e5b6c8ab0839"
 
 ERROR_KINDS = ("config", "import", "user_code", "no_data", "shape", "nan", "oom", "cancelled", "export", "internal", "protocol")
 ErrorKind = str  # one of ERROR_KINDS
@@ -270,6 +270,7 @@ _ExportResultRequired = TypedDict("_ExportResultRequired", {"fp32_onnx": str, "i
 class ExportResult(_ExportResultRequired, total=False):
     batchnorm_output_amax: Dict[str, Any]
     fp32_markers: List[Dict[str, Any]]
+    unused_quantizers: List[str]
 
 
 @dataclass

@@ -206,6 +206,8 @@ export interface ExportResult {
   module: string;
   site: string;
 })[];
+  /** quantizers called in code whose result the model's outputs do not use (an unused branch such as BERT's pooler): not in the graph */
+  unused_quantizers?: string[];
 }
 
 export type RestoreModulesParams = Record<string, never>;
@@ -989,6 +991,13 @@ export const PROTOCOL_SCHEMA: ProtocolSchema = {
             ]
           },
           "description": "modules marked keep_float(X, \"fp32\")"
+        },
+        "unused_quantizers": {
+          "type": "array",
+          "items": {
+            "type": "string"
+          },
+          "description": "quantizers called in code whose result the model's outputs do not use (an unused branch such as BERT's pooler): not in the graph"
         }
       },
       "required": [

@@ -465,6 +465,13 @@ export async function runPipeline(
         report.batches_seen = null;
         notes.push('dynamic quantization only: no calibration data used');
       }
+      const unused = exp.unused_quantizers ?? [];
+      if (unused.length) {
+        // A branch the model builds but its outputs never use (BERT's pooler under last_hidden_state).
+        notes.push(
+          `${unused.length} quantizers sit in code whose result the outputs do not use, so the exporter leaves them out: ${unused.slice(0, 6).join(', ')}${unused.length > 6 ? ', ...' : ''}`,
+        );
+      }
       report.exporter = exp.exporter ?? null;
       report.files.fp32_onnx = exp.fp32_onnx;
       report.files.eval = exp.eval_file;
