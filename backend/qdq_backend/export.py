@@ -100,6 +100,10 @@ def _export_supports(name: str) -> bool:
         return False
 
 
+# file name -> the first line of the failure that made the export fall back to the dynamo exporter
+_FALLBACKS: Dict[str, str] = {}
+
+
 def _run_exporter(
     model: torch.nn.Module,
     args: Inputs,
@@ -319,6 +323,8 @@ def _export_to(
                     counts = count_qdq(tmp)
             actual_opset = _opset_of(tmp, opset)
             os.replace(tmp, final)
+            # why the first exporter was not used: the report says so instead of switching silently
+            _FALLBACKS[final_name] = failures[0].splitlines()[0] if failures else ""
             return final, exporter, counts, folded, actual_opset
         except Exception as exc:  # noqa: BLE001 - try the next exporter, report all
             failures.append(
@@ -702,6 +708,7 @@ def export(
         "batchnorm_output_amax": bn_ranges,
         "fp32_markers": fp32_markers(model),
         "unused_quantizers": unused,
+        "exporter_fallback": _FALLBACKS.get(INT8_FILE, ""),
     }
 
 

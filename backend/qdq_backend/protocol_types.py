@@ -14,7 +14,7 @@ try:
 except ImportError:  # Python 3.7; torch depends on typing_extensions
     from typing_extensions import TypedDict
 
-SCHEMA_SHA256 = "c01cc0be15f4948f352f1a54585ded2ba3780ad594ced7d9a438e5b6c8ab0839"
+SCHEMA_SHA256 = "dc92449c0783217136c9fee6a6c36b6650f64eff837bd1ef93f6bab5ccbf7678"
 
 ERROR_KINDS = ("config", "import", "user_code", "no_data", "shape", "nan", "oom", "cancelled", "export", "internal", "protocol")
 ErrorKind = str  # one of ERROR_KINDS
@@ -271,6 +271,7 @@ class ExportResult(_ExportResultRequired, total=False):
     batchnorm_output_amax: Dict[str, Any]
     fp32_markers: List[Dict[str, Any]]
     unused_quantizers: List[str]
+    exporter_fallback: str
 
 
 @dataclass

@@ -208,6 +208,8 @@ export interface ExportResult {
 })[];
   /** quantizers called in code whose result the model's outputs do not use (an unused branch such as BERT's pooler): not in the graph */
   unused_quantizers?: string[];
+  /** why the INT8 export fell back from the TorchScript exporter to the dynamo one (empty when it did not) */
+  exporter_fallback?: string;
 }
 
 export type RestoreModulesParams = Record<string, never>;
@@ -998,6 +1000,10 @@ export const PROTOCOL_SCHEMA: ProtocolSchema = {
             "type": "string"
           },
           "description": "quantizers called in code whose result the model's outputs do not use (an unused branch such as BERT's pooler): not in the graph"
+        },
+        "exporter_fallback": {
+          "type": "string",
+          "description": "why the INT8 export fell back from the TorchScript exporter to the dynamo one (empty when it did not)"
         }
       },
       "required": [

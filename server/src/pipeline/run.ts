@@ -472,6 +472,11 @@ export async function runPipeline(
           `${unused.length} quantizers sit in code whose result the outputs do not use, so the exporter leaves them out: ${unused.slice(0, 6).join(', ')}${unused.length > 6 ? ', ...' : ''}`,
         );
       }
+      if (exp.exporter_fallback) {
+        notes.push(`exported with the dynamo exporter because the TorchScript one failed: ${exp.exporter_fallback}`);
+      }
+      // The graph's own opset: the dynamo exporter writes at least 18 whatever was asked.
+      if (!opts.dynamicOnly && typeof exp.opset === 'number') report.opset = exp.opset;
       report.exporter = exp.exporter ?? null;
       report.files.fp32_onnx = exp.fp32_onnx;
       report.files.eval = exp.eval_file;
