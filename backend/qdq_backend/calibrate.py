@@ -263,9 +263,10 @@ def collect(
         )
     for name, collector in collectors.items():
         states[name]["calls"] = collector.calls
-    skipped = [q for q in targets if not collectors[q.name].reached and id(q.parent) in ran]
-    if skipped:
-        raise _skipped_error(skipped, seen)
+    for q in targets:
+        # never reached while its module ran: a branch the data or the build never takes (EfficientNet's
+        # has_skip) or a fused path; export refuses it only if the exported graph would use it uncalibrated
+        states[q.name]["module_ran"] = id(q.parent) in ran
     return states, seen
 
 
@@ -282,13 +283,14 @@ def _call_line(q: QuantizerInfo) -> str:
     return f"{file}:{start + hits[0]}" if hits else file
 
 
-def _skipped_error(skipped: List[QuantizerInfo], seen: int) -> QdqError:
+def uncalibrated_error(skipped: List[QuantizerInfo]) -> QdqError:
+    """Quantizers the exported graph would run but calibration never reached: named with their source line."""
     shown = "; ".join(f"{q.name} ({_call_line(q)})" for q in skipped[:6])
     more = f" and {len(skipped) - 6} more" if len(skipped) > 6 else ""
     return QdqError(
         "config",
-        f"{len(skipped)} quantizers saw no data in {seen} calibration batches although their module ran, "
-        f"so they would stay uncalibrated: {shown}{more}",
+        f"{len(skipped)} quantizers run on the export inputs but saw no calibration data, so they would stay "
+        f"uncalibrated: {shown}{more}",
         "the forward takes a path that skips them: fused attention (F.scaled_dot_product_attention; set "
         "fused_attn = False or build transformers models with attn_implementation=\"eager\"), or a branch the "
         "calibration data never reaches (calibrate on data that does, or remove those quantizers with qdq unquantize)",
@@ -318,7 +320,11 @@ def _apply(
         state = states[q.name]
         if state.get("calls", 1) == 0:
             q.module.set_amax(None)
-            extras[q.name] = {"method": None, "note": "never called during calibration"}
+            extras[q.name] = {
+                "method": None,
+                "note": "never called during calibration"
+                + (" although its module ran (a branch not taken)" if state.get("module_ran") else ""),
+            }
             continue
         amax = _compute(state, method, percentile)
         extras[q.name] = {"method": method, "hist": _hist_summary(state["hist"])}

@@ -21,7 +21,7 @@ import torch
 from . import artifacts
 from .artifacts import prepare_out_dir
 from .bn_ranges import batchnorm_output_amax
-from .calibrate import ensure_outputs_calibrated
+from .calibrate import ensure_outputs_calibrated, uncalibrated_error
 from .errors import QdqError, describe
 from .loader import Inputs, Project, QuantizerInfo, flatten_outputs
 from .protocol_types import EXPORT_TARGETS, ExportParams, ExportResult, QdqNodeCounts
@@ -422,7 +422,9 @@ class _QuantizerState:
             module.calibrator = calibrator
 
 
-def _count_calls(project: Project, active: List[QuantizerInfo]) -> Tuple[int, List[str]]:
+def _count_calls(
+    project: Project, active: List[QuantizerInfo], uncalibrated: Optional[List[QuantizerInfo]] = None
+) -> Tuple[int, List[str]]:
     """Quantizer calls in one forward on weights or on tensors computed from the inputs: each becomes one
     Q/DQ pair in the graph.
 
@@ -458,7 +460,12 @@ def _count_calls(project: Project, active: List[QuantizerInfo]) -> Tuple[int, Li
             return output.detach().requires_grad_(True)
         return output
 
+    reached: set = set()
     handles = [q.module.register_forward_hook(hook) for q in active]
+    handles += [
+        q.module.register_forward_hook(lambda m, i, o: reached.add(id(m)) if i and torch.is_tensor(i[0]) else None)
+        for q in uncalibrated or []
+    ]
     handles += [
         m.register_forward_hook(embedding_hook) for m in project.model.modules() if isinstance(m, torch.nn.Embedding)
     ]
@@ -473,6 +480,9 @@ def _count_calls(project: Project, active: List[QuantizerInfo]) -> Tuple[int, Li
             p.requires_grad_(True)
         for h in handles:
             h.remove()
+    missed = [q for q in uncalibrated or [] if id(q.module) in reached and q.module.enabled]
+    if missed:
+        raise uncalibrated_error(missed)
     nodes, leaves = _autograd_reach(outputs)
 
     # A call whose result the outputs do not use (BERT's pooler under last_hidden_state) is dead code the
@@ -664,7 +674,8 @@ def export(
             q.module.enabled = on
             if on and q.module.amax is not None:
                 active.append(q)
-        expected, unused = _count_calls(project, active)
+        waiting = [q for q in project.quantizers if q.role != "output" and q.module.amax is None]
+        expected, unused = _count_calls(project, active, waiting)
         progress("export", 1, 3, f"exporting the INT8 QDQ model ({len(active)} quantizers, target {target})")
         int8, exporter, counts, folded, actual_opset = _export_to(
             out_dir,

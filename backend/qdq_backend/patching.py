@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import linecache
 import sys
 import types
 from typing import Any, Dict, List, Optional, Tuple
@@ -282,6 +283,8 @@ def _install_one(name: str, source: str) -> None:
             "the installed library version differs from what the patch passes expect",
         )
 
+    # Tracebacks and inspect (an error naming a quantizer's line) read the text that runs, not the file's.
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     mapping: Dict[int, Tuple[Any, Any]] = {}
     for key, old in saved.items():
         new = module.__dict__.get(key)
@@ -301,6 +304,7 @@ def restore(names: Optional[List[str]] = None) -> List[str]:
         if module is not None:
             module.__dict__.clear()
             module.__dict__.update(saved)
+            linecache.cache.pop(getattr(module, "__file__", None) or f"<{name}>", None)
         for namespace, key, original in reversed(replaced):
             namespace[key] = original
         _resume_registries(name, suspended)
