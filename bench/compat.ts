@@ -172,6 +172,7 @@ interface ReportShape {
 }
 
 const repoRoot = path.resolve(__dirname, '..', '..');
+const PYTHON = process.env.QDQ_COMPAT_PYTHON ?? 'python3';
 
 /** One `qdq run` of one case for one target, in `dir` (the project). */
 export function runCase(dir: string, c: CompatCase, target: CompatTarget, timeoutMs = 900_000): CompatRow {
@@ -179,7 +180,9 @@ export function runCase(dir: string, c: CompatCase, target: CompatTarget, timeou
   const started = Date.now();
   const r = spawnSync(
     process.execPath,
-    [path.join(repoRoot, 'bin/qdq.js'), 'run', dir, '--target', target, '--out-dir', outDir],
+    // The interpreter named: on a loaded machine the discovery's probe of python3 may time out and fall back
+    // to one without timm/transformers.
+    [path.join(repoRoot, 'bin/qdq.js'), 'run', dir, '--target', target, '--out-dir', outDir, '--python', PYTHON],
     { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 },
   );
   const seconds = (Date.now() - started) / 1000;
