@@ -118,7 +118,9 @@ def _run_exporter(
     if dynamic_batch:
         dynamic_axes = {name: {0: "batch"} for name in list(input_names) + list(output_names)}
     kwargs: Dict[str, Any] = {
-        "opset_version": opset,
+        # dynamo writes opset 18 and converts down on request, which leaves opset-18 attributes behind (Split's
+        # num_outputs) in a graph that claims an older opset: ask for what it writes; the report gives it
+        "opset_version": max(opset, 18) if dynamo else opset,
         "input_names": list(input_names),
         "output_names": list(output_names),
         "dynamic_axes": dynamic_axes,
