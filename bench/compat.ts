@@ -2,6 +2,7 @@
 // small configurations, each in a generated project whose factory only constructs the model (no
 // patch-modules, no quantize step by hand), run through `qdq run` for each target. Run all:
 //   npx tsc -p . && node out/bench/compat.js [--only deit,gpt2] [--out docs/compatibility.md]
+//   node out/bench/compat.js --merge a.json,b.json [docs/compatibility.md]   (sweeps run side by side)
 // test/compat/ runs a few of the same cases in CI.
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
@@ -269,8 +270,29 @@ export function markdown(rows: CompatRow[], machine: string): string {
   ].join('\n');
 }
 
+/** Rows of several partial sweeps (run side by side), later files winning for the same model and target. */
+function mergeRows(files: string[]): CompatRow[] {
+  const rows = new Map<string, CompatRow>();
+  for (const f of files)
+    for (const r of JSON.parse(fs.readFileSync(f, 'utf8')) as CompatRow[]) rows.set(`${r.name}/${r.target}`, r);
+  const order = (r: CompatRow) => CASES.findIndex((k) => k.name === r.name) * 2 + TARGETS.indexOf(r.target);
+  return [...rows.values()].sort((a, b) => order(a) - order(b));
+}
+
+function machine(): string {
+  return `${os.cpus().length} x ${os.cpus()[0]?.model ?? 'CPU'} (shared with other jobs), ${new Date().toISOString().slice(0, 10)}`;
+}
+
 function main(): void {
   const args = process.argv.slice(2);
+  const mergeAt = args.indexOf('--merge');
+  if (mergeAt >= 0) {
+    const out = args[mergeAt + 2] ?? path.join(repoRoot, 'docs/compatibility.md');
+    const rows = mergeRows(args[mergeAt + 1].split(','));
+    fs.writeFileSync(out.replace(/\.md$/, '.json'), JSON.stringify(rows, null, 1) + '\n');
+    fs.writeFileSync(out, markdown(rows, machine()));
+    return;
+  }
   const onlyAt = args.indexOf('--only');
   const only = onlyAt >= 0 ? new Set(args[onlyAt + 1].split(',')) : null;
   const outAt = args.indexOf('--out');
@@ -296,8 +318,7 @@ function main(): void {
       const order = (r: CompatRow) => CASES.findIndex((k) => k.name === r.name) * 2 + TARGETS.indexOf(r.target);
       rows.sort((a, b) => order(a) - order(b));
       fs.writeFileSync(jsonOut, JSON.stringify(rows, null, 1) + '\n');
-      const machine = `${os.cpus().length} x ${os.cpus()[0]?.model ?? 'CPU'} (shared), ${new Date().toISOString().slice(0, 10)}`;
-      fs.writeFileSync(out, markdown(rows, machine));
+      fs.writeFileSync(out, markdown(rows, machine()));
     }
   }
   fs.rmSync(root, { recursive: true, force: true });
