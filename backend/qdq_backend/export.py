@@ -100,6 +100,64 @@ def _export_supports(name: str) -> bool:
         return False
 
 
+def _diff_symbolic(g: Any, x: Any, n: Any, dim: Any, prepend: Any, append: Any) -> Any:
+    """torch.diff(x, dim=d, prepend=p, append=a) as Slice(y, 1:) - Slice(y, :-1) of y = cat(p, x, a):
+    transformers' mask code (packed-sequence detection) calls it; the TorchScript exporter has no symbolic."""
+    from torch.onnx import symbolic_helper as sh  # noqa: WPS433
+
+    if sh._maybe_get_const(n, "i") != 1:
+        return sh._unimplemented("diff", "only n=1")
+    d = sh._get_const(dim, "i", "dim")
+    if not sh._is_none(prepend):
+        x = g.op("Concat", prepend, x, axis_i=d)
+    if not sh._is_none(append):
+        x = g.op("Concat", x, append, axis_i=d)
+
+    def const(v: int) -> Any:
+        return g.op("Constant", value_t=torch.tensor([v], dtype=torch.long))
+
+    high = g.op("Slice", x, const(1), const(2**62), const(d))
+    low = g.op("Slice", x, const(0), const(-1), const(d))
+    return g.op("Sub", high, low)
+
+
+def _cumsum_symbolic(g: Any, x: Any, dim: Any, dtype: Any) -> Any:
+    """torch.cumsum as CumSum, with a bool input cast to int64 first (torch promotes it, the stock symbolic
+    does not, and ONNX's CumSum takes no bool): transformers' masks count `~mask` this way."""
+    from torch.onnx import symbolic_helper as sh  # noqa: WPS433
+
+    try:  # where torch 2.9+ keeps it; torch 1.13-2.8 had it at torch.onnx._type_utils
+        from torch.onnx._internal.torchscript_exporter._type_utils import JitScalarType  # noqa: WPS433
+    except ImportError:
+        from torch.onnx._type_utils import JitScalarType  # noqa: WPS433
+
+    if JitScalarType.from_value(x, JitScalarType.UNDEFINED) == JitScalarType.BOOL:
+        x = g.op("Cast", x, to_i=JitScalarType.INT64.onnx_type())
+    if dim.node().kind() == "onnx::Constant":
+        axis = g.op("Constant", value_t=torch.tensor(sh._get_const(dim, "i", "dim"), dtype=torch.long))
+    else:
+        axis = sh._maybe_cast_to_type(g, dim, JitScalarType.INT64) if hasattr(sh, "_maybe_cast_to_type") else dim
+    out = g.op("CumSum", x, axis)
+    if not sh._is_none(dtype):
+        out = g.op("Cast", out, to_i=JitScalarType(sh._get_const(dtype, "i", "dtype")).onnx_type())
+    return out
+
+
+_SYMBOLICS_REGISTERED = False
+
+
+def _register_symbolics() -> None:
+    global _SYMBOLICS_REGISTERED
+    if _SYMBOLICS_REGISTERED:
+        return
+    _SYMBOLICS_REGISTERED = True
+    try:
+        torch.onnx.register_custom_op_symbolic("aten::diff", _diff_symbolic, 13)
+        torch.onnx.register_custom_op_symbolic("aten::cumsum", _cumsum_symbolic, 13)
+    except Exception:  # noqa: BLE001 - an exporter without custom symbolics: the fallback path stays
+        pass
+
+
 # file name -> the first line of the failure that made the export fall back to the dynamo exporter
 _FALLBACKS: Dict[str, str] = {}
 
@@ -135,6 +193,8 @@ def _run_exporter(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TracerWarnings and deprecation notices: noise for the user
         # dynamo derives dynamic_shapes from forward's parameter names: it keeps the model's own forward
+        if not dynamo:
+            _register_symbolics()
         with torch.no_grad(), contextlib.nullcontext() if dynamo else _positional_tensor_forward(model):
             torch.onnx.export(model, args, path, **kwargs)
 
