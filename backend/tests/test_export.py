@@ -276,3 +276,56 @@ def test_unused_branch_is_reported_and_an_uncalibrated_live_quantizer_is_named(t
         _export(proj, out_dir)
     assert err.value.kind == "config"
     assert "add0_residual_quantizer" in err.value.message and "branches.py:" in err.value.message
+
+
+KEYWORDS = textwrap.dedent(
+    """
+    import functools
+    import torch
+    import torch.nn as nn
+    import qdq_quant  # qdq
+
+
+    def fills_use_cache(forward):
+        # as transformers 5's decorators do: a positional use_cache clashes with this keyword
+        @functools.wraps(forward)
+        def wrapper(self, *args, **kwargs):
+            kwargs["use_cache"] = False
+            return forward(self, *args, **kwargs)
+
+        return wrapper
+
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = qdq_quant.quant(nn.Linear(4, 4))
+
+        @fills_use_cache
+        def forward(self, ids=None, scale=None, use_cache=None, extra=None):
+            return {"out": self.fc(scale * ids), "cache": object()}
+
+
+    def build():
+        torch.manual_seed(0)
+        return Net()
+
+
+    def example():
+        return {"scale": torch.full((2, 4), 2.0), "ids": torch.randn(2, 4)}
+    """
+)
+
+
+def test_keyword_example_inputs_export_without_filling_defaults_positionally(tmp_path):
+    (tmp_path / "kw.py").write_text(KEYWORDS)
+    (tmp_path / "qdq_quant.py").write_text(open(HELPER, encoding="utf-8").read())
+    proj = loader.load({"project_dir": str(tmp_path), "model": "kw.py:build", "example_inputs": "kw.py:example"}, _noop)
+    assert proj.input_names == ["scale", "ids"] and proj.keywords == ["scale", "ids"]
+    out_dir = str(tmp_path / "out")
+    calibrate.calibrate(proj, {"method": "max", "batches": 2, "out_dir": out_dir}, _noop, _noop)
+    result = _export(proj, out_dir)
+    assert result["exporter"] == "torchscript" and result["outputs"] == ["output"]  # the cache object left out
+    if onnx is None:
+        pytest.skip(NO_ONNX)
+    assert [i.name for i in onnx.load(result["int8_onnx"]).graph.input] == ["scale", "ids"]
