@@ -8,6 +8,7 @@ Weights are calibrated per channel with max, straight from the weight tensors.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import time
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union
@@ -77,10 +78,12 @@ class _Collector:
         self.check_cancel = check_cancel
         self.batch_index = batch_index
         self.calls = 0
+        self.reached = False  # called at all (integer tensors included)
 
     def __call__(self, x: torch.Tensor) -> None:
         # Checked here, inside forward, so a cancel stops even a long single batch.
         self.check_cancel()
+        self.reached = True
         if not x.is_floating_point():
             return
         # The histogram checks for NaN/Inf with the max it takes anyway (no extra pass over x);
@@ -202,6 +205,11 @@ def collect(
         collectors[q.name] = _Collector(q, hist, check_cancel, batch_index)
 
     saved = [(q.module, q.module.enabled, q.module.calibrator) for q in project.quantizers]
+    # Which modules holding a quantizer ran: a quantizer never reached while its module ran sits on a path
+    # the forward skips (fused attention), one whose module never ran is an unused branch.
+    ran: set = set()
+    parents = {id(q.parent): q.parent for q in targets}
+    ran_hooks = [m.register_forward_pre_hook(lambda module, _inputs: ran.add(id(module))) for m in parents.values()]
     seen = 0
     total = _batch_total(project, batches)
     progress("calibrate", 0, total, f"calibrating {len(targets)} activation quantizers")
@@ -245,6 +253,8 @@ def collect(
         for module, enabled, calibrator in saved:
             module.enabled = enabled
             module.calibrator = calibrator
+        for handle in ran_hooks:
+            handle.remove()
     if seen == 0:
         where = project.calibration_spec or "the random calibration data"
         raise QdqError(
@@ -255,7 +265,38 @@ def collect(
         )
     for name, collector in collectors.items():
         states[name]["calls"] = collector.calls
+    for q in targets:
+        # never reached while its module ran: a branch the data or the build never takes (EfficientNet's
+        # has_skip) or a fused path; export refuses it only if the exported graph would use it uncalibrated
+        states[q.name]["module_ran"] = id(q.parent) in ran
     return states, seen
+
+
+def _call_line(q: QuantizerInfo) -> str:
+    """Where the module's source calls (or builds) the quantizer: file:line, for the error to point at."""
+    attr = q.name.rsplit(".", 1)[-1]
+    try:
+        lines, start = inspect.getsourcelines(type(q.parent))
+        file = inspect.getsourcefile(type(q.parent)) or q.site["file"]
+    except (OSError, TypeError):
+        return q.site["file"]
+    hits = [i for i, line in enumerate(lines) if f".{attr}(" in line and "TensorQuantizer(" not in line]
+    hits = hits or [i for i, line in enumerate(lines) if f".{attr}" in line]
+    return f"{file}:{start + hits[0]}" if hits else file
+
+
+def uncalibrated_error(skipped: List[QuantizerInfo]) -> QdqError:
+    """Quantizers the exported graph would run but calibration never reached: named with their source line."""
+    shown = "; ".join(f"{q.name} ({_call_line(q)})" for q in skipped[:6])
+    more = f" and {len(skipped) - 6} more" if len(skipped) > 6 else ""
+    return QdqError(
+        "config",
+        f"{len(skipped)} quantizers run on the export inputs but saw no calibration data, so they would stay "
+        f"uncalibrated: {shown}{more}",
+        "the forward takes a path that skips them: fused attention (F.scaled_dot_product_attention; set "
+        "fused_attn = False or build transformers models with attn_implementation=\"eager\"), or a branch the "
+        "calibration data never reaches (calibrate on data that does, or remove those quantizers with qdq unquantize)",
+    )
 
 
 def _batch_total(project: Project, batches: int) -> Optional[int]:
@@ -281,7 +322,11 @@ def _apply(
         state = states[q.name]
         if state.get("calls", 1) == 0:
             q.module.set_amax(None)
-            extras[q.name] = {"method": None, "note": "never called during calibration"}
+            extras[q.name] = {
+                "method": None,
+                "note": "never called during calibration"
+                + (" although its module ran (a branch not taken)" if state.get("module_ran") else ""),
+            }
             continue
         amax = _compute(state, method, percentile)
         extras[q.name] = {"method": method, "hist": _hist_summary(state["hist"])}

@@ -8,21 +8,22 @@ to a temporary name in out_dir and renamed into place, so a failed export leaves
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import tempfile
 import traceback
 import warnings
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 import torch
 
 from . import artifacts, knobs
 from .artifacts import prepare_out_dir
 from .bn_ranges import batchnorm_output_amax
-from .calibrate import ensure_outputs_calibrated
+from .calibrate import ensure_outputs_calibrated, uncalibrated_error
 from .errors import QdqError, describe
-from .loader import Inputs, Project, QuantizerInfo
+from .loader import Inputs, Project, QuantizerInfo, flatten_outputs
 from .protocol_types import EXPORT_TARGETS, ExportParams, ExportResult, QdqNodeCounts
 
 Progress = Callable[[str, int, Optional[int], str], None]
@@ -99,6 +100,68 @@ def _export_supports(name: str) -> bool:
         return False
 
 
+def _diff_symbolic(g: Any, x: Any, n: Any, dim: Any, prepend: Any, append: Any) -> Any:
+    """torch.diff(x, dim=d, prepend=p, append=a) as Slice(y, 1:) - Slice(y, :-1) of y = cat(p, x, a):
+    transformers' mask code (packed-sequence detection) calls it; the TorchScript exporter has no symbolic."""
+    from torch.onnx import symbolic_helper as sh  # noqa: WPS433
+
+    if sh._maybe_get_const(n, "i") != 1:
+        return sh._unimplemented("diff", "only n=1")
+    d = sh._get_const(dim, "i", "dim")
+    if not sh._is_none(prepend):
+        x = g.op("Concat", prepend, x, axis_i=d)
+    if not sh._is_none(append):
+        x = g.op("Concat", x, append, axis_i=d)
+
+    def const(v: int) -> Any:
+        return g.op("Constant", value_t=torch.tensor([v], dtype=torch.long))
+
+    high = g.op("Slice", x, const(1), const(2**62), const(d))
+    low = g.op("Slice", x, const(0), const(-1), const(d))
+    return g.op("Sub", high, low)
+
+
+def _cumsum_symbolic(g: Any, x: Any, dim: Any, dtype: Any) -> Any:
+    """torch.cumsum as CumSum, with a bool input cast to int64 first (torch promotes it, the stock symbolic
+    does not, and ONNX's CumSum takes no bool): transformers' masks count `~mask` this way."""
+    from torch.onnx import symbolic_helper as sh  # noqa: WPS433
+
+    try:  # where torch 2.9+ keeps it; torch 1.13-2.8 had it at torch.onnx._type_utils
+        from torch.onnx._internal.torchscript_exporter._type_utils import JitScalarType  # noqa: WPS433
+    except ImportError:
+        from torch.onnx._type_utils import JitScalarType  # noqa: WPS433
+
+    if JitScalarType.from_value(x, JitScalarType.UNDEFINED) == JitScalarType.BOOL:
+        x = g.op("Cast", x, to_i=JitScalarType.INT64.onnx_type())
+    if dim.node().kind() == "onnx::Constant":
+        axis = g.op("Constant", value_t=torch.tensor(sh._get_const(dim, "i", "dim"), dtype=torch.long))
+    else:
+        axis = sh._maybe_cast_to_type(g, dim, JitScalarType.INT64) if hasattr(sh, "_maybe_cast_to_type") else dim
+    out = g.op("CumSum", x, axis)
+    if not sh._is_none(dtype):
+        out = g.op("Cast", out, to_i=JitScalarType(sh._get_const(dtype, "i", "dtype")).onnx_type())
+    return out
+
+
+_SYMBOLICS_REGISTERED = False
+
+
+def _register_symbolics() -> None:
+    global _SYMBOLICS_REGISTERED
+    if _SYMBOLICS_REGISTERED:
+        return
+    _SYMBOLICS_REGISTERED = True
+    try:
+        torch.onnx.register_custom_op_symbolic("aten::diff", _diff_symbolic, 13)
+        torch.onnx.register_custom_op_symbolic("aten::cumsum", _cumsum_symbolic, 13)
+    except Exception:  # noqa: BLE001 - an exporter without custom symbolics: the fallback path stays
+        pass
+
+
+# file name -> the first line of the failure that made the export fall back to the dynamo exporter
+_FALLBACKS: Dict[str, str] = {}
+
+
 def _run_exporter(
     model: torch.nn.Module,
     args: Inputs,
@@ -113,7 +176,9 @@ def _run_exporter(
     if dynamic_batch:
         dynamic_axes = {name: {0: "batch"} for name in list(input_names) + list(output_names)}
     kwargs: Dict[str, Any] = {
-        "opset_version": opset,
+        # dynamo writes opset 18 and converts down on request, which leaves opset-18 attributes behind (Split's
+        # num_outputs) in a graph that claims an older opset: ask for what it writes; the report gives it
+        "opset_version": max(opset, 18) if dynamo else opset,
         "input_names": list(input_names),
         "output_names": list(output_names),
         "dynamic_axes": dynamic_axes,
@@ -127,8 +192,39 @@ def _run_exporter(
         raise RuntimeError("this torch has no dynamo-based ONNX exporter")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TracerWarnings and deprecation notices: noise for the user
-        with torch.no_grad():
+        # dynamo derives dynamic_shapes from forward's parameter names: it keeps the model's own forward
+        if not dynamo:
+            _register_symbolics()
+        with torch.no_grad(), contextlib.nullcontext() if dynamo else _positional_tensor_forward(model):
             torch.onnx.export(model, args, path, **kwargs)
+
+
+@contextlib.contextmanager
+def _positional_tensor_forward(model: torch.nn.Module) -> Iterator[None]:
+    """Export through ``forward(*inputs)`` returning only tensors.
+
+    The TorchScript exporter fills every parameter of ``forward``'s signature that the inputs do not reach
+    with its default, positionally: transformers 5's forward decorators then pass ``use_cache`` a second
+    time ("got multiple values for argument 'use_cache'"). Outputs such as a DynamicCache are no tensors
+    and neither exporter can write them. The instance attribute leaves module names (and so ONNX node
+    names) as they are; the previous one (keyword inputs) is put back afterwards.
+    """
+    had = "forward" in model.__dict__
+    previous = model.__dict__.get("forward")
+    inner = model.forward
+
+    def tensor_forward(*inputs: Any) -> Any:
+        outputs = flatten_outputs(inner(*inputs))
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+    model.forward = tensor_forward  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        if had:
+            model.forward = previous  # type: ignore[method-assign]
+        else:
+            del model.forward
 
 
 class _DecomposedQdq:
@@ -289,6 +385,8 @@ def _export_to(
                     counts = count_qdq(tmp)
             actual_opset = _opset_of(tmp, opset)
             os.replace(tmp, final)
+            # why the first exporter was not used: the report says so instead of switching silently
+            _FALLBACKS[final_name] = failures[0].splitlines()[0] if failures else ""
             return final, exporter, counts, folded, actual_opset
         except Exception as exc:  # noqa: BLE001 - try the next exporter, report all
             failures.append(
@@ -386,32 +484,96 @@ class _QuantizerState:
             module.calibrator = calibrator
 
 
-def _count_calls(project: Project, active: List[QuantizerInfo]) -> int:
-    """Quantizer calls in one forward on non-constant tensors: each becomes one Q/DQ pair in the graph.
+def _count_calls(
+    project: Project, active: List[QuantizerInfo], uncalibrated: Optional[List[QuantizerInfo]] = None
+) -> Tuple[int, List[str]]:
+    """Quantizer calls in one forward on weights or on tensors computed from the inputs: each becomes one
+    Q/DQ pair in the graph.
 
-    The exporter folds Q/DQ of a pure constant (say torch.eye) away, so those calls do not count; a
-    tensor is non-constant when it depends on an input or a parameter, i.e. when it requires grad here.
+    The exporter folds Q/DQ of a constant away: torch.eye, but also a parameter looked up at constant
+    indices (position embeddings at a buffer's position ids, Swin's relative position bias), so those calls
+    do not count. Dependence on the inputs is tracked with autograd: float inputs require grad, parameters
+    do not, and an embedding whose indices are an (integer) model input starts a dependent tensor.
     """
-    # Two quantizers with the same range on the same tensor may be merged by the exporter: count once.
-    seen = set()
+    calls: List[Tuple[Any, Any, torch.Tensor]] = []  # (input id, amax key, output)
+    names = {id(q.module): q.name for q in active}
+    called: List[Tuple[str, torch.Tensor]] = []
 
-    def hook(module: Any, inputs: Any, output: Any) -> None:
+    def hook(module: Any, inputs: Any, output: Any) -> Any:
         x = inputs[0] if inputs else None
-        if isinstance(x, torch.Tensor) and x.requires_grad:
+        if not isinstance(x, torch.Tensor) or not isinstance(output, torch.Tensor):
+            return output
+        if isinstance(x, torch.nn.Parameter) and not output.requires_grad:
+            output = output.detach().requires_grad_(True)  # a weight: a leaf the outputs may reach
+        if output.requires_grad:
             amax = module.amax
-            seen.add((id(x), tuple(amax.reshape(-1).tolist()) if isinstance(amax, torch.Tensor) else None))
+            calls.append((id(x), tuple(amax.reshape(-1).tolist()) if isinstance(amax, torch.Tensor) else None, output))
+            called.append((names[id(module)], output))
+        return output
 
-    handles = [q.module.register_forward_hook(hook) for q in active]
     args = tuple(
         t.detach().clone().requires_grad_(True) if t.is_floating_point() else t for t in project.example_inputs
     )
+    integer_inputs = {t.data_ptr() for t in args if not t.is_floating_point()}
+
+    def embedding_hook(module: Any, inputs: Any, output: Any) -> Any:
+        x = inputs[0] if inputs else None
+        if isinstance(x, torch.Tensor) and x.data_ptr() in integer_inputs and isinstance(output, torch.Tensor):
+            return output.detach().requires_grad_(True)
+        return output
+
+    reached: set = set()
+    handles = [q.module.register_forward_hook(hook) for q in active]
+    handles += [
+        q.module.register_forward_hook(lambda m, i, o: reached.add(id(m)) if i and torch.is_tensor(i[0]) else None)
+        for q in uncalibrated or []
+    ]
+    handles += [
+        m.register_forward_hook(embedding_hook) for m in project.model.modules() if isinstance(m, torch.nn.Embedding)
+    ]
+    params = [p for p in project.model.parameters() if p.requires_grad]
     try:
+        for p in params:
+            p.requires_grad_(False)
         with torch.enable_grad():
-            project.model(*args)
+            outputs = flatten_outputs(project.model(*args))
     finally:
+        for p in params:
+            p.requires_grad_(True)
         for h in handles:
             h.remove()
-    return len(seen)
+    missed = [q for q in uncalibrated or [] if id(q.module) in reached and q.module.enabled]
+    if missed:
+        raise uncalibrated_error(missed)
+    nodes, leaves = _autograd_reach(outputs)
+
+    # A call whose result the outputs do not use (BERT's pooler under last_hidden_state) is dead code the
+    # exporter drops; two quantizers with the same range on the same tensor may be merged: count once.
+    def used(out: torch.Tensor) -> bool:
+        return (out.grad_fn is not None and out.grad_fn in nodes) or (out.grad_fn is None and id(out) in leaves)
+
+    live = {(x, amax) for x, amax, out in calls if used(out)}
+    used_names = {name for name, out in called if used(out)}
+    unused = sorted({name for name, _ in called} - used_names)
+    return len(live), unused
+
+
+def _autograd_reach(outputs: List[torch.Tensor]) -> Tuple[set, set]:
+    """The autograd nodes the outputs depend on, and the ids of the leaf tensors among them."""
+    nodes: set = set()
+    leaves: set = set()
+    stack = [t.grad_fn for t in outputs if isinstance(t, torch.Tensor) and t.grad_fn is not None]
+    leaves.update(id(t) for t in outputs if isinstance(t, torch.Tensor) and t.grad_fn is None and t.requires_grad)
+    while stack:
+        node = stack.pop()
+        if node is None or node in nodes:
+            continue
+        nodes.add(node)
+        variable = getattr(node, "variable", None)  # AccumulateGrad holds its leaf
+        if isinstance(variable, torch.Tensor):
+            leaves.add(id(variable))
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return nodes, leaves
 
 
 # -- evaluation inputs ---------------------------------------------------------------------------------------
@@ -602,7 +764,8 @@ def export(
             q.module.enabled = on
             if on and q.module.amax is not None:
                 active.append(q)
-        expected = _count_calls(project, active)
+        waiting = [q for q in project.quantizers if q.role != "output" and q.module.amax is None]
+        expected, unused = _count_calls(project, active, waiting)
         progress("export", 1, 3, f"exporting the INT8 QDQ model ({len(active)} quantizers, target {target})")
         int8, exporter, counts, folded, actual_opset = _export_to(
             out_dir,
@@ -647,6 +810,8 @@ def export(
         "torch_version": torch.__version__,
         "batchnorm_output_amax": bn_ranges,
         "fp32_markers": fp32_markers(model),
+        "unused_quantizers": unused,
+        "exporter_fallback": _FALLBACKS.get(INT8_FILE, ""),
     }
 
 

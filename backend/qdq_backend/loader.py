@@ -65,6 +65,11 @@ class Project:
     user_roots: List[str]
     random_shapes: Optional[List[List[int]]] = None
     calibration_state: Dict[str, Any] = field(default_factory=dict)
+    # installed modules defining the model's classes (auto patch-modules) and what load changed on the model
+    library_modules: List[str] = field(default_factory=list)
+    load_notes: List[str] = field(default_factory=list)
+    # example-inputs given as a dict: the forward's keyword names, in the order of example_inputs
+    keywords: Optional[List[str]] = None
 
     @property
     def calibration_data_kind(self) -> str:
@@ -87,7 +92,7 @@ class Project:
         count = 0
         for batch in _iterate_user(self.calibration_source, self.calibration_spec or "calibration-data", self):
             inputs, _labels = split_batch(
-                batch, len(self.example_inputs), self.calibration_spec or "calibration-data", count
+                batch, len(self.example_inputs), self.calibration_spec or "calibration-data", count, self.keywords
             )
             yield inputs
             count += 1
@@ -99,7 +104,7 @@ class Project:
             return
         count = 0
         for batch in _iterate_user(self.eval_source, self.eval_spec or "eval-data", self):
-            yield split_batch(batch, len(self.example_inputs), self.eval_spec or "eval-data", count)
+            yield split_batch(batch, len(self.example_inputs), self.eval_spec or "eval-data", count, self.keywords)
             count += 1
             if count >= limit:
                 return
@@ -142,16 +147,34 @@ def _iterate_user(source: Callable[[], Any], spec: str, project: "Project") -> I
         yield batch
 
 
-def split_batch(batch: Any, n_inputs: int, spec: str, index: int) -> Tuple[Inputs, Optional[torch.Tensor]]:
-    """A batch is a tensor, a tuple of tensors, (inputs, labels) or ((inputs...), labels)."""
+def _keyword_batch(batch: Dict[str, Any], keywords: List[str], spec: str, index: int) -> Tuple[Any, ...]:
+    missing = [k for k in keywords if k not in batch]
+    if missing:
+        raise QdqError(
+            "shape",
+            f"{spec} batch {index} lacks {', '.join(missing)} (example-inputs has {', '.join(keywords)})",
+            "yield dicts with the same keys as example-inputs",
+        )
+    return tuple(batch[k] for k in keywords)
+
+
+def split_batch(
+    batch: Any, n_inputs: int, spec: str, index: int, keywords: Optional[List[str]] = None
+) -> Tuple[Inputs, Optional[torch.Tensor]]:
+    """A batch is a tensor, a tuple of tensors, (inputs, labels) or ((inputs...), labels); with keyword
+    example-inputs also a dict of them, or (dict, labels)."""
+    if keywords and isinstance(batch, (tuple, list)) and len(batch) == 2 and isinstance(batch[0], dict):
+        return _keyword_batch(batch[0], keywords, spec, index), torch.as_tensor(batch[1])
+    if keywords and isinstance(batch, dict):
+        return _keyword_batch(batch, keywords, spec, index), None
     if isinstance(batch, torch.Tensor):
         inputs: Tuple[Any, ...] = (batch,)
         labels = None
     elif isinstance(batch, dict):
         raise QdqError(
             "config",
-            f"{spec} batch {index} is a dict; qdq passes inputs positionally",
-            "yield a tensor, a tuple of tensors, or (inputs, labels)",
+            f"{spec} batch {index} is a dict but example-inputs is not",
+            "yield a tensor, a tuple of tensors, or (inputs, labels); or return a dict from example-inputs too",
         )
     elif isinstance(batch, (tuple, list)):
         items = list(batch)
@@ -456,6 +479,28 @@ def find_quantizers(model: nn.Module, model_file: str) -> List[QuantizerInfo]:
 # -- load -------------------------------------------------------------------------------------------------
 
 
+def _keyword_inputs(value: Dict[Any, Any], what: str) -> Tuple[List[str], Inputs]:
+    """example-inputs as a dict: forward's keyword arguments (transformers models take input_ids=, ...)."""
+    if not value or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items()):
+        raise QdqError(
+            "config",
+            f"{what} returned a dict that is not keyword name -> tensor",
+            'return e.g. {"input_ids": ids, "attention_mask": mask} (tensors only)',
+        )
+    return list(value), tuple(value.values())
+
+
+def call_with_keywords(model: nn.Module, keywords: List[str]) -> None:
+    """Make model(*inputs) call forward(**dict(zip(keywords, inputs))), so calibration, export and evaluation
+    keep passing inputs positionally. An instance attribute: the class and its other instances are untouched."""
+    forward = type(model).forward
+
+    def keyword_forward(*inputs: Any) -> Any:
+        return forward(model, **dict(zip(keywords, inputs)))
+
+    model.forward = keyword_forward  # type: ignore[method-assign]
+
+
 def _as_inputs(value: Any, what: str) -> Inputs:
     if isinstance(value, torch.Tensor):
         return (value,)
@@ -548,16 +593,12 @@ def load(
     progress("load", 0, 3, "importing the model file")
     _forget_project_modules(project_dir)
     patches = [{"module": p.module, "source": p.source} for p in params.patch_modules or []]
+    from . import patching  # noqa: WPS433 - on demand
+
     if patches:
-        try:
-            from . import patching  # noqa: WPS433 - written by another part; optional
-        except ImportError:
-            patching = None  # type: ignore[assignment]
-        if patching is None:
-            raise QdqError(
-                "config", "patch-modules is not supported by this backend", "remove patch-modules from [tool.qdq]"
-            )
         patching.install(patches)
+    elif patching.installed():
+        patching.restore()  # a load without patches builds the library's own classes
 
     factory, model_file = _resolve(model_spec, "model", project_dir, override, user_roots)
     check()
@@ -575,10 +616,12 @@ def load(
             "make the factory return the model (an instance of torch.nn.Module)",
         )
     model.eval()
-    if patches:
-        patching.check_model(model)  # library models: the patched (eager) attention must be the one that runs
+    # library models: the patched attention must take its explicit-matmul path (notes say what was switched)
+    load_notes = patching.prepare_model(model) if patches else []
+    library_modules = [] if patches else patching.library_modules(model)
 
     random_shapes = None
+    keywords: Optional[List[str]] = None
     calibration_source = None
     eval_source = None
     if params.calibration_data:
@@ -592,7 +635,11 @@ def load(
             value = fn()
         except Exception as exc:  # noqa: BLE001 - user code
             raise _user_error(exc, f"example-inputs {params.example_inputs} raised", user_roots) from None
-        example = _as_inputs(value, f"example-inputs {params.example_inputs}")
+        if isinstance(value, dict):
+            keywords, example = _keyword_inputs(value, f"example-inputs {params.example_inputs}")
+            call_with_keywords(model, keywords)
+        else:
+            example = _as_inputs(value, f"example-inputs {params.example_inputs}")
     elif params.input_shapes is not None:
         random_shapes = _shapes(params.input_shapes)
         generator = torch.Generator().manual_seed(_DEFAULT_SEED)
@@ -612,7 +659,7 @@ def load(
         factory=model_spec,
         model=model,
         example_inputs=example,
-        input_names=_input_names(model, len(example)),
+        input_names=list(keywords) if keywords else _input_names(model, len(example)),
         output_names=[],
         quantizers=find_quantizers(model, model_file),
         calibration_source=calibration_source,
@@ -621,6 +668,9 @@ def load(
         eval_spec=params.eval_data,
         user_roots=user_roots,
         random_shapes=random_shapes,
+        library_modules=library_modules,
+        load_notes=load_notes,
+        keywords=keywords,
     )
 
     check()
@@ -710,4 +760,6 @@ def loaded_result(project: Project) -> LoadResult:
         "inputs": project.inputs_description(),
         "calibration_data_kind": project.calibration_data_kind,
         "eval_data": project.eval_source is not None,
+        "library_modules": project.library_modules,
+        "notes": project.load_notes,
     }

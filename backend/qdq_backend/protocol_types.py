@@ -14,7 +14,7 @@ try:
 except ImportError:  # Python 3.7; torch depends on typing_extensions
     from typing_extensions import TypedDict
 
-SCHEMA_SHA256 = "f4c9d4802b3ffc222d07fc5f917f40dcd71671c9e5e48aaea16fcc0dc6728ca0"
+SCHEMA_SHA256 = "db03f2a6769958efb2589afc13cde0f194d158f0fb247e338218fc7bc671eb88"
 
 ERROR_KINDS = ("config", "import", "user_code", "no_data", "shape", "nan", "oom", "cancelled", "export", "internal", "protocol")
 ErrorKind = str  # one of ERROR_KINDS
@@ -182,7 +182,11 @@ class LoadParams:
         )
 
 
-LoadResult = TypedDict("LoadResult", {"model_class": str, "quantizers": List[Quantizer], "inputs": List[TensorInfo], "calibration_data_kind": CalibrationDataKind, "eval_data": bool})
+_LoadResultRequired = TypedDict("_LoadResultRequired", {"model_class": str, "quantizers": List[Quantizer], "inputs": List[TensorInfo], "calibration_data_kind": CalibrationDataKind, "eval_data": bool})
+
+class LoadResult(_LoadResultRequired, total=False):
+    library_modules: List[str]
+    notes: List[str]
 
 
 @dataclass
@@ -277,6 +281,8 @@ _ExportResultRequired = TypedDict("_ExportResultRequired", {"fp32_onnx": str, "i
 class ExportResult(_ExportResultRequired, total=False):
     batchnorm_output_amax: Dict[str, Any]
     fp32_markers: List[Dict[str, Any]]
+    unused_quantizers: List[str]
+    exporter_fallback: str
 
 
 @dataclass

@@ -228,3 +228,104 @@ def test_dynamo_fallback_produces_qdq(project, monkeypatch):
     axes = sorted({a.name: a.i for a in n.attribute}.get("axis", 1) for n in dqs if consts[n.input[1]].size > 1)
     assert axes == [0, 1]
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param
+
+
+BRANCHES = textwrap.dedent(
+    """
+    import torch
+    import torch.nn as nn
+    import qdq_quant  # qdq
+
+
+    class Branches(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = qdq_quant.quant(nn.Linear(4, 4))
+            self.head = qdq_quant.quant(nn.Linear(4, 2))  # built, run, but its result is not returned
+            self.add0_residual_quantizer = qdq_quant.TensorQuantizer()  # qdq
+            self.single = False
+
+        def forward(self, x):
+            y = self.fc(x)
+            self.head(y)
+            if self.single:  # a path calibration never takes
+                y = self.add0_residual_quantizer(y) + x
+            return y
+
+
+    def build():
+        torch.manual_seed(0)
+        return Branches()
+    """
+)
+
+
+def test_unused_branch_is_reported_and_an_uncalibrated_live_quantizer_is_named(tmp_path):
+    (tmp_path / "branches.py").write_text(BRANCHES)
+    (tmp_path / "qdq_quant.py").write_text(open(HELPER, encoding="utf-8").read())
+    proj = loader.load({"project_dir": str(tmp_path), "model": "branches.py:build", "input_shapes": [[2, 4]]}, _noop)
+    out_dir = str(tmp_path / "out")
+    result = calibrate.calibrate(proj, {"method": "max", "batches": 2, "out_dir": out_dir}, _noop, _noop)
+    skipped = [q for q in result["quantizers"] if q["name"] == "add0_residual_quantizer"][0]
+    assert skipped["amax"] is None  # never reached: left uncalibrated, not an error by itself
+    exported = _export(proj, out_dir)  # the head's result is unused: reported, not a pair-count failure
+    assert exported["unused_quantizers"] == ["head.input_quantizer", "head.weight_quantizer"]
+    assert exported["quantizer_calls"] == 2
+    proj.model.single = True  # now the export forward runs a quantizer calibration never saw
+    with pytest.raises(QdqError) as err:
+        _export(proj, out_dir)
+    assert err.value.kind == "config"
+    assert "add0_residual_quantizer" in err.value.message and "branches.py:" in err.value.message
+
+
+KEYWORDS = textwrap.dedent(
+    """
+    import functools
+    import torch
+    import torch.nn as nn
+    import qdq_quant  # qdq
+
+
+    def fills_use_cache(forward):
+        # as transformers 5's decorators do: a positional use_cache clashes with this keyword
+        @functools.wraps(forward)
+        def wrapper(self, *args, **kwargs):
+            kwargs["use_cache"] = False
+            return forward(self, *args, **kwargs)
+
+        return wrapper
+
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = qdq_quant.quant(nn.Linear(4, 4))
+
+        @fills_use_cache
+        def forward(self, ids=None, scale=None, use_cache=None, extra=None):
+            return {"out": self.fc(scale * ids), "cache": object()}
+
+
+    def build():
+        torch.manual_seed(0)
+        return Net()
+
+
+    def example():
+        return {"scale": torch.full((2, 4), 2.0), "ids": torch.randn(2, 4)}
+    """
+)
+
+
+def test_keyword_example_inputs_export_without_filling_defaults_positionally(tmp_path):
+    (tmp_path / "kw.py").write_text(KEYWORDS)
+    (tmp_path / "qdq_quant.py").write_text(open(HELPER, encoding="utf-8").read())
+    proj = loader.load({"project_dir": str(tmp_path), "model": "kw.py:build", "example_inputs": "kw.py:example"}, _noop)
+    assert proj.input_names == ["scale", "ids"] and proj.keywords == ["scale", "ids"]
+    out_dir = str(tmp_path / "out")
+    calibrate.calibrate(proj, {"method": "max", "batches": 2, "out_dir": out_dir}, _noop, _noop)
+    result = _export(proj, out_dir)
+    assert result["exporter"] == "torchscript" and result["outputs"] == ["output"]  # the cache object left out
+    if onnx is None:
+        pytest.skip(NO_ONNX)
+    assert [i.name for i in onnx.load(result["int8_onnx"]).graph.input] == ["scale", "ids"]

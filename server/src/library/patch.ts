@@ -60,6 +60,8 @@ export class LibraryPatchError extends Error {
   constructor(
     message: string,
     readonly hint: string,
+    /** `empty`: the passes found nothing to quantize; `mismatch`: a known module lacks what it should have. */
+    readonly reason: 'empty' | 'mismatch' = 'mismatch',
   ) {
     super(message);
     this.name = 'LibraryPatchError';
@@ -112,6 +114,7 @@ function checkExpectations(patch: LibraryPatch): void {
       throw new LibraryPatchError(
         `${patch.module}: the quantize pass found nothing to quantize (no nn.Linear/Conv layers, matmuls or residual adds)`,
         'check that this module defines the model classes (not only re-exports them); patch the module that does',
+        'empty',
       );
     }
     return;

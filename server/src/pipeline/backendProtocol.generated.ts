@@ -142,6 +142,10 @@ export interface LoadResult {
   inputs: TensorInfo[];
   calibration_data_kind: CalibrationDataKind;
   eval_data: boolean;
+  /** Installed modules that define the model's classes: what qdq patches when patch-modules is unset. */
+  library_modules?: string[];
+  /** What load changed on the model, e.g. fused attention switched to its explicit-matmul path. */
+  notes?: string[];
 }
 
 export interface CalibrateParams {
@@ -220,6 +224,10 @@ export interface ExportResult {
   module: string;
   site: string;
 })[];
+  /** quantizers called in code whose result the model's outputs do not use (an unused branch such as BERT's pooler): not in the graph */
+  unused_quantizers?: string[];
+  /** why the INT8 export fell back from the TorchScript exporter to the dynamo one (empty when it did not) */
+  exporter_fallback?: string;
 }
 
 export type RestoreModulesParams = Record<string, never>;
@@ -924,6 +932,20 @@ export const PROTOCOL_SCHEMA: ProtocolSchema = {
         },
         "eval_data": {
           "type": "boolean"
+        },
+        "library_modules": {
+          "description": "Installed modules that define the model's classes: what qdq patches when patch-modules is unset.",
+          "type": "array",
+          "items": {
+            "type": "string"
+          }
+        },
+        "notes": {
+          "description": "What load changed on the model, e.g. fused attention switched to its explicit-matmul path.",
+          "type": "array",
+          "items": {
+            "type": "string"
+          }
         }
       },
       "required": [
@@ -1179,6 +1201,17 @@ export const PROTOCOL_SCHEMA: ProtocolSchema = {
             ]
           },
           "description": "modules marked keep_float(X, \"fp32\")"
+        },
+        "unused_quantizers": {
+          "type": "array",
+          "items": {
+            "type": "string"
+          },
+          "description": "quantizers called in code whose result the model's outputs do not use (an unused branch such as BERT's pooler): not in the graph"
+        },
+        "exporter_fallback": {
+          "type": "string",
+          "description": "why the INT8 export fell back from the TorchScript exporter to the dynamo one (empty when it did not)"
         }
       },
       "required": [

@@ -39,7 +39,12 @@ export interface QdqConfig {
   targetGiven?: boolean;
   floatPrecision: FloatPrecision;
   dynamicBatch: boolean;
-  patchModules: string[];
+  /**
+   * Installed library modules to quantize in memory. Unset: every installed module that defines a class of the
+   * model (found at load). Names prefixed with `!` are excluded from that automatic list; any plain name makes
+   * the list exact; `[]` patches nothing.
+   */
+  patchModules?: string[];
   /** QAT (`qdq qat`, docs/qat.md). */
   trainData?: string;
   trainStep?: string;
@@ -205,12 +210,11 @@ export const CONFIG_KEYS: KeySpec[] = [
   {
     key: 'patch-modules',
     field: 'patchModules',
-    doc: 'installed library modules to quantize in memory',
-    default: [],
+    doc: 'installed library modules to quantize in memory (default: those defining the model\'s classes; "!name" excludes one)',
     check: (v) =>
-      Array.isArray(v) && v.every((m) => typeof m === 'string' && /^[A-Za-z_][\w.]*$/.test(m))
+      Array.isArray(v) && v.every((m) => typeof m === 'string' && /^!?[A-Za-z_][\w.]*$/.test(m))
         ? null
-        : 'must be a list of module names, e.g. ["torchvision.models.resnet"]',
+        : 'must be a list of module names, e.g. ["torchvision.models.resnet"] (or ["!timm.layers.mlp"] to exclude one)',
   },
   {
     key: 'train-data',

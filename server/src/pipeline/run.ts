@@ -25,7 +25,7 @@ import { verifyForms, FormToVerify, FormsVerification } from '../onnx/verifyForm
 import { formsReport, FormsReport, readEvalMeta } from './report';
 import { exportOrtCpuForm, removeStaleOrtCpuForm } from './forms';
 import { addQuantizerLines } from './sourceLines';
-import { libraryPatchOrConfigError } from '../library/patch';
+import { patchModules, patchNote, planPatches } from '../library/auto';
 
 export type PipelineStep = 'calibrate' | 'export' | 'verify';
 
@@ -130,6 +130,8 @@ export interface Report {
   };
   /** FP32 and every INT8 form side by side, where they were measured, and the headline (pipeline/report.ts). */
   compare?: FormsReport;
+  /** Installed library modules patched in memory (automatically found or from patch-modules). */
+  patched_modules?: string[];
   notes: string[];
 }
 
@@ -353,6 +355,8 @@ interface Run {
   rpc: RequestOptions;
   /** No target chosen: the TensorRT form and the ort-cpu form, both exported and timed, from one calibration. */
   bothForms: boolean;
+  /** Library modules patched in memory, set by the load step. */
+  patchedModules?: string[];
   notes: string[];
   onProgress: (p: PipelineProgress) => void;
   cancel: CancelToken;
@@ -447,33 +451,17 @@ export async function runPipeline(
   }
 }
 
-/** [tool.qdq] patch-modules: each installed module's source with the passes a user's own file gets. */
-async function patchedModules(run: Run): Promise<PatchModule[]> {
-  const { cfg, backend, rpc, notes } = run;
-  const patchModules: PatchModule[] = [];
-  if (!cfg.patchModules.length) return patchModules;
-  // The same passes a user's own file gets (TensorRT fixes, then quantize), checked against what the
-  // library module is known to contain (server/src/library/patch.ts).
-  const applied: string[] = [];
-  for (const module of cfg.patchModules) {
-    const src = await backend.moduleSource({ module }, rpc);
-    const patch = libraryPatchOrConfigError(module, src.source);
-    patchModules.push({ module, source: patch.text });
-    applied.push(...patch.fixes);
-  }
-  notes.push(
-    `patched in memory: ${cfg.patchModules.join(', ')}${applied.length ? ` (TensorRT fixes: ${applied.join('; ')})` : ''}`,
-  );
-  return patchModules;
-}
-
 /** The backend's `load` of the quantized source, then `calibrate` (one max batch for a dynamic-only run). */
 async function loadAndCalibrate(
   run: Run,
   override: LoadParams['model_source_override'],
 ): Promise<{ loadParams: LoadParams; loaded: LoadResult; calib: CalibrateResult }> {
   const { cfg, opts, backend, rpc, notes } = run;
-  const patchModules = await patchedModules(run);
+  // Library models: the listed modules are patched before the first load; unset, the load says which
+  // installed modules define the model's classes and the model is loaded again patched (library/auto.ts).
+  const source = async (module: string) => (await backend.moduleSource({ module }, rpc)).source;
+  const firstPlan = planPatches(cfg.patchModules, []);
+  let patched = firstPlan.automatic ? null : await patchModules(firstPlan, source);
   run.onProgress({ step: 'load', done: 0, total: null, message: `loading ${cfg.model}` });
   const loadParams: LoadParams = {
     project_dir: run.projectDir,
@@ -482,10 +470,30 @@ async function loadAndCalibrate(
     input_shapes: cfg.inputShapes,
     calibration_data: cfg.calibrationData,
     eval_data: cfg.evalData,
-    patch_modules: patchModules.length ? patchModules : undefined,
+    patch_modules: patched?.patches.length
+      ? patched.patches.map((p) => ({ module: p.module, source: p.text }))
+      : undefined,
     model_source_override: override,
   };
-  const loaded = await backend.load(loadParams, rpc);
+  let loaded = await backend.load(loadParams, rpc);
+  let plan = firstPlan;
+  if (firstPlan.automatic && loaded.library_modules?.length) {
+    plan = planPatches(cfg.patchModules, loaded.library_modules);
+    patched = await patchModules(plan, source);
+    if (patched.patches.length) {
+      run.onProgress({
+        step: 'load',
+        done: 0,
+        total: null,
+        message: `loading ${cfg.model} with patched library modules`,
+      });
+      loadParams.patch_modules = patched.patches.map((p) => ({ module: p.module, source: p.text }));
+      loaded = await backend.load(loadParams, rpc);
+    }
+  }
+  if (patched && (patched.patches.length || patched.skipped.length)) notes.push(patchNote(plan, patched));
+  notes.push(...(loaded.notes ?? []));
+  run.patchedModules = patched?.patches.map((p) => p.module) ?? [];
   if (loaded.calibration_data_kind === 'random-normal') {
     notes.push(
       'calibrated on random normal batches of the input shapes (no calibration-data configured): ranges are only indicative',
@@ -562,6 +570,7 @@ function initialReport(
     latency_input_shape: null,
     size_bytes: null,
     eval_samples: null,
+    patched_modules: run.patchedModules ?? [],
     notes: run.notes,
   };
 }
@@ -586,6 +595,7 @@ async function exportAndVerify(
     run.rpc,
   );
   if (opts.dynamicOnly) keepDynamicOnlyFiles(run, report, exp);
+  exportNotes(run, report, exp);
   report.exporter = exp.exporter ?? null;
   report.files.fp32_onnx = exp.fp32_onnx;
   report.files.eval = exp.eval_file;
@@ -619,6 +629,21 @@ async function exportAndVerify(
   }
   await backend.shutdown();
   if (wantVerify || opts.dynamicOnly) await verifyStep(run, report, exp);
+}
+
+/** What the export could not do as asked: unused quantizers, the exporter's fallback, the graph's real opset. */
+function exportNotes(run: Run, report: Report, exp: ExportResult): void {
+  const unused = exp.unused_quantizers ?? [];
+  if (unused.length) {
+    // A branch the model builds but its outputs never use (BERT's pooler under last_hidden_state).
+    run.notes.push(
+      `${unused.length} quantizers sit in code whose result the outputs do not use, so the exporter leaves them out: ${unused.slice(0, 6).join(', ')}${unused.length > 6 ? ', ...' : ''}`,
+    );
+  }
+  if (exp.exporter_fallback)
+    run.notes.push(`exported with the dynamo exporter because the TorchScript one failed: ${exp.exporter_fallback}`);
+  // The graph's own opset: the dynamo exporter writes at least 18 whatever was asked.
+  if (!run.opts.dynamicOnly && typeof exp.opset === 'number') report.opset = exp.opset;
 }
 
 /** A dynamic-only run keeps the FP32 model and the eval data from its work folder, and no calibration. */
