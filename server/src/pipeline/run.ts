@@ -5,7 +5,7 @@ import * as path from 'path';
 import { loadConfig, ConfigOverrides, QdqConfig, ConfigError } from './config';
 import { findInterpreter, Interpreter } from '../common/interpreter';
 import { BackendClient, ProgressEvent, RequestOptions } from './backendClient';
-import type { CalibrateResult, ExportResult, LoadParams, LoadResult, PatchModule } from './backendProtocol.generated';
+import type { CalibrateResult, ExportResult, LoadParams, LoadResult } from './backendProtocol.generated';
 import { helperTemplatePath } from '../common/paths';
 import { QdqError, CancelToken, asQdqError } from '../common/errors';
 import { FileWriteError, newFileMode, writeInPlace, writeNewFile as writeFileAtomic } from '../common/files';
