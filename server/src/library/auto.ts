@@ -35,18 +35,20 @@ export interface PatchedModules {
  */
 export async function patchModules(
   plan: PatchPlan,
-  source: (module: string) => Promise<string>,
+  source: (module: string) => Promise<string | { source: string; file: string }>,
 ): Promise<PatchedModules> {
   const patches: LibraryPatch[] = [];
   const skipped: string[] = [];
   for (const module of plan.modules) {
-    const text = await source(module);
+    const found = await source(module);
+    const text = typeof found === 'string' ? found : found.source;
+    const file = typeof found === 'string' ? undefined : found.file;
     if (!plan.automatic) {
-      patches.push(libraryPatchOrConfigError(module, text));
+      patches.push(libraryPatchOrConfigError(module, text, { file }));
       continue;
     }
     try {
-      patches.push(patchLibrarySource(module, text));
+      patches.push(patchLibrarySource(module, text, { file }));
     } catch (e) {
       if (!(e instanceof LibraryPatchError)) throw e;
       if (e.reason !== 'empty') throw new QdqError('config', e.message, e.hint);

@@ -1,7 +1,9 @@
 // Library models (HF transformers and the like): the source of an installed module goes through exactly the
 // passes a user's own file gets (`qdq fix`, then `qdq quantize`), and the result is what the backend runs in
-// memory. Pure: text in, text out; finding and reading the module is resolve.ts's job.
+// memory. Text in, text out; finding and reading the module is resolve.ts's job (given the module's file, the
+// layer classes it imports are read from beside it, as for a user's file).
 import { quantizeFile } from '../fixes';
+import { importedWeightedLayers } from '../fixes/importedLayers';
 import { applyTrtFixes } from '../fixes/trtFixes';
 import { QdqError } from '../common/errors';
 
@@ -69,11 +71,7 @@ export class LibraryPatchError extends Error {
 }
 
 /** patchLibrarySource for the pipeline and the CLI: a version mismatch is a `config` error (message + hint, no stack). */
-export function libraryPatchOrConfigError(
-  module: string,
-  source: string,
-  opts: { trtVersion?: string } = {},
-): LibraryPatch {
+export function libraryPatchOrConfigError(module: string, source: string, opts: PatchOptions = {}): LibraryPatch {
   try {
     return patchLibrarySource(module, source, opts);
   } catch (e) {
@@ -95,11 +93,18 @@ export function countSites(text: string): SiteCounts {
   return { layers, matmulOperands, residualInputs };
 }
 
+export interface PatchOptions {
+  trtVersion?: string;
+  /** The module's file on disk: layer classes and factories it imports are looked up beside it (timm's Linear). */
+  file?: string;
+}
+
 /** Runs the TensorRT fixes and the quantize pass over a library module's source, and checks the result. */
-export function patchLibrarySource(module: string, source: string, opts: { trtVersion?: string } = {}): LibraryPatch {
+export function patchLibrarySource(module: string, source: string, opts: PatchOptions = {}): LibraryPatch {
   const fixed = applyTrtFixes(source, { trtVersion: opts.trtVersion });
+  const externalLayers = opts.file ? importedWeightedLayers(opts.file, source) : undefined;
   // Library packages use relative imports, but the backend serves qdq_quant as a top-level module.
-  const quantized = quantizeFile(fixed.text, { scope: { kind: 'file' }, relativeImport: false });
+  const quantized = quantizeFile(fixed.text, { scope: { kind: 'file' }, relativeImport: false, externalLayers });
   const sites = countSites(quantized.text);
   const patch: LibraryPatch = { module, text: quantized.text, fixes: fixed.applied, sites };
   checkExpectations(patch);

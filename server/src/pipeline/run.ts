@@ -459,7 +459,7 @@ async function loadAndCalibrate(
   const { cfg, opts, backend, rpc, notes } = run;
   // Library models: the listed modules are patched before the first load; unset, the load says which
   // installed modules define the model's classes and the model is loaded again patched (library/auto.ts).
-  const source = async (module: string) => (await backend.moduleSource({ module }, rpc)).source;
+  const source = async (module: string) => await backend.moduleSource({ module }, rpc);
   const firstPlan = planPatches(cfg.patchModules, []);
   let patched = firstPlan.automatic ? null : await patchModules(firstPlan, source);
   run.onProgress({ step: 'load', done: 0, total: null, message: `loading ${cfg.model}` });
