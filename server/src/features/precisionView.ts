@@ -75,13 +75,21 @@ export async function sensitivityView(ctx: Ctx, uri: string): Promise<Sensitivit
   const locate = (file: string, cls: string, attr: string): SourceLocation | undefined => {
     const p = parsed.get(file);
     const range = p && siteRange(p.index, p.text, cls, attr);
-    if (p && range) return { uri: p.uri, line: range.start.line, character: range.start.character };
-    const klass = p?.index.classes.find((c) => c.name === cls);
-    // A declared quantizer the file does not have yet (an unquantized source): the class, so a click still lands.
+    return p && range ? { uri: p.uri, line: range.start.line, character: range.start.character } : undefined;
+  };
+  // A group whose sites are all absent (a declared quantizer of an unquantized source): its class, so a click lands.
+  const classOf = (site: string): SourceLocation | undefined => {
+    const s = parseSite(site, projectDir);
+    const p = s && parsed.get(s.file);
+    const klass = p?.index.classes.find((c) => c.name === s?.cls);
     return p && klass
       ? { uri: p.uri, line: klass.range.start.line, character: klass.range.start.character }
       : undefined;
   };
+  const groups = viewGroups(results, projectDir, locate).map((g) => {
+    const fallback = g.locations.length ? undefined : g.sites.map(classOf).find((l) => l !== undefined);
+    return fallback ? { ...g, locations: [fallback] } : g;
+  });
   const { data } = sensitivity;
   const plan = results.plan;
   return {
@@ -91,7 +99,7 @@ export async function sensitivityView(ctx: Ctx, uri: string): Promise<Sensitivit
     samples: data.samples,
     fp32: data.fp32,
     allInt8: data.all_int8,
-    groups: viewGroups(results, projectDir, locate),
+    groups,
     plan: plan
       ? {
           floatSites: plan.data.floatSites,
