@@ -9,15 +9,15 @@ const fixed = (v: unknown) => (num(v) === undefined ? '–' : (v as number).toFi
 const pct = (v: unknown) => (num(v) === undefined ? '–' : `${((v as number) * 100).toFixed(2)}%`);
 
 function sensitivity(r: Json): string {
-  const unit = r.metric === 'top1' ? 'pt' : 'dB';
+  const unit = r.metric === 'top1' ? ' pt' : r.metric === 'sqnr_db' ? ' dB' : '';
   const groups = Array.isArray(r.groups) ? r.groups.filter(isObject) : [];
   const fp32 = num(r.fp32) ?? 0;
   const worst = [...groups].sort((a, b) => (num(a.only_int8) ?? 0) - (num(b.only_int8) ?? 0))[0];
-  const what = r.metric === 'top1' ? 'top-1' : 'SQNR';
+  const what = r.metric === 'top1' ? 'top-1' : r.metric === 'sqnr_db' ? 'SQNR' : String(r.metric);
   const head = `Sensitivity (${what} on ${fixed(r.samples).replace(/\.00$/, '')} held-out samples): FP32 ${fixed(r.fp32)}, all INT8 ${fixed(r.all_int8)}`;
   if (!worst) return `${head}.`;
   const d = (num(worst.only_int8) ?? 0) - fp32;
-  return `${head}; most sensitive: ${String(worst.label)} (${d >= 0 ? '+' : ''}${d.toFixed(2)} ${unit} when only it is INT8).`;
+  return `${head}; most sensitive: ${String(worst.label)} (${d >= 0 ? '+' : ''}${d.toFixed(2)}${unit} when only it is INT8).`;
 }
 
 function tune(r: Json): string {

@@ -11,11 +11,11 @@ export interface SensitivityHtmlOptions {
   nonce: string;
 }
 
-const unit = (metric: SensitivityResultView['metric']) => (metric === 'top1' ? 'pt' : 'dB');
+const unit = (metric: string) => (metric === 'top1' ? ' pt' : metric === 'sqnr_db' ? ' dB' : '');
 
-function delta(v: number, metric: SensitivityResultView['metric']): string {
+function delta(v: number, metric: string): string {
   const sign = v > 0 ? '+' : v < 0 ? '−' : '±';
-  return `${sign}${Math.abs(v).toFixed(2)} ${unit(metric)}`;
+  return `${sign}${Math.abs(v).toFixed(2)}${unit(metric)}`;
 }
 
 function openLink(g: SensitivityGroupView): string | undefined {
@@ -41,7 +41,7 @@ function scale(groups: SensitivityGroupView[]): (v: number) => string {
 
 const WIDTH_CLASSES = Array.from({ length: 21 }, (_, i) => `.w${i * 5} { width: ${i * 5}%; }`).join(' ');
 
-function row(g: SensitivityGroupView, metric: SensitivityResultView['metric'], width: (v: number) => string): string {
+function row(g: SensitivityGroupView, metric: string, width: (v: number) => string): string {
   const link = openLink(g);
   const where = g.locations[0] ? `${g.locations[0].uri.split('/').pop()}:${g.locations[0].line + 1}` : 'not found';
   const name = link
@@ -62,7 +62,9 @@ export function renderSensitivityHtml(view: SensitivityResultView, opts: Sensiti
   const metric =
     view.metric === 'top1'
       ? `top-1 on ${view.samples} eval-data samples`
-      : `output SQNR vs FP32 on ${view.samples} held-out samples`;
+      : view.metric === 'sqnr_db'
+        ? `output SQNR vs FP32 on ${view.samples} held-out samples`
+        : `${view.metric} ([tool.qdq] metric, higher is better)`;
   const plan = view.plan
     ? `<p>Last tune run: ${view.plan.floatSites.length} site${view.plan.floatSites.length === 1 ? '' : 's'} in float, ` +
       `${escapeHtml(view.plan.accuracy.toFixed(2))}${view.plan.withinBudget ? ' (within the budget)' : ' (budget not met)'}. ` +

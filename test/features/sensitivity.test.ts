@@ -40,7 +40,8 @@ test('sensitivity.json and tune.json: the written shapes parse, anything else is
     'not json',
     '[]',
     '{"metric":"top1"}',
-    JSON.stringify({ ...mobilenetSensitivity(), metric: 'f1' }),
+    JSON.stringify({ ...mobilenetSensitivity(), metric: 7 }),
+    JSON.stringify({ ...mobilenetSensitivity(), metric: '' }),
     JSON.stringify({ ...mobilenetSensitivity(), fp32: 'high' }),
     JSON.stringify({ ...mobilenetSensitivity(), groups: [{ label: 'x', sites: [1], only_int8: 1, only_float: 1 }] }),
     JSON.stringify({ ...mobilenetSensitivity(), groups: [{ label: 'x', sites: [], only_int8: null, only_float: 1 }] }),
@@ -188,4 +189,18 @@ test('the finished message names the figures of each command', () => {
   });
   assert.match(qat ?? '', /FP32 98\.00%, PTQ 96\.00%, QAT 97\.90%/);
   assert.equal(precisionSummary('qdq.calibrate', { report: {} }), undefined);
+});
+
+test("a project's own metric function ([tool.qdq] metric) is shown without a unit and named", () => {
+  const custom = { ...mobilenetSensitivity(), metric: 'metric.py:score' };
+  const data = parseSensitivity(JSON.stringify(custom));
+  assert.equal(data?.metric, 'metric.py:score');
+  assert.equal(formatDelta('metric.py:score', -0.5), '-0.50');
+  const index = buildModelIndex(parsePython(TEXT), TEXT);
+  const layers = layerSensitivities({ sensitivity: { data: data!, path: 's' } }, PROJECT, MODEL, index, TEXT);
+  assert.equal(sensitivityLenses(layers, data!.metric, 'file:///m.py')[0].command?.title.startsWith('INT8: '), true);
+  assert.match(
+    sensitivityHoverMarkdown(layers[0], data!),
+    /metric\.py:score \(\[tool\.qdq\] metric, higher is better\)/,
+  );
 });

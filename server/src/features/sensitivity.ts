@@ -23,7 +23,8 @@ export interface SensitivityGroup {
 }
 
 export interface SensitivityData {
-  metric: 'top1' | 'sqnr_db';
+  /** 'top1' (points of top-1), 'sqnr_db' (output SQNR), or the `[tool.qdq] metric` function's spec. */
+  metric: string;
   samples: number;
   fp32: number;
   all_int8: number;
@@ -52,7 +53,7 @@ function parseJson(raw: string): unknown {
 /** sensitivity.json as `qdq sensitivity` writes it, or undefined for anything else (named by the caller's log). */
 export function parseSensitivity(raw: string): SensitivityData | undefined {
   const v = parseJson(raw);
-  if (!isRecord(v) || (v.metric !== 'top1' && v.metric !== 'sqnr_db')) return undefined;
+  if (!isRecord(v) || typeof v.metric !== 'string' || !v.metric || v.metric.length > 500) return undefined;
   if (![v.samples, v.fp32, v.all_int8].every(isNumber) || !Array.isArray(v.groups) || v.groups.length > MAX_GROUPS)
     return undefined;
   const groups: SensitivityGroup[] = [];
@@ -121,10 +122,18 @@ export async function readPrecisionResults(outDir: string, log: (line: string) =
   return out;
 }
 
-/** "-0.42 pt" (points of top-1) or "-1.3 dB" (SQNR). */
-export function formatDelta(metric: SensitivityData['metric'], value: number): string {
+/** "-0.42 pt" (points of top-1), "-1.30 dB" (SQNR), or the bare change of the user's own metric. */
+export function formatDelta(metric: string, value: number): string {
   const sign = value > 0 ? '+' : value < 0 ? '-' : '±';
-  return `${sign}${Math.abs(value).toFixed(2)} ${metric === 'top1' ? 'pt' : 'dB'}`;
+  const unit = metric === 'top1' ? ' pt' : metric === 'sqnr_db' ? ' dB' : '';
+  return `${sign}${Math.abs(value).toFixed(2)}${unit}`;
+}
+
+/** What the numbers were measured as, for hovers and the view. */
+export function metricDescription(metric: string, samples: number): string {
+  if (metric === 'top1') return `top-1 on ${samples} eval-data samples`;
+  if (metric === 'sqnr_db') return `output SQNR vs FP32 on ${samples} held-out samples`;
+  return `${metric} ([tool.qdq] metric, higher is better)`;
 }
 
 /** Groups worst first: the largest loss when only that group is INT8, then the largest gain when only it is float. */
@@ -183,11 +192,7 @@ export function layerSensitivities(
 }
 
 /** A code lens per located layer: "INT8: -0.42 pt", opening the sensitivity view. */
-export function sensitivityLenses(
-  layers: LayerSensitivity[],
-  metric: SensitivityData['metric'],
-  uri: string,
-): CodeLens[] {
+export function sensitivityLenses(layers: LayerSensitivity[], metric: string, uri: string): CodeLens[] {
   return layers.map((l) => ({
     range: { start: l.range.start, end: l.range.start },
     command: {
@@ -200,10 +205,7 @@ export function sensitivityLenses(
 
 /** Hover lines for the layer at a position: both numbers, the rank and what they were measured on. */
 export function sensitivityHoverMarkdown(layer: LayerSensitivity, data: SensitivityData): string {
-  const metric =
-    data.metric === 'top1'
-      ? `top-1 on ${data.samples} eval-data samples`
-      : `output SQNR vs FP32 on ${data.samples} held-out samples`;
+  const metric = metricDescription(data.metric, data.samples);
   const groupNote = layer.group.sites.length > 1 ? ` (group \`${layer.group.label}\`, measured together)` : '';
   return [
     `**Sensitivity** #${layer.rank + 1} of ${data.groups.length}${groupNote}`,

@@ -254,8 +254,11 @@ export interface SensitivityResultView {
   projectDir: string;
   /** Absolute path of sensitivity.json. */
   path: string;
-  /** 'top1': points of top-1 on eval-data; 'sqnr_db': output SQNR in dB on held-out batches. */
-  metric: 'top1' | 'sqnr_db';
+  /**
+   * 'top1': points of top-1 on eval-data; 'sqnr_db': output SQNR in dB on held-out batches; else the spec of the
+   * project's `[tool.qdq] metric` function (higher is better).
+   */
+  metric: string;
   samples: number;
   fp32: number;
   allInt8: number;
