@@ -99,6 +99,7 @@ test('untrusted workspace: lenses, hovers, the view and the plan from the files;
     assert.match(after, /self\.project = qdq_quant\.keep_float\(nn\.Conv2d\(expanded/);
     assert.match(after, /self\.expand = qdq_quant\.quant\(nn\.Conv2d/);
     assert.match(after, /^import qdq_quant {2}# qdq$/m);
+    assert.ok(fs.existsSync(path.join(dir, 'qdq_quant.py')), 'the helper the edit imports is next to the model');
   } finally {
     await client.stop();
     fs.rmSync(dir, { recursive: true, force: true });

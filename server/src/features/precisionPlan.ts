@@ -8,7 +8,9 @@ import type { Session } from '../session/session';
 import { buildModelIndex, parsePython } from '../analysis';
 import { quantizeFile } from '../fixes';
 import { applyKeepFloat } from '../pipeline/tune';
-import { buildWorkspaceEdit, fileHasWork } from './codeActions';
+import * as fs from 'fs';
+import { buildWorkspaceEdit, fileHasWork, HELPER_FILE, helperSource } from './codeActions';
+import { writeNewFile } from '../common/files';
 import { uriToPath } from './hover';
 import { resultsFor } from './precisionView';
 import { parseSite } from './sensitivity';
@@ -107,6 +109,10 @@ export async function applyPrecisionPlan(ctx: Session, arg: CommandArgs): Promis
     ? buildWorkspaceEdit(doc, fix, ctx.features.edits).edit
     : { changes: { [pathToFileURL(file).toString()]: edits } };
   const result = await ctx.connection.workspace.applyEdit({ label: 'Apply precision plan', edit });
+  // The edit imports qdq_quant; a client that could not create the helper (or a file edited unopened) gets it here,
+  // as qdq.writeHelperFile would write it: only when absent (the user owns it once it exists).
+  const helper = path.join(path.dirname(file), HELPER_FILE);
+  if (result.applied && !fs.existsSync(helper)) writeNewFile(helper, helperSource());
   const changedLines = edits.reduce((n, e) => n + Math.max(1, e.newText.split('\n').length - 1), 0);
   const what = `${next.quantized ? 'quantized the file and ' : ''}kept ${plan.floatSites.length} site(s) in float`;
   return {
