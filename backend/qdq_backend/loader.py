@@ -283,6 +283,36 @@ def _forget_project_modules(project_dir: str) -> None:
             del sys.modules[name]
 
 
+def _forget_shadowing_modules(directories: List[str]) -> None:
+    """Drop modules loaded from elsewhere under a name these directories also provide.
+
+    Two projects (or a project and a test fixture) both have a model.py and a data.py: after the first is
+    imported, `import model` would hand back that module, not this directory's file. Modules from these
+    directories themselves stay (_forget_project_modules decides about them), and libraries always stay.
+    """
+    names = set()
+    for directory in directories:
+        try:
+            entries = os.listdir(directory)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.endswith(".py"):
+                names.add(entry[:-3])
+            elif os.path.isfile(os.path.join(directory, entry, "__init__.py")):
+                names.add(entry)
+    names.discard(__package__)
+    roots = [os.path.abspath(d).rstrip(os.sep) + os.sep for d in directories]
+    for name, module in list(sys.modules.items()):
+        if name.partition(".")[0] not in names:
+            continue
+        filename = getattr(module, "__file__", None)
+        if not filename or is_library_path(filename):
+            continue
+        if not any(os.path.abspath(filename).startswith(r) for r in roots):
+            del sys.modules[name]
+
+
 def _provide_helper(directory: str, package: str) -> None:
     """Serve the backend's qdq_quant where the project has no copy next to the model (e.g. a temp copy)."""
     if os.path.isfile(os.path.join(directory, _HELPER + ".py")):
@@ -299,6 +329,13 @@ def _provide_helper(directory: str, package: str) -> None:
             setattr(parent, _HELPER, backend_helper)
 
 
+def _same_file(a: Optional[str], b: str) -> bool:
+    try:
+        return a is not None and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def import_file(path: str, override_source: Optional[str], user_roots: List[str]) -> types.ModuleType:
     root, dotted = _package_parts(path)
     directory = os.path.dirname(path)
@@ -307,12 +344,14 @@ def import_file(path: str, override_source: Optional[str], user_roots: List[str]
         _prepend_path(directory)
     package = dotted.rpartition(".")[0]
     label = os.path.relpath(path, user_roots[0]) if user_roots else path
+    _forget_shadowing_modules([root] if directory == root else [root, directory])
     try:
         if package:
             importlib.import_module(package)
         _provide_helper(directory, package)
-        if override_source is None and dotted in sys.modules:
-            return sys.modules[dotted]
+        cached = sys.modules.get(dotted)
+        if override_source is None and cached is not None and _same_file(getattr(cached, "__file__", None), path):
+            return cached
         spec = importlib.util.spec_from_file_location(dotted, path)
         if spec is None or spec.loader is None:
             raise QdqError("import", f"cannot import {label}", "check that it is a Python source file")

@@ -30,6 +30,9 @@ from .protocol import to_json
 EVENT_PREFIX = "@qdq-qat "
 SPEC_FILE = "spec.json"
 STOP_GRACE_S = 60.0
+# After rank 0 reported "done" (every epoch saved), how long torchrun gets to exit before it is ended: a process
+# can hang in its shutdown (seen once with torch 1.13 under gloo on an overloaded machine), and the work is done.
+DONE_GRACE_S = 30.0
 _BACKEND_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -143,7 +146,7 @@ def train_distributed(
             f"the checkpoint {spec['checkpoint']} holds the last finished epoch",
             "run qdq qat --resume to continue from it",
         )
-    if code != 0 or outcome.get("event") != "done":
+    if outcome.get("event") != "done" or (code != 0 and not outcome.get("ended_after_done")):
         last = "\n".join(list(tail)[-12:])
         raise QdqError(
             "internal",
@@ -165,6 +168,7 @@ def _follow(
     outcome: Dict[str, Any] = {}
     stop_asked: Optional[float] = None
     failed_at: Optional[float] = None
+    done_at: Optional[float] = None
     while True:
         if stop_asked is None and cancelled():
             qat_checkpoint.write_text_atomic(stop_file, "stop\n")
@@ -175,6 +179,9 @@ def _follow(
         if failed_at is not None and time.monotonic() - failed_at > STOP_GRACE_S and proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)  # a process failed and the others wait on it forever
             return outcome
+        if done_at is not None and time.monotonic() - done_at > DONE_GRACE_S and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # finished and saved, but a process does not exit
+            return {**outcome, "ended_after_done": True}
         try:
             event = events.get(timeout=0.1)
         except queue.Empty:
@@ -188,3 +195,5 @@ def _follow(
             outcome = event
             if kind == "error":
                 failed_at = time.monotonic()
+            if kind == "done":
+                done_at = time.monotonic()

@@ -191,3 +191,26 @@ def test_reload_keeps_libraries_installed_inside_the_project(tmp_path):
     loader.load(params, lambda *a: None)
     assert sys.modules["fakepkg_d2"] is library  # kept
     assert sys.modules["m"] is not model_module  # the project's own file is imported afresh
+
+
+def _project(directory, factory, width):
+    directory.mkdir()
+    (directory / "data.py").write_text(f"WIDTH = {width}\n")
+    (directory / "model.py").write_text(
+        f"import torch.nn as nn\nfrom data import WIDTH\n\n\ndef {factory}():\n    return nn.Linear(WIDTH, 2)\n"
+    )
+    return {"project_dir": str(directory), "model": f"model.py:{factory}", "input_shapes": [[1, width]]}
+
+
+def test_a_second_project_with_the_same_file_names_gets_its_own_modules(tmp_path):
+    # another project's model.py and data.py stay in sys.modules under the same names; the loader must not hand
+    # them back for this project's files (the failure was "model.py has no 'build_model'")
+    first = loader.load(_project(tmp_path / "a", "build_a", 3), lambda *a: None)
+    second = loader.load(_project(tmp_path / "b", "build_model", 5), lambda *a: None)
+    assert first.model.in_features == 3 and second.model.in_features == 5
+    assert os.path.dirname(sys.modules["model"].__file__) == str(tmp_path / "b")
+    # and back: the first project loads its own files again
+    again = loader.load(
+        {"project_dir": str(tmp_path / "a"), "model": "model.py:build_a", "input_shapes": [[1, 3]]}, lambda *a: None
+    )
+    assert again.model.in_features == 3

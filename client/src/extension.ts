@@ -14,6 +14,8 @@ import {
 import {
   BackendStatusNotification,
   CalibrationUpdatedNotification,
+  SensitivityUpdatedNotification,
+  ShowSensitivityCommand,
   type QdqInitializationOptions,
   SetPythonInterpreterNotification,
   SetWorkspaceTrustNotification,
@@ -22,7 +24,7 @@ import {
   type QuantizedModuleSourceParams,
 } from '../../server/src/protocol/lsp_ext';
 import { onPythonInterpreterChanged, selectedPythonInterpreter } from './python';
-import { ServerCommands } from './serverCommands';
+import { activeUri, ServerCommands } from './serverCommands';
 import { trackFileState } from './fileContext';
 import { openSource, QUANTIZED_SCHEME, quantizedSources, showQuantizedSource, type SourceLink } from './sourceViews';
 import { BackendStatusItem } from './status';
@@ -103,6 +105,7 @@ async function wireNotifications(
   log: (line: string) => void,
 ): Promise<void> {
   languageClient.onNotification(BackendStatusNotification, (params) => status.update(params));
+  languageClient.onNotification(SensitivityUpdatedNotification, () => commands.sensitivity.refresh());
   languageClient.onNotification(CalibrationUpdatedNotification, (params) => {
     log(`calibration updated for ${params.projectDir}`);
     commands.refreshReport(params.projectDir);
@@ -148,6 +151,12 @@ export async function activate(context: vscode.ExtensionContext): Promise<QdqExt
       status.update({ state: 'error', message: 'language server stopped (see the QDQ output)' });
   });
   registerClientCommands(context, output, log);
+  context.subscriptions.push(
+    // Code lenses and the palette: the sensitivity view of the project of the given (or active) file.
+    vscode.commands.registerCommand(ShowSensitivityCommand, (args?: { uri?: string }) =>
+      commands.sensitivity.show(args?.uri ?? activeUri()?.toString()),
+    ),
+  );
 
   const ready = (async () => {
     await languageClient.start();

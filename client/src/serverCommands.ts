@@ -21,12 +21,15 @@ import {
 import { commandSpec } from '../../server/src/protocol/commands';
 import { pickInterpreter } from './interpreterPicker';
 import { renderReportHtml } from './reportHtml';
+import { SensitivityView } from './sensitivityView';
+import { precisionSummary } from './precisionText';
 import { describeCommandError, pyprojectTemplate } from './commandErrors';
 
 type Next = (command: string, args: unknown[]) => unknown;
 
 export class ServerCommands {
   private reportPanel: vscode.WebviewPanel | undefined;
+  readonly sensitivity = new SensitivityView(() => this.client());
 
   constructor(
     private readonly client: () => LanguageClient | undefined,
@@ -40,14 +43,23 @@ export class ServerCommands {
     if (command === Commands.selectInterpreter) return this.selectInterpreter(commandArgs, next);
     if (command === Commands.showReport) return this.showReport(commandArgs);
     const spec = commandSpec(command);
-    if (!spec?.pipeline) {
+    if (!spec?.pipeline && !spec?.job) {
       const result = (await next(command, [commandArgs])) as EditCommandResult | undefined;
       // Refused, or nothing to change ("Nothing left to quantize."): say so instead of doing nothing visible.
-      if (result?.message && (result.applied === false || result.changedLines === 0))
+      // The precision plan always says what it did (which file, how many sites).
+      if (
+        result?.message &&
+        (result.applied === false || result.changedLines === 0 || command === Commands.applyPrecisionPlan)
+      )
         void vscode.window.showInformationMessage(`QDQ: ${result.message}`);
       return result;
     }
     if (!vscode.workspace.isTrusted) return this.refuseUntrusted(command, spec.title);
+    if (command === Commands.tune && commandArgs.maxDrop === undefined) {
+      const budget = await askBudget();
+      if (budget === undefined) return undefined;
+      if (budget) commandArgs.maxDrop = budget;
+    }
     return this.runBackend(command, spec.title, commandArgs);
   }
 
@@ -92,11 +104,11 @@ export class ServerCommands {
             cancel,
           );
           this.log(`${command} finished:\n${JSON.stringify(result, null, 2)?.slice(0, 4000)}`);
-          this.announceFinished(command, title, commandArgs);
+          this.announceFinished(command, title, commandArgs, result);
           return result;
         } catch (err) {
           if (cancel.isCancellationRequested) {
-            void vscode.window.showInformationMessage(`QDQ: ${title} cancelled.`);
+            this.announceCancelled(command, title, commandArgs);
             return undefined;
           }
           // Shown once here; not rethrown, or VS Code would show it a second time.
@@ -109,7 +121,30 @@ export class ServerCommands {
     );
   }
 
-  private announceFinished(command: string, title: string, args: CommandArgs): void {
+  private announceCancelled(command: string, title: string, args: CommandArgs): void {
+    if (command !== Commands.qat) {
+      void vscode.window.showInformationMessage(`QDQ: ${title} cancelled.`);
+      return;
+    }
+    // QAT saves the step it stopped at (backend qat_run.py): offer to go on from there.
+    void vscode.window
+      .showInformationMessage(`QDQ: ${title} cancelled; the last step is saved in the checkpoint.`, 'Resume')
+      .then((pick) => (pick ? vscode.commands.executeCommand(Commands.qat, { ...args, resume: true }) : undefined));
+  }
+
+  private announceFinished(command: string, title: string, args: CommandArgs, result: unknown): void {
+    const precision = precisionSummary(command, result);
+    if (precision) {
+      if (command === Commands.sensitivity) void this.sensitivity.show(args.uri, true);
+      const actions = command === Commands.tune ? ['Apply Precision Plan', 'Show Sensitivity'] : ['Show Report'];
+      void vscode.window.showInformationMessage(`QDQ: ${precision}`, ...actions).then((pick) => {
+        if (pick === 'Apply Precision Plan') return vscode.commands.executeCommand(Commands.applyPrecisionPlan, args);
+        if (pick === 'Show Sensitivity') return this.sensitivity.show(args.uri);
+        if (pick === 'Show Report') return vscode.commands.executeCommand(Commands.showReport, args);
+        return undefined;
+      });
+      return;
+    }
     if (command === Commands.calibrate) {
       void vscode.window.showInformationMessage('QDQ: calibration finished; hover a quantizer to see its range.');
       return;
@@ -188,6 +223,20 @@ export class ServerCommands {
     const uri = vscode.Uri.joinPath(vscode.Uri.file(projectDir), 'pyproject.toml').toString();
     void this.showReport({ uri });
   }
+}
+
+/** The accuracy budget for QDQ: Tune Precision: undefined when dismissed, '' to use [tool.qdq] max-accuracy-drop. */
+async function askBudget(): Promise<string | undefined> {
+  return vscode.window.showInputBox({
+    title: 'QDQ: Tune Precision',
+    prompt:
+      'Largest accepted accuracy drop: points of top-1 (0.5) or percent of FP32 (1%). Empty: [tool.qdq] max-accuracy-drop.',
+    value: '0.5',
+    validateInput: (v) =>
+      v.trim() === '' || /^\d+(\.\d+)?\s*%?$/.test(v.trim())
+        ? undefined
+        : 'A number of points (0.5) or a percentage (1%).',
+  });
 }
 
 /** "Create pyproject.toml": a [tool.qdq] table next to the file the command was about, opened to fill in. */

@@ -16,6 +16,8 @@ import * as report from './features/methods/report';
 import * as quantizedModuleSource from './features/methods/quantizedModuleSource';
 import * as probeInterpreters from './features/methods/probeInterpreters';
 import * as fileState from './features/methods/fileState';
+import * as codeLens from './features/methods/codeLens';
+import * as sensitivity from './features/methods/sensitivity';
 
 const METHODS = [
   initialize,
@@ -30,6 +32,8 @@ const METHODS = [
   quantizedModuleSource,
   probeInterpreters,
   fileState,
+  codeLens,
+  sensitivity,
 ];
 
 export function startServer(connection: Connection = lsp.createConnection(lsp.ProposedFeatures.all)): Connection {

@@ -15,10 +15,13 @@ import {
   CommandArgs,
   Commands,
   EditCommandResult,
+  SensitivityUpdatedNotification,
 } from '../protocol/lsp_ext';
 import { commandSpec, SERVER_COMMAND_IDS } from '../protocol/commands';
 import * as pipeline from './pipelineBridge';
 import { CALIBRATION_METHODS, type Method } from '../common/knobs';
+import { runJob } from './precisionJobs';
+import { applyPrecisionPlan } from './precisionPlan';
 
 export const COMMAND_IDS = SERVER_COMMAND_IDS;
 
@@ -117,7 +120,12 @@ export async function executeCommand(
     case Commands.calibrateAndExport:
     case Commands.exportDynamic:
     case Commands.useCalibrationMethod:
+    case Commands.sensitivity:
+    case Commands.tune:
+    case Commands.qat:
       return backendCommand(ctx, command, arg, token, workDoneToken);
+    case Commands.applyPrecisionPlan:
+      return applyPrecisionPlan(ctx, arg);
     default:
       throw new lsp.ResponseError(
         lsp.ErrorCodes.MethodNotFound,
@@ -173,7 +181,8 @@ function methodArg(command: string, arg: CommandArgs): Method | undefined {
 }
 
 function progressTitle(command: string): string {
-  return commandSpec(command)?.pipeline?.progressTitle ?? command;
+  const spec = commandSpec(command);
+  return spec?.pipeline?.progressTitle ?? spec?.job?.progressTitle ?? command;
 }
 
 async function backendCommand(
@@ -198,7 +207,7 @@ async function backendCommand(
   reporter.begin(progressTitle(command), 0, 'starting the Python backend', true);
   ctx.sendStatus({ state: 'busy', message: progressTitle(command) });
   try {
-    const result = await pipeline.run(command, {
+    const options: pipeline.RunOptions = {
       projectDir,
       modelFile: file,
       settings: ctx.settings,
@@ -207,7 +216,11 @@ async function backendCommand(
       signal: abort.signal,
       onProgress: (p) => reporter.report(p.percent ?? 0, p.message),
       log: (m) => ctx.log(m),
-    });
+    };
+    const result = commandSpec(command)?.job
+      ? await runJob(command, arg, options)
+      : await pipeline.run(command, options);
+    if (command === Commands.sensitivity || command === Commands.tune) precisionResultsChanged(ctx, projectDir);
     if (result.quantizers) {
       ctx.calibration.set({ projectDir, quantizers: result.quantizers });
       ctx.refreshAllDiagnostics();
@@ -240,4 +253,11 @@ async function backendCommand(
     for (const s of subscriptions) s?.dispose();
     reporter.done();
   }
+}
+
+/** New sensitivity.json / tune.json: code lenses are asked again (when the client can) and an open view refreshes. */
+function precisionResultsChanged(ctx: Session, projectDir: string): void {
+  if (ctx.features.codeLensRefresh)
+    void ctx.connection.sendRequest(lsp.CodeLensRefreshRequest.type).catch(() => undefined);
+  void ctx.connection.sendNotification(SensitivityUpdatedNotification, { projectDir });
 }

@@ -2,7 +2,7 @@
 // know about it. Read by the VS Code client (trust gating, progress titles), the server (executeCommand's list,
 // trust gating, work-done titles, the pipeline steps) and package.json's contributes.commands (written by
 // client/src/syncManifest.ts, checked by test/editors/vscode/client.test.ts).
-import { Commands, type CommandId } from './lsp_ext';
+import { Commands, ShowSensitivityCommand, type CommandId } from './lsp_ext';
 
 /** Pipeline steps a backend command runs (server/src/pipeline/run.ts's PipelineStep). */
 export type CommandStep = 'calibrate' | 'export' | 'verify';
@@ -19,6 +19,8 @@ export interface CommandSpec {
   runsUserCode: boolean;
   /** Backend commands: the pipeline steps, in order, and the work-done progress title. */
   pipeline?: { steps: readonly CommandStep[]; dynamicOnly?: boolean; reuseHistograms?: boolean; progressTitle: string };
+  /** Long backend jobs other than the pipeline (sensitivity, tune, QAT): server/src/features/precisionJobs.ts. */
+  job?: { kind: 'sensitivity' | 'tune' | 'qat'; progressTitle: string };
   /** Not contributed to the palette (run by code actions or links only). */
   hidden?: boolean;
   /** Not in the manifest at all (internal to the server). */
@@ -93,6 +95,38 @@ export const COMMANDS: readonly CommandSpec[] = [
     handler: 'server',
     runsUserCode: true,
   },
+  {
+    id: Commands.sensitivity,
+    title: 'Sensitivity Analysis',
+    icon: '$(pulse)',
+    handler: 'server',
+    runsUserCode: true,
+    job: { kind: 'sensitivity', progressTitle: 'QDQ: Sensitivity analysis' },
+  },
+  {
+    id: Commands.tune,
+    title: 'Tune Precision (Accuracy Budget)',
+    icon: '$(settings)',
+    handler: 'server',
+    runsUserCode: true,
+    job: { kind: 'tune', progressTitle: 'QDQ: Tuning precision' },
+  },
+  {
+    id: Commands.qat,
+    title: 'Fine-tune (QAT)',
+    icon: '$(mortar-board)',
+    handler: 'server',
+    runsUserCode: true,
+    job: { kind: 'qat', progressTitle: 'QDQ: Fine-tuning (QAT)' },
+  },
+  {
+    id: Commands.applyPrecisionPlan,
+    title: 'Apply Precision Plan',
+    icon: '$(check)',
+    handler: 'server',
+    runsUserCode: false,
+  },
+  { id: ShowSensitivityCommand, title: 'Show Sensitivity', icon: '$(graph)', handler: 'client', runsUserCode: false },
   { id: Commands.writeHelperFile, title: 'Write qdq_quant.py', handler: 'server', runsUserCode: false, internal: true },
   {
     id: 'qdq.restartServer',

@@ -114,6 +114,14 @@ export const Commands = {
   selectInterpreter: 'qdq.selectInterpreter',
   /** Internal: run by a code action after its edit when the client cannot create files itself. */
   writeHelperFile: 'qdq.writeHelperFile',
+  /** Per site group: the metric with only that group INT8 / in float (`qdq sensitivity`), sensitivity.json. */
+  sensitivity: 'qdq.sensitivity',
+  /** The fewest groups kept in float within `maxDrop` (`qdq tune`, on a copy), tune.json. */
+  tune: 'qdq.tune',
+  /** Quantization-aware fine-tuning (`qdq qat`), exported and verified, qat.json. */
+  qat: 'qdq.qat',
+  /** tune.json's mixed.float_sites as keep_float edits of the open model file (workspace/applyEdit). */
+  applyPrecisionPlan: 'qdq.applyPrecisionPlan',
 } as const;
 export type CommandId = (typeof Commands)[keyof typeof Commands];
 
@@ -126,6 +134,12 @@ export interface CommandArgs {
   dir?: string;
   /** qdq.useCalibrationMethod: max | entropy | percentile | mse. */
   method?: string;
+  /** qdq.tune: the accuracy budget, "0.5" (points) or "1%" (of FP32); absent: [tool.qdq] max-accuracy-drop. */
+  maxDrop?: string;
+  /** qdq.sensitivity, qdq.tune, qdq.qat: processes (torchrun); absent: 1. */
+  nproc?: number;
+  /** qdq.qat: continue from the last checkpoint. */
+  resume?: boolean;
 }
 
 /** Result of qdq.selectInterpreter: what the backend reported about the interpreter. */
@@ -212,3 +226,65 @@ export const QuantizedModuleSourceRequest = new RequestType<
 >('qdq/quantizedModuleSource');
 export const ShowQuantizedSourceCommand = 'qdq.showQuantizedSource';
 export const ShowQuantizedSourceKind = 'refactor.inspect.qdq.showQuantizedSource';
+
+/**
+ * `qdq/sensitivity` (client -> server request): the last sensitivity run of the project of `uri`
+ * (<out-dir>/sensitivity.json) with each group's source locations, and the precision plan of the last tune run
+ * (tune.json's mixed.float_sites), for the sensitivity view. Null when the project has no sensitivity.json.
+ * Reads files only (both validated as untrusted input), so it answers in an untrusted workspace too.
+ */
+export interface SensitivityParams {
+  uri: string;
+}
+/** A place in the source: 0-based line and character, like LSP positions. */
+export interface SourceLocation {
+  uri: string;
+  line: number;
+  character: number;
+}
+export interface SensitivityGroupView {
+  label: string;
+  /** "file::Class.attr" source sites, as sensitivity.json has them. */
+  sites: string[];
+  /** Module instances the group covers (quantizer names). */
+  instances: number;
+  /** The metric with only this group in INT8, minus all FP32 (negative: INT8 hurts). */
+  int8Delta: number;
+  /** The metric with only this group in float, minus all INT8 (positive: keeping it float helps). */
+  floatDelta: number;
+  /** Where the group's layers are (the first is where a click goes); empty when none was found. */
+  locations: SourceLocation[];
+  /** The last tune run keeps this group in float. */
+  inPlan: boolean;
+}
+export interface SensitivityResultView {
+  projectDir: string;
+  /** Absolute path of sensitivity.json. */
+  path: string;
+  /**
+   * 'top1': points of top-1 on eval-data; 'sqnr_db': output SQNR in dB on held-out batches; else the spec of the
+   * project's `[tool.qdq] metric` function (higher is better).
+   */
+  metric: string;
+  samples: number;
+  fp32: number;
+  allInt8: number;
+  /** Worst first: the most negative int8Delta first. */
+  groups: SensitivityGroupView[];
+  /** The last tune run's plan, when tune.json is there: the sites it keeps in float and what it measured. */
+  plan: { floatSites: string[]; accuracy: number; withinBudget: boolean; path: string } | null;
+}
+export const SensitivityRequest = new RequestType<SensitivityParams, SensitivityResultView | null, void>(
+  'qdq/sensitivity',
+);
+
+/**
+ * `qdq/sensitivityUpdated` (server -> client notification): a sensitivity or tune run wrote new results for a
+ * project, so an open sensitivity view refreshes (code lenses are refreshed by the server when the client can).
+ */
+export interface SensitivityUpdatedParams {
+  projectDir: string;
+}
+export const SensitivityUpdatedNotification = new NotificationType<SensitivityUpdatedParams>('qdq/sensitivityUpdated');
+/** Client command the code lenses run: opens the sensitivity view (VS Code client). */
+export const ShowSensitivityCommand = 'qdq.showSensitivity';

@@ -23,6 +23,8 @@ export interface ClientFeatures {
   pullConfiguration: boolean;
   /** didChangeConfiguration can be registered dynamically. */
   registerConfiguration: boolean;
+  /** workspace/codeLens/refresh is understood (new sensitivity results re-ask the lenses). */
+  codeLensRefresh?: boolean;
 }
 
 export type StatusUpdate = Partial<Pick<BackendStatusParams, 'message' | 'python' | 'torchVersion'>> & {

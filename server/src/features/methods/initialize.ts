@@ -27,6 +27,7 @@ function initialize(session: Session, params: InitializeParams): InitializeResul
     },
     pullConfiguration: !!caps.workspace?.configuration,
     registerConfiguration: !!caps.workspace?.didChangeConfiguration?.dynamicRegistration,
+    codeLensRefresh: !!caps.workspace?.codeLens?.refreshSupport,
   };
   const init = (params.initializationOptions ?? {}) as QdqInitializationOptions;
   // Absent means trusted (clients without a trust model); present, only the boolean true is trust.
@@ -38,6 +39,7 @@ function initialize(session: Session, params: InitializeParams): InitializeResul
     capabilities: {
       textDocumentSync: { openClose: true, change: lsp.TextDocumentSyncKind.Incremental, save: { includeText: false } },
       hoverProvider: true,
+      codeLensProvider: { resolveProvider: false },
       codeActionProvider: {
         codeActionKinds: [
           lsp.CodeActionKind.QuickFix,

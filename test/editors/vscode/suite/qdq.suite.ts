@@ -152,6 +152,64 @@ if (typeof (globalThis as { suite?: unknown }).suite === 'function') {
       );
     });
 
+    test('sensitivity: code lenses on the measured layers, the view, and Apply Precision Plan', async () => {
+      // Results as `qdq sensitivity` and `qdq tune` write them (figures made up; measuring is tested elsewhere).
+      const outDir = path.join(projectDir, 'qdq-out');
+      fs.mkdirSync(outDir, { recursive: true });
+      const site = (s: string) => `${modelPath}::${s}`;
+      const group = (label: string, sites: string[], onlyInt8: number, onlyFloat: number) => ({
+        label,
+        sites: sites.map(site),
+        quantizers: sites,
+        only_int8: onlyInt8,
+        only_float: onlyFloat,
+      });
+      fs.writeFileSync(
+        path.join(outDir, 'sensitivity.json'),
+        JSON.stringify({
+          metric: 'top1',
+          samples: 360,
+          fp32: 98.6,
+          all_int8: 97.5,
+          groups: [
+            group(
+              'DigitsCNN.conv3',
+              ['DigitsCNN.conv3.input_quantizer', 'DigitsCNN.conv3.weight_quantizer'],
+              97.6,
+              98.4,
+            ),
+            group('DigitsCNN.fc', ['DigitsCNN.fc.input_quantizer', 'DigitsCNN.fc.weight_quantizer'], 98.5, 97.6),
+          ],
+        }),
+      );
+      fs.writeFileSync(
+        path.join(outDir, 'tune.json'),
+        JSON.stringify({
+          mixed: { accuracy: 98.4, float_sites: [site('DigitsCNN.conv3.weight_quantizer')] },
+          within_budget: true,
+        }),
+      );
+      const lenses = await poll('the sensitivity code lenses', 30_000, async () => {
+        const all = await vscode.commands.executeCommand<vscodeApi.CodeLens[]>(
+          'vscode.executeCodeLensProvider',
+          modelUri,
+        );
+        const titles = (all ?? []).map((l) => l.command?.title ?? '');
+        return titles.some((t) => t.startsWith('INT8: -1.00 pt')) ? titles : undefined;
+      });
+      assert.ok(lenses.includes('INT8: -0.10 pt'), lenses.join(', '));
+      await vscode.commands.executeCommand('qdq.showSensitivity', { uri: modelUri.toString() });
+      await poll('the QDQ Sensitivity tab', 15_000, () =>
+        vscode.window.tabGroups.all.some((g) => g.tabs.some((t) => t.label === 'QDQ Sensitivity')) ? true : undefined,
+      );
+      await vscode.commands.executeCommand('qdq.applyPrecisionPlan', { uri: modelUri.toString() });
+      const doc = await vscode.workspace.openTextDocument(modelUri);
+      await poll('keep_float on conv3', 15_000, () =>
+        /self\.conv3 = qdq_quant\.keep_float\(nn\.Conv2d\(/.test(doc.getText()) ? true : undefined,
+      );
+      await doc.save();
+    });
+
     test('the language server comes back after it is killed', async function () {
       if (process.platform !== 'linux') return this.skip(); // finds the server through /proc
       const serverPids = () =>
