@@ -62,7 +62,7 @@ async function checkTyped(project: string, minShare: number): Promise<void> {
     assert.equal(a.dq_fed_weighted_ops, a.weighted_ops, `not DQ-fed: ${a.not_dq_fed.join(', ')}`);
     for (const f of a.fp32_ops)
       assert.ok(f.reason.startsWith('FP32 ('), `${f.node} FP32 without a reason: ${f.reason}`);
-    assert.equal(m.graph.input[0].type.tensor_type.elem_type, DataType.FLOAT);
+    assert.equal(m.graph.input[0].type?.tensor_type?.elem_type, DataType.FLOAT);
     assert.ok(
       p.layers.some((l) => l.precision === 'INT8' && l.site),
       'INT8 layers link to their source site',

@@ -22,7 +22,10 @@ test('pipeline flags: values, = form, and mistakes named', () => {
   assert.throws(() => parsePipelineArgs('run', ['--batches', '0']), /--batches must be a positive integer/);
   assert.throws(() => parsePipelineArgs('run', ['--python']), /--python needs a value/);
   assert.throws(() => parsePipelineArgs('run', ['a', 'b']), /one project folder only/);
-  assert.throws(() => parsePipelineArgs('export', ['--target', 'tflite']), /--target must be tensorrt, tensorrt10 or ort-cpu/);
+  assert.throws(
+    () => parsePipelineArgs('export', ['--target', 'tflite']),
+    /--target must be tensorrt, tensorrt10 or ort-cpu/,
+  );
   assert.equal(parsePipelineArgs('export', ['--dynamic']).dynamic, true);
 });
 

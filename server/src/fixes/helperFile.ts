@@ -25,9 +25,7 @@ export function helperFileText(): string {
 }
 
 /** LSP workspace-edit parts that create qdq_quant.py next to the model file, or null when it already exists. */
-export function helperFileEdit(
-  modelFileUri: string,
-): {
+export function helperFileEdit(modelFileUri: string): {
   uri: string;
   create: { kind: 'create'; uri: string; options: { ignoreIfExists: true } };
   edit: { range: { start: { line: 0; character: 0 }; end: { line: 0; character: 0 } }; newText: string };

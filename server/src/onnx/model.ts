@@ -52,9 +52,19 @@ export interface Tensor {
   external_data?: unknown[];
   [k: string]: unknown;
 }
+/** protobufjs decodes int64 fields as numbers or Long objects: read them through num(). */
+export type Int64 = number | string | { toNumber(): number } | null;
+/** TypeProto, the part qdq reads and writes: a tensor's element type and dims. */
+export interface ValueType {
+  tensor_type?: {
+    elem_type?: Int64;
+    shape?: { dim?: { dim_value?: Int64; dim_param?: string }[] };
+  };
+  [k: string]: unknown;
+}
 export interface ValueInfo {
   name: string;
-  type?: any;
+  type?: ValueType;
   [k: string]: unknown;
 }
 export interface Graph {

@@ -2,7 +2,7 @@
 // multiply-adds a MatMul does per batch item). torch's export leaves no value_info and computes Reshape targets
 // at run time (Shape -> Gather -> Unsqueeze -> Concat), so the shape computations are evaluated here on small
 // int64 values. Every symbolic input dimension is taken as 1. Ops not covered leave their outputs unknown.
-import { Graph, Node, DataType, dims, tensorToInts, getAttr, num, attrInt } from './model';
+import { Graph, Node, DataType, ValueInfo, dims, tensorToInts, getAttr, num, attrInt } from './model';
 
 export interface ShapeInfo {
   /** Shape of each value whose shape could be worked out. */
@@ -46,8 +46,8 @@ function broadcast(a: number[], b: number[]): number[] {
   return out;
 }
 
-function valueShape(v: any): number[] | undefined {
-  const d = v?.type?.tensor_type?.shape?.dim as any[] | undefined;
+function valueShape(v: ValueInfo | undefined): number[] | undefined {
+  const d = v?.type?.tensor_type?.shape?.dim;
   if (!d) return undefined;
   return d.map((x) =>
     x.dim_value !== undefined && x.dim_value !== null && num(x.dim_value) > 0 ? num(x.dim_value) : 1,
@@ -175,7 +175,7 @@ function infer(n: Node, shapes: Map<string, number[]>, ints: Map<string, number[
     const kernel = getAttr(n, 'kernel_shape')?.ints?.map(num) ?? (op === 'Conv' ? s(1)?.slice(2) : undefined);
     if (!kernel || kernel.length !== spatial) return;
     const autoPad = getAttr(n, 'auto_pad')?.s;
-    if (autoPad && String(Buffer.from(autoPad as any)) !== 'NOTSET') return;
+    if (autoPad && String(Buffer.from(autoPad)) !== 'NOTSET') return;
     const strides = getAttr(n, 'strides')?.ints?.map(num) ?? kernel.map(() => 1);
     const dil = getAttr(n, 'dilations')?.ints?.map(num) ?? kernel.map(() => 1);
     const pads = getAttr(n, 'pads')?.ints?.map(num) ?? kernel.map(() => 0).concat(kernel.map(() => 0));

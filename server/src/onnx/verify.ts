@@ -40,8 +40,16 @@ function ort(): typeof ortTypes {
   return ortModule;
 }
 
+/** eval.json as the backend writes it (artifacts.py): byte ranges into eval.bin. */
+interface EvalFileMeta {
+  batches: {
+    inputs: { name: string; dtype: EvalInput['dtype']; shape: number[]; offset: number; length: number }[];
+    labels?: { offset: number; length: number } | null;
+  }[];
+}
+
 export function readEvalFile(evalJson: string): EvalBatch[] {
-  let meta: any;
+  let meta: EvalFileMeta;
   try {
     meta = JSON.parse(fs.readFileSync(evalJson, 'utf8'));
   } catch (e) {
@@ -56,8 +64,8 @@ export function readEvalFile(evalJson: string): EvalBatch[] {
     new Uint8Array(ab).set(bin.subarray(offset, offset + length));
     return ab;
   };
-  return (meta.batches as any[]).map((b) => ({
-    inputs: (b.inputs as any[]).map((i) => ({
+  return meta.batches.map((b) => ({
+    inputs: b.inputs.map((i) => ({
       name: i.name,
       dtype: i.dtype,
       shape: i.shape,

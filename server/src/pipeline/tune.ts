@@ -8,7 +8,6 @@ import {
   openSession,
   metricParams,
   SensitivityProgress,
-  GroupInfo,
   SessionOptions,
   configOf,
   metricUnit,

@@ -527,9 +527,9 @@ function factoryDtype(ctx: RuleContext, site: CallSite, depth: number, line: num
     const data = site.args[0];
     if (!data) return UNKNOWN;
     const text = ctx.src(data);
-    if (/^[\s\d,\[\]()\-]+$/.test(text)) return known('int', true, `torch.${name} of integer literals (line ${line})`);
-    if (/^[\s\d.,eE\[\]()\-+]+$/.test(text)) return known('float', true, `torch.${name} of float literals`);
-    if (/^[\s,\[\]()]*(?:True|False)[\sTrueFals,\[\]()]*$/.test(text))
+    if (/^[\s\d,[\]()-]+$/.test(text)) return known('int', true, `torch.${name} of integer literals (line ${line})`);
+    if (/^[\s\d.,eE[\]()\-+]+$/.test(text)) return known('float', true, `torch.${name} of float literals`);
+    if (/^[\s,[\]()]*(?:True|False)[\sTrueFals,[\]()]*$/.test(text))
       return known('bool', true, `torch.${name} of bools`);
     return UNKNOWN;
   }
