@@ -49,6 +49,14 @@ const sections: Section[] = [
       rows.push([`bare parse, all ${a.files} files (${a.lines} lines)`, a.parse_ms, '1.00x']);
       rows.push(['full analysis, all files', a.full_analysis_ms, `${a.ratio_full_to_parse.toFixed(2)}x`]);
       if (a.ruff_ms !== null) rows.push(['ruff check, all files', a.ruff_ms, '']);
+      for (const p of r.pathological.rows) {
+        rows.push([
+          `bare parse, ${p.shape}, ${(p.chars / 1024).toFixed(0)} KiB (${p.terms} terms)`,
+          p.parse_ms,
+          '1.00x',
+        ]);
+        rows.push(['  full analysis, same file', p.analysis_ms, `${p.ratio.toFixed(2)}x`]);
+      }
       return (
         table(['what', 'median ms', 'ratio'], rows) +
         `\n(${b.diagnostics} qdq diagnostics, ${b.ruff_diagnostics ?? '-'} ruff diagnostics on the ${b.lines}-line file; ` +
