@@ -7,7 +7,14 @@ import { findInterpreter, Interpreter } from '../common/interpreter';
 import { BackendClient, ProgressEvent } from './backendClient';
 import { helperTemplatePath } from '../common/paths';
 import { QdqError, CancelToken, asQdqError } from '../common/errors';
-import { FileWriteError, newFileMode, writeInPlace, writeNewFile as writeFileAtomic } from '../common/files';
+import {
+  FileWriteError,
+  MAX_SOURCE_BYTES,
+  newFileMode,
+  readRegularFileSync,
+  writeInPlace,
+  writeNewFile as writeFileAtomic,
+} from '../common/files';
 import { quantizeFile } from '../fixes';
 import { readModel, writeModel } from '../onnx/model';
 import { foldWeights } from '../onnx/foldWeights';
@@ -146,10 +153,13 @@ export function quantizeModelSource(
 ): { override?: { file: string; source: string }; files: Record<string, string> } {
   const { file } = splitSpec(cfg.model);
   const modelPath = path.resolve(projectDir, file);
-  let original: string;
+  let original: string | undefined;
   try {
-    original = fs.readFileSync(modelPath, 'utf8');
-  } catch {
+    original = readRegularFileSync(modelPath, MAX_SOURCE_BYTES);
+  } catch (err) {
+    throw new QdqError('config', (err as Error).message, 'make the model file a regular Python file');
+  }
+  if (original === undefined) {
     throw new QdqError(
       'config',
       `[tool.qdq] model names ${file}, which does not exist in ${projectDir}`,
