@@ -37,6 +37,13 @@ export class NodeFinder {
   /** Start and end offsets of the nodes along the path (read once per node the cursor enters). */
   private readonly starts: number[] = [];
   private readonly ends: number[] = [];
+  /**
+   * Every node object the finder handed out, kept while the tree lives. The binding caches one object per node
+   * and hands it out again while it is alive, and rules compare nodes by identity (`childForFieldName('left') ===
+   * attr`); an object dropped during a synchronous analysis leaves a cache entry that no longer holds it (its
+   * finalizer runs later), and the next object for that node is then not cached, so identity would fail.
+   */
+  private readonly kept = new Set<SyntaxNode>();
 
   constructor(
     readonly tree: Tree,
@@ -46,6 +53,7 @@ export class NodeFinder {
     this.helper = tree.walk();
     const root = tree.rootNode;
     this.path = [root];
+    this.kept.add(root);
     this.starts.push(startOf(root));
     this.ends.push(root.endIndex);
   }
@@ -117,7 +125,7 @@ export class NodeFinder {
     const known = this.path[level];
     if (known) return known;
     const d = this.depth();
-    if (level === d) return (this.path[d] = this.cursor.currentNode);
+    if (level === d) return this.keep((this.path[d] = this.cursor.currentNode));
     if (this.helperDepth < level) {
       this.helper.resetTo(this.cursor);
       this.helperDepth = d;
@@ -126,9 +134,14 @@ export class NodeFinder {
       this.helper.gotoParent();
       this.helperDepth--;
       finderStats.steps++;
-      if (!this.path[this.helperDepth]) this.path[this.helperDepth] = this.helper.currentNode;
+      if (!this.path[this.helperDepth]) this.path[this.helperDepth] = this.keep(this.helper.currentNode);
     }
     return this.path[level]!;
+  }
+
+  private keep(n: SyntaxNode): SyntaxNode {
+    this.kept.add(n);
+    return n;
   }
 
   /** `root.descendantForIndex(s, e)` for a non-empty range (the smallest node that contains it). */
