@@ -7,8 +7,8 @@ import { runFuzz, HEAP_CAP_MB } from './harness';
 const SEED = 1414;
 
 test('fuzz slice: 2,500 seeded edits with requests in between keep the server live, its edits parsing, incremental == fresh, memory bounded', async () => {
-  const r = await runFuzz({ seed: SEED, edits: 2500, budgetMs: 80000, log: (l) => console.log(`# ${l}`) });
-  for (const m of r.missing) console.log(`# fuzz: not available here, so not edited: ${m}`);
+  const r = await runFuzz({ seed: SEED, edits: 2500, budgetMs: 80000, log: (l) => console.log(l) });
+  for (const m of r.missing) console.log(`fuzz: not available here, so not edited: ${m}`);
   assert.equal(
     r.failure,
     undefined,
@@ -22,6 +22,6 @@ test('fuzz slice: 2,500 seeded edits with requests in between keep the server li
   // The heap is capped at HEAP_CAP_MB (a leak ends the server, reported above); RSS stays near it.
   assert.ok(r.peakRssMb < HEAP_CAP_MB + 300, `server RSS peaked at ${r.peakRssMb.toFixed(0)} MB`);
   console.log(
-    `# fuzz: ${r.edits} edits (${r.editsPerSecond.toFixed(0)}/s), ${r.requests} requests, ${r.editsChecked} edits checked, ${r.comparisons} comparisons, peak RSS ${r.peakRssMb.toFixed(0)} MB`,
+    `fuzz: ${r.edits} edits (${r.editsPerSecond.toFixed(0)}/s), ${r.requests} requests, ${r.editsChecked} edits checked, ${r.comparisons} comparisons, peak RSS ${r.peakRssMb.toFixed(0)} MB`,
   );
 });
