@@ -213,6 +213,8 @@ export class RegularFileError extends Error {}
 
 /** Size caps by kind of file: far above what such files hold, far below memory. */
 export const MAX_SOURCE_BYTES = 32 * 1024 * 1024;
+/** report.json, calibration.json and the other results qdq writes (histograms included). */
+export const MAX_RESULTS_BYTES = 64 * 1024 * 1024;
 
 async function openRegular(file: string, maxBytes: number): Promise<fs.promises.FileHandle | undefined> {
   let handle: fs.promises.FileHandle;

@@ -3,10 +3,10 @@
 // to /dev/zero (endless) or a FIFO. Every read here is asynchronous (the event loop keeps answering), opens
 // without blocking (O_NONBLOCK: a FIFO with no writer does not hang a libuv thread), accepts regular files only
 // (fstat on the opened handle, so a symlink swapped in between cannot slip through) and stops at a size cap.
-import { readRegularFile, RegularFileError } from '../common/files';
+import { readRegularFile, RegularFileError, MAX_RESULTS_BYTES } from '../common/files';
 
 /** Caps per kind of file the server reads; far above what qdq writes (histograms included), far below memory. */
-export const MAX_RESULTS_BYTES = 64 * 1024 * 1024;
+export { MAX_RESULTS_BYTES };
 export const MAX_CONFIG_BYTES = 1024 * 1024;
 
 export { RegularFileError as WorkspaceFileError };

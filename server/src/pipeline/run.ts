@@ -9,6 +9,7 @@ import { helperTemplatePath } from '../common/paths';
 import { QdqError, CancelToken, asQdqError } from '../common/errors';
 import {
   FileWriteError,
+  MAX_RESULTS_BYTES,
   MAX_SOURCE_BYTES,
   newFileMode,
   readRegularFileSync,
@@ -603,7 +604,7 @@ export async function runPipeline(
     if (opts.dynamicOnly && fs.existsSync(reportPath)) {
       // Keep the static run's results; only the dynamic section is new.
       try {
-        const previous = JSON.parse(fs.readFileSync(reportPath, 'utf8'));
+        const previous = JSON.parse(readRegularFileSync(reportPath, MAX_RESULTS_BYTES) ?? '');
         toWrite = {
           ...previous,
           dynamic: report.dynamic,

@@ -3,6 +3,7 @@
 // the precision plan, its keep_float edits and tune.json.
 import * as fs from 'fs';
 import * as path from 'path';
+import { MAX_RESULTS_BYTES, readRegularFileSync } from '../common/files';
 import { loadConfig, ConfigError, QdqConfig } from './config';
 import { findInterpreter } from './interpreter';
 import { spawn } from 'child_process';
@@ -194,7 +195,8 @@ async function runDistributed<T>(
       });
     });
     void code;
-    const out = JSON.parse(fs.readFileSync(result, 'utf8')) as {
+    // The workers' result file in the out-dir: read as a regular file of bounded size (the out-dir is the project's).
+    const out = JSON.parse(readRegularFileSync(result, MAX_RESULTS_BYTES) ?? '') as {
       result?: T;
       error?: { kind: string; message: string; hint: string };
     };

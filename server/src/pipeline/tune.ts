@@ -3,6 +3,7 @@
 // --write, into the file itself; and tune.json.
 import * as fs from 'fs';
 import * as path from 'path';
+import { MAX_SOURCE_BYTES, readRegularFileSync } from '../common/files';
 import { QdqError, CancelToken } from './errors';
 import { openSession, metricParams, SensitivityProgress, GroupInfo, SessionOptions } from './sensitivity';
 import { PipelineOptions } from './run';
@@ -161,7 +162,9 @@ export async function runTune(
     });
     let modelFile: string | null = null;
     if (r.float_sites.length) {
-      const original = fs.readFileSync(session.modelPath, 'utf8');
+      const original = readRegularFileSync(session.modelPath, MAX_SOURCE_BYTES);
+      if (original === undefined)
+        throw new QdqError('config', `${session.modelPath} disappeared during the run`, 'run qdq tune again');
       const relativeImport = /^\s*from\s+\.+[\w.]*\s+import\s/m.test(original);
       const quantized = quantizeFile(original, { scope: { kind: 'file' }, relativeImport }).text;
       const edited = applyKeepFloat(quantized, session.modelPath, r.float_sites);
