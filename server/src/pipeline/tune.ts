@@ -1,7 +1,6 @@
 // `qdq tune`: the fewest source groups kept in float so the metric stays within the budget (the search runs in the
 // backend, sensitivity.py), written as keep_float edits (server/src/fixes) into a copy of the model or, with
 // --write, into the file itself; and tune.json.
-import * as fs from 'fs';
 import * as path from 'path';
 import { MAX_SOURCE_BYTES, readRegularFileSync } from '../common/files';
 import { QdqError, CancelToken } from './errors';
