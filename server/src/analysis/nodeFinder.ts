@@ -43,7 +43,7 @@ export class NodeFinder {
    * attr`); an object dropped during a synchronous analysis leaves a cache entry that no longer holds it (its
    * finalizer runs later), and the next object for that node is then not cached, so identity would fail.
    */
-  private readonly kept = new Set<SyntaxNode>();
+  private readonly kept = new Map<number, SyntaxNode>();
 
   constructor(
     readonly tree: Tree,
@@ -53,7 +53,7 @@ export class NodeFinder {
     this.helper = tree.walk();
     const root = tree.rootNode;
     this.path = [root];
-    this.kept.add(root);
+    this.kept.set(root.id, root);
     this.starts.push(startOf(root));
     this.ends.push(root.endIndex);
   }
@@ -126,8 +126,9 @@ export class NodeFinder {
     if (known) return known;
     const d = this.depth();
     if (level === d) return this.keep((this.path[d] = this.cursor.currentNode));
+    if (this.helperDepth < level && this.upAndBack(level)) return this.path[level]!;
     if (this.helperDepth < level) {
-      this.helper.resetTo(this.cursor);
+      this.helper.resetTo(this.cursor); // copies the cursor's whole stack: the depth of the tree
       this.helperDepth = d;
     }
     while (this.helperDepth > level) {
@@ -139,21 +140,89 @@ export class NodeFinder {
     return this.path[level]!;
   }
 
+  /**
+   * The node objects of the path from the current level up to `level`: the main cursor goes up to it and comes
+   * back down the same way (each node it came from is the first child that ends after that node's start). Costs
+   * the distance, where copying the cursor into the helper costs the whole depth, which in a chain of 100,000
+   * operators is 100,000 per question. False (cursor where it was) when the way back is not certain.
+   */
+  private upAndBack(level: number): boolean {
+    const c = this.cursor;
+    const d = this.depth();
+    for (let j = d; j > level; j--) if (this.starts[j] >= this.ends[j]) return false;
+    let j = d;
+    for (; j > level; j--) {
+      c.gotoParent();
+      finderStats.steps++;
+      if (!this.path[j - 1]) this.path[j - 1] = this.keep(c.currentNode);
+    }
+    return this.backDown(d, j);
+  }
+
+  /** From `level` back down to `d` along the path. */
+  private backDown(d: number, level: number): boolean {
+    const c = this.cursor;
+    for (let j = level + 1; j <= d; j++) {
+      finderStats.steps++;
+      const moved = c.gotoFirstChildForIndex(this.starts[j]) !== null;
+      if (!moved || c.startIndex !== this.starts[j] || c.endIndex !== this.ends[j]) {
+        // Not expected for non-empty nodes: start over from the root, and let the native call answer this one.
+        c.reset(this.tree.rootNode);
+        this.path.length = 1;
+        this.starts.length = 1;
+        this.ends.length = 1;
+        this.helperDepth = -1;
+        throw new LostPath();
+      }
+    }
+    return true;
+  }
+
   private keep(n: SyntaxNode): SyntaxNode {
-    this.kept.add(n);
+    const id = n.id;
+    const known = this.kept.get(id);
+    if (known) return known;
+    this.kept.set(id, n);
     return n;
   }
 
-  /** `root.descendantForIndex(s, e)` for a non-empty range (the smallest node that contains it). */
-  descendantFor(s: number, e: number): SyntaxNode {
+  /**
+   * The object this finder handed out for the node `n` stands for, else `n`: a node the binding hands out again
+   * (childForFieldName) then compares equal by identity to the one the finder gave, even when the binding's cache
+   * could not hold it (see `kept`).
+   */
+  canonical(n: SyntaxNode): SyntaxNode {
+    return this.kept.size > 1 ? (this.kept.get(n.id) ?? n) : n;
+  }
+
+  /** `root.descendantForIndex(s, e)` for a non-empty range (the smallest node that contains it); undefined: ask natively. */
+  descendantFor(s: number, e: number): SyntaxNode | undefined {
+    try {
+      return this.descend(s, e);
+    } catch (err) {
+      if (err instanceof LostPath) return undefined;
+      throw err;
+    }
+  }
+
+  /** `node.parent`, or undefined when the cursor cannot reach the node (the caller then asks natively). */
+  parentOf(node: SyntaxNode): SyntaxNode | null | undefined {
+    try {
+      return this.parent(node);
+    } catch (err) {
+      if (err instanceof LostPath) return undefined;
+      throw err;
+    }
+  }
+
+  private descend(s: number, e: number): SyntaxNode {
     finderStats.questions++;
     this.climbTo(s, e);
     while (this.downTo(s, e));
     return this.nodeAt(this.depth());
   }
 
-  /** `node.parent`, or undefined when the cursor cannot reach the node (the caller then asks natively). */
-  parentOf(node: SyntaxNode): SyntaxNode | null | undefined {
+  private parent(node: SyntaxNode): SyntaxNode | null | undefined {
     finderStats.questions++;
     const s = this.startOf(node);
     const e = node.endIndex;
@@ -181,12 +250,20 @@ export class NodeFinder {
 
 const SIBLING_STEPS = 8;
 
+/** The cursor lost its way back (see backDown): the question goes to the native call. */
+class LostPath extends Error {}
+
 const FINDERS = new WeakMap<Tree, NodeFinder>();
 
 export function finderFor(tree: Tree, startOf: StartOf): NodeFinder {
   let f = FINDERS.get(tree);
   if (!f) FINDERS.set(tree, (f = new NodeFinder(tree, startOf)));
   return f;
+}
+
+/** The tree's finder, if one was made (never makes one). */
+export function existingFinder(tree: Tree): NodeFinder | undefined {
+  return FINDERS.get(tree);
 }
 
 /** An edit moves the tree's nodes under the cursor: the next question starts a new one. */

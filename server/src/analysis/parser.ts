@@ -7,7 +7,7 @@ import Parser = require('tree-sitter');
 // tree-sitter-python has no type declarations; it is a Language object.
 const Python: Parser.Language = require('tree-sitter-python');
 import type { Position, Range, Span } from './types';
-import { finderFor, forgetFinder } from './nodeFinder';
+import { existingFinder, finderFor, forgetFinder } from './nodeFinder';
 
 export type Tree = Parser.Tree;
 export type SyntaxNode = Parser.SyntaxNode;
@@ -56,8 +56,14 @@ function findThroughCursor(): void {
   base.descendantForIndex = function (this: SyntaxNode, start: number, end?: number): SyntaxNode {
     if (end === undefined || end <= start || fastStart(this) !== 0 || this.tree.rootNode !== this)
       return nativeDescendant.call(this, start, end as number);
-    return finderFor(this.tree, fastStart).descendantFor(start, end);
+    return finderFor(this.tree, fastStart).descendantFor(start, end) ?? nativeDescendant.call(this, start, end);
   } as SyntaxNode['descendantForIndex'];
+  const nativeChildForField = base.childForFieldName;
+  base.childForFieldName = function (this: SyntaxNode, name: string): SyntaxNode | null {
+    const child = nativeChildForField.call(this, name);
+    const finder = child && existingFinder(this.tree);
+    return finder ? finder.canonical(child!) : child;
+  } as SyntaxNode['childForFieldName'];
   treeProto.edit = function (this: Tree, edit: Edit): Tree {
     forgetFinder(this);
     return nativeEdit.call(this, edit);
