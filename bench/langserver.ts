@@ -3,6 +3,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { median, nowMs, interleaved, progress, Skip, TargetCheck } from './stats';
+import { benchPathological, type PathologicalResult } from './pathological';
 
 interface Engine {
   parsePython(text: string, previous?: { tree: any; edit?: any }): any;
@@ -104,6 +105,7 @@ export interface LangServerResult {
   };
   ruff: { version: string } | { skipped: string };
   rules_missing?: string;
+  pathological: PathologicalResult;
 }
 
 function loadRuff(): { check(text: string): unknown[]; version: string } | string {
@@ -218,11 +220,13 @@ export async function benchLanguageServer(checks: TargetCheck[]): Promise<LangSe
     met: verdict(keystroke.median_ms < 5),
     note,
   });
+  const pathological = await benchPathological({ parsePython: parse, analyse: full }, checks);
   return {
     big_file: bigResult,
     typing,
     keystroke,
     all_files: allResult,
+    pathological,
     ruff: typeof ruff === 'string' ? { skipped: ruff } : { version: ruff.version },
     rules_missing: engine.rulesMissing,
   };

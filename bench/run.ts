@@ -8,6 +8,8 @@ import { benchLanguageServer, LangServerResult } from './langserver';
 import { benchModels, ModelsResult } from './models';
 import { benchCalibration, CalibrationResult } from './calibration';
 import { benchTune, TuneBenchResult } from './tune';
+import { benchFuzz } from './fuzz';
+import type { FuzzResult } from '../test/fuzz/harness';
 
 interface Section {
   name: string;
@@ -49,6 +51,14 @@ const sections: Section[] = [
       rows.push([`bare parse, all ${a.files} files (${a.lines} lines)`, a.parse_ms, '1.00x']);
       rows.push(['full analysis, all files', a.full_analysis_ms, `${a.ratio_full_to_parse.toFixed(2)}x`]);
       if (a.ruff_ms !== null) rows.push(['ruff check, all files', a.ruff_ms, '']);
+      for (const p of r.pathological.rows) {
+        rows.push([
+          `bare parse, ${p.shape}, ${(p.chars / 1024).toFixed(0)} KiB (${p.terms} terms)`,
+          p.parse_ms,
+          '1.00x',
+        ]);
+        rows.push(['  full analysis, same file', p.analysis_ms, `${p.ratio.toFixed(2)}x`]);
+      }
       return (
         table(['what', 'median ms', 'ratio'], rows) +
         `\n(${b.diagnostics} qdq diagnostics, ${b.ruff_diagnostics ?? '-'} ruff diagnostics on the ${b.lines}-line file; ` +
@@ -126,6 +136,28 @@ const sections: Section[] = [
           [`qdq tune ${r.project} --max-drop 0.5`, r.tune_s, `${r.ratio.toFixed(2)}x`],
         ],
       ) + `\n(whole CLI processes, alternated, median of ${r.runs} each)`,
+  },
+  {
+    name: 'fuzz',
+    run: benchFuzz,
+    print: (r: FuzzResult) =>
+      table(
+        ['edits', 'requests', 'documents', 'edits/s', 'server peak RSS MB', 'edits checked', 'finding'],
+        [
+          [
+            r.edits,
+            r.requests,
+            r.documents,
+            r.editsPerSecond.toFixed(0),
+            r.peakRssMb.toFixed(0),
+            r.editsChecked,
+            r.failure ? `seed ${r.failure.seed}, edit ${r.failure.edit}: ${clip(r.failure.message, 60)}` : 'none',
+          ],
+        ],
+      ) +
+      `\n(seed ${r.seed}, ${r.seconds.toFixed(0)} s; server heap capped at the harness's limit; RSS after the first document ${r.rssAfterFirstMb.toFixed(0)} MB, at the end ${r.rssEndMb.toFixed(0)} MB` +
+      (r.missing.length ? `; not available: ${r.missing.join('; ')}` : '') +
+      ')',
   },
 ];
 

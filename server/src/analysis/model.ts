@@ -69,6 +69,8 @@ interface Scope {
   owner?: string;
   /** First parameter annotated as an nn.Module. */
   moduleTyped?: boolean;
+  /** By name: the lines `name = ...` of the scope (see lastAssignmentLine). */
+  assignLines?: Map<string, { afterEq: number; lineEnd: number }[]>;
 }
 
 interface PendingAdd {
@@ -694,9 +696,15 @@ export function quantizerCallName(n: SyntaxNode): string | null {
   return attr.endsWith('_quantizer') ? attr : null;
 }
 
+const LONG_OPERAND = 256;
+
 /** Weights and parameters are not activations: `self.weight`, `module.proj.weight.t()`, nn.Parameter attributes. */
 function isParamExpr(n: SyntaxNode, cls?: ModuleClass): boolean {
   const t = textOf(n);
+  // A long operand (one side of a long `@` chain) is read by its end only: testing all of it for each operator
+  // of the chain would cost the square of the chain's length (issue 14 D2).
+  if (t.length > LONG_OPERAND)
+    return /\.(weight|bias)(\.t\(\)|\.T|\.transpose\([^()]*\))?$/.test(t.slice(-LONG_OPERAND));
   if (/(^|\.)(weight|bias)(\.t\(\)|\.T|\.transpose\([^()]*\))?$/.test(t)) return true;
   const m = /^(self|module)\.(\w+)(\.t\(\)|\.T|\.transpose\([^()]*\))?$/.exec(t);
   if (m && cls && cls.parameters.includes(m[2])) return true;
@@ -902,6 +910,42 @@ function lastName(n: SyntaxNode): string {
   return '';
 }
 
+const LONG_RESIDUAL = 2000;
+
+/**
+ * The last line `name = ...` (at a line start) of the scope whose `=` comes before `pos`: where its value starts and
+ * its line ends. The lines of a scope are found once per name and kept on the scope: a function with thousands
+ * of additions would otherwise search its body once for each (issue 14 D2).
+ */
+function lastAssignmentLine(
+  text: string,
+  scope: Scope,
+  name: string,
+  pos: number,
+): { afterEq: number; lineEnd: number } | undefined {
+  const memo = (scope.assignLines ??= new Map());
+  let lines = memo.get(name);
+  if (!lines) {
+    lines = [];
+    const body = text.slice(scope.start, scope.end);
+    const re = new RegExp(`^([ \\t]*${name}[ \\t]*=)(?!=)[ \\t]*([^\\n]*)$`, 'gm');
+    for (let m = re.exec(body); m; m = re.exec(body))
+      lines.push({ afterEq: scope.start + m.index + m[1].length, lineEnd: scope.start + m.index + m[0].length });
+    memo.set(name, lines);
+  }
+  let lo = 0;
+  let hi = lines.length - 1;
+  let best: { afterEq: number; lineEnd: number } | undefined;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (lines[mid].afterEq <= pos) {
+      best = lines[mid];
+      lo = mid + 1;
+    } else hi = mid - 1;
+  }
+  return best;
+}
+
 function classifyAdd(p: PendingAdd, text: string): void {
   const { op, node, scope } = p;
   const left = node.childForFieldName('left');
@@ -924,11 +968,13 @@ function classifyAdd(p: PendingAdd, text: string): void {
     op.residual = true;
     return;
   }
+  // An operand over LONG_RESIDUAL characters is no skip input; it is passed over before its text is searched
+  // (the operands of a long `+` chain hold the rest of the chain: issue 14 D2).
   const bad = (n: SyntaxNode): boolean =>
     isLiteral(n) ||
     NOT_RESIDUAL_NAME.test(lastName(n)) ||
-    /\.size\(|\.shape|len\(|\.dim\(/.test(textOf(n)) ||
-    (n.type === 'binary_operator' && textOf(n).length > 200);
+    textOf(n).length > (n.type === 'binary_operator' ? 200 : LONG_RESIDUAL) ||
+    /\.size\(|\.shape|len\(|\.dim\(/.test(textOf(n));
   const setBoth = (): void => setOperands(op, [left, right], p.cls);
   if (p.augmented) {
     if (left.type !== 'identifier' || bad(right) || NOT_RESIDUAL_NAME.test(textOf(left))) return;
@@ -942,11 +988,9 @@ function classifyAdd(p: PendingAdd, text: string): void {
   const params = readParams(scope);
   // Assignments to a name earlier in the same function, found textually (`name = value` at a line start).
   const lastAssignBefore = (name: string): string | null | undefined => {
-    const body = text.slice(scope.start, pos);
-    const re = new RegExp(`^[ \\t]*${name}[ \\t]*=(?!=)[ \\t]*([^\\n]*)$`, 'gm');
-    let last: string | undefined;
-    for (let m = re.exec(body); m; m = re.exec(body)) last = m[1];
-    if (last === undefined) return undefined;
+    const found = lastAssignmentLine(text, scope, name, pos);
+    if (!found) return undefined;
+    const last = text.slice(found.afterEq, Math.min(found.lineEnd, pos)).replace(/^[ \t]*/, '');
     return /^[A-Za-z_]\w*[ \t]*(#.*)?\r?$/.test(last) ? 'plain' : null;
   };
   const qualifies = (n: SyntaxNode): boolean => {

@@ -7,6 +7,7 @@ import Parser = require('tree-sitter');
 // tree-sitter-python has no type declarations; it is a Language object.
 const Python: Parser.Language = require('tree-sitter-python');
 import type { Position, Range, Span } from './types';
+import { existingFinder, finderFor, forgetFinder } from './nodeFinder';
 
 export type Tree = Parser.Tree;
 export type SyntaxNode = Parser.SyntaxNode;
@@ -20,8 +21,53 @@ export function getParser(): Parser {
     shared = new Parser();
     shared.setLanguage(Python);
     cacheNodeTypeNames(Python);
+    findThroughCursor();
   }
   return shared;
+}
+
+/** The binding's own `parent` and `descendantForIndex` (for the tests that compare them with the cursor's answers). */
+export const nativeNodeCalls: {
+  parent?: (n: SyntaxNode) => SyntaxNode | null;
+  descendantForIndex?: (n: SyntaxNode, start: number, end: number) => SyntaxNode;
+} = {};
+
+/**
+ * `node.parent` and `root.descendantForIndex(start, end)` through a cursor per tree (nodeFinder.ts), so that asking
+ * about every operator of a long chain or every call of a deep nesting costs the length of the file, not its square
+ * (issue 14 D2). Same answers, node for node; the native calls remain the fallback (empty nodes, other roots).
+ */
+function findThroughCursor(): void {
+  const base = (Parser as unknown as { SyntaxNode: { prototype: SyntaxNode } }).SyntaxNode.prototype;
+  const treeProto = (Parser as unknown as { Tree: { prototype: Tree } }).Tree.prototype;
+  const nativeParent = Object.getOwnPropertyDescriptor(base, 'parent')?.get;
+  const nativeDescendant = base.descendantForIndex;
+  const nativeEdit = treeProto.edit;
+  if (!nativeParent || typeof nativeDescendant !== 'function' || typeof nativeEdit !== 'function') return;
+  nativeNodeCalls.parent = (n) => nativeParent.call(n) as SyntaxNode | null;
+  nativeNodeCalls.descendantForIndex = (n, start, end) => nativeDescendant.call(n, start, end);
+  Object.defineProperty(base, 'parent', {
+    configurable: true,
+    get(this: SyntaxNode): SyntaxNode | null {
+      const found = finderFor(this.tree, fastStart).parentOf(this);
+      return found !== undefined ? found : (nativeParent.call(this) as SyntaxNode | null);
+    },
+  });
+  base.descendantForIndex = function (this: SyntaxNode, start: number, end?: number): SyntaxNode {
+    if (end === undefined || end <= start || fastStart(this) !== 0 || this.tree.rootNode !== this)
+      return nativeDescendant.call(this, start, end as number);
+    return finderFor(this.tree, fastStart).descendantFor(start, end) ?? nativeDescendant.call(this, start, end);
+  } as SyntaxNode['descendantForIndex'];
+  const nativeChildForField = base.childForFieldName;
+  base.childForFieldName = function (this: SyntaxNode, name: string): SyntaxNode | null {
+    const child = nativeChildForField.call(this, name);
+    const finder = child && existingFinder(this.tree);
+    return finder ? finder.canonical(child!) : child;
+  } as SyntaxNode['childForFieldName'];
+  treeProto.edit = function (this: Tree, edit: Edit): Tree {
+    forgetFinder(this);
+    return nativeEdit.call(this, edit);
+  };
 }
 
 /**

@@ -46,6 +46,7 @@ export interface ModelMatch {
   callee?: { text: string; isName: boolean };
 }
 
+const CALLEE_SCAN_LIMIT = 512;
 const CALLEE_CHAIN = /[A-Za-z_]\w*(?:[ \t]*\.[ \t]*[A-Za-z_]\w*)*/y;
 
 /**
@@ -62,6 +63,9 @@ export function calleeFromText(text: string, start: number, end: number): { text
   let open = start + m[0].length;
   while (text.charCodeAt(open) === 32 || text.charCodeAt(open) === 9) open++;
   if (text.charCodeAt(open) !== 40 /* ( */ || text.charCodeAt(end - 1) !== 41 /* ) */) return null;
+  // A long call is left to the tree: nested calls each scanning to their end would cost the square of the
+  // nesting (issue 14 D2), and the tree's answer costs the same for any length.
+  if (end - open > CALLEE_SCAN_LIMIT) return null;
   let depth = 0;
   for (let i = open; i < end; i++) {
     const c = text.charCodeAt(i);

@@ -200,3 +200,94 @@ export function writeNewFile(file: string, data: string | Uint8Array): void {
     throw explain(e, file);
   }
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Reading files of the user's workspace. A project is opened before it is trusted, so anything it contains may be
+// hostile: `qdq-out/calibration.json`, pyproject.toml, a model or library source may be a symlink to /dev/stdin
+// (blocks forever), to /dev/zero (endless) or a FIFO. Every read opens without blocking (O_NONBLOCK: a FIFO with
+// no writer does not hang), accepts regular files only (fstat on the opened handle, so a symlink swapped in
+// between cannot slip through) and stops at a size cap (issue 14 D1 and the audit after it).
+
+/** A file qdq will not read: the message names the file and the problem. */
+export class RegularFileError extends Error {}
+
+/** Size caps by kind of file: far above what such files hold, far below memory. */
+export const MAX_SOURCE_BYTES = 32 * 1024 * 1024;
+/** report.json, calibration.json and the other results qdq writes (histograms included). */
+export const MAX_RESULTS_BYTES = 64 * 1024 * 1024;
+
+async function openRegular(file: string, maxBytes: number): Promise<fs.promises.FileHandle | undefined> {
+  let handle: fs.promises.FileHandle;
+  try {
+    handle = await fs.promises.open(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw new RegularFileError(`${file} cannot be read (${code ?? String(err)})`);
+  }
+  try {
+    const st = await handle.stat();
+    if (!st.isFile())
+      throw new RegularFileError(`${file} is not a regular file (a folder, device, FIFO or socket): ignored`);
+    if (st.size > maxBytes)
+      throw new RegularFileError(`${file} is ${st.size} bytes, over the ${maxBytes}-byte limit: ignored`);
+    return handle;
+  } catch (err) {
+    await handle.close();
+    throw err;
+  }
+}
+
+/**
+ * The text of a regular file of at most `maxBytes`, or undefined when there is no such file, without blocking the
+ * event loop. Throws a RegularFileError for anything that is not a regular file or is too large.
+ */
+export async function readRegularFile(file: string, maxBytes: number): Promise<string | undefined> {
+  const handle = await openRegular(file, maxBytes);
+  if (!handle) return undefined;
+  try {
+    // The size can change while reading: count what is really read and stop past the cap.
+    const chunks: Buffer[] = [];
+    let length = 0;
+    for (;;) {
+      const chunk = Buffer.alloc(Math.min(1024 * 1024, maxBytes + 1 - length));
+      const { bytesRead } = await handle.read(chunk, 0, chunk.length, null);
+      if (bytesRead === 0) break;
+      chunks.push(chunk.subarray(0, bytesRead));
+      length += bytesRead;
+      if (length > maxBytes) throw new RegularFileError(`${file} grew over the ${maxBytes}-byte limit: ignored`);
+    }
+    return Buffer.concat(chunks, length).toString('utf8');
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * readRegularFile for the synchronous paths of the pipeline (its config and model source, read once per run): the
+ * same checks, so a FIFO or /dev/zero is refused at once instead of hanging the process; a regular file of
+ * bounded size on a local disk is read in one go.
+ */
+export function readRegularFileSync(file: string, maxBytes: number): string | undefined {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw new RegularFileError(`${file} cannot be read (${code ?? String(err)})`);
+  }
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) throw new RegularFileError(`${file} is not a regular file (a folder, device, FIFO or socket)`);
+    if (st.size > maxBytes) throw new RegularFileError(`${file} is ${st.size} bytes, over the ${maxBytes}-byte limit`);
+    const buf = Buffer.alloc(Math.min(st.size, maxBytes) + 1);
+    let length = 0;
+    for (let n; length < buf.length && (n = fs.readSync(fd, buf, length, buf.length - length, null)) > 0;) length += n;
+    if (length > maxBytes) throw new RegularFileError(`${file} grew over the ${maxBytes}-byte limit`);
+    if (length > st.size) throw new RegularFileError(`${file} changed while being read: try again`);
+    return buf.subarray(0, length).toString('utf8');
+  } finally {
+    fs.closeSync(fd);
+  }
+}

@@ -4,6 +4,7 @@
 import { spawn } from 'child_process';
 import * as fs from 'fs';
 import { withBackendOnPath } from '../common/paths';
+import { MAX_SOURCE_BYTES, readRegularFile } from '../common/files';
 import { QdqError } from '../common/errors';
 import { findInterpreter } from '../common/interpreter';
 import { isolatedArgs, neutralCwd, probeEnv } from '../common/pythonIsolation';
@@ -85,5 +86,14 @@ export async function resolveLibraryModule(
   if (answer.error)
     throw new QdqError(answer.error.kind as 'config', `${answer.error.message} (asked ${py.path})`, answer.error.hint);
   const file = answer.file as string;
-  return { module, file, text: fs.readFileSync(file, 'utf8'), python: py.path };
+  // Read like every workspace file: a regular file of bounded size, without blocking (a library folder inside the
+  // workspace may hold a FIFO or a link to /dev/zero).
+  let text: string | undefined;
+  try {
+    text = await readRegularFile(file, MAX_SOURCE_BYTES);
+  } catch (err) {
+    throw new QdqError('import', `${module}: ${(err as Error).message}`, 'point the import at a regular Python file');
+  }
+  if (text === undefined) throw new QdqError('import', `${module}: ${file} disappeared`, 'try again');
+  return { module, file, text, python: py.path };
 }

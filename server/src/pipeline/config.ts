@@ -1,8 +1,10 @@
 // `[tool.qdq]` in pyproject.toml: one schema gives the validation, the messages and the types.
 // validateConfigText is pure (text in, diagnostics with ranges out) so the language server can show the
 // same messages inside pyproject.toml that the CLI prints.
-import * as fs from 'fs';
 import * as path from 'path';
+import { readRegularFileSync } from '../common/files';
+
+const MAX_PYPROJECT_BYTES = 1024 * 1024;
 import { parse as parseToml, TomlError } from 'smol-toml';
 
 import {
@@ -423,10 +425,14 @@ export type ConfigOverrides = Partial<QdqConfig>;
 
 export function loadConfig(projectDir: string, overrides: ConfigOverrides = {}): QdqConfig {
   const file = path.join(projectDir, 'pyproject.toml');
-  let text: string;
+  let text: string | undefined;
   try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch {
+    // Regular files only, size-capped (a FIFO or /dev/zero named pyproject.toml must not hang the server).
+    text = readRegularFileSync(file, MAX_PYPROJECT_BYTES);
+  } catch (err) {
+    throw new ConfigError((err as Error).message, 'make pyproject.toml a regular file');
+  }
+  if (text === undefined) {
     throw new ConfigError(
       `no pyproject.toml in ${projectDir}`,
       'run qdq in a project folder, or create pyproject.toml with a [tool.qdq] table (see examples/digits-cnn/pyproject.toml)',

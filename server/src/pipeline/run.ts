@@ -8,7 +8,15 @@ import { BackendClient, ProgressEvent, RequestOptions } from './backendClient';
 import type { CalibrateResult, ExportResult, LoadParams, LoadResult } from './backendProtocol.generated';
 import { helperTemplatePath } from '../common/paths';
 import { QdqError, CancelToken, asQdqError } from '../common/errors';
-import { FileWriteError, newFileMode, writeInPlace, writeNewFile as writeFileAtomic } from '../common/files';
+import {
+  FileWriteError,
+  MAX_RESULTS_BYTES,
+  MAX_SOURCE_BYTES,
+  newFileMode,
+  readRegularFileSync,
+  writeInPlace,
+  writeNewFile as writeFileAtomic,
+} from '../common/files';
 import { quantizeFile } from '../fixes';
 import { floatWeightedLayers } from '../fixes/floatLayers';
 import { importedWeightedLayers } from '../fixes/importedLayers';
@@ -169,10 +177,13 @@ export function quantizeModelSource(
 } {
   const { file } = splitSpec(cfg.model);
   const modelPath = path.resolve(projectDir, file);
-  let original: string;
+  let original: string | undefined;
   try {
-    original = fs.readFileSync(modelPath, 'utf8');
-  } catch {
+    original = readRegularFileSync(modelPath, MAX_SOURCE_BYTES);
+  } catch (err) {
+    throw new QdqError('config', (err as Error).message, 'make the model file a regular Python file');
+  }
+  if (original === undefined) {
     throw new QdqError(
       'config',
       `[tool.qdq] model names ${file}, which does not exist in ${projectDir}`,
@@ -758,7 +769,7 @@ function writeReport(run: Run, report: Report): string {
   if (run.opts.dynamicOnly && fs.existsSync(reportPath)) {
     // Keep the static run's results; only the dynamic section is new.
     try {
-      const previous = JSON.parse(fs.readFileSync(reportPath, 'utf8'));
+      const previous = JSON.parse(readRegularFileSync(reportPath, MAX_RESULTS_BYTES) ?? '');
       toWrite = {
         ...previous,
         dynamic: report.dynamic,

@@ -3,6 +3,7 @@
 // the precision plan, its keep_float edits and tune.json.
 import * as fs from 'fs';
 import * as path from 'path';
+import { MAX_RESULTS_BYTES, readRegularFileSync } from '../common/files';
 import { loadConfig, ConfigError, QdqConfig } from './config';
 import { findInterpreter } from './interpreter';
 import { spawn } from 'child_process';
@@ -161,7 +162,8 @@ function readDistributedResult<C extends DistributedCommand>(
   file: string,
   command: C['command'],
 ): DistributedResult<C> {
-  const out = JSON.parse(fs.readFileSync(file, 'utf8')) as { result?: unknown; error?: unknown };
+  // The workers' result file in the out-dir: read as a regular file of bounded size (the out-dir is the project's).
+  const out = JSON.parse(readRegularFileSync(file, MAX_RESULTS_BYTES) ?? '') as { result?: unknown; error?: unknown };
   const bad = (problem: string) =>
     new QdqError(
       'protocol',

@@ -1,8 +1,8 @@
 // `qdq tune`: the fewest source groups kept in float so the metric stays within the budget (the search runs in the
 // backend, sensitivity.py), written as keep_float edits (server/src/fixes) into a copy of the model or, with
 // --write, into the file itself; and tune.json.
-import * as fs from 'fs';
 import * as path from 'path';
+import { MAX_SOURCE_BYTES, readRegularFileSync } from '../common/files';
 import { QdqError, CancelToken } from './errors';
 import {
   openSession,
@@ -228,7 +228,9 @@ export async function runTune(
   let modelFile: string | null = null;
   let mixedRun: PipelineResult | null = null;
   if (r.float_sites.length) {
-    const original = fs.readFileSync(modelPath, 'utf8');
+    const original = readRegularFileSync(modelPath, MAX_SOURCE_BYTES);
+    if (original === undefined)
+      throw new QdqError('config', `${modelPath} disappeared during the run`, 'run qdq tune again');
     const relativeImport = /^\s*from\s+\.+[\w.]*\s+import\s/m.test(original);
     const quantized = quantizeFile(original, { scope: { kind: 'file' }, relativeImport }).text;
     const edited = applyKeepFloat(quantized, modelPath, r.float_sites);

@@ -7,7 +7,7 @@ import { parseTrtVersion, versionAtLeast, type TrtVersion } from './version';
 import type { ModelIndex } from '../analysis/types';
 import { scanText, type TextScan } from './scan';
 import { detectEol, documentCaches, statementLayout } from '../analysis/model';
-import { analysisText, isIdentCharCode } from '../analysis/parser';
+import { LineIndex, analysisText, isIdentCharCode } from '../analysis/parser';
 
 export interface CallSite {
   node: SyntaxNode;
@@ -225,6 +225,8 @@ export class RuleContext {
   private readonly nameFacts = new Map<string, NameFacts>();
   private readonly assignFacts = new Map<string, Assign[]>();
   private topLevelDefs: Array<[number, number]> | null = null;
+  private lineStarts: number[] | undefined;
+  private defOffsets: number[] | undefined;
   private readonly dtypeCache = new Map<number, unknown>();
   /**
    * Set by runRules while the rules that answer per statement run on the statements that changed: the site
@@ -527,7 +529,7 @@ export class RuleContext {
     const at = node.startIndex;
     const text = this.text;
     // Fast path: code on a line starting at column 0 (not a def header) is module-level code.
-    const lineStart = text.lastIndexOf('\n', at - 1) + 1;
+    const lineStart = this.lineStartOf(at);
     const first = text.charCodeAt(lineStart);
     if (
       lineStart < at &&
@@ -540,13 +542,56 @@ export class RuleContext {
       return this.root;
     }
     for (let from = at; from >= 0;) {
-      const p = text.lastIndexOf('def', from);
+      const p = this.defBefore(from);
       if (p < 0) break;
       const r = this.defNodeAt(p);
       if (r && r.start <= at && at < r.end && !(r.start === at && r.node.id === node.id)) return r.node;
-      from = r && r.topEnd <= at ? r.topStart - 1 : p - 1;
+      // A def that ends before the node holds no def around it either: its nested ones are passed over at once.
+      from = r && r.topEnd <= at ? r.topStart - 1 : r && r.end <= at ? r.start - 1 : p - 1;
     }
     return this.root;
+  }
+
+  /**
+   * Where the line holding `offset` starts. Line starts and `def` offsets are listed once per context: searching
+   * back through the text on every question would cost the square of a long line's or a long body's length
+   * when every operator or call asks (issue 14 D2).
+   */
+  private lineStartOf(offset: number): number {
+    const starts = (this.lineStarts ??= new LineIndex(this.text).starts);
+    let lo = 0;
+    let hi = starts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (starts[mid] <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return starts[lo];
+  }
+
+  /** The last offset at or before `from` of `def` as a word followed by a blank (what defNodeAt accepts), or -1. */
+  private defBefore(from: number): number {
+    if (!this.defOffsets) {
+      const list: number[] = [];
+      const text = this.text;
+      for (let p = text.indexOf('def'); p >= 0; p = text.indexOf('def', p + 1)) {
+        const after = text.charCodeAt(p + 3);
+        if ((p === 0 || !isIdentCharCode(text.charCodeAt(p - 1))) && (after === 32 || after === 9)) list.push(p);
+      }
+      this.defOffsets = list;
+    }
+    const list = this.defOffsets;
+    let lo = 0;
+    let hi = list.length - 1;
+    let best = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (list[mid] <= from) {
+        best = list[mid];
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    return best;
   }
 
   enclosing(node: SyntaxNode, type: string): SyntaxNode | null {

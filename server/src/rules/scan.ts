@@ -57,15 +57,62 @@ interface PieceScan {
   aliases: [string, string][];
 }
 
+const LONG_LINE = 2000;
+
+/**
+ * Where the line holding an offset starts, and whether a `[` before it on its line is still open, for offsets
+ * asked about in increasing order: the line breaks and brackets are listed once, so a long line with many hits
+ * costs its length, not its length times its hits (issue 14 D2).
+ */
+class LineFacts {
+  private breaks: number[] | undefined;
+  private brackets: number[] | undefined;
+  constructor(private readonly text: string) {}
+  lineStart(at: number): number {
+    const list = (this.breaks ??= positionsOf(this.text, /\n/g));
+    const i = lastBefore(list, at);
+    return i < 0 ? 0 : list[i] + 1;
+  }
+  /** As `line.lastIndexOf('[') > line.lastIndexOf(']')` for the line's text before `at`. */
+  openBracket(at: number, lineStart: number): boolean {
+    const list = (this.brackets ??= positionsOf(this.text, /[[\]]/g));
+    const i = lastBefore(list, at);
+    return i >= 0 && list[i] >= lineStart && this.text.charCodeAt(list[i]) === 91;
+  }
+}
+
+function positionsOf(text: string, re: RegExp): number[] {
+  const out: number[] = [];
+  for (let m = re.exec(text); m; m = re.exec(text)) out.push(m.index);
+  return out;
+}
+
+/** Index of the last entry below `at` in a sorted list, or -1. */
+function lastBefore(list: number[], at: number): number {
+  let lo = 0;
+  let hi = list.length - 1;
+  let best = -1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (list[mid] < at) {
+      best = mid;
+      lo = mid + 1;
+    } else hi = mid - 1;
+  }
+  return best;
+}
+
 /**
  * Text-only filter for operator hits that cannot be tensor ops: decorators (`@` first on its line) and `|`
  * in annotations (`x: int | None`, `def f(...) -> A | B:`). Saves the native node lookups for those.
  */
-function looksLikeTypeOrDecorator(text: string, at: number, op: string): boolean {
-  const lineStart = text.lastIndexOf('\n', at - 1) + 1;
+function looksLikeTypeOrDecorator(text: string, at: number, op: string, lineStart: number): boolean {
   const before = text.slice(lineStart, at);
   if (op === '@') return /^[ \t]*$/.test(before);
   if (op !== '|') return false;
+  // Deep in a long line the patterns below would search all of the line for each `|` (issue 14 D2): such a `|`
+  // is left to the tree.
+  if (at - lineStart > LONG_LINE) return false;
   return (
     /^[ \t]*(?:def[ \t]|async[ \t]|\w+[ \t]*:[^=]*$|[^#]*->)/.test(before) ||
     (/\[[^\]]*$/.test(before) && /(?:Optional|Union|List|Dict|Tuple|Callable|Type)\[/.test(before))
@@ -89,10 +136,11 @@ function scanRange(
   const isCode = (at: number) => !inRanges(nonCode, at);
   const piece = from === 0 && to === text.length ? text : text.slice(from, to);
 
+  const lines = new LineFacts(piece);
   const aliases: [string, string][] = [];
   let importScanEnd = from;
   for (let r = piece.indexOf('import'); r >= 0; r = piece.indexOf('import', r + 6)) {
-    const lineStart = from + piece.lastIndexOf('\n', r - 1) + 1;
+    const lineStart = from + lines.lineStart(r);
     if (lineStart < importScanEnd) continue;
     IMPORT_RE.lastIndex = lineStart;
     const m = IMPORT_RE.exec(text); // an import in parentheses may run over lines: the whole text
@@ -117,7 +165,7 @@ function scanRange(
   const operators: number[] = [];
   OPERATOR_RE.lastIndex = 0;
   for (let m = OPERATOR_RE.exec(piece); m; m = OPERATOR_RE.exec(piece)) {
-    if (looksLikeTypeOrDecorator(piece, m.index, m[0])) continue;
+    if (looksLikeTypeOrDecorator(piece, m.index, m[0], lines.lineStart(m.index))) continue;
     if (!isCode(from + m.index)) continue;
     operators.push(from + m.index, m[0].length);
   }
@@ -130,9 +178,9 @@ function scanRange(
     const prev = piece.charCodeAt(at - 1);
     if (prev === 45 /* -> */ || prev === 62 || prev === 60 || piece.charCodeAt(at + op.length) === 62 /* >>> */)
       continue;
-    const lineStart = piece.lastIndexOf('\n', at - 1) + 1;
+    const lineStart = lines.lineStart(at);
     const line = piece.slice(lineStart, at);
-    if ((ASSIGN_LINE_RE.test(line) || line.lastIndexOf('[') > line.lastIndexOf(']')) && isCode(from + at))
+    if ((ASSIGN_LINE_RE.test(line) || lines.openBracket(at, lineStart)) && isCode(from + at))
       comparisons.push(from + at);
   }
 
