@@ -2,7 +2,6 @@
 // module's file is (importlib's find_spec, which does not execute the module), and we read it. Nothing here
 // writes to site-packages.
 import { spawn } from 'child_process';
-import * as fs from 'fs';
 import { withBackendOnPath } from '../common/paths';
 import { MAX_SOURCE_BYTES, readRegularFile } from '../common/files';
 import { QdqError } from '../common/errors';
