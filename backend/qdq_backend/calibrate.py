@@ -208,7 +208,7 @@ def collect(
     # Which modules holding a quantizer ran: a quantizer never reached while its module ran sits on a path
     # the forward skips (fused attention), one whose module never ran is an unused branch.
     ran: set = set()
-    parents = {id(q.parent): q.parent for q in targets}
+    parents = {id(q.parent): q.parent for q in targets if q.parent is not None}
     ran_hooks = [m.register_forward_pre_hook(lambda module, _inputs: ran.add(id(module))) for m in parents.values()]
     seen = 0
     total = _batch_total(project, batches)

@@ -129,7 +129,7 @@ def _cumsum_symbolic(g: Any, x: Any, dim: Any, dtype: Any) -> Any:
     try:  # where torch 2.9+ keeps it; torch 1.13-2.8 had it at torch.onnx._type_utils
         from torch.onnx._internal.torchscript_exporter._type_utils import JitScalarType  # noqa: WPS433
     except ImportError:
-        from torch.onnx._type_utils import JitScalarType  # noqa: WPS433
+        from torch.onnx._type_utils import JitScalarType  # type: ignore[import-not-found,no-redef,unused-ignore]  # noqa: WPS433
 
     if JitScalarType.from_value(x, JitScalarType.UNDEFINED) == JitScalarType.BOOL:
         x = g.op("Cast", x, to_i=JitScalarType.INT64.onnx_type())
@@ -222,7 +222,7 @@ def _positional_tensor_forward(model: torch.nn.Module) -> Iterator[None]:
         yield
     finally:
         if had:
-            model.forward = previous  # type: ignore[method-assign]
+            model.forward = previous  # type: ignore[method-assign,assignment,unused-ignore]
         else:
             del model.forward
 
@@ -572,7 +572,7 @@ def _autograd_reach(outputs: List[torch.Tensor]) -> Tuple[set, set]:
         variable = getattr(node, "variable", None)  # AccumulateGrad holds its leaf
         if isinstance(variable, torch.Tensor):
             leaves.add(id(variable))
-        stack.extend(next_node for next_node, _ in node.next_functions)
+        stack.extend(next_node for next_node, _ in node.next_functions if next_node is not None)
     return nodes, leaves
 
 

@@ -331,7 +331,7 @@ def _switch_transformers_attention(model: Any, patched: set) -> List[str]:
             if callable(switch):
                 switch("eager")
             else:
-                config._attn_implementation = "eager"
+                config._attn_implementation = "eager"  # type: ignore[union-attr]
         except Exception as exc:  # noqa: BLE001 - a model class that refuses eager
             raise QdqError(
                 "config",

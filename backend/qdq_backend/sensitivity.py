@@ -16,7 +16,7 @@ import math
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
 
 import torch
 from torch import nn
@@ -161,7 +161,7 @@ class PrecisionSwitch:
     """Turns groups INT8 or float by enabling their quantizers; quantizers the user left disabled stay disabled."""
 
     def __init__(self, sites: Sequence[Site], groups: Sequence[SiteGroup]) -> None:
-        self._modules = {s.name: s.module for s in sites}
+        self._modules: Dict[str, Any] = {s.name: s.module for s in sites}
         self._originally = {s.name: bool(getattr(s.module, "enabled", True)) for s in sites}
         self._groups = list(groups)
 
