@@ -10,11 +10,11 @@ PY="${1:-python3}"
 SITE="$("$PY" -c 'import os, timm; print(os.path.dirname(os.path.dirname(timm.__file__)))')"
 OUT="${QDQ_CORPUS_OUT:-$(mktemp -d)}"
 mkdir -p "$OUT"
-[ -f out/test/corpus/corpusQuantize.js ] || npx tsc -p .
+[ -f out/bench/corpusQuantize.js ] || npx tsc -p .
 rc=0
 # In groups: one node process per group keeps the parse trees' native memory bounded.
 for group in 'transformers.models.[a-l]*' 'transformers.models.[m-z]*' 'timm.layers.*' 'timm.models.*'; do
-  node --expose-gc out/test/corpus/corpusQuantize.js "$SITE" "$OUT" "$group" > "$OUT/summary-${group//[^a-z]/_}.json" || rc=1
+  node --expose-gc out/bench/corpusQuantize.js "$SITE" "$OUT" "$group" > "$OUT/summary-${group//[^a-z]/_}.json" || rc=1
 done
 node -e '
 const fs = require("fs"), dir = process.argv[1];

@@ -8,7 +8,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { corpusFiles, moduleNameOf, quantizeCorpusFile } from './corpusQuantize';
+import { corpusFiles, moduleNameOf, quantizeCorpusFile } from '../../bench/corpusQuantize';
 
 const PY = 'python3';
 const probe = spawnSync(

@@ -4,9 +4,9 @@
 // scripts/corpus-check.sh (everything).
 import * as fs from 'fs';
 import * as path from 'path';
-import { parsePython } from '../../server/src/analysis';
-import { quantizeFile, unquantizeFile } from '../../server/src/fixes';
-import { importedWeightedLayers } from '../../server/src/fixes/importedLayers';
+import { parsePython } from '../server/src/analysis';
+import { quantizeFile, unquantizeFile } from '../server/src/fixes';
+import { importedWeightedLayers } from '../server/src/fixes/importedLayers';
 
 export interface CorpusFileResult {
   module: string;
@@ -75,7 +75,7 @@ export function corpusFiles(sitePackages: string): string[] {
 function main(argv: string[]): number {
   const [sitePackages, outDir, ...only] = argv;
   if (!sitePackages) {
-    process.stderr.write('usage: node corpusQuantize.js SITE_PACKAGES [OUT_DIR [MODULE...]]\n');
+    process.stderr.write('usage: node out/bench/corpusQuantize.js SITE_PACKAGES [OUT_DIR [MODULE...]]\n');
     return 2;
   }
   let files = corpusFiles(sitePackages);
