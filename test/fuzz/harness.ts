@@ -14,6 +14,7 @@ import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { fileURLToPath } from 'url';
 import type { CodeAction, Diagnostic, Hover, WorkspaceEdit } from 'vscode-languageserver-protocol';
 import { LineIndex, parsePython } from '../../server/src/analysis';
 import { TestClient, fileUri, REPO } from '../protocol/lspClient';
@@ -242,11 +243,16 @@ function within<T>(p: Promise<T>, what: string): Promise<T> {
   ]);
 }
 
-function describeDiagnostics(ds: Diagnostic[]): string[] {
+/** Diagnostics as comparable lines; the document's own file name (doc1.py vs fresh1.py) reads as FILE. */
+function describeDiagnostics(ds: Diagnostic[], fileName: string): string[] {
   return ds
     .map(
       (d) =>
-        `${d.code} ${d.range.start.line}:${d.range.start.character}-${d.range.end.line}:${d.range.end.character} ${d.severity} ${d.message}`,
+        `${d.code} ${d.range.start.line}:${d.range.start.character}-${d.range.end.line}:${d.range.end.character} ${d.severity} ${String(
+          typeof d.message === 'string' ? d.message : d.message.value,
+        )
+          .split(fileName)
+          .join('FILE')}`,
     )
     .sort();
 }
@@ -334,8 +340,8 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzResult> {
       const freshUri = fileUri(path.join(tmp, `fresh${d}.py`));
       await client.open(freshUri, text);
       const fresh = await within(client.waitForVersion(freshUri, 1), 'diagnostics of the fresh document');
-      const a = describeDiagnostics(inc.diagnostics);
-      const b = describeDiagnostics(fresh.diagnostics);
+      const a = describeDiagnostics(inc.diagnostics, path.basename(fileURLToPath(uri)));
+      const b = describeDiagnostics(fresh.diagnostics, path.basename(fileURLToPath(freshUri)));
       if (JSON.stringify(a) !== JSON.stringify(b))
         throw new FuzzFailure(
           `incremental and fresh diagnostics differ: only incremental ${JSON.stringify(a.filter((x) => !b.includes(x)).slice(0, 3))}, only fresh ${JSON.stringify(b.filter((x) => !a.includes(x)).slice(0, 3))}`,

@@ -81,9 +81,9 @@ function layersOnLines(index: ModelIndex, range: Range): LayerAt[] {
 }
 
 /** Ops on the selected lines that the fix engine would quantize, or that carry quantizers to remove. */
-function opsOnLines(index: ModelIndex, sites: QuantizableSites, range: Range): OpAt[] {
+function opsOnLines(index: ModelIndex, sites: QuantizableSites, removable: (op: Op) => boolean, range: Range): OpAt[] {
   const out: OpAt[] = [];
-  const relevant = (op: Op) => sites.opOperands(op).length > 0 || op.quantizedOperands.some(Boolean);
+  const relevant = (op: Op) => sites.opOperands(op).length > 0 || removable(op);
   for (const owner of index.classes)
     for (const op of owner.ops) if (relevant(op) && overlapsLines(op.range, range)) out.push({ op, owner });
   for (const f of index.functions)
@@ -98,7 +98,20 @@ function classAt(index: ModelIndex, pos: Position): ModuleClass | undefined {
   return best;
 }
 
-function classHasWork(c: ModuleClass, sites: QuantizableSites): { quantize: boolean; remove: boolean } {
+/**
+ * Ops whose operands carry quantizers qdq generated (`# qdq` declarations): the only ones the unquantize pass
+ * removes. pytorch-quantization's own TensorQuantizers are the user's and are left alone.
+ */
+function removableOps(index: ModelIndex): (op: Op) => boolean {
+  const generated = new Set(index.classes.flatMap((c) => c.quantizers.filter((q) => q.generated).map((q) => q.name)));
+  return (op) => op.operandQuantizers.some((q) => q !== null && generated.has(q));
+}
+
+function classHasWork(
+  c: ModuleClass,
+  sites: QuantizableSites,
+  removable: (op: Op) => boolean,
+): { quantize: boolean; remove: boolean } {
   let quantize = false;
   let remove = c.quantizers.some((q) => q.generated);
   for (const l of c.layers) {
@@ -108,7 +121,7 @@ function classHasWork(c: ModuleClass, sites: QuantizableSites): { quantize: bool
   }
   for (const op of c.ops) {
     if (sites.opOperands(op).length) quantize = true;
-    if (op.quantizedOperands.some(Boolean)) remove = true;
+    if (removable(op)) remove = true;
   }
   return { quantize, remove };
 }
@@ -116,10 +129,11 @@ function classHasWork(c: ModuleClass, sites: QuantizableSites): { quantize: bool
 /** What the file-wide quantize / remove actions (and the palette commands, through qdq/fileState) would change. */
 export function fileHasWork(index: ModelIndex): { quantize: boolean; remove: boolean } {
   const sites = quantizableSites(index);
+  const removable = removableOps(index);
   let quantize = false;
   let remove = index.imports.qdqImportLine !== undefined;
   for (const c of index.classes) {
-    const w = classHasWork(c, sites);
+    const w = classHasWork(c, sites, removable);
     quantize ||= w.quantize;
     remove ||= w.remove;
   }
@@ -186,6 +200,7 @@ export function listCodeActions(doc: QdqDocument, params: CodeActionParams, caps
   // The fix engine says which sites its quantize pass wraps; this module only renders that.
   const filter = operandFilter(doc.getTree(), doc.getText());
   const sites = quantizableSites(index, (op) => filter.skipReason(op));
+  const removable = removableOps(index);
   const pending: { title: string; kind: string; data: ActionData; preferred?: boolean }[] = [];
   const add = (title: string, kind: string, op: FixOperation, scope: FixScope, preferred?: boolean) => {
     if (wants(kind))
@@ -210,18 +225,18 @@ export function listCodeActions(doc: QdqDocument, params: CodeActionParams, caps
     if (!layer.keepFp32)
       add(`Keep ${layerLabel(layer)} in FP32`, CodeActionKinds.keepFloat, 'keepFp32', { kind: 'site', offset });
   }
-  for (const { op } of opsOnLines(index, sites, params.range)) {
+  for (const { op } of opsOnLines(index, sites, removable, params.range)) {
     const offset = op.span.start;
     if (sites.opOperands(op).length)
       add(`Quantize this op: ${opLabel(op)}`, CodeActionKinds.quantize, 'quantize', { kind: 'site', offset });
-    if (op.quantizedOperands.some(Boolean))
+    if (removable(op))
       add(`Remove quantizers: ${opLabel(op)}`, CodeActionKinds.remove, 'unquantize', { kind: 'site', offset });
   }
 
   // 3. The enclosing class, 4. the file.
   const klass = classAt(index, params.range.start);
   if (klass) {
-    const work = classHasWork(klass, sites);
+    const work = classHasWork(klass, sites, removable);
     if (work.quantize)
       add(`Quantize class ${klass.name}`, CodeActionKinds.quantize, 'quantize', { kind: 'class', name: klass.name });
     if (work.remove)
