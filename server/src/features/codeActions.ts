@@ -156,17 +156,13 @@ function opLabel(op: Op): string {
 }
 
 /** Lists the applicable actions for the request (without edits when the client resolves them). */
-export function listCodeActions(doc: QdqDocument, params: CodeActionParams, caps: EditCapabilities): CodeAction[] {
-  const only = params.context.only;
-  const wants = (kind: string) => !only || only.some((o) => kind === o || kind.startsWith(o + '.'));
+/** Quick fixes of qdq diagnostics (their edits travel in Diagnostic.data), and the missing-helper fix. */
+function quickFixes(doc: QdqDocument, params: CodeActionParams, caps: EditCapabilities): CodeAction[] {
   const actions: CodeAction[] = [];
-
-  // 1. Quick fixes of qdq diagnostics: their edits travel in Diagnostic.data, ready to apply.
-  if (wants(lsp.CodeActionKind.QuickFix)) {
-    for (const d of params.context.diagnostics) {
-      if (d.source !== DIAGNOSTIC_SOURCE) continue;
-      const data = d.data as DiagnosticData | undefined;
-      if (!data?.fix || data.version !== doc.version) continue;
+  for (const d of params.context.diagnostics) {
+    if (d.source !== DIAGNOSTIC_SOURCE) continue;
+    const data = d.data as DiagnosticData | undefined;
+    if (data?.fix && data.version === doc.version) {
       const unsafe = data.fix.safety === 'unsafe';
       actions.push({
         title: unsafe ? `${data.fix.title} (changes results: review)` : data.fix.title,
@@ -179,22 +175,28 @@ export function listCodeActions(doc: QdqDocument, params: CodeActionParams, caps
       });
     }
   }
-
-  // 1b. qdq_quant.py missing next to a quantized file: add it again.
-  if (wants(lsp.CodeActionKind.QuickFix)) {
-    for (const d of params.context.diagnostics) {
-      const data = d.data as { missingHelper?: string } | undefined;
-      if (d.source !== DIAGNOSTIC_SOURCE || !data?.missingHelper) continue;
-      const fix = buildWorkspaceEdit(doc, { edits: [], helperNeeded: true }, caps);
-      actions.push({
-        title: `Add ${HELPER_FILE} next to this file`,
-        kind: lsp.CodeActionKind.QuickFix,
-        diagnostics: [d],
-        isPreferred: true,
-        ...fix,
-      });
-    }
+  // qdq_quant.py missing next to a quantized file: add it again.
+  for (const d of params.context.diagnostics) {
+    const data = d.data as { missingHelper?: string } | undefined;
+    if (d.source !== DIAGNOSTIC_SOURCE || !data?.missingHelper) continue;
+    const fix = buildWorkspaceEdit(doc, { edits: [], helperNeeded: true }, caps);
+    actions.push({
+      title: `Add ${HELPER_FILE} next to this file`,
+      kind: lsp.CodeActionKind.QuickFix,
+      diagnostics: [d],
+      isPreferred: true,
+      ...fix,
+    });
   }
+  return actions;
+}
+
+export function listCodeActions(doc: QdqDocument, params: CodeActionParams, caps: EditCapabilities): CodeAction[] {
+  const only = params.context.only;
+  const wants = (kind: string) => !only || only.some((o) => kind === o || kind.startsWith(o + '.'));
+  const actions: CodeAction[] = [];
+
+  if (wants(lsp.CodeActionKind.QuickFix)) actions.push(...quickFixes(doc, params, caps));
 
   const index = doc.getIndex();
   // The fix engine says which sites its quantize pass wraps; this module only renders that.

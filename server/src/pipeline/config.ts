@@ -435,7 +435,8 @@ export function loadConfig(projectDir: string, overrides: ConfigOverrides = {}):
   if (text === undefined) {
     throw new ConfigError(
       `no pyproject.toml in ${projectDir}`,
-      'run qdq in a project folder, or create pyproject.toml with a [tool.qdq] table (see examples/digits-cnn/pyproject.toml)',
+      'run qdq in a project folder, or create pyproject.toml with a [tool.qdq] table: at least ' +
+        'model = "model.py:build_model" and input-shapes = [[1, 3, 224, 224]] (or example-inputs)',
     );
   }
   const r = validateConfigText(text);
