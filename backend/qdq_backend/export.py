@@ -25,6 +25,7 @@ from .calibrate import ensure_outputs_calibrated, uncalibrated_error
 from .errors import QdqError, describe
 from .loader import Inputs, Project, QuantizerInfo, flatten_outputs
 from .protocol_types import EXPORT_TARGETS, ExportParams, ExportResult, QdqNodeCounts
+from .residual_fusion import float_residuals
 
 Progress = Callable[[str, int, Optional[int], str], None]
 
@@ -758,9 +759,11 @@ def export(
             )
             written.append(fp32)
             check_cancel()
+        # tensorrt: an add that does not follow a convolution keeps its residual stream in float
+        residual_off = set(float_residuals(project)) if target == "tensorrt" else set()
         active = []
         for q in project.quantizers:
-            on = q.role != "output" or target == "ort-cpu"
+            on = (q.role != "output" or target == "ort-cpu") and q.name not in residual_off
             q.module.enabled = on
             if on and q.module.amax is not None:
                 active.append(q)
@@ -812,6 +815,7 @@ def export(
         "fp32_markers": fp32_markers(model),
         "unused_quantizers": unused,
         "exporter_fallback": _FALLBACKS.get(INT8_FILE, ""),
+        "residual_float": sorted(residual_off),
     }
 
 

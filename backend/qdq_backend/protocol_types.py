@@ -14,7 +14,7 @@ try:
 except ImportError:  # Python 3.7; torch depends on typing_extensions
     from typing_extensions import TypedDict
 
-SCHEMA_SHA256 = "db03f2a6769958efb2589afc13cde0f194d158f0fb247e338218fc7bc671eb88"
+SCHEMA_SHA256 = "3157d91569c8679f10f6ee632e908155f3164fd735fe1240e57148dfc33d8597"
 
 ERROR_KINDS = ("config", "import", "user_code", "no_data", "shape", "nan", "oom", "cancelled", "export", "internal", "protocol")
 ErrorKind = str  # one of ERROR_KINDS
@@ -283,6 +283,7 @@ class ExportResult(_ExportResultRequired, total=False):
     fp32_markers: List[Dict[str, Any]]
     unused_quantizers: List[str]
     exporter_fallback: str
+    residual_float: List[str]
 
 
 @dataclass

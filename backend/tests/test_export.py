@@ -242,14 +242,14 @@ BRANCHES = textwrap.dedent(
             super().__init__()
             self.fc = qdq_quant.quant(nn.Linear(4, 4))
             self.head = qdq_quant.quant(nn.Linear(4, 2))  # built, run, but its result is not returned
-            self.add0_residual_quantizer = qdq_quant.TensorQuantizer()  # qdq
+            self.matmul0_a_quantizer = qdq_quant.TensorQuantizer()  # qdq
             self.single = False
 
         def forward(self, x):
             y = self.fc(x)
             self.head(y)
             if self.single:  # a path calibration never takes
-                y = self.add0_residual_quantizer(y) + x
+                y = self.matmul0_a_quantizer(y) @ x.t() @ x
             return y
 
 
@@ -266,7 +266,7 @@ def test_unused_branch_is_reported_and_an_uncalibrated_live_quantizer_is_named(t
     proj = loader.load({"project_dir": str(tmp_path), "model": "branches.py:build", "input_shapes": [[2, 4]]}, _noop)
     out_dir = str(tmp_path / "out")
     result = calibrate.calibrate(proj, {"method": "max", "batches": 2, "out_dir": out_dir}, _noop, _noop)
-    skipped = [q for q in result["quantizers"] if q["name"] == "add0_residual_quantizer"][0]
+    skipped = [q for q in result["quantizers"] if q["name"] == "matmul0_a_quantizer"][0]
     assert skipped["amax"] is None  # never reached: left uncalibrated, not an error by itself
     exported = _export(proj, out_dir)  # the head's result is unused: reported, not a pair-count failure
     assert exported["unused_quantizers"] == ["head.input_quantizer", "head.weight_quantizer"]
@@ -275,7 +275,7 @@ def test_unused_branch_is_reported_and_an_uncalibrated_live_quantizer_is_named(t
     with pytest.raises(QdqError) as err:
         _export(proj, out_dir)
     assert err.value.kind == "config"
-    assert "add0_residual_quantizer" in err.value.message and "branches.py:" in err.value.message
+    assert "matmul0_a_quantizer" in err.value.message and "branches.py:" in err.value.message
 
 
 KEYWORDS = textwrap.dedent(
@@ -329,3 +329,55 @@ def test_keyword_example_inputs_export_without_filling_defaults_positionally(tmp
     if onnx is None:
         pytest.skip(NO_ONNX)
     assert [i.name for i in onnx.load(result["int8_onnx"]).graph.input] == ["scale", "ids"]
+
+
+RESIDUALS = textwrap.dedent(
+    """
+    import torch
+    import torch.nn as nn
+    import qdq_quant  # qdq
+
+
+    class Residuals(nn.Module):
+        # a ResNet-style add (conv -> BN, then + identity) and a transformer-style one (+ a Linear branch)
+        def __init__(self):
+            super().__init__()
+            self.conv = qdq_quant.quant(nn.Conv2d(4, 4, 3, padding=1))
+            self.bn = nn.BatchNorm2d(4)
+            self.fc = qdq_quant.quant(nn.Linear(4, 4))
+            self.iadd0_residual_quantizer = qdq_quant.TensorQuantizer()  # qdq
+            self.add0_residual_quantizer = qdq_quant.TensorQuantizer()  # qdq
+
+        def forward(self, x):
+            y = self.bn(self.conv(x))
+            y += self.iadd0_residual_quantizer(x)
+            t = torch.relu(y).mean(dim=(2, 3))
+            return self.add0_residual_quantizer(t) + self.fc(t)
+
+
+    def build():
+        torch.manual_seed(0)
+        return Residuals().eval()
+    """
+)
+
+
+def test_tensorrt_keeps_residual_quantizers_only_on_adds_after_a_convolution(tmp_path):
+    (tmp_path / "residuals.py").write_text(RESIDUALS)
+    (tmp_path / "qdq_quant.py").write_text(open(HELPER, encoding="utf-8").read())
+    proj = loader.load(
+        {"project_dir": str(tmp_path), "model": "residuals.py:build", "input_shapes": [[2, 4, 6, 6]]}, _noop
+    )
+    out_dir = str(tmp_path / "out")
+    calibrate.calibrate(proj, {"method": "max", "batches": 2, "out_dir": out_dir}, _noop, _noop)
+    exported = _export(proj, out_dir)
+    # Conv + Add fuses in TensorRT with the identity in INT8; a Linear branch's add has no such fusion
+    assert exported["residual_float"] == ["add0_residual_quantizer"]
+    # conv and fc, input and weight; the identity's quantizer has the conv input's range on the same x: one pair
+    assert exported["quantizer_calls"] == 4
+    assert proj.model.add0_residual_quantizer.enabled  # left off for the export only
+    if onnx is None:
+        pytest.skip(NO_ONNX)
+    model, _, dqs = _dq_nodes(exported["int8_onnx"])
+    readers = {i: n.op_type for n in model.graph.node for i in n.input}
+    assert sorted(readers[dq.output[0]] for dq in dqs if readers.get(dq.output[0]) == "Add") == ["Add"]

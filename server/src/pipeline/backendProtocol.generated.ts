@@ -228,6 +228,8 @@ export interface ExportResult {
   unused_quantizers?: string[];
   /** why the INT8 export fell back from the TorchScript exporter to the dynamo one (empty when it did not) */
   exporter_fallback?: string;
+  /** tensorrt: residual-add quantizers left off because their add does not follow a convolution (no Conv+Add fusion; the residual stream stays float) */
+  residual_float?: string[];
 }
 
 export type RestoreModulesParams = Record<string, never>;
@@ -1212,6 +1214,13 @@ export const PROTOCOL_SCHEMA: ProtocolSchema = {
         "exporter_fallback": {
           "type": "string",
           "description": "why the INT8 export fell back from the TorchScript exporter to the dynamo one (empty when it did not)"
+        },
+        "residual_float": {
+          "type": "array",
+          "items": {
+            "type": "string"
+          },
+          "description": "tensorrt: residual-add quantizers left off because their add does not follow a convolution (no Conv+Add fusion; the residual stream stays float)"
         }
       },
       "required": [

@@ -651,6 +651,14 @@ function exportNotes(run: Run, report: Report, exp: ExportResult): void {
       `${unused.length} quantizers sit in code whose result the outputs do not use, so the exporter leaves them out: ${unused.slice(0, 6).join(', ')}${unused.length > 6 ? ', ...' : ''}`,
     );
   }
+  const residual = exp.residual_float ?? [];
+  if (residual.length) {
+    // backend/qdq_backend/residual_fusion.py: TensorRT fuses a residual add into a convolution, never into a
+    // Linear/attention branch; there the quantizer would only round the residual stream.
+    run.notes.push(
+      `tensorrt: ${residual.length} residual-add quantizers left off (their add follows no convolution, so there is no Conv+Add fusion; the residual stream stays float, as in TensorRT's transformer recipes): ${residual.slice(0, 4).join(', ')}${residual.length > 4 ? ', ...' : ''}`,
+    );
+  }
   if (exp.exporter_fallback)
     run.notes.push(`exported with the dynamo exporter because the TorchScript one failed: ${exp.exporter_fallback}`);
   // The graph's own opset: the dynamo exporter writes at least 18 whatever was asked.
