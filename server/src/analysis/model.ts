@@ -22,6 +22,7 @@ import type {
   DeclaredQuantizer,
   FunctionInfo,
   ImportInfo,
+  IndexCaches,
   Layer,
   ModelIndex,
   ModuleClass,
@@ -1075,7 +1076,7 @@ function classifyAdd(r: StatementReader, p: PendingAdd): void {
 // ---------------------------------------------------------------------------------------------------------
 // Segments: one per top-level statement, cached between builds of the same document.
 
-interface Segment {
+export interface Segment {
   /** Text of the statement through the first line of the next top-level statement (covers its own last line). */
   key: string;
   /**
@@ -1103,7 +1104,7 @@ interface Segment {
   memo: { delegateClasses: Map<string, number[]> };
 }
 
-interface SegmentCache {
+export interface SegmentCache {
   globalKey: string;
   importsKey: string;
   imports: ImportInfo;
@@ -1153,8 +1154,6 @@ function importStatementsKey(children: SyntaxNode[], starts: number[], text: str
   }
   return parts.join('\u0001');
 }
-
-const CACHE = Symbol('qdq.modelIndexSegments');
 
 /**
  * A copy of a slice that does not keep the whole document string alive: V8 represents a slice as a view of
@@ -1362,8 +1361,8 @@ export interface StatementLayout {
 
 function build(tree: Tree, text: string, eol: '\n' | '\r\n' | '\r', previous?: ModelIndex): ModelIndex {
   const doc = new DocumentReader(text, tree);
-  const prevCache = previous ? (previous as unknown as Record<symbol, SegmentCache | undefined>)[CACHE] : undefined;
-  const prevLineage = previous ? (previous as unknown as Record<symbol, Lineage | undefined>)[LINEAGE] : undefined;
+  const prevLineage = previous?.lineage;
+  const prevCache = prevLineage?.segments;
   const slots = (prevCache && prevLineage && editedSlots(doc, prevLineage, prevCache)) || allSlots(doc, prevCache);
   return assemble(tree, text, eol, slots, prevLineage);
 }
@@ -1664,24 +1663,28 @@ function assemble(
     hasSyntaxErrors: tree.rootNode.hasError,
     eol,
   };
-  Object.defineProperty(index, CACHE, { value: slots.cache, enumerable: false });
-  Object.defineProperty(index, LINEAGE, {
-    value: {
-      text,
-      starts: slots.starts,
-      rows: slots.rows,
-      types: slots.types,
-      reuse: slots.reuse,
-      tree,
-      shared: prevLineage?.shared ?? {},
-    } satisfies Lineage,
-    enumerable: false,
-  });
+  const lineage: Lineage = {
+    text,
+    starts: slots.starts,
+    rows: slots.rows,
+    types: slots.types,
+    reuse: slots.reuse,
+    tree,
+    segments: slots.cache,
+    caches: prevLineage?.caches ?? {},
+  };
+  // Not enumerable: how the index was made is no part of what it says about the file (comparisons of a fresh and
+  // an incremental index, JSON and spreads see the same data).
+  Object.defineProperty(index, 'lineage', { value: lineage, enumerable: false });
   return index;
 }
 
-const LINEAGE = Symbol('qdq.modelIndexLineage');
-interface Lineage {
+/**
+ * What an index keeps for the next build of the same document (buildModelIndex's `previous`): the text, tree and
+ * top-level statements it was built from, its per-statement segments, and the caches later analyses keep with the
+ * document (handed on unchanged from build to build).
+ */
+export interface Lineage {
   text: string;
   starts: number[];
   rows: number[];
@@ -1689,7 +1692,9 @@ interface Lineage {
   reuse?: StatementLayout['reuse'];
   /** The tree the index was built from: the next build compares it with its own (see editedSlots). */
   tree?: Tree;
-  shared: Record<string, unknown>;
+  /** The segments the next build reuses for statements whose text is unchanged. */
+  segments: SegmentCache;
+  caches: IndexCaches;
 }
 
 /**
@@ -1697,18 +1702,18 @@ interface Lineage {
  * version), when `index` was built from it. The rules cache their diagnostics per statement with it.
  */
 export function statementLayout(index: ModelIndex | null | undefined, text: string): StatementLayout | undefined {
-  const lineage = index ? (index as unknown as Record<symbol, Lineage | undefined>)[LINEAGE] : undefined;
+  const lineage = index?.lineage;
   return lineage && lineage.text === analysisText(text)
     ? { starts: lineage.starts, rows: lineage.rows, types: lineage.types, reuse: lineage.reuse }
     : undefined;
 }
 
 /**
- * An object that follows one document from index to index (each build with `previous` hands it on), where other
- * analyses keep their caches between versions. Contents never decide a result, only how fast it comes.
+ * The caches that follow one document from index to index (each build with `previous` hands them on), typed in
+ * analysis/types.ts (IndexCaches). Contents never decide a result, only how fast it comes.
  */
-export function documentCaches(index: ModelIndex | null | undefined): Record<string, unknown> | undefined {
-  return index ? (index as unknown as Record<symbol, Lineage | undefined>)[LINEAGE]?.shared : undefined;
+export function documentCaches(index: ModelIndex | null | undefined): IndexCaches | undefined {
+  return index?.lineage?.caches;
 }
 
 // Shifting a reused segment only records how far it moved (offsets by dOff, lines by dRow; a segment starts
