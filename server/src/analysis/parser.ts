@@ -5,7 +5,7 @@
 // - `lineage`: which tree was re-parsed from which, as numbers in WeakMaps keyed by tree (entries die with their
 //   trees; ids are never reused, so a tree of one document never matches another's);
 // - `binding.fastFields`: whether the binding's node layout allows fastStart/fastRow, probed once.
-// The node prototypes are patched once by getParser (cacheNodeTypeNames, findThroughCursor).
+// getParser patches the node prototypes once (binding facts, the same for every tree).
 //
 // Given a JS string, the node binding reports indices and columns in UTF-16 code units (JS string
 // indices), not UTF-8 bytes (checked by test/analysis/parser.test.ts with non-ASCII text), so tree-sitter
@@ -22,7 +22,7 @@ export type Edit = Parser.Edit;
 
 let shared: Parser | undefined;
 
-/** The process-wide Python parser (parsing is synchronous, so one instance is enough). Made on first use. */
+/** The process-wide Python parser (parsing is synchronous, so one instance is enough). */
 export function getParser(): Parser {
   if (!shared) {
     shared = new Parser();
