@@ -7,7 +7,15 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { TextDocument } from 'vscode-languageserver-textdocument';
 import { QdqDocument } from '../../server/src/features/documents';
-import { EditCapabilities, isActionData, listCodeActions, resolveAction } from '../../server/src/features/codeActions';
+import {
+  EditCapabilities,
+  fileHasWork,
+  isActionData,
+  listCodeActions,
+  resolveAction,
+} from '../../server/src/features/codeActions';
+import { quantizableSites } from '../../server/src/fixes';
+import { quantizeFile } from '../../server/src/fixes';
 import type { CodeAction, WorkspaceEdit } from 'vscode-languageserver-protocol';
 
 const ROOTS = ['examples', 'test/fixtures', 'test/golden/quantize'];
@@ -98,4 +106,62 @@ test('no Quantize action where the engine would not quantize: a matmul with no m
     ).map((a) => a.title);
   assert.ok(!titles(5).some((t) => t.startsWith('Quantize this op')), titles(5).join(', '));
   assert.ok(titles(14).includes('Quantize this op: torch.matmul'), titles(14).join(', '));
+});
+
+/** Every action title listed on any line of `doc`. */
+function allTitles(doc: QdqDocument, uri: string): string[] {
+  const titles = new Set<string>();
+  for (let line = 0; line < doc.getLines().starts.length; line++)
+    for (const a of listCodeActions(
+      doc,
+      {
+        textDocument: { uri },
+        range: { start: { line, character: 0 }, end: { line, character: 0 } },
+        context: { diagnostics: [] },
+      },
+      CAPS,
+    ))
+      titles.add(a.title);
+  return [...titles];
+}
+
+test('fileHasWork, the code actions and quantizeFile agree when the only candidates are non-tensor operands', () => {
+  // Residual adds by their shape (`name = name + self.call(...)`), whose other side the operand filter rejects:
+  // integer positions (torch.arange) and an additive bias (ALiBi). No weighted layer.
+  const lines = [
+    'import torch',
+    'from torch import nn',
+    '',
+    '',
+    'class Block(nn.Module):',
+    '    def __init__(self):',
+    '        super().__init__()',
+    '        self.shift = nn.Identity()',
+    '',
+    '    def forward(self, x):',
+    '        ids = torch.arange(x.shape[0])',
+    '        ids = ids + self.shift(ids)',
+    '        x = x + self.get_alibi(x)',
+    '        return x, ids',
+    '',
+  ];
+  const text = lines.join('\n');
+  const uri = 'file:///tmp/qdq-actions/positions.py';
+  const doc = new QdqDocument(TextDocument.create(uri, 'python', 1, text));
+  const index = doc.getIndex();
+  const adds = index.classes.flatMap((c) => c.ops).filter((op) => op.residual);
+  assert.equal(adds.length, 2, 'the index finds both adds as residual by their shape');
+  const sites = quantizableSites(index, doc.getTree(), doc.getText());
+  for (const op of adds) assert.ok(sites.skipOperands(op), `the operand filter keeps ${op.callee} at ${op.span.start}`);
+  assert.equal(fileHasWork(index, doc.getTree(), doc.getText()).quantize, false);
+  const titles = allTitles(doc, uri);
+  assert.ok(!titles.some((t) => t.startsWith('Quantize')), titles.join(', '));
+  assert.equal(quantizeFile(text).edits.length, 0, 'the fix engine leaves the file alone too');
+
+  // Control: a real residual add in the same file is offered by all three.
+  const withResidual = text.replace('        return x, ids', '        x = x + self.shift(x)\n        return x, ids');
+  const doc2 = new QdqDocument(TextDocument.create(uri, 'python', 2, withResidual));
+  assert.equal(fileHasWork(doc2.getIndex(), doc2.getTree(), doc2.getText()).quantize, true);
+  assert.ok(allTitles(doc2, uri).includes('Quantize file'));
+  assert.ok(quantizeFile(withResidual).edits.length > 0);
 });

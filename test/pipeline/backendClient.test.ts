@@ -1,31 +1,19 @@
 // The JSON-RPC client against the real Python backend (python -m qdq_backend): results, error kinds,
 // cancellation and a killed backend. Skips where no interpreter here can import torch.
-import { test, before } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { BackendClient, ProgressEvent } from '../../server/src/pipeline/backendClient';
-import { findInterpreter } from '../../server/src/pipeline/interpreter';
 import { QdqError, CancelToken } from '../../server/src/pipeline/errors';
+import { projectCopy, torchPython } from './backendSetup';
 
 const fixture = path.join(process.cwd(), 'test/fixtures/pipeline/tiny');
-let python: string | null = null;
-let skipReason = '';
-
-before(async () => {
-  try {
-    python = (await findInterpreter({ timeoutMs: 60_000 })).path;
-  } catch (e) {
-    skipReason = `no Python with torch: ${(e as Error).message.split('\n')[0]}`;
-  }
-});
+const torch = torchPython();
 
 function project(): string {
-  // A copy, so out-dir writes never land in the source tree.
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qdq-backend-client-'));
-  for (const f of fs.readdirSync(fixture)) fs.copyFileSync(path.join(fixture, f), path.join(dir, f));
-  return dir;
+  return projectCopy(fixture, 'qdq-backend-client-');
 }
 
 function quantizedSource(dir: string): { file: string; source: string } {
@@ -41,8 +29,9 @@ async function withBackend(
   t: { skip(msg: string): void },
   fn: (c: BackendClient, dir: string) => Promise<void>,
 ): Promise<void> {
+  const python = torch.python;
   if (!python) {
-    t.skip(skipReason);
+    t.skip(torch.skipReason);
     return;
   }
   const dir = project();
@@ -176,8 +165,9 @@ test('a killed backend fails the pending request with backend_died, and later re
 });
 
 test('a backend that ignores cancellation is killed after the grace period', async (t) => {
+  const python = torch.python;
   if (!python) {
-    t.skip(skipReason);
+    t.skip(torch.skipReason);
     return;
   }
   // A stand-in "backend" that reads requests and never answers: PYTHONPATH points at a fake package.

@@ -1,31 +1,20 @@
 // The backend process's life (issue 14 D5, D7) and the typed boundary (issue 13) against the real Python backend:
 // a model that starts child processes neither stalls shutdown nor leaves them running; Ctrl-C reaching the
 // backend cancels the request cleanly; a malformed message is a `protocol` error naming the field.
-import { test, before } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { BackendClient } from '../../server/src/pipeline/backendClient';
-import { findInterpreter } from '../../server/src/pipeline/interpreter';
 import { QdqError, CancelToken } from '../../server/src/pipeline/errors';
+import { projectCopy, torchPython } from './backendSetup';
 
 const spawner = path.join(process.cwd(), 'backend/tests/fixtures/spawner');
-let python: string | null = null;
-let skipReason = '';
-
-before(async () => {
-  try {
-    python = (await findInterpreter({ timeoutMs: 60_000 })).path;
-  } catch (e) {
-    skipReason = `no Python with torch: ${(e as Error).message.split('\n')[0]}`;
-  }
-});
+const torch = torchPython();
 
 function project(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qdq-backend-life-'));
-  fs.copyFileSync(path.join(spawner, 'model.py'), path.join(dir, 'model.py'));
-  return dir;
+  return projectCopy(spawner, 'qdq-backend-life-', /^model\.py$/);
 }
 
 /** Processes whose command line is `sleep <seconds>`: the fixture's children, found by their unique duration. */
@@ -58,7 +47,7 @@ function uniqueSeconds(): string {
 
 async function startSpawner(env: NodeJS.ProcessEnv): Promise<{ c: BackendClient; dir: string }> {
   const dir = project();
-  const c = BackendClient.start({ python: python!, projectDir: dir, env, cancelGraceMs: 5000 });
+  const c = BackendClient.start({ python: torch.python!, projectDir: dir, env, cancelGraceMs: 5000 });
   await c.initialize();
   await c.load({ project_dir: dir, model: 'model.py:build', input_shapes: [[2, 4]] });
   return { c, dir };
@@ -70,7 +59,8 @@ test(
   'a model that starts child processes: shutdown returns at once and no child is left',
   { skip: !linux },
   async (t) => {
-    if (!python) return t.skip(skipReason);
+    const python = torch.python;
+    if (!python) return t.skip(torch.skipReason);
     const seconds = uniqueSeconds();
     const { c } = await startSpawner({ ...process.env, QDQ_TEST_SLEEP: seconds });
     // A failed assertion must not leave the backend (and so this test file's process) running.
@@ -90,7 +80,8 @@ test(
   'kill() takes along what the backend started, in its group or in a session of its own',
   { skip: !linux },
   async (t) => {
-    if (!python) return t.skip(skipReason);
+    const python = torch.python;
+    if (!python) return t.skip(torch.skipReason);
     const seconds = uniqueSeconds();
     const { c } = await startSpawner({ ...process.env, QDQ_TEST_SLEEP: seconds });
     t.after(() => c.kill());
@@ -106,7 +97,8 @@ test(
   'SIGINT reaching the backend (Ctrl-C in a terminal) answers the request as cancelled',
   { skip: !linux },
   async (t) => {
-    if (!python) return t.skip(skipReason);
+    const python = torch.python;
+    if (!python) return t.skip(torch.skipReason);
     const seconds = uniqueSeconds();
     const dir = project();
     const c = BackendClient.start({ python, projectDir: dir, env: { ...process.env, QDQ_TEST_SLEEP: seconds } });
@@ -135,7 +127,8 @@ test(
 );
 
 test('a malformed request is a protocol error naming the field, and the backend keeps serving', async (t) => {
-  if (!python) return t.skip(skipReason);
+  const python = torch.python;
+  if (!python) return t.skip(torch.skipReason);
   const dir = project();
   const c = BackendClient.start({ python, projectDir: dir });
   try {
@@ -159,7 +152,8 @@ test('a malformed request is a protocol error naming the field, and the backend 
 });
 
 test('a malformed result or error from the backend is a protocol error, never a crash', async (t) => {
-  if (!python) return t.skip(skipReason);
+  const python = torch.python;
+  if (!python) return t.skip(torch.skipReason);
   // A stand-in backend answering every request with the wrong shapes.
   const fake = fs.mkdtempSync(path.join(os.tmpdir(), 'qdq-fake-backend-'));
   fs.mkdirSync(path.join(fake, 'qdq_backend'));

@@ -1,17 +1,13 @@
-// One positive and one negative case per rule, run through the real parser and model index.
+// One negative case per rule (code that looks like what the rule reports but is fine), run through the real
+// parser and model index. Where each rule fires (code, severity, range, message, fix) lives in its fixture and
+// snapshot under test/fixtures/rules (test/rules/fixtures.test.ts); these check that it stays quiet nearby.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { diagnose, py, textAt } from './helpers';
+import { diagnose, py } from './helpers';
 import { allRules } from '../../server/src/rules';
-import type { Severity } from '../../server/src/rules/types';
 
 interface Case {
   code: string;
-  positive: string;
-  /** Severity of the first diagnostic (default target TensorRT 10.15). */
-  severity: Severity;
-  /** Source text the first diagnostic covers (substring check). */
-  covers: string;
   negative: string;
 }
 
@@ -21,14 +17,6 @@ const Q =
 const cases: Case[] = [
   {
     code: 'TRT001',
-    severity: 'warning',
-    covers: 'torch.cumsum(mask, dim=1)',
-    positive: py`
-      import torch
-      def f(input_ids, pad):
-          mask = input_ids.ne(pad).int()
-          return torch.cumsum(mask, dim=1) * mask
-    `,
     negative: py`
       import torch
       def f(input_ids, pad):
@@ -38,155 +26,84 @@ const cases: Case[] = [
   },
   {
     code: 'TRT004',
-    severity: 'warning',
-    covers: 'torch.nonzero(x > 0)',
-    positive: 'import torch\ndef f(x):\n    return torch.nonzero(x > 0)\n',
     negative: 'import torch\ndef f(x):\n    return torch.where(x > 0, x, torch.zeros_like(x))\n',
   },
   {
     code: 'TRT005',
-    severity: 'warning',
-    covers: 'x[keep]',
-    positive: 'import torch\ndef f(x: torch.Tensor):\n    keep = x.gt(0)\n    return x[keep]\n',
     negative: 'import torch\ndef f(x: torch.Tensor):\n    keep = x.gt(0)\n    return x * keep\n',
   },
   {
     code: 'TRT007',
-    severity: 'error',
-    covers: 'torch.unique(labels)',
-    positive: 'import torch\ndef f(labels):\n    return torch.unique(labels)\n',
     negative: 'import numpy as np\ndef f(labels):\n    return np.unique(labels)\n',
   },
   {
     code: 'TRT008',
-    severity: 'error',
-    covers: 'ids.bincount()',
-    positive: 'import torch\ndef f(ids):\n    return ids.bincount()\n',
     negative: 'import torch\nimport torch.nn.functional as F\ndef f(ids):\n    return F.one_hot(ids, 10).sum(0)\n',
   },
   {
     code: 'TRT009',
-    severity: 'error',
-    covers: 'torch.histc(x, bins=4)',
-    positive: 'import torch\ndef f(x):\n    return torch.histc(x, bins=4)\n',
     negative: 'import torch\ndef f(x, edges):\n    return (x[..., None] >= edges).float().sum(0)\n',
   },
   {
     code: 'TRT010',
-    severity: 'error',
-    covers: 'torch.searchsorted(edges, x)',
-    positive: 'import torch\ndef f(edges, x):\n    return torch.searchsorted(edges, x)\n',
     negative: 'import torch\ndef f(edges, x):\n    return (x[..., None] >= edges[..., None, :]).float().sum(-1)\n',
   },
   {
     code: 'TRT013',
-    severity: 'error',
-    covers: 'TrainingMode.TRAINING',
-    positive:
-      'import torch\ndef export(model, x):\n    model.eval()\n    torch.onnx.export(model, x, "m.onnx", training=torch.onnx.TrainingMode.TRAINING)\n',
     negative: 'import torch\ndef export(model, x):\n    model.eval()\n    torch.onnx.export(model, x, "m.onnx")\n',
   },
   {
     code: 'TRT017',
-    severity: 'error',
-    covers: 'a @ b',
-    positive:
-      'import torch\ndef f(n):\n    a = torch.arange(n).view(1, n)\n    b = torch.ones(n, 1, dtype=torch.long)\n    return a @ b\n',
     negative:
       'import torch\ndef f(n):\n    a = torch.arange(n).view(1, n).float()\n    b = torch.ones(n, 1)\n    return a @ b\n',
   },
   {
     code: 'TRT022',
-    severity: 'error',
-    covers: '4096',
-    positive: 'import torch\ndef f(scores):\n    return torch.topk(scores, 4096)\n',
     negative: 'import torch\ndef f(scores):\n    return torch.topk(scores, 100, sorted=True)\n',
   },
   {
     code: 'TRT025',
-    severity: 'warning',
-    covers: 'out.scatter_add_(0, idx, src)',
-    positive: 'import torch\ndef f(out, idx, src):\n    return out.scatter_add_(0, idx, src)\n',
     negative: 'import torch\ndef f(out, idx, src):\n    return out.scatter(0, idx, src)\n',
   },
   {
     code: 'TRT026',
-    severity: 'error',
-    covers: 'index_put_',
-    positive: 'import torch\ndef f(out, idx, v):\n    return out.index_put_((idx,), v, accumulate=True)\n',
     negative: 'import torch\ndef f(out, idx, v):\n    return out.index_put_((idx,), v)\n',
   },
   {
     code: 'TRT029',
-    severity: 'error',
-    covers: 'torch.fft.rfft(x)',
-    positive: 'import torch\ndef f(x):\n    return torch.fft.rfft(x)\n',
     negative: 'import torch\ndef f(x, basis):\n    return x @ basis\n',
   },
   {
     code: 'TRT030',
-    severity: 'error',
-    covers: 'codes & 0xFF',
-    positive: 'import torch\ndef f(x):\n    codes = x.long()\n    return codes & 0xFF\n',
     negative: 'import torch\ndef f(x, y):\n    a = x.gt(0)\n    b = y.gt(0)\n    return a & b\n',
   },
   {
     code: 'TRT031',
-    severity: 'error',
-    covers: 'a + b',
-    positive: 'import torch\ndef f(x, y):\n    a = x.gt(0)\n    b = y.lt(1)\n    return a + b\n',
     negative: 'import torch\ndef f(x, y):\n    a = x.gt(0).int()\n    b = y.lt(1).int()\n    return a + b\n',
   },
   {
     code: 'TRT032',
-    severity: 'error',
-    covers: 'mask.byte()',
-    positive: 'import torch\ndef f(mask):\n    return mask.byte()\n',
     negative: 'import torch\ndef f(mask):\n    return mask.bool()\n',
   },
   {
     code: 'TRT033',
-    severity: 'error',
-    covers: 'torch.exp(pos)',
-    positive: 'import torch\ndef f(n: int):\n    pos = torch.arange(0, n)\n    return torch.exp(pos)\n',
     negative: 'import torch\ndef f(n):\n    pos = torch.arange(0.0, n)\n    return torch.exp(pos)\n',
   },
   {
     code: 'TRT049',
-    severity: 'error',
-    covers: 'torch.ao.quantization.quantize_dynamic(model, {nn.Linear})',
-    positive:
-      'import torch\nfrom torch import nn\ndef f(model):\n    return torch.ao.quantization.quantize_dynamic(model, {nn.Linear})\n',
     negative: 'import torch\nfrom torch import nn\ndef f(model):\n    return model.eval()\n',
   },
   {
     code: 'TRT060',
-    severity: 'error',
-    covers: 'config.set_flag(trt.BuilderFlag.FP16)',
-    positive:
-      'import tensorrt as trt\ndef build(config):\n    config.set_flag(trt.BuilderFlag.FP16)\n    return config\n',
     negative:
       'import tensorrt as trt\ndef build(config):\n    config.set_flag(trt.BuilderFlag.TF32)\n    return config\n',
   },
   {
     code: 'TRT061',
-    severity: 'error',
-    covers: '--int8',
-    positive: 'import subprocess\nsubprocess.run("trtexec --onnx=m.onnx --int8", check=True)\n',
     negative: 'import subprocess\nsubprocess.run("trtexec --onnx=m.onnx --saveEngine=m.plan", check=True)\n',
   },
   {
     code: 'TRT062',
-    severity: 'warning',
-    covers: 'nn.Conv2d(3, 64, 7, stride=2)',
-    positive: py`
-      import torch.nn as nn
-      import qdq_quant  # qdq
-      class Stem(nn.Module):
-          def __init__(self):
-              super().__init__()
-              self.conv = qdq_quant.quant(nn.Conv2d(3, 64, 7, stride=2))
-    `,
     negative: py`
       import torch.nn as nn
       import qdq_quant  # qdq
@@ -199,19 +116,6 @@ const cases: Case[] = [
   },
   {
     code: 'TRT063',
-    severity: 'warning',
-    covers: 'self.fc(x)',
-    positive: py`
-      import torch.nn as nn
-      import qdq_quant  # qdq
-      class Block(nn.Module):
-          def __init__(self, dim):
-              super().__init__()
-              self.fc = qdq_quant.quant(nn.Linear(dim, dim))
-          def forward(self, x):
-              x = x.permute(0, 2, 3, 1)
-              return self.fc(x)
-    `,
     negative: py`
       import torch.nn as nn
       import qdq_quant  # qdq
@@ -226,14 +130,6 @@ const cases: Case[] = [
   },
   {
     code: 'TRT064',
-    severity: 'warning',
-    covers: '13',
-    positive: py`
-      import torch
-      import torch.nn as nn
-      m = nn.Sequential(nn.Linear(8, 8), nn.LayerNorm(8)).eval()
-      torch.onnx.export(m, torch.randn(1, 8), "m.onnx", opset_version=13)
-    `,
     negative: py`
       import torch
       import torch.nn as nn
@@ -244,16 +140,6 @@ const cases: Case[] = [
   },
   {
     code: 'TRT065',
-    severity: 'information',
-    covers: 'nn.Linear(256, 3)',
-    positive: py`
-      import torch.nn as nn
-      import qdq_quant  # qdq
-      class Head(nn.Module):
-          def __init__(self):
-              super().__init__()
-              self.head = qdq_quant.quant(nn.Linear(256, 3))
-    `,
     negative: py`
       import torch.nn as nn
       import qdq_quant  # qdq
@@ -266,47 +152,22 @@ const cases: Case[] = [
   },
   {
     code: 'TRT066',
-    severity: 'information',
-    covers: 'torch.argsort(scores, dim=1)',
-    positive: 'import torch\ndef f(scores):\n    return torch.argsort(scores, dim=1)\n',
     negative: 'import torch\ndef f(scores, names):\n    names.sort()\n    return torch.topk(scores, 5, dim=1)\n',
   },
   {
     code: 'TRT067',
-    severity: 'warning',
-    covers: 'mask.cumsum(-1, dtype=torch.int64)',
-    positive: 'import torch\ndef f(mask):\n    return mask.cumsum(-1, dtype=torch.int64)\n',
     negative: 'import torch\ndef f(mask, x):\n    return mask.cumsum(-1, dtype=torch.float32), x.flip(-1).cumsum(-1)\n',
   },
   {
     code: 'QDQ001',
-    severity: 'error',
-    covers: 'True',
-    positive: Q + 'q = TensorQuantizer(QuantDescriptor(num_bits=8, unsigned=True))\n',
     negative: Q + 'q = TensorQuantizer(QuantDescriptor(num_bits=8))\n',
   },
   {
     code: 'QDQ002',
-    severity: 'error',
-    covers: '0.0',
-    positive: 'import torch\ndef f(x):\n    return torch.fake_quantize_per_tensor_affine(x, 0.0, 0, -128, 127)\n',
     negative: 'import torch\ndef f(x):\n    return torch.fake_quantize_per_tensor_affine(x, 0.05, 0, -128, 127)\n',
   },
   {
     code: 'QDQ003',
-    severity: 'error',
-    covers: 'self.act_quantizer(x)',
-    positive: py`
-      import torch
-      from torch import nn
-      import qdq_quant  # qdq
-      class M(nn.Module):
-          def __init__(self):
-              super().__init__()
-              self.act_quantizer = qdq_quant.TensorQuantizer(axis=1)  # qdq
-          def forward(self, x):
-              return torch.relu(self.act_quantizer(x))
-    `,
     negative: py`
       import torch
       from torch import nn
@@ -321,26 +182,10 @@ const cases: Case[] = [
   },
   {
     code: 'QDQ004',
-    severity: 'error',
-    covers: '(1,)',
-    positive: Q + 'fc = quant_nn.QuantLinear(4, 8, quant_desc_weight=QuantDescriptor(num_bits=8, axis=(1,)))\n',
     negative: Q + 'fc = quant_nn.QuantLinear(4, 8, quant_desc_weight=QuantDescriptor(num_bits=8, axis=(0,)))\n',
   },
   {
     code: 'QDQ005',
-    severity: 'information',
-    covers: 'torch.matmul(self.matmul0_a_quantizer(q), k)',
-    positive: py`
-      import torch
-      from torch import nn
-      import qdq_quant  # qdq
-      class Attn(nn.Module):
-          def __init__(self):
-              super().__init__()
-              self.matmul0_a_quantizer = qdq_quant.TensorQuantizer()  # qdq
-          def forward(self, q, k):
-              return torch.matmul(self.matmul0_a_quantizer(q), k)
-    `,
     negative: py`
       import torch
       from torch import nn
@@ -356,20 +201,6 @@ const cases: Case[] = [
   },
   {
     code: 'QDQ006',
-    severity: 'information',
-    covers: 'self.out_quantizer(self.fc(x))',
-    positive: py`
-      import torch
-      from torch import nn
-      from pytorch_quantization import nn as quant_nn
-      class M(nn.Module):
-          def __init__(self):
-              super().__init__()
-              self.fc = quant_nn.QuantLinear(4, 4)
-              self.out_quantizer = quant_nn.TensorQuantizer(quant_nn.QuantLinear.default_quant_desc_input)
-          def forward(self, x):
-              return torch.nn.functional.gelu(self.out_quantizer(self.fc(x)))
-    `,
     negative: py`
       import torch
       from torch import nn
@@ -385,19 +216,6 @@ const cases: Case[] = [
   },
   {
     code: 'QDQ008',
-    severity: 'warning',
-    covers: 'self.matmul0_a_quantizer = qdq_quant.TensorQuantizer()',
-    positive: py`
-      import torch
-      from torch import nn
-      import qdq_quant  # qdq
-      class Attn(nn.Module):
-          def __init__(self):
-              super().__init__()
-              self.matmul0_a_quantizer = qdq_quant.TensorQuantizer()  # qdq
-          def forward(self, q, k):
-              return torch.matmul(q, k)
-    `,
     negative: py`
       import torch
       from torch import nn
@@ -412,22 +230,6 @@ const cases: Case[] = [
   },
   {
     code: 'QDQ007',
-    severity: 'information',
-    covers: 'out += identity',
-    positive: py`
-      from torch import nn
-      import qdq_quant  # qdq
-      class Block(nn.Module):
-          def __init__(self, c):
-              super().__init__()
-              self.conv1 = qdq_quant.quant(nn.Conv2d(c, c, 3, padding=1))
-              self.bn1 = nn.BatchNorm2d(c)
-          def forward(self, x):
-              identity = x
-              out = self.bn1(self.conv1(x))
-              out += identity
-              return out
-    `,
     negative: py`
       from torch import nn
       import qdq_quant  # qdq
@@ -446,20 +248,6 @@ const cases: Case[] = [
   },
   {
     code: 'QDQ010',
-    severity: 'warning',
-    covers: '[self.a_quantizer(a), self.b_quantizer(b)]',
-    positive: py`
-      import torch
-      from torch import nn
-      import qdq_quant  # qdq
-      class M(nn.Module):
-          def __init__(self):
-              super().__init__()
-              self.a_quantizer = qdq_quant.TensorQuantizer()  # qdq
-              self.b_quantizer = qdq_quant.TensorQuantizer()  # qdq
-          def forward(self, a, b):
-              return torch.cat([self.a_quantizer(a), self.b_quantizer(b)], dim=1)
-    `,
     negative: py`
       import torch
       from torch import nn
@@ -474,19 +262,8 @@ const cases: Case[] = [
   },
 ];
 
-describe('every rule: a positive and a negative case', () => {
+describe('every rule: a negative case', () => {
   for (const c of cases) {
-    it(`${c.code} fires on the positive case`, () => {
-      const ds = diagnose(c.code, c.positive);
-      assert.ok(ds.length >= 1, `${c.code} found nothing in:\n${c.positive}`);
-      assert.equal(ds[0].code, c.code);
-      assert.equal(ds[0].severity, c.severity, ds[0].message);
-      assert.ok(
-        textAt(c.positive, ds[0]).includes(c.covers),
-        `range covers "${textAt(c.positive, ds[0])}", expected "${c.covers}"`,
-      );
-      assert.match(ds[0].message, /TensorRT|ONNX/);
-    });
     it(`${c.code} stays quiet on the negative case`, () => {
       assert.deepEqual(
         diagnose(c.code, c.negative).map((d) => `${d.code}: ${d.message}`),

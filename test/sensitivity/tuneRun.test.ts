@@ -1,32 +1,19 @@
 // `qdq tune` end to end on a bundled example where INT8 already holds (digits-cnn): the real backend searches,
 // the pipeline exports and verifies, and the result keeps nothing in float, says so, leaves the model file alone,
 // and fills tune.json's latencies from onnxruntime-node. Skips where no interpreter here can import torch.
-import { test, before } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import { runTune } from '../../server/src/pipeline/tune';
-import { findInterpreter } from '../../server/src/pipeline/interpreter';
 import { QdqError } from '../../server/src/pipeline/errors';
+import { projectCopy, torchPython } from '../pipeline/backendSetup';
 
 const example = path.join(process.cwd(), 'examples', 'digits-cnn');
-let python: string | null = null;
-let skipReason = '';
-
-before(async () => {
-  try {
-    python = (await findInterpreter({ timeoutMs: 60_000 })).path;
-  } catch (e) {
-    skipReason = `no Python with torch: ${(e as Error).message.split('\n')[0]}`;
-  }
-});
+const torch = torchPython();
 
 function project(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qdq-tune-'));
-  for (const f of fs.readdirSync(example))
-    if (/\.(py|toml|pt)$/.test(f)) fs.copyFileSync(path.join(example, f), path.join(dir, f));
-  return dir;
+  return projectCopy(example, 'qdq-tune-', /\.(py|toml|pt)$/);
 }
 
 test('no budget anywhere: a config error naming --max-drop, before any Python runs', async () => {
@@ -38,7 +25,8 @@ test('no budget anywhere: a config error naming --max-drop, before any Python ru
 });
 
 test('digits-cnn: INT8 holds, so tune keeps nothing in float, says so, and measures the latencies', async (t) => {
-  if (!python) return t.skip(skipReason);
+  const python = torch.python;
+  if (!python) return t.skip(torch.skipReason);
   const dir = project();
   const modelBefore = fs.readFileSync(path.join(dir, 'model.py'), 'utf8');
   const { report, path: out, notes } = await runTune({ projectDir: dir, python, maxDrop: '0.5' });

@@ -1,7 +1,9 @@
 // buildModelIndex: the matches of grammars/model-*.scm (found by queries.ts's modelMatches) per top-level
 // statement, then a linear walk over them in document order with a stack of enclosing classes/functions; each
 // top-level statement is one segment, reused between versions of a document while its text stays the same.
-// Pure: tree + text in, data out.
+// Pure: tree + text (and the previous index) in, data out. The module holds no build state: what a build reads
+// travels in a DocumentReader / StatementReader handed to each step, and what the next build of the same
+// document reuses travels on the index it returns (ModelIndex.lineage).
 import type { SyntaxNode, Tree } from './parser';
 import { LineIndex, analysisText, isReparsedFrom, fastStart, fastRow, isIdentCharCode } from './parser';
 import { changedWindow, type ChangedWindow } from './textWindow';
@@ -20,6 +22,7 @@ import type {
   DeclaredQuantizer,
   FunctionInfo,
   ImportInfo,
+  IndexCaches,
   Layer,
   ModelIndex,
   ModuleClass,
@@ -124,22 +127,49 @@ class SegmentLines {
     return { start: this.position(span.start), end: this.position(span.end) };
   }
 }
-let lines: SegmentLines = new SegmentLines('', 0, 0, 0, 0);
-// Node text from the document string (one native call fewer than node.text), when the tree was parsed from it.
-let currentText = '';
-let currentTree: Tree | undefined;
-let textIsInput = false;
-function textOf(n: SyntaxNode): string {
-  return textIsInput && n.tree === currentTree ? currentText.slice(fastStart(n), n.endIndex) : n.text;
+/**
+ * How the indexing reads one tree: node text is sliced from the document string when the tree was parsed from it
+ * (one native call fewer than node.text), else read from the node. One per build, handed to every step that reads
+ * node text: the indexing keeps no state of its own between calls or builds.
+ */
+class DocumentReader {
+  constructor(
+    readonly text: string,
+    readonly tree: Tree,
+    protected readonly textIsInput = (tree as unknown as { input?: unknown }).input === text,
+  ) {}
+  textOf(n: SyntaxNode): string {
+    return this.textIsInput && n.tree === this.tree ? this.text.slice(fastStart(n), n.endIndex) : n.text;
+  }
+  textOfOpt(n: SyntaxNode | null | undefined): string | undefined {
+    return n ? this.textOf(n) : undefined;
+  }
+  /** The reader for the top-level statement spanning [start, end) that starts on line `row`. */
+  forStatement(start: number, end: number, row: number): StatementReader {
+    const lines = new SegmentLines(this.text, start, end, row, start - lineStartOf(this.text, start));
+    return new StatementReader(this.text, this.tree, this.textIsInput, lines);
+  }
 }
-function textOfOpt(n: SyntaxNode | null | undefined): string | undefined {
-  return n ? textOf(n) : undefined;
+
+/** A DocumentReader for the statement being indexed, with its line table for positions (see SegmentLines). */
+class StatementReader extends DocumentReader {
+  constructor(
+    text: string,
+    tree: Tree,
+    textIsInput: boolean,
+    readonly lines: SegmentLines,
+  ) {
+    super(text, tree, textIsInput);
+  }
+  range(n: SyntaxNode): Range {
+    return this.lines.rangeOf(spanOf(n));
+  }
+  rangeOf(span: Span): Range {
+    return this.lines.rangeOf(span);
+  }
 }
 function spanOf(n: SyntaxNode): Span {
   return { start: fastStart(n), end: n.endIndex };
-}
-function nodeRange(n: SyntaxNode): Range {
-  return lines.rangeOf(spanOf(n));
 }
 function nodeSpan(n: SyntaxNode): Span {
   return spanOf(n);
@@ -152,15 +182,7 @@ function nodeSpan(n: SyntaxNode): Span {
  */
 export function buildModelIndex(tree: Tree, text: string, previous?: ModelIndex): ModelIndex {
   const eol = detectEol(text);
-  text = analysisText(text);
-  try {
-    return buildOrEmpty(tree, text, eol, previous);
-  } finally {
-    // Not kept past the build (textOf reads them).
-    currentText = '';
-    currentTree = undefined;
-    textIsInput = false;
-  }
+  return buildOrEmpty(tree, analysisText(text), eol, previous);
 }
 
 function buildOrEmpty(tree: Tree, text: string, eol: '\n' | '\r\n' | '\r', previous?: ModelIndex): ModelIndex {
@@ -180,6 +202,8 @@ function buildOrEmpty(tree: Tree, text: string, eol: '\n' | '\r\n' | '\r', previ
   }
 }
 
+// A process-wide memo of compiled patterns, keyed by the name alone: a pattern depends on nothing else, so no
+// document's content or state passes through it (bounded, cleared when large).
 const DEFAULTED_PARAM_PATTERNS = new Map<string, RegExp>();
 /** `name` before `=` (optionally after comments, continuations and `: annotation`): maybe a parameter with a default. */
 function defaultedParamPattern(name: string): RegExp {
@@ -203,6 +227,7 @@ export function detectEol(text: string): '\n' | '\r\n' | '\r' {
 
 /** Everything indexSegment builds for one statement, shared by its steps. */
 interface SegmentBuild {
+  r: StatementReader;
   text: string;
   imports: ImportInfo;
   fnNames: Set<string>;
@@ -269,17 +294,17 @@ function sortedItems(matches: ModelMatch[]): { containers: Item[]; items: Item[]
 
 /** A class or module-level def opens a frame on the stack (methods record __init__/forward spans on their class). */
 function openContainer(b: SegmentBuild, it: Item): void {
-  const { classes, classFrames, functions, functionScopes, stack, text, imports } = b;
+  const { r, classes, classFrames, functions, functionScopes, stack, text, imports } = b;
   const node = it.node;
   if (it.kind === 'class') {
-    const name = textOfOpt(it.caps['class.name']) ?? '';
+    const name = r.textOfOpt(it.caps['class.name']) ?? '';
     const bases: string[] = [];
     const sup = node.childForFieldName('superclasses');
     if (sup)
-      for (const b of sup.namedChildren) if (b.type === 'identifier' || b.type === 'attribute') bases.push(textOf(b));
+      for (const b of sup.namedChildren) if (b.type === 'identifier' || b.type === 'attribute') bases.push(r.textOf(b));
     const cls: ModuleClass = {
       name,
-      range: nodeRange(node),
+      range: r.range(node),
       span: nodeSpan(node),
       bases,
       isModule: false,
@@ -303,7 +328,7 @@ function openContainer(b: SegmentBuild, it: Item): void {
   }
   // function_definition: a method when the innermost open container is a class, a module-level function
   // when nothing is open; nested functions are not containers.
-  const name = textOfOpt(it.caps['function.name']) ?? '';
+  const name = r.textOfOpt(it.caps['function.name']) ?? '';
   const top = stack[stack.length - 1];
   const end = node.endIndex;
   const scope: Scope = { node, start: it.start, end };
@@ -314,27 +339,27 @@ function openContainer(b: SegmentBuild, it: Item): void {
     const span = { start: it.start, end };
     if (name === '__init__') {
       cls.initSpan = span;
-      cls.initRange = lines.rangeOf(span);
-      const anchor = initDeclAnchor(node, text);
+      cls.initRange = r.rangeOf(span);
+      const anchor = initDeclAnchor(r, node);
       if (anchor) {
         (cls as ModuleClass & ClassAnchors).declAnchor = anchor.anchor;
         if (anchor.superLine !== undefined) cls.superInitLine = anchor.superLine;
       }
     } else if (name === 'forward') {
       cls.forwardSpan = span;
-      cls.forwardRange = lines.rangeOf(span);
+      cls.forwardRange = r.rangeOf(span);
     }
     stack.push({ kind: 'method', end, cls, name, scope });
     return;
   }
   if (!top) {
-    readParams(scope);
+    readParams(r, scope);
     // A function receiving a module (HF's eager_attention_forward(module, ...)) reaches quantizers through it.
     if (scope.firstParam === 'module' || scope.moduleTyped) scope.owner = scope.firstParam;
     const span = { start: it.start, end };
     const fn: FunctionInfo = {
       name,
-      range: lines.rangeOf(span),
+      range: r.rangeOf(span),
       span,
       params: [...scope.params!],
       returnsLayer: false,
@@ -378,7 +403,7 @@ function placeOf(stack: Frame[]): ItemPlace {
 /** One call, op, return or `self.x = ...` of the statement, recorded on the class/function it sits in. */
 function indexItem(b: SegmentBuild, it: Item, place: ItemPlace): void {
   const { top, cls, method, fn, scope } = place;
-  const { imports, text, fnNames, segGates, mayBeDefaultedParam, canon, classes, functions, helperCalls } = b;
+  const { r, imports, text, fnNames, segGates, mayBeDefaultedParam, canon, classes, functions, helperCalls } = b;
   const { topLevelOps, topLevelLayers, pendingAdds } = b;
   const addOp = (op: Op): void => {
     if (cls) cls.ops.push(op);
@@ -396,7 +421,7 @@ function indexItem(b: SegmentBuild, it: Item, place: ItemPlace): void {
       if (!fn || top?.kind !== 'function') break;
       let value = it.node.namedChildren[0];
       if (!value) break;
-      value = unwrapQdq(value) ?? value;
+      value = unwrapQdq(r, value) ?? value;
       if (value.type === 'call') {
         const c = canon(value.childForFieldName('function'));
         if (isLayerCtor(c) && !CONTAINERS.has(c)) {
@@ -412,19 +437,19 @@ function indexItem(b: SegmentBuild, it: Item, place: ItemPlace): void {
       const c = canonicalName(calleeText, imports);
       if (c === 'qdq_quant.quant' || c === 'qdq_quant.keep_float') break;
       if (isLayerCtor(c)) {
-        addLayer(makeLayer(it.node, it.node.childForFieldName('arguments'), c, undefined, segGates));
+        addLayer(makeLayer(r, it.node, it.node.childForFieldName('arguments'), c, undefined, segGates));
         break;
       }
       // A layer-class parameter called in the body, as torchvision's ConvNormActivation does with
       // `conv_layer: Callable[..., nn.Module] = torch.nn.Conv2d`: its default names the layer built.
       const fromParam =
-        isName && mayBeDefaultedParam(calleeText) ? layerParamDefault(it.node, calleeText, imports) : null;
+        isName && mayBeDefaultedParam(calleeText) ? layerParamDefault(r, it.node, calleeText, imports) : null;
       if (fromParam) {
-        addLayer(makeLayer(it.node, it.node.childForFieldName('arguments'), fromParam, undefined, segGates));
+        addLayer(makeLayer(r, it.node, it.node.childForFieldName('arguments'), fromParam, undefined, segGates));
         break;
       }
       if (isName && fnNames.has(calleeText)) {
-        const layer = makeLayer(it.node, it.node.childForFieldName('arguments'), '', calleeText, segGates);
+        const layer = makeLayer(r, it.node, it.node.childForFieldName('arguments'), '', calleeText, segGates);
         helperCalls.push({
           name: calleeText,
           layer,
@@ -432,28 +457,28 @@ function indexItem(b: SegmentBuild, it: Item, place: ItemPlace): void {
           fn: fn ? functions.indexOf(fn) : undefined,
         });
       }
-      addOp(callOp(it.node, it.calleeNode!, calleeText, isName, c, method ?? '', scope, cls));
+      addOp(callOp(r, it.node, it.calleeNode!, calleeText, isName, c, method ?? '', scope, cls));
       break;
     }
     case 'op.matmul': {
-      const l = it.node.childForFieldName('left');
-      const r = it.node.childForFieldName('right');
-      const op = baseOp('matmul', '@', it.node, method ?? '', scope);
-      if (l && r) setOperands(op, [l, r], cls);
+      const left = it.node.childForFieldName('left');
+      const right = it.node.childForFieldName('right');
+      const op = baseOp(r, 'matmul', '@', it.node, method ?? '', scope);
+      if (left && right) setOperands(r, op, [left, right], cls);
       addOp(op);
       break;
     }
     case 'op.add':
     case 'op.iadd': {
       const augmented = it.kind === 'op.iadd';
-      const op = baseOp(augmented ? 'iadd' : 'add', augmented ? '+=' : '+', it.node, method ?? '', scope);
+      const op = baseOp(r, augmented ? 'iadd' : 'add', augmented ? '+=' : '+', it.node, method ?? '', scope);
       addOp(op);
       if (scope && method !== '__init__') pendingAdds.push({ op, node: it.node, scope, cls, fn, augmented });
       break;
     }
     case 'assign.self': {
-      const obj = textOf(it.caps['assign.obj']);
-      const attr = textOf(it.caps['assign.attr']);
+      const obj = r.textOf(it.caps['assign.obj']);
+      const attr = r.textOf(it.caps['assign.attr']);
       const value = it.caps['assign.value'];
       if (!cls || obj !== 'self') break;
       if (value.type === 'call') {
@@ -461,10 +486,10 @@ function indexItem(b: SegmentBuild, it: Item, place: ItemPlace): void {
         const c = canon(callee);
         if (c === 'nn.Parameter' || c === 'nn.parameter.Parameter' || c === 'torch.Parameter')
           cls.parameters.push(attr);
-        else if (callee && /(^|\.)TensorQuantizer$/.test(textOf(callee))) {
+        else if (callee && /(^|\.)TensorQuantizer$/.test(r.textOf(callee))) {
           const q: DeclaredQuantizer = {
             name: attr,
-            range: nodeRange(it.node),
+            range: r.range(it.node),
             span: nodeSpan(it.node),
             generated: endsWithMarker(it.node, text),
           };
@@ -481,12 +506,13 @@ function indexSegment(
   start: number,
   segEnd: number,
   row: number,
-  text: string,
+  doc: DocumentReader,
   imports: ImportInfo,
   fnNames: Set<string>,
   key: string,
 ): Segment {
-  lines = new SegmentLines(text, start, segEnd, row, start - lineStartOf(text, start));
+  const r = doc.forStatement(start, segEnd, row);
+  const text = doc.text;
   // layerParamDefault walks the tree up to the enclosing def for every plain-name call (print, len, super...);
   // a name that never appears before `=` (optionally after `name:`, comments, continuations) in this statement cannot be a parameter
   // with a default, so most calls skip the walk.
@@ -502,11 +528,12 @@ function indexSegment(
   };
   const segGates = layerGates(segText);
   const canon = (n: SyntaxNode | null): string =>
-    n && (n.type === 'attribute' || n.type === 'identifier') ? canonicalName(textOf(n), imports) : '';
+    n && (n.type === 'attribute' || n.type === 'identifier') ? canonicalName(r.textOf(n), imports) : '';
 
   const { containers, items } = sortedItems(matches);
 
   const b: SegmentBuild = {
+    r,
     text,
     imports,
     fnNames,
@@ -551,7 +578,7 @@ function indexSegment(
     bodyAnchor: f.cls.initSpan ? undefined : bodyAnchor(f.node, text),
   }));
   // Residual adds, now that layers (norm attributes) are known.
-  for (const p of pendingAdds) classifyAdd(p, text);
+  for (const p of pendingAdds) classifyAdd(r, p);
   return {
     key: detachedCopy(key),
     type: '',
@@ -569,7 +596,7 @@ function indexSegment(
   };
 }
 
-function readParams(scope: Scope): Set<string> {
+function readParams(r: DocumentReader, scope: Scope): Set<string> {
   if (scope.params) return scope.params;
   const params = new Set<string>();
   const ps = scope.node.childForFieldName('parameters');
@@ -581,10 +608,10 @@ function readParams(scope: Scope): Set<string> {
       else if (t === 'typed_parameter') nameNode = p.namedChildren[0];
       else if (t === 'default_parameter' || t === 'typed_default_parameter') nameNode = p.childForFieldName('name');
       if (!nameNode || nameNode.type !== 'identifier') continue;
-      const name = textOf(nameNode);
+      const name = r.textOf(nameNode);
       if (scope.firstParam === undefined) {
         scope.firstParam = name;
-        if (t === 'typed_parameter' && /(^|\.)Module$/.test(textOfOpt(p.childForFieldName('type')) ?? ''))
+        if (t === 'typed_parameter' && /(^|\.)Module$/.test(r.textOfOpt(p.childForFieldName('type')) ?? ''))
           scope.moduleTyped = true;
       }
       if (name !== 'self') params.add(name);
@@ -594,13 +621,13 @@ function readParams(scope: Scope): Set<string> {
   return params;
 }
 
-function baseOp(kind: OpKind, callee: string, node: SyntaxNode, method: string, scope?: Scope): Op {
+function baseOp(r: StatementReader, kind: OpKind, callee: string, node: SyntaxNode, method: string, scope?: Scope): Op {
   const span = spanOf(node);
   return {
     kind,
     callee,
     method,
-    range: lines.rangeOf(span),
+    range: r.rangeOf(span),
     span,
     operands: [],
     operandSpans: [],
@@ -620,6 +647,7 @@ const MATMUL_KINDS: Record<string, OpKind> = {
 };
 
 function callOp(
+  r: StatementReader,
   node: SyntaxNode,
   calleeNode: () => SyntaxNode,
   calleeText: string,
@@ -641,7 +669,7 @@ function callOp(
     kind = calleeText.endsWith('.matmul') ? 'matmul' : 'bmm';
     methodForm = true;
   }
-  const op = baseOp(kind, calleeText, node, method, scope);
+  const op = baseOp(r, kind, calleeText, node, method, scope);
   if (kind === 'call' || kind === 'pool') return op; // arguments are the rules' business (rules/context.ts)
   const argsNode = node.childForFieldName('arguments');
   if (!argsNode) return op;
@@ -652,7 +680,7 @@ function callOp(
     if (t === 'keyword_argument') {
       const n = a.childForFieldName('name');
       const v = a.childForFieldName('value');
-      if (n && v) kw[textOf(n)] = v;
+      if (n && v) kw[r.textOf(n)] = v;
     } else if (t !== 'comment') args.push(a);
   }
   if (kind === 'matmul' || kind === 'bmm') {
@@ -663,44 +691,44 @@ function callOp(
     }
     const a = obj ?? args[0] ?? kw['input'];
     const b = obj ? args[0] : (args[1] ?? kw['other'] ?? kw['mat2']);
-    if (a && b) setOperands(op, [a, b], cls);
+    if (a && b) setOperands(r, op, [a, b], cls);
   } else if (kind === 'einsum') {
     let ops = args.slice(1);
     if (ops.length === 1 && (ops[0].type === 'list' || ops[0].type === 'tuple')) ops = ops[0].namedChildren;
-    if (ops.length === 2 && ops.every((o) => o.type !== 'list_splat')) setOperands(op, ops, cls);
+    if (ops.length === 2 && ops.every((o) => o.type !== 'list_splat')) setOperands(r, op, ops, cls);
   } else if (kind === 'linear') {
     const x = args[0] ?? kw['input'];
-    if (x) setOperands(op, [x], cls);
+    if (x) setOperands(r, op, [x], cls);
   }
   return op;
 }
 
-function setOperands(op: Op, nodes: SyntaxNode[], cls?: ModuleClass): void {
+function setOperands(r: StatementReader, op: Op, nodes: SyntaxNode[], cls?: ModuleClass): void {
   for (const n of nodes) {
     const span = spanOf(n);
-    op.operands.push(lines.rangeOf(span));
+    op.operands.push(r.rangeOf(span));
     op.operandSpans.push(span);
-    const q = quantizerCallName(n);
+    const q = quantizerCallName(r, n);
     op.quantizedOperands.push(q !== null);
     op.operandQuantizers.push(q);
-    op.operandIsParam.push(isParamExpr(n, cls));
+    op.operandIsParam.push(isParamExpr(r, n, cls));
   }
 }
 
 /** `self.x_quantizer(E)` / `module.x_quantizer(E)` -> `x_quantizer`. */
-export function quantizerCallName(n: SyntaxNode): string | null {
+function quantizerCallName(r: DocumentReader, n: SyntaxNode): string | null {
   if (n.type !== 'call') return null;
   const f = n.childForFieldName('function');
   if (!f || f.type !== 'attribute') return null;
-  const attr = textOfOpt(f.childForFieldName('attribute')) ?? '';
+  const attr = r.textOfOpt(f.childForFieldName('attribute')) ?? '';
   return attr.endsWith('_quantizer') ? attr : null;
 }
 
 const LONG_OPERAND = 256;
 
 /** Weights and parameters are not activations: `self.weight`, `module.proj.weight.t()`, nn.Parameter attributes. */
-function isParamExpr(n: SyntaxNode, cls?: ModuleClass): boolean {
-  const t = textOf(n);
+function isParamExpr(r: DocumentReader, n: SyntaxNode, cls?: ModuleClass): boolean {
+  const t = r.textOf(n);
   // A long operand (one side of a long `@` chain) is read by its end only: testing all of it for each operator
   // of the chain would cost the square of the chain's length (issue 14 D2).
   if (t.length > LONG_OPERAND)
@@ -711,9 +739,9 @@ function isParamExpr(n: SyntaxNode, cls?: ModuleClass): boolean {
   return n.type === 'integer' || n.type === 'float';
 }
 
-function unwrapQdq(n: SyntaxNode): SyntaxNode | null {
+function unwrapQdq(r: DocumentReader, n: SyntaxNode): SyntaxNode | null {
   if (n.type !== 'call') return null;
-  const f = textOfOpt(n.childForFieldName('function'));
+  const f = r.textOfOpt(n.childForFieldName('function'));
   if (f !== 'qdq_quant.quant' && f !== 'qdq_quant.keep_float') return null;
   const args = n.childForFieldName('arguments');
   // keep_float(X, "fp32") carries a precision after the layer.
@@ -723,17 +751,17 @@ function unwrapQdq(n: SyntaxNode): SyntaxNode | null {
 }
 
 /** The weighted layer class that parameter `name` of the enclosing function defaults to, or null. */
-function layerParamDefault(call: SyntaxNode, name: string, imports: ImportInfo): string | null {
+function layerParamDefault(r: DocumentReader, call: SyntaxNode, name: string, imports: ImportInfo): string | null {
   let fn: SyntaxNode | null = call.parent;
   while (fn && fn.type !== 'function_definition') fn = fn.parent;
   const params = fn?.childForFieldName('parameters');
   if (!params) return null;
   for (const p of params.namedChildren) {
     if (p.type !== 'default_parameter' && p.type !== 'typed_default_parameter') continue;
-    if (textOfOpt(p.childForFieldName('name')) !== name) continue;
+    if (r.textOfOpt(p.childForFieldName('name')) !== name) continue;
     const value = p.childForFieldName('value');
     if (!value || (value.type !== 'attribute' && value.type !== 'identifier')) return null;
-    const c = canonicalName(textOf(value), imports);
+    const c = canonicalName(r.textOf(value), imports);
     return WEIGHTED_LAYERS.has(c) ? c : null;
   }
   return null;
@@ -766,6 +794,7 @@ function followsAssign(text: string, offset: number): boolean {
 }
 
 function makeLayer(
+  r: StatementReader,
   callNode: SyntaxNode,
   argsNode: SyntaxNode | null,
   ctor: string,
@@ -779,7 +808,7 @@ function makeLayer(
   let keepFp32 = false;
   const precisionArg = p?.namedChildCount === 2 && p.namedChildren[0].startIndex === callNode.startIndex;
   if (p && p.type === 'argument_list' && (p.namedChildCount === 1 || precisionArg) && p.parent?.type === 'call') {
-    const f = textOfOpt(p.parent.childForFieldName('function'));
+    const f = r.textOfOpt(p.parent.childForFieldName('function'));
     if (f === 'qdq_quant.quant' || (f === 'qdq_quant.keep_float' && !precisionArg)) {
       wrapped = f === 'qdq_quant.quant' ? 'quant' : 'keep_float';
       outer = p.parent;
@@ -787,23 +816,23 @@ function makeLayer(
     } else if (f === 'qdq_quant.keep_float') {
       // keep_float(X, "fp32"): TensorRT 11's strongly typed export keeps the layer in FP32.
       wrapped = 'keep_float';
-      keepFp32 = /^['"]fp32['"]$/.test(textOfOpt(p.namedChildren[1]) ?? '');
+      keepFp32 = /^['"]fp32['"]$/.test(r.textOfOpt(p.namedChildren[1]) ?? '');
       outer = p.parent;
       wrapperSpan = nodeSpan(outer);
     }
   }
   let attr: string | undefined;
-  const a = followsAssign(currentText, fastStart(outer)) ? outer.parent : null;
+  const a = followsAssign(r.text, fastStart(outer)) ? outer.parent : null;
   if (a && a.type === 'assignment') {
     const left = a.childForFieldName('left');
-    if (left && left.type === 'attribute' && textOfOpt(left.childForFieldName('object')) === 'self')
-      attr = textOfOpt(left.childForFieldName('attribute'));
+    if (left && left.type === 'attribute' && r.textOfOpt(left.childForFieldName('object')) === 'self')
+      attr = r.textOfOpt(left.childForFieldName('attribute'));
   }
   let container: string | undefined;
   let up: SyntaxNode | null = gates.container ? outer.parent : null;
   for (let depth = 0; up && depth < 8; depth++, up = up.parent) {
     if (up.type === 'call') {
-      const f = textOfOpt(up.childForFieldName('function')) ?? '';
+      const f = r.textOfOpt(up.childForFieldName('function')) ?? '';
       const m = /(^|\.)(Sequential|ModuleList|ModuleDict)$/.exec(f);
       if (m) {
         container = 'nn.' + m[2];
@@ -819,14 +848,14 @@ function makeLayer(
       if (x.type === 'keyword_argument') {
         const n = x.childForFieldName('name');
         const v = x.childForFieldName('value');
-        if (n && v) kwargs[textOf(n)] = textOf(v);
-      } else if (x.type !== 'comment') args.push(textOf(x));
+        if (n && v) kwargs[r.textOf(n)] = r.textOf(v);
+      } else if (x.type !== 'comment') args.push(r.textOf(x));
     }
   }
   const layer: Layer = {
     ctor,
     kind: layerKind(ctor),
-    callRange: nodeRange(callNode),
+    callRange: r.range(callNode),
     callSpan: nodeSpan(callNode),
     wrapped,
     args,
@@ -874,7 +903,11 @@ function bodyAnchor(classNode: SyntaxNode, text: string): InsertAnchor | undefin
 }
 
 /** Where quantizer declarations go in __init__: after `super().__init__(...)`, else first (after a docstring). */
-function initDeclAnchor(fnNode: SyntaxNode, text: string): { anchor: InsertAnchor; superLine?: number } | undefined {
+function initDeclAnchor(
+  r: DocumentReader,
+  fnNode: SyntaxNode,
+): { anchor: InsertAnchor; superLine?: number } | undefined {
+  const text = r.text;
   const body = fnNode.childForFieldName('body');
   if (!body) return undefined;
   const sts = bodyStatements(body);
@@ -885,7 +918,7 @@ function initDeclAnchor(fnNode: SyntaxNode, text: string): { anchor: InsertAncho
     if (st.type !== 'expression_statement') continue;
     const call = st.namedChildren[0];
     if (call?.type !== 'call') continue;
-    const f = textOfOpt(call.childForFieldName('function')) ?? '';
+    const f = r.textOfOpt(call.childForFieldName('function')) ?? '';
     if (/^super\([^)]*\)\.__init__$/.test(f) || /\.__init__$/.test(f)) {
       // Only a statement that ends its line is a safe anchor.
       const stIndent = indentOf(st, text);
@@ -904,9 +937,9 @@ function isLiteral(n: SyntaxNode): boolean {
   return LITERAL_TYPES.has(n.type);
 }
 
-function lastName(n: SyntaxNode): string {
-  if (n.type === 'identifier') return textOf(n);
-  if (n.type === 'attribute') return textOfOpt(n.childForFieldName('attribute')) ?? '';
+function lastName(r: DocumentReader, n: SyntaxNode): string {
+  if (n.type === 'identifier') return r.textOf(n);
+  if (n.type === 'attribute') return r.textOfOpt(n.childForFieldName('attribute')) ?? '';
   return '';
 }
 
@@ -946,14 +979,15 @@ function lastAssignmentLine(
   return best;
 }
 
-function classifyAdd(p: PendingAdd, text: string): void {
+function classifyAdd(r: StatementReader, p: PendingAdd): void {
+  const text = r.text;
   const { op, node, scope } = p;
   const left = node.childForFieldName('left');
   const right = node.childForFieldName('right');
   if (!left || !right) return;
   // Functions only take part when they receive a module (quantizers need an owner object).
   if (p.fn && !scope.owner) {
-    op.operands.push(nodeRange(left), nodeRange(right));
+    op.operands.push(r.range(left), r.range(right));
     op.operandSpans.push(nodeSpan(left), nodeSpan(right));
     op.quantizedOperands.push(false, false);
     op.operandQuantizers.push(null, null);
@@ -961,10 +995,10 @@ function classifyAdd(p: PendingAdd, text: string): void {
     return;
   }
   // Already quantized (by qdq or by hand): record it as handled so a second quantize leaves it alone.
-  const lq = quantizerCallName(left) !== null;
-  const rq = quantizerCallName(right) !== null;
+  const lq = quantizerCallName(r, left) !== null;
+  const rq = quantizerCallName(r, right) !== null;
   if (rq || (lq && !p.augmented)) {
-    setOperands(op, p.augmented ? [right] : [left, right], p.cls);
+    setOperands(r, op, p.augmented ? [right] : [left, right], p.cls);
     op.residual = true;
     return;
   }
@@ -972,20 +1006,20 @@ function classifyAdd(p: PendingAdd, text: string): void {
   // (the operands of a long `+` chain hold the rest of the chain: issue 14 D2).
   const bad = (n: SyntaxNode): boolean =>
     isLiteral(n) ||
-    NOT_RESIDUAL_NAME.test(lastName(n)) ||
-    textOf(n).length > (n.type === 'binary_operator' ? 200 : LONG_RESIDUAL) ||
-    /\.size\(|\.shape|len\(|\.dim\(/.test(textOf(n));
-  const setBoth = (): void => setOperands(op, [left, right], p.cls);
+    NOT_RESIDUAL_NAME.test(lastName(r, n)) ||
+    r.textOf(n).length > (n.type === 'binary_operator' ? 200 : LONG_RESIDUAL) ||
+    /\.size\(|\.shape|len\(|\.dim\(/.test(r.textOf(n));
+  const setBoth = (): void => setOperands(r, op, [left, right], p.cls);
   if (p.augmented) {
-    if (left.type !== 'identifier' || bad(right) || NOT_RESIDUAL_NAME.test(textOf(left))) return;
-    setOperands(op, [right], p.cls);
+    if (left.type !== 'identifier' || bad(right) || NOT_RESIDUAL_NAME.test(r.textOf(left))) return;
+    setOperands(r, op, [right], p.cls);
     op.residual = true;
     return;
   }
   if (bad(left) || bad(right)) return;
   // `self.LayerNorm(a + b)`: the residual add feeding a norm (QDQBERT quantizes both inputs).
   const pos = node.startIndex;
-  const params = readParams(scope);
+  const params = readParams(r, scope);
   // Assignments to a name earlier in the same function, found textually (`name = value` at a line start).
   const lastAssignBefore = (name: string): string | null | undefined => {
     const found = lastAssignmentLine(text, scope, name, pos);
@@ -995,7 +1029,7 @@ function classifyAdd(p: PendingAdd, text: string): void {
   };
   const qualifies = (n: SyntaxNode): boolean => {
     if (n.type !== 'identifier') return false;
-    const name = textOf(n);
+    const name = r.textOf(n);
     if (SKIP_NAME.test(name)) return true;
     const last = lastAssignBefore(name);
     if (params.has(name) && last === undefined) return true;
@@ -1005,8 +1039,8 @@ function classifyAdd(p: PendingAdd, text: string): void {
   if (parent?.type === 'argument_list' && parent.namedChildCount === 1 && parent.parent?.type === 'call') {
     const callee = parent.parent.childForFieldName('function');
     const calleeAttr =
-      callee?.type === 'attribute' && textOfOpt(callee.childForFieldName('object')) === (scope.owner ?? 'self')
-        ? (textOfOpt(callee.childForFieldName('attribute')) ?? '')
+      callee?.type === 'attribute' && r.textOfOpt(callee.childForFieldName('object')) === (scope.owner ?? 'self')
+        ? (r.textOfOpt(callee.childForFieldName('attribute')) ?? '')
         : '';
     const normLayer = calleeAttr && p.cls?.layers.some((l) => l.attr === calleeAttr && l.kind === 'norm');
     if (calleeAttr && (normLayer || NORM_ATTR.test(calleeAttr))) {
@@ -1017,7 +1051,7 @@ function classifyAdd(p: PendingAdd, text: string): void {
       // `norm(x + self.block(x))`: the bare name is the skip, the call the branch.
       const callRight = left.type === 'identifier' && right.type === 'call' && !qualifies(right);
       op.operandRoles = skipLeft || callRight ? ['residual', 'local'] : ['local', 'residual'];
-      op.feedsNorm = textOf(callee!);
+      op.feedsNorm = r.textOf(callee!);
       return;
     }
   }
@@ -1029,21 +1063,20 @@ function classifyAdd(p: PendingAdd, text: string): void {
     // Pre-norm transformer block: `x = x + self.attn(self.norm1(x))`.
     const a = parent?.type === 'assignment' ? parent.childForFieldName('left') : null;
     if (a && a.type === 'identifier') {
-      if (left.type === 'identifier' && textOf(left) === textOf(a) && right.type === 'call') residual = left;
-      else if (right.type === 'identifier' && textOf(right) === textOf(a) && left.type === 'call') residual = right;
+      if (left.type === 'identifier' && r.textOf(left) === r.textOf(a) && right.type === 'call') residual = left;
+      else if (right.type === 'identifier' && r.textOf(right) === r.textOf(a) && left.type === 'call') residual = right;
     }
   }
   if (!residual) return;
-  setOperands(op, [residual], p.cls);
+  setOperands(r, op, [residual], p.cls);
   op.residual = true;
   op.operandRoles = ['residual'];
-  void text;
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // Segments: one per top-level statement, cached between builds of the same document.
 
-interface Segment {
+export interface Segment {
   /** Text of the statement through the first line of the next top-level statement (covers its own last line). */
   key: string;
   /**
@@ -1071,7 +1104,7 @@ interface Segment {
   memo: { delegateClasses: Map<string, number[]> };
 }
 
-interface SegmentCache {
+export interface SegmentCache {
   globalKey: string;
   importsKey: string;
   imports: ImportInfo;
@@ -1122,8 +1155,6 @@ function importStatementsKey(children: SyntaxNode[], starts: number[], text: str
   return parts.join('\u0001');
 }
 
-const CACHE = Symbol('qdq.modelIndexSegments');
-
 /**
  * A copy of a slice that does not keep the whole document string alive: V8 represents a slice as a view of
  * its parent, and a kept segment outlives many versions of the document (one full text per version otherwise).
@@ -1154,11 +1185,11 @@ const MODEL_MATCH_CHARS = /[(@+]|class|def|return/;
 /** Statements that cannot hold calls: comments and imports. */
 const NO_CALLS_START = /^(#|import\s|from\s)/;
 
-function topLevelFunctionName(n: SyntaxNode): string | undefined {
+function topLevelFunctionName(r: DocumentReader, n: SyntaxNode): string | undefined {
   let def: SyntaxNode | null = n;
   if (n.type === 'decorated_definition') def = n.childForFieldName('definition');
   if (!def || def.type !== 'function_definition') return undefined;
-  return textOfOpt(def.childForFieldName('name'));
+  return r.textOfOpt(def.childForFieldName('name'));
 }
 
 /**
@@ -1168,14 +1199,15 @@ function topLevelFunctionName(n: SyntaxNode): string | undefined {
  * same statement text names the same function, so `prevNames` (the last build's answers) are reused.
  */
 function topLevelDefName(
+  doc: DocumentReader,
   node: SyntaxNode,
   start: number,
   end: number,
-  text: string,
   clean: boolean,
   prevNames: SegmentCache['defNames'] | undefined,
   names: SegmentCache['defNames'],
 ): string | undefined {
+  const text = doc.text;
   const c0 = text.charCodeAt(start);
   if (c0 !== 100 /* d */ && c0 !== 97 /* a */ && c0 !== 64 /* @ */) return undefined;
   if (!/^(def|async|@)/.test(text.slice(start, start + 5))) return undefined;
@@ -1183,11 +1215,11 @@ function topLevelDefName(
     const m = SIMPLE_DEF.exec(text.slice(start, start + 200));
     if (m) return m[1];
   }
-  if (!clean) return topLevelFunctionName(node);
+  if (!clean) return topLevelFunctionName(doc, node);
   const stText = text.slice(start, end);
   const sk = shortKey(stText);
   const known = prevNames?.get(sk)?.find((d) => d.text === stText);
-  const name = known ? known.name : topLevelFunctionName(node);
+  const name = known ? known.name : topLevelFunctionName(doc, node);
   const list = names.get(sk);
   if (list) list.push({ text: stText, name });
   else names.set(sk, [{ text: stText, name }]);
@@ -1251,14 +1283,15 @@ const WHOLE_TREE_WALK_FROM = 4;
 
 /** Indexes the queued statements into their slots. */
 function indexPending(
+  doc: DocumentReader,
   todo: Pending[],
   slots: (Segment | undefined)[],
-  text: string,
   imports: ImportInfo,
   slotDefNames: (string | undefined)[],
   root: SyntaxNode,
 ): void {
   if (!todo.length) return;
+  const text = doc.text;
   const fnNames = new Set<string>();
   for (const name of slotDefNames) if (name) fnNames.add(name);
   const ends = todo.map((t) => t.child.endIndex);
@@ -1276,7 +1309,7 @@ function indexPending(
     for (const t of todo) if (mayHoldModelMatch(t.key)) t.matches = modelMatches(t.child, text);
   }
   todo.forEach((t, k) => {
-    const seg = indexSegment(t.matches, t.start, lineEndAfter(text, ends[k]), t.row, text, imports, fnNames, t.key);
+    const seg = indexSegment(t.matches, t.start, lineEndAfter(text, ends[k]), t.row, doc, imports, fnNames, t.key);
     seg.type = t.child.type;
     slots[t.slot] = seg;
   });
@@ -1327,18 +1360,16 @@ export interface StatementLayout {
 }
 
 function build(tree: Tree, text: string, eol: '\n' | '\r\n' | '\r', previous?: ModelIndex): ModelIndex {
-  currentText = text;
-  currentTree = tree;
-  textIsInput = (tree as unknown as { input?: unknown }).input === text;
-  const prevCache = previous ? (previous as unknown as Record<symbol, SegmentCache | undefined>)[CACHE] : undefined;
-  const prevLineage = previous ? (previous as unknown as Record<symbol, Lineage | undefined>)[LINEAGE] : undefined;
-  const slots =
-    (prevCache && prevLineage && editedSlots(tree, text, prevLineage, prevCache)) || allSlots(tree, text, prevCache);
+  const doc = new DocumentReader(text, tree);
+  const prevLineage = previous?.lineage;
+  const prevCache = prevLineage?.segments;
+  const slots = (prevCache && prevLineage && editedSlots(doc, prevLineage, prevCache)) || allSlots(doc, prevCache);
   return assemble(tree, text, eol, slots, prevLineage);
 }
 
 /** Every top-level statement looked at (reusing the last build's segments whose statement text is unchanged). */
-function allSlots(tree: Tree, text: string, prevCache: SegmentCache | undefined): Slots {
+function allSlots(doc: DocumentReader, prevCache: SegmentCache | undefined): Slots {
+  const { tree, text } = doc;
   const root = tree.rootNode;
   const children = root.namedChildren;
   // Top-level statements are classified by their first characters (no native call per statement).
@@ -1354,10 +1385,10 @@ function allSlots(tree: Tree, text: string, prevCache: SegmentCache | undefined)
   const clean = !root.hasError;
   const slotDefNames = children.map((child, i) =>
     topLevelDefName(
+      doc,
       child,
       starts[i],
       i + 1 < children.length ? starts[i + 1] : text.length,
-      text,
       clean,
       prevCache?.defNames,
       defNames,
@@ -1379,7 +1410,7 @@ function allSlots(tree: Tree, text: string, prevCache: SegmentCache | undefined)
       segs.push(reuseOrQueue(children[i], start, key, i, text, reusable?.get(shortKey(key)), todo));
     }
   }
-  indexPending(todo, segs, text, imports, slotDefNames, root);
+  indexPending(doc, todo, segs, imports, slotDefNames, root);
   return {
     starts,
     rows: children.map(fastRow),
@@ -1401,7 +1432,8 @@ function newlinesIn(text: string, from: number, to: number): number {
  * edit's length after it. Undefined when the edit reaches what the whole file shares (the first statement,
  * imports, the names of its functions): the full build then redoes everything.
  */
-function editedSlots(tree: Tree, text: string, lineage: Lineage, prev: SegmentCache): Slots | undefined {
+function editedSlots(doc: DocumentReader, lineage: Lineage, prev: SegmentCache): Slots | undefined {
+  const { tree, text } = doc;
   const oldTree = lineage.tree;
   if (!oldTree || !isReparsedFrom(tree, oldTree)) return undefined;
   const old = lineage.text;
@@ -1458,10 +1490,10 @@ function editedSlots(tree: Tree, text: string, lineage: Lineage, prev: SegmentCa
   const unfiled: SegmentCache['defNames'] = new Map();
   const middleNames = middle.map((m, k) =>
     topLevelDefName(
+      doc,
       m,
       middleStarts[k],
       k + 1 < middle.length ? middleStarts[k + 1] : until,
-      text,
       clean,
       prev.defNames,
       unfiled,
@@ -1487,7 +1519,7 @@ function editedSlots(tree: Tree, text: string, lineage: Lineage, prev: SegmentCa
     const seg = prev.slots[i];
     segs.push(seg && moved ? shiftSegment(seg, delta, dRow) : seg);
   }
-  indexPending(todo, segs, text, prev.imports, slotDefNames, root);
+  indexPending(doc, todo, segs, prev.imports, slotDefNames, root);
   const slotImportish = [
     ...prev.slotImportish.slice(0, i0),
     ...middle.map(() => false),
@@ -1631,24 +1663,28 @@ function assemble(
     hasSyntaxErrors: tree.rootNode.hasError,
     eol,
   };
-  Object.defineProperty(index, CACHE, { value: slots.cache, enumerable: false });
-  Object.defineProperty(index, LINEAGE, {
-    value: {
-      text,
-      starts: slots.starts,
-      rows: slots.rows,
-      types: slots.types,
-      reuse: slots.reuse,
-      tree,
-      shared: prevLineage?.shared ?? {},
-    } satisfies Lineage,
-    enumerable: false,
-  });
+  const lineage: Lineage = {
+    text,
+    starts: slots.starts,
+    rows: slots.rows,
+    types: slots.types,
+    reuse: slots.reuse,
+    tree,
+    segments: slots.cache,
+    caches: prevLineage?.caches ?? {},
+  };
+  // Not enumerable: how the index was made is no part of what it says about the file (comparisons of a fresh and
+  // an incremental index, JSON and spreads see the same data).
+  Object.defineProperty(index, 'lineage', { value: lineage, enumerable: false });
   return index;
 }
 
-const LINEAGE = Symbol('qdq.modelIndexLineage');
-interface Lineage {
+/**
+ * What an index keeps for the next build of the same document (buildModelIndex's `previous`): the text, tree and
+ * top-level statements it was built from, its per-statement segments, and the caches later analyses keep with the
+ * document (handed on unchanged from build to build).
+ */
+export interface Lineage {
   text: string;
   starts: number[];
   rows: number[];
@@ -1656,7 +1692,9 @@ interface Lineage {
   reuse?: StatementLayout['reuse'];
   /** The tree the index was built from: the next build compares it with its own (see editedSlots). */
   tree?: Tree;
-  shared: Record<string, unknown>;
+  /** The segments the next build reuses for statements whose text is unchanged. */
+  segments: SegmentCache;
+  caches: IndexCaches;
 }
 
 /**
@@ -1664,18 +1702,18 @@ interface Lineage {
  * version), when `index` was built from it. The rules cache their diagnostics per statement with it.
  */
 export function statementLayout(index: ModelIndex | null | undefined, text: string): StatementLayout | undefined {
-  const lineage = index ? (index as unknown as Record<symbol, Lineage | undefined>)[LINEAGE] : undefined;
+  const lineage = index?.lineage;
   return lineage && lineage.text === analysisText(text)
     ? { starts: lineage.starts, rows: lineage.rows, types: lineage.types, reuse: lineage.reuse }
     : undefined;
 }
 
 /**
- * An object that follows one document from index to index (each build with `previous` hands it on), where other
- * analyses keep their caches between versions. Contents never decide a result, only how fast it comes.
+ * The caches that follow one document from index to index (each build with `previous` hands them on), typed in
+ * analysis/types.ts (IndexCaches). Contents never decide a result, only how fast it comes.
  */
-export function documentCaches(index: ModelIndex | null | undefined): Record<string, unknown> | undefined {
-  return index ? (index as unknown as Record<symbol, Lineage | undefined>)[LINEAGE]?.shared : undefined;
+export function documentCaches(index: ModelIndex | null | undefined): IndexCaches | undefined {
+  return index?.lineage?.caches;
 }
 
 // Shifting a reused segment only records how far it moved (offsets by dOff, lines by dRow; a segment starts

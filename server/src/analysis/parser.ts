@@ -1,5 +1,12 @@
 // tree-sitter parsing for Python: one shared Parser, incremental re-parse, and position helpers.
 //
+// Process-wide state, all of it about the parser binding or keyed by tree, none about a document's content:
+// - `shared`: the one Parser (parsing is synchronous, and each parse names its own text and old tree);
+// - `lineage`: which tree was re-parsed from which, as numbers in WeakMaps keyed by tree (entries die with their
+//   trees; ids are never reused, so a tree of one document never matches another's);
+// - `binding.fastFields`: whether the binding's node layout allows fastStart/fastRow, probed once.
+// getParser patches the node prototypes once (binding facts, the same for every tree).
+//
 // Given a JS string, the node binding reports indices and columns in UTF-16 code units (JS string
 // indices), not UTF-8 bytes (checked by test/analysis/parser.test.ts with non-ASCII text), so tree-sitter
 // points map to LSP positions one to one.
@@ -114,7 +121,7 @@ export function parsePython(text: string, previous?: { tree: Tree; edit?: Edit }
   if (previous) {
     if (previous.edit) previous.tree.edit(previous.edit);
     tree = parser.parse(input, previous.tree, PARSE_OPTIONS);
-    ORIGINS.set(tree, treeId(previous.tree));
+    lineage.recordReparse(tree, previous.tree);
   } else tree = parser.parse(input, null, PARSE_OPTIONS);
   // Node text is read from the tree's input: the document's own text (same length, same offsets).
   if (input !== text) (tree as unknown as { input: string }).input = text;
@@ -133,25 +140,37 @@ export function analysisText(text: string): string {
 }
 const LONE_CR = /\r(?!\n)/g;
 
-// Trees are told apart by a number, never by holding the earlier tree: a map from each tree to the tree it came
-// from would chain every version of a document to the one before, and no tree would ever be freed (issue 14 D3).
-const IDS = new WeakMap<Tree, number>();
-const ORIGINS = new WeakMap<Tree, number>();
-let nextId = 1;
+/**
+ * Which tree parsePython re-parsed from which. Trees are told apart by a number, never by holding the earlier
+ * tree: a map from each tree to the tree it came from would chain every version of a document to the one before,
+ * and no tree would ever be freed (issue 14 D3).
+ */
+class TreeLineage {
+  private readonly ids = new WeakMap<Tree, number>();
+  private readonly origins = new WeakMap<Tree, number>();
+  private nextId = 1;
 
-function treeId(tree: Tree): number {
-  let id = IDS.get(tree);
-  if (id === undefined) IDS.set(tree, (id = nextId++));
-  return id;
+  private idOf(tree: Tree): number {
+    let id = this.ids.get(tree);
+    if (id === undefined) this.ids.set(tree, (id = this.nextId++));
+    return id;
+  }
+  recordReparse(tree: Tree, origin: Tree): void {
+    this.origins.set(tree, this.idOf(origin));
+  }
+  isReparsedFrom(tree: Tree, origin: Tree): boolean {
+    const from = this.origins.get(tree);
+    return from !== undefined && from === this.ids.get(origin);
+  }
 }
+const lineage = new TreeLineage();
 
 /**
  * Whether parsePython made `tree` incrementally from `origin` (edited to match its text), so the two can be
  * compared with getChangedRanges. False for a fresh parse.
  */
 export function isReparsedFrom(tree: Tree, origin: Tree): boolean {
-  const from = ORIGINS.get(tree);
-  return from !== undefined && from === IDS.get(origin);
+  return lineage.isReparsedFrom(tree, origin);
 }
 
 /** Line start offsets of a text, for offset <-> LSP position conversion (LSP line breaks: \n, \r\n, \r). */
@@ -262,22 +281,22 @@ function continuesWithLf(text: string, offset: number): boolean {
 }
 
 // The node binding keeps a node's start byte (UTF-16: 2 bytes per code unit) and start row in its transfer
-// fields; reading them avoids one native call per node. Checked against startIndex once, with a fallback if the
-// layout changes.
-let fastStartOk: boolean | undefined;
+// fields; reading them avoids one native call per node. Checked against startIndex on the first node asked about
+// (a fact about the installed binding, the same for every tree), with a fallback if the layout changes.
+const binding: { fastFields?: boolean } = {};
 
 /** `n.startIndex` without a native call. */
 export function fastStart(n: SyntaxNode): number {
   const raw = (n as unknown as Record<number, unknown>)[2];
-  if (fastStartOk === undefined) fastStartOk = typeof raw === 'number' && raw / 2 === n.startIndex;
-  return fastStartOk ? (raw as number) / 2 : n.startIndex;
+  if (binding.fastFields === undefined) binding.fastFields = typeof raw === 'number' && raw / 2 === n.startIndex;
+  return binding.fastFields ? (raw as number) / 2 : n.startIndex;
 }
 
 /** `n.startPosition.row` without a native call. */
 export function fastRow(n: SyntaxNode): number {
   const raw = (n as unknown as Record<number, unknown>)[3];
-  if (fastStartOk === undefined) fastStart(n);
-  return fastStartOk && typeof raw === 'number' ? raw : n.startPosition.row;
+  if (binding.fastFields === undefined) fastStart(n);
+  return binding.fastFields && typeof raw === 'number' ? raw : n.startPosition.row;
 }
 
 /** Whether a UTF-16 code is an ASCII identifier character (letter, digit, underscore). */

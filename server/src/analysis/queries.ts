@@ -1,10 +1,12 @@
 // Loads the tree-sitter queries in grammars/model-*.scm once, as one combined Query, so the model index
-// is built from a single query pass over the tree.
+// is built from a single query pass over the tree. The compiled Query is the module's only state: process-wide,
+// built on first use and never changed (it depends on the .scm files alone, never on a document).
 import * as fs from 'fs';
 import * as path from 'path';
 import Parser = require('tree-sitter');
 import { fastStart, getPythonLanguage, isIdentCharCode } from './parser';
 
+/** The compiled grammars/model-*.scm (modelQuery). */
 let combined: Parser.Query | undefined;
 
 /** The repository's grammars/ directory (compiled file lives in out/server/src/analysis). */

@@ -1,6 +1,12 @@
 // The model index: what the analysis knows about a PyTorch model file.
 // Every position is LSP's: 0-based line, UTF-16 code-unit character. Every span is a pair of UTF-16
 // offsets into the document text (what JS string indices are), so fixes can slice the text directly.
+// The imports below are types only (erased at compile time): the caches of IndexCaches are declared here, in
+// one place, but analysis/ never reads them and has no runtime dependency on rules/ or fixes/.
+import type { Lineage } from './model';
+import type { PieceCache } from '../rules/scan';
+import type { StatementDiagnostics } from '../rules/statementCache';
+import type { OperandFilter } from '../fixes/operandFilter';
 
 export interface Position {
   line: number;
@@ -155,4 +161,23 @@ export interface ModelIndex {
   hasSyntaxErrors: boolean;
   /** The file's line break (by its first one): `\r\n`, a lone `\r`, else `\n`. */
   eol: '\n' | '\r\n' | '\r';
+  /**
+   * Set by buildModelIndex (not enumerable): what the next build of the same document reuses (model.ts's
+   * statement segments, the tree and text this index was built from) and the document's IndexCaches.
+   */
+  readonly lineage?: Lineage;
+}
+
+/**
+ * The caches later analyses keep with a document's index. Every build with `previous` hands the same object on,
+ * so they live as long as the document; an index built without one starts empty. Contents never decide a
+ * result, only how fast it comes (each cache checks that it still holds for the text it is asked about).
+ */
+export interface IndexCaches {
+  /** rules/scan.ts: the last scan's pieces (code, strings, comments) by top-level statement. */
+  ruleScan?: PieceCache;
+  /** rules/index.ts: the last run's diagnostics by top-level statement (rules/statementCache.ts). */
+  ruleDiagnostics?: StatementDiagnostics;
+  /** fixes/operandFilter.ts: the operand filter of the last version asked about (it keeps its tree and text). */
+  operandFilter?: OperandFilter;
 }

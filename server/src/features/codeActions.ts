@@ -7,9 +7,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { lsp } from './lsp';
 import type { CodeAction, CodeActionParams, Diagnostic, Position, Range, TextEdit, WorkspaceEdit } from './lsp';
-import type { Layer, ModelIndex, ModuleClass, Op } from '../analysis';
+import type { Layer, ModelIndex, ModuleClass, Op, Tree } from '../analysis';
 import { quantizeFile, unquantizeFile, keepFloat, keepFp32, helperFileText, quantizableSites } from '../fixes';
-import { operandFilter } from '../fixes/operandFilter';
 import type { QuantizableSites } from '../fixes';
 import type { QdqDocument } from './documents';
 import type { DiagnosticData } from './diagnostics';
@@ -126,9 +125,12 @@ function classHasWork(
   return { quantize, remove };
 }
 
-/** What the file-wide quantize / remove actions (and the palette commands, through qdq/fileState) would change. */
-export function fileHasWork(index: ModelIndex): { quantize: boolean; remove: boolean } {
-  const sites = quantizableSites(index);
+/**
+ * What the file-wide quantize / remove actions (and the palette commands, through qdq/fileState) would change in
+ * the document version `index` was built from (`tree`, `text`).
+ */
+export function fileHasWork(index: ModelIndex, tree: Tree, text: string): { quantize: boolean; remove: boolean } {
+  const sites = quantizableSites(index, tree, text);
   const removable = removableOps(index);
   let quantize = false;
   let remove = index.imports.qdqImportLine !== undefined;
@@ -200,8 +202,7 @@ export function listCodeActions(doc: QdqDocument, params: CodeActionParams, caps
 
   const index = doc.getIndex();
   // The fix engine says which sites its quantize pass wraps; this module only renders that.
-  const filter = operandFilter(doc.getTree(), doc.getText());
-  const sites = quantizableSites(index, (op) => filter.skipReason(op));
+  const sites = quantizableSites(index, doc.getTree(), doc.getText());
   const removable = removableOps(index);
   const pending: { title: string; kind: string; data: ActionData; preferred?: boolean }[] = [];
   const add = (title: string, kind: string, op: FixOperation, scope: FixScope, preferred?: boolean) => {
@@ -256,7 +257,7 @@ export function listCodeActions(doc: QdqDocument, params: CodeActionParams, caps
       });
     }
   }
-  const fileWork = fileHasWork(index);
+  const fileWork = fileHasWork(index, doc.getTree(), doc.getText());
   if (fileWork.quantize) {
     add('Quantize file', CodeActionKinds.quantize, 'quantize', { kind: 'file' });
     // Only on explicit request (source.fixAll.qdq, or the Source Action menu's `source`): a generic

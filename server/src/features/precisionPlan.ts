@@ -28,8 +28,9 @@ export function planText(
   file: string,
   floatSites: string[],
 ): { text: string; missing: string[]; quantized: boolean } {
-  const index = buildModelIndex(parsePython(text), text);
-  const work = fileHasWork(index);
+  const tree = parsePython(text);
+  const index = buildModelIndex(tree, text);
+  const work = fileHasWork(index, tree, text);
   const quantize = work.quantize && !work.remove;
   const relativeImport = index.imports.usesRelativeImports;
   const start = quantize ? quantizeFile(text, { scope: { kind: 'file' }, relativeImport }).text : text;

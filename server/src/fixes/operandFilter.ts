@@ -5,7 +5,7 @@
 // and biases (`scores + attention_mask`, `logits + self.bias`), which are not residuals: TensorRT adds them
 // in float, and quantizing a -inf mask to INT8 destroys it.
 import type { SyntaxNode, Tree } from '../analysis';
-import type { Op, Span } from '../analysis/types';
+import type { ModelIndex, Op, Span } from '../analysis/types';
 import { RuleContext } from '../rules/context';
 import { inferDtype } from '../rules/dtype';
 
@@ -58,9 +58,12 @@ const MASK_OR_BIAS = /mask|bias|(^|_)(pos|rel)(_|$)|position|alibi|relative/i;
 const SEQUENCE_TYPES = new Set(['tuple', 'list', 'list_comprehension', 'generator_expression', 'dictionary']);
 
 export interface OperandFilter {
-  /** Why op's operands must stay unquantized, or null when they may be quantized. */
+  /** The document version it answers for. */
+  readonly tree: Tree;
+  readonly text: string;
+  /** Why op's operands must stay unquantized, or null when they may be quantized (worked out once per op). */
   skipReason(op: Op): string | null;
-  /** Counts by reason of ops left alone, for the corpus report. */
+  /** Counts by reason of the ops left alone (each op once), for the corpus report. */
   readonly skipped: Map<string, number>;
 }
 
@@ -70,10 +73,25 @@ function nodeAt(tree: Tree, span: Span): SyntaxNode | null {
   return n && n.startIndex === span.start && n.endIndex === span.end ? n : null;
 }
 
+/**
+ * The operand filter of the document version `index` was built from (`tree`, `text`: the document's own text).
+ * Made once per version and kept in the document's IndexCaches, so that the code actions, fileHasWork and the
+ * fix engine, which all ask through quantizableSites, share one filter and one dtype inference per version.
+ */
+export function operandFilterFor(index: ModelIndex, tree: Tree, text: string): OperandFilter {
+  const caches = index.lineage?.caches;
+  const kept = caches?.operandFilter;
+  if (kept && kept.tree === tree && kept.text === text) return kept;
+  const filter = operandFilter(tree, text);
+  if (caches) caches.operandFilter = filter;
+  return filter;
+}
+
 export function operandFilter(tree: Tree, text: string): OperandFilter {
   let ctx: RuleContext | undefined;
   const context = (): RuleContext => (ctx ??= new RuleContext(tree, text));
   const skipped = new Map<string, number>();
+  const answers = new Map<string, string | null>();
   const why = (op: Op, sides: SyntaxNode[]): string | null => {
     for (const side of sides) {
       if (SEQUENCE_TYPES.has(side.type)) return 'a tuple or list';
@@ -90,8 +108,13 @@ export function operandFilter(tree: Tree, text: string): OperandFilter {
     return null;
   };
   return {
+    tree,
+    text,
     skipped,
     skipReason(op: Op): string | null {
+      const key = `${op.kind}:${op.span.start}:${op.span.end}`;
+      const known = answers.get(key);
+      if (known !== undefined) return known;
       const node = nodeAt(tree, op.span);
       let sides: SyntaxNode[] = [];
       if (node && (node.type === 'binary_operator' || node.type === 'augmented_assignment')) {
@@ -102,9 +125,10 @@ export function operandFilter(tree: Tree, text: string): OperandFilter {
         sides = op.operandSpans.map((s) => nodeAt(tree, s)).filter((x): x is SyntaxNode => !!x);
       }
       const reason = why(op, sides);
+      answers.set(key, reason);
       if (reason) {
-        const key = reason.replace(/ \(.*$/, '');
-        skipped.set(key, (skipped.get(key) ?? 0) + 1);
+        const count = reason.replace(/ \(.*$/, '');
+        skipped.set(count, (skipped.get(count) ?? 0) + 1);
       }
       return reason;
     },

@@ -4,7 +4,7 @@
 import { analysisText, buildModelIndex, LineIndex, parsePython } from '../analysis';
 import type { ClassAnchors, InsertAnchor } from '../analysis/model';
 import { WEIGHTED_LAYERS } from '../analysis/canonical';
-import { operandFilter } from './operandFilter';
+import { operandFilterFor } from './operandFilter';
 import { indirectWeightedCalls, isWeightedCtor, type WeightedNames } from '../analysis/weightedCalls';
 import type { FunctionInfo, Layer, ModelIndex, ModuleClass, Op, Span } from '../analysis/types';
 import type { SyntaxNode, Tree } from '../analysis/parser';
@@ -142,10 +142,17 @@ export interface QuantizableSites {
   layerWraps(l: Layer, scopeKind: QuantizeScope['kind']): boolean;
   /** The activation operands the pass wraps in this op (a `site` or wider scope over it); empty: none. */
   opOperands(op: Op): number[];
+  /** Why the op's operands keep no quantizer (ints, masks, biases: fixes/operandFilter.ts), or null. */
+  skipOperands(op: Op): string | null;
 }
 
-/** `skipOperands` says why an op's operands keep no quantizer (ints, masks, biases: fixes/operandFilter.ts). */
-export function quantizableSites(index: ModelIndex, skipOperands?: (op: Op) => string | null): QuantizableSites {
+/**
+ * The sites of the document version `index` was built from (`tree`, `text`: the document's own text). The operand
+ * filter is part of the answer, so every caller (code actions, fileHasWork, quantizeFile) agrees on it.
+ */
+export function quantizableSites(index: ModelIndex, tree: Tree, text: string): QuantizableSites {
+  const filter = operandFilterFor(index, tree, text);
+  const skipOperands = (op: Op): string | null => filter.skipReason(op);
   const fnByName = new Map(index.functions.map((f) => [f.name, f] as const));
   const allLayers: Layer[] = [
     ...index.classes.flatMap((c) => c.layers),
@@ -170,13 +177,13 @@ export function quantizableSites(index: ModelIndex, skipOperands?: (op: Op) => s
   };
   const opOperands = (op: Op): number[] => {
     const which = quantizableOperands(op);
-    if (!which.length || skipOperands?.(op)) return [];
+    if (!which.length || skipOperands(op)) return [];
     const cls = index.classes.find((c) => c.ops.includes(op));
     if (cls) return cls.isModule && ownersCanDeclare([cls]) ? which : [];
     const fn = index.functions.find((f) => f.ops.includes(op));
     return fn && ownersCanDeclare(ownersOf(index, fn.name)) ? which : [];
   };
-  return { allLayers, layerWraps, opOperands };
+  return { allLayers, layerWraps, opOperands, skipOperands };
 }
 
 function quantizableOperands(op: Op): number[] {
@@ -267,9 +274,8 @@ function quantizeImpl(text: string, opts: QuantizeOptions): QuantizeResult {
   if (!inScopeOf) return unchanged(text);
   const { inScope, scopeClasses, scopeFunctions } = inScopeOf;
 
-  // Ints, bools, tuples, masks and biases keep no quantizer (operandFilter.ts says why).
-  const filter = operandFilter(a.tree, a.source);
-  const sites = quantizableSites(index, (op) => filter.skipReason(op));
+  // Ints, bools, tuples, masks and biases keep no quantizer (sites.skipOperands, operandFilter.ts says why).
+  const sites = quantizableSites(index, a.tree, a.source);
   const allLayers = sites.allLayers;
 
   // 1. Weighted layers: `C(...)` -> `qdq_quant.quant(C(...))`.
@@ -311,7 +317,7 @@ function quantizeImpl(text: string, opts: QuantizeOptions): QuantizeResult {
     for (const op of ops) {
       const which = quantizableOperands(op);
       if (!which.length || !inScope(op.span)) continue;
-      if (filter.skipReason(op)) continue;
+      if (sites.skipOperands(op)) continue;
       if (!ownersCanDeclare(owners)) continue;
       const base = OP_NAME[op.kind];
       const used = usedNames(owners, extraOps);

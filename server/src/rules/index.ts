@@ -132,7 +132,7 @@ export function runRules(
   }
 
   const key = sharedKey(text, layout, ctx.trt.text, ctx.aliasKey());
-  const kept = keptDiagnostics(caches.ruleDiagnostics as StatementDiagnostics | undefined, key, layout, text);
+  const kept = keptDiagnostics(caches.ruleDiagnostics, key, layout, text);
   const spans = spansToCheck(kept, layout, text.length);
   const checkAll = spans.length === 2 && spans[0] === 0 && spans[1] === text.length;
   const { perStatement, fileWide } = runEach(ctx, rules, checkAll ? null : (offset) => inRanges(spans, offset));

@@ -10,6 +10,7 @@
 import { nonCodeRangesIn, inRanges } from './lexer';
 import { changedWindow, type ChangedWindow } from '../analysis/textWindow';
 import { isIdentCharCode } from '../analysis/parser';
+import type { IndexCaches } from '../analysis/types';
 
 export interface TextScan {
   /** False inside string literals and comments. */
@@ -257,7 +258,7 @@ function wholeScan(s: Omit<PieceScan, 'text'>): TextScan {
 }
 
 /** The last run's pieces: piece i spans cuts[i]..cuts[i + 1] of `text`. */
-interface PieceCache {
+export interface PieceCache {
   callWords: ReadonlySet<string>;
   text: string;
   cuts: number[];
@@ -273,11 +274,11 @@ export function scanText(
   text: string,
   callWords: ReadonlySet<string>,
   starts?: number[],
-  caches?: Record<string, unknown>,
+  caches?: IndexCaches,
   known?: { prevText: string; window: ChangedWindow },
 ): TextScan {
   if (!starts || !caches) return wholeOrNull(text, callWords);
-  const prev = caches.ruleScan as PieceCache | undefined;
+  const prev = caches.ruleScan;
   if (!prev || prev.callWords !== callWords) {
     // A first look at the document: one scan in one piece is cheaper than the pieces; they come next time.
     caches.ruleScan = { callWords, text, cuts: [], pieces: [] } satisfies PieceCache;

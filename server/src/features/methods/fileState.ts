@@ -8,7 +8,7 @@ export function register(session: Session): void {
   session.connection.onRequest(
     FileStateRequest,
     onPythonDocument<FileStateParams, FileStateResult | null>(session, FileStateRequest.method, null, (doc) => {
-      const work = fileHasWork(doc.getIndex());
+      const work = fileHasWork(doc.getIndex(), doc.getTree(), doc.getText());
       return { canQuantize: work.quantize, canRemove: work.remove };
     }),
   );
