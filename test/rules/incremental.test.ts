@@ -268,3 +268,18 @@ test('the piecewise text scan equals the scan of the whole text', () => {
 test('the piecewise text scan equals the scan of the whole text after edits that keep the length', () => {
   checkPiecewiseScan((text, seed) => sameLengthEdits(text, seed, 20, OVERTYPE));
 });
+
+test('inferred operand types are kept with the document (its caches), not in the module', () => {
+  const { text } = ruleHeavySources().find((s) => s.name === 'rule-heavy')!;
+  const tree = parsePython(text);
+  const index = buildModelIndex(tree, text);
+  runRules(index, tree, text);
+  const memo = documentCaches(index)?.dtypeMemo;
+  assert.ok(memo && memo.entries > 0, 'the rules inferred types into the document caches');
+  // The next version of the same document hands the memo on; another document starts with none.
+  const edited = text + '\n# end\n';
+  const next = buildModelIndex(parsePython(edited), edited, index);
+  assert.equal(documentCaches(next)?.dtypeMemo, memo);
+  const other = buildModelIndex(parsePython(text), text);
+  assert.equal(documentCaches(other)?.dtypeMemo, undefined);
+});

@@ -7,6 +7,7 @@ import type { Lineage } from './incremental';
 import type { PieceCache } from '../rules/scan';
 import type { StatementDiagnostics } from '../rules/statementCache';
 import type { OperandFilter } from '../fixes/operandFilter';
+import type { DtypeMemo } from '../rules/dtype';
 
 export interface Position {
   line: number;
@@ -180,4 +181,6 @@ export interface IndexCaches {
   ruleDiagnostics?: StatementDiagnostics;
   /** fixes/operandFilter.ts: the operand filter of the last version asked about (it keeps its tree and text). */
   operandFilter?: OperandFilter;
+  /** rules/dtype.ts: inferred operand types by function text (and import aliases), reused after an edit elsewhere. */
+  dtypeMemo?: DtypeMemo;
 }

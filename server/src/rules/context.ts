@@ -4,7 +4,7 @@
 // the tree around them (node lookups by offset are cheap). Scopes (one function body) are walked lazily.
 import type { QdqDiagnostic, Range, RuleOptions, Severity, SyntaxNode, TextEdit, Tree } from './types';
 import { parseTrtVersion, versionAtLeast, type TrtVersion } from './version';
-import type { ModelIndex } from '../analysis/types';
+import type { IndexCaches, ModelIndex } from '../analysis/types';
 import { scanText, type TextScan } from './scan';
 import { detectEol, documentCaches, statementLayout } from '../analysis/model';
 import { LineIndex, analysisText, isIdentCharCode } from '../analysis/parser';
@@ -239,6 +239,8 @@ export class RuleContext {
   readonly text: string;
   /** The document's line break, for inserted lines. */
   readonly eol: '\n' | '\r\n' | '\r';
+  /** The caches kept with the document between runs (none for a one-shot run without a previous index). */
+  readonly documentCaches: IndexCaches | undefined;
   constructor(
     readonly tree: Tree,
     text: string,
@@ -251,7 +253,8 @@ export class RuleContext {
     this.root = tree.rootNode;
     this.trt = parseTrtVersion(opts.trtVersion);
     const layout = statementLayout(index, text);
-    this.scan = scanText(text, CALL_WORD_SET, layout?.starts, documentCaches(index), layout?.reuse);
+    this.documentCaches = documentCaches(index);
+    this.scan = scanText(text, CALL_WORD_SET, layout?.starts, this.documentCaches, layout?.reuse);
     this.readImports();
   }
 

@@ -221,16 +221,29 @@ export function inferDtype(ctx: RuleContext, expr: SyntaxNode | null, depth = 0)
 }
 
 /**
- * Memo across runs, keyed by everything an expression's type inside a function depends on: the function's
- * text, the file's import aliases and the expression's place in the function. After a keystroke only the
- * edited function is inferred again. Line numbers in `why` are stored relative to the function.
+ * Memo across runs of one document, keyed by everything an expression's type inside a function depends on: the
+ * function's text, the file's import aliases and the expression's place in the function. After a keystroke only
+ * the edited function is inferred again. Line numbers in `why` are stored relative to the function. It lives in
+ * the document's IndexCaches (a run without them keeps one for itself), so no module-level state holds content.
  */
-// By function (the import aliases and the function's text, looked up once per function and run), then by the
-// expression's place in it: hashing a function's text for every expression costs more than the inference.
-const MEMO = new Map<string, Map<string, DInfo>>();
+export interface DtypeMemo {
+  // By function (the import aliases and the function's text, looked up once per function and run), then by the
+  // expression's place in it: hashing a function's text for every expression costs more than the inference.
+  byFunction: Map<string, Map<string, DInfo>>;
+  entries: number;
+}
 const MEMO_MAX = 20000;
-let memoEntries = 0;
+// Per run (weakly by context): the memo of each function node, so its text is hashed once per run.
 const functionMemos = new WeakMap<RuleContext, Map<number, Map<string, DInfo>>>();
+const runMemos = new WeakMap<RuleContext, DtypeMemo>();
+
+function memoOf(ctx: RuleContext): DtypeMemo {
+  const caches = ctx.documentCaches;
+  if (caches) return (caches.dtypeMemo ??= { byFunction: new Map(), entries: 0 });
+  let memo = runMemos.get(ctx);
+  if (!memo) runMemos.set(ctx, (memo = { byFunction: new Map(), entries: 0 }));
+  return memo;
+}
 
 function functionMemo(ctx: RuleContext, fn: SyntaxNode, fnStart: number): Map<string, DInfo> {
   let byFn = functionMemos.get(ctx);
@@ -238,8 +251,9 @@ function functionMemo(ctx: RuleContext, fn: SyntaxNode, fnStart: number): Map<st
   let memo = byFn.get(fn.id);
   if (!memo) {
     const key = `${ctx.aliasKey()}\u0001${ctx.text.slice(fnStart, fn.endIndex)}`;
-    memo = MEMO.get(key);
-    if (!memo) MEMO.set(key, (memo = new Map()));
+    const all = memoOf(ctx).byFunction;
+    memo = all.get(key);
+    if (!memo) all.set(key, (memo = new Map()));
     byFn.set(fn.id, memo);
   }
   return memo;
@@ -256,13 +270,14 @@ function memoized(ctx: RuleContext, expr: SyntaxNode, depth: number): DInfo {
   const hit = memo.get(key);
   if (hit) return { ...hit, why: hit.why.replace(/line @(-?\d+)@/g, (_, d) => `line ${Number(d) + base}`) };
   const v = infer(ctx, expr, depth);
-  if (memoEntries >= MEMO_MAX) {
+  const all = memoOf(ctx);
+  if (all.entries >= MEMO_MAX) {
     // Only this run's function memos stay reachable through functionMemos; start afresh for the rest.
-    MEMO.clear();
-    memoEntries = 0;
+    all.byFunction.clear();
+    all.entries = 0;
   }
   memo.set(key, { ...v, why: v.why.replace(/line (\d+)/g, (_, n) => `line @${Number(n) - base}@`) });
-  memoEntries++;
+  all.entries++;
   return v;
 }
 
