@@ -25,7 +25,7 @@ from .calibrate import ensure_outputs_calibrated, uncalibrated_error
 from .errors import QdqError, describe
 from .loader import Inputs, Project, QuantizerInfo, flatten_outputs
 from .protocol_types import EXPORT_TARGETS, ExportParams, ExportResult, QdqNodeCounts
-from .residual_fusion import float_residuals
+from .residual_fusion import left_off
 
 Progress = Callable[[str, int, Optional[int], str], None]
 
@@ -760,7 +760,7 @@ def export(
             written.append(fp32)
             check_cancel()
         # tensorrt: an add that does not follow a convolution keeps its residual stream in float
-        residual_off = set(float_residuals(project)) if target == "tensorrt" else set()
+        residual_off = set(left_off(project, target))
         active = []
         for q in project.quantizers:
             on = (q.role != "output" or target == "ort-cpu") and q.name not in residual_off

@@ -14,7 +14,7 @@ try:
 except ImportError:  # Python 3.7; torch depends on typing_extensions
     from typing_extensions import TypedDict
 
-SCHEMA_SHA256 = "3157d91569c8679f10f6ee632e908155f3164fd735fe1240e57148dfc33d8597"
+SCHEMA_SHA256 = "3d9c1ad06ca32b6209b2ebfd12799713bd7d80af18793d291bec50043035c762"
 
 ERROR_KINDS = ("config", "import", "user_code", "no_data", "shape", "nan", "oom", "cancelled", "export", "internal", "protocol")
 ErrorKind = str  # one of ERROR_KINDS
@@ -337,6 +337,7 @@ class QatParams:
     resume: Optional[bool] = None
     torchrun_args: Optional[List[str]] = None
     load: Optional[LoadParams] = None
+    target: Optional[str] = None
 
     @classmethod
     def from_json(cls, data: Any, where: str = "params") -> "QatParams":
@@ -357,6 +358,7 @@ class QatParams:
             resume=data.get("resume"),
             torchrun_args=data.get("torchrun_args"),
             load=None if data.get("load") is None else LoadParams._build(data["load"]),
+            target=data.get("target"),
         )
 
 
@@ -376,6 +378,7 @@ class SensitivityParams:
     calibration_batches: Optional[int] = None
     eval_batches: Optional[int] = None
     metric: Optional[str] = None
+    target: Optional[str] = None
 
     @classmethod
     def from_json(cls, data: Any, where: str = "params") -> "SensitivityParams":
@@ -389,6 +392,7 @@ class SensitivityParams:
             calibration_batches=data.get("calibration_batches"),
             eval_batches=data.get("eval_batches"),
             metric=data.get("metric"),
+            target=data.get("target"),
         )
 
 
@@ -408,6 +412,7 @@ class TuneParams:
     calibration_batches: Optional[int] = None
     eval_batches: Optional[int] = None
     metric: Optional[str] = None
+    target: Optional[str] = None
 
     @classmethod
     def from_json(cls, data: Any, where: str = "params") -> "TuneParams":
@@ -423,6 +428,7 @@ class TuneParams:
             calibration_batches=data.get("calibration_batches"),
             eval_batches=data.get("eval_batches"),
             metric=data.get("metric"),
+            target=data.get("target"),
         )
 
 

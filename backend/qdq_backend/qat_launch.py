@@ -50,6 +50,7 @@ def worker_spec(p: Any, directory: str) -> Dict[str, Any]:
             "learn_amax": p.config.learn_amax,
             "nproc": p.nproc,
             "load": load,
+            "target": p.target,
         },
         "config": asdict(p.config),
         "checkpoint": os.path.join(directory, qat_checkpoint.CHECKPOINT),

@@ -19,6 +19,7 @@ from . import knobs, qat, qat_checkpoint
 from .errors import Cancelled, QdqError
 from .loader import Project, _iterate_user, _resolve, _user_error, split_batch
 from .protocol_types import LoadParams, QatEpoch, QatParams, QatResult
+from .residual_fusion import target_form
 
 Progress = Callable[[str, int, Optional[int], str], None]
 MAX_EVAL_BATCHES = 1_000_000
@@ -37,6 +38,7 @@ class QatJob:
     resume: bool
     load: Optional[LoadParams]  # the `load` request's params: what each torchrun worker loads
     torchrun_args: List[str]
+    target: Optional[str] = None  # the export's graph form, trained and measured (residual_fusion.target_form)
 
 
 def _in_range(key: str, value: Optional[float], default: float, lo: float, hi: float, hint: str) -> float:
@@ -74,6 +76,7 @@ def parse_params(params: Union[QatParams, Mapping[str, Any]]) -> QatJob:
         resume=bool(params.resume),
         load=params.load,
         torchrun_args=list(params.torchrun_args or []),
+        target=params.target,
     )
 
 
@@ -262,22 +265,25 @@ def run_qat(
     path = os.path.join(directory, qat_checkpoint.CHECKPOINT)
     started = time.monotonic()
     training = user_training(project, p)
-    start = _start(project, p, directory, progress)
-    measured = time.monotonic() - started
-    trained_at = time.monotonic()
-    if p.nproc == 1:
-        final = _train_here(project, p, training, start, path, progress, cancelled)
-    else:
-        from . import qat_launch  # noqa: WPS433
+    # PTQ, training and QAT all in the graph form the target exports (the export then leaves off the same ones)
+    with target_form(project, p.target):
+        start = _start(project, p, directory, progress)
+        measured = time.monotonic() - started
+        trained_at = time.monotonic()
+        if p.nproc == 1:
+            final = _train_here(project, p, training, start, path, progress, cancelled)
+        else:
+            from . import qat_launch  # noqa: WPS433
 
-        final = qat_launch.train_distributed(project, p, start, directory, progress, cancelled)
-    train_seconds = time.monotonic() - trained_at
-    qat.load_model_state(project.model, final.model_state)
-    project.model.eval()
+            final = qat_launch.train_distributed(project, p, start, directory, progress, cancelled)
+        train_seconds = time.monotonic() - trained_at
+        qat.load_model_state(project.model, final.model_state)
+        project.model.eval()
+        qat_top1 = measure(project, quantized=True)
     result: QatResult = {
         "fp32": start.meta.get("fp32"),
         "ptq": start.meta.get("ptq"),
-        "qat": measure(project, quantized=True),
+        "qat": qat_top1,
         "eval_samples": start.meta.get("eval_samples"),
         "epochs": p.config.epochs,
         "lr": p.config.lr,

@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, Iterable, Optional
 import torch
 import torch.distributed as dist
 
-from . import qat, qat_checkpoint, qat_run
+from . import qat, qat_checkpoint, qat_run, residual_fusion
 from .errors import QdqError, internal_error
 from .loader import load
 
@@ -78,6 +78,11 @@ def train(spec: Dict[str, Any]) -> int:
     p = qat_run.parse_params(spec["qat"])
     start = qat_checkpoint.load(spec["checkpoint"])
     qat.load_model_state(project.model, start.state.model_state)
+    # the backend trains the target's graph form (qat_run.run_qat): every worker leaves off the same quantizers
+    off = set(residual_fusion.left_off(project, p.target))
+    for q in project.quantizers:
+        if q.name in off:
+            q.module.enabled = False
     project.model.to(device)
     training = qat_run.user_training(project, p)
     quantizers = qat_run.quantizer_modules(project)

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import operator
 import re
-from typing import Any, Callable, Dict, List, Set
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -105,6 +106,9 @@ def float_residuals(project: Project) -> List[str]:
         m.register_forward_hook(quantizer_hook if id(m) in quantizer_ids else module_hook)
         for m in project.model.modules()
     ]
+    # eval: a recording pass in training mode would move BatchNorm's running statistics (QAT calls this first)
+    training = project.model.training
+    project.model.eval()
     try:
         with torch.no_grad(), _Recorder(quantized, conv_fed, keep, seen):
             project.model(*project.example_inputs)
@@ -113,5 +117,29 @@ def float_residuals(project: Project) -> List[str]:
     finally:
         for h in handles:
             h.remove()
+        project.model.train(training)
     # A quantizer the pass never saw at an add (a branch the example does not take) keeps its place.
     return sorted(seen - keep)
+
+
+def left_off(project: Project, target: Optional[str]) -> List[str]:
+    """The quantizers the `target` export leaves off: tensorrt's residual adds that follow no convolution.
+
+    The export, and every measurement meant to predict it (sensitivity, tune, QAT), take their form from here,
+    so what is measured is the graph that is exported. No target: nothing left off (the calibrated model as is).
+    """
+    return float_residuals(project) if target == "tensorrt" else []
+
+
+@contextmanager
+def target_form(project: Project, target: Optional[str]) -> Iterator[List[str]]:
+    """Disables what `target` leaves off for the duration (the names are yielded); the flags are restored after."""
+    off = set(left_off(project, target))
+    saved = [(q.module, q.module.enabled) for q in project.quantizers if q.name in off]
+    for module, _ in saved:
+        module.enabled = False
+    try:
+        yield sorted(off)
+    finally:
+        for module, enabled in saved:
+            module.enabled = enabled

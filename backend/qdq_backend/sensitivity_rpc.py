@@ -15,6 +15,7 @@ from . import sensitivity as sens
 from .errors import QdqError
 from .loader import Project, _resolve, _user_error
 from .protocol_types import GroupSensitivity, SensitivityParams, SensitivityResult, SiteGroup, TuneParams, TuneResult
+from .residual_fusion import target_form
 
 DEFAULT_EVAL_BATCHES = knobs.EVAL_BATCHES_DEFAULT
 RunnerClass = Callable[..., sens.Runner]
@@ -130,8 +131,10 @@ def sensitivity(
     check_cancel: Callable[[], None],
     runner_class: RunnerClass = sens.Runner,
 ) -> SensitivityResult:
-    groups, switch, name, metric, samples = _prepare(project, params)
-    r = sens.measure_sensitivity(groups, runner_class(switch, metric, "sensitivity", progress, check_cancel), name)
+    # The target's graph form: a quantizer its export leaves off is neither a group nor on in any evaluation.
+    with target_form(project, params.target):
+        groups, switch, name, metric, samples = _prepare(project, params)
+        r = sens.measure_sensitivity(groups, runner_class(switch, metric, "sensitivity", progress, check_cancel), name)
     return {
         "metric": r.metric,
         "samples": samples,
@@ -157,9 +160,10 @@ def tune(
     runner_class: RunnerClass = sens.Runner,
 ) -> TuneResult:
     max_drop, relative = _max_drop(params)
-    groups, switch, name, metric, samples = _prepare(project, params)
-    runner = runner_class(switch, metric, "tune", progress, check_cancel)
-    plan = sens.tune(groups, runner, name, max_drop, relative)
+    with target_form(project, params.target):  # as in sensitivity: the form the target exports
+        groups, switch, name, metric, samples = _prepare(project, params)
+        runner = runner_class(switch, metric, "tune", progress, check_cancel)
+        plan = sens.tune(groups, runner, name, max_drop, relative)
     return {
         "metric": plan.metric,
         "samples": samples,

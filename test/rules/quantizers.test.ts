@@ -96,7 +96,7 @@ describe('QDQ lints', () => {
     assert.match(ds[0].message, /self\.act_quantizer/);
   });
 
-  it('QDQ007: HF-style LayerNorm(dense(h) + input_tensor) in a quantized class', () => {
+  it('QDQ007 leaves an add after a Linear alone: HF LayerNorm(dense(h) + input_tensor) stays float for TensorRT', () => {
     const text = py`
       from torch import nn
       import qdq_quant  # qdq
@@ -109,9 +109,30 @@ describe('QDQ lints', () => {
               hidden_states = self.dense(hidden_states)
               return self.LayerNorm(hidden_states + input_tensor)
     `;
-    const ds = diagnose('QDQ007', text);
-    assert.equal(ds.length, 1);
-    assert.match(ds[0].message, /input_tensor/);
+    // The tensorrt export keeps no residual quantizer on an add that follows no convolution (residual_fusion.py).
+    assert.deepEqual(diagnose('QDQ007', text), []);
+  });
+
+  it('QDQ007 follows the branch back through BatchNorm to a convolution, and not through an activation', () => {
+    const block = (tail: string) => py`
+      from torch import nn
+      import qdq_quant  # qdq
+      class Block(nn.Module):
+          def __init__(self):
+              super().__init__()
+              self.conv2 = qdq_quant.quant(nn.Conv2d(4, 4, 3, padding=1))
+              self.bn2 = nn.BatchNorm2d(4)
+              self.relu = nn.ReLU()
+          def forward(self, x):
+              identity = x
+              out = self.conv2(x)
+              out = self.bn2(out)
+              ${tail}
+              out += identity
+              return out
+    `;
+    assert.equal(diagnose('QDQ007', block('pass')).length, 1);
+    assert.deepEqual(diagnose('QDQ007', block('out = self.relu(out)')), []);
   });
 
   it('QDQ007 names the skip operand of `out + x` and `out += identity` (never a placeholder in backticks)', () => {

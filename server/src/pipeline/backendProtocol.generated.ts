@@ -267,6 +267,8 @@ export interface QatParams {
   torchrun_args?: string[];
   /** the load request's params: what each torchrun process loads (needed when nproc > 1) */
   load?: LoadParams | null;
+  /** the graph form trained and measured: tensorrt trains without the quantizers its export leaves off (residual_fusion.left_off) */
+  target?: string | null;
 }
 
 export interface QatEpoch {
@@ -310,6 +312,8 @@ export interface SensitivityParams {
   eval_batches?: number;
   /** [tool.qdq] metric = "file.py:fn": fn(model) returns a number, higher is better; absent: top1 or sqnr_db */
   metric?: string;
+  /** the graph form measured: tensorrt leaves off what its export leaves off (residual_fusion.left_off); absent: every quantizer as calibrated */
+  target?: string | null;
 }
 
 /** Quantizers that share an input (so switch precision together), with their source sites file::Class.attr. */
@@ -347,6 +351,8 @@ export interface TuneParams {
   eval_batches?: number;
   /** as in SensitivityParams */
   metric?: string;
+  /** as in SensitivityParams */
+  target?: string | null;
 }
 
 export interface TuneStep {
@@ -1351,6 +1357,14 @@ export const PROTOCOL_SCHEMA: ProtocolSchema = {
             }
           ],
           "description": "the load request's params: what each torchrun process loads (needed when nproc > 1)"
+        },
+        "target": {
+          "type": [
+            "string",
+            "null"
+          ],
+          "x-values": "ExportTarget",
+          "description": "the graph form trained and measured: tensorrt trains without the quantizers its export leaves off (residual_fusion.left_off)"
         }
       },
       "required": [
@@ -1503,6 +1517,14 @@ export const PROTOCOL_SCHEMA: ProtocolSchema = {
         "metric": {
           "type": "string",
           "description": "[tool.qdq] metric = \"file.py:fn\": fn(model) returns a number, higher is better; absent: top1 or sqnr_db"
+        },
+        "target": {
+          "type": [
+            "string",
+            "null"
+          ],
+          "x-values": "ExportTarget",
+          "description": "the graph form measured: tensorrt leaves off what its export leaves off (residual_fusion.left_off); absent: every quantizer as calibrated"
         }
       },
       "additionalProperties": false
@@ -1621,6 +1643,14 @@ export const PROTOCOL_SCHEMA: ProtocolSchema = {
         },
         "metric": {
           "type": "string",
+          "description": "as in SensitivityParams"
+        },
+        "target": {
+          "type": [
+            "string",
+            "null"
+          ],
+          "x-values": "ExportTarget",
           "description": "as in SensitivityParams"
         }
       },

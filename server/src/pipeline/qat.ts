@@ -7,6 +7,7 @@ import * as path from 'path';
 import { runPipeline, AfterCalibrate, PipelineProgress, Report } from './run';
 import { CancelToken, QdqError, asQdqError } from './errors';
 import { writeFileAtomic } from '../onnx/atomic';
+import { backendTarget } from './libraryLoad';
 import { ProgressPrinter } from './cli';
 import type { QatResult } from './backendProtocol.generated';
 
@@ -68,7 +69,9 @@ export async function runQat(
         nproc: opts.nproc,
         resume: opts.resume,
         torchrun_args: opts.torchrunArgs,
+        // step.load carries the patched library modules, so each torchrun process runs the same model
         load: step.load,
+        target: backendTarget(cfg.target),
       },
       {
         cancel: step.cancel,

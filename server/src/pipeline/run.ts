@@ -33,7 +33,7 @@ import { verifyForms, FormToVerify, FormsVerification } from '../onnx/verifyForm
 import { formsReport, FormsReport, readEvalMeta } from './report';
 import { exportOrtCpuForm, removeStaleOrtCpuForm } from './forms';
 import { addQuantizerLines } from './sourceLines';
-import { patchModules, patchNote, planPatches } from '../library/auto';
+import { backendTarget, baseLoadParams, loadPatched } from './libraryLoad';
 
 export type PipelineStep = 'calibrate' | 'export' | 'verify';
 
@@ -468,43 +468,12 @@ async function loadAndCalibrate(
   override: LoadParams['model_source_override'],
 ): Promise<{ loadParams: LoadParams; loaded: LoadResult; calib: CalibrateResult }> {
   const { cfg, opts, backend, rpc, notes } = run;
-  // Library models: the listed modules are patched before the first load; unset, the load says which
-  // installed modules define the model's classes and the model is loaded again patched (library/auto.ts).
-  const source = async (module: string) => await backend.moduleSource({ module }, rpc);
-  const firstPlan = planPatches(cfg.patchModules, []);
-  let patched = firstPlan.automatic ? null : await patchModules(firstPlan, source);
-  run.onProgress({ step: 'load', done: 0, total: null, message: `loading ${cfg.model}` });
-  const loadParams: LoadParams = {
-    project_dir: run.projectDir,
-    model: cfg.model,
-    example_inputs: cfg.exampleInputs,
-    input_shapes: cfg.inputShapes,
-    calibration_data: cfg.calibrationData,
-    eval_data: cfg.evalData,
-    patch_modules: patched?.patches.length
-      ? patched.patches.map((p) => ({ module: p.module, source: p.text }))
-      : undefined,
-    model_source_override: override,
-  };
-  let loaded = await backend.load(loadParams, rpc);
-  let plan = firstPlan;
-  if (firstPlan.automatic && loaded.library_modules?.length) {
-    plan = planPatches(cfg.patchModules, loaded.library_modules);
-    patched = await patchModules(plan, source);
-    if (patched.patches.length) {
-      run.onProgress({
-        step: 'load',
-        done: 0,
-        total: null,
-        message: `loading ${cfg.model} with patched library modules`,
-      });
-      loadParams.patch_modules = patched.patches.map((p) => ({ module: p.module, source: p.text }));
-      loaded = await backend.load(loadParams, rpc);
-    }
-  }
-  if (patched && (patched.patches.length || patched.skipped.length)) notes.push(patchNote(plan, patched));
-  notes.push(...(loaded.notes ?? []));
-  run.patchedModules = patched?.patches.map((p) => p.module) ?? [];
+  const library = await loadPatched(backend, cfg, baseLoadParams(run.projectDir, cfg, override), rpc, (message) =>
+    run.onProgress({ step: 'load', done: 0, total: null, message }),
+  );
+  const { params: loadParams, loaded } = library;
+  notes.push(...library.notes);
+  run.patchedModules = library.patchedModules;
   if (loaded.calibration_data_kind === 'random-normal') {
     notes.push(
       'calibrated on random normal batches of the input shapes (no calibration-data configured): ranges are only indicative',
@@ -600,7 +569,7 @@ async function exportAndVerify(
       opset: cfg.opset,
       dynamic_batch: cfg.dynamicBatch,
       // tensorrt10 exports the same Q/DQ placement; only the typing step differs.
-      target: cfg.target === 'tensorrt10' ? 'tensorrt' : cfg.target,
+      target: backendTarget(cfg.target),
       fold_weights: false,
     },
     run.rpc,

@@ -25,6 +25,7 @@ import {
 import { QdqError, CancelToken } from './errors';
 import { quantizeModelSource, PipelineOptions } from './run';
 import { writeFileAtomic } from '../onnx/atomic';
+import { backendTarget, baseLoadParams, LibraryLoad, loadPatched } from './libraryLoad';
 
 export interface SensitivityProgress {
   step: 'interpreter' | 'load' | 'calibrate' | 'sensitivity' | 'tune' | 'latency';
@@ -43,6 +44,10 @@ export interface Session {
   cfg: QdqConfig;
   outDir: string;
   modelPath: string;
+  /** Installed library modules patched in memory for the load (libraryLoad.ts); empty for a user's own model. */
+  patchedModules: string[];
+  /** What the load changed (the patch note, the backend's notes). */
+  notes: string[];
   /** The backend's `sensitivity` request (or its N-process form) on the calibrated model. */
   sensitivity(params: SensitivityParams): Promise<SensitivityResult>;
   /** The backend's `tune` request (or its N-process form) on the calibrated model. */
@@ -96,15 +101,7 @@ async function prepare(
     outDir,
     modelPath: path.resolve(projectDir, cfg.model.slice(0, cfg.model.lastIndexOf(':'))),
     python: py.executable && fs.existsSync(py.executable) ? py.executable : py.path,
-    load: {
-      project_dir: projectDir,
-      model: cfg.model,
-      example_inputs: cfg.exampleInputs,
-      input_shapes: cfg.inputShapes,
-      calibration_data: cfg.calibrationData,
-      eval_data: cfg.evalData,
-      model_source_override: quantized.override,
-    },
+    load: baseLoadParams(projectDir, cfg, quantized.override),
     calibrate: { method: cfg.method, percentile: cfg.percentile, batches: cfg.batches, out_dir: outDir },
   };
 }
@@ -112,35 +109,50 @@ async function prepare(
 const STEPS = ['calibrate', 'sensitivity', 'tune'];
 const asStep = (step: string) => (STEPS.includes(step) ? step : 'load') as SensitivityProgress['step'];
 
-/** Start the backend, load and calibrate once; or, for nproc > 1, hand the same parameters to the workers. */
+/**
+ * Start the backend, load (library modules patched: libraryLoad.ts) and calibrate once; or, for nproc > 1, hand
+ * the same parameters to the workers. Their load params need the patched modules, and only a load of the model
+ * says which library modules it is made of, so the N-process form loads it once here first.
+ */
 export async function openSession(
   opts: SessionOptions,
   onProgress: (p: SensitivityProgress) => void,
   cancel: CancelToken,
 ): Promise<Session> {
   const p = await prepare(opts, onProgress, cancel);
-  const base = { projectDir: p.projectDir, cfg: p.cfg, outDir: p.outDir, modelPath: p.modelPath };
-  if ((opts.nproc ?? 1) > 1) {
-    const job = { ...p, nproc: opts.nproc ?? 1, onLog: opts.onLog };
+  const backend = BackendClient.start({ python: p.python, projectDir: p.projectDir, onLog: opts.onLog });
+  const forward = (e: ProgressEvent) =>
+    onProgress({ step: asStep(e.step), done: e.done, total: e.total, message: e.message });
+  const rpc = { onProgress: forward, cancel };
+  const distributed = (opts.nproc ?? 1) > 1;
+  let library: LibraryLoad;
+  try {
+    await backend.initialize(rpc);
+    library = await loadPatched(backend, p.cfg, p.load, rpc, (message) =>
+      onProgress({ step: 'load', done: 0, total: null, message }),
+    );
+    if (!distributed) await backend.calibrate(p.calibrate, rpc);
+  } catch (e) {
+    await backend.shutdown().catch(() => undefined);
+    throw e;
+  }
+  const base = {
+    projectDir: p.projectDir,
+    cfg: p.cfg,
+    outDir: p.outDir,
+    modelPath: p.modelPath,
+    patchedModules: library.patchedModules,
+    notes: library.notes,
+  };
+  if (distributed) {
+    await backend.shutdown().catch(() => undefined);
+    const job = { ...p, load: library.params, nproc: opts.nproc ?? 1, onLog: opts.onLog };
     return {
       ...base,
       sensitivity: (params) => runDistributed(job, { command: 'sensitivity', params }, onProgress, cancel),
       tune: (params) => runDistributed(job, { command: 'tune', params }, onProgress, cancel),
       close: async () => undefined,
     };
-  }
-  const backend = BackendClient.start({ python: p.python, projectDir: p.projectDir, onLog: opts.onLog });
-  const forward = (e: ProgressEvent) =>
-    onProgress({ step: asStep(e.step), done: e.done, total: e.total, message: e.message });
-  const rpc = { onProgress: forward, cancel };
-  try {
-    await backend.initialize(rpc);
-    onProgress({ step: 'load', done: 0, total: null, message: `loading ${p.cfg.model}` });
-    await backend.load(p.load, rpc);
-    await backend.calibrate(p.calibrate, rpc);
-  } catch (e) {
-    await backend.shutdown().catch(() => undefined);
-    throw e;
   }
   return {
     ...base,
@@ -238,20 +250,43 @@ async function runDistributed<C extends DistributedCommand>(
 
 /** Held-out data for the metric: eval-data, else calibration batches past the ones calibrated on. */
 export function metricParams(cfg: QdqConfig): SensitivityParams {
-  return { calibration_batches: cfg.batches, ...(cfg.metric ? { metric: cfg.metric } : {}) };
+  return {
+    calibration_batches: cfg.batches,
+    // measured in the graph form the target exports (residual_fusion.left_off)
+    target: backendTarget(cfg.target),
+    ...(cfg.metric ? { metric: cfg.metric } : {}),
+  };
+}
+
+/** sensitivity.json: the backend's result, with the target its form was measured in and how the model was loaded. */
+export interface SensitivityFile extends SensitivityResult {
+  version: 1;
+  project_dir: string;
+  target: string;
+  /** Library modules patched in memory: their sites are in those modules, not in the project's files. */
+  patched_modules: string[];
+  notes: string[];
 }
 
 export async function runSensitivity(
   opts: SessionOptions,
   onProgress: (p: SensitivityProgress) => void = () => undefined,
   cancel: CancelToken = new CancelToken(),
-): Promise<{ result: SensitivityResult; path: string }> {
+): Promise<{ result: SensitivityResult; path: string; notes: string[] }> {
   const session = await openSession(opts, onProgress, cancel);
   try {
     const result = await session.sensitivity(metricParams(session.cfg));
     const out = path.join(session.outDir, 'sensitivity.json');
-    writeFileAtomic(out, JSON.stringify({ version: 1, project_dir: session.projectDir, ...result }, null, 2) + '\n');
-    return { result, path: out };
+    const file: SensitivityFile = {
+      version: 1,
+      project_dir: session.projectDir,
+      target: session.cfg.target,
+      patched_modules: session.patchedModules,
+      notes: session.notes,
+      ...result,
+    };
+    writeFileAtomic(out, JSON.stringify(file, null, 2) + '\n');
+    return { result, path: out, notes: session.notes };
   } finally {
     await session.close().catch(() => undefined);
   }

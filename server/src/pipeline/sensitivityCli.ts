@@ -80,9 +80,11 @@ export async function runSensitivityCommand(
   };
   try {
     if (cmd === 'sensitivity') {
-      const { result, path: out } = await runSensitivity(opts, onProgress, cancel);
+      const { result, path: out, notes } = await runSensitivity(opts, onProgress, cancel);
       progress.finishStep();
-      io.out(`${formatSensitivity(result)}\n\nsensitivity: ${out}\n`);
+      io.out(`${formatSensitivity(result)}\n`);
+      for (const n of notes) io.out(`note: ${n}\n`);
+      io.out(`\nsensitivity: ${out}\n`);
     } else {
       const r = await runTune({ ...opts, maxDrop: flags.maxDrop, write: flags.write }, onProgress, cancel);
       progress.finishStep();

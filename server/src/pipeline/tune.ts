@@ -42,7 +42,14 @@ export interface TuneReport {
    */
   fp32: { accuracy: number; latency_ms: number | null };
   all_int8: { accuracy: number; latency_ms: number | null };
-  mixed: { accuracy: number; latency_ms: number | null; float_sites: string[]; float_groups: string[] };
+  mixed: {
+    accuracy: number;
+    latency_ms: number | null;
+    /** Why latency_ms is null when the plan has float groups (a library model's plan: no source to export). */
+    latency_note?: string;
+    float_sites: string[];
+    float_groups: string[];
+  };
   /** Top-1 in percent of the exported models in ONNX Runtime on eval-data (null without labels). */
   onnxruntime_top1: { fp32: number | null; all_int8: number | null; mixed: number | null };
   within_budget: boolean;
@@ -212,6 +219,24 @@ async function searchAndRunAllInt8(
   return { r, run };
 }
 
+const LIBRARY_LATENCY =
+  'not measured: the float sites are in library modules patched in memory, so there is no mixed source to export';
+
+/**
+ * A library model's plan (its float sites in modules patched in memory, not in the user's files) cannot be
+ * written as keep_float, nor exported: the note saying so, or null for a plan in the user's own source.
+ */
+function libraryPlan(r: TuneBackendResult, run: PipelineResult, modelPath: string): string | null {
+  const modules = run.report.patched_modules ?? [];
+  const elsewhere = r.float_sites.filter((site) => path.resolve(site.split('::')[0]) !== path.resolve(modelPath));
+  if (!modules.length || !elsewhere.length) return null;
+  return (
+    `the quantization sites are in library modules patched in memory (${modules.join(', ')}), not in your source, ` +
+    `so no keep_float can be written: the mixed row (${r.float_groups.length} group(s) in float) is measured in ` +
+    `PyTorch fake quantization only, and its latency is left empty`
+  );
+}
+
 export async function runTune(
   opts: TuneOptions,
   onProgress: (p: SensitivityProgress) => void = () => undefined,
@@ -227,7 +252,10 @@ export async function runTune(
   const notes: string[] = [];
   let modelFile: string | null = null;
   let mixedRun: PipelineResult | null = null;
-  if (r.float_sites.length) {
+  const inLibrary = libraryPlan(r, run, modelPath);
+  if (inLibrary) {
+    notes.push(inLibrary);
+  } else if (r.float_sites.length) {
     const original = readRegularFileSync(modelPath, MAX_SOURCE_BYTES);
     if (original === undefined)
       throw new QdqError('config', `${modelPath} disappeared during the run`, 'run qdq tune again');
@@ -275,14 +303,15 @@ export async function runTune(
     all_int8: { accuracy: r.all_int8, latency_ms: lat?.int8 ?? null },
     mixed: {
       accuracy: r.mixed,
-      latency_ms: mixedRun ? (mixedRun.report.latency_ms?.int8 ?? null) : (lat?.int8 ?? null),
+      latency_ms: mixedRun ? (mixedRun.report.latency_ms?.int8 ?? null) : inLibrary ? null : (lat?.int8 ?? null),
+      ...(inLibrary ? { latency_note: LIBRARY_LATENCY } : {}),
       float_sites: r.float_sites,
       float_groups: r.float_groups.map((g) => g.label),
     },
     onnxruntime_top1: {
       fp32: percent(run.report.accuracy?.fp32),
       all_int8: percent(run.report.accuracy?.int8),
-      mixed: percent((mixedRun ?? run).report.accuracy?.int8),
+      mixed: inLibrary ? null : percent((mixedRun ?? run).report.accuracy?.int8),
     },
     within_budget: r.within_budget,
     evaluations: r.evaluations,
