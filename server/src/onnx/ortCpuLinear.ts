@@ -48,6 +48,12 @@ import { inferShapes, matMulMacsPerItem } from './shapes';
 export interface OrtCpuLinearOptions {
   /** MatMuls and linears doing fewer multiply-adds per batch item stay float (when their shapes are known). */
   minMacsPerItem?: number;
+  /**
+   * Op kinds left in float whatever their size, with the reason to record (ortCpuMeasured.ts: ORT ran the graph
+   * slower with them integer).
+   */
+  floatLinears?: string;
+  floatActivationMatMuls?: string;
   /** Store INT8 activations as UINT8 with the zero point shifted by 128 (the same values; x86's u8 x s8 kernels). */
   unsignedActivations?: boolean;
 }
@@ -281,6 +287,7 @@ function floatSmallActivationMatMuls(
   shapes: ReturnType<typeof inferShapes>,
   minMacs: number,
   result: OrtCpuLinearResult,
+  forced?: string,
 ): Set<Node> {
   const idx = indexGraph(g);
   const floatMatMuls = new Set<Node>();
@@ -289,7 +296,7 @@ function floatSmallActivationMatMuls(
     const dqs = mm.input.map((i) => idx.producer.get(i));
     if (!dqs.every((d) => d?.op_type === 'DequantizeLinear' && !constantTensor(idx, d.input[0]))) continue;
     const macs = matMulMacsPerItem(shapes, mm.input[0], mm.input[1]);
-    if (macs === undefined || macs >= minMacs) continue;
+    if (!forced && (macs === undefined || macs >= minMacs)) continue;
     floatMatMuls.add(mm);
     mm.input = mm.input.map((i, k) => {
       const q = idx.producer.get(dqs[k]!.input[0]);
@@ -297,7 +304,7 @@ function floatSmallActivationMatMuls(
     });
     result.float.push({
       node: label(mm),
-      reason: `activation x activation MatMul, ${macs} multiply-adds per batch item, below ${minMacs}`,
+      reason: forced ?? `activation x activation MatMul, ${macs} multiply-adds per batch item, below ${minMacs}`,
     });
   }
   return floatMatMuls;
@@ -339,7 +346,7 @@ export function rewriteLinearsForOrtCpu(model: Model, opts: OrtCpuLinearOptions 
     // Rows per batch item from the shape before a Conv1D's Reshape, which folds the tokens into the batch.
     const a = shapes.shapes.get(act.reshape ? act.reshape.input[0] : mm.input[0]);
     const macs = a ? (a.length >= 3 ? a[a.length - 2] : 1) * w.k * w.n : undefined;
-    if (macs !== undefined && macs < minMacs) {
+    if (opts.floatLinears || (macs !== undefined && macs < minMacs)) {
       // Float: the weight dequantized ahead of time, the activation read before its Q.
       const floatIn = act.reshape ? reshaped(names, act.reshape, aQ.input[0]) : undefined;
       const linear = floatLinear(g, names, mm, { ...w, scales }, floatIn?.output[0] ?? aQ.input[0], bias, out);
@@ -347,7 +354,7 @@ export function rewriteLinearsForOrtCpu(model: Model, opts: OrtCpuLinearOptions 
       for (const n of consumedNodes) dropped.add(n);
       result.float.push({
         node: label(mm),
-        reason: `${macs} multiply-adds per batch item (K ${w.k}, N ${w.n}), below ${minMacs}`,
+        reason: opts.floatLinears ?? `${macs} multiply-adds per batch item (K ${w.k}, N ${w.n}), below ${minMacs}`,
       });
       continue;
     }
@@ -380,7 +387,7 @@ export function rewriteLinearsForOrtCpu(model: Model, opts: OrtCpuLinearOptions 
   }
 
   // Activation x activation MatMuls too small for integer: read their inputs before the Q.
-  const floatMatMuls = floatSmallActivationMatMuls(g, shapes, minMacs, result);
+  const floatMatMuls = floatSmallActivationMatMuls(g, shapes, minMacs, result, opts.floatActivationMatMuls);
 
   removeDead(g);
   result.pairsBypassed = bypassIdlePairs(g, floatMatMuls);
