@@ -12,7 +12,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Model, writeModel } from './model';
+import { Model, decodeModel, writeModel } from './model';
 import { foldWeights } from './foldWeights';
 import { optimizeForOrtCpu, OrtCpuCalibration, OrtCpuFloatKinds, OrtCpuResult } from './ortCpu';
 import { createSession, EvalBatch, runBatch } from './verify';
@@ -84,8 +84,8 @@ export async function pairedBestLatency(
 }
 
 export interface MeasureOptions {
-  /** The INT8 graph as exported, before foldWeights and the ort-cpu rewrite (not modified). */
-  source: Model;
+  /** The INT8 file's bytes as exported, before foldWeights and the ort-cpu rewrite: each try decodes its own copy. */
+  source: Uint8Array;
   calibration: OrtCpuCalibration;
   fp32File: string;
   /** The ort-cpu file already written (the cost models' rewrite); replaced by the chosen graph. */
@@ -100,9 +100,20 @@ function reasonFor(kind: FloatKind): string {
   return `all ${what} left in float: ONNX Runtime ran this graph slower than FP32 with them in INT8 (measured, report.ort_cpu_measured)`;
 }
 
+/** Weighted ops still integer: MatMulIntegerToFloat, and Conv/MatMul/Gemm reading a DequantizeLinear. */
+function integerOps(model: Model): number {
+  const producer = new Map(model.graph.node.flatMap((n) => n.output.map((o) => [o, n] as const)));
+  return model.graph.node.filter(
+    (n) =>
+      n.op_type === 'MatMulIntegerToFloat' ||
+      (['Conv', 'MatMul', 'Gemm'].includes(n.op_type) &&
+        n.input.slice(0, 2).some((i) => producer.get(i)?.op_type === 'DequantizeLinear')),
+  ).length;
+}
+
 /** The ort-cpu rewrite of a copy of `source` with `kinds` in float. */
-function build(source: Model, calibration: OrtCpuCalibration, kinds: FloatKind[]) {
-  const model = structuredClone(source);
+function build(source: Uint8Array, calibration: OrtCpuCalibration, kinds: FloatKind[]) {
+  const model = decodeModel(source);
   foldWeights(model);
   const floatKinds: OrtCpuFloatKinds = Object.fromEntries(kinds.map((k) => [k, reasonFor(k)]));
   return { model, rewrite: optimizeForOrtCpu(model, {}, calibration, floatKinds) };
@@ -131,8 +142,9 @@ export async function measureOrtCpuForm(
         if (current.kinds.includes(kind)) continue;
         const kinds = [...current.kinds, kind];
         const b = build(source, calibration, kinds);
-        // A kind the graph has none of (integer) changes nothing: not worth a measurement.
-        if (b.rewrite.linears.float.length === floatCount) continue;
+        // A kind the graph has none of (integer) changes nothing: not worth a measurement. Nor is a graph with no
+        // integer weighted op left: FP32 with some Q/DQ pairs, which the FP32 fallback beats.
+        if (b.rewrite.linears.float.length === floatCount || integerOps(b.model) === 0) continue;
         const file = path.join(tmp, `${kinds.join('+')}.onnx`);
         writeModel(b.model, file);
         const t = await timer(fp32File, file);

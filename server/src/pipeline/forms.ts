@@ -5,7 +5,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import type { BackendClient, RequestOptions } from './backendClient';
 import type { QdqConfig } from './config';
-import { Model, readModel, writeModel } from '../onnx/model';
+import { readModel, writeModel } from '../onnx/model';
 import { foldWeights } from '../onnx/foldWeights';
 import { optimizeForOrtCpu, OrtCpuCalibration, OrtCpuResult } from '../onnx/ortCpu';
 import { measureOrtCpuForm, measuredNote, pairedBestLatency, OrtCpuMeasured } from '../onnx/ortCpuMeasured';
@@ -18,7 +18,7 @@ export async function exportOrtCpuForm(
   rpc: RequestOptions,
   outDir: string,
   cfg: QdqConfig,
-): Promise<{ file: string; rewrite: OrtCpuResult; source: Model; calibration: OrtCpuCalibration }> {
+): Promise<{ file: string; rewrite: OrtCpuResult; source: Uint8Array; calibration: OrtCpuCalibration }> {
   const exp = await backend.export(
     {
       out_dir: outDir,
@@ -31,8 +31,8 @@ export async function exportOrtCpuForm(
     },
     rpc,
   );
+  const source = fs.readFileSync(exp.int8_onnx);
   const model = readModel(exp.int8_onnx);
-  const source = structuredClone(model);
   const calibration = { batchNormOutputAmax: exp.batchnorm_output_amax };
   foldWeights(model);
   const rewrite = optimizeForOrtCpu(model, {}, calibration);
@@ -45,7 +45,7 @@ export async function exportOrtCpuForm(
  * written while INT8 is slower (onnx/ortCpuMeasured.ts); the report gets the final rewrite, the timings and a note.
  */
 export async function measureOrtCpuStep(
-  ortCpu: { file: string; source: Model; calibration: OrtCpuCalibration },
+  ortCpu: { file: string; source: Uint8Array; calibration: OrtCpuCalibration },
   fp32File: string,
   evalFile: string,
   report: { ort_cpu_rewrite?: OrtCpuResult; ort_cpu_measured?: OrtCpuMeasured },

@@ -619,7 +619,7 @@ async function exportAndVerify(
     const calibration = { batchNormOutputAmax: exp.batchnorm_output_amax };
     let ortCpu: Parameters<typeof measureOrtCpuStep>[0] | undefined =
       cfg.target === 'ort-cpu' && wantVerify
-        ? { file: exp.int8_onnx, source: readModel(exp.int8_onnx), calibration }
+        ? { file: exp.int8_onnx, source: fs.readFileSync(exp.int8_onnx), calibration }
         : undefined;
     finishInt8Model(run, report, exp, quantizers);
     if (!run.bothForms) removeStaleOrtCpuForm(run.outDir);
