@@ -226,3 +226,19 @@ test(
     assert.ok(t.fp32 > 0 && Number.isFinite(t.fp32) && t.int8 > 0 && Number.isFinite(t.int8), JSON.stringify(t));
   }),
 );
+
+test(
+  'measured ort-cpu: a graph with kinds left float must be at least as fast as FP32 (no parity allowance) or FP32 is written',
+  withDir(async (dir) => {
+    const s = setUp(dir);
+    // Grouped convs float helps (1.5 -> 1.01) but not to FP32's speed.
+    const timer: PairTimer = async (_fp32, int8) => ({ fp32: 1, int8: integerConvs(int8).grouped ? 1.5 : 1.01 });
+    const r = await measureOrtCpuForm({ ...s, timer });
+    assert.deepEqual(
+      r.measured.trials.map((t) => t.float_kinds.join('+')),
+      ['', 'groupedConv'],
+    );
+    assert.equal(r.measured.fp32_fallback, true);
+    assert.ok(fs.readFileSync(s.int8File).equals(fs.readFileSync(s.fp32File)));
+  }),
+);
