@@ -222,9 +222,9 @@ export function runCase(dir: string, c: CompatCase, target: CompatTarget, timeou
 }
 
 /**
- * The run's FP32 and INT8 files timed again side by side on its first evaluation batch, best of 30 runs each
- * (the measurement onnx/ortCpuMeasured.ts decides with): the report's medians moved by 10-20% between repeats
- * on this shared machine.
+ * The run's FP32 and INT8 files timed again side by side on its first evaluation batch, best of 30 runs each on
+ * one thread (the measurement onnx/ortCpuMeasured.ts decides with): the report's medians moved by 10-20% between
+ * repeats on this shared machine.
  */
 export async function bestOfLatency(dir: string, target: CompatTarget): Promise<{ fp32: number; int8: number }> {
   const rep = JSON.parse(fs.readFileSync(path.join(dir, `qdq-out-${target}`, 'report.json'), 'utf8')) as ReportShape;
@@ -281,11 +281,12 @@ export function markdown(rows: CompatRow[], machine: string): string {
     '- **cosine**: the minimum cosine similarity of INT8 vs FP32 outputs on 4 held-out random batches (not the',
     '  calibration batches).',
     '- **speed**: FP32 latency / INT8 latency in ONNX Runtime CPU (above 1: INT8 faster), each the best of 30 runs',
-    '  on the first evaluation batch, the two files run in turn (bench/compat.ts after `qdq run`; medians moved by',
-    '  10-20% between repeats on this shared machine). The `tensorrt` form is meant for TensorRT, which this machine',
-    '  does not have; ONNX Runtime does not fuse it, so its figure is only what ORT makes of it. The ort-cpu form is',
-    '  timed against FP32 by `qdq run` itself, which leaves op kinds in float, or writes the FP32 graph, while INT8 is',
-    '  slower (server/src/onnx/ortCpuMeasured.ts; left float: "everything" then).',
+    '  on the first evaluation batch on one thread, the two files run in turn (bench/compat.ts after `qdq run`, with',
+    "  ortCpuMeasured.ts's pairedBestLatency; `qdq run`'s two-thread medians moved by 10-20% between repeats here).",
+    '  The `tensorrt` form is meant for TensorRT, which this machine does not have; ONNX Runtime does not fuse it, so',
+    '  its figure is only what ORT makes of it. The ort-cpu form is timed against FP32 by `qdq run` itself, which',
+    '  leaves op kinds in float, or writes the FP32 graph, while INT8 is slower (server/src/onnx/ortCpuMeasured.ts;',
+    '  left float: "everything" then).',
     '- **left float**: weighted ops (Conv/MatMul/Gemm with a weight) not fed by DequantizeLinear, per target, with the',
     "  reason: `not quantized in the source` (the passes did not reach the layer) or the ort-cpu cost model's reason.",
     '',

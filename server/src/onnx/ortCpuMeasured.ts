@@ -8,7 +8,7 @@
 // configurations, this 2-core EPYC, best of 30).
 //
 // Timing (pairedBestLatency): best of 30 runs of each graph over 3 sessions of each, in turn, each run after a
-// 1 ms sleep. The best run is what the graph costs when nothing else disturbs it; medians on this shared 2-core
+// 1 ms sleep, on one thread. The best run is what the graph costs when nothing else disturbs it; medians on this shared 2-core
 // machine moved by 10-20% between repeats of the same pair.
 import * as fs from 'fs';
 import * as os from 'os';
@@ -63,7 +63,9 @@ export type PairTimer = (fp32File: string, int8File: string) => Promise<{ fp32: 
  * running (load 4-5), one efficientnet_b0 FP32 file against a copy of itself: back to back, a session's runs
  * kept landing on the same scheduler boundaries, so its best of 30 was 3.3 ms or 7.4-12 ms (about 4 ms steps)
  * and the ratio of the two identical files came out anywhere from 0.29x to 3.3x; with the sleep each run
- * starts on a fresh time slice: 1.00-1.02x in three repeats (1.02-1.10x with one session per file).
+ * starts on a fresh time slice. On one thread (the default) a run needs one free core, not two: identical
+ * convnext_atto and efficientnet_b0 files then measured 1.00x in four repeats, against 0.97-1.16x on two threads.
+ * The decision takes one thread's ratio; verification's figures (verify.ts) are on two threads.
  */
 export async function pairedBestLatency(
   fp32File: string,
@@ -72,11 +74,13 @@ export async function pairedBestLatency(
   runs = 30,
   warmup = 2,
   instances = 3,
+  threads = 1,
 ): Promise<{ fp32: number; int8: number }> {
   const sessions: { file: number; session: Awaited<ReturnType<typeof createSession>> }[] = [];
   try {
     for (let k = 0; k < instances; k++)
-      for (const [file, f] of [fp32File, int8File].entries()) sessions.push({ file, session: await createSession(f) });
+      for (const [file, f] of [fp32File, int8File].entries())
+        sessions.push({ file, session: await createSession(f, threads) });
     const best = [Infinity, Infinity];
     const rounds = Math.ceil(runs / instances);
     for (let r = 0; r < warmup + rounds; r++) {
@@ -180,7 +184,7 @@ export async function measureOrtCpuForm(
     return {
       measured: {
         method:
-          'best of 30 runs of each graph over 3 sessions of each, one run of each session in turn, in onnxruntime-node (2 threads)',
+          'best of 30 runs of each graph over 3 sessions of each, one run of each session in turn, each after a 1 ms sleep; onnxruntime-node, 1 thread',
         trials,
         float_kinds: fallback ? [] : current.kinds,
         fp32_fallback: fallback,
