@@ -242,3 +242,21 @@ test(
     assert.ok(fs.readFileSync(s.int8File).equals(fs.readFileSync(s.fp32File)));
   }),
 );
+
+test(
+  'measured ort-cpu: a close call is timed again, each file taking its best over both timings',
+  withDir(async (dir) => {
+    const s = setUp(dir);
+    // Grouped convs float: once 4% faster than FP32 (FP32 timed on a slow spell), then FP32 at 0.97.
+    let floatTries = 0;
+    const timer: PairTimer = async (_fp32, int8) => {
+      if (integerConvs(int8).grouped) return { fp32: 1, int8: 1.5 };
+      return floatTries++ === 0 ? { fp32: 1.04, int8: 1 } : { fp32: 0.97, int8: 1.02 };
+    };
+    const r = await measureOrtCpuForm({ ...s, timer });
+    const last = r.measured.trials[r.measured.trials.length - 1];
+    assert.equal(last.confirmation, true, JSON.stringify(r.measured.trials));
+    assert.deepEqual([last.fp32_ms, last.int8_ms], [0.97, 1]);
+    assert.equal(r.measured.fp32_fallback, true, 'INT8 1.00 ms against FP32 0.97 ms: slower, so FP32');
+  }),
+);

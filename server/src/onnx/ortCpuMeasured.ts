@@ -33,11 +33,15 @@ const MIN_GAIN = 0.03;
  * 4x smaller in weights, is kept rather than replaced by FP32 on a coin toss.
  */
 export const PARITY = 1.02;
+/** A decision within this much of its limit is timed again before it is taken. */
+const CONFIRM_MARGIN = 0.05;
 
 export interface OrtCpuTrial {
   float_kinds: FloatKind[];
   fp32_ms: number;
   int8_ms: number;
+  /** The chosen graph timed again (a close call); its times are each file's best over both timings. */
+  confirmation?: boolean;
 }
 
 export interface OrtCpuMeasured {
@@ -178,7 +182,21 @@ export async function measureOrtCpuForm(
     }
     // The cost models' graph is kept within PARITY of FP32; one with kinds left float has to be at least as fast
     // (it was made for speed: convnext_atto's, 40 of 41 weighted ops float, measured 0.96-1.01x).
-    const fallback = ratio(current.trial) > (current.kinds.length ? 1 : PARITY);
+    const limit = current.kinds.length ? 1 : PARITY;
+    if (ratio(current.trial) <= limit && ratio(current.trial) > limit - CONFIRM_MARGIN) {
+      // A close call: timed again, each file's best over both timings. HF ViT's graph with its patch conv float
+      // measured 1.03x FP32 speed once and 0.94-0.97x in three repeats.
+      const again = await timer(fp32File, current.file);
+      const t = current.trial;
+      const confirm = {
+        float_kinds: t.float_kinds,
+        fp32_ms: Math.min(t.fp32_ms, again.fp32),
+        int8_ms: Math.min(t.int8_ms, again.int8),
+      };
+      trials.push({ ...confirm, confirmation: true });
+      current = { ...current, trial: confirm };
+    }
+    const fallback = ratio(current.trial) > limit;
     if (fallback) fs.copyFileSync(fp32File, int8File);
     else if (current.file !== int8File) fs.copyFileSync(current.file, int8File);
     return {
