@@ -4,8 +4,9 @@
 // INT8 graph and the FP32 one are timed side by side in onnxruntime-node, and while INT8 is slower, whole op
 // kinds go back to float, the one whose float form helps most first, re-measured each time; if INT8 is still
 // slower with every kind that helped left float, the FP32 graph is the ort-cpu output. What it answers: with the
-// cost models alone convnext_atto ran about 0.6x FP32 speed in ONNX Runtime, efficientnet_b0 0.9x (compat
-// configurations, this 2-core EPYC, best of 30).
+// cost models alone convnext_atto ran 0.62-0.66x FP32 speed in ONNX Runtime, efficientnet_b0 0.40-0.84x, HF ViT
+// 0.94-0.98x (bench/compat.ts configurations; this 2-core AMD EPYC shared with other jobs, pairedBestLatency,
+// three repeats); with this step they get the FP32 graph (0.99-1.04x, the noise of timing a file against itself).
 //
 // Timing (pairedBestLatency): best of 30 runs of each graph over 3 sessions of each, in turn, each run after a
 // 1 ms sleep, on one thread. The best run is what the graph costs when nothing else disturbs it; medians on this shared 2-core
