@@ -20,6 +20,8 @@ const SLICE: { name: string; target: CompatTarget; attention: boolean }[] = [
   // feed) rounded the class token to a few INT8 steps: cosine 0.97. They are left off there now.
   { name: 'vit_tiny', target: 'tensorrt', attention: true },
   { name: 'gpt2', target: 'tensorrt', attention: true }, // transformers: sdpa by default, positional-export clash
+  // transformers' Conv1D (Reshape -> Gemm) as MatMulIntegerToFloat, and the ort-cpu form timed against FP32
+  { name: 'gpt2', target: 'ort-cpu', attention: true },
   { name: 'mobilenetv3_small_100', target: 'ort-cpu', attention: false }, // depthwise convs on ort-cpu
 ];
 
@@ -38,7 +40,17 @@ for (const s of SLICE) {
       const report = JSON.parse(fs.readFileSync(path.join(dir, `qdq-out-${s.target}`, 'report.json'), 'utf8')) as {
         quantizers: { name: string; amax: unknown }[];
         notes: string[];
+        ort_cpu_rewrite?: { linears: { integer: unknown[] } };
+        ort_cpu_measured?: { fp32_fallback: boolean; float_kinds: string[]; trials: unknown[] };
       };
+      if (s.target === 'ort-cpu') {
+        const m = report.ort_cpu_measured;
+        assert.ok(m && m.trials.length >= 1, 'the ort-cpu form was timed against FP32 (onnx/ortCpuMeasured.ts)');
+        // The measurement may leave linears float on a slow spell of this machine; otherwise GPT-2's 8 Conv1Ds
+        // are integer linears.
+        if (s.name === 'gpt2' && !m.fp32_fallback && !m.float_kinds.includes('linear'))
+          assert.ok((report.ort_cpu_rewrite?.linears.integer.length ?? 0) >= 8, JSON.stringify(report.ort_cpu_rewrite));
+      }
       if (s.target === 'tensorrt' && s.name === 'vit_tiny') {
         assert.ok(
           report.notes.some((n) => /residual-add quantizers left off/.test(n)),

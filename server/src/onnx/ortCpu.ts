@@ -55,6 +55,12 @@ export interface OrtCpuCalibration {
   batchNormOutputAmax?: Record<string, number>;
 }
 
+/**
+ * Op kinds the measured fallback (ortCpuMeasured.ts) leaves in float whatever the cost models say, each with the
+ * reason to record: grouped (depthwise) convs, dense convs, activation x activation MatMuls, linears.
+ */
+export type OrtCpuFloatKinds = Partial<Record<'groupedConv' | 'conv' | 'activationMatMul' | 'linear', string>>;
+
 export interface OrtCpuResult {
   transposesFolded: number;
   outputsQuantized: number;
@@ -100,6 +106,7 @@ export function optimizeForOrtCpu(
   model: Model,
   linearOptions: OrtCpuLinearOptions | false = {},
   calibration: OrtCpuCalibration = {},
+  floatKinds: OrtCpuFloatKinds = {},
 ): OrtCpuResult {
   const g = model.graph;
   let names = new NameAllocator(g);
@@ -120,12 +127,23 @@ export function optimizeForOrtCpu(
   result.addsQuantized = quantizeReluAdds(g, names);
   // Convs too cheap per output value for ORT's integer kernel (depthwise ones) go float (ortCpuConvCost.ts);
   // before the linear pass, which then bypasses the Q -> DQ pairs left idle around them.
-  const floatConvs = linearOptions === false ? [] : keepCheapConvsFloat(g, names);
+  const floatConvs =
+    linearOptions === false
+      ? []
+      : keepCheapConvsFloat(g, names, undefined, undefined, {
+          grouped: floatKinds.groupedConv,
+          dense: floatKinds.conv,
+        });
   if (result.batchNormsFolded) quantizeConvBiases(g, names);
   // Linears (MatMul/Gemm with INT8 weights) -> MatMulIntegerToFloat, small ones and idle Q/DQ pairs -> float.
   // What it leaves DQ-fed (Conv, activation MatMuls big enough for integer) goes through the steps below.
   if (linearOptions !== false)
-    result.linears = rewriteLinearsForOrtCpu(model, { unsignedActivations: true, ...linearOptions });
+    result.linears = rewriteLinearsForOrtCpu(model, {
+      unsignedActivations: true,
+      floatLinears: floatKinds.linear,
+      floatActivationMatMuls: floatKinds.activationMatMul,
+      ...linearOptions,
+    });
   result.linears.float.push(...floatConvs);
   names = new NameAllocator(g);
 

@@ -135,6 +135,7 @@ export function keepCheapConvsFloat(
   names: NameAllocator,
   minMacs = MIN_CONV_MACS_PER_OUTPUT,
   minDenseMacsBesideFloat = MIN_DENSE_MACS_BESIDE_FLOAT,
+  forced: { grouped?: string; dense?: string } = {},
 ): FloatConv[] {
   const idx = indexGraph(g);
   const quantized = new Map<Node, { macs: number; group: number; shape: number[] }>();
@@ -147,7 +148,11 @@ export function keepCheapConvsFloat(
     quantized.set(conv, { macs: elementCount(shape.slice(1)), group: num(getAttr(conv, 'group')?.i ?? 1), shape });
   }
   // Grouped convs below the threshold, then (to a fixed point) cheap dense convs beside a float conv.
-  const float = new Set([...quantized].filter(([, c]) => c.group > 1 && c.macs < minMacs).map(([n]) => n));
+  // `forced`: every grouped / dense conv float, with that reason (ortCpuMeasured.ts measured them slower).
+  const forcedWhy = (c: { group: number }) => (c.group > 1 ? forced.grouped : forced.dense);
+  const float = new Set(
+    [...quantized].filter(([, c]) => forcedWhy(c) || (c.group > 1 && c.macs < minMacs)).map(([n]) => n),
+  );
   for (let grew = float.size > 0; grew;) {
     grew = false;
     for (const [conv, c] of quantized) {
@@ -175,7 +180,8 @@ export function keepCheapConvsFloat(
       group === 1
         ? `${macs} multiply-adds per output value (< ${minDenseMacsBesideFloat}) beside a convolution left in float: the layout changes around an integer kernel cost more than it saves`
         : `${macs} multiply-adds per output value (< ${minMacs}): ONNX Runtime's integer kernel is slower than float here`;
-    kept.push({ node: conv.name || conv.output[0], reason: `${kind} with ${why} (onnx/ortCpuConvCost.ts)` });
+    const reason = forcedWhy(quantized.get(conv)!) ?? `${kind} with ${why} (onnx/ortCpuConvCost.ts)`;
+    kept.push({ node: conv.name || conv.output[0], reason });
   }
   return kept;
 }

@@ -48,6 +48,12 @@ import { inferShapes, matMulMacsPerItem } from './shapes';
 export interface OrtCpuLinearOptions {
   /** MatMuls and linears doing fewer multiply-adds per batch item stay float (when their shapes are known). */
   minMacsPerItem?: number;
+  /**
+   * Op kinds left in float whatever their size, with the reason to record (ortCpuMeasured.ts: ORT ran the graph
+   * slower with them integer).
+   */
+  floatLinears?: string;
+  floatActivationMatMuls?: string;
   /** Store INT8 activations as UINT8 with the zero point shifted by 128 (the same values; x86's u8 x s8 kernels). */
   unsignedActivations?: boolean;
 }
@@ -161,6 +167,38 @@ function readWeight(idx: GraphIndex, g: Graph, value: string, transB: boolean): 
   return { q: transposed ? transposeInt8(raw, n, k) : raw, k, n, scales, zeros, consumed };
 }
 
+/**
+ * The quantized activation a linear reads: DQ(Q(x)) with scalar parameters, directly or through one Reshape.
+ * transformers' Conv1D (GPT-2) flattens its input to [batch x tokens, K] before addmm, so torch's export puts a
+ * Reshape between the input quantizer's DQ and the Gemm.
+ */
+function readActivation(
+  idx: GraphIndex,
+  g: Graph,
+  value: string,
+): { dq: Node; q: Node; params: QParams; reshape?: Node } | undefined {
+  let dq = idx.producer.get(value);
+  let reshape: Node | undefined;
+  if (dq?.op_type === 'Reshape' && (!dq.domain || dq.domain === 'ai.onnx')) {
+    reshape = dq;
+    dq = idx.producer.get(reshape.input[0]);
+  }
+  if (dq?.op_type !== 'DequantizeLinear') return undefined;
+  const q = idx.producer.get(dq.input[0]);
+  const params = q?.op_type === 'QuantizeLinear' ? qParams(idx, dq) : undefined;
+  if (!q || !params?.scalar) return undefined;
+  if (reshape && g.output.some((o) => o.name === reshape!.output[0])) return undefined;
+  return { dq, q, params, reshape };
+}
+
+/** A copy of `reshape` applied to `input` instead (its shape input and attributes kept). */
+function reshaped(names: NameAllocator, reshape: Node, input: string): Node {
+  const out = names.fresh(`${input}_reshaped`);
+  return makeNode('Reshape', [input, ...reshape.input.slice(1)], [out], names.fresh(`${label(reshape)}_moved`), [
+    ...(reshape.attribute ?? []),
+  ]);
+}
+
 /** Float [K, N] of a weight, for the linears the cost model leaves in float. */
 function dequantize(w: Weight): Float32Array {
   const f = new Float32Array(w.k * w.n);
@@ -249,6 +287,7 @@ function floatSmallActivationMatMuls(
   shapes: ReturnType<typeof inferShapes>,
   minMacs: number,
   result: OrtCpuLinearResult,
+  forced?: string,
 ): Set<Node> {
   const idx = indexGraph(g);
   const floatMatMuls = new Set<Node>();
@@ -257,7 +296,7 @@ function floatSmallActivationMatMuls(
     const dqs = mm.input.map((i) => idx.producer.get(i));
     if (!dqs.every((d) => d?.op_type === 'DequantizeLinear' && !constantTensor(idx, d.input[0]))) continue;
     const macs = matMulMacsPerItem(shapes, mm.input[0], mm.input[1]);
-    if (macs === undefined || macs >= minMacs) continue;
+    if (!forced && (macs === undefined || macs >= minMacs)) continue;
     floatMatMuls.add(mm);
     mm.input = mm.input.map((i, k) => {
       const q = idx.producer.get(dqs[k]!.input[0]);
@@ -265,7 +304,7 @@ function floatSmallActivationMatMuls(
     });
     result.float.push({
       node: label(mm),
-      reason: `activation x activation MatMul, ${macs} multiply-adds per batch item, below ${minMacs}`,
+      reason: forced ?? `activation x activation MatMul, ${macs} multiply-adds per batch item, below ${minMacs}`,
     });
   }
   return floatMatMuls;
@@ -295,32 +334,36 @@ export function rewriteLinearsForOrtCpu(model: Model, opts: OrtCpuLinearOptions 
     }
     const w = readWeight(idx, g, mm.input[1], transB);
     if (!w) continue;
-    const aDq = idx.producer.get(mm.input[0]);
-    const aQ = aDq?.op_type === 'DequantizeLinear' ? idx.producer.get(aDq.input[0]) : undefined;
-    const aParams = aDq && aQ?.op_type === 'QuantizeLinear' ? qParams(idx, aDq) : undefined;
-    if (!aDq || !aParams || !aParams.scalar) continue;
+    const act = readActivation(idx, g, mm.input[0]);
+    if (!act) continue;
+    const { dq: aDq, q: aQ, params: aParams } = act;
     const withBias = linearBias(idx, g, mm, w.n, beta);
     if (!withBias) continue;
     const { bias, out, biasAdd } = withBias;
     const scales = alpha === 1 ? w.scales : w.scales.map((s) => s * alpha);
     const b = base(mm);
     const consumedNodes = [...w.consumed, ...(biasAdd ? [biasAdd] : [])];
-    const a = shapes.shapes.get(mm.input[0]);
+    // Rows per batch item from the shape before a Conv1D's Reshape, which folds the tokens into the batch.
+    const a = shapes.shapes.get(act.reshape ? act.reshape.input[0] : mm.input[0]);
     const macs = a ? (a.length >= 3 ? a[a.length - 2] : 1) * w.k * w.n : undefined;
-    if (macs !== undefined && macs < minMacs) {
+    if (opts.floatLinears || (macs !== undefined && macs < minMacs)) {
       // Float: the weight dequantized ahead of time, the activation read before its Q.
-      replaced.set(mm, floatLinear(g, names, mm, { ...w, scales }, aQ!.input[0], bias, out));
+      const floatIn = act.reshape ? reshaped(names, act.reshape, aQ.input[0]) : undefined;
+      const linear = floatLinear(g, names, mm, { ...w, scales }, floatIn?.output[0] ?? aQ.input[0], bias, out);
+      replaced.set(mm, floatIn ? [floatIn, ...linear] : linear);
       for (const n of consumedNodes) dropped.add(n);
       result.float.push({
         node: label(mm),
-        reason: `${macs} multiply-adds per batch item (K ${w.k}, N ${w.n}), below ${minMacs}`,
+        reason: opts.floatLinears ?? `${macs} multiply-adds per batch item (K ${w.k}, N ${w.n}), below ${minMacs}`,
       });
       continue;
     }
     const wName = names.fresh(`${b}_weight_int8`),
       sName = names.fresh(`${b}_weight_scale`);
     g.initializer.push(makeTensor(wName, DataType.INT8, [w.k, w.n], w.q), floatTensor(sName, [w.n], scales));
-    const inputs = [aDq.input[0], wName, aParams.scale, sName, aParams.zp];
+    // HF Conv1D's Reshape moves to the quantized tensor (a Reshape of UINT8 is as cheap as of float).
+    const intIn = act.reshape ? reshaped(names, act.reshape, aDq.input[0]) : undefined;
+    const inputs = [intIn?.output[0] ?? aDq.input[0], wName, aParams.scale, sName, aParams.zp];
     if (w.zeros.some((z) => z !== 0) || bias) {
       const zName = names.fresh(`${b}_weight_zero_point`);
       g.initializer.push(int8Tensor(zName, [w.n], w.zeros));
@@ -332,6 +375,7 @@ export function rewriteLinearsForOrtCpu(model: Model, opts: OrtCpuLinearOptions 
       inputs.push(bName);
     }
     replaced.set(mm, [
+      ...(intIn ? [intIn] : []),
       makeNode('MatMulIntegerToFloat', inputs, [out], names.fresh(`${label(mm)}_integer`), [], 'com.microsoft'),
     ]);
     for (const n of consumedNodes) dropped.add(n);
@@ -343,7 +387,7 @@ export function rewriteLinearsForOrtCpu(model: Model, opts: OrtCpuLinearOptions 
   }
 
   // Activation x activation MatMuls too small for integer: read their inputs before the Q.
-  const floatMatMuls = floatSmallActivationMatMuls(g, shapes, minMacs, result);
+  const floatMatMuls = floatSmallActivationMatMuls(g, shapes, minMacs, result, opts.floatActivationMatMuls);
 
   removeDead(g);
   result.pairsBypassed = bypassIdlePairs(g, floatMatMuls);
@@ -473,14 +517,22 @@ function toUnsignedActivations(g: Graph, names: NameAllocator): void {
     const z = constantTensor(idx, q.input[2]);
     if (!z || z.data_type !== DataType.INT8 || elementCount(dims(z)) !== 1) continue;
     const readers = idx.consumers.get(q.output[0]) ?? [];
-    if (!readers.some((r) => r.op_type === 'MatMulIntegerToFloat')) continue;
+    // A Reshape moved onto the quantized tensor (readActivation) passes the new type on to its linears.
+    const linearsOf = (r: Node) =>
+      r.op_type === 'Reshape' && r.input[0] === q.output[0] ? (idx.consumers.get(r.output[0]) ?? []) : [r];
+    const isLinear = (r: Node) => r.op_type === 'MatMulIntegerToFloat';
+    if (!readers.some((r) => linearsOf(r).some(isLinear))) continue;
     // Every reader must take the new type: DQs (same values with the shifted zero point) and the integer linears.
-    if (!readers.every((r) => r.op_type === 'MatMulIntegerToFloat' || r.op_type === 'DequantizeLinear')) continue;
+    const takesUint8 = (r: Node) =>
+      r.op_type === 'DequantizeLinear' ||
+      isLinear(r) ||
+      (r.op_type === 'Reshape' && linearsOf(r).every((l) => isLinear(l) && l.input[0] === r.output[0]));
+    if (!readers.every(takesUint8)) continue;
     const zName = names.fresh(`${q.input[2]}_uint8`);
     g.initializer.push(uint8Tensor(zName, dims(z), [tensorToInts(z)[0] + 128]));
     const old = q.input[2];
     q.input[2] = zName;
-    for (const r of readers)
+    for (const r of readers.flatMap(linearsOf))
       r.input = r.input.map((i, k) => (i === old && (r.op_type !== 'MatMulIntegerToFloat' || k === 4) ? zName : i));
   }
 }

@@ -7,7 +7,9 @@ import type { BackendClient, RequestOptions } from './backendClient';
 import type { QdqConfig } from './config';
 import { readModel, writeModel } from '../onnx/model';
 import { foldWeights } from '../onnx/foldWeights';
-import { optimizeForOrtCpu, OrtCpuResult } from '../onnx/ortCpu';
+import { optimizeForOrtCpu, OrtCpuCalibration, OrtCpuResult } from '../onnx/ortCpu';
+import { measureOrtCpuForm, measuredNote, pairedBestLatency, OrtCpuMeasured } from '../onnx/ortCpuMeasured';
+import { readEvalFile } from '../onnx/verify';
 
 export const ORT_CPU_FORM_FILE = 'model.int8.ort-cpu.onnx';
 
@@ -16,7 +18,7 @@ export async function exportOrtCpuForm(
   rpc: RequestOptions,
   outDir: string,
   cfg: QdqConfig,
-): Promise<{ file: string; rewrite: OrtCpuResult }> {
+): Promise<{ file: string; rewrite: OrtCpuResult; source: Uint8Array; calibration: OrtCpuCalibration }> {
   const exp = await backend.export(
     {
       out_dir: outDir,
@@ -29,11 +31,40 @@ export async function exportOrtCpuForm(
     },
     rpc,
   );
+  const source = fs.readFileSync(exp.int8_onnx);
   const model = readModel(exp.int8_onnx);
+  const calibration = { batchNormOutputAmax: exp.batchnorm_output_amax };
   foldWeights(model);
-  const rewrite = optimizeForOrtCpu(model, {}, { batchNormOutputAmax: exp.batchnorm_output_amax });
+  const rewrite = optimizeForOrtCpu(model, {}, calibration);
   writeModel(model, exp.int8_onnx);
-  return { file: path.resolve(exp.int8_onnx), rewrite };
+  return { file: path.resolve(exp.int8_onnx), rewrite, source, calibration };
+}
+
+/**
+ * The ort-cpu file timed against FP32 on the first evaluation batch, op kinds left in float or the FP32 graph
+ * written while INT8 is slower (onnx/ortCpuMeasured.ts); the report gets the final rewrite, the timings and a note.
+ */
+export async function measureOrtCpuStep(
+  ortCpu: { file: string; source: Uint8Array; calibration: OrtCpuCalibration },
+  fp32File: string,
+  evalFile: string,
+  report: { ort_cpu_rewrite?: OrtCpuResult; ort_cpu_measured?: OrtCpuMeasured },
+  notes: string[],
+): Promise<void> {
+  if (!report.ort_cpu_rewrite) return;
+  const batch = readEvalFile(evalFile)[0];
+  if (!batch) return;
+  const { measured, rewrite } = await measureOrtCpuForm({
+    ...ortCpu,
+    fp32File,
+    int8File: ortCpu.file,
+    rewrite: report.ort_cpu_rewrite,
+    timer: (a, b) => pairedBestLatency(a, b, batch),
+  });
+  report.ort_cpu_measured = measured;
+  if (rewrite) report.ort_cpu_rewrite = rewrite;
+  const note = measuredNote(measured);
+  if (note) notes.push(note);
 }
 
 /** A stale second form from an earlier run with no target would read as this run's: removed when not rewritten. */

@@ -31,7 +31,8 @@ import { optimizeForOrtCpu, ortCpuRewriteChanged, OrtCpuResult } from '../onnx/o
 import { readEvalFile, EvalBatch } from '../onnx/verify';
 import { verifyForms, FormToVerify, FormsVerification } from '../onnx/verifyForms';
 import { formsReport, FormsReport, readEvalMeta } from './report';
-import { exportOrtCpuForm, removeStaleOrtCpuForm } from './forms';
+import { exportOrtCpuForm, measureOrtCpuStep, removeStaleOrtCpuForm } from './forms';
+import type { OrtCpuMeasured } from '../onnx/ortCpuMeasured';
 import { addQuantizerLines } from './sourceLines';
 import { backendTarget, baseLoadParams, loadPatched } from './libraryLoad';
 
@@ -121,6 +122,8 @@ export interface Report {
   eval_samples: number | null;
   /** target ort-cpu: what the ORT-specific rewrite changed. */
   ort_cpu_rewrite?: OrtCpuResult;
+  /** The ort-cpu form timed against FP32, and what was left float for it (onnx/ortCpuMeasured.ts). */
+  ort_cpu_measured?: OrtCpuMeasured;
   /** target tensorrt: each layer's precision in the strongly typed graph, and why. */
   precision?: PrecisionReport;
   /** TRT062-TRT065 found on the exported graph (targets tensorrt/tensorrt10), with the source sites (onnx/deploymentHazards.ts). */
@@ -581,6 +584,12 @@ async function exportAndVerify(
   report.files.eval = exp.eval_file;
   if (!opts.dynamicOnly) {
     report.files.int8_onnx = exp.int8_onnx;
+    // The ort-cpu graph before its rewrite: the measured step below rewrites it again with op kinds in float.
+    const calibration = { batchNormOutputAmax: exp.batchnorm_output_amax };
+    let ortCpu: Parameters<typeof measureOrtCpuStep>[0] | undefined =
+      cfg.target === 'ort-cpu' && wantVerify
+        ? { file: exp.int8_onnx, source: fs.readFileSync(exp.int8_onnx), calibration }
+        : undefined;
     finishInt8Model(run, report, exp, quantizers);
     if (!run.bothForms) removeStaleOrtCpuForm(run.outDir);
     else {
@@ -588,6 +597,11 @@ async function exportAndVerify(
       const second = await exportOrtCpuForm(backend, run.rpc, run.outDir, cfg);
       report.files.int8_ort_cpu_onnx = second.file;
       report.ort_cpu_rewrite = second.rewrite;
+      ortCpu = second;
+    }
+    if (ortCpu && wantVerify) {
+      onProgress({ step: 'export', done: 0, total: 1, message: 'timing the ort-cpu form against FP32' });
+      await measureOrtCpuStep(ortCpu, exp.fp32_onnx, exp.eval_file, report, run.notes);
     }
   }
   cancel.throwIfCancelled();
