@@ -204,7 +204,16 @@ test(
       'a chosen target is the one static form',
     );
     assert.ok(r.ort_cpu_rewrite.linears.integer.length > 0, JSON.stringify(r.ort_cpu_rewrite));
-    checkStatic(r, 'digits-transformer ort-cpu');
+    const m = r.ort_cpu_measured;
+    assert.ok(m && m.trials.length > 0, 'the ort-cpu file was timed against FP32 before it was kept');
+    if (m.fp32_fallback) {
+      // ONNX Runtime timed INT8 slower here (a loaded machine): the FP32 graph is written, and the report says so.
+      assert.equal(r.qdq_pairs, 0, 'the file written is the FP32 graph');
+      assert.ok(
+        r.notes.some((n: string) => /so the ort-cpu file is the FP32 graph/.test(n)),
+        JSON.stringify(r.notes),
+      );
+    } else checkStatic(r, 'digits-transformer ort-cpu');
   },
 );
 

@@ -602,6 +602,10 @@ async function exportAndVerify(
     if (ortCpu && wantVerify) {
       onProgress({ step: 'export', done: 0, total: 1, message: 'timing the ort-cpu form against FP32' });
       await measureOrtCpuStep(ortCpu, exp.fp32_onnx, exp.eval_file, report, run.notes);
+      const m = report.ort_cpu_measured;
+      // The target's own file changed: the QDQ figures describe the graph written, not the one first built.
+      if (ortCpu.file === exp.int8_onnx && m && (m.fp32_fallback || m.float_kinds.length))
+        setQdqStats(report, qdqStats(readModel(exp.int8_onnx), quantizers));
     }
   }
   cancel.throwIfCancelled();
@@ -663,6 +667,17 @@ function keepDynamicOnlyFiles(run: Run, report: Report, exp: ExportResult): void
   run.notes.push('dynamic quantization only: no calibration data used');
 }
 
+/** The QDQ figures of the INT8 file; ops ort-cpu leaves in float on purpose are not counted as missed. */
+function setQdqStats(report: Report, stats: QdqStats): void {
+  report.qdq_pairs = stats.qdq_pairs;
+  report.weighted_ops = stats.weighted_ops;
+  // ort-cpu's cost models leave ops too small (or measured slower) for integer kernels in float on purpose.
+  const onPurpose = new Set((report.ort_cpu_rewrite?.linears.float ?? []).map((f) => f.node));
+  report.unquantized_weighted_ops = stats.unquantized_weighted_ops.filter(
+    (u) => !onPurpose.has(u.node.replace(/_float$/, '')),
+  );
+}
+
 /** The INT8 model's TypeScript passes: weights folded, the target's rewrite or typing, QDQ stats, TensorRT check. */
 function finishInt8Model(run: Run, report: Report, exp: ExportResult, quantizers: QuantizerInfo[]): void {
   const { cfg, notes, onProgress } = run;
@@ -695,17 +710,9 @@ function finishInt8Model(run: Run, report: Report, exp: ExportResult, quantizers
   // The opset actually written: typing raises it (19 for FP16 scales) and a dynamo fallback exports 18.
   report.opset = opsetVersion(model);
   onProgress({ step: 'fold', done: 1, total: 1, message: `folded ${folded.folded.length} weights` });
-  const stats = qdqStats(model, quantizers);
-  report.qdq_pairs = stats.qdq_pairs;
-  report.weighted_ops = stats.weighted_ops;
-  report.unquantized_weighted_ops = stats.unquantized_weighted_ops;
+  setQdqStats(report, qdqStats(model, quantizers));
   const keptFloat = report.ort_cpu_rewrite?.linears.float ?? [];
   if (keptFloat.length) {
-    // ort-cpu's cost model leaves ops too small for integer kernels in float on purpose (onnx/ortCpuLinear.ts).
-    const onPurpose = new Set(keptFloat.map((f) => f.node));
-    report.unquantized_weighted_ops = stats.unquantized_weighted_ops.filter(
-      (u) => !onPurpose.has(u.node.replace(/_float$/, '')),
-    );
     notes.push(
       `ort-cpu: ${keptFloat.length} ops too small for integer kernels left in float (${keptFloat.map((f) => f.node).join(', ')}; reasons in report.ort_cpu_rewrite)`,
     );
