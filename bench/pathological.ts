@@ -113,3 +113,24 @@ export async function benchPathological(engine: Engine, checks: TargetCheck[]): 
   });
   return { rows, growth };
 }
+
+/** `node out/bench/pathological.js`: this section alone, as a table (the engine loaded as the bench loads it). */
+async function main(): Promise<void> {
+  const root = require('path').join(__dirname, '..', 'server', 'src');
+  const { parsePython, buildModelIndex } = require(root + '/analysis/index.js');
+  const { runRules } = require(root + '/rules/index.js');
+  const analyse = (text: string) => {
+    const tree = parsePython(text);
+    return runRules(buildModelIndex(tree, text), tree, text, {});
+  };
+  const checks: TargetCheck[] = [];
+  const r = await benchPathological({ parsePython, analyse }, checks);
+  for (const row of r.rows)
+    console.log(
+      `${row.shape.padEnd(30)} ${String(Math.round(row.chars / 1024)).padStart(5)} KiB  parse ${row.parse_ms.toFixed(1).padStart(7)} ms  analysis ${row.analysis_ms.toFixed(1).padStart(8)} ms  ${row.ratio.toFixed(2).padStart(6)}x`,
+    );
+  for (const g of r.growth) console.log(`${g.shape.padEnd(30)} 1 MB / 64 KB: ${g.ratio_1mb_to_64kb.toFixed(1)}x`);
+  for (const c of checks) console.log(`${c.met ? 'yes' : 'NO '}  ${c.target}: ${c.value}`);
+}
+
+if (require.main === module) void main();
