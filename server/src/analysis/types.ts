@@ -3,7 +3,7 @@
 // offsets into the document text (what JS string indices are), so fixes can slice the text directly.
 // The imports below are types only (erased at compile time): the caches of IndexCaches are declared here, in
 // one place, but analysis/ never reads them and has no runtime dependency on rules/ or fixes/.
-import type { Lineage } from './model';
+import type { Lineage } from './incremental';
 import type { PieceCache } from '../rules/scan';
 import type { StatementDiagnostics } from '../rules/statementCache';
 import type { OperandFilter } from '../fixes/operandFilter';
@@ -162,7 +162,7 @@ export interface ModelIndex {
   /** The file's line break (by its first one): `\r\n`, a lone `\r`, else `\n`. */
   eol: '\n' | '\r\n' | '\r';
   /**
-   * Set by buildModelIndex (not enumerable): what the next build of the same document reuses (model.ts's
+   * Set by buildModelIndex (not enumerable): what the next build of the same document reuses (incremental.ts's
    * statement segments, the tree and text this index was built from) and the document's IndexCaches.
    */
   readonly lineage?: Lineage;

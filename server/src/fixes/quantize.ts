@@ -2,7 +2,7 @@
 // docs/DESIGN.md: every inserted line ends with `# qdq`, every other insertion is a wrapper call, so removal
 // is exact and needs no stored state.
 import { analysisText, buildModelIndex, LineIndex, parsePython } from '../analysis';
-import type { ClassAnchors, InsertAnchor } from '../analysis/model';
+import type { ClassAnchors, InsertAnchor } from '../analysis/segmentIndex';
 import { WEIGHTED_LAYERS } from '../analysis/canonical';
 import { operandFilterFor } from './operandFilter';
 import { indirectWeightedCalls, isWeightedCtor, type WeightedNames } from '../analysis/weightedCalls';

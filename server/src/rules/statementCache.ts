@@ -10,7 +10,7 @@
 // are checked every time. Which statements are unchanged comes from the model index (statementLayout: the
 // statements before and after the edit, whose text and syntax the edit window and tree-sitter's changed ranges
 // leave the same).
-import type { StatementLayout } from '../analysis/model';
+import type { StatementLayout } from '../analysis/incremental';
 import type { QdqDiagnostic } from './types';
 
 const KEEPABLE_TYPES = new Set(['function_definition', 'class_definition', 'decorated_definition']);
