@@ -47,6 +47,11 @@ export class NodeFinder {
    * finalizer runs later), and the next object for that node is then not cached, so identity would fail.
    */
   private readonly kept = new Map<number, SyntaxNode>();
+  /**
+   * Parents found, by node id: the rules ask for the same node's parent again (each rule climbs from its own
+   * sites), and a node off the cursor's path costs a walk to it every time.
+   */
+  private readonly parents = new Map<number, SyntaxNode | null>();
 
   constructor(
     readonly tree: Tree,
@@ -210,8 +215,13 @@ export class NodeFinder {
 
   /** `node.parent`, or undefined when the cursor cannot reach the node (the caller then asks natively). */
   parentOf(node: SyntaxNode): SyntaxNode | null | undefined {
+    const id = node.id;
+    const known = this.parents.get(id);
+    if (known !== undefined) return known;
     try {
-      return this.parent(node);
+      const found = this.parent(node);
+      if (found !== undefined) this.parents.set(id, found);
+      return found;
     } catch (err) {
       if (err instanceof LostPath) return undefined;
       throw err;
