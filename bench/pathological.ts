@@ -62,8 +62,12 @@ interface Engine {
 
 export interface PathologicalResult {
   rows: { shape: string; chars: number; terms: number; parse_ms: number; analysis_ms: number; ratio: number }[];
-  /** Analysis time of the 1 MB file over that of the 64 KB file, per shape (16 for a linear cost). */
-  growth: { shape: string; ratio_1mb_to_64kb: number }[];
+  /**
+   * Per shape: analysis time of the 1 MB file over that of the 64 KB file (16 for a linear cost), and its ratio to
+   * the parse at 1 MB over that at 64 KB (1 for a cost as linear as the parse's). The second is the one checked:
+   * each ratio is measured side by side, where the two sizes are timed minutes apart on a shared machine.
+   */
+  growth: { shape: string; ratio_1mb_to_64kb: number; parse_ratio_growth: number }[];
 }
 
 /**
@@ -75,6 +79,7 @@ export async function benchPathological(engine: Engine, checks: TargetCheck[]): 
   const growth: PathologicalResult['growth'] = [];
   for (const shape of SHAPES) {
     const at: Record<number, number> = {};
+    const ratioAt: Record<number, number> = {};
     for (const chars of [64 * 1024, 1024 * 1024]) {
       const terms = termsFor(shape, chars);
       const text = shape.make(terms);
@@ -94,8 +99,13 @@ export async function benchPathological(engine: Engine, checks: TargetCheck[]): 
       };
       rows.push(row);
       at[chars] = row.analysis_ms;
+      ratioAt[chars] = row.ratio;
     }
-    growth.push({ shape: shape.name, ratio_1mb_to_64kb: at[1024 * 1024] / at[64 * 1024] });
+    growth.push({
+      shape: shape.name,
+      ratio_1mb_to_64kb: at[1024 * 1024] / at[64 * 1024],
+      parse_ratio_growth: ratioAt[1024 * 1024] / ratioAt[64 * 1024],
+    });
   }
   const worst = rows.reduce((a, b) => (b.ratio > a.ratio ? b : a));
   checks.push({
@@ -104,12 +114,36 @@ export async function benchPathological(engine: Engine, checks: TargetCheck[]): 
     value: `${worst.ratio.toFixed(2)}x (${worst.shape}, ${(worst.chars / 1024).toFixed(0)} KiB)`,
     met: worst.ratio <= 10,
   });
-  const steepest = growth.reduce((a, b) => (b.ratio_1mb_to_64kb > a.ratio_1mb_to_64kb ? b : a));
+  const steepest = growth.reduce((a, b) => (b.parse_ratio_growth > a.parse_ratio_growth ? b : a));
   checks.push({
     section: 'language server',
-    target: 'pathological files: analysis of 1 MB <= 32x that of 64 KB (16x is linear)',
-    value: `${steepest.ratio_1mb_to_64kb.toFixed(1)}x (${steepest.shape})`,
-    met: steepest.ratio_1mb_to_64kb <= 32,
+    target: 'pathological files: the ratio to the parse at 1 MB <= 2x that at 64 KB (1x is as linear as the parse)',
+    value: `${steepest.parse_ratio_growth.toFixed(2)}x (${steepest.shape}; analysis 1 MB / 64 KB ${steepest.ratio_1mb_to_64kb.toFixed(1)}x)`,
+    met: steepest.parse_ratio_growth <= 2,
   });
   return { rows, growth };
 }
+
+/** `node out/bench/pathological.js`: this section alone, as a table (the engine loaded as the bench loads it). */
+async function main(): Promise<void> {
+  const root = require('path').join(__dirname, '..', 'server', 'src');
+  const { parsePython, buildModelIndex } = require(root + '/analysis/index.js');
+  const { runRules } = require(root + '/rules/index.js');
+  const analyse = (text: string) => {
+    const tree = parsePython(text);
+    return runRules(buildModelIndex(tree, text), tree, text, {});
+  };
+  const checks: TargetCheck[] = [];
+  const r = await benchPathological({ parsePython, analyse }, checks);
+  for (const row of r.rows)
+    console.log(
+      `${row.shape.padEnd(30)} ${String(Math.round(row.chars / 1024)).padStart(5)} KiB  parse ${row.parse_ms.toFixed(1).padStart(7)} ms  analysis ${row.analysis_ms.toFixed(1).padStart(8)} ms  ${row.ratio.toFixed(2).padStart(6)}x`,
+    );
+  for (const g of r.growth)
+    console.log(
+      `${g.shape.padEnd(30)} 1 MB / 64 KB: analysis ${g.ratio_1mb_to_64kb.toFixed(1)}x, ratio to the parse ${g.parse_ratio_growth.toFixed(2)}x`,
+    );
+  for (const c of checks) console.log(`${c.met ? 'yes' : 'NO '}  ${c.target}: ${c.value}`);
+}
+
+if (require.main === module) void main();

@@ -97,7 +97,9 @@ test('analysis cost grows linearly with chains, nesting and long lines (16x the 
     small.push(shape.make(n));
     large.push(shape.make(16 * n));
   }
-  // Cursor moves per analysis: linear means at most about 16x (1.5x slack for the fixed parts).
+  // Cursor moves per analysis: linear means at most about 16x (1.5x slack for the fixed parts). Levels of the path
+  // compared per question: a binary search, at most log2 of the depth (scanning up from the cursor's level cost
+  // the distance, thousands of levels per question in the nested calls).
   for (let i = 0; i < SHAPES.length; i++) {
     const before = { ...finderStats };
     analyse(small[i]);
@@ -105,7 +107,14 @@ test('analysis cost grows linearly with chains, nesting and long lines (16x the 
     const mid = { ...finderStats };
     const diags = analyse(large[i]);
     const l = finderStats.steps - mid.steps;
+    const probes = finderStats.probes - mid.probes;
+    const questions = finderStats.questions - mid.questions;
     assert.ok(l <= 24 * Math.max(s, 50), `${SHAPES[i].name}: ${l} cursor moves at 16x the text, ${s} at 1x`);
+    const perQuestion = Math.log2(large[i].length) + 1;
+    assert.ok(
+      probes <= perQuestion * questions,
+      `${SHAPES[i].name}: ${probes} path levels compared for ${questions} questions`,
+    );
     if (SHAPES[i].name.includes('cumsum')) assert.ok(diags > 500, `${SHAPES[i].name}: ${diags} diagnostics`);
   }
   // Time over all shapes, fastest of three for the small ones: a square cost gives 256x at 16x the text (the code

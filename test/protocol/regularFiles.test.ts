@@ -1,17 +1,29 @@
 // Every file the server reads from a workspace is read as a regular file of bounded size, without blocking
 // (issue 14, after D1): a FIFO with no writer or a link to /dev/zero named like a project file must be refused at
-// once, by each kind of read (the guarded reader itself, pyproject.toml through loadConfig, the model source of
-// a pipeline run). The server's own reads of calibration.json, report.json and pyproject.toml are covered by
-// workspaceFiles.test.ts.
+// once, by each kind of read (the guarded readers themselves, pyproject.toml through loadConfig, the model source of
+// a pipeline run, ONNX models, the evaluation inputs, the CLI's model file). The pipeline runs inside the language
+// server too: its reads of pyproject.toml and the model file are asynchronous. The server's own reads of
+// calibration.json, report.json and pyproject.toml are covered by workspaceFiles.test.ts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { readRegularFile, readRegularFileSync, RegularFileError } from '../../server/src/common/files';
-import { loadConfig, ConfigError } from '../../server/src/pipeline/config';
-import { quantizeModelSource } from '../../server/src/pipeline/run';
+// The module object itself (not a namespace copy), so the spies below see every caller's calls.
+import nodeFs = require('fs');
+import {
+  readRegularBytes,
+  readRegularBytesSync,
+  readRegularFile,
+  readRegularFileSync,
+  RegularFileError,
+} from '../../server/src/common/files';
+import { loadConfig, loadConfigAsync, ConfigError } from '../../server/src/pipeline/config';
+import { quantizeModelSource, readModelSource, runPipeline } from '../../server/src/pipeline/run';
+import { readModel } from '../../server/src/onnx/model';
+import { readEvalFile } from '../../server/src/onnx/verify';
+import { InputError, readModelFile } from '../../server/src/cli/source';
 import type { QdqConfig } from '../../server/src/pipeline/config';
 
 /** A folder with `name` made a FIFO, a link to /dev/zero, or an oversized regular file. */
@@ -47,6 +59,41 @@ for (const kind of ['fifo', 'zero'] as const) {
     await within(5000, () =>
       assert.throws(() => readRegularFileSync(file, 1024), /not a regular file/, 'synchronous reader'),
     );
+    await assert.rejects(
+      within(5000, () => readRegularBytes(file, 1024)),
+      /not a regular file/,
+      'asynchronous bytes',
+    );
+    await within(5000, () => assert.throws(() => readRegularBytesSync(file, 1024), /not a regular file/, 'bytes'));
+  });
+
+  test(`ONNX models and evaluation inputs are refused as a ${kind === 'fifo' ? 'FIFO' : 'link to /dev/zero'}`, async () => {
+    const dir = hostile(kind, 'model.onnx');
+    await within(5000, () => assert.throws(() => readModel(path.join(dir, 'model.onnx')), /not a regular file/));
+    const evalDir = hostile(kind, 'eval.json');
+    await within(5000, () => assert.throws(() => readEvalFile(path.join(evalDir, 'eval.json')), /not a regular file/));
+    // eval.json fine, eval.bin hostile.
+    const binDir = hostile(kind, 'eval.bin');
+    fs.writeFileSync(path.join(binDir, 'eval.json'), JSON.stringify({ batches: [] }));
+    await within(5000, () => assert.throws(() => readEvalFile(path.join(binDir, 'eval.json')), /not a regular file/));
+  });
+
+  test(`the CLI refuses a model file that is a ${kind === 'fifo' ? 'FIFO' : 'link to /dev/zero'}`, async () => {
+    const dir = hostile(kind, 'model.py');
+    await within(5000, () =>
+      assert.throws(
+        () => readModelFile('model.py', dir),
+        (e: Error) => e instanceof InputError && /not a regular file/.test(e.message),
+      ),
+    );
+  });
+
+  test(`loadConfigAsync refuses pyproject.toml as a ${kind === 'fifo' ? 'FIFO' : 'link to /dev/zero'}`, async () => {
+    const dir = hostile(kind, 'pyproject.toml');
+    await assert.rejects(
+      within(5000, () => loadConfigAsync(dir)),
+      (e: Error) => e instanceof ConfigError && /pyproject\.toml is not a regular file/.test(e.message),
+    );
   });
 
   test(`loadConfig refuses pyproject.toml as a ${kind === 'fifo' ? 'FIFO' : 'link to /dev/zero'}`, async () => {
@@ -62,8 +109,9 @@ for (const kind of ['fifo', 'zero'] as const) {
   test(`a pipeline run refuses a model source that is a ${kind === 'fifo' ? 'FIFO' : 'link to /dev/zero'}`, async () => {
     const dir = hostile(kind, 'model.py');
     const cfg = { model: 'model.py:build' } as QdqConfig;
-    await within(5000, () =>
-      assert.throws(() => quantizeModelSource(dir, cfg, path.join(dir, 'qdq-out'), false, []), /not a regular file/),
+    await assert.rejects(
+      within(5000, () => quantizeModelSource(dir, cfg, path.join(dir, 'qdq-out'), false, [])),
+      /not a regular file/,
     );
   });
 }
@@ -79,4 +127,49 @@ test('the guarded readers read regular files, cap their size and report a missin
   await assert.rejects(readRegularFile(file, 3), /over the 3-byte limit/);
   assert.throws(() => readRegularFileSync(file, 3), /over the 3-byte limit/);
   assert.throws(() => readRegularFileSync(dir, 100), /not a regular file/);
+});
+
+/** Calls of the synchronous fs readers on paths under `dir` while `f` runs. */
+async function syncReadsUnder<T>(dir: string, f: () => Promise<T>): Promise<{ result: T; reads: string[] }> {
+  const reads: string[] = [];
+  const patched = ['openSync', 'readFileSync'] as const;
+  const originals = patched.map((name) => nodeFs[name]);
+  patched.forEach((name, i) => {
+    (nodeFs as unknown as Record<string, unknown>)[name] = (file: unknown, ...rest: unknown[]) => {
+      if (typeof file === 'string' && file.startsWith(dir)) reads.push(`${name} ${file}`);
+      return (originals[i] as (...a: unknown[]) => unknown)(file, ...rest);
+    };
+  });
+  try {
+    return { result: await f(), reads };
+  } finally {
+    patched.forEach((name, i) => ((nodeFs as unknown as Record<string, unknown>)[name] = originals[i]));
+  }
+}
+
+test('the pipeline reads pyproject.toml and the model file asynchronously (it runs inside the language server)', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qdq-reads-async-'));
+  fs.writeFileSync(path.join(dir, 'pyproject.toml'), '[tool.qdq]\nmodel = "model.py:build"\ninput-shapes = [[1, 4]]\n');
+  fs.writeFileSync(path.join(dir, 'model.py'), 'import torch\n\ndef build():\n    return torch.nn.Linear(4, 4)\n');
+  // The event loop turns while the files are read: a timer set before the read fires before it is done.
+  let ticked = false;
+  setImmediate(() => (ticked = true));
+  const { result, reads } = await syncReadsUnder(dir, async () => {
+    const cfg = await loadConfigAsync(dir);
+    return { cfg, source: await readModelSource(dir, cfg) };
+  });
+  assert.ok(ticked, 'the reads blocked the event loop');
+  assert.deepEqual(reads, []);
+  assert.equal(result.cfg.model, 'model.py:build');
+  assert.match(result.source.original, /Linear/);
+  // The same through runPipeline: pyproject.toml as a FIFO is refused without a synchronous read of it.
+  const fifoDir = hostile('fifo', 'pyproject.toml');
+  const run = await syncReadsUnder(fifoDir, () =>
+    within(5000, () => runPipeline({ projectDir: fifoDir, steps: ['calibrate'] })).then(
+      () => assert.fail('runPipeline accepted a FIFO as pyproject.toml'),
+      (e: Error) => e,
+    ),
+  );
+  assert.match(run.result.message, /not a regular file/);
+  assert.deepEqual(run.reads, []);
 });

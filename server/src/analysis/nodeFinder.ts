@@ -16,8 +16,11 @@ type SyntaxNode = Parser.SyntaxNode;
 type Tree = Parser.Tree;
 type Cursor = Parser.TreeCursor;
 
-/** Counters of the cursor's moves, for the tests that check the cost stays linear (never reset by the finder). */
-export const finderStats = { steps: 0, questions: 0 };
+/**
+ * Counters for the tests that check the cost stays linear (never reset by the finder): cursor moves, questions,
+ * and levels of the path compared with a range asked about.
+ */
+export const finderStats = { steps: 0, questions: 0, probes: 0 };
 
 /** The node's start offset (transfer field, as parser.ts's fastStart). */
 type StartOf = (n: SyntaxNode) => number;
@@ -44,6 +47,11 @@ export class NodeFinder {
    * finalizer runs later), and the next object for that node is then not cached, so identity would fail.
    */
   private readonly kept = new Map<number, SyntaxNode>();
+  /**
+   * Parents found, by node id: the rules ask for the same node's parent again (each rule climbs from its own
+   * sites), and a node off the cursor's path costs a walk to it every time.
+   */
+  private readonly parents = new Map<number, SyntaxNode | null>();
 
   constructor(
     readonly tree: Tree,
@@ -207,8 +215,13 @@ export class NodeFinder {
 
   /** `node.parent`, or undefined when the cursor cannot reach the node (the caller then asks natively). */
   parentOf(node: SyntaxNode): SyntaxNode | null | undefined {
+    const id = node.id;
+    const known = this.parents.get(id);
+    if (known !== undefined) return known;
     try {
-      return this.parent(node);
+      const found = this.parent(node);
+      if (found !== undefined) this.parents.set(id, found);
+      return found;
     } catch (err) {
       if (err instanceof LostPath) return undefined;
       throw err;
@@ -222,14 +235,30 @@ export class NodeFinder {
     return this.nodeAt(this.depth());
   }
 
+  /**
+   * The deepest level of the path that contains [s, e). Each level contains the next, so the levels that contain
+   * the range are the top ones: a binary search. Scanning up from the bottom cost the distance, and questions about
+   * the calls of a deep nesting, outermost first while the cursor stands at the innermost, cost its square.
+   */
+  private deepestContaining(s: number, e: number): number {
+    let lo = 0; // the root contains every range asked about
+    let hi = this.depth();
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      finderStats.probes++;
+      if (this.starts[mid] <= s && e <= this.ends[mid]) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+
   private parent(node: SyntaxNode): SyntaxNode | null | undefined {
     finderStats.questions++;
     const s = this.startOf(node);
     const e = node.endIndex;
     if (e <= s) return undefined; // empty (MISSING) nodes: the cursor cannot tell them from their neighbours
     // On the path already (walking up from a node asked about before): answered without moving.
-    let k = this.depth();
-    while (k > 0 && !(this.starts[k] <= s && e <= this.ends[k])) k--;
+    const k = this.deepestContaining(s, e);
     // Told apart by id: the binding may hand out a second object for a node it handed out before.
     const id = node.id;
     for (let j = k; j >= 0 && this.starts[j] === s && this.ends[j] === e; j--)

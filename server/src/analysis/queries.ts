@@ -94,11 +94,10 @@ export function calleeFromText(text: string, start: number, end: number): { text
   return null;
 }
 
-// The node types the patterns of grammars/model-*.scm start from: operators by their token, the rest by their node.
+// The node types the patterns of grammars/model-*.scm start from (`+=` by its token, the rest by their node).
 const PATTERN_ROOTS = [
   'call',
-  '@',
-  '+',
+  'binary_operator',
   '+=',
   'assignment',
   'class_definition',
@@ -115,7 +114,11 @@ const PATTERN_ROOTS = [
  */
 export function modelMatches(node: Parser.SyntaxNode, text: string): ModelMatch[] {
   const out: ModelMatch[] = [];
+  // Where the query would report each match: at the node the pattern starts from, or at an operator's token.
+  const keys: number[] = [];
+  let opAt = -1;
   for (const n of node.descendantsOfType(PATTERN_ROOTS)) {
+    const count = out.length;
     switch (n.type) {
       case 'call': {
         // (call function: (identifier) @call.name) @call  /  (call function: (attribute) @call.attr) @call
@@ -151,16 +154,18 @@ export function modelMatches(node: Parser.SyntaxNode, text: string): ModelMatch[
         });
         break;
       }
-      case '@':
-      case '+': {
-        // (binary_operator operator: "@") @op.matmul  /  (binary_operator operator: "+") @op.add
-        const p = n.parent;
-        if (p?.type === 'binary_operator')
-          out.push({
-            pattern: n.type === '@' ? 2 : 3,
-            captures: [{ name: n.type === '@' ? 'op.matmul' : 'op.add', node: p }],
-            at: fastStart(p),
-          });
+      case 'binary_operator': {
+        // (binary_operator operator: "@") @op.matmul  /  (binary_operator operator: "+") @op.add. From the operator
+        // node, not from its token: a token's parent costs a cursor walk, the operator field one native call.
+        const token = n.childForFieldName('operator');
+        const t = token?.type;
+        if (t !== '@' && t !== '+') break;
+        opAt = fastStart(token!);
+        out.push({
+          pattern: t === '@' ? 2 : 3,
+          captures: [{ name: t === '@' ? 'op.matmul' : 'op.add', node: n }],
+          at: fastStart(n),
+        });
         break;
       }
       case '+=': {
@@ -213,6 +218,20 @@ export function modelMatches(node: Parser.SyntaxNode, text: string): ModelMatch[
       default:
         out.push({ pattern: 8, captures: [{ name: 'return', node: n }], at: fastStart(n) });
     }
+    if (out.length > count) keys.push(n.type === 'binary_operator' ? opAt : fastStart(n));
   }
-  return out;
+  return inQueryOrder(out, keys);
+}
+
+/**
+ * The matches ordered as the query orders them (by `keys`, ties kept in walk order). Operators are found from
+ * their binary_operator, which starts before its left operand's matches; the query reports them at the token.
+ * Almost sorted already: one pass when nothing moves.
+ */
+function inQueryOrder(out: ModelMatch[], keys: number[]): ModelMatch[] {
+  let sorted = true;
+  for (let i = 1; i < keys.length && sorted; i++) sorted = keys[i - 1] <= keys[i];
+  if (sorted) return out;
+  const order = out.map((_, i) => i).sort((a, b) => keys[a] - keys[b] || a - b);
+  return order.map((i) => out[i]);
 }

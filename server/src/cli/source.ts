@@ -2,6 +2,7 @@
 // interpreter) plugs in here through registerSourceResolver, so commands never care where the text came from.
 import * as fs from 'fs';
 import * as path from 'path';
+import { MAX_SOURCE_BYTES, readRegularBytesSync, RegularFileError } from '../common/files';
 
 export interface ModelSource {
   /** Absolute path of the file (what --write replaces and where qdq_quant.py goes). */
@@ -62,12 +63,15 @@ export function readModelFile(arg: string, cwd = process.cwd()): ModelSource {
   if (!stat.isFile()) throw new InputError(`${arg} is not a regular file`);
   if (!PYTHON_EXTENSIONS.has(path.extname(file).toLowerCase()))
     throw new InputError(`${arg} is not a Python file: qdq reads PyTorch model sources ending in .py`);
-  let bytes: Buffer;
+  let bytes: Buffer | undefined;
   try {
-    bytes = fs.readFileSync(file);
+    // Checked again on the opened file: a FIFO or device swapped in after the stat is refused, not read.
+    bytes = readRegularBytesSync(file, MAX_SOURCE_BYTES);
   } catch (err) {
-    throw new InputError(`${arg}: cannot read it (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    if (err instanceof RegularFileError) throw new InputError(`${arg}: ${err.message.replace(file + ' ', '')}`);
+    throw err;
   }
+  if (!bytes) throw new InputError(`${arg}: no such file (looked for ${file})`);
   if (bytes.includes(0)) throw new InputError(`${arg} is not a Python file: it contains NUL bytes (binary data)`);
   let text: string;
   let validUtf8 = true;

@@ -215,8 +215,14 @@ export class RegularFileError extends Error {}
 export const MAX_SOURCE_BYTES = 32 * 1024 * 1024;
 /** report.json, calibration.json and the other results qdq writes (histograms included). */
 export const MAX_RESULTS_BYTES = 64 * 1024 * 1024;
+/** ONNX models and eval.bin: protobuf's own 2 GiB limit on a single-file model. */
+export const MAX_MODEL_BYTES = 2 * 1024 * 1024 * 1024;
 
-async function openRegular(file: string, maxBytes: number): Promise<fs.promises.FileHandle | undefined> {
+/** The opened file and its size when opened, or undefined when there is no such file. */
+async function openRegular(
+  file: string,
+  maxBytes: number,
+): Promise<{ handle: fs.promises.FileHandle; size: number } | undefined> {
   let handle: fs.promises.FileHandle;
   try {
     handle = await fs.promises.open(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
@@ -231,7 +237,7 @@ async function openRegular(file: string, maxBytes: number): Promise<fs.promises.
       throw new RegularFileError(`${file} is not a regular file (a folder, device, FIFO or socket): ignored`);
     if (st.size > maxBytes)
       throw new RegularFileError(`${file} is ${st.size} bytes, over the ${maxBytes}-byte limit: ignored`);
-    return handle;
+    return { handle, size: st.size };
   } catch (err) {
     await handle.close();
     throw err;
@@ -243,21 +249,29 @@ async function openRegular(file: string, maxBytes: number): Promise<fs.promises.
  * event loop. Throws a RegularFileError for anything that is not a regular file or is too large.
  */
 export async function readRegularFile(file: string, maxBytes: number): Promise<string | undefined> {
-  const handle = await openRegular(file, maxBytes);
-  if (!handle) return undefined;
+  return (await readRegularBytes(file, maxBytes))?.toString('utf8');
+}
+
+/** readRegularFile's bytes, for binary files (ONNX models, eval.bin). */
+export async function readRegularBytes(file: string, maxBytes: number): Promise<Buffer | undefined> {
+  const opened = await openRegular(file, maxBytes);
+  if (!opened) return undefined;
+  const { handle, size } = opened;
   try {
-    // The size can change while reading: count what is really read and stop past the cap.
-    const chunks: Buffer[] = [];
+    // One buffer of the size found when opening, and one byte more to see growth: the size can change while
+    // reading, so what is really read is counted and the read stops past the cap. Reads of at most 16 MiB let
+    // other work run in between.
+    const buf = Buffer.allocUnsafe(Math.min(size, maxBytes) + 1);
     let length = 0;
-    for (;;) {
-      const chunk = Buffer.alloc(Math.min(1024 * 1024, maxBytes + 1 - length));
-      const { bytesRead } = await handle.read(chunk, 0, chunk.length, null);
+    while (length < buf.length) {
+      const want = Math.min(16 * 1024 * 1024, buf.length - length);
+      const { bytesRead } = await handle.read(buf, length, want, null);
       if (bytesRead === 0) break;
-      chunks.push(chunk.subarray(0, bytesRead));
       length += bytesRead;
-      if (length > maxBytes) throw new RegularFileError(`${file} grew over the ${maxBytes}-byte limit: ignored`);
     }
-    return Buffer.concat(chunks, length).toString('utf8');
+    if (length > maxBytes) throw new RegularFileError(`${file} grew over the ${maxBytes}-byte limit: ignored`);
+    if (length > size) throw new RegularFileError(`${file} changed while being read: try again`);
+    return buf.subarray(0, length);
   } finally {
     await handle.close();
   }
@@ -269,6 +283,11 @@ export async function readRegularFile(file: string, maxBytes: number): Promise<s
  * bounded size on a local disk is read in one go.
  */
 export function readRegularFileSync(file: string, maxBytes: number): string | undefined {
+  return readRegularBytesSync(file, maxBytes)?.toString('utf8');
+}
+
+/** readRegularFileSync's bytes, for binary files (ONNX models, eval.bin) and sources checked before decoding. */
+export function readRegularBytesSync(file: string, maxBytes: number): Buffer | undefined {
   let fd: number;
   try {
     fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
@@ -281,13 +300,19 @@ export function readRegularFileSync(file: string, maxBytes: number): string | un
     const st = fs.fstatSync(fd);
     if (!st.isFile()) throw new RegularFileError(`${file} is not a regular file (a folder, device, FIFO or socket)`);
     if (st.size > maxBytes) throw new RegularFileError(`${file} is ${st.size} bytes, over the ${maxBytes}-byte limit`);
-    const buf = Buffer.alloc(Math.min(st.size, maxBytes) + 1);
+    const buf = Buffer.allocUnsafe(Math.min(st.size, maxBytes) + 1);
     let length = 0;
     for (let n; length < buf.length && (n = fs.readSync(fd, buf, length, buf.length - length, null)) > 0;) length += n;
     if (length > maxBytes) throw new RegularFileError(`${file} grew over the ${maxBytes}-byte limit`);
     if (length > st.size) throw new RegularFileError(`${file} changed while being read: try again`);
-    return buf.subarray(0, length).toString('utf8');
+    return buf.subarray(0, length);
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** A file that readRegularFileSync found missing, as the error the callers report. */
+export function requireRegular<T>(file: string, read: T | undefined): T {
+  if (read === undefined) throw new RegularFileError(`${file}: no such file`);
+  return read;
 }

@@ -6,6 +6,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { parsePython } from '../analysis';
+import { MAX_SOURCE_BYTES, readRegularFileSync } from '../common/files';
 import { scanImports } from '../analysis/canonical';
 import { exportedWeightedNames, fromImports, type FromImport, type WeightedNames } from '../analysis/weightedCalls';
 
@@ -58,7 +59,14 @@ function facts(file: string): ModuleFacts | undefined {
   }
   const hit = cache.get(file);
   if (hit && hit.mtimeMs === stat.mtimeMs) return hit;
-  const text = fs.readFileSync(file, 'utf8');
+  // A module of the workspace may be a FIFO, a link to a device or huge: not read (the layer stays unknown).
+  let text: string | undefined;
+  try {
+    text = readRegularFileSync(file, MAX_SOURCE_BYTES);
+  } catch {
+    return undefined;
+  }
+  if (text === undefined) return undefined;
   const f: ModuleFacts = { mtimeMs: stat.mtimeMs, text, imports: fromImports(parsePython(text)) };
   cache.set(file, f);
   return f;

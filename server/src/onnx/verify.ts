@@ -3,6 +3,13 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import type * as ortTypes from 'onnxruntime-node';
+import {
+  MAX_MODEL_BYTES,
+  MAX_RESULTS_BYTES,
+  readRegularBytesSync,
+  readRegularFileSync,
+  requireRegular,
+} from '../common/files';
 
 export type TensorData = Float32Array | BigInt64Array;
 export interface EvalInput {
@@ -51,12 +58,12 @@ interface EvalFileMeta {
 export function readEvalFile(evalJson: string): EvalBatch[] {
   let meta: EvalFileMeta;
   try {
-    meta = JSON.parse(fs.readFileSync(evalJson, 'utf8'));
+    meta = JSON.parse(requireRegular(evalJson, readRegularFileSync(evalJson, MAX_RESULTS_BYTES)));
   } catch (e) {
     throw new Error(`cannot read the evaluation inputs ${evalJson}: ${(e as Error).message}`);
   }
   const binPath = path.join(path.dirname(evalJson), path.basename(evalJson, '.json') + '.bin');
-  const bin = fs.readFileSync(binPath);
+  const bin = requireRegular(binPath, readRegularBytesSync(binPath, MAX_MODEL_BYTES));
   const slice = (offset: number, length: number): ArrayBuffer => {
     if (offset + length > bin.length)
       throw new Error(`${binPath} is shorter than ${evalJson} says (${offset}+${length} > ${bin.length})`);

@@ -2,7 +2,7 @@
 // validateConfigText is pure (text in, diagnostics with ranges out) so the language server can show the
 // same messages inside pyproject.toml that the CLI prints.
 import * as path from 'path';
-import { readRegularFileSync } from '../common/files';
+import { readRegularFile, readRegularFileSync } from '../common/files';
 
 const MAX_PYPROJECT_BYTES = 1024 * 1024;
 import { parse as parseToml, TomlError } from 'smol-toml';
@@ -432,6 +432,28 @@ export function loadConfig(projectDir: string, overrides: ConfigOverrides = {}):
   } catch (err) {
     throw new ConfigError((err as Error).message, 'make pyproject.toml a regular file');
   }
+  return configFromText(projectDir, file, text, overrides);
+}
+
+/** loadConfig for the pipeline inside the language server: the file is read without blocking the event loop. */
+export async function loadConfigAsync(projectDir: string, overrides: ConfigOverrides = {}): Promise<QdqConfig> {
+  const file = path.join(projectDir, 'pyproject.toml');
+  let text: string | undefined;
+  try {
+    text = await readRegularFile(file, MAX_PYPROJECT_BYTES);
+  } catch (err) {
+    throw new ConfigError((err as Error).message, 'make pyproject.toml a regular file');
+  }
+  return configFromText(projectDir, file, text, overrides);
+}
+
+/** The [tool.qdq] config of pyproject.toml's text (undefined: there is none), with the overrides applied. */
+function configFromText(
+  projectDir: string,
+  file: string,
+  text: string | undefined,
+  overrides: ConfigOverrides,
+): QdqConfig {
   if (text === undefined) {
     throw new ConfigError(
       `no pyproject.toml in ${projectDir}`,

@@ -2,6 +2,7 @@
 // fuses into integer kernels) written beside the TensorRT one, from the same loaded model and the same calibration
 // (the backend exports only the INT8 file; the FP32 model and evaluation inputs are the first export's).
 import * as fs from 'fs';
+import { MAX_MODEL_BYTES, readRegularBytesSync, requireRegular } from '../common/files';
 import * as path from 'path';
 import type { BackendClient, RequestOptions } from './backendClient';
 import type { QdqConfig } from './config';
@@ -31,7 +32,7 @@ export async function exportOrtCpuForm(
     },
     rpc,
   );
-  const source = fs.readFileSync(exp.int8_onnx);
+  const source = requireRegular(exp.int8_onnx, readRegularBytesSync(exp.int8_onnx, MAX_MODEL_BYTES));
   const model = readModel(exp.int8_onnx);
   const calibration = { batchNormOutputAmax: exp.batchnorm_output_amax };
   foldWeights(model);

@@ -1,7 +1,7 @@
 // The part of report.json that decides between the exported forms: FP32 and every INT8 form side by side (accuracy,
 // agreement, pooled / worst-batch / worst-sample cosine, latency, size, deltas against FP32), where each accuracy
 // figure was measured, and a headline naming the fastest form here and the one meant for TensorRT.
-import * as fs from 'fs';
+import { MAX_RESULTS_BYTES, readRegularFileSync } from '../common/files';
 import type { FormsVerification, FormVerification } from '../onnx/verifyForms';
 
 /** Where the accuracy and similarity figures were measured. */
@@ -60,7 +60,7 @@ export function readEvalMeta(evalJson: string): {
   used?: number;
 } {
   try {
-    const doc = JSON.parse(fs.readFileSync(evalJson, 'utf8')) as Record<string, unknown>;
+    const doc = JSON.parse(readRegularFileSync(evalJson, MAX_RESULTS_BYTES) ?? '') as Record<string, unknown>;
     return {
       source: typeof doc.source === 'string' ? doc.source : 'unknown',
       labelled: doc.labelled === true,

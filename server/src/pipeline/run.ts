@@ -2,7 +2,7 @@
 // It owns the order of the steps and the report; the Python backend owns torch, the onnx/ layer owns the graphs.
 import * as fs from 'fs';
 import * as path from 'path';
-import { loadConfig, ConfigOverrides, QdqConfig, ConfigError } from './config';
+import { loadConfigAsync, ConfigOverrides, QdqConfig, ConfigError } from './config';
 import { findInterpreter, Interpreter } from '../common/interpreter';
 import { BackendClient, ProgressEvent, RequestOptions } from './backendClient';
 import type { CalibrateResult, ExportResult, LoadParams, LoadResult } from './backendProtocol.generated';
@@ -10,10 +10,14 @@ import { helperTemplatePath } from '../common/paths';
 import { QdqError, CancelToken, asQdqError } from '../common/errors';
 import {
   FileWriteError,
+  MAX_MODEL_BYTES,
   MAX_RESULTS_BYTES,
   MAX_SOURCE_BYTES,
   newFileMode,
+  readRegularFile,
+  readRegularBytesSync,
   readRegularFileSync,
+  requireRegular,
   writeInPlace,
   writeNewFile as writeFileAtomic,
 } from '../common/files';
@@ -165,24 +169,19 @@ const BACKEND_TO_STEP: Record<string, PipelineProgress['step']> = {
   export: 'export',
 };
 
-/** Source of the model file, quantized (on a copy unless `write`), as the backend should run it. */
-export function quantizeModelSource(
+/**
+ * The model file [tool.qdq] names: a regular file of bounded size, read without blocking the event loop (the
+ * pipeline runs inside the language server too).
+ */
+export async function readModelSource(
   projectDir: string,
   cfg: QdqConfig,
-  outDir: string,
-  write: boolean,
-  notes: string[],
-): {
-  override?: { file: string; source: string };
-  files: Record<string, string>;
-  /** The model file before and after quantizing (for the quantizers' source lines). */
-  texts?: { file: string; original: string; quantized: string };
-} {
+): Promise<{ file: string; modelPath: string; original: string }> {
   const { file } = splitSpec(cfg.model);
   const modelPath = path.resolve(projectDir, file);
   let original: string | undefined;
   try {
-    original = readRegularFileSync(modelPath, MAX_SOURCE_BYTES);
+    original = await readRegularFile(modelPath, MAX_SOURCE_BYTES);
   } catch (err) {
     throw new QdqError('config', (err as Error).message, 'make the model file a regular Python file');
   }
@@ -193,6 +192,23 @@ export function quantizeModelSource(
       'set model = "path/to/file.py:factory" relative to pyproject.toml',
     );
   }
+  return { file, modelPath, original };
+}
+
+/** Source of the model file, quantized (on a copy unless `write`), as the backend should run it. */
+export async function quantizeModelSource(
+  projectDir: string,
+  cfg: QdqConfig,
+  outDir: string,
+  write: boolean,
+  notes: string[],
+): Promise<{
+  override?: { file: string; source: string };
+  files: Record<string, string>;
+  /** The model file before and after quantizing (for the quantizers' source lines). */
+  texts?: { file: string; original: string; quantized: string };
+}> {
+  const { file, modelPath, original } = await readModelSource(projectDir, cfg);
   const relativeImport = /^\s*from\s+\.+[\w.]*\s+import\s/m.test(original);
   let q: { text: string };
   // Layer classes and factories the model file imports from modules on disk (timm's Linear, create_conv2d).
@@ -340,7 +356,7 @@ function summarizeQuantizer(q: Record<string, unknown>): Record<string, unknown>
 }
 
 /** The project folder and its [tool.qdq] config, or a `config` error saying what to fix. */
-function projectConfig(opts: PipelineOptions): { projectDir: string; cfg: QdqConfig } {
+async function projectConfig(opts: PipelineOptions): Promise<{ projectDir: string; cfg: QdqConfig }> {
   const projectDir = path.resolve(opts.projectDir);
   if (!fs.existsSync(projectDir) || !fs.statSync(projectDir).isDirectory()) {
     throw new QdqError(
@@ -350,7 +366,7 @@ function projectConfig(opts: PipelineOptions): { projectDir: string; cfg: QdqCon
     );
   }
   try {
-    return { projectDir, cfg: loadConfig(projectDir, opts.overrides) };
+    return { projectDir, cfg: await loadConfigAsync(projectDir, opts.overrides) };
   } catch (e) {
     if (e instanceof ConfigError) throw new QdqError('config', e.message, e.hint);
     throw e;
@@ -381,7 +397,7 @@ export async function runPipeline(
   onProgress: (p: PipelineProgress) => void = () => undefined,
   cancel: CancelToken = new CancelToken(),
 ): Promise<PipelineResult> {
-  const { projectDir, cfg } = projectConfig(opts);
+  const { projectDir, cfg } = await projectConfig(opts);
   const wantVerify = opts.steps.includes('verify');
   const wantExport = wantVerify || opts.steps.includes('export') || !!opts.dynamicOnly;
   // No target chosen: the TensorRT form and the one ONNX Runtime's CPU provider fuses, both exported and timed,
@@ -397,7 +413,7 @@ export async function runPipeline(
   onProgress({ step: 'quantize', done: 0, total: 1, message: `quantizing ${splitSpec(cfg.model).file}` });
   const quantized =
     opts.modelSource === undefined
-      ? quantizeModelSource(projectDir, cfg, outDir, !!opts.write, notes)
+      ? await quantizeModelSource(projectDir, cfg, outDir, !!opts.write, notes)
       : {
           override: { file: path.resolve(projectDir, splitSpec(cfg.model).file), source: opts.modelSource },
           files: {} as Record<string, string>,
@@ -588,7 +604,11 @@ async function exportAndVerify(
     const calibration = { batchNormOutputAmax: exp.batchnorm_output_amax };
     let ortCpu: Parameters<typeof measureOrtCpuStep>[0] | undefined =
       cfg.target === 'ort-cpu' && wantVerify
-        ? { file: exp.int8_onnx, source: fs.readFileSync(exp.int8_onnx), calibration }
+        ? {
+            file: exp.int8_onnx,
+            source: requireRegular(exp.int8_onnx, readRegularBytesSync(exp.int8_onnx, MAX_MODEL_BYTES)),
+            calibration,
+          }
         : undefined;
     finishInt8Model(run, report, exp, quantizers);
     if (!run.bothForms) removeStaleOrtCpuForm(run.outDir);

@@ -4,7 +4,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { MAX_RESULTS_BYTES, readRegularFileSync } from '../common/files';
-import { loadConfig, ConfigError, QdqConfig } from './config';
+import { loadConfigAsync, ConfigError, QdqConfig } from './config';
 import { findInterpreter } from './interpreter';
 import { spawn } from 'child_process';
 import * as readline from 'readline';
@@ -60,11 +60,11 @@ export type SessionOptions = Pick<PipelineOptions, 'projectDir' | 'python' | 'ov
   nproc?: number;
 };
 
-export function configOf(projectDir: string, opts: SessionOptions): QdqConfig {
+export async function configOf(projectDir: string, opts: SessionOptions): Promise<QdqConfig> {
   if (!fs.existsSync(projectDir) || !fs.statSync(projectDir).isDirectory())
     throw new QdqError('config', `project folder ${projectDir} does not exist`, 'pass a folder with pyproject.toml');
   try {
-    return loadConfig(projectDir, opts.overrides);
+    return await loadConfigAsync(projectDir, opts.overrides);
   } catch (e) {
     if (e instanceof ConfigError) throw new QdqError('config', e.message, e.hint);
     throw e;
@@ -88,13 +88,13 @@ async function prepare(
   cancel: CancelToken,
 ): Promise<Prepared> {
   const projectDir = path.resolve(opts.projectDir);
-  const cfg = configOf(projectDir, opts);
+  const cfg = await configOf(projectDir, opts);
   const outDir = path.resolve(projectDir, cfg.outDir);
   fs.mkdirSync(outDir, { recursive: true });
   onProgress({ step: 'interpreter', done: 0, total: null, message: 'looking for a Python with torch' });
   const py = await findInterpreter({ explicit: opts.python, cwd: projectDir });
   cancel.throwIfCancelled();
-  const quantized = quantizeModelSource(projectDir, cfg, outDir, false, []);
+  const quantized = await quantizeModelSource(projectDir, cfg, outDir, false, []);
   return {
     projectDir,
     cfg,

@@ -2,7 +2,7 @@
 // backend, sensitivity.py), written as keep_float edits (server/src/fixes) into a copy of the model or, with
 // --write, into the file itself; and tune.json.
 import * as path from 'path';
-import { MAX_SOURCE_BYTES, readRegularFileSync } from '../common/files';
+import { MAX_SOURCE_BYTES, readRegularFile } from '../common/files';
 import { QdqError, CancelToken } from './errors';
 import {
   openSession,
@@ -243,7 +243,7 @@ export async function runTune(
   cancel: CancelToken = new CancelToken(),
 ): Promise<{ report: TuneReport; path: string; notes: string[] }> {
   const projectDir = path.resolve(opts.projectDir);
-  const cfg = configOf(projectDir, opts);
+  const cfg = await configOf(projectDir, opts);
   const budget = budgetOf(opts.maxDrop ?? cfg.maxAccuracyDrop);
   const params: TuneParams = { ...metricParams(cfg), max_drop: budget.maxDrop, relative: budget.relative };
   const { r, run } = await searchAndRunAllInt8(opts, params, onProgress, cancel);
@@ -256,7 +256,7 @@ export async function runTune(
   if (inLibrary) {
     notes.push(inLibrary);
   } else if (r.float_sites.length) {
-    const original = readRegularFileSync(modelPath, MAX_SOURCE_BYTES);
+    const original = await readRegularFile(modelPath, MAX_SOURCE_BYTES);
     if (original === undefined)
       throw new QdqError('config', `${modelPath} disappeared during the run`, 'run qdq tune again');
     const relativeImport = /^\s*from\s+\.+[\w.]*\s+import\s/m.test(original);

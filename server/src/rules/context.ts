@@ -229,6 +229,11 @@ export class RuleContext {
   private defOffsets: number[] | undefined;
   private readonly dtypeCache = new Map<number, unknown>();
   /**
+   * callSite per call node id: several rules and the dtype inference describe the same calls, each description
+   * costing a handful of native child lookups (nested `cumsum(` calls were described once per rule and per level).
+   */
+  private readonly callSites = new Map<number, CallSite | null>();
+  /**
    * Set by runRules while the rules that answer per statement run on the statements that changed: the site
    * lists (calls, callsFiltered, operators, wantsSite) then hold only sites where it says yes. Inference
    * (dtype, bool producers, name lookups) always sees the whole file.
@@ -369,6 +374,13 @@ export class RuleContext {
 
   /** Describes any call node (also used on calls not found by the scan). */
   callSite(call: SyntaxNode): CallSite | null {
+    const id = call.id;
+    let site = this.callSites.get(id);
+    if (site === undefined) this.callSites.set(id, (site = this.describeCall(call)));
+    return site;
+  }
+
+  private describeCall(call: SyntaxNode): CallSite | null {
     const fn = call.childForFieldName('function');
     if (!fn) return null;
     let name: string;
