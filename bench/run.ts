@@ -130,12 +130,18 @@ const sections: Section[] = [
     run: benchTune,
     print: (r: TuneBenchResult) =>
       table(
-        ['what', 'median s', 'ratio'],
-        [
-          [`qdq run ${r.project}`, r.run_s, '1.00x'],
-          [`qdq tune ${r.project} --max-drop 0.5`, r.tune_s, `${r.ratio.toFixed(2)}x`],
-        ],
-      ) + `\n(whole CLI processes, alternated, median of ${r.runs} each)`,
+        ['project', 'max-drop', 'qdq run s', 'qdq tune s', 'ratio', 'evaluations', 'float groups'],
+        r.rows.map((x) => [
+          x.project,
+          x.max_drop,
+          x.run_s,
+          x.tune_s,
+          `${x.ratio.toFixed(2)}x`,
+          String(x.evaluations),
+          String(x.float_groups),
+        ]),
+      ) +
+      `\n(whole CLI processes on fresh temporary copies of the examples, alternated, median of ${r.rounds} rounds each)`,
   },
   {
     name: 'fuzz',

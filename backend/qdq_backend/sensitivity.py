@@ -242,6 +242,7 @@ class Runner:
         self.progress, self.check_cancel = progress, check_cancel
         self.total = 0
         self.done = 0
+        self.measured: Dict[FrozenSet[str], float] = {}
         self.started = time.monotonic()
 
     def evaluate(self, int8: Sequence[SiteGroup], what: str) -> float:
@@ -256,6 +257,18 @@ class Runner:
         return value
 
     def run(self, configs: Sequence[Tuple[Sequence[SiteGroup], str]]) -> List[float]:
+        """The metric of each assignment; one already measured (in this batch or an earlier one) is not run again,
+        so `done` counts distinct assignments: tune's pruning pass often revisits a state the greedy rounds saw."""
+        keys = [frozenset(g.label for g in int8) for int8, _ in configs]
+        fresh: Dict[FrozenSet[str], Tuple[Sequence[SiteGroup], str]] = {}
+        for key, config in zip(keys, configs):
+            if key not in self.measured and key not in fresh:
+                fresh[key] = config
+        for key, value in zip(fresh, self.measure(list(fresh.values()))):
+            self.measured[key] = value
+        return [self.measured[key] for key in keys]
+
+    def measure(self, configs: Sequence[Tuple[Sequence[SiteGroup], str]]) -> List[float]:
         return [self.evaluate(int8, what) for int8, what in configs]
 
 
@@ -274,7 +287,7 @@ def measure_sensitivity(groups: Sequence[SiteGroup], runner: Runner, metric_name
         GroupSensitivity(group=g, only_int8=values[2 + 2 * i], only_float=values[3 + 2 * i])
         for i, g in enumerate(groups)
     ]
-    return SensitivityResult(metric_name, values[0], values[1], results, len(configs))
+    return SensitivityResult(metric_name, values[0], values[1], results, runner.done)
 
 
 def budget_target(fp32: float, max_drop: float, relative: bool) -> float:

@@ -39,7 +39,7 @@ from .protocol_types import CalibrateParams, LoadParams, SensitivityParams, Tune
 class DistributedRunner(sens.Runner):
     """Evaluates index i of a batch on rank i % world_size, then all ranks gather every value."""
 
-    def run(self, configs: Sequence[Tuple[Sequence[sens.SiteGroup], str]]) -> List[float]:
+    def measure(self, configs: Sequence[Tuple[Sequence[sens.SiteGroup], str]]) -> List[float]:
         rank, world = dist.get_rank(), dist.get_world_size()
         mine = {i: self.evaluate(int8, what) for i, (int8, what) in enumerate(configs) if i % world == rank}
         gathered: List[Optional[Dict[int, float]]] = [None] * world

@@ -112,6 +112,12 @@ def _outlier_setup():
     return model, groups, switch, sens.top1_metric(model, labelled)
 
 
+def _distinct_sensitivity_runs(n: int) -> int:
+    """2 + 2n assignments, less the ones that coincide: with one group "only it INT8" is all INT8 and "only it float"
+    all float; with two, "only the first INT8" is "only the second float" and the other way round."""
+    return {1: 2, 2: 4}.get(n, 2 + 2 * n)
+
+
 def test_sensitivity_names_the_layer_with_the_outlier_input():
     model, groups, switch, metric = _outlier_setup()
     events = []
@@ -120,7 +126,7 @@ def test_sensitivity_names_the_layer_with_the_outlier_input():
     assert r.fp32 == 100.0 and r.all_int8 < 90.0
     assert by_label["Outlier.first"].only_int8 < 90.0 < by_label["Outlier.second"].only_int8
     assert by_label["Outlier.first"].only_float > 99.0
-    assert r.evaluations == 2 + 2 * len(groups) and len(events) == r.evaluations
+    assert r.evaluations == _distinct_sensitivity_runs(len(groups)) and len(events) == r.evaluations
     assert "ETA" in events[-1][3]
     assert all(m.enabled for m in model.modules() if isinstance(m, qdq_quant.TensorQuantizer) and m.axis is not None)
 
@@ -137,6 +143,41 @@ def test_tune_with_a_loose_budget_keeps_nothing_in_float():
     _model, groups, switch, metric = _outlier_setup()
     plan = sens.tune(groups, sens.Runner(switch, metric, "t", _noop, _noop), "top1", 100.0, False)
     assert plan.float_groups == [] and plan.mixed == plan.all_int8
+
+
+class _RecordingSwitch:
+    """A PrecisionSwitch stand-in: remembers the INT8 set each evaluation runs with."""
+
+    def __init__(self) -> None:
+        self.int8: frozenset = frozenset()
+        self.seen: list = []
+
+    def set_int8(self, int8) -> None:
+        self.int8 = frozenset(g.label for g in int8)
+        self.seen.append(self.int8)
+
+    def restore(self) -> None:
+        self.int8 = frozenset()
+
+
+def test_tune_never_measures_an_assignment_twice():
+    # Each group costs a fixed number of points in INT8; "b" and "c" together exceed the budget, so the greedy
+    # rounds put groups in float and the pruning pass puts back the last one, which reproduces a measured state.
+    groups = [sens.SiteGroup(label=x, sites=(f"m.py::M.{x}",), quantizers=()) for x in "abcd"]
+    cost = {"a": 0.1, "b": 0.4, "c": 0.3, "d": 0.05}
+    switch = _RecordingSwitch()
+    metric = lambda: 100.0 - sum(cost[x] for x in switch.int8)  # noqa: E731
+    plan = sens.tune(groups, sens.Runner(switch, metric, "t", _noop, _noop), "top1", 0.5, False)
+    assert [g.label for g in plan.float_groups] == ["b"]
+    assert len(switch.seen) == len(set(switch.seen)) == plan.evaluations
+
+
+def test_one_group_sensitivity_runs_each_assignment_once():
+    groups = [sens.SiteGroup(label="a", sites=("m.py::M.a",), quantizers=())]
+    switch = _RecordingSwitch()
+    r = sens.measure_sensitivity(groups, sens.Runner(switch, lambda: 1.0, "s", _noop, _noop), "top1")
+    # "only a INT8" is all INT8 and "only a float" is all float: 2 evaluations, not 4
+    assert r.evaluations == 2 == len(switch.seen)
 
 
 def test_cancel_stops_the_measurement():
@@ -188,7 +229,7 @@ def test_sensitivity_and_tune_requests(backend, tmp_path):
     r = backend.call("sensitivity", {"eval_batches": 4})
     assert r["metric"] in ("top1", "sqnr_db") and r["groups"]
     assert all(g["sites"] and "::" in g["sites"][0] for g in r["groups"])
-    assert r["evaluations"] == 2 + 2 * len(r["groups"])
+    assert r["evaluations"] == _distinct_sensitivity_runs(len(r["groups"]))
     t = backend.call("tune", {"max_drop": 1000.0, "eval_batches": 4})
     assert t["float_sites"] == [] and t["mixed"] == t["all_int8"]
     with pytest.raises(RpcError) as err:

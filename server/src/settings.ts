@@ -10,6 +10,7 @@ import {
   OPSET,
   OUT_DIR,
   PERCENTILE,
+  TARGET,
   describeRange,
   inRange,
 } from './common/knobs';
@@ -66,6 +67,14 @@ export const SETTINGS_SCHEMA = {
     min: OPSET.min,
     max: OPSET.max,
     description: 'ONNX opset of the exported model (per-channel QDQ needs at least 13).',
+  },
+  target: {
+    type: 'enum',
+    values: TARGET.values,
+    default: TARGET.default,
+    description:
+      "Runtime the exported QDQ placement is for (the CLI's --target). Left at its default, [tool.qdq] target applies; " +
+      'with neither, run/export also write the ort-cpu form.',
   },
   outDir: {
     type: 'string',

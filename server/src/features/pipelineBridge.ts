@@ -75,6 +75,7 @@ export function overridesFrom(settings: QdqSettings): ConfigOverrides {
   if (settings.calibrationBatches !== d.calibrationBatches) o.batches = settings.calibrationBatches;
   if (settings.opset !== d.opset) o.opset = settings.opset;
   if (settings.outDir !== d.outDir) o.outDir = settings.outDir;
+  if (settings.target !== d.target) o.target = settings.target;
   return o;
 }
 

@@ -8,6 +8,10 @@ import type { RunOptions, RunResult } from './pipelineBridge';
 import { overridesFrom } from './pipelineBridge';
 import { MAX_RESULTS_BYTES, readWorkspaceFileOrLog } from './workspaceFiles';
 import { parseQuantizers } from './calibration';
+// Types only: the runners themselves load on first use (below), not with the server.
+import type { SessionOptions } from '../pipeline/sensitivity';
+import type { runTune as runTuneType } from '../pipeline/tune';
+import type { QatOptions } from '../pipeline/qat';
 
 // Share of the bar per step. Sensitivity/tune: one load and calibration, then the per-group evaluations. QAT reports
 // its training as the pipeline's calibrate step (pipeline/qat.ts), so that step gets most of the bar.
@@ -48,46 +52,56 @@ function cancelOf(signal: AbortSignal): { cancel: CancelToken; dispose: () => vo
   return { cancel, dispose: () => signal.removeEventListener('abort', onAbort) };
 }
 
+export interface JobOptions {
+  sensitivity: SessionOptions;
+  tune: Parameters<typeof runTuneType>[0];
+  qat: QatOptions;
+}
+
+/**
+ * The three runners' options from the editor settings and the command's arguments, in one place: the fields the
+ * CLI fills from its flags (pipeline/sensitivityCli.ts, qat.ts parseQatArgs), with the settings as [tool.qdq]
+ * overrides (overridesFrom, the same as the editor's run/export) for every runner, QAT included. What neither
+ * has a flag or setting for (metric, eval batches, QAT epochs/lr/learn-amax, train data) comes from [tool.qdq]
+ * in both, so an editor job and a CLI run of the same project with the same settings do the same thing.
+ */
+export function jobOptions(
+  args: CommandArgs,
+  opts: Pick<RunOptions, 'projectDir' | 'python' | 'settings' | 'log'>,
+): JobOptions {
+  const common = {
+    projectDir: opts.projectDir,
+    python: opts.python,
+    overrides: overridesFrom(opts.settings),
+    onLog: (line: string) => opts.log(`[backend] ${line}`),
+  };
+  return {
+    sensitivity: { ...common, nproc: args.nproc },
+    // The editor never rewrites the model file: the plan goes into a copy, applied later as a workspace edit.
+    tune: { ...common, nproc: args.nproc, maxDrop: args.maxDrop, write: false },
+    qat: { ...common, nproc: args.nproc ?? 1, resume: !!args.resume, torchrunArgs: [] },
+  };
+}
+
 /** Runs the registry's `job` of `command`; the summary is what the command answers the client. */
 export async function runJob(command: string, args: CommandArgs, opts: RunOptions): Promise<RunResult> {
   const kind = commandSpec(command)?.job?.kind;
   if (!kind) throw new Error(`not a job command: ${command}`);
   const { cancel, dispose } = cancelOf(opts.signal);
-  const base = {
-    projectDir: opts.projectDir,
-    python: opts.python,
-    overrides: overridesFrom(opts.settings),
-    nproc: args.nproc,
-    onLog: (line: string) => opts.log(`[backend] ${line}`),
-  };
+  const options = jobOptions(args, opts);
   try {
     if (kind === 'sensitivity') {
       const { runSensitivity } = await import('../pipeline/sensitivity');
-      const r = await runSensitivity(base, progress(SPANS, opts.onProgress), cancel);
+      const r = await runSensitivity(options.sensitivity, progress(SPANS, opts.onProgress), cancel);
       return { summary: { reportPath: r.path, outDir: path.dirname(r.path), report: r.result } };
     }
     if (kind === 'tune') {
       const { runTune } = await import('../pipeline/tune');
-      const r = await runTune(
-        { ...base, maxDrop: args.maxDrop, write: false },
-        progress(SPANS, opts.onProgress),
-        cancel,
-      );
+      const r = await runTune(options.tune, progress(SPANS, opts.onProgress), cancel);
       return { summary: { reportPath: r.path, outDir: path.dirname(r.path), report: { ...r.report, notes: r.notes } } };
     }
     const { runQat } = await import('../pipeline/qat');
-    const r = await runQat(
-      {
-        projectDir: opts.projectDir,
-        python: opts.python,
-        nproc: args.nproc ?? 1,
-        resume: !!args.resume,
-        torchrunArgs: [],
-        onLog: base.onLog,
-      },
-      progress(QAT_SPANS, opts.onProgress),
-      cancel,
-    );
+    const r = await runQat(options.qat, progress(QAT_SPANS, opts.onProgress), cancel);
     const calibrationFile = r.report.files?.calibration;
     const text = calibrationFile
       ? await readWorkspaceFileOrLog(calibrationFile, MAX_RESULTS_BYTES, opts.log)

@@ -10,10 +10,13 @@ import { writeFileAtomic } from '../onnx/atomic';
 import { backendTarget } from './libraryLoad';
 import { ProgressPrinter } from './cli';
 import type { QatResult } from './backendProtocol.generated';
+import type { ConfigOverrides } from './config';
 
 export interface QatOptions {
   projectDir: string;
   python?: string;
+  /** [tool.qdq] values replaced for this run (the editor settings: out-dir, method, batches, ...). */
+  overrides?: ConfigOverrides;
   /** Processes per node (torchrun's --nproc_per_node); 1 trains inside the backend. */
   nproc: number;
   resume: boolean;
@@ -89,6 +92,7 @@ export async function runQat(
       projectDir: opts.projectDir,
       steps: ['calibrate', 'export', 'verify'],
       python: opts.python,
+      overrides: opts.overrides,
       onLog: opts.onLog,
       afterCalibrate: fineTune,
       cancelGraceMs: CANCEL_GRACE_MS,

@@ -65,6 +65,11 @@ export interface PipelineOptions {
   reuseHistograms?: boolean;
   /** How long a cancelled request may take to stop before the backend is killed (BackendClient's default: 5 s). */
   cancelGraceMs?: number;
+  /**
+   * Only the target's INT8 form: no second (ort-cpu) form when no target is chosen, no dynamic model. qdq tune's
+   * latency rows read only the target's form, so the others would be export and verification time for nothing.
+   */
+  targetFormOnly?: boolean;
 }
 
 /** What an afterCalibrate step gets: the backend, the `load` params it was loaded with, the output folder. */
@@ -402,7 +407,8 @@ export async function runPipeline(
   const wantExport = wantVerify || opts.steps.includes('export') || !!opts.dynamicOnly;
   // No target chosen: the TensorRT form and the one ONNX Runtime's CPU provider fuses, both exported and timed,
   // from one calibration pass (which then covers the ort-cpu output quantizers too).
-  const bothForms = !cfg.targetGiven && cfg.target === 'tensorrt' && wantExport && !opts.dynamicOnly;
+  const bothForms =
+    !cfg.targetGiven && cfg.target === 'tensorrt' && wantExport && !opts.dynamicOnly && !opts.targetFormOnly;
   const outDir = prepareOutDir(projectDir, cfg.outDir, opts.overrides?.outDir !== undefined);
   const notes: string[] = [];
 
@@ -506,7 +512,8 @@ async function loadAndCalibrate(
       out_dir: run.workDir,
       // With no target chosen, a calibrate-only run keeps the ort-cpu output ranges too (same pass), so that a
       // later export can reuse its histograms for both forms.
-      outputs: run.bothForms || cfg.target === 'ort-cpu' || (!cfg.targetGiven && !opts.dynamicOnly),
+      outputs:
+        run.bothForms || cfg.target === 'ort-cpu' || (!cfg.targetGiven && !opts.dynamicOnly && !opts.targetFormOnly),
       reuse_histograms: opts.reuseHistograms && !opts.dynamicOnly ? true : undefined,
     },
     rpc,
@@ -629,7 +636,7 @@ async function exportAndVerify(
     }
   }
   cancel.throwIfCancelled();
-  if (opts.dynamic || opts.dynamicOnly || wantVerify) {
+  if (opts.dynamic || opts.dynamicOnly || (wantVerify && !opts.targetFormOnly)) {
     onProgress({ step: 'dynamic', done: 0, total: 1, message: 'dynamic quantization of the FP32 model' });
     const m = readModel(exp.fp32_onnx);
     if (opts.dynamicOnly) report.opset = opsetVersion(m);

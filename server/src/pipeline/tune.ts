@@ -1,6 +1,7 @@
 // `qdq tune`: the fewest source groups kept in float so the metric stays within the budget (the search runs in the
 // backend, sensitivity.py), written as keep_float edits (server/src/fixes) into a copy of the model or, with
 // --write, into the file itself; and tune.json.
+import * as fs from 'fs';
 import * as path from 'path';
 import { MAX_SOURCE_BYTES, readRegularFile } from '../common/files';
 import { QdqError, CancelToken } from './errors';
@@ -200,6 +201,7 @@ async function searchAndRunAllInt8(
     overrides: opts.overrides,
     onLog: opts.onLog,
     steps: ['verify'],
+    targetFormOnly: true,
   };
   let r: TuneBackendResult | undefined;
   if ((opts.nproc ?? 1) > 1) {
@@ -237,6 +239,18 @@ function libraryPlan(r: TuneBackendResult, run: PipelineResult, modelPath: strin
   );
 }
 
+/**
+ * Gives the mixed run the all-INT8 run's calibration histograms: its quantizers are a subset of those (keep_float
+ * only removes some), so it gets the very ranges the search measured with, and no second pass over the data.
+ */
+function shareCalibration(run: PipelineResult, tunedDir: string): boolean {
+  const saved = run.report.files.histograms;
+  if (!saved) return false;
+  fs.mkdirSync(tunedDir, { recursive: true });
+  fs.copyFileSync(saved, path.join(tunedDir, path.basename(saved)));
+  return true;
+}
+
 export async function runTune(
   opts: TuneOptions,
   onProgress: (p: SensitivityProgress) => void = () => undefined,
@@ -271,14 +285,17 @@ export async function runTune(
         : `wrote the plan into a copy, ${path.relative(projectDir, modelFile)}; your file is unchanged (use --write to change it)`,
     );
     // The mixed model's latency: the same pipeline on the edited source, its outputs in <out-dir>/tuned.
+    const tunedDir = path.join(outDir, 'tuned');
     mixedRun = await runPipeline(
       {
         projectDir,
         python: opts.python ?? run.report.python.path, // the interpreter the first run found
-        overrides: { ...opts.overrides, outDir: path.join(outDir, 'tuned') },
+        overrides: { ...opts.overrides, outDir: tunedDir },
         onLog: opts.onLog,
         steps: ['verify'],
         modelSource: edited.text,
+        targetFormOnly: true,
+        reuseHistograms: shareCalibration(run, tunedDir),
       },
       (p) => onProgress({ step: 'latency', done: p.done, total: p.total, message: `mixed: ${p.message}` }),
       cancel,
