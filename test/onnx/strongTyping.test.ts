@@ -199,3 +199,21 @@ test('fp32 leaves the graph as exported; bf16 types it for opset 22 and passes t
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('an activation scale below the FP16 normal range keeps its INT8 layer FP32 around it, DQ feeding it directly', () => {
+  const m = smallModel();
+  m.graph.initializer = m.graph.initializer.map((t) => (t.name === 'x_scale' ? floatTensor('x_scale', [], [1e-6]) : t));
+  const r = strongTyping(m, { precision: 'fp16' });
+  const mm = r.fp32.find((f) => f.node === '/fc/MatMul');
+  assert.equal(mm?.kind, 'underflow');
+  assert.match(mm!.reason!, /\/in\/DQ is below the FP16 normal range/);
+  // No Cast between either DequantizeLinear and the MatMul: both feed it directly, in FP32.
+  const matmul = m.graph.node.find((n) => n.name === '/fc/MatMul')!;
+  const producers = matmul.input.map((v) => m.graph.node.find((n) => n.output.includes(v))?.op_type);
+  assert.deepEqual(producers, ['DequantizeLinear', 'DequantizeLinear']);
+  const a = auditPrecision(m);
+  assert.ok(a.scales_ok, JSON.stringify(a.scales));
+  assert.equal(a.layers.find((l) => l.node === '/fc/MatMul')?.precision, 'INT8');
+  // The op after it is FP16 again, through one Cast.
+  assert.equal(a.layers.find((l) => l.node === '/fc/Add')?.precision, 'FP16');
+});

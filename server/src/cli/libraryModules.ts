@@ -67,7 +67,7 @@ export async function quantizeLibraryModule(
   const { QdqError } = await import('../common/errors');
   let patch;
   try {
-    patch = libraryPatchOrConfigError(found.module, found.text, { trtVersion: spec.trtVersion });
+    patch = libraryPatchOrConfigError(found.module, found.text, { trtVersion: spec.trtVersion, file: found.file });
   } catch (e) {
     if (e instanceof QdqError) throw new InputError(`${e.message}\n  fix: ${e.hint}`);
     throw e;

@@ -147,7 +147,7 @@ export async function quantizedModuleSource(
   const cwd = params.uri && params.uri.startsWith('file:') ? path.dirname(uriToPath(params.uri)) : undefined;
   try {
     const found = await resolveLibraryModule(params.module, { python: ctx.python(), cwd });
-    const patch = libraryPatchOrConfigError(found.module, found.text);
+    const patch = libraryPatchOrConfigError(found.module, found.text, { file: found.file });
     ctx.log(`qdq: quantized source of ${found.module} from ${found.file} (interpreter ${found.python})`);
     return {
       module: found.module,

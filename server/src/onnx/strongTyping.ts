@@ -221,7 +221,7 @@ function decideCompute(c: Ctx, rules: RuleInputs, fp32: NodePrecision[]): Map<No
   const decided = new Map<Node, number>();
   for (const n of c.g.node) {
     if ((n.domain && n.domain !== 'ai.onnx') || SOURCE_OPS.has(n.op_type) || !isFloatCompute(n, c.types)) continue;
-    const why = fp32Reason(n, rules);
+    const why = unheldScale(c, n) ?? fp32Reason(n, rules);
     if (why) {
       decided.set(n, DataType.FLOAT);
       record(n, `FP32 (${why.kind}): ${why.reason}`);
@@ -239,6 +239,35 @@ function decideCompute(c: Ctx, rules: RuleInputs, fp32: NodePrecision[]): Map<No
     }
   }
   return decided;
+}
+
+/** The DequantizeLinear feeding input `v` of a compute op, looking back through data movement, if any. */
+function feedingDq(c: Ctx, v: string): Node | undefined {
+  for (let p = c.idx.producer.get(v); p; p = c.idx.producer.get(p.input[0])) {
+    if (p.op_type === 'DequantizeLinear') return p;
+    if (!FOLLOW_OPS.has(p.op_type)) return undefined;
+  }
+  return undefined;
+}
+
+/**
+ * An op fed by a DequantizeLinear whose scale the low type cannot hold runs in FP32: that Q/DQ stays FP32, and a
+ * Cast between the DQ and its consumer would break the INT8 fusion (TensorRT fuses DQ -> Conv/MatMul only when the
+ * DQ feeds the op itself). The layer still computes in INT8; its inputs and output stay FP32.
+ */
+function unheldScale(c: Ctx, n: Node): Fp32Reason | null {
+  for (const [i, v] of n.input.entries()) {
+    if (!v || typeExemptInput(n.op_type, i)) continue;
+    const dq = feedingDq(c, v);
+    if (dq && !scaleFitsLow(c, dq.input[1]))
+      return {
+        kind: 'underflow',
+        reason:
+          `the Q/DQ scale of ${dq.name || v} is below the FP16 normal range, so that Q/DQ stays FP32 and this ` +
+          'INT8 layer keeps FP32 inputs and output (its DequantizeLinear feeds it directly)',
+      };
+  }
+  return null;
 }
 
 /** Scales that the low type cannot hold within 1% (FP16 subnormals, zero) keep their Q/DQ in FP32. */
