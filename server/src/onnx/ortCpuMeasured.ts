@@ -66,8 +66,8 @@ const MIN_TIMED_MS = 1000;
 export type PairTimer = (fp32File: string, int8File: string) => Promise<{ fp32: number; int8: number }>;
 
 /**
- * The best of at least `runs` timed runs of each file (more for small models: MIN_TIMED_MS; after `warmup` each), spread over `instances` sessions of each,
- * one run of each session in turn, each run after a 1 ms sleep. Measured on this 2-core machine with other jobs
+ * The best of at least `runs` timed runs of each file (more for small models: MIN_TIMED_MS; after `warmup`
+ * each), spread over `instances` sessions of each, one run of each session in turn, each run after a 1 ms sleep. Measured on this 2-core machine with other jobs
  * running (load 4-5), one efficientnet_b0 FP32 file against a copy of itself: back to back, a session's runs
  * kept landing on the same scheduler boundaries, so its best of 30 was 3.3 ms or 7.4-12 ms (about 4 ms steps)
  * and the ratio of the two identical files came out anywhere from 0.29x to 3.3x; with the sleep each run
