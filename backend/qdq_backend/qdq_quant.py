@@ -331,7 +331,14 @@ def quant(module):
     library (timm's Linear, Conv2dSame) or Hugging Face's Conv1D gets a drop-in subclass
     of its own class that keeps its forward. Anything else, a module marked with
     keep_float(), or one already quantized, is returned unchanged.
+
+    A tuple or list (what a factory such as timm's create_classifier returns: pool, fc) comes
+    back as the same kind of sequence with each element passed through quant().
     """
+    if isinstance(module, (tuple, list)):
+        items = [quant(m) for m in module]
+        # A namedtuple takes its fields as arguments, a tuple or list the items as one iterable.
+        return type(module)(*items) if hasattr(module, "_fields") else type(module)(items)
     if getattr(module, "_qdq_keep_float", False):
         return module
     quant_class = _QUANT_CLASSES.get(type(module))

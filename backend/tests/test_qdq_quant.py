@@ -1,5 +1,6 @@
 """qdq_quant.py, the runtime copied into users' projects: quantizers, drop-in layers, export."""
 
+import collections
 import copy
 import inspect
 import io
@@ -97,6 +98,26 @@ def test_quant_leaves_others_alone():
     head = keep_float(nn.Linear(3, 3))
     assert head._qdq_keep_float is True
     assert type(quant(head)) is nn.Linear
+
+
+def test_quant_of_a_tuple_or_list_quantizes_each_element():
+    # timm's create_classifier returns (global_pool, fc) or (global_pool, dropout, fc): the call site
+    # `self.global_pool, self.fc = qdq_quant.quant(create_classifier(...))` unpacks what quant returns.
+    pool, drop, fc, kept = nn.AdaptiveAvgPool2d(1), nn.Dropout(0.1), nn.Linear(4, 2), keep_float(nn.Linear(4, 2))
+    out = quant((pool, drop, fc, kept, nn.Identity()))
+    assert type(out) is tuple and len(out) == 5
+    assert out[0] is pool and type(pool) is nn.AdaptiveAvgPool2d and out[1] is drop
+    assert out[2] is fc and type(fc) is qdq_quant.QuantLinear
+    assert type(out[3]) is nn.Linear and type(out[4]) is nn.Identity
+
+    conv = nn.Conv2d(3, 4, 1)
+    listed = quant([nn.ReLU(), conv])
+    assert type(listed) is list and listed[1] is conv and type(conv) is qdq_quant.QuantConv2d
+    assert quant(()) == () and quant(out) == out  # empty, and already quantized elements, are unchanged
+
+    Head = collections.namedtuple("Head", "pool fc")
+    head = quant(Head(nn.Identity(), nn.Linear(2, 2)))
+    assert type(head) is Head and type(head.fc) is qdq_quant.QuantLinear
 
 
 def test_subclass_keeps_its_forward():

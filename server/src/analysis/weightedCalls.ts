@@ -23,8 +23,23 @@ export interface IndirectLayer extends Layer {
   via: string;
 }
 
-/** What a module exports that builds weighted layers: local name -> canonical layer (`nn.Linear`, `hf.Conv1D`). */
+/**
+ * What a module exports that builds weighted layers: local name -> canonical layer (`nn.Linear`, `hf.Conv1D`), or
+ * `tuple[nn.Linear]` for a factory returning a tuple that holds one (timm's `create_classifier`: pool, fc).
+ */
 export type WeightedNames = Record<string, string>;
+
+const TUPLE_CTOR = /^tuple\[(.+)\]$/;
+
+/** The ctor of a factory returning a tuple in which one element is a `ctor` layer. */
+export function tupleOf(ctor: string): string {
+  return `tuple[${ctor}]`;
+}
+
+/** The weighted layer a tuple factory's ctor (`tuple[nn.Linear]`) holds, or undefined for a single layer. */
+export function tupleElement(ctor: string): string | undefined {
+  return TUPLE_CTOR.exec(ctor)?.[1];
+}
 
 /** A `from M import a as b` binding, for resolving names across modules. */
 export interface FromImport {
@@ -162,22 +177,44 @@ export function exportedWeightedNames(tree: Tree, imports: ImportInfo, external:
     for (const f of fns) {
       const name = f.childForFieldName('name')?.text ?? '';
       if (!name || out[name]) continue;
-      const local = functionEnv(f, imports, env);
-      const calls = returnsOf(f).flatMap((r) => returnedCalls(f, r.namedChildren[0]));
-      for (const v of calls) {
-        const callee = v.childForFieldName('function');
-        const hit =
-          resolveExpr(callee, imports, local) ?? (callee && out[callee.text] ? { ctor: out[callee.text] } : null);
-        if (hit) {
-          out[name] = hit.ctor;
-          env.set(name, { ctor: hit.ctor, via: `${name}(), a factory returning ${hit.ctor}` });
-          changed = true;
-          break;
-        }
+      const ctor = factoryCtor(f, imports, functionEnv(f, imports, env), out);
+      if (ctor) {
+        out[name] = ctor;
+        env.set(name, { ctor, via: `${name}(), a factory returning ${ctor}` });
+        changed = true;
       }
     }
   }
   return out;
+}
+
+/**
+ * What function `f` returns that builds a weighted layer: `return C(...)` / `m = C(...); return m` (C a layer class
+ * or a factory in `known`) gives C's ctor; `return pool, fc` with `fc` such a layer gives `tuple[ctor]`.
+ */
+function factoryCtor(f: SyntaxNode, imports: ImportInfo, local: Env, known: WeightedNames): string | undefined {
+  const ctorOf = (call: SyntaxNode): string | undefined => {
+    const callee = call.childForFieldName('function');
+    return resolveExpr(callee, imports, local)?.ctor ?? (callee ? known[callee.text] : undefined);
+  };
+  for (const r of returnsOf(f)) {
+    const v = r.namedChildren[0];
+    if (v?.type === 'expression_list' || v?.type === 'tuple') {
+      // Only a layer element counts: a nested tuple would need quant() to recurse into it at the call site.
+      for (const el of v.namedChildren) {
+        const ctor = returnedCalls(f, el)
+          .map(ctorOf)
+          .find((c) => c && !tupleElement(c));
+        if (ctor) return tupleOf(ctor);
+      }
+      continue;
+    }
+    const ctor = returnedCalls(f, v)
+      .map(ctorOf)
+      .find((c) => c);
+    if (ctor) return ctor;
+  }
+  return undefined;
 }
 
 /** The statements of a function, nested blocks included, nested functions and classes not. */
@@ -271,14 +308,14 @@ export function indirectWeightedCalls(
     const b = env.get(callee.text);
     if (!b) return;
     const w = wrapperOf(call);
+    // A tuple factory's call is a layer site only where the tuple is unpacked (`self.pool, self.fc = f(...)`, how
+    // the libraries use it); a tuple bound whole (`head = f(...)`) is left as written, its layer taken out later.
+    const ctor = tupleElement(b.ctor) ?? b.ctor;
+    if (ctor !== b.ctor && !unpacked(w.span ? call.parent!.parent! : call)) return;
     const layer: IndirectLayer = {
-      ctor: b.ctor,
+      ctor,
       kind:
-        b.ctor === HF_CONV1D || b.ctor === 'nn.Linear'
-          ? 'linear'
-          : b.ctor.includes('Transpose')
-            ? 'convtranspose'
-            : 'conv',
+        ctor === HF_CONV1D || ctor === 'nn.Linear' ? 'linear' : ctor.includes('Transpose') ? 'convtranspose' : 'conv',
       callRange: nodeRange(call),
       callSpan: nodeSpan(call),
       wrapped: w.wrapped,
@@ -318,6 +355,13 @@ export function indirectWeightedCalls(
   collect(tree.rootNode, 0);
   for (const f of fns) scan(f, functionEnv(f, imports, modEnv));
   return out;
+}
+
+/** Is `value` the right side of an assignment that unpacks it (`a, b = value`, `(a, b) = value`, `[a, b] = value`)? */
+function unpacked(value: SyntaxNode): boolean {
+  const p = value.parent;
+  if (p?.type !== 'assignment' || p.childForFieldName('right')?.id !== value.id) return false;
+  return /^(pattern_list|tuple_pattern|list_pattern)$/.test(p.childForFieldName('left')?.type ?? '');
 }
 
 /** The nearest enclosing function definition's id, -1 at module level. */

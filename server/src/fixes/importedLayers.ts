@@ -96,18 +96,22 @@ function exported(file: string, name: string, depth: number): string | undefined
   return f.exports[name];
 }
 
+/** A `return` up to an element of the value it returns: `return `, `return (`, `return pool, `. */
+const RETURNED = String.raw`return\s+\(?\s*(?:[\w.]+\s*,\s*)*`;
+
 /**
  * Can what module `text` exports be built through `name`: a base class (`class Linear(nn.Linear)`), a returned
- * call (`return create_conv2d_pad(...)`, `m = CondConv2d(...)` ... `return m`), an alias (`X = name`,
- * `partial(name, ...)`)? Only such imports are followed when working out a module's exports, so that a lookup
- * reads the modules on the way to the layer, not every module the library imports.
+ * call (`return create_conv2d_pad(...)`, `m = CondConv2d(...)` ... `return m`, also as a returned tuple's element:
+ * `fc = _create_fc(...)` ... `return global_pool, fc`), an alias (`X = name`, `partial(name, ...)`)? Only such
+ * imports are followed when working out a module's exports, so that a lookup reads the modules on the way to
+ * the layer, not every module the library imports.
  */
 function buildsThrough(text: string, name: string): boolean {
   const n = name.replace(/[.$]/g, '\\$&');
   if (new RegExp(`^[ \\t]*class\\s+\\w+\\s*\\([^)]*(?<![\\w.])${n}\\b`, 'm').test(text)) return true;
-  if (new RegExp(`return\\s+${n}\\s*\\(|partial\\(\\s*${n}\\b|=\\s*${n}\\s*$`, 'm').test(text)) return true;
+  if (new RegExp(`${RETURNED}${n}\\s*\\(|partial\\(\\s*${n}\\b|=\\s*${n}\\s*$`, 'm').test(text)) return true;
   for (const m of text.matchAll(new RegExp(`^[ \\t]*(\\w+)\\s*=\\s*${n}\\s*\\(`, 'gm')))
-    if (new RegExp(`return\\s+${m[1]}\\s*$`, 'm').test(text)) return true;
+    if (new RegExp(`${RETURNED}${m[1]}\\s*(?:[,)]|$)`, 'm').test(text)) return true;
   return false;
 }
 
