@@ -28,10 +28,14 @@ export function moduleNameOf(file: string, sitePackages: string): string {
 
 const QUANTIZER_CALL = /\b(?:self|module)\.([a-z]+)\d+_\w+?_quantizer\(/g;
 
-export function quantizeCorpusFile(file: string, sitePackages: string, outDir?: string): CorpusFileResult {
+export async function quantizeCorpusFile(
+  file: string,
+  sitePackages: string,
+  outDir?: string,
+): Promise<CorpusFileResult> {
   const text = fs.readFileSync(file, 'utf8');
   // Library modules: the backend serves qdq_quant as a top-level module (as library/patch.ts does).
-  const q = quantizeFile(text, { relativeImport: false, externalLayers: importedWeightedLayers(file, text) });
+  const q = quantizeFile(text, { relativeImport: false, externalLayers: await importedWeightedLayers(file, text) });
   const back = unquantizeFile(q.text).text;
   const module = moduleNameOf(file, sitePackages);
   const opWraps: Record<string, number> = {};
@@ -72,7 +76,7 @@ export function corpusFiles(sitePackages: string): string[] {
   return out;
 }
 
-function main(argv: string[]): number {
+async function main(argv: string[]): Promise<number> {
   const [sitePackages, outDir, ...only] = argv;
   if (!sitePackages) {
     process.stderr.write('usage: node out/bench/corpusQuantize.js SITE_PACKAGES [OUT_DIR [MODULE...]]\n');
@@ -85,10 +89,11 @@ function main(argv: string[]): number {
   // Parse trees live in native memory that V8 does not count, so its collector rarely runs on its own
   // over hundreds of files: collect now and then when node runs with --expose-gc (scripts/corpus-check.sh).
   const gc = (globalThis as { gc?: () => void }).gc;
-  const results = files.map((f, i) => {
+  const results: CorpusFileResult[] = [];
+  for (const [i, f] of files.entries()) {
     if (gc && i % 10 === 9) gc();
-    return quantizeCorpusFile(f, sitePackages, outDir || undefined);
-  });
+    results.push(await quantizeCorpusFile(f, sitePackages, outDir || undefined));
+  }
   const total = { files: results.length, layerWraps: 0, opWraps: {} as Record<string, number>, bad: [] as string[] };
   for (const r of results) {
     total.layerWraps += r.layerWraps;
@@ -100,4 +105,7 @@ function main(argv: string[]): number {
   return total.bad.length ? 1 : 0;
 }
 
-if (require.main === module) process.exitCode = main(process.argv.slice(2));
+if (require.main === module)
+  void main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });

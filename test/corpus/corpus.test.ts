@@ -34,12 +34,12 @@ const SLICE = [
 ];
 const MODELS = ['hf/gpt2', 'hf/t5', 'timm/vit'];
 
-test('corpus slice: quantized transformers/timm sources round-trip and the models run', { skip }, () => {
+test('corpus slice: quantized transformers/timm sources round-trip and the models run', { skip }, async () => {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'qdq-corpus-'));
   try {
     const files = corpusFiles(site).filter((f) => SLICE.includes(moduleNameOf(f, site)));
     assert.equal(files.length, SLICE.length, 'every module of the slice is installed');
-    const results = files.map((f) => quantizeCorpusFile(f, site, out));
+    const results = await Promise.all(files.map((f) => quantizeCorpusFile(f, site, out)));
     for (const r of results) {
       assert.ok(r.parses, `${r.module}: quantized source parses`);
       assert.ok(r.roundTrips, `${r.module}: unquantize gives the original back`);

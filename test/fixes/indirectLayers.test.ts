@@ -63,7 +63,7 @@ test('keep float works on a layer built through an alias', () => {
   assert.ok(kept.includes('qdq_quant.keep_float(linear_layer(dim * 4, dim))'), kept);
 });
 
-test('imported subclasses and factories are resolved through the package on disk', () => {
+test('imported subclasses and factories are resolved through the package on disk', async () => {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'qdq-imported-'));
   const pkg = path.join(root, 'lib', 'layers');
   fs.mkdirSync(pkg, { recursive: true });
@@ -82,7 +82,7 @@ test('imported subclasses and factories are resolved through the package on disk
     'class Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n' +
     '        self.stem = create_conv2d(3, 8, 3)\n        self.head = Linear(8, 2)\n        self.aux = L2(8, 2)\n';
   fs.writeFileSync(model, src);
-  const external = importedWeightedLayers(model, src);
+  const external = await importedWeightedLayers(model, src);
   assert.deepEqual(external, { Linear: 'nn.Linear', create_conv2d: 'nn.Conv2d', L2: 'nn.Linear' });
   const out = quantized(src, { externalLayers: external });
   for (const call of ['create_conv2d(3, 8, 3)', 'Linear(8, 2)', 'L2(8, 2)'])

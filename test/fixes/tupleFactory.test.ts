@@ -90,10 +90,10 @@ function library(): { root: string; model: string } {
   return { root, model };
 }
 
-test('a tuple factory is wrapped where its tuple is unpacked, and removed byte for byte', (t) => {
+test('a tuple factory is wrapped where its tuple is unpacked, and removed byte for byte', async (t) => {
   const { root, model } = library();
   t.after(() => fs.rmSync(root, { recursive: true, force: true }));
-  const externalLayers = importedWeightedLayers(model, MODEL);
+  const externalLayers = await importedWeightedLayers(model, MODEL);
   // The first weighted branch of _create_fc names the layer (use_conv's Conv2d), as for one-layer factories.
   assert.deepEqual(externalLayers, { create_classifier: 'tuple[nn.Conv2d]' });
   const r = quantizeFile(MODEL, { scope: { kind: 'file' }, externalLayers });

@@ -21,8 +21,9 @@ import {
 } from '../../server/src/common/files';
 import { loadConfig, loadConfigAsync, ConfigError } from '../../server/src/pipeline/config';
 import { quantizeModelSource, readModelSource, runPipeline } from '../../server/src/pipeline/run';
-import { readModel } from '../../server/src/onnx/model';
-import { readEvalFile } from '../../server/src/onnx/verify';
+import { DataType, loadModel, makeNode, readModel, writeModel } from '../../server/src/onnx/model';
+import { loadEvalFile, readEvalFile } from '../../server/src/onnx/verify';
+import { importedWeightedLayers } from '../../server/src/fixes/importedLayers';
 import { InputError, readModelFile } from '../../server/src/cli/source';
 import type { QdqConfig } from '../../server/src/pipeline/config';
 
@@ -130,9 +131,12 @@ test('the guarded readers read regular files, cap their size and report a missin
 });
 
 /** Calls of the synchronous fs readers on paths under `dir` while `f` runs. */
-async function syncReadsUnder<T>(dir: string, f: () => Promise<T>): Promise<{ result: T; reads: string[] }> {
+async function syncReadsUnder<T>(
+  dir: string,
+  f: () => Promise<T>,
+  patched: readonly ('openSync' | 'readFileSync' | 'statSync' | 'existsSync')[] = ['openSync', 'readFileSync'],
+): Promise<{ result: T; reads: string[] }> {
   const reads: string[] = [];
-  const patched = ['openSync', 'readFileSync'] as const;
   const originals = patched.map((name) => nodeFs[name]);
   patched.forEach((name, i) => {
     (nodeFs as unknown as Record<string, unknown>)[name] = (file: unknown, ...rest: unknown[]) => {
@@ -172,4 +176,59 @@ test('the pipeline reads pyproject.toml and the model file asynchronously (it ru
   );
   assert.match(run.result.message, /not a regular file/);
   assert.deepEqual(run.reads, []);
+});
+
+test('ONNX models, evaluation inputs and the library modules a model imports are read asynchronously', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qdq-reads-async-'));
+  const x = { name: 'x', type: { tensor_type: { elem_type: DataType.FLOAT, shape: { dim: [{ dim_value: 1 }] } } } };
+  writeModel(
+    {
+      ir_version: 8,
+      opset_import: [{ domain: '', version: 13 }],
+      graph: {
+        name: 'g',
+        node: [makeNode('Identity', ['x'], ['y'], 'id')],
+        input: [x],
+        output: [{ ...x, name: 'y' }],
+        initializer: [],
+        value_info: [],
+      },
+    },
+    path.join(dir, 'model.onnx'),
+  );
+  const input = { name: 'x', dtype: 'float32', shape: [1], offset: 0, length: 4 };
+  fs.writeFileSync(path.join(dir, 'eval.json'), JSON.stringify({ batches: [{ inputs: [input] }] }));
+  fs.writeFileSync(path.join(dir, 'eval.bin'), Buffer.from(new Float32Array([2]).buffer));
+  fs.mkdirSync(path.join(dir, 'lib'));
+  fs.writeFileSync(path.join(dir, 'lib', '__init__.py'), 'from .layers import Linear\n');
+  fs.writeFileSync(
+    path.join(dir, 'lib', 'layers.py'),
+    'import torch.nn as nn\n\n\nclass Linear(nn.Linear):\n    pass\n',
+  );
+  const src = 'from lib import Linear\n\nhead = Linear(4, 2)\n';
+  fs.writeFileSync(path.join(dir, 'model.py'), src);
+  const { result, reads } = await syncReadsUnder(
+    dir,
+    async () => ({
+      model: await loadModel(path.join(dir, 'model.onnx')),
+      batches: await loadEvalFile(path.join(dir, 'eval.json')),
+      layers: await importedWeightedLayers(path.join(dir, 'model.py'), src),
+    }),
+    ['openSync', 'readFileSync', 'statSync', 'existsSync'],
+  );
+  assert.deepEqual(reads, []);
+  assert.equal(result.model.graph.node[0].op_type, 'Identity');
+  assert.deepEqual(Array.from(result.batches[0].inputs[0].data as Float32Array), [2]);
+  assert.deepEqual(result.layers, { Linear: 'nn.Linear' });
+  // The same readers refuse a FIFO at once; an imported module that is one is left unknown.
+  const fifo = hostile('fifo', 'model.onnx');
+  await assert.rejects(
+    within(5000, () => loadModel(path.join(fifo, 'model.onnx'))),
+    /not a regular file/,
+  );
+  execFileSync('mkfifo', [path.join(fifo, 'layers.py')]);
+  const layers = await within(5000, () =>
+    importedWeightedLayers(path.join(fifo, 'm.py'), 'from layers import L\nL(1, 2)\n'),
+  );
+  assert.deepEqual(layers, {});
 });

@@ -63,11 +63,12 @@ export async function quantizeLibraryModule(
     );
   }
   const found = await lookUp(spec, cwd);
-  const { libraryPatchOrConfigError } = await import('../library/patch');
+  const { layersImportedBy, libraryPatchOrConfigError } = await import('../library/patch');
   const { QdqError } = await import('../common/errors');
   let patch;
   try {
-    patch = libraryPatchOrConfigError(found.module, found.text, { trtVersion: spec.trtVersion, file: found.file });
+    const externalLayers = await layersImportedBy(found.file, found.text);
+    patch = libraryPatchOrConfigError(found.module, found.text, { trtVersion: spec.trtVersion, externalLayers });
   } catch (e) {
     if (e instanceof QdqError) throw new InputError(`${e.message}\n  fix: ${e.hint}`);
     throw e;

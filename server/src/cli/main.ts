@@ -196,7 +196,7 @@ async function rewrite(command: 'quantize' | 'unquantize' | 'fix', argv: string[
   let details: string[] = [];
   if (command === 'quantize') {
     // Layer classes and factories the file imports from modules on disk (timm's Linear, create_conv2d).
-    const externalLayers = importedWeightedLayers(src.path, src.text);
+    const externalLayers = await importedWeightedLayers(src.path, src.text);
     const r = quantizeFile(src.text, { scope: { kind: 'file' }, externalLayers });
     newText = r.text;
     helperNeeded = r.helperNeeded;

@@ -142,12 +142,13 @@ export async function quantizedModuleSource(
   }
   // Loaded on demand: the pipeline's interpreter discovery is not needed for analysis.
   const { resolveLibraryModule } = await import('../library/resolve');
-  const { libraryPatchOrConfigError } = await import('../library/patch');
+  const { layersImportedBy, libraryPatchOrConfigError } = await import('../library/patch');
   const { QdqError } = await import('../pipeline/errors');
   const cwd = params.uri && params.uri.startsWith('file:') ? path.dirname(uriToPath(params.uri)) : undefined;
   try {
     const found = await resolveLibraryModule(params.module, { python: ctx.python(), cwd });
-    const patch = libraryPatchOrConfigError(found.module, found.text, { file: found.file });
+    const externalLayers = await layersImportedBy(found.file, found.text);
+    const patch = libraryPatchOrConfigError(found.module, found.text, { externalLayers });
     ctx.log(`qdq: quantized source of ${found.module} from ${found.file} (interpreter ${found.python})`);
     return {
       module: found.module,

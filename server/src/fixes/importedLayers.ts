@@ -2,11 +2,12 @@
 // subclass of nn.Linear), `from .create_conv2d import create_conv2d` (a factory returning a Conv2d). The
 // imported module is found next to the file (relative imports) or under the folder that holds the file's
 // top-level package (absolute ones), read and analysed like the file itself; nothing is imported or run.
-// What cannot be found this way is left to the run-time report of weighted layers left in float.
+// What cannot be found this way is left to the run-time report of weighted layers left in float. Files are
+// read asynchronously: this runs in the language server (pipeline runs, the quantized library source).
 import * as fs from 'fs';
 import * as path from 'path';
 import { parsePython } from '../analysis';
-import { MAX_SOURCE_BYTES, readRegularFileSync } from '../common/files';
+import { MAX_SOURCE_BYTES, readRegularFile } from '../common/files';
 import { scanImports } from '../analysis/canonical';
 import { exportedWeightedNames, fromImports, type FromImport, type WeightedNames } from '../analysis/weightedCalls';
 
@@ -15,10 +16,18 @@ import { exportedWeightedNames, fromImports, type FromImport, type WeightedNames
 const MAX_DEPTH = 40;
 const cache = new Map<string, ModuleFacts>();
 
+async function isFile(p: string): Promise<boolean> {
+  try {
+    return (await fs.promises.stat(p)).isFile();
+  } catch {
+    return false;
+  }
+}
+
 /** The folder sys.path would hold for `file`: the parent of its outermost package (folders with __init__.py). */
-function importRoot(file: string): string {
+async function importRoot(file: string): Promise<string> {
   let dir = path.dirname(file);
-  while (fs.existsSync(path.join(dir, '__init__.py'))) {
+  while (await isFile(path.join(dir, '__init__.py'))) {
     const up = path.dirname(dir);
     if (up === dir) break;
     dir = up;
@@ -27,7 +36,7 @@ function importRoot(file: string): string {
 }
 
 /** The source file of module `mod` as imported from `file`, or undefined. */
-export function resolveModuleFile(file: string, mod: string): string | undefined {
+async function resolveModuleFile(file: string, mod: string): Promise<string | undefined> {
   const dots = /^\.*/.exec(mod)![0].length;
   const rest = mod.slice(dots).split('.').filter(Boolean);
   if (!dots && (rest[0] === 'torch' || rest[0] === 'typing' || rest[0] === 'functools')) return undefined;
@@ -35,10 +44,9 @@ export function resolveModuleFile(file: string, mod: string): string | undefined
   if (dots) {
     base = path.dirname(file);
     for (let i = 1; i < dots; i++) base = path.dirname(base);
-  } else base = importRoot(file);
+  } else base = await importRoot(file);
   const stem = path.join(base, ...rest);
-  for (const candidate of [stem + '.py', path.join(stem, '__init__.py')])
-    if (fs.existsSync(candidate) && fs.statSync(candidate).isFile()) return candidate;
+  for (const candidate of [stem + '.py', path.join(stem, '__init__.py')]) if (await isFile(candidate)) return candidate;
   return undefined;
 }
 
@@ -50,10 +58,10 @@ interface ModuleFacts {
   exports?: WeightedNames;
 }
 
-function facts(file: string): ModuleFacts | undefined {
+async function facts(file: string): Promise<ModuleFacts | undefined> {
   let stat: fs.Stats;
   try {
-    stat = fs.statSync(file);
+    stat = await fs.promises.stat(file);
   } catch {
     return undefined;
   }
@@ -62,7 +70,7 @@ function facts(file: string): ModuleFacts | undefined {
   // A module of the workspace may be a FIFO, a link to a device or huge: not read (the layer stays unknown).
   let text: string | undefined;
   try {
-    text = readRegularFileSync(file, MAX_SOURCE_BYTES);
+    text = await readRegularFile(file, MAX_SOURCE_BYTES);
   } catch {
     return undefined;
   }
@@ -78,20 +86,31 @@ function usedAsCtor(text: string, name: string): boolean {
 }
 
 /** The weighted layer `name` stands for in module `file` (defined there or re-exported), or undefined. */
-function exported(file: string, name: string, depth: number): string | undefined {
-  const f = facts(file);
+async function exported(
+  file: string,
+  name: string,
+  depth: number,
+  computing: Set<string>,
+): Promise<string | undefined> {
+  const f = await facts(file);
   if (!f || depth > MAX_DEPTH) return undefined;
   const imp = f.imports.find((i) => i.local === name);
   if (imp) {
     // A re-export (`from .linear import Linear` in a package __init__): follow only this name.
-    const target = resolveModuleFile(file, imp.module);
-    return target && path.resolve(target) !== path.resolve(file) ? exported(target, imp.name, depth + 1) : undefined;
+    const target = await resolveModuleFile(file, imp.module);
+    return target && path.resolve(target) !== path.resolve(file)
+      ? exported(target, imp.name, depth + 1, computing)
+      : undefined;
   }
   if (!f.exports) {
-    f.exports = {}; // an import cycle back here sees nothing rather than recursing
+    // An import cycle back to a module being worked out sees nothing rather than recursing. The set belongs to
+    // this lookup: another one running meanwhile (the reads are async) works the module out for itself.
+    if (computing.has(file)) return undefined;
+    computing.add(file);
     const tree = parsePython(f.text);
-    const external = importedNames(file, f.text, f.imports, depth + 1, buildsThrough);
+    const external = await importedNames(file, f.text, f.imports, depth + 1, computing, buildsThrough);
     f.exports = exportedWeightedNames(tree, scanImports(tree.rootNode), external);
+    computing.delete(file);
   }
   return f.exports[name];
 }
@@ -115,28 +134,29 @@ function buildsThrough(text: string, name: string): boolean {
   return false;
 }
 
-function importedNames(
+async function importedNames(
   file: string,
   text: string,
   imports: FromImport[],
   depth: number,
+  computing: Set<string>,
   wanted: (text: string, name: string) => boolean = usedAsCtor,
-): WeightedNames {
+): Promise<WeightedNames> {
   const out: WeightedNames = {};
   for (const imp of imports) {
     if (!wanted(text, imp.local)) continue;
-    const target = resolveModuleFile(file, imp.module);
+    const target = await resolveModuleFile(file, imp.module);
     if (!target || path.resolve(target) === path.resolve(file)) continue;
-    const ctor = exported(target, imp.name, depth);
+    const ctor = await exported(target, imp.name, depth, computing);
     if (ctor) out[imp.local] = ctor;
   }
   return out;
 }
 
 /** Local name -> canonical weighted layer, for names `file` imports from modules that define such layers. */
-export function importedWeightedLayers(file: string, text: string): WeightedNames {
+export async function importedWeightedLayers(file: string, text: string): Promise<WeightedNames> {
   try {
-    return importedNames(file, text, fromImports(parsePython(text)), 0);
+    return await importedNames(file, text, fromImports(parsePython(text)), 0, new Set());
   } catch {
     return {};
   }

@@ -3,7 +3,13 @@
 // define the model's classes at load, and each is run through the same passes as a user's file (patch.ts).
 // `patch-modules` overrides the list: plain names make it exact, `!name` drops one, `[]` patches nothing.
 import { QdqError } from '../common/errors';
-import { libraryPatchOrConfigError, LibraryPatch, LibraryPatchError, patchLibrarySource } from './patch';
+import {
+  layersImportedBy,
+  libraryPatchOrConfigError,
+  LibraryPatch,
+  LibraryPatchError,
+  patchLibrarySource,
+} from './patch';
 
 export interface PatchPlan {
   /** Modules to look at, in the order met; empty: patch nothing. */
@@ -42,13 +48,13 @@ export async function patchModules(
   for (const module of plan.modules) {
     const found = await source(module);
     const text = typeof found === 'string' ? found : found.source;
-    const file = typeof found === 'string' ? undefined : found.file;
+    const externalLayers = await layersImportedBy(typeof found === 'string' ? undefined : found.file, text);
     if (!plan.automatic) {
-      patches.push(libraryPatchOrConfigError(module, text, { file }));
+      patches.push(libraryPatchOrConfigError(module, text, { externalLayers }));
       continue;
     }
     try {
-      patches.push(patchLibrarySource(module, text, { file }));
+      patches.push(patchLibrarySource(module, text, { externalLayers }));
     } catch (e) {
       if (!(e instanceof LibraryPatchError)) throw e;
       if (e.reason !== 'empty') throw new QdqError('config', e.message, e.hint);

@@ -4,6 +4,7 @@
 // layer classes it imports are read from beside it, as for a user's file).
 import { quantizeFile } from '../fixes';
 import { importedWeightedLayers } from '../fixes/importedLayers';
+import type { WeightedNames } from '../analysis/weightedCalls';
 import { applyTrtFixes } from '../fixes/trtFixes';
 import { QdqError } from '../common/errors';
 
@@ -95,14 +96,19 @@ export function countSites(text: string): SiteCounts {
 
 export interface PatchOptions {
   trtVersion?: string;
-  /** The module's file on disk: layer classes and factories it imports are looked up beside it (timm's Linear). */
-  file?: string;
+  /** Layer classes and factories the module imports (timm's Linear): layersImportedBy its file on disk. */
+  externalLayers?: WeightedNames;
+}
+
+/** The layers a library module imports from beside it, looked up from its file (read asynchronously). */
+export async function layersImportedBy(file: string | undefined, source: string): Promise<WeightedNames | undefined> {
+  return file ? importedWeightedLayers(file, source) : undefined;
 }
 
 /** Runs the TensorRT fixes and the quantize pass over a library module's source, and checks the result. */
 export function patchLibrarySource(module: string, source: string, opts: PatchOptions = {}): LibraryPatch {
   const fixed = applyTrtFixes(source, { trtVersion: opts.trtVersion });
-  const externalLayers = opts.file ? importedWeightedLayers(opts.file, source) : undefined;
+  const { externalLayers } = opts;
   // Library packages use relative imports, but the backend serves qdq_quant as a top-level module.
   const quantized = quantizeFile(fixed.text, { scope: { kind: 'file' }, relativeImport: false, externalLayers });
   const sites = countSites(quantized.text);

@@ -4,7 +4,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as protobuf from 'protobufjs';
 import { writeFileAtomic } from './atomic';
-import { MAX_MODEL_BYTES, readRegularBytesSync, requireRegular } from '../common/files';
+import { MAX_MODEL_BYTES, readRegularBytes, readRegularBytesSync, requireRegular } from '../common/files';
 
 export const DataType = {
   FLOAT: 1,
@@ -130,6 +130,11 @@ export function decodeModel(bytes: Uint8Array): Model {
 export function readModel(file: string): Model {
   // A model in the workspace may be a FIFO or a link to a device: refused, and the size capped (issue 14).
   return decodeModel(requireRegular(file, readRegularBytesSync(file, MAX_MODEL_BYTES)));
+}
+
+/** readModel without blocking the event loop while the file is read (the pipeline, in the language server). */
+export async function loadModel(file: string): Promise<Model> {
+  return decodeModel(requireRegular(file, await readRegularBytes(file, MAX_MODEL_BYTES)));
 }
 
 export function encodeModel(model: Model): Uint8Array {

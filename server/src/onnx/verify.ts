@@ -6,7 +6,9 @@ import type * as ortTypes from 'onnxruntime-node';
 import {
   MAX_MODEL_BYTES,
   MAX_RESULTS_BYTES,
+  readRegularBytes,
   readRegularBytesSync,
+  readRegularFile,
   readRegularFileSync,
   requireRegular,
 } from '../common/files';
@@ -56,14 +58,41 @@ interface EvalFileMeta {
 }
 
 export function readEvalFile(evalJson: string): EvalBatch[] {
+  let text: string;
+  try {
+    text = requireRegular(evalJson, readRegularFileSync(evalJson, MAX_RESULTS_BYTES));
+  } catch (e) {
+    throw evalReadError(evalJson, e);
+  }
+  const binPath = evalBinOf(evalJson);
+  return evalBatches(evalJson, text, requireRegular(binPath, readRegularBytesSync(binPath, MAX_MODEL_BYTES)));
+}
+
+/** readEvalFile without blocking the event loop while the files are read (the pipeline, in the language server). */
+export async function loadEvalFile(evalJson: string): Promise<EvalBatch[]> {
+  let text: string;
+  try {
+    text = requireRegular(evalJson, await readRegularFile(evalJson, MAX_RESULTS_BYTES));
+  } catch (e) {
+    throw evalReadError(evalJson, e);
+  }
+  const binPath = evalBinOf(evalJson);
+  return evalBatches(evalJson, text, requireRegular(binPath, await readRegularBytes(binPath, MAX_MODEL_BYTES)));
+}
+
+const evalBinOf = (evalJson: string) => path.join(path.dirname(evalJson), path.basename(evalJson, '.json') + '.bin');
+const evalReadError = (evalJson: string, e: unknown) =>
+  new Error(`cannot read the evaluation inputs ${evalJson}: ${(e as Error).message}`);
+
+/** The batches eval.json describes, their tensors sliced out of eval.bin. */
+function evalBatches(evalJson: string, text: string, bin: Buffer): EvalBatch[] {
   let meta: EvalFileMeta;
   try {
-    meta = JSON.parse(requireRegular(evalJson, readRegularFileSync(evalJson, MAX_RESULTS_BYTES)));
+    meta = JSON.parse(text);
   } catch (e) {
-    throw new Error(`cannot read the evaluation inputs ${evalJson}: ${(e as Error).message}`);
+    throw evalReadError(evalJson, e);
   }
-  const binPath = path.join(path.dirname(evalJson), path.basename(evalJson, '.json') + '.bin');
-  const bin = requireRegular(binPath, readRegularBytesSync(binPath, MAX_MODEL_BYTES));
+  const binPath = evalBinOf(evalJson);
   const slice = (offset: number, length: number): ArrayBuffer => {
     if (offset + length > bin.length)
       throw new Error(`${binPath} is shorter than ${evalJson} says (${offset}+${length} > ${bin.length})`);

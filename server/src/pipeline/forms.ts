@@ -2,15 +2,15 @@
 // fuses into integer kernels) written beside the TensorRT one, from the same loaded model and the same calibration
 // (the backend exports only the INT8 file; the FP32 model and evaluation inputs are the first export's).
 import * as fs from 'fs';
-import { MAX_MODEL_BYTES, readRegularBytesSync, requireRegular } from '../common/files';
+import { MAX_MODEL_BYTES, readRegularBytes, requireRegular } from '../common/files';
 import * as path from 'path';
 import type { BackendClient, RequestOptions } from './backendClient';
 import type { QdqConfig } from './config';
-import { readModel, writeModel } from '../onnx/model';
+import { decodeModel, writeModel } from '../onnx/model';
 import { foldWeights } from '../onnx/foldWeights';
 import { optimizeForOrtCpu, OrtCpuCalibration, OrtCpuResult } from '../onnx/ortCpu';
 import { measureOrtCpuForm, measuredNote, pairedBestLatency, OrtCpuMeasured } from '../onnx/ortCpuMeasured';
-import { readEvalFile } from '../onnx/verify';
+import { loadEvalFile } from '../onnx/verify';
 
 export const ORT_CPU_FORM_FILE = 'model.int8.ort-cpu.onnx';
 
@@ -32,8 +32,8 @@ export async function exportOrtCpuForm(
     },
     rpc,
   );
-  const source = requireRegular(exp.int8_onnx, readRegularBytesSync(exp.int8_onnx, MAX_MODEL_BYTES));
-  const model = readModel(exp.int8_onnx);
+  const source = requireRegular(exp.int8_onnx, await readRegularBytes(exp.int8_onnx, MAX_MODEL_BYTES));
+  const model = decodeModel(Buffer.from(source)); // a copy: the measured step decodes `source` again per try
   const calibration = { batchNormOutputAmax: exp.batchnorm_output_amax };
   foldWeights(model);
   const rewrite = optimizeForOrtCpu(model, {}, calibration);
@@ -53,7 +53,7 @@ export async function measureOrtCpuStep(
   notes: string[],
 ): Promise<void> {
   if (!report.ort_cpu_rewrite) return;
-  const batch = readEvalFile(evalFile)[0];
+  const batch = (await loadEvalFile(evalFile))[0];
   if (!batch) return;
   const { measured, rewrite } = await measureOrtCpuForm({
     ...ortCpu,

@@ -1,7 +1,7 @@
 // The part of report.json that decides between the exported forms: FP32 and every INT8 form side by side (accuracy,
 // agreement, pooled / worst-batch / worst-sample cosine, latency, size, deltas against FP32), where each accuracy
 // figure was measured, and a headline naming the fastest form here and the one meant for TensorRT.
-import { MAX_RESULTS_BYTES, readRegularFileSync } from '../common/files';
+import { MAX_RESULTS_BYTES, readRegularFile } from '../common/files';
 import type { FormsVerification, FormVerification } from '../onnx/verifyForms';
 
 /** Where the accuracy and similarity figures were measured. */
@@ -53,14 +53,16 @@ const RUNTIME: Record<string, string> = {
 };
 
 /** eval.json's header (written by the backend): where the evaluation batches came from. */
-export function readEvalMeta(evalJson: string): {
+export interface EvalMeta {
   source: string;
   labelled: boolean;
   held_out?: boolean;
   used?: number;
-} {
+}
+
+export async function loadEvalMeta(evalJson: string): Promise<EvalMeta> {
   try {
-    const doc = JSON.parse(readRegularFileSync(evalJson, MAX_RESULTS_BYTES) ?? '') as Record<string, unknown>;
+    const doc = JSON.parse((await readRegularFile(evalJson, MAX_RESULTS_BYTES)) ?? '') as Record<string, unknown>;
     return {
       source: typeof doc.source === 'string' ? doc.source : 'unknown',
       labelled: doc.labelled === true,
@@ -72,7 +74,7 @@ export function readEvalMeta(evalJson: string): {
   }
 }
 
-export function measuredOn(v: FormsVerification, meta: ReturnType<typeof readEvalMeta>): MeasuredOn {
+export function measuredOn(v: FormsVerification, meta: EvalMeta): MeasuredOn {
   const evalData = meta.source === 'eval-data';
   const source: MeasuredOn['source'] = evalData
     ? 'eval-data'
@@ -118,7 +120,7 @@ function figures(f: FormVerification, fp32: FormsVerification['fp32']): FormFigu
 }
 
 /** The side-by-side section of report.json from one verifyForms run. */
-export function formsReport(v: FormsVerification, meta: ReturnType<typeof readEvalMeta>): FormsReport {
+export function formsReport(v: FormsVerification, meta: EvalMeta): FormsReport {
   const forms = v.forms.map((f) => figures(f, v.fp32));
   const fastest = forms.reduce((a, b) => (b.latency_ms < a.latency_ms ? b : a));
   const trt = forms.find((f) => f.name === 'tensorrt' || f.name === 'tensorrt10') ?? null;

@@ -14,9 +14,8 @@ import {
   MAX_RESULTS_BYTES,
   MAX_SOURCE_BYTES,
   newFileMode,
+  readRegularBytes,
   readRegularFile,
-  readRegularBytesSync,
-  readRegularFileSync,
   requireRegular,
   writeInPlace,
   writeNewFile as writeFileAtomic,
@@ -24,7 +23,7 @@ import {
 import { quantizeFile } from '../fixes';
 import { floatWeightedLayers } from '../fixes/floatLayers';
 import { importedWeightedLayers } from '../fixes/importedLayers';
-import { opsetVersion, readModel, writeModel } from '../onnx/model';
+import { loadModel, opsetVersion, writeModel } from '../onnx/model';
 import { graphHazards, hazardNotes, type GraphHazard } from '../onnx/deploymentHazards';
 import { foldWeights } from '../onnx/foldWeights';
 import { typeForTensorrt, PrecisionReport } from '../onnx/tensorrtExport';
@@ -32,9 +31,9 @@ import { quantizeDynamic } from '../onnx/dynamic';
 import { qdqStats, QuantizerInfo, QdqStats } from '../onnx/qdqStats';
 import { trtCheck } from '../onnx/trtCheck';
 import { optimizeForOrtCpu, ortCpuRewriteChanged, OrtCpuResult } from '../onnx/ortCpu';
-import { readEvalFile, EvalBatch } from '../onnx/verify';
+import { loadEvalFile, EvalBatch } from '../onnx/verify';
 import { verifyForms, FormToVerify, FormsVerification } from '../onnx/verifyForms';
-import { formsReport, FormsReport, readEvalMeta } from './report';
+import { EvalMeta, formsReport, FormsReport, loadEvalMeta } from './report';
 import { exportOrtCpuForm, measureOrtCpuStep, removeStaleOrtCpuForm } from './forms';
 import type { OrtCpuMeasured } from '../onnx/ortCpuMeasured';
 import { addQuantizerLines } from './sourceLines';
@@ -217,7 +216,7 @@ export async function quantizeModelSource(
   const relativeImport = /^\s*from\s+\.+[\w.]*\s+import\s/m.test(original);
   let q: { text: string };
   // Layer classes and factories the model file imports from modules on disk (timm's Linear, create_conv2d).
-  const externalLayers = importedWeightedLayers(modelPath, original);
+  const externalLayers = await importedWeightedLayers(modelPath, original);
   try {
     q = quantizeFile(original, { scope: { kind: 'file' }, relativeImport, externalLayers });
   } catch (e) {
@@ -475,7 +474,7 @@ export async function runPipeline(
     if (wantExport) await exportAndVerify(run, report, calib.quantizers as unknown as QuantizerInfo[], wantVerify);
     else await backend.shutdown();
     cancel.throwIfCancelled();
-    const reportPath = writeReport(run, report);
+    const reportPath = await writeReport(run, report);
     onProgress({ step: 'report', done: 1, total: 1, message: `wrote ${reportPath}` });
     return { report, reportPath, config: cfg, outDir };
   } catch (e) {
@@ -613,11 +612,11 @@ async function exportAndVerify(
       cfg.target === 'ort-cpu' && wantVerify
         ? {
             file: exp.int8_onnx,
-            source: requireRegular(exp.int8_onnx, readRegularBytesSync(exp.int8_onnx, MAX_MODEL_BYTES)),
+            source: requireRegular(exp.int8_onnx, await readRegularBytes(exp.int8_onnx, MAX_MODEL_BYTES)),
             calibration,
           }
         : undefined;
-    finishInt8Model(run, report, exp, quantizers);
+    await finishInt8Model(run, report, exp, quantizers);
     if (!run.bothForms) removeStaleOrtCpuForm(run.outDir);
     else {
       onProgress({ step: 'export', done: 0, total: 1, message: 'exporting the ort-cpu form of the INT8 model' });
@@ -632,13 +631,13 @@ async function exportAndVerify(
       const m = report.ort_cpu_measured;
       // The target's own file changed: the QDQ figures describe the graph written, not the one first built.
       if (ortCpu.file === exp.int8_onnx && m && (m.fp32_fallback || m.float_kinds.length))
-        setQdqStats(report, qdqStats(readModel(exp.int8_onnx), quantizers));
+        setQdqStats(report, qdqStats(await loadModel(exp.int8_onnx), quantizers));
     }
   }
   cancel.throwIfCancelled();
   if (opts.dynamic || opts.dynamicOnly || (wantVerify && !opts.targetFormOnly)) {
     onProgress({ step: 'dynamic', done: 0, total: 1, message: 'dynamic quantization of the FP32 model' });
-    const m = readModel(exp.fp32_onnx);
+    const m = await loadModel(exp.fp32_onnx);
     if (opts.dynamicOnly) report.opset = opsetVersion(m);
     const dyn = quantizeDynamic(m);
     const file = path.join(run.outDir, 'model.dynamic.onnx');
@@ -706,10 +705,15 @@ function setQdqStats(report: Report, stats: QdqStats): void {
 }
 
 /** The INT8 model's TypeScript passes: weights folded, the target's rewrite or typing, QDQ stats, TensorRT check. */
-function finishInt8Model(run: Run, report: Report, exp: ExportResult, quantizers: QuantizerInfo[]): void {
+async function finishInt8Model(
+  run: Run,
+  report: Report,
+  exp: ExportResult,
+  quantizers: QuantizerInfo[],
+): Promise<void> {
   const { cfg, notes, onProgress } = run;
   onProgress({ step: 'fold', done: 0, total: 1, message: 'folding weights into INT8 initializers' });
-  const model = readModel(exp.int8_onnx);
+  const model = await loadModel(exp.int8_onnx);
   const folded = foldWeights(model);
   let rewritten = folded.folded.length > 0;
   if (cfg.target === 'ort-cpu') {
@@ -780,21 +784,21 @@ async function verifyStep(run: Run, report: Report, exp: ExportResult): Promise<
     total,
     message: `running FP32 and ${forms.map((f) => f.name).join(', ')} with onnxruntime`,
   });
-  const batches: EvalBatch[] = readEvalFile(exp.eval_file);
+  const batches: EvalBatch[] = await loadEvalFile(exp.eval_file);
   const v = await verifyFormsOrExplain(exp.fp32_onnx, forms, batches, opts.latencyRuns);
-  applyVerification(report, v, readEvalMeta(exp.eval_file), !opts.dynamicOnly, run.notes);
+  applyVerification(report, v, await loadEvalMeta(exp.eval_file), !opts.dynamicOnly, run.notes);
   onProgress({ step: 'verify', done: total, total, message: 'verified' });
 }
 
 /** report.json, atomically; a dynamic-only run keeps the static run's results and replaces its dynamic section. */
-function writeReport(run: Run, report: Report): string {
+async function writeReport(run: Run, report: Report): Promise<string> {
   sameModeAsOurFiles(run.outDir, report.files);
   const reportPath = path.join(run.outDir, 'report.json');
   let toWrite: unknown = report;
   if (run.opts.dynamicOnly && fs.existsSync(reportPath)) {
     // Keep the static run's results; only the dynamic section is new.
     try {
-      const previous = JSON.parse(readRegularFileSync(reportPath, MAX_RESULTS_BYTES) ?? '');
+      const previous = JSON.parse((await readRegularFile(reportPath, MAX_RESULTS_BYTES)) ?? '');
       toWrite = {
         ...previous,
         dynamic: report.dynamic,
@@ -836,7 +840,7 @@ async function verifyFormsOrExplain(
 function applyVerification(
   report: Report,
   v: FormsVerification,
-  meta: ReturnType<typeof readEvalMeta>,
+  meta: EvalMeta,
   hasStatic: boolean,
   notes: string[],
 ): void {

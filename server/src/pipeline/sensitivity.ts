@@ -3,7 +3,7 @@
 // the precision plan, its keep_float edits and tune.json.
 import * as fs from 'fs';
 import * as path from 'path';
-import { MAX_RESULTS_BYTES, readRegularFileSync } from '../common/files';
+import { MAX_RESULTS_BYTES, readRegularFile } from '../common/files';
 import { loadConfigAsync, ConfigError, QdqConfig } from './config';
 import { findInterpreter } from './interpreter';
 import { spawn } from 'child_process';
@@ -170,12 +170,13 @@ type DistributedResult<C extends DistributedCommand> = C extends { command: 'sen
   : TuneResult;
 
 /** The workers' result file, checked like a backend reply: the request's result, or the backend's error data. */
-function readDistributedResult<C extends DistributedCommand>(
+async function readDistributedResult<C extends DistributedCommand>(
   file: string,
   command: C['command'],
-): DistributedResult<C> {
+): Promise<DistributedResult<C>> {
   // The workers' result file in the out-dir: read as a regular file of bounded size (the out-dir is the project's).
-  const out = JSON.parse(readRegularFileSync(file, MAX_RESULTS_BYTES) ?? '') as { result?: unknown; error?: unknown };
+  const text = await readRegularFile(file, MAX_RESULTS_BYTES);
+  const out = JSON.parse(text ?? '') as { result?: unknown; error?: unknown };
   const bad = (problem: string) =>
     new QdqError(
       'protocol',
@@ -242,7 +243,7 @@ async function runDistributed<C extends DistributedCommand>(
       });
     });
     void code;
-    return readDistributedResult<C>(result, what.command);
+    return await readDistributedResult<C>(result, what.command);
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }
