@@ -23,7 +23,7 @@ import {
 import { quantizeFile } from '../fixes';
 import { floatWeightedLayers } from '../fixes/floatLayers';
 import { importedWeightedLayers } from '../fixes/importedLayers';
-import { loadModel, opsetVersion, writeModel } from '../onnx/model';
+import { decodeModel, loadModel, Model, opsetVersion, writeModel } from '../onnx/model';
 import { graphHazards, hazardNotes, type GraphHazard } from '../onnx/deploymentHazards';
 import { foldWeights } from '../onnx/foldWeights';
 import { typeForTensorrt, PrecisionReport } from '../onnx/tensorrtExport';
@@ -606,17 +606,13 @@ async function exportAndVerify(
   report.files.eval = exp.eval_file;
   if (!opts.dynamicOnly) {
     report.files.int8_onnx = exp.int8_onnx;
-    // The ort-cpu graph before its rewrite: the measured step below rewrites it again with op kinds in float.
+    // The INT8 file as exported, read once: finishInt8Model rewrites a decoded copy, and on the ort-cpu target the
+    // measured step below rewrites it again with op kinds in float.
+    const exported = requireRegular(exp.int8_onnx, await readRegularBytes(exp.int8_onnx, MAX_MODEL_BYTES));
     const calibration = { batchNormOutputAmax: exp.batchnorm_output_amax };
     let ortCpu: Parameters<typeof measureOrtCpuStep>[0] | undefined =
-      cfg.target === 'ort-cpu' && wantVerify
-        ? {
-            file: exp.int8_onnx,
-            source: requireRegular(exp.int8_onnx, await readRegularBytes(exp.int8_onnx, MAX_MODEL_BYTES)),
-            calibration,
-          }
-        : undefined;
-    await finishInt8Model(run, report, exp, quantizers);
+      cfg.target === 'ort-cpu' && wantVerify ? { file: exp.int8_onnx, source: exported, calibration } : undefined;
+    finishInt8Model(run, report, exp, quantizers, decodeModel(Buffer.from(exported)));
     if (!run.bothForms) removeStaleOrtCpuForm(run.outDir);
     else {
       onProgress({ step: 'export', done: 0, total: 1, message: 'exporting the ort-cpu form of the INT8 model' });
@@ -705,15 +701,9 @@ function setQdqStats(report: Report, stats: QdqStats): void {
 }
 
 /** The INT8 model's TypeScript passes: weights folded, the target's rewrite or typing, QDQ stats, TensorRT check. */
-async function finishInt8Model(
-  run: Run,
-  report: Report,
-  exp: ExportResult,
-  quantizers: QuantizerInfo[],
-): Promise<void> {
+function finishInt8Model(run: Run, report: Report, exp: ExportResult, quantizers: QuantizerInfo[], model: Model): void {
   const { cfg, notes, onProgress } = run;
   onProgress({ step: 'fold', done: 0, total: 1, message: 'folding weights into INT8 initializers' });
-  const model = await loadModel(exp.int8_onnx);
   const folded = foldWeights(model);
   let rewritten = folded.folded.length > 0;
   if (cfg.target === 'ort-cpu') {
