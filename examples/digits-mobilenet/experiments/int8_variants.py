@@ -190,8 +190,9 @@ class MobileViTBlock(nn.Module):
 class MobileViT(nn.Module):
     """MobileNetV2 blocks at 8x8, attention over the 64 positions, down to 4x4, attention over the 16."""
 
-    def __init__(self, d=64):
+    def __init__(self, d=64, size=8):
         super().__init__()
+        self.size = size
         self.stem = nn.Sequential(nn.Conv2d(1, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.SiLU())
         self.blocks = nn.Sequential(InvertedResidual(16, 3, 32, 16, 0, nn.SiLU, 1),
                                     InvertedResidual(16, 3, 48, 24, 0, nn.SiLU, 1), MobileViTBlock(24, d, 2),
@@ -200,7 +201,8 @@ class MobileViT(nn.Module):
         self.fc = nn.Linear(192, 10)
 
     def forward(self, x):
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.head(self.blocks(self.stem(x))), 1), 1))
+        x = self.head(self.blocks(self.stem(upsample(x, self.size))))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
 def train(model, seed, epochs, lr, batch=64):
@@ -223,13 +225,16 @@ def train(model, seed, epochs, lr, batch=64):
     return model.eval()
 
 
-def fake_quant(x, amax):
-    scale = amax / 127.0
-    return torch.clamp(torch.round(x / scale), -127, 127) * scale
+def fake_quant(x, amax, bits=8):
+    levels = 2 ** (bits - 1) - 1  # symmetric: 127 levels each side at 8 bits
+    scale = amax / levels
+    return torch.clamp(torch.round(x / scale), -levels, levels) * scale
 
 
-def simulate(model, float_sites=()):
-    """(FP32 top-1 %, INT8 top-1 %, agreement %, {site: max/RMS of its calibration activations})."""
+def simulate(model, float_sites=(), bits=8):
+    """(FP32 top-1 %, INT8 top-1 %, agreement %, {site: max/RMS of its calibration activations}).
+
+    `bits` narrows every quantizer alike (weights and activations) to find where the model's accuracy breaks."""
     x_train, _, x_test, y_test = load_split()
     sites = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear, Operand))]
     amax, sq, hooks = {}, {}, []
@@ -254,8 +259,8 @@ def simulate(model, float_sites=()):
                 continue
             w = saved[n] = m.weight.data.clone()
             per_channel = w.abs().reshape(w.shape[0], -1).amax(1).clamp_min(1e-12)
-            m.weight.data = fake_quant(w, per_channel.reshape(-1, *([1] * (w.dim() - 1))))
-        hooks = [m.register_forward_pre_hook(lambda _, inp, a=amax[n]: (fake_quant(inp[0], a),))
+            m.weight.data = fake_quant(w, per_channel.reshape(-1, *([1] * (w.dim() - 1))), bits)
+        hooks = [m.register_forward_pre_hook(lambda _, inp, a=amax[n]: (fake_quant(inp[0], a, bits),))
                  for n, m in sites if n not in float_sites and n in amax]
         int8 = model(x_test).argmax(1)
         for h in hooks:
