@@ -83,6 +83,8 @@ class Collectives:
     world: int = 1
     all_sum: Callable[[torch.Tensor], torch.Tensor] = lambda t: t
     any_true: Callable[[bool], bool] = lambda flag: flag
+    # every process's buffers (BN running statistics, amax) become rank 0's
+    buffers_from_rank0: Callable[[nn.Module], None] = lambda module: None
 
 
 @dataclass
@@ -367,6 +369,9 @@ def fine_tune(
             lr = cosine_lr(config, global_step - 1, run.total_steps)
             hooks.on_step(StepInfo(epoch, global_step, run.total_steps, loss, lr, elapsed, eta))
         sync_learned_amax(quantizers)
+        # DDP broadcasts buffers before each forward, so after the last step every process's BN statistics hold
+        # its own last batch: evaluate (and go on from) rank 0's model, the one the checkpoint saves.
+        coll.buffers_from_rank0(inner)
         acc = evaluate() if evaluate is not None else None
         mean = sum(losses) / len(losses) if losses else float("nan")
         seconds = time.monotonic() - epoch_started

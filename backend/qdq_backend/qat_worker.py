@@ -56,7 +56,11 @@ def _collectives(device: torch.device) -> qat.Collectives:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return bool(t.item() > 0)
 
-    return qat.Collectives(dist.get_rank(), dist.get_world_size(), all_sum, any_true)
+    def buffers_from_rank0(module: torch.nn.Module) -> None:
+        for buffer in module.buffers():
+            dist.broadcast(buffer.data, src=0)
+
+    return qat.Collectives(dist.get_rank(), dist.get_world_size(), all_sum, any_true, buffers_from_rank0)
 
 
 def _device() -> torch.device:
