@@ -40,3 +40,19 @@ def example_inputs():
     """One input batch with the shape the model takes, for tracing and export."""
     _, _, x_test, _ = load_split()
     return x_test[:1]
+
+
+TRAIN_BATCH_SIZE = 64
+_TRAIN_CALLS = [0]
+
+
+def train_data():
+    """(inputs, labels) batches of the training split for `qdq qat`, reshuffled on every call (seeded by the call's
+    number), so each fine-tuning epoch sees its own order and every torch.distributed process the same one."""
+    x_train, y_train, _, _ = load_split()
+    generator = torch.Generator().manual_seed(1000 + _TRAIN_CALLS[0])
+    _TRAIN_CALLS[0] += 1
+    order = torch.randperm(len(x_train), generator=generator)
+    for start in range(0, len(x_train), TRAIN_BATCH_SIZE):
+        idx = order[start:start + TRAIN_BATCH_SIZE]
+        yield x_train[idx], y_train[idx]
