@@ -110,6 +110,7 @@ export async function benchModels(checks: TargetCheck[]): Promise<ModelsResult> 
   const verify = load('onnx/verify.js');
   const onnxModel = load('onnx/model.js');
   const dynamic = load('onnx/dynamic.js');
+  await load('onnx/cpuInt8.js').probeU8S8Saturation(); // the weight range the product writes on this CPU
   const pipeline = load('pipeline/run.js');
   const ort = require('onnxruntime-node');
   const python = pythonWithTorch();

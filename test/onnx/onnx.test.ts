@@ -1,4 +1,5 @@
-import { test } from 'node:test';
+import { before, test } from 'node:test';
+import { probeU8S8Saturation } from '../../server/src/onnx/cpuInt8';
 import assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as path from 'path';
@@ -21,6 +22,8 @@ const fx = fixtureModels();
 const skip = 'skip' in fx ? fx.skip : false;
 const dir = 'dir' in fx ? fx.dir : '';
 
+// The integer forms follow this CPU's kernels (cpuInt8.ts): ask it before building any.
+before(() => probeU8S8Saturation());
 test('read/write round trip keeps the graph and its outputs', { skip }, async () => {
   const src = path.join(dir, 'qdq_cnn.onnx');
   const m = readModel(src);

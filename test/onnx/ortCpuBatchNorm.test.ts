@@ -1,7 +1,8 @@
 // BatchNormalization folding in the ort-cpu rewrite, on a hand-built QDQ graph shaped like the ort-cpu export of
 // Conv -> BN -> Relu -> Conv -> BN: activation Q/DQ, INT8 weight initializers -> DQ, Q/DQ on each Conv output
 // (calibrated before BN). Runs the graph before and after the rewrite with onnxruntime-node.
-import { test } from 'node:test';
+import { before, test } from 'node:test';
+import { integerWeightMax, probeU8S8Saturation } from '../../server/src/onnx/cpuInt8';
 import assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -38,10 +39,16 @@ function valueInfo(name: string, shape: (number | string)[]) {
   };
 }
 
-/** Deterministic INT8 weights in [-127, 127]. */
+/**
+ * Deterministic INT8 weights in [-127, 127], or [-64, 64] where this CPU's u8 x s8 kernels saturate (cpuInt8.ts:
+ * the range qdq writes there, so ORT's integer kernels compute both graphs exactly); WEIGHT_GRID scales the weight
+ * scales to match, so the float weights are the same on every CPU.
+ */
 function int8Weights(n: number, seed: number): Int8Array {
-  return Int8Array.from(randn(n, seed), (v) => Math.max(-127, Math.min(127, Math.round(v * 50))));
+  const max = integerWeightMax();
+  return Int8Array.from(randn(n, seed), (v) => Math.max(-max, Math.min(max, Math.round((v * 50 * max) / 127))));
 }
+const weightGrid = () => 127 / integerWeightMax();
 
 /** Conv(weight INT8 -> DQ) -> Q -> DQ -> BN, appended to nodes/inits; returns the BN output name. */
 function convBn(
@@ -59,7 +66,11 @@ function convBn(
 ): string {
   inits.push(
     makeTensor(`${p}.w`, DataType.INT8, [cout, cin, 3, 3], int8Weights(cout * cin * 9, seed)),
-    floatTensor(`${p}.w_scale`, weightScales.length > 1 ? [cout] : [], weightScales),
+    floatTensor(
+      `${p}.w_scale`,
+      weightScales.length > 1 ? [cout] : [],
+      weightScales.map((s) => s * weightGrid()),
+    ),
     int8Tensor(`${p}.w_zp`, weightScales.length > 1 ? [cout] : [], new Array(weightScales.length).fill(0)),
     floatTensor(`${p}.out_scale`, [], [outScale]),
     int8Tensor(`${p}.out_zp`, [], [0]),
@@ -223,6 +234,8 @@ const x = randn(
   5,
 );
 
+// The integer forms follow this CPU's kernels (cpuInt8.ts): ask it before building any.
+before(() => probeU8S8Saturation());
 test('BN fold without Conv output quantizers (tensorrt-style graph) is exact up to the INT32 bias grid', async () => {
   // The output Q is the same before and after, so outputs agree up to an occasional one-step rounding flip.
   const { unfolded, folded, m, result } = foldToFiles(tmpDir(), 'conv_bn_plain', buildModel(false));

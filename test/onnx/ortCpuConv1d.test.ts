@@ -1,7 +1,8 @@
 // transformers' Conv1D (GPT-2's attention and MLP projections) in the ort-cpu form (server/src/onnx/ortCpuLinear.ts):
 // torch exports it as input Q -> DQ -> Reshape([-1, K]) -> Gemm(INT8 [K, N] weight -> DQ, bias) -> Reshape back.
 // The Reshape moves onto the quantized tensor so the Gemm becomes MatMulIntegerToFloat on UINT8 activations.
-import { test } from 'node:test';
+import { before, test } from 'node:test';
+import { probeU8S8Saturation } from '../../server/src/onnx/cpuInt8';
 import assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -82,6 +83,8 @@ function conv1dModel(): Model {
   };
 }
 
+// The integer forms follow this CPU's kernels (cpuInt8.ts): ask it before building any.
+before(() => probeU8S8Saturation());
 test('ort-cpu: a Conv1D (Reshape -> Gemm) becomes MatMulIntegerToFloat on the reshaped UINT8 activation', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qdq-ortcpu-conv1d-'));
   try {

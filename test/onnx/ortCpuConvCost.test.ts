@@ -1,7 +1,8 @@
 // The ort-cpu cost model for convolutions (server/src/onnx/ortCpuConvCost.ts), on a hand-built QDQ graph shaped
 // like a MobileNet block: pointwise expand -> depthwise 3x3 -> pointwise project -> dense 3x3. Runs the graph
 // before and after the rewrite with onnxruntime-node.
-import { test } from 'node:test';
+import { before, test } from 'node:test';
+import { probeU8S8Saturation } from '../../server/src/onnx/cpuInt8';
 import assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -125,6 +126,8 @@ async function run(file: string, x: Float32Array, shape: number[]): Promise<Floa
   return r.y.data as Float32Array;
 }
 
+// The integer forms follow this CPU's kernels (cpuInt8.ts): ask it before building any.
+before(() => probeU8S8Saturation());
 test('ort-cpu: the depthwise conv and the cheap pointwise convs beside it run in float, the dense 3x3 stays integer', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qdq-ortcpu-convcost-'));
   const before = path.join(dir, 'before.onnx'),

@@ -1,6 +1,7 @@
 // Zero-padded input channels for integer convolutions (server/src/onnx/ortCpuConvPad.ts), on hand-built QDQ
 // graphs shaped like the ort-cpu export of a CNN's first layers, run before and after with onnxruntime-node.
-import { test } from 'node:test';
+import { before, test } from 'node:test';
+import { integerWeightMax, probeU8S8Saturation } from '../../server/src/onnx/cpuInt8';
 import assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -45,7 +46,11 @@ function valueInfo(name: string, shape: (number | string)[]) {
  * `sharedInput`: the input's DQ is also read by an Add (a residual), so the pad must not change what the Add sees.
  */
 function buildModel(cin: number, cout: number, sharedInput = false, k = 3): Model {
-  const w = Int8Array.from(randn(cout * cin * k * k, 3), (v) => Math.max(-127, Math.min(127, Math.round(v * 60))));
+  // within the range qdq writes on this CPU (cpuInt8.ts), so ORT's integer kernels compute both graphs exactly
+  const max = integerWeightMax();
+  const w = Int8Array.from(randn(cout * cin * k * k, 3), (v) =>
+    Math.max(-max, Math.min(max, Math.round((v * 60 * max) / 127))),
+  );
   const inits: Tensor[] = [
     floatTensor('x_scale', [], [3 / 127]),
     int8Tensor('x_zp', [], [0]),
@@ -109,6 +114,8 @@ function tmp(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'qdq-ortcpu-pad-'));
 }
 
+// The integer forms follow this CPU's kernels (cpuInt8.ts): ask it before building any.
+before(() => probeU8S8Saturation());
 test('a 1-channel Conv gets zero channels up to 4: Pad before its Q, zero filters in the weight, same output from ORT', async () => {
   const dir = tmp();
   const before = path.join(dir, 'before.onnx'),

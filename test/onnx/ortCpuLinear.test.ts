@@ -1,7 +1,8 @@
 // The ort-cpu form of linears (server/src/onnx/ortCpuLinear.ts): one com.microsoft MatMulIntegerToFloat per
 // INT8 linear reading the quantized activation, bias inside, float output; the cost model's float fallback; and
 // the static shapes it decides with. Real onnxruntime-node runs every rewritten graph.
-import { test } from 'node:test';
+import { before, test } from 'node:test';
+import { probeU8S8Saturation } from '../../server/src/onnx/cpuInt8';
 import assert from 'node:assert/strict';
 import * as path from 'path';
 import {
@@ -49,6 +50,8 @@ async function opsOrtRuns(file: string): Promise<Record<string, number>> {
 
 const count = (m: Model, op: string) => m.graph.node.filter((n) => n.op_type === op).length;
 
+// The integer forms follow this CPU's kernels (cpuInt8.ts): ask it before building any.
+before(() => probeU8S8Saturation());
 test(
   'ort-cpu linears: INT8 MatMul + bias Add become MatMulIntegerToFloat on the UINT8 activation, ORT runs just Q + 2 integer kernels',
   { skip },

@@ -2,7 +2,8 @@
 // in float while INT8 is slower, the FP32 graph written when nothing helps. The decisions are tested with an
 // injected timer that prices the graph it is given (timings on this shared machine would make them flaky); one
 // test times real sessions, for the plumbing only.
-import { test } from 'node:test';
+import { before, test } from 'node:test';
+import { probeU8S8Saturation } from '../../server/src/onnx/cpuInt8';
 import assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -136,6 +137,8 @@ function withDir(f: (dir: string) => Promise<void>): () => Promise<void> {
   };
 }
 
+// The integer forms follow this CPU's kernels (cpuInt8.ts): ask it before building any.
+before(() => probeU8S8Saturation());
 test(
   'measured ort-cpu: INT8 already faster than FP32 -> one timing, the file and the rewrite unchanged, no note',
   withDir(async (dir) => {

@@ -28,6 +28,7 @@ import {
   intAttr,
 } from './model';
 import { quantizePerColumn, transpose2d } from './quantMath';
+import { integerWeightMax } from './cpuInt8';
 
 export type DynamicForm = 'fused' | 'integer';
 
@@ -37,7 +38,12 @@ export interface DynamicResult {
   form: DynamicForm;
 }
 
-export function quantizeDynamic(model: Model, form: DynamicForm = 'integer'): DynamicResult {
+/** `weightMax`: 127, or 64 where this CPU's u8 x s8 kernels saturate (cpuInt8.ts; probed before by the caller). */
+export function quantizeDynamic(
+  model: Model,
+  form: DynamicForm = 'integer',
+  weightMax = integerWeightMax(),
+): DynamicResult {
   const g = model.graph;
   const idx = indexGraph(g);
   const names = new NameAllocator(g);
@@ -96,7 +102,7 @@ export function quantizeDynamic(model: Model, form: DynamicForm = 'integer'): Dy
         for (let j = 0; j < n; j++) bias[j] = beta * (c.length === 1 ? c[0] : c[j]);
       }
     }
-    const { q, scales } = quantizePerColumn(w, k, n);
+    const { q, scales } = quantizePerColumn(w, k, n, weightMax);
     if (alpha !== 1) for (let j = 0; j < n; j++) scales[j] *= alpha;
     const base = (node.name || node.output[0]).replace(/^\//, '').replace(/\//g, '_');
     const wq = names.fresh(`${base}_W_int8`);

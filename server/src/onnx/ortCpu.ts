@@ -17,6 +17,7 @@
 //     runs in float (ortCpuConvCost.ts, with the measured table);
 //  5. a Conv whose input channels keep it off ORT's symmetric integer kernel (a 1- or 3-channel image) gets zero
 //     channels up to a multiple of 4 (ortCpuConvPad.ts).
+import { u8s8Saturates } from './cpuInt8';
 import {
   Model,
   Node,
@@ -47,6 +48,7 @@ import {
 } from './model';
 import { rewriteLinearsForOrtCpu, OrtCpuLinearResult, OrtCpuLinearOptions } from './ortCpuLinear';
 import { padConvInputChannels, ConvPadResult } from './ortCpuConvPad';
+import { narrowIntegerWeights } from './ortCpuNarrowWeights';
 import { keepCheapConvsFloat } from './ortCpuConvCost';
 
 /** Ranges the backend calibrated for the rewrite (export's result). */
@@ -158,6 +160,8 @@ export function optimizeForOrtCpu(
   // 5. Last: it pads the input of the Q -> DQ pair each Conv ends up with.
   // Pad takes its pads as an input from opset 11 (the exporter writes 13 or later).
   if (opsetVersion(model) >= 11) result.convInputsPadded = padConvInputChannels(g, names);
+  // 6. Where this CPU's u8 x s8 kernels saturate, the integer weights in 7 bits (cpuInt8.ts).
+  if (u8s8Saturates()) narrowIntegerWeights(g, names);
   if (ortCpuRewriteChanged(result)) {
     removeUnused(g);
     topoSort(g);

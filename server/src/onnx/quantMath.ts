@@ -13,9 +13,15 @@ export function saturate(v: number, lo: number, hi: number): number {
 
 /**
  * Symmetric per-column INT8 quantization of a row-major [K, N] matrix: one scale per output column,
- * zero point 0, range [-127, 127] (the symmetric range keeps u8 x s8 products within the VNNI accumulators).
+ * zero point 0, range [-max, max]: 127 keeps u8 x s8 products within the VNNI accumulators, 64 within the int16
+ * pair sums of CPUs without VNNI (cpuInt8.ts).
  */
-export function quantizePerColumn(w: Float32Array, k: number, n: number): { q: Int8Array; scales: Float32Array } {
+export function quantizePerColumn(
+  w: Float32Array,
+  k: number,
+  n: number,
+  max = 127,
+): { q: Int8Array; scales: Float32Array } {
   const scales = new Float32Array(n);
   for (let i = 0; i < k; i++) {
     for (let j = 0; j < n; j++) {
@@ -23,10 +29,10 @@ export function quantizePerColumn(w: Float32Array, k: number, n: number): { q: I
       if (a > scales[j]) scales[j] = a;
     }
   }
-  for (let j = 0; j < n; j++) scales[j] = scales[j] > 0 ? scales[j] / 127 : 1;
+  for (let j = 0; j < n; j++) scales[j] = scales[j] > 0 ? scales[j] / max : 1;
   const q = new Int8Array(k * n);
   for (let i = 0; i < k; i++) {
-    for (let j = 0; j < n; j++) q[i * n + j] = saturate(roundHalfEven(w[i * n + j] / scales[j]), -127, 127);
+    for (let j = 0; j < n; j++) q[i * n + j] = saturate(roundHalfEven(w[i * n + j] / scales[j]), -max, max);
   }
   return { q, scales };
 }

@@ -28,6 +28,7 @@ import { graphHazards, hazardNotes, type GraphHazard } from '../onnx/deploymentH
 import { foldWeights } from '../onnx/foldWeights';
 import { typeForTensorrt, PrecisionReport } from '../onnx/tensorrtExport';
 import { quantizeDynamic } from '../onnx/dynamic';
+import { probeU8S8Saturation, SATURATION_NOTE } from '../onnx/cpuInt8';
 import { qdqStats, QuantizerInfo, QdqStats } from '../onnx/qdqStats';
 import { trtCheck } from '../onnx/trtCheck';
 import { optimizeForOrtCpu, ortCpuRewriteChanged, OrtCpuResult } from '../onnx/ortCpu';
@@ -588,6 +589,8 @@ async function exportAndVerify(
   wantVerify: boolean,
 ): Promise<void> {
   const { opts, cfg, backend, cancel, onProgress } = run;
+  // Before any integer form is built: their weight range and activation sign depend on this CPU's kernels.
+  if (await probeU8S8Saturation()) run.notes.push(SATURATION_NOTE);
   const exp = await backend.export(
     {
       out_dir: run.workDir,
