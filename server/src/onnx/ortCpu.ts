@@ -16,7 +16,9 @@
 //  0b. a grouped Conv doing too few multiply-adds per output value for ORT's integer kernel to pay (depthwise)
 //     runs in float (ortCpuConvCost.ts, with the measured table);
 //  5. a Conv whose input channels keep it off ORT's symmetric integer kernel (a 1- or 3-channel image) gets zero
-//     channels up to a multiple of 4 (ortCpuConvPad.ts).
+//     channels up to a multiple of 4 (ortCpuConvPad.ts);
+//  6. where this CPU's u8 x s8 kernels saturate (no VNNI), the integer weights narrowed to 7 bits
+//     (ortCpuNarrowWeights.ts, cpuInt8.ts).
 import { u8s8Saturates } from './cpuInt8';
 import {
   Model,

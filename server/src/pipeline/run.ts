@@ -589,7 +589,7 @@ async function exportAndVerify(
   wantVerify: boolean,
 ): Promise<void> {
   const { opts, cfg, backend, cancel, onProgress } = run;
-  // Before any integer form is built: their weight range and activation sign depend on this CPU's kernels.
+  // Before any integer form is built: their weight range depends on this CPU's kernels.
   if (await probeU8S8Saturation()) run.notes.push(SATURATION_NOTE);
   const exp = await backend.export(
     {
